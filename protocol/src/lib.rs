@@ -1,0 +1,300 @@
+//! Wattlas wire types: the JSON that collectors, scheduler hooks and browsers exchange with the server.
+//!
+//! This crate owns the shape of every request and response body and the API paths. It owns no I/O: no
+//! tokio, axum, sqlx or reqwest here, so the collector and the server agree on types without sharing
+//! runtime code. Units are in the field names (`power_w`, `energy_mj`); times are RFC 3339 in UTC.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// API paths, relative to the server's base URL.
+pub mod paths {
+    /// GPU sample batches from a node's collector (bearer token of the node, or admin).
+    pub const INGEST_GPU: &str = "/api/v1/ingest/gpu";
+    /// Jobs: create (POST) and list (GET).
+    pub const JOBS: &str = "/api/v1/jobs";
+    /// Sites: create (POST) and list (GET).
+    pub const SITES: &str = "/api/v1/sites";
+    /// Nodes: create (POST, returns a token once) and list (GET).
+    pub const NODES: &str = "/api/v1/nodes";
+
+    /// `GET /api/v1/jobs/{id}`.
+    pub fn job(id: &str) -> String {
+        format!("/api/v1/jobs/{}", encode_segment(id))
+    }
+
+    /// `POST /api/v1/jobs/{id}/end`.
+    pub fn job_end(id: &str) -> String {
+        format!("/api/v1/jobs/{}/end", encode_segment(id))
+    }
+
+    /// Percent-encodes one path segment (job ids are scheduler ids such as `1234_5` or `array[3]`).
+    pub fn encode_segment(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+}
+
+/// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
+pub const MAX_GPU_POWER_W: f64 = 2000.0;
+
+/// Identity of one GPU of a node, sent with every batch so the server learns new or swapped GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuIdentity {
+    /// NVML index on the node (what `CUDA_VISIBLE_DEVICES` and Slurm's GPU ids refer to).
+    pub index: u32,
+    /// NVML UUID, e.g. `GPU-5c1b...`.
+    pub uuid: String,
+    /// Model name as NVML reports it, e.g. `NVIDIA A100-SXM4-40GB`.
+    pub model: String,
+    /// The board's default power limit in watts, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_power_limit_w: Option<f64>,
+}
+
+/// One 100 ms reading of one GPU. A field the GPU cannot report is absent, never zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuSample {
+    /// When the reading was taken.
+    pub time: DateTime<Utc>,
+    /// NVML index of the GPU on the node.
+    pub gpu: u32,
+    /// Power draw in watts.
+    pub power_w: f64,
+    /// NVML total energy counter in millijoules since the driver loaded (Volta and newer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_mj: Option<u64>,
+    /// Enforced power limit in watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_limit_w: Option<f64>,
+    /// GPU utilisation in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub util_pct: Option<f64>,
+    /// Memory used in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_used_mib: Option<f64>,
+    /// GPU temperature in degrees Celsius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_c: Option<f64>,
+    /// SM clock in MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<f64>,
+}
+
+/// A batch of samples from one node, `POST /api/v1/ingest/gpu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuBatch {
+    /// Node name. Optional with a node token (the token names the node); required with the admin token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The node's GPUs (at least those the samples mention, unless the server already knows them).
+    #[serde(default)]
+    pub gpus: Vec<GpuIdentity>,
+    /// The readings, in any order.
+    pub samples: Vec<GpuSample>,
+    /// The collector's running total of samples it had to drop (spool full), so losses are visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_samples_total: Option<u64>,
+}
+
+/// Answer to an accepted batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestResult {
+    /// Samples stored now.
+    pub stored: u64,
+    /// Samples the server already had (a retry or a re-import): not stored again.
+    pub duplicates: u64,
+}
+
+/// One node's part of a job: which of its GPUs the job holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Node name.
+    pub node: String,
+    /// NVML indices of the GPUs allocated on that node.
+    pub gpus: Vec<u32>,
+}
+
+/// `POST /api/v1/jobs`. Posting the same id again adds allocations (each node's prolog registers its part).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The scheduler's job id.
+    pub id: String,
+    /// The user who owns the job.
+    pub user: String,
+    /// The job's name.
+    #[serde(default)]
+    pub name: String,
+    /// Site name. Optional with a node token (the node's site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Start time.
+    pub start: DateTime<Utc>,
+    /// End time, when already known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    /// Free key/value tags such as `workload=bert-mlm`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Allocated GPUs per node.
+    #[serde(default)]
+    pub allocations: Vec<Allocation>,
+}
+
+/// `POST /api/v1/jobs/{id}/end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEnd {
+    /// End time.
+    pub end: DateTime<Utc>,
+}
+
+/// How a job's energy was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyMethod {
+    /// NVML energy counter deltas throughout.
+    Counter,
+    /// Power integrated by trapezoids throughout.
+    Integrated,
+    /// Counter where the samples carried it, integrated power elsewhere.
+    Mixed,
+    /// No samples at all.
+    None,
+}
+
+/// A job with its measured energy, `GET /api/v1/jobs/{id}` and items of `GET /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Scheduler job id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// Name.
+    pub name: String,
+    /// Site name.
+    pub site: String,
+    /// Start time.
+    pub start: DateTime<Utc>,
+    /// End time; absent while the job runs.
+    pub end: Option<DateTime<Utc>>,
+    /// Whether the job is still running.
+    pub running: bool,
+    /// Seconds from start to end (to now while running).
+    pub duration_s: f64,
+    /// Number of allocated GPUs.
+    pub gpu_count: u32,
+    /// Allocated GPUs per node.
+    pub allocations: Vec<Allocation>,
+    /// Energy of the allocated GPUs over the job (so far, while running), kWh.
+    pub it_energy_kwh: f64,
+    /// Mean power of all allocated GPUs together over the covered time, W.
+    pub avg_power_w: f64,
+    /// The enforced power limit most of the job's samples report, W.
+    pub power_cap_w: Option<f64>,
+    /// Covered GPU-seconds / (allocated GPUs x duration), 0..1.
+    pub coverage: f64,
+    /// How the energy was obtained.
+    pub energy_method: EnergyMethod,
+    /// Number of samples behind the numbers.
+    pub samples: u64,
+    /// Free key/value tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/jobs` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    /// Jobs matching the filters, newest start first.
+    pub jobs: Vec<JobView>,
+    /// Number of jobs matching the filters (all pages).
+    pub total: u64,
+}
+
+/// `POST /api/v1/sites`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSite {
+    /// Unique site name.
+    pub name: String,
+    /// IANA time zone, e.g. `America/New_York`.
+    pub timezone: String,
+}
+
+/// A site as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteView {
+    /// Unique site name.
+    pub name: String,
+    /// IANA time zone.
+    pub timezone: String,
+}
+
+/// `POST /api/v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewNode {
+    /// Unique node name (the host name).
+    pub name: String,
+    /// Site the node is in.
+    pub site: String,
+}
+
+/// Answer to `POST /api/v1/nodes`: the node's bearer token, shown this once (the server keeps a hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeToken {
+    /// Node name.
+    pub name: String,
+    /// Bearer token for the node's collector.
+    pub token: String,
+}
+
+/// A node as listed, with what its collector reported last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// Site name.
+    pub site: String,
+    /// GPUs the node reported.
+    pub gpus: Vec<GpuIdentity>,
+    /// Time of the last accepted batch.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Samples the collector reported as dropped (spool full), running total.
+    pub dropped_samples_total: u64,
+}
+
+/// Every error body under `/api`: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, naming the field where one is at fault.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fields_stay_missing() {
+        let s: GpuSample =
+            serde_json::from_str(r#"{"time":"2026-01-01T00:00:00Z","gpu":1,"power_w":123.5}"#)
+                .expect("parses");
+        assert_eq!(s.energy_mj, None);
+        assert_eq!(s.util_pct, None);
+        let back = serde_json::to_string(&s).expect("serialises");
+        assert!(!back.contains("energy_mj"), "{back}");
+    }
+
+    #[test]
+    fn job_ids_are_encoded_as_one_segment() {
+        assert_eq!(paths::job("12_3"), "/api/v1/jobs/12_3");
+        assert_eq!(paths::job("a/b c"), "/api/v1/jobs/a%2Fb%20c");
+    }
+}

@@ -1,0 +1,1 @@
+//! Test-only crate: end-to-end tests live in tests/.
