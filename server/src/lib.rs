@@ -1,1 +1,21 @@
+//! Wattlas server: ingest of GPU samples, per-job energy on TimescaleDB, the JSON API and pages.
+//!
+//! Layers at the top (`routes`, `db`, `charts`, `analytics`), features inside each with matching names.
+//! `startup::run` serves a bound listener until a shutdown future resolves, so tests run the real server
+//! on port 0.
 
+pub mod analytics;
+pub mod auth;
+pub mod charts;
+pub mod codec;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod maintenance;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+/// The embedded migrations, run at start-up and by `wattlas-server migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,1 +1,82 @@
-fn main() {}
+//! `wattlas-server`: serve (default) or migrate.
+
+use anyhow::Context;
+use clap::Parser;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use wattlas_server::config::{Cli, Command};
+use wattlas_server::state::AppState;
+use wattlas_server::{startup, MIGRATOR};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let url = cli
+        .database_url
+        .context("DATABASE_URL is not set (scripts/db up prints one)")?;
+    let db =
+        startup::connect_lazy(&cli.config, url.expose_secret()).context("invalid DATABASE_URL")?;
+    // Migrations at start-up, retried while the database comes up (docker-compose starts both at once).
+    let mut attempt = 0;
+    loop {
+        match MIGRATOR.run(&db).await {
+            Ok(()) => break,
+            Err(e)
+                if attempt < 30
+                    && matches!(
+                        e,
+                        sqlx::migrate::MigrateError::Execute(
+                            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut
+                        )
+                    ) =>
+            {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "database not reachable yet");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e).context("running migrations"),
+        }
+    }
+    if matches!(cli.command, Some(Command::Migrate)) {
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    let listener = TcpListener::bind(cli.config.bind)
+        .await
+        .with_context(|| format!("binding {}", cli.config.bind))?;
+    tracing::info!(address = %listener.local_addr()?, "wattlas-server listening");
+    let state = AppState::new(db, cli.config);
+    startup::run(listener, state, shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,284 @@
+//! Configuration of `wattlas-collector run`: flags, `WATTLAS_*` environment variables, or a TOML file.
+//! A flag or variable wins over the file; the file wins over the defaults.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Where samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Real GPUs through NVML.
+    Nvml,
+    /// Simulated GPUs that follow their power cap as the first paper's Figures 1-3 show.
+    Simulated,
+}
+
+/// Flags of `run`; every one may also come from the TOML file given by `--config`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunArgs {
+    /// TOML file with any of these settings (snake_case keys).
+    #[arg(long, env = "WATTLAS_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Server base URL, e.g. http://wattlas:8080.
+    #[arg(long, env = "WATTLAS_SERVER")]
+    pub server: Option<String>,
+    /// The node's bearer token.
+    #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long, env = "WATTLAS_NODE")]
+    pub node: Option<String>,
+    /// Sample source.
+    #[arg(long, env = "WATTLAS_SOURCE", value_enum)]
+    pub source: Option<SourceKind>,
+    /// Sampling interval in ms (default 100).
+    #[arg(long, env = "WATTLAS_INTERVAL_MS")]
+    pub interval_ms: Option<u64>,
+    /// Batch interval in ms (default 1000).
+    #[arg(long, env = "WATTLAS_BATCH_MS")]
+    pub batch_ms: Option<u64>,
+    /// Spool directory (default /var/spool/wattlas, or .wattlas/spool when not root).
+    #[arg(long, env = "WATTLAS_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool bound in bytes (default 512 MiB); the oldest batches are dropped, and counted, beyond it.
+    #[arg(long, env = "WATTLAS_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// Simulated source: number of GPUs (default 4).
+    #[arg(long, env = "WATTLAS_SIM_GPUS")]
+    pub sim_gpus: Option<u32>,
+    /// Simulated source: GPU model (V100, A100, T4, K80, H100; default V100).
+    #[arg(long, env = "WATTLAS_SIM_MODEL")]
+    pub sim_model: Option<String>,
+    /// Simulated source: random seed (default 1).
+    #[arg(long, env = "WATTLAS_SIM_SEED")]
+    pub sim_seed: Option<u64>,
+    /// Simulated source: run the paper's power-cap experiment: jobs at these caps in W, e.g. 100,150,200,250.
+    #[arg(long, env = "WATTLAS_SIM_CAPS", value_delimiter = ',')]
+    pub sim_caps: Option<Vec<f64>>,
+    /// Simulated source: GPUs per experiment job (default 2).
+    #[arg(long, env = "WATTLAS_SIM_GPUS_PER_JOB")]
+    pub sim_gpus_per_job: Option<u32>,
+    /// Simulated source: seconds one experiment job takes at the default cap (default 600).
+    #[arg(long, env = "WATTLAS_SIM_JOB_SECONDS")]
+    pub sim_job_seconds: Option<f64>,
+    /// Simulated source: jobs each GPU group runs before idling for good (default: no end).
+    #[arg(long, env = "WATTLAS_SIM_JOBS")]
+    pub sim_jobs: Option<u32>,
+    /// Simulated source: user that owns the experiment jobs (default alice).
+    #[arg(long, env = "WATTLAS_SIM_USER")]
+    pub sim_user: Option<String>,
+    /// Simulated source: write what was emitted (samples, energy per job) to this JSON file.
+    #[arg(long, env = "WATTLAS_SIM_LEDGER")]
+    pub sim_ledger: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until stopped).
+    #[arg(long, env = "WATTLAS_RUN_SECONDS")]
+    pub run_seconds: Option<f64>,
+}
+
+/// Problems with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML file is malformed.
+    #[error("{path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause (names line and key).
+        source: toml::de::Error,
+    },
+    /// A required setting is missing.
+    #[error("{0} is required (flag, WATTLAS_* variable or config file)")]
+    Missing(&'static str),
+    /// A setting has an impossible value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The resolved settings of `run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Server base URL.
+    pub server: String,
+    /// Bearer token.
+    pub token: String,
+    /// Node name.
+    pub node: String,
+    /// Source.
+    pub source: SourceKind,
+    /// Sampling interval.
+    pub interval_ms: u64,
+    /// Batch interval.
+    pub batch_ms: u64,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
+    /// Spool bound.
+    pub spool_max_bytes: u64,
+    /// Simulated source settings.
+    pub sim: crate::source::simulated::SimConfig,
+    /// Where to write the simulator's ledger.
+    pub sim_ledger: Option<PathBuf>,
+    /// Stop after this long.
+    pub run_seconds: Option<f64>,
+}
+
+impl RunArgs {
+    /// Flags over file over defaults.
+    pub fn resolve(self) -> Result<RunConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => RunArgs::default(),
+        };
+        let a = self.overlay(file);
+        let node = a
+            .node
+            .or_else(hostname)
+            .ok_or(ConfigError::Missing("node"))?;
+        let interval_ms = a.interval_ms.unwrap_or(100);
+        if !(10..=60_000).contains(&interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "interval_ms: {interval_ms} is outside 10..60000"
+            )));
+        }
+        let batch_ms = a.batch_ms.unwrap_or(1000).max(interval_ms);
+        let model = a.sim_model.unwrap_or_else(|| "V100".into());
+        let sim = crate::source::simulated::SimConfig {
+            node: node.clone(),
+            gpus: a.sim_gpus.unwrap_or(4),
+            model: crate::source::simulated::GpuModel::named(&model).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "sim_model: unknown model '{model}' (V100, A100, T4, K80, H100)"
+                ))
+            })?,
+            seed: a.sim_seed.unwrap_or(1),
+            caps: a.sim_caps.unwrap_or_default(),
+            gpus_per_job: a.sim_gpus_per_job.unwrap_or(2).max(1),
+            job_seconds: a.sim_job_seconds.unwrap_or(600.0),
+            jobs_per_group: a.sim_jobs,
+            user: a.sim_user.unwrap_or_else(|| "alice".into()),
+        };
+        Ok(RunConfig {
+            server: a
+                .server
+                .ok_or(ConfigError::Missing("server"))?
+                .trim_end_matches('/')
+                .to_owned(),
+            token: a.token.ok_or(ConfigError::Missing("token"))?,
+            node,
+            source: a.source.unwrap_or(SourceKind::Nvml),
+            interval_ms,
+            batch_ms,
+            spool_dir: a.spool_dir.unwrap_or_else(default_spool_dir),
+            spool_max_bytes: a.spool_max_bytes.unwrap_or(512 * 1024 * 1024),
+            sim,
+            sim_ledger: a.sim_ledger,
+            run_seconds: a.run_seconds,
+        })
+    }
+
+    fn overlay(self, file: RunArgs) -> RunArgs {
+        RunArgs {
+            config: self.config,
+            server: self.server.or(file.server),
+            token: self.token.or(file.token),
+            node: self.node.or(file.node),
+            source: self.source.or(file.source),
+            interval_ms: self.interval_ms.or(file.interval_ms),
+            batch_ms: self.batch_ms.or(file.batch_ms),
+            spool_dir: self.spool_dir.or(file.spool_dir),
+            spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
+            sim_gpus: self.sim_gpus.or(file.sim_gpus),
+            sim_model: self.sim_model.or(file.sim_model),
+            sim_seed: self.sim_seed.or(file.sim_seed),
+            sim_caps: self.sim_caps.or(file.sim_caps),
+            sim_gpus_per_job: self.sim_gpus_per_job.or(file.sim_gpus_per_job),
+            sim_job_seconds: self.sim_job_seconds.or(file.sim_job_seconds),
+            sim_jobs: self.sim_jobs.or(file.sim_jobs),
+            sim_user: self.sim_user.or(file.sim_user),
+            sim_ledger: self.sim_ledger.or(file.sim_ledger),
+            run_seconds: self.run_seconds.or(file.run_seconds),
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<RunArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The host name, as Slurm knows the node.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+fn default_spool_dir() -> PathBuf {
+    let system = PathBuf::from("/var/spool/wattlas");
+    if std::fs::create_dir_all(&system).is_ok() {
+        system
+    } else {
+        PathBuf::from(".wattlas/spool")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "server = \"http://file:1\"\ntoken = \"t\"\nnode = \"n1\"\nsource = \"simulated\"\nsim_gpus = 8\n")
+            .expect("write");
+        let args = RunArgs {
+            config: Some(path),
+            server: Some("http://flag:2/".into()),
+            ..RunArgs::default()
+        };
+        let c = args.resolve().expect("resolves");
+        assert_eq!(c.server, "http://flag:2");
+        assert_eq!(c.sim.gpus, 8);
+        assert_eq!(c.source, SourceKind::Simulated);
+        assert_eq!(c.interval_ms, 100);
+    }
+
+    #[test]
+    fn a_bad_file_names_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "server = \"x\"\nsim_gpus = \"eight\"\n").expect("write");
+        let err = RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        }
+        .resolve()
+        .expect_err("fails");
+        let text = err.to_string();
+        assert!(
+            text.contains("sim_gpus") && text.contains("line 2"),
+            "{text}"
+        );
+    }
+}

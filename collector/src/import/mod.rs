@@ -1,0 +1,3 @@
+//! Importers of existing logs.
+
+pub mod nvidia_smi;

@@ -1,0 +1,304 @@
+//! `wattlas-collector run`: the sampling thread, the batcher and the uplink, until stopped.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, Notify};
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobEnd};
+
+use crate::config::RunConfig;
+use crate::source::{Event, Poll, Source};
+use crate::spool::{read_entry, Entry, Spool, SpoolError};
+use crate::uplink::{Delivery, Uplink};
+
+/// Polls buffered between the sampling thread and the batcher (a minute at 100 ms).
+const CHANNEL_POLLS: usize = 600;
+
+/// Counters of a run, for logs and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Samples read from the source.
+    pub sampled: AtomicU64,
+    /// Samples delivered (server committed).
+    pub delivered: AtomicU64,
+    /// Samples refused by the server for good.
+    pub rejected: AtomicU64,
+    /// GPU reads that failed.
+    pub source_errors: AtomicU64,
+}
+
+/// Runs the pipeline until `shutdown` resolves (or `run_seconds` pass), then flushes to the spool and
+/// gives the uplink a moment to deliver. What is left stays in the spool for the next start.
+pub async fn run(
+    config: RunConfig,
+    source: Box<dyn Source>,
+    ledger: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<Stats>, SpoolError> {
+    let spool = Arc::new(Mutex::new(Spool::open(
+        &config.spool_dir,
+        config.spool_max_bytes,
+    )?));
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let identities = source.identities();
+    let (tx, rx) = mpsc::channel::<Poll>(CHANNEL_POLLS);
+
+    let sampler = {
+        let stop = stop.clone();
+        let stats = stats.clone();
+        let spool = spool.clone();
+        let interval = Duration::from_millis(config.interval_ms);
+        std::thread::Builder::new()
+            .name("wattlas-sampler".into())
+            .spawn(move || sample_loop(source, interval, tx, stop, stats, spool, ledger))
+            .map_err(|e| SpoolError::Io {
+                path: config.spool_dir.clone(),
+                source: e,
+            })?
+    };
+
+    let batcher = tokio::spawn(batch_loop(
+        rx,
+        spool.clone(),
+        identities,
+        config.batch_ms,
+        wake.clone(),
+    ));
+    let uplink = Uplink::new(&config.server, &config.token).map_err(|e| SpoolError::Corrupt {
+        path: config.spool_dir.clone(),
+        reason: e.to_string(),
+    })?;
+    let delivering = Arc::new(AtomicBool::new(true));
+    let uplink_task = tokio::spawn(uplink_loop(
+        uplink,
+        spool.clone(),
+        stats.clone(),
+        wake.clone(),
+        delivering.clone(),
+    ));
+
+    let limit = async {
+        match config.run_seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = shutdown => {},
+        () = limit => {},
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    // The sampler dropped its sender: the batcher flushes what it holds and ends.
+    if let Ok(Err(e)) = batcher.await {
+        tracing::error!(error = %e, "spool write failed at shutdown");
+    }
+    // Give the uplink a short while to empty the spool; the rest waits for the next start.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && spool.lock().map(|s| !s.is_empty()).unwrap_or(false) {
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    delivering.store(false, Ordering::SeqCst);
+    wake.notify_one();
+    let _ = uplink_task.await;
+    let left = spool.lock().map(|s| s.len()).unwrap_or(0);
+    tracing::info!(
+        sampled = stats.sampled.load(Ordering::Relaxed),
+        delivered = stats.delivered.load(Ordering::Relaxed),
+        spooled_entries = left,
+        "collector stopped"
+    );
+    Ok(stats)
+}
+
+fn sample_loop(
+    mut source: Box<dyn Source>,
+    interval: Duration,
+    tx: mpsc::Sender<Poll>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    spool: Arc<Mutex<Spool>>,
+    ledger: Option<PathBuf>,
+) {
+    let start = Instant::now();
+    let mut tick: u32 = 0;
+    let mut last_ledger = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        // Absolute ticks: a slow poll does not shift every later one.
+        let due = start + interval * tick;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        tick = tick.wrapping_add(1);
+        let poll = source.poll(Utc::now());
+        let n = poll.samples.len() as u64;
+        stats.sampled.fetch_add(n, Ordering::Relaxed);
+        stats
+            .source_errors
+            .fetch_add(poll.errors, Ordering::Relaxed);
+        if let Err(mpsc::error::TrySendError::Full(p)) = tx.try_send(poll) {
+            // The batcher is stuck (disk?): count the loss rather than block sampling.
+            if let Ok(mut s) = spool.lock() {
+                let _ = s.add_dropped(p.samples.len() as u64);
+            }
+        }
+        if let Some(path) = &ledger {
+            if last_ledger.elapsed() >= Duration::from_millis(500) {
+                write_ledger(path, source.ledger_json());
+                last_ledger = Instant::now();
+            }
+        }
+    }
+    if let Some(path) = &ledger {
+        write_ledger(path, source.ledger_json());
+    }
+}
+
+fn write_ledger(path: &PathBuf, json: Option<String>) {
+    if let Some(json) = json {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::warn!(path = %path.display(), "cannot write the simulator ledger");
+        }
+    }
+}
+
+async fn batch_loop(
+    mut rx: mpsc::Receiver<Poll>,
+    spool: Arc<Mutex<Spool>>,
+    identities: Vec<GpuIdentity>,
+    batch_ms: u64,
+    wake: Arc<Notify>,
+) -> Result<(), SpoolError> {
+    let mut pending: Vec<GpuSample> = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(batch_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let flush = |pending: &mut Vec<GpuSample>| -> Result<(), SpoolError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let batch = GpuBatch {
+            node: None,
+            gpus: identities.clone(),
+            samples: std::mem::take(pending),
+            dropped_samples_total: None,
+        };
+        let mut s = spool.lock().map_err(|_| poisoned())?;
+        let dropped = s.push(&Entry::Gpu(batch))?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                total = s.dropped_samples(),
+                "spool full: dropped the oldest samples"
+            );
+        }
+        wake.notify_one();
+        Ok(())
+    };
+    loop {
+        tokio::select! {
+            poll = rx.recv() => match poll {
+                Some(poll) => {
+                    pending.extend(poll.samples);
+                    if !poll.events.is_empty() {
+                        // Keep order: the samples before an event are spooled before it.
+                        flush(&mut pending)?;
+                        let mut s = spool.lock().map_err(|_| poisoned())?;
+                        for event in poll.events {
+                            let entry = match event {
+                                Event::JobStart(job) => Entry::JobStart(job),
+                                Event::JobEnd { id, end } => Entry::JobEnd { id, body: JobEnd { end } },
+                            };
+                            s.push(&entry)?;
+                        }
+                        wake.notify_one();
+                    }
+                }
+                None => return flush(&mut pending),
+            },
+            _ = ticker.tick() => flush(&mut pending)?,
+        }
+    }
+}
+
+fn poisoned() -> SpoolError {
+    SpoolError::Corrupt {
+        path: PathBuf::from("<spool>"),
+        reason: "lock poisoned".into(),
+    }
+}
+
+async fn uplink_loop(
+    uplink: Uplink,
+    spool: Arc<Mutex<Spool>>,
+    stats: Arc<Stats>,
+    wake: Arc<Notify>,
+    delivering: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    while delivering.load(Ordering::SeqCst) {
+        let (item, dropped_total) = match spool.lock() {
+            Ok(s) => (s.front().cloned(), s.dropped_samples()),
+            Err(_) => return,
+        };
+        let Some(item) = item else {
+            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+            continue;
+        };
+        let entry = match read_entry(&item.path) {
+            Ok(Entry::Gpu(mut batch)) => {
+                batch.dropped_samples_total = Some(dropped_total);
+                Entry::Gpu(batch)
+            }
+            Ok(other) => other,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable spool entry set aside");
+                if let Ok(mut s) = spool.lock() {
+                    let _ = s.reject(item.seq);
+                }
+                continue;
+            }
+        };
+        match uplink.send(&entry).await {
+            Delivery::Done => {
+                stats
+                    .delivered
+                    .fetch_add(entry.samples(), Ordering::Relaxed);
+                if let Ok(mut s) = spool.lock() {
+                    if let Err(e) = s.remove(item.seq) {
+                        tracing::error!(error = %e, "cannot remove a delivered spool entry");
+                    }
+                }
+                backoff = Duration::from_millis(250);
+            }
+            Delivery::Rejected(why) => {
+                stats.rejected.fetch_add(entry.samples(), Ordering::Relaxed);
+                tracing::error!(error = %why, file = %item.path.display(), "server refused a spool entry; kept in rejected/");
+                if let Ok(mut s) = spool.lock() {
+                    let _ = s.reject(item.seq);
+                }
+            }
+            Delivery::Retry(why) => {
+                tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "server unreachable; spooling");
+                let _ = tokio::time::timeout(backoff, async {
+                    while delivering.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                })
+                .await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

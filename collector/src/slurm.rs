@@ -1,0 +1,122 @@
+//! `wattlas-collector job start|end`: registration of Slurm jobs from prolog and epilog.
+//!
+//! Reads `SLURM_JOB_ID`, `SLURM_JOB_USER`, `SLURM_JOB_NAME`, and the GPUs from `SLURM_JOB_GPUS` or
+//! `CUDA_VISIBLE_DEVICES`. Each node of a job registers its own GPUs; the server merges them.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use wattlas_protocol::{paths, Allocation, JobEnd, NewJob};
+
+use crate::uplink::{Delivery, Uplink};
+
+/// Parses a GPU list as Slurm or CUDA write it: `0,1,3` or `0-3` or `0-1,4`.
+pub fn parse_gpus(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (
+                    a.parse().map_err(|_| format!("bad GPU range '{part}'"))?,
+                    b.parse().map_err(|_| format!("bad GPU range '{part}'"))?,
+                );
+                if b < a || b - a > 1024 {
+                    return Err(format!("bad GPU range '{part}'"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| {
+                format!("'{part}' is not a GPU index (UUIDs are not supported here)")
+            })?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The job the environment describes, for `node`.
+pub fn job_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    node: &str,
+    tags: BTreeMap<String, String>,
+) -> Result<NewJob, String> {
+    let id = env("SLURM_JOB_ID").ok_or("SLURM_JOB_ID is not set")?;
+    let user = env("SLURM_JOB_USER")
+        .or_else(|| env("USER"))
+        .ok_or("SLURM_JOB_USER is not set")?;
+    let gpus = match env("SLURM_JOB_GPUS").or_else(|| env("CUDA_VISIBLE_DEVICES")) {
+        Some(list) => parse_gpus(&list)?,
+        None => Vec::new(),
+    };
+    Ok(NewJob {
+        id,
+        user,
+        name: env("SLURM_JOB_NAME").unwrap_or_default(),
+        site: None,
+        start: Utc::now(),
+        end: None,
+        tags,
+        allocations: if gpus.is_empty() {
+            vec![]
+        } else {
+            vec![Allocation {
+                node: node.to_owned(),
+                gpus,
+            }]
+        },
+    })
+}
+
+/// Registers the job's start.
+pub async fn start(uplink: &Uplink, job: &NewJob) -> Result<(), String> {
+    match uplink.post_json(paths::JOBS, job).await.0 {
+        Delivery::Done => Ok(()),
+        Delivery::Rejected(why) | Delivery::Retry(why) => Err(why),
+    }
+}
+
+/// Registers the job's end (now).
+pub async fn end(uplink: &Uplink, id: &str) -> Result<(), String> {
+    match uplink
+        .post_json(&paths::job_end(id), &JobEnd { end: Utc::now() })
+        .await
+        .0
+    {
+        Delivery::Done => Ok(()),
+        Delivery::Rejected(why) | Delivery::Retry(why) => Err(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_lists() {
+        assert_eq!(parse_gpus("0,1,3").expect("ok"), vec![0, 1, 3]);
+        assert_eq!(parse_gpus("0-2,5").expect("ok"), vec![0, 1, 2, 5]);
+        assert!(parse_gpus("GPU-abc").is_err());
+    }
+
+    #[test]
+    fn the_job_comes_from_the_environment() {
+        let env = |k: &str| match k {
+            "SLURM_JOB_ID" => Some("4242".to_owned()),
+            "SLURM_JOB_USER" => Some("bob".to_owned()),
+            "CUDA_VISIBLE_DEVICES" => Some("2,3".to_owned()),
+            _ => None,
+        };
+        let job = job_from_env(&env, "n7", BTreeMap::new()).expect("job");
+        assert_eq!(job.id, "4242");
+        assert_eq!(
+            job.allocations,
+            vec![Allocation {
+                node: "n7".into(),
+                gpus: vec![2, 3]
+            }]
+        );
+        let none = |_: &str| None;
+        assert!(job_from_env(&none, "n7", BTreeMap::new()).is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! Sample sources: real GPUs through NVML, or simulated ones. A source is polled from one dedicated
+//! thread; it never blocks the async runtime.
+
+pub mod nvml;
+pub mod simulated;
+
+use chrono::{DateTime, Utc};
+use wattlas_protocol::{GpuIdentity, GpuSample, NewJob};
+
+/// Something the source noticed besides samples: the simulator's experiment jobs starting and ending.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A job started on this node's GPUs.
+    JobStart(NewJob),
+    /// A job ended.
+    JobEnd {
+        /// Job id.
+        id: String,
+        /// End time.
+        end: DateTime<Utc>,
+    },
+}
+
+/// What one poll produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Poll {
+    /// One sample per GPU that answered.
+    pub samples: Vec<GpuSample>,
+    /// Events, in order.
+    pub events: Vec<Event>,
+    /// GPUs that failed to answer this poll (counted, not fatal).
+    pub errors: u64,
+}
+
+/// Errors a source can have.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// NVML could not be loaded or initialised (no driver, no GPU).
+    #[error("NVML unavailable: {0}")]
+    NvmlInit(String),
+    /// A query failed.
+    #[error("NVML query failed: {0}")]
+    Query(String),
+}
+
+/// A source of GPU samples.
+pub trait Source: Send {
+    /// The GPUs, as the server should know them.
+    fn identities(&self) -> Vec<GpuIdentity>;
+    /// Reads every GPU once, stamped `now`.
+    fn poll(&mut self, now: DateTime<Utc>) -> Poll;
+    /// What the source emitted, as JSON, where it keeps such a ledger (the simulator does).
+    fn ledger_json(&self) -> Option<String> {
+        None
+    }
+}

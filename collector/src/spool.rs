@@ -1,0 +1,371 @@
+//! The disk spool between the batcher and the uplink: one gzip'd JSON file per batch or job event,
+//! named by a sequence number so they replay in order. Bounded in bytes: when a new entry would not fit,
+//! the oldest sample batches are dropped, and the samples in them are added to a persistent counter that
+//! goes to the server with the next batch. Job events are never dropped for room (they are tiny).
+//!
+//! Files are written to a temporary name and renamed, so a crash leaves whole entries or none.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use wattlas_protocol::{GpuBatch, JobEnd, NewJob};
+
+/// One entry to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// Samples for `POST /api/v1/ingest/gpu`.
+    Gpu(GpuBatch),
+    /// A job for `POST /api/v1/jobs`.
+    JobStart(NewJob),
+    /// A job's end for `POST /api/v1/jobs/{id}/end`.
+    JobEnd {
+        /// Job id.
+        id: String,
+        /// Body.
+        body: JobEnd,
+    },
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Gpu(_) => "gpu",
+            Self::JobStart(_) => "job",
+            Self::JobEnd { .. } => "end",
+        }
+    }
+
+    /// Samples in the entry.
+    pub fn samples(&self) -> u64 {
+        match self {
+            Self::Gpu(b) => b.samples.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// A spool file, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Sequence number.
+    pub seq: u64,
+    /// File path.
+    pub path: PathBuf,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Whether it holds samples (and may be dropped for room).
+    pub droppable: bool,
+}
+
+/// Spool errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// File system trouble.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An entry that cannot be read back.
+    #[error("spool entry {path} is unreadable: {reason}")]
+    Corrupt {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The spool directory with its bound.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    items: VecDeque<Item>,
+    bytes: u64,
+    next_seq: u64,
+    dropped_samples: u64,
+}
+
+const DROPPED_FILE: &str = "dropped_samples";
+
+impl Spool {
+    /// Opens (creating) a spool directory and lists what an earlier run left to deliver.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut items = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.ends_with(".tmp") {
+                // A write cut short by a crash: never renamed, so never acknowledged to anyone.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Some((seq, kind)) = parse_name(&name) else {
+                continue;
+            };
+            let bytes = entry.metadata().map_err(io(&path))?.len();
+            items.push(Item {
+                seq,
+                path,
+                bytes,
+                droppable: kind == "gpu",
+            });
+        }
+        items.sort_by_key(|i| i.seq);
+        let next_seq = items.last().map_or(1, |i| i.seq + 1);
+        let bytes = items.iter().map(|i| i.bytes).sum();
+        let dropped_samples = std::fs::read_to_string(dir.join(DROPPED_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            items: items.into(),
+            bytes,
+            next_seq,
+            dropped_samples,
+        })
+    }
+
+    /// Appends an entry, dropping the oldest sample batches if it would not fit. Returns samples dropped.
+    pub fn push(&mut self, entry: &Entry) -> Result<u64, SpoolError> {
+        let json = serde_json::to_vec(entry).map_err(|e| SpoolError::Corrupt {
+            path: self.dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut gz = GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&json).map_err(io(&self.dir))?;
+        let data = gz.finish().map_err(io(&self.dir))?;
+        let size = data.len() as u64;
+
+        let mut dropped = 0;
+        while self.bytes + size > self.max_bytes {
+            let Some(pos) = self.items.iter().position(|i| i.droppable) else {
+                break;
+            };
+            let Some(victim) = self.items.remove(pos) else {
+                break;
+            };
+            dropped += read_entry(&victim.path).map(|e| e.samples()).unwrap_or(0);
+            std::fs::remove_file(&victim.path).map_err(io(&victim.path))?;
+            self.bytes -= victim.bytes;
+        }
+        if self.bytes + size > self.max_bytes && entry.samples() > 0 {
+            // Even an empty spool cannot hold it: the entry itself is the drop.
+            dropped += entry.samples();
+            self.add_dropped(dropped)?;
+            return Ok(dropped);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = self.dir.join(format!("{seq:016}-{}.json.gz", entry.kind()));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &data).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.items.push_back(Item {
+            seq,
+            path,
+            bytes: size,
+            droppable: entry.samples() > 0,
+        });
+        self.bytes += size;
+        if dropped > 0 {
+            self.add_dropped(dropped)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Counts samples lost before they reached the spool (or dropped for room), persistently.
+    pub fn add_dropped(&mut self, n: u64) -> Result<(), SpoolError> {
+        self.dropped_samples += n;
+        let path = self.dir.join(DROPPED_FILE);
+        let tmp = self.dir.join(format!("{DROPPED_FILE}.tmp"));
+        std::fs::write(&tmp, self.dropped_samples.to_string()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// The oldest entry, if any.
+    pub fn front(&self) -> Option<&Item> {
+        self.items.front()
+    }
+
+    /// Removes a delivered entry (no-op if already dropped for room).
+    pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
+            if let Some(item) = self.items.remove(pos) {
+                self.bytes -= item.bytes;
+                match std::fs::remove_file(&item.path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io(&item.path)(e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves an entry the server refused for good into `rejected/`, kept for inspection.
+    pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
+            if let Some(item) = self.items.remove(pos) {
+                self.bytes -= item.bytes;
+                let dir = self.dir.join("rejected");
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                let target = dir.join(item.path.file_name().unwrap_or_default());
+                std::fs::rename(&item.path, &target).map_err(io(&target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Samples dropped for room, running total across restarts.
+    pub fn dropped_samples(&self) -> u64 {
+        self.dropped_samples
+    }
+}
+
+fn parse_name(name: &str) -> Option<(u64, &str)> {
+    let stem = name.strip_suffix(".json.gz")?;
+    let (seq, kind) = stem.split_once('-')?;
+    Some((seq.parse().ok()?, kind))
+}
+
+/// Reads an entry back from its file.
+pub fn read_entry(path: &Path) -> Result<Entry, SpoolError> {
+    let data = std::fs::read(path).map_err(io(path))?;
+    let mut json = Vec::new();
+    GzDecoder::new(&data[..])
+        .read_to_end(&mut json)
+        .map_err(|e| SpoolError::Corrupt {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    serde_json::from_slice(&json).map_err(|e| SpoolError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use wattlas_protocol::GpuSample;
+
+    fn batch(n: usize) -> Entry {
+        let samples = (0..n)
+            .map(|i| GpuSample {
+                time: Utc::now(),
+                gpu: (i % 8) as u32,
+                power_w: 100.0 + i as f64,
+                energy_mj: Some(i as u64 * 1000),
+                power_limit_w: Some(250.0),
+                util_pct: None,
+                mem_used_mib: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+            })
+            .collect();
+        Entry::Gpu(GpuBatch {
+            node: None,
+            gpus: vec![],
+            samples,
+            dropped_samples_total: None,
+        })
+    }
+
+    #[test]
+    fn entries_survive_a_restart_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).expect("opens");
+            spool.push(&batch(10)).expect("push");
+            spool
+                .push(&Entry::JobEnd {
+                    id: "j".into(),
+                    body: JobEnd { end: Utc::now() },
+                })
+                .expect("push");
+            spool.push(&batch(20)).expect("push");
+        }
+        let spool = Spool::open(dir.path(), 1 << 20).expect("reopens");
+        assert_eq!(spool.len(), 3);
+        let first = spool.front().expect("front");
+        assert_eq!(read_entry(&first.path).expect("reads").samples(), 10);
+    }
+
+    #[test]
+    fn a_full_spool_drops_the_oldest_batches_and_counts_their_samples() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = {
+            let mut probe = Spool::open(&dir.path().join("probe"), 1 << 20).expect("opens");
+            probe.push(&batch(80)).expect("push");
+            probe.bytes()
+        };
+        // Room for about three batches.
+        let mut spool = Spool::open(&dir.path().join("s"), one * 3 + one / 2).expect("opens");
+        let mut dropped = 0;
+        spool
+            .push(&Entry::JobEnd {
+                id: "keep".into(),
+                body: JobEnd { end: Utc::now() },
+            })
+            .expect("push");
+        for _ in 0..6 {
+            dropped += spool.push(&batch(80)).expect("push");
+        }
+        assert!(dropped >= 240, "dropped {dropped}");
+        assert_eq!(dropped % 80, 0);
+        assert_eq!(spool.dropped_samples(), dropped);
+        assert!(spool.bytes() <= one * 3 + one / 2);
+        // The job event is still first in line.
+        assert!(matches!(
+            read_entry(&spool.front().expect("front").path).expect("reads"),
+            Entry::JobEnd { .. }
+        ));
+        drop(spool);
+        let reopened = Spool::open(&dir.path().join("s"), one * 4).expect("reopens");
+        assert_eq!(
+            reopened.dropped_samples(),
+            dropped,
+            "the drop count persists"
+        );
+    }
+}

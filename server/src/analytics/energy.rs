@@ -1,0 +1,380 @@
+//! GPU energy over a time window, from raw samples: the first paper's measurement, made exact.
+//!
+//! Owns the maths only: callers fetch samples (raw blocks or rollups) and pass them in.
+//!
+//! Between two consecutive samples `a`, `b` of one GPU (at most `max_gap` apart):
+//! - if both carry the NVML energy counter and it moved forward by a plausible amount, the interval's
+//!   energy is the counter delta (on Ampere and newer `power_usage` is a 1-second average; the counter is
+//!   the truth);
+//! - otherwise (no counter, a counter reset, or an implausible jump) the power is taken as linear between
+//!   the two readings and integrated (a trapezoid). After a reset the counter restarts from its new value.
+//!
+//! An interval that straddles a window boundary contributes the part inside the window: counter energy in
+//! proportion to time, trapezoids by integrating the line over the clipped part. Energy over adjacent
+//! windows therefore adds up exactly to the energy over their union, which is what lets per-minute rollups
+//! stand in for raw samples. Intervals longer than `max_gap` are not bridged: they count as lost coverage.
+
+use crate::codec::RawSample;
+use std::collections::BTreeMap;
+use wattlas_protocol::{EnergyMethod, MAX_GPU_POWER_W};
+
+/// Default longest interval between two samples that is still integrated across (1 s).
+pub const DEFAULT_MAX_GAP_MS: i64 = 1000;
+
+/// Energy of one GPU (or of several, added) over a window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuEnergy {
+    /// Energy in joules.
+    pub energy_j: f64,
+    /// Seconds of the window covered by bridged intervals.
+    pub covered_s: f64,
+    /// Seconds whose energy came from the counter.
+    pub counter_s: f64,
+    /// Samples inside the window.
+    pub samples: u64,
+    /// Enforced power limit (mW) -> number of samples in the window that reported it.
+    pub limits: BTreeMap<i64, u64>,
+}
+
+impl GpuEnergy {
+    /// Adds another GPU's or another window's energy to this one.
+    pub fn add(&mut self, other: &GpuEnergy) {
+        self.energy_j += other.energy_j;
+        self.covered_s += other.covered_s;
+        self.counter_s += other.counter_s;
+        self.samples += other.samples;
+        for (limit, n) in &other.limits {
+            *self.limits.entry(*limit).or_default() += n;
+        }
+    }
+
+    /// The enforced limit most samples reported, in watts (ties: the higher limit).
+    pub fn power_cap_w(&self) -> Option<f64> {
+        self.limits
+            .iter()
+            .max_by_key(|(limit, n)| (**n, **limit))
+            .map(|(limit, _)| *limit as f64 / 1000.0)
+    }
+
+    /// Mean power over the covered time, in watts.
+    pub fn avg_power_w(&self) -> f64 {
+        if self.covered_s > 0.0 {
+            self.energy_j / self.covered_s
+        } else {
+            0.0
+        }
+    }
+
+    /// How the energy was obtained.
+    pub fn method(&self) -> EnergyMethod {
+        const EPS: f64 = 1e-9;
+        if self.covered_s <= EPS {
+            EnergyMethod::None
+        } else if self.counter_s >= self.covered_s - EPS {
+            EnergyMethod::Counter
+        } else if self.counter_s <= EPS {
+            EnergyMethod::Integrated
+        } else {
+            EnergyMethod::Mixed
+        }
+    }
+}
+
+/// Energy of one GPU over `[from_ms, to_ms)`. `samples` are that GPU's, in any order, possibly with
+/// duplicates; pass those from `from_ms - max_gap_ms` to `to_ms + max_gap_ms` so boundary intervals count.
+pub fn gpu_energy(samples: &[RawSample], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> GpuEnergy {
+    let mut sorted: Vec<&RawSample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.t_ms);
+    sorted.dedup_by_key(|s| s.t_ms);
+    energy_sorted(&sorted, from_ms, to_ms, max_gap_ms)
+}
+
+/// [`gpu_energy`] for samples already sorted by time without duplicate times.
+pub fn energy_sorted(
+    sorted: &[&RawSample],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> GpuEnergy {
+    let mut out = GpuEnergy::default();
+    if to_ms <= from_ms {
+        return out;
+    }
+    for s in sorted {
+        if s.t_ms >= from_ms && s.t_ms < to_ms {
+            out.samples += 1;
+            if let Some(limit) = s.limit_mw {
+                *out.limits.entry(limit).or_default() += 1;
+            }
+        }
+    }
+    for pair in sorted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let dt_ms = b.t_ms - a.t_ms;
+        if dt_ms <= 0 || dt_ms > max_gap_ms {
+            continue;
+        }
+        let lo = a.t_ms.max(from_ms);
+        let hi = b.t_ms.min(to_ms);
+        if hi <= lo {
+            continue;
+        }
+        let part_s = (hi - lo) as f64 / 1000.0;
+        out.covered_s += part_s;
+        match counter_delta_mj(a, b, dt_ms) {
+            Some(delta_mj) => {
+                out.energy_j += delta_mj as f64 / 1000.0 * (hi - lo) as f64 / dt_ms as f64;
+                out.counter_s += part_s;
+            }
+            None => {
+                let power_at = |t: i64| {
+                    let f = (t - a.t_ms) as f64 / dt_ms as f64;
+                    (a.power_mw as f64 + (b.power_mw - a.power_mw) as f64 * f) / 1000.0
+                };
+                out.energy_j += part_s * (power_at(lo) + power_at(hi)) / 2.0;
+            }
+        }
+    }
+    out
+}
+
+/// The counter's delta over an interval, when both ends carry it and it is plausible: not backwards (a
+/// reset) and not faster than the largest power a GPU can draw.
+fn counter_delta_mj(a: &RawSample, b: &RawSample, dt_ms: i64) -> Option<i64> {
+    let delta = b.energy_mj? - a.energy_mj?;
+    // mJ per ms is W.
+    (delta >= 0 && (delta as f64) <= MAX_GPU_POWER_W * dt_ms as f64).then_some(delta)
+}
+
+/// One GPU's numbers over one minute, as kept forever after raw samples expire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRollup {
+    /// Start of the minute, ms since the epoch.
+    pub minute_ms: i64,
+    /// Energy, seconds covered and counter seconds inside the minute, and limits reported.
+    pub energy: GpuEnergy,
+    /// Lowest and highest power reading in the minute, W.
+    pub power_min_w: f64,
+    /// Highest power reading in the minute, W.
+    pub power_max_w: f64,
+    /// Mean utilisation of the readings that carried it, %.
+    pub util_avg_pct: Option<f64>,
+    /// Highest memory use, MiB.
+    pub mem_max_mib: Option<f64>,
+    /// Highest temperature, degrees C.
+    pub temp_max_c: Option<f64>,
+    /// Mean SM clock, MHz.
+    pub sm_avg_mhz: Option<f64>,
+}
+
+/// Per-minute rollups of one GPU over the minutes `[from_ms, to_ms)` (both on minute boundaries).
+/// Minutes without any sample or covered time are left out.
+pub fn minute_rollups(
+    samples: &[RawSample],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> Vec<MinuteRollup> {
+    let mut sorted: Vec<&RawSample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.t_ms);
+    sorted.dedup_by_key(|s| s.t_ms);
+    let mut out = Vec::new();
+    let mut minute = from_ms;
+    while minute < to_ms {
+        let end = minute + 60_000;
+        let lo = sorted.partition_point(|s| s.t_ms < minute - max_gap_ms);
+        let hi = sorted.partition_point(|s| s.t_ms <= end + max_gap_ms);
+        let window = &sorted[lo..hi];
+        let energy = energy_sorted(window, minute, end, max_gap_ms);
+        if energy.samples > 0 || energy.covered_s > 0.0 {
+            let inside: Vec<&RawSample> = window
+                .iter()
+                .copied()
+                .filter(|s| s.t_ms >= minute && s.t_ms < end)
+                .collect();
+            let mean = |f: fn(&RawSample) -> Option<i64>, scale: f64| {
+                let vals: Vec<f64> = inside
+                    .iter()
+                    .filter_map(|s| f(s))
+                    .map(|v| v as f64 / scale)
+                    .collect();
+                (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+            };
+            let max = |f: fn(&RawSample) -> Option<i64>, scale: f64| {
+                inside
+                    .iter()
+                    .filter_map(|s| f(s))
+                    .max()
+                    .map(|v| v as f64 / scale)
+            };
+            out.push(MinuteRollup {
+                minute_ms: minute,
+                power_min_w: inside.iter().map(|s| s.power_mw).min().unwrap_or(0) as f64 / 1000.0,
+                power_max_w: inside.iter().map(|s| s.power_mw).max().unwrap_or(0) as f64 / 1000.0,
+                util_avg_pct: mean(|s| s.util_dpct, 10.0),
+                mem_max_mib: max(|s| s.mem_mib, 1.0),
+                temp_max_c: max(|s| s.temp_dc, 10.0),
+                sm_avg_mhz: mean(|s| s.sm_mhz, 1.0),
+                energy,
+            });
+        }
+        minute = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t_ms: i64, power_w: f64, energy_mj: Option<i64>) -> RawSample {
+        RawSample {
+            gpu: 0,
+            t_ms,
+            power_mw: (power_w * 1000.0).round() as i64,
+            energy_mj,
+            limit_mw: Some(250_000),
+            util_dpct: None,
+            mem_mib: None,
+            temp_dc: None,
+            sm_mhz: None,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn constant_power_integrates_to_power_times_time() {
+        let samples: Vec<RawSample> = (0..=100).map(|i| s(i * 100, 200.0, None)).collect();
+        let e = gpu_energy(&samples, 0, 10_000, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.energy_j, 2000.0), "{}", e.energy_j);
+        assert!(close(e.covered_s, 10.0));
+        assert_eq!(e.method(), EnergyMethod::Integrated);
+        assert_eq!(e.samples, 100);
+    }
+
+    #[test]
+    fn trapezoid_of_a_ramp_is_exact() {
+        // Power rises linearly from 100 W to 300 W over 1 s: energy 200 J.
+        let samples = vec![s(0, 100.0, None), s(500, 200.0, None), s(1000, 300.0, None)];
+        let e = gpu_energy(&samples, 0, 1000, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.energy_j, 200.0), "{}", e.energy_j);
+    }
+
+    #[test]
+    fn counter_deltas_win_over_power_readings() {
+        // Power readings say 100 W, the counter says 150 W: the counter is the truth.
+        let samples: Vec<RawSample> = (0..=10)
+            .map(|i| s(i * 100, 100.0, Some(1_000 + i * 15_000)))
+            .collect();
+        let e = gpu_energy(&samples, 0, 1000, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.energy_j, 150.0), "{}", e.energy_j);
+        assert_eq!(e.method(), EnergyMethod::Counter);
+    }
+
+    #[test]
+    fn a_counter_reset_restarts_from_the_new_value() {
+        let mut samples: Vec<RawSample> = (0..=4)
+            .map(|i| s(i * 100, 100.0, Some(50_000 + i * 10_000)))
+            .collect();
+        // The driver reloaded between 400 and 500 ms: the counter starts again near zero.
+        samples.extend((5..=9).map(|i| s(i * 100, 100.0, Some((i - 5) * 10_000 + 7))));
+        let e = gpu_energy(&samples, 0, 900, DEFAULT_MAX_GAP_MS);
+        // 8 counter intervals of 10 J, one reset interval integrated at 100 W for 0.1 s: 10 J.
+        assert!(close(e.energy_j, 90.0), "{}", e.energy_j);
+        assert_eq!(e.method(), EnergyMethod::Mixed);
+    }
+
+    #[test]
+    fn gaps_longer_than_max_gap_are_not_bridged() {
+        let mut samples: Vec<RawSample> = (0..=10).map(|i| s(i * 100, 100.0, None)).collect();
+        samples.extend((0..=10).map(|i| s(5_000 + i * 100, 100.0, None)));
+        let e = gpu_energy(&samples, 0, 6_000, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.covered_s, 2.0), "{}", e.covered_s);
+        assert!(close(e.energy_j, 200.0));
+    }
+
+    #[test]
+    fn order_and_duplicates_do_not_matter() {
+        let samples: Vec<RawSample> = (0..=50)
+            .map(|i| s(i * 100, 100.0 + i as f64, Some(i * 11_000)))
+            .collect();
+        let mut shuffled = samples.clone();
+        shuffled.reverse();
+        shuffled.extend(samples.iter().step_by(3).cloned());
+        let a = gpu_energy(&samples, 0, 5_000, DEFAULT_MAX_GAP_MS);
+        let b = gpu_energy(&shuffled, 0, 5_000, DEFAULT_MAX_GAP_MS);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn job_boundaries_inside_an_interval_take_their_share() {
+        // Samples every 100 ms; the job starts at 50 ms and ends at 950 ms.
+        let samples: Vec<RawSample> = (0..=10)
+            .map(|i| s(i * 100, 100.0 + 100.0 * i as f64, None))
+            .collect();
+        let e = gpu_energy(&samples, 50, 950, DEFAULT_MAX_GAP_MS);
+        // Power is linear: p(t) = 100 + t(ms); integral from 50 to 950 ms = 0.9 s x mean(150, 1050) W.
+        assert!(close(e.energy_j, 0.9 * 600.0), "{}", e.energy_j);
+        assert!(close(e.covered_s, 0.9));
+        // Counter energy is split in proportion to time.
+        let counted: Vec<RawSample> = (0..=10)
+            .map(|i| s(i * 100, 0.0, Some(i * 20_000)))
+            .collect();
+        let e = gpu_energy(&counted, 50, 950, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.energy_j, 180.0), "{}", e.energy_j);
+    }
+
+    #[test]
+    fn adjacent_windows_add_up_to_their_union() {
+        let samples: Vec<RawSample> = (0..600)
+            .map(|i| {
+                s(
+                    i * 137,
+                    80.0 + (i % 17) as f64 * 9.0,
+                    (i % 5 != 0).then_some(i * 9_000),
+                )
+            })
+            .collect();
+        let whole = gpu_energy(&samples, 1_234, 70_000, DEFAULT_MAX_GAP_MS);
+        let mut parts = GpuEnergy::default();
+        for (from, to) in [(1_234, 20_000), (20_000, 20_050), (20_050, 70_000)] {
+            parts.add(&gpu_energy(&samples, from, to, DEFAULT_MAX_GAP_MS));
+        }
+        assert!(
+            close(whole.energy_j, parts.energy_j),
+            "{} vs {}",
+            whole.energy_j,
+            parts.energy_j
+        );
+        assert!(close(whole.covered_s, parts.covered_s));
+        assert_eq!(whole.samples, parts.samples);
+    }
+
+    #[test]
+    fn the_cap_is_the_limit_most_samples_report() {
+        let mut samples: Vec<RawSample> = (0..10).map(|i| s(i * 100, 100.0, None)).collect();
+        for x in &mut samples[..3] {
+            x.limit_mw = Some(300_000);
+        }
+        samples[3].limit_mw = None;
+        let e = gpu_energy(&samples, 0, 1_000, DEFAULT_MAX_GAP_MS);
+        assert_eq!(e.power_cap_w(), Some(250.0));
+    }
+
+    #[test]
+    fn minute_rollups_add_up_to_the_window() {
+        let samples: Vec<RawSample> = (0..3_000)
+            .map(|i| s(i * 100, 150.0 + (i % 7) as f64, None))
+            .collect();
+        let rollups = minute_rollups(&samples, 0, 300_000, DEFAULT_MAX_GAP_MS);
+        assert_eq!(rollups.len(), 5);
+        let total: f64 = rollups.iter().map(|r| r.energy.energy_j).sum();
+        let direct = gpu_energy(&samples, 0, 300_000, DEFAULT_MAX_GAP_MS);
+        assert!(close(total, direct.energy_j));
+        assert_eq!(rollups[0].energy.samples, 600);
+        assert!(close(rollups[0].power_max_w, 156.0));
+    }
+}

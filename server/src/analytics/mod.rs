@@ -1,0 +1,3 @@
+//! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
+
+pub mod energy;

@@ -1,0 +1,3 @@
+//! Charts as SVG, drawn with plotters: titles, axis labels with units, legends.
+
+pub mod power;

@@ -1,0 +1,79 @@
+//! Server configuration: command-line flags, each also readable from a `WATTLAS_*` environment variable.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+/// Command line of `wattlas-server`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wattlas-server",
+    version,
+    about = "Wattlas: GPU energy per job, on TimescaleDB"
+)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// PostgreSQL + TimescaleDB connection URL.
+    #[arg(long, env = "DATABASE_URL", global = true, value_parser = parse_secret, hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Settings of the running server.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve HTTP (the default).
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+}
+
+/// Settings of the running server, shared by every request through `AppState`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "WATTLAS_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Bootstrap admin bearer token: admin may call every API. Unset: no admin access.
+    #[arg(long, env = "WATTLAS_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+    /// Days raw 100 ms samples are kept; per-minute rollups are kept forever.
+    #[arg(long, env = "WATTLAS_RAW_RETENTION_DAYS", default_value_t = 30)]
+    pub raw_retention_days: u32,
+    /// Longest interval between two samples of a GPU that energy integration bridges, ms.
+    #[arg(long, env = "WATTLAS_MAX_GAP_MS", default_value_t = 1000)]
+    pub max_gap_ms: i64,
+    /// Seconds between two runs of the rollup task.
+    #[arg(long, env = "WATTLAS_ROLLUP_INTERVAL_S", default_value_t = 10)]
+    pub rollup_interval_s: u64,
+    /// Age in seconds raw data must reach before it is rolled up (late samples of a minute settle first).
+    #[arg(long, env = "WATTLAS_ROLLUP_SETTLE_S", default_value_t = 90)]
+    pub rollup_settle_s: u64,
+    /// Seconds between two retention runs (drop_chunks of raw samples).
+    #[arg(long, env = "WATTLAS_RETENTION_INTERVAL_S", default_value_t = 3600)]
+    pub retention_interval_s: u64,
+    /// Largest request body accepted, after gzip decoding, in bytes.
+    #[arg(long, env = "WATTLAS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest number of database connections.
+    #[arg(long, env = "WATTLAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// Defaults as on the command line, with the given admin token: for tests and embedding.
+    pub fn with_admin_token(token: &str) -> Self {
+        let mut config = Cli::parse_from(["wattlas-server"]).config;
+        config.admin_token = Some(SecretString::from(token.to_owned()));
+        config
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s.to_owned()))
+}

@@ -1,0 +1,112 @@
+//! A job's energy: rollups for the whole minutes already rolled up, raw samples for the rest.
+//!
+//! Energy over adjacent windows adds up exactly (`analytics::energy`), so a job's window is cut into
+//! the whole minutes whose rollups are settled and the edges (partial minutes, and everything from the
+//! first pending raw range on), which are computed from raw samples. The two parts never overlap.
+
+use sqlx::PgPool;
+
+use crate::analytics::energy::{energy_sorted, GpuEnergy};
+use crate::db::{rollups, samples};
+use crate::error::AppError;
+
+/// One node's part of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGpus {
+    /// Node id.
+    pub node_id: i32,
+    /// Allocated GPU indices on that node.
+    pub gpus: Vec<u32>,
+}
+
+/// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added.
+pub async fn job_energy(
+    db: &PgPool,
+    nodes: &[NodeGpus],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> Result<GpuEnergy, AppError> {
+    let mut total = GpuEnergy::default();
+    if to_ms <= from_ms {
+        return Ok(total);
+    }
+    for node in nodes {
+        if node.gpus.is_empty() {
+            continue;
+        }
+        let m_first = ceil_minute(from_ms);
+        let m_last = floor_minute(to_ms);
+        let mut split = m_last;
+        if m_first < m_last {
+            let pending = rollups::earliest_pending(
+                db,
+                node.node_id,
+                from_ms - max_gap_ms,
+                to_ms + max_gap_ms,
+            )
+            .await?;
+            if let Some(p) = pending {
+                // The minute holding p - max_gap is the first whose rollup could still change.
+                split = floor_minute(p.timestamp_millis() - max_gap_ms).clamp(m_first, m_last);
+            }
+            for (_, e) in rollups::sum(db, node.node_id, &node.gpus, m_first, split).await? {
+                total.add(&e);
+            }
+            total.add(&raw_energy(db, node, from_ms, m_first, max_gap_ms).await?);
+            total.add(&raw_energy(db, node, split, to_ms, max_gap_ms).await?);
+        } else {
+            total.add(&raw_energy(db, node, from_ms, to_ms, max_gap_ms).await?);
+        }
+    }
+    Ok(total)
+}
+
+async fn raw_energy(
+    db: &PgPool,
+    node: &NodeGpus,
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> Result<GpuEnergy, AppError> {
+    let mut total = GpuEnergy::default();
+    if to_ms <= from_ms {
+        return Ok(total);
+    }
+    let raw = samples::fetch(
+        db,
+        node.node_id,
+        &node.gpus,
+        from_ms - max_gap_ms,
+        to_ms + max_gap_ms + 1,
+    )
+    .await?;
+    for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
+        let refs: Vec<_> = gpu_samples.iter().collect();
+        total.add(&energy_sorted(&refs, from_ms, to_ms, max_gap_ms));
+    }
+    Ok(total)
+}
+
+/// Start of the minute holding `t_ms`.
+pub fn floor_minute(t_ms: i64) -> i64 {
+    t_ms.div_euclid(60_000) * 60_000
+}
+
+/// Start of the first minute at or after `t_ms`.
+pub fn ceil_minute(t_ms: i64) -> i64 {
+    -floor_minute(-t_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minute_rounding() {
+        assert_eq!(floor_minute(61_000), 60_000);
+        assert_eq!(ceil_minute(61_000), 120_000);
+        assert_eq!(ceil_minute(60_000), 60_000);
+        assert_eq!(floor_minute(-1), -60_000);
+    }
+}

@@ -1,0 +1,262 @@
+//! Jobs and their allocations.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+
+/// A job row with its site's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    /// Scheduler job id.
+    pub id: String,
+    /// Owner.
+    pub user_name: String,
+    /// Name.
+    pub name: String,
+    /// Site id.
+    pub site_id: i32,
+    /// Site name.
+    pub site: String,
+    /// Start.
+    pub start_time: DateTime<Utc>,
+    /// End, when ended.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Tags.
+    pub tags: Json<BTreeMap<String, String>>,
+}
+
+/// One allocated GPU.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AllocatedGpu {
+    /// Node id.
+    pub node_id: i32,
+    /// Node name.
+    pub node: String,
+    /// GPU index.
+    pub gpu_index: i32,
+}
+
+/// Filters of the jobs list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Owner.
+    pub user: Option<String>,
+    /// Site name.
+    pub site: Option<String>,
+    /// Tag key and value.
+    pub tag: Option<(String, String)>,
+    /// Only running (true) or only finished (false) jobs.
+    pub running: Option<bool>,
+    /// Jobs still running at or ending after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Jobs starting before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags
+        from jobs j
+        join sites s on s.id = j.site_id"#;
+
+/// A job by id.
+pub async fn by_id(db: &PgPool, id: &str) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as(&format!("{JOB_COLUMNS}\n        where j.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A job by id, locked for update inside a transaction.
+pub async fn by_id_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as(&format!(
+        "{JOB_COLUMNS}\n        where j.id = $1\n        for update of j"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Inserts a new job; `false` when the id exists already.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    user: &str,
+    name: &str,
+    site_id: i32,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    tags: &BTreeMap<String, String>,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags)
+        values ($1, $2, $3, $4, $5, $6, $7)
+        on conflict (id) do nothing"#,
+    )
+    .bind(id)
+    .bind(user)
+    .bind(name)
+    .bind(site_id)
+    .bind(start)
+    .bind(end)
+    .bind(Json(tags))
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Adds tags and, when given, the end to an existing job (a second node's prolog, or a re-send).
+pub async fn merge(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    end: Option<DateTime<Utc>>,
+    tags: &BTreeMap<String, String>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update jobs
+        set tags = tags || $2,
+            end_time = case when $3::timestamptz is null then end_time
+                            else greatest(coalesce(end_time, $3), $3) end
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(Json(tags))
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds allocated GPUs (existing ones stay).
+pub async fn add_allocations(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    gpus: &[(i32, i32)],
+) -> sqlx::Result<()> {
+    if gpus.is_empty() {
+        return Ok(());
+    }
+    let node: Vec<i32> = gpus.iter().map(|g| g.0).collect();
+    let index: Vec<i32> = gpus.iter().map(|g| g.1).collect();
+    sqlx::query(
+        r#"insert into job_allocations (job_id, node_id, gpu_index)
+        select $1, * from unnest($2::int[], $3::int[])
+        on conflict do nothing"#,
+    )
+    .bind(id)
+    .bind(&node)
+    .bind(&index)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets a job's end: the latest end reported wins (each node's epilog reports one).
+pub async fn end(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    end: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update jobs
+        set end_time = greatest(coalesce(end_time, $2), $2)
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A job's allocated GPUs, by node name then index.
+pub async fn allocations(db: &PgPool, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
+    sqlx::query_as(
+        r#"select a.node_id, n.name as node, a.gpu_index
+        from job_allocations a
+        join nodes n on n.id = a.node_id
+        where a.job_id = $1
+        order by n.name, a.gpu_index"#,
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether a node holds part of a job.
+pub async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        r#"select exists (
+            select 1
+            from job_allocations
+            where job_id = $1
+                and node_id = $2
+        )"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .fetch_one(db)
+    .await
+}
+
+fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
+    qb.push("\n        where true");
+    if let Some(user) = &filter.user {
+        qb.push("\n            and j.user_name = ").push_bind(user);
+    }
+    if let Some(site) = &filter.site {
+        qb.push("\n            and s.name = ").push_bind(site);
+    }
+    if let Some((k, v)) = &filter.tag {
+        let mut one = BTreeMap::new();
+        one.insert(k.clone(), v.clone());
+        qb.push("\n            and j.tags @> ").push_bind(Json(one));
+    }
+    match filter.running {
+        Some(true) => {
+            qb.push("\n            and j.end_time is null");
+        }
+        Some(false) => {
+            qb.push("\n            and j.end_time is not null");
+        }
+        None => {}
+    }
+    if let Some(from) = filter.from {
+        qb.push("\n            and (j.end_time is null or j.end_time >= ")
+            .push_bind(from)
+            .push(")");
+    }
+    if let Some(to) = filter.to {
+        qb.push("\n            and j.start_time < ").push_bind(to);
+    }
+}
+
+/// Jobs matching a filter, newest start first, one page.
+pub async fn list(
+    db: &PgPool,
+    filter: &JobFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Job>> {
+    let mut qb = QueryBuilder::new(JOB_COLUMNS);
+    push_filter(&mut qb, filter);
+    qb.push("\n        order by j.start_time desc, j.id")
+        .push("\n        limit ")
+        .push_bind(limit)
+        .push(" offset ")
+        .push_bind(offset);
+    qb.build_query_as().fetch_all(db).await
+}
+
+/// Number of jobs matching a filter.
+pub async fn count(db: &PgPool, filter: &JobFilter) -> sqlx::Result<i64> {
+    let mut qb = QueryBuilder::new(
+        "select count(*)\n        from jobs j\n        join sites s on s.id = j.site_id",
+    );
+    push_filter(&mut qb, filter);
+    qb.build_query_scalar().fetch_one(db).await
+}

@@ -1,0 +1,20 @@
+//! All SQL lives here, by feature. SQL fetches and aggregates; `analytics` explains.
+//!
+//! Queries are runtime-checked (`sqlx::query_as`) rather than the `query!` macros, and every one runs in
+//! the test suite against the real TimescaleDB: see the commit that introduced this for why.
+
+pub mod energy;
+pub mod jobs;
+pub mod nodes;
+pub mod rollups;
+pub mod samples;
+pub mod sites;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Milliseconds since the epoch to a timestamp.
+pub fn ts(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}

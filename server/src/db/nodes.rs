@@ -1,0 +1,167 @@
+//! Nodes (hosts with GPUs, each in a site) and their GPUs.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use wattlas_protocol::GpuIdentity;
+
+/// A node row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Node {
+    /// Id.
+    pub id: i32,
+    /// Unique name.
+    pub name: String,
+    /// Site id.
+    pub site_id: i32,
+    /// Site name.
+    pub site: String,
+    /// Time of the last accepted batch.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The collector's reported running total of dropped samples.
+    pub dropped_samples_total: i64,
+}
+
+const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.last_seen, n.dropped_samples_total
+        from nodes n
+        join sites s on s.id = n.site_id"#;
+
+/// Creates a node with the digest of its token; `None` when the name is taken.
+pub async fn create(
+    db: &PgPool,
+    name: &str,
+    site_id: i32,
+    token_digest: &[u8],
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        r#"insert into nodes (name, site_id, token_sha256)
+        values ($1, $2, $3)
+        on conflict (name) do nothing
+        returning id"#,
+    )
+    .bind(name)
+    .bind(site_id)
+    .bind(token_digest)
+    .fetch_optional(db)
+    .await
+}
+
+/// The node a token digest belongs to.
+pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Node>> {
+    sqlx::query_as(&format!(
+        "{NODE_COLUMNS}\n        where n.token_sha256 = $1"
+    ))
+    .bind(digest)
+    .fetch_optional(db)
+    .await
+}
+
+/// A node by name.
+pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Node>> {
+    sqlx::query_as(&format!("{NODE_COLUMNS}\n        where n.name = $1"))
+        .bind(name)
+        .fetch_optional(db)
+        .await
+}
+
+/// Nodes by name (those that exist).
+pub async fn by_names(db: &PgPool, names: &[String]) -> sqlx::Result<Vec<Node>> {
+    sqlx::query_as(&format!("{NODE_COLUMNS}\n        where n.name = any($1)"))
+        .bind(names)
+        .fetch_all(db)
+        .await
+}
+
+/// All nodes by name.
+pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
+    sqlx::query_as(&format!("{NODE_COLUMNS}\n        order by n.name"))
+        .fetch_all(db)
+        .await
+}
+
+/// GPU indices known for a node.
+pub async fn gpu_indices(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+) -> sqlx::Result<Vec<i32>> {
+    sqlx::query_scalar(
+        r#"select gpu_index
+        from gpus
+        where node_id = $1"#,
+    )
+    .bind(node_id)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Records the identities a batch carried (a swapped GPU replaces the old one at its index).
+pub async fn upsert_gpus(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    gpus: &[GpuIdentity],
+) -> sqlx::Result<()> {
+    if gpus.is_empty() {
+        return Ok(());
+    }
+    let index: Vec<i32> = gpus.iter().map(|g| g.index as i32).collect();
+    let uuid: Vec<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
+    let model: Vec<&str> = gpus.iter().map(|g| g.model.as_str()).collect();
+    let limit: Vec<Option<f64>> = gpus.iter().map(|g| g.default_power_limit_w).collect();
+    sqlx::query(
+        r#"insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
+        select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
+        on conflict (node_id, gpu_index) do update
+        set uuid = excluded.uuid, model = excluded.model,
+            default_power_limit_w = excluded.default_power_limit_w, updated_at = now()
+        where (gpus.uuid, gpus.model, gpus.default_power_limit_w)
+            is distinct from (excluded.uuid, excluded.model, excluded.default_power_limit_w)"#,
+    )
+    .bind(node_id)
+    .bind(&index)
+    .bind(&uuid)
+    .bind(&model)
+    .bind(&limit)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A node's GPUs by index.
+pub async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
+    let rows: Vec<(i32, String, String, Option<f64>)> = sqlx::query_as(
+        r#"select gpu_index, uuid, model, default_power_limit_w
+        from gpus
+        where node_id = $1
+        order by gpu_index"#,
+    )
+    .bind(node_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(index, uuid, model, default_power_limit_w)| GpuIdentity {
+            index: index as u32,
+            uuid,
+            model,
+            default_power_limit_w,
+        })
+        .collect())
+}
+
+/// Marks a node as heard from, with its collector's drop counter.
+pub async fn touch(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    dropped_total: Option<u64>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update nodes
+        set last_seen = now(),
+            dropped_samples_total = greatest(dropped_samples_total, coalesce($2, 0))
+        where id = $1"#,
+    )
+    .bind(node_id)
+    .bind(dropped_total.map(|d| d.min(i64::MAX as u64) as i64))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

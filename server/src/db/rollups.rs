@@ -1,0 +1,244 @@
+//! Per-GPU per-minute rollups: taking pending ranges, writing rollups, and summing them for jobs.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::analytics::energy::{GpuEnergy, MinuteRollup};
+use crate::db::ts;
+
+/// A range of raw data accepted but not yet rolled up.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Pending {
+    /// Node id.
+    pub node_id: i32,
+    /// First sample time.
+    pub t_from: DateTime<Utc>,
+    /// Last sample time.
+    pub t_to: DateTime<Utc>,
+}
+
+/// Removes and returns up to `limit` pending ranges that ended before `settled_before`. The caller
+/// writes their rollups in the same transaction, so a crash loses neither.
+pub async fn take_pending(
+    tx: &mut Transaction<'_, Postgres>,
+    settled_before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Pending>> {
+    sqlx::query_as(
+        r#"delete from rollup_pending
+        where ctid in (
+            select ctid
+            from rollup_pending
+            where t_to < $1
+            order by node_id, t_from
+            limit $2
+            for update skip locked
+        )
+        returning node_id, t_from, t_to"#,
+    )
+    .bind(settled_before)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Earliest pending time of a node inside `[from, to]`, if any.
+pub async fn earliest_pending(
+    db: &PgPool,
+    node_id: i32,
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        r#"select min(t_from)
+        from rollup_pending
+        where node_id = $1
+            and t_to >= $2
+            and t_from <= $3"#,
+    )
+    .bind(node_id)
+    .bind(ts(from_ms))
+    .bind(ts(to_ms))
+    .fetch_one(db)
+    .await
+}
+
+/// Number of pending ranges and the oldest one's start: the rollup lag.
+pub async fn lag(db: &PgPool) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        r#"select count(*), min(t_from)
+        from rollup_pending"#,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Writes one GPU's rollups. A recomputation never replaces a minute with one built from fewer samples
+/// (raw samples of that minute may already have expired).
+pub async fn upsert(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    gpu: u32,
+    rollups: &[MinuteRollup],
+) -> sqlx::Result<()> {
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    let minute: Vec<DateTime<Utc>> = rollups.iter().map(|r| ts(r.minute_ms)).collect();
+    let samples: Vec<i32> = rollups.iter().map(|r| r.energy.samples as i32).collect();
+    let covered: Vec<f64> = rollups.iter().map(|r| r.energy.covered_s).collect();
+    let counter: Vec<f64> = rollups.iter().map(|r| r.energy.counter_s).collect();
+    let energy: Vec<f64> = rollups.iter().map(|r| r.energy.energy_j).collect();
+    let pmin: Vec<f32> = rollups.iter().map(|r| r.power_min_w as f32).collect();
+    let pmax: Vec<f32> = rollups.iter().map(|r| r.power_max_w as f32).collect();
+    let limit: Vec<Option<f32>> = rollups
+        .iter()
+        .map(|r| r.energy.power_cap_w().map(|w| w as f32))
+        .collect();
+    let limit_n: Vec<i32> = rollups
+        .iter()
+        .map(|r| r.energy.limits.values().max().copied().unwrap_or(0) as i32)
+        .collect();
+    let util: Vec<Option<f32>> = rollups
+        .iter()
+        .map(|r| r.util_avg_pct.map(|v| v as f32))
+        .collect();
+    let mem: Vec<Option<f32>> = rollups
+        .iter()
+        .map(|r| r.mem_max_mib.map(|v| v as f32))
+        .collect();
+    let temp: Vec<Option<f32>> = rollups
+        .iter()
+        .map(|r| r.temp_max_c.map(|v| v as f32))
+        .collect();
+    let sm: Vec<Option<f32>> = rollups
+        .iter()
+        .map(|r| r.sm_avg_mhz.map(|v| v as f32))
+        .collect();
+    sqlx::query(
+        r#"insert into gpu_minute (node_id, gpu_index, minute, samples, covered_s, counter_s, energy_j,
+            power_min_w, power_max_w, power_limit_w, power_limit_samples, util_avg_pct, mem_max_mib,
+            temp_max_c, sm_avg_mhz)
+        select $1, $2, * from unnest($3::timestamptz[], $4::int[], $5::float8[], $6::float8[], $7::float8[],
+            $8::real[], $9::real[], $10::real[], $11::int[], $12::real[], $13::real[], $14::real[], $15::real[])
+        on conflict (node_id, gpu_index, minute) do update
+        set samples = excluded.samples, covered_s = excluded.covered_s, counter_s = excluded.counter_s,
+            energy_j = excluded.energy_j, power_min_w = excluded.power_min_w,
+            power_max_w = excluded.power_max_w, power_limit_w = excluded.power_limit_w,
+            power_limit_samples = excluded.power_limit_samples, util_avg_pct = excluded.util_avg_pct,
+            mem_max_mib = excluded.mem_max_mib, temp_max_c = excluded.temp_max_c,
+            sm_avg_mhz = excluded.sm_avg_mhz
+        where excluded.samples >= gpu_minute.samples"#,
+    )
+    .bind(node_id)
+    .bind(gpu as i32)
+    .bind(&minute)
+    .bind(&samples)
+    .bind(&covered)
+    .bind(&counter)
+    .bind(&energy)
+    .bind(&pmin)
+    .bind(&pmax)
+    .bind(&limit)
+    .bind(&limit_n)
+    .bind(&util)
+    .bind(&mem)
+    .bind(&temp)
+    .bind(&sm)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SumRow {
+    gpu: i32,
+    limit: Option<f32>,
+    energy_j: f64,
+    covered_s: f64,
+    counter_s: f64,
+    samples: i64,
+    limit_samples: i64,
+}
+
+/// Sums rollups of the given GPUs of a node over whole minutes `[from_ms, to_ms)`, per GPU.
+pub async fn sum(
+    db: &PgPool,
+    node_id: i32,
+    gpus: &[u32],
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(u32, GpuEnergy)>> {
+    let gpus: Vec<i32> = gpus.iter().map(|g| *g as i32).collect();
+    let rows: Vec<SumRow> = sqlx::query_as(
+        r#"select gpu_index as gpu, power_limit_w as limit, sum(energy_j) as energy_j,
+            sum(covered_s) as covered_s, sum(counter_s) as counter_s, sum(samples)::int8 as samples,
+            sum(power_limit_samples)::int8 as limit_samples
+        from gpu_minute
+        where node_id = $1
+            and gpu_index = any($2)
+            and minute >= $3
+            and minute < $4
+        group by gpu_index, power_limit_w"#,
+    )
+    .bind(node_id)
+    .bind(&gpus)
+    .bind(ts(from_ms))
+    .bind(ts(to_ms))
+    .fetch_all(db)
+    .await?;
+    let mut out: Vec<(u32, GpuEnergy)> = Vec::new();
+    for SumRow {
+        gpu,
+        limit,
+        energy_j,
+        covered_s,
+        counter_s,
+        samples,
+        limit_samples,
+    } in rows
+    {
+        let part = GpuEnergy {
+            energy_j,
+            covered_s,
+            counter_s,
+            samples: samples as u64,
+            limits: limit
+                .map(|w| ((f64::from(w) * 1000.0).round() as i64, limit_samples as u64))
+                .into_iter()
+                .collect(),
+        };
+        match out.iter_mut().find(|(g, _)| *g == gpu as u32) {
+            Some((_, e)) => e.add(&part),
+            None => out.push((gpu as u32, part)),
+        }
+    }
+    Ok(out)
+}
+
+/// Mean power per minute of each of the given GPUs of a node: `(gpu, minute, W)`, for charts.
+pub async fn power_series(
+    db: &PgPool,
+    node_id: i32,
+    gpus: &[u32],
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(i32, DateTime<Utc>, f64)>> {
+    let gpus: Vec<i32> = gpus.iter().map(|g| *g as i32).collect();
+    sqlx::query_as(
+        r#"select gpu_index, minute, energy_j / covered_s
+        from gpu_minute
+        where node_id = $1
+            and gpu_index = any($2)
+            and minute >= $3
+            and minute < $4
+            and covered_s > 0
+        order by gpu_index, minute"#,
+    )
+    .bind(node_id)
+    .bind(&gpus)
+    .bind(ts(from_ms))
+    .bind(ts(to_ms))
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,174 @@
+//! Background tasks of the server: the rollup task (pending raw ranges -> per-minute rollups) and the
+//! retention task (`drop_chunks` of raw samples older than the retention period).
+//!
+//! Both are safe to run in several server processes at once: pending ranges are taken with
+//! `for update skip locked` and rollups are upserts; dropping chunks twice drops nothing the second time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util_shim::CancelOnDrop;
+
+use crate::analytics::energy::minute_rollups;
+use crate::db::energy::{ceil_minute, floor_minute};
+use crate::db::{rollups, samples};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Pending ranges taken per transaction.
+const PENDING_PER_RUN: i64 = 2000;
+/// Minutes recomputed per raw fetch, to bound memory when a long import is rolled up.
+const MINUTES_PER_FETCH: i64 = 60;
+
+mod tokio_util_shim {
+    /// Aborts a task when dropped, so background tasks end with the server.
+    pub struct CancelOnDrop(pub tokio::task::JoinHandle<()>);
+
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+}
+
+/// Handles of the running background tasks; dropping it stops them.
+pub struct Tasks {
+    _handles: Vec<CancelOnDrop>,
+}
+
+/// Starts the rollup and retention tasks.
+pub fn spawn(state: &AppState) -> Tasks {
+    let rollup_state = state.clone();
+    let rollup = tokio::spawn(async move {
+        let every = Duration::from_secs(rollup_state.config.rollup_interval_s.max(1));
+        loop {
+            match rollup_once(&rollup_state).await {
+                Ok(n) if n >= PENDING_PER_RUN as usize => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rollup run failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    let retention_state = state.clone();
+    let retention = tokio::spawn(async move {
+        let every = Duration::from_secs(retention_state.config.retention_interval_s.max(1));
+        loop {
+            if let Err(e) = retention_once(
+                &retention_state.db,
+                retention_state.config.raw_retention_days,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "retention run failed");
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    Tasks {
+        _handles: vec![CancelOnDrop(rollup), CancelOnDrop(retention)],
+    }
+}
+
+/// Rolls up settled pending ranges once; returns how many ranges it took.
+pub async fn rollup_once(state: &AppState) -> Result<usize, AppError> {
+    let settle = chrono::Duration::seconds(state.config.rollup_settle_s as i64);
+    rollup_settled_before(state, Utc::now() - settle).await
+}
+
+/// Rolls up pending ranges that ended before `settled_before` (tests pass the future to force all).
+pub async fn rollup_settled_before(
+    state: &AppState,
+    settled_before: chrono::DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let max_gap = state.config.max_gap_ms;
+    let mut tx = state.db.begin().await?;
+    let pending = rollups::take_pending(&mut tx, settled_before, PENDING_PER_RUN).await?;
+    let taken = pending.len();
+    // Per node, the whole minutes touched by pending raw data (and by the gap bridged into neighbours).
+    let mut minutes: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    for p in &pending {
+        let from = floor_minute(p.t_from.timestamp_millis() - max_gap);
+        let to = ceil_minute(p.t_to.timestamp_millis() + max_gap + 1);
+        minutes.entry(p.node_id).or_default().push((from, to));
+    }
+    for (node_id, mut ranges) in minutes {
+        ranges.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::new();
+        for (from, to) in ranges {
+            match merged.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => merged.push((from, to)),
+            }
+        }
+        for (from, to) in merged {
+            let mut start = from;
+            while start < to {
+                let end = (start + MINUTES_PER_FETCH * 60_000).min(to);
+                let raw =
+                    samples::fetch(&state.db, node_id, &[], start - max_gap, end + max_gap + 1)
+                        .await?;
+                for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
+                    let rolled = minute_rollups(gpu_samples, start, end, max_gap);
+                    rollups::upsert(&mut tx, node_id, gpu_samples[0].gpu, &rolled).await?;
+                }
+                start = end;
+            }
+        }
+    }
+    record_run(
+        &mut tx,
+        "rollup",
+        serde_json::json!({ "pending_ranges": taken }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Drops raw chunks older than the retention period; rollups stay.
+pub async fn retention_once(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
+    let dropped: Vec<String> = sqlx::query_scalar(
+        r#"select dropped::text
+        from drop_chunks('gpu_raw', older_than => now() - make_interval(days => $1)) as dropped"#,
+    )
+    .bind(retention_days as i32)
+    .fetch_all(db)
+    .await?;
+    let mut tx = db.begin().await?;
+    record_run(
+        &mut tx,
+        "retention",
+        serde_json::json!({ "dropped_chunks": dropped.len() }),
+    )
+    .await?;
+    tx.commit().await?;
+    if !dropped.is_empty() {
+        tracing::info!(
+            chunks = dropped.len(),
+            retention_days,
+            "dropped raw sample chunks"
+        );
+    }
+    Ok(dropped.len())
+}
+
+async fn record_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    task: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"insert into maintenance_runs (task, last_run, detail)
+        values ($1, now(), $2)
+        on conflict (task) do update
+        set last_run = excluded.last_run, detail = excluded.detail"#,
+    )
+    .bind(task)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! `POST /api/v1/ingest/gpu`: a node's batch of samples, validated whole before anything is stored.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use chrono::{DateTime, TimeZone, Utc};
+use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, MAX_GPU_POWER_W};
+
+use crate::auth::Caller;
+use crate::codec::RawSample;
+use crate::db;
+use crate::error::AppError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// How far in the future a sample may be (clock skew between node and server).
+const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+
+/// Takes a batch: refuses it whole on the first invalid field, stores each sample at most once.
+pub async fn ingest_gpu(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(batch): ApiJson<GpuBatch>,
+) -> Result<axum::Json<IngestResult>, AppError> {
+    let node = match (&caller, &batch.node) {
+        (Caller::Node { name, .. }, Some(named)) if named != name => {
+            return Err(AppError::forbidden(format!(
+                "node: this token belongs to node '{name}', not '{named}'"
+            )));
+        }
+        (Caller::Node { name, .. }, _) => db::nodes::by_name(&state.db, name).await?,
+        (Caller::Admin, Some(named)) => db::nodes::by_name(&state.db, named).await?,
+        (Caller::Admin, None) => {
+            return Err(AppError::bad_request("node: required with the admin token"))
+        }
+    };
+    let node = node.ok_or_else(|| {
+        AppError::bad_request(format!(
+            "node: unknown node '{}'",
+            batch.node.as_deref().unwrap_or("")
+        ))
+    })?;
+
+    let mut tx = state.db.begin().await?;
+    let mut known: HashSet<u32> = db::nodes::gpu_indices(&mut tx, node.id)
+        .await?
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
+    validate_identities(&batch)?;
+    known.extend(batch.gpus.iter().map(|g| g.index));
+    let samples = validate_samples(&batch.samples, &known, &node.name, Utc::now())?;
+
+    db::nodes::upsert_gpus(&mut tx, node.id, &batch.gpus).await?;
+    let stored = db::samples::insert(&mut tx, node.id, samples).await?;
+    db::nodes::touch(&mut tx, node.id, batch.dropped_samples_total).await?;
+    tx.commit().await?;
+    Ok(axum::Json(IngestResult {
+        stored: stored.stored,
+        duplicates: stored.duplicates,
+    }))
+}
+
+fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {
+    let mut seen = HashSet::new();
+    for (i, g) in batch.gpus.iter().enumerate() {
+        if !seen.insert(g.index) {
+            return Err(AppError::bad_request(format!(
+                "gpus[{i}].index: GPU {} listed twice",
+                g.index
+            )));
+        }
+        if g.uuid.trim().is_empty() || g.uuid.len() > 200 {
+            return Err(AppError::bad_request(format!(
+                "gpus[{i}].uuid: must be 1 to 200 characters"
+            )));
+        }
+        if g.model.len() > 200 {
+            return Err(AppError::bad_request(format!(
+                "gpus[{i}].model: longer than 200 characters"
+            )));
+        }
+        if let Some(w) = g.default_power_limit_w {
+            if !w.is_finite() || w <= 0.0 || w > MAX_GPU_POWER_W {
+                return Err(AppError::bad_request(format!(
+                    "gpus[{i}].default_power_limit_w: {w} is not a power limit"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks every sample and converts it to stored units. The first bad field refuses the whole batch.
+pub fn validate_samples(
+    samples: &[GpuSample],
+    known: &HashSet<u32>,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<RawSample>, AppError> {
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest_ms = now.timestamp_millis() + MAX_FUTURE_MS;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let bad = |field: &str, why: String| {
+                AppError::bad_request(format!("samples[{i}].{field}: {why}"))
+            };
+            if !known.contains(&s.gpu) {
+                return Err(bad(
+                    "gpu",
+                    format!(
+                        "unknown GPU index {} on node '{node}' (send its identity in gpus)",
+                        s.gpu
+                    ),
+                ));
+            }
+            if s.time < earliest {
+                return Err(bad(
+                    "time",
+                    format!("{} is before 2000", s.time.to_rfc3339()),
+                ));
+            }
+            if s.time.timestamp_millis() > latest_ms {
+                return Err(bad(
+                    "time",
+                    format!(
+                        "{} is more than 5 minutes in the future",
+                        s.time.to_rfc3339()
+                    ),
+                ));
+            }
+            let in_range =
+                |field: &str, v: Option<f64>, lo: f64, hi: f64| -> Result<Option<f64>, AppError> {
+                    match v {
+                        Some(v) if !v.is_finite() || v < lo || v > hi => {
+                            Err(bad(field, format!("{v} is outside {lo}..{hi}")))
+                        }
+                        other => Ok(other),
+                    }
+                };
+            let power_w =
+                in_range("power_w", Some(s.power_w), 0.0, MAX_GPU_POWER_W)?.unwrap_or_default();
+            let limit_w = in_range("power_limit_w", s.power_limit_w, 0.0, MAX_GPU_POWER_W)?;
+            let util = in_range("util_pct", s.util_pct, 0.0, 100.0)?;
+            let mem = in_range("mem_used_mib", s.mem_used_mib, 0.0, 1.0e9)?;
+            let temp = in_range("temp_c", s.temp_c, -100.0, 300.0)?;
+            let sm = in_range("sm_clock_mhz", s.sm_clock_mhz, 0.0, 100_000.0)?;
+            let energy_mj = match s.energy_mj {
+                Some(e) => Some(
+                    i64::try_from(e).map_err(|_| bad("energy_mj", format!("{e} is too large")))?,
+                ),
+                None => None,
+            };
+            Ok(RawSample {
+                gpu: s.gpu,
+                t_ms: s.time.timestamp_millis(),
+                power_mw: (power_w * 1000.0).round() as i64,
+                energy_mj,
+                limit_mw: limit_w.map(|w| (w * 1000.0).round() as i64),
+                util_dpct: util.map(|v| (v * 10.0).round() as i64),
+                mem_mib: mem.map(|v| v.round() as i64),
+                temp_dc: temp.map(|v| (v * 10.0).round() as i64),
+                sm_mhz: sm.map(|v| v.round() as i64),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(power_w: f64) -> GpuSample {
+        GpuSample {
+            time: Utc::now(),
+            gpu: 0,
+            power_w,
+            energy_mj: Some(5),
+            power_limit_w: Some(250.0),
+            util_pct: Some(99.0),
+            mem_used_mib: None,
+            temp_c: Some(60.0),
+            sm_clock_mhz: Some(1380.0),
+        }
+    }
+
+    fn check(samples: &[GpuSample]) -> Result<Vec<RawSample>, String> {
+        let known: HashSet<u32> = [0].into_iter().collect();
+        validate_samples(samples, &known, "n1", Utc::now()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn converts_to_stored_units() {
+        let raw = check(&[sample(123.456)]).expect("valid");
+        assert_eq!(raw[0].power_mw, 123_456);
+        assert_eq!(raw[0].limit_mw, Some(250_000));
+        assert_eq!(raw[0].util_dpct, Some(990));
+        assert_eq!(raw[0].mem_mib, None);
+    }
+
+    #[test]
+    fn names_the_bad_field_and_index() {
+        let mut samples = vec![sample(100.0), sample(f64::NAN)];
+        assert_eq!(
+            check(&samples).expect_err("invalid"),
+            "samples[1].power_w: NaN is outside 0..2000"
+        );
+        samples[1] = sample(-1.0);
+        assert!(check(&samples)
+            .expect_err("invalid")
+            .starts_with("samples[1].power_w"));
+        samples[1] = sample(2500.0);
+        assert!(check(&samples)
+            .expect_err("invalid")
+            .starts_with("samples[1].power_w"));
+        samples[1] = sample(100.0);
+        samples[1].time = Utc::now() + chrono::Duration::minutes(6);
+        assert!(check(&samples)
+            .expect_err("invalid")
+            .contains("more than 5 minutes in the future"));
+        samples[1] = sample(100.0);
+        samples[1].gpu = 3;
+        assert!(check(&samples)
+            .expect_err("invalid")
+            .starts_with("samples[1].gpu: unknown GPU index 3"));
+        samples[1] = sample(100.0);
+        samples[1].util_pct = Some(f64::INFINITY);
+        assert!(check(&samples)
+            .expect_err("invalid")
+            .starts_with("samples[1].util_pct"));
+    }
+}

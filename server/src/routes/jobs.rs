@@ -1,0 +1,524 @@
+//! Jobs: the JSON API (`/api/v1/jobs...`) and the pages (`/jobs`, `/jobs/{id}`), sharing `job_view`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use wattlas_protocol::{Allocation, JobEnd, JobList, JobView, NewJob};
+
+use crate::auth::Caller;
+use crate::charts;
+use crate::db;
+use crate::db::energy::NodeGpus;
+use crate::error::{AppError, PageError};
+use crate::extract::{ApiJson, Path, Query};
+use crate::state::AppState;
+
+/// Builds the full view of a job: its row, allocations and measured energy (so far, while running).
+pub async fn job_view(
+    state: &AppState,
+    job: db::jobs::Job,
+    now: DateTime<Utc>,
+) -> Result<JobView, AppError> {
+    let allocated = db::jobs::allocations(&state.db, &job.id).await?;
+    let mut nodes: Vec<NodeGpus> = Vec::new();
+    let mut allocations: Vec<Allocation> = Vec::new();
+    for a in &allocated {
+        match nodes
+            .iter_mut()
+            .zip(allocations.iter_mut())
+            .find(|(n, _)| n.node_id == a.node_id)
+        {
+            Some((n, alloc)) => {
+                n.gpus.push(a.gpu_index as u32);
+                alloc.gpus.push(a.gpu_index as u32);
+            }
+            None => {
+                nodes.push(NodeGpus {
+                    node_id: a.node_id,
+                    gpus: vec![a.gpu_index as u32],
+                });
+                allocations.push(Allocation {
+                    node: a.node.clone(),
+                    gpus: vec![a.gpu_index as u32],
+                });
+            }
+        }
+    }
+    let from_ms = job.start_time.timestamp_millis();
+    let to_ms = job.end_time.unwrap_or(now).timestamp_millis().max(from_ms);
+    let energy =
+        db::energy::job_energy(&state.db, &nodes, from_ms, to_ms, state.config.max_gap_ms).await?;
+    let gpu_count = allocated.len() as u32;
+    let duration_s = (to_ms - from_ms) as f64 / 1000.0;
+    let coverage = if gpu_count > 0 && duration_s > 0.0 {
+        (energy.covered_s / (f64::from(gpu_count) * duration_s)).min(1.0)
+    } else {
+        0.0
+    };
+    Ok(JobView {
+        running: job.end_time.is_none(),
+        id: job.id,
+        user: job.user_name,
+        name: job.name,
+        site: job.site,
+        start: job.start_time,
+        end: job.end_time,
+        duration_s,
+        gpu_count,
+        allocations,
+        it_energy_kwh: energy.energy_j / 3.6e6,
+        // Mean power of all allocated GPUs together: energy per second of the job's covered time.
+        avg_power_w: if gpu_count > 0 {
+            energy.avg_power_w() * f64::from(gpu_count)
+        } else {
+            0.0
+        },
+        power_cap_w: energy.power_cap_w(),
+        coverage,
+        energy_method: energy.method(),
+        samples: energy.samples,
+        tags: job.tags.0,
+    })
+}
+
+fn check_job_fields(job: &NewJob) -> Result<(), AppError> {
+    let id_ok = !job.id.is_empty() && job.id.len() <= 200 && !job.id.chars().any(char::is_control);
+    if !id_ok {
+        return Err(AppError::bad_request(
+            "id: must be 1 to 200 printable characters",
+        ));
+    }
+    if job.user.trim().is_empty() || job.user.len() > 200 {
+        return Err(AppError::bad_request("user: must be 1 to 200 characters"));
+    }
+    if job.name.len() > 500 {
+        return Err(AppError::bad_request("name: longer than 500 characters"));
+    }
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if job.start < earliest {
+        return Err(AppError::bad_request("start: before 2000"));
+    }
+    if job.start > Utc::now() + chrono::Duration::days(1) {
+        return Err(AppError::bad_request(
+            "start: more than a day in the future",
+        ));
+    }
+    if let Some(end) = job.end {
+        if end < job.start {
+            return Err(AppError::bad_request("end: before start"));
+        }
+    }
+    if job.tags.len() > 64 {
+        return Err(AppError::bad_request("tags: more than 64 tags"));
+    }
+    for (k, v) in &job.tags {
+        if k.is_empty() || k.len() > 100 || v.len() > 500 {
+            return Err(AppError::bad_request(format!(
+                "tags.{k}: keys must be 1 to 100 characters, values at most 500"
+            )));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, a) in job.allocations.iter().enumerate() {
+        if a.gpus.is_empty() {
+            return Err(AppError::bad_request(format!(
+                "allocations[{i}].gpus: empty"
+            )));
+        }
+        for g in &a.gpus {
+            if !seen.insert((a.node.clone(), *g)) {
+                return Err(AppError::bad_request(format!(
+                    "allocations[{i}].gpus: GPU {g} of node '{}' listed twice",
+                    a.node
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/jobs`: registers a job, or adds to one (each node's prolog posts its own allocation).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(job): ApiJson<NewJob>,
+) -> Result<Response, AppError> {
+    check_job_fields(&job)?;
+    let site = match (&caller, &job.site) {
+        (Caller::Node { site_id, .. }, None) => db::sites::by_id(&state.db, *site_id).await?,
+        (Caller::Node { site_id, name, .. }, Some(s)) => {
+            let site = db::sites::by_name(&state.db, s).await?;
+            if site.as_ref().is_some_and(|site| site.id != *site_id) {
+                return Err(AppError::forbidden(format!(
+                    "site: node '{name}' is not in site '{s}'"
+                )));
+            }
+            site
+        }
+        (Caller::Admin, Some(s)) => db::sites::by_name(&state.db, s).await?,
+        (Caller::Admin, None) => {
+            return Err(AppError::bad_request("site: required with the admin token"))
+        }
+    };
+    let site = site.ok_or_else(|| {
+        AppError::bad_request(format!(
+            "site: unknown site '{}'",
+            job.site.as_deref().unwrap_or("")
+        ))
+    })?;
+
+    let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
+    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let mut gpus = Vec::new();
+    for (i, a) in job.allocations.iter().enumerate() {
+        let node = nodes.iter().find(|n| n.name == a.node).ok_or_else(|| {
+            AppError::bad_request(format!("allocations[{i}].node: unknown node '{}'", a.node))
+        })?;
+        if let Caller::Node { id, name, .. } = &caller {
+            if node.id != *id {
+                return Err(AppError::forbidden(format!(
+                    "allocations[{i}].node: node '{name}' may only register its own GPUs"
+                )));
+            }
+        }
+        if node.site_id != site.id {
+            return Err(AppError::bad_request(format!(
+                "allocations[{i}].node: node '{}' is not in site '{}'",
+                a.node, site.name
+            )));
+        }
+        gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32)));
+    }
+
+    let mut tx = state.db.begin().await?;
+    let created = db::jobs::insert(
+        &mut tx, &job.id, &job.user, &job.name, site.id, job.start, job.end, &job.tags,
+    )
+    .await?;
+    if !created {
+        let existing = db::jobs::by_id_for_update(&mut tx, &job.id)
+            .await?
+            .ok_or_else(|| AppError::Internal("job vanished while being merged".into()))?;
+        if existing.user_name != job.user
+            || existing.site_id != site.id
+            || existing.start_time != job.start
+        {
+            return Err(AppError::conflict(format!(
+                "id: job '{}' exists with another user, site or start",
+                job.id
+            )));
+        }
+        if let Caller::Node { id, name, .. } = &caller {
+            if !db::jobs::node_is_allocated(&state.db, &job.id, *id).await? && gpus.is_empty() {
+                return Err(AppError::forbidden(format!(
+                    "id: node '{name}' holds no part of job '{}'",
+                    job.id
+                )));
+            }
+        }
+        db::jobs::merge(&mut tx, &job.id, job.end, &job.tags).await?;
+    }
+    db::jobs::add_allocations(&mut tx, &job.id, &gpus).await?;
+    tx.commit().await?;
+    let row = db::jobs::by_id(&state.db, &job.id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job vanished"))?;
+    let view = job_view(&state, row, Utc::now()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(view)).into_response())
+}
+
+/// `POST /api/v1/jobs/{id}/end`.
+pub async fn end(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<JobEnd>,
+) -> Result<axum::Json<JobView>, AppError> {
+    let job = db::jobs::by_id(&state.db, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    if let Caller::Node {
+        id: node_id, name, ..
+    } = &caller
+    {
+        if !db::jobs::node_is_allocated(&state.db, &id, *node_id).await? {
+            return Err(AppError::forbidden(format!(
+                "node '{name}' holds no part of job '{id}'"
+            )));
+        }
+    }
+    if body.end < job.start_time {
+        return Err(AppError::bad_request(format!(
+            "end: {} is before the job's start {}",
+            body.end.to_rfc3339(),
+            job.start_time.to_rfc3339()
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    db::jobs::end(&mut tx, &id, body.end).await?;
+    tx.commit().await?;
+    let row = db::jobs::by_id(&state.db, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job vanished"))?;
+    Ok(axum::Json(job_view(&state, row, Utc::now()).await?))
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<JobView>, AppError> {
+    let job = db::jobs::by_id(&state.db, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    Ok(axum::Json(job_view(&state, job, Utc::now()).await?))
+}
+
+/// Query of the jobs list, API and page alike.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    /// Owner.
+    pub user: Option<String>,
+    /// Site name.
+    pub site: Option<String>,
+    /// `key:value`.
+    pub tag: Option<String>,
+    /// `running` or `finished`.
+    pub state: Option<String>,
+    /// Jobs running at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Jobs starting before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Page size, 1..=500 (default 50).
+    pub limit: Option<i64>,
+    /// Jobs to skip.
+    pub offset: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> Result<db::jobs::JobFilter, AppError> {
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let tag = match nonempty(&self.tag) {
+            Some(t) => {
+                let (k, v) = t.split_once([':', '=']).ok_or_else(|| {
+                    AppError::bad_request(format!("tag: expected key:value, got '{t}'"))
+                })?;
+                Some((k.to_owned(), v.to_owned()))
+            }
+            None => None,
+        };
+        let running = match self.state.as_deref() {
+            None | Some("") | Some("all") => None,
+            Some("running") => Some(true),
+            Some("finished") => Some(false),
+            Some(other) => {
+                return Err(AppError::bad_request(format!(
+                    "state: expected running or finished, got '{other}'"
+                )))
+            }
+        };
+        Ok(db::jobs::JobFilter {
+            user: nonempty(&self.user),
+            site: nonempty(&self.site),
+            tag,
+            running,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    fn page(&self) -> Result<(i64, i64), AppError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(AppError::bad_request("limit: must be 1 to 500"));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(AppError::bad_request("offset: must not be negative"));
+        }
+        Ok((limit, offset))
+    }
+}
+
+async fn list_views(state: &AppState, q: &ListQuery) -> Result<JobList, AppError> {
+    let filter = q.filter()?;
+    let (limit, offset) = q.page()?;
+    let rows = db::jobs::list(&state.db, &filter, limit, offset).await?;
+    let total = db::jobs::count(&state.db, &filter).await? as u64;
+    let now = Utc::now();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        jobs.push(job_view(state, row, now).await?);
+    }
+    Ok(JobList { jobs, total })
+}
+
+/// `GET /api/v1/jobs`.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<JobList>, AppError> {
+    Ok(axum::Json(list_views(&state, &q).await?))
+}
+
+/// One row of the jobs page.
+pub struct JobRow {
+    /// The job.
+    pub job: JobView,
+    /// Its page's path.
+    pub href: String,
+}
+
+/// `/jobs`.
+#[derive(Template)]
+#[template(path = "jobs/list.html")]
+pub struct ListPage {
+    /// Rows shown.
+    pub rows: Vec<JobRow>,
+    /// Matching jobs in all pages.
+    pub total: u64,
+    /// The query, to keep filters in the form.
+    pub q: ListQuery,
+    /// Link to the previous page, if any.
+    pub prev: Option<String>,
+    /// Link to the next page, if any.
+    pub next: Option<String>,
+}
+
+fn page_link(q: &ListQuery, offset: i64) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            parts.push(format!(
+                "{k}={}",
+                wattlas_protocol::paths::encode_segment(&v)
+            ));
+        }
+    };
+    add("user", q.user.clone());
+    add("site", q.site.clone());
+    add("tag", q.tag.clone());
+    add("state", q.state.clone());
+    add("from", q.from.map(|t| t.to_rfc3339()));
+    add("to", q.to.map(|t| t.to_rfc3339()));
+    add("limit", q.limit.map(|l| l.to_string()));
+    add("offset", Some(offset.to_string()));
+    format!("/jobs?{}", parts.join("&"))
+}
+
+/// `GET /jobs`: the jobs page.
+pub async fn list_page(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Html<String>, PageError> {
+    let list = list_views(&state, &q).await?;
+    let (limit, offset) = q.page()?;
+    let rows = list
+        .jobs
+        .into_iter()
+        .map(|job| JobRow {
+            href: format!("/jobs/{}", wattlas_protocol::paths::encode_segment(&job.id)),
+            job,
+        })
+        .collect();
+    let prev = (offset > 0).then(|| page_link(&q, (offset - limit).max(0)));
+    let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
+    let page = ListPage {
+        rows,
+        total: list.total,
+        q,
+        prev,
+        next,
+    };
+    Ok(Html(
+        page.render()
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+    ))
+}
+
+/// `/jobs/{id}`.
+#[derive(Template)]
+#[template(path = "jobs/show.html")]
+pub struct ShowPage {
+    /// The job.
+    pub job: JobView,
+    /// Tags as `key=value`, sorted.
+    pub tags: Vec<(String, String)>,
+    /// Path of the power chart.
+    pub chart: String,
+}
+
+/// `GET /jobs/{id}`: a job's page.
+pub async fn show_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let row = db::jobs::by_id(&state.db, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    let job = job_view(&state, row, Utc::now()).await?;
+    let tags: Vec<(String, String)> = job
+        .tags
+        .clone()
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let chart = format!(
+        "/jobs/{}/power.svg",
+        wattlas_protocol::paths::encode_segment(&job.id)
+    );
+    let page = ShowPage { job, tags, chart };
+    Ok(Html(
+        page.render()
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+    ))
+}
+
+/// `GET /jobs/{id}/power.svg`: per-GPU power over the job (raw samples when short, minute means when long).
+pub async fn power_chart(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let row = db::jobs::by_id(&state.db, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    let from_ms = row.start_time.timestamp_millis();
+    let to_ms = row
+        .end_time
+        .unwrap_or_else(Utc::now)
+        .timestamp_millis()
+        .max(from_ms + 1);
+    let allocated = db::jobs::allocations(&state.db, &id).await?;
+    let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms).await?;
+    let svg = charts::power::render(
+        &format!("Power per GPU, job {}", row.id),
+        &series,
+        from_ms,
+        to_ms,
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}

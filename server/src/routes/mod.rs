@@ -1,0 +1,57 @@
+//! The router: every route of the API and the pages, and the layers around them.
+
+pub mod health;
+pub mod ingest;
+pub mod jobs;
+pub mod nodes;
+pub mod pages;
+pub mod sites;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// All routes with their layers.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let api = Router::new()
+        .route("/ingest/gpu", post(ingest::ingest_gpu))
+        .route("/jobs", post(jobs::create).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/end", post(jobs::end))
+        .route("/sites", post(sites::create).get(sites::list))
+        .route("/nodes", post(nodes::create).get(nodes::list))
+        .fallback(|| async { AppError::not_found("no such API route") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/", get(pages::index))
+        .route("/jobs", get(jobs::list_page))
+        .route("/jobs/{id}", get(jobs::show_page))
+        .route("/jobs/{id}/power.svg", get(jobs::power_chart))
+        .route("/static/style.css", get(pages::stylesheet))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        // The limit applies to the decoded body, so a small gzip bomb cannot get past it.
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestDecompressionLayer::new().gzip(true))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,63 @@
+//! `POST /api/v1/nodes` (returns the node's token once) and `GET /api/v1/nodes`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use wattlas_protocol::{NewNode, NodeToken, NodeView};
+
+use crate::auth::{self, Caller};
+use crate::db;
+use crate::error::AppError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Creates a node and its token (admin). The token is in this answer only; the server keeps a digest.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(node): ApiJson<NewNode>,
+) -> Result<(StatusCode, axum::Json<NodeToken>), AppError> {
+    caller.require_admin()?;
+    let valid = !node.name.is_empty()
+        && node.name.len() <= 200
+        && node
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid {
+        return Err(AppError::bad_request(
+            "name: must be 1 to 200 of A-Z a-z 0-9 - _ .",
+        ));
+    }
+    let site = db::sites::by_name(&state.db, &node.site)
+        .await?
+        .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", node.site)))?;
+    let token = auth::new_token("wn");
+    db::nodes::create(&state.db, &node.name, site.id, &auth::token_digest(&token))
+        .await?
+        .ok_or_else(|| AppError::conflict(format!("name: node '{}' exists", node.name)))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(NodeToken {
+            name: node.name,
+            token,
+        }),
+    ))
+}
+
+/// Lists nodes with their GPUs and what their collectors last reported (any token).
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<axum::Json<Vec<NodeView>>, AppError> {
+    let mut out = Vec::new();
+    for n in db::nodes::list(&state.db).await? {
+        out.push(NodeView {
+            gpus: db::nodes::gpus(&state.db, n.id).await?,
+            name: n.name,
+            site: n.site,
+            last_seen: n.last_seen,
+            dropped_samples_total: n.dropped_samples_total.max(0) as u64,
+        });
+    }
+    Ok(axum::Json(out))
+}
