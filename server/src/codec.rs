@@ -15,7 +15,6 @@ use thiserror::Error;
 /// Format version written as the first byte of every block.
 const VERSION: u8 = 1;
 
-
 /// One decoded sample, in the integer units it is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawSample {

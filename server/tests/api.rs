@@ -1,0 +1,581 @@
+//! HTTP tests of the server against the real TimescaleDB: each test gets its own database
+//! (`#[sqlx::test]`) and a real server on 127.0.0.1:0.
+
+use std::io::Write;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, IngestResult, JobView};
+use wattlas_server::config::Config;
+use wattlas_server::state::AppState;
+
+const ADMIN: &str = "test-admin-token";
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    state: AppState,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl App {
+    async fn spawn(db: PgPool) -> App {
+        let mut config = Config::with_admin_token(ADMIN);
+        // Tests drive the rollup task by hand.
+        config.rollup_interval_s = 3600;
+        config.max_body_bytes = 1024 * 1024;
+        let state = AppState::new(db, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve_state = state.clone();
+        tokio::spawn(async move {
+            let _ = wattlas_server::startup::run(listener, serve_state, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        App {
+            base,
+            http: reqwest::Client::new(),
+            state,
+            _stop: stop,
+        }
+    }
+
+    async fn post(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A site `s1` and node `n1` with GPUs 0 and 1; returns the node's token.
+    async fn node(&self) -> String {
+        let (status, _) = self
+            .post(
+                ADMIN,
+                "/api/v1/sites",
+                &json!({"name": "s1", "timezone": "America/New_York"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = self
+            .post(ADMIN, "/api/v1/nodes", &json!({"name": "n1", "site": "s1"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn ingest(&self, token: &str, batch: &GpuBatch) -> (StatusCode, Value) {
+        self.post(
+            token,
+            "/api/v1/ingest/gpu",
+            &serde_json::to_value(batch).expect("json"),
+        )
+        .await
+    }
+
+    async fn stored(&self) -> i64 {
+        sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+            .fetch_one(&self.state.db)
+            .await
+            .expect("count")
+    }
+
+    async fn job(&self, id: &str) -> JobView {
+        let (status, body) = self.get(ADMIN, &format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).expect("job view")
+    }
+}
+
+fn gpus() -> Vec<GpuIdentity> {
+    (0..2)
+        .map(|i| GpuIdentity {
+            index: i,
+            uuid: format!("GPU-{i}"),
+            model: "Tesla V100-SXM2-32GB".into(),
+            default_power_limit_w: Some(250.0),
+        })
+        .collect()
+}
+
+/// GPU 0: 200 W, no energy counter. GPU 1: counter rising 15 J per 100 ms (150 W) while its power
+/// readings say 100 W: the counter must win. Samples every 100 ms over `[t0, t0 + seconds)`.
+fn samples(t0: DateTime<Utc>, seconds: i64) -> Vec<GpuSample> {
+    let mut out = Vec::new();
+    for i in 0..seconds * 10 {
+        let time = t0 + Duration::milliseconds(100 * i);
+        let base = GpuSample {
+            time,
+            gpu: 0,
+            power_w: 200.0,
+            energy_mj: None,
+            power_limit_w: Some(250.0),
+            util_pct: Some(98.0),
+            mem_used_mib: Some(1000.0),
+            temp_c: Some(60.0),
+            sm_clock_mhz: Some(1380.0),
+        };
+        out.push(base.clone());
+        out.push(GpuSample {
+            gpu: 1,
+            power_w: 100.0,
+            energy_mj: Some(9_000_000 + 15_000 * i as u64),
+            ..base
+        });
+    }
+    out
+}
+
+fn batch(samples: Vec<GpuSample>) -> GpuBatch {
+    GpuBatch {
+        node: None,
+        gpus: gpus(),
+        samples,
+        dropped_samples_total: None,
+    }
+}
+
+fn minute_aligned_past(minutes: i64) -> DateTime<Utc> {
+    (Utc::now() - Duration::minutes(minutes))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc")
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_bad_sample_refuses_the_whole_batch_and_names_the_field(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = Utc::now() - Duration::minutes(5);
+    let mut s = samples(t0, 1);
+
+    let mut bad = s.clone();
+    bad[7].power_w = -3.0;
+    let (status, body) = app.ingest(&token, &batch(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "samples[7].power_w: -3 is outside 0..2000");
+
+    let mut bad = s.clone();
+    bad[3].power_w = 2500.0;
+    let (status, body) = app.ingest(&token, &batch(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("samples[3].power_w"),
+        "{body}"
+    );
+
+    let mut bad = s.clone();
+    bad[4].time = Utc::now() + Duration::minutes(10);
+    let (status, body) = app.ingest(&token, &batch(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("samples[4].time"),
+        "{body}"
+    );
+
+    let mut bad = s.clone();
+    bad[5].gpu = 9;
+    let (status, body) = app.ingest(&token, &batch(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("samples[5].gpu: unknown GPU index 9"),
+        "{body}"
+    );
+
+    // Not JSON a sample can be made of: a string where a number belongs.
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"samples":[{"time":"2026-01-01T00:00:00Z","gpu":0,"power_w":"lots"}]}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.expect("json error");
+    assert!(
+        body["error"].as_str().expect("error").contains("power_w"),
+        "{body}"
+    );
+
+    assert_eq!(app.stored().await, 0, "nothing partial is stored");
+
+    s.truncate(4);
+    let (status, body) = app.ingest(&token, &batch(s)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.stored().await, 4);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn tokens_and_bodies_are_checked(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let b = batch(samples(Utc::now() - Duration::minutes(1), 1));
+
+    let (status, body) = app.ingest("not-a-token", &b).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid token");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .json(&b)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Another node's token cannot write as n1.
+    let (_, other) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    let other = other["token"].as_str().expect("token");
+    let mut as_n1 = b.clone();
+    as_n1.node = Some("n1".into());
+    let (status, body) = app.ingest(other, &as_n1).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"].as_str().expect("error").contains("n2"),
+        "{body}"
+    );
+
+    // A node token cannot create nodes.
+    let (status, _) = app
+        .post(
+            &token,
+            "/api/v1/nodes",
+            &json!({"name": "n3", "site": "s1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Over the body limit (1 MiB in these tests), after gzip decoding.
+    let big = batch(samples(Utc::now() - Duration::minutes(15), 600));
+    let json = serde_json::to_vec(&big).expect("json");
+    assert!(json.len() > 1024 * 1024);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).expect("gzip");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.expect("json error");
+    assert_eq!(body["error"], "request body is over the size limit");
+
+    // Wrong content type.
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(app.stored().await, 0);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn gzip_batches_are_stored_once_however_they_are_resent(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let all = samples(Utc::now() - Duration::minutes(2), 3);
+    let json = serde_json::to_vec(&batch(all.clone())).expect("json");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).expect("gzip");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let first: IngestResult = r.json().await.expect("result");
+    assert_eq!(
+        first,
+        IngestResult {
+            stored: 60,
+            duplicates: 0
+        }
+    );
+
+    // The same samples again, regrouped, with 10 new ones: only the new ones are stored.
+    let mut again = all[20..].to_vec();
+    again.extend(
+        samples(Utc::now() - Duration::minutes(2) + Duration::seconds(3), 1)
+            .into_iter()
+            .take(10),
+    );
+    again.extend(all[..20].iter().cloned());
+    let (status, body) = app.ingest(&token, &batch(again)).await;
+    assert_eq!(status, StatusCode::OK);
+    let second: IngestResult = serde_json::from_value(body).expect("result");
+    assert_eq!(
+        second,
+        IngestResult {
+            stored: 10,
+            duplicates: 60
+        }
+    );
+    assert_eq!(app.stored().await, 70);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    for chunk in samples(t0, 240).chunks(2000) {
+        let (status, body) = app.ingest(&token, &batch(chunk.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The job starts and ends between two samples.
+    let start = t0 + Duration::milliseconds(10_050);
+    let end = t0 + Duration::milliseconds(190_050);
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/jobs",
+            &json!({"id": "1001", "user": "alice", "name": "bert <mlm>", "start": start, "tags": {"workload": "bert-mlm"},
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["site"], "s1",
+        "a node token registers jobs in its own site"
+    );
+    let (status, body) = app
+        .post(&token, "/api/v1/jobs/1001/end", &json!({"end": end}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 180 s x (200 W + 150 W) = 63,000 J.
+    let expected_kwh = 180.0 * (200.0 + 150.0) / 3.6e6;
+    let from_raw = app.job("1001").await;
+    assert!(
+        (from_raw.it_energy_kwh - expected_kwh).abs() < 1e-9,
+        "{} vs {expected_kwh}",
+        from_raw.it_energy_kwh
+    );
+    assert!(
+        (from_raw.coverage - 1.0).abs() < 1e-9,
+        "coverage {}",
+        from_raw.coverage
+    );
+    assert!((from_raw.avg_power_w - 350.0).abs() < 1e-6);
+    assert_eq!(from_raw.power_cap_w, Some(250.0));
+    assert_eq!(from_raw.gpu_count, 2);
+    assert_eq!(from_raw.duration_s, 180.0);
+    assert_eq!(
+        from_raw.energy_method,
+        wattlas_protocol::EnergyMethod::Mixed
+    );
+    assert_eq!(from_raw.samples, 2 * 1800);
+
+    // Roll everything up: the whole minutes now come from rollups, the edges from raw samples.
+    let taken = wattlas_server::maintenance::rollup_settled_before(
+        &app.state,
+        Utc::now() + Duration::hours(1),
+    )
+    .await
+    .expect("rollup");
+    assert!(taken > 0);
+    let minutes: i64 = sqlx::query_scalar("select count(*) from gpu_minute")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(minutes, 2 * 4);
+    let from_rollups = app.job("1001").await;
+    assert!(
+        (from_rollups.it_energy_kwh - expected_kwh).abs() < 1e-9,
+        "{} vs {expected_kwh}",
+        from_rollups.it_energy_kwh
+    );
+    assert_eq!(from_rollups.samples, from_raw.samples);
+    assert_eq!(from_rollups.power_cap_w, Some(250.0));
+
+    // Raw samples expire; rollups carry the whole minutes (the edges are lost with the raw data).
+    sqlx::query("delete from gpu_raw")
+        .execute(&app.state.db)
+        .await
+        .expect("delete");
+    let after = app.job("1001").await;
+    let whole_minutes_kwh = 120.0 * 350.0 / 3.6e6;
+    assert!(
+        (after.it_energy_kwh - whole_minutes_kwh).abs() < 1e-9,
+        "{}",
+        after.it_energy_kwh
+    );
+
+    // Pages show it, escaped.
+    let page = app
+        .http
+        .get(format!("{}/jobs/1001", app.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("bert &lt;mlm&gt;") || html.contains("bert &#60;mlm&#62;"),
+        "name must be escaped"
+    );
+    assert!(!html.contains("bert <mlm>"));
+    assert!(
+        html.contains(&format!("{:.4} kWh", after.it_energy_kwh)),
+        "energy shown"
+    );
+    let list = app
+        .http
+        .get(format!("{}/jobs?tag=workload:bert-mlm", app.base))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    assert!(list.contains("href=\"/jobs/1001\""));
+    let svg = app
+        .http
+        .get(format!("{}/jobs/1001/power.svg", app.base))
+        .send()
+        .await
+        .expect("svg");
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.expect("svg").contains("n1/gpu1"));
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_running_job_reports_energy_so_far_and_jobs_filter(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let start = Utc::now() - Duration::seconds(20);
+    let (status, _) = app
+        .post(ADMIN, "/api/v1/jobs", &json!({"id": "r1", "user": "bob", "site": "s1", "start": start, "allocations": [{"node": "n1", "gpus": [0]}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app.ingest(&token, &batch(samples(start, 10))).await;
+    assert_eq!(status, StatusCode::OK);
+    let job = app.job("r1").await;
+    assert!(job.running);
+    assert!(job.end.is_none());
+    // 200 W on GPU 0 for the 9.9 s its samples cover.
+    assert!(
+        (job.it_energy_kwh - 9.9 * 200.0 / 3.6e6).abs() < 1e-9,
+        "{}",
+        job.it_energy_kwh
+    );
+    assert!(
+        job.coverage > 0.4 && job.coverage < 0.6,
+        "coverage {}",
+        job.coverage
+    );
+
+    let (status, list) = app.get(ADMIN, "/api/v1/jobs?state=running&user=bob").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["jobs"][0]["id"], "r1");
+    let (_, list) = app.get(ADMIN, "/api/v1/jobs?state=finished").await;
+    assert_eq!(list["total"], 0);
+    let (status, body) = app.get(ADMIN, "/api/v1/jobs?state=sleeping").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().expect("error").starts_with("state:"));
+
+    // A job with a bad allocation is refused whole.
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/jobs", &json!({"id": "r2", "user": "bob", "site": "s1", "start": start, "allocations": [{"node": "nope", "gpus": [0]}]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "allocations[0].node: unknown node 'nope'");
+    let (status, _) = app.get(ADMIN, "/api/v1/jobs/r2").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs/r1/end",
+            &json!({"end": start - Duration::seconds(1)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().expect("error").starts_with("end:"));
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let old = minute_aligned_past(60 * 24 * 40);
+    let (status, _) = app.ingest(&token, &batch(samples(old, 120))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .ingest(
+            &token,
+            &batch(samples(Utc::now() - Duration::minutes(3), 1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    let dropped = wattlas_server::maintenance::retention_once(&app.state.db, 30)
+        .await
+        .expect("retention");
+    assert_eq!(dropped, 1);
+    assert_eq!(app.stored().await, 20, "recent raw samples stay");
+    let energy: f64 = sqlx::query_scalar(
+        "select sum(energy_j) from gpu_minute where minute < now() - interval '30 days'",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .expect("sum");
+    // 119.9 s of samples at 200 W + 150 W.
+    assert!(
+        (energy - 119.9 * 350.0).abs() < 1e-6,
+        "rollups keep the old energy: {energy}"
+    );
+}
