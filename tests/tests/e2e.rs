@@ -1,0 +1,416 @@
+//! End to end with the real binaries: `wattlas-collector` -> HTTP -> `wattlas-server` -> TimescaleDB.
+//!
+//! Needs the binaries built (`cargo build --workspace --bins`, which `scripts/test` does) and
+//! `DATABASE_URL` pointing at the cluster of `scripts/db up`; each test gets its own database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const ADMIN: &str = "e2e-admin-token";
+
+fn bin(name: &str) -> PathBuf {
+    // tests run from target/<profile>/deps; the binaries sit in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// The URL of the test's own database.
+fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("database name")
+        .to_owned();
+    let (prefix, _) = base.rsplit_once('/').expect("url with a database");
+    format!("{prefix}/{name}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(url: &str, port: u16, log: &Path) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log");
+        let child = Command::new(bin("wattlas-server"))
+            .env("DATABASE_URL", url)
+            .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
+            .env("WATTLAS_ADMIN_TOKEN", ADMIN)
+            .env("WATTLAS_ROLLUP_INTERVAL_S", "2")
+            .env("WATTLAS_ROLLUP_SETTLE_S", "3")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("server starts");
+        Server { child }
+    }
+
+    /// SIGKILL: no graceful shutdown, requests in flight are cut.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server at {base} not ready within 30 s");
+}
+
+async fn post(http: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> Value {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    let r = http
+        .get(format!("{base}/api/v1/jobs/{id}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_success(), "job {id}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+async fn stored_samples(db: &PgPool) -> i64 {
+    sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+/// Distinct (node, GPU, time) stored: equal to the stored count only if nothing is doubled.
+async fn distinct_samples(db: &PgPool) -> i64 {
+    let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
+        sqlx::query_as("select node_id, t_start, data from gpu_raw")
+            .fetch_all(db)
+            .await
+            .expect("rows");
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (node, t0, data) in rows {
+        out.clear();
+        wattlas_server::codec::decode(t0.timestamp_millis(), &data, &mut out).expect("decodes");
+        seen.extend(out.iter().map(|s| (node, s.gpu, s.t_ms)));
+    }
+    seen.len() as i64
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: PgPool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(&db);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("server.log");
+    let http = reqwest::Client::new();
+    let mut server = Server::start(&url, port, &log);
+    wait_ready(&http, &base).await;
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "lab", "timezone": "America/New_York"}),
+    )
+    .await;
+    let node = post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu01", "site": "lab"}),
+    )
+    .await;
+    let token = node["token"].as_str().expect("token").to_owned();
+
+    let ledger = dir.path().join("ledger.json");
+    let collector = Command::new(bin("wattlas-collector"))
+        .args([
+            "run",
+            "--source",
+            "simulated",
+            "--node",
+            "gpu01",
+            "--server",
+            &base,
+            "--token",
+            &token,
+        ])
+        .args([
+            "--sim-gpus",
+            "4",
+            "--sim-caps",
+            "100,250",
+            "--sim-gpus-per-job",
+            "2",
+            "--sim-job-seconds",
+            "5",
+            "--sim-jobs",
+            "2",
+        ])
+        .args(["--run-seconds", "24", "--sim-seed", "42"])
+        .arg("--sim-ledger")
+        .arg(&ledger)
+        .arg("--spool-dir")
+        .arg(dir.path().join("spool"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("collector starts");
+
+    // Kill the server mid-run; the collector spools and replays when it is back.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _server = Server::start(&url, port, &log);
+    wait_ready(&http, &base).await;
+
+    let output = tokio::task::spawn_blocking(move || collector.wait_with_output())
+        .await
+        .expect("join")
+        .expect("collector output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "collector failed:\n{stderr}");
+    assert!(
+        stderr.contains("spooling"),
+        "the collector should have seen the outage:\n{stderr}"
+    );
+
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(&ledger).expect("ledger")).expect("ledger json");
+    let emitted = ledger["samples_emitted"].as_i64().expect("count");
+    assert!(emitted > 4 * 200, "emitted {emitted}");
+    let stored = stored_samples(&db).await;
+    assert_eq!(stored, emitted, "every emitted sample stored once");
+    assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
+
+    let jobs: BTreeMap<String, Value> =
+        serde_json::from_value(ledger["jobs"].clone()).expect("jobs");
+    assert_eq!(jobs.len(), 4, "two groups x two jobs");
+    for (id, truth) in &jobs {
+        assert!(!truth["end"].is_null(), "job {id} ended within the run");
+        let view = job(&http, &base, id).await;
+        let server_j = view["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+        let truth_j = truth["energy_j"].as_f64().expect("energy");
+        let error = (server_j - truth_j).abs() / truth_j;
+        assert!(
+            error < 0.005,
+            "job {id}: server {server_j} J, simulator {truth_j} J ({:.3} %)",
+            error * 100.0
+        );
+        assert_eq!(view["running"], false);
+        assert_eq!(
+            view["power_cap_w"].as_f64(),
+            truth["cap_w"].as_f64(),
+            "job {id} cap"
+        );
+        assert_eq!(view["energy_method"], "counter");
+        assert!(
+            view["coverage"].as_f64().expect("coverage") > 0.99,
+            "job {id}: {view}"
+        );
+    }
+    // The lower cap drew less power and took longer, as the simulator models it.
+    let by_cap = |cap: f64| {
+        jobs.values()
+            .find(|j| j["cap_w"].as_f64() == Some(cap))
+            .expect("job at cap")
+    };
+    let dur = |j: &Value| {
+        let s: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(j["start"].clone()).expect("start");
+        let e: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(j["end"].clone()).expect("end");
+        (e - s).num_milliseconds()
+    };
+    assert!(dur(by_cap(100.0)) > dur(by_cap(250.0)));
+}
+
+fn nvidia_smi_log(path: &Path) {
+    let mut text = String::from(
+        "timestamp, name, index, uuid, power.draw [W], enforced.power.limit [W], utilization.gpu [%], memory.used [MiB], temperature.gpu, clocks.sm [MHz]\n",
+    );
+    // Two GPUs, 100 ms apart, 2 minutes, local time in New York.
+    let t0 = chrono::NaiveDate::from_ymd_opt(2025, 7, 1)
+        .and_then(|d| d.and_hms_opt(14, 0, 0))
+        .expect("time");
+    for i in 0..1200 {
+        let t = t0 + chrono::Duration::milliseconds(100 * i);
+        for gpu in 0..2 {
+            let power = 120.0 + gpu as f64 * 30.0 + (i % 10) as f64;
+            let sm = if i == 7 {
+                "[N/A]".to_owned()
+            } else {
+                "1380 MHz".to_owned()
+            };
+            text.push_str(&format!(
+                "{}, Tesla V100-SXM2-32GB, {gpu}, GPU-imp-{gpu}, {power:.2} W, 250.00 W, 97 %, 30000 MiB, 60, {sm}\n",
+                t.format("%Y/%m/%d %H:%M:%S%.3f")
+            ));
+        }
+    }
+    text.push_str("2025/07/01 14:02:00.000, Tesla V100-SXM2-32GB, 0, GPU-imp-0, [N/A], 250.00 W, 0 %, 0 MiB, 40, 210 MHz\n");
+    std::fs::write(path, text).expect("write log");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(&db);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let _server = Server::start(&url, port, &dir.path().join("server.log"));
+    wait_ready(&http, &base).await;
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "lab", "timezone": "America/New_York"}),
+    )
+    .await;
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu01", "site": "lab"}),
+    )
+    .await;
+    // 14:00:30 to 14:01:30 EDT = 18:00:30Z to 18:01:30Z.
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/jobs",
+        json!({"id": "imp-1", "user": "carol", "site": "lab", "start": "2025-07-01T18:00:30Z", "end": "2025-07-01T18:01:30Z",
+               "allocations": [{"node": "gpu01", "gpus": [0, 1]}]}),
+    )
+    .await;
+    let log = dir.path().join("smi.csv");
+    nvidia_smi_log(&log);
+    let import = || {
+        let out = Command::new(bin("wattlas-collector"))
+            .args(["import", "nvidia-smi"])
+            .arg(&log)
+            .args([
+                "--node",
+                "gpu01",
+                "--timezone",
+                "America/New_York",
+                "--server",
+                &base,
+                "--token",
+                ADMIN,
+            ])
+            .output()
+            .expect("import runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let first = import();
+    assert!(first.contains("lines read: 2401"), "{first}");
+    assert!(first.contains("samples stored: 2400"), "{first}");
+    assert!(first.contains("1: power.draw [W] is [N/A]"), "{first}");
+    let e1 = job(&http, &base, "imp-1").await;
+
+    let second = import();
+    assert!(second.contains("samples stored: 0"), "{second}");
+    assert!(second.contains("samples already stored: 2400"), "{second}");
+    let e2 = job(&http, &base, "imp-1").await;
+    assert_eq!(e1["it_energy_kwh"], e2["it_energy_kwh"]);
+    assert_eq!(stored_samples(&db).await, 2400);
+
+    // Independent computation: power is linear between samples, so the trapezoids over the 60 s window
+    // are the mean of the interval endpoints. GPU g at sample i draws 120 + 30 g + (i mod 10) W.
+    let p = |g: i64, i: i64| 120.0 + 30.0 * g as f64 + (i % 10) as f64;
+    let mut expected_j = 0.0;
+    for g in 0..2 {
+        for i in 300..900 {
+            expected_j += 0.1 * (p(g, i) + p(g, i + 1)) / 2.0;
+        }
+    }
+    let got_j = e1["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+    assert!((got_j - expected_j).abs() < 1e-6, "{got_j} vs {expected_j}");
+    assert_eq!(e1["energy_method"], "integrated");
+    assert_eq!(e1["coverage"].as_f64(), Some(1.0));
+
+    // A malformed log names line and column, and nothing of it is stored.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "timestamp, index, power.draw [W]\n2025/07/02 00:00:00.000, 0, 100 W\n2025/07/02 00:00:00.100, 0, lots W\n").expect("write");
+    let out = Command::new(bin("wattlas-collector"))
+        .args(["import", "nvidia-smi"])
+        .arg(&bad)
+        .args([
+            "--node",
+            "gpu01",
+            "--timezone",
+            "UTC",
+            "--server",
+            &base,
+            "--token",
+            ADMIN,
+        ])
+        .output()
+        .expect("import runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3, power.draw [W]: 'lots W' is not a number"),
+        "{err}"
+    );
+    assert_eq!(stored_samples(&db).await, 2400);
+}
