@@ -66,6 +66,7 @@ pub async fn run(
     let batcher = tokio::spawn(batch_loop(
         rx,
         spool.clone(),
+        config.node.clone(),
         identities,
         config.batch_ms,
         wake.clone(),
@@ -177,6 +178,7 @@ fn write_ledger(path: &PathBuf, json: Option<String>) {
 async fn batch_loop(
     mut rx: mpsc::Receiver<Poll>,
     spool: Arc<Mutex<Spool>>,
+    node: String,
     identities: Vec<GpuIdentity>,
     batch_ms: u64,
     wake: Arc<Notify>,
@@ -189,7 +191,7 @@ async fn batch_loop(
             return Ok(());
         }
         let batch = GpuBatch {
-            node: None,
+            node: Some(node.clone()),
             gpus: identities.clone(),
             samples: std::mem::take(pending),
             dropped_samples_total: None,
