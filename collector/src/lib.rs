@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod import;
+pub mod meter;
+pub mod meter_run;
 pub mod run;
 pub mod slurm;
 pub mod source;

@@ -36,6 +36,107 @@ enum Command {
     /// Register Slurm jobs from prolog and epilog.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Read a facility meter (total and IT power) and push the readings to the server until stopped.
+    Meter(Box<MeterArgs>),
+}
+
+/// Flags of `meter`; every one may also come from the TOML file given by `--config`.
+#[derive(Debug, Clone, Default, Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeterArgs {
+    /// TOML file with any of these settings (snake_case keys).
+    #[arg(long, env = "WATTLAS_METER_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Server base URL.
+    #[arg(long, env = "WATTLAS_SERVER")]
+    server: Option<String>,
+    /// The meter's token (or admin, with --meter and --site).
+    #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Meter name (required with the admin token).
+    #[arg(long, env = "WATTLAS_METER")]
+    meter: Option<String>,
+    /// Site of the meter (with the admin token a new meter is created there).
+    #[arg(long, env = "WATTLAS_SITE")]
+    site: Option<String>,
+    /// Source: simulated or modbus.
+    #[arg(long, env = "WATTLAS_METER_SOURCE")]
+    source: Option<String>,
+    /// Seconds between readings (default 60).
+    #[arg(long, env = "WATTLAS_METER_INTERVAL_S")]
+    interval_s: Option<u64>,
+    /// Spool directory (default .wattlas/meter-spool).
+    #[arg(long, env = "WATTLAS_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Spool bound in bytes (default 64 MiB).
+    #[arg(long, env = "WATTLAS_SPOOL_MAX_BYTES")]
+    spool_max_bytes: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    run_seconds: Option<f64>,
+    /// Simulated: the site's IANA zone (the day/night rhythm is local; default UTC).
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Simulated: mean IT load, kW (default 800).
+    #[arg(long)]
+    it_base_kw: Option<f64>,
+    /// Simulated: noise seed (default 1).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulated: first send this many days of history (default 0).
+    #[arg(long)]
+    backfill_days: Option<u32>,
+    /// Modbus: meter address, host:port.
+    #[arg(long)]
+    modbus_addr: Option<String>,
+    /// Modbus: unit id (default 1).
+    #[arg(long)]
+    modbus_unit: Option<u8>,
+    /// Modbus: holding or input registers (default holding).
+    #[arg(long, value_enum)]
+    modbus_registers: Option<wattlas_collector::meter::modbus::RegisterKind>,
+    /// Modbus: address of total facility power.
+    #[arg(long)]
+    modbus_total_register: Option<u16>,
+    /// Modbus: address of IT power.
+    #[arg(long)]
+    modbus_it_register: Option<u16>,
+    /// Modbus: data type (u16, i16, u32, i32, f32; default f32).
+    #[arg(long, value_enum)]
+    modbus_data_type: Option<wattlas_collector::meter::modbus::DataType>,
+    /// Modbus: multiplier from register value to kW (default 1).
+    #[arg(long)]
+    modbus_scale: Option<f64>,
+    /// Modbus: word order of 32-bit values (big or little; default big).
+    #[arg(long, value_enum)]
+    modbus_word_order: Option<wattlas_collector::meter::modbus::WordOrder>,
+}
+
+impl MeterArgs {
+    /// Flags over the TOML file: both as JSON objects, flags' keys replacing the file's.
+    fn resolve(self) -> anyhow::Result<MeterArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file: MeterArgs =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut merged = serde_json::to_value(file)?;
+        if let (Some(m), serde_json::Value::Object(flags)) =
+            (merged.as_object_mut(), serde_json::to_value(&self)?)
+        {
+            for (k, v) in flags {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+        }
+        let mut out: MeterArgs = serde_json::from_value(merged)?;
+        out.config = self.config;
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +151,19 @@ struct ServerArgs {
 
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
+    /// Building-management exports: CSV `time,it_kw,total_kw` or `time,pue` with RFC 3339 times.
+    Meter {
+        /// The CSV file.
+        file: PathBuf,
+        /// Site the export is of.
+        #[arg(long)]
+        site: String,
+        /// Meter to store the readings under (default: SITE-bms; created if new).
+        #[arg(long)]
+        meter: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Logs of `nvidia-smi --query-gpu=... --format=csv[,nounits]`.
     NvidiaSmi {
         /// The CSV file.
@@ -154,6 +268,27 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Import(ImportCommand::Meter {
+            file,
+            site,
+            meter,
+            server,
+        }) => {
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let readings = import::meter::parse(std::io::BufReader::new(f))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let meter = meter.unwrap_or_else(|| format!("{site}-bms"));
+            let uplink = Uplink::new(&server.server, &server.token)?;
+            let report = import::meter::send(&uplink, &site, &meter, &readings)
+                .await
+                .map_err(|e| anyhow::anyhow!("server refused the import: {e}"))?;
+            println!("lines read: {}", readings.len());
+            println!("readings stored: {}", report.stored);
+            println!("readings already stored: {}", report.duplicates);
+            Ok(())
+        }
+        Command::Meter(args) => meter(args.resolve()?).await,
         Command::Job(JobCommand::Start { node, tags, server }) => {
             let node = node
                 .or_else(wattlas_collector::config::hostname)
@@ -180,6 +315,89 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("ending job {id}: {e}"))
         }
     }
+}
+
+async fn meter(a: MeterArgs) -> anyhow::Result<()> {
+    use wattlas_collector::meter::{modbus, simulated, Meter};
+    let server = a.server.context("--server is required")?;
+    let token = a.token.context("--token is required")?;
+    let interval_s = a.interval_s.unwrap_or(60).max(1);
+    let source = a.source.as_deref().unwrap_or("simulated");
+    let meter = match source {
+        "simulated" => {
+            let tz: chrono_tz::Tz = a
+                .timezone
+                .as_deref()
+                .unwrap_or("UTC")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--timezone: not an IANA zone"))?;
+            let site = simulated::SimulatedSite {
+                tz,
+                it_base_kw: a.it_base_kw.unwrap_or(800.0),
+                seed: a.seed.unwrap_or(1),
+            };
+            if let Some(days) = a.backfill_days.filter(|d| *d > 0) {
+                let now = chrono::Utc::now();
+                let readings = wattlas_collector::meter_run::backfill(
+                    &site,
+                    now - chrono::Duration::days(i64::from(days)),
+                    now,
+                    interval_s,
+                );
+                let uplink = Uplink::new(&server, &token)?;
+                let report = import::meter::send(
+                    &uplink,
+                    a.site.as_deref().unwrap_or_default(),
+                    a.meter.as_deref().unwrap_or_default(),
+                    &readings,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("backfill refused: {e}"))?;
+                tracing::info!(
+                    readings = readings.len(),
+                    stored = report.stored,
+                    "backfilled the simulated site"
+                );
+            }
+            Meter::Simulated(site)
+        }
+        "modbus" => {
+            let addr = a.modbus_addr.context("--modbus-addr is required")?;
+            let addr = tokio::net::lookup_host(&addr)
+                .await?
+                .next()
+                .with_context(|| format!("--modbus-addr: cannot resolve {addr}"))?;
+            Meter::Modbus(modbus::ModbusMeter::new(modbus::ModbusConfig {
+                addr,
+                unit: a.modbus_unit.unwrap_or(1),
+                kind: a.modbus_registers.unwrap_or(modbus::RegisterKind::Holding),
+                total_register: a
+                    .modbus_total_register
+                    .context("--modbus-total-register is required")?,
+                it_register: a
+                    .modbus_it_register
+                    .context("--modbus-it-register is required")?,
+                data_type: a.modbus_data_type.unwrap_or(modbus::DataType::F32),
+                scale: a.modbus_scale.unwrap_or(1.0),
+                word_order: a.modbus_word_order.unwrap_or(modbus::WordOrder::Big),
+            }))
+        }
+        other => anyhow::bail!("--source: '{other}' is not simulated or modbus"),
+    };
+    let config = wattlas_collector::meter_run::MeterRun {
+        server,
+        token,
+        meter: a.meter,
+        site: a.site,
+        interval_s,
+        spool_dir: a
+            .spool_dir
+            .unwrap_or_else(|| PathBuf::from(".wattlas/meter-spool")),
+        spool_max_bytes: a.spool_max_bytes.unwrap_or(64 * 1024 * 1024),
+        run_seconds: a.run_seconds,
+    };
+    wattlas_collector::meter_run::run(config, meter, shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

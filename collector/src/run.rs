@@ -101,7 +101,7 @@ pub async fn run(
         tracing::error!(error = %e, "spool write failed at shutdown");
     }
     // Give the uplink a short while to empty the spool; the rest waits for the next start.
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && spool.lock().map(|s| !s.is_empty()).unwrap_or(false) {
         wake.notify_one();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -241,7 +241,8 @@ fn poisoned() -> SpoolError {
     }
 }
 
-async fn uplink_loop(
+/// Delivers spool entries in order until `delivering` turns false.
+pub(crate) async fn uplink_loop(
     uplink: Uplink,
     spool: Arc<Mutex<Spool>>,
     stats: Arc<Stats>,
@@ -299,7 +300,8 @@ async fn uplink_loop(
                     }
                 })
                 .await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                // Short: a server back from an outage should see the backlog within seconds.
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
-use wattlas_protocol::{GpuBatch, JobEnd, NewJob};
+use wattlas_protocol::{FacilityBatch, GpuBatch, JobEnd, NewJob};
 
 /// One entry to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +22,8 @@ pub enum Entry {
     Gpu(GpuBatch),
     /// A job for `POST /api/v1/jobs`.
     JobStart(NewJob),
+    /// Meter readings for `POST /api/v1/ingest/facility`.
+    Facility(FacilityBatch),
     /// A job's end for `POST /api/v1/jobs/{id}/end`.
     JobEnd {
         /// Job id.
@@ -37,6 +39,7 @@ impl Entry {
             Self::Gpu(_) => "gpu",
             Self::JobStart(_) => "job",
             Self::JobEnd { .. } => "end",
+            Self::Facility(_) => "facility",
         }
     }
 
@@ -44,6 +47,7 @@ impl Entry {
     pub fn samples(&self) -> u64 {
         match self {
             Self::Gpu(b) => b.samples.len() as u64,
+            Self::Facility(b) => b.readings.len() as u64,
             _ => 0,
         }
     }
@@ -125,7 +129,7 @@ impl Spool {
                 seq,
                 path,
                 bytes,
-                droppable: kind == "gpu",
+                droppable: kind == "gpu" || kind == "facility",
             });
         }
         items.sort_by_key(|i| i.seq);

@@ -100,6 +100,7 @@ impl Uplink {
         match entry {
             Entry::Gpu(batch) => self.post_json(paths::INGEST_GPU, batch).await.0,
             Entry::JobStart(job) => self.post_json(paths::JOBS, job).await.0,
+            Entry::Facility(batch) => self.post_json(paths::INGEST_FACILITY, batch).await.0,
             Entry::JobEnd { id, body } => self.post_json(&paths::job_end(id), body).await.0,
         }
     }

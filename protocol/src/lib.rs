@@ -19,6 +19,10 @@ pub mod paths {
     pub const SITES: &str = "/api/v1/sites";
     /// Nodes: create (POST, returns a token once) and list (GET).
     pub const NODES: &str = "/api/v1/nodes";
+    /// Facility meters: create (POST, returns a token once) and list (GET).
+    pub const METERS: &str = "/api/v1/meters";
+    /// Facility meter readings (bearer token of the meter, or admin).
+    pub const INGEST_FACILITY: &str = "/api/v1/ingest/facility";
 
     /// `GET /api/v1/jobs/{id}`.
     pub fn job(id: &str) -> String {
@@ -196,6 +200,12 @@ pub struct JobView {
     pub allocations: Vec<Allocation>,
     /// Energy of the allocated GPUs over the job (so far, while running), kWh.
     pub it_energy_kwh: f64,
+    /// IT energy times the site's measured PUE, hour by hour, kWh.
+    pub facility_energy_kwh: f64,
+    /// Effective PUE of the job: facility / IT energy (absent without IT energy).
+    pub pue: Option<f64>,
+    /// Share of IT energy in hours without meter data, charged the site's fallback PUE, 0..1.
+    pub pue_fallback_share: f64,
     /// Mean power of all allocated GPUs together over the covered time, W.
     pub avg_power_w: f64,
     /// The enforced power limit most of the job's samples report, W.
@@ -268,6 +278,90 @@ pub struct NodeView {
     pub last_seen: Option<DateTime<Utc>>,
     /// Samples the collector reported as dropped (spool full), running total.
     pub dropped_samples_total: u64,
+}
+
+/// One facility meter reading: power (kW), or cumulative energy counters (kWh), or only a PUE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FacilityReading {
+    /// When the meter was read.
+    pub time: DateTime<Utc>,
+    /// IT power, kW (with `total_kw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub it_kw: Option<f64>,
+    /// Total facility power, kW (with `it_kw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_kw: Option<f64>,
+    /// IT energy counter, kWh (with `total_kwh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub it_kwh: Option<f64>,
+    /// Total facility energy counter, kWh (with `it_kwh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_kwh: Option<f64>,
+    /// PUE alone, where IT power is unknown (building-management exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pue: Option<f64>,
+}
+
+/// `POST /api/v1/ingest/facility`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FacilityBatch {
+    /// Meter name. Optional with a meter token; required with the admin token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
+    /// Site of the meter: with the admin token, a meter not yet known is created in this site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Readings, in any order.
+    pub readings: Vec<FacilityReading>,
+}
+
+/// `POST /api/v1/meters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMeter {
+    /// Unique meter name.
+    pub name: String,
+    /// Site it measures.
+    pub site: String,
+    /// ISO/IEC 30134-2 measurement category: `PUE1` (default), `PUE2` or `PUE3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// Answer to `POST /api/v1/meters`: the meter's bearer token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterToken {
+    /// Meter name.
+    pub name: String,
+    /// Bearer token for the meter's collector.
+    pub token: String,
+}
+
+/// A meter as listed, with its last reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterView {
+    /// Meter name.
+    pub name: String,
+    /// Site.
+    pub site: String,
+    /// ISO/IEC 30134-2 category.
+    pub category: String,
+    /// Last reading, if any.
+    pub last_reading: Option<FacilityReading>,
+}
+
+/// One hour of a site's PUE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourlyPue {
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    /// Local start of the hour in the site's zone, e.g. `2024-07-27T14:00:00-04:00`.
+    pub local_hour: String,
+    /// Mean of the PUE readings in the hour (the paper's method).
+    pub pue: f64,
+    /// Energy-weighted PUE of the hour (total kWh / IT kWh), what jobs are charged.
+    pub weighted_pue: f64,
+    /// Readings in the hour.
+    pub readings: u64,
 }
 
 /// Every error body under `/api`: `{"error": "..."}`.

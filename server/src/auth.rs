@@ -30,6 +30,13 @@ pub enum Caller {
         /// The node's site id.
         site_id: i32,
     },
+    /// A facility meter's collector: may write its own meter's readings.
+    Meter {
+        /// Meter id.
+        id: i32,
+        /// Meter name.
+        name: String,
+    },
 }
 
 impl Caller {
@@ -37,7 +44,7 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), AppError> {
         match self {
             Self::Admin => Ok(()),
-            Self::Node { .. } => Err(AppError::forbidden("this needs the admin token")),
+            _ => Err(AppError::forbidden("this needs the admin token")),
         }
     }
 }

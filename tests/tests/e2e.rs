@@ -229,6 +229,15 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
     let emitted = ledger["samples_emitted"].as_i64().expect("count");
     assert!(emitted > 4 * 200, "emitted {emitted}");
     let stored = stored_samples(&db).await;
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("spool"))
+        .expect("spool")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".json.gz"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "undelivered spool entries: {left:?}\n{stderr}"
+    );
     assert_eq!(stored, emitted, "every emitted sample stored once");
     assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
 
@@ -258,6 +267,19 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
             "job {id}: {view}"
         );
     }
+    // The node shows its GPUs and that its collector dropped nothing.
+    let r = http
+        .get(format!("{base}/api/v1/nodes"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("nodes");
+    let nodes: Value = r.json().await.expect("json");
+    assert_eq!(nodes[0]["name"], "gpu01");
+    assert_eq!(nodes[0]["gpus"].as_array().expect("gpus").len(), 4);
+    assert_eq!(nodes[0]["dropped_samples_total"], 0);
+    assert_eq!(nodes[0]["gpus"][0]["model"], "Tesla V100-SXM2-32GB");
+
     // The lower cap drew less power and took longer, as the simulator models it.
     let by_cap = |cap: f64| {
         jobs.values()

@@ -1,3 +1,4 @@
 //! Importers of existing logs.
 
+pub mod meter;
 pub mod nvidia_smi;

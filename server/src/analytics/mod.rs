@@ -1,3 +1,5 @@
 //! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
 
 pub mod energy;
+pub mod facility;
+pub mod pue;

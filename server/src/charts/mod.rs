@@ -1,3 +1,4 @@
 //! Charts as SVG, drawn with plotters: titles, axis labels with units, legends.
 
 pub mod power;
+pub mod pue;

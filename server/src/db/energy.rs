@@ -4,6 +4,8 @@
 //! the whole minutes whose rollups are settled and the edges (partial minutes, and everything from the
 //! first pending raw range on), which are computed from raw samples. The two parts never overlap.
 
+use std::collections::BTreeMap;
+
 use sqlx::PgPool;
 
 use crate::analytics::energy::{energy_sorted, GpuEnergy};
@@ -19,17 +21,28 @@ pub struct NodeGpus {
     pub gpus: Vec<u32>,
 }
 
-/// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added.
+/// A job's energy: the total, and its IT energy per UTC hour (for charging each hour its own PUE).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobEnergy {
+    /// All GPUs over the whole window.
+    pub total: GpuEnergy,
+    /// Start of each UTC hour (ms) -> joules in that hour.
+    pub by_hour: BTreeMap<i64, f64>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added, and split by UTC hour.
 pub async fn job_energy(
     db: &PgPool,
     nodes: &[NodeGpus],
     from_ms: i64,
     to_ms: i64,
     max_gap_ms: i64,
-) -> Result<GpuEnergy, AppError> {
-    let mut total = GpuEnergy::default();
+) -> Result<JobEnergy, AppError> {
+    let mut out = JobEnergy::default();
     if to_ms <= from_ms {
-        return Ok(total);
+        return Ok(out);
     }
     for node in nodes {
         if node.gpus.is_empty() {
@@ -37,8 +50,8 @@ pub async fn job_energy(
         }
         let m_first = ceil_minute(from_ms);
         let m_last = floor_minute(to_ms);
-        let mut split = m_last;
         if m_first < m_last {
+            let mut split = m_last;
             let pending = rollups::earliest_pending(
                 db,
                 node.node_id,
@@ -51,27 +64,33 @@ pub async fn job_energy(
                 split = floor_minute(p.timestamp_millis() - max_gap_ms).clamp(m_first, m_last);
             }
             for (_, e) in rollups::sum(db, node.node_id, &node.gpus, m_first, split).await? {
-                total.add(&e);
+                out.total.add(&e);
             }
-            total.add(&raw_energy(db, node, from_ms, m_first, max_gap_ms).await?);
-            total.add(&raw_energy(db, node, split, to_ms, max_gap_ms).await?);
+            for (hour, j) in
+                rollups::energy_by_hour(db, node.node_id, &node.gpus, m_first, split).await?
+            {
+                *out.by_hour.entry(hour).or_default() += j;
+            }
+            raw_energy(db, node, from_ms, m_first, max_gap_ms, &mut out).await?;
+            raw_energy(db, node, split, to_ms, max_gap_ms, &mut out).await?;
         } else {
-            total.add(&raw_energy(db, node, from_ms, to_ms, max_gap_ms).await?);
+            raw_energy(db, node, from_ms, to_ms, max_gap_ms, &mut out).await?;
         }
     }
-    Ok(total)
+    Ok(out)
 }
 
+/// Adds the energy of raw samples over `[from_ms, to_ms)`, split at UTC hour boundaries.
 async fn raw_energy(
     db: &PgPool,
     node: &NodeGpus,
     from_ms: i64,
     to_ms: i64,
     max_gap_ms: i64,
-) -> Result<GpuEnergy, AppError> {
-    let mut total = GpuEnergy::default();
+    out: &mut JobEnergy,
+) -> Result<(), AppError> {
     if to_ms <= from_ms {
-        return Ok(total);
+        return Ok(());
     }
     let raw = samples::fetch(
         db,
@@ -83,9 +102,17 @@ async fn raw_energy(
     .await?;
     for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
         let refs: Vec<_> = gpu_samples.iter().collect();
-        total.add(&energy_sorted(&refs, from_ms, to_ms, max_gap_ms));
+        let mut start = from_ms;
+        while start < to_ms {
+            let hour = start.div_euclid(HOUR_MS) * HOUR_MS;
+            let end = (hour + HOUR_MS).min(to_ms);
+            let part = energy_sorted(&refs, start, end, max_gap_ms);
+            *out.by_hour.entry(hour).or_default() += part.energy_j;
+            out.total.add(&part);
+            start = end;
+        }
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Start of the minute holding `t_ms`.

@@ -216,6 +216,36 @@ pub async fn sum(
     Ok(out)
 }
 
+/// Energy of the given GPUs of a node per UTC hour over whole minutes `[from_ms, to_ms)`: `(hour ms, J)`.
+pub async fn energy_by_hour(
+    db: &PgPool,
+    node_id: i32,
+    gpus: &[u32],
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(i64, f64)>> {
+    let gpus: Vec<i32> = gpus.iter().map(|g| *g as i32).collect();
+    let rows: Vec<(DateTime<Utc>, f64)> = sqlx::query_as(
+        r#"select time_bucket('1 hour', minute) as hour, sum(energy_j)
+        from gpu_minute
+        where node_id = $1
+            and gpu_index = any($2)
+            and minute >= $3
+            and minute < $4
+        group by hour"#,
+    )
+    .bind(node_id)
+    .bind(&gpus)
+    .bind(ts(from_ms))
+    .bind(ts(to_ms))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(h, j)| (h.timestamp_millis(), j))
+        .collect())
+}
+
 /// Mean power per minute of each of the given GPUs of a node: `(gpu, minute, W)`, for charts.
 pub async fn power_series(
     db: &PgPool,

@@ -33,6 +33,9 @@ pub async fn ingest_gpu(
         (Caller::Admin, None) => {
             return Err(AppError::bad_request("node: required with the admin token"))
         }
+        (Caller::Meter { .. }, _) => {
+            return Err(AppError::forbidden("a meter token cannot send GPU samples"))
+        }
     };
     let node = node.ok_or_else(|| {
         AppError::bad_request(format!(

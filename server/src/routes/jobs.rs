@@ -51,8 +51,10 @@ pub async fn job_view(
     }
     let from_ms = job.start_time.timestamp_millis();
     let to_ms = job.end_time.unwrap_or(now).timestamp_millis().max(from_ms);
-    let energy =
+    let job_energy =
         db::energy::job_energy(&state.db, &nodes, from_ms, to_ms, state.config.max_gap_ms).await?;
+    let facility = facility_energy(state, job.site_id, &job_energy.by_hour).await?;
+    let energy = job_energy.total;
     let gpu_count = allocated.len() as u32;
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
     let coverage = if gpu_count > 0 && duration_s > 0.0 {
@@ -72,6 +74,9 @@ pub async fn job_view(
         gpu_count,
         allocations,
         it_energy_kwh: energy.energy_j / 3.6e6,
+        facility_energy_kwh: facility.facility_j / 3.6e6,
+        pue: facility.pue(),
+        pue_fallback_share: facility.fallback_share(),
         // Mean power of all allocated GPUs together: energy per second of the job's covered time.
         avg_power_w: if gpu_count > 0 {
             energy.avg_power_w() * f64::from(gpu_count)
@@ -84,6 +89,38 @@ pub async fn job_view(
         samples: energy.samples,
         tags: job.tags.0,
     })
+}
+
+/// Charges each UTC hour of IT energy the site's energy-weighted PUE of that hour.
+async fn facility_energy(
+    state: &AppState,
+    site_id: i32,
+    it_by_hour: &BTreeMap<i64, f64>,
+) -> Result<crate::analytics::facility::FacilityEnergy, AppError> {
+    let fallback = db::facility::fallback_pue(&state.db, site_id).await?;
+    let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back())
+    else {
+        return Ok(crate::analytics::facility::facility_energy(
+            it_by_hour,
+            &BTreeMap::new(),
+            fallback,
+        ));
+    };
+    let hours = db::facility::hourly(
+        &state.db,
+        site_id,
+        db::ts(*first),
+        db::ts(*last + 3_600_000),
+        db::ts(0),
+    )
+    .await?;
+    let pue: BTreeMap<i64, f64> = hours
+        .iter()
+        .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
+        .collect();
+    Ok(crate::analytics::facility::facility_energy(
+        it_by_hour, &pue, fallback,
+    ))
 }
 
 fn check_job_fields(job: &NewJob) -> Result<(), AppError> {
@@ -164,6 +201,9 @@ pub async fn create(
             site
         }
         (Caller::Admin, Some(s)) => db::sites::by_name(&state.db, s).await?,
+        (Caller::Meter { .. }, _) => {
+            return Err(AppError::forbidden("a meter token cannot register jobs"))
+        }
         (Caller::Admin, None) => {
             return Err(AppError::bad_request("site: required with the admin token"))
         }
@@ -250,16 +290,20 @@ pub async fn end(
     let job = db::jobs::by_id(&state.db, &id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
-    if let Caller::Node {
-        id: node_id, name, ..
-    } = &caller
-    {
-        if !db::jobs::node_is_allocated(&state.db, &id, *node_id).await? {
-            return Err(AppError::forbidden(format!(
-                "node '{name}' holds no part of job '{id}'"
-            )));
+    match &caller {
+        Caller::Node {
+            id: node_id, name, ..
+        } => {
+            if !db::jobs::node_is_allocated(&state.db, &id, *node_id).await? {
+                return Err(AppError::forbidden(format!(
+                    "node '{name}' holds no part of job '{id}'"
+                )));
+            }
         }
+        Caller::Meter { .. } => return Err(AppError::forbidden("a meter token cannot end jobs")),
+        Caller::Admin => {}
     }
+
     if body.end < job.start_time {
         return Err(AppError::bad_request(format!(
             "end: {} is before the job's start {}",
@@ -461,6 +505,8 @@ pub struct ShowPage {
     pub tags: Vec<(String, String)>,
     /// Path of the power chart.
     pub chart: String,
+    /// The allocated nodes' collectors: what they last reported, and what they had to drop.
+    pub nodes: Vec<db::nodes::Node>,
 }
 
 /// `GET /jobs/{id}`: a job's page.
@@ -483,7 +529,14 @@ pub async fn show_page(
         "/jobs/{}/power.svg",
         wattlas_protocol::paths::encode_segment(&job.id)
     );
-    let page = ShowPage { job, tags, chart };
+    let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
+    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let page = ShowPage {
+        job,
+        tags,
+        chart,
+        nodes,
+    };
     Ok(Html(
         page.render()
             .map_err(|e| AppError::Internal(e.to_string()))?,

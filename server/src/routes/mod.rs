@@ -1,10 +1,12 @@
 //! The router: every route of the API and the pages, and the layers around them.
 
+pub mod facility;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
 pub mod nodes;
 pub mod pages;
+pub mod pue;
 pub mod sites;
 
 use std::time::Duration;
@@ -31,6 +33,16 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/end", post(jobs::end))
         .route("/sites", post(sites::create).get(sites::list))
         .route("/nodes", post(nodes::create).get(nodes::list))
+        .route("/meters", post(facility::create).get(facility::list))
+        .route("/ingest/facility", post(facility::ingest))
+        .route("/sites/{site}/pue/variation", get(pue::variation))
+        .route(
+            "/sites/{site}/pue/variation.csv",
+            get(pue::variation_csv_route),
+        )
+        .route("/sites/{site}/pue/hourly", get(pue::hourly))
+        .route("/sites/{site}/pue/daily", get(pue::daily))
+        .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .fallback(|| async { AppError::not_found("no such API route") });
     Router::new()
         .nest("/api/v1", api)
@@ -38,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(jobs::list_page))
         .route("/jobs/{id}", get(jobs::show_page))
         .route("/jobs/{id}/power.svg", get(jobs::power_chart))
+        .route("/sites/{site}/pue", get(pue::page))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,0 +1,244 @@
+//! PUE charts: a year of daily means (the paper's Figure 4), a week of hourly means (Figure 5), and a
+//! month x hour-of-day heat map of mean PUE.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use plotters::prelude::*;
+
+use crate::analytics::pue::DayPue;
+
+type ChartResult = Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+const MONTH_ABBR: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn pue_range<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(*v), hi.max(*v))
+    });
+    if lo.is_finite() && hi.is_finite() {
+        let pad = ((hi - lo) * 0.1).max(0.02);
+        ((lo - pad).max(0.9), hi + pad)
+    } else {
+        (1.0, 2.0)
+    }
+}
+
+/// Figure 4: each day's mean PUE over the year; x is the day of the year.
+pub fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (lo, hi) = pue_range(days.iter().map(|d| &d.mean_pue));
+        let year_days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+            366.0
+        } else {
+            365.0
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..year_days, lo..hi)
+            .map_err(|e| e.to_string())?;
+        let month_starts: Vec<f64> = (1..=12)
+            .filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1).map(|d| f64::from(d.ordinal0())))
+            .collect();
+        chart
+            .configure_mesh()
+            .x_desc("Month")
+            .y_desc("PUE")
+            .x_labels(24)
+            .x_label_formatter(&|x: &f64| {
+                month_starts
+                    .iter()
+                    .position(|s| (x - s).abs() < 8.0 && x >= s)
+                    .map(|m| MONTH_ABBR[m].to_owned())
+                    .unwrap_or_default()
+            })
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                days.iter()
+                    .map(|d| (f64::from(d.date.ordinal0()) + 0.5, d.mean_pue)),
+                RGBColor(11, 92, 173).stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Figure 5: hourly PUE over one week from `from`, labelled by local day.
+pub fn week(
+    title: &str,
+    points: &[(DateTime<Utc>, f64)],
+    from: DateTime<Utc>,
+    tz: Tz,
+) -> ChartResult {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 340)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (lo, hi) = pue_range(points.iter().map(|p| &p.1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..168.0, lo..hi)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("Local time ({tz})"))
+            .y_desc("PUE")
+            .x_labels(14)
+            .x_label_formatter(&|h: &f64| {
+                let t = (from + chrono::Duration::minutes((*h * 60.0) as i64)).with_timezone(&tz);
+                t.format("%a %d %H:00").to_string()
+            })
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                points
+                    .iter()
+                    .map(|(t, p)| ((*t - from).num_minutes() as f64 / 60.0 + 0.5, *p)),
+                RGBColor(194, 65, 12).stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// A colour from a blue (low PUE) to red (high PUE) scale, `f` in 0..=1.
+fn scale(f: f64) -> RGBColor {
+    let f = f.clamp(0.0, 1.0);
+    let lerp = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * f).round() as u8;
+    RGBColor(lerp(33, 214), lerp(102, 48), lerp(172, 39))
+}
+
+/// Mean PUE by month (rows) and local hour of day (columns), with a colour legend.
+pub fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let values: Vec<f64> = profile.iter().flatten().flatten().copied().collect();
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi.max(lo + 1e-6))
+        } else {
+            (1.0, 2.0)
+        };
+        let (main, legend) = root.split_horizontally(800);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.0..24.0, 0.0..12.0)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("Local hour of day")
+            .y_desc("Month")
+            .x_labels(12)
+            .y_labels(12)
+            .x_label_formatter(&|h: &f64| format!("{:02}", *h as u32))
+            .y_label_formatter(&|m: &f64| {
+                let i = 11usize.saturating_sub(m.floor() as usize);
+                if (m.fract() - 0.0).abs() < 1e-9 && *m < 12.0 {
+                    MONTH_ABBR[i].to_owned()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (m, row) in profile.iter().enumerate() {
+            for (h, cell) in row.iter().enumerate() {
+                let y = 11.0 - m as f64;
+                let style = match cell {
+                    Some(v) => scale((v - lo) / (hi - lo)).filled(),
+                    None => RGBColor(240, 240, 240).filled(),
+                };
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(h as f64, y), (h as f64 + 1.0, y + 1.0)],
+                        style,
+                    )))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        // Legend: the colour scale with its PUE values.
+        let legend = legend.margin(50, 40, 10, 10);
+        let (w, h) = legend.dim_in_pixel();
+        for i in 0..h {
+            let f = 1.0 - f64::from(i) / f64::from(h.max(1));
+            legend
+                .draw(&Rectangle::new(
+                    [(0, i as i32), (18, i as i32 + 1)],
+                    scale(f).filled(),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        let _ = w;
+        let text = ("sans-serif", 12).into_font().color(&BLACK);
+        legend
+            .draw(&Text::new(format!("{hi:.2}"), (22, 0), text.clone()))
+            .map_err(|e| e.to_string())?;
+        legend
+            .draw(&Text::new(
+                format!("{lo:.2}"),
+                (22, h as i32 - 12),
+                text.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        legend
+            .draw(&Text::new("PUE", (22, h as i32 / 2), text))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_have_titles_and_axis_labels() {
+        let day = DayPue {
+            date: NaiveDate::from_ymd_opt(2024, 7, 1).expect("date"),
+            hours: 24,
+            mean_pue: 1.4,
+            min_pue: 1.3,
+            max_pue: 1.5,
+            variation_pct: Some(15.0),
+        };
+        let svg = daily("Daily <mean>", &[day], 2024).expect("renders");
+        assert!(svg.contains("Daily &lt;mean&gt;"));
+        assert!(svg.contains("PUE") && svg.contains("Month"), "axis labels");
+        let mut profile = [[None; 24]; 12];
+        profile[6][14] = Some(1.6);
+        profile[0][3] = Some(1.05);
+        let svg = heatmap("Heat", &profile).expect("renders");
+        assert!(
+            svg.contains("1.60") && svg.contains("1.05"),
+            "legend shows the range"
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Facility meters, their readings, and the hourly PUE of a site.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use wattlas_protocol::FacilityReading;
+
+/// A meter row with its site.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Meter {
+    /// Id.
+    pub id: i32,
+    /// Unique name.
+    pub name: String,
+    /// Site id.
+    pub site_id: i32,
+    /// Site name.
+    pub site: String,
+    /// ISO/IEC 30134-2 category.
+    pub category: String,
+}
+
+const METER_COLUMNS: &str = r#"select m.id, m.name, m.site_id, s.name as site, m.category
+        from meters m
+        join sites s on s.id = m.site_id"#;
+
+/// Creates a meter; `None` when the name is taken.
+pub async fn create(
+    db: &PgPool,
+    name: &str,
+    site_id: i32,
+    category: &str,
+    token_digest: &[u8],
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        r#"insert into meters (name, site_id, category, token_sha256)
+        values ($1, $2, $3, $4)
+        on conflict (name) do nothing
+        returning id"#,
+    )
+    .bind(name)
+    .bind(site_id)
+    .bind(category)
+    .bind(token_digest)
+    .fetch_optional(db)
+    .await
+}
+
+/// The meter a token digest belongs to.
+pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Meter>> {
+    sqlx::query_as(&format!(
+        "{METER_COLUMNS}\n        where m.token_sha256 = $1"
+    ))
+    .bind(digest)
+    .fetch_optional(db)
+    .await
+}
+
+/// A meter by name.
+pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Meter>> {
+    sqlx::query_as(&format!("{METER_COLUMNS}\n        where m.name = $1"))
+        .bind(name)
+        .fetch_optional(db)
+        .await
+}
+
+/// Meters of a site (all sites when `None`), by name.
+pub async fn list(db: &PgPool, site_id: Option<i32>) -> sqlx::Result<Vec<Meter>> {
+    sqlx::query_as(&format!(
+        "{METER_COLUMNS}\n        where $1::int is null or m.site_id = $1\n        order by m.name"
+    ))
+    .bind(site_id)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct ReadingRow {
+    time: DateTime<Utc>,
+    it_kw: Option<f64>,
+    total_kw: Option<f64>,
+    it_kwh: Option<f64>,
+    total_kwh: Option<f64>,
+    pue: Option<f64>,
+}
+
+/// A meter's latest reading.
+pub async fn last_reading(db: &PgPool, meter_id: i32) -> sqlx::Result<Option<FacilityReading>> {
+    let row: Option<ReadingRow> = sqlx::query_as(
+        r#"select time, it_kw, total_kw, it_kwh, total_kwh, pue
+        from facility_readings
+        where meter_id = $1
+        order by time desc
+        limit 1"#,
+    )
+    .bind(meter_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| FacilityReading {
+        time: r.time,
+        it_kw: r.it_kw,
+        total_kw: r.total_kw,
+        it_kwh: r.it_kwh,
+        total_kwh: r.total_kwh,
+        pue: r.pue,
+    }))
+}
+
+/// Stores readings, each (meter, time) once; returns how many were new.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    meter_id: i32,
+    readings: &[FacilityReading],
+) -> sqlx::Result<u64> {
+    let time: Vec<DateTime<Utc>> = readings.iter().map(|r| r.time).collect();
+    let col = |f: fn(&FacilityReading) -> Option<f64>| {
+        readings.iter().map(f).collect::<Vec<Option<f64>>>()
+    };
+    let stored = sqlx::query(
+        r#"insert into facility_readings (meter_id, time, it_kw, total_kw, it_kwh, total_kwh, pue)
+        select $1, * from unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
+        on conflict (meter_id, time) do nothing"#,
+    )
+    .bind(meter_id)
+    .bind(&time)
+    .bind(col(|r| r.it_kw))
+    .bind(col(|r| r.total_kw))
+    .bind(col(|r| r.it_kwh))
+    .bind(col(|r| r.total_kwh))
+    .bind(col(|r| r.pue))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("update meters set last_seen = now() where id = $1")
+        .bind(meter_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(stored.rows_affected())
+}
+
+/// One hour of a site's PUE.
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct Hour {
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    /// Mean of the readings' PUE.
+    pub mean_pue: f64,
+    /// IT-energy-weighted PUE.
+    pub weighted_pue: f64,
+    /// Readings.
+    pub readings: i64,
+}
+
+/// Hourly PUE of a site over `[from, to)`. Hours start at `origin` plus whole hours, so that for a zone
+/// with a half-hour offset they are still local hours. Each reading's PUE: total / IT power; for counters,
+/// the interval since the meter's previous reading (at most an hour back); else the reading's own PUE.
+pub async fn hourly(
+    db: &PgPool,
+    site_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    origin: DateTime<Utc>,
+) -> sqlx::Result<Vec<Hour>> {
+    sqlx::query_as(
+        r#"with readings as (
+            select r.time,
+                case
+                    when r.it_kw is not null and r.it_kw > 0 then r.total_kw / r.it_kw
+                    when r.it_kwh is not null then
+                        case when r.time - lag(r.time) over w <= interval '1 hour'
+                                  and r.it_kwh - lag(r.it_kwh) over w > 0
+                             then (r.total_kwh - lag(r.total_kwh) over w) / (r.it_kwh - lag(r.it_kwh) over w) end
+                    else r.pue
+                end as pue,
+                case
+                    when r.it_kw is not null then r.it_kw
+                    when r.it_kwh is not null then r.it_kwh - lag(r.it_kwh) over w
+                    else 1.0
+                end as it_weight
+            from facility_readings r
+            join meters m on m.id = r.meter_id
+            where m.site_id = $1
+                and r.time >= $2 - interval '1 hour'
+                and r.time < $3
+            window w as (partition by r.meter_id order by r.time)
+        )
+        select time_bucket('1 hour', time, $4::timestamptz) as hour,
+            avg(pue) as mean_pue,
+            coalesce(sum(pue * it_weight) / nullif(sum(it_weight), 0), avg(pue)) as weighted_pue,
+            count(*) as readings
+        from readings
+        where time >= $2
+            and pue is not null
+        group by hour
+        order by hour"#,
+    )
+    .bind(site_id)
+    .bind(from)
+    .bind(to)
+    .bind(origin)
+    .fetch_all(db)
+    .await
+}
+
+/// The site's fallback PUE for hours without meter data.
+pub async fn fallback_pue(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
+    sqlx::query_scalar("select fallback_pue from sites where id = $1")
+        .bind(site_id)
+        .fetch_one(db)
+        .await
+}

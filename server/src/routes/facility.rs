@@ -1,0 +1,290 @@
+//! Facility meters: `POST/GET /api/v1/meters` and `POST /api/v1/ingest/facility`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use wattlas_protocol::{FacilityBatch, FacilityReading, MeterToken, MeterView, NewMeter};
+
+use crate::auth::{self, Caller};
+use crate::db;
+use crate::error::AppError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
+
+/// Creates a meter and its token (admin); the token is in this answer only.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(meter): ApiJson<NewMeter>,
+) -> Result<(StatusCode, axum::Json<MeterToken>), AppError> {
+    caller.require_admin()?;
+    let valid = !meter.name.is_empty()
+        && meter.name.len() <= 200
+        && meter
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid {
+        return Err(AppError::bad_request(
+            "name: must be 1 to 200 of A-Z a-z 0-9 - _ .",
+        ));
+    }
+    let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
+    if !CATEGORIES.contains(&category.as_str()) {
+        return Err(AppError::bad_request(format!(
+            "category: '{category}' is not PUE1, PUE2 or PUE3"
+        )));
+    }
+    let site = db::sites::by_name(&state.db, &meter.site)
+        .await?
+        .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", meter.site)))?;
+    let token = auth::new_token("wm");
+    db::facility::create(
+        &state.db,
+        &meter.name,
+        site.id,
+        &category,
+        &auth::token_digest(&token),
+    )
+    .await?
+    .ok_or_else(|| AppError::conflict(format!("name: meter '{}' exists", meter.name)))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(MeterToken {
+            name: meter.name,
+            token,
+        }),
+    ))
+}
+
+/// Lists meters with their last reading (any token).
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<axum::Json<Vec<MeterView>>, AppError> {
+    Ok(axum::Json(meter_views(&state, None).await?))
+}
+
+/// Meters (of one site, or all) with their last reading.
+pub async fn meter_views(
+    state: &AppState,
+    site_id: Option<i32>,
+) -> Result<Vec<MeterView>, AppError> {
+    let mut out = Vec::new();
+    for m in db::facility::list(&state.db, site_id).await? {
+        out.push(MeterView {
+            last_reading: db::facility::last_reading(&state.db, m.id).await?,
+            name: m.name,
+            site: m.site,
+            category: m.category,
+        });
+    }
+    Ok(out)
+}
+
+/// Takes a meter's readings: refuses the batch whole on the first invalid field; each (meter, time) once.
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(batch): ApiJson<FacilityBatch>,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
+    validate(&batch.readings, Utc::now())?;
+    let meter = match (&caller, &batch.meter) {
+        (Caller::Meter { name, .. }, Some(named)) if named != name => {
+            return Err(AppError::forbidden(format!(
+                "meter: this token belongs to meter '{name}', not '{named}'"
+            )));
+        }
+        (Caller::Meter { name, .. }, _) => db::facility::by_name(&state.db, name).await?,
+        (Caller::Admin, Some(named)) => match db::facility::by_name(&state.db, named).await? {
+            Some(m) => Some(m),
+            None => {
+                // An import names a meter not yet known: admin may create it in the given site.
+                let site_name = batch.site.as_deref().ok_or_else(|| {
+                    AppError::bad_request(format!(
+                        "meter: unknown meter '{named}' (give site to create it)"
+                    ))
+                })?;
+                let site = db::sites::by_name(&state.db, site_name)
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::bad_request(format!("site: unknown site '{site_name}'"))
+                    })?;
+                db::facility::create(
+                    &state.db,
+                    named,
+                    site.id,
+                    "PUE1",
+                    &auth::token_digest(&auth::new_token("wm")),
+                )
+                .await?;
+                db::facility::by_name(&state.db, named).await?
+            }
+        },
+        (Caller::Admin, None) => {
+            return Err(AppError::bad_request(
+                "meter: required with the admin token",
+            ))
+        }
+        (Caller::Node { .. }, _) => {
+            return Err(AppError::forbidden(
+                "a node token cannot send meter readings",
+            ))
+        }
+    };
+    let meter = meter.ok_or_else(|| AppError::bad_request("meter: unknown meter"))?;
+    if let Some(site) = &batch.site {
+        if *site != meter.site {
+            return Err(AppError::bad_request(format!(
+                "site: meter '{}' is in site '{}', not '{site}'",
+                meter.name, meter.site
+            )));
+        }
+    }
+    let mut tx = state.db.begin().await?;
+    let stored = db::facility::insert(&mut tx, meter.id, &batch.readings).await?;
+    tx.commit().await?;
+    let received = batch.readings.len() as u64;
+    Ok(axum::Json(
+        json!({ "stored": stored, "duplicates": received - stored }),
+    ))
+}
+
+/// Checks every reading; the first bad field refuses the whole batch.
+pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<(), AppError> {
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest = now + chrono::Duration::minutes(5);
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in readings.iter().enumerate() {
+        let bad = |field: &str, why: String| {
+            AppError::bad_request(format!("readings[{i}].{field}: {why}"))
+        };
+        if r.time < earliest {
+            return Err(bad(
+                "time",
+                format!("{} is before 2000", r.time.to_rfc3339()),
+            ));
+        }
+        if r.time > latest {
+            return Err(bad(
+                "time",
+                format!(
+                    "{} is more than 5 minutes in the future",
+                    r.time.to_rfc3339()
+                ),
+            ));
+        }
+        if !seen.insert(r.time) {
+            return Err(bad(
+                "time",
+                format!("{} appears twice in the batch", r.time.to_rfc3339()),
+            ));
+        }
+        for (field, v) in [
+            ("it_kw", r.it_kw),
+            ("total_kw", r.total_kw),
+            ("it_kwh", r.it_kwh),
+            ("total_kwh", r.total_kwh),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(bad(field, format!("{v} is not a non-negative number")));
+                }
+            }
+        }
+        match (r.it_kw, r.total_kw) {
+            (Some(it), Some(total)) if total < it => {
+                return Err(bad("total_kw", format!("{total} is below it_kw {it}")))
+            }
+            (Some(_), None) => {
+                return Err(bad("total_kw", "missing (it_kw needs total_kw)".into()))
+            }
+            (None, Some(_)) => return Err(bad("it_kw", "missing (total_kw needs it_kw)".into())),
+            _ => {}
+        }
+        match (r.it_kwh, r.total_kwh) {
+            (Some(_), None) => {
+                return Err(bad("total_kwh", "missing (it_kwh needs total_kwh)".into()))
+            }
+            (None, Some(_)) => {
+                return Err(bad("it_kwh", "missing (total_kwh needs it_kwh)".into()))
+            }
+            _ => {}
+        }
+        if let Some(p) = r.pue {
+            if !p.is_finite() || !(1.0..=10.0).contains(&p) {
+                return Err(bad("pue", format!("{p} is outside 1..10")));
+            }
+        }
+        if r.it_kw.is_none() && r.it_kwh.is_none() && r.pue.is_none() {
+            return Err(bad(
+                "it_kw",
+                "a reading needs it_kw and total_kw, it_kwh and total_kwh, or pue".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(it: f64, total: f64) -> FacilityReading {
+        FacilityReading {
+            time: Utc::now(),
+            it_kw: Some(it),
+            total_kw: Some(total),
+            ..FacilityReading::default()
+        }
+    }
+
+    fn err(readings: &[FacilityReading]) -> String {
+        validate(readings, Utc::now())
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn names_the_field() {
+        assert!(validate(&[r(100.0, 130.0)], Utc::now()).is_ok());
+        assert_eq!(
+            err(&[r(100.0, 90.0)]),
+            "readings[0].total_kw: 90 is below it_kw 100"
+        );
+        assert_eq!(
+            err(&[r(-1.0, 90.0)]),
+            "readings[0].it_kw: -1 is not a non-negative number"
+        );
+        assert_eq!(
+            err(&[r(f64::NAN, 90.0)]),
+            "readings[0].it_kw: NaN is not a non-negative number"
+        );
+        let mut future = r(1.0, 2.0);
+        future.time = Utc::now() + chrono::Duration::hours(1);
+        assert!(err(&[future]).starts_with("readings[0].time"));
+        let only_pue = FacilityReading {
+            time: Utc::now(),
+            pue: Some(0.9),
+            ..FacilityReading::default()
+        };
+        assert_eq!(err(&[only_pue]), "readings[0].pue: 0.9 is outside 1..10");
+        let empty = FacilityReading {
+            time: Utc::now(),
+            ..FacilityReading::default()
+        };
+        assert!(err(&[empty]).starts_with("readings[0].it_kw"));
+        let half = FacilityReading {
+            time: Utc::now(),
+            it_kwh: Some(5.0),
+            ..FacilityReading::default()
+        };
+        assert!(err(&[half]).starts_with("readings[0].total_kwh"));
+    }
+}
