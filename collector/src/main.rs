@@ -280,7 +280,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let meter = meter.unwrap_or_else(|| format!("{site}-bms"));
             let uplink = Uplink::new(&server.server, &server.token)?;
-            let report = import::meter::send(&uplink, &site, &meter, &readings)
+            let report = import::meter::send(&uplink, Some(&site), Some(&meter), &readings)
                 .await
                 .map_err(|e| anyhow::anyhow!("server refused the import: {e}"))?;
             println!("lines read: {}", readings.len());
@@ -345,14 +345,10 @@ async fn meter(a: MeterArgs) -> anyhow::Result<()> {
                     interval_s,
                 );
                 let uplink = Uplink::new(&server, &token)?;
-                let report = import::meter::send(
-                    &uplink,
-                    a.site.as_deref().unwrap_or_default(),
-                    a.meter.as_deref().unwrap_or_default(),
-                    &readings,
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("backfill refused: {e}"))?;
+                let report =
+                    import::meter::send(&uplink, a.site.as_deref(), a.meter.as_deref(), &readings)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("backfill refused: {e}"))?;
                 tracing::info!(
                     readings = readings.len(),
                     stored = report.stored,

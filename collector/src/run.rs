@@ -29,6 +29,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// GPU reads that failed.
     pub source_errors: AtomicU64,
+    /// Sampling ticks skipped because the sampling thread was held up past them.
+    pub skipped_ticks: AtomicU64,
 }
 
 /// Runs the pipeline until `shutdown` resolves (or `run_seconds` pass), then flushes to the spool and
@@ -113,6 +115,7 @@ pub async fn run(
     tracing::info!(
         sampled = stats.sampled.load(Ordering::Relaxed),
         delivered = stats.delivered.load(Ordering::Relaxed),
+        skipped_ticks = stats.skipped_ticks.load(Ordering::Relaxed),
         spooled_entries = left,
         "collector stopped"
     );
@@ -128,18 +131,26 @@ fn sample_loop(
     spool: Arc<Mutex<Spool>>,
     ledger: Option<PathBuf>,
 ) {
-    let start = Instant::now();
-    let mut tick: u32 = 0;
+    let mut due = Instant::now();
     let mut last_ledger = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        // Absolute ticks: a slow poll does not shift every later one.
-        let due = start + interval * tick;
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        tick = tick.wrapping_add(1);
         let poll = source.poll(Utc::now());
+        // Absolute ticks, so a slow poll does not shift every later one; but ticks missed while the
+        // thread was held up are skipped and counted, never polled in a burst: polls milliseconds
+        // apart carry no new information and would share a timestamp.
+        due += interval;
+        let now = Instant::now();
+        if due <= now {
+            let behind = ((now - due).as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
+            due += interval * behind;
+            stats
+                .skipped_ticks
+                .fetch_add(u64::from(behind), Ordering::Relaxed);
+        }
         let n = poll.samples.len() as u64;
         stats.sampled.fetch_add(n, Ordering::Relaxed);
         stats

@@ -230,21 +230,26 @@ pub struct JobList {
 }
 
 /// `POST /api/v1/sites`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewSite {
     /// Unique site name.
     pub name: String,
     /// IANA time zone, e.g. `America/New_York`.
     pub timezone: String,
+    /// PUE charged to hours without meter data (default 1.58, the papers' assumed value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_pue: Option<f64>,
 }
 
 /// A site as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteView {
     /// Unique site name.
     pub name: String,
     /// IANA time zone.
     pub timezone: String,
+    /// PUE charged to hours without meter data.
+    pub fallback_pue: f64,
 }
 
 /// `POST /api/v1/nodes`.

@@ -90,11 +90,17 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Self::Admin);
             }
         }
-        match crate::db::nodes::by_token_digest(&state.db, &digest).await? {
-            Some(node) => Ok(Self::Node {
+        if let Some(node) = crate::db::nodes::by_token_digest(&state.db, &digest).await? {
+            return Ok(Self::Node {
                 id: node.id,
                 name: node.name,
                 site_id: node.site_id,
+            });
+        }
+        match crate::db::facility::by_token_digest(&state.db, &digest).await? {
+            Some(meter) => Ok(Self::Meter {
+                id: meter.id,
+                name: meter.name,
             }),
             None => Err(AppError::unauthorized("invalid token")),
         }

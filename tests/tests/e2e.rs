@@ -238,7 +238,15 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         left.is_empty(),
         "undelivered spool entries: {left:?}\n{stderr}"
     );
-    assert_eq!(stored, emitted, "every emitted sample stored once");
+    let summary = stderr
+        .lines()
+        .filter(|l| l.contains("collector stopped"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        stored, emitted,
+        "every emitted sample stored once; collector said: {summary}"
+    );
     assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
 
     let jobs: BTreeMap<String, Value> =
@@ -435,4 +443,210 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
         "{err}"
     );
     assert_eq!(stored_samples(&db).await, 2400);
+}
+
+/// A year of 5-minute readings of a site in New York: seasonal and daily swings, noise from a fixed
+/// LCG, a day with only 12 hours of data (left out of Table 1), and the two DST changes of 2024.
+fn leap_year_export(path: &Path) -> Vec<(chrono::DateTime<chrono::Utc>, f64, f64)> {
+    use chrono::{TimeZone, Timelike};
+    let tz: chrono_tz::Tz = "America/New_York".parse().expect("tz");
+    let start = tz
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .expect("start")
+        .with_timezone(&chrono::Utc);
+    let end = tz
+        .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+        .single()
+        .expect("end")
+        .with_timezone(&chrono::Utc);
+    let sparse = chrono::NaiveDate::from_ymd_opt(2024, 2, 10).expect("date");
+    let mut state: u64 = 12345;
+    let mut noise = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64 - 0.5
+    };
+    let mut rows = Vec::new();
+    let mut text = String::from("time,it_kw,total_kw\n");
+    let mut t = start;
+    while t < end {
+        let local = t.with_timezone(&tz);
+        if !(local.date_naive() == sparse && local.hour() >= 12) {
+            let doy = f64::from(chrono::Datelike::ordinal0(&local));
+            let summer = (1.0 - (std::f64::consts::TAU * (doy - 20.0) / 366.0).cos()) / 2.0;
+            let hour = f64::from(local.hour()) + f64::from(local.minute()) / 60.0;
+            let pue = (1.05 + 0.4 * summer)
+                * (1.0 + 0.1 * summer * (-(hour - 14.0).powi(2) / 18.0).exp())
+                + 0.01 * noise();
+            let it = 500.0 + 40.0 * noise();
+            let (it, total) = (
+                (it * 1000.0).round() / 1000.0,
+                (it * pue * 1000.0).round() / 1000.0,
+            );
+            text.push_str(&format!("{},{it},{total}\n", t.to_rfc3339()));
+            rows.push((t, it, total));
+        }
+        t += chrono::Duration::minutes(5);
+    }
+    std::fs::write(path, text).expect("write export");
+    rows
+}
+
+/// Table 1 computed here from the readings, independently of the server's SQL and analytics:
+/// hourly mean of the readings' PUE, each local day's (max - min) / min, days with 18+ hours.
+fn table_1(
+    rows: &[(chrono::DateTime<chrono::Utc>, f64, f64)],
+) -> (BTreeMap<u32, f64>, f64, usize, usize) {
+    use chrono::Datelike;
+    let tz: chrono_tz::Tz = "America/New_York".parse().expect("tz");
+    let mut hours: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+    for (t, it, total) in rows {
+        let h = t.timestamp().div_euclid(3600);
+        let e = hours.entry(h).or_default();
+        e.0 += total / it;
+        e.1 += 1;
+    }
+    let mut days: BTreeMap<chrono::NaiveDate, Vec<f64>> = BTreeMap::new();
+    for (h, (sum, n)) in hours {
+        let local = chrono::DateTime::from_timestamp(h * 3600, 0)
+            .expect("time")
+            .with_timezone(&tz);
+        days.entry(local.date_naive())
+            .or_default()
+            .push(sum / f64::from(n));
+    }
+    let mut months: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    let mut all = Vec::new();
+    let mut excluded = 0;
+    let mut dst_hours = Vec::new();
+    for (date, pues) in &days {
+        if date.month() == 3 && date.day() == 10 || date.month() == 11 && date.day() == 3 {
+            dst_hours.push(pues.len());
+        }
+        if pues.len() < 18 {
+            excluded += 1;
+            continue;
+        }
+        let min = pues.iter().copied().fold(f64::MAX, f64::min);
+        let max = pues.iter().copied().fold(f64::MIN, f64::max);
+        let v = (max - min) / min * 100.0;
+        months.entry(date.month()).or_default().push(v);
+        all.push(v);
+    }
+    assert_eq!(
+        dst_hours,
+        vec![23, 25],
+        "the export covers both DST changes"
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (
+        months.iter().map(|(m, v)| (*m, mean(v))).collect(),
+        mean(&all),
+        all.len(),
+        excluded,
+    )
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(&db);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let _server = Server::start(&url, port, &dir.path().join("server.log"));
+    wait_ready(&http, &base).await;
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "ll", "timezone": "America/New_York"}),
+    )
+    .await;
+    let export = dir.path().join("bms.csv");
+    let rows = leap_year_export(&export);
+    let import = || {
+        let out = Command::new(bin("wattlas-collector"))
+            .args(["import", "meter"])
+            .arg(&export)
+            .args(["--site", "ll", "--server", &base, "--token", ADMIN])
+            .output()
+            .expect("import runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let first = import();
+    assert!(
+        first.contains(&format!("readings stored: {}", rows.len())),
+        "{first}"
+    );
+    let second = import();
+    assert!(
+        second.contains("readings stored: 0"),
+        "re-import stores nothing: {second}"
+    );
+
+    let r = http
+        .get(format!("{base}/api/v1/sites/ll/pue/variation?year=2024"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("variation");
+    assert!(r.status().is_success());
+    let v: Value = r.json().await.expect("json");
+    let (months, annual, days, excluded) = table_1(&rows);
+    assert_eq!(v["days"].as_u64(), Some(days as u64));
+    assert_eq!(days, 365, "366 days, one left out");
+    assert_eq!(v["days_excluded"].as_u64(), Some(excluded as u64));
+    let got_annual = v["annual_variation_pct"].as_f64().expect("annual");
+    assert!(
+        (got_annual - annual).abs() < 0.01,
+        "annual {got_annual} vs {annual}"
+    );
+    for m in v["months"].as_array().expect("months") {
+        let month = m["month"].as_u64().expect("month") as u32;
+        let got = m["avg_daily_variation_pct"].as_f64().expect("value");
+        assert!(
+            (got - months[&month]).abs() < 0.01,
+            "month {month}: {got} vs {}",
+            months[&month]
+        );
+    }
+    assert_eq!(
+        v["months"][1]["days_excluded"], 1,
+        "February 10 has 12 hours of data"
+    );
+    // Summer swings more than winter, as in the paper's Table 1.
+    assert!(
+        months[&7] > 3.0 * months[&1],
+        "July {} vs January {}",
+        months[&7],
+        months[&1]
+    );
+
+    let r = http
+        .get(format!("{base}/api/v1/sites/ll/pue/daily?year=2024"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("daily");
+    let daily: Value = r.json().await.expect("json");
+    let hours_of = |date: &str| {
+        daily
+            .as_array()
+            .expect("days")
+            .iter()
+            .find(|d| d["date"] == date)
+            .expect("day")["hours"]
+            .clone()
+    };
+    assert_eq!(hours_of("2024-03-10"), 23);
+    assert_eq!(hours_of("2024-11-03"), 25);
 }

@@ -107,18 +107,19 @@ pub struct Report {
     pub duplicates: u64,
 }
 
-/// Sends readings for `meter` in `site` (the admin token creates the meter if needed).
+/// Sends readings for `meter` in `site` (with a meter token both may be left out; the admin token
+/// creates the meter if needed).
 pub async fn send(
     uplink: &Uplink,
-    site: &str,
-    meter: &str,
+    site: Option<&str>,
+    meter: Option<&str>,
     readings: &[FacilityReading],
 ) -> Result<Report, String> {
     let mut report = Report::default();
     for chunk in readings.chunks(BATCH) {
         let batch = FacilityBatch {
-            meter: Some(meter.to_owned()),
-            site: Some(site.to_owned()),
+            meter: meter.map(str::to_owned),
+            site: site.map(str::to_owned),
             readings: chunk.to_vec(),
         };
         match uplink

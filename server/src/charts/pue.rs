@@ -25,47 +25,53 @@ fn pue_range<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
     }
 }
 
-/// Figure 4: each day's mean PUE over the year; x is the day of the year.
+/// Figure 4: each day's mean PUE over the year; x is in months (January 1 = 0, December 31 ~ 12).
 pub fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (lo, hi) = pue_range(days.iter().map(|d| &d.mean_pue));
-        let year_days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
-            366.0
-        } else {
-            365.0
-        };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d(0.0..year_days, lo..hi)
+            .build_cartesian_2d(0.0..12.0, lo..hi)
             .map_err(|e| e.to_string())?;
-        let month_starts: Vec<f64> = (1..=12)
-            .filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1).map(|d| f64::from(d.ordinal0())))
-            .collect();
         chart
             .configure_mesh()
             .x_desc("Month")
             .y_desc("PUE")
-            .x_labels(24)
+            .x_labels(13)
             .x_label_formatter(&|x: &f64| {
-                month_starts
-                    .iter()
-                    .position(|s| (x - s).abs() < 8.0 && x >= s)
-                    .map(|m| MONTH_ABBR[m].to_owned())
-                    .unwrap_or_default()
+                let m = x.round();
+                if (x - m).abs() < 1e-6 && (0.0..12.0).contains(&m) {
+                    MONTH_ABBR[m as usize].to_owned()
+                } else {
+                    String::new()
+                }
             })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| e.to_string())?;
+        let x_of = |d: NaiveDate| {
+            let first = NaiveDate::from_ymd_opt(d.year(), d.month(), 1);
+            let next = if d.month() == 12 {
+                NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)
+            };
+            let len = match (first, next) {
+                (Some(a), Some(b)) => (b - a).num_days() as f64,
+                _ => 30.0,
+            };
+            f64::from(d.month0()) + (f64::from(d.day0()) + 0.5) / len
+        };
+        let _ = year;
         chart
             .draw_series(LineSeries::new(
-                days.iter()
-                    .map(|d| (f64::from(d.date.ordinal0()) + 0.5, d.mean_pue)),
+                days.iter().map(|d| (x_of(d.date), d.mean_pue)),
                 RGBColor(11, 92, 173).stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
@@ -91,16 +97,17 @@ pub fn week(
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d(0.0..168.0, lo..hi)
+            .build_cartesian_2d(0.0..7.0, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc(format!("Local time ({tz})"))
             .y_desc("PUE")
-            .x_labels(14)
-            .x_label_formatter(&|h: &f64| {
-                let t = (from + chrono::Duration::minutes((*h * 60.0) as i64)).with_timezone(&tz);
-                t.format("%a %d %H:00").to_string()
+            .x_labels(8)
+            .x_label_formatter(&|d: &f64| {
+                let t = (from + chrono::Duration::minutes((*d * 1440.0).round() as i64))
+                    .with_timezone(&tz);
+                t.format("%a %d").to_string()
             })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
@@ -109,7 +116,8 @@ pub fn week(
             .draw_series(LineSeries::new(
                 points
                     .iter()
-                    .map(|(t, p)| ((*t - from).num_minutes() as f64 / 60.0 + 0.5, *p)),
+                    // x in days since the week's start, each hour at its middle.
+                    .map(|(t, p)| (((*t - from).num_minutes() as f64 + 30.0) / 1440.0, *p)),
                 RGBColor(194, 65, 12).stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
@@ -148,38 +156,42 @@ pub fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d(0.0..24.0, 0.0..12.0)
+            .build_cartesian_2d((0u32..24).into_segmented(), (0u32..12).into_segmented())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc("Local hour of day")
             .y_desc("Month")
-            .x_labels(12)
+            .x_labels(24)
             .y_labels(12)
-            .x_label_formatter(&|h: &f64| format!("{:02}", *h as u32))
-            .y_label_formatter(&|m: &f64| {
-                let i = 11usize.saturating_sub(m.floor() as usize);
-                if (m.fract() - 0.0).abs() < 1e-9 && *m < 12.0 {
-                    MONTH_ABBR[i].to_owned()
-                } else {
-                    String::new()
-                }
+            .x_label_formatter(&|v: &SegmentValue<u32>| match v {
+                SegmentValue::CenterOf(h) if h % 3 == 0 => format!("{h:02}"),
+                _ => String::new(),
+            })
+            .y_label_formatter(&|v: &SegmentValue<u32>| match v {
+                // Row 11 is January, at the top.
+                SegmentValue::CenterOf(m) if *m < 12 => MONTH_ABBR[11 - *m as usize].to_owned(),
+                _ => String::new(),
             })
             .draw()
             .map_err(|e| e.to_string())?;
         for (m, row) in profile.iter().enumerate() {
             for (h, cell) in row.iter().enumerate() {
-                let y = 11.0 - m as f64;
+                let y = 11 - m as u32;
                 let style = match cell {
                     Some(v) => scale((v - lo) / (hi - lo)).filled(),
                     None => RGBColor(240, 240, 240).filled(),
                 };
+                let corners = [
+                    (SegmentValue::Exact(h as u32), SegmentValue::Exact(y)),
+                    (
+                        SegmentValue::Exact(h as u32 + 1),
+                        SegmentValue::Exact(y + 1),
+                    ),
+                ];
                 chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(h as f64, y), (h as f64 + 1.0, y + 1.0)],
-                        style,
-                    )))
+                    .draw_series(std::iter::once(Rectangle::new(corners, style)))
                     .map_err(|e| e.to_string())?;
             }
         }

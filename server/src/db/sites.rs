@@ -14,15 +14,21 @@ pub struct Site {
 }
 
 /// Creates a site; `None` when the name is taken.
-pub async fn create(db: &PgPool, name: &str, timezone: &str) -> sqlx::Result<Option<Site>> {
+pub async fn create(
+    db: &PgPool,
+    name: &str,
+    timezone: &str,
+    fallback_pue: f64,
+) -> sqlx::Result<Option<Site>> {
     sqlx::query_as(
-        r#"insert into sites (name, timezone)
-        values ($1, $2)
+        r#"insert into sites (name, timezone, fallback_pue)
+        values ($1, $2, $3)
         on conflict (name) do nothing
         returning id, name, timezone"#,
     )
     .bind(name)
     .bind(timezone)
+    .bind(fallback_pue)
     .fetch_optional(db)
     .await
 }
@@ -51,10 +57,21 @@ pub async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
     .await
 }
 
-/// All sites by name.
-pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Site>> {
+/// A site with its fallback PUE, for the sites page.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SiteRow {
+    /// Name.
+    pub name: String,
+    /// IANA zone.
+    pub timezone: String,
+    /// PUE charged to hours without meter data.
+    pub fallback_pue: f64,
+}
+
+/// All sites with their fallback PUE, by name.
+pub async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>> {
     sqlx::query_as(
-        r#"select id, name, timezone
+        r#"select name, timezone, fallback_pue
         from sites
         order by name"#,
     )

@@ -507,6 +507,52 @@ pub struct ShowPage {
     pub chart: String,
     /// The allocated nodes' collectors: what they last reported, and what they had to drop.
     pub nodes: Vec<db::nodes::Node>,
+    /// What running at the site's best hour this month, or in its best month, would have saved.
+    pub timing: Option<Timing>,
+}
+
+/// The job page's "when to run" sentence: savings of facility energy versus what the job used.
+pub struct Timing {
+    /// Best local start hour in the job's month.
+    pub best_hour: usize,
+    /// Energy less at that hour, formatted (Wh below 1 kWh).
+    pub hour_saving: String,
+    /// Best month.
+    pub best_month: &'static str,
+    /// Energy less in that month, formatted.
+    pub month_saving: String,
+}
+
+/// kWh as text: Wh below 1 kWh, so small jobs do not read "0.000 kWh".
+pub fn format_energy(kwh: f64) -> String {
+    if kwh < 1.0 {
+        format!("{:.1} Wh", kwh * 1000.0)
+    } else {
+        format!("{kwh:.2} kWh")
+    }
+}
+
+async fn timing(state: &AppState, job: &JobView) -> Result<Option<Timing>, AppError> {
+    let Some(pue) = job.pue else { return Ok(None) };
+    if job.pue_fallback_share >= 1.0 {
+        return Ok(None);
+    }
+    let site = super::pue::site_tz(state, &job.site).await?;
+    let profile = super::pue::profile(state, &site).await?;
+    let hours = (job.duration_s / 3600.0).ceil().max(1.0) as usize;
+    let month0 = chrono::Datelike::month0(&job.start.with_timezone(&site.tz)) as usize;
+    let when = crate::analytics::pue::when_to_run(&profile, month0, 0, hours);
+    let (Some((best_hour, hour_pue)), Some((month, _, month_pue))) =
+        (when.best_hour, when.best_month)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Timing {
+        best_hour,
+        hour_saving: format_energy((job.it_energy_kwh * (pue - hour_pue)).max(0.0)),
+        best_month: super::pue::MONTHS[(month as usize).saturating_sub(1) % 12],
+        month_saving: format_energy((job.it_energy_kwh * (pue - month_pue)).max(0.0)),
+    }))
 }
 
 /// `GET /jobs/{id}`: a job's page.
@@ -531,11 +577,13 @@ pub async fn show_page(
     );
     let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
     let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let timing = timing(&state, &job).await?;
     let page = ShowPage {
         job,
         tags,
         chart,
         nodes,
+        timing,
     };
     Ok(Html(
         page.render()

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(jobs::list_page))
         .route("/jobs/{id}", get(jobs::show_page))
         .route("/jobs/{id}/power.svg", get(jobs::power_chart))
+        .route("/sites", get(sites::list_page))
         .route("/sites/{site}/pue", get(pue::page))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))

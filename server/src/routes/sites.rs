@@ -1,12 +1,14 @@
 //! `POST /api/v1/sites` and `GET /api/v1/sites`.
 
+use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Html;
 use wattlas_protocol::{NewSite, SiteView};
 
 use crate::auth::Caller;
 use crate::db;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -26,7 +28,13 @@ pub async fn create(
             site.timezone
         )));
     }
-    let created = db::sites::create(&state.db, &site.name, &site.timezone)
+    let fallback_pue = site.fallback_pue.unwrap_or(1.58);
+    if !fallback_pue.is_finite() || !(1.0..=10.0).contains(&fallback_pue) {
+        return Err(AppError::bad_request(format!(
+            "fallback_pue: {fallback_pue} is outside 1..10"
+        )));
+    }
+    let created = db::sites::create(&state.db, &site.name, &site.timezone, fallback_pue)
         .await?
         .ok_or_else(|| AppError::conflict(format!("name: site '{}' exists", site.name)))?;
     Ok((
@@ -34,6 +42,7 @@ pub async fn create(
         axum::Json(SiteView {
             name: created.name,
             timezone: created.timezone,
+            fallback_pue,
         }),
     ))
 }
@@ -43,14 +52,33 @@ pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<axum::Json<Vec<SiteView>>, AppError> {
-    let sites = db::sites::list(&state.db).await?;
+    let sites = db::sites::list_with_fallback(&state.db).await?;
     Ok(axum::Json(
         sites
             .into_iter()
             .map(|s| SiteView {
                 name: s.name,
                 timezone: s.timezone,
+                fallback_pue: s.fallback_pue,
             })
             .collect(),
+    ))
+}
+
+/// `/sites`.
+#[derive(Template)]
+#[template(path = "sites/list.html")]
+pub struct ListPage {
+    /// Sites by name.
+    pub sites: Vec<db::sites::SiteRow>,
+}
+
+/// `GET /sites`: the sites, each with a link to its PUE page.
+pub async fn list_page(State(state): State<AppState>) -> Result<Html<String>, PageError> {
+    let sites = db::sites::list_with_fallback(&state.db).await?;
+    let page = ListPage { sites };
+    Ok(Html(
+        page.render()
+            .map_err(|e| AppError::Internal(e.to_string()))?,
     ))
 }
