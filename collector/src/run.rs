@@ -138,6 +138,7 @@ fn sample_loop(
         if due > now {
             std::thread::sleep(due - now);
         }
+        let polled_at = Instant::now();
         let poll = source.poll(Utc::now());
         // Absolute ticks, so a slow poll does not shift every later one; but ticks missed while the
         // thread was held up are skipped and counted, never polled in a burst: polls milliseconds
@@ -150,6 +151,10 @@ fn sample_loop(
             stats
                 .skipped_ticks
                 .fetch_add(u64::from(behind), Ordering::Relaxed);
+        }
+        if due < polled_at + interval / 2 {
+            due += interval;
+            stats.skipped_ticks.fetch_add(1, Ordering::Relaxed);
         }
         let n = poll.samples.len() as u64;
         stats.sampled.fetch_add(n, Ordering::Relaxed);
