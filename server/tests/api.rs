@@ -823,3 +823,61 @@ async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
     assert_eq!(status, StatusCode::OK, "{advice}");
     assert_eq!(advice["length_h"], 2);
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn energy_counter_meters_give_the_pue_of_each_interval(db: PgPool) {
+    let app = App::spawn(db).await;
+    app.node().await;
+    let token = meter(&app).await;
+    let h0 = (Utc::now() - Duration::hours(4))
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc");
+    // Counters every 15 minutes: IT rises 100 kWh per interval; total rises 130 kWh in the first hour
+    // and 150 kWh in the second. The first reading has no predecessor and gives no PUE.
+    let mut it = 10_000.0;
+    let mut total = 13_000.0;
+    let mut readings = vec![json!({"time": h0, "it_kwh": it, "total_kwh": total})];
+    for i in 1..=8 {
+        it += 100.0;
+        total += if i <= 3 { 130.0 } else { 150.0 };
+        readings.push(
+            json!({"time": h0 + Duration::minutes(15 * i), "it_kwh": it, "total_kwh": total}),
+        );
+    }
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/ingest/facility",
+            &json!({"readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let from = (h0 - Duration::hours(1)).to_rfc3339().replace('+', "%2B");
+    let to = (h0 + Duration::hours(3)).to_rfc3339().replace('+', "%2B");
+    let (status, hourly) = app
+        .get(
+            ADMIN,
+            &format!("/api/v1/sites/s1/pue/hourly?from={from}&to={to}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hourly}");
+    let pues: Vec<(f64, u64)> = hourly
+        .as_array()
+        .expect("hours")
+        .iter()
+        .map(|h| {
+            (
+                h["weighted_pue"].as_f64().expect("pue"),
+                h["readings"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    // An interval counts in the hour it starts in. Hour 0: intervals from :00, :15, :30 (PUE 1.3) and
+    // :45 (1.5): energy-weighted (3 x 130 + 150) / 400 = 1.35. Hour 1: four intervals at 1.5.
+    assert_eq!(pues.len(), 2, "{pues:?}");
+    assert!(
+        (pues[0].0 - 1.35).abs() < 1e-9 && pues[0].1 == 4,
+        "{pues:?}"
+    );
+    assert!((pues[1].0 - 1.5).abs() < 1e-9 && pues[1].1 == 4, "{pues:?}");
+}

@@ -151,7 +151,8 @@ pub struct Hour {
 
 /// Hourly PUE of a site over `[from, to)`. Hours start at `origin` plus whole hours, so that for a zone
 /// with a half-hour offset they are still local hours. Each reading's PUE: total / IT power; for counters,
-/// the interval since the meter's previous reading (at most an hour back); else the reading's own PUE.
+/// the interval since the meter's previous reading (at most an hour long), counted in the hour the
+/// interval starts in; else the reading's own PUE.
 pub async fn hourly(
     db: &PgPool,
     site_id: i32,
@@ -161,7 +162,7 @@ pub async fn hourly(
 ) -> sqlx::Result<Vec<Hour>> {
     sqlx::query_as(
         r#"with readings as (
-            select r.time,
+            select case when r.it_kwh is not null then lag(r.time) over w else r.time end as time,
                 case
                     when r.it_kw is not null and r.it_kw > 0 then r.total_kw / r.it_kw
                     when r.it_kwh is not null then
@@ -179,7 +180,7 @@ pub async fn hourly(
             join meters m on m.id = r.meter_id
             where m.site_id = $1
                 and r.time >= $2 - interval '1 hour'
-                and r.time < $3
+                and r.time < $3 + interval '1 hour'
             window w as (partition by r.meter_id order by r.time)
         )
         select time_bucket('1 hour', time, $4::timestamptz) as hour,
@@ -188,6 +189,7 @@ pub async fn hourly(
             count(*) as readings
         from readings
         where time >= $2
+            and time < $3
             and pue is not null
         group by hour
         order by hour"#,
