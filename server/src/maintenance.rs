@@ -84,14 +84,16 @@ pub async fn rollup_settled_before(
     settled_before: chrono::DateTime<Utc>,
 ) -> Result<usize, AppError> {
     let max_gap = state.config.max_gap_ms;
+    // Raw data changes the rollups of every minute within the fetch margin of it.
+    let margin = crate::analytics::energy::fetch_margin_ms(max_gap);
     let mut tx = state.db.begin().await?;
     let pending = rollups::take_pending(&mut tx, settled_before, PENDING_PER_RUN).await?;
     let taken = pending.len();
     // Per node, the whole minutes touched by pending raw data (and by the gap bridged into neighbours).
     let mut minutes: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
     for p in &pending {
-        let from = floor_minute(p.t_from.timestamp_millis() - max_gap);
-        let to = ceil_minute(p.t_to.timestamp_millis() + max_gap + 1);
+        let from = floor_minute(p.t_from.timestamp_millis() - margin);
+        let to = ceil_minute(p.t_to.timestamp_millis() + margin + 1);
         minutes.entry(p.node_id).or_default().push((from, to));
     }
     for (node_id, mut ranges) in minutes {
@@ -107,9 +109,8 @@ pub async fn rollup_settled_before(
             let mut start = from;
             while start < to {
                 let end = (start + MINUTES_PER_FETCH * 60_000).min(to);
-                let raw =
-                    samples::fetch(&state.db, node_id, &[], start - max_gap, end + max_gap + 1)
-                        .await?;
+                let raw = samples::fetch(&state.db, node_id, &[], start - margin, end + margin + 1)
+                    .await?;
                 for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
                     let rolled = minute_rollups(gpu_samples, start, end, max_gap);
                     rollups::upsert(&mut tx, node_id, gpu_samples[0].gpu, &rolled).await?;

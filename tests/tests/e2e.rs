@@ -258,7 +258,10 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         let server_j = view["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
         let truth_j = truth["energy_j"].as_f64().expect("energy");
         let error = (server_j - truth_j).abs() / truth_j;
-        eprintln!("job {id}: server {server_j:.3} J, simulator {truth_j:.3} J, error {:.4} %", error * 100.0);
+        eprintln!(
+            "job {id}: server {server_j:.3} J, simulator {truth_j:.3} J, error {:.4} %",
+            error * 100.0
+        );
         assert!(
             error < 0.005,
             "job {id}: server {server_j} J, simulator {truth_j} J ({:.3} %)",

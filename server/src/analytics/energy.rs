@@ -2,7 +2,7 @@
 //!
 //! Owns the maths only: callers fetch samples (raw blocks or rollups) and pass them in.
 //!
-//! Between two consecutive samples `a`, `b` of one GPU (at most `max_gap` apart):
+//! Between two consecutive samples `a`, `b` of one GPU:
 //! - if both carry the NVML energy counter and it moved forward by a plausible amount, the interval's
 //!   energy is the counter delta (on Ampere and newer `power_usage` is a 1-second average; the counter is
 //!   the truth);
@@ -12,7 +12,8 @@
 //! An interval that straddles a window boundary contributes the part inside the window: counter energy in
 //! proportion to time, trapezoids by integrating the line over the clipped part. Energy over adjacent
 //! windows therefore adds up exactly to the energy over their union, which is what lets per-minute rollups
-//! stand in for raw samples. Intervals longer than `max_gap` are not bridged: they count as lost coverage.
+//! stand in for raw samples. Intervals are bridged up to `max_gap` (power) or `MAX_COUNTER_GAP_MS`
+//! (counter); longer ones count as lost coverage.
 
 use crate::codec::RawSample;
 use std::collections::BTreeMap;
@@ -20,6 +21,15 @@ use wattlas_protocol::{EnergyMethod, MAX_GPU_POWER_W};
 
 /// Default longest interval between two samples that is still integrated across (1 s).
 pub const DEFAULT_MAX_GAP_MS: i64 = 1000;
+
+/// Longest interval an energy-counter delta is trusted across (a stalled poller, a collector restart).
+/// Longer, and a driver reload that left the counter higher than before could pass for energy.
+pub const MAX_COUNTER_GAP_MS: i64 = 60_000;
+
+/// How far around a window samples must be fetched for its boundary intervals to count.
+pub fn fetch_margin_ms(max_gap_ms: i64) -> i64 {
+    max_gap_ms.max(MAX_COUNTER_GAP_MS)
+}
 
 /// Energy of one GPU (or of several, added) over a window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,7 +91,7 @@ impl GpuEnergy {
 }
 
 /// Energy of one GPU over `[from_ms, to_ms)`. `samples` are that GPU's, in any order, possibly with
-/// duplicates; pass those from `from_ms - max_gap_ms` to `to_ms + max_gap_ms` so boundary intervals count.
+/// duplicates; pass those within `fetch_margin_ms` of the window so boundary intervals count.
 pub fn gpu_energy(samples: &[RawSample], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> GpuEnergy {
     let mut sorted: Vec<&RawSample> = samples.iter().collect();
     sorted.sort_by_key(|s| s.t_ms);
@@ -111,7 +121,15 @@ pub fn energy_sorted(
     for pair in sorted.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         let dt_ms = b.t_ms - a.t_ms;
-        if dt_ms <= 0 || dt_ms > max_gap_ms {
+        let counter = counter_delta_mj(a, b, dt_ms);
+        // The counter is cumulative, so its delta is exact across a longer gap (a stalled poller);
+        // power readings are only trusted over `max_gap_ms`.
+        let limit = if counter.is_some() {
+            max_gap_ms.max(MAX_COUNTER_GAP_MS)
+        } else {
+            max_gap_ms
+        };
+        if dt_ms <= 0 || dt_ms > limit {
             continue;
         }
         let lo = a.t_ms.max(from_ms);
@@ -121,7 +139,7 @@ pub fn energy_sorted(
         }
         let part_s = (hi - lo) as f64 / 1000.0;
         out.covered_s += part_s;
-        match counter_delta_mj(a, b, dt_ms) {
+        match counter {
             Some(delta_mj) => {
                 out.energy_j += delta_mj as f64 / 1000.0 * (hi - lo) as f64 / dt_ms as f64;
                 out.counter_s += part_s;
@@ -182,8 +200,9 @@ pub fn minute_rollups(
     let mut minute = from_ms;
     while minute < to_ms {
         let end = minute + 60_000;
-        let lo = sorted.partition_point(|s| s.t_ms < minute - max_gap_ms);
-        let hi = sorted.partition_point(|s| s.t_ms <= end + max_gap_ms);
+        let margin = fetch_margin_ms(max_gap_ms);
+        let lo = sorted.partition_point(|s| s.t_ms < minute - margin);
+        let hi = sorted.partition_point(|s| s.t_ms <= end + margin);
         let window = &sorted[lo..hi];
         let energy = energy_sorted(window, minute, end, max_gap_ms);
         if energy.samples > 0 || energy.covered_s > 0.0 {
@@ -294,6 +313,28 @@ mod tests {
         let e = gpu_energy(&samples, 0, 6_000, DEFAULT_MAX_GAP_MS);
         assert!(close(e.covered_s, 2.0), "{}", e.covered_s);
         assert!(close(e.energy_j, 200.0));
+    }
+
+    #[test]
+    fn counter_gaps_are_bridged_up_to_a_minute() {
+        // A poller stalled for 2.5 s and then 90 s; the counter says 150 W throughout.
+        let mut samples: Vec<RawSample> = Vec::new();
+        for t in [0, 100, 2_600, 2_700, 92_700, 92_800] {
+            samples.push(s(t, 150.0, Some(t * 150)));
+        }
+        let e = gpu_energy(&samples, 0, 92_800, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.covered_s, 2.8), "{}", e.covered_s);
+        assert!(close(e.energy_j, 2.8 * 150.0), "{}", e.energy_j);
+        // Without the counter the 2.5 s gap is lost coverage too.
+        let power_only: Vec<RawSample> = samples
+            .iter()
+            .map(|x| RawSample {
+                energy_mj: None,
+                ..*x
+            })
+            .collect();
+        let e = gpu_energy(&power_only, 0, 92_800, DEFAULT_MAX_GAP_MS);
+        assert!(close(e.covered_s, 0.3), "{}", e.covered_s);
     }
 
     #[test]

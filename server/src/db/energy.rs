@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 
-use crate::analytics::energy::{energy_sorted, GpuEnergy};
+use crate::analytics::energy::{energy_sorted, fetch_margin_ms, GpuEnergy};
 use crate::db::{rollups, samples};
 use crate::error::AppError;
 
@@ -55,13 +55,14 @@ pub async fn job_energy(
             let pending = rollups::earliest_pending(
                 db,
                 node.node_id,
-                from_ms - max_gap_ms,
-                to_ms + max_gap_ms,
+                from_ms - fetch_margin_ms(max_gap_ms),
+                to_ms + fetch_margin_ms(max_gap_ms),
             )
             .await?;
             if let Some(p) = pending {
-                // The minute holding p - max_gap is the first whose rollup could still change.
-                split = floor_minute(p.timestamp_millis() - max_gap_ms).clamp(m_first, m_last);
+                // The minute holding p - margin is the first whose rollup could still change.
+                split = floor_minute(p.timestamp_millis() - fetch_margin_ms(max_gap_ms))
+                    .clamp(m_first, m_last);
             }
             for (_, e) in rollups::sum(db, node.node_id, &node.gpus, m_first, split).await? {
                 out.total.add(&e);
@@ -96,8 +97,8 @@ async fn raw_energy(
         db,
         node.node_id,
         &node.gpus,
-        from_ms - max_gap_ms,
-        to_ms + max_gap_ms + 1,
+        from_ms - fetch_margin_ms(max_gap_ms),
+        to_ms + fetch_margin_ms(max_gap_ms) + 1,
     )
     .await?;
     for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
