@@ -2,7 +2,8 @@
 --
 -- Readings are few (one per meter every few minutes), so they are plain rows in a hypertable keyed by
 -- (meter, time): re-sending a reading changes nothing. A reading carries power (kW), or cumulative energy
--- counters (kWh), or only a PUE (building-management exports that do not give IT power).
+-- counters (kWh), or only a PUE (building-management exports that do not give IT power). Each reading's
+-- PUE is derived at query time (server/src/db/facility.rs), where the time range bounds the work.
 alter table sites add column fallback_pue double precision not null default 1.58
     check (fallback_pue >= 1.0 and fallback_pue <= 10.0);
 
@@ -32,30 +33,3 @@ create table facility_readings (
 );
 
 select create_hypertable('facility_readings', 'time', chunk_time_interval => interval '90 days');
-
--- One PUE value per reading, with the IT weight that makes sums of them energy-weighted:
--- power readings weigh by IT power; counter readings give the PUE of the interval since the previous
--- reading (at most an hour back) weighted by its IT energy; PUE-only readings weigh 1.
-create view facility_pue as
-select site_id, time, pue, it_weight
-from (
-    select m.site_id,
-        r.time,
-        case
-            when r.it_kw is not null and r.it_kw > 0 then r.total_kw / r.it_kw
-            when r.it_kwh is not null then
-                case when r.time - lag(r.time) over w <= interval '1 hour'
-                          and r.it_kwh - lag(r.it_kwh) over w > 0
-                     then (r.total_kwh - lag(r.total_kwh) over w) / (r.it_kwh - lag(r.it_kwh) over w) end
-            else r.pue
-        end as pue,
-        case
-            when r.it_kw is not null then r.it_kw
-            when r.it_kwh is not null then r.it_kwh - lag(r.it_kwh) over w
-            else 1.0
-        end as it_weight
-    from facility_readings r
-    join meters m on m.id = r.meter_id
-    window w as (partition by r.meter_id order by r.time)
-) readings
-where pue is not null;

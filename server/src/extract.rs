@@ -70,3 +70,19 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
             .map_err(|e: QueryRejection| AppError::bad_request(e.body_text()))
     }
 }
+
+/// Checks a name that appears in URLs and logs (nodes, meters): 1 to 200 of `A-Z a-z 0-9 - _ .`.
+pub fn check_name(field: &str, name: &str) -> Result<(), AppError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(format!(
+            "{field}: must be 1 to 200 of A-Z a-z 0-9 - _ ."
+        )))
+    }
+}

@@ -143,24 +143,55 @@ async fn distinct_samples(db: &PgPool) -> i64 {
     seen.len() as i64
 }
 
+/// A real server on a free port over the test's database, with one site in New York.
+struct Running {
+    dir: tempfile::TempDir,
+    url: String,
+    port: u16,
+    base: String,
+    http: reqwest::Client,
+    server: Server,
+}
+
+impl Running {
+    async fn with_site(db: &PgPool, site: &str) -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = database_url(db);
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let server = Server::start(&url, port, &dir.path().join("server.log"));
+        wait_ready(&http, &base).await;
+        post(
+            &http,
+            &base,
+            ADMIN,
+            "/api/v1/sites",
+            json!({"name": site, "timezone": "America/New_York"}),
+        )
+        .await;
+        Running {
+            dir,
+            url,
+            port,
+            base,
+            http,
+            server,
+        }
+    }
+}
+
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: PgPool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = database_url(&db);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let Running {
+        dir,
+        url,
+        port,
+        base,
+        http,
+        mut server,
+    } = Running::with_site(&db, "lab").await;
     let log = dir.path().join("server.log");
-    let http = reqwest::Client::new();
-    let mut server = Server::start(&url, port, &log);
-    wait_ready(&http, &base).await;
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/sites",
-        json!({"name": "lab", "timezone": "America/New_York"}),
-    )
-    .await;
     let node = post(
         &http,
         &base,
@@ -337,21 +368,13 @@ fn nvidia_smi_log(path: &Path) {
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = database_url(&db);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let _server = Server::start(&url, port, &dir.path().join("server.log"));
-    wait_ready(&http, &base).await;
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/sites",
-        json!({"name": "lab", "timezone": "America/New_York"}),
-    )
-    .await;
+    let Running {
+        dir,
+        base,
+        http,
+        server: _server,
+        ..
+    } = Running::with_site(&db, "lab").await;
     post(
         &http,
         &base,
@@ -555,21 +578,13 @@ fn table_1(
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = database_url(&db);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let _server = Server::start(&url, port, &dir.path().join("server.log"));
-    wait_ready(&http, &base).await;
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/sites",
-        json!({"name": "ll", "timezone": "America/New_York"}),
-    )
-    .await;
+    let Running {
+        dir,
+        base,
+        http,
+        server: _server,
+        ..
+    } = Running::with_site(&db, "ll").await;
     let export = dir.path().join("bms.csv");
     let rows = leap_year_export(&export);
     let import = || {

@@ -21,17 +21,7 @@ pub async fn create(
     ApiJson(meter): ApiJson<NewMeter>,
 ) -> Result<(StatusCode, axum::Json<MeterToken>), AppError> {
     caller.require_admin()?;
-    let valid = !meter.name.is_empty()
-        && meter.name.len() <= 200
-        && meter
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid {
-        return Err(AppError::bad_request(
-            "name: must be 1 to 200 of A-Z a-z 0-9 - _ .",
-        ));
-    }
+    crate::extract::check_name("name", &meter.name)?;
     let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
     if !CATEGORIES.contains(&category.as_str()) {
         return Err(AppError::bad_request(format!(

@@ -17,17 +17,7 @@ pub async fn create(
     ApiJson(node): ApiJson<NewNode>,
 ) -> Result<(StatusCode, axum::Json<NodeToken>), AppError> {
     caller.require_admin()?;
-    let valid = !node.name.is_empty()
-        && node.name.len() <= 200
-        && node
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid {
-        return Err(AppError::bad_request(
-            "name: must be 1 to 200 of A-Z a-z 0-9 - _ .",
-        ));
-    }
+    crate::extract::check_name("name", &node.name)?;
     let site = db::sites::by_name(&state.db, &node.site)
         .await?
         .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", node.site)))?;
