@@ -881,3 +881,141 @@ async fn energy_counter_meters_give_the_pue_of_each_interval(db: PgPool) {
     );
     assert!((pues[1].0 - 1.5).abs() < 1e-9 && pues[1].1 == 4, "{pues:?}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(120);
+    // The same workload at four caps (two runs at 250 W): lower cap, lower power, longer time.
+    let runs = [
+        (250.0, 200.0, 60),
+        (250.0, 205.0, 62),
+        (200.0, 180.0, 63),
+        (150.0, 140.0, 66),
+        (100.0, 95.0, 80),
+    ];
+    let mut start = t0;
+    for (i, (cap, power, seconds)) in runs.iter().enumerate() {
+        let samples: Vec<GpuSample> = (0..=seconds * 10)
+            .map(|k| GpuSample {
+                time: start + Duration::milliseconds(100 * k),
+                gpu: 0,
+                power_w: *power,
+                energy_mj: None,
+                power_limit_w: Some(*cap),
+                util_pct: None,
+                mem_used_mib: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+            })
+            .collect();
+        let (status, body) = app.ingest(&token, &batch(samples)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let end = start + Duration::seconds(*seconds);
+        let (status, body) = app
+            .post(
+                &token,
+                "/api/v1/jobs",
+                &json!({"id": format!("cap-{i}"), "user": "eve", "start": start, "end": end,
+                  "tags": {"workload": "bert-mlm"}, "allocations": [{"node": "n1", "gpus": [0]}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        start = end + Duration::seconds(5);
+    }
+    // A job of another workload does not join.
+    let (status, _) = app
+        .post(
+            &token,
+            "/api/v1/jobs",
+            &json!({"id": "other", "user": "eve", "start": t0, "end": t0 + Duration::seconds(10),
+              "tags": {"workload": "resnet"}, "allocations": [{"node": "n1", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, c) = app
+        .get(ADMIN, "/api/v1/powercap/comparison?tag=workload:bert-mlm")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["baseline_w"], 250.0);
+    // Independently, from each job's own numbers.
+    let mut by_cap: std::collections::BTreeMap<i64, Vec<JobView>> =
+        std::collections::BTreeMap::new();
+    for i in 0..runs.len() {
+        let job = app.job(&format!("cap-{i}")).await;
+        by_cap
+            .entry(job.power_cap_w.expect("cap") as i64)
+            .or_default()
+            .push(job);
+    }
+    let mean = |jobs: &[JobView], f: fn(&JobView) -> f64| {
+        jobs.iter().map(f).sum::<f64>() / jobs.len() as f64
+    };
+    let base_t = mean(&by_cap[&250], |j| j.duration_s);
+    let base_e = mean(&by_cap[&250], |j| j.it_energy_kwh);
+    let caps = c["caps"].as_array().expect("caps");
+    assert_eq!(caps.len(), 4);
+    for row in caps {
+        let cap = row["power_cap_w"].as_f64().expect("cap") as i64;
+        let jobs = &by_cap[&cap];
+        assert_eq!(row["jobs"].as_u64(), Some(jobs.len() as u64));
+        let t = mean(jobs, |j| j.duration_s) / base_t * 100.0;
+        let e = mean(jobs, |j| j.it_energy_kwh) / base_e * 100.0;
+        assert!(
+            (row["rel_time_pct"].as_f64().expect("t") - t).abs() < 1e-9,
+            "{cap} W time"
+        );
+        assert!(
+            (row["rel_energy_pct"].as_f64().expect("e") - e).abs() < 1e-9,
+            "{cap} W energy"
+        );
+    }
+    let at_100 = &caps[0];
+    assert!(
+        at_100["rel_time_pct"].as_f64().expect("t") > 100.0
+            && at_100["rel_energy_pct"].as_f64().expect("e") < 100.0
+    );
+
+    let (status, body) = app
+        .get(
+            ADMIN,
+            "/api/v1/powercap/comparison?tag=workload:bert-mlm&baseline_w=175",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"].as_str().expect("error").contains("175 W"),
+        "{body}"
+    );
+    let (status, _) = app.get(ADMIN, "/api/v1/powercap/comparison").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let page = app
+        .http
+        .get(format!("{}/powercap?tag=workload:bert-mlm", app.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("<svg") && page.contains("100 % (baseline)"),
+        "Figure 1 chart"
+    );
+    let list = app
+        .http
+        .get(format!("{}/powercap", app.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        list.contains("workload:bert-mlm") && !list.contains("workload:resnet"),
+        "only shared tags are listed"
+    );
+}

@@ -2,4 +2,5 @@
 
 pub mod energy;
 pub mod facility;
+pub mod powercap;
 pub mod pue;

@@ -1,4 +1,5 @@
 //! Charts as SVG, drawn with plotters: titles, axis labels with units, legends.
 
 pub mod power;
+pub mod powercap;
 pub mod pue;

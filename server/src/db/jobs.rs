@@ -260,3 +260,19 @@ pub async fn count(db: &PgPool, filter: &JobFilter) -> sqlx::Result<i64> {
     push_filter(&mut qb, filter);
     qb.build_query_scalar().fetch_one(db).await
 }
+
+/// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.
+pub async fn shared_tags(db: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        r#"select t.key, t.value, count(*) as jobs
+        from jobs j
+        cross join lateral jsonb_each_text(j.tags) as t(key, value)
+        where j.end_time is not null
+        group by t.key, t.value
+        having count(*) >= 2
+        order by jobs desc, t.key, t.value
+        limit 200"#,
+    )
+    .fetch_all(db)
+    .await
+}

@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod nodes;
 pub mod pages;
+pub mod powercap;
 pub mod pue;
 pub mod sites;
 
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/pue/hourly", get(pue::hourly))
         .route("/sites/{site}/pue/daily", get(pue::daily))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
+        .route("/powercap/comparison", get(powercap::api))
         .fallback(|| async { AppError::not_found("no such API route") });
     Router::new()
         .nest("/api/v1", api)
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::show_page))
         .route("/jobs/{id}/power.svg", get(jobs::power_chart))
         .route("/sites", get(sites::list_page))
+        .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))
