@@ -26,7 +26,8 @@ pub fn figure_1(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d((0u32..n).into_segmented(), 0.0..top)
+            // A segmented 0..k has k + 1 slots.
+            .build_cartesian_2d((0u32..n - 1).into_segmented(), 0.0..top)
             .map_err(|e| e.to_string())?;
         let caps: Vec<String> = rows
             .iter()
