@@ -20,7 +20,7 @@ pub fn figure_1(
             .iter()
             .flat_map(|r| [r.rel_time_pct, r.rel_energy_pct])
             .fold(110.0f64, f64::max)
-            * 1.1;
+            * 1.3;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
