@@ -972,6 +972,20 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
             "{cap} W energy"
         );
     }
+    // The advice: least energy within a 10 % slowdown (100 W is 33 % slower here).
+    let advice = &c["advice"];
+    let best = caps
+        .iter()
+        .filter(|r| r["rel_time_pct"].as_f64().expect("t") <= 110.0)
+        .min_by(|a, b| {
+            a["rel_energy_pct"]
+                .as_f64()
+                .expect("e")
+                .total_cmp(&b["rel_energy_pct"].as_f64().expect("e"))
+        })
+        .expect("a cap within the budget");
+    assert_eq!(advice["power_cap_w"], best["power_cap_w"]);
+    assert_ne!(advice["power_cap_w"], 100.0);
     let at_100 = &caps[0];
     assert!(
         at_100["rel_time_pct"].as_f64().expect("t") > 100.0

@@ -97,6 +97,40 @@ pub fn compare(
     Ok((base_key as f64, rows))
 }
 
+/// The cap to apply: least energy within a slowdown budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapAdvice {
+    /// Largest accepted slowdown, % over the baseline's time.
+    pub slowdown_budget_pct: f64,
+    /// The advised cap, W.
+    pub power_cap_w: f64,
+    /// Its time, % of the baseline's.
+    pub rel_time_pct: f64,
+    /// Its energy, % of the baseline's.
+    pub rel_energy_pct: f64,
+    /// IT energy saved per job versus the baseline, kWh.
+    pub saving_kwh_per_job: f64,
+}
+
+/// Among the caps no slower than the baseline by more than `budget_pct`, the one with the least energy
+/// (the baseline itself when no cap saves energy).
+pub fn advise(rows: &[CapRow], budget_pct: f64) -> Option<CapAdvice> {
+    let base = rows.iter().find(|r| {
+        (r.rel_time_pct - 100.0).abs() < 1e-9 && (r.rel_energy_pct - 100.0).abs() < 1e-9
+    })?;
+    let best = rows
+        .iter()
+        .filter(|r| r.rel_time_pct <= 100.0 + budget_pct + 1e-9)
+        .min_by(|a, b| a.rel_energy_pct.total_cmp(&b.rel_energy_pct))?;
+    Some(CapAdvice {
+        slowdown_budget_pct: budget_pct,
+        power_cap_w: best.power_cap_w,
+        rel_time_pct: best.rel_time_pct,
+        rel_energy_pct: best.rel_energy_pct,
+        saving_kwh_per_job: base.mean_it_energy_kwh - best.mean_it_energy_kwh,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +158,26 @@ mod tests {
         assert!((rows[0].rel_time_pct - 108.5).abs() < 1e-9);
         assert!((rows[0].rel_energy_pct - 87.7).abs() < 1e-9);
         assert!((rows[1].rel_time_pct - 100.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn advice_keeps_to_the_slowdown_budget() {
+        let jobs = [
+            job(250.0, 1000.0, 10.0),
+            job(200.0, 1020.0, 9.3),
+            job(150.0, 1085.0, 8.77),
+            job(100.0, 1314.0, 8.6),
+        ];
+        let (_, rows) = compare(&jobs, None).expect("compares");
+        let a = advise(&rows, 10.0).expect("advice");
+        assert_eq!(a.power_cap_w, 150.0, "100 W saves more but is 31 % slower");
+        assert!((a.saving_kwh_per_job - 1.23).abs() < 1e-9);
+        assert_eq!(advise(&rows, 40.0).expect("advice").power_cap_w, 100.0);
+        assert_eq!(
+            advise(&rows, 1.0).expect("advice").power_cap_w,
+            250.0,
+            "nothing within 1 %: keep the default"
+        );
     }
 
     #[test]

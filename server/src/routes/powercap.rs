@@ -7,7 +7,7 @@ use axum::response::Html;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::powercap::{compare, CapJob, CapRow};
+use crate::analytics::powercap::{advise, compare, CapAdvice, CapJob, CapRow};
 use crate::auth::Caller;
 use crate::charts;
 use crate::db;
@@ -25,6 +25,8 @@ pub struct ComparisonQuery {
     pub tag: Option<String>,
     /// Baseline cap, W (default: the highest present).
     pub baseline_w: Option<f64>,
+    /// Slowdown budget of the advice, % (default 10).
+    pub slowdown_pct: Option<f64>,
 }
 
 /// A comparison as served.
@@ -36,6 +38,8 @@ pub struct Comparison {
     pub baseline_w: f64,
     /// Per cap, ascending.
     pub caps: Vec<CapRow>,
+    /// The cap with the least energy within the slowdown budget.
+    pub advice: Option<CapAdvice>,
 }
 
 /// The comparison of the finished jobs sharing `tag`.
@@ -43,7 +47,12 @@ pub async fn comparison(
     state: &AppState,
     tag: &str,
     baseline_w: Option<f64>,
+    slowdown_pct: Option<f64>,
 ) -> Result<Comparison, AppError> {
+    let budget = slowdown_pct.unwrap_or(10.0);
+    if !budget.is_finite() || !(0.0..=1000.0).contains(&budget) {
+        return Err(AppError::bad_request("slowdown_pct: must be 0 to 1000"));
+    }
     let (k, v) = tag
         .split_once([':', '='])
         .ok_or_else(|| AppError::bad_request(format!("tag: expected key:value, got '{tag}'")))?;
@@ -71,10 +80,12 @@ pub async fn comparison(
             format!("tag {k}:{v}: {e}"),
         )
     })?;
+    let advice = advise(&caps, budget);
     Ok(Comparison {
         tag: format!("{k}:{v}"),
         baseline_w,
         caps,
+        advice,
     })
 }
 
@@ -88,7 +99,9 @@ pub async fn api(
         .tag
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::bad_request("tag: required, as key:value"))?;
-    Ok(axum::Json(comparison(&state, &tag, q.baseline_w).await?))
+    Ok(axum::Json(
+        comparison(&state, &tag, q.baseline_w, q.slowdown_pct).await?,
+    ))
 }
 
 /// `/powercap?tag=k:v`.
@@ -119,7 +132,7 @@ pub async fn page(
     };
     match q.tag.filter(|t| !t.is_empty()) {
         Some(tag) => {
-            let comparison = comparison(&state, &tag, q.baseline_w).await?;
+            let comparison = comparison(&state, &tag, q.baseline_w, q.slowdown_pct).await?;
             let chart_svg = charts::powercap::figure_1(
                 &format!("Time and energy by power cap, {}", comparison.tag),
                 &comparison.caps,
