@@ -78,51 +78,43 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
         .await
 }
 
-/// GPU indices known for a node.
-pub async fn gpu_indices(
-    tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
-) -> sqlx::Result<Vec<i32>> {
-    sqlx::query_scalar(
-        r#"select gpu_index
-        from gpus
-        where node_id = $1"#,
-    )
-    .bind(node_id)
-    .fetch_all(&mut **tx)
-    .await
-}
-
-/// Records the identities a batch carried (a swapped GPU replaces the old one at its index).
-pub async fn upsert_gpus(
+/// Records the identities a batch carried (a swapped GPU replaces the old one at its index) and returns
+/// every GPU index the node has, in one round trip.
+pub async fn register_gpus(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     gpus: &[GpuIdentity],
-) -> sqlx::Result<()> {
-    if gpus.is_empty() {
-        return Ok(());
-    }
+) -> sqlx::Result<Vec<i32>> {
     let index: Vec<i32> = gpus.iter().map(|g| g.index as i32).collect();
     let uuid: Vec<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
     let model: Vec<&str> = gpus.iter().map(|g| g.model.as_str()).collect();
     let limit: Vec<Option<f64>> = gpus.iter().map(|g| g.default_power_limit_w).collect();
-    sqlx::query(
-        r#"insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
-        select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
-        on conflict (node_id, gpu_index) do update
-        set uuid = excluded.uuid, model = excluded.model,
-            default_power_limit_w = excluded.default_power_limit_w, updated_at = now()
-        where (gpus.uuid, gpus.model, gpus.default_power_limit_w)
-            is distinct from (excluded.uuid, excluded.model, excluded.default_power_limit_w)"#,
+    // The outer select sees the table as it was before the insert: the union adds what it wrote.
+    sqlx::query_scalar(
+        r#"with up as (
+            insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
+            select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
+            on conflict (node_id, gpu_index) do update
+            set uuid = excluded.uuid, model = excluded.model,
+                default_power_limit_w = excluded.default_power_limit_w, updated_at = now()
+            where (gpus.uuid, gpus.model, gpus.default_power_limit_w)
+                is distinct from (excluded.uuid, excluded.model, excluded.default_power_limit_w)
+            returning gpu_index
+        )
+        select gpu_index
+        from gpus
+        where node_id = $1
+        union
+        select gpu_index
+        from up"#,
     )
     .bind(node_id)
     .bind(&index)
     .bind(&uuid)
     .bind(&model)
     .bind(&limit)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// A node's GPUs by index.

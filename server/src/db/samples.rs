@@ -91,24 +91,22 @@ pub async fn insert(
             n.push(block.len() as i32);
             data.push(codec::encode(lo, block));
         }
+        // The block and its pending rollup range in one statement.
         sqlx::query(
-            r#"insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
-            select $1, * from unnest($2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])"#,
+            r#"with block as (
+                insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
+                select $1, * from unnest($2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
+                returning node_id, t_start, t_end
+            )
+            insert into rollup_pending (node_id, t_from, t_to)
+            select node_id, t_start, t_end
+            from block"#,
         )
         .bind(node_id)
         .bind(&t_start)
         .bind(&t_end)
         .bind(&n)
         .bind(&data)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            r#"insert into rollup_pending (node_id, t_from, t_to)
-            select $1, * from unnest($2::timestamptz[], $3::timestamptz[])"#,
-        )
-        .bind(node_id)
-        .bind(&t_start)
-        .bind(&t_end)
         .execute(&mut **tx)
         .await?;
     }

@@ -22,14 +22,20 @@ pub async fn ingest_gpu(
     caller: Caller,
     ApiJson(batch): ApiJson<GpuBatch>,
 ) -> Result<axum::Json<IngestResult>, AppError> {
-    let node = match (&caller, &batch.node) {
+    // A node token names its node; the admin token must name one.
+    let (node_id, node_name) = match (&caller, &batch.node) {
         (Caller::Node { name, .. }, Some(named)) if named != name => {
             return Err(AppError::forbidden(format!(
                 "node: this token belongs to node '{name}', not '{named}'"
             )));
         }
-        (Caller::Node { name, .. }, _) => db::nodes::by_name(&state.db, name).await?,
-        (Caller::Admin, Some(named)) => db::nodes::by_name(&state.db, named).await?,
+        (Caller::Node { id, name, .. }, _) => (*id, name.clone()),
+        (Caller::Admin, Some(named)) => {
+            let node = db::nodes::by_name(&state.db, named)
+                .await?
+                .ok_or_else(|| AppError::bad_request(format!("node: unknown node '{named}'")))?;
+            (node.id, node.name)
+        }
         (Caller::Admin, None) => {
             return Err(AppError::bad_request("node: required with the admin token"))
         }
@@ -37,26 +43,18 @@ pub async fn ingest_gpu(
             return Err(AppError::forbidden("a meter token cannot send GPU samples"))
         }
     };
-    let node = node.ok_or_else(|| {
-        AppError::bad_request(format!(
-            "node: unknown node '{}'",
-            batch.node.as_deref().unwrap_or("")
-        ))
-    })?;
+    validate_identities(&batch)?;
 
+    // Everything below runs in one transaction: an invalid sample rolls back the GPUs registered too.
     let mut tx = state.db.begin().await?;
-    let mut known: HashSet<u32> = db::nodes::gpu_indices(&mut tx, node.id)
+    let known: HashSet<u32> = db::nodes::register_gpus(&mut tx, node_id, &batch.gpus)
         .await?
         .into_iter()
         .map(|i| i as u32)
         .collect();
-    validate_identities(&batch)?;
-    known.extend(batch.gpus.iter().map(|g| g.index));
-    let samples = validate_samples(&batch.samples, &known, &node.name, Utc::now())?;
-
-    db::nodes::upsert_gpus(&mut tx, node.id, &batch.gpus).await?;
-    let stored = db::samples::insert(&mut tx, node.id, samples).await?;
-    db::nodes::touch(&mut tx, node.id, batch.dropped_samples_total).await?;
+    let samples = validate_samples(&batch.samples, &known, &node_name, Utc::now())?;
+    let stored = db::samples::insert(&mut tx, node_id, samples).await?;
+    db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;
     Ok(axum::Json(IngestResult {
         stored: stored.stored,
