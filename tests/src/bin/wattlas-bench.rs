@@ -24,6 +24,128 @@ use wattlas_server::codec::{self, RawSample};
 
 const ADMIN: &str = "bench-admin";
 
+/// Seconds of CPU time of a process (user + system) and its peak RSS in KiB, from /proc.
+fn proc_usage(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // Linux reports CPU time in clock ticks of 100 Hz on every platform Wattlas runs on.
+    Ok((ticks / 100.0, hwm))
+}
+
+/// The real collector binary, 8 simulated GPUs at 100 ms pushing to a real server, for `seconds`.
+async fn collector(base_url: &str, seconds: u64) -> anyhow::Result<(String, String)> {
+    let (db, _) = fresh_db(base_url, "wattlas_bench_collector").await?;
+    let state = wattlas_server::state::AppState::new(
+        db.clone(),
+        wattlas_server::config::Config::with_admin_token(ADMIN),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wattlas_server::startup::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/v1/sites",
+            serde_json::json!({"name": "bench", "timezone": "UTC"}),
+        ),
+        (
+            "/api/v1/nodes",
+            serde_json::json!({"name": "node8", "site": "bench"}),
+        ),
+    ] {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("binary dir")?
+        .join("wattlas-collector");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build wattlas-collector first",
+        bin.display()
+    );
+    let spool = std::env::temp_dir().join(format!("wattlas-bench-spool-{}", std::process::id()));
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--source",
+            "simulated",
+            "--node",
+            "node8",
+            "--server",
+            &base,
+            "--token",
+            ADMIN,
+        ])
+        .args([
+            "--sim-gpus",
+            "8",
+            "--sim-caps",
+            "150,250",
+            "--sim-gpus-per-job",
+            "4",
+            "--sim-job-seconds",
+            "600",
+        ])
+        .arg("--spool-dir")
+        .arg(&spool)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    // Let it start up, then measure a steady stretch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, _) = proc_usage(pid)?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (cpu1, rss_kib) = proc_usage(pid)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let stored: i64 = sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+        .fetch_one(&db)
+        .await?;
+    let _ = std::fs::remove_dir_all(&spool);
+    let _ = stop.send(());
+    let _ = server.await;
+    db.close().await;
+    let cpu_pct = (cpu1 - cpu0) / wall * 100.0;
+    Ok((
+        format!("Collector: 8 simulated GPUs at 100 ms, 1 s batches to a real server, {seconds} s measured"),
+        format!("**{cpu_pct:.2} %** of one core, peak RSS **{:.1} MB** ({stored} samples stored); target <= 0.5 % and <= 20 MB", rss_kib as f64 / 1024.0),
+    ))
+}
+
 struct Sizes {
     nodes: u32,
     gpus_per_node: u32,
@@ -66,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
     report.push(storage.clone());
     let ingest = ingest(&base_url, &sizes).await?;
     report.extend(ingest);
+    report.push(collector(&base_url, if quick { 5 } else { 60 }).await?);
 
     let machine = machine();
     let mode = if quick {
