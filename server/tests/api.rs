@@ -21,6 +21,34 @@ struct App {
 }
 
 impl App {
+    /// An App whose state the caller replaces before `serve` (no database is touched here).
+    async fn spawn_lazy() -> App {
+        let config = Config::with_admin_token(ADMIN);
+        let db =
+            wattlas_server::startup::connect_lazy(&config, "postgres://unused@127.0.0.1:1/none")
+                .expect("lazy pool");
+        let (stop, _) = tokio::sync::oneshot::channel::<()>();
+        App {
+            base: String::new(),
+            http: reqwest::Client::new(),
+            state: AppState::new(db, config),
+            _stop: stop,
+        }
+    }
+
+    /// Serves this App's state on a fresh port; returns the base URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let _ = wattlas_server::startup::run(listener, state, std::future::pending()).await;
+        });
+        base
+    }
+
     async fn spawn(db: PgPool) -> App {
         let mut config = Config::with_admin_token(ADMIN);
         // Tests drive the rollup task by hand.
@@ -1032,4 +1060,49 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         list.contains("workload:bert-mlm") && !list.contains("workload:resnet"),
         "only shared tags are listed"
     );
+}
+
+#[tokio::test]
+async fn without_the_database_the_api_says_503_and_retry_after() {
+    // A pool pointing at a port where nothing listens: the server starts, but every query fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut config = Config::with_admin_token(ADMIN);
+    config.db_max_connections = 2;
+    let url = format!("postgres://nobody:nothing@{closed}/none");
+    let db = wattlas_server::startup::connect_lazy(&config, &url).expect("lazy pool");
+    let app = App {
+        state: AppState::new(db, config),
+        ..App::spawn_lazy().await
+    };
+    let base = app.serve().await;
+
+    let health = app
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app
+        .http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = app
+        .http
+        .post(format!("{base}/api/v1/ingest/gpu"))
+        .bearer_auth("some-node-token")
+        .json(&batch(samples(Utc::now() - Duration::minutes(1), 1)))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "database unavailable, retry later");
 }
