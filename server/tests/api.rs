@@ -1047,6 +1047,10 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         page.contains("<svg") && page.contains("100 % (baseline)"),
         "Figure 1 chart"
     );
+    assert!(
+        page.contains("100 W cap") && page.contains("250 W cap"),
+        "Figure 6 has a line per cap"
+    );
     let list = app
         .http
         .get(format!("{}/powercap", app.base))

@@ -103,3 +103,63 @@ pub fn figure_1(
     }
     Ok(svg)
 }
+
+/// Figure 6: mean power over time of one job per cap; x in minutes since each job's start.
+pub fn figure_6(
+    title: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let x_max = lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| q.0))
+            .fold(0.1f64, f64::max)
+            * 1.05;
+        let y_max = lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| q.1))
+            .fold(50.0f64, f64::max)
+            * 1.25;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("Time since job start (min)")
+            .y_desc("Mean power per GPU (W)")
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (label, points)) in lines.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+                });
+        }
+        if !lines.is_empty() {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

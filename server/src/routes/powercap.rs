@@ -40,6 +40,8 @@ pub struct Comparison {
     pub caps: Vec<CapRow>,
     /// The cap with the least energy within the slowdown budget.
     pub advice: Option<CapAdvice>,
+    /// The latest job at each cap (for Figure 6), by ascending cap.
+    pub examples: Vec<(i64, String)>,
 }
 
 /// The comparison of the finished jobs sharing `tag`.
@@ -64,6 +66,7 @@ pub async fn comparison(
     let rows = db::jobs::list(&state.db, &filter, MAX_JOBS, 0).await?;
     let now = Utc::now();
     let mut jobs = Vec::with_capacity(rows.len());
+    let mut examples: Vec<(i64, String)> = Vec::new();
     for row in rows {
         let view = super::jobs::job_view(state, row, now).await?;
         if let Some(cap) = view.power_cap_w {
@@ -72,6 +75,11 @@ pub async fn comparison(
                 duration_s: view.duration_s,
                 it_energy_kwh: view.it_energy_kwh,
             });
+            // Rows come newest first: the first job seen at a cap is its latest.
+            let key = cap.round() as i64;
+            if !examples.iter().any(|(k, _)| *k == key) {
+                examples.push((key, view.id.clone()));
+            }
         }
     }
     let (baseline_w, caps) = compare(&jobs, baseline_w).map_err(|e| {
@@ -81,11 +89,13 @@ pub async fn comparison(
         )
     })?;
     let advice = advise(&caps, budget);
+    examples.sort();
     Ok(Comparison {
         tag: format!("{k}:{v}"),
         baseline_w,
         caps,
         advice,
+        examples,
     })
 }
 
@@ -112,6 +122,61 @@ pub struct ShowPage {
     pub comparison: Comparison,
     /// Figure 1, SVG.
     pub chart_svg: String,
+    /// Figure 6, SVG: mean power over time of the latest job at each cap.
+    pub power_svg: String,
+}
+
+/// Figure 6: each example job's mean power per GPU in time buckets (a minute for jobs of 10 minutes
+/// or more), from its start.
+async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, AppError> {
+    let mut lines = Vec::new();
+    let mut bucket_s = 60;
+    for (cap, id) in &comparison.examples {
+        let Some(job) = db::jobs::by_id(&state.db, id).await? else {
+            continue;
+        };
+        let from_ms = job.start_time.timestamp_millis();
+        let to_ms = job
+            .end_time
+            .unwrap_or_else(Utc::now)
+            .timestamp_millis()
+            .max(from_ms + 1);
+        let allocated = db::jobs::allocations(&state.db, id).await?;
+        let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms).await?;
+        let duration_s = (to_ms - from_ms) / 1000;
+        bucket_s = if duration_s >= 600 {
+            60
+        } else {
+            (duration_s / 30).max(1)
+        };
+        let mut buckets: std::collections::BTreeMap<i64, (f64, u32)> =
+            std::collections::BTreeMap::new();
+        for s in &series {
+            for (t, w) in &s.points {
+                let e = buckets
+                    .entry((t - from_ms) / (bucket_s * 1000))
+                    .or_default();
+                e.0 += w;
+                e.1 += 1;
+            }
+        }
+        // Mean over GPUs and readings in each bucket, placed at the bucket's middle, in minutes.
+        let points: Vec<(f64, f64)> = buckets
+            .into_iter()
+            .map(|(b, (sum, n))| {
+                (
+                    ((b as f64) + 0.5) * bucket_s as f64 / 60.0,
+                    sum / f64::from(n),
+                )
+            })
+            .collect();
+        lines.push((format!("{cap} W cap"), points));
+    }
+    charts::powercap::figure_6(
+        &format!("Mean power per GPU over {bucket_s} s buckets, latest job at each cap"),
+        &lines,
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// `/powercap`.
@@ -139,10 +204,12 @@ pub async fn page(
                 comparison.baseline_w,
             )
             .map_err(|e| AppError::Internal(e.to_string()))?;
+            let power_svg = figure_6(&state, &comparison).await?;
             Ok(Html(render(
                 ShowPage {
                     comparison,
                     chart_svg,
+                    power_svg,
                 }
                 .render(),
             )?))
