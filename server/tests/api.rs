@@ -1110,3 +1110,85 @@ async fn without_the_database_the_api_says_503_and_retry_after() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"], "database unavailable, retry later");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let mut start = minute_aligned_past(60);
+    // (GPUs, cap, power, seconds): one and two GPUs, each at 250 W and 150 W.
+    for (i, (gpus, cap, power, seconds)) in [
+        (1u32, 250.0, 200.0, 30i64),
+        (1, 150.0, 140.0, 33),
+        (2, 250.0, 190.0, 20),
+        (2, 150.0, 135.0, 23),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let samples: Vec<GpuSample> = (0..=seconds * 10)
+            .flat_map(|k| {
+                (0..gpus).map(move |g| GpuSample {
+                    time: start + Duration::milliseconds(100 * k),
+                    gpu: g,
+                    power_w: power,
+                    energy_mj: None,
+                    power_limit_w: Some(cap),
+                    util_pct: None,
+                    mem_used_mib: None,
+                    temp_c: None,
+                    sm_clock_mhz: None,
+                })
+            })
+            .collect();
+        let (status, _) = app.ingest(&token, &batch(samples)).await;
+        assert_eq!(status, StatusCode::OK);
+        let end = start + Duration::seconds(seconds);
+        let gpu_list: Vec<u32> = (0..gpus).collect();
+        let (status, _) = app
+            .post(
+                &token,
+                "/api/v1/jobs",
+                &json!({"id": format!("n-{i}"), "user": "fay", "start": start, "end": end,
+                  "tags": {"workload": "gpt"}, "allocations": [{"node": "n1", "gpus": gpu_list}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        start = end + Duration::seconds(5);
+    }
+    let (status, c) = app
+        .get(ADMIN, "/api/v1/powercap/comparison?tag=workload:gpt")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let groups = c["by_gpu_count"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{c}");
+    assert_eq!(groups[0]["label"], "1 GPU");
+    assert_eq!(groups[1]["label"], "2 GPUs");
+    // Within two GPUs: 150 W took 23/20 of the time, and 2 x 135 x 23 / (2 x 190 x 20) of the energy.
+    let two = &groups[1]["caps"][0];
+    assert_eq!(two["power_cap_w"], 150.0);
+    assert!(
+        (two["rel_time_pct"].as_f64().expect("t") - 115.0).abs() < 1e-6,
+        "{two}"
+    );
+    assert!(
+        (two["rel_energy_pct"].as_f64().expect("e") - 135.0 * 23.0 / (190.0 * 20.0) * 100.0).abs()
+            < 1e-6,
+        "{two}"
+    );
+    assert_eq!(
+        c["by_gpu_model"].as_array().expect("models").len(),
+        0,
+        "one model: no split"
+    );
+    let page = app
+        .http
+        .get(format!("{}/powercap?tag=workload:gpt", app.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("By GPU count (Figure 2)") && !page.contains("By GPU model (Figure 3)"));
+}

@@ -276,3 +276,18 @@ pub async fn shared_tags(db: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>
     .fetch_all(db)
     .await
 }
+
+/// The model of a job's GPUs (of its first allocated GPU).
+pub async fn gpu_model(db: &PgPool, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        r#"select g.model
+        from job_allocations a
+        join gpus g on g.node_id = a.node_id and g.gpu_index = a.gpu_index
+        where a.job_id = $1
+        order by a.node_id, a.gpu_index
+        limit 1"#,
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}

@@ -42,6 +42,21 @@ pub struct Comparison {
     pub advice: Option<CapAdvice>,
     /// The latest job at each cap (for Figure 6), by ascending cap.
     pub examples: Vec<(i64, String)>,
+    /// Figure 2: the comparison within each GPU count, where the jobs differ in GPU count.
+    pub by_gpu_count: Vec<GroupComparison>,
+    /// Figure 3: the comparison within each GPU model, where the jobs differ in model.
+    pub by_gpu_model: Vec<GroupComparison>,
+}
+
+/// The comparison within one group of jobs (a GPU count or a GPU model).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupComparison {
+    /// The group, e.g. `16 GPUs` or `NVIDIA A100-SXM4-40GB`.
+    pub label: String,
+    /// Baseline cap of the group, W.
+    pub baseline_w: f64,
+    /// Per cap, ascending.
+    pub caps: Vec<CapRow>,
 }
 
 /// The comparison of the finished jobs sharing `tag`.
@@ -51,6 +66,7 @@ pub async fn comparison(
     baseline_w: Option<f64>,
     slowdown_pct: Option<f64>,
 ) -> Result<Comparison, AppError> {
+    let requested_baseline = baseline_w;
     let budget = slowdown_pct.unwrap_or(10.0);
     if !budget.is_finite() || !(0.0..=1000.0).contains(&budget) {
         return Err(AppError::bad_request("slowdown_pct: must be 0 to 1000"));
@@ -67,6 +83,9 @@ pub async fn comparison(
     let now = Utc::now();
     let mut jobs = Vec::with_capacity(rows.len());
     let mut examples: Vec<(i64, String)> = Vec::new();
+    // Figures 2 and 3: the same comparison within each GPU count and each GPU model.
+    let mut by_count: std::collections::BTreeMap<String, Vec<CapJob>> = Default::default();
+    let mut by_model: std::collections::BTreeMap<String, Vec<CapJob>> = Default::default();
     for row in rows {
         let view = super::jobs::job_view(state, row, now).await?;
         if let Some(cap) = view.power_cap_w {
@@ -75,6 +94,23 @@ pub async fn comparison(
                 duration_s: view.duration_s,
                 it_energy_kwh: view.it_energy_kwh,
             });
+            let job = jobs.last().cloned().unwrap_or(CapJob {
+                power_cap_w: cap,
+                duration_s: view.duration_s,
+                it_energy_kwh: view.it_energy_kwh,
+            });
+            by_count
+                .entry(if view.gpu_count == 1 {
+                    "1 GPU".to_owned()
+                } else {
+                    format!("{} GPUs", view.gpu_count)
+                })
+                .or_default()
+                .push(job.clone());
+            let model = db::jobs::gpu_model(&state.db, &view.id)
+                .await?
+                .unwrap_or_else(|| "unknown model".into());
+            by_model.entry(model).or_default().push(job);
             // Rows come newest first: the first job seen at a cap is its latest.
             let key = cap.round() as i64;
             if !examples.iter().any(|(k, _)| *k == key) {
@@ -90,12 +126,34 @@ pub async fn comparison(
     })?;
     let advice = advise(&caps, budget);
     examples.sort();
+    // Only where the jobs differ; a group without its own baseline cap is left out.
+    let split = |groups: std::collections::BTreeMap<String, Vec<CapJob>>| -> Vec<GroupComparison> {
+        if groups.len() < 2 {
+            return Vec::new();
+        }
+        groups
+            .into_iter()
+            .filter_map(|(label, jobs)| {
+                compare(&jobs, requested_baseline)
+                    .ok()
+                    .map(|(baseline_w, caps)| GroupComparison {
+                        label,
+                        baseline_w,
+                        caps,
+                    })
+            })
+            .collect()
+    };
+    let by_gpu_count = split(by_count);
+    let by_gpu_model = split(by_model);
     Ok(Comparison {
         tag: format!("{k}:{v}"),
         baseline_w,
         caps,
         advice,
         examples,
+        by_gpu_count,
+        by_gpu_model,
     })
 }
 
@@ -124,6 +182,8 @@ pub struct ShowPage {
     pub chart_svg: String,
     /// Figure 6, SVG: mean power over time of the latest job at each cap.
     pub power_svg: String,
+    /// Figures 2 and 3 as tables: (title, groups), where the jobs differ.
+    pub groupings: Vec<(&'static str, Vec<GroupComparison>)>,
 }
 
 /// Figure 6: each example job's mean power per GPU in time buckets (a minute for jobs of 10 minutes
@@ -207,6 +267,10 @@ pub async fn page(
             let power_svg = figure_6(&state, &comparison).await?;
             Ok(Html(render(
                 ShowPage {
+                    groupings: vec![
+                        ("By GPU count (Figure 2)", comparison.by_gpu_count.clone()),
+                        ("By GPU model (Figure 3)", comparison.by_gpu_model.clone()),
+                    ],
                     comparison,
                     chart_svg,
                     power_svg,
