@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::PgPool;
-use tokio_util_shim::CancelOnDrop;
 
 use crate::analytics::energy::minute_rollups;
 use crate::db::energy::{ceil_minute, floor_minute};
@@ -22,20 +21,17 @@ const PENDING_PER_RUN: i64 = 2000;
 /// Minutes recomputed per raw fetch, to bound memory when a long import is rolled up.
 const MINUTES_PER_FETCH: i64 = 60;
 
-mod tokio_util_shim {
-    /// Aborts a task when dropped, so background tasks end with the server.
-    pub struct CancelOnDrop(pub tokio::task::JoinHandle<()>);
-
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
+/// Handles of the running background tasks; dropping it stops them, so they end with the server.
+pub struct Tasks {
+    handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Handles of the running background tasks; dropping it stops them.
-pub struct Tasks {
-    _handles: Vec<CancelOnDrop>,
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
 }
 
 /// Starts the rollup and retention tasks.
@@ -68,7 +64,7 @@ pub fn spawn(state: &AppState) -> Tasks {
         }
     });
     Tasks {
-        _handles: vec![CancelOnDrop(rollup), CancelOnDrop(retention)],
+        handles: vec![rollup, retention],
     }
 }
 
