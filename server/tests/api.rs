@@ -1192,3 +1192,61 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
         .expect("html");
     assert!(page.contains("By GPU count (Figure 2)") && !page.contains("By GPU model (Figure 3)"));
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let start = minute_aligned_past(30);
+    let (status, _) = app.ingest(&token, &batch(samples(start, 10))).await;
+    assert_eq!(status, StatusCode::OK);
+    let hostile = r#"=HYPERLINK("http://x","click"), really"#;
+    let (status, _) = app
+        .post(&token, "/api/v1/jobs", &json!({"id": "csv-1", "user": "gil", "name": hostile, "start": start,
+              "end": start + Duration::seconds(10), "tags": {"workload": "+sum"}, "allocations": [{"node": "n1", "gpus": [0, 1]}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let r = app
+        .http
+        .get(format!("{}/api/v1/jobs.csv?user=gil", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.expect("text");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    assert!(header.starts_with(
+        "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh"
+    ));
+    let row = lines.next().expect("a row");
+    assert!(lines.next().is_none(), "one job");
+    // The name is defused (a leading quote) and quoted (it holds commas and quotes).
+    assert!(
+        row.contains(r#""'=HYPERLINK(""http://x"",""click""), really""#),
+        "{row}"
+    );
+    assert!(
+        row.contains(",'workload=+sum") || row.contains(",workload=+sum"),
+        "{row}"
+    );
+    // 10 s of 200 W + 150 W, as in the JSON API.
+    let job = app.job("csv-1").await;
+    assert!(row.contains(&format!("{:.6}", job.it_energy_kwh)), "{row}");
+    // The page links to the export of its filter.
+    let page = app
+        .http
+        .get(format!("{}/jobs?user=gil", app.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("/jobs.csv?user=gil"),
+        "export link keeps the filter"
+    );
+}

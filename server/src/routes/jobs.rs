@@ -420,6 +420,89 @@ pub async fn list(
     Ok(axum::Json(list_views(&state, &q).await?))
 }
 
+/// Most jobs one CSV export holds.
+const MAX_EXPORT: i64 = 10_000;
+
+/// The filtered jobs (all pages, newest first, at most 10,000) as CSV, one row per job.
+pub fn jobs_csv(jobs: &[JobView]) -> String {
+    use super::pue::csv_cell;
+    let opt =
+        |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
+    let mut out = String::from(
+        "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
+         pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags\n",
+    );
+    for j in jobs {
+        let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let method = serde_json::to_value(j.energy_method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cells = [
+            csv_cell(&j.id),
+            csv_cell(&j.user),
+            csv_cell(&j.name),
+            csv_cell(&j.site),
+            j.start.to_rfc3339(),
+            j.end.map(|e| e.to_rfc3339()).unwrap_or_default(),
+            format!("{:.3}", j.duration_s),
+            j.gpu_count.to_string(),
+            format!("{:.6}", j.it_energy_kwh),
+            format!("{:.6}", j.facility_energy_kwh),
+            opt(j.pue, 4),
+            format!("{:.4}", j.pue_fallback_share),
+            format!("{:.2}", j.avg_power_w),
+            opt(j.power_cap_w, 1),
+            format!("{:.4}", j.coverage),
+            method,
+            j.samples.to_string(),
+            csv_cell(&tags.join(";")),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// `GET /api/v1/jobs.csv` and `GET /jobs.csv`: the filtered set as CSV (filters as for the list).
+async fn export(state: &AppState, q: &ListQuery) -> Result<axum::response::Response, AppError> {
+    let filter = q.filter()?;
+    let rows = db::jobs::list(&state.db, &filter, MAX_EXPORT, 0).await?;
+    let now = Utc::now();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        jobs.push(job_view(state, row, now).await?);
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"wattlas-jobs.csv\"",
+            ),
+        ],
+        jobs_csv(&jobs),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/jobs.csv`.
+pub async fn export_api(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::response::Response, AppError> {
+    export(&state, &q).await
+}
+
+/// `GET /jobs.csv`: the jobs page's filtered set.
+pub async fn export_page(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::response::Response, PageError> {
+    Ok(export(&state, &q).await?)
+}
+
 /// One row of the jobs page.
 pub struct JobRow {
     /// The job.
@@ -442,6 +525,8 @@ pub struct ListPage {
     pub prev: Option<String>,
     /// Link to the next page, if any.
     pub next: Option<String>,
+    /// Link to the CSV export of the filtered set.
+    pub csv: String,
 }
 
 fn page_link(q: &ListQuery, offset: i64) -> String {
@@ -482,12 +567,14 @@ pub async fn list_page(
         .collect();
     let prev = (offset > 0).then(|| page_link(&q, (offset - limit).max(0)));
     let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
+    let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
     let page = ListPage {
         rows,
         total: list.total,
         q,
         prev,
         next,
+        csv,
     };
     Ok(Html(
         page.render()
