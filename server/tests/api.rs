@@ -1190,7 +1190,18 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
         .text()
         .await
         .expect("html");
-    assert!(page.contains("By GPU count (Figure 2)") && !page.contains("By GPU model (Figure 3)"));
+    assert_eq!(
+        page.matches("By GPU count (Figure 2)").count(),
+        1,
+        "once, in the content"
+    );
+    assert!(!page.contains("By GPU model (Figure 3)"));
+    let title = page
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .expect("title");
+    assert_eq!(title, "Power caps · workload:gpt · Wattlas");
 }
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
