@@ -75,22 +75,11 @@ pub async fn insert(
     }
     let stored = samples.len() as u64;
     if stored > 0 {
-        let mut windows: BTreeMap<i64, Vec<RawSample>> = BTreeMap::new();
-        for s in samples {
-            windows.entry(window_start(s.t_ms)).or_default().push(s);
-        }
-        let mut t_start = Vec::with_capacity(windows.len());
-        let mut t_end = Vec::with_capacity(windows.len());
-        let mut n = Vec::with_capacity(windows.len());
-        let mut data = Vec::with_capacity(windows.len());
-        for block in windows.values() {
-            let lo = block.iter().map(|s| s.t_ms).min().unwrap_or_default();
-            let hi = block.iter().map(|s| s.t_ms).max().unwrap_or_default();
-            t_start.push(ts(lo));
-            t_end.push(ts(hi));
-            n.push(block.len() as i32);
-            data.push(codec::encode(lo, block));
-        }
+        let blocks = blocks(&samples);
+        let t_start: Vec<_> = blocks.iter().map(|b| ts(b.t_start_ms)).collect();
+        let t_end: Vec<_> = blocks.iter().map(|b| ts(b.t_end_ms)).collect();
+        let n: Vec<i32> = blocks.iter().map(|b| b.n_samples).collect();
+        let data: Vec<&[u8]> = blocks.iter().map(|b| b.data.as_slice()).collect();
         // The block and its pending rollup range in one statement.
         sqlx::query(
             r#"with block as (
@@ -114,6 +103,40 @@ pub async fn insert(
         stored,
         duplicates: received - stored,
     })
+}
+
+/// One block as stored: a node's samples within one aligned window, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// First sample time, ms (the row's `t_start`, and the codec's base).
+    pub t_start_ms: i64,
+    /// Last sample time, ms.
+    pub t_end_ms: i64,
+    /// Samples in the block.
+    pub n_samples: i32,
+    /// The encoded samples.
+    pub data: Vec<u8>,
+}
+
+/// Splits a node's samples into the blocks stored for them: one per aligned window, by time.
+pub fn blocks(samples: &[RawSample]) -> Vec<Block> {
+    let mut windows: BTreeMap<i64, Vec<RawSample>> = BTreeMap::new();
+    for s in samples {
+        windows.entry(window_start(s.t_ms)).or_default().push(*s);
+    }
+    windows
+        .values()
+        .map(|block| {
+            let lo = block.iter().map(|s| s.t_ms).min().unwrap_or_default();
+            let hi = block.iter().map(|s| s.t_ms).max().unwrap_or_default();
+            Block {
+                t_start_ms: lo,
+                t_end_ms: hi,
+                n_samples: block.len() as i32,
+                data: codec::encode(lo, block),
+            }
+        })
+        .collect()
 }
 
 fn window_start(t_ms: i64) -> i64 {

@@ -20,7 +20,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use wattlas_collector::source::simulated::{GpuModel, SimConfig, SimulatedSource};
 use wattlas_collector::source::Source;
 use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
-use wattlas_server::codec::{self, RawSample};
+use wattlas_server::codec::RawSample;
 
 const ADMIN: &str = "bench-admin";
 
@@ -354,23 +354,13 @@ impl Copy {
 
 /// Blocks as the server makes them: per node, per batch, split on 5-minute windows.
 fn blocks(node_id: i32, batch: &[RawSample], copy: &mut Copy) {
-    let mut by_window: std::collections::BTreeMap<i64, Vec<RawSample>> =
-        std::collections::BTreeMap::new();
-    for s in batch {
-        by_window
-            .entry(s.t_ms.div_euclid(300_000))
-            .or_default()
-            .push(*s);
-    }
-    for block in by_window.values() {
-        let lo = block.iter().map(|s| s.t_ms).min().unwrap_or_default();
-        let hi = block.iter().map(|s| s.t_ms).max().unwrap_or_default();
+    for b in wattlas_server::db::samples::blocks(batch) {
         copy.row(5);
         copy.field(&node_id.to_be_bytes());
-        copy.ts(lo);
-        copy.ts(hi);
-        copy.field(&(block.len() as i32).to_be_bytes());
-        copy.field(&codec::encode(lo, block));
+        copy.ts(b.t_start_ms);
+        copy.ts(b.t_end_ms);
+        copy.field(&b.n_samples.to_be_bytes());
+        copy.field(&b.data);
     }
 }
 
