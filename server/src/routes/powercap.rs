@@ -89,16 +89,12 @@ pub async fn comparison(
     for row in rows {
         let view = super::jobs::job_view(state, row, now).await?;
         if let Some(cap) = view.power_cap_w {
-            jobs.push(CapJob {
+            let job = CapJob {
                 power_cap_w: cap,
                 duration_s: view.duration_s,
                 it_energy_kwh: view.it_energy_kwh,
-            });
-            let job = jobs.last().cloned().unwrap_or(CapJob {
-                power_cap_w: cap,
-                duration_s: view.duration_s,
-                it_energy_kwh: view.it_energy_kwh,
-            });
+            };
+            jobs.push(job.clone());
             by_count
                 .entry(if view.gpu_count == 1 {
                     "1 GPU".to_owned()
