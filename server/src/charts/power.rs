@@ -87,9 +87,10 @@ pub async fn job_series(
     Ok(out)
 }
 
-/// Draws the series as an SVG document; x is minutes since `from_ms`.
+/// Draws the series as an SVG document; x is minutes since `from_ms`, y is watts labelled `y_desc`.
 pub fn render(
     title: &str,
+    y_desc: &str,
     series: &[Series],
     from_ms: i64,
     to_ms: i64,
@@ -115,7 +116,7 @@ pub fn render(
         chart
             .configure_mesh()
             .x_desc("Time since job start (min)")
-            .y_desc("Power (W)")
+            .y_desc(y_desc)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -157,7 +158,7 @@ mod tests {
             label: "n<1>/gpu0".into(),
             points: vec![(0, 100.0), (60_000, 150.0)],
         }];
-        let svg = render("Power <job>", &series, 0, 60_000).expect("renders");
+        let svg = render("Power <job>", "Power (W)", &series, 0, 60_000).expect("renders");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("Power (W)"));
         assert!(svg.contains("Time since job start (min)"));

@@ -696,6 +696,7 @@ pub async fn power_chart(
     let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms).await?;
     let svg = charts::power::render(
         &format!("Power per GPU, job {}", row.id),
+        "Power (W)",
         &series,
         from_ms,
         to_ms,

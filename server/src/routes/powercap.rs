@@ -187,6 +187,7 @@ pub struct ShowPage {
 async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, AppError> {
     let mut lines = Vec::new();
     let mut bucket_s = 60;
+    let mut span_ms = 1;
     for (cap, id) in &comparison.examples {
         let Some(job) = db::jobs::by_id(&state.db, id).await? else {
             continue;
@@ -216,21 +217,23 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
                 e.1 += 1;
             }
         }
-        // Mean over GPUs and readings in each bucket, placed at the bucket's middle, in minutes.
-        let points: Vec<(f64, f64)> = buckets
+        // Mean over GPUs and readings in each bucket, at the bucket's middle, ms since the job's start.
+        let points: Vec<(i64, f64)> = buckets
             .into_iter()
-            .map(|(b, (sum, n))| {
-                (
-                    ((b as f64) + 0.5) * bucket_s as f64 / 60.0,
-                    sum / f64::from(n),
-                )
-            })
+            .map(|(b, (sum, n))| (b * bucket_s * 1000 + bucket_s * 500, sum / f64::from(n)))
             .collect();
-        lines.push((format!("{cap} W cap"), points));
+        span_ms = span_ms.max(to_ms - from_ms);
+        lines.push(charts::power::Series {
+            label: format!("{cap} W cap"),
+            points,
+        });
     }
-    charts::powercap::figure_6(
+    charts::power::render(
         &format!("Mean power per GPU over {bucket_s} s buckets, latest job at each cap"),
+        "Mean power per GPU (W)",
         &lines,
+        0,
+        span_ms,
     )
     .map_err(|e| AppError::Internal(e.to_string()))
 }
