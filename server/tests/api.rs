@@ -121,6 +121,21 @@ impl App {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Posts JSON to the GPU ingest route gzip'd, as collectors do.
+    async fn post_gzip(&self, token: &str, json: &[u8]) -> reqwest::Response {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).expect("gzip");
+        self.http
+            .post(format!("{}/api/v1/ingest/gpu", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(gz.finish().expect("gzip"))
+            .send()
+            .await
+            .expect("request")
+    }
+
     async fn ingest(&self, token: &str, batch: &GpuBatch) -> (StatusCode, Value) {
         self.post(
             token,
@@ -318,18 +333,7 @@ async fn tokens_and_bodies_are_checked(db: PgPool) {
     let big = batch(samples(Utc::now() - Duration::minutes(15), 600));
     let json = serde_json::to_vec(&big).expect("json");
     assert!(json.len() > 1024 * 1024);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&json).expect("gzip");
-    let r = app
-        .http
-        .post(format!("{}/api/v1/ingest/gpu", app.base))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().expect("gzip"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.post_gzip(&token, &json).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.expect("json error");
     assert_eq!(body["error"], "request body is over the size limit");
@@ -353,18 +357,7 @@ async fn gzip_batches_are_stored_once_however_they_are_resent(db: PgPool) {
     let token = app.node().await;
     let all = samples(Utc::now() - Duration::minutes(2), 3);
     let json = serde_json::to_vec(&batch(all.clone())).expect("json");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&json).expect("gzip");
-    let r = app
-        .http
-        .post(format!("{}/api/v1/ingest/gpu", app.base))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().expect("gzip"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.post_gzip(&token, &json).await;
     assert_eq!(r.status(), StatusCode::OK);
     let first: IngestResult = r.json().await.expect("result");
     assert_eq!(
