@@ -31,6 +31,43 @@ pub enum Command {
     Serve,
     /// Run the database migrations and exit.
     Migrate,
+    /// Manage users (make the first admin here; later ones on the admin pages too).
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// `wattlas-server user ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Create a user. The password is read from standard input (its first line) unless --no-password.
+    Add {
+        /// The scheduler's user name (a researcher sees the jobs of this user).
+        name: String,
+        /// researcher, staff or admin.
+        #[arg(long, default_value = "researcher")]
+        role: crate::db::users::Role,
+        /// No password: the user signs in through the trusted proxy header only.
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Set a user's password, read from standard input (its first line).
+    Passwd {
+        /// User name.
+        name: String,
+    },
+    /// Create an API token for a user and print it (shown once).
+    Token {
+        /// User name.
+        name: String,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// List users.
+    List,
 }
 
 /// Settings of the running server, shared by every request through `AppState`.
@@ -63,6 +100,19 @@ pub struct Config {
     /// Largest number of database connections.
     #[arg(long, env = "WATTLAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Hours a browser session lasts after sign-in.
+    #[arg(long, env = "WATTLAS_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u32,
+    /// Mark cookies Secure (sent over HTTPS only; browsers also send them to http://localhost).
+    #[arg(long, env = "WATTLAS_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// Single sign-on: the header in which a trusted reverse proxy names the signed-in user (e.g.
+    /// X-Remote-User). Users seen first this way are created as researchers.
+    #[arg(long, env = "WATTLAS_TRUSTED_USER_HEADER")]
+    pub trusted_user_header: Option<String>,
+    /// Addresses of the reverse proxies whose user header is believed (comma-separated).
+    #[arg(long, env = "WATTLAS_TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Config {

@@ -127,6 +127,7 @@ impl IntoResponse for PageError {
         let page = crate::routes::pages::ErrorPage {
             status: status.as_u16(),
             message,
+            nav: crate::auth::session::Nav::default(),
         };
         (status, Html(page.render_or_text())).into_response()
     }

@@ -1,7 +1,7 @@
 //! Our own extractors, whose rejections are `AppError`s: a malformed body gets a JSON error that says
 //! what is wrong, not axum's default plain text.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -84,5 +84,36 @@ pub fn check_name(field: &str, name: &str) -> Result<(), AppError> {
         Err(AppError::bad_request(format!(
             "{field}: must be 1 to 200 of A-Z a-z 0-9 - _ ."
         )))
+    }
+}
+
+/// Checks a user name (the scheduler's): 1 to 200 printable characters without spaces.
+pub fn check_user_name(name: &str) -> Result<(), AppError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "name: must be 1 to 200 characters without spaces",
+        ))
+    }
+}
+
+/// A page's form body (`application/x-www-form-urlencoded`); rejections become error pages.
+#[derive(Debug, Clone)]
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = crate::error::PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| Self(v))
+            .map_err(|e: FormRejection| {
+                crate::error::PageError(AppError::Client(e.status(), e.body_text()))
+            })
     }
 }

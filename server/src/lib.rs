@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod charts;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod db;

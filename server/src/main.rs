@@ -44,9 +44,17 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => return Err(e).context("running migrations"),
         }
     }
-    if matches!(cli.command, Some(Command::Migrate)) {
-        tracing::info!("migrations applied");
-        return Ok(());
+    match cli.command {
+        Some(Command::Migrate) => {
+            tracing::info!("migrations applied");
+            return Ok(());
+        }
+        Some(Command::User { action }) => {
+            let out = wattlas_server::cli::user(&db, action, std::io::stdin().lock()).await?;
+            println!("{out}");
+            return Ok(());
+        }
+        Some(Command::Serve) | None => {}
     }
     let listener = TcpListener::bind(cli.config.bind)
         .await

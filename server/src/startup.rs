@@ -29,6 +29,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let tasks = crate::maintenance::spawn(&state);
     let app = crate::routes::router(state);
+    // The peer address decides whether a trusted proxy's user header is believed.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -481,6 +481,7 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
     let page = app
         .http
         .get(format!("{}/jobs/1001", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page");
@@ -498,6 +499,7 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
     let list = app
         .http
         .get(format!("{}/jobs?tag=workload:bert-mlm", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("list")
@@ -508,6 +510,7 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
     let svg = app
         .http
         .get(format!("{}/jobs/1001/power.svg", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("svg");
@@ -810,6 +813,7 @@ async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
     let page = app
         .http
         .get(format!("{}/sites/s1/pue", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page");
@@ -1030,6 +1034,7 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     let page = app
         .http
         .get(format!("{}/powercap?tag=workload:bert-mlm", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page")
@@ -1047,6 +1052,7 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     let list = app
         .http
         .get(format!("{}/powercap", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page")
@@ -1177,6 +1183,7 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
     let page = app
         .http
         .get(format!("{}/powercap?tag=workload:gpt", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page")
@@ -1243,6 +1250,7 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     let page = app
         .http
         .get(format!("{}/jobs?user=gil", app.base))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("page")

@@ -41,6 +41,8 @@ pub struct AllocatedGpu {
 /// Filters of the jobs list.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
+    /// The only owner the caller may see (researchers), whatever `user` asks for.
+    pub owner: Option<String>,
     /// Owner.
     pub user: Option<String>,
     /// Site name.
@@ -205,6 +207,9 @@ pub async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Res
 
 fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
     qb.push("\n        where true");
+    if let Some(owner) = &filter.owner {
+        qb.push("\n            and j.user_name = ").push_bind(owner);
+    }
     if let Some(user) = &filter.user {
         qb.push("\n            and j.user_name = ").push_bind(user);
     }
@@ -262,17 +267,22 @@ pub async fn count(db: &PgPool, filter: &JobFilter) -> sqlx::Result<i64> {
 }
 
 /// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.
-pub async fn shared_tags(db: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
+pub async fn shared_tags(
+    db: &PgPool,
+    owner: Option<&str>,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as(
         r#"select t.key, t.value, count(*) as jobs
         from jobs j
         cross join lateral jsonb_each_text(j.tags) as t(key, value)
         where j.end_time is not null
+            and ($1::text is null or j.user_name = $1)
         group by t.key, t.value
         having count(*) >= 2
         order by jobs desc, t.key, t.value
         limit 200"#,
     )
+    .bind(owner)
     .fetch_all(db)
     .await
 }

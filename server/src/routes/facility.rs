@@ -50,11 +50,12 @@ pub async fn create(
     ))
 }
 
-/// Lists meters with their last reading (any token).
+/// Lists meters with their last reading (staff and admins).
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<axum::Json<Vec<MeterView>>, AppError> {
+    caller.require_staff()?;
     Ok(axum::Json(meter_views(&state, None).await?))
 }
 
@@ -82,6 +83,7 @@ pub async fn ingest(
     ApiJson(batch): ApiJson<FacilityBatch>,
 ) -> Result<axum::Json<serde_json::Value>, AppError> {
     validate(&batch.readings, Utc::now())?;
+    let caller = caller.writer()?;
     let meter = match (&caller, &batch.meter) {
         (Caller::Meter { name, .. }, Some(named)) if named != name => {
             return Err(AppError::forbidden(format!(
@@ -123,6 +125,9 @@ pub async fn ingest(
             return Err(AppError::forbidden(
                 "a node token cannot send meter readings",
             ))
+        }
+        (Caller::User(_), _) => {
+            return Err(AppError::forbidden("only meters send readings"))
         }
     };
     let meter = meter.ok_or_else(|| AppError::bad_request("meter: unknown meter"))?;

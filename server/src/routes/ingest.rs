@@ -23,6 +23,7 @@ pub async fn ingest_gpu(
     ApiJson(batch): ApiJson<GpuBatch>,
 ) -> Result<axum::Json<IngestResult>, AppError> {
     // A node token names its node; the admin token must name one.
+    let caller = caller.writer()?;
     let (node_id, node_name) = match (&caller, &batch.node) {
         (Caller::Node { name, .. }, Some(named)) if named != name => {
             return Err(AppError::forbidden(format!(
@@ -42,6 +43,7 @@ pub async fn ingest_gpu(
         (Caller::Meter { .. }, _) => {
             return Err(AppError::forbidden("a meter token cannot send GPU samples"))
         }
+        (Caller::User(_), _) => return Err(AppError::forbidden("only collectors send samples")),
     };
     validate_identities(&batch)?;
 

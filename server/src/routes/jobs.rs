@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use wattlas_protocol::{Allocation, JobEnd, JobList, JobView, NewJob};
 
-use crate::auth::Caller;
+use crate::auth::session::{Nav, Viewer};
+use crate::auth::{Caller, JobScope};
 use crate::charts;
 use crate::db;
 use crate::db::energy::NodeGpus;
@@ -189,6 +190,7 @@ pub async fn create(
     ApiJson(job): ApiJson<NewJob>,
 ) -> Result<Response, AppError> {
     check_job_fields(&job)?;
+    let caller = caller.writer()?;
     let site = match (&caller, &job.site) {
         (Caller::Node { site_id, .. }, None) => db::sites::by_id(&state.db, *site_id).await?,
         (Caller::Node { site_id, name, .. }, Some(s)) => {
@@ -206,6 +208,9 @@ pub async fn create(
         }
         (Caller::Admin, None) => {
             return Err(AppError::bad_request("site: required with the admin token"))
+        }
+        (Caller::User(_), _) => {
+            return Err(AppError::forbidden("only collectors and admins register jobs"))
         }
     };
     let site = site.ok_or_else(|| {
@@ -287,6 +292,7 @@ pub async fn end(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<JobEnd>,
 ) -> Result<axum::Json<JobView>, AppError> {
+    let caller = caller.writer()?;
     let job = db::jobs::by_id(&state.db, &id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
@@ -302,6 +308,7 @@ pub async fn end(
         }
         Caller::Meter { .. } => return Err(AppError::forbidden("a meter token cannot end jobs")),
         Caller::Admin => {}
+        Caller::User(_) => return Err(AppError::forbidden("only collectors and admins end jobs")),
     }
 
     if body.end < job.start_time {
@@ -320,15 +327,25 @@ pub async fn end(
     Ok(axum::Json(job_view(&state, row, Utc::now()).await?))
 }
 
+/// A job the scope may see; others answer 404 exactly as a job that does not exist.
+pub async fn visible_job(
+    state: &AppState,
+    scope: &JobScope,
+    id: &str,
+) -> Result<db::jobs::Job, AppError> {
+    db::jobs::by_id(&state.db, id)
+        .await?
+        .filter(|job| scope.allows(&job.user_name))
+        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))
+}
+
 /// `GET /api/v1/jobs/{id}`.
 pub async fn show(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, AppError> {
-    let job = db::jobs::by_id(&state.db, &id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    let job = visible_job(&state, &caller.job_scope()?, &id).await?;
     Ok(axum::Json(job_view(&state, job, Utc::now()).await?))
 }
 
@@ -354,7 +371,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> Result<db::jobs::JobFilter, AppError> {
+    fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter, AppError> {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         let tag = match nonempty(&self.tag) {
             Some(t) => {
@@ -376,6 +393,7 @@ impl ListQuery {
             }
         };
         Ok(db::jobs::JobFilter {
+            owner: scope.owner(),
             user: nonempty(&self.user),
             site: nonempty(&self.site),
             tag,
@@ -398,8 +416,12 @@ impl ListQuery {
     }
 }
 
-async fn list_views(state: &AppState, q: &ListQuery) -> Result<JobList, AppError> {
-    let filter = q.filter()?;
+async fn list_views(
+    state: &AppState,
+    scope: &JobScope,
+    q: &ListQuery,
+) -> Result<JobList, AppError> {
+    let filter = q.filter(scope)?;
     let (limit, offset) = q.page()?;
     let rows = db::jobs::list(&state.db, &filter, limit, offset).await?;
     let total = db::jobs::count(&state.db, &filter).await? as u64;
@@ -414,10 +436,12 @@ async fn list_views(state: &AppState, q: &ListQuery) -> Result<JobList, AppError
 /// `GET /api/v1/jobs`.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<JobList>, AppError> {
-    Ok(axum::Json(list_views(&state, &q).await?))
+    Ok(axum::Json(
+        list_views(&state, &caller.job_scope()?, &q).await?,
+    ))
 }
 
 /// Most jobs one CSV export holds.
@@ -465,8 +489,12 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
 }
 
 /// `GET /api/v1/jobs.csv` and `GET /jobs.csv`: the filtered set as CSV (filters as for the list).
-async fn export(state: &AppState, q: &ListQuery) -> Result<axum::response::Response, AppError> {
-    let filter = q.filter()?;
+async fn export(
+    state: &AppState,
+    scope: &JobScope,
+    q: &ListQuery,
+) -> Result<axum::response::Response, AppError> {
+    let filter = q.filter(scope)?;
     let rows = db::jobs::list(&state.db, &filter, MAX_EXPORT, 0).await?;
     let now = Utc::now();
     let mut jobs = Vec::with_capacity(rows.len());
@@ -489,18 +517,19 @@ async fn export(state: &AppState, q: &ListQuery) -> Result<axum::response::Respo
 /// `GET /api/v1/jobs.csv`.
 pub async fn export_api(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::response::Response, AppError> {
-    export(&state, &q).await
+    export(&state, &caller.job_scope()?, &q).await
 }
 
 /// `GET /jobs.csv`: the jobs page's filtered set.
 pub async fn export_page(
     State(state): State<AppState>,
+    viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::response::Response, PageError> {
-    Ok(export(&state, &q).await?)
+    Ok(export(&state, &viewer.job_scope(), &q).await?)
 }
 
 /// One row of the jobs page.
@@ -515,6 +544,8 @@ pub struct JobRow {
 #[derive(Template)]
 #[template(path = "jobs/list.html")]
 pub struct ListPage {
+    /// Header.
+    pub nav: Nav,
     /// Rows shown.
     pub rows: Vec<JobRow>,
     /// Matching jobs in all pages.
@@ -553,9 +584,10 @@ fn page_link(q: &ListQuery, offset: i64) -> String {
 /// `GET /jobs`: the jobs page.
 pub async fn list_page(
     State(state): State<AppState>,
+    viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
-    let list = list_views(&state, &q).await?;
+    let list = list_views(&state, &viewer.job_scope(), &q).await?;
     let (limit, offset) = q.page()?;
     let rows = list
         .jobs
@@ -569,6 +601,7 @@ pub async fn list_page(
     let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
     let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
     let page = ListPage {
+        nav: viewer.nav(),
         rows,
         total: list.total,
         q,
@@ -586,6 +619,8 @@ pub async fn list_page(
 #[derive(Template)]
 #[template(path = "jobs/show.html")]
 pub struct ShowPage {
+    /// Header.
+    pub nav: Nav,
     /// The job.
     pub job: JobView,
     /// Tags as `key=value`, sorted.
@@ -645,11 +680,10 @@ async fn timing(state: &AppState, job: &JobView) -> Result<Option<Timing>, AppEr
 /// `GET /jobs/{id}`: a job's page.
 pub async fn show_page(
     State(state): State<AppState>,
+    viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let row = db::jobs::by_id(&state.db, &id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    let row = visible_job(&state, &viewer.job_scope(), &id).await?;
     let job = job_view(&state, row, Utc::now()).await?;
     let tags: Vec<(String, String)> = job
         .tags
@@ -666,6 +700,7 @@ pub async fn show_page(
     let nodes = db::nodes::by_names(&state.db, &names).await?;
     let timing = timing(&state, &job).await?;
     let page = ShowPage {
+        nav: viewer.nav(),
         job,
         tags,
         chart,
@@ -681,11 +716,10 @@ pub async fn show_page(
 /// `GET /jobs/{id}/power.svg`: per-GPU power over the job (raw samples when short, minute means when long).
 pub async fn power_chart(
     State(state): State<AppState>,
+    viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let row = db::jobs::by_id(&state.db, &id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no job '{id}'")))?;
+    let row = visible_job(&state, &viewer.job_scope(), &id).await?;
     let from_ms = row.start_time.timestamp_millis();
     let to_ms = row
         .end_time

@@ -1,5 +1,6 @@
 //! The router: every route of the API and the pages, and the layers around them.
 
+pub mod account;
 pub mod facility;
 pub mod health;
 pub mod ingest;
@@ -46,10 +47,18 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/pue/daily", get(pue::daily))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
+        .route("/me", get(account::me))
         .fallback(|| async { AppError::not_found("no such API route") });
-    Router::new()
+    // Everything that needs to know who is asking goes through `auth::middleware` once.
+    let identified = Router::new()
         .nest("/api/v1", api)
         .route("/", get(pages::index))
+        .route("/login", get(account::login_form).post(account::login))
+        .route("/logout", post(account::logout))
+        .route("/account", get(account::show))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
+        .route("/account/password", post(account::change_password))
         .route("/jobs", get(jobs::list_page))
         .route("/jobs.csv", get(jobs::export_page))
         .route("/jobs/{id}", get(jobs::show_page))
@@ -57,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sites", get(sites::list_page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ));
+    identified
         .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

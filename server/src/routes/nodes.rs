@@ -34,11 +34,12 @@ pub async fn create(
     ))
 }
 
-/// Lists nodes with their GPUs and what their collectors last reported (any token).
+/// Lists nodes with their GPUs and what their collectors last reported (staff and admins).
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<axum::Json<Vec<NodeView>>, AppError> {
+    caller.require_staff()?;
     let mut out = Vec::new();
     for n in db::nodes::list(&state.db).await? {
         out.push(NodeView {

@@ -12,6 +12,8 @@ pub struct ErrorPage {
     pub status: u16,
     /// What went wrong.
     pub message: String,
+    /// Header (empty: errors do not look up who is asking).
+    pub nav: crate::auth::session::Nav,
 }
 
 impl ErrorPage {

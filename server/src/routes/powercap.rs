@@ -8,7 +8,8 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::powercap::{advise, compare, CapAdvice, CapJob, CapRow};
-use crate::auth::Caller;
+use crate::auth::session::{Nav, Viewer};
+use crate::auth::{Caller, JobScope};
 use crate::charts;
 use crate::db;
 use crate::error::{AppError, PageError};
@@ -62,6 +63,7 @@ pub struct GroupComparison {
 /// The comparison of the finished jobs sharing `tag`.
 pub async fn comparison(
     state: &AppState,
+    scope: &JobScope,
     tag: &str,
     baseline_w: Option<f64>,
     slowdown_pct: Option<f64>,
@@ -75,6 +77,7 @@ pub async fn comparison(
         .split_once([':', '='])
         .ok_or_else(|| AppError::bad_request(format!("tag: expected key:value, got '{tag}'")))?;
     let filter = db::jobs::JobFilter {
+        owner: scope.owner(),
         tag: Some((k.to_owned(), v.to_owned())),
         running: Some(false),
         ..Default::default()
@@ -156,15 +159,16 @@ pub async fn comparison(
 /// `GET /api/v1/powercap/comparison?tag=k:v[&baseline_w=W]`.
 pub async fn api(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<ComparisonQuery>,
 ) -> Result<axum::Json<Comparison>, AppError> {
+    let scope = caller.job_scope()?;
     let tag = q
         .tag
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::bad_request("tag: required, as key:value"))?;
     Ok(axum::Json(
-        comparison(&state, &tag, q.baseline_w, q.slowdown_pct).await?,
+        comparison(&state, &scope, &tag, q.baseline_w, q.slowdown_pct).await?,
     ))
 }
 
@@ -172,6 +176,8 @@ pub async fn api(
 #[derive(Template)]
 #[template(path = "powercap/show.html")]
 pub struct ShowPage {
+    /// Header.
+    pub nav: Nav,
     /// The comparison.
     pub comparison: Comparison,
     /// Figure 1, SVG.
@@ -242,6 +248,8 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
 #[derive(Template)]
 #[template(path = "powercap/list.html")]
 pub struct ListPage {
+    /// Header.
+    pub nav: Nav,
     /// Tag values shared by finished jobs: (key:value, jobs).
     pub candidates: Vec<(String, i64)>,
 }
@@ -249,6 +257,7 @@ pub struct ListPage {
 /// `GET /powercap[?tag=k:v]`.
 pub async fn page(
     State(state): State<AppState>,
+    viewer: Viewer,
     Query(q): Query<ComparisonQuery>,
 ) -> Result<Html<String>, PageError> {
     let render = |r: Result<String, askama::Error>| {
@@ -256,7 +265,14 @@ pub async fn page(
     };
     match q.tag.filter(|t| !t.is_empty()) {
         Some(tag) => {
-            let comparison = comparison(&state, &tag, q.baseline_w, q.slowdown_pct).await?;
+            let comparison = comparison(
+                &state,
+                &viewer.job_scope(),
+                &tag,
+                q.baseline_w,
+                q.slowdown_pct,
+            )
+            .await?;
             let chart_svg = charts::powercap::figure_1(
                 &format!("Time and energy by power cap, {}", comparison.tag),
                 &comparison.caps,
@@ -266,6 +282,7 @@ pub async fn page(
             let power_svg = figure_6(&state, &comparison).await?;
             Ok(Html(render(
                 ShowPage {
+                    nav: viewer.nav(),
                     groupings: vec![
                         ("By GPU count (Figure 2)", comparison.by_gpu_count.clone()),
                         ("By GPU model (Figure 3)", comparison.by_gpu_model.clone()),
@@ -278,12 +295,18 @@ pub async fn page(
             )?))
         }
         None => {
-            let candidates = db::jobs::shared_tags(&state.db)
+            let candidates = db::jobs::shared_tags(&state.db, viewer.job_scope().owner().as_deref())
                 .await?
                 .into_iter()
                 .map(|(k, v, n)| (format!("{k}:{v}"), n))
                 .collect();
-            Ok(Html(render(ListPage { candidates }.render())?))
+            Ok(Html(render(
+                ListPage {
+                    nav: viewer.nav(),
+                    candidates,
+                }
+                .render(),
+            )?))
         }
     }
 }

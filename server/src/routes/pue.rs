@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use wattlas_protocol::{HourlyPue, MeterView};
 
 use crate::analytics::pue::{self, DayPue, HourPue, WhenToRun, YearVariation};
+use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
 use crate::charts;
 use crate::db;
@@ -159,11 +160,12 @@ pub fn csv_cell(s: &str) -> String {
 /// `GET /api/v1/sites/{site}/pue/variation?year=Y` (JSON, or CSV with `Accept: text/csv`).
 pub async fn variation(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<YearQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    caller.require_person()?;
     let v = variation_of(&state, &site, q.year).await?;
     let wants_csv = headers
         .get(header::ACCEPT)
@@ -179,10 +181,11 @@ pub async fn variation(
 /// `GET /api/v1/sites/{site}/pue/variation.csv?year=Y`.
 pub async fn variation_csv_route(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<YearQuery>,
 ) -> Result<Response, AppError> {
+    caller.require_person()?;
     Ok(csv_response(&variation_of(&state, &site, q.year).await?))
 }
 
@@ -210,10 +213,11 @@ pub struct RangeQuery {
 /// `GET /api/v1/sites/{site}/pue/hourly?from=&to=` (at most 366 days).
 pub async fn hourly(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Result<axum::Json<Vec<HourlyPue>>, AppError> {
+    caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - Duration::days(7));
@@ -241,10 +245,11 @@ pub async fn hourly(
 /// `GET /api/v1/sites/{site}/pue/daily?year=Y`: each local day's mean, min, max and variation.
 pub async fn daily(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<YearQuery>,
 ) -> Result<axum::Json<Vec<DayPue>>, AppError> {
+    caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let year = q
         .year
@@ -321,10 +326,11 @@ pub fn advice(
 /// `GET /api/v1/sites/{site}/pue/advice?hours=N[&it_kwh=E]`.
 pub async fn advice_route(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<AdviceQuery>,
 ) -> Result<axum::Json<Advice>, AppError> {
+    caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let length = q.hours.unwrap_or(1);
     if !(1..=24 * 31).contains(&length) {
@@ -360,6 +366,8 @@ pub struct AdviceRow {
 #[derive(Template)]
 #[template(path = "pue/show.html")]
 pub struct PuePage {
+    /// Header.
+    pub nav: Nav,
     /// Site.
     pub site: String,
     /// Zone.
@@ -403,6 +411,7 @@ pub const MONTHS: [&str; 12] = [
 /// `GET /sites/{site}/pue`.
 pub async fn page(
     State(state): State<AppState>,
+    viewer: Viewer,
     Path(site): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, PageError> {
@@ -458,8 +467,14 @@ pub async fn page(
             advice: advice(&last_year, now, h, None),
         })
         .collect();
-    let meters = super::facility::meter_views(&state, Some(s.site.id)).await?;
+    // Meters are facility detail: staff and admins see them.
+    let meters = if viewer.is_staff() {
+        super::facility::meter_views(&state, Some(s.site.id)).await?
+    } else {
+        Vec::new()
+    };
     let page = PuePage {
+        nav: viewer.nav(),
         site: s.site.name,
         timezone: s.site.timezone,
         year,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use wattlas_protocol::{NewSite, SiteView};
 
+use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{AppError, PageError};
@@ -47,11 +48,12 @@ pub async fn create(
     ))
 }
 
-/// Lists sites (any token).
+/// Lists sites (people, any role).
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<axum::Json<Vec<SiteView>>, AppError> {
+    caller.require_person()?;
     let sites = db::sites::list_with_fallback(&state.db).await?;
     Ok(axum::Json(
         sites
@@ -69,14 +71,22 @@ pub async fn list(
 #[derive(Template)]
 #[template(path = "sites/list.html")]
 pub struct ListPage {
+    /// Header.
+    pub nav: Nav,
     /// Sites by name.
     pub sites: Vec<db::sites::SiteRow>,
 }
 
 /// `GET /sites`: the sites, each with a link to its PUE page.
-pub async fn list_page(State(state): State<AppState>) -> Result<Html<String>, PageError> {
+pub async fn list_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Html<String>, PageError> {
     let sites = db::sites::list_with_fallback(&state.db).await?;
-    let page = ListPage { sites };
+    let page = ListPage {
+        nav: viewer.nav(),
+        sites,
+    };
     Ok(Html(
         page.render()
             .map_err(|e| AppError::Internal(e.to_string()))?,

@@ -1,0 +1,86 @@
+//! Password hashing with Argon2id (the OWASP-recommended default parameters of the `argon2` crate), run
+//! off the async threads: a hash takes tens of milliseconds on purpose.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+use crate::error::AppError;
+
+/// Shortest password accepted.
+pub const MIN_LENGTH: usize = 10;
+
+/// Checks a new password's length.
+pub fn check_new(password: &str) -> Result<(), AppError> {
+    if password.chars().count() < MIN_LENGTH {
+        return Err(AppError::bad_request(format!(
+            "password: at least {MIN_LENGTH} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(AppError::bad_request("password: at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// The PHC string of an Argon2id hash of `password` with a fresh salt.
+pub async fn hash(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        let salt = SaltString::encode_b64(&bytes)
+            .map_err(|e| AppError::Internal(format!("encoding a salt: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?
+}
+
+/// Whether `password` matches a stored PHC string (false for a malformed one).
+pub async fn verify(password: String, stored: String) -> Result<bool, AppError> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// A hash of a random password nobody kept, made once: verified against when the user does not exist,
+/// so that sign-in takes as long for unknown users as for wrong passwords.
+pub async fn dummy_hash() -> Result<String, AppError> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_try_init(|| hash(crate::auth::new_token("dummy")))
+        .await
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let h = hash("correct horse battery".into()).await.expect("hash");
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify("correct horse battery".into(), h.clone())
+            .await
+            .expect("verify"));
+        assert!(!verify("correct horse batterY".into(), h).await.expect("verify"));
+        assert!(!verify("x".into(), "not a hash".into()).await.expect("verify"));
+    }
+
+    #[test]
+    fn short_passwords_are_refused() {
+        assert!(check_new("short").is_err());
+        assert!(check_new("long enough!").is_ok());
+    }
+}

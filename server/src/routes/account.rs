@@ -1,0 +1,330 @@
+//! Signing in and out, and one's own account: API tokens and password.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::auth::session::{self, Nav, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::auth::{new_token, password, token_digest, Caller, Identity};
+use crate::db;
+use crate::error::{AppError, PageError};
+use crate::extract::{Form, Path, Query};
+use crate::state::AppState;
+
+/// `/login`.
+#[derive(Template)]
+#[template(path = "account/login.html")]
+pub struct LoginPage {
+    /// Empty header.
+    pub nav: Nav,
+    /// The double-submit token (also in the cookie).
+    pub csrf: String,
+    /// Where to go after.
+    pub next: String,
+    /// The name typed, kept after a failure.
+    pub username: String,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    /// A local path to return to.
+    pub next: Option<String>,
+}
+
+/// Only local paths: never an open redirect to another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/jobs".to_owned(),
+    }
+}
+
+fn render(page: &impl Template) -> Result<String, AppError> {
+    page.render().map_err(|e| AppError::Internal(e.to_string()))
+}
+
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    next: String,
+    username: String,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let csrf = new_token("login");
+    let page = LoginPage {
+        nav: Nav::default(),
+        csrf: csrf.clone(),
+        next,
+        username,
+        error,
+    };
+    let cookie = session::set_cookie(&state.config, LOGIN_COOKIE, &csrf, 3600);
+    Ok((status, [(SET_COOKIE, cookie)], Html(render(&page)?)).into_response())
+}
+
+/// `GET /login`.
+pub async fn login_form(
+    State(state): State<AppState>,
+    identity: Option<axum::Extension<Identity>>,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, PageError> {
+    let next = safe_next(q.next.as_deref());
+    if let Some(axum::Extension(Identity::Session(_))) = identity {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    login_page(&state, StatusCode::OK, next, String::new(), None)
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    /// Double-submit token.
+    #[serde(default)]
+    pub csrf: String,
+    /// Where to go after.
+    pub next: Option<String>,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `POST /login`: checks the password, starts a session.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    let next = safe_next(form.next.as_deref());
+    let cookie = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if !session::csrf_matches(cookie, &form.csrf) {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            next,
+            form.username,
+            Some("The sign-in form expired (or cookies are off): please try again.".into()),
+        );
+    }
+    let found = db::users::password_hash(&state.db, &form.username).await?;
+    let (stored, user_id) = match found {
+        Some((id, Some(hash))) => (hash, Some(id)),
+        _ => (password::dummy_hash().await?, None),
+    };
+    let matches = password::verify(form.password, stored).await?;
+    let user = match (matches, user_id) {
+        (true, Some(_)) => db::users::by_name(&state.db, &form.username).await?,
+        _ => None,
+    };
+    let Some(user) = user else {
+        tracing::info!(user = %form.username, "sign-in refused");
+        return login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            next,
+            form.username,
+            Some("Wrong user name or password.".into()),
+        );
+    };
+    let (_, session_cookie) = session::start(&state, user).await?;
+    let clear = session::set_cookie(&state.config, LOGIN_COOKIE, "", 0);
+    let mut response = Redirect::to(&next).into_response();
+    response.headers_mut().append(SET_COOKIE, session_cookie);
+    response.headers_mut().append(SET_COOKIE, clear);
+    Ok(response)
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    /// The session's token.
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        db::users::delete_session(&state.db, &token_digest(token)).await?;
+    }
+    let clear = session::set_cookie(&state.config, SESSION_COOKIE, "", 0);
+    Ok(([(SET_COOKIE, clear)], Redirect::to("/login")).into_response())
+}
+
+/// `/account`.
+#[derive(Template)]
+#[template(path = "account/show.html")]
+pub struct AccountPage {
+    /// Header.
+    pub nav: Nav,
+    /// User name.
+    pub name: String,
+    /// Role name.
+    pub role: &'static str,
+    /// Tokens (not their secrets).
+    pub tokens: Vec<db::users::ApiToken>,
+    /// A token just created, shown once.
+    pub new_token: Option<String>,
+    /// What was just done.
+    pub message: Option<String>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// False for the bootstrap admin token, which has no account.
+    pub editable: bool,
+}
+
+async fn account_page(
+    state: &AppState,
+    viewer: &Viewer,
+    new_token: Option<String>,
+    message: Option<String>,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let (tokens, editable) = match &viewer.caller {
+        Caller::User(u) => (db::users::tokens(&state.db, u.id).await?, true),
+        _ => (Vec::new(), false),
+    };
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = AccountPage {
+        nav: viewer.nav(),
+        name: viewer.name.clone(),
+        role: viewer.role.as_str(),
+        tokens,
+        new_token,
+        message,
+        error,
+        editable,
+    };
+    Ok((status, Html(render(&page)?)).into_response())
+}
+
+/// `GET /account`.
+pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+    account_page(&state, &viewer, None, None, None).await
+}
+
+fn user_of(viewer: &Viewer) -> Result<&db::users::User, AppError> {
+    match &viewer.caller {
+        Caller::User(u) => Ok(u),
+        _ => Err(AppError::forbidden(
+            "the bootstrap admin token has no account",
+        )),
+    }
+}
+
+/// The new-token form.
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    /// CSRF token.
+    #[serde(default)]
+    pub csrf: String,
+    /// What the token is for.
+    pub label: String,
+}
+
+/// `POST /account/tokens`: creates an API token and shows it once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let user = user_of(&viewer)?;
+    let label = form.label.trim();
+    if label.is_empty() || label.len() > 100 {
+        return account_page(
+            &state,
+            &viewer,
+            None,
+            None,
+            Some("label: 1 to 100 characters".into()),
+        )
+        .await;
+    }
+    let token = new_token("wat");
+    db::users::create_token(&state.db, user.id, label, &token_digest(&token)).await?;
+    account_page(&state, &viewer, Some(token), None, None).await
+}
+
+/// `POST /account/tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i32>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let user = user_of(&viewer)?;
+    if !db::users::revoke_token(&state.db, user.id, id).await? {
+        return Err(AppError::not_found("no such token of yours").into());
+    }
+    account_page(&state, &viewer, None, Some("Token revoked.".into()), None).await
+}
+
+/// The change-password form.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    /// CSRF token.
+    #[serde(default)]
+    pub csrf: String,
+    /// The current password (empty when none is set: trusted-header users).
+    #[serde(default)]
+    pub current: String,
+    /// The new one.
+    pub new: String,
+}
+
+/// `POST /account/password`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let user = user_of(&viewer)?;
+    if let Some((_, Some(stored))) = db::users::password_hash(&state.db, &user.name).await? {
+        if !password::verify(form.current, stored).await? {
+            return account_page(
+                &state,
+                &viewer,
+                None,
+                None,
+                Some("The current password is wrong.".into()),
+            )
+            .await;
+        }
+    }
+    if let Err(e) = password::check_new(&form.new) {
+        return account_page(&state, &viewer, None, None, Some(e.to_string())).await;
+    }
+    let hash = password::hash(form.new).await?;
+    db::users::set_password(&state.db, &user.name, Some(&hash)).await?;
+    account_page(&state, &viewer, None, Some("Password changed.".into()), None).await
+}
+
+/// `GET /api/v1/me`: who the token or session is.
+pub async fn me(caller: Caller) -> axum::Json<serde_json::Value> {
+    let body = match &caller {
+        Caller::Admin => serde_json::json!({"kind": "admin-token", "role": "admin"}),
+        Caller::User(u) => serde_json::json!({"kind": "user", "name": u.name, "role": u.role}),
+        Caller::Node { name, .. } => serde_json::json!({"kind": "node", "name": name}),
+        Caller::Meter { name, .. } => serde_json::json!({"kind": "meter", "name": name}),
+    };
+    axum::Json(body)
+}
