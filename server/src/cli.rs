@@ -52,7 +52,11 @@ pub async fn user(db: &PgPool, action: UserAction, input: impl BufRead) -> anyho
                     "{}\t{}\t{}{}\n",
                     u.name,
                     u.role.as_str(),
-                    if u.has_password { "password" } else { "header only" },
+                    if u.has_password {
+                        "password"
+                    } else {
+                        "header only"
+                    },
                     if u.disabled { "\tdisabled" } else { "" }
                 ));
             }

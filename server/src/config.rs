@@ -111,7 +111,12 @@ pub struct Config {
     #[arg(long, env = "WATTLAS_TRUSTED_USER_HEADER")]
     pub trusted_user_header: Option<String>,
     /// Addresses of the reverse proxies whose user header is believed (comma-separated).
-    #[arg(long, env = "WATTLAS_TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    #[arg(
+        long,
+        env = "WATTLAS_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 

@@ -74,8 +74,12 @@ mod tests {
         assert!(verify("correct horse battery".into(), h.clone())
             .await
             .expect("verify"));
-        assert!(!verify("correct horse batterY".into(), h).await.expect("verify"));
-        assert!(!verify("x".into(), "not a hash".into()).await.expect("verify"));
+        assert!(!verify("correct horse batterY".into(), h)
+            .await
+            .expect("verify"));
+        assert!(!verify("x".into(), "not a hash".into())
+            .await
+            .expect("verify"));
     }
 
     #[test]

@@ -49,12 +49,16 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A `Set-Cookie` value with the attributes every Wattlas cookie has.
 pub fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
-    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
+    let text =
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The session whose token the request's cookie holds, if live.
-pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, AppError> {
+pub async fn from_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, AppError> {
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -72,8 +76,14 @@ pub async fn start(state: &AppState, user: User) -> Result<(Session, HeaderValue
     let csrf_token = new_token("csrf");
     let hours = i64::from(state.config.session_hours.max(1));
     let expires = chrono::Utc::now() + chrono::Duration::hours(hours);
-    crate::db::users::create_session(&state.db, &token_digest(&token), user.id, &csrf_token, expires)
-        .await?;
+    crate::db::users::create_session(
+        &state.db,
+        &token_digest(&token),
+        user.id,
+        &csrf_token,
+        expires,
+    )
+    .await?;
     let cookie = set_cookie(&state.config, SESSION_COOKIE, &token, hours * 3600);
     Ok((Session { user, csrf_token }, cookie))
 }
@@ -85,7 +95,11 @@ pub fn trusted_user(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<Option<String>, AppError> {
-    let Some(name) = config.trusted_user_header.as_deref().filter(|h| !h.is_empty()) else {
+    let Some(name) = config
+        .trusted_user_header
+        .as_deref()
+        .filter(|h| !h.is_empty())
+    else {
         return Ok(None);
     };
     let Some(value) = headers.get(name) else {

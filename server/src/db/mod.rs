@@ -7,10 +7,10 @@ pub mod energy;
 pub mod facility;
 pub mod jobs;
 pub mod nodes;
-pub mod users;
 pub mod rollups;
 pub mod samples;
 pub mod sites;
+pub mod users;
 
 use chrono::{DateTime, TimeZone, Utc};
 

@@ -315,7 +315,14 @@ pub async fn change_password(
     }
     let hash = password::hash(form.new).await?;
     db::users::set_password(&state.db, &user.name, Some(&hash)).await?;
-    account_page(&state, &viewer, None, Some("Password changed.".into()), None).await
+    account_page(
+        &state,
+        &viewer,
+        None,
+        Some("Password changed.".into()),
+        None,
+    )
+    .await
 }
 
 /// `GET /api/v1/me`: who the token or session is.

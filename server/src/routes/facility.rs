@@ -126,9 +126,7 @@ pub async fn ingest(
                 "a node token cannot send meter readings",
             ))
         }
-        (Caller::User(_), _) => {
-            return Err(AppError::forbidden("only meters send readings"))
-        }
+        (Caller::User(_), _) => return Err(AppError::forbidden("only meters send readings")),
     };
     let meter = meter.ok_or_else(|| AppError::bad_request("meter: unknown meter"))?;
     if let Some(site) = &batch.site {

@@ -210,7 +210,9 @@ pub async fn create(
             return Err(AppError::bad_request("site: required with the admin token"))
         }
         (Caller::User(_), _) => {
-            return Err(AppError::forbidden("only collectors and admins register jobs"))
+            return Err(AppError::forbidden(
+                "only collectors and admins register jobs",
+            ))
         }
     };
     let site = site.ok_or_else(|| {

@@ -295,11 +295,12 @@ pub async fn page(
             )?))
         }
         None => {
-            let candidates = db::jobs::shared_tags(&state.db, viewer.job_scope().owner().as_deref())
-                .await?
-                .into_iter()
-                .map(|(k, v, n)| (format!("{k}:{v}"), n))
-                .collect();
+            let candidates =
+                db::jobs::shared_tags(&state.db, viewer.job_scope().owner().as_deref())
+                    .await?
+                    .into_iter()
+                    .map(|(k, v, n)| (format!("{k}:{v}"), n))
+                    .collect();
             Ok(Html(render(
                 ListPage {
                     nav: viewer.nav(),

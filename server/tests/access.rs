@@ -1,0 +1,427 @@
+//! Who may see what: sign-in, sessions, CSRF, the trusted proxy header, and researcher isolation by
+//! page, chart, export and API, against the real server and TimescaleDB.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_server::config::UserAction;
+use wattlas_server::db::users::Role;
+
+const PASSWORD: &str = "a long enough password";
+
+/// A signed-in browser: its session cookie and the session's CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn add_user(app: &App, name: &str, role: Role) {
+    let out = wattlas_server::cli::user(
+        &app.state.db,
+        UserAction::Add {
+            name: name.into(),
+            role,
+            no_password: false,
+        },
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .await
+    .expect("user add");
+    assert_eq!(out, format!("created {} '{name}'", role.as_str()));
+}
+
+async fn api_token(app: &App, name: &str) -> String {
+    wattlas_server::cli::user(
+        &app.state.db,
+        UserAction::Token {
+            name: name.into(),
+            label: "test".into(),
+        },
+        &b""[..],
+    )
+    .await
+    .expect("token")
+}
+
+/// The value a `Set-Cookie` header of `r` gives cookie `name`, with the header's attributes.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find(|h| h.starts_with(&format!("{name}=")))
+        .map(|h| {
+            let value = h[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            (value, h.to_owned())
+        })
+}
+
+/// The value of hidden input `name` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker).expect("hidden input") + marker.len();
+    page[at..].split('"').next().unwrap_or("").to_owned()
+}
+
+/// Signs in through the form as a browser would: GET the form (double-submit cookie), POST it.
+async fn sign_in(app: &App, name: &str, password: &str) -> reqwest::Response {
+    let form = app
+        .http
+        .get(format!("{}/login?next=/jobs", app.base))
+        .send()
+        .await
+        .expect("login form");
+    let (login_cookie, _) = set_cookie(&form, "wattlas_login").expect("login cookie");
+    let csrf = hidden(&form.text().await.expect("text"), "csrf");
+    app.http
+        .post(format!("{}/login", app.base))
+        .header("cookie", format!("wattlas_login={login_cookie}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("next", "/jobs"),
+            ("username", name),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("login")
+}
+
+async fn browser(app: &App, name: &str) -> Browser {
+    let r = sign_in(app, name, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name} signs in");
+    let (cookie, _) = set_cookie(&r, "wattlas_session").expect("session cookie");
+    let page = app.page(&cookie, "/account").await.1;
+    Browser {
+        csrf: hidden(&page, "csrf"),
+        cookie,
+    }
+}
+
+impl App {
+    async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("wattlas_session={cookie}"))
+            .send()
+            .await
+            .expect("page");
+        (r.status(), r.text().await.expect("text"))
+    }
+}
+
+/// Two researchers' finished jobs with samples, both tagged workload=x, at caps 200 and 250 W.
+async fn two_researchers_jobs(app: &App) {
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    let (status, body) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (id, user, from, to) in [("a1", "alice", 0, 20), ("b1", "bob", 30, 50)] {
+        let (status, body) = app
+            .post(
+                &token,
+                "/api/v1/jobs",
+                &json!({"id": id, "user": user, "name": format!("{user}'s run"),
+                        "start": t0 + Duration::seconds(from), "end": t0 + Duration::seconds(to),
+                        "tags": {"workload": "x", "owner": user},
+                        "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_researcher_cannot_reach_another_researchers_job(db: PgPool) {
+    let app = App::spawn(db).await;
+    two_researchers_jobs(&app).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "bob", Role::Researcher).await;
+    add_user(&app, "sam", Role::Staff).await;
+    let alice = browser(&app, "alice").await;
+
+    // Pages: the list, a filter for bob, bob's job, its chart, the CSV export, the comparisons.
+    let (status, list) = app.page(&alice.cookie, "/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("href=\"/jobs/a1\""), "{list}");
+    assert!(!list.contains("/jobs/b1"), "bob's job is not listed");
+    let (_, filtered) = app.page(&alice.cookie, "/jobs?user=bob").await;
+    assert!(!filtered.contains("/jobs/b1") && filtered.contains("0 jobs"));
+    for path in ["/jobs/b1", "/jobs/b1/power.svg"] {
+        let (status, body) = app.page(&alice.cookie, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!body.contains("bob's run"), "{path} leaks nothing");
+    }
+    let (status, csv) = app.page(&alice.cookie, "/jobs.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(csv.lines().count(), 2, "header and alice's job: {csv}");
+    assert!(csv.contains("\na1,alice,"));
+    let (_, csv) = app.page(&alice.cookie, "/jobs.csv?user=bob").await;
+    assert_eq!(csv.lines().count(), 1, "{csv}");
+    let (_, comparisons) = app.page(&alice.cookie, "/powercap").await;
+    assert!(
+        !comparisons.contains("owner:bob") && !comparisons.contains("workload:x"),
+        "alice has one job tagged workload=x: no comparison of hers; bob's jobs count for nothing"
+    );
+
+    // The API, by session cookie (reads) and by alice's own token.
+    let (status, body) = app.page(&alice.cookie, "/api/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["jobs"][0]["id"], "a1");
+    let token = api_token(&app, "alice").await;
+    let (status, body) = app.get(&token, "/api/v1/jobs/b1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "no job 'b1'", "as if it did not exist");
+    let (status, body) = app.get(&token, "/api/v1/jobs?user=bob").await;
+    assert_eq!((status, body["total"].clone()), (StatusCode::OK, json!(0)));
+    let (status, body) = app
+        .get(&token, "/api/v1/powercap/comparison?tag=workload:x")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jobs: i64 = body["caps"]
+        .as_array()
+        .expect("caps")
+        .iter()
+        .map(|c| c["jobs"].as_i64().expect("jobs"))
+        .sum();
+    assert_eq!(jobs, 1, "alice's comparison holds alice's job only");
+    let r = app
+        .http
+        .get(format!("{}/api/v1/jobs.csv", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("csv");
+    let csv = r.text().await.expect("text");
+    assert!(csv.contains("\na1,") && !csv.contains("\nb1,"), "{csv}");
+    // Facility detail and writes are not a researcher's.
+    for path in ["/api/v1/nodes", "/api/v1/meters"] {
+        let (status, _) = app.get(&token, path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, body) = app
+        .post(&token, "/api/v1/jobs/b1/end", &json!({"end": Utc::now()}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let r = app
+        .http
+        .post(format!("{}/api/v1/jobs/a1/end", app.base))
+        .header("cookie", format!("wattlas_session={}", alice.cookie))
+        .json(&json!({"end": Utc::now()}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a cookie does not write to the API"
+    );
+
+    // Bob sees his; staff see both.
+    let bob = browser(&app, "bob").await;
+    let (status, page) = app.page(&bob.cookie, "/jobs/b1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("bob&#x27;s run") || page.contains("bob&#39;s run"),
+        "{page}"
+    );
+    let sam = browser(&app, "sam").await;
+    let (_, list) = app.page(&sam.cookie, "/jobs").await;
+    assert!(list.contains("/jobs/a1") && list.contains("/jobs/b1"));
+    let (status, _) = app.page(&sam.cookie, "/jobs/b1/power.svg").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, comparisons) = app.page(&sam.cookie, "/powercap").await;
+    assert!(
+        comparisons.contains("workload:x"),
+        "staff compare both jobs"
+    );
+    let (status, _) = app.page(&sam.cookie, "/api/v1/nodes").await;
+    assert_eq!(status, StatusCode::OK, "staff see the facility's nodes");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn sign_in_sessions_and_csrf(db: PgPool) {
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+
+    // Anonymous pages lead to sign-in, coming back after.
+    let r = app
+        .http
+        .get(format!("{}/jobs?state=running", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Fjobs%3Fstate%3Drunning"
+    );
+    let (status, body) = app.get("", "/api/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Wrong password and unknown user: the same answer, and no session.
+    for (name, pw) in [("alice", "not the password"), ("nobody", PASSWORD)] {
+        let r = sign_in(&app, name, pw).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(set_cookie(&r, "wattlas_session").is_none());
+        assert!(r
+            .text()
+            .await
+            .expect("text")
+            .contains("Wrong user name or password."));
+    }
+    // Without the form's double-submit cookie (a cross-site post), sign-in is refused.
+    let r = app
+        .http
+        .post(format!("{}/login", app.base))
+        .form(&[("csrf", "x"), ("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&r, "wattlas_session").is_none());
+
+    let r = sign_in(&app, "alice", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/jobs");
+    let (cookie, attributes) = set_cookie(&r, "wattlas_session").expect("session");
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(attributes.contains(attr), "{attributes} has {attr}");
+    }
+    let stored: Vec<u8> = sqlx::query_scalar("select token_sha256 from sessions")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("session row");
+    assert_ne!(
+        stored,
+        cookie.as_bytes(),
+        "the database holds a digest only"
+    );
+
+    // Forms need the session's CSRF token.
+    let (_, account) = app.page(&cookie, "/account").await;
+    let csrf = hidden(&account, "csrf");
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let http = app.http.clone();
+        let url = format!("{}{path}", app.base);
+        let cookie = cookie.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", format!("wattlas_session={cookie}"))
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            (r.status(), r.text().await.expect("text"))
+        }
+    };
+    let (status, _) = post("/account/tokens", vec![("label", "nb".into())]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _) = post(
+        "/account/tokens",
+        vec![("label", "nb".into()), ("csrf", "csrf_forged".into())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a wrong CSRF token");
+    let (status, page) = post(
+        "/account/tokens",
+        vec![("label", "notebook".into()), ("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let at = page.find("id=\"new-token\">").expect("token shown") + "id=\"new-token\">".len();
+    let token = page[at..].split('<').next().expect("token").to_owned();
+    let (status, me) = app.get(&token, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        me,
+        json!({"kind": "user", "name": "alice", "role": "researcher"})
+    );
+
+    // Sign-in never redirects off the site.
+    let form = app
+        .http
+        .get(format!("{}/login?next=//evil.example/", app.base))
+        .send()
+        .await
+        .expect("form");
+    let page = form.text().await.expect("text");
+    assert_eq!(hidden(&page, "next"), "/jobs");
+
+    // Signing out ends the session on the server, not just in the browser.
+    let (status, _) = post("/logout", vec![("csrf", csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = app.page(&cookie, "/jobs").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the old cookie is dead");
+    let (status, _) = app.get(&token, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK, "API tokens outlive sessions");
+
+    // A disabled user's sessions and tokens stop working.
+    let alice = browser(&app, "alice").await;
+    assert!(
+        wattlas_server::db::users::update(&app.state.db, "alice", Role::Researcher, true)
+            .await
+            .expect("disable")
+    );
+    let (status, _) = app.page(&alice.cookie, "/jobs").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = app.get(&token, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_trusted_proxy_header_signs_in_from_trusted_proxies_only(db: PgPool) {
+    let app = App::spawn_with(db.clone(), |c| {
+        c.trusted_user_header = Some("X-Remote-User".into());
+    })
+    .await;
+    let r = app
+        .http
+        .get(format!("{}/jobs", app.base))
+        .header("x-remote-user", "carol")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        set_cookie(&r, "wattlas_session").is_some(),
+        "a session for forms' CSRF token"
+    );
+    let page = r.text().await.expect("text");
+    assert!(
+        page.contains(">carol</a>") && page.contains("researcher"),
+        "{page}"
+    );
+    let carol = wattlas_server::db::users::by_name(&app.state.db, "carol")
+        .await
+        .expect("query")
+        .expect("created on first sight");
+    assert_eq!((carol.role, carol.has_password), (Role::Researcher, false));
+
+    // The same header from an address that is not a trusted proxy is refused, not ignored.
+    let untrusting = App::spawn_with(db, |c| {
+        c.trusted_user_header = Some("X-Remote-User".into());
+        c.trusted_proxies = vec!["10.1.2.3".parse().expect("ip")];
+    })
+    .await;
+    let r = untrusting
+        .http
+        .get(format!("{}/jobs", untrusting.base))
+        .header("x-remote-user", "admin")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

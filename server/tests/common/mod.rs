@@ -1,0 +1,223 @@
+//! What the HTTP tests share: a real server on 127.0.0.1:0 over the test's own database, and sample data.
+#![allow(dead_code)]
+
+use std::io::Write;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobView};
+use wattlas_server::config::Config;
+use wattlas_server::state::AppState;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl App {
+    /// An App whose state the caller replaces before `serve` (no database is touched here).
+    pub async fn spawn_lazy() -> App {
+        let config = Config::with_admin_token(ADMIN);
+        let db =
+            wattlas_server::startup::connect_lazy(&config, "postgres://unused@127.0.0.1:1/none")
+                .expect("lazy pool");
+        let (stop, _) = tokio::sync::oneshot::channel::<()>();
+        App {
+            base: String::new(),
+            http: reqwest::Client::new(),
+            state: AppState::new(db, config),
+            _stop: stop,
+        }
+    }
+
+    /// Serves this App's state on a fresh port; returns the base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let _ = wattlas_server::startup::run(listener, state, std::future::pending()).await;
+        });
+        base
+    }
+
+    pub async fn spawn(db: PgPool) -> App {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// `spawn` with settings changed by `configure`.
+    pub async fn spawn_with(db: PgPool, configure: impl FnOnce(&mut Config)) -> App {
+        let mut config = Config::with_admin_token(ADMIN);
+        // Tests drive the rollup task by hand.
+        config.rollup_interval_s = 3600;
+        config.max_body_bytes = 1024 * 1024;
+        configure(&mut config);
+        let state = AppState::new(db, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve_state = state.clone();
+        tokio::spawn(async move {
+            let _ = wattlas_server::startup::run(listener, serve_state, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        App {
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            state,
+            _stop: stop,
+        }
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A site `s1` and node `n1` with GPUs 0 and 1; returns the node's token.
+    pub async fn node(&self) -> String {
+        let (status, body) = self
+            .post(
+                ADMIN,
+                "/api/v1/sites",
+                &json!({"name": "s1", "timezone": "America/New_York"}),
+            )
+            .await;
+        assert_eq!(
+            body["fallback_pue"], 1.58,
+            "the papers' PUE unless configured"
+        );
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = self
+            .post(ADMIN, "/api/v1/nodes", &json!({"name": "n1", "site": "s1"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Posts JSON to the GPU ingest route gzip'd, as collectors do.
+    pub async fn post_gzip(&self, token: &str, json: &[u8]) -> reqwest::Response {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).expect("gzip");
+        self.http
+            .post(format!("{}/api/v1/ingest/gpu", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(gz.finish().expect("gzip"))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn ingest(&self, token: &str, batch: &GpuBatch) -> (StatusCode, Value) {
+        self.post(
+            token,
+            "/api/v1/ingest/gpu",
+            &serde_json::to_value(batch).expect("json"),
+        )
+        .await
+    }
+
+    pub async fn stored(&self) -> i64 {
+        sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+            .fetch_one(&self.state.db)
+            .await
+            .expect("count")
+    }
+
+    pub async fn job(&self, id: &str) -> JobView {
+        let (status, body) = self.get(ADMIN, &format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).expect("job view")
+    }
+}
+
+pub fn gpus() -> Vec<GpuIdentity> {
+    (0..2)
+        .map(|i| GpuIdentity {
+            index: i,
+            uuid: format!("GPU-{i}"),
+            model: "Tesla V100-SXM2-32GB".into(),
+            default_power_limit_w: Some(250.0),
+        })
+        .collect()
+}
+
+/// GPU 0: 200 W, no energy counter. GPU 1: counter rising 15 J per 100 ms (150 W) while its power
+/// readings say 100 W: the counter must win. Samples every 100 ms over `[t0, t0 + seconds)`.
+pub fn samples(t0: DateTime<Utc>, seconds: i64) -> Vec<GpuSample> {
+    let mut out = Vec::new();
+    for i in 0..seconds * 10 {
+        let time = t0 + Duration::milliseconds(100 * i);
+        let base = GpuSample {
+            time,
+            gpu: 0,
+            power_w: 200.0,
+            energy_mj: None,
+            power_limit_w: Some(250.0),
+            util_pct: Some(98.0),
+            mem_used_mib: Some(1000.0),
+            temp_c: Some(60.0),
+            sm_clock_mhz: Some(1380.0),
+        };
+        out.push(base.clone());
+        out.push(GpuSample {
+            gpu: 1,
+            power_w: 100.0,
+            energy_mj: Some(9_000_000 + 15_000 * i as u64),
+            ..base
+        });
+    }
+    out
+}
+
+pub fn batch(samples: Vec<GpuSample>) -> GpuBatch {
+    GpuBatch {
+        node: None,
+        gpus: gpus(),
+        samples,
+        dropped_samples_total: None,
+    }
+}
+
+pub fn minute_aligned_past(minutes: i64) -> DateTime<Utc> {
+    (Utc::now() - Duration::minutes(minutes))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc")
+}
