@@ -39,3 +39,14 @@ pub async fn stylesheet() -> impl IntoResponse {
         include_str!("../../../static/style.css"),
     )
 }
+
+/// `/static/favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).
+pub async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../../static/favicon.svg"),
+    )
+}

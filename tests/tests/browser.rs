@@ -1,0 +1,491 @@
+//! Browser tests: headless Chromium driven over WebDriver (chromedriver) against the real server and
+//! TimescaleDB. A researcher signs in, filters the jobs, opens a job and a power-cap comparison, and
+//! signs out; every page must load all its resources with no console error. Screenshots of each step
+//! are kept in `target/test-artifacts/browser/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test and .ci/run install them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
+use wattlas_server::config::{Config, UserAction};
+use wattlas_server::db::users::Role;
+use wattlas_server::state::AppState;
+
+const ADMIN: &str = "browser-admin-token";
+const PASSWORD: &str = "browser test password";
+
+struct Driver {
+    child: Child,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts chromedriver on a free port and waits until it answers.
+async fn chromedriver() -> (Driver, String) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed: apt-get install chromium chromium-driver");
+    let driver = Driver { child };
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (driver, url)
+}
+
+async fn browser(webdriver: &str) -> Client {
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync"],
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .expect("a Chromium session")
+}
+
+/// chromedriver's console log (`POST /session/{id}/se/log`), which the W3C protocol lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or("")))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// Console errors since the last call, and resources that failed to load on the current page.
+async fn problems(client: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    let log = client.issue_cmd(BrowserLog).await.expect("browser log");
+    for entry in log.as_array().into_iter().flatten() {
+        if entry["level"] == "SEVERE" {
+            out.push(format!("console: {}", entry["message"]));
+        }
+    }
+    let failed = client
+        .execute(
+            r#"return performance.getEntriesByType('resource')
+                .filter(r => r.responseStatus && r.responseStatus >= 400)
+                .map(r => r.name + ' ' + r.responseStatus)
+                .concat([...document.images].filter(i => !i.complete || i.naturalWidth === 0)
+                .map(i => 'image not shown: ' + i.src));"#,
+            vec![],
+        )
+        .await
+        .expect("script");
+    for f in failed.as_array().into_iter().flatten() {
+        out.push(f.as_str().unwrap_or_default().to_owned());
+    }
+    out
+}
+
+/// Every visible form control has a label (wrapping it, by `for`, or aria-label).
+async fn unlabelled_controls(client: &Client) -> Vec<String> {
+    let found = client
+        .execute(
+            r#"return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                .filter(e => !e.closest('label') && !e.getAttribute('aria-label')
+                    && !(e.id && document.querySelector('label[for="' + e.id + '"]')))
+                .map(e => e.outerHTML);"#,
+            vec![],
+        )
+        .await
+        .expect("script");
+    found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn artifacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> -> target/test-artifacts/browser
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir");
+    let dir = target.join("test-artifacts").join("browser");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn check_page(client: &Client, name: &str) {
+    screenshot(client, name).await;
+    let problems = problems(client).await;
+    assert!(problems.is_empty(), "{name}: {problems:#?}");
+    let unlabelled = unlabelled_controls(client).await;
+    assert!(
+        unlabelled.is_empty(),
+        "{name}: controls without a label: {unlabelled:#?}"
+    );
+}
+
+async fn post(http: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> Value {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    let body: Value = r.json().await.expect("json");
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// A node with 4 GPUs; alice's workload `bert` at caps 150, 200 and 250 W (one GPU each, the lower
+/// caps slower), and one job of bob's.
+async fn seed(base: &str) {
+    let http = reqwest::Client::new();
+    post(
+        &http,
+        base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "dc1", "timezone": "Europe/Berlin"}),
+    )
+    .await;
+    let node = post(
+        &http,
+        base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu-1", "site": "dc1"}),
+    )
+    .await;
+    let token = node["token"].as_str().expect("token").to_owned();
+    let t0 = (Utc::now() - chrono::Duration::minutes(20))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("trunc");
+    let jobs = [
+        ("alice-250", "alice", 0, 250.0, 120),
+        ("alice-200", "alice", 1, 200.0, 126),
+        ("alice-150", "alice", 2, 150.0, 140),
+        ("bob-250", "bob", 3, 250.0, 120),
+    ];
+    let gpus: Vec<GpuIdentity> = (0..4)
+        .map(|i| GpuIdentity {
+            index: i,
+            uuid: format!("GPU-{i}"),
+            model: "Tesla V100-SXM2-32GB".into(),
+            default_power_limit_w: Some(250.0),
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for (_, _, gpu, cap, seconds) in jobs {
+        for i in 0..seconds * 10 {
+            let time = t0 + chrono::Duration::milliseconds(100 * i64::from(i));
+            samples.push(GpuSample {
+                time,
+                gpu,
+                power_w: cap * 0.92 + f64::from(i % 7),
+                energy_mj: None,
+                power_limit_w: Some(cap),
+                util_pct: Some(97.0),
+                mem_used_mib: Some(20_000.0),
+                temp_c: Some(61.0),
+                sm_clock_mhz: Some(1300.0),
+            });
+        }
+    }
+    samples.sort_by_key(|s| s.time);
+    for chunk in samples.chunks(4000) {
+        let batch = GpuBatch {
+            node: None,
+            gpus: gpus.clone(),
+            samples: chunk.to_vec(),
+            dropped_samples_total: Some(0),
+        };
+        post(
+            &http,
+            base,
+            &token,
+            "/api/v1/ingest/gpu",
+            serde_json::to_value(batch).expect("json"),
+        )
+        .await;
+    }
+    for (id, user, gpu, _, seconds) in jobs {
+        post(
+            &http,
+            base,
+            &token,
+            "/api/v1/jobs",
+            json!({
+                "id": id, "user": user, "name": format!("{id} <run>"),
+                "start": t0, "end": t0 + chrono::Duration::seconds(i64::from(seconds)),
+                "tags": {"workload": "bert"},
+                "allocations": [{"node": "gpu-1", "gpus": [gpu]}],
+            }),
+        )
+        .await;
+    }
+}
+
+/// Waits for a navigation that a click started to land on `path`.
+async fn wait_path(client: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = client.current_url().await.expect("url");
+        let ready = client
+            .execute("return document.readyState", vec![])
+            .await
+            .expect("script");
+        if url.path() == path && ready == json!("complete") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still at {url}, expected {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) {
+    for (name, role) in [("alice", Role::Researcher), ("bob", Role::Researcher)] {
+        wattlas_server::cli::user(
+            &db,
+            UserAction::Add {
+                name: name.into(),
+                role,
+                no_password: false,
+            },
+            format!("{PASSWORD}\n").as_bytes(),
+        )
+        .await
+        .expect("user");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    tokio::spawn(wattlas_server::startup::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    seed(&base).await;
+
+    let (_driver, webdriver) = chromedriver().await;
+    let client = browser(&webdriver).await;
+
+    // Signing in: a page that needs it leads to the form and back.
+    client.goto(&format!("{base}/jobs")).await.expect("goto");
+    assert!(client.current_url().await.expect("url").path() == "/login");
+    check_page(&client, "1-sign-in").await;
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .expect("user field")
+        .send_keys("alice")
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("form.signin button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    wait_path(&client, "/jobs").await;
+    assert_eq!(client.title().await.expect("title"), "Jobs · Wattlas");
+    let jobs_text = text(&client, "table.jobs tbody").await;
+    assert!(
+        jobs_text.contains("alice-150") && !jobs_text.contains("bob-250"),
+        "{jobs_text}"
+    );
+    assert!(text(&client, "header.top .who").await.contains("alice"));
+    check_page(&client, "2-jobs").await;
+
+    // Filtering: the filter lands in the URL and narrows the rows.
+    let field = client
+        .find(Locator::Css("input[name=user]"))
+        .await
+        .expect("user filter");
+    field.send_keys("alice").await.expect("type");
+    let tag = client
+        .find(Locator::Css("input[name=tag]"))
+        .await
+        .expect("tag filter");
+    tag.send_keys("workload:bert").await.expect("type");
+    client
+        .find(Locator::Css("form.filters button[type=submit]"))
+        .await
+        .expect("filter button")
+        .click()
+        .await
+        .expect("filter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client
+        .current_url()
+        .await
+        .expect("url")
+        .query()
+        .unwrap_or_default()
+        .contains("tag=")
+    {
+        assert!(Instant::now() < deadline, "the filter did not navigate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_path(&client, "/jobs").await;
+    let url = client.current_url().await.expect("url");
+    let query = url.query().unwrap_or_default().to_owned();
+    assert!(
+        query.contains("tag=workload%3Abert") && query.contains("user=alice"),
+        "{query}"
+    );
+    let rows = client
+        .find_all(Locator::Css("table.jobs tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 3, "alice's three jobs");
+    check_page(&client, "3-jobs-filtered").await;
+
+    // A job: its numbers and its power chart.
+    client
+        .find(Locator::LinkText("alice-150"))
+        .await
+        .expect("job link")
+        .click()
+        .await
+        .expect("open job");
+    wait_path(&client, "/jobs/alice-150").await;
+    assert!(text(&client, "h1").await.contains("alice-150"));
+    let main = text(&client, "main").await;
+    assert!(
+        main.contains("alice-150 <run>"),
+        "the name escaped, shown as text: {main}"
+    );
+    let chart_ok = client
+        .execute(
+            "const i = document.querySelector('img[src$=\"power.svg\"]'); return i !== null && i.naturalWidth > 0;",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(chart_ok, json!(true), "the power chart is drawn");
+    check_page(&client, "4-job").await;
+
+    // A comparison: from the list of comparisons to Figure 1.
+    client
+        .goto(&format!("{base}/powercap"))
+        .await
+        .expect("goto");
+    check_page(&client, "5-comparisons").await;
+    client
+        .find(Locator::Css("a[href*='tag=workload']"))
+        .await
+        .expect("comparison link")
+        .click()
+        .await
+        .expect("open comparison");
+    wait_path(&client, "/powercap").await;
+    let page = client.source().await.expect("source");
+    assert!(page.contains("<svg"), "Figure 1 is inline SVG");
+    for cap in ["150 W", "200 W", "250 W"] {
+        assert!(page.contains(cap), "{cap} in the comparison");
+    }
+    check_page(&client, "6-comparison").await;
+
+    // Another researcher's job is not there, even by URL.
+    client
+        .goto(&format!("{base}/jobs/bob-250"))
+        .await
+        .expect("goto");
+    assert!(text(&client, "h1").await.contains("404"));
+    let _ = problems(&client).await; // the 404 itself is logged; that is the point
+
+    // Signing out.
+    client.goto(&format!("{base}/jobs")).await.expect("goto");
+    client
+        .find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/login").await;
+    client.goto(&format!("{base}/jobs")).await.expect("goto");
+    assert_eq!(
+        client.current_url().await.expect("url").path(),
+        "/login",
+        "signed out"
+    );
+    client.close().await.expect("close");
+}
