@@ -1,0 +1,12 @@
+# Shared by the scripts: sourced, not run. Callers define log().
+
+# Installs the Debian packages that are missing (as root; otherwise says which are missing and stops).
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then log "missing packages: ${missing[*]} (run as root or install them)"; exit 1; fi
+  log "installing ${missing[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
