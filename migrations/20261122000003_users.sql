@@ -57,6 +57,7 @@ create table job_energy (
     gpu_hours double precision not null,
     it_energy_kwh double precision not null,
     facility_energy_kwh double precision not null,
+    power_cap_w double precision,
     summary jsonb not null
 );
 

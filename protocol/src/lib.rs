@@ -223,10 +223,28 @@ pub struct JobView {
 /// `GET /api/v1/jobs` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobList {
-    /// Jobs matching the filters, newest start first.
+    /// One page of the jobs matching the filters, in the order asked for (newest start first).
     pub jobs: Vec<JobView>,
     /// Number of jobs matching the filters (all pages).
     pub total: u64,
+    /// Sums over all jobs matching the filters (all pages).
+    pub totals: JobTotals,
+}
+
+/// Sums over a filtered set of jobs, from each job's last computed energy (at most about a minute old
+/// for running jobs; `pending` jobs have none yet and count as zero).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobTotals {
+    /// Jobs.
+    pub jobs: u64,
+    /// Allocated GPUs x duration, hours.
+    pub gpu_hours: f64,
+    /// IT energy, kWh.
+    pub it_energy_kwh: f64,
+    /// Facility energy (IT x measured PUE), kWh.
+    pub facility_energy_kwh: f64,
+    /// Jobs whose energy is not computed yet.
+    pub pending: u64,
 }
 
 /// `POST /api/v1/sites`.

@@ -1,5 +1,6 @@
-//! Background tasks of the server: the rollup task (pending raw ranges -> per-minute rollups) and the
-//! retention task (`drop_chunks` of raw samples older than the retention period).
+//! Background tasks of the server: the rollup task (pending raw ranges -> per-minute rollups), the
+//! retention task (`drop_chunks` of raw samples older than the retention period), and the job energy
+//! task (each job's stored energy summary, which the jobs list sorts and totals on).
 //!
 //! Both are safe to run in several server processes at once: pending ranges are taken with
 //! `for update skip locked` and rollups are upserts; dropping chunks twice drops nothing the second time.
@@ -63,8 +64,20 @@ pub fn spawn(state: &AppState) -> Tasks {
             tokio::time::sleep(every).await;
         }
     });
+    let energy_state = state.clone();
+    let energy = tokio::spawn(async move {
+        let every = Duration::from_secs(energy_state.config.rollup_interval_s.max(1));
+        loop {
+            match refresh_job_energy(&energy_state, ENERGY_PER_RUN).await {
+                Ok(n) if n >= ENERGY_PER_RUN as usize => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "job energy refresh failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
     Tasks {
-        handles: vec![rollup, retention],
+        handles: vec![rollup, retention, energy],
     }
 }
 
@@ -85,6 +98,12 @@ pub async fn rollup_settled_before(
     let mut tx = state.db.begin().await?;
     let pending = rollups::take_pending(&mut tx, settled_before, PENDING_PER_RUN).await?;
     let taken = pending.len();
+    // Raw data arrived for these ranges: the stored energy of the jobs they touch is out of date.
+    let ranges: Vec<_> = pending
+        .iter()
+        .map(|p| (p.node_id, p.t_from, p.t_to))
+        .collect();
+    crate::db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
     // Per node, the whole minutes touched by pending raw data (and by the gap bridged into neighbours).
     let mut minutes: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
     for p in &pending {
@@ -123,6 +142,25 @@ pub async fn rollup_settled_before(
     .await?;
     tx.commit().await?;
     Ok(taken)
+}
+
+/// Jobs whose stored energy is recomputed per run.
+const ENERGY_PER_RUN: i64 = 200;
+/// Age after which a running job's stored energy is recomputed, s.
+const RUNNING_MAX_AGE_S: f64 = 30.0;
+
+/// Recomputes the stored energy of jobs that have none, are stale, or are running (the jobs list sorts
+/// and totals on it); returns how many.
+pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, AppError> {
+    let ids = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
+    let now = Utc::now();
+    for id in &ids {
+        if let Some(job) = crate::db::jobs::by_id(&state.db, id).await? {
+            let view = crate::routes::jobs::job_view(state, job, now).await?;
+            crate::db::jobs::upsert_energy(&state.db, &view).await?;
+        }
+    }
+    Ok(ids.len())
 }
 
 /// Drops raw chunks older than the retention period; rollups stay.

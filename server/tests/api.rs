@@ -1061,3 +1061,123 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
         "export link keeps the filter"
     );
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    let (status, body) = app.ingest(&token, &batch(samples(t0, 160))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // GPU 0 draws 200 W, GPU 1 150 W; every sample reports a 250 W limit.
+    let jobs = [
+        ("j1", vec![0], 0, 60),
+        ("j2", vec![1], 0, 120),
+        ("j3", vec![0, 1], 130, 150),
+        ("j4", vec![0, 1], 300, 330),
+    ];
+    for (id, gpus, from, to) in &jobs {
+        let (status, body) = app
+            .post(
+                &token,
+                "/api/v1/jobs",
+                &json!({"id": id, "user": "ann", "start": t0 + Duration::seconds(*from),
+                        "end": t0 + Duration::seconds(*to), "allocations": [{"node": "n1", "gpus": gpus}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let ids = |body: &Value| -> Vec<String> {
+        body["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let (status, body) = app.get(ADMIN, "/api/v1/jobs?sort=energy").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // j4 has no data yet: 0 J, last.
+    assert_eq!(ids(&body), ["j2", "j1", "j3", "j4"]);
+    let (_, asc) = app.get(ADMIN, "/api/v1/jobs?sort=energy&order=asc").await;
+    assert_eq!(ids(&asc), ["j4", "j3", "j1", "j2"]);
+    let (_, by_gpus) = app
+        .get(ADMIN, "/api/v1/jobs?sort=gpus&order=asc&limit=2")
+        .await;
+    assert_eq!(ids(&by_gpus), ["j1", "j2"], "ties by id");
+    assert_eq!(by_gpus["total"], 4, "the total counts all pages");
+    let expected_j = 200.0 * 60.0 + 150.0 * 120.0 + 350.0 * 20.0;
+    let totals = &body["totals"];
+    assert!(
+        (totals["it_energy_kwh"].as_f64().expect("kwh") - expected_j / 3.6e6).abs() < 1e-9,
+        "{totals}"
+    );
+    let gpu_hours = (60.0 + 120.0 + 2.0 * 20.0 + 2.0 * 30.0) / 3600.0;
+    assert!(
+        (totals["gpu_hours"].as_f64().expect("h") - gpu_hours).abs() < 1e-9,
+        "{totals}"
+    );
+    assert_eq!(totals["jobs"], 4);
+    assert_eq!(
+        totals["pending"], 0,
+        "each job's energy was stored when it was registered"
+    );
+
+    let (_, capped) = app.get(ADMIN, "/api/v1/jobs?cap=250").await;
+    assert_eq!(capped["total"], 3, "j4 has no samples, so no measured cap");
+    let (_, none) = app.get(ADMIN, "/api/v1/jobs?cap=100W").await;
+    assert_eq!(none["total"], 0);
+    for (query, field) in [
+        ("cap=lots", "cap:"),
+        ("sort=fun", "sort:"),
+        ("order=up", "order:"),
+        ("from=yesterday", "from:"),
+    ] {
+        let (status, body) = app.get(ADMIN, &format!("/api/v1/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body["error"].as_str().expect("error").starts_with(field),
+            "{body}"
+        );
+    }
+    let (_, day) = app
+        .get(
+            ADMIN,
+            &format!(
+                "/api/v1/jobs?from={}",
+                (t0 + Duration::days(1)).format("%Y-%m-%d")
+            ),
+        )
+        .await;
+    assert_eq!(day["total"], 0, "a date means that day's UTC midnight");
+
+    // Rolling up the first batch marks the jobs it overlaps stale (it was pending when they were
+    // stored); recomputing them changes nothing.
+    wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    let refreshed = wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed, 3);
+    let (_, again) = app.get(ADMIN, "/api/v1/jobs?sort=energy").await;
+    assert_eq!(again["totals"], body["totals"]);
+
+    // Samples of j4 arrive late (a collector was offline): the rollup task marks its stored energy
+    // stale and the energy task recomputes it; the list then sorts it above j3.
+    let (status, body) = app
+        .ingest(&token, &batch(samples(t0 + Duration::seconds(300), 30)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    let refreshed = wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed, 1, "only j4 was touched by the late data");
+    let (_, body) = app.get(ADMIN, "/api/v1/jobs?sort=energy").await;
+    assert_eq!(ids(&body), ["j2", "j1", "j4", "j3"]);
+    let j4 = body["jobs"][2]["it_energy_kwh"].as_f64().expect("kwh") * 3.6e6;
+    assert!((j4 - 350.0 * 30.0).abs() / (350.0 * 30.0) < 0.01, "{j4} J");
+}

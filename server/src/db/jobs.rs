@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use wattlas_protocol::{JobTotals, JobView};
 
 /// A job row with its site's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -49,6 +50,8 @@ pub struct JobFilter {
     pub site: Option<String>,
     /// Tag key and value.
     pub tag: Option<(String, String)>,
+    /// Power cap, W (as measured: the limit most samples reported).
+    pub power_cap_w: Option<f64>,
     /// Only running (true) or only finished (false) jobs.
     pub running: Option<bool>,
     /// Jobs still running at or ending after this time.
@@ -221,6 +224,11 @@ fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
         one.insert(k.clone(), v.clone());
         qb.push("\n            and j.tags @> ").push_bind(Json(one));
     }
+    if let Some(cap) = filter.power_cap_w {
+        qb.push("\n            and j.id in (select job_id from job_energy where power_cap_w = ")
+            .push_bind(cap)
+            .push(")");
+    }
     match filter.running {
         Some(true) => {
             qb.push("\n            and j.end_time is null");
@@ -240,30 +248,198 @@ fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
     }
 }
 
-/// Jobs matching a filter, newest start first, one page.
+/// What the jobs list sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobSort {
+    /// Start time (the default, newest first).
+    #[default]
+    Start,
+    /// IT energy.
+    Energy,
+    /// Duration (running jobs: so far).
+    Duration,
+    /// Allocated GPUs.
+    Gpus,
+    /// Owner.
+    User,
+    /// Job id.
+    Id,
+}
+
+impl JobSort {
+    /// The names the URL uses.
+    pub const NAMES: [(&'static str, JobSort); 6] = [
+        ("start", Self::Start),
+        ("energy", Self::Energy),
+        ("duration", Self::Duration),
+        ("gpus", Self::Gpus),
+        ("user", Self::User),
+        ("id", Self::Id),
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Start => "j.start_time",
+            Self::Energy => "e.it_energy_kwh",
+            Self::Duration => "coalesce(j.end_time, now()) - j.start_time",
+            Self::Gpus => "e.gpu_count",
+            Self::User => "j.user_name",
+            Self::Id => "j.id",
+        }
+    }
+}
+
+/// A listed job with its stored energy summary, if computed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedJob {
+    /// The job.
+    #[sqlx(flatten)]
+    pub job: Job,
+    /// Its view as last computed.
+    pub summary: Option<Json<JobView>>,
+    /// When.
+    pub computed_at: Option<DateTime<Utc>>,
+    /// Whether raw data arrived for it since.
+    pub stale: Option<bool>,
+}
+
+/// Jobs matching a filter, one page, sorted (ties by id).
 pub async fn list(
     db: &PgPool,
     filter: &JobFilter,
+    sort: JobSort,
+    descending: bool,
     limit: i64,
     offset: i64,
-) -> sqlx::Result<Vec<Job>> {
-    let mut qb = QueryBuilder::new(JOB_COLUMNS);
+) -> sqlx::Result<Vec<ListedJob>> {
+    let mut qb = QueryBuilder::new(
+        r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
+            e.summary, e.computed_at, e.stale
+        from jobs j
+        join sites s on s.id = j.site_id
+        left join job_energy e on e.job_id = j.id"#,
+    );
     push_filter(&mut qb, filter);
-    qb.push("\n        order by j.start_time desc, j.id")
-        .push("\n        limit ")
-        .push_bind(limit)
-        .push(" offset ")
-        .push_bind(offset);
+    let dir = if descending { "desc" } else { "asc" };
+    qb.push(format!(
+        "\n        order by {} {dir} nulls last, j.id {dir}",
+        sort.column()
+    ))
+    .push("\n        limit ")
+    .push_bind(limit)
+    .push(" offset ")
+    .push_bind(offset);
     qb.build_query_as().fetch_all(db).await
 }
 
-/// Number of jobs matching a filter.
-pub async fn count(db: &PgPool, filter: &JobFilter) -> sqlx::Result<i64> {
+#[derive(sqlx::FromRow)]
+struct TotalsRow {
+    jobs: i64,
+    gpu_hours: f64,
+    it_energy_kwh: f64,
+    facility_energy_kwh: f64,
+    pending: i64,
+}
+
+/// Sums over all jobs matching a filter, from their stored energy summaries.
+pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> {
     let mut qb = QueryBuilder::new(
-        "select count(*)\n        from jobs j\n        join sites s on s.id = j.site_id",
+        r#"select count(*) as jobs, coalesce(sum(e.gpu_hours), 0) as gpu_hours,
+            coalesce(sum(e.it_energy_kwh), 0) as it_energy_kwh,
+            coalesce(sum(e.facility_energy_kwh), 0) as facility_energy_kwh,
+            count(*) - count(e.job_id) as pending
+        from jobs j
+        join sites s on s.id = j.site_id
+        left join job_energy e on e.job_id = j.id"#,
     );
     push_filter(&mut qb, filter);
-    qb.build_query_scalar().fetch_one(db).await
+    let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
+    Ok(JobTotals {
+        jobs: t.jobs.max(0) as u64,
+        gpu_hours: t.gpu_hours,
+        it_energy_kwh: t.it_energy_kwh,
+        facility_energy_kwh: t.facility_energy_kwh,
+        pending: t.pending.max(0) as u64,
+    })
+}
+
+/// Stores a job's freshly computed view as its energy summary.
+pub async fn upsert_energy(db: &PgPool, view: &JobView) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"insert into job_energy (job_id, computed_at, stale, gpu_count, gpu_hours, it_energy_kwh,
+            facility_energy_kwh, power_cap_w, summary)
+        values ($1, now(), false, $2, $3, $4, $5, $6, $7)
+        on conflict (job_id) do update
+        set computed_at = excluded.computed_at, stale = false, gpu_count = excluded.gpu_count,
+            gpu_hours = excluded.gpu_hours, it_energy_kwh = excluded.it_energy_kwh,
+            facility_energy_kwh = excluded.facility_energy_kwh, power_cap_w = excluded.power_cap_w,
+            summary = excluded.summary"#,
+    )
+    .bind(&view.id)
+    .bind(view.gpu_count as i32)
+    .bind(f64::from(view.gpu_count) * view.duration_s / 3600.0)
+    .bind(view.it_energy_kwh)
+    .bind(view.facility_energy_kwh)
+    .bind(view.power_cap_w)
+    .bind(Json(view))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Jobs whose energy summary is missing, stale, or (running) older than `running_max_age_s`: most
+/// needed first.
+pub async fn needing_energy(
+    db: &PgPool,
+    running_max_age_s: f64,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        r#"select j.id
+        from jobs j
+        left join job_energy e on e.job_id = j.id
+        where e.job_id is null
+            or e.stale
+            or (j.end_time is null and e.computed_at < now() - make_interval(secs => $1))
+        order by e.computed_at nulls first, j.start_time desc
+        limit $2"#,
+    )
+    .bind(running_max_age_s)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Marks stale the energy summaries of jobs on these nodes overlapping these raw time ranges
+/// (raw data arrived for them): `(node, from, to)`.
+pub async fn mark_energy_stale(
+    tx: &mut Transaction<'_, Postgres>,
+    ranges: &[(i32, DateTime<Utc>, DateTime<Utc>)],
+) -> sqlx::Result<u64> {
+    if ranges.is_empty() {
+        return Ok(0);
+    }
+    let node: Vec<i32> = ranges.iter().map(|r| r.0).collect();
+    let from: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.1).collect();
+    let to: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.2).collect();
+    let done = sqlx::query(
+        r#"update job_energy e
+        set stale = true
+        from job_allocations a
+        join jobs j on j.id = a.job_id
+        join unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) as p(node_id, t_from, t_to)
+            on a.node_id = p.node_id
+        where e.job_id = j.id
+            and not e.stale
+            and j.start_time <= p.t_to
+            and coalesce(j.end_time, 'infinity') >= p.t_from"#,
+    )
+    .bind(&node)
+    .bind(&from)
+    .bind(&to)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.

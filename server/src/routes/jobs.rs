@@ -92,6 +92,39 @@ pub async fn job_view(
     })
 }
 
+/// A job's view computed now, and stored as its energy summary for the jobs list.
+pub async fn computed_view(state: &AppState, job: db::jobs::Job) -> Result<JobView, AppError> {
+    let view = job_view(state, job, Utc::now()).await?;
+    db::jobs::upsert_energy(&state.db, &view).await?;
+    Ok(view)
+}
+
+/// Age below which a running job's stored summary is shown as is in lists, s.
+const LIST_MAX_AGE_S: i64 = 60;
+
+/// The views of listed jobs: stored summaries where fresh, computed (and stored) where not.
+pub async fn listed_views(
+    state: &AppState,
+    rows: Vec<db::jobs::ListedJob>,
+) -> Result<Vec<JobView>, AppError> {
+    let now = Utc::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let fresh = match (&row.summary, row.computed_at, row.stale) {
+            (Some(_), Some(at), Some(false)) => {
+                row.job.end_time.is_some_and(|end| at > end)
+                    || now - at < chrono::Duration::seconds(LIST_MAX_AGE_S)
+            }
+            _ => false,
+        };
+        match row.summary {
+            Some(summary) if fresh => out.push(summary.0),
+            _ => out.push(computed_view(state, row.job).await?),
+        }
+    }
+    Ok(out)
+}
+
 /// Charges each UTC hour of IT energy the site's energy-weighted PUE of that hour.
 async fn facility_energy(
     state: &AppState,
@@ -278,7 +311,7 @@ pub async fn create(
     let row = db::jobs::by_id(&state.db, &job.id)
         .await?
         .ok_or_else(|| AppError::not_found("job vanished"))?;
-    let view = job_view(&state, row, Utc::now()).await?;
+    let view = computed_view(&state, row).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -326,7 +359,7 @@ pub async fn end(
     let row = db::jobs::by_id(&state.db, &id)
         .await?
         .ok_or_else(|| AppError::not_found("job vanished"))?;
-    Ok(axum::Json(job_view(&state, row, Utc::now()).await?))
+    Ok(axum::Json(computed_view(&state, row).await?))
 }
 
 /// A job the scope may see; others answer 404 exactly as a job that does not exist.
@@ -348,7 +381,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, AppError> {
     let job = visible_job(&state, &caller.job_scope()?, &id).await?;
-    Ok(axum::Json(job_view(&state, job, Utc::now()).await?))
+    Ok(axum::Json(computed_view(&state, job).await?))
 }
 
 /// Query of the jobs list, API and page alike.
@@ -362,14 +395,43 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// `running` or `finished`.
     pub state: Option<String>,
-    /// Jobs running at or after this time (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Jobs starting before this time (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
+    /// Jobs running at or after this time (RFC 3339, or a UTC date YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Jobs starting before this time (RFC 3339, or a UTC date: before the end of that day).
+    pub to: Option<String>,
+    /// Power cap, W.
+    pub cap: Option<String>,
+    /// Sort key: start (default), energy, duration, gpus, user, id.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: desc).
+    pub order: Option<String>,
     /// Page size, 1..=500 (default 50).
     pub limit: Option<i64>,
     /// Jobs to skip.
     pub offset: Option<i64>,
+}
+
+/// RFC 3339, or a date meaning UTC midnight (`end_of_day`: the midnight after it).
+fn parse_time(
+    field: &str,
+    text: Option<String>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, AppError> {
+    let Some(text) = text else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+        AppError::bad_request(format!(
+            "{field}: expected a date (YYYY-MM-DD) or an RFC 3339 time, got '{text}'"
+        ))
+    })?;
+    let date = if end_of_day {
+        date.succ_opt().unwrap_or(date)
+    } else {
+        date
+    };
+    Ok(Some(date.and_time(chrono::NaiveTime::MIN).and_utc()))
 }
 
 impl ListQuery {
@@ -394,15 +456,53 @@ impl ListQuery {
                 )))
             }
         };
+        let cap = match nonempty(&self.cap) {
+            Some(c) => Some(
+                c.trim_end_matches(['W', 'w', ' '])
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| {
+                        AppError::bad_request(format!("cap: expected watts, e.g. 150, got '{c}'"))
+                    })?,
+            ),
+            None => None,
+        };
         Ok(db::jobs::JobFilter {
             owner: scope.owner(),
+            power_cap_w: cap,
             user: nonempty(&self.user),
             site: nonempty(&self.site),
             tag,
             running,
-            from: self.from,
-            to: self.to,
+            from: parse_time("from", nonempty(&self.from), false)?,
+            to: parse_time("to", nonempty(&self.to), true)?,
         })
+    }
+
+    fn sort(&self) -> Result<(db::jobs::JobSort, bool), AppError> {
+        let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            None => db::jobs::JobSort::Start,
+            Some(name) => db::jobs::JobSort::NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    AppError::bad_request(format!(
+                        "sort: expected one of start, energy, duration, gpus, user, id; got '{name}'"
+                    ))
+                })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("") | Some("desc") => true,
+            Some("asc") => false,
+            Some(other) => {
+                return Err(AppError::bad_request(format!(
+                    "order: expected asc or desc, got '{other}'"
+                )))
+            }
+        };
+        Ok((sort, descending))
     }
 
     fn page(&self) -> Result<(i64, i64), AppError> {
@@ -425,14 +525,14 @@ async fn list_views(
 ) -> Result<JobList, AppError> {
     let filter = q.filter(scope)?;
     let (limit, offset) = q.page()?;
-    let rows = db::jobs::list(&state.db, &filter, limit, offset).await?;
-    let total = db::jobs::count(&state.db, &filter).await? as u64;
-    let now = Utc::now();
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in rows {
-        jobs.push(job_view(state, row, now).await?);
-    }
-    Ok(JobList { jobs, total })
+    let (sort, descending) = q.sort()?;
+    let rows = db::jobs::list(&state.db, &filter, sort, descending, limit, offset).await?;
+    let totals = db::jobs::totals(&state.db, &filter).await?;
+    Ok(JobList {
+        jobs: listed_views(state, rows).await?,
+        total: totals.jobs,
+        totals,
+    })
 }
 
 /// `GET /api/v1/jobs`.
@@ -497,12 +597,9 @@ async fn export(
     q: &ListQuery,
 ) -> Result<axum::response::Response, AppError> {
     let filter = q.filter(scope)?;
-    let rows = db::jobs::list(&state.db, &filter, MAX_EXPORT, 0).await?;
-    let now = Utc::now();
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in rows {
-        jobs.push(job_view(state, row, now).await?);
-    }
+    let (sort, descending) = q.sort()?;
+    let rows = db::jobs::list(&state.db, &filter, sort, descending, MAX_EXPORT, 0).await?;
+    let jobs = listed_views(state, rows).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -560,6 +657,54 @@ pub struct ListPage {
     pub next: Option<String>,
     /// Link to the CSV export of the filtered set.
     pub csv: String,
+    /// Sums over the filtered set.
+    pub totals: wattlas_protocol::JobTotals,
+}
+
+impl ListPage {
+    fn current_sort(&self) -> (&str, bool) {
+        let key = self
+            .q
+            .sort
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("start");
+        (key, self.q.order.as_deref() != Some("asc"))
+    }
+
+    /// Link that sorts by `key`: descending first, flipping when already sorted by it.
+    pub fn sort_href(&self, key: &str) -> String {
+        let (current, descending) = self.current_sort();
+        let mut q = self.q.clone();
+        q.sort = Some(key.to_owned());
+        q.order = Some(
+            if current == key && descending {
+                "asc"
+            } else {
+                "desc"
+            }
+            .to_owned(),
+        );
+        page_link(&q, 0)
+    }
+
+    /// `aria-sort` of a column.
+    pub fn aria_sort(&self, key: &str) -> &'static str {
+        match self.current_sort() {
+            (k, true) if k == key => "descending",
+            (k, false) if k == key => "ascending",
+            _ => "none",
+        }
+    }
+
+    /// The arrow shown by a sorted column's name.
+    pub fn sort_mark(&self, key: &str) -> &'static str {
+        match self.aria_sort(key) {
+            "descending" => " ▼",
+            "ascending" => " ▲",
+            _ => "",
+        }
+    }
 }
 
 fn page_link(q: &ListQuery, offset: i64) -> String {
@@ -576,8 +721,11 @@ fn page_link(q: &ListQuery, offset: i64) -> String {
     add("site", q.site.clone());
     add("tag", q.tag.clone());
     add("state", q.state.clone());
-    add("from", q.from.map(|t| t.to_rfc3339()));
-    add("to", q.to.map(|t| t.to_rfc3339()));
+    add("from", q.from.clone());
+    add("to", q.to.clone());
+    add("cap", q.cap.clone());
+    add("sort", q.sort.clone());
+    add("order", q.order.clone());
     add("limit", q.limit.map(|l| l.to_string()));
     add("offset", Some(offset.to_string()));
     format!("/jobs?{}", parts.join("&"))
@@ -606,6 +754,7 @@ pub async fn list_page(
         nav: viewer.nav(),
         rows,
         total: list.total,
+        totals: list.totals,
         q,
         prev,
         next,
@@ -686,7 +835,7 @@ pub async fn show_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let row = visible_job(&state, &viewer.job_scope(), &id).await?;
-    let job = job_view(&state, row, Utc::now()).await?;
+    let job = computed_view(&state, row).await?;
     let tags: Vec<(String, String)> = job
         .tags
         .clone()

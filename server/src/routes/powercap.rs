@@ -82,15 +82,22 @@ pub async fn comparison(
         running: Some(false),
         ..Default::default()
     };
-    let rows = db::jobs::list(&state.db, &filter, MAX_JOBS, 0).await?;
-    let now = Utc::now();
-    let mut jobs = Vec::with_capacity(rows.len());
+    let rows = db::jobs::list(
+        &state.db,
+        &filter,
+        db::jobs::JobSort::Start,
+        true,
+        MAX_JOBS,
+        0,
+    )
+    .await?;
+    let views = super::jobs::listed_views(state, rows).await?;
+    let mut jobs = Vec::with_capacity(views.len());
     let mut examples: Vec<(i64, String)> = Vec::new();
     // Figures 2 and 3: the same comparison within each GPU count and each GPU model.
     let mut by_count: std::collections::BTreeMap<String, Vec<CapJob>> = Default::default();
     let mut by_model: std::collections::BTreeMap<String, Vec<CapJob>> = Default::default();
-    for row in rows {
-        let view = super::jobs::job_view(state, row, now).await?;
+    for view in views {
         if let Some(cap) = view.power_cap_w {
             let job = CapJob {
                 power_cap_w: cap,
