@@ -387,6 +387,68 @@ pub struct HourlyPue {
     pub readings: u64,
 }
 
+/// One report of a training script, `POST /api/v1/jobs/{id}/progress` (one, or a list of them).
+/// A report with a step already stored replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    /// When the step finished.
+    pub time: DateTime<Utc>,
+    /// Training step (or epoch), from 0.
+    pub step: i64,
+    /// Metric name -> value, e.g. `{"loss": 1.93, "accuracy": 0.61}`.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A body of `POST /api/v1/jobs/{id}/progress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProgressBody {
+    /// One report.
+    One(ProgressReport),
+    /// Several.
+    Many(Vec<ProgressReport>),
+}
+
+/// `GET /api/v1/jobs/{id}/progress`: each metric against the job's cumulative IT energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// Job id.
+    pub job: String,
+    /// Reports stored.
+    pub reports: u64,
+    /// Per metric, by name.
+    pub metrics: Vec<MetricProgress>,
+}
+
+/// One metric over a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricProgress {
+    /// Name.
+    pub name: String,
+    /// `(step, time, cumulative IT energy kWh at that time, value)`, by step.
+    pub points: Vec<ProgressPoint>,
+    /// What the last 1 % of the metric's change (first to last report) cost.
+    pub last_percent: Option<LastPercentCost>,
+}
+
+/// `(step, time, cumulative IT energy kWh at that time, value)`.
+pub type ProgressPoint = (i64, DateTime<Utc>, f64, f64);
+
+/// The energy of the last 1 % of a metric's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastPercentCost {
+    /// Value at the first report.
+    pub first: f64,
+    /// Value at the last report.
+    pub last: f64,
+    /// First step within 1 % of the whole change.
+    pub step: i64,
+    /// IT energy from that step to the last report, kWh.
+    pub cost_kwh: f64,
+    /// Share of the IT energy up to the last report.
+    pub share: f64,
+}
+
 /// Every error body under `/api`: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -8,43 +8,11 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use wattlas_server::config::UserAction;
 use wattlas_server::db::users::Role;
 
-const PASSWORD: &str = "a long enough password";
-
-/// A signed-in browser: its session cookie and the session's CSRF token.
+/// A signed-in browser: its session cookie.
 struct Browser {
     cookie: String,
-    csrf: String,
-}
-
-async fn add_user(app: &App, name: &str, role: Role) {
-    let out = wattlas_server::cli::user(
-        &app.state.db,
-        UserAction::Add {
-            name: name.into(),
-            role,
-            no_password: false,
-        },
-        format!("{PASSWORD}\n").as_bytes(),
-    )
-    .await
-    .expect("user add");
-    assert_eq!(out, format!("created {} '{name}'", role.as_str()));
-}
-
-async fn api_token(app: &App, name: &str) -> String {
-    wattlas_server::cli::user(
-        &app.state.db,
-        UserAction::Token {
-            name: name.into(),
-            label: "test".into(),
-        },
-        &b""[..],
-    )
-    .await
-    .expect("token")
 }
 
 /// The value a `Set-Cookie` header of `r` gives cookie `name`, with the header's attributes.
@@ -99,11 +67,7 @@ async fn browser(app: &App, name: &str) -> Browser {
     let r = sign_in(app, name, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name} signs in");
     let (cookie, _) = set_cookie(&r, "wattlas_session").expect("session cookie");
-    let page = app.page(&cookie, "/account").await.1;
-    Browser {
-        csrf: hidden(&page, "csrf"),
-        cookie,
-    }
+    Browser { cookie }
 }
 
 impl App {

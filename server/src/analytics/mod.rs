@@ -3,4 +3,5 @@
 pub mod energy;
 pub mod facility;
 pub mod powercap;
+pub mod progress;
 pub mod pue;

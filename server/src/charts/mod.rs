@@ -2,4 +2,5 @@
 
 pub mod power;
 pub mod powercap;
+pub mod progress;
 pub mod pue;

@@ -21,25 +21,47 @@ pub struct NodeGpus {
     pub gpus: Vec<u32>,
 }
 
-/// A job's energy: the total, and its IT energy per UTC hour (for charging each hour its own PUE).
+/// A job's allocated GPUs grouped by node, in the order given.
+pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
+    let mut nodes: Vec<NodeGpus> = Vec::new();
+    for a in allocated {
+        match nodes.iter_mut().find(|n| n.node_id == a.node_id) {
+            Some(n) => n.gpus.push(a.gpu_index as u32),
+            None => nodes.push(NodeGpus {
+                node_id: a.node_id,
+                gpus: vec![a.gpu_index as u32],
+            }),
+        }
+    }
+    nodes
+}
+
+/// A job's energy: the total, and its IT energy per time bucket (per UTC hour to charge each hour its own
+/// PUE; per minute to follow a job's cumulative energy).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobEnergy {
     /// All GPUs over the whole window.
     pub total: GpuEnergy,
-    /// Start of each UTC hour (ms) -> joules in that hour.
-    pub by_hour: BTreeMap<i64, f64>,
+    /// Start of each bucket (ms) -> joules in that bucket.
+    pub by_bucket: BTreeMap<i64, f64>,
 }
 
-const HOUR_MS: i64 = 3_600_000;
+/// An hour, ms: the facility's PUE is hourly.
+pub const HOUR_MS: i64 = 3_600_000;
+/// A minute, ms: the rollups' resolution.
+pub const MINUTE_MS: i64 = 60_000;
 
-/// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added, and split by UTC hour.
+/// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added, and split into buckets of
+/// `bucket_ms` (a whole number of minutes) aligned to the epoch.
 pub async fn job_energy(
     db: &PgPool,
     nodes: &[NodeGpus],
     from_ms: i64,
     to_ms: i64,
     max_gap_ms: i64,
+    bucket_ms: i64,
 ) -> Result<JobEnergy, AppError> {
+    let bucket_ms = (bucket_ms / MINUTE_MS).max(1) * MINUTE_MS;
     let mut out = JobEnergy::default();
     if to_ms <= from_ms {
         return Ok(out);
@@ -67,27 +89,29 @@ pub async fn job_energy(
             for (_, e) in rollups::sum(db, node.node_id, &node.gpus, m_first, split).await? {
                 out.total.add(&e);
             }
-            for (hour, j) in
-                rollups::energy_by_hour(db, node.node_id, &node.gpus, m_first, split).await?
+            for (bucket, j) in
+                rollups::energy_by_bucket(db, node.node_id, &node.gpus, m_first, split, bucket_ms)
+                    .await?
             {
-                *out.by_hour.entry(hour).or_default() += j;
+                *out.by_bucket.entry(bucket).or_default() += j;
             }
-            raw_energy(db, node, from_ms, m_first, max_gap_ms, &mut out).await?;
-            raw_energy(db, node, split, to_ms, max_gap_ms, &mut out).await?;
+            raw_energy(db, node, from_ms, m_first, max_gap_ms, bucket_ms, &mut out).await?;
+            raw_energy(db, node, split, to_ms, max_gap_ms, bucket_ms, &mut out).await?;
         } else {
-            raw_energy(db, node, from_ms, to_ms, max_gap_ms, &mut out).await?;
+            raw_energy(db, node, from_ms, to_ms, max_gap_ms, bucket_ms, &mut out).await?;
         }
     }
     Ok(out)
 }
 
-/// Adds the energy of raw samples over `[from_ms, to_ms)`, split at UTC hour boundaries.
+/// Adds the energy of raw samples over `[from_ms, to_ms)`, split at bucket boundaries.
 async fn raw_energy(
     db: &PgPool,
     node: &NodeGpus,
     from_ms: i64,
     to_ms: i64,
     max_gap_ms: i64,
+    bucket_ms: i64,
     out: &mut JobEnergy,
 ) -> Result<(), AppError> {
     if to_ms <= from_ms {
@@ -105,10 +129,10 @@ async fn raw_energy(
         let refs: Vec<_> = gpu_samples.iter().collect();
         let mut start = from_ms;
         while start < to_ms {
-            let hour = start.div_euclid(HOUR_MS) * HOUR_MS;
-            let end = (hour + HOUR_MS).min(to_ms);
+            let bucket = start.div_euclid(bucket_ms) * bucket_ms;
+            let end = (bucket + bucket_ms).min(to_ms);
             let part = energy_sorted(&refs, start, end, max_gap_ms);
-            *out.by_hour.entry(hour).or_default() += part.energy_j;
+            *out.by_bucket.entry(bucket).or_default() += part.energy_j;
             out.total.add(&part);
             start = end;
         }

@@ -7,6 +7,7 @@ pub mod energy;
 pub mod facility;
 pub mod jobs;
 pub mod nodes;
+pub mod progress;
 pub mod rollups;
 pub mod samples;
 pub mod sites;

@@ -216,33 +216,37 @@ pub async fn sum(
     Ok(out)
 }
 
-/// Energy of the given GPUs of a node per UTC hour over whole minutes `[from_ms, to_ms)`: `(hour ms, J)`.
-pub async fn energy_by_hour(
+/// Energy of the given GPUs of a node per bucket of `bucket_ms` (whole minutes, aligned to the epoch)
+/// over whole minutes `[from_ms, to_ms)`: `(bucket start ms, J)`.
+pub async fn energy_by_bucket(
     db: &PgPool,
     node_id: i32,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
+    bucket_ms: i64,
 ) -> sqlx::Result<Vec<(i64, f64)>> {
     let gpus: Vec<i32> = gpus.iter().map(|g| *g as i32).collect();
     let rows: Vec<(DateTime<Utc>, f64)> = sqlx::query_as(
-        r#"select time_bucket('1 hour', minute) as hour, sum(energy_j)
+        r#"select time_bucket(make_interval(secs => $5), minute, timestamptz 'epoch') as bucket,
+            sum(energy_j)
         from gpu_minute
         where node_id = $1
             and gpu_index = any($2)
             and minute >= $3
             and minute < $4
-        group by hour"#,
+        group by bucket"#,
     )
     .bind(node_id)
     .bind(&gpus)
     .bind(ts(from_ms))
     .bind(ts(to_ms))
+    .bind(bucket_ms as f64 / 1000.0)
     .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(h, j)| (h.timestamp_millis(), j))
+        .map(|(b, j)| (b.timestamp_millis(), j))
         .collect())
 }
 

@@ -14,7 +14,6 @@ use crate::auth::session::{Nav, Viewer};
 use crate::auth::{Caller, JobScope};
 use crate::charts;
 use crate::db;
-use crate::db::energy::NodeGpus;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path, Query};
 use crate::state::AppState;
@@ -26,35 +25,30 @@ pub async fn job_view(
     now: DateTime<Utc>,
 ) -> Result<JobView, AppError> {
     let allocated = db::jobs::allocations(&state.db, &job.id).await?;
-    let mut nodes: Vec<NodeGpus> = Vec::new();
-    let mut allocations: Vec<Allocation> = Vec::new();
-    for a in &allocated {
-        match nodes
-            .iter_mut()
-            .zip(allocations.iter_mut())
-            .find(|(n, _)| n.node_id == a.node_id)
-        {
-            Some((n, alloc)) => {
-                n.gpus.push(a.gpu_index as u32);
-                alloc.gpus.push(a.gpu_index as u32);
-            }
-            None => {
-                nodes.push(NodeGpus {
-                    node_id: a.node_id,
-                    gpus: vec![a.gpu_index as u32],
-                });
-                allocations.push(Allocation {
-                    node: a.node.clone(),
-                    gpus: vec![a.gpu_index as u32],
-                });
-            }
-        }
-    }
+    let nodes = db::energy::node_gpus(&allocated);
+    let allocations: Vec<Allocation> = nodes
+        .iter()
+        .map(|n| Allocation {
+            node: allocated
+                .iter()
+                .find(|a| a.node_id == n.node_id)
+                .map(|a| a.node.clone())
+                .unwrap_or_default(),
+            gpus: n.gpus.clone(),
+        })
+        .collect();
     let from_ms = job.start_time.timestamp_millis();
     let to_ms = job.end_time.unwrap_or(now).timestamp_millis().max(from_ms);
-    let job_energy =
-        db::energy::job_energy(&state.db, &nodes, from_ms, to_ms, state.config.max_gap_ms).await?;
-    let facility = facility_energy(state, job.site_id, &job_energy.by_hour).await?;
+    let job_energy = db::energy::job_energy(
+        &state.db,
+        &nodes,
+        from_ms,
+        to_ms,
+        state.config.max_gap_ms,
+        db::energy::HOUR_MS,
+    )
+    .await?;
+    let facility = facility_energy(state, job.site_id, &job_energy.by_bucket).await?;
     let energy = job_energy.total;
     let gpu_count = allocated.len() as u32;
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
@@ -782,6 +776,18 @@ pub struct ShowPage {
     pub nodes: Vec<db::nodes::Node>,
     /// What running at the site's best hour this month, or in its best month, would have saved.
     pub timing: Option<Timing>,
+    /// Reported training metrics against energy.
+    pub progress: Vec<ProgressRow>,
+}
+
+/// One reported metric on the job page.
+pub struct ProgressRow {
+    /// Metric name.
+    pub name: String,
+    /// Its chart.
+    pub chart: String,
+    /// What its last 1 % cost, as a sentence.
+    pub sentence: Option<String>,
 }
 
 /// The job page's "when to run" sentence: savings of facility energy versus what the job used.
@@ -835,7 +841,7 @@ pub async fn show_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let row = visible_job(&state, &viewer.job_scope(), &id).await?;
-    let job = computed_view(&state, row).await?;
+    let job = computed_view(&state, row.clone()).await?;
     let tags: Vec<(String, String)> = job
         .tags
         .clone()
@@ -850,7 +856,32 @@ pub async fn show_page(
     let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
     let nodes = db::nodes::by_names(&state.db, &names).await?;
     let timing = timing(&state, &job).await?;
+    let progress = super::progress::progress_of(&state, &row)
+        .await?
+        .metrics
+        .into_iter()
+        .map(|m| ProgressRow {
+            chart: format!(
+                "/jobs/{}/progress/{}.svg",
+                wattlas_protocol::paths::encode_segment(&job.id),
+                wattlas_protocol::paths::encode_segment(&m.name)
+            ),
+            sentence: m.last_percent.map(|lp| {
+                format!(
+                    "The last 1 % of the change in {} ({} to {}, from step {} on) cost {}, {:.1} % of the job's IT energy up to its last report.",
+                    m.name,
+                    lp.first,
+                    lp.last,
+                    lp.step,
+                    format_energy(lp.cost_kwh),
+                    lp.share * 100.0
+                )
+            }),
+            name: m.name,
+        })
+        .collect();
     let page = ShowPage {
+        progress,
         nav: viewer.nav(),
         job,
         tags,

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod nodes;
 pub mod pages;
 pub mod powercap;
+pub mod progress;
 pub mod pue;
 pub mod sites;
 
@@ -34,6 +35,10 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs.csv", get(jobs::export_api))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/end", post(jobs::end))
+        .route(
+            "/jobs/{id}/progress",
+            post(progress::post).get(progress::get),
+        )
         .route("/sites", post(sites::create).get(sites::list))
         .route("/nodes", post(nodes::create).get(nodes::list))
         .route("/meters", post(facility::create).get(facility::list))
@@ -63,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs.csv", get(jobs::export_page))
         .route("/jobs/{id}", get(jobs::show_page))
         .route("/jobs/{id}/power.svg", get(jobs::power_chart))
+        .route("/jobs/{id}/progress/{metric}", get(progress::chart))
         .route("/sites", get(sites::list_page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))

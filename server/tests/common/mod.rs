@@ -221,3 +221,36 @@ pub fn minute_aligned_past(minutes: i64) -> DateTime<Utc> {
         .duration_trunc(Duration::minutes(1))
         .expect("trunc")
 }
+
+/// The password of users made by `add_user`.
+pub const PASSWORD: &str = "a long enough password";
+
+/// A user made with `wattlas-server user add`, with password `PASSWORD`.
+pub async fn add_user(app: &App, name: &str, role: wattlas_server::db::users::Role) {
+    let out = wattlas_server::cli::user(
+        &app.state.db,
+        wattlas_server::config::UserAction::Add {
+            name: name.into(),
+            role,
+            no_password: false,
+        },
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .await
+    .expect("user add");
+    assert_eq!(out, format!("created {} '{name}'", role.as_str()));
+}
+
+/// An API token of a user, made with `wattlas-server user token`.
+pub async fn api_token(app: &App, name: &str) -> String {
+    wattlas_server::cli::user(
+        &app.state.db,
+        wattlas_server::config::UserAction::Token {
+            name: name.into(),
+            label: "test".into(),
+        },
+        &b""[..],
+    )
+    .await
+    .expect("token")
+}
