@@ -168,6 +168,12 @@ impl RunArgs {
             job_seconds: a.sim_job_seconds.unwrap_or(600.0),
             jobs_per_group: a.sim_jobs,
             user: a.sim_user.unwrap_or_else(|| "alice".into()),
+            limits_file: None,
+        };
+        let spool_dir = a.spool_dir.unwrap_or_else(default_spool_dir);
+        let sim = crate::source::simulated::SimConfig {
+            limits_file: Some(crate::cap::sim_limits_path(&spool_dir)),
+            ..sim
         };
         Ok(RunConfig {
             server: a
@@ -180,7 +186,7 @@ impl RunArgs {
             source: a.source.unwrap_or(SourceKind::Nvml),
             interval_ms,
             batch_ms,
-            spool_dir: a.spool_dir.unwrap_or_else(default_spool_dir),
+            spool_dir,
             spool_max_bytes: a.spool_max_bytes.unwrap_or(512 * 1024 * 1024),
             sim,
             sim_ledger: a.sim_ledger,

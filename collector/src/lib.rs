@@ -5,6 +5,7 @@
 //! deleting each only once the server has committed it. An outage costs nothing that fits in the spool;
 //! what does not fit is dropped oldest-first, counted, and reported to the server with the next batch.
 
+pub mod cap;
 pub mod config;
 pub mod import;
 pub mod meter;

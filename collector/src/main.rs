@@ -38,6 +38,65 @@ enum Command {
     Job(JobCommand),
     /// Read a facility meter (total and IT power) and push the readings to the server until stopped.
     Meter(Box<MeterArgs>),
+    /// Apply or remove a GPU power cap (Slurm prolog/epilog; real GPUs need root).
+    #[command(subcommand)]
+    Cap(CapCommand),
+}
+
+/// `cap set|reset`.
+#[derive(Debug, Subcommand)]
+enum CapCommand {
+    /// Set the power limit of GPUs.
+    Set {
+        /// The limit, W.
+        #[arg(long)]
+        watts: f64,
+        #[command(flatten)]
+        target: CapTarget,
+    },
+    /// Restore the default power limit of GPUs.
+    Reset {
+        #[command(flatten)]
+        target: CapTarget,
+    },
+}
+
+/// Which GPUs, of which source.
+#[derive(Debug, Args)]
+struct CapTarget {
+    /// GPU indices, e.g. `0,1` or Slurm's `0-3` (default: the job's `SLURM_JOB_GPUS`; `reset` without
+    /// any: every GPU).
+    #[arg(long, env = "SLURM_JOB_GPUS")]
+    gpus: Option<String>,
+    /// nvml (real GPUs, the default) or simulated.
+    #[arg(long, value_enum, env = "WATTLAS_SOURCE", default_value = "nvml")]
+    source: SourceKind,
+    /// The simulated collector's spool directory (its limits file lives there).
+    #[arg(long, env = "WATTLAS_SPOOL_DIR", default_value = "/var/spool/wattlas")]
+    spool_dir: PathBuf,
+}
+
+impl CapTarget {
+    fn apply(&self, watts: Option<f64>) -> anyhow::Result<()> {
+        if let Some(w) = watts {
+            if !w.is_finite() || w <= 0.0 {
+                anyhow::bail!("--watts: must be a positive number of watts, got {w}");
+            }
+        }
+        let gpus = wattlas_collector::cap::parse_gpus(self.gpus.as_deref().unwrap_or(""))?;
+        let changes = match self.source {
+            SourceKind::Nvml => wattlas_collector::cap::set_nvml(&gpus, watts)?,
+            SourceKind::Simulated => wattlas_collector::cap::set_sim(
+                &wattlas_collector::cap::sim_limits_path(&self.spool_dir),
+                &gpus,
+                watts,
+            )?,
+        };
+        for c in changes {
+            println!("{c}");
+        }
+        Ok(())
+    }
 }
 
 /// Flags of `meter`; every one may also come from the TOML file given by `--config`.
@@ -289,6 +348,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Meter(args) => meter(args.resolve()?).await,
+        Command::Cap(CapCommand::Set { watts, target }) => target.apply(Some(watts)),
+        Command::Cap(CapCommand::Reset { target }) => target.apply(None),
         Command::Job(JobCommand::Start { node, tags, server }) => {
             let node = node
                 .or_else(wattlas_collector::config::hostname)

@@ -152,6 +152,9 @@ pub struct SimConfig {
     pub jobs_per_group: Option<u32>,
     /// Owner of the experiment jobs.
     pub user: String,
+    /// Power limits set by `wattlas-collector cap set` (GPU index -> W), read every second; they win
+    /// over the experiment's caps, as a driver's limit would.
+    pub limits_file: Option<std::path::PathBuf>,
 }
 
 /// What the simulator emitted: the truth the server's numbers are checked against.
@@ -199,6 +202,9 @@ pub struct SimulatedSource {
     last: Option<DateTime<Utc>>,
     elapsed_s: f64,
     ledger: Ledger,
+    /// Limits from the limits file, and when it was last read (elapsed s).
+    external: std::collections::BTreeMap<u32, f64>,
+    external_read_at: Option<f64>,
 }
 
 /// Seconds a GPU group rests between two experiment jobs.
@@ -240,6 +246,8 @@ impl SimulatedSource {
             last: None,
             elapsed_s: 0.0,
             ledger: Ledger::default(),
+            external: Default::default(),
+            external_read_at: None,
         }
     }
 
@@ -255,6 +263,43 @@ impl SimulatedSource {
                 g.limit_w = watts;
             }
         }
+    }
+
+    /// Applies the limits file: GPUs in it take its limit; a GPU taken out of it goes back to its
+    /// experiment cap or the default.
+    fn apply_external_limits(&mut self) {
+        let Some(path) = &self.config.limits_file else {
+            return;
+        };
+        if self
+            .external_read_at
+            .is_some_and(|t| self.elapsed_s - t < 1.0)
+        {
+            return;
+        }
+        self.external_read_at = Some(self.elapsed_s);
+        let limits = match crate::cap::read_sim_limits(path) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the power limits file");
+                return;
+            }
+        };
+        for (i, g) in self.gpus.iter_mut().enumerate() {
+            let i = i as u32;
+            match limits.get(&i) {
+                Some(w) => g.limit_w = *w,
+                None if self.external.contains_key(&i) => {
+                    g.limit_w = self
+                        .groups
+                        .iter()
+                        .find(|grp| grp.job.is_some() && grp.gpus.contains(&i))
+                        .map_or(self.config.model.default_limit_w, |grp| grp.cap_w);
+                }
+                None => {}
+            }
+        }
+        self.external = limits;
     }
 
     fn start_jobs(&mut self, now: DateTime<Utc>, events: &mut Vec<Event>) {
@@ -276,7 +321,8 @@ impl SimulatedSource {
                 .map(|i| self.gpus[*i as usize].energy_mj)
                 .collect();
             for i in &gpus {
-                self.gpus[*i as usize].limit_w = cap;
+                let limit = self.external.get(i).copied().unwrap_or(cap);
+                self.gpus[*i as usize].limit_w = limit;
             }
             let mut tags = BTreeMap::new();
             tags.insert("workload".to_owned(), "bert-mlm".to_owned());
@@ -340,7 +386,12 @@ impl Source for SimulatedSource {
             let Some((id, progress, start)) = &mut group.job else {
                 continue;
             };
-            let (t_rel, _) = self.config.model.response_at(group.cap_w);
+            // The work goes at the pace of the limit the GPUs actually have.
+            let limit = group
+                .gpus
+                .first()
+                .map_or(group.cap_w, |i| self.gpus[*i as usize].limit_w);
+            let (t_rel, _) = self.config.model.response_at(limit);
             *progress += dt / (self.config.job_seconds * t_rel);
             let energy_j: f64 = group
                 .gpus
@@ -364,6 +415,7 @@ impl Source for SimulatedSource {
             }
         }
         self.start_jobs(now, &mut poll.events);
+        self.apply_external_limits();
 
         let busy: Vec<bool> = (0..self.gpus.len())
             .map(|i| {
@@ -424,6 +476,7 @@ mod tests {
             job_seconds: 20.0,
             jobs_per_group: Some(1),
             user: "alice".into(),
+            limits_file: None,
         }
     }
 
@@ -434,6 +487,44 @@ mod tests {
         (0..(seconds * 10.0) as i64)
             .map(|i| sim.poll(t0 + chrono::Duration::milliseconds(100 * i)))
             .collect()
+    }
+
+    #[test]
+    fn a_limit_set_by_cap_set_is_honoured_and_reset() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = crate::cap::sim_limits_path(dir.path());
+        let mut sim = SimulatedSource::new(SimConfig {
+            limits_file: Some(file.clone()),
+            ..config(vec![250.0])
+        });
+        let t0 = Utc::now();
+        let at = |s: f64| t0 + chrono::Duration::milliseconds((s * 1000.0) as i64);
+        let limit_of = |poll: &Poll, gpu: u32| {
+            poll.samples
+                .iter()
+                .find(|s| s.gpu == gpu)
+                .and_then(|s| s.power_limit_w)
+        };
+        let p = sim.poll(at(0.0));
+        assert_eq!(limit_of(&p, 0), Some(250.0));
+        crate::cap::set_sim(&file, &[0, 1], Some(120.0)).expect("cap set");
+        let mut last = p;
+        for i in 1..=20 {
+            last = sim.poll(at(f64::from(i) * 0.1));
+        }
+        assert_eq!(limit_of(&last, 0), Some(120.0), "read within a second");
+        assert_eq!(limit_of(&last, 2), Some(250.0), "other GPUs keep theirs");
+        let p0 = last.samples.iter().find(|s| s.gpu == 0).expect("gpu 0");
+        assert!(p0.power_w <= 120.0, "never above the limit: {}", p0.power_w);
+        crate::cap::set_sim(&file, &[], None).expect("cap reset");
+        for i in 21..=40 {
+            last = sim.poll(at(f64::from(i) * 0.1));
+        }
+        assert_eq!(
+            limit_of(&last, 0),
+            Some(250.0),
+            "back to the experiment's cap"
+        );
     }
 
     #[test]

@@ -285,6 +285,7 @@ fn simulate(nodes: u32, gpus: u32, seconds: i64, t0: DateTime<Utc>) -> Vec<Vec<V
                 job_seconds: 900.0,
                 jobs_per_group: None,
                 user: "bench".into(),
+                limits_file: None,
             });
             (0..seconds)
                 .map(|s| {
