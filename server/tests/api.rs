@@ -810,6 +810,23 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         .expect("a cap within the budget");
     assert_eq!(advice["power_cap_w"], best["power_cap_w"]);
     assert_ne!(advice["power_cap_w"], 100.0);
+    // The pages of the workload's jobs carry the advice, and how to apply it.
+    let page = app
+        .http
+        .get(format!("{}/jobs/cap-0", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let cap = advice["power_cap_w"].as_f64().expect("cap");
+    assert!(
+        page.contains(&format!("advises\n{cap:.0} W within a 10 % slowdown"))
+            && page.contains(&format!("power_cap_w={cap:.0}")),
+        "{page}"
+    );
     let at_100 = &caps[0];
     assert!(
         at_100["rel_time_pct"].as_f64().expect("t") > 100.0

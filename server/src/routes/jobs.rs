@@ -778,6 +778,8 @@ pub struct ShowPage {
     pub timing: Option<Timing>,
     /// Reported training metrics against energy.
     pub progress: Vec<ProgressRow>,
+    /// The cap advisor's proposal for the job's workload, with the comparison's link.
+    pub cap_advice: Option<(String, crate::analytics::powercap::CapAdvice)>,
 }
 
 /// One reported metric on the job page.
@@ -880,7 +882,29 @@ pub async fn show_page(
             name: m.name,
         })
         .collect();
+    // The advisor, where the job's workload has a comparison (jobs at two caps or more).
+    let mut cap_advice = None;
+    if let Some(workload) = job.tags.get("workload") {
+        let tag = format!("workload:{workload}");
+        match super::powercap::comparison(&state, &viewer.job_scope(), &tag, None, None).await {
+            Ok(c) if c.caps.len() >= 2 => {
+                cap_advice = c.advice.map(|a| {
+                    (
+                        format!(
+                            "/powercap?tag={}",
+                            wattlas_protocol::paths::encode_segment(&tag)
+                        ),
+                        a,
+                    )
+                });
+            }
+            Ok(_) => {}
+            Err(AppError::Client(..)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let page = ShowPage {
+        cap_advice,
         progress,
         nav: viewer.nav(),
         job,
