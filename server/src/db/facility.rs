@@ -209,3 +209,13 @@ pub async fn fallback_pue(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
         .fetch_one(db)
         .await
 }
+
+/// Replaces a meter's token digest (the old token stops working); `false` when there is no such meter.
+pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
+    let done = sqlx::query("update meters set token_sha256 = $2 where name = $1")
+        .bind(name)
+        .bind(token_digest)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -157,3 +157,13 @@ pub async fn touch(
     .await?;
     Ok(())
 }
+
+/// Replaces a node's token digest (the old token stops working); `false` when there is no such node.
+pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
+    let done = sqlx::query("update nodes set token_sha256 = $2 where name = $1")
+        .bind(name)
+        .bind(token_digest)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

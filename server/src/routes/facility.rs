@@ -21,6 +21,14 @@ pub async fn create(
     ApiJson(meter): ApiJson<NewMeter>,
 ) -> Result<(StatusCode, axum::Json<MeterToken>), AppError> {
     caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(create_meter(&state, &meter).await?),
+    ))
+}
+
+/// Validates and stores a new meter with a fresh token (the API and the admin page).
+pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterToken, AppError> {
     crate::extract::check_name("name", &meter.name)?;
     let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
     if !CATEGORIES.contains(&category.as_str()) {
@@ -41,13 +49,10 @@ pub async fn create(
     )
     .await?
     .ok_or_else(|| AppError::conflict(format!("name: meter '{}' exists", meter.name)))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(MeterToken {
-            name: meter.name,
-            token,
-        }),
-    ))
+    Ok(MeterToken {
+        name: meter.name.clone(),
+        token,
+    })
 }
 
 /// Lists meters with their last reading (staff and admins).

@@ -1,6 +1,7 @@
 //! The router: every route of the API and the pages, and the layers around them.
 
 pub mod account;
+pub mod admin;
 pub mod facility;
 pub mod health;
 pub mod ingest;
@@ -53,6 +54,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
         .route("/me", get(account::me))
+        .route(
+            "/users",
+            get(admin::users_api).post(admin::users_api_create),
+        )
         .fallback(|| async { AppError::not_found("no such API route") });
     // Everything that needs to know who is asking goes through `auth::middleware` once.
     let identified = Router::new()
@@ -64,6 +69,13 @@ pub fn router(state: AppState) -> Router {
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/account/password", post(account::change_password))
+        .route("/admin", get(admin::index))
+        .route("/admin/users", post(admin::users_create))
+        .route("/admin/users/{name}", post(admin::users_update))
+        .route("/admin/sites", post(admin::sites_create))
+        .route("/admin/nodes", post(admin::nodes_create))
+        .route("/admin/meters", post(admin::meters_create))
+        .route("/admin/{kind}/{name}/token", post(admin::rotate_token))
         .route("/jobs", get(jobs::list_page))
         .route("/jobs.csv", get(jobs::export_page))
         .route("/jobs/{id}", get(jobs::show_page))

@@ -17,6 +17,14 @@ pub async fn create(
     ApiJson(node): ApiJson<NewNode>,
 ) -> Result<(StatusCode, axum::Json<NodeToken>), AppError> {
     caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(create_node(&state, &node).await?),
+    ))
+}
+
+/// Validates and stores a new node with a fresh token (the API and the admin page).
+pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken, AppError> {
     crate::extract::check_name("name", &node.name)?;
     let site = db::sites::by_name(&state.db, &node.site)
         .await?
@@ -25,13 +33,10 @@ pub async fn create(
     db::nodes::create(&state.db, &node.name, site.id, &auth::token_digest(&token))
         .await?
         .ok_or_else(|| AppError::conflict(format!("name: node '{}' exists", node.name)))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(NodeToken {
-            name: node.name,
-            token,
-        }),
-    ))
+    Ok(NodeToken {
+        name: node.name.clone(),
+        token,
+    })
 }
 
 /// Lists nodes with their GPUs and what their collectors last reported (staff and admins).

@@ -20,6 +20,14 @@ pub async fn create(
     ApiJson(site): ApiJson<NewSite>,
 ) -> Result<(StatusCode, axum::Json<SiteView>), AppError> {
     caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(create_site(&state, &site).await?),
+    ))
+}
+
+/// Validates and stores a new site (the API and the admin page).
+pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView, AppError> {
     if site.name.trim().is_empty() || site.name.len() > 100 {
         return Err(AppError::bad_request("name: must be 1 to 100 characters"));
     }
@@ -38,14 +46,11 @@ pub async fn create(
     let created = db::sites::create(&state.db, &site.name, &site.timezone, fallback_pue)
         .await?
         .ok_or_else(|| AppError::conflict(format!("name: site '{}' exists", site.name)))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(SiteView {
-            name: created.name,
-            timezone: created.timezone,
-            fallback_pue,
-        }),
-    ))
+    Ok(SiteView {
+        name: created.name,
+        timezone: created.timezone,
+        fallback_pue,
+    })
 }
 
 /// Lists sites (people, any role).

@@ -1,0 +1,372 @@
+//! The admin pages: users (roles, passwords, disabling), sites, nodes and meters (with their tokens,
+//! shown once when made or rotated). Every form carries the session's CSRF token. The JSON API for the
+//! same things is `/api/v1/users`, `/api/v1/sites`, `/api/v1/nodes`, `/api/v1/meters`.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use wattlas_protocol::{MeterView, NewMeter, NewNode, NewSite};
+
+use crate::auth::session::{Nav, Viewer};
+use crate::auth::{self, password, Caller};
+use crate::db;
+use crate::db::users::Role;
+use crate::error::{AppError, PageError};
+use crate::extract::{ApiJson, Form, Path};
+use crate::state::AppState;
+
+/// `/admin`.
+#[derive(Template)]
+#[template(path = "admin/index.html")]
+pub struct AdminPage {
+    /// Header.
+    pub nav: Nav,
+    /// Users by name.
+    pub users: Vec<db::users::User>,
+    /// Sites by name.
+    pub sites: Vec<db::sites::SiteRow>,
+    /// Nodes by name.
+    pub nodes: Vec<db::nodes::Node>,
+    /// Meters with their last reading.
+    pub meters: Vec<MeterView>,
+    /// A token just made: (what it is for, the token).
+    pub new_token: Option<(String, String)>,
+    /// What was just done.
+    pub message: Option<String>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// Role names for the selects.
+    pub roles: [&'static str; 3],
+}
+
+/// What an admin form led to.
+enum Outcome {
+    Done(String),
+    Token(String, String),
+}
+
+async fn render(
+    state: &AppState,
+    viewer: &Viewer,
+    outcome: Result<Outcome, AppError>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    let (message, new_token, error, status) = match outcome {
+        Ok(Outcome::Done(m)) => (
+            Some(m).filter(|m| !m.is_empty()),
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        Ok(Outcome::Token(what, token)) => (None, Some((what, token)), None, StatusCode::OK),
+        // Client errors are shown on the page beside the forms; ours propagate.
+        Err(AppError::Client(status, msg)) => (None, None, Some(msg), status),
+        Err(e) => return Err(e.into()),
+    };
+    let page = AdminPage {
+        nav: viewer.nav(),
+        users: db::users::list(&state.db).await?,
+        sites: db::sites::list_with_fallback(&state.db).await?,
+        nodes: db::nodes::list(&state.db).await?,
+        meters: super::facility::meter_views(state, None).await?,
+        new_token,
+        message,
+        error,
+        roles: ["researcher", "staff", "admin"],
+    };
+    let html = page
+        .render()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((status, Html(html)).into_response())
+}
+
+/// `GET /admin`.
+pub async fn index(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+    render(&state, &viewer, Ok(Outcome::Done(String::new()))).await
+}
+
+fn role(text: &str) -> Result<Role, AppError> {
+    text.parse::<Role>()
+        .map_err(|e| AppError::bad_request(format!("role: {e}")))
+}
+
+/// The new-user form.
+#[derive(Debug, Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    role: String,
+    /// Empty: the user signs in through the trusted header only.
+    #[serde(default)]
+    password: String,
+}
+
+async fn create_user(state: &AppState, form: NewUserForm) -> Result<Outcome, AppError> {
+    crate::extract::check_user_name(&form.name)?;
+    let role = role(&form.role)?;
+    let hash = if form.password.is_empty() {
+        None
+    } else {
+        password::check_new(&form.password)?;
+        Some(password::hash(form.password).await?)
+    };
+    db::users::create(&state.db, &form.name, role, hash.as_deref())
+        .await?
+        .ok_or_else(|| AppError::conflict(format!("name: user '{}' exists", form.name)))?;
+    Ok(Outcome::Done(format!(
+        "Created {} '{}'.",
+        role.as_str(),
+        form.name
+    )))
+}
+
+/// `POST /admin/users`.
+pub async fn users_create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<NewUserForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = create_user(&state, form).await;
+    render(&state, &viewer, outcome).await
+}
+
+/// A user's row form: role, disabled, and optionally a new password.
+#[derive(Debug, Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+    /// Present (any value) when the box is ticked.
+    disabled: Option<String>,
+    #[serde(default)]
+    password: String,
+}
+
+async fn update_user(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    form: UserForm,
+) -> Result<Outcome, AppError> {
+    let role = role(&form.role)?;
+    let disabled = form.disabled.is_some();
+    if name == viewer.name && (role != Role::Admin || disabled) {
+        return Err(AppError::bad_request(
+            "you cannot take away your own admin role or disable yourself",
+        ));
+    }
+    if !db::users::update(&state.db, name, role, disabled).await? {
+        return Err(AppError::not_found(format!("no user '{name}'")));
+    }
+    let mut done = format!(
+        "'{name}' is {} {}.",
+        if disabled { "a disabled" } else { "an enabled" },
+        role.as_str()
+    );
+    if !form.password.is_empty() {
+        password::check_new(&form.password)?;
+        let hash = password::hash(form.password).await?;
+        db::users::set_password(&state.db, name, Some(&hash)).await?;
+        done.push_str(" Password set.");
+    }
+    Ok(Outcome::Done(done))
+}
+
+/// `POST /admin/users/{name}`.
+pub async fn users_update(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<UserForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = update_user(&state, &viewer, &name, form).await;
+    render(&state, &viewer, outcome).await
+}
+
+/// The new-site form.
+#[derive(Debug, Deserialize)]
+pub struct SiteForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    timezone: String,
+    #[serde(default)]
+    fallback_pue: String,
+}
+
+/// `POST /admin/sites`.
+pub async fn sites_create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<SiteForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = async {
+        let fallback_pue = match form.fallback_pue.trim() {
+            "" => None,
+            text => Some(text.parse::<f64>().map_err(|_| {
+                AppError::bad_request(format!("fallback_pue: '{text}' is not a number"))
+            })?),
+        };
+        let site = super::sites::create_site(
+            &state,
+            &NewSite {
+                name: form.name,
+                timezone: form.timezone,
+                fallback_pue,
+            },
+        )
+        .await?;
+        Ok(Outcome::Done(format!("Created site '{}'.", site.name)))
+    }
+    .await;
+    render(&state, &viewer, outcome).await
+}
+
+/// The new-node and new-meter forms.
+#[derive(Debug, Deserialize)]
+pub struct CollectorForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    site: String,
+    /// Meters only.
+    category: Option<String>,
+}
+
+/// `POST /admin/nodes`: the node's token is shown once.
+pub async fn nodes_create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<CollectorForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = super::nodes::create_node(
+        &state,
+        &NewNode {
+            name: form.name,
+            site: form.site,
+        },
+    )
+    .await
+    .map(|t| Outcome::Token(format!("node '{}'", t.name), t.token));
+    render(&state, &viewer, outcome).await
+}
+
+/// `POST /admin/meters`: the meter's token is shown once.
+pub async fn meters_create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<CollectorForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = super::facility::create_meter(
+        &state,
+        &NewMeter {
+            name: form.name,
+            site: form.site,
+            category: form.category.filter(|c| !c.is_empty()),
+        },
+    )
+    .await
+    .map(|t| Outcome::Token(format!("meter '{}'", t.name), t.token));
+    render(&state, &viewer, outcome).await
+}
+
+/// A form with only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /admin/{kind}/{name}/token`: a new token for a node or meter; the old one stops working.
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((kind, name)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = async {
+        let (prefix, found) = match kind.as_str() {
+            "nodes" => {
+                let token = auth::new_token("wn");
+                let found =
+                    db::nodes::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
+                (token, found)
+            }
+            "meters" => {
+                let token = auth::new_token("wm");
+                let found =
+                    db::facility::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
+                (token, found)
+            }
+            _ => return Err(AppError::not_found("only nodes and meters have tokens")),
+        };
+        if !found {
+            return Err(AppError::not_found(format!("no {kind} '{name}'")));
+        }
+        Ok(Outcome::Token(
+            format!(
+                "{} '{name}' (the old token no longer works)",
+                kind.trim_end_matches('s')
+            ),
+            prefix,
+        ))
+    }
+    .await;
+    render(&state, &viewer, outcome).await
+}
+
+/// `GET /api/v1/users` (admin).
+pub async fn users_api(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<db::users::User>>, AppError> {
+    caller.require_admin()?;
+    Ok(axum::Json(db::users::list(&state.db).await?))
+}
+
+/// `POST /api/v1/users` (admin): `{"name", "role", "password"?}`.
+#[derive(Debug, Deserialize)]
+pub struct NewUser {
+    name: String,
+    role: String,
+    password: Option<String>,
+}
+
+/// Creates a user through the API.
+pub async fn users_api_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(user): ApiJson<NewUser>,
+) -> Result<(StatusCode, axum::Json<db::users::User>), AppError> {
+    caller.require_admin()?;
+    let name = user.name.clone();
+    create_user(
+        &state,
+        NewUserForm {
+            csrf: String::new(),
+            name: user.name,
+            role: user.role,
+            password: user.password.unwrap_or_default(),
+        },
+    )
+    .await?;
+    let created = db::users::by_name(&state.db, &name)
+        .await?
+        .ok_or_else(|| AppError::Internal("user vanished".into()))?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
