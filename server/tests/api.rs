@@ -315,6 +315,76 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
         .expect("svg");
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.expect("svg").contains("n1/gpu1"));
+
+    // Utilisation, and a window chosen by URL: the page links its charts with the same window.
+    let get = |path: String| {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(ADMIN)
+            .send();
+        async move {
+            let r = r.await.expect("get");
+            (r.status(), r.text().await.expect("text"))
+        }
+    };
+    let (status, util) = get("/jobs/1001/util.svg".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(util.contains("GPU utilisation (%)") && util.contains("Utilisation per GPU"));
+    let (status, page) = get("/jobs/1001?from_min=1&to_min=2".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("/jobs/1001/power.svg?from_min=1&#38;to_min=2"),
+        "{page}"
+    );
+    let (status, zoomed) = get("/jobs/1001/power.svg?from_min=1&to_min=2".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, whole) = get("/jobs/1001/power.svg".into()).await;
+    // 1 minute of raw 100 ms points (2 GPUs) against 3 minutes: the zoomed chart draws a third.
+    // The raw samples are gone by now: both charts draw the minutes from the rollups (not nothing),
+    // and the zoomed one spans minutes 1 to 2 of the job.
+    let labels = |svg: &str| -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split('>').nth(1))
+            .map(|t| t.split('<').next().unwrap_or("").trim().to_owned())
+            .collect()
+    };
+    let polyline_points = |svg: &str| -> usize {
+        svg.split("<polyline")
+            .skip(1)
+            .filter(|p| p.contains("stroke-width=\"2\""))
+            .map(|p| {
+                p.split("points=\"")
+                    .nth(1)
+                    .and_then(|q| q.split('"').next())
+                    .map_or(0, |q| q.split_whitespace().count())
+            })
+            .sum()
+    };
+    let (w, z) = (labels(&whole), labels(&zoomed));
+    assert!(
+        w.contains(&"2.5".to_owned()) && w.contains(&"0.5".to_owned()),
+        "{w:?}"
+    );
+    assert!(
+        z.contains(&"1.5".to_owned())
+            && !z.contains(&"2.5".to_owned())
+            && !z.contains(&"0.5".to_owned()),
+        "{z:?}"
+    );
+    assert!(
+        w.contains(&"200.0".to_owned()),
+        "the y axis reaches the data: {w:?}"
+    );
+    assert!(
+        polyline_points(&whole) >= 4,
+        "two minutes of two GPUs at least"
+    );
+    let (status, _) = get("/jobs/1001/power.svg?from_min=2&to_min=1".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get("/jobs/1001/heat.svg".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]

@@ -1,5 +1,5 @@
-//! Per-GPU power of a job over time: raw 100 ms samples (averaged into at most ~1,200 points per GPU)
-//! for short windows, per-minute means from rollups for long ones.
+//! Per-GPU power (or utilisation) of a job over time: raw 100 ms samples (averaged into at most ~1,200
+//! points per GPU) for windows up to 30 minutes, per-minute means from rollups for longer ones.
 
 use plotters::prelude::*;
 use sqlx::PgPool;
@@ -22,12 +22,15 @@ pub struct Series {
     pub points: Vec<(i64, f64)>,
 }
 
-/// Power series of every allocated GPU over `[from_ms, to_ms)`.
+pub use crate::db::rollups::GpuMetric;
+
+/// Series of `metric` of every allocated GPU over `[from_ms, to_ms)`.
 pub async fn job_series(
     db: &PgPool,
     allocated: &[AllocatedGpu],
     from_ms: i64,
     to_ms: i64,
+    metric: GpuMetric,
 ) -> Result<Vec<Series>, AppError> {
     let mut out = Vec::new();
     let mut nodes: Vec<(i32, String, Vec<u32>)> = Vec::new();
@@ -44,7 +47,7 @@ pub async fn job_series(
         let mut raw_from = from_ms;
         if long {
             for (gpu, minute, w) in
-                db::rollups::power_series(db, node_id, &gpus, from_ms, to_ms).await?
+                db::rollups::minute_series(db, node_id, &gpus, from_ms, to_ms, metric).await?
             {
                 if let Some((_, pts)) = per_gpu.iter_mut().find(|(g, _)| *g == gpu as u32) {
                     pts.push((minute.timestamp_millis() + 30_000, w));
@@ -68,11 +71,34 @@ pub async fn job_series(
                 for bucket in gpu_samples.chunk_by(|a, b| {
                     (a.t_ms - raw_from) / bucket_ms == (b.t_ms - raw_from) / bucket_ms
                 }) {
-                    let mean_w = bucket.iter().map(|s| s.power_mw as f64).sum::<f64>()
-                        / bucket.len() as f64
-                        / 1000.0;
+                    let values: Vec<f64> = bucket
+                        .iter()
+                        .filter_map(|s| match metric {
+                            GpuMetric::Power => Some(s.power_mw as f64 / 1000.0),
+                            GpuMetric::Util => s.util_dpct.map(|d| d as f64 / 10.0),
+                        })
+                        .collect();
+                    if values.is_empty() {
+                        continue;
+                    }
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
                     let mid = bucket.iter().map(|s| s.t_ms).sum::<i64>() / bucket.len() as i64;
-                    pts.push((mid, mean_w));
+                    pts.push((mid, mean));
+                }
+            }
+        }
+        // A short window whose raw samples have expired (retention) still has its minutes.
+        let empty: Vec<u32> = per_gpu
+            .iter()
+            .filter(|(_, pts)| pts.is_empty())
+            .map(|(g, _)| *g)
+            .collect();
+        if !long && !empty.is_empty() {
+            for (gpu, minute, v) in
+                db::rollups::minute_series(db, node_id, &empty, from_ms, to_ms, metric).await?
+            {
+                if let Some((_, pts)) = per_gpu.iter_mut().find(|(g, _)| *g == gpu as u32) {
+                    pts.push((minute.timestamp_millis() + 30_000, v));
                 }
             }
         }
@@ -87,19 +113,21 @@ pub async fn job_series(
     Ok(out)
 }
 
-/// Draws the series as an SVG document; x is minutes since `from_ms`, y is watts labelled `y_desc`.
+/// Draws the series over `[from_ms, to_ms)` as an SVG document; x is minutes since `origin_ms` (the
+/// job's start), y is labelled `y_desc`.
 pub fn render(
     title: &str,
     y_desc: &str,
     series: &[Series],
-    from_ms: i64,
-    to_ms: i64,
+    origin_ms: i64,
+    (from_ms, to_ms): (i64, i64),
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let span_min = ((to_ms - from_ms) as f64 / 60_000.0).max(1.0 / 60.0);
+        let x0 = (from_ms - origin_ms) as f64 / 60_000.0;
+        let x1 = ((to_ms - origin_ms) as f64 / 60_000.0).max(x0 + 1.0 / 60.0);
         let max_w = series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -111,7 +139,7 @@ pub fn render(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..span_min, 0.0..max_w)
+            .build_cartesian_2d(x0..x1, 0.0..max_w)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -125,7 +153,7 @@ pub fn render(
             let pts = s
                 .points
                 .iter()
-                .map(|(t, w)| ((*t - from_ms) as f64 / 60_000.0, *w));
+                .map(|(t, w)| ((*t - origin_ms) as f64 / 60_000.0, *w));
             chart
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
@@ -158,7 +186,7 @@ mod tests {
             label: "n<1>/gpu0".into(),
             points: vec![(0, 100.0), (60_000, 150.0)],
         }];
-        let svg = render("Power <job>", "Power (W)", &series, 0, 60_000).expect("renders");
+        let svg = render("Power <job>", "Power (W)", &series, 0, (0, 60_000)).expect("renders");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("Power (W)"));
         assert!(svg.contains("Time since job start (min)"));

@@ -250,25 +250,40 @@ pub async fn energy_by_bucket(
         .collect())
 }
 
-/// Mean power per minute of each of the given GPUs of a node: `(gpu, minute, W)`, for charts.
-pub async fn power_series(
+/// What a per-GPU chart shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuMetric {
+    /// Mean power, W.
+    Power,
+    /// Mean utilisation, %.
+    Util,
+}
+
+/// Per-minute means of each of the given GPUs of a node: `(gpu, minute, value)`, for charts.
+pub async fn minute_series(
     db: &PgPool,
     node_id: i32,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
+    metric: GpuMetric,
 ) -> sqlx::Result<Vec<(i32, DateTime<Utc>, f64)>> {
     let gpus: Vec<i32> = gpus.iter().map(|g| *g as i32).collect();
-    sqlx::query_as(
-        r#"select gpu_index, minute, energy_j / covered_s
+    let value = match metric {
+        GpuMetric::Power => "energy_j / covered_s",
+        GpuMetric::Util => "util_avg_pct::float8",
+    };
+    sqlx::query_as(&format!(
+        r#"select gpu_index, minute, {value}
         from gpu_minute
         where node_id = $1
             and gpu_index = any($2)
             and minute >= $3
             and minute < $4
             and covered_s > 0
-        order by gpu_index, minute"#,
-    )
+            and {value} is not null
+        order by gpu_index, minute"#
+    ))
     .bind(node_id)
     .bind(&gpus)
     .bind(ts(from_ms))

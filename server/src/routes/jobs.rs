@@ -770,8 +770,14 @@ pub struct ShowPage {
     pub job: JobView,
     /// Tags as `key=value`, sorted.
     pub tags: Vec<(String, String)>,
-    /// Path of the power chart.
+    /// Path of the power chart (of the window shown).
     pub chart: String,
+    /// Path of the utilisation chart.
+    pub util_chart: String,
+    /// The window shown, and links to others: (label, href).
+    pub window: Window,
+    /// Zoom links.
+    pub zooms: Vec<(String, String)>,
     /// The allocated nodes' collectors: what they last reported, and what they had to drop.
     pub nodes: Vec<db::nodes::Node>,
     /// What running at the site's best hour this month, or in its best month, would have saved.
@@ -841,6 +847,7 @@ pub async fn show_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
+    Query(window): Query<Window>,
 ) -> Result<Html<String>, PageError> {
     let row = visible_job(&state, &viewer.job_scope(), &id).await?;
     let job = computed_view(&state, row.clone()).await?;
@@ -851,10 +858,26 @@ pub async fn show_page(
         .collect::<BTreeMap<_, _>>()
         .into_iter()
         .collect();
-    let chart = format!(
-        "/jobs/{}/power.svg",
-        wattlas_protocol::paths::encode_segment(&job.id)
-    );
+    let href = format!("/jobs/{}", wattlas_protocol::paths::encode_segment(&job.id));
+    let end_ms = (job.start.timestamp_millis() as f64 + job.duration_s * 1000.0) as i64;
+    window.bounds(
+        job.start.timestamp_millis(),
+        end_ms.max(job.start.timestamp_millis() + 1),
+    )?;
+    let chart = format!("{href}/power.svg{}", window.query());
+    let util_chart = format!("{href}/util.svg{}", window.query());
+    let minutes = job.duration_s / 60.0;
+    let mut zooms = vec![("Whole job".to_owned(), href.clone())];
+    if minutes > 10.0 {
+        zooms.push((
+            "First 5 minutes".to_owned(),
+            format!("{href}?from_min=0&to_min=5"),
+        ));
+        zooms.push((
+            "Last 5 minutes".to_owned(),
+            format!("{href}?from_min={:.2}&to_min={:.2}", minutes - 5.0, minutes),
+        ));
+    }
     let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
     let nodes = db::nodes::by_names(&state.db, &names).await?;
     let timing = timing(&state, &job).await?;
@@ -904,6 +927,9 @@ pub async fn show_page(
         }
     }
     let page = ShowPage {
+        util_chart,
+        window,
+        zooms,
         cap_advice,
         progress,
         nav: viewer.nav(),
@@ -919,27 +945,94 @@ pub async fn show_page(
     ))
 }
 
-/// `GET /jobs/{id}/power.svg`: per-GPU power over the job (raw samples when short, minute means when long).
-pub async fn power_chart(
+/// `?from_min=&to_min=`: a window of a job, in minutes since its start (default: the whole job).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Window {
+    /// Start, minutes since the job's start.
+    pub from_min: Option<f64>,
+    /// End, minutes since the job's start.
+    pub to_min: Option<f64>,
+}
+
+impl Window {
+    /// The window in ms since the epoch, within the job `[start_ms, end_ms)`.
+    pub fn bounds(&self, start_ms: i64, end_ms: i64) -> Result<(i64, i64), AppError> {
+        let at = |field: &str, m: Option<f64>, default: i64| -> Result<i64, AppError> {
+            match m {
+                None => Ok(default),
+                Some(m) if m.is_finite() && m >= 0.0 => {
+                    Ok((start_ms + (m * 60_000.0) as i64).min(end_ms))
+                }
+                Some(m) => Err(AppError::bad_request(format!(
+                    "{field}: {m} is not a number of minutes since the job's start"
+                ))),
+            }
+        };
+        let from = at("from_min", self.from_min, start_ms)?;
+        let to = at("to_min", self.to_min, end_ms)?;
+        if to <= from {
+            return Err(AppError::bad_request("to_min: must be after from_min"));
+        }
+        Ok((from, to))
+    }
+
+    /// The query string of this window (empty for the whole job).
+    pub fn query(&self) -> String {
+        match (self.from_min, self.to_min) {
+            (None, None) => String::new(),
+            (f, t) => format!(
+                "?{}",
+                [
+                    f.map(|f| format!("from_min={f}")),
+                    t.map(|t| format!("to_min={t}"))
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("&")
+            ),
+        }
+    }
+}
+
+/// `GET /jobs/{id}/power.svg` and `/jobs/{id}/util.svg`: per-GPU power or utilisation over the job or a
+/// window of it (`?from_min=&to_min=`): raw 100 ms samples when the window is short, minute means when
+/// long.
+pub async fn gpu_chart(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    Path((id, chart)): Path<(String, String)>,
+    Query(window): Query<Window>,
 ) -> Result<Response, PageError> {
+    let (metric, title, y) = match chart.as_str() {
+        "power.svg" => (
+            charts::power::GpuMetric::Power,
+            "Power per GPU",
+            "Power (W)",
+        ),
+        "util.svg" => (
+            charts::power::GpuMetric::Util,
+            "Utilisation per GPU",
+            "GPU utilisation (%)",
+        ),
+        _ => return Err(AppError::not_found("charts: power.svg, util.svg").into()),
+    };
     let row = visible_job(&state, &viewer.job_scope(), &id).await?;
-    let from_ms = row.start_time.timestamp_millis();
-    let to_ms = row
+    let start_ms = row.start_time.timestamp_millis();
+    let end_ms = row
         .end_time
         .unwrap_or_else(Utc::now)
         .timestamp_millis()
-        .max(from_ms + 1);
+        .max(start_ms + 1);
+    let (from_ms, to_ms) = window.bounds(start_ms, end_ms)?;
     let allocated = db::jobs::allocations(&state.db, &id).await?;
-    let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms).await?;
+    let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms, metric).await?;
     let svg = charts::power::render(
-        &format!("Power per GPU, job {}", row.id),
-        "Power (W)",
+        &format!("{title}, job {}", row.id),
+        y,
         &series,
-        from_ms,
-        to_ms,
+        start_ms,
+        (from_ms, to_ms),
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok((

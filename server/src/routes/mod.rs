@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(jobs::list_page))
         .route("/jobs.csv", get(jobs::export_page))
         .route("/jobs/{id}", get(jobs::show_page))
-        .route("/jobs/{id}/power.svg", get(jobs::power_chart))
+        .route("/jobs/{id}/{chart}", get(jobs::gpu_chart))
         .route("/jobs/{id}/progress/{metric}", get(progress::chart))
         .route("/sites", get(sites::list_page))
         .route("/powercap", get(powercap::page))

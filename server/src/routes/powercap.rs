@@ -212,7 +212,14 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
             .timestamp_millis()
             .max(from_ms + 1);
         let allocated = db::jobs::allocations(&state.db, id).await?;
-        let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms).await?;
+        let series = charts::power::job_series(
+            &state.db,
+            &allocated,
+            from_ms,
+            to_ms,
+            charts::power::GpuMetric::Power,
+        )
+        .await?;
         let duration_s = (to_ms - from_ms) / 1000;
         bucket_s = if duration_s >= 600 {
             60
@@ -246,7 +253,7 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
         "Mean power per GPU (W)",
         &lines,
         0,
-        span_ms,
+        (0, span_ms),
     )
     .map_err(|e| AppError::Internal(e.to_string()))
 }
