@@ -174,6 +174,13 @@ fn sample_loop(
             }
         }
     }
+    let events = source.finish(Utc::now());
+    if !events.is_empty() {
+        let _ = tx.blocking_send(Poll {
+            events,
+            ..Poll::default()
+        });
+    }
     if let Some(path) = &ledger {
         write_ledger(path, source.ledger_json());
     }

@@ -49,6 +49,11 @@ pub trait Source: Send {
     fn identities(&self) -> Vec<GpuIdentity>;
     /// Reads every GPU once, stamped `now`.
     fn poll(&mut self, now: DateTime<Utc>) -> Poll;
+    /// Events of the source stopping at `now`: the simulator's running jobs end with it (a simulated
+    /// job cannot outlive its simulator; real jobs end in the scheduler's epilog).
+    fn finish(&mut self, _now: DateTime<Utc>) -> Vec<Event> {
+        Vec::new()
+    }
     /// What the source emitted, as JSON, where it keeps such a ledger (the simulator does).
     fn ledger_json(&self) -> Option<String> {
         None

@@ -456,6 +456,19 @@ impl Source for SimulatedSource {
         poll
     }
 
+    fn finish(&mut self, now: DateTime<Utc>) -> Vec<Event> {
+        let mut events = Vec::new();
+        for group in &mut self.groups {
+            if let Some((id, _, _)) = group.job.take() {
+                if let Some(entry) = self.ledger.jobs.get_mut(id.as_str()) {
+                    entry.end = Some(now);
+                }
+                events.push(Event::JobEnd { id, end: now });
+            }
+        }
+        events
+    }
+
     fn ledger_json(&self) -> Option<String> {
         serde_json::to_string_pretty(&self.ledger).ok()
     }
@@ -487,6 +500,22 @@ mod tests {
         (0..(seconds * 10.0) as i64)
             .map(|i| sim.poll(t0 + chrono::Duration::milliseconds(100 * i)))
             .collect()
+    }
+
+    #[test]
+    fn stopping_ends_the_running_jobs() {
+        let mut sim = SimulatedSource::new(config(vec![150.0, 250.0]));
+        let t0 = Utc::now();
+        let started = sim.poll(t0).events.len();
+        assert_eq!(started, 4, "one job per group of 2 of the 8 GPUs");
+        let end = t0 + chrono::Duration::seconds(3);
+        let events = sim.finish(end);
+        assert_eq!(events.len(), 4);
+        assert!(events
+            .iter()
+            .all(|e| matches!(e, Event::JobEnd { end: e, .. } if *e == end)));
+        assert!(sim.ledger().jobs.values().all(|j| j.end == Some(end)));
+        assert!(sim.finish(end).is_empty(), "only once");
     }
 
     #[test]
