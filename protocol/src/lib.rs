@@ -218,6 +218,20 @@ pub struct JobView {
     pub samples: u64,
     /// Free key/value tags.
     pub tags: BTreeMap<String, String>,
+    /// CO2e of the facility energy, kg: each hour at its grid carbon intensity (`None` where the site
+    /// has no carbon intensity configured).
+    #[serde(default)]
+    pub co2e_kg: Option<f64>,
+    /// Share of the facility energy charged an hourly carbon-intensity value (the rest: the site's
+    /// static value).
+    #[serde(default)]
+    pub carbon_series_share: f64,
+    /// Electricity cost of the facility energy at the site's price (`None` without a price).
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// Currency of `cost` (ISO 4217).
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// `GET /api/v1/jobs` answer.
@@ -248,7 +262,7 @@ pub struct JobTotals {
 }
 
 /// `POST /api/v1/sites`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewSite {
     /// Unique site name.
     pub name: String,
@@ -257,6 +271,41 @@ pub struct NewSite {
     /// PUE charged to hours without meter data (default 1.58, the papers' assumed value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_pue: Option<f64>,
+    /// Static grid carbon intensity, g CO2e per kWh (hours of the hourly series use its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Electricity price per kWh of facility energy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_kwh: Option<f64>,
+    /// ISO 4217 currency of the price (default EUR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// `PUT /api/v1/sites/{site}`: the settings to change (absent: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteSettings {
+    /// PUE charged to hours without meter data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_pue: Option<f64>,
+    /// Static grid carbon intensity, g CO2e per kWh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Electricity price per kWh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_kwh: Option<f64>,
+    /// ISO 4217 currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// One value of a site's hourly carbon-intensity series (`POST /api/v1/sites/{site}/carbon`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarbonPoint {
+    /// Start of the hour (or any time in it: values of an hour are averaged).
+    pub time: DateTime<Utc>,
+    /// g CO2e per kWh.
+    pub g_per_kwh: f64,
 }
 
 /// A site as listed.
@@ -268,6 +317,12 @@ pub struct SiteView {
     pub timezone: String,
     /// PUE charged to hours without meter data.
     pub fallback_pue: f64,
+    /// Static grid carbon intensity, g CO2e per kWh.
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Electricity price per kWh.
+    pub price_per_kwh: Option<f64>,
+    /// Currency of the price.
+    pub currency: String,
 }
 
 /// `POST /api/v1/nodes`.

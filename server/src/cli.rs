@@ -74,3 +74,50 @@ async fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
     password::check_new(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(password::hash(pw).await?)
 }
+
+/// Writes the statement `args` asks for (every job is visible here: the command line is an admin's);
+/// returns what to print.
+pub async fn statement(
+    state: &crate::state::AppState,
+    args: crate::config::StatementArgs,
+) -> anyhow::Result<String> {
+    let format = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(crate::statement::Format::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| {
+            format!(
+                "-o {}: give the file an extension (pdf, md, tex, json or csv)",
+                args.output.display()
+            )
+        })?;
+    let q = crate::routes::jobs::ListQuery {
+        user: args.user,
+        site: args.site,
+        tag: args.tag,
+        from: args.from,
+        to: args.to,
+        ..Default::default()
+    };
+    let ids = (!args.jobs.is_empty()).then_some(args.jobs);
+    let scope = crate::auth::JobScope::All;
+    let mut filter = q.filter(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
+    filter.ids = ids.clone();
+    let description = crate::routes::statements::describe(&q, ids.as_deref());
+    let st = crate::statement::gather(state, &scope, filter, description)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let body = crate::statement::render(&st, format).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(&args.output, &body)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(format!(
+        "{}: {} jobs, {:.3} kWh GPU energy, {:.3} kWh facility energy",
+        args.output.display(),
+        st.summary.jobs,
+        st.summary.it_energy_kwh,
+        st.summary.facility_energy_kwh
+    ))
+}

@@ -31,12 +31,41 @@ pub enum Command {
     Serve,
     /// Run the database migrations and exit.
     Migrate,
+    /// Write an energy statement of a set of jobs (format from the file's extension: pdf, md, tex,
+    /// json or csv).
+    Statement(StatementArgs),
     /// Manage users (make the first admin here; later ones on the admin pages too).
     User {
         /// What to do.
         #[command(subcommand)]
         action: UserAction,
     },
+}
+
+/// `wattlas-server statement ...`: the jobs list's filters, or explicit jobs.
+#[derive(Debug, Clone, Args)]
+pub struct StatementArgs {
+    /// Jobs of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Jobs with this tag, `key:value`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Jobs at this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Jobs running at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Jobs starting before this time (RFC 3339 or YYYY-MM-DD, that day included).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only these jobs (repeatable).
+    #[arg(long = "job")]
+    pub jobs: Vec<String>,
+    /// Output file; its extension picks the format.
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
 }
 
 /// `wattlas-server user ...`.

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod statement;
 
 /// The embedded migrations, run at start-up and by `wattlas-server migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -54,6 +54,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{out}");
             return Ok(());
         }
+        Some(Command::Statement(args)) => {
+            let state = AppState::new(db, cli.config);
+            println!("{}", wattlas_server::cli::statement(&state, args).await?);
+            return Ok(());
+        }
         Some(Command::Serve) | None => {}
     }
     let listener = TcpListener::bind(cli.config.bind)

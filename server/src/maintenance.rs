@@ -156,8 +156,8 @@ pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, A
     let now = Utc::now();
     for id in &ids {
         if let Some(job) = crate::db::jobs::by_id(&state.db, id).await? {
-            let view = crate::routes::jobs::job_view(state, job, now).await?;
-            crate::db::jobs::upsert_energy(&state.db, &view).await?;
+            let (view, by_hour) = crate::routes::jobs::job_view_by_hour(state, job, now).await?;
+            crate::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
         }
     }
     Ok(ids.len())

@@ -1,7 +1,9 @@
 //! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
 
+pub mod carbon;
 pub mod energy;
 pub mod facility;
 pub mod powercap;
 pub mod progress;
 pub mod pue;
+pub mod statement;

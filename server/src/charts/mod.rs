@@ -4,3 +4,4 @@ pub mod power;
 pub mod powercap;
 pub mod progress;
 pub mod pue;
+pub mod statement;

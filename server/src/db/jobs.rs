@@ -50,6 +50,8 @@ pub struct JobFilter {
     pub site: Option<String>,
     /// Tag key and value.
     pub tag: Option<(String, String)>,
+    /// Only these job ids (a statement of a paper's jobs).
+    pub ids: Option<Vec<String>>,
     /// Power cap, W (as measured: the limit most samples reported).
     pub power_cap_w: Option<f64>,
     /// Only running (true) or only finished (false) jobs.
@@ -224,6 +226,11 @@ fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
         one.insert(k.clone(), v.clone());
         qb.push("\n            and j.tags @> ").push_bind(Json(one));
     }
+    if let Some(ids) = &filter.ids {
+        qb.push("\n            and j.id = any(")
+            .push_bind(ids)
+            .push(")");
+    }
     if let Some(cap) = filter.power_cap_w {
         qb.push("\n            and j.id in (select job_id from job_energy where power_cap_w = ")
             .push_bind(cap)
@@ -364,16 +371,20 @@ pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> 
 }
 
 /// Stores a job's freshly computed view as its energy summary.
-pub async fn upsert_energy(db: &PgPool, view: &JobView) -> sqlx::Result<()> {
+pub async fn upsert_energy(
+    db: &PgPool,
+    view: &JobView,
+    it_j_by_hour: &BTreeMap<i64, f64>,
+) -> sqlx::Result<()> {
     sqlx::query(
         r#"insert into job_energy (job_id, computed_at, stale, gpu_count, gpu_hours, it_energy_kwh,
-            facility_energy_kwh, power_cap_w, summary)
-        values ($1, now(), false, $2, $3, $4, $5, $6, $7)
+            facility_energy_kwh, power_cap_w, summary, it_j_by_hour)
+        values ($1, now(), false, $2, $3, $4, $5, $6, $7, $8)
         on conflict (job_id) do update
         set computed_at = excluded.computed_at, stale = false, gpu_count = excluded.gpu_count,
             gpu_hours = excluded.gpu_hours, it_energy_kwh = excluded.it_energy_kwh,
             facility_energy_kwh = excluded.facility_energy_kwh, power_cap_w = excluded.power_cap_w,
-            summary = excluded.summary"#,
+            summary = excluded.summary, it_j_by_hour = excluded.it_j_by_hour"#,
     )
     .bind(&view.id)
     .bind(view.gpu_count as i32)
@@ -382,6 +393,7 @@ pub async fn upsert_energy(db: &PgPool, view: &JobView) -> sqlx::Result<()> {
     .bind(view.facility_energy_kwh)
     .bind(view.power_cap_w)
     .bind(Json(view))
+    .bind(Json(it_j_by_hour))
     .execute(db)
     .await?;
     Ok(())
@@ -476,4 +488,38 @@ pub async fn gpu_model(db: &PgPool, id: &str) -> sqlx::Result<Option<String>> {
     .bind(id)
     .fetch_optional(db)
     .await
+}
+
+/// The stored IT energy per UTC hour of jobs: job id -> (hour start ms -> J).
+pub async fn energy_by_hour(
+    db: &PgPool,
+    ids: &[String],
+) -> sqlx::Result<std::collections::HashMap<String, BTreeMap<i64, f64>>> {
+    let rows: Vec<(String, Json<BTreeMap<i64, f64>>)> = sqlx::query_as(
+        r#"select job_id, it_j_by_hour
+        from job_energy
+        where job_id = any($1)"#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id, h)| (id, h.0)).collect())
+}
+
+/// The model of each job's first allocated GPU.
+pub async fn gpu_models(
+    db: &PgPool,
+    ids: &[String],
+) -> sqlx::Result<std::collections::HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        r#"select distinct on (a.job_id) a.job_id, g.model
+        from job_allocations a
+        join gpus g on g.node_id = a.node_id and g.gpu_index = a.gpu_index
+        where a.job_id = any($1)
+        order by a.job_id, a.node_id, a.gpu_index"#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -15,7 +15,7 @@ pub struct Site {
 
 /// Creates a site; `None` when the name is taken.
 pub async fn create(
-    db: &PgPool,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     name: &str,
     timezone: &str,
     fallback_pue: f64,
@@ -29,7 +29,7 @@ pub async fn create(
     .bind(name)
     .bind(timezone)
     .bind(fallback_pue)
-    .fetch_optional(db)
+    .fetch_optional(&mut **tx)
     .await
 }
 
@@ -57,24 +57,66 @@ pub async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
     .await
 }
 
-/// A site with its fallback PUE, for the sites page.
+/// A site with its settings: fallback PUE, carbon intensity, price.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SiteRow {
+    /// Id.
+    pub id: i32,
     /// Name.
     pub name: String,
     /// IANA zone.
     pub timezone: String,
     /// PUE charged to hours without meter data.
     pub fallback_pue: f64,
+    /// Static grid carbon intensity, g CO2e/kWh.
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Electricity price per kWh.
+    pub price_per_kwh: Option<f64>,
+    /// ISO 4217 currency of the price.
+    pub currency: String,
 }
 
-/// All sites with their fallback PUE, by name.
+const SITE_COLUMNS: &str =
+    "select id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency\n        from sites";
+
+/// All sites with their settings, by name.
 pub async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>> {
+    sqlx::query_as(&format!("{SITE_COLUMNS}\n        order by name"))
+        .fetch_all(db)
+        .await
+}
+
+/// A site's settings by id.
+pub async fn settings(db: &PgPool, id: i32) -> sqlx::Result<Option<SiteRow>> {
+    sqlx::query_as(&format!("{SITE_COLUMNS}\n        where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Changes the settings given (others stay); `None` when there is no such site.
+pub async fn update_settings(
+    db: impl sqlx::PgExecutor<'_>,
+    name: &str,
+    fallback_pue: Option<f64>,
+    carbon_g_per_kwh: Option<f64>,
+    price_per_kwh: Option<f64>,
+    currency: Option<&str>,
+) -> sqlx::Result<Option<SiteRow>> {
     sqlx::query_as(
-        r#"select name, timezone, fallback_pue
-        from sites
-        order by name"#,
+        r#"update sites
+        set fallback_pue = coalesce($2, fallback_pue),
+            carbon_g_per_kwh = coalesce($3, carbon_g_per_kwh),
+            price_per_kwh = coalesce($4, price_per_kwh),
+            currency = coalesce($5, currency)
+        where name = $1
+        returning id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency"#,
     )
-    .fetch_all(db)
+    .bind(name)
+    .bind(fallback_pue)
+    .bind(carbon_g_per_kwh)
+    .bind(price_per_kwh)
+    .bind(currency)
+    .fetch_optional(db)
     .await
 }

@@ -222,6 +222,7 @@ pub async fn sites_create(
                 name: form.name,
                 timezone: form.timezone,
                 fallback_pue,
+                ..NewSite::default()
             },
         )
         .await?;

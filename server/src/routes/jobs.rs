@@ -24,6 +24,15 @@ pub async fn job_view(
     job: db::jobs::Job,
     now: DateTime<Utc>,
 ) -> Result<JobView, AppError> {
+    Ok(job_view_by_hour(state, job, now).await?.0)
+}
+
+/// `job_view`, with the job's IT energy per UTC hour (hour start ms -> J).
+pub async fn job_view_by_hour(
+    state: &AppState,
+    job: db::jobs::Job,
+    now: DateTime<Utc>,
+) -> Result<(JobView, BTreeMap<i64, f64>), AppError> {
     let allocated = db::jobs::allocations(&state.db, &job.id).await?;
     let nodes = db::energy::node_gpus(&allocated);
     let allocations: Vec<Allocation> = nodes
@@ -48,7 +57,8 @@ pub async fn job_view(
         db::energy::HOUR_MS,
     )
     .await?;
-    let facility = facility_energy(state, job.site_id, &job_energy.by_bucket).await?;
+    let charged = charge(state, job.site_id, &job_energy.by_bucket).await?;
+    let facility = charged.facility;
     let energy = job_energy.total;
     let gpu_count = allocated.len() as u32;
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
@@ -57,7 +67,7 @@ pub async fn job_view(
     } else {
         0.0
     };
-    Ok(JobView {
+    let view = JobView {
         running: job.end_time.is_none(),
         id: job.id,
         user: job.user_name,
@@ -83,13 +93,24 @@ pub async fn job_view(
         energy_method: energy.method(),
         samples: energy.samples,
         tags: job.tags.0,
-    })
+        co2e_kg: charged.carbon.co2e_g.map(|g| g / 1000.0),
+        carbon_series_share: charged.carbon.series_share,
+        cost: charged
+            .site
+            .price_per_kwh
+            .map(|p| p * facility.facility_j / 3.6e6),
+        currency: charged
+            .site
+            .price_per_kwh
+            .map(|_| charged.site.currency.clone()),
+    };
+    Ok((view, job_energy.by_bucket))
 }
 
 /// A job's view computed now, and stored as its energy summary for the jobs list.
 pub async fn computed_view(state: &AppState, job: db::jobs::Job) -> Result<JobView, AppError> {
-    let view = job_view(state, job, Utc::now()).await?;
-    db::jobs::upsert_energy(&state.db, &view).await?;
+    let (view, by_hour) = job_view_by_hour(state, job, Utc::now()).await?;
+    db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
     Ok(view)
 }
 
@@ -119,36 +140,44 @@ pub async fn listed_views(
     Ok(out)
 }
 
-/// Charges each UTC hour of IT energy the site's energy-weighted PUE of that hour.
-async fn facility_energy(
+/// A job's IT energy charged hour by hour: facility energy at each hour's PUE, and carbon at each
+/// hour's intensity; with the site's settings.
+struct Charged {
+    facility: crate::analytics::facility::FacilityEnergy,
+    carbon: crate::analytics::carbon::Carbon,
+    site: db::sites::SiteRow,
+}
+
+/// Charges each UTC hour of IT energy the site's energy-weighted PUE and carbon intensity of that hour.
+async fn charge(
     state: &AppState,
     site_id: i32,
     it_by_hour: &BTreeMap<i64, f64>,
-) -> Result<crate::analytics::facility::FacilityEnergy, AppError> {
-    let fallback = db::facility::fallback_pue(&state.db, site_id).await?;
-    let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back())
-    else {
-        return Ok(crate::analytics::facility::facility_energy(
+) -> Result<Charged, AppError> {
+    let site = db::sites::settings(&state.db, site_id)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("site {site_id} vanished")))?;
+    let (mut pue, mut ci) = (BTreeMap::new(), BTreeMap::new());
+    if let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back()) {
+        let (from, to) = (db::ts(*first), db::ts(*last + db::energy::HOUR_MS));
+        pue = db::facility::hourly(&state.db, site_id, from, to, db::ts(0))
+            .await?
+            .iter()
+            .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
+            .collect();
+        ci = db::carbon::hourly(&state.db, site_id, from, to).await?;
+    }
+    Ok(Charged {
+        facility: crate::analytics::facility::facility_energy(it_by_hour, &pue, site.fallback_pue),
+        carbon: crate::analytics::carbon::carbon(
             it_by_hour,
-            &BTreeMap::new(),
-            fallback,
-        ));
-    };
-    let hours = db::facility::hourly(
-        &state.db,
-        site_id,
-        db::ts(*first),
-        db::ts(*last + 3_600_000),
-        db::ts(0),
-    )
-    .await?;
-    let pue: BTreeMap<i64, f64> = hours
-        .iter()
-        .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
-        .collect();
-    Ok(crate::analytics::facility::facility_energy(
-        it_by_hour, &pue, fallback,
-    ))
+            &pue,
+            site.fallback_pue,
+            &ci,
+            site.carbon_g_per_kwh,
+        ),
+        site,
+    })
 }
 
 fn check_job_fields(job: &NewJob) -> Result<(), AppError> {
@@ -429,7 +458,7 @@ fn parse_time(
 }
 
 impl ListQuery {
-    fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter, AppError> {
+    pub fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter, AppError> {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         let tag = match nonempty(&self.tag) {
             Some(t) => {
@@ -464,6 +493,7 @@ impl ListQuery {
         };
         Ok(db::jobs::JobFilter {
             owner: scope.owner(),
+            ids: None,
             power_cap_w: cap,
             user: nonempty(&self.user),
             site: nonempty(&self.site),
@@ -651,6 +681,8 @@ pub struct ListPage {
     pub next: Option<String>,
     /// Link to the CSV export of the filtered set.
     pub csv: String,
+    /// Link to the energy statement of the filtered set (append the format).
+    pub statement: String,
     /// Sums over the filtered set.
     pub totals: wattlas_protocol::JobTotals,
 }
@@ -744,6 +776,7 @@ pub async fn list_page(
     let prev = (offset > 0).then(|| page_link(&q, (offset - limit).max(0)));
     let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
     let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
+    let statement = page_link(&q, 0).replacen("/jobs?", "/statement?", 1);
     let page = ListPage {
         nav: viewer.nav(),
         rows,
@@ -753,6 +786,7 @@ pub async fn list_page(
         prev,
         next,
         csv,
+        statement,
     };
     Ok(Html(
         page.render()

@@ -12,6 +12,7 @@ pub mod powercap;
 pub mod progress;
 pub mod pue;
 pub mod sites;
+pub mod statements;
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub fn router(state: AppState) -> Router {
             post(progress::post).get(progress::get),
         )
         .route("/sites", post(sites::create).get(sites::list))
+        .route("/sites/{site}", axum::routing::put(sites::update))
+        .route("/sites/{site}/carbon", post(sites::carbon_ingest))
         .route("/nodes", post(nodes::create).get(nodes::list))
         .route("/meters", post(facility::create).get(facility::list))
         .route("/ingest/facility", post(facility::ingest))
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
         .route("/me", get(account::me))
+        .route("/statement", get(statements::api))
         .route(
             "/users",
             get(admin::users_api).post(admin::users_api_create),
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/{chart}", get(jobs::gpu_chart))
         .route("/jobs/{id}/progress/{metric}", get(progress::chart))
         .route("/sites", get(sites::list_page))
+        .route("/statement", get(statements::page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
         .layer(axum::middleware::from_fn_with_state(

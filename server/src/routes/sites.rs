@@ -3,14 +3,16 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::Html;
-use wattlas_protocol::{NewSite, SiteView};
+use chrono::{DateTime, Utc};
+use wattlas_protocol::{CarbonPoint, NewSite, SiteSettings, SiteView};
 
 use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{AppError, PageError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Path};
 use crate::state::AppState;
 
 /// Creates a site (admin).
@@ -26,6 +28,50 @@ pub async fn create(
     ))
 }
 
+/// Checks settings a site is created or updated with.
+fn check_settings(s: &SiteSettings) -> Result<(), AppError> {
+    if let Some(p) = s.fallback_pue {
+        if !p.is_finite() || !(1.0..=10.0).contains(&p) {
+            return Err(AppError::bad_request(format!(
+                "fallback_pue: {p} is outside 1..10"
+            )));
+        }
+    }
+    if let Some(g) = s.carbon_g_per_kwh {
+        if !g.is_finite() || !(0.0..=5000.0).contains(&g) {
+            return Err(AppError::bad_request(format!(
+                "carbon_g_per_kwh: {g} is outside 0..5000"
+            )));
+        }
+    }
+    if let Some(p) = s.price_per_kwh {
+        if !p.is_finite() || !(0.0..=100.0).contains(&p) {
+            return Err(AppError::bad_request(format!(
+                "price_per_kwh: {p} is outside 0..100"
+            )));
+        }
+    }
+    if let Some(c) = &s.currency {
+        if c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(AppError::bad_request(format!(
+                "currency: '{c}' is not an ISO 4217 code like EUR"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn site_view(row: db::sites::SiteRow) -> SiteView {
+    SiteView {
+        name: row.name,
+        timezone: row.timezone,
+        fallback_pue: row.fallback_pue,
+        carbon_g_per_kwh: row.carbon_g_per_kwh,
+        price_per_kwh: row.price_per_kwh,
+        currency: row.currency,
+    }
+}
+
 /// Validates and stores a new site (the API and the admin page).
 pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView, AppError> {
     if site.name.trim().is_empty() || site.name.len() > 100 {
@@ -37,20 +83,56 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView, A
             site.timezone
         )));
     }
-    let fallback_pue = site.fallback_pue.unwrap_or(1.58);
-    if !fallback_pue.is_finite() || !(1.0..=10.0).contains(&fallback_pue) {
-        return Err(AppError::bad_request(format!(
-            "fallback_pue: {fallback_pue} is outside 1..10"
-        )));
-    }
-    let created = db::sites::create(&state.db, &site.name, &site.timezone, fallback_pue)
-        .await?
-        .ok_or_else(|| AppError::conflict(format!("name: site '{}' exists", site.name)))?;
-    Ok(SiteView {
-        name: created.name,
-        timezone: created.timezone,
-        fallback_pue,
-    })
+    let settings = SiteSettings {
+        fallback_pue: site.fallback_pue,
+        carbon_g_per_kwh: site.carbon_g_per_kwh,
+        price_per_kwh: site.price_per_kwh,
+        currency: site.currency.clone(),
+    };
+    check_settings(&settings)?;
+    let mut tx = state.db.begin().await?;
+    let created = db::sites::create(
+        &mut tx,
+        &site.name,
+        &site.timezone,
+        site.fallback_pue.unwrap_or(1.58),
+    )
+    .await?
+    .ok_or_else(|| AppError::conflict(format!("name: site '{}' exists", site.name)))?;
+    let row = db::sites::update_settings(
+        &mut *tx,
+        &created.name,
+        None,
+        settings.carbon_g_per_kwh,
+        settings.price_per_kwh,
+        settings.currency.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| AppError::Internal("site vanished".into()))?;
+    tx.commit().await?;
+    Ok(site_view(row))
+}
+
+/// `PUT /api/v1/sites/{site}` (admin): fallback PUE, carbon intensity, price, currency.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    ApiJson(settings): ApiJson<SiteSettings>,
+) -> Result<axum::Json<SiteView>, AppError> {
+    caller.require_admin()?;
+    check_settings(&settings)?;
+    let row = db::sites::update_settings(
+        &state.db,
+        &site,
+        settings.fallback_pue,
+        settings.carbon_g_per_kwh,
+        settings.price_per_kwh,
+        settings.currency.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
+    Ok(axum::Json(site_view(row)))
 }
 
 /// Lists sites (people, any role).
@@ -60,15 +142,83 @@ pub async fn list(
 ) -> Result<axum::Json<Vec<SiteView>>, AppError> {
     caller.require_person()?;
     let sites = db::sites::list_with_fallback(&state.db).await?;
+    Ok(axum::Json(sites.into_iter().map(site_view).collect()))
+}
+
+/// Parses a carbon-intensity CSV (`time,g_per_kwh`, RFC 3339 times; a header line is optional),
+/// naming the line and field of the first fault.
+pub fn parse_carbon_csv(text: &str) -> Result<Vec<CarbonPoint>, AppError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.starts_with("time")) {
+            continue;
+        }
+        let (time, g) = line.split_once(',').ok_or_else(|| {
+            AppError::bad_request(format!("line {line_no}: expected time,g_per_kwh"))
+        })?;
+        let time = DateTime::parse_from_rfc3339(time.trim())
+            .map_err(|_| {
+                AppError::bad_request(format!(
+                    "line {line_no}, time: '{}' is not an RFC 3339 time",
+                    time.trim()
+                ))
+            })?
+            .with_timezone(&Utc);
+        let g_per_kwh = g.trim().parse::<f64>().map_err(|_| {
+            AppError::bad_request(format!(
+                "line {line_no}, g_per_kwh: '{}' is not a number",
+                g.trim()
+            ))
+        })?;
+        out.push(CarbonPoint { time, g_per_kwh });
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/sites/{site}/carbon` (admin): the hourly carbon-intensity series, as JSON
+/// `[{"time","g_per_kwh"}]` or CSV (`Content-Type: text/csv`, `time,g_per_kwh`); stored whole or not
+/// at all.
+pub async fn carbon_ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
+    caller.require_admin()?;
+    let site_row = db::sites::by_name(&state.db, &site)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("");
+    let points = if content_type.starts_with("text/csv") {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| AppError::bad_request("body: CSV must be UTF-8"))?;
+        parse_carbon_csv(text)?
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice::<Vec<CarbonPoint>>(&body)
+            .map_err(|e| AppError::bad_request(format!("body: {e}")))?
+    } else {
+        return Err(AppError::Client(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected content-type application/json or text/csv".into(),
+        ));
+    };
+    for (i, p) in points.iter().enumerate() {
+        if !p.g_per_kwh.is_finite() || !(0.0..=5000.0).contains(&p.g_per_kwh) {
+            return Err(AppError::bad_request(format!(
+                "[{i}].g_per_kwh: {} is outside 0..5000",
+                p.g_per_kwh
+            )));
+        }
+    }
+    let stored = db::carbon::upsert(&state.db, site_row.id, &points).await?;
     Ok(axum::Json(
-        sites
-            .into_iter()
-            .map(|s| SiteView {
-                name: s.name,
-                timezone: s.timezone,
-                fallback_pue: s.fallback_pue,
-            })
-            .collect(),
+        serde_json::json!({ "points": points.len(), "stored": stored }),
     ))
 }
 

@@ -1,0 +1,553 @@
+//! Energy statements (the first paper's closing "Energy Statement"; the second paper's call to report
+//! energy, carbon and cost): totals of a set of jobs from their measured energy, what caps and timing
+//! saved, how every number was obtained, and a paragraph to paste into a paper.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use wattlas_protocol::{EnergyMethod, JobView};
+
+/// One job as a statement sees it.
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    /// The job's view (its stored energy summary).
+    pub view: JobView,
+    /// IT energy per UTC hour: hour start (ms) -> J.
+    pub it_j_by_hour: BTreeMap<i64, f64>,
+    /// GPU model, where known.
+    pub gpu_model: Option<String>,
+    /// In its workload's power-cap comparison, the energy at the job's cap as % of the highest cap's.
+    pub cap_rel_energy_pct: Option<f64>,
+}
+
+/// One site as a statement sees it.
+#[derive(Debug, Clone)]
+pub struct SiteInput {
+    /// Time zone.
+    pub tz: Tz,
+    /// Energy-weighted PUE of each measured hour around the statement's jobs: hour start (ms) -> PUE.
+    pub pue_by_hour: BTreeMap<i64, f64>,
+    /// The PUE charged to hours without meter data.
+    pub fallback_pue: f64,
+    /// Meters: (name, ISO/IEC 30134-2 category).
+    pub meters: Vec<(String, String)>,
+    /// Static grid carbon intensity, g/kWh.
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Whether the site has an hourly carbon-intensity series.
+    pub carbon_series: bool,
+}
+
+/// A statement: totals, savings, method, paragraph, and the jobs behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    /// What it covers, in words (the filter).
+    pub scope: String,
+    /// When it was made.
+    pub generated_at: DateTime<Utc>,
+    /// Totals.
+    pub summary: Summary,
+    /// Per site.
+    pub sites: Vec<SiteLine>,
+    /// Per power cap: (W, jobs, IT kWh); `None`: cap unknown.
+    pub caps: Vec<(Option<f64>, u64, f64)>,
+    /// Per GPU model: (model, jobs).
+    pub gpu_models: Vec<(String, u64)>,
+    /// IT kWh per UTC day.
+    pub by_day: Vec<(NaiveDate, f64)>,
+    /// How the numbers were obtained.
+    pub method: Vec<String>,
+    /// The paragraph, in the first paper's style.
+    pub paragraph: String,
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+}
+
+/// The totals of a statement.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Jobs.
+    pub jobs: u64,
+    /// First start.
+    pub from: Option<DateTime<Utc>>,
+    /// Last end (or now, for running jobs).
+    pub to: Option<DateTime<Utc>>,
+    /// GPU-hours.
+    pub gpu_hours: f64,
+    /// IT (GPU) energy, kWh.
+    pub it_energy_kwh: f64,
+    /// Facility energy, kWh.
+    pub facility_energy_kwh: f64,
+    /// Facility / IT.
+    pub pue: Option<f64>,
+    /// Share of IT energy charged a configured (not measured) PUE.
+    pub pue_fallback_share: f64,
+    /// CO2e, kg (of the jobs whose site has a carbon intensity).
+    pub co2e_kg: Option<f64>,
+    /// Share of facility energy whose carbon is known.
+    pub co2e_coverage: f64,
+    /// Cost, per currency.
+    pub cost: BTreeMap<String, f64>,
+    /// Share of IT energy drawn in hours whose PUE was below its site's mean for that month.
+    pub low_pue_share: Option<f64>,
+    /// IT energy saved by caps below the highest cap of each workload's comparison, kWh.
+    pub cap_saving_kwh: f64,
+    /// Facility energy saved against each site's mean PUE over the period, kWh (negative: lost).
+    pub timing_saving_kwh: f64,
+    /// Energy-weighted coverage of the GPUs' time by samples.
+    pub coverage: f64,
+}
+
+/// One site's part.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteLine {
+    /// Site.
+    pub site: String,
+    /// Jobs.
+    pub jobs: u64,
+    /// IT kWh.
+    pub it_energy_kwh: f64,
+    /// Facility kWh.
+    pub facility_energy_kwh: f64,
+    /// Mean PUE over the period's measured hours.
+    pub mean_pue: Option<f64>,
+}
+
+/// A site's mean PUE per local (year, month), and over the whole period.
+type SitePueMeans = (BTreeMap<(i32, u32), f64>, Option<f64>);
+
+fn fmt_kwh(kwh: f64) -> String {
+    if kwh >= 100.0 {
+        format!("{kwh:.0} kWh")
+    } else if kwh >= 1.0 {
+        format!("{kwh:.1} kWh")
+    } else {
+        format!("{kwh:.3} kWh")
+    }
+}
+
+/// Joins words: "a", "a and b", "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Builds a statement from its jobs and their sites (by name).
+pub fn build(
+    scope: String,
+    jobs: Vec<JobInput>,
+    sites: &BTreeMap<String, SiteInput>,
+    now: DateTime<Utc>,
+) -> Statement {
+    let mut s = Summary {
+        jobs: jobs.len() as u64,
+        ..Summary::default()
+    };
+    let (mut fallback_j, mut co2e_g, mut co2e_known_j) = (0.0, 0.0, 0.0);
+    let (mut low_j, mut classified_j, mut covered_weighted) = (0.0, 0.0, 0.0);
+    let mut per_site: BTreeMap<String, SiteLine> = BTreeMap::new();
+    let mut caps: BTreeMap<Option<i64>, (u64, f64)> = BTreeMap::new();
+    let mut models: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
+    let mut methods: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let (mut samples, mut gpu_seconds_covered) = (0u64, 0.0);
+    // Per site: the mean PUE of each local month of the measured hours, and of the whole period.
+    let month_means: BTreeMap<&str, SitePueMeans> = sites
+        .iter()
+        .map(|(name, site)| {
+            let mut sums: BTreeMap<(i32, u32), (f64, u32)> = BTreeMap::new();
+            for (&h, &pue) in &site.pue_by_hour {
+                let local = site
+                    .tz
+                    .timestamp_millis_opt(h)
+                    .single()
+                    .map(|t| (t.year(), t.month()));
+                if let Some(key) = local {
+                    let e = sums.entry(key).or_default();
+                    e.0 += pue;
+                    e.1 += 1;
+                }
+            }
+            let n: u32 = sums.values().map(|v| v.1).sum();
+            let total: f64 = sums.values().map(|v| v.0).sum();
+            let means = sums
+                .into_iter()
+                .map(|(k, (sum, n))| (k, sum / f64::from(n)))
+                .collect();
+            (
+                name.as_str(),
+                (means, (n > 0).then(|| total / f64::from(n))),
+            )
+        })
+        .collect();
+
+    for job in &jobs {
+        let v = &job.view;
+        let it_kwh = v.it_energy_kwh;
+        s.gpu_hours += f64::from(v.gpu_count) * v.duration_s / 3600.0;
+        s.it_energy_kwh += it_kwh;
+        s.facility_energy_kwh += v.facility_energy_kwh;
+        fallback_j += v.pue_fallback_share * it_kwh;
+        if let Some(kg) = v.co2e_kg {
+            co2e_g += kg * 1000.0;
+            co2e_known_j += v.facility_energy_kwh;
+        }
+        if let (Some(cost), Some(cur)) = (v.cost, &v.currency) {
+            *s.cost.entry(cur.clone()).or_default() += cost;
+        }
+        covered_weighted += v.coverage * it_kwh;
+        samples += v.samples;
+        gpu_seconds_covered += v.coverage * f64::from(v.gpu_count) * v.duration_s;
+        *methods
+            .entry(match v.energy_method {
+                EnergyMethod::Counter => "the NVML energy counter",
+                EnergyMethod::Integrated => "power integrated over time",
+                EnergyMethod::Mixed => "the counter where GPUs had one, integrated power elsewhere",
+                EnergyMethod::None => "no samples",
+            })
+            .or_default() += 1;
+        let end = v.end.unwrap_or(now);
+        s.from = Some(s.from.map_or(v.start, |f| f.min(v.start)));
+        s.to = Some(s.to.map_or(end, |t| t.max(end)));
+        let line = per_site.entry(v.site.clone()).or_insert_with(|| SiteLine {
+            site: v.site.clone(),
+            jobs: 0,
+            it_energy_kwh: 0.0,
+            facility_energy_kwh: 0.0,
+            mean_pue: month_means.get(v.site.as_str()).and_then(|m| m.1),
+        });
+        line.jobs += 1;
+        line.it_energy_kwh += it_kwh;
+        line.facility_energy_kwh += v.facility_energy_kwh;
+        let cap = caps
+            .entry(v.power_cap_w.map(|w| w.round() as i64))
+            .or_default();
+        cap.0 += 1;
+        cap.1 += it_kwh;
+        *models
+            .entry(
+                job.gpu_model
+                    .clone()
+                    .unwrap_or_else(|| "unknown GPU".to_owned()),
+            )
+            .or_default() += 1;
+        if let Some(rel) = job.cap_rel_energy_pct.filter(|r| *r > 0.0 && *r < 100.0) {
+            s.cap_saving_kwh += it_kwh * (100.0 / rel - 1.0);
+        }
+        // Hours: the day chart; low-PUE hours; the saving against the site's mean PUE.
+        let site = sites.get(&v.site);
+        let means = month_means.get(v.site.as_str());
+        for (&hour, &j) in &job.it_j_by_hour {
+            if let Some(t) = Utc.timestamp_millis_opt(hour).single() {
+                *by_day.entry(t.date_naive()).or_default() += j / 3.6e6;
+            }
+            let (Some(site), Some((months, Some(mean)))) = (site, means) else {
+                continue;
+            };
+            let Some(&pue) = site.pue_by_hour.get(&hour) else {
+                continue;
+            };
+            s.timing_saving_kwh += j / 3.6e6 * (mean - pue);
+            let month = site
+                .tz
+                .timestamp_millis_opt(hour)
+                .single()
+                .and_then(|t| months.get(&(t.year(), t.month())));
+            if let Some(month_mean) = month {
+                classified_j += j;
+                if pue < *month_mean {
+                    low_j += j;
+                }
+            }
+        }
+    }
+    if s.it_energy_kwh > 0.0 {
+        s.pue = Some(s.facility_energy_kwh / s.it_energy_kwh);
+        s.pue_fallback_share = fallback_j / s.it_energy_kwh;
+        s.coverage = covered_weighted / s.it_energy_kwh;
+    }
+    if co2e_known_j > 0.0 {
+        s.co2e_kg = Some(co2e_g / 1000.0);
+        s.co2e_coverage = co2e_known_j / s.facility_energy_kwh.max(f64::MIN_POSITIVE);
+    }
+    if classified_j > 0.0 {
+        s.low_pue_share = Some(low_j / classified_j);
+    }
+
+    let method = method_lines(&s, sites, &jobs, samples, gpu_seconds_covered, &methods);
+    let mut statement = Statement {
+        scope,
+        generated_at: now,
+        sites: per_site.into_values().collect(),
+        caps: caps
+            .into_iter()
+            .map(|(w, (n, kwh))| (w.map(|w| w as f64), n, kwh))
+            .collect(),
+        gpu_models: models.into_iter().collect(),
+        by_day: by_day.into_iter().collect(),
+        method,
+        paragraph: String::new(),
+        jobs: jobs.into_iter().map(|j| j.view).collect(),
+        summary: s,
+    };
+    statement.paragraph = paragraph(&statement);
+    statement
+}
+
+fn method_lines(
+    s: &Summary,
+    sites: &BTreeMap<String, SiteInput>,
+    jobs: &[JobInput],
+    samples: u64,
+    gpu_seconds_covered: f64,
+    methods: &BTreeMap<&'static str, u64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if samples > 0 {
+        out.push(format!(
+            "Sampling: every GPU was read through NVML about every {:.0} ms ({samples} samples over {:.1} GPU-hours covered).",
+            gpu_seconds_covered * 1000.0 / samples as f64,
+            gpu_seconds_covered / 3600.0
+        ));
+    }
+    let m: Vec<String> = methods
+        .iter()
+        .map(|(how, n)| format!("{how} ({n} job{})", if *n == 1 { "" } else { "s" }))
+        .collect();
+    out.push(format!(
+        "GPU energy: the allocated GPUs' energy between each job's start and end, from {}.",
+        and_list(&m)
+    ));
+    out.push(format!(
+        "Coverage: samples covered {:.1} % of the jobs' GPU time (energy-weighted); gaps longer than the integration limit count as uncovered, not estimated.",
+        s.coverage * 100.0
+    ));
+    let used: Vec<&String> = {
+        let mut v: Vec<&String> = jobs.iter().map(|j| &j.view.site).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for name in used {
+        let Some(site) = sites.get(name) else {
+            continue;
+        };
+        let meters = if site.meters.is_empty() {
+            "no meters".to_owned()
+        } else {
+            and_list(
+                &site
+                    .meters
+                    .iter()
+                    .map(|(n, c)| format!("{n} ({c})"))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let carbon = match (site.carbon_series, site.carbon_g_per_kwh) {
+            (true, Some(g)) => format!(
+                "an hourly grid carbon-intensity series, {g:.0} g CO2e/kWh in hours it lacks"
+            ),
+            (true, None) => "an hourly grid carbon-intensity series".to_owned(),
+            (false, Some(g)) => format!("a static grid carbon intensity of {g:.0} g CO2e/kWh"),
+            (false, None) => "no carbon intensity configured".to_owned(),
+        };
+        out.push(format!(
+            "Site {name}: PUE = (facility energy) / (IT energy) measured hourly by {meters} (ISO/IEC 30134-2 category); hours without meter data are charged {:.2}; carbon from {carbon}.",
+            site.fallback_pue
+        ));
+    }
+    out.push(format!(
+        "Facility energy: each hour of GPU energy times that hour's energy-weighted PUE; {:.1} % of the GPU energy fell in hours without meter data.",
+        s.pue_fallback_share * 100.0
+    ));
+    out.push("Savings: caps against the highest cap in each workload's power-cap comparison (energy of the job at the highest cap estimated from the comparison's measured ratio); timing against each site's mean PUE over the period. Low-PUE hours: hours whose PUE was below their site's mean for that month.".to_owned());
+    out
+}
+
+/// The statement as one paragraph, in the style of the first paper's Energy Statement.
+pub fn paragraph(st: &Statement) -> String {
+    let s = &st.summary;
+    let mut p = format!(
+        "The experiments in this work consumed a total of {} of GPU energy in {} job{} ({:.1} GPU-hours",
+        fmt_kwh(s.it_energy_kwh),
+        s.jobs,
+        if s.jobs == 1 { "" } else { "s" },
+        s.gpu_hours
+    );
+    let models: Vec<String> = st
+        .gpu_models
+        .iter()
+        .map(|(m, n)| format!("{m} ({n})"))
+        .collect();
+    if !models.is_empty() {
+        p.push_str(&format!(" on {}", and_list(&models)));
+    }
+    p.push(')');
+    if let Some(pue) = s.pue {
+        p.push_str(&format!(
+            ", and {} including the data center's overhead at a measured PUE of {pue:.2}",
+            fmt_kwh(s.facility_energy_kwh)
+        ));
+    }
+    p.push('.');
+    if let [site] = st.sites.as_slice() {
+        p.push_str(&format!(" All of it ran at {}.", site.site));
+    } else if let Some(top) = st
+        .sites
+        .iter()
+        .max_by(|a, b| a.it_energy_kwh.total_cmp(&b.it_energy_kwh))
+    {
+        p.push_str(&format!(
+            " Most of it ({}) ran at {}.",
+            fmt_kwh(top.it_energy_kwh),
+            top.site
+        ));
+    }
+    if let Some(kg) = s.co2e_kg {
+        let amount = if kg >= 1.0 {
+            format!("{kg:.1} kg")
+        } else {
+            format!("{:.1} g", kg * 1000.0)
+        };
+        p.push_str(&format!(" This amounts to an estimated {amount} CO2e"));
+        if s.co2e_coverage < 0.999 {
+            p.push_str(&format!(
+                " (for the {:.0} % of the energy whose grid carbon intensity is known)",
+                s.co2e_coverage * 100.0
+            ));
+        }
+        let costs: Vec<String> = s
+            .cost
+            .iter()
+            .map(|(cur, c)| format!("{c:.2} {cur}"))
+            .collect();
+        if !costs.is_empty() {
+            p.push_str(&format!(" and {} of electricity", and_list(&costs)));
+        }
+        p.push('.');
+    }
+    let capped: Vec<String> = st
+        .caps
+        .iter()
+        .filter_map(|(w, _, _)| w.map(|w| format!("{w:.0} W")))
+        .collect();
+    if s.cap_saving_kwh > 0.0 {
+        p.push_str(&format!(
+            " To minimize energy consumption, GPUs ran under power caps ({}), which saved an estimated {} against the highest caps of the same workloads",
+            and_list(&capped),
+            fmt_kwh(s.cap_saving_kwh)
+        ));
+        p.push_str(if s.timing_saving_kwh > 0.0 {
+            "; and"
+        } else {
+            "."
+        });
+    } else if s.timing_saving_kwh > 0.0 {
+        p.push_str(" To minimize energy consumption,");
+    }
+    if s.timing_saving_kwh > 0.0 {
+        p.push_str(&format!(
+            " {} of the GPU energy was drawn in hours of below-average PUE, saving {} of facility energy against the sites' mean PUE.",
+            s.low_pue_share
+                .map_or("part".to_owned(), |l| format!("{:.0} %", l * 100.0)),
+            fmt_kwh(s.timing_saving_kwh)
+        ));
+    }
+    p.push_str(
+        " Energy was measured by Wattlas from NVML readings of every GPU about every 100 ms.",
+    );
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
+        JobView {
+            id: id.into(),
+            user: "ann".into(),
+            name: "run".into(),
+            site: site.into(),
+            start: Utc.timestamp_millis_opt(0).single().expect("t"),
+            end: Some(Utc.timestamp_millis_opt(2 * H).single().expect("t")),
+            running: false,
+            duration_s: 7200.0,
+            gpu_count: 2,
+            allocations: Vec::new(),
+            it_energy_kwh: it_kwh,
+            facility_energy_kwh: it_kwh * pue,
+            pue: Some(pue),
+            pue_fallback_share: 0.0,
+            avg_power_w: 0.0,
+            power_cap_w: Some(cap),
+            coverage: 1.0,
+            energy_method: EnergyMethod::Counter,
+            samples: 144_000,
+            tags: BTreeMap::new(),
+            co2e_kg: Some(it_kwh * pue * 0.3),
+            carbon_series_share: 0.0,
+            cost: Some(it_kwh * pue * 0.2),
+            currency: Some("EUR".into()),
+        }
+    }
+
+    #[test]
+    fn totals_savings_and_the_paragraph() {
+        // Two hours of 1 kWh each per job; the site's hours have PUE 1.2 then 1.4 (mean 1.3).
+        let hours: BTreeMap<i64, f64> = [(0, 3.6e6), (H, 3.6e6)].into();
+        let site = SiteInput {
+            tz: chrono_tz::UTC,
+            pue_by_hour: [(0, 1.2), (H, 1.4)].into(),
+            fallback_pue: 1.58,
+            meters: vec![("main".into(), "PUE2".into())],
+            carbon_g_per_kwh: Some(300.0),
+            carbon_series: false,
+        };
+        let jobs = vec![
+            JobInput {
+                view: view("a", "dc", 2.0, 1.3, 150.0),
+                it_j_by_hour: hours.clone(),
+                gpu_model: Some("V100".into()),
+                // At 150 W the workload used 80 % of the energy of the highest cap.
+                cap_rel_energy_pct: Some(80.0),
+            },
+            JobInput {
+                view: view("b", "dc", 2.0, 1.3, 250.0),
+                it_j_by_hour: hours,
+                gpu_model: Some("V100".into()),
+                cap_rel_energy_pct: Some(100.0),
+            },
+        ];
+        let sites = BTreeMap::from([("dc".to_owned(), site)]);
+        let st = build("all jobs".into(), jobs, &sites, Utc::now());
+        let s = &st.summary;
+        assert_eq!(s.jobs, 2);
+        assert!((s.it_energy_kwh - 4.0).abs() < 1e-12);
+        assert!((s.facility_energy_kwh - 5.2).abs() < 1e-12);
+        assert!((s.gpu_hours - 8.0).abs() < 1e-12);
+        // Job a: 2 kWh at 80 % -> 2.5 kWh at the highest cap: 0.5 kWh saved.
+        assert!((s.cap_saving_kwh - 0.5).abs() < 1e-12);
+        // Each job: 1 kWh at 1.2 (saves 0.1 vs 1.3) and 1 kWh at 1.4 (loses 0.1): 0 in all.
+        assert!(s.timing_saving_kwh.abs() < 1e-12);
+        assert_eq!(s.low_pue_share, Some(0.5));
+        assert!((s.co2e_kg.expect("co2e") - 5.2 * 0.3).abs() < 1e-12);
+        assert!((s.cost["EUR"] - 5.2 * 0.2).abs() < 1e-12);
+        assert_eq!(st.by_day.len(), 1);
+        assert!(st
+            .paragraph
+            .starts_with("The experiments in this work consumed a total of 4.0 kWh of GPU energy in 2 jobs (8.0 GPU-hours on V100 (2)), and 5.2 kWh including the data center's overhead at a measured PUE of 1.30."));
+        assert!(
+            st.paragraph.contains("saved an estimated 0.500 kWh"),
+            "{}",
+            st.paragraph
+        );
+        assert!(st.method.iter().any(|m| m.contains("main (PUE2)")));
+    }
+}

@@ -1,0 +1,113 @@
+//! Energy statements over HTTP: `GET /api/v1/statement` and `GET /statement` (signed in), with the
+//! jobs list's filters or explicit job ids, in `format=pdf|md|tex|json|csv`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::jobs::ListQuery;
+use crate::auth::session::Viewer;
+use crate::auth::{Caller, JobScope};
+use crate::error::{AppError, PageError};
+use crate::extract::Query;
+use crate::state::AppState;
+use crate::statement::{self, Format};
+
+/// What a statement adds to the jobs list's query.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StatementQuery {
+    /// Explicit job ids, comma-separated (e.g. all the jobs of a paper).
+    pub jobs: Option<String>,
+    /// pdf (default), md, tex, json or csv.
+    pub format: Option<String>,
+}
+
+/// The filter's description in words, for the statement's subtitle.
+pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
+    let mut parts = Vec::new();
+    match ids {
+        Some([one]) => parts.push(format!("job {one}")),
+        Some(ids) => parts.push(format!("{} listed jobs", ids.len())),
+        None => parts.push("jobs".to_owned()),
+    }
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    if let Some(u) = nonempty(&q.user) {
+        parts.push(format!("of user {u}"));
+    }
+    if let Some(s) = nonempty(&q.site) {
+        parts.push(format!("at site {s}"));
+    }
+    if let Some(t) = nonempty(&q.tag) {
+        parts.push(format!("tagged {t}"));
+    }
+    if let Some(c) = nonempty(&q.cap) {
+        parts.push(format!("capped at {c} W"));
+    }
+    if let Some(f) = nonempty(&q.from) {
+        parts.push(format!("from {f}"));
+    }
+    if let Some(t) = nonempty(&q.to) {
+        parts.push(format!("to {t}"));
+    }
+    match q.state.as_deref() {
+        Some("running") => parts.push("(running)".to_owned()),
+        Some("finished") => parts.push("(finished)".to_owned()),
+        _ => {}
+    }
+    parts.join(" ")
+}
+
+/// Builds and renders a statement as `scope` may see it.
+pub async fn statement_response(
+    state: &AppState,
+    scope: &JobScope,
+    q: &ListQuery,
+    sq: &StatementQuery,
+) -> Result<Response, AppError> {
+    let format = Format::parse(sq.format.as_deref().unwrap_or("pdf"))?;
+    let ids: Option<Vec<String>> = sq.jobs.as_deref().filter(|j| !j.is_empty()).map(|j| {
+        j.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let mut filter = q.filter(scope)?;
+    filter.ids = ids.clone();
+    let st = statement::gather(state, scope, filter, describe(q, ids.as_deref())).await?;
+    let body = statement::render(&st, format)?;
+    let (mime, ext) = format.content();
+    let disposition = if format == Format::Pdf {
+        format!("inline; filename=\"wattlas-energy-statement.{ext}\"")
+    } else {
+        format!("attachment; filename=\"wattlas-energy-statement.{ext}\"")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/statement`.
+pub async fn api(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+    Query(sq): Query<StatementQuery>,
+) -> Result<Response, AppError> {
+    statement_response(&state, &caller.job_scope()?, &q, &sq).await
+}
+
+/// `GET /statement`: the same for a signed-in browser (links on the jobs list and job pages).
+pub async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+    Query(sq): Query<StatementQuery>,
+) -> Result<Response, PageError> {
+    Ok(statement_response(&state, &viewer.job_scope(), &q, &sq).await?)
+}

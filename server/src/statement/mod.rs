@@ -1,0 +1,448 @@
+//! Energy statements of a set of jobs: gathered from the stored job energy, the sites' measured PUE and
+//! carbon settings and the power-cap comparisons, then rendered as PDF, Markdown, LaTeX, JSON or CSV.
+
+pub mod pdf;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
+use crate::auth::JobScope;
+use crate::db;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Most jobs one statement covers.
+pub const MAX_JOBS: i64 = 20_000;
+
+/// The formats a statement comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Typeset PDF.
+    Pdf,
+    /// Markdown.
+    Markdown,
+    /// A LaTeX snippet.
+    Latex,
+    /// JSON.
+    Json,
+    /// CSV of the jobs.
+    Csv,
+}
+
+impl Format {
+    /// By name (`pdf`, `md`, `tex`, `json`, `csv`) or by file extension.
+    pub fn parse(name: &str) -> Result<Self, AppError> {
+        match name.to_ascii_lowercase().as_str() {
+            "pdf" => Ok(Self::Pdf),
+            "md" | "markdown" => Ok(Self::Markdown),
+            "tex" | "latex" => Ok(Self::Latex),
+            "json" => Ok(Self::Json),
+            "csv" => Ok(Self::Csv),
+            other => Err(AppError::bad_request(format!(
+                "format: expected pdf, md, tex, json or csv, got '{other}'"
+            ))),
+        }
+    }
+
+    /// MIME type and file extension.
+    pub fn content(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Pdf => ("application/pdf", "pdf"),
+            Self::Markdown => ("text/markdown; charset=utf-8", "md"),
+            Self::Latex => ("application/x-tex; charset=utf-8", "tex"),
+            Self::Json => ("application/json", "json"),
+            Self::Csv => ("text/csv; charset=utf-8", "csv"),
+        }
+    }
+}
+
+/// Gathers the statement of the jobs matching `filter` (with `ids`: only those), as `scope` may see.
+pub async fn gather(
+    state: &AppState,
+    scope: &JobScope,
+    filter: db::jobs::JobFilter,
+    description: String,
+) -> Result<Statement, AppError> {
+    let rows = db::jobs::list(
+        &state.db,
+        &filter,
+        db::jobs::JobSort::Start,
+        false,
+        MAX_JOBS + 1,
+        0,
+    )
+    .await?;
+    if rows.len() as i64 > MAX_JOBS {
+        return Err(AppError::bad_request(format!(
+            "a statement covers at most {MAX_JOBS} jobs: narrow the filter"
+        )));
+    }
+    if rows.is_empty() {
+        return Err(AppError::not_found("no jobs match: nothing to state"));
+    }
+    let site_ids: BTreeMap<String, i32> = rows
+        .iter()
+        .map(|r| (r.job.site.clone(), r.job.site_id))
+        .collect();
+    // Stored summaries, recomputed where stale or missing; then each job's energy per hour.
+    let views = crate::routes::jobs::listed_views(state, rows).await?;
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    let mut by_hour = db::jobs::energy_by_hour(&state.db, &ids).await?;
+    let models = db::jobs::gpu_models(&state.db, &ids).await?;
+
+    // Each workload's comparison: the energy at each cap relative to the highest.
+    let mut rel: HashMap<(String, i64), f64> = HashMap::new();
+    let mut workloads: Vec<&String> = views
+        .iter()
+        .filter_map(|v| v.tags.get("workload"))
+        .collect();
+    workloads.sort();
+    workloads.dedup();
+    for w in workloads {
+        let tag = format!("workload:{w}");
+        match crate::routes::powercap::comparison(state, scope, &tag, None, None).await {
+            Ok(c) => {
+                for row in &c.caps {
+                    rel.insert(
+                        (w.clone(), row.power_cap_w.round() as i64),
+                        row.rel_energy_pct,
+                    );
+                }
+            }
+            Err(AppError::Client(..)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    let (from, to) = (
+        views.iter().map(|v| v.start).min().unwrap_or_else(Utc::now),
+        views
+            .iter()
+            .map(|v| v.end.unwrap_or_else(Utc::now))
+            .max()
+            .unwrap_or_else(Utc::now),
+    );
+    let mut sites = BTreeMap::new();
+    for (name, id) in &site_ids {
+        let settings = db::sites::settings(&state.db, *id)
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("site {name} vanished")))?;
+        // The months around the jobs: each month's mean PUE tells low-PUE hours from others.
+        let pue_by_hour = db::facility::hourly(
+            &state.db,
+            *id,
+            from - Duration::days(31),
+            to + Duration::days(1),
+            db::ts(0),
+        )
+        .await?
+        .into_iter()
+        .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
+        .collect();
+        let meters = db::facility::list(&state.db, Some(*id))
+            .await?
+            .into_iter()
+            .map(|m| (m.name, m.category))
+            .collect();
+        let carbon_series = !db::carbon::hourly(&state.db, *id, from, to + Duration::hours(1))
+            .await?
+            .is_empty();
+        sites.insert(
+            name.clone(),
+            SiteInput {
+                tz: settings.timezone.parse().unwrap_or(chrono_tz::UTC),
+                pue_by_hour,
+                fallback_pue: settings.fallback_pue,
+                meters,
+                carbon_g_per_kwh: settings.carbon_g_per_kwh,
+                carbon_series,
+            },
+        );
+    }
+    let jobs = views
+        .into_iter()
+        .map(|view| {
+            let cap_rel_energy_pct = match (view.tags.get("workload"), view.power_cap_w) {
+                (Some(w), Some(cap)) => rel.get(&(w.clone(), cap.round() as i64)).copied(),
+                _ => None,
+            };
+            JobInput {
+                it_j_by_hour: by_hour.remove(&view.id).unwrap_or_default(),
+                gpu_model: models.get(&view.id).cloned(),
+                cap_rel_energy_pct,
+                view,
+            }
+        })
+        .collect();
+    Ok(build(description, jobs, &sites, Utc::now()))
+}
+
+fn kwh(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0} kWh")
+    } else if v >= 1.0 {
+        format!("{v:.2} kWh")
+    } else {
+        format!("{:.1} Wh", v * 1000.0)
+    }
+}
+
+/// The summary's labelled values, as every format shows them.
+fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
+    let s = &st.summary;
+    let mut out = vec![
+        ("GPU (IT) energy".to_owned(), kwh(s.it_energy_kwh)),
+        ("Facility energy".to_owned(), kwh(s.facility_energy_kwh)),
+        (
+            "PUE (measured)".to_owned(),
+            s.pue.map_or("–".to_owned(), |p| format!("{p:.3}")),
+        ),
+        (
+            "CO2e".to_owned(),
+            s.co2e_kg.map_or("not configured".to_owned(), |kg| {
+                if kg >= 1.0 {
+                    format!("{kg:.2} kg")
+                } else {
+                    format!("{:.1} g", kg * 1000.0)
+                }
+            }),
+        ),
+        (
+            "Cost".to_owned(),
+            if s.cost.is_empty() {
+                "not configured".to_owned()
+            } else {
+                s.cost
+                    .iter()
+                    .map(|(c, v)| format!("{v:.2} {c}"))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            },
+        ),
+        ("GPU-hours".to_owned(), format!("{:.1}", s.gpu_hours)),
+        ("Jobs".to_owned(), s.jobs.to_string()),
+        (
+            "Low-PUE hours".to_owned(),
+            s.low_pue_share.map_or("–".to_owned(), |l| {
+                format!("{:.0} % of GPU energy", l * 100.0)
+            }),
+        ),
+    ];
+    if let (Some(f), Some(t)) = (s.from, s.to) {
+        out.push((
+            "Period (UTC)".to_owned(),
+            format!(
+                "{} to {}",
+                f.format("%Y-%m-%d %H:%M"),
+                t.format("%Y-%m-%d %H:%M")
+            ),
+        ));
+    }
+    out
+}
+
+fn savings(st: &Statement) -> Vec<String> {
+    let s = &st.summary;
+    let mut out = Vec::new();
+    let caps: Vec<String> = st
+        .caps
+        .iter()
+        .map(|(w, n, e)| {
+            format!(
+                "{}: {n} job{}, {}",
+                w.map_or("cap unknown".to_owned(), |w| format!("{w:.0} W")),
+                if *n == 1 { "" } else { "s" },
+                kwh(*e)
+            )
+        })
+        .collect();
+    out.push(format!("Power caps used: {}.", caps.join("; ")));
+    out.push(format!(
+        "Power caps saved {} of GPU energy against the highest cap of each workload's comparison.",
+        kwh(s.cap_saving_kwh)
+    ));
+    out.push(format!(
+        "Timing {} {} of facility energy against each site's mean PUE over the period{}.",
+        if s.timing_saving_kwh >= 0.0 {
+            "saved"
+        } else {
+            "cost"
+        },
+        kwh(s.timing_saving_kwh.abs()),
+        s.low_pue_share.map_or(String::new(), |l| format!(
+            " ({:.0} % of the GPU energy ran in below-average-PUE hours)",
+            l * 100.0
+        ))
+    ));
+    out
+}
+
+const JOBS_HEADER: [&str; 10] = [
+    "Job",
+    "User",
+    "Name",
+    "Site",
+    "Start (UTC)",
+    "Hours",
+    "GPUs",
+    "Cap (W)",
+    "GPU kWh",
+    "Facility kWh",
+];
+
+fn job_cells(st: &Statement) -> Vec<[String; 10]> {
+    st.jobs
+        .iter()
+        .map(|j| {
+            [
+                j.id.clone(),
+                j.user.clone(),
+                j.name.clone(),
+                j.site.clone(),
+                j.start.format("%Y-%m-%d %H:%M").to_string(),
+                format!("{:.2}", j.duration_s / 3600.0),
+                j.gpu_count.to_string(),
+                j.power_cap_w.map_or("–".to_owned(), |w| format!("{w:.0}")),
+                format!("{:.4}", j.it_energy_kwh),
+                format!("{:.4}", j.facility_energy_kwh),
+            ]
+        })
+        .collect()
+}
+
+/// The statement as Markdown.
+pub fn markdown(st: &Statement) -> String {
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace(['\n', '\r'], " ")
+            .replace('<', "&lt;")
+    };
+    let mut out = format!("# Energy statement\n\n{}\n\n", esc(&st.scope));
+    out.push_str("| | |\n| --- | --- |\n");
+    for (k, v) in summary_pairs(st) {
+        out.push_str(&format!("| {k} | {} |\n", esc(&v)));
+    }
+    out.push_str(&format!(
+        "\n## Energy statement\n\n{}\n\n",
+        esc(&st.paragraph)
+    ));
+    out.push_str("## What was done to reduce it\n\n");
+    for s in savings(st) {
+        out.push_str(&format!("- {}\n", esc(&s)));
+    }
+    out.push_str("\n## Method\n\n");
+    for m in &st.method {
+        out.push_str(&format!("- {}\n", esc(m)));
+    }
+    out.push_str(&format!(
+        "\n## Jobs\n\n| {} |\n|{}\n",
+        JOBS_HEADER.join(" | "),
+        " --- |".repeat(JOBS_HEADER.len())
+    ));
+    for row in job_cells(st) {
+        let cells: Vec<String> = row.iter().map(|c| esc(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+/// Escapes text for LaTeX.
+fn tex(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '{' | '}' | '$' | '&' | '#' | '_' | '%' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A LaTeX snippet: the paragraph and a table of the totals, to paste into a paper.
+pub fn latex(st: &Statement) -> String {
+    let mut out = String::from("% Energy statement generated by Wattlas: paste into your paper.\n");
+    out.push_str("\\section*{Energy Statement}\n");
+    out.push_str(&tex(&st.paragraph));
+    out.push_str("\n\n\\begin{table}[h]\n\\centering\n\\begin{tabular}{lr}\n\\hline\n");
+    for (k, v) in summary_pairs(st) {
+        out.push_str(&format!("{} & {} \\\\\n", tex(&k), tex(&v)));
+    }
+    out.push_str("\\hline\n\\end{tabular}\n");
+    out.push_str(&format!(
+        "\\caption{{Energy of {}, measured by Wattlas.}}\n\\end{{table}}\n",
+        tex(&st.scope)
+    ));
+    out
+}
+
+/// The statement as PDF.
+pub fn pdf(st: &Statement) -> Result<Vec<u8>, AppError> {
+    let chart = crate::charts::statement::by_day("GPU energy per day", &st.by_day)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let sites: Vec<[String; 5]> = st
+        .sites
+        .iter()
+        .map(|s| {
+            [
+                s.site.clone(),
+                s.jobs.to_string(),
+                kwh(s.it_energy_kwh),
+                kwh(s.facility_energy_kwh),
+                s.mean_pue.map_or("–".to_owned(), |p| format!("{p:.3}")),
+            ]
+        })
+        .collect();
+    let data = json!({
+        "title": "Energy statement",
+        "scope": st.scope,
+        "generated": st.generated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        "summary": summary_pairs(st).into_iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
+        "paragraph": st.paragraph,
+        "savings": savings(st),
+        "sites_header": ["Site", "Jobs", "GPU energy", "Facility energy", "Mean PUE of the period"],
+        "sites": sites,
+        "method": st.method,
+        "jobs_header": JOBS_HEADER,
+        "jobs": job_cells(st),
+    });
+    pdf::render(&data, &chart).map_err(|e| AppError::Internal(format!("typesetting: {e}")))
+}
+
+/// The statement in `format`.
+pub fn render(st: &Statement, format: Format) -> Result<Vec<u8>, AppError> {
+    Ok(match format {
+        Format::Pdf => pdf(st)?,
+        Format::Markdown => markdown(st).into_bytes(),
+        Format::Latex => latex(st).into_bytes(),
+        Format::Json => {
+            serde_json::to_vec_pretty(st).map_err(|e| AppError::Internal(e.to_string()))?
+        }
+        Format::Csv => crate::routes::jobs::jobs_csv(&st.jobs).into_bytes(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latex_and_markdown_escape_what_they_must() {
+        assert_eq!(
+            tex("50% of $x_1 & {y}#"),
+            "50\\% of \\$x\\_1 \\& \\{y\\}\\#"
+        );
+        assert_eq!(Format::parse("TEX").expect("known"), Format::Latex);
+        assert!(Format::parse("docx").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Energy statements: totals, carbon and cost from measured data, in every format; the PDF read back
+//! with pdftotext (Debian's poppler-utils).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chrono::{Duration, DurationRound, Utc};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_server::db::users::Role;
+
+/// The text of a PDF, whitespace collapsed (pdftotext breaks lines where the page does).
+fn pdf_text(pdf: &[u8]) -> String {
+    let mut child = Command::new("pdftotext")
+        .args(["-", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pdftotext is not installed: apt-get install poppler-utils");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pdf)
+        .expect("write");
+    let out = child.wait_with_output().expect("pdftotext");
+    assert!(out.status.success(), "pdftotext failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn get_bytes(app: &App, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    (r.status(), r.bytes().await.expect("body").to_vec())
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: PgPool) {
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let (status, body) = app
+        .http
+        .put(format!("{}/api/v1/sites/s1", app.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"carbon_g_per_kwh": 300.0, "price_per_kwh": 0.25, "currency": "EUR"}))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .expect("put");
+    assert_eq!(status, StatusCode::OK);
+    let site: Value = body.json().await.expect("json");
+    assert_eq!(
+        (site["carbon_g_per_kwh"].clone(), site["currency"].clone()),
+        (json!(300.0), json!("EUR"))
+    );
+
+    // Two hours: h0 at PUE 1.2, h1 at PUE 1.5; the grid's series says 100 g/kWh in h1 only.
+    let h0 = (Utc::now() - Duration::hours(3))
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc");
+    let h1 = h0 + Duration::hours(1);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/meters",
+            &json!({"name": "m1", "site": "s1", "category": "PUE2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let meter = body["token"].as_str().expect("token").to_owned();
+    let readings: Vec<Value> = (0..24)
+        .map(|i| {
+            let t = h0 + Duration::minutes(5 * i);
+            json!({"time": t, "pue": if t < h1 { 1.2 } else { 1.5 }})
+        })
+        .collect();
+    let (status, body) = app
+        .post(
+            &meter,
+            "/api/v1/ingest/facility",
+            &json!({"readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let carbon = |body: String, content_type: &'static str| {
+        app.http
+            .post(format!("{}/api/v1/sites/s1/carbon", app.base))
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let bad = carbon(
+        format!(
+            "time,g_per_kwh\n{},100\n{},lots\n",
+            h1.to_rfc3339(),
+            h0.to_rfc3339()
+        ),
+        "text/csv",
+    )
+    .await
+    .expect("post");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let err: Value = bad.json().await.expect("json");
+    assert_eq!(err["error"], "line 3, g_per_kwh: 'lots' is not a number");
+    let ok = carbon(
+        format!("time,g_per_kwh\n{},100\n", h1.to_rfc3339()),
+        "text/csv",
+    )
+    .await
+    .expect("post");
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    // 200 W on GPU 0 and 150 W on GPU 1, from h0 + 50 min for 20 minutes.
+    let t0 = h0 + Duration::minutes(50);
+    for chunk in samples(t0, 20 * 60).chunks(2000) {
+        let (status, body) = app.ingest(&node, &batch(chunk.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (start, end) = (h0 + Duration::minutes(52), h0 + Duration::minutes(68));
+    for (id, gpu, name) in [("a", 0, "pretrain_v2 50% {x}"), ("b", 1, "finetune")] {
+        let (status, body) = app
+            .post(
+                &node,
+                "/api/v1/jobs",
+                &json!({"id": id, "user": "ann", "name": name, "start": start, "end": end,
+                        "tags": {"workload": "w"}, "allocations": [{"node": "n1", "gpus": [gpu]}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // By hand: 8 minutes of each job in each hour.
+    let mut expected = (0.0, 0.0, 0.0); // IT kWh, facility kWh, g CO2e
+    for watts in [200.0, 150.0] {
+        let part_kwh = watts * 480.0 / 3.6e6;
+        expected.0 += 2.0 * part_kwh;
+        expected.1 += part_kwh * 1.2 + part_kwh * 1.5;
+        expected.2 += part_kwh * 1.2 * 300.0 + part_kwh * 1.5 * 100.0;
+    }
+    let job = app.job("a").await;
+    let job_g = (200.0 * 480.0 / 3.6e6) * (1.2 * 300.0 + 1.5 * 100.0);
+    assert!(
+        (job.co2e_kg.expect("co2e") * 1000.0 - job_g).abs() < 1e-6,
+        "{:?}",
+        job.co2e_kg
+    );
+    assert!((job.carbon_series_share - 1.5 / 2.7).abs() < 1e-9);
+    assert_eq!(job.currency.as_deref(), Some("EUR"));
+
+    add_user(&app, "ann", Role::Researcher).await;
+    add_user(&app, "bob", Role::Researcher).await;
+    let ann = api_token(&app, "ann").await;
+    let (status, body) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=json").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let st: Value = serde_json::from_slice(&body).expect("json");
+    let s = &st["summary"];
+    let close = |v: &Value, x: f64| (v.as_f64().expect("number") - x).abs() < 1e-9;
+    assert!(close(&s["it_energy_kwh"], expected.0), "{s}");
+    assert!(close(&s["facility_energy_kwh"], expected.1), "{s}");
+    assert!(close(&s["co2e_kg"], expected.2 / 1000.0), "{s}");
+    assert!(close(&s["cost"]["EUR"], expected.1 * 0.25), "{s}");
+    assert!(close(&s["pue"], expected.1 / expected.0), "{s}");
+    assert_eq!(
+        s["low_pue_share"], 0.5,
+        "half of the energy ran in the hour below the month's mean"
+    );
+    assert_eq!(st["scope"], "jobs of user ann");
+    assert_eq!(st["jobs"].as_array().expect("jobs").len(), 2);
+    let paragraph = st["paragraph"].as_str().expect("paragraph").to_owned();
+    assert!(
+        paragraph.starts_with(&format!(
+            "The experiments in this work consumed a total of {:.3} kWh of GPU energy in 2 jobs",
+            expected.0
+        )),
+        "{paragraph}"
+    );
+
+    // The PDF says the same, read back as text.
+    let (status, pdf) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=pdf").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    let text = pdf_text(&pdf);
+    assert!(text.contains("Energy statement"), "{text}");
+    assert!(
+        text.contains(&format!("{:.1} Wh", expected.0 * 1000.0)),
+        "GPU energy total: {text}"
+    );
+    assert!(
+        text.contains(&format!("{:.1} g", expected.2)),
+        "CO2e total: {text}"
+    );
+    // pdftotext joins a word broken at a hyphen at the end of a line without the hyphen.
+    let unhyphenated = |t: &str| t.replace('-', "");
+    assert!(
+        unhyphenated(&text).contains(&unhyphenated(
+            &paragraph.split_whitespace().collect::<Vec<_>>().join(" ")
+        )),
+        "the paragraph: {text}"
+    );
+    assert!(
+        text.contains("pretrain_v2 50% {x}"),
+        "names shown as text, not markup: {text}"
+    );
+    assert!(
+        text.contains("m1 (PUE2)"),
+        "the method names the meter and its category"
+    );
+
+    // Markdown and LaTeX.
+    let (_, md) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=md").await;
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(
+        md.starts_with("# Energy statement") && md.contains(&paragraph),
+        "{md}"
+    );
+    let (_, tex) = get_bytes(&app, &ann, "/api/v1/statement?jobs=a&format=tex").await;
+    let tex = String::from_utf8(tex).expect("utf-8");
+    assert!(
+        tex.contains("\\section*{Energy Statement}") && tex.contains("in 1 job"),
+        "{tex}"
+    );
+    let (_, csv) = get_bytes(&app, &ann, "/api/v1/statement?jobs=a,b&format=csv").await;
+    assert_eq!(String::from_utf8(csv).expect("utf-8").lines().count(), 3);
+
+    // Another researcher's jobs are not in theirs, by filter or by id.
+    let bob = api_token(&app, "bob").await;
+    let (status, body) = get_bytes(&app, &bob, "/api/v1/statement?jobs=a&format=json").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _) = get_bytes(&app, &ann, "/api/v1/statement?format=docx").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The CLI writes the same statement.
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("paper.pdf");
+    let said = wattlas_server::cli::statement(
+        &app.state,
+        wattlas_server::config::StatementArgs {
+            user: None,
+            tag: Some("workload:w".into()),
+            site: None,
+            from: None,
+            to: None,
+            jobs: vec![],
+            output: out.clone(),
+        },
+    )
+    .await
+    .expect("statement");
+    assert!(said.contains("2 jobs"), "{said}");
+    let text = pdf_text(&std::fs::read(&out).expect("pdf"));
+    assert!(text.contains("jobs tagged workload:w"), "{text}");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_statement_of_ten_thousand_jobs_renders(db: PgPool) {
+    let app = App::spawn(db).await;
+    app.node().await;
+    // 10,000 finished jobs with stored energy, made in SQL: the statement reads summaries, not samples.
+    sqlx::query(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time)
+        select 'job-' || i, 'user' || (i % 7), 'run ' || i, 1,
+            now() - interval '30 days' + i * interval '2 minutes',
+            now() - interval '30 days' + i * interval '2 minutes' + interval '90 seconds'
+        from generate_series(1, 10000) as i"#,
+    )
+    .execute(&app.state.db)
+    .await
+    .expect("jobs");
+    sqlx::query(
+        r#"insert into job_energy (job_id, computed_at, gpu_count, gpu_hours, it_energy_kwh,
+            facility_energy_kwh, summary)
+        select j.id, now(), 1, 0.025, 0.005, 0.0079, jsonb_build_object(
+            'id', j.id, 'user', j.user_name, 'name', j.name, 'site', 's1',
+            'start', j.start_time, 'end', j.end_time, 'running', false, 'duration_s', 90.0,
+            'gpu_count', 1, 'allocations', '[]'::jsonb, 'it_energy_kwh', 0.005,
+            'facility_energy_kwh', 0.0079, 'pue', 1.58, 'pue_fallback_share', 1.0,
+            'avg_power_w', 200.0, 'power_cap_w', 250.0, 'coverage', 1.0,
+            'energy_method', 'counter', 'samples', 900, 'tags', '{}'::jsonb)
+        from jobs j"#,
+    )
+    .execute(&app.state.db)
+    .await
+    .expect("energy");
+    let started = std::time::Instant::now();
+    let (status, pdf) = get_bytes(&app, ADMIN, "/api/v1/statement?format=pdf").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&pdf));
+    let text = pdf_text(&pdf);
+    assert!(text.contains("50.00 kWh"), "10,000 x 5 Wh");
+    assert!(
+        text.contains("job-1 ") && text.contains("job-10000 "),
+        "first and last rows"
+    );
+    let pages = text.matches("Wattlas energy statement ·").count();
+    assert!(pages > 100, "the jobs table runs over {pages} pages");
+    eprintln!(
+        "10,000-job statement: {} bytes, {pages} pages, {took:?}",
+        pdf.len()
+    );
+}
