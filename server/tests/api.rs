@@ -1268,3 +1268,51 @@ async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgP
     let j4 = body["jobs"][2]["it_energy_kwh"].as_f64().expect("kwh") * 3.6e6;
     assert!((j4 - 350.0 * 30.0).abs() / (350.0 * 30.0) < 0.01, "{j4} J");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_job_page_lists_its_coverage_gaps(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    // A minute of samples, 30 s of nothing (the collector's host was stalled), another minute.
+    for part in [samples(t0, 60), samples(t0 + Duration::seconds(90), 60)] {
+        let (status, body) = app.ingest(&token, &batch(part)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/jobs",
+            &json!({"id": "gappy", "user": "ann", "start": t0 + Duration::seconds(10),
+                    "end": t0 + Duration::seconds(140), "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let page = app
+        .http
+        .get(format!("{}/jobs/gappy", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("Coverage gaps: 2 stretches of GPU time without samples"),
+        "{page}"
+    );
+    // From the last sample before the stall (59.9 s) to the first after (90.0 s), for each GPU.
+    assert_eq!(
+        page.matches("<td class=\"num\">30.1 s</td>").count(),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("n1/gpu0") && page.contains("n1/gpu1"));
+    let job = app.job("gappy").await;
+    assert!(
+        (job.coverage - 100.0 / 130.0).abs() < 0.002,
+        "{}",
+        job.coverage
+    );
+}

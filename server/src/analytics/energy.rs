@@ -242,9 +242,52 @@ pub fn minute_rollups(
     out
 }
 
+/// The parts of `[from_ms, to_ms)` that samples at `times_ms` (sorted) do not cover: before the first
+/// sample, between samples more than `max_gap_ms` apart, and after the last, where longer than
+/// `max_gap_ms`. No sample at all: the whole window.
+pub fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<(i64, i64)> {
+    let inside: Vec<i64> = times_ms
+        .iter()
+        .copied()
+        .filter(|t| (from_ms..to_ms).contains(t))
+        .collect();
+    let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+        return if to_ms > from_ms {
+            vec![(from_ms, to_ms)]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut out = Vec::new();
+    if first - from_ms > max_gap_ms {
+        out.push((from_ms, first));
+    }
+    for pair in inside.windows(2) {
+        if pair[1] - pair[0] > max_gap_ms {
+            out.push((pair[0], pair[1]));
+        }
+    }
+    if to_ms - last > max_gap_ms {
+        out.push((last, to_ms));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_are_the_uncovered_stretches() {
+        let t = [1_000, 1_100, 1_200, 5_000, 5_100];
+        assert_eq!(
+            gaps(&t, 0, 9_000, 1_000),
+            vec![(1_200, 5_000), (5_100, 9_000)]
+        );
+        assert_eq!(gaps(&t, 1_000, 5_200, 1_000), vec![(1_200, 5_000)]);
+        assert_eq!(gaps(&[], 0, 500, 1_000), vec![(0, 500)]);
+        assert_eq!(gaps(&t, 0, 5_200, 5_000), Vec::<(i64, i64)>::new());
+    }
 
     fn s(t_ms: i64, power_w: f64, energy_mj: Option<i64>) -> RawSample {
         RawSample {

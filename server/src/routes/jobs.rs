@@ -818,8 +818,93 @@ pub struct ShowPage {
     pub timing: Option<Timing>,
     /// Reported training metrics against energy.
     pub progress: Vec<ProgressRow>,
+    /// The first coverage gaps, and how many there are.
+    pub gaps: (Vec<Gap>, usize),
     /// The cap advisor's proposal for the job's workload, with the comparison's link.
     pub cap_advice: Option<(String, crate::analytics::powercap::CapAdvice)>,
+}
+
+/// A stretch of one GPU's time in the job without samples.
+pub struct Gap {
+    /// `node/gpuN`.
+    pub gpu: String,
+    /// Start.
+    pub from: DateTime<Utc>,
+    /// End.
+    pub to: DateTime<Utc>,
+    /// Length, s.
+    pub seconds: f64,
+}
+
+/// Gaps shown on a job page at most.
+const MAX_GAPS: usize = 20;
+
+/// The job's coverage gaps, per GPU: from the raw samples for jobs up to 30 minutes (any interval over
+/// the integration limit), from the minute rollups for longer ones (minutes without data). Returns
+/// the first `MAX_GAPS` and how many there are.
+async fn coverage_gaps(
+    state: &AppState,
+    job: &db::jobs::Job,
+) -> Result<(Vec<Gap>, usize), AppError> {
+    let allocated = db::jobs::allocations(&state.db, &job.id).await?;
+    let from_ms = job.start_time.timestamp_millis();
+    // A running job's last seconds are still on their way.
+    let to_ms = job.end_time.map_or_else(
+        || Utc::now().timestamp_millis() - 5_000,
+        |e| e.timestamp_millis(),
+    );
+    if to_ms <= from_ms {
+        return Ok((Vec::new(), 0));
+    }
+    let raw = to_ms - from_ms <= 30 * 60_000;
+    let mut out: Vec<Gap> = Vec::new();
+    for node in db::energy::node_gpus(&allocated) {
+        let name = allocated
+            .iter()
+            .find(|a| a.node_id == node.node_id)
+            .map(|a| a.node.clone())
+            .unwrap_or_default();
+        let mut times: BTreeMap<u32, Vec<i64>> =
+            node.gpus.iter().map(|g| (*g, Vec::new())).collect();
+        let (start, limit) = if raw {
+            for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await?
+            {
+                times.entry(s.gpu).or_default().push(s.t_ms);
+            }
+            (from_ms, state.config.max_gap_ms)
+        } else {
+            for (gpu, minute, _) in db::rollups::minute_series(
+                &state.db,
+                node.node_id,
+                &node.gpus,
+                from_ms,
+                to_ms,
+                db::rollups::GpuMetric::Power,
+            )
+            .await?
+            {
+                times
+                    .entry(gpu as u32)
+                    .or_default()
+                    .push(minute.timestamp_millis());
+            }
+            (db::energy::floor_minute(from_ms), 60_000)
+        };
+        for (gpu, t) in times {
+            for (a, b) in crate::analytics::energy::gaps(&t, start, to_ms, limit) {
+                out.push(Gap {
+                    gpu: format!("{name}/gpu{gpu}"),
+                    from: db::ts(a.max(from_ms)),
+                    to: db::ts(b),
+                    seconds: (b - a.max(from_ms)) as f64 / 1000.0,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|g| g.from);
+    let total = out.len();
+    out.truncate(MAX_GAPS);
+    Ok((out, total))
 }
 
 /// One reported metric on the job page.
@@ -960,7 +1045,9 @@ pub async fn show_page(
             Err(e) => return Err(e.into()),
         }
     }
+    let gaps = coverage_gaps(&state, &row).await?;
     let page = ShowPage {
+        gaps,
         util_chart,
         window,
         zooms,
