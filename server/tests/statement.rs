@@ -226,6 +226,10 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
         md.starts_with("# Energy statement") && md.contains(&paragraph),
         "{md}"
     );
+    assert!(
+        md.contains("| a | ann | pretrain\\_v2 50% {x} |"),
+        "names escaped in their cell: {md}"
+    );
     let (_, tex) = get_bytes(&app, &ann, "/api/v1/statement?jobs=a&format=tex").await;
     let tex = String::from_utf8(tex).expect("utf-8");
     assert!(

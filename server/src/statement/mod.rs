@@ -315,11 +315,21 @@ fn job_cells(st: &Statement) -> Vec<[String; 10]> {
 
 /// The statement as Markdown.
 pub fn markdown(st: &Statement) -> String {
+    // Job names and tags are the users': nothing in them may become a link, markup or a new cell.
     let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('|', "\\|")
-            .replace(['\n', '\r'], " ")
-            .replace('<', "&lt;")
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '\\' | '|' | '*' | '_' | '[' | ']' | '`' | '#' | '!' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '<' => out.push_str("&lt;"),
+                '\n' | '\r' => out.push(' '),
+                c => out.push(c),
+            }
+        }
+        out
     };
     let mut out = format!("# Energy statement\n\n{}\n\n", esc(&st.scope));
     out.push_str("| | |\n| --- | --- |\n");
