@@ -5,3 +5,24 @@ pub mod powercap;
 pub mod progress;
 pub mod pue;
 pub mod statement;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+
+/// What every chart renderer returns.
+pub type Rendered = Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A chart route's answer: the SVG, never cached (charts show live data); a drawing error is ours.
+pub fn svg_response(rendered: Rendered) -> Result<Response, AppError> {
+    let svg = rendered.map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}

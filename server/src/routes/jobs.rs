@@ -1148,20 +1148,11 @@ pub async fn gpu_chart(
     let (from_ms, to_ms) = window.bounds(start_ms, end_ms)?;
     let allocated = db::jobs::allocations(&state.db, &id).await?;
     let series = charts::power::job_series(&state.db, &allocated, from_ms, to_ms, metric).await?;
-    let svg = charts::power::render(
+    Ok(charts::svg_response(charts::power::render(
         &format!("{title}, job {}", row.id),
         y,
         &series,
         start_ms,
         (from_ms, to_ms),
-    )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        svg,
-    )
-        .into_response())
+    ))?)
 }

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{Duration, Utc};
 use wattlas_protocol::{JobProgress, MetricProgress, ProgressBody, ProgressPoint, ProgressReport};
 
@@ -163,14 +162,7 @@ pub async fn chart(
         .iter()
         .find(|m| m.name == metric)
         .ok_or_else(|| AppError::not_found(format!("job '{id}' reported no metric '{metric}'")))?;
-    let svg = crate::charts::progress::render(&job.id, m)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        svg,
-    )
-        .into_response())
+    Ok(crate::charts::svg_response(
+        crate::charts::progress::render(&job.id, m),
+    )?)
 }
