@@ -33,15 +33,13 @@ pub async fn job_series(
     metric: GpuMetric,
 ) -> Result<Vec<Series>, AppError> {
     let mut out = Vec::new();
-    let mut nodes: Vec<(i32, String, Vec<u32>)> = Vec::new();
-    for a in allocated {
-        match nodes.iter_mut().find(|n| n.0 == a.node_id) {
-            Some(n) => n.2.push(a.gpu_index as u32),
-            None => nodes.push((a.node_id, a.node.clone(), vec![a.gpu_index as u32])),
-        }
-    }
     let long = to_ms - from_ms > RAW_WINDOW_MS;
-    for (node_id, node, gpus) in nodes {
+    for db::energy::NodeGpus {
+        node_id,
+        name: node,
+        gpus,
+    } in db::energy::node_gpus(allocated)
+    {
         let mut per_gpu: Vec<(u32, Vec<(i64, f64)>)> =
             gpus.iter().map(|g| (*g, Vec::new())).collect();
         let mut raw_from = from_ms;

@@ -17,6 +17,8 @@ use crate::error::AppError;
 pub struct NodeGpus {
     /// Node id.
     pub node_id: i32,
+    /// Node name.
+    pub name: String,
     /// Allocated GPU indices on that node.
     pub gpus: Vec<u32>,
 }
@@ -29,6 +31,7 @@ pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
             Some(n) => n.gpus.push(a.gpu_index as u32),
             None => nodes.push(NodeGpus {
                 node_id: a.node_id,
+                name: a.node.clone(),
                 gpus: vec![a.gpu_index as u32],
             }),
         }

@@ -38,11 +38,7 @@ pub async fn job_view_by_hour(
     let allocations: Vec<Allocation> = nodes
         .iter()
         .map(|n| Allocation {
-            node: allocated
-                .iter()
-                .find(|a| a.node_id == n.node_id)
-                .map(|a| a.node.clone())
-                .unwrap_or_default(),
+            node: n.name.clone(),
             gpus: n.gpus.clone(),
         })
         .collect();
@@ -859,11 +855,6 @@ async fn coverage_gaps(
     let raw = to_ms - from_ms <= 30 * 60_000;
     let mut out: Vec<Gap> = Vec::new();
     for node in db::energy::node_gpus(&allocated) {
-        let name = allocated
-            .iter()
-            .find(|a| a.node_id == node.node_id)
-            .map(|a| a.node.clone())
-            .unwrap_or_default();
         let mut times: BTreeMap<u32, Vec<i64>> =
             node.gpus.iter().map(|g| (*g, Vec::new())).collect();
         let (start, limit) = if raw {
@@ -893,7 +884,7 @@ async fn coverage_gaps(
         for (gpu, t) in times {
             for (a, b) in crate::analytics::energy::gaps(&t, start, to_ms, limit) {
                 out.push(Gap {
-                    gpu: format!("{name}/gpu{gpu}"),
+                    gpu: format!("{}/gpu{gpu}", node.name),
                     from: db::ts(a.max(from_ms)),
                     to: db::ts(b),
                     seconds: (b - a.max(from_ms)) as f64 / 1000.0,
