@@ -68,6 +68,14 @@ pub enum JobScope {
 }
 
 impl JobScope {
+    /// The jobs a person of `role` named `name` may see: researchers their own, others all.
+    pub fn for_person(role: Role, name: &str) -> Self {
+        match role {
+            Role::Researcher => Self::Own(name.to_owned()),
+            Role::Staff | Role::Admin => Self::All,
+        }
+    }
+
     /// Whether a job of `user_name` is visible.
     pub fn allows(&self, user_name: &str) -> bool {
         match self {
@@ -138,8 +146,9 @@ impl Caller {
     /// The jobs this caller may read.
     pub fn job_scope(&self) -> Result<JobScope, AppError> {
         match self {
-            Self::User(u) if u.role == Role::Researcher => Ok(JobScope::Own(u.name.clone())),
-            _ => {
+            Self::User(u) => Ok(JobScope::for_person(u.role, &u.name)),
+            Self::Admin => Ok(JobScope::All),
+            Self::Node { .. } | Self::Meter { .. } => {
                 self.require_person()?;
                 Ok(JobScope::All)
             }

@@ -152,10 +152,7 @@ impl Viewer {
 
     /// The jobs this viewer may see.
     pub fn job_scope(&self) -> JobScope {
-        match self.role {
-            Role::Researcher => JobScope::Own(self.name.clone()),
-            Role::Staff | Role::Admin => JobScope::All,
-        }
+        JobScope::for_person(self.role, &self.name)
     }
 
     /// Staff or admin.
