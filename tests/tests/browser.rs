@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use chrono::{DurationRound, Utc};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
 use wattlas_server::config::{Config, UserAction};
 use wattlas_server::db::users::Role;
 use wattlas_server::state::AppState;
+use wattlas_tests::{free_port, post};
 
 const ADMIN: &str = "browser-admin-token";
 const PASSWORD: &str = "browser test password";
@@ -31,14 +32,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Starts chromedriver on a free port and waits until it answers.
@@ -176,20 +169,6 @@ async fn check_page(client: &Client, name: &str) {
         unlabelled.is_empty(),
         "{name}: controls without a label: {unlabelled:#?}"
     );
-}
-
-async fn post(http: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> Value {
-    let r = http
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status();
-    let body: Value = r.json().await.expect("json");
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
 }
 
 /// A node with 4 GPUs; alice's workload `bert` at caps 150, 200 and 250 W (one GPU each, the lower

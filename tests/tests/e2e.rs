@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use wattlas_tests::{free_port, post};
 
 const ADMIN: &str = "e2e-admin-token";
 
@@ -36,14 +37,6 @@ fn database_url(db: &PgPool) -> String {
         .to_owned();
     let (prefix, _) = base.rsplit_once('/').expect("url with a database");
     format!("{prefix}/{name}")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 struct Server {
@@ -94,18 +87,6 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("server at {base} not ready within 30 s");
-}
-
-async fn post(http: &reqwest::Client, base: &str, token: &str, path: &str, body: Value) -> Value {
-    let r = http
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.expect("json")
 }
 
 async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
