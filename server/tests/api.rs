@@ -295,16 +295,7 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
         html.contains(&format!("{:.4} kWh", after.it_energy_kwh)),
         "energy shown"
     );
-    let list = app
-        .http
-        .get(format!("{}/jobs?tag=workload:bert-mlm", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("list")
-        .text()
-        .await
-        .expect("html");
+    let list = app.get_text(ADMIN, "/jobs?tag=workload:bert-mlm").await.1;
     assert!(list.contains("href=\"/jobs/1001\""));
     let svg = app
         .http
@@ -317,29 +308,20 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
     assert!(svg.text().await.expect("svg").contains("n1/gpu1"));
 
     // Utilisation, and a window chosen by URL: the page links its charts with the same window.
-    let get = |path: String| {
-        let r = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .bearer_auth(ADMIN)
-            .send();
-        async move {
-            let r = r.await.expect("get");
-            (r.status(), r.text().await.expect("text"))
-        }
-    };
-    let (status, util) = get("/jobs/1001/util.svg".into()).await;
+    let (status, util) = app.get_text(ADMIN, "/jobs/1001/util.svg").await;
     assert_eq!(status, StatusCode::OK);
     assert!(util.contains("GPU utilisation (%)") && util.contains("Utilisation per GPU"));
-    let (status, page) = get("/jobs/1001?from_min=1&to_min=2".into()).await;
+    let (status, page) = app.get_text(ADMIN, "/jobs/1001?from_min=1&to_min=2").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         page.contains("/jobs/1001/power.svg?from_min=1&#38;to_min=2"),
         "{page}"
     );
-    let (status, zoomed) = get("/jobs/1001/power.svg?from_min=1&to_min=2".into()).await;
+    let (status, zoomed) = app
+        .get_text(ADMIN, "/jobs/1001/power.svg?from_min=1&to_min=2")
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, whole) = get("/jobs/1001/power.svg".into()).await;
+    let (_, whole) = app.get_text(ADMIN, "/jobs/1001/power.svg").await;
     // 1 minute of raw 100 ms points (2 GPUs) against 3 minutes: the zoomed chart draws a third.
     // The raw samples are gone by now: both charts draw the minutes from the rollups (not nothing),
     // and the zoomed one spans minutes 1 to 2 of the job.
@@ -381,9 +363,11 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
         polyline_points(&whole) >= 4,
         "two minutes of two GPUs at least"
     );
-    let (status, _) = get("/jobs/1001/power.svg?from_min=2&to_min=1".into()).await;
+    let (status, _) = app
+        .get_text(ADMIN, "/jobs/1001/power.svg?from_min=2&to_min=1")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = get("/jobs/1001/heat.svg".into()).await;
+    let (status, _) = app.get_text(ADMIN, "/jobs/1001/heat.svg").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -478,23 +462,11 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
 }
 
 /// A meter `m1` in site `s1`; returns its token.
-async fn meter(app: &App) -> String {
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/meters",
-            &json!({"name": "m1", "site": "s1", "category": "PUE2"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["token"].as_str().expect("token").to_owned()
-}
-
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
     let app = App::spawn(db).await;
     let node_token = app.node().await;
-    let token = meter(&app).await;
+    let token = app.meter().await;
     let t0 = minute_aligned_past(60);
     let readings: Vec<Value> = (0..12)
         .map(|i| json!({"time": t0 + Duration::minutes(5 * i), "it_kw": 800.0, "total_kw": 960.0}))
@@ -597,7 +569,7 @@ async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
 async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
     let app = App::spawn(db).await;
     let token = app.node().await;
-    let mtoken = meter(&app).await;
+    let mtoken = app.meter().await;
     let h0 = (Utc::now() - Duration::hours(5))
         .duration_trunc(Duration::hours(1))
         .expect("trunc");
@@ -722,7 +694,7 @@ async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
 async fn energy_counter_meters_give_the_pue_of_each_interval(db: PgPool) {
     let app = App::spawn(db).await;
     app.node().await;
-    let token = meter(&app).await;
+    let token = app.meter().await;
     let h0 = (Utc::now() - Duration::hours(4))
         .duration_trunc(Duration::hours(1))
         .expect("trunc");
@@ -881,16 +853,7 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     assert_eq!(advice["power_cap_w"], best["power_cap_w"]);
     assert_ne!(advice["power_cap_w"], 100.0);
     // The pages of the workload's jobs carry the advice, and how to apply it.
-    let page = app
-        .http
-        .get(format!("{}/jobs/cap-0", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
+    let page = app.get_text(ADMIN, "/jobs/cap-0").await.1;
     let cap = advice["power_cap_w"].as_f64().expect("cap");
     assert!(
         page.contains(&format!("advises\n{cap:.0} W within a 10 % slowdown"))
@@ -918,15 +881,9 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let page = app
-        .http
-        .get(format!("{}/powercap?tag=workload:bert-mlm", app.base))
-        .bearer_auth(ADMIN)
-        .send()
+        .get_text(ADMIN, "/powercap?tag=workload:bert-mlm")
         .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+        .1;
     assert!(
         page.contains("<svg") && page.contains("100 % (baseline)"),
         "Figure 1 chart"
@@ -935,16 +892,7 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         page.contains("100 W cap") && page.contains("250 W cap"),
         "Figure 6 has a line per cap"
     );
-    let list = app
-        .http
-        .get(format!("{}/powercap", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let list = app.get_text(ADMIN, "/powercap").await.1;
     assert!(
         list.contains("workload:bert-mlm") && !list.contains("workload:resnet"),
         "only shared tags are listed"
@@ -1066,16 +1014,7 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
         0,
         "one model: no split"
     );
-    let page = app
-        .http
-        .get(format!("{}/powercap?tag=workload:gpt", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = app.get_text(ADMIN, "/powercap?tag=workload:gpt").await.1;
     assert_eq!(
         page.matches("By GPU count (Figure 2)").count(),
         1,
@@ -1133,16 +1072,7 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     let job = app.job("csv-1").await;
     assert!(row.contains(&format!("{:.6}", job.it_energy_kwh)), "{row}");
     // The page links to the export of its filter.
-    let page = app
-        .http
-        .get(format!("{}/jobs?user=gil", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = app.get_text(ADMIN, "/jobs?user=gil").await.1;
     assert!(
         page.contains("/jobs.csv?user=gil"),
         "export link keeps the filter"
@@ -1288,16 +1218,7 @@ async fn a_job_page_lists_its_coverage_gaps(db: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let page = app
-        .http
-        .get(format!("{}/jobs/gappy", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
+    let page = app.get_text(ADMIN, "/jobs/gappy").await.1;
     assert!(
         page.contains("Coverage gaps: 2 stretches of GPU time without samples"),
         "{page}"

@@ -89,14 +89,7 @@ async fn progress_is_plotted_against_the_jobs_energy(db: PgPool) {
     assert!(lr["last_percent"].is_null(), "a constant has no last 1 %");
 
     // The job page plots it and says what the last 1 % cost.
-    let r = app
-        .http
-        .get(format!("{}/jobs/train", app.base))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .expect("page");
-    let page = r.text().await.expect("text");
+    let (_, page) = app.get_text(&alice, "/jobs/train").await;
     assert!(page.contains("/jobs/train/progress/loss.svg"), "{page}");
     assert!(
         page.contains(

@@ -35,17 +35,6 @@ fn pdf_text(pdf: &[u8]) -> String {
         .join(" ")
 }
 
-async fn get_bytes(app: &App, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
-    let r = app
-        .http
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("get");
-    (r.status(), r.bytes().await.expect("body").to_vec())
-}
-
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: PgPool) {
     let app = App::spawn(db).await;
@@ -71,15 +60,7 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
         .duration_trunc(Duration::hours(1))
         .expect("trunc");
     let h1 = h0 + Duration::hours(1);
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/meters",
-            &json!({"name": "m1", "site": "s1", "category": "PUE2"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let meter = body["token"].as_str().expect("token").to_owned();
+    let meter = app.meter().await;
     let readings: Vec<Value> = (0..24)
         .map(|i| {
             let t = h0 + Duration::minutes(5 * i);
@@ -163,7 +144,9 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     add_user(&app, "ann", Role::Researcher).await;
     add_user(&app, "bob", Role::Researcher).await;
     let ann = api_token(&app, "ann").await;
-    let (status, body) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=json").await;
+    let (status, body) = app
+        .get_bytes(&ann, "/api/v1/statement?user=ann&format=json")
+        .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let st: Value = serde_json::from_slice(&body).expect("json");
     let s = &st["summary"];
@@ -189,7 +172,9 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     );
 
     // The PDF says the same, read back as text.
-    let (status, pdf) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=pdf").await;
+    let (status, pdf) = app
+        .get_bytes(&ann, "/api/v1/statement?user=ann&format=pdf")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(pdf.starts_with(b"%PDF-"), "a PDF");
     let text = pdf_text(&pdf);
@@ -220,7 +205,9 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     );
 
     // Markdown and LaTeX.
-    let (_, md) = get_bytes(&app, &ann, "/api/v1/statement?user=ann&format=md").await;
+    let (_, md) = app
+        .get_bytes(&ann, "/api/v1/statement?user=ann&format=md")
+        .await;
     let md = String::from_utf8(md).expect("utf-8");
     assert!(
         md.starts_with("# Energy statement") && md.contains(&paragraph),
@@ -230,25 +217,31 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
         md.contains("| a | ann | pretrain\\_v2 50% {x} |"),
         "names escaped in their cell: {md}"
     );
-    let (_, tex) = get_bytes(&app, &ann, "/api/v1/statement?jobs=a&format=tex").await;
+    let (_, tex) = app
+        .get_bytes(&ann, "/api/v1/statement?jobs=a&format=tex")
+        .await;
     let tex = String::from_utf8(tex).expect("utf-8");
     assert!(
         tex.contains("\\section*{Energy Statement}") && tex.contains("in 1 job"),
         "{tex}"
     );
-    let (_, csv) = get_bytes(&app, &ann, "/api/v1/statement?jobs=a,b&format=csv").await;
+    let (_, csv) = app
+        .get_bytes(&ann, "/api/v1/statement?jobs=a,b&format=csv")
+        .await;
     assert_eq!(String::from_utf8(csv).expect("utf-8").lines().count(), 3);
 
     // Another researcher's jobs are not in theirs, by filter or by id.
     let bob = api_token(&app, "bob").await;
-    let (status, body) = get_bytes(&app, &bob, "/api/v1/statement?jobs=a&format=json").await;
+    let (status, body) = app
+        .get_bytes(&bob, "/api/v1/statement?jobs=a&format=json")
+        .await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let (status, _) = get_bytes(&app, &ann, "/api/v1/statement?format=docx").await;
+    let (status, _) = app.get_bytes(&ann, "/api/v1/statement?format=docx").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The CLI writes the same statement.
@@ -304,7 +297,7 @@ async fn a_statement_of_ten_thousand_jobs_renders(db: PgPool) {
     .await
     .expect("energy");
     let started = std::time::Instant::now();
-    let (status, pdf) = get_bytes(&app, ADMIN, "/api/v1/statement?format=pdf").await;
+    let (status, pdf) = app.get_bytes(ADMIN, "/api/v1/statement?format=pdf").await;
     let took = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&pdf));
     let text = pdf_text(&pdf);

@@ -97,6 +97,37 @@ impl App {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs a page, chart or export with a bearer token: its status and bytes.
+    pub async fn get_bytes(&self, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        (r.status(), r.bytes().await.expect("body").to_vec())
+    }
+
+    /// `get_bytes` as text.
+    pub async fn get_text(&self, token: &str, path: &str) -> (StatusCode, String) {
+        let (status, body) = self.get_bytes(token, path).await;
+        (status, String::from_utf8(body).expect("utf-8"))
+    }
+
+    /// A meter `m1` (category PUE2) in site `s1`; returns its token.
+    pub async fn meter(&self) -> String {
+        let (status, body) = self
+            .post(
+                ADMIN,
+                "/api/v1/meters",
+                &json!({"name": "m1", "site": "s1", "category": "PUE2"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
         let r = self
             .http
