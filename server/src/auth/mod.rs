@@ -217,9 +217,8 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             return Ok(Some(Caller::Admin));
         }
     }
-    if let Some(user) = crate::db::users::by_token_digest(&state.db, &digest).await? {
-        return Ok(Some(Caller::User(user)));
-    }
+    // Collectors first: their batches are by far the most frequent requests, and the user lookup
+    // writes (it marks the token used).
     if let Some(node) = crate::db::nodes::by_token_digest(&state.db, &digest).await? {
         return Ok(Some(Caller::Node {
             id: node.id,
@@ -227,12 +226,15 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             site_id: node.site_id,
         }));
     }
-    Ok(crate::db::facility::by_token_digest(&state.db, &digest)
-        .await?
-        .map(|meter| Caller::Meter {
+    if let Some(meter) = crate::db::facility::by_token_digest(&state.db, &digest).await? {
+        return Ok(Some(Caller::Meter {
             id: meter.id,
             name: meter.name,
-        }))
+        }));
+    }
+    Ok(crate::db::users::by_token_digest(&state.db, &digest)
+        .await?
+        .map(Caller::User))
 }
 
 /// Identifies a request; returns the identity and, for a new trusted-header session, its cookie.
