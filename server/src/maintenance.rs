@@ -152,15 +152,13 @@ const RUNNING_MAX_AGE_S: f64 = 30.0;
 /// Recomputes the stored energy of jobs that have none, are stale, or are running (the jobs list sorts
 /// and totals on it); returns how many.
 pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, AppError> {
-    let ids = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
-    let now = Utc::now();
-    for id in &ids {
-        if let Some(job) = crate::db::jobs::by_id(&state.db, id).await? {
-            let (view, by_hour) = crate::routes::jobs::job_view_by_hour(state, job, now).await?;
-            crate::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
-        }
+    let jobs = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
+    let (taken, now) = (jobs.len(), Utc::now());
+    for job in jobs {
+        let (view, by_hour) = crate::routes::jobs::job_view_by_hour(state, job, now).await?;
+        crate::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
     }
-    Ok(ids.len())
+    Ok(taken)
 }
 
 /// Drops raw chunks older than the retention period; rollups stay.

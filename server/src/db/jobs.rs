@@ -405,17 +405,16 @@ pub async fn needing_energy(
     db: &PgPool,
     running_max_age_s: f64,
     limit: i64,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        r#"select j.id
-        from jobs j
+) -> sqlx::Result<Vec<Job>> {
+    sqlx::query_as(&format!(
+        r#"{JOB_COLUMNS}
         left join job_energy e on e.job_id = j.id
         where e.job_id is null
             or e.stale
             or (j.end_time is null and e.computed_at < now() - make_interval(secs => $1))
         order by e.computed_at nulls first, j.start_time desc
-        limit $2"#,
-    )
+        limit $2"#
+    ))
     .bind(running_max_age_s)
     .bind(limit)
     .fetch_all(db)
