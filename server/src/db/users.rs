@@ -62,8 +62,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-const USER_COLUMNS: &str =
-    "select u.id, u.name, u.role, u.disabled, u.password_hash is not null as has_password, u.created_at\n        from users u";
+/// The columns of `User`, from `users u`.
+const USER_FIELDS: &str =
+    "u.id, u.name, u.role, u.disabled, u.password_hash is not null as has_password, u.created_at";
 
 /// Creates a user; `None` when the name is taken.
 pub async fn create(
@@ -95,25 +96,26 @@ pub async fn get_or_create_external(db: &PgPool, name: &str) -> sqlx::Result<Use
     .bind(name)
     .execute(db)
     .await?;
-    sqlx::query_as(&format!("{USER_COLUMNS}\n        where u.name = $1"))
-        .bind(name)
-        .fetch_one(db)
-        .await
+    by_name(db, name).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// All users by name.
 pub async fn list(db: &PgPool) -> sqlx::Result<Vec<User>> {
-    sqlx::query_as(&format!("{USER_COLUMNS}\n        order by u.name"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "select {USER_FIELDS}\n        from users u\n        order by u.name"
+    ))
+    .fetch_all(db)
+    .await
 }
 
 /// A user by name.
 pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<User>> {
-    sqlx::query_as(&format!("{USER_COLUMNS}\n        where u.name = $1"))
-        .bind(name)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "select {USER_FIELDS}\n        from users u\n        where u.name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(db)
+    .await
 }
 
 /// A user's id and password hash, for sign-in (disabled users are not returned).
@@ -193,15 +195,14 @@ pub async fn create_session(
 
 /// The unexpired session of a token digest, of an enabled user.
 pub async fn session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as(
-        r#"select u.id, u.name, u.role, u.disabled, u.password_hash is not null as has_password,
-            u.created_at, s.csrf_token
+    sqlx::query_as(&format!(
+        r#"select {USER_FIELDS}, s.csrf_token
         from sessions s
         join users u on u.id = s.user_id
         where s.token_sha256 = $1
             and s.expires_at > now()
-            and not u.disabled"#,
-    )
+            and not u.disabled"#
+    ))
     .bind(token_digest)
     .fetch_optional(db)
     .await
@@ -273,19 +274,18 @@ pub async fn revoke_token(db: &PgPool, user_id: i32, token_id: i32) -> sqlx::Res
 
 /// The enabled user an API token digest belongs to; marks the token used.
 pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<User>> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         r#"with used as (
             update api_tokens
             set last_used_at = now()
             where token_sha256 = $1
             returning user_id
         )
-        select u.id, u.name, u.role, u.disabled, u.password_hash is not null as has_password,
-            u.created_at
+        select {USER_FIELDS}
         from used
         join users u on u.id = used.user_id
-        where not u.disabled"#,
-    )
+        where not u.disabled"#
+    ))
     .bind(digest)
     .fetch_optional(db)
     .await
