@@ -132,6 +132,7 @@ pub async fn rollup_settled_before(
                 }
                 start = end;
             }
+            rollups::refresh_hours(&mut tx, node_id, from, to).await?;
         }
     }
     record_run(

@@ -246,12 +246,25 @@ pub fn minute_rollups(
 /// sample, between samples more than `max_gap_ms` apart, and after the last, where longer than
 /// `max_gap_ms`. No sample at all: the whole window.
 pub fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<(i64, i64)> {
-    let inside: Vec<i64> = times_ms
+    let runs: Vec<(i64, i64)> = times_ms.iter().map(|t| (*t, *t)).collect();
+    gaps_between_runs(&runs, from_ms, to_ms, max_gap_ms)
+}
+
+/// `gaps` of runs of samples (first, last), each run's samples at most `max_gap_ms` apart: what a
+/// database returns instead of every minute of a week-long job. Runs are sorted and clipped to the
+/// window.
+pub fn gaps_between_runs(
+    runs: &[(i64, i64)],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> Vec<(i64, i64)> {
+    let inside: Vec<(i64, i64)> = runs
         .iter()
-        .copied()
-        .filter(|t| (from_ms..to_ms).contains(t))
+        .filter(|(a, b)| *b >= from_ms && *a < to_ms)
+        .map(|(a, b)| ((*a).max(from_ms), (*b).min(to_ms - 1)))
         .collect();
-    let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+    let (Some(&(first, _)), Some(&(_, last))) = (inside.first(), inside.last()) else {
         return if to_ms > from_ms {
             vec![(from_ms, to_ms)]
         } else {
@@ -263,8 +276,8 @@ pub fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<
         out.push((from_ms, first));
     }
     for pair in inside.windows(2) {
-        if pair[1] - pair[0] > max_gap_ms {
-            out.push((pair[0], pair[1]));
+        if pair[1].0 - pair[0].1 > max_gap_ms {
+            out.push((pair[0].1, pair[1].0));
         }
     }
     if to_ms - last > max_gap_ms {
@@ -287,6 +300,46 @@ mod tests {
         assert_eq!(gaps(&t, 1_000, 5_200, 1_000), vec![(1_200, 5_000)]);
         assert_eq!(gaps(&[], 0, 500, 1_000), vec![(0, 500)]);
         assert_eq!(gaps(&t, 0, 5_200, 5_000), Vec::<(i64, i64)>::new());
+    }
+
+    #[test]
+    fn gaps_between_runs_equal_gaps_of_every_minute() {
+        // Minutes with holes, as a week-long job's rollups would have them; the database returns
+        // runs of consecutive minutes instead of each minute.
+        let minute = 60_000;
+        let present: Vec<i64> = (0..500)
+            .filter(|m| !(37..41).contains(m) && *m != 200 && !(450..).contains(m))
+            .map(|m| 3 * minute + m * minute)
+            .collect();
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        for t in &present {
+            match runs.last_mut() {
+                Some(run) if *t - run.1 == minute => run.1 = *t,
+                _ => runs.push((*t, *t)),
+            }
+        }
+        assert_eq!(runs.len(), 3);
+        for (from, to) in [
+            (0, 600 * minute),
+            (3 * minute, 453 * minute),
+            (50 * minute, 100 * minute),
+        ] {
+            let expected = gaps(&present, from, to, minute);
+            assert_eq!(
+                gaps_between_runs(&runs, from, to, minute),
+                expected,
+                "{from}..{to}"
+            );
+        }
+        assert_eq!(
+            gaps_between_runs(&runs, 0, 600 * minute, minute),
+            vec![
+                (0, 3 * minute),
+                (39 * minute, 44 * minute),
+                (202 * minute, 204 * minute),
+                (452 * minute, 600 * minute)
+            ]
+        );
     }
 
     fn s(t_ms: i64, power_w: f64, energy_mj: Option<i64>) -> RawSample {
