@@ -263,11 +263,22 @@ async fn job_energy_matches_a_hand_computation_from_raw_and_from_rollups(db: PgP
     assert_eq!(from_rollups.samples, from_raw.samples);
     assert_eq!(from_rollups.power_cap_w, Some(250.0));
 
-    // Raw samples expire; rollups carry the whole minutes (the edges are lost with the raw data).
+    // Raw samples expire. The stored summary, computed while they existed, keeps the edges.
     sqlx::query("delete from gpu_raw")
         .execute(&app.state.db)
         .await
         .expect("delete");
+    let stored = app.job("1001").await;
+    assert!(
+        (stored.it_energy_kwh - expected_kwh).abs() < 1e-9,
+        "{}",
+        stored.it_energy_kwh
+    );
+    // Recomputed now, rollups carry the whole minutes (the edges are lost with the raw data).
+    sqlx::query("update job_energy set stale = true")
+        .execute(&app.state.db)
+        .await
+        .expect("mark stale");
     let after = app.job("1001").await;
     let whole_minutes_kwh = 120.0 * 350.0 / 3.6e6;
     assert!(

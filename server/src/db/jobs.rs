@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Transaction};
 use wattlas_protocol::{JobTotals, JobView};
 
 /// A job row with its site's name.
@@ -284,6 +284,11 @@ impl JobSort {
         ("id", Self::Id),
     ];
 
+    /// Whether the key is null for some jobs (those without stored energy).
+    fn nullable(self) -> bool {
+        matches!(self, Self::Energy | Self::Gpus)
+    }
+
     fn column(self) -> &'static str {
         match self {
             Self::Start => "j.start_time",
@@ -319,23 +324,39 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<Vec<ListedJob>> {
-    let mut qb = QueryBuilder::new(
+    // The page's ids are chosen first, sorting only (id, key): sorting whole rows (tags, summaries)
+    // of 100,000 jobs spills to disk. Then the page's 50 rows are read whole.
+    let dir = if descending { "desc" } else { "asc" };
+    // `nulls last` only where the key can be null: on a not-null column it keeps the start-time
+    // index from serving the default order.
+    let nulls = if sort.nullable() { " nulls last" } else { "" };
+    let mut qb = QueryBuilder::new(format!(
         r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
             e.summary, e.computed_at, e.stale
-        from jobs j
-        join sites s on s.id = j.site_id
-        left join job_energy e on e.job_id = j.id"#,
-    );
+        from (
+            select j.id, {key} as sort_key
+            from jobs j
+            join sites s on s.id = j.site_id
+            left join job_energy e on e.job_id = j.id"#,
+        key = sort.column()
+    ));
     push_filter(&mut qb, filter);
-    let dir = if descending { "desc" } else { "asc" };
     qb.push(format!(
-        "\n        order by {} {dir} nulls last, j.id {dir}",
+        "\n            order by {} {dir}{nulls}, j.id {dir}",
         sort.column()
     ))
-    .push("\n        limit ")
+    .push("\n            limit ")
     .push_bind(limit)
     .push(" offset ")
     .push_bind(offset);
+    qb.push(format!(
+        r#"
+        ) page
+        join jobs j on j.id = page.id
+        join sites s on s.id = j.site_id
+        left join job_energy e on e.job_id = j.id
+        order by page.sort_key {dir}{nulls}, j.id {dir}"#
+    ));
     qb.build_query_as().fetch_all(db).await
 }
 
@@ -451,6 +472,57 @@ pub async fn mark_energy_stale(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Marks stale the energy summaries of a site's jobs overlapping `[from, to]` (unbounded where None),
+/// widened by an hour each way: facility readings, carbon intensity or the site's settings changed, and
+/// each hour's PUE and intensity enter the jobs of that hour.
+pub async fn mark_site_energy_stale<'e>(
+    db: impl PgExecutor<'e>,
+    site_id: i32,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        r#"update job_energy e
+        set stale = true
+        from jobs j
+        where e.job_id = j.id
+            and not e.stale
+            and j.site_id = $1
+            and j.start_time <= coalesce($3 + interval '1 hour', 'infinity')
+            and coalesce(j.end_time, 'infinity') >= coalesce($2 - interval '1 hour', '-infinity')"#,
+    )
+    .bind(site_id)
+    .bind(from)
+    .bind(to)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A job's stored view: `(summary, computed_at, stale)`. Stale also while raw data for the job's GPUs
+/// and time waits for the rollup task (which marks the summary stale only when it gets there).
+pub async fn stored_energy(
+    db: &PgPool,
+    id: &str,
+) -> sqlx::Result<Option<(Json<JobView>, DateTime<Utc>, bool)>> {
+    sqlx::query_as(
+        r#"select e.summary, e.computed_at,
+            e.stale or exists (
+                select 1
+                from job_allocations a
+                join rollup_pending p on p.node_id = a.node_id
+                where a.job_id = j.id
+                    and p.t_from <= coalesce(j.end_time, 'infinity')
+                    and p.t_to >= j.start_time) as stale
+        from job_energy e
+        join jobs j on j.id = e.job_id
+        where e.job_id = $1"#,
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.

@@ -144,7 +144,11 @@ pub async fn ingest(
     }
     let mut tx = state.db.begin().await?;
     let stored = db::facility::insert(&mut tx, meter.id, &batch.readings).await?;
+    let times = batch.readings.iter().map(|r| r.time);
+    db::jobs::mark_site_energy_stale(&mut *tx, meter.site_id, times.clone().min(), times.max())
+        .await?;
     tx.commit().await?;
+    state.pue_cache.invalidate(meter.site_id);
     let received = batch.readings.len() as u64;
     Ok(axum::Json(
         json!({ "stored": stored, "duplicates": received - stored }),

@@ -110,8 +110,24 @@ pub async fn computed_view(state: &AppState, job: db::jobs::Job) -> Result<JobVi
     Ok(view)
 }
 
-/// Age below which a running job's stored summary is shown as is in lists, s.
+/// Age below which a running job's stored summary is shown as is, s.
 const LIST_MAX_AGE_S: i64 = 60;
+
+/// Whether a stored summary can be shown as is: not stale, and computed after the job ended (or, while
+/// it runs, within the last minute).
+fn fresh(job: &db::jobs::Job, computed_at: DateTime<Utc>, stale: bool, now: DateTime<Utc>) -> bool {
+    !stale
+        && (job.end_time.is_some_and(|end| computed_at > end)
+            || now - computed_at < chrono::Duration::seconds(LIST_MAX_AGE_S))
+}
+
+/// A job's view: its stored summary where fresh, else computed now (and stored).
+pub async fn current_view(state: &AppState, job: db::jobs::Job) -> Result<JobView, AppError> {
+    match db::jobs::stored_energy(&state.db, &job.id).await? {
+        Some((summary, at, stale)) if fresh(&job, at, stale, Utc::now()) => Ok(summary.0),
+        _ => computed_view(state, job).await,
+    }
+}
 
 /// The views of listed jobs: stored summaries where fresh, computed (and stored) where not.
 pub async fn listed_views(
@@ -122,10 +138,7 @@ pub async fn listed_views(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let fresh = match (&row.summary, row.computed_at, row.stale) {
-            (Some(_), Some(at), Some(false)) => {
-                row.job.end_time.is_some_and(|end| at > end)
-                    || now - at < chrono::Duration::seconds(LIST_MAX_AGE_S)
-            }
+            (Some(_), Some(at), Some(stale)) => fresh(&row.job, at, stale, now),
             _ => false,
         };
         match row.summary {
@@ -400,7 +413,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, AppError> {
     let job = visible_job(&state, &caller.job_scope()?, &id).await?;
-    Ok(axum::Json(computed_view(&state, job).await?))
+    Ok(axum::Json(current_view(&state, job).await?))
 }
 
 /// Query of the jobs list, API and page alike.
@@ -855,34 +868,32 @@ async fn coverage_gaps(
     let raw = to_ms - from_ms <= 30 * 60_000;
     let mut out: Vec<Gap> = Vec::new();
     for node in db::energy::node_gpus(&allocated) {
-        let mut times: BTreeMap<u32, Vec<i64>> =
+        // Per GPU, runs of samples no further apart than the limit: every raw sample of a short job,
+        // runs of whole minutes of a long one (a week of 64 GPUs is 645,000 minutes).
+        let mut runs: BTreeMap<u32, Vec<(i64, i64)>> =
             node.gpus.iter().map(|g| (*g, Vec::new())).collect();
         let (start, limit) = if raw {
             for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await?
             {
-                times.entry(s.gpu).or_default().push(s.t_ms);
+                runs.entry(s.gpu).or_default().push((s.t_ms, s.t_ms));
             }
             (from_ms, state.config.max_gap_ms)
         } else {
-            for (gpu, minute, _) in db::rollups::minute_series(
+            for (gpu, first, last) in db::rollups::minute_runs(
                 &state.db,
                 node.node_id,
                 &node.gpus,
-                from_ms,
+                db::energy::floor_minute(from_ms),
                 to_ms,
-                db::rollups::GpuMetric::Power,
             )
             .await?
             {
-                times
-                    .entry(gpu as u32)
-                    .or_default()
-                    .push(minute.timestamp_millis());
+                runs.entry(gpu).or_default().push((first, last));
             }
             (db::energy::floor_minute(from_ms), 60_000)
         };
-        for (gpu, t) in times {
-            for (a, b) in crate::analytics::energy::gaps(&t, start, to_ms, limit) {
+        for (gpu, r) in runs {
+            for (a, b) in crate::analytics::energy::gaps_between_runs(&r, start, to_ms, limit) {
                 out.push(Gap {
                     gpu: format!("{}/gpu{gpu}", node.name),
                     from: db::ts(a.max(from_ms)),
@@ -960,7 +971,7 @@ pub async fn show_page(
     Query(window): Query<Window>,
 ) -> Result<Html<String>, PageError> {
     let row = visible_job(&state, &viewer.job_scope(), &id).await?;
-    let job = computed_view(&state, row.clone()).await?;
+    let job = current_view(&state, row.clone()).await?;
     let tags: Vec<(String, String)> = job
         .tags
         .clone()

@@ -132,6 +132,8 @@ pub async fn update(
     )
     .await?
     .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
+    // Fallback PUE, intensity and price enter every job's stored view.
+    db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
     Ok(axum::Json(site_view(row)))
 }
 
@@ -217,6 +219,9 @@ pub async fn carbon_ingest(
         }
     }
     let stored = db::carbon::upsert(&state.db, site_row.id, &points).await?;
+    let times = points.iter().map(|p| p.time);
+    db::jobs::mark_site_energy_stale(&state.db, site_row.id, times.clone().min(), times.max())
+        .await?;
     Ok(axum::Json(
         serde_json::json!({ "points": points.len(), "stored": stored }),
     ))
