@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod cache;
 pub mod charts;
 pub mod cli;
 pub mod codec;

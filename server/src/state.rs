@@ -1,9 +1,10 @@
-//! State shared by every request: the pool and the configuration.
+//! State shared by every request: the pool, the configuration and the PUE cache.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::cache::PueCache;
 use crate::config::Config;
 
 /// Handed to every handler through `with_state`.
@@ -13,6 +14,8 @@ pub struct AppState {
     pub db: PgPool,
     /// Settings.
     pub config: Arc<Config>,
+    /// Sites' hourly PUE, as the pages ask for it.
+    pub pue_cache: Arc<PueCache>,
 }
 
 impl AppState {
@@ -21,6 +24,7 @@ impl AppState {
         Self {
             db,
             config: Arc::new(config),
+            pue_cache: Arc::default(),
         }
     }
 }

@@ -68,7 +68,22 @@ pub async fn hours(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<db::facility::Hour>, AppError> {
-    Ok(db::facility::hourly(&state.db, s.site.id, from, to, local_origin(s.tz)).await?)
+    let origin = local_origin(s.tz);
+    let key = (
+        s.site.id,
+        from.timestamp(),
+        to.timestamp(),
+        origin.timestamp(),
+    );
+    if let Some(hours) = state.pue_cache.get(key) {
+        return Ok(hours.to_vec());
+    }
+    let version = state.pue_cache.version(s.site.id);
+    let hours = db::facility::hourly(&state.db, s.site.id, from, to, origin).await?;
+    state
+        .pue_cache
+        .put(key, version, std::sync::Arc::new(hours.clone()));
+    Ok(hours)
 }
 
 fn as_hour_pue(hours: &[db::facility::Hour]) -> Vec<HourPue> {
@@ -286,7 +301,9 @@ pub struct Advice {
 
 /// The month x hour profile of the last 365 days.
 pub async fn profile(state: &AppState, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12], AppError> {
-    let to = Utc::now();
+    // To the end of this hour, so that the window (and the cached result) holds for the hour.
+    let next_hour = (Utc::now().timestamp() / 3600 + 1) * 3600;
+    let to = DateTime::from_timestamp(next_hour, 0).unwrap_or_else(Utc::now);
     let hourly = hours(state, s, to - Duration::days(365), to).await?;
     Ok(pue::month_hour_profile(&as_hour_pue(&hourly), s.tz))
 }
