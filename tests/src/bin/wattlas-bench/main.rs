@@ -8,6 +8,11 @@
 //! 2. Ingest: samples/s end to end (concurrent simulated collectors -> HTTP -> TimescaleDB, committed),
 //!    beside the same samples loaded by binary COPY into the same table (the limit), with their ratio
 //!    and the p50/p99 latency of a batch.
+//! 3. Collector: CPU and RSS of the real collector binary with 8 simulated GPUs.
+//! 4. Pages and API at scale (pages.rs): p50/p95 of each page on a seeded database, served by the
+//!    server binary in its own process.
+
+mod pages;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -189,6 +194,17 @@ async fn main() -> anyhow::Result<()> {
     let ingest = ingest(&base_url, &sizes).await?;
     report.extend(ingest);
     report.push(collector(&base_url, if quick { 5 } else { 60 }).await?);
+    report.extend(
+        pages::pages(
+            &base_url,
+            &if quick {
+                pages::Scale::quick()
+            } else {
+                pages::Scale::full()
+            },
+        )
+        .await?,
+    );
 
     let machine = machine();
     let mode = if quick {

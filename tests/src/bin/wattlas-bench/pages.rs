@@ -1,0 +1,622 @@
+//! Pages and API at scale: a seeded database (64 GPUs, 90 days of per-minute rollups, the last week's raw
+//! 100 ms blocks, a year of 5-minute meter readings, 100,000 jobs with their stored energy), the release
+//! server binary in its own process, and a load generator on loopback timing each page.
+//!
+//! The seed is written by SQL, not through the ingest path (which the ingest benchmark measures): 8.3
+//! million GPU-minutes would take an hour through HTTP. Each GPU runs one job at a time, so every job's
+//! minutes carry its own power cap and power; the jobs' stored energy is then computed by the server's
+//! own code, the way the background task computes it.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DurationRound, Utc};
+use sqlx::PgPool;
+
+use super::{blocks, copy_in, fresh_db, simulate, Copy, ADMIN};
+
+/// How big a world to seed and how long to load each page.
+pub struct Scale {
+    /// Days of per-minute rollups of all 64 GPUs.
+    pub days: i64,
+    /// Short jobs (1 or 2 GPUs each) before the long job.
+    pub jobs: i64,
+    /// Researchers; each has jobs / users jobs and three workloads.
+    pub users: i64,
+    /// Days of the 64-GPU job at the end.
+    pub big_days: i64,
+    /// Hours of raw 100 ms blocks at the end (the long job's).
+    pub raw_hours: i64,
+    /// Days of 5-minute meter readings.
+    pub meter_days: i64,
+    /// Seconds each page is loaded for, per concurrency level.
+    pub seconds: f64,
+    /// Requests each page gets at least, per concurrency level.
+    pub min_requests: usize,
+}
+
+impl Scale {
+    pub fn full() -> Self {
+        Self {
+            days: 90,
+            jobs: 100_000,
+            users: 100,
+            big_days: 7,
+            raw_hours: 7 * 24,
+            meter_days: 365,
+            seconds: 5.0,
+            min_requests: 5,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            days: 10,
+            jobs: 2_000,
+            users: 20,
+            big_days: 1,
+            raw_hours: 1,
+            meter_days: 30,
+            seconds: 0.2,
+            min_requests: 2,
+        }
+    }
+}
+
+const NODES: i64 = 8;
+const GPUS_PER_NODE: i64 = 8;
+/// Two-GPU slots: each runs one short job at a time.
+const SLOTS: i64 = NODES * GPUS_PER_NODE / 2;
+/// Clients of the throughput measurement.
+const CLIENTS: usize = 4;
+
+/// Kills the server process when the benchmark ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn seconds_of<T>(
+    what: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let t = Instant::now();
+    let out = f.await?;
+    eprintln!("  seeded {what} in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String, String)>> {
+    let (db, url) = fresh_db(base_url, "wattlas_bench_pages").await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let exe = std::env::current_exe()?
+        .parent()
+        .context("bench binary without a folder")?
+        .join("wattlas-server");
+    let log = std::env::temp_dir().join("wattlas-bench-server.log");
+    let server = Server(
+        Command::new(&exe)
+            .env("DATABASE_URL", &url)
+            .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
+            .env("WATTLAS_ADMIN_TOKEN", ADMIN)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {} (scripts/bench builds it)", exe.display()))?,
+    );
+    let http = reqwest::Client::new();
+    let ready = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the server did not start: see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    post(
+        "/api/v1/sites",
+        serde_json::json!({"name": "bench", "timezone": "UTC", "carbon_g_per_kwh": 370.0,
+            "price_per_kwh": 0.10, "currency": "USD"}),
+    )
+    .await?
+    .error_for_status()?;
+    for n in 0..NODES {
+        post(
+            "/api/v1/nodes",
+            serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
+        )
+        .await?
+        .error_for_status()?;
+    }
+    post(
+        "/api/v1/meters",
+        serde_json::json!({"name": "bench-main", "site": "bench", "category": "PUE1"}),
+    )
+    .await?
+    .error_for_status()?;
+
+    let t_end =
+        Utc::now().duration_trunc(chrono::Duration::minutes(1))? - chrono::Duration::minutes(2);
+    let t0 = t_end - chrono::Duration::days(scale.days);
+    let big_start = t_end - chrono::Duration::days(scale.big_days);
+    let small_span = (scale.days - scale.big_days) * 1440;
+    let per_slot = (scale.jobs + SLOTS - 1) / SLOTS;
+    let period = small_span / per_slot;
+    anyhow::ensure!(period >= 4, "too many jobs for the days: {period} min each");
+    let seed_started = Instant::now();
+    seed_functions(&db, scale, period).await?;
+    seconds_of("jobs", seed_jobs(&db, scale, t0, t_end, big_start, period)).await?;
+    seconds_of(
+        "GPU minutes",
+        seed_minutes(&db, scale, t0, small_span, period),
+    )
+    .await?;
+    seconds_of("raw blocks", seed_raw(&db, scale, big_start)).await?;
+    seconds_of("meter readings", seed_meter(&db, scale, t_end)).await?;
+    let summaries = Instant::now();
+    let computed = seconds_of("job energy", seed_energy(&db, &url)).await?;
+    let energy_rate = computed as f64 / summaries.elapsed().as_secs_f64();
+    sqlx::query("vacuum analyze").execute(&db).await?;
+    sqlx::query("checkpoint").execute(&db).await?;
+    let seed_secs = seed_started.elapsed().as_secs_f64();
+    let (minutes, raw_samples, readings): (i64, i64, i64) = sqlx::query_as(
+        r#"select (select count(*) from gpu_minute), (select coalesce(sum(n_samples), 0)::int8 from gpu_raw),
+            (select count(*) from facility_readings)"#,
+    )
+    .fetch_one(&db)
+    .await?;
+    let db_bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
+        .fetch_one(&db)
+        .await?;
+
+    let user = "user7";
+    let user_jobs = scale.jobs / scale.users;
+    let workload = "w21";
+    let pages: Vec<(String, String, &[u8], f64)> = vec![
+        (
+            format!("Jobs page, all {} jobs, newest first", scale.jobs + 1),
+            "/jobs".into(),
+            b"job-",
+            100.0,
+        ),
+        (
+            format!("Jobs page filtered by user ({user_jobs} jobs), sorted by energy"),
+            format!("/jobs?user={user}&sort=energy"),
+            b"job-",
+            100.0,
+        ),
+        (
+            "Jobs API filtered by workload tag and power cap".into(),
+            format!("/api/v1/jobs?tag=workload:{workload}&cap=200"),
+            b"\"it_energy_kwh\"",
+            100.0,
+        ),
+        (
+            format!("Jobs page sorted by energy, offset {}", scale.jobs / 2),
+            format!("/jobs?sort=energy&offset={}", scale.jobs / 2),
+            b"job-",
+            100.0,
+        ),
+        (
+            format!("Job page of a {}-day 64-GPU job", scale.big_days),
+            "/jobs/big".into(),
+            b"pretrain-64gpu",
+            100.0,
+        ),
+        (
+            "Its power chart (SVG)".into(),
+            "/jobs/big/power.svg".into(),
+            b"<svg",
+            100.0,
+        ),
+        (
+            format!(
+                "PUE variation page (Table 1), {} days of 5-minute readings",
+                scale.meter_days
+            ),
+            "/sites/bench/pue".into(),
+            b"PUE",
+            100.0,
+        ),
+        (
+            format!(
+                "Power-cap comparison page, one workload ({} jobs at 3 caps)",
+                user_jobs / 3
+            ),
+            format!("/powercap?tag=workload:{workload}"),
+            b"<svg",
+            100.0,
+        ),
+        (
+            format!("Energy statement PDF of {user_jobs} jobs"),
+            format!("/api/v1/statement?user={user}&format=pdf"),
+            b"%PDF",
+            2000.0,
+        ),
+    ];
+    let mut report = vec![(
+        "Pages at scale: the seed".to_owned(),
+        format!(
+            "{} GPUs; {minutes} GPU-minutes ({} days); {raw_samples} raw samples ({} h); {readings} meter readings ({} days); {} jobs; database {:.1} GB; seeded in {seed_secs:.0} s (job energy computed at {energy_rate:.0} jobs/s)",
+            NODES * GPUS_PER_NODE,
+            scale.days,
+            scale.raw_hours,
+            scale.meter_days,
+            scale.jobs + 1,
+            db_bytes as f64 / 1e9
+        ),
+    )];
+    for (label, path, expect, target_ms) in pages {
+        let url = format!("{base}{path}");
+        // One request first: checks the body and warms the caches, as a page viewed before would.
+        let first = Instant::now();
+        let body = fetch(&http, &url, expect).await?;
+        let first_ms = first.elapsed().as_secs_f64() * 1000.0;
+        let one = load(&http, &url, 1, scale, expect).await?;
+        let many = load(&http, &url, CLIENTS, scale, expect).await?;
+        let (p50, p95) = (one.percentile(0.5), one.percentile(0.95));
+        let met = if p95 <= target_ms { "met" } else { "missed" };
+        report.push((
+            format!("{label}: `{path}`"),
+            format!(
+                "p50 **{p50:.0} ms**, p95 **{p95:.0} ms** ({} requests, 1 client; the first {first_ms:.0} ms); {:.1} req/s with {CLIENTS} clients (p95 {:.0} ms); {:.0} kB; target p95 <= {target_ms:.0} ms: {met}",
+                one.latencies.len(),
+                many.rate(),
+                many.percentile(0.95),
+                body as f64 / 1000.0
+            ),
+        ));
+    }
+    let (_, rss_kib) = super::proc_usage(server.0.id())?;
+    report.push((
+        "Server process after the page loads".into(),
+        format!("peak RSS {:.0} MB", rss_kib as f64 / 1024.0),
+    ));
+    drop(server);
+    db.close().await;
+    Ok(report)
+}
+
+/// The seed's rules as SQL functions, so jobs and GPU-minutes agree: job i runs on two-GPU slot i % 32,
+/// in period i / 32; its user, workload, power cap, power demand and duration follow from i.
+async fn seed_functions(db: &PgPool, scale: &Scale, period: i64) -> anyhow::Result<()> {
+    let users = scale.users;
+    for f in [
+        "create function bench_cap(i bigint) returns real immutable language sql as
+            'select (array[150, 200, 250])[(i % 3) + 1]::real'"
+            .to_owned(),
+        format!(
+            "create function bench_workload(i bigint) returns int immutable language sql as
+            'select ((i % {users}) * 3 + (i / {users}) % 3)::int'"
+        ),
+        // What the workload would draw uncapped, W.
+        "create function bench_demand(i bigint) returns real immutable language sql as
+            'select (160 + (bench_workload(i) % 7) * 20)::real'"
+            .to_owned(),
+        // Minutes: half to three quarters of the period, longer under a lower cap.
+        format!(
+            "create function bench_dur(i bigint) returns int immutable language sql as
+            'select greatest(1, floor({period} * (50 + (i * 7919) % 26) / 100.0 * (1 + 0.003 * (250 - bench_cap(i)))))::int'"
+        ),
+        "create view bench_nodes as select id, substr(name, 6)::int as idx from nodes where name like 'bench%'"
+            .to_owned(),
+    ] {
+        sqlx::query(&f).execute(db).await?;
+    }
+    Ok(())
+}
+
+async fn seed_jobs(
+    db: &PgPool,
+    scale: &Scale,
+    t0: chrono::DateTime<Utc>,
+    t_end: chrono::DateTime<Utc>,
+    big_start: chrono::DateTime<Utc>,
+    period: i64,
+) -> anyhow::Result<()> {
+    let site: i32 = sqlx::query_scalar("select id from sites where name = 'bench'")
+        .fetch_one(db)
+        .await?;
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags)
+        select 'job-' || lpad(i::text, 6, '0'), 'user' || (i % {users}), 'train-w' || bench_workload(i), $1,
+            $2 + make_interval(mins => ((i / {SLOTS}) * {period})::int),
+            $2 + make_interval(mins => ((i / {SLOTS}) * {period} + bench_dur(i))::int),
+            jsonb_build_object('workload', 'w' || bench_workload(i), 'power_cap_w', bench_cap(i)::int::text)
+        from generate_series(0, {last}) i"#,
+        users = scale.users,
+        last = scale.jobs - 1,
+    ))
+    .bind(site)
+    .bind(t0)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        r#"insert into job_allocations (job_id, node_id, gpu_index)
+        select 'job-' || lpad(i::text, 6, '0'), n.id, 2 * ((i % {SLOTS}) % 4) + k
+        from generate_series(0, {last}) i
+        cross join generate_series(0, 1) k
+        join bench_nodes n on n.idx = (i % {SLOTS}) / 4"#,
+        last = scale.jobs - 1,
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags)
+        values ('big', 'ops', 'pretrain-64gpu', $1, $2, $3, '{"workload": "pretrain", "power_cap_w": "250"}')"#,
+    )
+    .bind(site)
+    .bind(big_start)
+    .bind(t_end)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        r#"insert into job_allocations (job_id, node_id, gpu_index)
+        select 'big', n.id, g from bench_nodes n cross join generate_series(0, {}) g"#,
+        GPUS_PER_NODE - 1
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every GPU-minute of every GPU over the days: a job's minutes at its cap and power, idle minutes at
+/// idle power, the long job's at 240 W. One statement per node.
+async fn seed_minutes(
+    db: &PgPool,
+    scale: &Scale,
+    t0: chrono::DateTime<Utc>,
+    small_span: i64,
+    period: i64,
+) -> anyhow::Result<()> {
+    for n in 0..NODES {
+        sqlx::query(&format!(
+            r#"insert into gpu_minute (node_id, gpu_index, minute, samples, covered_s, counter_s, energy_j,
+                power_min_w, power_max_w, power_limit_w, power_limit_samples, util_avg_pct, mem_max_mib,
+                temp_max_c, sm_avg_mhz)
+            select nd.id, g, $1 + make_interval(mins => m::int), 600, 60, 60, p * 60, p - 4, p + 4, lim, 600,
+                case st when 0 then 0 else 93 end, case st when 0 then 600 else 61000 end,
+                case st when 0 then 34 else 30 + p / 8 end, case st when 0 then 210 else 1300 + p end
+            from bench_nodes nd
+            cross join generate_series(0, {gmax}) g
+            cross join generate_series(0, {mmax}) m
+            cross join lateral (select (m / {period}) * {SLOTS} + {n} * 4 + g / 2 as i) j
+            cross join lateral (select case
+                when m >= {small_span} then 2
+                when j.i < {jobs} and m % {period} < bench_dur(j.i) then 1
+                else 0 end as st) s
+            cross join lateral (select
+                (case s.st
+                    when 2 then 240 + 6 * sin(m / 7.0 + g)
+                    when 1 then least(bench_cap(j.i) * 0.97, bench_demand(j.i)) + 3 * sin(m / 5.0 + g)
+                    else 58 + g end)::real as p,
+                (case s.st when 1 then bench_cap(j.i) else 250 end)::real as lim) v
+            where nd.idx = {n}"#,
+            gmax = GPUS_PER_NODE - 1,
+            mmax = scale.days * 1440 - 1,
+            jobs = scale.jobs,
+        ))
+        .bind(t0)
+        .execute(db)
+        .await?;
+    }
+    // The hourly sums, as the rollup task keeps them.
+    let ids: Vec<i32> = sqlx::query_scalar("select id from bench_nodes")
+        .fetch_all(db)
+        .await?;
+    let mut tx = db.begin().await?;
+    for id in ids {
+        wattlas_server::db::rollups::refresh_hours(
+            &mut tx,
+            id,
+            t0.timestamp_millis(),
+            (t0 + chrono::Duration::days(scale.days)).timestamp_millis(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The last hours' raw 100 ms blocks: one simulated hour of the 64 GPUs, repeated hour by hour.
+async fn seed_raw(
+    db: &PgPool,
+    scale: &Scale,
+    big_start: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let ids: Vec<(i32, i32)> = sqlx::query_as("select idx, id from bench_nodes order by idx")
+        .fetch_all(db)
+        .await?;
+    let sim = simulate(NODES as u32, GPUS_PER_NODE as u32, 3600, big_start);
+    for ((_, id), node) in ids.iter().zip(&sim) {
+        let mut copy = Copy::new();
+        for batch in node {
+            blocks(*id, &super::raw(batch), &mut copy);
+        }
+        copy_in(
+            db,
+            "copy gpu_raw (node_id, t_start, t_end, n_samples, data) from stdin (format binary)",
+            copy.finish(),
+        )
+        .await?;
+    }
+    // A day at a time, to bound each transaction.
+    let mut h = 1;
+    while h < scale.raw_hours {
+        let to = (h + 24).min(scale.raw_hours);
+        sqlx::query(&format!(
+            r#"insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
+            select node_id, t_start + make_interval(hours => h), t_end + make_interval(hours => h), n_samples, data
+            from gpu_raw cross join generate_series({h}, {last}) h
+            where t_start < $1"#,
+            last = to - 1
+        ))
+        .bind(big_start + chrono::Duration::hours(1))
+        .execute(db)
+        .await?;
+        h = to;
+    }
+    Ok(())
+}
+
+/// Readings every 5 minutes: IT power with a daily swing, PUE with a daily and a yearly one.
+async fn seed_meter(
+    db: &PgPool,
+    scale: &Scale,
+    t_end: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    sqlx::query(&format!(
+        r#"insert into facility_readings (meter_id, time, it_kw, total_kw)
+        select m.id, $1 - make_interval(mins => 5 * k), it, it * pue
+        from meters m
+        cross join generate_series(0, {last}) k
+        cross join lateral (select
+            400 + 60 * sin(k * 2 * pi() / 288) as it,
+            1.35 + 0.12 * sin(k * 2 * pi() / 288 - 1) + 0.08 * sin(k * 2 * pi() / (288 * 365)) + 0.02 * sin(k * 0.7) as pue) x
+        where m.name = 'bench-main'"#,
+        last = scale.meter_days * 288 - 1
+    ))
+    .bind(t_end)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Every job's stored energy, computed by the server's code, four jobs at a time.
+async fn seed_energy(db: &PgPool, url: &str) -> anyhow::Result<usize> {
+    let ids: Vec<String> = sqlx::query_scalar("select id from jobs order by id")
+        .fetch_all(db)
+        .await?;
+    let pool = wattlas_server::startup::pool_options(
+        &wattlas_server::config::Config::with_admin_token(ADMIN),
+    )
+    .connect(url)
+    .await?;
+    let state = wattlas_server::state::AppState::new(
+        pool,
+        wattlas_server::config::Config::with_admin_token(ADMIN),
+    );
+    let ids = Arc::new(ids);
+    let next = Arc::new(AtomicUsize::new(0));
+    let now = Utc::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (state, ids, next) = (state.clone(), ids.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { break };
+                let job = wattlas_server::db::jobs::by_id(&state.db, id)
+                    .await?
+                    .context("seeded job vanished")?;
+                let (view, by_hour) =
+                    wattlas_server::routes::jobs::job_view_by_hour(&state, job, now)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
+                wattlas_server::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(ids.len())
+}
+
+/// Latencies of one load run and its wall time.
+struct Run {
+    latencies: Vec<f64>,
+    wall_s: f64,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        self.latencies
+            .get(i.min(self.latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall_s
+    }
+}
+
+/// One GET; fails unless it answers 200 with `expect` in its body. Returns the body's size.
+async fn fetch(http: &reqwest::Client, url: &str, expect: &[u8]) -> anyhow::Result<usize> {
+    let r = http.get(url).bearer_auth(ADMIN).send().await?;
+    let status = r.status();
+    let body = r.bytes().await?;
+    anyhow::ensure!(
+        status == reqwest::StatusCode::OK,
+        "{url} answered {status}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+    anyhow::ensure!(
+        body.windows(expect.len()).any(|w| w == expect),
+        "{url}: the body lacks {:?}",
+        String::from_utf8_lossy(expect)
+    );
+    Ok(body.len())
+}
+
+/// `clients` concurrent clients, each sending its next request when the last is answered, for the
+/// scale's seconds and at least its minimum of requests.
+async fn load(
+    http: &reqwest::Client,
+    url: &str,
+    clients: usize,
+    scale: &Scale,
+    expect: &'static [u8],
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, sent) = (http.clone(), url.to_owned(), sent.clone());
+        let (secs, min) = (scale.seconds, scale.min_requests);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let k = sent.fetch_add(1, Ordering::Relaxed);
+                if k >= min && started.elapsed().as_secs_f64() >= secs {
+                    break;
+                }
+                let t = Instant::now();
+                fetch(&http, &url, expect).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Run {
+        latencies,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
