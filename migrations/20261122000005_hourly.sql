@@ -28,3 +28,6 @@ select node_id, gpu_index, time_bucket('1 hour', minute),
     coalesce(sum(covered_s) filter (where util_avg_pct is not null), 0)
 from gpu_minute
 group by 1, 2, 3;
+
+-- Running jobs, for the task that refreshes their stored energy.
+create index jobs_running_idx on jobs (start_time) where end_time is null;

@@ -427,13 +427,33 @@ pub async fn needing_energy(
     running_max_age_s: f64,
     limit: i64,
 ) -> sqlx::Result<Vec<Job>> {
+    // Three indexed questions instead of one OR over a join of every job with its summary (0.13 s
+    // every few seconds at 100,000 jobs): jobs without a summary (an anti-join), stale summaries (a
+    // partial index), running jobs (a partial index).
     sqlx::query_as(&format!(
-        r#"{JOB_COLUMNS}
-        left join job_energy e on e.job_id = j.id
-        where e.job_id is null
-            or e.stale
-            or (j.end_time is null and e.computed_at < now() - make_interval(secs => $1))
-        order by e.computed_at nulls first, j.start_time desc
+        r#"with due as (
+            (select j.id, null::timestamptz as computed_at
+            from jobs j
+            where not exists (select 1 from job_energy e where e.job_id = j.id)
+            limit $2)
+            union all
+            (select job_id, computed_at
+            from job_energy
+            where stale
+            order by computed_at
+            limit $2)
+            union all
+            (select j.id, e.computed_at
+            from jobs j
+            join job_energy e on e.job_id = j.id
+            where j.end_time is null
+                and not e.stale
+                and e.computed_at < now() - make_interval(secs => $1)
+            limit $2)
+        )
+        {JOB_COLUMNS}
+        join due on due.id = j.id
+        order by due.computed_at nulls first, j.start_time desc
         limit $2"#
     ))
     .bind(running_max_age_s)
