@@ -14,7 +14,7 @@
 
 mod pages;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -285,6 +285,30 @@ async fn fresh_db(base_url: &str, name: &str) -> anyhow::Result<(PgPool, String)
     Ok((pool, url))
 }
 
+/// CPU seconds of every PostgreSQL process now, by pid.
+fn postgres_cpu() -> HashMap<u32, f64> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| proc_usage(pid).ok().map(|(cpu, _)| (pid, cpu)))
+        .collect()
+}
+
+/// CPU seconds PostgreSQL spent between two `postgres_cpu` readings (processes started in between
+/// count whole; those that ended are lost, which the pool's long-lived connections make rare).
+fn postgres_cpu_since(before: &HashMap<u32, f64>) -> f64 {
+    postgres_cpu()
+        .iter()
+        .map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
+}
+
 /// Simulated GPUs of `nodes` nodes, `seconds` of 100 ms polls from `t0`: per node, per second, the samples.
 fn simulate(nodes: u32, gpus: u32, seconds: i64, t0: DateTime<Utc>) -> Vec<Vec<Vec<GpuSample>>> {
     // The simulator's own table has the A100.
@@ -541,6 +565,7 @@ async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, St
         }
         bodies.push(node_bodies);
     }
+    let (pg_before, me_before) = (postgres_cpu(), proc_usage(std::process::id())?.0);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (bodies, token) in bodies.into_iter().zip(tokens) {
@@ -569,6 +594,9 @@ async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, St
         latencies.extend(t.await??);
     }
     let http_secs = started.elapsed().as_secs_f64();
+    let pg_cpu = postgres_cpu_since(&pg_before);
+    let me_cpu = proc_usage(std::process::id())?.0 - me_before;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let stored: i64 = sqlx::query_scalar("select sum(n_samples)::int8 from gpu_raw")
         .fetch_one(&db)
         .await?;
@@ -604,6 +632,13 @@ async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, St
         (
             format!("Ingest end to end: {} collectors x {} GPUs, {} s of 100 ms samples each ({samples_total} samples), 1 s batches, HTTP + gzip, committed", sizes.ingest_nodes, sizes.gpus_per_node, sizes.ingest_seconds),
             format!("**{http_rate:.0} samples/s** ({:.0} GPUs at 100 ms); batch latency p50 {:.1} ms, p99 {:.1} ms; target >= 100,000", http_rate / 10.0, pct(0.5).as_secs_f64() * 1000.0, pct(0.99).as_secs_f64() * 1000.0),
+        ),
+        (
+            "Where the CPU went in the end-to-end run".to_owned(),
+            format!(
+                "PostgreSQL {pg_cpu:.1} core-s, the bench process (server and load generator, one runtime) {me_cpu:.1} core-s, in {http_secs:.1} s on {cores:.0} cores: {:.0} % of the machine busy",
+                (pg_cpu + me_cpu) / (http_secs * cores) * 100.0
+            ),
         ),
         (
             "Binary COPY of the same blocks into the same table (the limit)".to_owned(),
