@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod maintenance;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -1,11 +1,13 @@
-//! State shared by every request: the pool, the configuration and the PUE cache.
+//! State shared by every request: the pool, the configuration, caches, limits and counters.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::auth::limit::SignInLimiter;
 use crate::cache::PueCache;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Handed to every handler through `with_state`.
 #[derive(Clone)]
@@ -16,6 +18,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Sites' hourly PUE, as the pages ask for it.
     pub pue_cache: Arc<PueCache>,
+    /// Failed sign-ins, for rate limiting.
+    pub sign_in: Arc<SignInLimiter>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -25,6 +31,8 @@ impl AppState {
             db,
             config: Arc::new(config),
             pue_cache: Arc::default(),
+            sign_in: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 }

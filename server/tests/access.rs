@@ -554,3 +554,84 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
         "no password hash leaves the server"
     );
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn sign_in_is_held_after_ten_failures_for_that_name(db: PgPool) {
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "bob", Role::Researcher).await;
+    for i in 0..wattlas_server::auth::limit::PER_USER {
+        let r = sign_in(&app, "alice", &format!("guess {i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // Now even the right password is not checked.
+    let r = sign_in(&app, "alice", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry > 14 * 60 && retry <= 15 * 60, "{retry}");
+    let page = r.text().await.expect("page");
+    assert!(
+        page.contains("Too many failed sign-ins: try again in 15 minutes."),
+        "{page}"
+    );
+    assert!(set_cookie_absent(&page));
+    // Another name from the same address still signs in.
+    let r = sign_in(&app, "bob", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // Counted for the operators (tests/tests/e2e.rs parses the whole exposition).
+    let (status, metrics) = app.get_text(ADMIN, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        r#"wattlas_sign_ins_total{outcome="accepted"} 1"#,
+        r#"wattlas_sign_ins_total{outcome="limited"} 1"#,
+        r#"wattlas_sign_ins_total{outcome="refused"} 10"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+/// The refusal page starts no session.
+fn set_cookie_absent(page: &str) -> bool {
+    !page.contains("wattlas_session")
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn every_response_carries_the_security_headers(db: PgPool) {
+    let app = App::spawn(db).await;
+    for (path, expected) in [
+        ("/login", StatusCode::OK),
+        ("/api/v1/me", StatusCode::UNAUTHORIZED),
+        ("/static/style.css", StatusCode::OK),
+        ("/no-such-page", StatusCode::NOT_FOUND),
+    ] {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), expected, "{path}");
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            h("content-security-policy"),
+            wattlas_server::routes::CSP,
+            "{path}"
+        );
+        assert!(h("content-security-policy").contains("frame-ancestors 'none'"));
+        assert_eq!(h("x-frame-options"), "DENY", "{path}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("referrer-policy"), "same-origin", "{path}");
+    }
+}

@@ -11,6 +11,7 @@
 //! Cookies and the proxy header are ambient credentials: on the JSON API they only read (GET/HEAD);
 //! writes need a bearer token. Page forms check the session's CSRF token.
 
+pub mod limit;
 pub mod password;
 pub mod session;
 

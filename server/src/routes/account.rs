@@ -1,8 +1,10 @@
 //! Signing in and out, and one's own account: API tokens and password.
 
 use askama::Template;
-use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -98,9 +100,11 @@ pub struct LoginForm {
 /// `POST /login`: checks the password, starts a session.
 pub async fn login(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
+    let peer = connect.map(|c| c.0 .0.ip());
     let next = safe_next(form.next.as_deref());
     let cookie = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if !session::csrf_matches(cookie, &form.csrf) {
@@ -111,6 +115,25 @@ pub async fn login(
             form.username,
             Some("The sign-in form expired (or cookies are off): please try again.".into()),
         );
+    }
+    if let Some(wait) = state.sign_in.check(&form.username, peer) {
+        state.metrics.sign_in("limited");
+        tracing::info!(user = %form.username, "sign-in held: too many failures");
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let mut response = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            next,
+            form.username,
+            Some(format!(
+                "Too many failed sign-ins: try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            )),
+        )?;
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, wait.as_secs().max(1).into());
+        return Ok(response);
     }
     let found = db::users::password_hash(&state.db, &form.username).await?;
     let (stored, user_id) = match found {
@@ -123,6 +146,8 @@ pub async fn login(
         _ => None,
     };
     let Some(user) = user else {
+        state.sign_in.failed(&form.username, peer);
+        state.metrics.sign_in("refused");
         tracing::info!(user = %form.username, "sign-in refused");
         return login_page(
             &state,
@@ -132,6 +157,8 @@ pub async fn login(
             Some("Wrong user name or password.".into()),
         );
     };
+    state.sign_in.succeeded(&form.username);
+    state.metrics.sign_in("accepted");
     let (_, session_cookie) = session::start(&state, user).await?;
     let clear = session::set_cookie(&state.config, LOGIN_COOKIE, "", 0);
     let mut response = Redirect::to(&next).into_response();

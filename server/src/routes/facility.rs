@@ -149,6 +149,7 @@ pub async fn ingest(
         .await?;
     tx.commit().await?;
     state.pue_cache.invalidate(meter.site_id);
+    state.metrics.readings(stored);
     let received = batch.readings.len() as u64;
     Ok(axum::Json(
         json!({ "stored": stored, "duplicates": received - stored }),

@@ -58,6 +58,7 @@ pub async fn ingest_gpu(
     let stored = db::samples::insert(&mut tx, node_id, samples).await?;
     db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;
+    state.metrics.ingested(stored.stored, stored.duplicates);
     Ok(axum::Json(IngestResult {
         stored: stored.stored,
         duplicates: stored.duplicates,

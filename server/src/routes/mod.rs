@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -28,11 +29,20 @@ use tower_http::trace::TraceLayer;
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// Content-Security-Policy of every response.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// All routes with their layers.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let api = Router::new()
-        .route("/ingest/gpu", post(ingest::ingest_gpu))
+        .route(
+            "/ingest/gpu",
+            post(ingest::ingest_gpu).layer(from_fn_with_state(
+                state.clone(),
+                crate::metrics::count_rejections,
+            )),
+        )
         .route("/jobs", post(jobs::create).get(jobs::list))
         .route("/jobs.csv", get(jobs::export_api))
         .route("/jobs/{id}", get(jobs::show))
@@ -46,7 +56,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/carbon", post(sites::carbon_ingest))
         .route("/nodes", post(nodes::create).get(nodes::list))
         .route("/meters", post(facility::create).get(facility::list))
-        .route("/ingest/facility", post(facility::ingest))
+        .route(
+            "/ingest/facility",
+            post(facility::ingest).layer(from_fn_with_state(
+                state.clone(),
+                crate::metrics::count_rejections,
+            )),
+        )
         .route("/sites/{site}/pue/variation", get(pue::variation))
         .route(
             "/sites/{site}/pue/variation.csv",
@@ -99,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(pages::favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .with_state(state)
         // The limit applies to the decoded body, so a small gzip bomb cannot get past it.
         .layer(DefaultBodyLimit::max(max_body))
@@ -110,6 +127,20 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ))
+        // Pages load only their own stylesheet, images and forms: no script runs at all, so an
+        // injected tag would do nothing, and no other site may frame them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(TraceLayer::new_for_http())
 }

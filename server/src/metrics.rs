@@ -1,0 +1,261 @@
+//! Self-observability: counters the server keeps in memory and `GET /metrics` exposes in Prometheus'
+//! text format (0.0.4), with gauges read from the database at scrape time (rollup backlog, last runs of
+//! the background tasks, database round-trip time). `/metrics` is public like `/readyz`: it holds
+//! counts, no names, jobs or tokens.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use crate::state::AppState;
+
+/// What the server counts.
+#[derive(Default)]
+pub struct Metrics {
+    batches: AtomicU64,
+    samples_stored: AtomicU64,
+    samples_duplicate: AtomicU64,
+    readings_stored: AtomicU64,
+    /// Refused writes by route and HTTP status.
+    rejected: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Sign-ins by outcome (accepted, refused, limited).
+    sign_ins: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default() += 1;
+}
+
+impl Metrics {
+    /// A GPU batch was committed.
+    pub fn ingested(&self, stored: u64, duplicates: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.samples_stored.fetch_add(stored, Ordering::Relaxed);
+        self.samples_duplicate
+            .fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Facility readings were committed.
+    pub fn readings(&self, stored: u64) {
+        self.readings_stored.fetch_add(stored, Ordering::Relaxed);
+    }
+
+    /// A sign-in ended so.
+    pub fn sign_in(&self, outcome: &'static str) {
+        bump(&self.sign_ins, outcome);
+    }
+}
+
+/// Counts the refusals (4xx, 5xx) of the write routes it wraps, by route and status.
+pub async fn count_rejections(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    // The route's template (bounded label values), with the prefix a nested router strips.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::OriginalUri>()
+                .map(|u| u.path().to_owned())
+        })
+        .unwrap_or_else(|| request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        bump(&state.metrics.rejected, (route, status.as_u16()));
+    }
+    response
+}
+
+/// Label values are ours (routes, outcomes, task names), but escape them as the format asks anyway.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let mut out = String::new();
+    family(
+        &mut out,
+        "wattlas_ingest_batches_total",
+        "counter",
+        "GPU sample batches committed.",
+    );
+    let _ = writeln!(
+        out,
+        "wattlas_ingest_batches_total {}",
+        m.batches.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "wattlas_ingest_samples_total",
+        "counter",
+        "GPU samples in committed batches, stored or already present.",
+    );
+    let _ = writeln!(
+        out,
+        "wattlas_ingest_samples_total{{outcome=\"stored\"}} {}",
+        m.samples_stored.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "wattlas_ingest_samples_total{{outcome=\"duplicate\"}} {}",
+        m.samples_duplicate.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "wattlas_facility_readings_total",
+        "counter",
+        "Facility meter readings stored.",
+    );
+    let _ = writeln!(
+        out,
+        "wattlas_facility_readings_total {}",
+        m.readings_stored.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "wattlas_rejected_requests_total",
+        "counter",
+        "Refused writes to the ingest routes, by route and HTTP status.",
+    );
+    for ((route, status), n) in m
+        .rejected
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "wattlas_rejected_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+            label(route)
+        );
+    }
+    family(
+        &mut out,
+        "wattlas_sign_ins_total",
+        "counter",
+        "Sign-in attempts by outcome (accepted, refused, limited).",
+    );
+    for (outcome, n) in m
+        .sign_ins
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        let _ = writeln!(out, "wattlas_sign_ins_total{{outcome=\"{outcome}\"}} {n}");
+    }
+
+    // From the database, at scrape time.
+    let started = Instant::now();
+    let ping = sqlx::query_scalar::<_, i32>("select 1")
+        .fetch_one(&state.db)
+        .await;
+    family(
+        &mut out,
+        "wattlas_db_up",
+        "gauge",
+        "Whether the database answered this scrape.",
+    );
+    let _ = writeln!(out, "wattlas_db_up {}", u8::from(ping.is_ok()));
+    family(
+        &mut out,
+        "wattlas_db_pool_connections",
+        "gauge",
+        "Database connections of the pool, by state.",
+    );
+    let (size, idle) = (state.db.size(), state.db.num_idle());
+    let _ = writeln!(out, "wattlas_db_pool_connections{{state=\"idle\"}} {idle}");
+    let _ = writeln!(
+        out,
+        "wattlas_db_pool_connections{{state=\"busy\"}} {}",
+        (size as usize).saturating_sub(idle)
+    );
+    if ping.is_ok() {
+        family(
+            &mut out,
+            "wattlas_db_round_trip_seconds",
+            "gauge",
+            "Time of a trivial query at this scrape (pool acquire included).",
+        );
+        let _ = writeln!(
+            out,
+            "wattlas_db_round_trip_seconds {:.6}",
+            started.elapsed().as_secs_f64()
+        );
+        if let Ok((pending, oldest)) = crate::db::rollups::lag(&state.db).await {
+            family(
+                &mut out,
+                "wattlas_rollup_pending_ranges",
+                "gauge",
+                "Ranges of raw samples not yet rolled up.",
+            );
+            let _ = writeln!(out, "wattlas_rollup_pending_ranges {pending}");
+            family(
+                &mut out,
+                "wattlas_rollup_lag_seconds",
+                "gauge",
+                "Age of the oldest raw data not yet rolled up (0 when none).",
+            );
+            let lag = oldest.map_or(0.0, |t| {
+                ((Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0)
+            });
+            let _ = writeln!(out, "wattlas_rollup_lag_seconds {lag:.3}");
+        }
+        if let Ok(runs) = sqlx::query_as::<_, (String, chrono::DateTime<Utc>)>(
+            "select task, last_run from maintenance_runs order by task",
+        )
+        .fetch_all(&state.db)
+        .await
+        {
+            family(
+                &mut out,
+                "wattlas_task_last_run_timestamp_seconds",
+                "gauge",
+                "When each background task (rollup, retention, energy) last completed.",
+            );
+            for (task, at) in runs {
+                let _ = writeln!(
+                    out,
+                    "wattlas_task_last_run_timestamp_seconds{{task=\"{}\"}} {:.3}",
+                    label(&task),
+                    at.timestamp_millis() as f64 / 1000.0
+                );
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
