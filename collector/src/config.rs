@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Stop after this many seconds (default: run until stopped).
     #[arg(long, env = "WATTLAS_RUN_SECONDS")]
     pub run_seconds: Option<f64>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default: off).
+    #[arg(long, env = "WATTLAS_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 /// Problems with the configuration.
@@ -132,6 +135,8 @@ pub struct RunConfig {
     pub sim_ledger: Option<PathBuf>,
     /// Stop after this long.
     pub run_seconds: Option<f64>,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -191,6 +196,7 @@ impl RunArgs {
             sim,
             sim_ledger: a.sim_ledger,
             run_seconds: a.run_seconds,
+            metrics_bind: a.metrics_bind,
         })
     }
 
@@ -215,6 +221,7 @@ impl RunArgs {
             sim_user: self.sim_user.or(file.sim_user),
             sim_ledger: self.sim_ledger.or(file.sim_ledger),
             run_seconds: self.run_seconds.or(file.run_seconds),
+            metrics_bind: self.metrics_bind.or(file.metrics_bind),
         }
     }
 }

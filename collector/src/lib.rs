@@ -10,6 +10,7 @@ pub mod config;
 pub mod import;
 pub mod meter;
 pub mod meter_run;
+pub mod metrics;
 pub mod run;
 pub mod slurm;
 pub mod source;

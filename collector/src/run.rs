@@ -31,6 +31,8 @@ pub struct Stats {
     pub source_errors: AtomicU64,
     /// Sampling ticks skipped because the sampling thread was held up past them.
     pub skipped_ticks: AtomicU64,
+    /// When the server last committed a batch, ms since the epoch (0: not yet).
+    pub last_push_ms: AtomicU64,
 }
 
 /// Runs the pipeline until `shutdown` resolves (or `run_seconds` pass), then flushes to the spool and
@@ -86,6 +88,18 @@ pub async fn run(
         delivering.clone(),
     ));
 
+    let metrics = match config.metrics_bind {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, stats.clone(), spool.clone())
+                .await
+                .map_err(|e| SpoolError::Io {
+                    path: PathBuf::from(format!("metrics address {addr}")),
+                    source: e,
+                })?,
+        ),
+        None => None,
+    };
+
     let limit = async {
         match config.run_seconds {
             Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
@@ -111,6 +125,9 @@ pub async fn run(
     delivering.store(false, Ordering::SeqCst);
     wake.notify_one();
     let _ = uplink_task.await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let left = spool.lock().map(|s| s.len()).unwrap_or(0);
     tracing::info!(
         sampled = stats.sampled.load(Ordering::Relaxed),
@@ -301,6 +318,10 @@ pub(crate) async fn uplink_loop(
                 stats
                     .delivered
                     .fetch_add(entry.samples(), Ordering::Relaxed);
+                stats.last_push_ms.store(
+                    Utc::now().timestamp_millis().max(0) as u64,
+                    Ordering::Relaxed,
+                );
                 if let Ok(mut s) = spool.lock() {
                     if let Err(e) = s.remove(item.seq) {
                         tracing::error!(error = %e, "cannot remove a delivered spool entry");
