@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use wattlas_tests::{free_port, post};
+use wattlas_tests::{exposition, free_port, post};
 
 const ADMIN: &str = "e2e-admin-token";
 
@@ -56,6 +56,8 @@ impl Server {
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
             .env("WATTLAS_ROLLUP_INTERVAL_S", "2")
             .env("WATTLAS_ROLLUP_SETTLE_S", "3")
+            // Everything, so that the no-secrets test reads every line the server could write.
+            .env("RUST_LOG", "debug,tower_http=trace")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -184,6 +186,7 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
     let token = node["token"].as_str().expect("token").to_owned();
 
     let ledger = dir.path().join("ledger.json");
+    let metrics_port = free_port();
     let collector = Command::new(bin("wattlas-collector"))
         .args([
             "run",
@@ -213,17 +216,58 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         .arg(&ledger)
         .arg("--spool-dir")
         .arg(dir.path().join("spool"))
+        .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("collector starts");
+    let collector_metrics = || {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .send()
+                .await
+                .expect("collector /metrics")
+                .text()
+                .await
+                .expect("text");
+            exposition(&text)
+        }
+    };
 
     // Kill the server mid-run; the collector spools and replays when it is back.
     tokio::time::sleep(Duration::from_secs(6)).await;
     server.kill();
+    let killed_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // The outage shows: batches wait in the spool, the last push is from before the kill.
+    let during = collector_metrics().await;
+    assert!(
+        during["wattlas_collector_spool_entries"] >= 2.0,
+        "{during:?}"
+    );
+    assert!(during["wattlas_collector_spool_bytes"] > 0.0);
+    assert!(
+        during["wattlas_collector_samples_read_total"]
+            > during["wattlas_collector_samples_delivered_total"]
+    );
+    let last_push = during["wattlas_collector_last_push_timestamp_seconds"];
+    assert!(
+        last_push > 0.0 && last_push <= killed_at + 1.0,
+        "{last_push} vs {killed_at}"
+    );
+    assert_eq!(during["wattlas_collector_samples_dropped_total"], 0.0);
     let _server = Server::start(&url, port, &log);
     wait_ready(&http, &base).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = collector_metrics().await;
+    assert!(
+        after["wattlas_collector_samples_delivered_total"]
+            > during["wattlas_collector_samples_delivered_total"]
+    );
+    assert!(after["wattlas_collector_last_push_timestamp_seconds"] > killed_at);
+    assert!(after["wattlas_collector_spool_entries"] <= 2.0, "{after:?}");
 
     let output = tokio::task::spawn_blocking(move || collector.wait_with_output())
         .await
@@ -649,4 +693,198 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
     };
     assert_eq!(hours_of("2024-03-10"), 23);
     assert_eq!(hours_of("2024-11-03"), 25);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn server_metrics_count_ingest_and_refusals_and_read_the_database(db: PgPool) {
+    // Held whole: dropping it stops the server.
+    let running = Running::with_site(&db, "lab").await;
+    let (base, http) = (running.base.clone(), running.http.clone());
+    let node = post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu01", "site": "lab"}),
+    )
+    .await;
+    let token = node["token"].as_str().expect("token").to_owned();
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let body = |power: f64| {
+        json!({
+            "gpus": [{"index": 0, "uuid": "GPU-e2e-0", "model": "A100"}],
+            "samples": (0..30).map(|i| json!({
+                "time": t0 + chrono::Duration::milliseconds(100 * i),
+                "gpu": 0,
+                "power_w": if i == 7 { power } else { 250.0 },
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let ingest = |token: String, body: Value| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/ingest/gpu");
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("ingest")
+                .status()
+        }
+    };
+    assert!(ingest(token.clone(), body(250.0)).await.is_success());
+    assert!(
+        ingest(token.clone(), body(250.0)).await.is_success(),
+        "a re-send"
+    );
+    assert_eq!(ingest(token.clone(), body(-5.0)).await, 400);
+    assert_eq!(ingest("wrong".into(), body(250.0)).await, 401);
+
+    let r = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), 200, "scraped without a token");
+    assert!(r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain; version=0.0.4")));
+    let text = r.text().await.expect("text");
+    let parsed = exposition(&text);
+    let m = |key: &str| -> f64 {
+        *parsed
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is not in the exposition:\n{text}"))
+    };
+    assert_eq!(m("wattlas_ingest_batches_total"), 2.0);
+    assert_eq!(m(r#"wattlas_ingest_samples_total{outcome="stored"}"#), 30.0);
+    assert_eq!(
+        m(r#"wattlas_ingest_samples_total{outcome="duplicate"}"#),
+        30.0
+    );
+    assert_eq!(
+        m(r#"wattlas_rejected_requests_total{route="/api/v1/ingest/gpu",status="400"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"wattlas_rejected_requests_total{route="/api/v1/ingest/gpu",status="401"}"#),
+        1.0
+    );
+    assert_eq!(m("wattlas_db_up"), 1.0);
+    assert!(m("wattlas_db_round_trip_seconds") > 0.0);
+    assert!(parsed.contains_key("wattlas_rollup_pending_ranges"));
+    assert!(parsed.contains_key("wattlas_rollup_lag_seconds"));
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn no_secret_reaches_the_server_log(db: PgPool) {
+    use std::io::Write;
+    let running = Running::with_site(&db, "lab").await;
+    let (base, http) = (&running.base, &running.http);
+    let password = "correct horse battery staple 7";
+    let wrong = "wrong horse battery staple 8";
+    let cli = |args: &[&str], input: &str| {
+        let mut child = Command::new(bin("wattlas-server"))
+            .args(args)
+            .env("DATABASE_URL", &running.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cli");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("cli output");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    cli(
+        &["user", "add", "alice", "--role", "researcher"],
+        &format!("{password}\n"),
+    );
+    let api_token = cli(&["user", "token", "alice", "--label", "laptop"], "");
+    let node = post(
+        http,
+        base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu01", "site": "lab"}),
+    )
+    .await;
+    let node_token = node["token"].as_str().expect("token").to_owned();
+
+    // Sign in through the form, wrongly then rightly; use every token.
+    for (attempt, expected) in [(wrong, 401), (password, 303)] {
+        let form = http
+            .get(format!("{base}/login"))
+            .send()
+            .await
+            .expect("form");
+        let cookie = form
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .find_map(|h| h.strip_prefix("wattlas_login="))
+            .and_then(|h| h.split(';').next())
+            .expect("login cookie")
+            .to_owned();
+        let page = form.text().await.expect("page");
+        let marker = "name=\"csrf\" value=\"";
+        let at = page.find(marker).expect("csrf") + marker.len();
+        let csrf = page[at..].split('"').next().expect("csrf").to_owned();
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(format!("{base}/login"))
+            .header("cookie", format!("wattlas_login={cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", "alice"),
+                ("password", attempt),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(r.status().as_u16(), expected);
+    }
+    for token in [
+        api_token.as_str(),
+        ADMIN,
+        node_token.as_str(),
+        "wat_not_a_real_token",
+    ] {
+        let _ = http
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+    let log = std::fs::read_to_string(running.dir.path().join("server.log")).expect("log");
+    assert!(log.contains("sign-in refused"), "the log is written at all");
+    for secret in [
+        password,
+        wrong,
+        api_token.as_str(),
+        ADMIN,
+        node_token.as_str(),
+        "wat_not_a_real_token",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the server log holds a secret: {secret}"
+        );
+    }
 }
