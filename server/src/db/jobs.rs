@@ -566,21 +566,6 @@ pub async fn shared_tags(
     .await
 }
 
-/// The model of a job's GPUs (of its first allocated GPU).
-pub async fn gpu_model(db: &PgPool, id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        r#"select g.model
-        from job_allocations a
-        join gpus g on g.node_id = a.node_id and g.gpu_index = a.gpu_index
-        where a.job_id = $1
-        order by a.node_id, a.gpu_index
-        limit 1"#,
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await
-}
-
 /// The stored IT energy per UTC hour of jobs: job id -> (hour start ms -> J).
 pub async fn energy_by_hour(
     db: &PgPool,

@@ -92,6 +92,8 @@ pub async fn comparison(
     )
     .await?;
     let views = super::jobs::listed_views(state, rows).await?;
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    let mut models = db::jobs::gpu_models(&state.db, &ids).await?;
     let mut jobs = Vec::with_capacity(views.len());
     let mut examples: Vec<(i64, String)> = Vec::new();
     // Figures 2 and 3: the same comparison within each GPU count and each GPU model.
@@ -113,8 +115,8 @@ pub async fn comparison(
                 })
                 .or_default()
                 .push(job.clone());
-            let model = db::jobs::gpu_model(&state.db, &view.id)
-                .await?
+            let model = models
+                .remove(&view.id)
                 .unwrap_or_else(|| "unknown model".into());
             by_model.entry(model).or_default().push(job);
             // Rows come newest first: the first job seen at a cap is its latest.
