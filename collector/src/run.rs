@@ -292,7 +292,7 @@ pub(crate) async fn uplink_loop(
     let mut backoff = Duration::from_millis(250);
     while delivering.load(Ordering::SeqCst) {
         let (item, dropped_total) = match spool.lock() {
-            Ok(s) => (s.front().cloned(), s.dropped_samples()),
+            Ok(mut s) => (s.next_to_send(), s.dropped_samples()),
             Err(_) => return,
         };
         let Some(item) = item else {
@@ -338,6 +338,9 @@ pub(crate) async fn uplink_loop(
             }
             Delivery::Retry(why) => {
                 tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "server unreachable; spooling");
+                if let Ok(mut s) = spool.lock() {
+                    s.release(item.seq);
+                }
                 let _ = tokio::time::timeout(backoff, async {
                     while delivering.load(Ordering::SeqCst) {
                         tokio::time::sleep(Duration::from_millis(50)).await;

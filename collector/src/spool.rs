@@ -103,6 +103,9 @@ pub struct Spool {
     bytes: u64,
     next_seq: u64,
     dropped_samples: u64,
+    /// The entry the uplink is sending: never dropped for room, or its samples would be counted as
+    /// dropped and stored both.
+    in_flight: Option<u64>,
 }
 
 const DROPPED_FILE: &str = "dropped_samples";
@@ -146,6 +149,7 @@ impl Spool {
             bytes,
             next_seq,
             dropped_samples,
+            in_flight: None,
         })
     }
 
@@ -165,7 +169,12 @@ impl Spool {
 
         let mut dropped = 0;
         while self.bytes + size > self.max_bytes {
-            let Some(pos) = self.items.iter().position(|i| i.droppable) else {
+            let in_flight = self.in_flight;
+            let Some(pos) = self
+                .items
+                .iter()
+                .position(|i| i.droppable && Some(i.seq) != in_flight)
+            else {
                 break;
             };
             let Some(victim) = self.items.remove(pos) else {
@@ -214,8 +223,23 @@ impl Spool {
         self.items.front()
     }
 
+    /// The oldest entry, marked in flight until it is removed, rejected or released.
+    pub fn next_to_send(&mut self) -> Option<Item> {
+        let item = self.items.front().cloned();
+        self.in_flight = item.as_ref().map(|i| i.seq);
+        item
+    }
+
+    /// The entry was not delivered (it stays, first in line) and may again be dropped for room.
+    pub fn release(&mut self, seq: u64) {
+        if self.in_flight == Some(seq) {
+            self.in_flight = None;
+        }
+    }
+
     /// Removes a delivered entry (no-op if already dropped for room).
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.release(seq);
         if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
             if let Some(item) = self.items.remove(pos) {
                 self.bytes -= item.bytes;
@@ -232,6 +256,7 @@ impl Spool {
 
     /// Moves an entry the server refused for good into `rejected/`, kept for inspection.
     pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.release(seq);
         if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
             if let Some(item) = self.items.remove(pos) {
                 self.bytes -= item.bytes;
@@ -371,5 +396,33 @@ mod tests {
             dropped,
             "the drop count persists"
         );
+    }
+
+    #[test]
+    fn the_entry_in_flight_is_never_dropped_for_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = {
+            let mut probe = Spool::open(&dir.path().join("probe"), 1 << 20).expect("opens");
+            probe.push(&batch(80)).expect("push");
+            probe.bytes()
+        };
+        let mut spool = Spool::open(&dir.path().join("s"), one * 2 + one / 2).expect("opens");
+        spool.push(&batch(80)).expect("push");
+        spool.push(&batch(80)).expect("push");
+        let sending = spool.next_to_send().expect("an entry");
+        // No room for a third: the second goes, not the one being sent.
+        assert_eq!(spool.push(&batch(80)).expect("push"), 80);
+        assert_eq!(spool.front().expect("front").seq, sending.seq);
+        assert_eq!(spool.len(), 2);
+        // Delivered: removed, and nothing counted twice.
+        spool.remove(sending.seq).expect("remove");
+        assert_eq!(spool.len(), 1);
+        assert_eq!(spool.dropped_samples(), 80);
+        // Released after a failed send, the oldest may go for room again.
+        let next = spool.next_to_send().expect("an entry");
+        spool.release(next.seq);
+        spool.push(&batch(80)).expect("push");
+        assert_eq!(spool.push(&batch(80)).expect("push"), 80);
+        assert_ne!(spool.front().expect("front").seq, next.seq);
     }
 }
