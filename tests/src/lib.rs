@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+pub mod harness;
+
 /// A port free on loopback now (for a server or driver started next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,227 @@
+//! The end-to-end harness: the real `wattlas-server` and `wattlas-collector` binaries as child
+//! processes over a test's own database, and what the tests count in that database.
+//!
+//! Needs the binaries built (`cargo build --workspace --bins`, which `scripts/test` does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::{free_port, post};
+
+/// The admin token of every test server.
+pub const ADMIN: &str = "e2e-admin-token";
+
+pub fn bin(name: &str) -> PathBuf {
+    // tests run from target/<profile>/deps; the binaries sit in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// The URL of the test's own database.
+pub fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("database name")
+        .to_owned();
+    let (prefix, _) = base.rsplit_once('/').expect("url with a database");
+    format!("{prefix}/{name}")
+}
+
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    pub fn start(url: &str, port: u16, log: &Path) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log");
+        let child = Command::new(bin("wattlas-server"))
+            .env("DATABASE_URL", url)
+            .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
+            .env("WATTLAS_ADMIN_TOKEN", ADMIN)
+            .env("WATTLAS_ROLLUP_INTERVAL_S", "2")
+            .env("WATTLAS_ROLLUP_SETTLE_S", "3")
+            // Everything, so that the no-secrets test reads every line the server could write.
+            .env("RUST_LOG", "debug,tower_http=trace")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("server starts");
+        Server { child }
+    }
+
+    /// SIGKILL: no graceful shutdown, requests in flight are cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server at {base} not ready within 30 s");
+}
+
+pub async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    let r = http
+        .get(format!("{base}/api/v1/jobs/{id}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_success(), "job {id}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+pub async fn stored_samples(db: &PgPool) -> i64 {
+    sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+/// Distinct (node, GPU, time) stored: equal to the stored count only if nothing is doubled.
+pub async fn distinct_samples(db: &PgPool) -> i64 {
+    let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
+        sqlx::query_as("select node_id, t_start, data from gpu_raw")
+            .fetch_all(db)
+            .await
+            .expect("rows");
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (node, t0, data) in rows {
+        out.clear();
+        wattlas_server::codec::decode(t0.timestamp_millis(), &data, &mut out).expect("decodes");
+        seen.extend(out.iter().map(|s| (node, s.gpu, s.t_ms)));
+    }
+    seen.len() as i64
+}
+
+/// A real server on a free port over the test's database, with one site in New York.
+pub struct Running {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub server: Server,
+}
+
+impl Running {
+    pub async fn with_site(db: &PgPool, site: &str) -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = database_url(db);
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let server = Server::start(&url, port, &dir.path().join("server.log"));
+        wait_ready(&http, &base).await;
+        post(
+            &http,
+            &base,
+            ADMIN,
+            "/api/v1/sites",
+            json!({"name": site, "timezone": "America/New_York"}),
+        )
+        .await;
+        Running {
+            dir,
+            url,
+            port,
+            base,
+            http,
+            server,
+        }
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, made by `scripts/db up DIR`, that the test may stop and
+/// start again (the shared cluster of the other tests is never touched). Stopped and removed on drop.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    /// Its `DATABASE_URL`.
+    pub url: String,
+}
+
+fn db_script(command: &str, dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(command)
+        .arg(dir)
+        .output()
+        .expect("scripts/db runs");
+    assert!(
+        out.status.success(),
+        "scripts/db {command} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Cluster {
+    /// Initialises and starts a cluster in a new temporary directory.
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = db_script("up", dir.path())
+            .lines()
+            .last()
+            .expect("url")
+            .to_owned();
+        Cluster { dir, url }
+    }
+
+    /// `pg_ctl stop -m fast`: sessions are cut, as in a crash of the database host or a restart.
+    pub fn stop(&self) {
+        db_script("down", self.dir.path());
+    }
+
+    /// Starts it again, on the same port and data.
+    pub fn restart(&self) {
+        db_script("up", self.dir.path());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db"))
+            .arg("down")
+            .arg(self.dir.path())
+            .output();
+        // Where the postgres user could not reach the temporary directory, the data lives outside it.
+        if let Ok(data) = std::fs::read_to_string(self.dir.path().join("datadir")) {
+            let _ = std::fs::remove_dir_all(data.trim());
+        }
+    }
+}

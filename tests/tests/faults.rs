@@ -1,0 +1,298 @@
+//! Faults, end to end with the real binaries: PostgreSQL stopped and started again under ingest, and a
+//! collector killed with a full spool at its bound and started again. Each counts what was generated
+//! against what was stored: nothing lost that the spool could hold, nothing doubled, every drop counted
+//! and shown. (A server killed with SIGKILL mid-run is in e2e.rs.)
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_tests::harness::{
+    bin, distinct_samples, stored_samples, wait_ready, Cluster, Running, Server, ADMIN,
+};
+use wattlas_tests::{exposition, free_port, post};
+
+/// A simulated collector of 4 idle GPUs at 100 ms in 1 s batches, with its /metrics on a free port.
+struct Collector {
+    child: Option<Child>,
+    metrics: String,
+}
+
+impl Collector {
+    fn start(server: &str, token: &str, dir: &Path, run_seconds: u32, extra: &[&str]) -> Collector {
+        let port = free_port();
+        let child = Command::new(bin("wattlas-collector"))
+            .args(["run", "--source", "simulated", "--node", "gpu01"])
+            .args(["--server", server, "--token", token])
+            .args(["--sim-gpus", "4", "--sim-seed", "7"])
+            .args(["--run-seconds", &run_seconds.to_string()])
+            .arg("--sim-ledger")
+            .arg(dir.join("ledger.json"))
+            .arg("--spool-dir")
+            .arg(dir.join("spool"))
+            .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("collector starts");
+        Collector {
+            child: Some(child),
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    /// Its metrics; retried while it starts listening.
+    async fn scrape(&self, http: &reqwest::Client) -> HashMap<String, f64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match http.get(&self.metrics).send().await {
+                Ok(r) => return exposition(&r.text().await.expect("text")),
+                Err(e) if Instant::now() > deadline => panic!("collector /metrics: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Waits for the end of its run; returns its log.
+    async fn finish(mut self) -> String {
+        let child = self.child.take().expect("running");
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join")
+            .expect("collector output");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "collector failed:\n{log}");
+        log
+    }
+
+    /// SIGKILL: the batch it was filling in memory is lost; the spool on disk is not.
+    fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn emitted(dir: &Path) -> i64 {
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).expect("ledger"))
+            .expect("ledger json");
+    ledger["samples_emitted"].as_i64().expect("samples_emitted")
+}
+
+async fn node_token(http: &reqwest::Client, base: &str) -> String {
+    let node = post(
+        http,
+        base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": "gpu01", "site": "lab"}),
+    )
+    .await;
+    node["token"].as_str().expect("token").to_owned()
+}
+
+async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+/// PostgreSQL stopped for several seconds under a running collector, then started again: the server
+/// stays up and says why it refuses, the collector spools, and every sample is stored once.
+#[tokio::test]
+async fn ingest_waits_out_postgresql_stopped_and_started_again() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let _server = Server::start(&cluster.url, port, &dir.path().join("server.log"));
+    wait_ready(&http, &base).await;
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "lab", "timezone": "UTC"}),
+    )
+    .await;
+    let token = node_token(&http, &base).await;
+    let collector = Collector::start(&base, &token, dir.path(), 24, &[]);
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = collector.scrape(&http).await;
+    assert!(before["wattlas_collector_samples_delivered_total"] > 0.0);
+    cluster.stop();
+
+    // The database is away: the process answers, says it is not ready, and refuses writes with 503
+    // and a time to come back; its own metrics say the database is down.
+    let r = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "database unavailable");
+    let r = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/api/v1/ingest/gpu"))
+        .bearer_auth(&token)
+        .json(&json!({"gpus": [], "samples": []}))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("database")),
+        "{body}"
+    );
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(exposition(&text)["wattlas_db_up"], 0.0, "{text}");
+    // Meanwhile the collector keeps sampling into its spool.
+    until(
+        "batches wait in the spool",
+        Duration::from_secs(10),
+        || async { collector.scrape(&http).await["wattlas_collector_spool_entries"] >= 3.0 },
+    )
+    .await;
+
+    cluster.restart();
+    wait_ready(&http, &base).await;
+    let log = collector.finish().await;
+    assert!(log.contains("spooling"), "the outage went unseen:\n{log}");
+
+    let db = PgPool::connect(&cluster.url).await.expect("connect");
+    let stored = stored_samples(&db).await;
+    assert_eq!(
+        stored,
+        emitted(dir.path()),
+        "every sample stored; collector said:\n{log}"
+    );
+    assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
+    let left = std::fs::read_dir(dir.path().join("spool"))
+        .expect("spool")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json.gz"))
+        .count();
+    assert_eq!(left, 0, "spool drained");
+}
+
+/// A collector cut off from the server fills its spool to the bound (dropping the oldest batches and
+/// counting them), is killed with SIGKILL, and started again once the server is back: what the spool
+/// held is delivered once, and what was dropped is counted on the server.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPool) {
+    let running = Running::with_site(&db, "lab").await;
+    let (base, http) = (running.base.clone(), running.http.clone());
+    let token = node_token(&http, &base).await;
+    let dir = running.dir.path();
+    // About five 1-second batches of 4 GPUs (1.2 kB each, gzipped JSON).
+    let bound = ["--spool-max-bytes", "6000"];
+
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let first = Collector::start(&nowhere, &token, dir, 120, &bound);
+    until(
+        "the spool drops for room",
+        Duration::from_secs(30),
+        || async { first.scrape(&http).await["wattlas_collector_samples_dropped_total"] >= 80.0 },
+    )
+    .await;
+    let seen = first.scrape(&http).await;
+    first.kill();
+    assert!(seen["wattlas_collector_spool_bytes"] <= 6000.0, "{seen:?}");
+
+    // What the killed collector left: whole entries (each written under a temporary name, then
+    // renamed; a torn temporary file is discarded at the next start) and a persistent count of dropped
+    // samples.
+    let mut spooled = 0i64;
+    for e in std::fs::read_dir(dir.join("spool")).expect("spool") {
+        let path = e.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with("-gpu.json.gz") {
+            let entry = wattlas_collector::spool::read_entry(&path).expect("a whole entry");
+            spooled += entry.samples() as i64;
+        }
+    }
+    let dropped_before: i64 = std::fs::read_to_string(dir.join("spool/dropped_samples"))
+        .expect("dropped count")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(spooled > 0 && dropped_before >= 80);
+    // SIGKILL loses only the batch in memory: at most a second of 4 GPUs at 100 ms (and a tick).
+    let read = seen["wattlas_collector_samples_read_total"] as i64;
+    assert!(
+        read - (spooled + dropped_before) <= 44,
+        "read {read}, spooled {spooled}, dropped {dropped_before}"
+    );
+
+    // Started again, against the server this time.
+    let second = Collector::start(&base, &token, dir, 6, &bound);
+    let log = second.finish().await;
+    let stored = stored_samples(&db).await;
+    let r = http
+        .get(format!("{base}/api/v1/nodes"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("nodes");
+    let nodes: Value = r.json().await.expect("json");
+    let dropped = nodes[0]["dropped_samples_total"]
+        .as_i64()
+        .expect("dropped on the server");
+    assert!(dropped >= dropped_before, "{dropped} < {dropped_before}");
+    assert_eq!(
+        stored + dropped,
+        spooled + dropped_before + emitted(dir),
+        "stored + dropped = what the first left + what the second read; the second said:\n{log}"
+    );
+    assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
+}
