@@ -635,3 +635,456 @@ async fn every_response_carries_the_security_headers(db: PgPool) {
         assert_eq!(h("referrer-policy"), "same-origin", "{path}");
     }
 }
+
+/// What a caller should get from a route.
+fn outcome_matches(expected: &str, status: StatusCode, location: &str) -> bool {
+    match expected {
+        // Success.
+        "2xx" => status.is_success(),
+        // A form's success: back to a page, not to sign-in.
+        "303" => status == StatusCode::SEE_OTHER && !location.starts_with("/login"),
+        // A page for someone not signed in.
+        "login" => status == StatusCode::SEE_OTHER && location.starts_with("/login"),
+        // Let in: whatever the route then says of the request, it is not about who asks.
+        "in" => {
+            !matches!(status.as_u16(), 401 | 403)
+                && !status.is_server_error()
+                && !location.starts_with("/login")
+        }
+        code => status.as_str() == code,
+    }
+}
+
+/// Every route, every kind of caller. Columns: anonymous, researcher (alice, who owns job a1), another
+/// researcher (bob), staff, admin (a user of that role), node token, meter token. "404" for bob is
+/// the answer for a job that does not exist: another's job is not even confirmed to exist.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool) {
+    let app = App::spawn(db).await;
+    two_researchers_jobs(&app).await;
+    for (name, role) in [
+        ("alice", Role::Researcher),
+        ("bob", Role::Researcher),
+        ("sam", Role::Staff),
+        ("ada", Role::Admin),
+    ] {
+        add_user(&app, name, role).await;
+    }
+    let meter = app.meter().await;
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let node = body["token"].as_str().expect("token").to_owned();
+    let t0 = Utc::now() - Duration::minutes(10);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "r1", "user": "alice", "start": t0, "site": "s1",
+                    "allocations": [{"node": "n2", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut callers = vec![("anonymous", String::new())];
+    for name in ["alice", "bob", "sam", "ada"] {
+        callers.push((name, api_token(&app, name).await));
+    }
+    callers.push(("node", node));
+    callers.push(("meter", meter));
+
+    let gpu_batch = json!({"gpus": [{"index": 0, "uuid": "GPU-m-0", "model": "A100"}],
+        "samples": [{"time": t0, "gpu": 0, "power_w": 100.0}]});
+    let readings = json!({"readings": [{"time": t0, "it_kw": 100.0, "total_kw": 120.0}]});
+    let progress = json!({"time": t0, "step": 1, "metrics": {"loss": 2.0}});
+    enum Body {
+        None,
+        Json(Value),
+        Form(Vec<(&'static str, String)>),
+        Csv(&'static str),
+    }
+    // (method, path, body, expected per caller); `{who}` in a path or body is the caller's name, so that
+    // what one caller creates does not collide with the next.
+    let table: Vec<(&str, &str, Body, &str)> = vec![
+        // Public.
+        ("GET", "/healthz", Body::None, "2xx 2xx 2xx 2xx 2xx 2xx 2xx"),
+        ("GET", "/readyz", Body::None, "2xx 2xx 2xx 2xx 2xx 2xx 2xx"),
+        ("GET", "/metrics", Body::None, "2xx 2xx 2xx 2xx 2xx 2xx 2xx"),
+        (
+            "GET",
+            "/static/style.css",
+            Body::None,
+            "2xx 2xx 2xx 2xx 2xx 2xx 2xx",
+        ),
+        ("GET", "/login", Body::None, "2xx 2xx 2xx 2xx 2xx 2xx 2xx"),
+        // Writes of collectors.
+        (
+            "POST",
+            "/api/v1/ingest/gpu",
+            Body::Json(gpu_batch),
+            "401 403 403 403 in 2xx 403",
+        ),
+        (
+            "POST",
+            "/api/v1/ingest/facility",
+            Body::Json(readings),
+            "401 403 403 403 in 403 2xx",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Body::Json(json!({"id": "j-{who}", "user": "alice", "start": t0,
+                              "allocations": [{"node": "n2", "gpus": [0]}]})),
+            "401 403 403 403 in 2xx 403",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs/r1/end",
+            Body::Json(json!({"end": Utc::now()})),
+            "401 403 403 403 2xx 2xx 403",
+        ),
+        // Jobs: researchers see their own.
+        (
+            "GET",
+            "/api/v1/jobs",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs.csv",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/a1",
+            Body::None,
+            "401 2xx 404 2xx 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs/a1/progress",
+            Body::Json(progress),
+            "401 2xx 404 403 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/a1/progress",
+            Body::None,
+            "401 2xx 404 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/powercap/comparison?tag=workload:x",
+            Body::None,
+            "401 in in 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/statement",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/me",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 2xx 2xx",
+        ),
+        // Sites and PUE: everyone signed in reads; admins write.
+        (
+            "GET",
+            "/api/v1/sites",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/sites/s1/pue/variation",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/sites/s1/pue/variation.csv",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/sites/s1/pue/hourly",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/sites/s1/pue/daily",
+            Body::None,
+            "401 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/sites/s1/pue/advice",
+            Body::None,
+            "401 in in in in 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/sites",
+            Body::Json(json!({"name": "s-{who}", "timezone": "UTC"})),
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "PUT",
+            "/api/v1/sites/s1",
+            Body::Json(json!({"carbon_g_per_kwh": 300.0})),
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/sites/s1/carbon",
+            Body::Csv("time,g_per_kwh\n2026-01-01T00:00:00Z,300\n"),
+            "401 403 403 403 2xx 403 403",
+        ),
+        // Fleet: staff read, admins write.
+        (
+            "GET",
+            "/api/v1/nodes",
+            Body::None,
+            "401 403 403 2xx 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/nodes",
+            Body::Json(json!({"name": "n-{who}", "site": "s1"})),
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/meters",
+            Body::None,
+            "401 403 403 2xx 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/meters",
+            Body::Json(json!({"name": "m-{who}", "site": "s1", "category": "PUE2"})),
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/users",
+            Body::None,
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            Body::Json(json!({"name": "u-{who}", "role": "researcher", "password": PASSWORD})),
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/api/v1/no-such-route",
+            Body::None,
+            "404 404 404 404 404 404 404",
+        ),
+        // Pages: sign in first; collector tokens read none.
+        ("GET", "/", Body::None, "303 303 303 303 303 303 303"),
+        ("GET", "/jobs", Body::None, "login 2xx 2xx 2xx 2xx 403 403"),
+        (
+            "GET",
+            "/jobs.csv",
+            Body::None,
+            "login 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/jobs/a1",
+            Body::None,
+            "login 2xx 404 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/jobs/a1/power.svg",
+            Body::None,
+            "login 2xx 404 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/jobs/a1/progress/loss",
+            Body::None,
+            "login 2xx 404 2xx 2xx 403 403",
+        ),
+        ("GET", "/sites", Body::None, "login 2xx 2xx 2xx 2xx 403 403"),
+        (
+            "GET",
+            "/sites/s1/pue",
+            Body::None,
+            "login 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/statement",
+            Body::None,
+            "login 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/powercap",
+            Body::None,
+            "login 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "GET",
+            "/account",
+            Body::None,
+            "login 2xx 2xx 2xx 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/account/tokens",
+            Body::Form(vec![("label", "matrix".into())]),
+            "login in in in in 403 403",
+        ),
+        (
+            "POST",
+            "/account/password",
+            Body::Form(vec![
+                ("current", "not it".into()),
+                ("new", "another long password".into()),
+            ]),
+            "login in in in in 403 403",
+        ),
+        (
+            "POST",
+            "/account/tokens/999999/revoke",
+            Body::Form(vec![]),
+            "login in in in in 403 403",
+        ),
+        // Signing out ends a session; a bearer token goes on working (the rows below use them).
+        (
+            "POST",
+            "/logout",
+            Body::Form(vec![]),
+            "login login login login login 403 403",
+        ),
+        ("GET", "/admin", Body::None, "login 403 403 403 2xx 403 403"),
+        (
+            "POST",
+            "/admin/users",
+            Body::Form(vec![
+                ("name", "f-{who}".into()),
+                ("role", "researcher".into()),
+                ("password", PASSWORD.into()),
+            ]),
+            "login 403 403 403 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/admin/users/bob",
+            Body::Form(vec![("role", "researcher".into())]),
+            "login 403 403 403 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/admin/sites",
+            Body::Form(vec![
+                ("name", "fs-{who}".into()),
+                ("timezone", "UTC".into()),
+            ]),
+            "login 403 403 403 2xx 403 403",
+        ),
+        (
+            "POST",
+            "/admin/nodes",
+            Body::Form(vec![("name", "fn-{who}".into()), ("site", "s1".into())]),
+            "login 403 403 403 in 403 403",
+        ),
+        (
+            "POST",
+            "/admin/meters",
+            Body::Form(vec![
+                ("name", "fm-{who}".into()),
+                ("site", "s1".into()),
+                ("category", "PUE2".into()),
+            ]),
+            "login 403 403 403 in 403 403",
+        ),
+        (
+            "POST",
+            "/admin/nodes/n1/token",
+            Body::Form(vec![]),
+            "login 403 403 403 in 403 403",
+        ),
+    ];
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for (method, path, body, expected) in &table {
+        let expected: Vec<&str> = expected.split(' ').collect();
+        assert_eq!(
+            expected.len(),
+            callers.len(),
+            "{method} {path}: a column per caller"
+        );
+        for ((who, token), want) in callers.iter().zip(expected) {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut r = http.request(method.clone(), format!("{}{path}", app.base));
+            if !token.is_empty() {
+                r = r.bearer_auth(token);
+            }
+            r = match body {
+                Body::None => r,
+                Body::Json(v) => r.json(
+                    &serde_json::from_str::<Value>(&v.to_string().replace("{who}", who))
+                        .expect("json"),
+                ),
+                Body::Form(fields) => r.form(
+                    &fields
+                        .iter()
+                        .map(|(k, v)| (*k, v.replace("{who}", who)))
+                        .collect::<Vec<_>>(),
+                ),
+                Body::Csv(text) => r.header("content-type", "text/csv").body(*text),
+            };
+            let response = r.send().await.expect("request");
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let text = response.text().await.unwrap_or_default();
+            checked += 1;
+            if !outcome_matches(want, status, &location) {
+                wrong.push(format!(
+                    "{method} {path} as {who}: expected {want}, got {status} {location} {}",
+                    text.chars().take(120).collect::<String>()
+                ));
+            }
+            // A refusal says why, in JSON on the API.
+            if path.starts_with("/api/") && matches!(status.as_u16(), 401 | 403 | 404) {
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if !body["error"].is_string() {
+                    wrong.push(format!(
+                        "{method} {path} as {who}: {status} without a JSON error: {text}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} answers differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(checked > 300);
+}
