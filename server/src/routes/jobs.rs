@@ -190,10 +190,16 @@ async fn charge(
 }
 
 fn check_job_fields(job: &NewJob) -> Result<(), AppError> {
-    let id_ok = !job.id.is_empty() && job.id.len() <= 200 && !job.id.chars().any(char::is_control);
+    // Schedulers' ids (1234, 1234_5, 1234+1, 1234.head, 1234[5]) are one path segment of a URL.
+    let id_ok = !job.id.is_empty()
+        && job.id.len() <= 200
+        && job
+            .id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"/\\?#%".contains(c));
     if !id_ok {
         return Err(AppError::bad_request(
-            "id: must be 1 to 200 printable characters",
+            "id: must be 1 to 200 visible ASCII characters, none of / \\ ? # %",
         ));
     }
     if job.user.trim().is_empty() || job.user.len() > 200 {
