@@ -477,6 +477,28 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
         );
         String::from_utf8(out.stdout).expect("utf8")
     };
+    // A malformed export names line and field, and nothing of it is stored.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "time,it_kw,total_kw\n2024-01-01T00:00:00Z,800,880\n2024-01-01T00:05:00Z,800,lots\n",
+    )
+    .expect("write");
+    let out = Command::new(bin("wattlas-collector"))
+        .args(["import", "meter"])
+        .arg(&bad)
+        .args(["--site", "ll", "--server", &base, "--token", ADMIN])
+        .output()
+        .expect("import runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3, total_kw"), "{err}");
+    let readings: i64 = sqlx::query_scalar("select count(*) from facility_readings")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(readings, 0, "nothing of a malformed export is stored");
+
     let first = import();
     assert!(
         first.contains(&format!("readings stored: {}", rows.len())),
