@@ -65,7 +65,7 @@ pub async fn ingest_gpu(
     }))
 }
 
-fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {
+pub fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {
     let mut seen = HashSet::new();
     for (i, g) in batch.gpus.iter().enumerate() {
         if !seen.insert(g.index) {
