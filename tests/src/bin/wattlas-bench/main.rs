@@ -11,8 +11,12 @@
 //! 3. Collector: CPU and RSS of the real collector binary with 8 simulated GPUs.
 //! 4. Pages and API at scale (pages.rs): p50/p95 of each page on a seeded database, served by the
 //!    server binary in its own process.
+//!
+//! `--soak MINUTES` runs only the long mode (soak.rs): sustained ingest from real collectors with the
+//! server's memory and the pages' latency watched throughout.
 
 mod pages;
+mod soak;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -187,6 +191,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let base_url =
         std::env::var("DATABASE_URL").context("DATABASE_URL (scripts/db up prints it)")?;
+    let soak_minutes = args
+        .iter()
+        .position(|a| a == "--soak")
+        .map(|i| {
+            args.get(i + 1)
+                .and_then(|m| m.parse::<u64>().ok())
+                .context("--soak MINUTES")
+        })
+        .transpose()?;
+    if let Some(minutes) = soak_minutes {
+        let rows = soak::soak(&base_url, minutes).await?;
+        write_table(&rows, &format!("soak, {minutes} min"), out.as_deref())?;
+        return Ok(());
+    }
     let mut report = Vec::new();
 
     let storage = storage(&base_url, &sizes).await?;
@@ -206,22 +224,28 @@ async fn main() -> anyhow::Result<()> {
         .await?,
     );
 
-    let machine = machine();
     let mode = if quick {
         "quick (smoke; not a measurement)"
     } else {
         "full"
     };
+    write_table(&report, mode, out.as_deref())
+}
+
+/// Prints the rows as a table headed with the date, the mode and the machine; with `out`, puts it at
+/// the top of that file (newest first).
+fn write_table(report: &[(String, String)], mode: &str, out: Option<&str>) -> anyhow::Result<()> {
+    let machine = machine();
     let mut table = format!(
         "## {} ({mode})\n\nMachine: {machine}\n\n| measurement | value |\n| --- | --- |\n",
         Utc::now().format("%Y-%m-%d")
     );
-    for (k, v) in &report {
+    for (k, v) in report {
         table.push_str(&format!("| {k} | {v} |\n"));
     }
     println!("{table}");
     if let Some(path) = out {
-        let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
             "# Benchmarks\n\nNewest first. Ratios compare figures measured in the same run.\n\n"
                 .into()
         });
@@ -229,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             Some(i) => old.split_at(i + 1),
             None => (old.as_str(), ""),
         };
-        std::fs::write(&path, format!("{head}{table}\n{rest}"))?;
+        std::fs::write(path, format!("{head}{table}\n{rest}"))?;
     }
     Ok(())
 }

@@ -74,7 +74,14 @@ const SLOTS: i64 = NODES * GPUS_PER_NODE / 2;
 const CLIENTS: usize = 4;
 
 /// Kills the server process when the benchmark ends, however it ends.
-struct Server(Child);
+pub struct Server(Child);
+
+impl Server {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -83,18 +90,8 @@ impl Drop for Server {
     }
 }
 
-async fn seconds_of<T>(
-    what: &str,
-    f: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    let t = Instant::now();
-    let out = f.await?;
-    eprintln!("  seeded {what} in {:.1} s", t.elapsed().as_secs_f64());
-    Ok(out)
-}
-
-pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String, String)>> {
-    let (db, url) = fresh_db(base_url, "wattlas_bench_pages").await?;
+/// The release server binary in its own process over `url`, once it answers; its base URL.
+pub async fn start_server(url: &str) -> anyhow::Result<(Server, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -106,7 +103,7 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     let log = std::env::temp_dir().join("wattlas-bench-server.log");
     let server = Server(
         Command::new(&exe)
-            .env("DATABASE_URL", &url)
+            .env("DATABASE_URL", url)
             .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
             .stdout(Stdio::null())
@@ -124,6 +121,23 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok((server, base))
+}
+
+async fn seconds_of<T>(
+    what: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let t = Instant::now();
+    let out = f.await?;
+    eprintln!("  seeded {what} in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String, String)>> {
+    let (db, url) = fresh_db(base_url, "wattlas_bench_pages").await?;
+    let (server, base) = start_server(&url).await?;
+    let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(ADMIN)
@@ -564,7 +578,7 @@ impl Run {
 }
 
 /// One GET; fails unless it answers 200 with `expect` in its body. Returns the body's size.
-async fn fetch(http: &reqwest::Client, url: &str, expect: &[u8]) -> anyhow::Result<usize> {
+pub async fn fetch(http: &reqwest::Client, url: &str, expect: &[u8]) -> anyhow::Result<usize> {
     let r = http.get(url).bearer_auth(ADMIN).send().await?;
     let status = r.status();
     let body = r.bytes().await?;
