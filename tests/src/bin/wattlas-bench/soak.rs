@@ -193,6 +193,16 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
             ),
         ),
     ];
+    // The whole course, a reading per minute: a leak climbs to the end, warming up levels off.
+    let per_minute: Vec<String> = rss
+        .iter()
+        .filter(|(t, _)| *t % 60.0 < 5.0)
+        .map(|(_, kib)| format!("{:.0}", mb(*kib)))
+        .collect();
+    rows.push((
+        "Server RSS at each minute of the soak, MB".to_owned(),
+        per_minute.join(", "),
+    ));
     for (what, mut ms) in [
         ("Jobs page `/jobs` during the soak", list),
         ("The latest job's page during the soak", job),
