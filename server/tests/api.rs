@@ -1444,3 +1444,77 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
     assert!(svg.contains("n1 (mean of 18 GPUs)"), "{svg}");
     assert!(!svg.contains("n1/gpu17"));
 }
+
+/// A tag value is the user's text: on the comparison page, in the figures drawn inline as SVG, and in
+/// the API, it is text and never markup.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_hostile_tag_value_stays_text_in_the_comparison_page_and_its_figures(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let hostile = r#"<img src=x onerror=alert(1)>&"'"#;
+    let mut start = minute_aligned_past(60);
+    for (i, (cap, power, seconds)) in [(250.0, 200.0, 60), (150.0, 140.0, 66)]
+        .into_iter()
+        .enumerate()
+    {
+        let samples: Vec<GpuSample> = (0..=seconds * 10)
+            .map(|k| GpuSample {
+                time: start + Duration::milliseconds(100 * k),
+                gpu: 0,
+                power_w: power,
+                energy_mj: None,
+                power_limit_w: Some(cap),
+                util_pct: None,
+                mem_used_mib: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+            })
+            .collect();
+        let (status, body) = app.ingest(&token, &batch(samples)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let end = start + Duration::seconds(seconds);
+        let (status, body) = app
+            .post(
+                &token,
+                "/api/v1/jobs",
+                &json!({"id": format!("h-{i}"), "user": "eve", "name": hostile, "start": start,
+                        "end": end, "tags": {"workload": hostile}, "allocations": [{"node": "n1", "gpus": [0]}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        start = end + Duration::seconds(5);
+    }
+    let tag = format!("workload:{hostile}");
+    let url = reqwest::Url::parse_with_params(&format!("{}/powercap", app.base), [("tag", &tag)])
+        .expect("url");
+    let r = app
+        .http
+        .get(url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<svg"), "the figures are drawn inline");
+    assert!(!html.contains("<img src=x"), "markup from a tag value: {html}");
+    // Escaped as an entity, named (plotters' SVG) or numbered (askama's HTML).
+    let escaped = |t: &str| t.contains("&lt;img src=x") || t.contains("&#60;img src=x");
+    assert!(escaped(&html), "shown as text");
+    // The list of comparisons and the jobs' own pages, likewise.
+    let (status, list) = app.get_text(ADMIN, "/powercap").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!list.contains("<img src=x") && escaped(&list), "{list}");
+    for path in ["/jobs/h-0", "/jobs/h-0/power.svg", "/jobs"] {
+        let (status, text) = app.get_text(ADMIN, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            !text.contains("<img src=x"),
+            "{path}: {}",
+            &text[text.find("<img src=x").unwrap_or(0).saturating_sub(300)..]
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+    }
+}
