@@ -1497,7 +1497,10 @@ async fn a_hostile_tag_value_stays_text_in_the_comparison_page_and_its_figures(d
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.expect("html");
     assert!(html.contains("<svg"), "the figures are drawn inline");
-    assert!(!html.contains("<img src=x"), "markup from a tag value: {html}");
+    assert!(
+        !html.contains("<img src=x"),
+        "markup from a tag value: {html}"
+    );
     // Escaped as an entity, named (plotters' SVG) or numbered (askama's HTML).
     let escaped = |t: &str| t.contains("&lt;img src=x") || t.contains("&#60;img src=x");
     assert!(escaped(&html), "shown as text");
