@@ -167,15 +167,16 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
     db.close().await;
 
     let mb = |kib: u64| kib as f64 / 1024.0;
-    // Memory after the first minute (the caches and pools are warm) against the last reading.
-    let warm = rss
+    // The pools, caches and allocator warm up over the first minutes (the first soaks: 17 -> 27 MB by
+    // minute 7, then level); a leak keeps climbing. So: the second half against the middle.
+    let half = rss
         .iter()
-        .find(|(t, _)| *t >= 60.0)
+        .find(|(t, _)| *t >= run_s as f64 / 2.0)
         .or(rss.first())
         .map_or(0, |r| r.1);
     let last = rss.last().map_or(0, |r| r.1);
     let peak = rss.iter().map(|r| r.1).max().unwrap_or(0);
-    let growth = last as f64 / warm.max(1) as f64;
+    let growth = last as f64 / half.max(1) as f64;
     let mut rows = vec![
         (
             format!("Soak: {COLLECTORS} collector processes x {GPUS} simulated GPUs at 100 ms (twice the demo fleet), jobs of the cap experiment, {minutes} min, release server"),
@@ -184,12 +185,12 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
         (
             "Server memory during the soak (RSS every 5 s)".to_owned(),
             format!(
-                "{:.0} MB after the first minute, **{:.0} MB** at the end ({:+.0} %), peak {:.0} MB; target flat (within +25 %): {}",
-                mb(warm),
+                "{:.0} MB at half time, **{:.0} MB** at the end ({:+.0} % over the second half), peak {:.0} MB; target flat over the second half (within +10 %): {}",
+                mb(half),
                 mb(last),
                 (growth - 1.0) * 100.0,
                 mb(peak),
-                if growth <= 1.25 { "met" } else { "missed" }
+                if growth <= 1.10 { "met" } else { "missed" }
             ),
         ),
     ];
