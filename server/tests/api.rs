@@ -784,19 +784,7 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     ];
     let mut start = t0;
     for (i, (cap, power, seconds)) in runs.iter().enumerate() {
-        let samples: Vec<GpuSample> = (0..=seconds * 10)
-            .map(|k| GpuSample {
-                time: start + Duration::milliseconds(100 * k),
-                gpu: 0,
-                power_w: *power,
-                energy_mj: None,
-                power_limit_w: Some(*cap),
-                util_pct: None,
-                mem_used_mib: None,
-                temp_c: None,
-                sm_clock_mhz: None,
-            })
-            .collect();
+        let samples = capped(start, *seconds, 1, *power, *cap);
         let (status, body) = app.ingest(&token, &batch(samples)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let end = start + Duration::seconds(*seconds);
@@ -980,21 +968,7 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
     .into_iter()
     .enumerate()
     {
-        let samples: Vec<GpuSample> = (0..=seconds * 10)
-            .flat_map(|k| {
-                (0..gpus).map(move |g| GpuSample {
-                    time: start + Duration::milliseconds(100 * k),
-                    gpu: g,
-                    power_w: power,
-                    energy_mj: None,
-                    power_limit_w: Some(cap),
-                    util_pct: None,
-                    mem_used_mib: None,
-                    temp_c: None,
-                    sm_clock_mhz: None,
-                })
-            })
-            .collect();
+        let samples = capped(start, seconds, gpus, power, cap);
         let (status, _) = app.ingest(&token, &batch(samples)).await;
         assert_eq!(status, StatusCode::OK);
         let end = start + Duration::seconds(seconds);
@@ -1457,19 +1431,7 @@ async fn a_hostile_tag_value_stays_text_in_the_comparison_page_and_its_figures(d
         .into_iter()
         .enumerate()
     {
-        let samples: Vec<GpuSample> = (0..=seconds * 10)
-            .map(|k| GpuSample {
-                time: start + Duration::milliseconds(100 * k),
-                gpu: 0,
-                power_w: power,
-                energy_mj: None,
-                power_limit_w: Some(cap),
-                util_pct: None,
-                mem_used_mib: None,
-                temp_c: None,
-                sm_clock_mhz: None,
-            })
-            .collect();
+        let samples = capped(start, seconds, 1, power, cap);
         let (status, body) = app.ingest(&token, &batch(samples)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let end = start + Duration::seconds(seconds);

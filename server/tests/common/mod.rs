@@ -238,6 +238,32 @@ pub fn samples(t0: DateTime<Utc>, seconds: i64) -> Vec<GpuSample> {
     out
 }
 
+/// `seconds` of 100 ms samples (both ends included) of GPUs `0..gpus` from `start`, each drawing
+/// `power` W under a `cap` W limit: a job of the power-cap experiment.
+pub fn capped(
+    start: DateTime<Utc>,
+    seconds: i64,
+    gpus: u32,
+    power: f64,
+    cap: f64,
+) -> Vec<GpuSample> {
+    (0..=seconds * 10)
+        .flat_map(|k| {
+            (0..gpus).map(move |gpu| GpuSample {
+                time: start + Duration::milliseconds(100 * k),
+                gpu,
+                power_w: power,
+                energy_mj: None,
+                power_limit_w: Some(cap),
+                util_pct: None,
+                mem_used_mib: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+            })
+        })
+        .collect()
+}
+
 pub fn batch(samples: Vec<GpuSample>) -> GpuBatch {
     GpuBatch {
         node: None,
