@@ -138,9 +138,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Over the test's own database.
     pub async fn with_site(db: &PgPool, site: &str) -> Running {
+        Running::start(database_url(db), site).await
+    }
+
+    /// Over the database at `url`.
+    pub async fn start(url: String, site: &str) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = database_url(db);
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -224,4 +229,17 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(data.trim());
         }
     }
+}
+
+/// Registers node `name` at `site` with the admin token; returns the node's token.
+pub async fn add_node(http: &reqwest::Client, base: &str, site: &str, name: &str) -> String {
+    let node = post(
+        http,
+        base,
+        ADMIN,
+        "/api/v1/nodes",
+        json!({"name": name, "site": site}),
+    )
+    .await;
+    node["token"].as_str().expect("token").to_owned()
 }

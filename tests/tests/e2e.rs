@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::harness::{
-    bin, distinct_samples, job, stored_samples, wait_ready, Running, Server, ADMIN,
+    add_node, bin, distinct_samples, job, stored_samples, wait_ready, Running, Server, ADMIN,
 };
 use wattlas_tests::{exposition, free_port, post};
 
@@ -26,15 +26,7 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         mut server,
     } = Running::with_site(&db, "lab").await;
     let log = dir.path().join("server.log");
-    let node = post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/nodes",
-        json!({"name": "gpu01", "site": "lab"}),
-    )
-    .await;
-    let token = node["token"].as_str().expect("token").to_owned();
+    let token = add_node(&http, &base, "lab", "gpu01").await;
 
     let ledger = dir.path().join("ledger.json");
     let metrics_port = free_port();
@@ -251,14 +243,7 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
         server: _server,
         ..
     } = Running::with_site(&db, "lab").await;
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/nodes",
-        json!({"name": "gpu01", "site": "lab"}),
-    )
-    .await;
+    add_node(&http, &base, "lab", "gpu01").await;
     // 14:00:30 to 14:01:30 EDT = 18:00:30Z to 18:01:30Z.
     post(
         &http,
@@ -573,15 +558,7 @@ async fn server_metrics_count_ingest_and_refusals_and_read_the_database(db: PgPo
     // Held whole: dropping it stops the server.
     let running = Running::with_site(&db, "lab").await;
     let (base, http) = (running.base.clone(), running.http.clone());
-    let node = post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/nodes",
-        json!({"name": "gpu01", "site": "lab"}),
-    )
-    .await;
-    let token = node["token"].as_str().expect("token").to_owned();
+    let token = add_node(&http, &base, "lab", "gpu01").await;
     let t0 = chrono::Utc::now() - chrono::Duration::minutes(5);
     let body = |power: f64| {
         json!({
@@ -687,15 +664,7 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
         &format!("{password}\n"),
     );
     let api_token = cli(&["user", "token", "alice", "--label", "laptop"], "");
-    let node = post(
-        http,
-        base,
-        ADMIN,
-        "/api/v1/nodes",
-        json!({"name": "gpu01", "site": "lab"}),
-    )
-    .await;
-    let node_token = node["token"].as_str().expect("token").to_owned();
+    let node_token = add_node(http, base, "lab", "gpu01").await;
 
     // Sign in through the form, wrongly then rightly; use every token.
     for (attempt, expected) in [(wrong, 401), (password, 303)] {

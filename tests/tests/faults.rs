@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::harness::{
-    bin, distinct_samples, stored_samples, wait_ready, Cluster, Running, Server, ADMIN,
+    add_node, bin, distinct_samples, stored_samples, wait_ready, Cluster, Running, ADMIN,
 };
-use wattlas_tests::{exposition, free_port, post};
+use wattlas_tests::{exposition, free_port};
 
 /// A simulated collector of 4 idle GPUs at 100 ms in 1 s batches, with its /metrics on a free port.
 struct Collector {
@@ -94,18 +94,6 @@ fn emitted(dir: &Path) -> i64 {
     ledger["samples_emitted"].as_i64().expect("samples_emitted")
 }
 
-async fn node_token(http: &reqwest::Client, base: &str) -> String {
-    let node = post(
-        http,
-        base,
-        ADMIN,
-        "/api/v1/nodes",
-        json!({"name": "gpu01", "site": "lab"}),
-    )
-    .await;
-    node["token"].as_str().expect("token").to_owned()
-}
-
 async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -126,25 +114,14 @@ where
 #[tokio::test]
 async fn ingest_waits_out_postgresql_stopped_and_started_again() {
     let cluster = Cluster::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let _server = Server::start(&cluster.url, port, &dir.path().join("server.log"));
-    wait_ready(&http, &base).await;
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/sites",
-        json!({"name": "lab", "timezone": "UTC"}),
-    )
-    .await;
-    let token = node_token(&http, &base).await;
-    let collector = Collector::start(&base, &token, dir.path(), 24, &[]);
+    // Held whole: dropping it stops the server.
+    let running = Running::start(cluster.url.clone(), "lab").await;
+    let (base, http, dir) = (&running.base, &running.http, running.dir.path());
+    let token = add_node(http, base, "lab", "gpu01").await;
+    let collector = Collector::start(base, &token, dir, 24, &[]);
 
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = collector.scrape(&http).await;
+    let before = collector.scrape(http).await;
     assert!(before["wattlas_collector_samples_delivered_total"] > 0.0);
     cluster.stop();
 
@@ -196,12 +173,12 @@ async fn ingest_waits_out_postgresql_stopped_and_started_again() {
     until(
         "batches wait in the spool",
         Duration::from_secs(10),
-        || async { collector.scrape(&http).await["wattlas_collector_spool_entries"] >= 3.0 },
+        || async { collector.scrape(http).await["wattlas_collector_spool_entries"] >= 3.0 },
     )
     .await;
 
     cluster.restart();
-    wait_ready(&http, &base).await;
+    wait_ready(http, base).await;
     let log = collector.finish().await;
     assert!(log.contains("spooling"), "the outage went unseen:\n{log}");
 
@@ -209,11 +186,11 @@ async fn ingest_waits_out_postgresql_stopped_and_started_again() {
     let stored = stored_samples(&db).await;
     assert_eq!(
         stored,
-        emitted(dir.path()),
+        emitted(dir),
         "every sample stored; collector said:\n{log}"
     );
     assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
-    let left = std::fs::read_dir(dir.path().join("spool"))
+    let left = std::fs::read_dir(dir.join("spool"))
         .expect("spool")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json.gz"))
@@ -228,7 +205,7 @@ async fn ingest_waits_out_postgresql_stopped_and_started_again() {
 async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPool) {
     let running = Running::with_site(&db, "lab").await;
     let (base, http) = (running.base.clone(), running.http.clone());
-    let token = node_token(&http, &base).await;
+    let token = add_node(&http, &base, "lab", "gpu01").await;
     let dir = running.dir.path();
     // About five 1-second batches of 4 GPUs (1.2 kB each, gzipped JSON).
     let bound = ["--spool-max-bytes", "6000"];
