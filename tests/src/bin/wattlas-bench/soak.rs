@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::pages::{fetch, start_server};
 use crate::{fresh_db, ADMIN};
+use wattlas_tests::post;
 
 const COLLECTORS: usize = 4;
 const GPUS: usize = 4;
@@ -49,18 +50,14 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
     let (db, url) = fresh_db(base_url, "wattlas_bench_soak").await?;
     let (server, base) = start_server(&url).await?;
     let http = reqwest::Client::new();
-    let post = |path: &str, body: serde_json::Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
     post(
+        &http,
+        &base,
+        ADMIN,
         "/api/v1/sites",
         serde_json::json!({"name": "soak", "timezone": "UTC"}),
     )
-    .await?
-    .error_for_status()?;
+    .await;
     let dir = std::env::temp_dir().join(format!("wattlas-bench-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -72,14 +69,14 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
     let mut children = Vec::new();
     for n in 0..COLLECTORS {
         let node = format!("soak{n}");
-        let created: serde_json::Value = post(
+        let created = post(
+            &http,
+            &base,
+            ADMIN,
             "/api/v1/nodes",
             serde_json::json!({"name": node, "site": "soak"}),
         )
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+        .await;
         let token = created["token"].as_str().context("node token")?.to_owned();
         children.push(
             Command::new(&exe)
