@@ -64,18 +64,15 @@ pub async fn count_rejections(
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    // The route's template (bounded label values), with the prefix a nested router strips.
+    // The route's template, whole (a nested router strips its prefix from the URI, not from this):
+    // bounded label values. Set on every request of a route layer.
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<axum::extract::OriginalUri>()
-                .map(|u| u.path().to_owned())
-        })
-        .unwrap_or_else(|| request.uri().path().to_owned());
+        .map_or_else(
+            || request.uri().path().to_owned(),
+            |m| m.as_str().to_owned(),
+        );
     let response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
@@ -96,20 +93,22 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     let mut out = String::new();
-    family(
+    single(
         &mut out,
         "wattlas_ingest_batches_total",
         "counter",
         "GPU sample batches committed.",
-    );
-    let _ = writeln!(
-        out,
-        "wattlas_ingest_batches_total {}",
-        m.batches.load(Ordering::Relaxed)
+        m.batches.load(Ordering::Relaxed),
     );
     family(
         &mut out,
@@ -127,16 +126,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "wattlas_ingest_samples_total{{outcome=\"duplicate\"}} {}",
         m.samples_duplicate.load(Ordering::Relaxed)
     );
-    family(
+    single(
         &mut out,
         "wattlas_facility_readings_total",
         "counter",
         "Facility meter readings stored.",
-    );
-    let _ = writeln!(
-        out,
-        "wattlas_facility_readings_total {}",
-        m.readings_stored.load(Ordering::Relaxed)
+        m.readings_stored.load(Ordering::Relaxed),
     );
     family(
         &mut out,
@@ -176,13 +171,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let ping = sqlx::query_scalar::<_, i32>("select 1")
         .fetch_one(&state.db)
         .await;
-    family(
+    single(
         &mut out,
         "wattlas_db_up",
         "gauge",
         "Whether the database answered this scrape.",
+        u8::from(ping.is_ok()),
     );
-    let _ = writeln!(out, "wattlas_db_up {}", u8::from(ping.is_ok()));
     family(
         &mut out,
         "wattlas_db_pool_connections",
@@ -197,35 +192,31 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         (size as usize).saturating_sub(idle)
     );
     if ping.is_ok() {
-        family(
+        single(
             &mut out,
             "wattlas_db_round_trip_seconds",
             "gauge",
             "Time of a trivial query at this scrape (pool acquire included).",
-        );
-        let _ = writeln!(
-            out,
-            "wattlas_db_round_trip_seconds {:.6}",
-            started.elapsed().as_secs_f64()
+            format!("{:.6}", started.elapsed().as_secs_f64()),
         );
         if let Ok((pending, oldest)) = crate::db::rollups::lag(&state.db).await {
-            family(
+            single(
                 &mut out,
                 "wattlas_rollup_pending_ranges",
                 "gauge",
                 "Ranges of raw samples not yet rolled up.",
-            );
-            let _ = writeln!(out, "wattlas_rollup_pending_ranges {pending}");
-            family(
-                &mut out,
-                "wattlas_rollup_lag_seconds",
-                "gauge",
-                "Age of the oldest raw data not yet rolled up (0 when none).",
+                pending,
             );
             let lag = oldest.map_or(0.0, |t| {
                 ((Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0)
             });
-            let _ = writeln!(out, "wattlas_rollup_lag_seconds {lag:.3}");
+            single(
+                &mut out,
+                "wattlas_rollup_lag_seconds",
+                "gauge",
+                "Age of the oldest raw data not yet rolled up (0 when none).",
+                format!("{lag:.3}"),
+            );
         }
         if let Ok(runs) = sqlx::query_as::<_, (String, chrono::DateTime<Utc>)>(
             "select task, last_run from maintenance_runs order by task",
