@@ -32,7 +32,7 @@ enum Command {
     Run(Box<RunArgs>),
     /// Import existing logs.
     #[command(subcommand)]
-    Import(ImportCommand),
+    Import(import::cli::ImportCommand),
     /// Register Slurm jobs from prolog and epilog.
     #[command(subcommand)]
     Job(JobCommand),
@@ -209,36 +209,6 @@ struct ServerArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum ImportCommand {
-    /// Building-management exports: CSV `time,it_kw,total_kw` or `time,pue` with RFC 3339 times.
-    Meter {
-        /// The CSV file.
-        file: PathBuf,
-        /// Site the export is of.
-        #[arg(long)]
-        site: String,
-        /// Meter to store the readings under (default: SITE-bms; created if new).
-        #[arg(long)]
-        meter: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Logs of `nvidia-smi --query-gpu=... --format=csv[,nounits]`.
-    NvidiaSmi {
-        /// The CSV file.
-        file: PathBuf,
-        /// Node the log was written on.
-        #[arg(long)]
-        node: String,
-        /// IANA zone of the log's timestamps (nvidia-smi writes local time without a zone).
-        #[arg(long)]
-        timezone: String,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum JobCommand {
     /// Register the job of the Slurm environment (prolog).
     Start {
@@ -300,53 +270,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Import(ImportCommand::NvidiaSmi {
-            file,
-            node,
-            timezone,
-            server,
-        }) => {
-            let tz: chrono_tz::Tz = timezone.parse().map_err(|_| {
-                anyhow::anyhow!("--timezone: '{timezone}' is not an IANA time zone")
-            })?;
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
-            let parsed = import::nvidia_smi::parse(std::io::BufReader::new(f), tz)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let uplink = Uplink::new(&server.server, &server.token)?;
-            let report = import::nvidia_smi::send(&uplink, &node, parsed)
-                .await
-                .map_err(|e| anyhow::anyhow!("server refused the import: {e}"))?;
-            println!("lines read: {}", report.lines);
-            println!("samples stored: {}", report.stored);
-            println!("samples already stored: {}", report.duplicates);
-            let skipped: u64 = report.skipped.values().sum();
-            println!("lines skipped: {skipped}");
-            for (why, n) in &report.skipped {
-                println!("  {n}: {why}");
-            }
-            Ok(())
-        }
-        Command::Import(ImportCommand::Meter {
-            file,
-            site,
-            meter,
-            server,
-        }) => {
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
-            let readings = import::meter::parse(std::io::BufReader::new(f))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let meter = meter.unwrap_or_else(|| format!("{site}-bms"));
-            let uplink = Uplink::new(&server.server, &server.token)?;
-            let report = import::meter::send(&uplink, Some(&site), Some(&meter), &readings)
-                .await
-                .map_err(|e| anyhow::anyhow!("server refused the import: {e}"))?;
-            println!("lines read: {}", readings.len());
-            println!("readings stored: {}", report.stored);
-            println!("readings already stored: {}", report.duplicates);
-            Ok(())
-        }
+        Command::Import(cmd) => import::cli::run(cmd).await,
         Command::Meter(args) => meter(args.resolve()?).await,
         Command::Cap(CapCommand::Set { watts, target }) => target.apply(Some(watts)),
         Command::Cap(CapCommand::Reset { target }) => target.apply(None),

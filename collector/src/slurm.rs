@@ -65,6 +65,7 @@ pub fn job_from_env(
                 gpus,
             }]
         },
+        unknown_gpus: vec![],
     })
 }
 

@@ -95,6 +95,26 @@ impl Uplink {
         }
     }
 
+    /// Gets JSON (`GET`), the server's error message on failure.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<ApiError>(&text)
+                .map(|e| e.error)
+                .unwrap_or(text);
+            return Err(format!("{status}: {msg}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+    }
+
     /// Delivers one spool entry.
     pub async fn send(&self, entry: &Entry) -> Delivery {
         match entry {

@@ -63,6 +63,11 @@ pub struct GpuIdentity {
     /// The board's default power limit in watts, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_power_limit_w: Option<f64>,
+    /// Register this GPU only where the node has none at this index, never replacing a known one: an
+    /// imported log's identity (often a placeholder where the log names no uuid) must not overwrite what
+    /// a collector reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_known: bool,
 }
 
 /// One 100 ms reading of one GPU. A field the GPU cannot report is absent, never zero.
@@ -128,6 +133,16 @@ pub struct Allocation {
     pub gpus: Vec<u32>,
 }
 
+/// GPUs a job held on a node without anyone saying which (sacct on a shared node): not charged to the
+/// job, and said so on its page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownGpus {
+    /// Node name.
+    pub node: String,
+    /// How many GPUs (0: unknown too).
+    pub gpus: u32,
+}
+
 /// `POST /api/v1/jobs`. Posting the same id again adds allocations (each node's prolog registers its part).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
@@ -152,6 +167,9 @@ pub struct NewJob {
     /// Allocated GPUs per node.
     #[serde(default)]
     pub allocations: Vec<Allocation>,
+    /// GPUs held where the scheduler's record cannot say which (not charged; shown on the job's page).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_gpus: Vec<UnknownGpus>,
 }
 
 /// `POST /api/v1/jobs/{id}/end`.

@@ -1375,6 +1375,7 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
             uuid: format!("GPU-many-{i}"),
             model: "H100".into(),
             default_power_limit_w: Some(700.0),
+            keep_known: false,
         })
         .collect();
     let samples: Vec<GpuSample> = (0..100)

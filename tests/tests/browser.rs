@@ -207,6 +207,7 @@ async fn seed(base: &str) {
             uuid: format!("GPU-{i}"),
             model: "Tesla V100-SXM2-32GB".into(),
             default_power_limit_w: Some(250.0),
+            keep_known: false,
         })
         .collect();
     let mut samples = Vec::new();

@@ -49,6 +49,7 @@ impl NvmlSource {
                     .power_management_limit_default()
                     .ok()
                     .map(|mw| f64::from(mw) / 1000.0),
+                keep_known: false,
             });
         }
         Ok(Self { nvml, identities })

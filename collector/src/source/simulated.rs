@@ -340,6 +340,7 @@ impl SimulatedSource {
                     node: self.config.node.clone(),
                     gpus: gpus.clone(),
                 }],
+                unknown_gpus: vec![],
             }));
             self.ledger.jobs.insert(
                 id.clone(),
@@ -365,6 +366,7 @@ impl Source for SimulatedSource {
                 uuid: format!("GPU-sim-{:08x}-{}-{i}", self.config.seed, self.config.node),
                 model: self.config.model.name.to_owned(),
                 default_power_limit_w: Some(self.config.model.default_limit_w),
+                keep_known: false,
             })
             .collect()
     }

@@ -78,8 +78,9 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
         .await
 }
 
-/// Records the identities a batch carried (a swapped GPU replaces the old one at its index) and returns
-/// every GPU index the node has, in one round trip.
+/// Records the identities a batch carried (a swapped GPU replaces the old one at its index, except
+/// where the identity says `keep_known`: an import's never replaces one) and returns every GPU index
+/// the node has, in one round trip.
 pub async fn register_gpus(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
@@ -89,11 +90,19 @@ pub async fn register_gpus(
     let uuid: Vec<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
     let model: Vec<&str> = gpus.iter().map(|g| g.model.as_str()).collect();
     let limit: Vec<Option<f64>> = gpus.iter().map(|g| g.default_power_limit_w).collect();
+    let keep: Vec<bool> = gpus.iter().map(|g| g.keep_known).collect();
     // The outer select sees the table as it was before the insert: the union adds what it wrote.
     sqlx::query_scalar(
-        r#"with up as (
+        r#"with given as (
+            select * from unnest($2::int[], $3::text[], $4::text[], $5::float8[], $6::bool[])
+                as g (gpu_index, uuid, model, default_power_limit_w, keep_known)
+        ),
+        up as (
             insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
-            select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
+            select $1, gpu_index, uuid, model, default_power_limit_w
+            from given
+            where not (keep_known and exists (
+                select 1 from gpus k where k.node_id = $1 and k.gpu_index = given.gpu_index))
             on conflict (node_id, gpu_index) do update
             set uuid = excluded.uuid, model = excluded.model,
                 default_power_limit_w = excluded.default_power_limit_w, updated_at = now()
@@ -113,6 +122,7 @@ pub async fn register_gpus(
     .bind(&uuid)
     .bind(&model)
     .bind(&limit)
+    .bind(&keep)
     .fetch_all(&mut **tx)
     .await
 }
@@ -135,6 +145,7 @@ pub async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
             uuid,
             model,
             default_power_limit_w,
+            keep_known: false,
         })
         .collect())
 }

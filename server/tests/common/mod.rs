@@ -206,6 +206,7 @@ pub fn gpus() -> Vec<GpuIdentity> {
             uuid: format!("GPU-{i}"),
             model: "Tesla V100-SXM2-32GB".into(),
             default_power_limit_w: Some(250.0),
+            keep_known: false,
         })
         .collect()
 }

@@ -571,6 +571,7 @@ async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, St
                 uuid: format!("GPU-bench-{n}-{i}"),
                 model: "A100".into(),
                 default_power_limit_w: Some(250.0),
+                keep_known: false,
             })
             .collect();
         let mut node_bodies = Vec::new();

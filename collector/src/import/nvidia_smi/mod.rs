@@ -1,0 +1,683 @@
+//! `wattlas-collector import nvidia-smi FILE --node N --timezone TZ`: every log nvidia-smi writes.
+//!
+//! Layouts: `--query-gpu=... --format=csv[,nounits][,noheader]` in any column order and subset, and
+//! `nvidia-smi dmon` (see [`layout`]). GPUs are told apart by what the file has: `index`, else `uuid`, else
+//! `pci.bus_id` (indices in order of first appearance, which is nvidia-smi's index order), else their
+//! position in each poll ([`polls`]). Power is `power.draw`, else `.instant`, else `.average`.
+//! nvidia-smi writes local time without a zone, so the zone is given; in the hour a DST change repeats, a
+//! time is read as the earlier instant unless that would go back in time for the same GPU.
+//!
+//! Real logs break: a crash leaves a cut-off last line or NUL padding, two runs appended repeat the
+//! header, a lost newline fuses two records. Such lines are skipped and counted by reason with their first
+//! line numbers, and the rest is imported; `strict` refuses the whole file at the first of them instead.
+//! A row without a power reading is skipped and counted. The file is read line by line and sent in
+//! batches, so memory stays bounded whatever its size. The server stores each (GPU, time) once, so
+//! importing a file twice changes nothing.
+
+pub mod layout;
+pub mod polls;
+pub mod send;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use wattlas_protocol::{GpuIdentity, GpuSample, MAX_GPU_POWER_W};
+
+pub use super::lines::{ImportError, Skips};
+use super::lines::{Line, Lines};
+use layout::{Kind, Layout, TimeCols};
+use polls::{Closed, Grouper, Polls, PROBE_ROWS};
+
+/// What the caller says about a log.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Zone of the log's local timestamps.
+    pub tz: Tz,
+    /// GPUs per poll in logs without identity columns (default: found from the rows' times).
+    pub gpus: Option<u32>,
+    /// Model of the GPUs where the file has no `name` column.
+    pub model: Option<String>,
+    /// Columns of a `--format=csv,noheader` log, as given to `--query-gpu`.
+    pub columns: Option<String>,
+    /// Date of a `dmon -o T` log (times of day only).
+    pub date: Option<NaiveDate>,
+    /// Refuse the file at its first bad line instead of skipping it.
+    pub strict: bool,
+}
+
+impl Options {
+    /// Defaults for a zone.
+    pub fn new(tz: Tz) -> Options {
+        Options {
+            tz,
+            gpus: None,
+            model: None,
+            columns: None,
+            date: None,
+            strict: false,
+        }
+    }
+}
+
+/// One GPU as found in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuFound {
+    /// Its identity as sent (placeholders where the file had none).
+    pub identity: GpuIdentity,
+    /// Samples read.
+    pub samples: u64,
+    /// First and last sample time.
+    pub first: DateTime<Utc>,
+    /// Last sample time.
+    pub last: DateTime<Utc>,
+}
+
+/// What reading a log found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Lines read, headers included.
+    pub lines: u64,
+    /// Samples read.
+    pub samples: u64,
+    /// Lines left out, by reason.
+    pub skipped: Skips,
+    /// How GPUs were told apart.
+    pub identified_by: String,
+    /// The power column used.
+    pub power_column: String,
+    /// GPUs by index.
+    pub gpus: BTreeMap<u32, GpuFound>,
+}
+
+/// A log read whole into memory (tests and fuzzing; imports stream with [`stream`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// What was found.
+    pub summary: Summary,
+    /// The samples.
+    pub samples: Vec<GpuSample>,
+}
+
+/// A row of a log without identity columns, kept until its poll is complete.
+#[derive(Debug, Clone)]
+struct PollRow {
+    run: u32,
+    lost: u32,
+    sample: GpuSample,
+    model: Option<String>,
+    default_limit: Option<f64>,
+}
+
+/// Reads a log line by line and produces samples in batches.
+pub struct Parser<'o> {
+    opts: &'o Options,
+    layout: Option<Layout>,
+    cells: Vec<usize>,
+    keys: HashMap<String, u32>,
+    last_time: HashMap<u32, DateTime<Utc>>,
+    /// dmon `-o T`: the day and time of the previous line, to follow midnight.
+    day: Option<(NaiveDate, chrono::NaiveTime)>,
+    /// Runs ended (repeated headers) and lines lost (skipped): where polls end or break.
+    run: u32,
+    lost: u32,
+    probe: Vec<(i64, u64, PollRow)>,
+    grouper: Option<(Grouper<PollRow>, u32, u32)>,
+    now: DateTime<Utc>,
+    summary: Summary,
+    out: Vec<GpuSample>,
+}
+
+/// Identity placeholder for a GPU the log does not name (never replaces one a collector reported).
+pub const UNKNOWN_UUID: &str = "unknown (imported log)";
+
+fn earliest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl<'o> Parser<'o> {
+    /// A parser for `opts`; `--columns` gives the layout of a log without header.
+    pub fn new(opts: &'o Options) -> Result<Parser<'o>, ImportError> {
+        let layout = match &opts.columns {
+            Some(c) => Some(Layout::csv(c).map_err(|e| ImportError::new(0, "--columns", e))?),
+            None => None,
+        };
+        let mut p = Parser {
+            opts,
+            layout: None,
+            cells: Vec::with_capacity(64),
+            keys: HashMap::new(),
+            last_time: HashMap::new(),
+            day: None,
+            run: 0,
+            lost: 0,
+            probe: Vec::new(),
+            grouper: None,
+            now: Utc::now(),
+            summary: Summary::default(),
+            out: Vec::new(),
+        };
+        if let Some(l) = layout {
+            p.summary.power_column = l.power_name();
+            p.layout = Some(l);
+        }
+        Ok(p)
+    }
+
+    /// Samples read so far and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the samples read so far, with the identities of every GPU seen.
+    pub fn take(&mut self) -> (Vec<GpuSample>, Vec<GpuIdentity>) {
+        (
+            std::mem::take(&mut self.out),
+            self.summary
+                .gpus
+                .values()
+                .map(|g| g.identity.clone())
+                .collect(),
+        )
+    }
+
+    fn skip(&mut self, why: String, line: u64, n: u64, field: &str) -> Result<(), ImportError> {
+        if self.opts.strict {
+            let message = why.strip_prefix(&format!("{field}: ")).unwrap_or(&why);
+            return Err(ImportError::new(line, field, message));
+        }
+        self.summary.skipped.add(why, line, n);
+        // A lost line breaks the order of rows in polls.
+        self.lost += 1;
+        Ok(())
+    }
+
+    /// Reads one line.
+    pub fn line(&mut self, line: Line<'_>) -> Result<(), ImportError> {
+        self.summary.lines += 1;
+        let (no, text, complete) = match line {
+            Line::Broken { no, why } => return self.skip(why.to_owned(), no, 1, "row"),
+            Line::Text { no, text, complete } => (no, text, complete),
+        };
+        if text.trim().is_empty() {
+            return self.skip("blank line".into(), no, 1, "row");
+        }
+        if layout::is_dmon_comment(text) {
+            return match Layout::dmon(text) {
+                None => Ok(()),
+                Some(Ok(l)) => self.set_layout(l, no),
+                Some(Err(e)) => Err(ImportError::new(no, "header", e)),
+            };
+        }
+        if layout::is_csv_header(text) {
+            return match Layout::csv(text) {
+                Ok(l) => self.set_layout(l, no),
+                Err(e) => Err(ImportError::new(no, "header", e)),
+            };
+        }
+        self.data(no, text, complete)
+    }
+
+    fn set_layout(&mut self, l: Layout, no: u64) -> Result<(), ImportError> {
+        if matches!(l.time, TimeCols::TimeOnly(_)) && self.opts.date.is_none() {
+            return Err(ImportError::new(
+                no,
+                "header",
+                "dmon output with times of day only (-o T): give --date YYYY-MM-DD, or log with -o DT",
+            ));
+        }
+        match &self.layout {
+            // dmon repeats its header every screenful: nothing to report.
+            Some(cur) if cur.header == l.header && l.kind == Kind::Dmon => return Ok(()),
+            Some(cur) if cur.header == l.header => {
+                self.end_run()?;
+                return self.skip(
+                    "repeated header (logs appended one after another)".into(),
+                    no,
+                    1,
+                    "header",
+                );
+            }
+            Some(_) => {
+                self.end_run()?;
+                self.skip(
+                    "a different header (the layout changes from here)".into(),
+                    no,
+                    1,
+                    "header",
+                )?;
+            }
+            None => {}
+        }
+        if self.summary.power_column.is_empty() {
+            self.summary.power_column = l.power_name();
+        } else if self.summary.power_column != l.power_name() {
+            self.summary.power_column =
+                format!("{}, then {}", self.summary.power_column, l.power_name());
+        }
+        self.layout = Some(l);
+        Ok(())
+    }
+
+    /// A run of the log ends (a repeated header): rows after it start a new poll.
+    fn end_run(&mut self) -> Result<(), ImportError> {
+        self.run += 1;
+        Ok(())
+    }
+
+    fn to_utc(&self, naive: NaiveDateTime, key: u32) -> Option<DateTime<Utc>> {
+        match self.opts.tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+            LocalResult::Ambiguous(early, late) => {
+                let (early, late) = (early.with_timezone(&Utc), late.with_timezone(&Utc));
+                if self.last_time.get(&key).is_some_and(|prev| *prev >= early) {
+                    Some(late)
+                } else {
+                    Some(early)
+                }
+            }
+            LocalResult::None => None,
+        }
+    }
+
+    fn data(&mut self, no: u64, text: &str, complete: bool) -> Result<(), ImportError> {
+        let Some(l) = self.layout.as_mut() else {
+            return self.skip(
+                "data before any header (a --format=csv,noheader log needs --columns)".into(),
+                no,
+                1,
+                "row",
+            );
+        };
+        layout::cells(l.kind, text, &mut self.cells);
+        let n = self.cells.len() / 2;
+        if n != l.names.len() {
+            let why = if complete {
+                format!(
+                    "{n} fields where the header has {} (records fused or cut off)",
+                    l.names.len()
+                )
+            } else {
+                "last line cut off".to_owned()
+            };
+            return self.skip(why, no, 1, "row");
+        }
+        let cells = &self.cells;
+        let cell = |c: usize| &text[cells[2 * c]..cells[2 * c + 1]];
+        if l.units.is_none() && !layout::is_missing(cell(l.power)) {
+            l.units = Some(cell(l.power).trim().contains(' '));
+        }
+        let l = self.layout.as_ref().unwrap_or_else(|| unreachable!());
+        let units = l.units.unwrap_or(false);
+
+        // Which GPU.
+        enum Key<'a> {
+            Index(u32),
+            Named(&'a str, &'static str),
+            Position,
+        }
+        let key = if let Some(c) = l.index {
+            match cell(c).trim().parse::<u32>() {
+                Ok(i) => Key::Index(i),
+                Err(_) => {
+                    let why = format!("{}: '{}' is not a GPU index", l.names[c], cell(c).trim());
+                    let field = l.names[c].clone();
+                    return self.skip(why, no, 1, &field);
+                }
+            }
+        } else if let Some(c) = l.uuid.filter(|c| !layout::is_missing(cell(*c))) {
+            Key::Named(cell(c).trim(), "uuid")
+        } else if let Some(c) = l.bus.filter(|c| !layout::is_missing(cell(*c))) {
+            Key::Named(cell(c).trim(), "pci.bus_id")
+        } else {
+            Key::Position
+        };
+
+        // When.
+        let naive = match l.time {
+            TimeCols::Stamp(c) => layout::parse_stamp(cell(c)),
+            TimeCols::DateTime(d, t) => layout::parse_dmon_time(Some(cell(d)), cell(t))
+                .and_then(|(d, t)| d.map(|d| d.and_time(t))),
+            TimeCols::TimeOnly(t) => layout::parse_dmon_time(None, cell(t)).map(|(_, t)| {
+                let (mut day, prev) = self.day.unwrap_or((self.opts.date.unwrap_or_default(), t));
+                // Past midnight: the time of day goes back by more than half a day.
+                if prev - t > Duration::hours(12) {
+                    day = day.succ_opt().unwrap_or(day);
+                }
+                self.day = Some((day, t));
+                day.and_time(t)
+            }),
+        };
+        let time_col = match l.time {
+            TimeCols::Stamp(c) | TimeCols::DateTime(_, c) | TimeCols::TimeOnly(c) => c,
+        };
+        let Some(naive) = naive else {
+            let why = if complete {
+                format!("{}: not a timestamp", l.names[time_col])
+            } else {
+                "last line cut off".to_owned()
+            };
+            let field = l.names[time_col].clone();
+            return self.skip(why, no, 1, &field);
+        };
+        let dst_key = match key {
+            Key::Index(i) => i,
+            Key::Named(name, _) => self.keys.get(name).copied().unwrap_or(u32::MAX - 1),
+            Key::Position => u32::MAX,
+        };
+        let Some(time) = self.to_utc(naive, dst_key) else {
+            let why = format!(
+                "{}: a local time skipped by a DST change",
+                l.names[time_col]
+            );
+            let field = l.names[time_col].clone();
+            return self.skip(why, no, 1, &field);
+        };
+        if time < earliest() || time > self.now + Duration::minutes(5) {
+            let why = format!("{}: before 2000 or in the future", l.names[time_col]);
+            let field = l.names[time_col].clone();
+            return self.skip(why, no, 1, &field);
+        }
+
+        // What.
+        let mut bad: Option<(String, String)> = None;
+        let mut num = |c: Option<usize>, lo: f64, hi: f64| -> Option<f64> {
+            let c = c?;
+            match layout::number(cell(c), units && l.has_unit[c]) {
+                Ok(Some(v)) if v < lo || v > hi => {
+                    bad.get_or_insert((
+                        format!("{}: {v} is outside {lo}..{hi}", l.names[c]),
+                        l.names[c].clone(),
+                    ));
+                    None
+                }
+                Ok(v) => v,
+                Err(why) => {
+                    let why = if complete { why } else { "last line cut off" };
+                    bad.get_or_insert((format!("{}: {why}", l.names[c]), l.names[c].clone()));
+                    None
+                }
+            }
+        };
+        let power_w = num(Some(l.power), 0.0, MAX_GPU_POWER_W);
+        let sample = GpuSample {
+            time,
+            gpu: 0,
+            power_w: power_w.unwrap_or_default(),
+            energy_mj: None,
+            power_limit_w: num(l.limit, 0.0, MAX_GPU_POWER_W),
+            util_pct: num(l.util, 0.0, 100.0),
+            mem_used_mib: num(l.mem, 0.0, 1.0e9),
+            temp_c: num(l.temp, -100.0, 300.0),
+            sm_clock_mhz: num(l.sm, 0.0, 100_000.0),
+        };
+        let default_limit = num(l.default_limit, 0.0, MAX_GPU_POWER_W).filter(|w| *w > 0.0);
+        if let Some((why, field)) = bad {
+            return self.skip(why, no, 1, &field);
+        }
+        if power_w.is_none() {
+            let why = format!("{} is [N/A]", l.names[l.power]);
+            let field = l.names[l.power].clone();
+            return self.skip(why, no, 1, &field);
+        }
+        let model = l
+            .name
+            .map(|c| cell(c).trim())
+            .filter(|m| !layout::is_missing(m))
+            .map(str::to_owned);
+
+        match key {
+            Key::Index(i) => {
+                let uuid = l
+                    .uuid
+                    .map(|c| cell(c).trim())
+                    .filter(|u| !layout::is_missing(u))
+                    .map(str::to_owned);
+                self.identify("index column".into());
+                self.emit(i, sample, uuid, model, default_limit);
+            }
+            Key::Named(name, column) => {
+                self.identify(format!(
+                    "{column} column (indices in order of first appearance)"
+                ));
+                let next = self.keys.len() as u32;
+                let i = *self.keys.entry(name.to_owned()).or_insert(next);
+                let uuid = Some(if column == "uuid" {
+                    name.to_owned()
+                } else {
+                    format!("pci:{name}")
+                });
+                self.emit(i, sample, uuid, model, default_limit);
+            }
+            Key::Position => {
+                let row = PollRow {
+                    run: self.run,
+                    lost: self.lost,
+                    sample,
+                    model,
+                    default_limit,
+                };
+                let t_ms = time.timestamp_millis();
+                match &mut self.grouper {
+                    None => {
+                        self.probe.push((t_ms, no, row));
+                        if self.probe.len() >= PROBE_ROWS {
+                            self.decide()?;
+                        }
+                    }
+                    Some((g, run, lost)) => {
+                        let mut closed = Vec::new();
+                        feed(g, run, lost, t_ms, no, row, &mut closed);
+                        for c in closed {
+                            self.closed(c)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn identify(&mut self, how: String) {
+        if self.summary.identified_by.is_empty() {
+            self.summary.identified_by = how;
+        } else if !self.summary.identified_by.starts_with(&how) {
+            // Two runs of different layouts: say both.
+            if !self.summary.identified_by.contains(&how) {
+                self.summary.identified_by = format!("{}; {how}", self.summary.identified_by);
+            }
+        }
+    }
+
+    /// Decides how rows group into polls from the first rows, then groups those.
+    fn decide(&mut self) -> Result<(), ImportError> {
+        if self.probe.is_empty() {
+            return Ok(());
+        }
+        let times: Vec<i64> = self.probe.iter().map(|(t, _, _)| *t).collect();
+        let polls: Polls = polls::detect(&times, self.opts.gpus)
+            .map_err(|e| ImportError::new(self.probe[0].1, "row", e))?;
+        self.identify(format!(
+            "position in each poll ({} GPU{} per poll, {})",
+            polls.gpus,
+            if polls.gpus == 1 { "" } else { "s" },
+            if self.opts.gpus.is_some() {
+                "as --gpus says"
+            } else {
+                "found from the rows' times"
+            }
+        ));
+        let rows = std::mem::take(&mut self.probe);
+        let (run, lost) = rows.first().map_or((0, 0), |r| (r.2.run, r.2.lost));
+        self.grouper = Some((Grouper::new(polls), run, lost));
+        for (t, no, row) in rows {
+            let Some((g, run, lost)) = &mut self.grouper else {
+                break;
+            };
+            let mut closed = Vec::new();
+            feed(g, run, lost, t, no, row, &mut closed);
+            for c in closed {
+                self.closed(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn closed(&mut self, c: Closed<PollRow>) -> Result<(), ImportError> {
+        match c {
+            Closed::Poll(rows) => {
+                for (i, row) in rows.into_iter().enumerate() {
+                    self.emit(i as u32, row.sample, None, row.model, row.default_limit);
+                }
+                Ok(())
+            }
+            Closed::Odd { line, rows } => {
+                let gpus = self.grouper.as_ref().map_or(0, |(g, _, _)| g.gpus());
+                self.skip(
+                    format!("rows of a poll broken by a lost line ({gpus} GPUs per poll)"),
+                    line,
+                    rows,
+                    "row",
+                )
+            }
+        }
+    }
+
+    fn emit(
+        &mut self,
+        index: u32,
+        mut sample: GpuSample,
+        uuid: Option<String>,
+        model: Option<String>,
+        default_limit: Option<f64>,
+    ) {
+        sample.gpu = index;
+        self.last_time.insert(index, sample.time);
+        let time = sample.time;
+        let opts_model = &self.opts.model;
+        let found = self.summary.gpus.entry(index).or_insert_with(|| GpuFound {
+            identity: GpuIdentity {
+                index,
+                uuid: uuid.clone().unwrap_or_else(|| UNKNOWN_UUID.to_owned()),
+                model: model
+                    .clone()
+                    .or_else(|| opts_model.clone())
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                default_power_limit_w: None,
+                keep_known: true,
+            },
+            samples: 0,
+            first: time,
+            last: time,
+        });
+        if found.identity.default_power_limit_w.is_none() {
+            found.identity.default_power_limit_w = default_limit;
+        }
+        found.samples += 1;
+        found.first = found.first.min(time);
+        found.last = found.last.max(time);
+        self.summary.samples += 1;
+        self.out.push(sample);
+    }
+
+    /// Ends the file: the last poll, and what was found.
+    pub fn finish(&mut self) -> Result<Summary, ImportError> {
+        if self.grouper.is_none() {
+            self.decide()?;
+        }
+        if let Some((g, _, _)) = &mut self.grouper {
+            let mut closed = Vec::new();
+            g.end_run(&mut closed);
+            for c in closed {
+                self.closed(c)?;
+            }
+        }
+        if self.layout.is_none() && self.summary.lines > 0 {
+            return Err(ImportError::new(
+                1,
+                "header",
+                "no nvidia-smi header (a --format=csv,noheader log needs --columns)",
+            ));
+        }
+        Ok(self.summary.clone())
+    }
+}
+
+/// Hands a row to the grouper, ending the run or breaking the poll first where that changed.
+fn feed(
+    g: &mut Grouper<PollRow>,
+    run: &mut u32,
+    lost: &mut u32,
+    t_ms: i64,
+    line: u64,
+    row: PollRow,
+    out: &mut Vec<Closed<PollRow>>,
+) {
+    if *run != row.run {
+        g.end_run(out);
+    } else if *lost != row.lost {
+        g.disrupt(out);
+    }
+    (*run, *lost) = (row.run, row.lost);
+    g.push(t_ms, line, row, out);
+}
+
+/// Reads a whole log into memory.
+pub fn parse(input: impl BufRead, opts: &Options) -> Result<Parsed, ImportError> {
+    let mut samples = Vec::new();
+    let summary = stream(input, opts, usize::MAX, |batch, _| {
+        samples.extend(batch);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        StreamError::Import(e) => e,
+        StreamError::Io(e) => ImportError::new(0, "file", e.to_string()),
+        StreamError::Sink(e) => ImportError::new(0, "file", e),
+    })?;
+    Ok(Parsed { summary, samples })
+}
+
+/// Why streaming a log stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The log (strict mode, or a header that cannot be used).
+    #[error("{0}")]
+    Import(#[from] ImportError),
+    /// Reading the file.
+    #[error("reading: {0}")]
+    Io(#[from] std::io::Error),
+    /// The receiver of the batches.
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// Reads a log in bounded memory, handing `sink` batches of up to `batch` samples with the identities of
+/// the GPUs seen so far.
+pub fn stream(
+    input: impl BufRead,
+    opts: &Options,
+    batch: usize,
+    mut sink: impl FnMut(Vec<GpuSample>, Vec<GpuIdentity>) -> Result<(), String>,
+) -> Result<Summary, StreamError> {
+    let mut parser = Parser::new(opts)?;
+    let mut lines = Lines::new(input);
+    while let Some(line) = lines.next_line()? {
+        parser.line(line)?;
+        if parser.pending() >= batch {
+            let (s, g) = parser.take();
+            sink(s, g).map_err(StreamError::Sink)?;
+        }
+    }
+    let summary = parser.finish()?;
+    if parser.pending() > 0 {
+        let (s, g) = parser.take();
+        sink(s, g).map_err(StreamError::Sink)?;
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests;
