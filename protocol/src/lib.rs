@@ -250,6 +250,9 @@ pub struct JobView {
     /// Currency of `cost` (ISO 4217).
     #[serde(default)]
     pub currency: Option<String>,
+    /// GPUs the job held where the scheduler's record cannot say which: not in its energy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_gpus: Vec<UnknownGpus>,
 }
 
 /// `GET /api/v1/jobs` answer.
@@ -277,6 +280,10 @@ pub struct JobTotals {
     pub facility_energy_kwh: f64,
     /// Jobs whose energy is not computed yet.
     pub pending: u64,
+    /// Jobs counted at a figure computed before data that has arrived since (a late import, meter
+    /// readings): their figures are being updated.
+    #[serde(default)]
+    pub updating: u64,
 }
 
 /// `POST /api/v1/sites`.

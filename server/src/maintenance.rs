@@ -162,11 +162,14 @@ pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, A
     Ok(taken)
 }
 
-/// Drops raw chunks older than the retention period; rollups stay.
+/// Drops raw chunks older than the retention period; rollups stay. Chunks whose samples still wait for
+/// the rollup task (an imported log older than the period) stay until they are rolled up.
 pub async fn retention_once(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
     let dropped: Vec<String> = sqlx::query_scalar(
         r#"select dropped::text
-        from drop_chunks('gpu_raw', older_than => now() - make_interval(days => $1)) as dropped"#,
+        from drop_chunks('gpu_raw', older_than => least(
+            now() - make_interval(days => $1),
+            (select min(t_from) from rollup_pending))) as dropped"#,
     )
     .bind(retention_days as i32)
     .fetch_all(db)

@@ -737,6 +737,25 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
                               "allocations": [{"node": "n2", "gpus": [0]}]})),
             "401 403 403 403 in 2xx 403",
         ),
+        // A node registers its own part of a job running now: another's tags and a finished job
+        // are refused (a node could rewrite any job it knew the id of).
+        (
+            "POST",
+            "/api/v1/jobs",
+            Body::Json(json!({"id": "r1", "user": "alice", "start": t0,
+                              "tags": {"workload": "evil"},
+                              "allocations": [{"node": "n2", "gpus": [0]}]})),
+            "401 403 403 403 in 403 403",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Body::Json(
+                json!({"id": "done-{who}", "user": "alice", "start": t0, "end": t0,
+                              "allocations": [{"node": "n2", "gpus": [0]}]}),
+            ),
+            "401 403 403 403 in 403 403",
+        ),
         (
             "POST",
             "/api/v1/jobs/r1/end",

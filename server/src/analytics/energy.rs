@@ -12,8 +12,11 @@
 //! An interval that straddles a window boundary contributes the part inside the window: counter energy in
 //! proportion to time, trapezoids by integrating the line over the clipped part. Energy over adjacent
 //! windows therefore adds up exactly to the energy over their union, which is what lets per-minute rollups
-//! stand in for raw samples. Intervals are bridged up to `max_gap` (power) or `MAX_COUNTER_GAP_MS`
-//! (counter); longer ones count as lost coverage.
+//! stand in for raw samples. Intervals are bridged up to the gap limit (power) or `MAX_COUNTER_GAP_MS`
+//! (counter); longer ones count as lost coverage. The gap limit follows the GPU's own cadence:
+//! max(`max_gap`, 3 x the median of the intervals around it), so a log written every second
+//! (`nvidia-smi -l 1`) is not all gaps while a hole in a 100 ms stream still is one. The median is taken
+//! over the intervals next to the one in question, never the window, so windows still add up.
 
 use crate::codec::RawSample;
 use std::collections::BTreeMap;
@@ -25,6 +28,24 @@ pub const DEFAULT_MAX_GAP_MS: i64 = 1000;
 /// Longest interval an energy-counter delta is trusted across (a stalled poller, a collector restart).
 /// Longer, and a driver reload that left the counter higher than before could pass for energy.
 pub const MAX_COUNTER_GAP_MS: i64 = 60_000;
+
+/// Intervals on each side of one whose median is the GPU's cadence there.
+const CADENCE_WINDOW: usize = 7;
+
+/// The longest interval bridged between samples `i` and `i + 1` of `n` sorted sample times `t`:
+/// max(`max_gap_ms`, 3 x the median of the up to 15 intervals around it), at most
+/// `MAX_COUNTER_GAP_MS` (which bounds how far around a window samples are fetched).
+pub fn gap_limit_ms(t: impl Fn(usize) -> i64, n: usize, i: usize, max_gap_ms: i64) -> i64 {
+    let lo = i.saturating_sub(CADENCE_WINDOW);
+    let hi = (i + CADENCE_WINDOW + 1).min(n.saturating_sub(1));
+    let mut around: Vec<i64> = (lo..hi).map(|k| t(k + 1) - t(k)).collect();
+    if around.is_empty() {
+        return max_gap_ms;
+    }
+    let mid = around.len() / 2;
+    let (_, median, _) = around.select_nth_unstable(mid);
+    max_gap_ms.max((3 * *median).min(MAX_COUNTER_GAP_MS))
+}
 
 /// How far around a window samples must be fetched for its boundary intervals to count.
 pub fn fetch_margin_ms(max_gap_ms: i64) -> i64 {
@@ -118,18 +139,23 @@ pub fn energy_sorted(
             }
         }
     }
-    for pair in sorted.windows(2) {
+    for (i, pair) in sorted.windows(2).enumerate() {
         let (a, b) = (pair[0], pair[1]);
         let dt_ms = b.t_ms - a.t_ms;
+        if dt_ms <= 0 || b.t_ms <= from_ms || a.t_ms >= to_ms {
+            continue;
+        }
         let counter = counter_delta_mj(a, b, dt_ms);
         // The counter is cumulative, so its delta is exact across a longer gap (a stalled poller);
-        // power readings are only trusted over `max_gap_ms`.
+        // power readings are only trusted over the gap limit at the GPU's cadence.
         let limit = if counter.is_some() {
             max_gap_ms.max(MAX_COUNTER_GAP_MS)
-        } else {
+        } else if dt_ms <= max_gap_ms {
             max_gap_ms
+        } else {
+            gap_limit_ms(|k| sorted[k].t_ms, sorted.len(), i, max_gap_ms)
         };
-        if dt_ms <= 0 || dt_ms > limit {
+        if dt_ms > limit {
             continue;
         }
         let lo = a.t_ms.max(from_ms);
@@ -250,6 +276,25 @@ pub fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<
     gaps_between_runs(&runs, from_ms, to_ms, max_gap_ms)
 }
 
+/// Runs (first, last) of sorted sample times whose intervals are bridged at the GPU's cadence (see
+/// [`gap_limit_ms`]): what [`gaps_between_runs`] takes, so coverage gaps agree with the energy.
+pub fn cadence_runs(times_ms: &[i64], max_gap_ms: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (i, t) in times_ms.iter().enumerate() {
+        match out.last_mut() {
+            Some(run)
+                if t - run.1 <= max_gap_ms
+                    || t - run.1
+                        <= gap_limit_ms(|k| times_ms[k], times_ms.len(), i - 1, max_gap_ms) =>
+            {
+                run.1 = *t
+            }
+            _ => out.push((*t, *t)),
+        }
+    }
+    out
+}
+
 /// `gaps` of runs of samples (first, last), each run's samples at most `max_gap_ms` apart: what a
 /// database returns instead of every minute of a week-long job. Runs are sorted and clipped to the
 /// window.
@@ -289,6 +334,38 @@ pub fn gaps_between_runs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(t_ms: i64, power_w: i64) -> RawSample {
+        RawSample {
+            gpu: 0,
+            t_ms,
+            power_mw: power_w * 1000,
+            energy_mj: None,
+            limit_mw: None,
+            util_dpct: None,
+            mem_mib: None,
+            temp_dc: None,
+            sm_mhz: None,
+        }
+    }
+
+    #[test]
+    fn the_gap_limit_follows_the_gpus_cadence() {
+        // Every 1.09 s (nvidia-smi -l 1 with a slow query): every interval is bridged.
+        let slow: Vec<RawSample> = (0..100).map(|i| at(i * 1090, 100)).collect();
+        let e = gpu_energy(&slow, 0, 99 * 1090, DEFAULT_MAX_GAP_MS);
+        assert!((e.energy_j - 100.0 * 99.0 * 1.09).abs() < 1e-6, "{e:?}");
+        // Every 100 ms with a 3 s hole: the hole is a gap (3 x 100 ms < 1 s).
+        let mut fast: Vec<RawSample> = (0..50).map(|i| at(i * 100, 100)).collect();
+        fast.extend((0..50).map(|i| at(7_900 + i * 100, 100)));
+        let e = gpu_energy(&fast, 0, 12_800, DEFAULT_MAX_GAP_MS);
+        assert!((e.covered_s - 9.8).abs() < 1e-9, "{e:?}");
+        // Every 10 s: 30 s intervals bridged, a 90 s one is not (the limit stops at 60 s).
+        let mut sparse: Vec<RawSample> = (0..20).map(|i| at(i * 10_000, 100)).collect();
+        sparse.push(at(190_000 + 90_000, 100));
+        let e = gpu_energy(&sparse, 0, 280_000, DEFAULT_MAX_GAP_MS);
+        assert!((e.covered_s - 190.0).abs() < 1e-9, "{e:?}");
+    }
 
     #[test]
     fn gaps_are_the_uncovered_stretches() {

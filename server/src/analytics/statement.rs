@@ -495,6 +495,7 @@ mod tests {
             carbon_series_share: 0.0,
             cost: Some(it_kwh * pue * 0.2),
             currency: Some("EUR".into()),
+            unknown_gpus: Vec::new(),
         }
     }
 

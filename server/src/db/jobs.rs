@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Transaction};
-use wattlas_protocol::{JobTotals, JobView};
+use wattlas_protocol::{JobTotals, JobView, UnknownGpus};
 
 /// A job row with its site's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -26,6 +26,8 @@ pub struct Job {
     pub end_time: Option<DateTime<Utc>>,
     /// Tags.
     pub tags: Json<BTreeMap<String, String>>,
+    /// GPUs held where the scheduler's record cannot say which.
+    pub unknown_gpus: Json<Vec<UnknownGpus>>,
 }
 
 /// One allocated GPU.
@@ -62,7 +64,8 @@ pub struct JobFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags
+const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
+            j.unknown_gpus
         from jobs j
         join sites s on s.id = j.site_id"#;
 
@@ -98,10 +101,11 @@ pub async fn insert(
     start: DateTime<Utc>,
     end: Option<DateTime<Utc>>,
     tags: &BTreeMap<String, String>,
+    unknown_gpus: &[UnknownGpus],
 ) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
-        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags)
-        values ($1, $2, $3, $4, $5, $6, $7)
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags, unknown_gpus)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
         on conflict (id) do nothing"#,
     )
     .bind(id)
@@ -111,31 +115,105 @@ pub async fn insert(
     .bind(start)
     .bind(end)
     .bind(Json(tags))
+    .bind(Json(unknown_gpus))
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Adds tags and, when given, the end to an existing job (a second node's prolog, or a re-send).
+/// Merges a registration into an existing job: the earliest start, added tags, the latest end when
+/// given, and the unknown GPUs when given (a second node's prolog, an admin's re-send, a re-import).
 pub async fn merge(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
+    start: DateTime<Utc>,
     end: Option<DateTime<Utc>>,
     tags: &BTreeMap<String, String>,
+    unknown_gpus: &[UnknownGpus],
 ) -> sqlx::Result<()> {
     sqlx::query(
         r#"update jobs
         set tags = tags || $2,
+            start_time = least(start_time, $4),
             end_time = case when $3::timestamptz is null then end_time
-                            else greatest(coalesce(end_time, $3), $3) end
+                            else greatest(coalesce(end_time, $3), $3) end,
+            unknown_gpus = case when $5::jsonb = '[]'::jsonb then unknown_gpus else $5 end
         where id = $1"#,
     )
     .bind(id)
     .bind(Json(tags))
     .bind(end)
+    .bind(start)
+    .bind(Json(unknown_gpus))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Registers (or re-opens) a node's part of a job, from its start; the job runs while a part does.
+pub async fn start_part(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    node_id: i32,
+    start: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"with part as (
+            insert into job_parts (job_id, node_id, start_time)
+            values ($1, $2, $3)
+            on conflict (job_id, node_id) do update
+            set start_time = least(job_parts.start_time, excluded.start_time), end_time = null
+        )
+        update jobs
+        set end_time = null, start_time = least(start_time, $3)
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .bind(start)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends a node's part of a job; the job ends when no part is open and every allocated node has ended
+/// its part, at the latest part's end. Returns whether the job has ended.
+pub async fn end_part(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    node_id: i32,
+    end: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    sqlx::query(
+        r#"insert into job_parts (job_id, node_id, start_time, end_time)
+        select id, $2, least(start_time, $3), $3
+        from jobs
+        where id = $1
+        on conflict (job_id, node_id) do update
+        set end_time = greatest(excluded.end_time, job_parts.start_time)"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    let ended: Option<DateTime<Utc>> = sqlx::query_scalar(
+        r#"update jobs j
+        set end_time = greatest(j.end_time, (select max(end_time) from job_parts where job_id = $1))
+        where j.id = $1
+            and not exists (
+                select 1 from job_parts p where p.job_id = $1 and p.end_time is null)
+            and not exists (
+                select 1 from job_allocations a
+                where a.job_id = $1
+                    and not exists (
+                        select 1 from job_parts p where p.job_id = $1 and p.node_id = a.node_id))
+        returning end_time"#,
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(ended.is_some())
 }
 
 /// Adds allocated GPUs (existing ones stay).
@@ -162,12 +240,21 @@ pub async fn add_allocations(
     Ok(())
 }
 
-/// Sets a job's end: the latest end reported wins (each node's epilog reports one).
+/// Sets a job's end (admin): the latest end reported wins, and open parts end there.
 pub async fn end(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     end: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update job_parts
+        set end_time = greatest($2, start_time)
+        where job_id = $1 and end_time is null"#,
+    )
+    .bind(id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         r#"update jobs
         set end_time = greatest(coalesce(end_time, $2), $2)
@@ -194,12 +281,17 @@ pub async fn allocations(db: &PgPool, id: &str) -> sqlx::Result<Vec<AllocatedGpu
     .await
 }
 
-/// Whether a node holds part of a job.
+/// Whether a node holds part of a job (GPUs, or a registered part).
 pub async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         r#"select exists (
             select 1
             from job_allocations
+            where job_id = $1
+                and node_id = $2
+        ) or exists (
+            select 1
+            from job_parts
             where job_id = $1
                 and node_id = $2
         )"#,
@@ -301,6 +393,16 @@ impl JobSort {
     }
 }
 
+/// Whether raw data for the job `j`'s GPUs and time waits for the rollup task: its stored summary
+/// predates it (the task marks the summary stale only when it gets there).
+const RAW_PENDING: &str = r#"exists (
+                select 1
+                from job_allocations a
+                join rollup_pending p on p.node_id = a.node_id
+                where a.job_id = j.id
+                    and p.t_from <= coalesce(j.end_time, 'infinity')
+                    and p.t_to >= j.start_time)"#;
+
 /// A listed job with its stored energy summary, if computed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ListedJob {
@@ -332,7 +434,7 @@ pub async fn list(
     let nulls = if sort.nullable() { " nulls last" } else { "" };
     let mut qb = QueryBuilder::new(format!(
         r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
-            e.summary, e.computed_at, e.stale
+            j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale
         from (
             select j.id, {key} as sort_key
             from jobs j
@@ -367,15 +469,27 @@ struct TotalsRow {
     it_energy_kwh: f64,
     facility_energy_kwh: f64,
     pending: i64,
+    updating: i64,
 }
 
 /// Sums over all jobs matching a filter, from their stored energy summaries.
 pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> {
     let mut qb = QueryBuilder::new(
-        r#"select count(*) as jobs, coalesce(sum(e.gpu_hours), 0) as gpu_hours,
+        // Jobs with raw data waiting for the rollup task, found from the (short) pending list rather
+        // than asked of each of 100,000 jobs.
+        r#"with raw_pending as (
+            select distinct a.job_id
+            from rollup_pending p
+            join job_allocations a on a.node_id = p.node_id
+            join jobs pj on pj.id = a.job_id
+            where p.t_from <= coalesce(pj.end_time, 'infinity')
+                and p.t_to >= pj.start_time
+        )
+        select count(*) as jobs, coalesce(sum(e.gpu_hours), 0) as gpu_hours,
             coalesce(sum(e.it_energy_kwh), 0) as it_energy_kwh,
             coalesce(sum(e.facility_energy_kwh), 0) as facility_energy_kwh,
-            count(*) - count(e.job_id) as pending
+            count(*) - count(e.job_id) as pending,
+            count(*) filter (where e.stale or j.id in (select job_id from raw_pending)) as updating
         from jobs j
         join sites s on s.id = j.site_id
         left join job_energy e on e.job_id = j.id"#,
@@ -388,6 +502,7 @@ pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> 
         it_energy_kwh: t.it_energy_kwh,
         facility_energy_kwh: t.facility_energy_kwh,
         pending: t.pending.max(0) as u64,
+        updating: t.updating.max(0) as u64,
     })
 }
 
@@ -527,19 +642,13 @@ pub async fn stored_energy(
     db: &PgPool,
     id: &str,
 ) -> sqlx::Result<Option<(Json<JobView>, DateTime<Utc>, bool)>> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         r#"select e.summary, e.computed_at,
-            e.stale or exists (
-                select 1
-                from job_allocations a
-                join rollup_pending p on p.node_id = a.node_id
-                where a.job_id = j.id
-                    and p.t_from <= coalesce(j.end_time, 'infinity')
-                    and p.t_to >= j.start_time) as stale
+            e.stale or {RAW_PENDING} as stale
         from job_energy e
         join jobs j on j.id = e.job_id
-        where e.job_id = $1"#,
-    )
+        where e.job_id = $1"#
+    ))
     .bind(id)
     .fetch_optional(db)
     .await

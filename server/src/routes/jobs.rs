@@ -99,6 +99,7 @@ pub async fn job_view_by_hour(
             .site
             .price_per_kwh
             .map(|_| charged.site.currency.clone()),
+        unknown_gpus: job.unknown_gpus.0,
     };
     Ok((view, job_energy.by_bucket))
 }
@@ -316,33 +317,88 @@ pub async fn create(
         gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32)));
     }
 
+    // A node registers its own part of a job running on it now: never a finished job, never another
+    // node's GPUs (above), never someone else's tags.
+    if let Caller::Node { name, .. } = &caller {
+        if job.end.is_some() {
+            return Err(AppError::forbidden(format!(
+                "end: node '{name}' registers its part of a running job; its epilog ends it"
+            )));
+        }
+        if job.start > Utc::now() + chrono::Duration::minutes(5) {
+            return Err(AppError::forbidden(format!(
+                "start: {} is not running on node '{name}' now",
+                job.start.to_rfc3339()
+            )));
+        }
+        if !job.unknown_gpus.is_empty() {
+            return Err(AppError::forbidden(
+                "unknown_gpus: only an admin registers a scheduler's record",
+            ));
+        }
+    }
+    for (i, u) in job.unknown_gpus.iter().enumerate() {
+        if u.node.is_empty() || u.node.len() > 200 {
+            return Err(AppError::bad_request(format!(
+                "unknown_gpus[{i}].node: must be 1 to 200 characters"
+            )));
+        }
+    }
+
     let mut tx = state.db.begin().await?;
     let created = db::jobs::insert(
-        &mut tx, &job.id, &job.user, &job.name, site.id, job.start, job.end, &job.tags,
+        &mut tx,
+        &job.id,
+        &job.user,
+        &job.name,
+        site.id,
+        job.start,
+        job.end,
+        &job.tags,
+        &job.unknown_gpus,
     )
     .await?;
     if !created {
         let existing = db::jobs::by_id_for_update(&mut tx, &job.id)
             .await?
             .ok_or_else(|| AppError::Internal("job vanished while being merged".into()))?;
-        if existing.user_name != job.user
-            || existing.site_id != site.id
-            || existing.start_time != job.start
-        {
+        // The parts of one job come with each node's own clock: starts may differ, owners may not.
+        if existing.user_name != job.user || existing.site_id != site.id {
             return Err(AppError::conflict(format!(
-                "id: job '{}' exists with another user, site or start",
+                "id: job '{}' exists with another user or site",
                 job.id
             )));
         }
         if let Caller::Node { id, name, .. } = &caller {
-            if !db::jobs::node_is_allocated(&state.db, &job.id, *id).await? && gpus.is_empty() {
+            if gpus.is_empty() && !db::jobs::node_is_allocated(&state.db, &job.id, *id).await? {
                 return Err(AppError::forbidden(format!(
                     "id: node '{name}' holds no part of job '{}'",
                     job.id
                 )));
             }
+            if let Some((k, _)) = job
+                .tags
+                .iter()
+                .find(|(k, v)| existing.tags.0.get(*k) != Some(*v))
+            {
+                return Err(AppError::forbidden(format!(
+                    "tags.{k}: node '{name}' may not change the tags of job '{}'",
+                    job.id
+                )));
+            }
         }
-        db::jobs::merge(&mut tx, &job.id, job.end, &job.tags).await?;
+        db::jobs::merge(
+            &mut tx,
+            &job.id,
+            job.start,
+            job.end,
+            &job.tags,
+            &job.unknown_gpus,
+        )
+        .await?;
+    }
+    if let Caller::Node { id, .. } = &caller {
+        db::jobs::start_part(&mut tx, &job.id, *id, job.start).await?;
     }
     db::jobs::add_allocations(&mut tx, &job.id, &gpus).await?;
     tx.commit().await?;
@@ -392,7 +448,13 @@ pub async fn end(
         )));
     }
     let mut tx = state.db.begin().await?;
-    db::jobs::end(&mut tx, &id, body.end).await?;
+    match &caller {
+        // A node's epilog ends its own part; the job ends with its last part.
+        Caller::Node { id: node_id, .. } => {
+            db::jobs::end_part(&mut tx, &id, *node_id, body.end).await?;
+        }
+        _ => db::jobs::end(&mut tx, &id, body.end).await?,
+    }
     tx.commit().await?;
     let row = db::jobs::by_id(&state.db, &id)
         .await?
@@ -879,9 +941,18 @@ async fn coverage_gaps(
         let mut runs: BTreeMap<u32, Vec<(i64, i64)>> =
             node.gpus.iter().map(|g| (*g, Vec::new())).collect();
         let (start, limit) = if raw {
+            let mut times: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
             for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await?
             {
-                runs.entry(s.gpu).or_default().push((s.t_ms, s.t_ms));
+                times.entry(s.gpu).or_default().push(s.t_ms);
+            }
+            for (gpu, mut t) in times {
+                t.sort_unstable();
+                t.dedup();
+                runs.insert(
+                    gpu,
+                    crate::analytics::energy::cadence_runs(&t, state.config.max_gap_ms),
+                );
             }
             (from_ms, state.config.max_gap_ms)
         } else {
