@@ -280,7 +280,7 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
         String::from_utf8(out.stdout).expect("utf8")
     };
     let first = import();
-    assert!(first.contains("lines read: 2401"), "{first}");
+    assert!(first.contains("lines read: 2402"), "{first}");
     assert!(first.contains("samples stored: 2400"), "{first}");
     assert!(first.contains("1: power.draw [W] is [N/A]"), "{first}");
     let e1 = job(&http, &base, "imp-1").await;
@@ -306,31 +306,44 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
     assert_eq!(e1["energy_method"], "integrated");
     assert_eq!(e1["coverage"].as_f64(), Some(1.0));
 
-    // A malformed log names line and column, and nothing of it is stored.
+    // With --strict, a malformed log names line and column, and nothing of it is stored.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "timestamp, index, power.draw [W]\n2025/07/02 00:00:00.000, 0, 100 W\n2025/07/02 00:00:00.100, 0, lots W\n").expect("write");
-    let out = Command::new(bin("wattlas-collector"))
-        .args(["import", "nvidia-smi"])
-        .arg(&bad)
-        .args([
-            "--node",
-            "gpu01",
-            "--timezone",
-            "UTC",
-            "--server",
-            &base,
-            "--token",
-            ADMIN,
-        ])
-        .output()
-        .expect("import runs");
+    let import_bad = |strict: bool| {
+        Command::new(bin("wattlas-collector"))
+            .args(["import", "nvidia-smi"])
+            .arg(&bad)
+            .args([
+                "--node",
+                "gpu01",
+                "--timezone",
+                "UTC",
+                "--server",
+                &base,
+                "--token",
+                ADMIN,
+            ])
+            .args(strict.then_some("--strict"))
+            .output()
+            .expect("import runs")
+    };
+    let out = import_bad(true);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("line 3, power.draw [W]: 'lots W' is not a number"),
+        err.contains("line 3, power.draw [W]: not a number"),
         "{err}"
     );
     assert_eq!(stored_samples(&db).await, 2400);
+    // Without it, the bad line is reported by number and the rest imported.
+    let out = import_bad(false);
+    assert!(out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("1: power.draw [W]: not a number (line 3)"),
+        "{report}"
+    );
+    assert_eq!(stored_samples(&db).await, 2401);
 }
 
 /// A year of 5-minute readings of a site in New York: seasonal and daily swings, noise from a fixed
@@ -462,7 +475,7 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
         );
         String::from_utf8(out.stdout).expect("utf8")
     };
-    // A malformed export names line and field, and nothing of it is stored.
+    // With --strict, a malformed export names line and field, and nothing of it is stored.
     let bad = dir.path().join("bad.csv");
     std::fs::write(
         &bad,
@@ -472,7 +485,9 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
     let out = Command::new(bin("wattlas-collector"))
         .args(["import", "meter"])
         .arg(&bad)
-        .args(["--site", "ll", "--server", &base, "--token", ADMIN])
+        .args([
+            "--strict", "--site", "ll", "--server", &base, "--token", ADMIN,
+        ])
         .output()
         .expect("import runs");
     assert!(!out.status.success());
@@ -729,4 +744,180 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
             "the server log holds a secret: {secret}"
         );
     }
+}
+
+/// A building-management export as it comes: local times without a zone, power in W, a repeated
+/// header and a cut-off line; imported with the meter's own token, which names the meter and its site.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_meter_token_imports_a_local_time_export_in_watts(db: PgPool) {
+    let Running {
+        dir,
+        base,
+        http,
+        server: _server,
+        ..
+    } = Running::with_site(&db, "bms").await;
+    let meter = post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/meters",
+        json!({"name": "main-board", "site": "bms"}),
+    )
+    .await;
+    let token = meter["token"].as_str().expect("token").to_owned();
+    let export = dir.path().join("export.csv");
+    std::fs::write(
+        &export,
+        "Timestamp,IT Power [W],Facility Power [W]\n\
+         2024-07-01 14:00,800000,1040000\n\
+         2024-07-01 14:05,800000,1040000\n\
+         Timestamp,IT Power [W],Facility Power [W]\n\
+         2024-07-01 14:10,800000,1040000\n\
+         2024-07-01 14:15,800",
+    )
+    .expect("write");
+    let out = Command::new(bin("wattlas-collector"))
+        .args(["import", "meter"])
+        .arg(&export)
+        .args([
+            "--timezone",
+            "America/New_York",
+            "--server",
+            &base,
+            "--token",
+            &token,
+        ])
+        .output()
+        .expect("import runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("readings stored: 3"), "{report}");
+    assert!(report.contains("1: repeated header (line 4)"), "{report}");
+    assert!(report.contains("1: last line cut off (line 6)"), "{report}");
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, f64, f64)> =
+        sqlx::query_as("select time, it_kw, total_kw from facility_readings order by time")
+            .fetch_all(&db)
+            .await
+            .expect("readings");
+    assert_eq!(rows.len(), 3);
+    // 14:00 EDT is 18:00 UTC; watts are stored as kW.
+    assert_eq!(rows[0].0.to_rfc3339(), "2024-07-01T18:00:00+00:00");
+    assert_eq!((rows[0].1, rows[0].2), (800.0, 1040.0));
+}
+
+/// Job history from sacct: steps skipped, arrays kept, node lists expanded, whole nodes charged their
+/// GPUs, shared nodes registered without GPUs and flagged; a re-import changes nothing.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn sacct_history_registers_jobs_once_and_never_guesses_gpus(db: PgPool) {
+    let Running {
+        dir,
+        base,
+        http,
+        server: _server,
+        ..
+    } = Running::with_site(&db, "hpc").await;
+    for node in ["gpu01", "gpu02", "gpu03"] {
+        add_node(&http, &base, "hpc", node).await;
+        let gpus: Vec<serde_json::Value> = (0..4)
+            .map(|i| json!({"index": i, "uuid": format!("GPU-{node}-{i}"), "model": "NVIDIA A100"}))
+            .collect();
+        post(
+            &http,
+            &base,
+            ADMIN,
+            "/api/v1/ingest/gpu",
+            json!({"node": node, "gpus": gpus, "samples": []}),
+        )
+        .await;
+    }
+    let file = dir.path().join("sacct.txt");
+    std::fs::write(
+        &file,
+        "JobID|User|JobName|Start|End|NodeList|AllocTRES|Comment\n\
+         100|alice|bert|2024-07-01T10:00:00|2024-07-01T12:00:00|gpu[01-02]|billing=16,cpu=16,gres/gpu=8,node=2|workload=bert-mlm\n\
+         100.batch|||2024-07-01T10:00:00|2024-07-01T12:00:00|gpu01|cpu=8|\n\
+         100.0|||2024-07-01T10:00:01|2024-07-01T11:59:00|gpu[01-02]|cpu=16,gres/gpu=8|\n\
+         200_3|bob|sweep|2024-07-01T11:00:00|2024-07-01T11:30:00|gpu03|cpu=4,gres/gpu=2,node=1|\n\
+         300|carol|pending|Unknown|Unknown|None assigned|cpu=4|\n",
+    )
+    .expect("write");
+    let import = || {
+        let out = Command::new(bin("wattlas-collector"))
+            .args(["import", "sacct"])
+            .arg(&file)
+            .args([
+                "--site",
+                "hpc",
+                "--timezone",
+                "Europe/Berlin",
+                "--tag",
+                "project=nlp",
+            ])
+            .args(["--server", &base, "--token", ADMIN])
+            .output()
+            .expect("import runs");
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}\n{report}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    };
+    let first = import();
+    assert!(
+        first.contains("jobs registered or already known: 2"),
+        "{first}"
+    );
+    assert!(
+        first.contains("2: job step, not a job (lines 3, 4)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("job 200_3: gpu03: 2 of its 4 GPUs"),
+        "{first}"
+    );
+    let whole = job(&http, &base, "100").await;
+    assert_eq!(whole["gpu_count"], 8);
+    assert_eq!(whole["start"], "2024-07-01T08:00:00Z");
+    assert_eq!(whole["tags"]["workload"], "bert-mlm");
+    assert_eq!(whole["tags"]["project"], "nlp");
+    let shared = job(&http, &base, "200_3").await;
+    assert_eq!(shared["gpu_count"], 0, "which 2 of 4 GPUs is never guessed");
+    assert_eq!(
+        shared["unknown_gpus"],
+        json!([{"node": "gpu03", "gpus": 2}])
+    );
+    let page = http
+        .get(format!("{base}/jobs/200_3"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Not charged: 2 GPUs of node gpu03"), "{page}");
+
+    let second = import();
+    assert!(
+        second.contains("jobs registered or already known: 2"),
+        "{second}"
+    );
+    assert_eq!(
+        job(&http, &base, "100").await,
+        whole,
+        "a re-import changes nothing"
+    );
+    assert_eq!(job(&http, &base, "200_3").await, shared);
+    let jobs: i64 = sqlx::query_scalar("select count(*) from jobs")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(jobs, 2);
 }
