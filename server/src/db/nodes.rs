@@ -80,29 +80,30 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
 
 /// Records the identities a batch carried (a swapped GPU replaces the old one at its index, except
 /// where the identity says `keep_known`: an import's never replaces one) and returns every GPU index
-/// the node has, in one round trip.
+/// the node has: one round trip for a collector's batch.
 pub async fn register_gpus(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     gpus: &[GpuIdentity],
 ) -> sqlx::Result<Vec<i32>> {
-    let index: Vec<i32> = gpus.iter().map(|g| g.index as i32).collect();
-    let uuid: Vec<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
-    let model: Vec<&str> = gpus.iter().map(|g| g.model.as_str()).collect();
-    let limit: Vec<Option<f64>> = gpus.iter().map(|g| g.default_power_limit_w).collect();
-    let keep: Vec<bool> = gpus.iter().map(|g| g.keep_known).collect();
+    let (keep, replace): (Vec<&GpuIdentity>, Vec<&GpuIdentity>) =
+        gpus.iter().partition(|g| g.keep_known);
+    let columns = |gs: &[&GpuIdentity]| {
+        (
+            gs.iter().map(|g| g.index as i32).collect::<Vec<i32>>(),
+            gs.iter().map(|g| g.uuid.clone()).collect::<Vec<String>>(),
+            gs.iter().map(|g| g.model.clone()).collect::<Vec<String>>(),
+            gs.iter()
+                .map(|g| g.default_power_limit_w)
+                .collect::<Vec<Option<f64>>>(),
+        )
+    };
+    let (index, uuid, model, limit) = columns(&replace);
     // The outer select sees the table as it was before the insert: the union adds what it wrote.
-    sqlx::query_scalar(
-        r#"with given as (
-            select * from unnest($2::int[], $3::text[], $4::text[], $5::float8[], $6::bool[])
-                as g (gpu_index, uuid, model, default_power_limit_w, keep_known)
-        ),
-        up as (
+    let mut known: Vec<i32> = sqlx::query_scalar(
+        r#"with up as (
             insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
-            select $1, gpu_index, uuid, model, default_power_limit_w
-            from given
-            where not (keep_known and exists (
-                select 1 from gpus k where k.node_id = $1 and k.gpu_index = given.gpu_index))
+            select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
             on conflict (node_id, gpu_index) do update
             set uuid = excluded.uuid, model = excluded.model,
                 default_power_limit_w = excluded.default_power_limit_w, updated_at = now()
@@ -122,9 +123,37 @@ pub async fn register_gpus(
     .bind(&uuid)
     .bind(&model)
     .bind(&limit)
-    .bind(&keep)
     .fetch_all(&mut **tx)
-    .await
+    .await?;
+    let missing = |known: &[i32]| gpus.iter().any(|g| !known.contains(&(g.index as i32)));
+    if !keep.is_empty() && missing(&known) {
+        let (index, uuid, model, limit) = columns(&keep);
+        sqlx::query(
+            r#"insert into gpus (node_id, gpu_index, uuid, model, default_power_limit_w)
+            select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::float8[])
+            on conflict (node_id, gpu_index) do nothing"#,
+        )
+        .bind(node_id)
+        .bind(&index)
+        .bind(&uuid)
+        .bind(&model)
+        .bind(&limit)
+        .execute(&mut **tx)
+        .await?;
+    }
+    // Another request of the same node registered these GPUs while this statement waited on it: its
+    // rows were committed after this statement's snapshot. A new statement sees them.
+    if missing(&known) {
+        known = sqlx::query_scalar(
+            r#"select gpu_index
+            from gpus
+            where node_id = $1"#,
+        )
+        .bind(node_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    Ok(known)
 }
 
 /// A node's GPUs by index.

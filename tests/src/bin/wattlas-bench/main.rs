@@ -15,6 +15,7 @@
 //! `--soak MINUTES` runs only the long mode (soak.rs): sustained ingest from real collectors with the
 //! server's memory and the pages' latency watched throughout.
 
+mod import;
 mod pages;
 mod soak;
 
@@ -205,6 +206,12 @@ async fn main() -> anyhow::Result<()> {
         write_table(&rows, &format!("soak, {minutes} min"), out.as_deref())?;
         return Ok(());
     }
+    let import_bytes: u64 = if quick { 20_000_000 } else { 1_000_000_000 };
+    if args.iter().any(|a| a == "--import") {
+        let rows = import::import(&base_url, import_bytes).await?;
+        write_table(&rows, "import", out.as_deref())?;
+        return Ok(());
+    }
     let mut report = Vec::new();
 
     let storage = storage(&base_url, &sizes).await?;
@@ -212,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
     let ingest = ingest(&base_url, &sizes).await?;
     report.extend(ingest);
     report.push(collector(&base_url, if quick { 5 } else { 60 }).await?);
+    report.extend(import::import(&base_url, import_bytes).await?);
     report.extend(
         pages::pages(
             &base_url,
