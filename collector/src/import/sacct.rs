@@ -314,7 +314,7 @@ pub fn new_job(
     let mut unknown = Vec::new();
     let n = j.nodes.len() as u32;
     if j.gpus > 0 {
-        let per_node = (j.gpus % n == 0).then_some(j.gpus / n);
+        let per_node = j.gpus.is_multiple_of(n).then_some(j.gpus / n);
         for node in &j.nodes {
             match (node_gpus.get(node), per_node) {
                 (Some(all), Some(k)) if all.len() as u32 == k => allocations.push(Allocation {
