@@ -264,6 +264,10 @@ pub struct JobList {
     pub total: u64,
     /// Sums over all jobs matching the filters (all pages).
     pub totals: JobTotals,
+    /// Jobs in the totals at a figure computed before data that has arrived since (a late import,
+    /// meter readings): their figures are being updated.
+    #[serde(default)]
+    pub updating: u64,
 }
 
 /// Sums over a filtered set of jobs, from each job's last computed energy (at most about a minute old
@@ -280,10 +284,6 @@ pub struct JobTotals {
     pub facility_energy_kwh: f64,
     /// Jobs whose energy is not computed yet.
     pub pending: u64,
-    /// Jobs counted at a figure computed before data that has arrived since (a late import, meter
-    /// readings): their figures are being updated.
-    #[serde(default)]
-    pub updating: u64,
 }
 
 /// `POST /api/v1/sites`.

@@ -92,9 +92,9 @@ async fn two_researchers_jobs(app: &App) {
     for (id, user, from, to) in [("a1", "alice", 0, 20), ("b1", "bob", 30, 50)] {
         let (status, body) = app
             .post(
-                &token,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": id, "user": user, "name": format!("{user}'s run"),
+                &json!({"site": "s1", "id": id, "user": user, "name": format!("{user}'s run"),
                         "start": t0 + Duration::seconds(from), "end": t0 + Duration::seconds(to),
                         "tags": {"workload": "x", "owner": user},
                         "allocations": [{"node": "n1", "gpus": [0, 1]}]}),

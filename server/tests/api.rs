@@ -796,9 +796,9 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         let end = start + Duration::seconds(*seconds);
         let (status, body) = app
             .post(
-                &token,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": format!("cap-{i}"), "user": "eve", "start": start, "end": end,
+                &json!({"site": "s1", "id": format!("cap-{i}"), "user": "eve", "start": start, "end": end,
                   "tags": {"workload": "bert-mlm"}, "allocations": [{"node": "n1", "gpus": [0]}]}),
             )
             .await;
@@ -808,9 +808,9 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
     // A job of another workload does not join.
     let (status, _) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "other", "user": "eve", "start": t0, "end": t0 + Duration::seconds(10),
+            &json!({"site": "s1", "id": "other", "user": "eve", "start": t0, "end": t0 + Duration::seconds(10),
               "tags": {"workload": "resnet"}, "allocations": [{"node": "n1", "gpus": [0]}]}),
         )
         .await;
@@ -981,9 +981,9 @@ async fn comparisons_split_by_gpu_count_where_jobs_differ(db: PgPool) {
         let gpu_list: Vec<u32> = (0..gpus).collect();
         let (status, _) = app
             .post(
-                &token,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": format!("n-{i}"), "user": "fay", "start": start, "end": end,
+                &json!({"site": "s1", "id": format!("n-{i}"), "user": "fay", "start": start, "end": end,
                   "tags": {"workload": "gpt"}, "allocations": [{"node": "n1", "gpus": gpu_list}]}),
             )
             .await;
@@ -1039,7 +1039,7 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     assert_eq!(status, StatusCode::OK);
     let hostile = r#"=HYPERLINK("http://x","click"), really"#;
     let (status, _) = app
-        .post(&token, "/api/v1/jobs", &json!({"id": "csv-1", "user": "gil", "name": hostile, "start": start,
+        .post(ADMIN, "/api/v1/jobs", &json!({"site": "s1", "id": "csv-1", "user": "gil", "name": hostile, "start": start,
               "end": start + Duration::seconds(10), "tags": {"workload": "+sum"}, "allocations": [{"node": "n1", "gpus": [0, 1]}]}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -1097,9 +1097,9 @@ async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgP
     for (id, gpus, from, to) in &jobs {
         let (status, body) = app
             .post(
-                &token,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": id, "user": "ann", "start": t0 + Duration::seconds(*from),
+                &json!({"site": "s1", "id": id, "user": "ann", "start": t0 + Duration::seconds(*from),
                         "end": t0 + Duration::seconds(*to), "allocations": [{"node": "n1", "gpus": gpus}]}),
             )
             .await;
@@ -1212,9 +1212,9 @@ async fn a_job_page_lists_its_coverage_gaps(db: PgPool) {
     }
     let (status, body) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "gappy", "user": "ann", "start": t0 + Duration::seconds(10),
+            &json!({"site": "s1", "id": "gappy", "user": "ann", "start": t0 + Duration::seconds(10),
                     "end": t0 + Duration::seconds(140), "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
         )
         .await;
@@ -1248,9 +1248,9 @@ async fn a_stored_job_view_follows_late_meter_readings_and_site_settings(db: PgP
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "late", "user": "alice", "name": "late meter", "start": t0,
+            &json!({"site": "s1", "id": "late", "user": "alice", "name": "late meter", "start": t0,
                     "end": t0 + Duration::seconds(120), "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
         )
         .await;
@@ -1342,9 +1342,9 @@ async fn a_four_day_job_is_read_in_hours_and_shows_its_one_gap(db: PgPool) {
 
     let (status, body) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "long", "user": "alice", "name": "long run", "start": t0, "end": end,
+            &json!({"site": "s1", "id": "long", "user": "alice", "name": "long run", "start": t0, "end": end,
                     "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
         )
         .await;
@@ -1413,9 +1413,9 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "wide", "user": "alice", "name": "wide", "start": t0,
+            &json!({"site": "s1", "id": "wide", "user": "alice", "name": "wide", "start": t0,
                     "end": t0 + Duration::seconds(10), "allocations": [{"node": "n1", "gpus": (0..18).collect::<Vec<u32>>()}]}),
         )
         .await;
@@ -1444,9 +1444,9 @@ async fn a_hostile_tag_value_stays_text_in_the_comparison_page_and_its_figures(d
         let end = start + Duration::seconds(seconds);
         let (status, body) = app
             .post(
-                &token,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": format!("h-{i}"), "user": "eve", "name": hostile, "start": start,
+                &json!({"site": "s1", "id": format!("h-{i}"), "user": "eve", "name": hostile, "start": start,
                         "end": end, "tags": {"workload": hostile}, "allocations": [{"node": "n1", "gpus": [0]}]}),
             )
             .await;

@@ -19,9 +19,9 @@ async fn progress_is_plotted_against_the_jobs_energy(db: PgPool) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .post(
-            &node,
+            ADMIN,
             "/api/v1/jobs",
-            &json!({"id": "train", "user": "alice", "start": t0, "end": t0 + Duration::seconds(190),
+            &json!({"site": "s1", "id": "train", "user": "alice", "start": t0, "end": t0 + Duration::seconds(190),
                     "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
         )
         .await;

@@ -114,9 +114,9 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     for (id, gpu, name) in [("a", 0, "pretrain_v2 50% {x}"), ("b", 1, "finetune")] {
         let (status, body) = app
             .post(
-                &node,
+                ADMIN,
                 "/api/v1/jobs",
-                &json!({"id": id, "user": "ann", "name": name, "start": start, "end": end,
+                &json!({"site": "s1", "id": id, "user": "ann", "name": name, "start": start, "end": end,
                         "tags": {"workload": "w"}, "allocations": [{"node": "n1", "gpus": [gpu]}]}),
             )
             .await;

@@ -248,10 +248,10 @@ async fn seed(base: &str) {
         post(
             &http,
             base,
-            &token,
+            ADMIN,
             "/api/v1/jobs",
             json!({
-                "id": id, "user": user, "name": format!("{id} <run>"),
+                "site": "dc1", "id": id, "user": user, "name": format!("{id} <run>"),
                 "start": t0, "end": t0 + chrono::Duration::seconds(i64::from(seconds)),
                 "tags": {"workload": "bert"},
                 "allocations": [{"node": "gpu-1", "gpus": [gpu]}],

@@ -472,8 +472,9 @@ struct TotalsRow {
     updating: i64,
 }
 
-/// Sums over all jobs matching a filter, from their stored energy summaries.
-pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> {
+/// Sums over all jobs matching a filter, from their stored energy summaries, and how many of them are
+/// counted at a figure that data arrived since (stale, or raw data waiting for the rollup task).
+pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
     let mut qb = QueryBuilder::new(
         // Jobs with raw data waiting for the rollup task, found from the (short) pending list rather
         // than asked of each of 100,000 jobs.
@@ -496,14 +497,16 @@ pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<JobTotals> 
     );
     push_filter(&mut qb, filter);
     let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
-    Ok(JobTotals {
-        jobs: t.jobs.max(0) as u64,
-        gpu_hours: t.gpu_hours,
-        it_energy_kwh: t.it_energy_kwh,
-        facility_energy_kwh: t.facility_energy_kwh,
-        pending: t.pending.max(0) as u64,
-        updating: t.updating.max(0) as u64,
-    })
+    Ok((
+        JobTotals {
+            jobs: t.jobs.max(0) as u64,
+            gpu_hours: t.gpu_hours,
+            it_energy_kwh: t.it_energy_kwh,
+            facility_energy_kwh: t.facility_energy_kwh,
+            pending: t.pending.max(0) as u64,
+        },
+        t.updating.max(0) as u64,
+    ))
 }
 
 /// Stores a job's freshly computed view as its energy summary.

@@ -628,11 +628,12 @@ async fn list_views(
     let (limit, offset) = q.page()?;
     let (sort, descending) = q.sort()?;
     let rows = db::jobs::list(&state.db, &filter, sort, descending, limit, offset).await?;
-    let totals = db::jobs::totals(&state.db, &filter).await?;
+    let (totals, updating) = db::jobs::totals(&state.db, &filter).await?;
     Ok(JobList {
         jobs: listed_views(state, rows).await?,
         total: totals.jobs,
         totals,
+        updating,
     })
 }
 
@@ -762,6 +763,8 @@ pub struct ListPage {
     pub statement: String,
     /// Sums over the filtered set.
     pub totals: wattlas_protocol::JobTotals,
+    /// Jobs of the set whose figure data arrived since is updating.
+    pub updating: u64,
 }
 
 impl ListPage {
@@ -859,6 +862,7 @@ pub async fn list_page(
         rows,
         total: list.total,
         totals: list.totals,
+        updating: list.updating,
         q,
         prev,
         next,
