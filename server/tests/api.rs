@@ -1298,7 +1298,7 @@ async fn a_stored_job_view_follows_late_meter_readings_and_site_settings(db: PgP
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_four_day_job_is_read_in_hours_and_shows_its_one_gap(db: PgPool) {
     let app = App::spawn(db).await;
-    let token = app.node().await;
+    app.node().await;
     let t0 = minute_aligned_past(4 * 24 * 60 + 30);
     // Every minute of GPUs 0 and 1 for four days at 200 W, but none of GPU 1's from minute 3000 to 3119.
     sqlx::query(
