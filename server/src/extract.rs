@@ -1,6 +1,7 @@
 //! Our own extractors, whose rejections are `AppError`s: a malformed body gets a JSON error that says
 //! what is wrong, not axum's default plain text.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -8,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 
-/// JSON body; rejections become `AppError` with axum's status (400, 413, 415, 422 -> 400).
+/// JSON body; rejections become `AppError` with axum's status (400, 413, 415, 422 -> 400). A string with
+/// a NUL character (which PostgreSQL cannot store in text) is refused naming its field.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -16,10 +18,78 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        use axum::http::StatusCode;
+        if !json_content_type(req.headers()) {
+            return Err(AppError::Client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with content-type application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::Client(e.status(), "request body is over the size limit".to_owned())
+            } else {
+                AppError::Client(e.status(), e.body_text())
+            }
+        })?;
+        if bytes.windows(6).any(|w| w == b"\\u0000") {
+            if let Some(field) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| nul_path(&v, String::new()))
+            {
+                return Err(AppError::bad_request(format!(
+                    "{field}: contains a NUL character"
+                )));
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `application/json` or `application/*+json`, as axum's own `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The path (`tags.k`, `gpus[0].uuid`) of the first string or key holding a NUL character.
+fn nul_path(v: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => {
+            Some(if at.is_empty() { "body".into() } else { at })
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(path.replace('\0', "\\0"))
+            } else {
+                nul_path(item, path)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -29,16 +99,15 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
         s => s,
     };
-    let text = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "expected a body with content-type application/json".to_owned()
-        }
-        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            "request body is over the size limit".to_owned()
-        }
-        other => other.body_text(),
-    };
-    AppError::Client(status, text)
+    AppError::Client(status, rejection.body_text())
+}
+
+/// The first query parameter whose value (or name) holds an encoded NUL character.
+fn nul_in_query(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find(|pair| pair.to_ascii_lowercase().contains("%00"))
+        .map(|pair| pair.split('=').next().unwrap_or("query").to_owned())
 }
 
 /// Path parameters; rejections become 400/404 JSON errors.
@@ -49,6 +118,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().to_ascii_lowercase().contains("%00") {
+            return Err(AppError::bad_request("path: contains a NUL character"));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Self(v))
@@ -64,6 +136,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(name) = nul_in_query(parts.uri.query()) {
+            return Err(AppError::bad_request(format!(
+                "{name}: contains a NUL character"
+            )));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
@@ -109,7 +186,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
     type Rejection = crate::error::PageError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Form::<T>::from_request(req, state)
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::new(body), state)
+            .await
+            .map_err(|e| crate::error::PageError(AppError::Client(e.status(), e.body_text())))?;
+        if let Some(name) = nul_in_query(std::str::from_utf8(&bytes).ok()) {
+            return Err(crate::error::PageError(AppError::bad_request(format!(
+                "{name}: contains a NUL character"
+            ))));
+        }
+        axum::Form::<T>::from_request(Request::from_parts(parts, bytes.into()), state)
             .await
             .map(|axum::Form(v)| Self(v))
             .map_err(|e: FormRejection| {

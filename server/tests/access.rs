@@ -311,15 +311,24 @@ async fn sign_in_sessions_and_csrf(db: PgPool) {
         json!({"kind": "user", "name": "alice", "role": "researcher"})
     );
 
-    // Sign-in never redirects off the site.
-    let form = app
-        .http
-        .get(format!("{}/login?next=//evil.example/", app.base))
-        .send()
-        .await
-        .expect("form");
-    let page = form.text().await.expect("text");
-    assert_eq!(hidden(&page, "next"), "/jobs");
+    // Sign-in never redirects off the site: browsers drop tabs and newlines, so `/<TAB>/evil` is
+    // `//evil` to them (it passed the check before).
+    for next in [
+        "//evil.example/",
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/jobs/..//evil.example",
+        "/\\evil.example",
+    ] {
+        let form = app
+            .http
+            .get(format!("{}/login?next={next}", app.base))
+            .send()
+            .await
+            .expect("form");
+        let page = form.text().await.expect("text");
+        assert_eq!(hidden(&page, "next"), "/jobs", "{next}");
+    }
 
     // Signing out ends the session on the server, not just in the browser.
     let (status, _) = post("/logout", vec![("csrf", csrf)]).await;

@@ -1687,3 +1687,42 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
         assert_eq!(rb.0, StatusCode::OK, "{node}: {}", rb.1);
     }
 }
+
+/// Query values that made handlers panic (the connection dropped, a backtrace in the log) answer 400
+/// naming the parameter.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn hostile_query_values_answer_400_not_a_panic(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(10);
+    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "q1", "user": "alice", "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60),
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (path, field) in [
+        ("/api/v1/jobs?offset=9223372036854775807", "offset"),
+        ("/jobs?offset=9223372036854775807", "offset"),
+        ("/jobs/q1/power.svg?from_min=0&to_min=1e300", ""),
+        (
+            "/api/v1/sites/s1/pue/hourly?from=-262143-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "from",
+        ),
+    ] {
+        let (status, body) = app.get_text(ADMIN, path).await;
+        if field.is_empty() {
+            // A window past the job's end is the job up to its end.
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert!(body.contains(&format!("{field}:")), "{path}: {body}");
+        }
+    }
+}

@@ -269,6 +269,12 @@ async fn every_write_refuses_bad_input_whole_and_says_why(db: PgPool) {
         ("carbon as XML", "POST", "/api/v1/sites/s1/carbon", ADMIN, "application/xml", None, b"<x/>".to_vec(), 415, "text/csv"),
         ("a node with a hostile name", "POST", "/api/v1/nodes", ADMIN, json_ct, None, json!({"name": "<script>", "site": "s1"}).to_string().into_bytes(), 400, "name"),
         ("a user with an unknown role", "POST", "/api/v1/users", ADMIN, json_ct, None, json!({"name": "eve", "role": "root"}).to_string().into_bytes(), 400, "role"),
+        // NUL characters, which PostgreSQL cannot store in text (they gave 500).
+        ("a NUL in a job's user", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n1", "user": "al\u{0}ice", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "user: contains a NUL character"),
+        ("a NUL in a job's name", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n2", "user": "alice", "name": "x\u{0}", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "name: contains a NUL character"),
+        ("a NUL in a tag", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n3", "user": "alice", "start": t0, "site": "s1", "tags": {"k": "v\u{0}"}}).to_string().into_bytes(), 400, "tags.k: contains a NUL character"),
+        ("a NUL in a GPU's uuid", "POST", gpu, &node, json_ct, None, json!({"gpus": [{"index": 1, "uuid": "GPU-\u{0}", "model": "A100"}], "samples": []}).to_string().into_bytes(), 400, "gpus[0].uuid: contains a NUL character"),
+        ("a NUL in a path", "POST", "/api/v1/jobs/j%001/end", ADMIN, json_ct, None, json!({"end": t0}).to_string().into_bytes(), 400, "path: contains a NUL character"),
     ];
 
     let before = footprint(&app).await;

@@ -39,10 +39,20 @@ pub struct NextQuery {
     pub next: Option<String>,
 }
 
-/// Only local paths: never an open redirect to another site.
+/// Only a path of this site: never an open redirect. Browsers drop tabs and newlines from URLs, so
+/// `/<TAB>/evil.example` would become `//evil.example`: control characters, backslashes and `//`
+/// anywhere are refused, not only at the start.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && !n.contains(['\u{a0}', '\u{2028}', '\u{2029}', '\u{feff}']) =>
+        {
+            n.to_owned()
+        }
         _ => "/jobs".to_owned(),
     }
 }
@@ -118,7 +128,7 @@ pub async fn login(
     }
     if let Some(wait) = state.sign_in.check(&form.username, peer) {
         state.metrics.sign_in("limited");
-        tracing::info!(user = %form.username, "sign-in held: too many failures");
+        tracing::info!(user = ?form.username, "sign-in held: too many failures");
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut response = login_page(
             &state,
@@ -148,7 +158,7 @@ pub async fn login(
     let Some(user) = user else {
         state.sign_in.failed(&form.username, peer);
         state.metrics.sign_in("refused");
-        tracing::info!(user = %form.username, "sign-in refused");
+        tracing::info!(user = ?form.username, "sign-in refused");
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,

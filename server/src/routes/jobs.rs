@@ -607,13 +607,17 @@ impl ListQuery {
     }
 
     fn page(&self) -> Result<(i64, i64), AppError> {
+        const MAX_OFFSET: i64 = 1_000_000_000;
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(AppError::bad_request("limit: must be 1 to 500"));
         }
         let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(AppError::bad_request("offset: must not be negative"));
+        // Bounded, so that offset + limit cannot overflow (i64::MAX made the jobs page panic).
+        if !(0..=MAX_OFFSET).contains(&offset) {
+            return Err(AppError::bad_request(format!(
+                "offset: must be 0 to {MAX_OFFSET}"
+            )));
         }
         Ok((limit, offset))
     }
@@ -1164,8 +1168,9 @@ impl Window {
         let at = |field: &str, m: Option<f64>, default: i64| -> Result<i64, AppError> {
             match m {
                 None => Ok(default),
+                // Clamped to the job before adding: 1e300 minutes made the addition overflow.
                 Some(m) if m.is_finite() && m >= 0.0 => {
-                    Ok((start_ms + (m * 60_000.0) as i64).min(end_ms))
+                    Ok(start_ms + (m * 60_000.0).min((end_ms - start_ms) as f64) as i64)
                 }
                 Some(m) => Err(AppError::bad_request(format!(
                     "{field}: {m} is not a number of minutes since the job's start"

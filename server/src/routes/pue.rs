@@ -234,6 +234,17 @@ pub async fn hourly(
 ) -> Result<axum::Json<Vec<HourlyPue>>, AppError> {
     caller.require_person()?;
     let s = site_tz(&state, &site).await?;
+    // Times chrono can hold but not subtract (year -262143) made this a panic: only plausible years.
+    for (field, t) in [("from", q.from), ("to", q.to)] {
+        if let Some(t) = t {
+            if !(1970..=2200).contains(&t.year()) {
+                return Err(AppError::bad_request(format!(
+                    "{field}: {} is outside the years 1970 to 2200",
+                    t.to_rfc3339()
+                )));
+            }
+        }
+    }
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - Duration::days(7));
     if from >= to {
