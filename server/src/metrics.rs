@@ -27,7 +27,7 @@ pub struct Metrics {
     readings_stored: AtomicU64,
     /// Refused writes by route and HTTP status.
     rejected: Mutex<BTreeMap<(String, u16), u64>>,
-    /// Sign-ins by outcome (accepted, refused, limited).
+    /// Sign-ins by outcome (accepted, refused, limited, busy).
     sign_ins: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -155,7 +155,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         &mut out,
         "wattlas_sign_ins_total",
         "counter",
-        "Sign-in attempts by outcome (accepted, refused, limited).",
+        "Sign-in attempts by outcome (accepted, refused, limited, busy).",
     );
     for (outcome, n) in m
         .sign_ins

@@ -22,8 +22,13 @@ pub fn check_new(password: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The PHC string of an Argon2id hash of `password` with a fresh salt.
+/// The PHC string of an Argon2id hash of `password` with a fresh salt (waiting for a slot).
 pub async fn hash(password: String) -> Result<String, AppError> {
+    let _slot = HASHING
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let mut bytes = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
@@ -38,8 +43,41 @@ pub async fn hash(password: String) -> Result<String, AppError> {
     .map_err(|e| AppError::Internal(e.to_string()))?
 }
 
-/// Whether `password` matches a stored PHC string (false for a malformed one).
+/// Hashes at once: each holds 19 MiB (Argon2id's default memory) while it runs, and more of them than
+/// cores only queue. Sign-in takes a slot without waiting and answers 429 when none is free.
+static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        std::sync::Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
+    });
+
+/// A hashing slot, if one is free now.
+pub fn slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    HASHING.clone().try_acquire_owned().ok()
+}
+
+/// `verify` in a slot taken with [`slot`].
+pub async fn verify_in(
+    slot: tokio::sync::OwnedSemaphorePermit,
+    password: String,
+    stored: String,
+) -> Result<bool, AppError> {
+    let ok = verify_now(password, stored).await;
+    drop(slot);
+    ok
+}
+
+/// Whether `password` matches a stored PHC string (false for a malformed one), waiting for a slot.
 pub async fn verify(password: String, stored: String) -> Result<bool, AppError> {
+    let slot = HASHING
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    verify_in(slot, password, stored).await
+}
+
+async fn verify_now(password: String, stored: String) -> Result<bool, AppError> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
             .map(|parsed| {

@@ -114,7 +114,11 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
-    let peer = connect.map(|c| c.0 .0.ip());
+    let peer = crate::auth::limit::client(
+        connect.map(|c| c.0 .0.ip()),
+        &headers,
+        &state.config.trusted_proxies,
+    );
     let next = safe_next(form.next.as_deref());
     let cookie = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if !session::csrf_matches(cookie, &form.csrf) {
@@ -126,23 +130,37 @@ pub async fn login(
             Some("The sign-in form expired (or cookies are off): please try again.".into()),
         );
     }
-    if let Some(wait) = state.sign_in.check(&form.username, peer) {
-        state.metrics.sign_in("limited");
-        tracing::info!(user = ?form.username, "sign-in held: too many failures");
-        let minutes = wait.as_secs().div_ceil(60).max(1);
+    // Every hash holds 19 MiB: past the bound, answer at once instead of queueing them.
+    let Some(slot) = password::slot() else {
+        state.metrics.sign_in("busy");
         let mut response = login_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
             next,
             form.username,
-            Some(format!(
-                "Too many failed sign-ins: try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            )),
+            Some("Too many sign-ins at once: try again in a second.".into()),
         )?;
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, wait.as_secs().max(1).into());
+        response.headers_mut().insert(RETRY_AFTER, 1.into());
+        return Ok(response);
+    };
+    // Counted before the hash, so concurrent guesses cannot all slip under the limit.
+    if let Err(wait) = state.sign_in.attempt(&form.username, peer) {
+        state.metrics.sign_in("limited");
+        tracing::info!(user = ?form.username, "sign-in held: too many failures");
+        let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+        let when = if secs < 120 {
+            format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+        } else {
+            format!("{} minutes", secs.div_ceil(60))
+        };
+        let mut response = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            next,
+            form.username,
+            Some(format!("Too many failed sign-ins: try again in {when}.")),
+        )?;
+        response.headers_mut().insert(RETRY_AFTER, secs.into());
         return Ok(response);
     }
     let found = db::users::password_hash(&state.db, &form.username).await?;
@@ -150,13 +168,12 @@ pub async fn login(
         Some((id, Some(hash))) => (hash, Some(id)),
         _ => (password::dummy_hash().await?, None),
     };
-    let matches = password::verify(form.password, stored).await?;
+    let matches = password::verify_in(slot, form.password, stored).await?;
     let user = match (matches, user_id) {
         (true, Some(_)) => db::users::by_name(&state.db, &form.username).await?,
         _ => None,
     };
     let Some(user) = user else {
-        state.sign_in.failed(&form.username, peer);
         state.metrics.sign_in("refused");
         tracing::info!(user = ?form.username, "sign-in refused");
         return login_page(
@@ -167,7 +184,7 @@ pub async fn login(
             Some("Wrong user name or password.".into()),
         );
     };
-    state.sign_in.succeeded(&form.username);
+    state.sign_in.succeeded(&form.username, peer);
     state.metrics.sign_in("accepted");
     let (_, session_cookie) = session::start(&state, user).await?;
     let clear = session::set_cookie(&state.config, LOGIN_COOKIE, "", 0);
