@@ -22,7 +22,7 @@ pub async fn user(db: &PgPool, action: UserAction, input: impl BufRead) -> anyho
             let hash = if no_password {
                 None
             } else {
-                Some(read_password(input).await?)
+                Some(read_password(input, &name).await?)
             };
             match users::create(db, &name, role, hash.as_deref()).await? {
                 Some(_) => Ok(format!("created {} '{name}'", role.as_str())),
@@ -30,11 +30,13 @@ pub async fn user(db: &PgPool, action: UserAction, input: impl BufRead) -> anyho
             }
         }
         UserAction::Passwd { name } => {
-            let hash = read_password(input).await?;
-            if users::set_password(db, &name, Some(&hash)).await? {
-                Ok(format!("password of '{name}' set"))
-            } else {
-                bail!("no user '{name}'")
+            let hash = read_password(input, &name).await?;
+            match users::set_password(db, &name, Some(&hash), None).await? {
+                Some(ended) => Ok(format!(
+                    "password of '{name}' set; {} sessions ended, {} API tokens revoked",
+                    ended.sessions, ended.tokens
+                )),
+                None => bail!("no user '{name}'"),
             }
         }
         UserAction::Token { name, label } => {
@@ -65,13 +67,13 @@ pub async fn user(db: &PgPool, action: UserAction, input: impl BufRead) -> anyho
     }
 }
 
-async fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
+async fn read_password(mut input: impl BufRead, name: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     input
         .read_line(&mut line)
         .context("reading the password from standard input")?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
-    password::check_new(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+    password::check_new(&pw, name).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(password::hash(pw).await?)
 }
 

@@ -20,6 +20,8 @@ pub struct AppState {
     pub pue_cache: Arc<PueCache>,
     /// Failed sign-ins, for rate limiting.
     pub sign_in: Arc<SignInLimiter>,
+    /// Sign-ins hashing now: one slot per core (each Argon2 hash holds 19 MiB).
+    pub hashing: Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -32,6 +34,7 @@ impl AppState {
             config: Arc::new(config),
             pue_cache: Arc::default(),
             sign_in: Arc::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             metrics: Arc::default(),
         }
     }

@@ -1223,3 +1223,69 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
     );
     assert!(checked > 300);
 }
+
+/// Changing a password ends what the old one opened: other sessions and API tokens (the page says so);
+/// guesses of the current password are throttled; a blank or short new password is refused.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_new_password_ends_other_sessions_and_tokens(db: PgPool) {
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    let here = browser(&app, "alice").await;
+    let elsewhere = browser(&app, "alice").await;
+    let token = api_token(&app, "alice").await;
+    assert_eq!(app.get(&token, "/api/v1/me").await.0, StatusCode::OK);
+    let change = |current: &'static str, new: String| {
+        let app = &app;
+        let cookie = here.cookie.clone();
+        async move {
+            let (_, account) = app.page(&cookie, "/account").await;
+            let csrf = hidden(&account, "csrf");
+            let r = app
+                .http
+                .post(format!("{}/account/password", app.base))
+                .header("cookie", format!("wattlas_session={cookie}"))
+                .form(&[("csrf", csrf), ("current", current.into()), ("new", new)])
+                .send()
+                .await
+                .expect("post");
+            (r.status(), r.text().await.expect("page"))
+        }
+    };
+    for (new, why) in [
+        (" ".repeat(12), "password: not only spaces"),
+        ("eleven char".into(), "password: at least 12 characters"),
+        ("ALICE".into(), "password: at least 12 characters"),
+    ] {
+        let (_, page) = change(PASSWORD, new).await;
+        assert!(page.contains(why), "{why}: {page}");
+    }
+    let (status, page) = change(PASSWORD, "a brand new passphrase".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Your other sessions (1) were signed out and your API tokens (1) revoked"),
+        "{page}"
+    );
+    assert_eq!(app.page(&here.cookie, "/jobs").await.0, StatusCode::OK);
+    assert_eq!(
+        app.page(&elsewhere.cookie, "/jobs").await.0,
+        StatusCode::SEE_OTHER,
+        "the other session is over"
+    );
+    assert_eq!(
+        app.get(&token, "/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Guessing the current password from an open session: five tries, then a wait.
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let (status, _) = change("not it", format!("guess number {i} here")).await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses[..5]
+            .iter()
+            .all(|s| *s != StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+}

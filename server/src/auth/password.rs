@@ -7,10 +7,10 @@ use argon2::Argon2;
 use crate::error::AppError;
 
 /// Shortest password accepted.
-pub const MIN_LENGTH: usize = 10;
+pub const MIN_LENGTH: usize = 12;
 
-/// Checks a new password's length.
-pub fn check_new(password: &str) -> Result<(), AppError> {
+/// Checks a new password of `user`: at least 12 characters, not only spaces, not the user's name.
+pub fn check_new(password: &str, user: &str) -> Result<(), AppError> {
     if password.chars().count() < MIN_LENGTH {
         return Err(AppError::bad_request(format!(
             "password: at least {MIN_LENGTH} characters"
@@ -19,7 +19,44 @@ pub fn check_new(password: &str) -> Result<(), AppError> {
     if password.len() > 1024 {
         return Err(AppError::bad_request("password: at most 1024 bytes"));
     }
+    if password.trim().is_empty() {
+        return Err(AppError::bad_request("password: not only spaces"));
+    }
+    if password.trim().eq_ignore_ascii_case(user.trim()) {
+        return Err(AppError::bad_request("password: not the user's name"));
+    }
     Ok(())
+}
+
+/// Hashes at once: each holds 19 MiB (Argon2id's default memory) while it runs, and more of them than
+/// cores only queue. Sign-in takes a slot of its server's own (`AppState::hashing`) without waiting and
+/// answers 429 when none is free; other hashes (password changes, the command line) wait for one here.
+static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(slots())));
+
+/// Hashing slots: one per core, at least two.
+pub fn slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .max(2)
+}
+
+/// A hashing slot of `hashing`, if one is free now.
+pub fn slot(
+    hashing: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    hashing.clone().try_acquire_owned().ok()
+}
+
+/// `verify` in a slot taken with [`slot`].
+pub async fn verify_in(
+    slot: tokio::sync::OwnedSemaphorePermit,
+    password: String,
+    stored: String,
+) -> Result<bool, AppError> {
+    let ok = verify_now(password, stored).await;
+    drop(slot);
+    ok
 }
 
 /// The PHC string of an Argon2id hash of `password` with a fresh salt (waiting for a slot).
@@ -41,30 +78,6 @@ pub async fn hash(password: String) -> Result<String, AppError> {
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))?
-}
-
-/// Hashes at once: each holds 19 MiB (Argon2id's default memory) while it runs, and more of them than
-/// cores only queue. Sign-in takes a slot without waiting and answers 429 when none is free.
-static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        std::sync::Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
-    });
-
-/// A hashing slot, if one is free now.
-pub fn slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
-    HASHING.clone().try_acquire_owned().ok()
-}
-
-/// `verify` in a slot taken with [`slot`].
-pub async fn verify_in(
-    slot: tokio::sync::OwnedSemaphorePermit,
-    password: String,
-    stored: String,
-) -> Result<bool, AppError> {
-    let ok = verify_now(password, stored).await;
-    drop(slot);
-    ok
 }
 
 /// Whether `password` matches a stored PHC string (false for a malformed one), waiting for a slot.
@@ -121,8 +134,16 @@ mod tests {
     }
 
     #[test]
-    fn short_passwords_are_refused() {
-        assert!(check_new("short").is_err());
-        assert!(check_new("long enough!").is_ok());
+    fn short_blank_and_own_name_passwords_are_refused() {
+        assert!(check_new("short", "ann").is_err());
+        assert!(check_new("long enough!", "ann").is_ok());
+        assert!(check_new("eleven char", "ann").is_err(), "12 at least");
+        assert_eq!(
+            check_new(&" ".repeat(12), "ann")
+                .expect_err("spaces")
+                .to_string(),
+            "password: not only spaces"
+        );
+        assert!(check_new("marianne-smith", "Marianne-Smith").is_err());
     }
 }

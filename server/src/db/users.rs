@@ -131,14 +131,51 @@ pub async fn password_hash(db: &PgPool, name: &str) -> sqlx::Result<Option<(i32,
     .await
 }
 
-/// Sets a user's password hash (`None`: trusted header only); `false` when there is no such user.
-pub async fn set_password(db: &PgPool, name: &str, hash: Option<&str>) -> sqlx::Result<bool> {
-    let done = sqlx::query("update users set password_hash = $2 where name = $1")
-        .bind(name)
-        .bind(hash)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// What changing a password ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// Sessions signed out.
+    pub sessions: u64,
+    /// API tokens revoked.
+    pub tokens: u64,
+}
+
+/// Sets a user's password hash (`None`: trusted header only) and ends what the old password opened:
+/// every session but `keep` (the digest of the session that changed it) and every API token. `None`
+/// when there is no such user.
+pub async fn set_password(
+    db: &PgPool,
+    name: &str,
+    hash: Option<&str>,
+    keep: Option<&[u8]>,
+) -> sqlx::Result<Option<Ended>> {
+    let mut tx = db.begin().await?;
+    let id: Option<i32> =
+        sqlx::query_scalar("update users set password_hash = $2 where name = $1 returning id")
+            .bind(name)
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let sessions = sqlx::query(
+        r#"delete from sessions
+        where user_id = $1
+            and token_sha256 is distinct from $2"#,
+    )
+    .bind(id)
+    .bind(keep)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let tokens = sqlx::query("delete from api_tokens where user_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(Some(Ended { sessions, tokens }))
 }
 
 /// Sets a user's role and whether it is disabled; disabling ends its sessions.

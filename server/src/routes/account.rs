@@ -131,7 +131,7 @@ pub async fn login(
         );
     }
     // Every hash holds 19 MiB: past the bound, answer at once instead of queueing them.
-    let Some(slot) = password::slot() else {
+    let Some(slot) = password::slot(&state.hashing) else {
         state.metrics.sign_in("busy");
         let mut response = login_page(
             &state,
@@ -348,11 +348,31 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     viewer: Viewer,
+    headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     let user = user_of(&viewer)?;
     if let Some((_, Some(stored))) = db::users::password_hash(&state.db, &user.name).await? {
+        // Guesses of the current password (a session left open) are throttled like sign-ins.
+        if let Err(wait) = state
+            .sign_in
+            .attempt(&format!("password:{}", user.name), None)
+        {
+            let mut response = account_page(
+                &state,
+                &viewer,
+                None,
+                None,
+                Some(format!(
+                    "Too many wrong current passwords: try again in {} seconds.",
+                    (wait.as_secs_f64().ceil() as u64).max(1)
+                )),
+            )
+            .await?;
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return Ok(response);
+        }
         if !password::verify(form.current, stored).await? {
             return account_page(
                 &state,
@@ -363,17 +383,26 @@ pub async fn change_password(
             )
             .await;
         }
+        state
+            .sign_in
+            .succeeded(&format!("password:{}", user.name), None);
     }
-    if let Err(e) = password::check_new(&form.new) {
+    if let Err(e) = password::check_new(&form.new, &user.name) {
         return account_page(&state, &viewer, None, None, Some(e.to_string())).await;
     }
     let hash = password::hash(form.new).await?;
-    db::users::set_password(&state.db, &user.name, Some(&hash)).await?;
+    let keep = session::cookie(&headers, SESSION_COOKIE).map(token_digest);
+    let ended = db::users::set_password(&state.db, &user.name, Some(&hash), keep.as_deref())
+        .await?
+        .unwrap_or_default();
     account_page(
         &state,
         &viewer,
         None,
-        Some("Password changed.".into()),
+        Some(format!(
+            "Password changed. Your other sessions ({}) were signed out and your API tokens ({}) revoked: create new ones below.",
+            ended.sessions, ended.tokens
+        )),
         None,
     )
     .await

@@ -110,7 +110,7 @@ async fn create_user(state: &AppState, form: NewUserForm) -> Result<Outcome, App
     let hash = if form.password.is_empty() {
         None
     } else {
-        password::check_new(&form.password)?;
+        password::check_new(&form.password, &form.name)?;
         Some(password::hash(form.password).await?)
     };
     db::users::create(&state.db, &form.name, role, hash.as_deref())
@@ -169,10 +169,18 @@ async fn update_user(
         role.as_str()
     );
     if !form.password.is_empty() {
-        password::check_new(&form.password)?;
+        password::check_new(&form.password, name)?;
         let hash = password::hash(form.password).await?;
-        db::users::set_password(&state.db, name, Some(&hash)).await?;
-        done.push_str(" Password set.");
+        let ended = db::users::set_password(&state.db, name, Some(&hash), None)
+            .await?
+            .unwrap_or_default();
+        done.push_str(&format!(
+            " Password set: {} session{} signed out and {} API token{} revoked.",
+            ended.sessions,
+            if ended.sessions == 1 { "" } else { "s" },
+            ended.tokens,
+            if ended.tokens == 1 { "" } else { "s" }
+        ));
     }
     Ok(Outcome::Done(done))
 }
