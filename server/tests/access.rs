@@ -1008,6 +1008,12 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
             "401 403 403 403 2xx 403 403",
         ),
         (
+            "DELETE",
+            "/api/v1/meters/m1/readings?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z",
+            Body::None,
+            "401 403 403 403 2xx 403 403",
+        ),
+        (
             "GET",
             "/api/v1/users",
             Body::None,

@@ -1726,3 +1726,97 @@ async fn hostile_query_values_answer_400_not_a_panic(db: PgPool) {
         }
     }
 }
+
+/// One reading stored before readings were bounded (`it_kw` 1e-300, `total_kw` 1e308) made every PUE
+/// page and statement of its site a 500 (the ratio overflowed in SQL). Now such a reading is refused,
+/// one already stored is left out of the hours, and an admin deletes a meter's readings in a range.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let token = app.meter().await;
+    let t0 = minute_aligned_past(120);
+    let (status, _) = app.ingest(&node, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "m1", "user": "ann", "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60),
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/ingest/facility",
+            &json!({"readings": [{"time": t0, "it_kw": 1e-300, "total_kw": 1e308}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("readings[0].total_kw: 1e308 is over"),
+        "{body}"
+    );
+    let readings: Vec<Value> = (0..6)
+        .map(|i| json!({"time": t0 + Duration::minutes(5 * i), "it_kw": 100.0, "total_kw": 130.0}))
+        .collect();
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/ingest/facility",
+            &json!({"readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // As an older server stored it.
+    sqlx::query(
+        "insert into facility_readings (meter_id, time, it_kw, total_kw) select id, $1, 1e-300, 1e308 from meters",
+    )
+    .bind(t0 + Duration::minutes(2))
+    .execute(&app.state.db)
+    .await
+    .expect("insert");
+    let range = format!(
+        "from={}&to={}",
+        (t0 - Duration::hours(1)).to_rfc3339().replace('+', "%2B"),
+        (t0 + Duration::hours(1)).to_rfc3339().replace('+', "%2B")
+    );
+    let (status, hours) = app
+        .get(ADMIN, &format!("/api/v1/sites/s1/pue/hourly?{range}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hours}");
+    let pue = hours[0]["weighted_pue"].as_f64().expect("pue");
+    assert!(
+        (pue - 1.3).abs() < 1e-9,
+        "the broken reading is left out: {hours}"
+    );
+    for page in [
+        "/sites/s1/pue",
+        "/api/v1/statement?jobs=m1&format=json",
+        "/jobs/m1",
+    ] {
+        let (status, body) = app.get_text(ADMIN, page).await;
+        assert!(status.is_success(), "{page}: {status} {body}");
+    }
+    let (status, body) = app
+        .http
+        .delete(format!("{}/api/v1/meters/m1/readings?{range}", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .expect("delete");
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = body.json().await.expect("json");
+    assert_eq!(body["deleted"], 7);
+    let (_, hours) = app
+        .get(ADMIN, &format!("/api/v1/sites/s1/pue/hourly?{range}"))
+        .await;
+    assert_eq!(hours, json!([]));
+}

@@ -163,13 +163,20 @@ pub async fn hourly(
     sqlx::query_as(
         r#"with readings as (
             select case when r.it_kwh is not null then lag(r.time) over w else r.time end as time,
+                -- A PUE outside 1..10 or a weight over 10 GW (readings stored before ingest bounded
+                -- them) is left out: it cannot overflow the sums and turn every page of the site into
+                -- a 500. Comparisons are written without products, which could overflow themselves.
                 case
-                    when r.it_kw is not null and r.it_kw > 0 then r.total_kw / r.it_kw
+                    when r.it_kw is not null and r.it_kw > 0 and r.total_kw / 10 <= r.it_kw
+                        and r.it_kw <= 1e7 then r.total_kw / r.it_kw
                     when r.it_kwh is not null then
                         case when r.time - lag(r.time) over w <= interval '1 hour'
                                   and r.it_kwh - lag(r.it_kwh) over w > 0
+                                  and r.it_kwh - lag(r.it_kwh) over w <= 1e7
+                                  and (r.total_kwh - lag(r.total_kwh) over w) / 10
+                                      <= r.it_kwh - lag(r.it_kwh) over w
                              then (r.total_kwh - lag(r.total_kwh) over w) / (r.it_kwh - lag(r.it_kwh) over w) end
-                    else r.pue
+                    when r.pue between 1 and 10 then r.pue
                 end as pue,
                 case
                     when r.it_kw is not null then r.it_kw
@@ -190,7 +197,7 @@ pub async fn hourly(
         from readings
         where time >= $2
             and time < $3
-            and pue is not null
+            and pue between 1 and 10
         group by hour
         order by hour"#,
     )
@@ -200,6 +207,27 @@ pub async fn hourly(
     .bind(origin)
     .fetch_all(db)
     .await
+}
+
+/// Deletes a meter's readings in `[from, to)` (an admin removing a broken meter's data); how many.
+pub async fn delete_readings(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    meter_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        r#"delete from facility_readings
+        where meter_id = $1
+            and time >= $2
+            and time < $3"#,
+    )
+    .bind(meter_id)
+    .bind(from)
+    .bind(to)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
 }
 
 /// The site's fallback PUE for hours without meter data.

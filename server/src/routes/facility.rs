@@ -9,7 +9,7 @@ use wattlas_protocol::{FacilityBatch, FacilityReading, MeterToken, MeterView, Ne
 use crate::auth::{self, Caller};
 use crate::db;
 use crate::error::AppError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Path, Query};
 use crate::state::AppState;
 
 const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
@@ -156,6 +156,46 @@ pub async fn ingest(
     ))
 }
 
+/// Largest power of a site, kW (10 GW).
+const MAX_KW: f64 = 1e7;
+/// Largest energy counter, kWh.
+const MAX_KWH: f64 = 1e12;
+/// Largest PUE accepted.
+const MAX_PUE: f64 = 10.0;
+
+/// `?from=&to=` of a deletion.
+#[derive(Debug, serde::Deserialize)]
+pub struct DeleteRange {
+    /// From (inclusive).
+    pub from: DateTime<Utc>,
+    /// To (exclusive).
+    pub to: DateTime<Utc>,
+}
+
+/// `DELETE /api/v1/meters/{name}/readings?from=&to=` (admin): removes a broken meter's readings in a
+/// time range; the site's PUE and the jobs charged in that range are recomputed.
+pub async fn delete_readings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(range): Query<DeleteRange>,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
+    caller.require_admin()?;
+    if range.to <= range.from {
+        return Err(AppError::bad_request("to: must be after from"));
+    }
+    let meter = db::facility::by_name(&state.db, &name)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no meter '{name}'")))?;
+    let mut tx = state.db.begin().await?;
+    let deleted = db::facility::delete_readings(&mut tx, meter.id, range.from, range.to).await?;
+    db::jobs::mark_site_energy_stale(&mut *tx, meter.site_id, Some(range.from), Some(range.to))
+        .await?;
+    tx.commit().await?;
+    state.pue_cache.invalidate(meter.site_id);
+    Ok(axum::Json(json!({ "deleted": deleted })))
+}
+
 /// Checks every reading; the first bad field refuses the whole batch.
 pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<(), AppError> {
     let earliest = Utc
@@ -189,21 +229,32 @@ pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<(), 
                 format!("{} appears twice in the batch", r.time.to_rfc3339()),
             ));
         }
-        for (field, v) in [
-            ("it_kw", r.it_kw),
-            ("total_kw", r.total_kw),
-            ("it_kwh", r.it_kwh),
-            ("total_kwh", r.total_kwh),
+        // Physical bounds: a site draws at most 10 GW, a meter's counter holds at most 10^12 kWh.
+        for (field, v, max) in [
+            ("it_kw", r.it_kw, MAX_KW),
+            ("total_kw", r.total_kw, MAX_KW),
+            ("it_kwh", r.it_kwh, MAX_KWH),
+            ("total_kwh", r.total_kwh, MAX_KWH),
         ] {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 {
                     return Err(bad(field, format!("{v} is not a non-negative number")));
+                }
+                if v > max {
+                    return Err(bad(field, format!("{v:e} is over {max:e}")));
                 }
             }
         }
         match (r.it_kw, r.total_kw) {
             (Some(it), Some(total)) if total < it => {
                 return Err(bad("total_kw", format!("{total} is below it_kw {it}")))
+            }
+            // PUE is total / IT and lies within 1..10 (the worst facilities measured are near 3).
+            (Some(it), Some(total)) if total > MAX_PUE * it => {
+                return Err(bad(
+                    "total_kw",
+                    format!("{total} is over {MAX_PUE} x it_kw {it} (a PUE over {MAX_PUE})"),
+                ))
             }
             (Some(_), None) => {
                 return Err(bad("total_kw", "missing (it_kw needs total_kw)".into()))
@@ -221,8 +272,8 @@ pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<(), 
             _ => {}
         }
         if let Some(p) = r.pue {
-            if !p.is_finite() || !(1.0..=10.0).contains(&p) {
-                return Err(bad("pue", format!("{p} is outside 1..10")));
+            if !p.is_finite() || !(1.0..=MAX_PUE).contains(&p) {
+                return Err(bad("pue", format!("{p} is outside 1..{MAX_PUE}")));
             }
         }
         if r.it_kw.is_none() && r.it_kwh.is_none() && r.pue.is_none() {

@@ -59,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", post(nodes::create).get(nodes::list))
         .route("/meters", post(facility::create).get(facility::list))
         .route(
+            "/meters/{name}/readings",
+            axum::routing::delete(facility::delete_readings),
+        )
+        .route(
             "/ingest/facility",
             post(facility::ingest).layer(from_fn_with_state(
                 state.clone(),
