@@ -269,6 +269,21 @@ async fn every_write_refuses_bad_input_whole_and_says_why(db: PgPool) {
         ("carbon as XML", "POST", "/api/v1/sites/s1/carbon", ADMIN, "application/xml", None, b"<x/>".to_vec(), 415, "text/csv"),
         ("a node with a hostile name", "POST", "/api/v1/nodes", ADMIN, json_ct, None, json!({"name": "<script>", "site": "s1"}).to_string().into_bytes(), 400, "name"),
         ("a user with an unknown role", "POST", "/api/v1/users", ADMIN, json_ct, None, json!({"name": "eve", "role": "root"}).to_string().into_bytes(), 400, "role"),
+        // 200 samples on 200 days made 200 chunk tables in one request.
+        (
+            "samples over more than a day",
+            "POST",
+            gpu,
+            &node,
+            json_ct,
+            None,
+            json!({"gpus": gpus, "samples": [
+                {"time": t0 - Duration::days(3), "gpu": 0, "power_w": 100.0},
+                {"time": t0, "gpu": 0, "power_w": 100.0},
+            ]}).to_string().into_bytes(),
+            400,
+            "samples: they span 72.0 h",
+        ),
         // NUL characters, which PostgreSQL cannot store in text (they gave 500).
         ("a NUL in a job's user", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n1", "user": "al\u{0}ice", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "user: contains a NUL character"),
         ("a NUL in a job's name", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n2", "user": "alice", "name": "x\u{0}", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "name: contains a NUL character"),

@@ -55,6 +55,7 @@ pub async fn ingest_gpu(
         .map(|i| i as u32)
         .collect();
     let samples = validate_samples(&batch.samples, &known, &node_name, Utc::now())?;
+    check_span(&samples)?;
     let stored = db::samples::insert(&mut tx, node_id, samples).await?;
     db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;
@@ -63,6 +64,27 @@ pub async fn ingest_gpu(
         stored: stored.stored,
         duplicates: stored.duplicates,
     }))
+}
+
+/// The longest time one batch may cover: raw samples are stored in chunks of one day, so a batch over
+/// 200 days would make 200 tables (a node could flood the database with them).
+pub const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
+
+/// Refuses a batch whose samples span more than [`MAX_BATCH_SPAN_MS`].
+pub fn check_span(samples: &[RawSample]) -> Result<(), AppError> {
+    let (Some(lo), Some(hi)) = (
+        samples.iter().map(|s| s.t_ms).min(),
+        samples.iter().map(|s| s.t_ms).max(),
+    ) else {
+        return Ok(());
+    };
+    if hi - lo > MAX_BATCH_SPAN_MS {
+        return Err(AppError::bad_request(format!(
+            "samples: they span {:.1} h; one batch covers at most 24 h (send older samples in batches of their own)",
+            (hi - lo) as f64 / 3_600_000.0
+        )));
+    }
+    Ok(())
 }
 
 pub fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {

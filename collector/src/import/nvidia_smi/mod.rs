@@ -127,6 +127,8 @@ pub struct Parser<'o> {
     now: DateTime<Utc>,
     summary: Summary,
     out: Vec<GpuSample>,
+    /// Earliest and latest time of `out`.
+    span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// Identity placeholder for a GPU the log does not name (never replaces one a collector reported).
@@ -159,6 +161,7 @@ impl<'o> Parser<'o> {
             now: Utc::now(),
             summary: Summary::default(),
             out: Vec::new(),
+            span: None,
         };
         if let Some(l) = layout {
             p.summary.power_column = l.power_name();
@@ -172,8 +175,14 @@ impl<'o> Parser<'o> {
         self.out.len()
     }
 
+    /// The time the samples not yet taken cover, ms.
+    pub fn pending_span_ms(&self) -> i64 {
+        self.span.map_or(0, |(lo, hi)| (hi - lo).num_milliseconds())
+    }
+
     /// Takes the samples read so far, with the identities of every GPU seen.
     pub fn take(&mut self) -> (Vec<GpuSample>, Vec<GpuIdentity>) {
+        self.span = None;
         (
             std::mem::take(&mut self.out),
             self.summary
@@ -580,6 +589,10 @@ impl<'o> Parser<'o> {
         found.first = found.first.min(time);
         found.last = found.last.max(time);
         self.summary.samples += 1;
+        self.span = Some(match self.span {
+            None => (time, time),
+            Some((lo, hi)) => (lo.min(time), hi.max(time)),
+        });
         self.out.push(sample);
     }
 
@@ -654,8 +667,12 @@ pub enum StreamError {
     Sink(String),
 }
 
-/// Reads a log in bounded memory, handing `sink` batches of up to `batch` samples with the identities of
-/// the GPUs seen so far.
+/// Longest time one batch covers: the server refuses batches over a day (its raw chunks are a day
+/// each), and an hour keeps a batch's samples in few storage blocks.
+pub const MAX_BATCH_SPAN_MS: i64 = 3_600_000;
+
+/// Reads a log in bounded memory, handing `sink` batches of up to `batch` samples over at most an hour,
+/// with the identities of the GPUs seen so far.
 pub fn stream(
     input: impl BufRead,
     opts: &Options,
@@ -666,7 +683,7 @@ pub fn stream(
     let mut lines = Lines::new(input);
     while let Some(line) = lines.next_line()? {
         parser.line(line)?;
-        if parser.pending() >= batch {
+        if parser.pending() >= batch || parser.pending_span_ms() >= MAX_BATCH_SPAN_MS {
             let (s, g) = parser.take();
             sink(s, g).map_err(StreamError::Sink)?;
         }

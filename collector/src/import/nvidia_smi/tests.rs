@@ -233,3 +233,29 @@ fn out_of_range_values_are_skipped_not_sent() {
     assert!(p.samples.is_empty());
     assert_eq!(p.summary.skipped.total(), 3);
 }
+
+#[test]
+fn batches_cover_at_most_an_hour() {
+    // One GPU every 10 s for 5 h: 1,800 samples, under the batch size, still five batches or more.
+    let mut log = String::from("timestamp, index, power.draw [W]\n");
+    let t0 = NaiveDate::from_ymd_opt(2025, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("t0");
+    for i in 0..1800 {
+        let t = t0 + Duration::seconds(10 * i);
+        log.push_str(&format!(
+            "{}, 0, 100 W\n",
+            t.format("%Y/%m/%d %H:%M:%S%.3f")
+        ));
+    }
+    let mut spans = Vec::new();
+    stream(log.as_bytes(), &opts("UTC"), 20_000, |s, _| {
+        let lo = s.iter().map(|s| s.time).min().expect("lo");
+        let hi = s.iter().map(|s| s.time).max().expect("hi");
+        spans.push((hi - lo).num_milliseconds());
+        Ok(())
+    })
+    .expect("reads");
+    assert!(spans.len() >= 5, "{spans:?}");
+    assert!(spans.iter().all(|s| *s <= MAX_BATCH_SPAN_MS), "{spans:?}");
+}
