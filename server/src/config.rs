@@ -139,13 +139,10 @@ pub struct Config {
     /// X-Remote-User). Users seen first this way are created as researchers.
     #[arg(long, env = "WATTLAS_TRUSTED_USER_HEADER")]
     pub trusted_user_header: Option<String>,
-    /// Addresses of the reverse proxies whose user header is believed (comma-separated).
-    #[arg(
-        long,
-        env = "WATTLAS_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        default_value = "127.0.0.1,::1"
-    )]
+    /// Addresses of the reverse proxies whose user header and X-Forwarded-For are believed
+    /// (comma-separated). None by default: a proxy must be named, and it must strip the user header
+    /// from what clients send.
+    #[arg(long, env = "WATTLAS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 

@@ -378,8 +378,22 @@ async fn sign_in_sessions_and_csrf(db: PgPool) {
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_trusted_proxy_header_signs_in_from_trusted_proxies_only(db: PgPool) {
+    // No address is trusted unless named.
+    let untrusted = App::spawn_with(db.clone(), |c| {
+        c.trusted_user_header = Some("X-Remote-User".into());
+    })
+    .await;
+    let r = untrusted
+        .http
+        .get(format!("{}/jobs", untrusted.base))
+        .header("x-remote-user", "carol")
+        .send()
+        .await
+        .expect("get");
+    assert_ne!(r.status(), StatusCode::OK, "the default trusts no proxy");
     let app = App::spawn_with(db.clone(), |c| {
         c.trusted_user_header = Some("X-Remote-User".into());
+        c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
     })
     .await;
     let r = app
@@ -1087,7 +1101,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
             "POST",
             "/account/tokens",
             Body::Form(vec![("label", "matrix".into())]),
-            "login in in in in 403 403",
+            "login 403 403 403 403 403 403",
         ),
         (
             "POST",

@@ -299,6 +299,13 @@ pub async fn create_token(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
+    // A stolen token must not mint more of itself: only a signed-in session (which has a CSRF token;
+    // a bearer token has none) creates tokens.
+    if viewer.csrf.is_none() {
+        return Err(PageError(AppError::forbidden(
+            "a new API token needs a signed-in session: an API token cannot make tokens",
+        )));
+    }
     let user = user_of(&viewer)?;
     let label = form.label.trim();
     if label.is_empty() || label.len() > 100 {

@@ -160,7 +160,11 @@ pub fn variation_csv(v: &VariationView) -> String {
 
 /// A CSV cell, quoted where needed and defused against spreadsheet formula injection.
 pub fn csv_cell(s: &str) -> String {
-    let defused = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    // Spreadsheets skip leading blanks before reading a formula: `  =cmd` is one too.
+    let defused = if s.starts_with(['\t', '\r'])
+        || s.trim_start_matches([' ', '\t', '\r', '\n', '\u{a0}'])
+            .starts_with(['=', '+', '-', '@'])
+    {
         format!("'{s}")
     } else {
         s.to_owned()
@@ -519,4 +523,17 @@ pub async fn page(
         page.render()
             .map_err(|e| AppError::Internal(e.to_string()))?,
     ))
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_defused_behind_blanks_too() {
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("  =HYPERLINK(1)"), "'  =HYPERLINK(1)");
+        assert_eq!(csv_cell("\n@SUM(A1)"), "\"'\n@SUM(A1)\"");
+        assert_eq!(csv_cell("a - b"), "a - b");
+    }
 }
