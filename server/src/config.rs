@@ -126,6 +126,13 @@ pub struct Config {
     /// Largest request body accepted, after gzip decoding, in bytes.
     #[arg(long, env = "WATTLAS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers, counted from when the connection is idle:
+    /// an idle or header-trickling connection (slowloris) is closed after it.
+    #[arg(long, env = "WATTLAS_HEADER_TIMEOUT_S", default_value_t = 20)]
+    pub header_timeout_s: u64,
+    /// Open connections at most; past it new ones are closed at once.
+    #[arg(long, env = "WATTLAS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Largest number of database connections.
     #[arg(long, env = "WATTLAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

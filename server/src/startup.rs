@@ -22,18 +22,67 @@ pub fn connect_lazy(config: &Config, url: &str) -> sqlx::Result<PgPool> {
 }
 
 /// Serves the API and pages with the background tasks until `shutdown` resolves, then drains requests.
+///
+/// The accept loop is hyper's own rather than `axum::serve`, for what that lacks: a timeout on reading
+/// a request's headers, counted from when a connection is idle (an idle or header-trickling connection
+/// held a slot for ever), and a bound on open connections.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::Service;
+
     let tasks = crate::maintenance::spawn(&state);
+    let header_timeout = std::time::Duration::from_secs(state.config.header_timeout_s.max(1));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_connections.max(1),
+    ));
     let app = crate::routes::router(state);
-    // The peer address decides whether a trusted proxy's user header is believed.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = app.clone();
+        // The peer address decides whether a trusted proxy's headers are believed.
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().call(request)
+            },
+        );
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Requests in flight finish; the 60 s request timeout bounds the wait.
+    graceful.shutdown().await;
     drop(tasks);
-    result
+    Ok(())
 }

@@ -1309,3 +1309,99 @@ async fn a_new_password_ends_other_sessions_and_tokens(db: PgPool) {
     );
     assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 2]);
 }
+
+/// Slowloris: idle connections and ones that trickle a header a byte at a time held their slot for
+/// ever (65 s in the attack, and on). Now each is closed once it has not sent whole headers within the
+/// header timeout, open connections are bounded, and a good client is served meanwhile.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn slow_clients_are_cut_off_and_keep_no_good_client_out(db: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::spawn_with(db, |c| {
+        c.header_timeout_s = 2;
+        c.max_connections = 12;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut tricklers = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        tricklers.push(s);
+    }
+    let started = std::time::Instant::now();
+    // A good client meanwhile.
+    let (status, body) = app.get_text("", "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The tricklers keep sending, one byte every 300 ms: they are cut off all the same.
+    let trickle = async {
+        for s in &mut tricklers {
+            for b in b"X-Slow: 1" {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(8), trickle)
+        .await
+        .ok();
+    for s in idle.iter_mut().chain(tricklers.iter_mut()) {
+        let mut buf = [0u8; 512];
+        // Closed: EOF, an error, or at most a 408 before the close.
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a slow connection is still open");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // Past the bound a new connection is closed at once; once slots free up, clients are served.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(1), extra.read(&mut buf))
+        .await
+        .expect("answered at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the 13th connection is closed: {:?}", &buf[..n]);
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _) = app.get_text("", "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
