@@ -452,7 +452,23 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
     let app = App::spawn(db).await;
     let token = app.node().await;
     let old = minute_aligned_past(60 * 24 * 40);
-    let (status, _) = app.ingest(&token, &batch(samples(old, 120))).await;
+    // A live collector does not send samples past the retention; an import does.
+    let (status, body) = app.ingest(&token, &batch(samples(old, 120))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("older than the raw retention (30 days)"),
+        "{body}"
+    );
+    let (status, _) = app
+        .post(
+            &token,
+            "/api/v1/ingest/gpu?source=import",
+            &serde_json::to_value(batch(samples(old, 120))).expect("json"),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app
         .ingest(

@@ -284,6 +284,19 @@ async fn every_write_refuses_bad_input_whole_and_says_why(db: PgPool) {
             400,
             "samples: they span 72.0 h",
         ),
+        (
+            "a live sample older than the raw retention",
+            "POST",
+            gpu,
+            &node,
+            json_ct,
+            None,
+            json!({"gpus": gpus, "samples": [{"time": t0 - Duration::days(40), "gpu": 0, "power_w": 100.0}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "older than the raw retention",
+        ),
         // NUL characters, which PostgreSQL cannot store in text (they gave 500).
         ("a NUL in a job's user", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n1", "user": "al\u{0}ice", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "user: contains a NUL character"),
         ("a NUL in a job's name", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n2", "user": "alice", "name": "x\u{0}", "start": t0, "site": "s1"}).to_string().into_bytes(), 400, "name: contains a NUL character"),

@@ -10,18 +10,35 @@ use crate::auth::Caller;
 use crate::codec::RawSample;
 use crate::db;
 use crate::error::AppError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Query};
 use crate::state::AppState;
 
 /// How far in the future a sample may be (clock skew between node and server).
 const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 
 /// Takes a batch: refuses it whole on the first invalid field, stores each sample at most once.
+/// `?source=import`: samples of an imported log, which may be older than the raw retention.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct IngestQuery {
+    /// `import`, or absent (a live collector).
+    pub source: Option<String>,
+}
+
 pub async fn ingest_gpu(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<IngestQuery>,
     ApiJson(batch): ApiJson<GpuBatch>,
 ) -> Result<axum::Json<IngestResult>, AppError> {
+    let import = match q.source.as_deref() {
+        None => false,
+        Some("import") => true,
+        Some(other) => {
+            return Err(AppError::bad_request(format!(
+                "source: '{other}' is not import"
+            )))
+        }
+    };
     // A node token names its node; the admin token must name one.
     let caller = caller.writer()?;
     let (node_id, node_name) = match (&caller, &batch.node) {
@@ -56,6 +73,20 @@ pub async fn ingest_gpu(
         .collect();
     let samples = validate_samples(&batch.samples, &known, &node_name, Utc::now())?;
     check_span(&samples)?;
+    if !import {
+        // Live samples older than the raw retention would be dropped at the next retention run, and
+        // a node could spread them over many days of chunks: only imports send history.
+        let oldest_ms = (Utc::now()
+            - chrono::Duration::days(i64::from(state.config.raw_retention_days)))
+        .timestamp_millis();
+        if let Some((i, s)) = samples.iter().enumerate().find(|(_, s)| s.t_ms < oldest_ms) {
+            return Err(AppError::bad_request(format!(
+                "samples[{i}].time: {} is older than the raw retention ({} days); history comes by import (?source=import)",
+                crate::db::ts(s.t_ms).to_rfc3339(),
+                state.config.raw_retention_days
+            )));
+        }
+    }
     let stored = db::samples::insert(&mut tx, node_id, samples).await?;
     db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;

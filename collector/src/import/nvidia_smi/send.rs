@@ -57,7 +57,10 @@ fn read(
 
 async fn post(uplink: Uplink, batch: GpuBatch) -> Result<Delivered, String> {
     match uplink
-        .post_json(wattlas_protocol::paths::INGEST_GPU, &batch)
+        .post_json(
+            &format!("{}?source=import", wattlas_protocol::paths::INGEST_GPU),
+            &batch,
+        )
         .await
     {
         (Delivery::Done, Some(body)) => {
