@@ -1836,3 +1836,99 @@ async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
         .await;
     assert_eq!(hours, json!([]));
 }
+
+/// Every GET route with a query, every parameter it reads, hostile values: never a 5xx (before, three
+/// made handlers panic), and a 400 names the parameter. Pages and API alike.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn every_get_route_answers_hostile_query_values_with_400_naming_them(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(10);
+    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "h1", "user": "alice", "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60), "tags": {"workload": "x"},
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let list = [
+        "user", "site", "tag", "cap", "state", "from", "to", "sort", "order", "limit", "offset",
+    ];
+    // (path, its parameters, a fixed part of its query)
+    let routes: Vec<(&str, &[&str], &str)> = vec![
+        ("/api/v1/jobs", &list, ""),
+        ("/api/v1/jobs.csv", &list, ""),
+        ("/jobs", &list, ""),
+        ("/jobs.csv", &list, ""),
+        ("/jobs/h1", &["from_min", "to_min"], ""),
+        ("/jobs/h1/power.svg", &["from_min", "to_min"], ""),
+        ("/api/v1/sites/s1/pue/hourly", &["from", "to"], ""),
+        ("/api/v1/sites/s1/pue/daily", &["year"], ""),
+        ("/api/v1/sites/s1/pue/variation", &["year"], ""),
+        ("/api/v1/sites/s1/pue/advice", &["hours", "it_kwh"], ""),
+        ("/sites/s1/pue", &["year", "week"], ""),
+        (
+            "/api/v1/powercap/comparison",
+            &["tag", "baseline_w", "slowdown_pct"],
+            "tag=workload:x&",
+        ),
+        ("/powercap", &["tag", "baseline_w", "slowdown_pct"], ""),
+        (
+            "/api/v1/statement",
+            &["jobs", "user", "from", "to", "tag"],
+            "format=json&",
+        ),
+        ("/statement", &["jobs", "user", "from", "to"], "format=md&"),
+        ("/login", &["next"], ""),
+    ];
+    let hostile = [
+        "",
+        "-1",
+        "0",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1e300",
+        "-1e300",
+        "NaN",
+        "inf",
+        "%00",
+        "%FF%FE",
+        "-262143-01-01T00:00:00Z",
+        "2024-13-45",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%3Cscript%3E",
+        "a:b:c",
+        ",,,",
+    ];
+    let long = "x".repeat(5000);
+    let mut wrong = Vec::new();
+    let mut asked = 0;
+    for (path, params, fixed) in &routes {
+        for param in *params {
+            for value in hostile.iter().copied().chain([long.as_str()]) {
+                let url = format!("{path}?{fixed}{param}={value}");
+                let (status, bytes) = app.get_bytes(ADMIN, &url).await;
+                let body = String::from_utf8_lossy(&bytes);
+                asked += 1;
+                let named =
+                    body.contains(&format!("{param}:")) || body.contains(&format!("{param}`"));
+                if status.is_server_error() || (status == StatusCode::BAD_REQUEST && !named) {
+                    let head: String = body.chars().take(200).collect();
+                    wrong.push(format!("{}: {status} {head}", &url[..url.len().min(120)]));
+                }
+            }
+        }
+    }
+    assert!(asked > 700, "{asked}");
+    assert!(
+        wrong.is_empty(),
+        "{} of {asked}:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

@@ -581,7 +581,7 @@ impl ListQuery {
         })
     }
 
-    fn sort(&self) -> Result<(db::jobs::JobSort, bool), AppError> {
+    pub(crate) fn sort(&self) -> Result<(db::jobs::JobSort, bool), AppError> {
         let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
             None => db::jobs::JobSort::Start,
             Some(name) => db::jobs::JobSort::NAMES
@@ -606,7 +606,7 @@ impl ListQuery {
         Ok((sort, descending))
     }
 
-    fn page(&self) -> Result<(i64, i64), AppError> {
+    pub(crate) fn page(&self) -> Result<(i64, i64), AppError> {
         const MAX_OFFSET: i64 = 1_000_000_000;
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
@@ -1178,6 +1178,12 @@ impl Window {
             }
         };
         let from = at("from_min", self.from_min, start_ms)?;
+        if from >= end_ms && end_ms > start_ms {
+            return Err(AppError::bad_request(format!(
+                "from_min: {} is past the job's end",
+                self.from_min.unwrap_or_default()
+            )));
+        }
         let to = at("to_min", self.to_min, end_ms)?;
         if to <= from {
             return Err(AppError::bad_request("to_min: must be after from_min"));

@@ -11,6 +11,7 @@ pub mod pages;
 pub mod powercap;
 pub mod progress;
 pub mod pue;
+pub mod queries;
 pub mod sites;
 pub mod statements;
 

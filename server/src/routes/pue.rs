@@ -229,6 +229,32 @@ pub struct RangeQuery {
     pub to: Option<DateTime<Utc>>,
 }
 
+impl RangeQuery {
+    /// The window asked for: the last 7 days by default, at most 366 days.
+    pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+        // Times chrono can hold but not subtract (year -262143) made this a panic: plausible years only.
+        for (field, t) in [("from", self.from), ("to", self.to)] {
+            if let Some(t) = t {
+                if !(1970..=2200).contains(&t.year()) {
+                    return Err(AppError::bad_request(format!(
+                        "{field}: {} is outside the years 1970 to 2200",
+                        t.to_rfc3339()
+                    )));
+                }
+            }
+        }
+        let to = self.to.unwrap_or(now);
+        let from = self.from.unwrap_or(to - Duration::days(7));
+        if from >= to {
+            return Err(AppError::bad_request("from: must be before to"));
+        }
+        if to - from > Duration::days(366) {
+            return Err(AppError::bad_request("to: at most 366 days after from"));
+        }
+        Ok((from, to))
+    }
+}
+
 /// `GET /api/v1/sites/{site}/pue/hourly?from=&to=` (at most 366 days).
 pub async fn hourly(
     State(state): State<AppState>,
@@ -238,25 +264,7 @@ pub async fn hourly(
 ) -> Result<axum::Json<Vec<HourlyPue>>, AppError> {
     caller.require_person()?;
     let s = site_tz(&state, &site).await?;
-    // Times chrono can hold but not subtract (year -262143) made this a panic: only plausible years.
-    for (field, t) in [("from", q.from), ("to", q.to)] {
-        if let Some(t) = t {
-            if !(1970..=2200).contains(&t.year()) {
-                return Err(AppError::bad_request(format!(
-                    "{field}: {} is outside the years 1970 to 2200",
-                    t.to_rfc3339()
-                )));
-            }
-        }
-    }
-    let to = q.to.unwrap_or_else(Utc::now);
-    let from = q.from.unwrap_or(to - Duration::days(7));
-    if from >= to {
-        return Err(AppError::bad_request("from: must be before to"));
-    }
-    if to - from > Duration::days(366) {
-        return Err(AppError::bad_request("to: at most 366 days after from"));
-    }
+    let (from, to) = q.window(Utc::now())?;
     let hourly = hours(&state, &s, from, to).await?;
     Ok(axum::Json(
         hourly
