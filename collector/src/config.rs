@@ -27,9 +27,12 @@ pub struct RunArgs {
     /// Server base URL, e.g. http://wattlas:8080.
     #[arg(long, env = "WATTLAS_SERVER")]
     pub server: Option<String>,
-    /// The node's bearer token.
+    /// The node's bearer token (better: `--token-file` or `WATTLAS_TOKEN`; a flag shows in `ps`).
     #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the token (mode 0600: one readable by others is refused).
+    #[arg(long, env = "WATTLAS_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Node name (default: the host name).
     #[arg(long, env = "WATTLAS_NODE")]
     pub node: Option<String>,
@@ -105,6 +108,14 @@ pub enum ConfigError {
     /// A required setting is missing.
     #[error("{0} is required (flag, WATTLAS_* variable or config file)")]
     Missing(&'static str),
+    /// A token file that cannot be used.
+    #[error("--token-file {path}: {why}")]
+    TokenFile {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// A setting has an impossible value.
     #[error("{0}")]
     Invalid(String),
@@ -186,7 +197,11 @@ impl RunArgs {
                 .ok_or(ConfigError::Missing("server"))?
                 .trim_end_matches('/')
                 .to_owned(),
-            token: a.token.ok_or(ConfigError::Missing("token"))?,
+            token: match (a.token, a.token_file) {
+                (Some(t), _) => t,
+                (None, Some(path)) => read_token_file(&path)?,
+                (None, None) => return Err(ConfigError::Missing("token")),
+            },
             node,
             source: a.source.unwrap_or(SourceKind::Nvml),
             interval_ms,
@@ -205,6 +220,7 @@ impl RunArgs {
             config: self.config,
             server: self.server.or(file.server),
             token: self.token.or(file.token),
+            token_file: self.token_file.or(file.token_file),
             node: self.node.or(file.node),
             source: self.source.or(file.source),
             interval_ms: self.interval_ms.or(file.interval_ms),
@@ -293,5 +309,49 @@ mod tests {
             text.contains("sim_gpus") && text.contains("line 2"),
             "{text}"
         );
+    }
+}
+
+/// Reads a bearer token from a file readable by its owner alone (a token in a file others can read is
+/// as good as published).
+pub fn read_token_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |why: String| ConfigError::TokenFile {
+        path: path.to_owned(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "mode {mode:o} lets others read it: chmod 600 {}",
+            path.display()
+        )));
+    }
+    let token = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(bad("empty".into()));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod token_file_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "wn_secret\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = read_token_file(&path)
+            .expect_err("world-readable")
+            .to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(read_token_file(&path).expect("read"), "wn_secret");
     }
 }

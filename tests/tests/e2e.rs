@@ -681,8 +681,14 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
     let api_token = cli(&["user", "token", "alice", "--label", "laptop"], "");
     let node_token = add_node(http, base, "lab", "gpu01").await;
 
-    // Sign in through the form, wrongly then rightly; use every token.
-    for (attempt, expected) in [(wrong, 401), (password, 303)] {
+    // Sign in through the form, wrongly then rightly, and once with a name that forges a log line;
+    // use every token.
+    let forged = "x\n2026-11-30T00:00:00.000000Z  INFO wattlas_server: sign-in accepted user=admin";
+    for (name, attempt, expected) in [
+        ("alice", wrong, 401),
+        ("alice", password, 303),
+        (forged, wrong, 401),
+    ] {
         let form = http
             .get(format!("{base}/login"))
             .send()
@@ -709,7 +715,7 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
             .header("cookie", format!("wattlas_login={cookie}"))
             .form(&[
                 ("csrf", csrf.as_str()),
-                ("username", "alice"),
+                ("username", name),
                 ("password", attempt),
             ])
             .send()
@@ -731,6 +737,11 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
     }
     let log = std::fs::read_to_string(running.dir.path().join("server.log")).expect("log");
     assert!(log.contains("sign-in refused"), "the log is written at all");
+    // User-supplied text is logged escaped: no line of the log is the forged one.
+    assert!(
+        !log.lines().any(|l| l.contains("sign-in accepted user=admin") && !l.contains("\\n")),
+        "a user name forged a log line"
+    );
     for secret in [
         password,
         wrong,
