@@ -108,6 +108,10 @@ pub struct Config {
     /// Bootstrap admin bearer token: admin may call every API. Unset: no admin access.
     #[arg(long, env = "WATTLAS_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub admin_token: Option<SecretString>,
+    /// Bearer token that may read `/metrics` (Prometheus' `authorization` credentials); the admin
+    /// token may too. Without either, `/metrics` answers 401: it is not public.
+    #[arg(long, env = "WATTLAS_METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
     /// Days raw 100 ms samples are kept; per-minute rollups are kept forever.
     #[arg(long, env = "WATTLAS_RAW_RETENTION_DAYS", default_value_t = 30)]
     pub raw_retention_days: u32,

@@ -100,7 +100,27 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    // Counters of sign-ins and refusals are for operators, not for anyone who asks.
+    let sent = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let allowed = [&state.config.metrics_token, &state.config.admin_token]
+        .into_iter()
+        .flatten()
+        .any(|t| {
+            use secrecy::ExposeSecret;
+            use subtle::ConstantTimeEq;
+            !sent.is_empty() && bool::from(t.expose_secret().as_bytes().ct_eq(sent.as_bytes()))
+        });
+    if !allowed {
+        return crate::error::AppError::unauthorized(
+            "the metrics token (WATTLAS_METRICS_TOKEN) or the admin token is required",
+        )
+        .into_response();
+    }
     let m = &state.metrics;
     let mut out = String::new();
     single(

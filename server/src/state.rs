@@ -22,6 +22,8 @@ pub struct AppState {
     pub sign_in: Arc<SignInLimiter>,
     /// Sign-ins hashing now: one slot per core (each Argon2 hash holds 19 MiB).
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// People whose statement is being made (one at a time each).
+    pub rendering: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -35,6 +37,7 @@ impl AppState {
             pue_cache: Arc::default(),
             sign_in: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
+            rendering: Arc::default(),
             metrics: Arc::default(),
         }
     }

@@ -1932,3 +1932,68 @@ async fn every_get_route_answers_hostile_query_values_with_400_naming_them(db: P
         wrong.join("\n")
     );
 }
+
+/// `/metrics` holds the sign-in and refusal counters: it answers the metrics token and the admin token,
+/// nobody else (it was public).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn metrics_answer_their_token_only(db: PgPool) {
+    let app = App::spawn_with(db, |c| {
+        c.metrics_token = Some(secrecy::SecretString::from(
+            "prometheus-scrape-token".to_owned(),
+        ));
+    })
+    .await;
+    let node = app.node().await;
+    for (token, want) in [
+        ("", StatusCode::UNAUTHORIZED),
+        ("wrong", StatusCode::UNAUTHORIZED),
+        (node.as_str(), StatusCode::UNAUTHORIZED),
+        ("prometheus-scrape-token", StatusCode::OK),
+        (ADMIN, StatusCode::OK),
+    ] {
+        let (status, body) = app.get_text(token, "/metrics").await;
+        assert_eq!(status, want, "{token}: {body}");
+        if want == StatusCode::OK {
+            assert!(body.contains("wattlas_ingest_batches_total"), "{body}");
+        }
+    }
+}
+
+/// One statement at a time per person: concurrent renders of one person get 429 (a render takes a
+/// core for seconds at 10,000 jobs); another person's is not held up, and the next one is made.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn statements_render_one_at_a_time_per_person(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(10);
+    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "st1", "user": "ann", "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60),
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = "/api/v1/statement?jobs=st1&format=pdf";
+    let (a, b, c, d) = tokio::join!(
+        app.get_bytes(ADMIN, url),
+        app.get_bytes(ADMIN, url),
+        app.get_bytes(ADMIN, url),
+        app.get_bytes(ADMIN, url)
+    );
+    let statuses = [a.0, b.0, c.0, d.0];
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS));
+    let (status, _) = app.get_bytes(ADMIN, url).await;
+    assert_eq!(status, StatusCode::OK, "the next one is made");
+}

@@ -611,7 +611,14 @@ async fn server_metrics_count_ingest_and_refusals_and_read_the_database(db: PgPo
         .send()
         .await
         .expect("scrape");
-    assert_eq!(r.status(), 200, "scraped without a token");
+    assert_eq!(r.status(), 401, "not public");
+    let r = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), 200, "scraped with the admin token");
     assert!(r
         .headers()
         .get("content-type")
@@ -739,7 +746,8 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
     assert!(log.contains("sign-in refused"), "the log is written at all");
     // User-supplied text is logged escaped: no line of the log is the forged one.
     assert!(
-        !log.lines().any(|l| l.contains("sign-in accepted user=admin") && !l.contains("\\n")),
+        !log.lines()
+            .any(|l| l.contains("sign-in accepted user=admin") && !l.contains("\\n")),
         "a user name forged a log line"
     );
     for secret in [

@@ -162,6 +162,7 @@ async fn ingest_waits_out_postgresql_stopped_and_started_again() {
     );
     let text = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .expect("metrics")

@@ -58,14 +58,51 @@ pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
     parts.join(" ")
 }
 
-/// Builds and renders a statement as `scope` may see it.
+/// One statement at a time per person: a render of 10,000 jobs takes seconds and a core, so a second
+/// request of the same person waits for the first (429 with Retry-After) instead of stacking renders.
+struct Rendering<'a> {
+    busy: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    who: String,
+}
+
+impl<'a> Rendering<'a> {
+    fn start(state: &'a AppState, who: &str) -> Result<Rendering<'a>, AppError> {
+        let mut busy = state
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !busy.insert(who.to_owned()) {
+            return Err(AppError::Client(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "a statement of yours is being made: wait for it, then ask again".into(),
+            ));
+        }
+        Ok(Rendering {
+            busy: &state.rendering,
+            who: who.to_owned(),
+        })
+    }
+}
+
+impl Drop for Rendering<'_> {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.who);
+    }
+}
+
+/// Builds and renders a statement as `scope` may see it, for `who` (one at a time each).
 pub async fn statement_response(
     state: &AppState,
+    who: &str,
     scope: &JobScope,
     q: &ListQuery,
     sq: &StatementQuery,
 ) -> Result<Response, AppError> {
     let format = Format::parse(sq.format.as_deref().unwrap_or("pdf"))?;
+    let _rendering = Rendering::start(state, who)?;
     let ids: Option<Vec<String>> = sq.jobs.as_deref().filter(|j| !j.is_empty()).map(|j| {
         j.split(',')
             .map(|s| s.trim().to_owned())
@@ -99,7 +136,11 @@ pub async fn api(
     Query(q): Query<ListQuery>,
     Query(sq): Query<StatementQuery>,
 ) -> Result<Response, AppError> {
-    statement_response(&state, &caller.job_scope()?, &q, &sq).await
+    let who = match &caller {
+        crate::auth::Caller::User(u) => u.name.clone(),
+        _ => "admin token".to_owned(),
+    };
+    statement_response(&state, &who, &caller.job_scope()?, &q, &sq).await
 }
 
 /// `GET /statement`: the same for a signed-in browser (links on the jobs list and job pages).
@@ -109,5 +150,5 @@ pub async fn page(
     Query(q): Query<ListQuery>,
     Query(sq): Query<StatementQuery>,
 ) -> Result<Response, PageError> {
-    Ok(statement_response(&state, &viewer.job_scope(), &q, &sq).await?)
+    Ok(statement_response(&state, &viewer.name, &viewer.job_scope(), &q, &sq).await?)
 }
