@@ -1978,12 +1978,14 @@ async fn statements_render_one_at_a_time_per_person(db: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    add_user(&app, "ann", wattlas_server::db::users::Role::Researcher).await;
+    let ann = api_token(&app, "ann").await;
     let url = "/api/v1/statement?jobs=st1&format=pdf";
     let (a, b, c, d) = tokio::join!(
-        app.get_bytes(ADMIN, url),
-        app.get_bytes(ADMIN, url),
-        app.get_bytes(ADMIN, url),
-        app.get_bytes(ADMIN, url)
+        app.get_bytes(&ann, url),
+        app.get_bytes(&ann, url),
+        app.get_bytes(&ann, url),
+        app.get_bytes(&ann, url)
     );
     let statuses = [a.0, b.0, c.0, d.0];
     assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
@@ -1994,6 +1996,9 @@ async fn statements_render_one_at_a_time_per_person(db: PgPool) {
     assert!(statuses
         .iter()
         .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS));
-    let (status, _) = app.get_bytes(ADMIN, url).await;
+    let (status, _) = app.get_bytes(&ann, url).await;
     assert_eq!(status, StatusCode::OK, "the next one is made");
+    // The bootstrap admin token (scripts, the benchmark's load) is not held.
+    let (a, b) = tokio::join!(app.get_bytes(ADMIN, url), app.get_bytes(ADMIN, url));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
 }
