@@ -41,30 +41,20 @@ fn hidden(page: &str, name: &str) -> String {
 
 /// Signs in through the form as a browser would: GET the form (double-submit cookie), POST it.
 async fn sign_in(app: &App, name: &str, password: &str) -> reqwest::Response {
-    let form = app
-        .http
-        .get(format!("{}/login?next=/jobs", app.base))
-        .send()
-        .await
-        .expect("login form");
-    let (login_cookie, _) = set_cookie(&form, "wattlas_login").expect("login cookie");
-    let csrf = hidden(&form.text().await.expect("text"), "csrf");
-    app.http
-        .post(format!("{}/login", app.base))
-        .header("cookie", format!("wattlas_login={login_cookie}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("next", "/jobs"),
-            ("username", name),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .expect("login")
+    sign_in_as(app, None, name, password).await
 }
 
 /// `sign_in` from a client behind the trusted proxy (its address in X-Forwarded-For).
 async fn sign_in_from(app: &App, client: &str, name: &str, password: &str) -> reqwest::Response {
+    sign_in_as(app, Some(client), name, password).await
+}
+
+async fn sign_in_as(
+    app: &App,
+    client: Option<&str>,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
     let form = app
         .http
         .get(format!("{}/login?next=/jobs", app.base))
@@ -73,19 +63,22 @@ async fn sign_in_from(app: &App, client: &str, name: &str, password: &str) -> re
         .expect("login form");
     let (login_cookie, _) = set_cookie(&form, "wattlas_login").expect("login cookie");
     let csrf = hidden(&form.text().await.expect("text"), "csrf");
-    app.http
+    let mut post = app
+        .http
         .post(format!("{}/login", app.base))
-        .header("cookie", format!("wattlas_login={login_cookie}"))
-        .header("x-forwarded-for", client)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("next", "/jobs"),
-            ("username", name),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .expect("login")
+        .header("cookie", format!("wattlas_login={login_cookie}"));
+    if let Some(client) = client {
+        post = post.header("x-forwarded-for", client);
+    }
+    post.form(&[
+        ("csrf", csrf.as_str()),
+        ("next", "/jobs"),
+        ("username", name),
+        ("password", password),
+    ])
+    .send()
+    .await
+    .expect("login")
 }
 
 async fn browser(app: &App, name: &str) -> Browser {

@@ -11,14 +11,19 @@ use sqlx::PgPool;
 use wattlas_tests::harness::{add_node, bin, Running, ADMIN};
 use wattlas_tests::post;
 
-fn real_dir() -> PathBuf {
+/// The real logs' folder and their references.
+fn real() -> (PathBuf, Value) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real");
     assert!(
         dir.join("references.json").exists(),
         "{} is missing: the real logs live in ../shared beside the checkout",
         dir.display()
     );
-    dir
+    let refs = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("references.json")).expect("references"),
+    )
+    .expect("json");
+    (dir, refs)
 }
 
 fn local(tz: chrono_tz::Tz, s: &str) -> DateTime<Utc> {
@@ -37,11 +42,7 @@ async fn every_real_nvidia_smi_log_imports_with_its_reference_energy(db: PgPool)
         server: _server,
         ..
     } = Running::with_site(&db, "lab").await;
-    let dir = real_dir();
-    let refs: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("references.json")).expect("references"),
-    )
-    .expect("json");
+    let (dir, refs) = real();
     let mut expected = Vec::new();
     for (i, (name, r)) in refs["files"]
         .as_object()
@@ -160,11 +161,7 @@ async fn a_log_brings_its_node_and_its_job(db: PgPool) {
         server: _server,
         ..
     } = Running::with_site(&db, "lab").await;
-    let dir = real_dir();
-    let refs: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("references.json")).expect("references"),
-    )
-    .expect("json");
+    let (dir, refs) = real();
     let name = "nvidia-smi/a100-sherlock-nounits.csv";
     let reference = refs["files"][name]["energy_kwh"].as_f64().expect("energy");
     let import = || {

@@ -58,6 +58,21 @@ impl Skips {
         }
     }
 
+    /// Counts a line left out for `why`, or with `strict` refuses the file there (naming `field`).
+    pub fn skip(
+        &mut self,
+        strict: bool,
+        why: String,
+        line: u64,
+        field: &str,
+    ) -> Result<(), ImportError> {
+        if strict {
+            return Err(ImportError::new(line, field, why));
+        }
+        self.add(why, line, 1);
+        Ok(())
+    }
+
     /// Lines left out in all.
     pub fn total(&self) -> u64 {
         self.0.values().map(|s| s.count).sum()

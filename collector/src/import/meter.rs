@@ -139,14 +139,7 @@ pub fn parse(input: impl BufRead, tz: Option<Tz>, strict: bool) -> Result<Parsed
         .map_err(|e| ImportError::new(out.lines + 1, "file", e.to_string()))?
     {
         out.lines += 1;
-        let mut skip = |why: String, no: u64, field: &str| {
-            if strict {
-                Err(ImportError::new(no, field, why))
-            } else {
-                out.skipped.add(why, no, 1);
-                Ok(())
-            }
-        };
+        let mut skip = |why: String, no: u64, field: &str| out.skipped.skip(strict, why, no, field);
         let (no, text, complete) = match line {
             Line::Broken { no, why } => {
                 skip(why.to_owned(), no, "row")?;
