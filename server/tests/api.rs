@@ -1709,20 +1709,7 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn hostile_query_values_answer_400_not_a_panic(db: PgPool) {
     let app = App::spawn(db).await;
-    let token = app.node().await;
-    let t0 = minute_aligned_past(10);
-    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/jobs",
-            &json!({"id": "q1", "user": "alice", "site": "s1", "start": t0,
-                    "end": t0 + Duration::seconds(60),
-                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    one_minute_job(&app, "q1", "alice", 10).await;
     for (path, field) in [
         ("/api/v1/jobs?offset=9223372036854775807", "offset"),
         ("/jobs?offset=9223372036854775807", "offset"),
@@ -1749,21 +1736,8 @@ async fn hostile_query_values_answer_400_not_a_panic(db: PgPool) {
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
     let app = App::spawn(db).await;
-    let node = app.node().await;
+    let t0 = one_minute_job(&app, "m1", "ann", 120).await;
     let token = app.meter().await;
-    let t0 = minute_aligned_past(120);
-    let (status, _) = app.ingest(&node, &batch(samples(t0, 60))).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/jobs",
-            &json!({"id": "m1", "user": "ann", "site": "s1", "start": t0,
-                    "end": t0 + Duration::seconds(60),
-                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = app
         .post(
             &token,
@@ -1842,20 +1816,7 @@ async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn every_get_route_answers_hostile_query_values_with_400_naming_them(db: PgPool) {
     let app = App::spawn(db).await;
-    let token = app.node().await;
-    let t0 = minute_aligned_past(10);
-    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/jobs",
-            &json!({"id": "h1", "user": "alice", "site": "s1", "start": t0,
-                    "end": t0 + Duration::seconds(60), "tags": {"workload": "x"},
-                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    one_minute_job(&app, "h1", "alice", 10).await;
     let list = [
         "user", "site", "tag", "cap", "state", "from", "to", "sort", "order", "limit", "offset",
     ];
@@ -1964,20 +1925,7 @@ async fn metrics_answer_their_token_only(db: PgPool) {
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn statements_render_one_at_a_time_per_person(db: PgPool) {
     let app = App::spawn(db).await;
-    let token = app.node().await;
-    let t0 = minute_aligned_past(10);
-    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = app
-        .post(
-            ADMIN,
-            "/api/v1/jobs",
-            &json!({"id": "st1", "user": "ann", "site": "s1", "start": t0,
-                    "end": t0 + Duration::seconds(60),
-                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    one_minute_job(&app, "st1", "ann", 10).await;
     add_user(&app, "ann", wattlas_server::db::users::Role::Researcher).await;
     let ann = api_token(&app, "ann").await;
     let url = "/api/v1/statement?jobs=st1&format=pdf";
@@ -2001,4 +1949,29 @@ async fn statements_render_one_at_a_time_per_person(db: PgPool) {
     // The bootstrap admin token (scripts, the benchmark's load) is not held.
     let (a, b) = tokio::join!(app.get_bytes(ADMIN, url), app.get_bytes(ADMIN, url));
     assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+}
+
+/// Site s1, node n1, a minute of its two GPUs' samples from `minutes_ago` (minute-aligned), and a
+/// finished job `id` of `user` over that minute, tagged workload=x. Returns the job's start.
+async fn one_minute_job(
+    app: &App,
+    id: &str,
+    user: &str,
+    minutes_ago: i64,
+) -> chrono::DateTime<Utc> {
+    let token = app.node().await;
+    let t0 = minute_aligned_past(minutes_ago);
+    let (status, _) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": id, "user": user, "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60), "tags": {"workload": "x"},
+                    "allocations": [{"node": "n1", "gpus": [0, 1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    t0
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
 
-use crate::{fresh_db, proc_usage, ADMIN};
+use crate::{collector_bin, proc_usage, InProcess, ADMIN};
 
 /// Writes a log of about `bytes` bytes; returns its samples.
 fn generate(path: &std::path::Path, bytes: u64) -> anyhow::Result<u64> {
@@ -48,20 +48,6 @@ fn generate(path: &std::path::Path, bytes: u64) -> anyhow::Result<u64> {
     Ok(samples)
 }
 
-fn collector_bin() -> anyhow::Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .context("binary dir")?
-        .join("wattlas-collector");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build wattlas-collector first",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 /// Runs the importer to its end, its peak RSS (KiB) read from /proc while it runs.
 async fn run_importer(cmd: &mut std::process::Command) -> anyhow::Result<(f64, u64)> {
     let t0 = Instant::now();
@@ -97,24 +83,8 @@ pub async fn import(base_url: &str, bytes: u64) -> anyhow::Result<Vec<(String, S
     let samples = tokio::task::block_in_place(|| generate(&log, bytes))?;
     let size_mb = std::fs::metadata(&log)?.len() as f64 / 1e6;
 
-    let (db, _) = fresh_db(base_url, "wattlas_bench_import").await?;
-    let state = wattlas_server::state::AppState::new(
-        db.clone(),
-        wattlas_server::config::Config::with_admin_token(ADMIN),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wattlas_server::startup::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    http.post(format!("{base}/api/v1/sites"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "bench", "timezone": "UTC"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let server = InProcess::start(base_url, "wattlas_bench_import", |_| {}).await?;
+    let (db, base) = (server.db.clone(), server.base.clone());
     let bin = collector_bin()?;
     let mut cmd = std::process::Command::new(&bin);
     cmd.args(["import", "nvidia-smi"])
@@ -126,9 +96,7 @@ pub async fn import(base_url: &str, bytes: u64) -> anyhow::Result<Vec<(String, S
     let stored: i64 = sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
         .fetch_one(&db)
         .await?;
-    let _ = stop.send(());
-    let _ = server.await;
-    db.close().await;
+    server.stop().await;
     // The parser alone, on this thread.
     let t0 = Instant::now();
     let parsed = tokio::task::block_in_place(|| -> anyhow::Result<u64> {

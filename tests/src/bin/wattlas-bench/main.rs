@@ -62,45 +62,15 @@ fn proc_usage(pid: u32) -> anyhow::Result<(f64, u64)> {
 
 /// The real collector binary, 8 simulated GPUs at 100 ms pushing to a real server, for `seconds`.
 async fn collector(base_url: &str, seconds: u64) -> anyhow::Result<(String, String)> {
-    let (db, _) = fresh_db(base_url, "wattlas_bench_collector").await?;
-    let state = wattlas_server::state::AppState::new(
-        db.clone(),
-        wattlas_server::config::Config::with_admin_token(ADMIN),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wattlas_server::startup::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    for (path, body) in [
-        (
-            "/api/v1/sites",
-            serde_json::json!({"name": "bench", "timezone": "UTC"}),
-        ),
-        (
+    let server = InProcess::start(base_url, "wattlas_bench_collector", |_| {}).await?;
+    server
+        .post(
             "/api/v1/nodes",
             serde_json::json!({"name": "node8", "site": "bench"}),
-        ),
-    ] {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .context("binary dir")?
-        .join("wattlas-collector");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build wattlas-collector first",
-        bin.display()
-    );
+        )
+        .await?;
+    let (db, base) = (server.db.clone(), server.base.clone());
+    let bin = collector_bin()?;
     let spool = std::env::temp_dir().join(format!("wattlas-bench-spool-{}", std::process::id()));
     let mut child = std::process::Command::new(bin)
         .args([
@@ -146,9 +116,7 @@ async fn collector(base_url: &str, seconds: u64) -> anyhow::Result<(String, Stri
         .fetch_one(&db)
         .await?;
     let _ = std::fs::remove_dir_all(&spool);
-    let _ = stop.send(());
-    let _ = server.await;
-    db.close().await;
+    server.stop().await;
     let cpu_pct = (cpu1 - cpu0) / wall * 100.0;
     Ok((
         format!("Collector: 8 simulated GPUs at 100 ms, 1 s batches to a real server, {seconds} s measured"),
@@ -294,6 +262,80 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!("{cores} cores ({cpu}), {mem_gib:.0} GiB, {pg}, TimescaleDB Apache build")
+}
+
+/// A real server in this process over a fresh database, with the site `bench` (UTC).
+struct InProcess {
+    db: PgPool,
+    base: String,
+    http: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    async fn start(
+        base_url: &str,
+        name: &str,
+        configure: impl FnOnce(&mut wattlas_server::config::Config),
+    ) -> anyhow::Result<InProcess> {
+        let (db, _) = fresh_db(base_url, name).await?;
+        let mut config = wattlas_server::config::Config::with_admin_token(ADMIN);
+        configure(&mut config);
+        let state = wattlas_server::state::AppState::new(db.clone(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(wattlas_server::startup::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let s = InProcess {
+            db,
+            base,
+            http: reqwest::Client::new(),
+            stop,
+            server,
+        };
+        s.post(
+            "/api/v1/sites",
+            serde_json::json!({"name": "bench", "timezone": "UTC"}),
+        )
+        .await?;
+        Ok(s)
+    }
+
+    /// Posts JSON with the admin token; an error status is an error.
+    async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.db.close().await;
+    }
+}
+
+/// The collector binary beside this one.
+fn collector_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("binary dir")?
+        .join("wattlas-collector");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build wattlas-collector first",
+        bin.display()
+    );
+    Ok(bin)
 }
 
 /// A fresh database with the migrations applied.
@@ -526,38 +568,20 @@ async fn storage(base_url: &str, sizes: &Sizes) -> anyhow::Result<(String, Strin
 }
 
 async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, String)>> {
-    let (db, _) = fresh_db(base_url, "wattlas_bench_ingest").await?;
-    let mut config = wattlas_server::config::Config::with_admin_token(ADMIN);
-    config.rollup_interval_s = 3600;
-    config.db_max_connections = 32;
-    let state = wattlas_server::state::AppState::new(db.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wattlas_server::startup::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: serde_json::Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
-    post(
-        "/api/v1/sites",
-        serde_json::json!({"name": "bench", "timezone": "UTC"}),
-    )
-    .await?
-    .error_for_status()?;
+    let server = InProcess::start(base_url, "wattlas_bench_ingest", |config| {
+        config.rollup_interval_s = 3600;
+        config.db_max_connections = 32;
+    })
+    .await?;
+    let (db, base, http) = (server.db.clone(), server.base.clone(), server.http.clone());
     let mut tokens = Vec::new();
     for n in 0..sizes.ingest_nodes {
-        let r = post(
-            "/api/v1/nodes",
-            serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
-        )
-        .await?
-        .error_for_status()?;
+        let r = server
+            .post(
+                "/api/v1/nodes",
+                serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
+            )
+            .await?;
         let v: serde_json::Value = r.json().await?;
         tokens.push(v["token"].as_str().context("token")?.to_owned());
     }
@@ -656,9 +680,7 @@ async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, St
     )
     .await?;
     let copy_secs = started.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    let _ = server.await;
-    db.close().await;
+    server.stop().await;
     let http_rate = samples_total as f64 / http_secs;
     let copy_rate = samples_total as f64 / copy_secs;
     Ok(vec![
