@@ -97,10 +97,12 @@ fn bare(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Whether a CSV line is a header line.
+/// Whether a CSV line is a header line (asked of every line: no allocation).
 pub fn is_csv_header(line: &str) -> bool {
-    line.split(',')
-        .any(|c| HEADER_NAMES.contains(&bare(c).as_str()))
+    line.split(',').any(|c| {
+        let name = c.split(" [").next().unwrap_or(c).trim();
+        HEADER_NAMES.iter().any(|h| h.eq_ignore_ascii_case(name))
+    })
 }
 
 /// Whether a line is a dmon comment (header or units line).
