@@ -18,7 +18,7 @@ pub async fn user(db: &PgPool, action: UserAction, input: impl BufRead) -> anyho
             role,
             no_password,
         } => {
-            crate::extract::check_user_name(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::service::check_user_name(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
             let hash = if no_password {
                 None
             } else {
@@ -96,7 +96,7 @@ pub async fn statement(
                 args.output.display()
             )
         })?;
-    let q = crate::routes::jobs::ListQuery {
+    let q = crate::service::jobs::list::ListQuery {
         user: args.user,
         site: args.site,
         tag: args.tag,
@@ -108,7 +108,7 @@ pub async fn statement(
     let scope = crate::auth::JobScope::All;
     let mut filter = q.filter(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
     filter.ids = ids.clone();
-    let description = crate::routes::statements::describe(&q, ids.as_deref());
+    let description = crate::service::jobs::list::describe(&q, ids.as_deref());
     let st = crate::statement::gather(state, &scope, filter, description)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,8 +1,13 @@
-//! The one error type at the HTTP boundary. Client errors carry a message meant for the client; internal
-//! errors are logged once with their cause and shown to the client as an opaque message.
-//! Under `/api` errors are JSON `{"error": "..."}`; pages get an HTML error page (`PageError`).
+//! The one error type at the HTTP boundary. Client errors carry a message meant for the client; server
+//! errors keep their cause chain, are shown to the client as an opaque message, and are logged once,
+//! with the route that failed, by `log_server_errors`.
+//! Under `/api` errors are JSON `{"error": "..."}`; pages get an HTML error page (`PageError`), and a
+//! page that renders is a `Page`.
 
+use askama::Template;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use thiserror::Error;
 use wattlas_protocol::ApiError;
@@ -22,9 +27,9 @@ pub enum AppError {
     /// A stored raw block could not be decoded.
     #[error("stored samples are unreadable")]
     Codec(#[from] crate::codec::CodecError),
-    /// Anything else that is our fault.
-    #[error("{0}")]
-    Internal(String),
+    /// Anything else that is our fault, with its cause chain.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 impl AppError {
@@ -48,6 +53,10 @@ impl AppError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::CONFLICT, msg.into())
     }
+    /// 500 for something that should not happen, with what happened.
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Self::Internal(anyhow::anyhow!("{msg}"))
+    }
 
     /// The status code answered.
     pub fn status(&self) -> StatusCode {
@@ -60,19 +69,47 @@ impl AppError {
         }
     }
 
-    /// The message shown to the client; internal causes are logged here, once.
+    /// The message shown to the client: never a server error's cause.
     fn client_message(&self) -> String {
         match self {
             Self::Client(_, msg) => msg.clone(),
-            Self::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                "database unavailable, retry later".to_owned()
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                "internal error".to_owned()
-            }
+            Self::Unavailable(_) => "database unavailable, retry later".to_owned(),
+            _ => "internal error".to_owned(),
         }
+    }
+
+    /// What went wrong, for the log: the error and each cause under it, `a: b: c`.
+    pub fn cause_chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        // `Internal` is transparent: its own message is already the first link.
+        if let Self::Internal(e) = self {
+            out = format!("{e:#}");
+            source = None;
+        }
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+
+    /// The response, carrying the cause of a server error for `log_server_errors`.
+    fn respond(self, body: impl FnOnce(StatusCode, String) -> Response) -> Response {
+        let status = self.status();
+        let mut response = body(status, self.client_message());
+        if status.is_server_error() {
+            response
+                .extensions_mut()
+                .insert(ServerErrorCause(self.cause_chain()));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 
@@ -94,19 +131,72 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::db::Error> for AppError {
+    fn from(e: crate::db::Error) -> Self {
+        match e {
+            crate::db::Error::Sql(e) => e.into(),
+            crate::db::Error::Codec(e) => e.into(),
+        }
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("rendering a page"))
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = axum::Json(ApiError {
-            error: self.client_message(),
-        });
-        let mut response = (status, body).into_response();
+        self.respond(|status, message| {
+            (status, axum::Json(ApiError { error: message })).into_response()
+        })
+    }
+}
+
+/// The cause of a 5xx answer, from the handler to `log_server_errors`.
+#[derive(Debug, Clone)]
+pub struct ServerErrorCause(pub String);
+
+/// Logs each 5xx answer once, with the route that matched and the cause chain (or the status alone
+/// where the answer came from elsewhere: a panic, a timeout).
+pub async fn log_server_errors(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_server_error() {
+        let cause = response.extensions().get::<ServerErrorCause>();
+        let cause = cause.map_or("", |c| c.0.as_str());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            tracing::warn!(%method, route, status = status.as_u16(), cause, "unavailable");
+        } else {
+            tracing::error!(%method, route, status = status.as_u16(), cause, "server error");
         }
-        response
+    }
+    response
+}
+
+/// The HTML error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+    /// Header (empty: errors do not look up who is asking).
+    pub nav: crate::auth::session::Nav,
+}
+
+impl ErrorPage {
+    /// The page, or its message as text if the template fails.
+    pub fn render_or_text(&self) -> String {
+        self.render()
+            .unwrap_or_else(|_| format!("{} {}", self.status, self.message))
     }
 }
 
@@ -122,13 +212,101 @@ impl<E: Into<AppError>> From<E> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
-        let message = self.0.client_message();
-        let page = crate::routes::pages::ErrorPage {
-            status: status.as_u16(),
-            message,
-            nav: crate::auth::session::Nav::default(),
-        };
-        (status, Html(page.render_or_text())).into_response()
+        self.0.respond(|status, message| {
+            let page = ErrorPage {
+                status: status.as_u16(),
+                message,
+                nav: crate::auth::session::Nav::default(),
+            };
+            (status, Html(page.render_or_text())).into_response()
+        })
+    }
+}
+
+/// A page that renders: an askama template answered as HTML, its rendering errors as error pages.
+pub struct Page<T>(pub T);
+
+impl<T: Template> IntoResponse for Page<T> {
+    fn into_response(self) -> Response {
+        match self.0.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => PageError(e.into()).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn failing() -> Result<(), AppError> {
+        let cause = std::io::Error::other("disk on fire");
+        Err(AppError::Internal(
+            anyhow::Error::new(cause).context("reading job 7"),
+        ))
+    }
+
+    #[test]
+    fn a_server_error_is_logged_once_with_its_route_and_cause_and_hidden_from_the_client() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let app = axum::Router::new()
+            .nest(
+                "/api/v1",
+                axum::Router::new().route("/jobs/{id}", get(failing)),
+            )
+            .route_layer(axum::middleware::from_fn(log_server_errors));
+        let response = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let request = axum::http::Request::get("/api/v1/jobs/7")
+                        .body(axum::body::Body::empty())
+                        .unwrap();
+                    let response = app.oneshot(request).await.unwrap();
+                    let status = response.status();
+                    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                        .await
+                        .unwrap();
+                    (status, String::from_utf8(body.to_vec()).unwrap())
+                })
+        });
+        assert_eq!(response.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.1, r#"{"error":"internal error"}"#,
+            "no cause shown"
+        );
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("server error")).collect();
+        assert_eq!(lines.len(), 1, "logged once: {log}");
+        assert!(
+            lines[0].contains("route=\"/api/v1/jobs/{id}\"")
+                && lines[0].contains("reading job 7: disk on fire"),
+            "{log}"
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod maintenance;
 pub mod metrics;
 pub mod routes;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod statement;

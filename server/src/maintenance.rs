@@ -154,10 +154,10 @@ const RUNNING_MAX_AGE_S: f64 = 30.0;
 /// and totals on it); returns how many.
 pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, AppError> {
     let jobs = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
-    let (taken, now) = (jobs.len(), Utc::now());
+    let taken = jobs.len();
     for job in jobs {
-        let (view, by_hour) = crate::routes::jobs::job_view_by_hour(state, job, now).await?;
-        crate::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+        let ctx = crate::service::jobs::JobContext::of(state, job).await?;
+        crate::service::jobs::computed_view(state, &ctx).await?;
     }
     Ok(taken)
 }

@@ -25,6 +25,10 @@ pub struct Metrics {
     samples_stored: AtomicU64,
     samples_duplicate: AtomicU64,
     readings_stored: AtomicU64,
+    /// Reads of a job's allocations, and integrations of a job's energy over its samples: a job page
+    /// costs one of each at most.
+    allocation_reads: AtomicU64,
+    energy_integrations: AtomicU64,
     /// Refused writes by route and HTTP status.
     rejected: Mutex<BTreeMap<(String, u16), u64>>,
     /// Sign-ins by outcome (accepted, refused, limited, busy).
@@ -50,6 +54,24 @@ impl Metrics {
     /// Facility readings were committed.
     pub fn readings(&self, stored: u64) {
         self.readings_stored.fetch_add(stored, Ordering::Relaxed);
+    }
+
+    /// A job's allocations were read.
+    pub fn allocation_read(&self) {
+        self.allocation_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job's energy was integrated over its samples.
+    pub fn energy_integration(&self) {
+        self.energy_integrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(allocation reads, energy integrations)` so far.
+    pub fn job_reads(&self) -> (u64, u64) {
+        (
+            self.allocation_reads.load(Ordering::Relaxed),
+            self.energy_integrations.load(Ordering::Relaxed),
+        )
     }
 
     /// A sign-in ended so.
@@ -152,6 +174,21 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "counter",
         "Facility meter readings stored.",
         m.readings_stored.load(Ordering::Relaxed),
+    );
+    let (allocation_reads, integrations) = m.job_reads();
+    single(
+        &mut out,
+        "wattlas_job_allocation_reads_total",
+        "counter",
+        "Reads of a job's allocations (a job page makes one).",
+        allocation_reads,
+    );
+    single(
+        &mut out,
+        "wattlas_job_energy_integrations_total",
+        "counter",
+        "Integrations of a job's energy over its samples (a job page makes one at most).",
+        integrations,
     );
     family(
         &mut out,

@@ -5,7 +5,7 @@
 //! duration and its IT energy. Jobs are grouped by cap (to the watt); each group's mean duration and
 //! mean energy are compared with the baseline group's.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One job of a comparison.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,7 @@ pub struct CapJob {
 }
 
 /// One cap of a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapRow {
     /// Cap, W.
     pub power_cap_w: f64,
@@ -98,7 +98,7 @@ pub fn compare(
 }
 
 /// The cap to apply: least energy within a slowdown budget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapAdvice {
     /// Largest accepted slowdown, % over the baseline's time.
     pub slowdown_budget_pct: f64,

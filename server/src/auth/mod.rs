@@ -204,7 +204,7 @@ impl Identity {
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 msg.clone(),
             )),
-            Self::Refused(AppErrorKind::Internal, msg) => Some(AppError::Internal(msg.clone())),
+            Self::Refused(AppErrorKind::Internal, msg) => Some(AppError::internal(msg)),
             _ => None,
         }
     }

@@ -65,19 +65,19 @@ pub async fn hash(password: String) -> Result<String, AppError> {
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(|e| AppError::Internal(e.into()))?;
     tokio::task::spawn_blocking(move || {
         let mut bytes = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
         let salt = SaltString::encode_b64(&bytes)
-            .map_err(|e| AppError::Internal(format!("encoding a salt: {e}")))?;
+            .map_err(|e| AppError::internal(format_args!("encoding a salt: {e}")))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+            .map_err(|e| AppError::internal(format_args!("hashing a password: {e}")))
     })
     .await
-    .map_err(|e| AppError::Internal(e.to_string()))?
+    .map_err(|e| AppError::Internal(e.into()))?
 }
 
 /// Whether `password` matches a stored PHC string (false for a malformed one), waiting for a slot.
@@ -86,7 +86,7 @@ pub async fn verify(password: String, stored: String) -> Result<bool, AppError> 
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(|e| AppError::Internal(e.into()))?;
     verify_in(slot, password, stored).await
 }
 
@@ -101,7 +101,7 @@ async fn verify_now(password: String, stored: String) -> Result<bool, AppError> 
             .unwrap_or(false)
     })
     .await
-    .map_err(|e| AppError::Internal(e.to_string()))
+    .map_err(|e| AppError::Internal(e.into()))
 }
 
 /// A hash of a random password nobody kept, made once: verified against when the user does not exist,

@@ -10,7 +10,6 @@ use sqlx::PgPool;
 
 use crate::analytics::energy::{energy_sorted, fetch_margin_ms, GpuEnergy};
 use crate::db::{rollups, samples};
-use crate::error::AppError;
 
 /// One node's part of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +62,7 @@ pub async fn job_energy(
     to_ms: i64,
     max_gap_ms: i64,
     bucket_ms: i64,
-) -> Result<JobEnergy, AppError> {
+) -> Result<JobEnergy, super::Error> {
     let bucket_ms = (bucket_ms / MINUTE_MS).max(1) * MINUTE_MS;
     let mut out = JobEnergy::default();
     if to_ms <= from_ms {
@@ -116,7 +115,7 @@ async fn raw_energy(
     max_gap_ms: i64,
     bucket_ms: i64,
     out: &mut JobEnergy,
-) -> Result<(), AppError> {
+) -> Result<(), super::Error> {
     if to_ms <= from_ms {
         return Ok(());
     }

@@ -70,7 +70,7 @@ const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name
         join sites s on s.id = j.site_id"#;
 
 /// A job by id.
-pub async fn by_id(db: &PgPool, id: &str) -> sqlx::Result<Option<Job>> {
+pub async fn by_id(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(&format!("{JOB_COLUMNS}\n        where j.id = $1"))
         .bind(id)
         .fetch_optional(db)
@@ -268,7 +268,7 @@ pub async fn end(
 }
 
 /// A job's allocated GPUs, by node name then index.
-pub async fn allocations(db: &PgPool, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
+pub async fn allocations(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
     sqlx::query_as(
         r#"select a.node_id, n.name as node, a.gpu_index
         from job_allocations a

@@ -4,6 +4,7 @@
 //! the test suite against the real TimescaleDB: see the commit that introduced this for why.
 
 pub mod carbon;
+pub mod comparisons;
 pub mod energy;
 pub mod facility;
 pub mod jobs;
@@ -15,6 +16,18 @@ pub mod sites;
 pub mod users;
 
 use chrono::{DateTime, TimeZone, Utc};
+
+/// What reading or writing the store can fail with: the database, or a stored block that does not
+/// decode. Callers above (`service`, `routes`) decide what each means to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// A stored raw block could not be decoded.
+    #[error("stored samples are unreadable")]
+    Codec(#[from] crate::codec::CodecError),
+}
 
 /// Milliseconds since the epoch to a timestamp.
 pub fn ts(ms: i64) -> DateTime<Utc> {

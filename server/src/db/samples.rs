@@ -12,7 +12,6 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::codec::{self, RawSample};
 use crate::db::ts;
-use crate::error::AppError;
 
 /// Blocks hold samples of one aligned window of this length, so overlap searches are bounded.
 pub const BLOCK_WINDOW_MS: i64 = 300_000;
@@ -34,7 +33,7 @@ pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     mut samples: Vec<RawSample>,
-) -> Result<Stored, AppError> {
+) -> Result<Stored, super::Error> {
     let received = samples.len() as u64;
     samples.sort_by_key(|s| (s.t_ms, s.gpu));
     samples.dedup_by_key(|s| (s.t_ms, s.gpu));
@@ -151,7 +150,7 @@ pub async fn fetch(
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
-) -> Result<Vec<RawSample>, AppError> {
+) -> Result<Vec<RawSample>, super::Error> {
     let rows: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
         r#"select t_start, data
         from gpu_raw

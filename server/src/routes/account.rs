@@ -13,7 +13,7 @@ use crate::auth::session::{self, Nav, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::auth::{new_token, password, token_digest, Caller, Identity};
 use crate::db;
 use crate::error::{AppError, PageError};
-use crate::extract::{Form, Path, Query};
+use crate::extract::{ApiJson, Form, Path, Query};
 use crate::state::AppState;
 
 /// `/login`.
@@ -58,7 +58,7 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn render(page: &impl Template) -> Result<String, AppError> {
-    page.render().map_err(|e| AppError::Internal(e.to_string()))
+    page.render().map_err(AppError::from)
 }
 
 fn login_page(
@@ -416,12 +416,12 @@ pub async fn change_password(
 }
 
 /// `GET /api/v1/me`: who the token or session is.
-pub async fn me(caller: Caller) -> axum::Json<serde_json::Value> {
+pub async fn me(caller: Caller) -> ApiJson<serde_json::Value> {
     let body = match &caller {
         Caller::Admin => serde_json::json!({"kind": "admin-token", "role": "admin"}),
         Caller::User(u) => serde_json::json!({"kind": "user", "name": u.name, "role": u.role}),
         Caller::Node { name, .. } => serde_json::json!({"kind": "node", "name": name}),
         Caller::Meter { name, .. } => serde_json::json!({"kind": "meter", "name": name}),
     };
-    axum::Json(body)
+    ApiJson(body)
 }

@@ -70,15 +70,13 @@ async fn render(
         users: db::users::list(&state.db).await?,
         sites: db::sites::list_with_fallback(&state.db).await?,
         nodes: db::nodes::list(&state.db).await?,
-        meters: super::facility::meter_views(state, None).await?,
+        meters: crate::service::meters::meter_views(state, None).await?,
         new_token,
         message,
         error,
         roles: ["researcher", "staff", "admin"],
     };
-    let html = page
-        .render()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let html = page.render()?;
     Ok((status, Html(html)).into_response())
 }
 
@@ -105,7 +103,7 @@ pub struct NewUserForm {
 }
 
 async fn create_user(state: &AppState, form: NewUserForm) -> Result<Outcome, AppError> {
-    crate::extract::check_user_name(&form.name)?;
+    crate::service::check_user_name(&form.name)?;
     let role = role(&form.role)?;
     let hash = if form.password.is_empty() {
         None
@@ -224,7 +222,7 @@ pub async fn sites_create(
                 AppError::bad_request(format!("fallback_pue: '{text}' is not a number"))
             })?),
         };
-        let site = super::sites::create_site(
+        let site = crate::service::sites::create_site(
             &state,
             &NewSite {
                 name: form.name,
@@ -279,7 +277,7 @@ pub async fn meters_create(
 ) -> Result<Response, PageError> {
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
-    let outcome = super::facility::create_meter(
+    let outcome = crate::service::meters::create_meter(
         &state,
         &NewMeter {
             name: form.name,
@@ -288,7 +286,8 @@ pub async fn meters_create(
         },
     )
     .await
-    .map(|t| Outcome::Token(format!("meter '{}'", t.name), t.token));
+    .map(|t| Outcome::Token(format!("meter '{}'", t.name), t.token))
+    .map_err(AppError::from);
     render(&state, &viewer, outcome).await
 }
 
@@ -343,9 +342,9 @@ pub async fn rotate_token(
 pub async fn users_api(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<db::users::User>>, AppError> {
+) -> Result<ApiJson<Vec<db::users::User>>, AppError> {
     caller.require_admin()?;
-    Ok(axum::Json(db::users::list(&state.db).await?))
+    Ok(ApiJson(db::users::list(&state.db).await?))
 }
 
 /// `POST /api/v1/users` (admin): `{"name", "role", "password"?}`.
@@ -361,7 +360,7 @@ pub async fn users_api_create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(user): ApiJson<NewUser>,
-) -> Result<(StatusCode, axum::Json<db::users::User>), AppError> {
+) -> Result<(StatusCode, ApiJson<db::users::User>), AppError> {
     caller.require_admin()?;
     let name = user.name.clone();
     create_user(
@@ -376,6 +375,6 @@ pub async fn users_api_create(
     .await?;
     let created = db::users::by_name(&state.db, &name)
         .await?
-        .ok_or_else(|| AppError::Internal("user vanished".into()))?;
-    Ok((StatusCode::CREATED, axum::Json(created)))
+        .ok_or_else(|| AppError::internal("user vanished"))?;
+    Ok((StatusCode::CREATED, ApiJson(created)))
 }

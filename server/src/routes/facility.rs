@@ -10,75 +10,29 @@ use crate::auth::{self, Caller};
 use crate::db;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Path, Query};
+use crate::service::meters::{create_meter, meter_views};
 use crate::state::AppState;
-
-const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
 
 /// Creates a meter and its token (admin); the token is in this answer only.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(meter): ApiJson<NewMeter>,
-) -> Result<(StatusCode, axum::Json<MeterToken>), AppError> {
+) -> Result<(StatusCode, ApiJson<MeterToken>), AppError> {
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(create_meter(&state, &meter).await?),
+        ApiJson(create_meter(&state, &meter).await?),
     ))
-}
-
-/// Validates and stores a new meter with a fresh token (the API and the admin page).
-pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterToken, AppError> {
-    crate::extract::check_name("name", &meter.name)?;
-    let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
-    if !CATEGORIES.contains(&category.as_str()) {
-        return Err(AppError::bad_request(format!(
-            "category: '{category}' is not PUE1, PUE2 or PUE3"
-        )));
-    }
-    let site = db::sites::by_name(&state.db, &meter.site)
-        .await?
-        .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", meter.site)))?;
-    let token = auth::new_token("wm");
-    db::facility::create(
-        &state.db,
-        &meter.name,
-        site.id,
-        &category,
-        &auth::token_digest(&token),
-    )
-    .await?
-    .ok_or_else(|| AppError::conflict(format!("name: meter '{}' exists", meter.name)))?;
-    Ok(MeterToken {
-        name: meter.name.clone(),
-        token,
-    })
 }
 
 /// Lists meters with their last reading (staff and admins).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<MeterView>>, AppError> {
+) -> Result<ApiJson<Vec<MeterView>>, AppError> {
     caller.require_staff()?;
-    Ok(axum::Json(meter_views(&state, None).await?))
-}
-
-/// Meters (of one site, or all) with their last reading.
-pub async fn meter_views(
-    state: &AppState,
-    site_id: Option<i32>,
-) -> Result<Vec<MeterView>, AppError> {
-    let mut out = Vec::new();
-    for m in db::facility::list(&state.db, site_id).await? {
-        out.push(MeterView {
-            last_reading: db::facility::last_reading(&state.db, m.id).await?,
-            name: m.name,
-            site: m.site,
-            category: m.category,
-        });
-    }
-    Ok(out)
+    Ok(ApiJson(meter_views(&state, None).await?))
 }
 
 /// Takes a meter's readings: refuses the batch whole on the first invalid field; each (meter, time) once.
@@ -86,7 +40,7 @@ pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(batch): ApiJson<FacilityBatch>,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+) -> Result<ApiJson<serde_json::Value>, AppError> {
     validate(&batch.readings, Utc::now())?;
     let caller = caller.writer()?;
     let meter = match (&caller, &batch.meter) {
@@ -151,7 +105,7 @@ pub async fn ingest(
     state.pue_cache.invalidate(meter.site_id);
     state.metrics.readings(stored);
     let received = batch.readings.len() as u64;
-    Ok(axum::Json(
+    Ok(ApiJson(
         json!({ "stored": stored, "duplicates": received - stored }),
     ))
 }
@@ -179,7 +133,7 @@ pub async fn delete_readings(
     caller: Caller,
     Path(name): Path<String>,
     Query(range): Query<DeleteRange>,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+) -> Result<ApiJson<serde_json::Value>, AppError> {
     caller.require_admin()?;
     if range.to <= range.from {
         return Err(AppError::bad_request("to: must be after from"));
@@ -193,7 +147,7 @@ pub async fn delete_readings(
         .await?;
     tx.commit().await?;
     state.pue_cache.invalidate(meter.site_id);
-    Ok(axum::Json(json!({ "deleted": deleted })))
+    Ok(ApiJson(json!({ "deleted": deleted })))
 }
 
 /// Checks every reading; the first bad field refuses the whole batch.

@@ -29,7 +29,7 @@ pub async fn ingest_gpu(
     caller: Caller,
     Query(q): Query<IngestQuery>,
     ApiJson(batch): ApiJson<GpuBatch>,
-) -> Result<axum::Json<IngestResult>, AppError> {
+) -> Result<ApiJson<IngestResult>, AppError> {
     let import = match q.source.as_deref() {
         None => false,
         Some("import") => true,
@@ -91,7 +91,7 @@ pub async fn ingest_gpu(
     db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;
     state.metrics.ingested(stored.stored, stored.duplicates);
-    Ok(axum::Json(IngestResult {
+    Ok(ApiJson(IngestResult {
         stored: stored.stored,
         duplicates: stored.duplicates,
     }))

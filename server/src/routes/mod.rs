@@ -47,7 +47,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/jobs", post(jobs::create).get(jobs::list))
-        .route("/jobs.csv", get(jobs::export_api))
+        .route("/jobs.csv", get(jobs::csv::export_api))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/end", post(jobs::end))
         .route(
@@ -103,10 +103,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/nodes", post(admin::nodes_create))
         .route("/admin/meters", post(admin::meters_create))
         .route("/admin/{kind}/{name}/token", post(admin::rotate_token))
-        .route("/jobs", get(jobs::list_page))
-        .route("/jobs.csv", get(jobs::export_page))
-        .route("/jobs/{id}", get(jobs::show_page))
-        .route("/jobs/{id}/{chart}", get(jobs::gpu_chart))
+        .route("/jobs", get(jobs::pages::list_page))
+        .route("/jobs.csv", get(jobs::csv::export_page))
+        .route("/jobs/{id}", get(jobs::pages::show_page))
+        .route("/jobs/{id}/{chart}", get(jobs::charts::gpu_chart))
         .route("/jobs/{id}/progress/{metric}", get(progress::chart))
         .route("/sites", get(sites::list_page))
         .route("/statement", get(statements::page))
@@ -123,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::metrics))
+        // Each 5xx is logged once, here, with the route that matched and its cause.
+        .route_layer(axum::middleware::from_fn(crate::error::log_server_errors))
         .with_state(state)
         // The limit applies to the decoded body, so a small gzip bomb cannot get past it.
         .layer(DefaultBodyLimit::max(max_body))
@@ -149,7 +151,12 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged by `log_server_errors` with their cause; the trace says only the status.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         // The last line of defence: a panic in a handler answers 500 with a JSON error and is logged
         // once, instead of dropping the connection with a backtrace.
         .layer(CatchPanicLayer::custom(panic_response))

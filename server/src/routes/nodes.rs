@@ -15,17 +15,17 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(node): ApiJson<NewNode>,
-) -> Result<(StatusCode, axum::Json<NodeToken>), AppError> {
+) -> Result<(StatusCode, ApiJson<NodeToken>), AppError> {
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(create_node(&state, &node).await?),
+        ApiJson(create_node(&state, &node).await?),
     ))
 }
 
 /// Validates and stores a new node with a fresh token (the API and the admin page).
 pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken, AppError> {
-    crate::extract::check_name("name", &node.name)?;
+    crate::service::check_name("name", &node.name)?;
     let site = db::sites::by_name(&state.db, &node.site)
         .await?
         .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", node.site)))?;
@@ -43,7 +43,7 @@ pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken, 
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<NodeView>>, AppError> {
+) -> Result<ApiJson<Vec<NodeView>>, AppError> {
     caller.require_staff()?;
     let mut out = Vec::new();
     for n in db::nodes::list(&state.db).await? {
@@ -55,5 +55,5 @@ pub async fn list(
             dropped_samples_total: n.dropped_samples_total.max(0) as u64,
         });
     }
-    Ok(axum::Json(out))
+    Ok(ApiJson(out))
 }

@@ -1,28 +1,8 @@
-//! Pages shared by every feature: the error page, the stylesheet, the front page.
+//! Pages shared by every feature: the stylesheet, the favicon, the front page (the error page is
+//! `error::ErrorPage`).
 
-use askama::Template;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
-
-/// The HTML error page.
-#[derive(Template)]
-#[template(path = "error.html")]
-pub struct ErrorPage {
-    /// HTTP status.
-    pub status: u16,
-    /// What went wrong.
-    pub message: String,
-    /// Header (empty: errors do not look up who is asking).
-    pub nav: crate::auth::session::Nav,
-}
-
-impl ErrorPage {
-    /// The page, or its message as text if the template fails.
-    pub fn render_or_text(&self) -> String {
-        self.render()
-            .unwrap_or_else(|_| format!("{} {}", self.status, self.message))
-    }
-}
 
 /// `/` leads to the jobs.
 pub async fn index() -> Redirect {

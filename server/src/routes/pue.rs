@@ -5,130 +5,28 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::Deserialize;
 use wattlas_protocol::{HourlyPue, MeterView};
 
-use crate::analytics::pue::{self, DayPue, HourPue, WhenToRun, YearVariation};
+use crate::analytics::pue::{self, DayPue, YearVariation};
 use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
 use crate::charts;
-use crate::db;
 use crate::error::{AppError, PageError};
-use crate::extract::{Path, Query};
+use crate::extract::{ApiJson, Path, Query};
+use crate::service::csv_cell;
+use crate::service::pue::{
+    advice, as_hour_pue, hours, local_midnight, profile, site_tz, variation_of, year_bounds,
+    Advice, VariationView, MONTHS,
+};
 use crate::state::AppState;
-
-/// A site and its zone.
-pub struct SiteTz {
-    /// The site.
-    pub site: db::sites::Site,
-    /// Its zone.
-    pub tz: Tz,
-}
-
-/// The site by name, or 404.
-pub async fn site_tz(state: &AppState, name: &str) -> Result<SiteTz, AppError> {
-    let site = db::sites::by_name(&state.db, name)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no site '{name}'")))?;
-    let tz: Tz = site
-        .timezone
-        .parse()
-        .map_err(|_| AppError::Internal(format!("site {} has a bad zone", site.name)))?;
-    Ok(SiteTz { site, tz })
-}
-
-/// An instant on a local hour boundary, so hourly buckets are local hours even with half-hour offsets.
-fn local_origin(tz: Tz) -> DateTime<Utc> {
-    NaiveDate::from_ymd_opt(2000, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|t| tz.from_local_datetime(&t).earliest())
-        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc))
-}
-
-fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    date.and_hms_opt(0, 0, 0)
-        .and_then(|t| tz.from_local_datetime(&t).earliest())
-        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc))
-}
-
-fn year_bounds(tz: Tz, year: i32) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
-    let first = NaiveDate::from_ymd_opt(year, 1, 1)
-        .ok_or_else(|| AppError::bad_request(format!("year: {year} is not a year")))?;
-    let next = NaiveDate::from_ymd_opt(year + 1, 1, 1)
-        .ok_or_else(|| AppError::bad_request(format!("year: {year} is not a year")))?;
-    Ok((local_midnight(tz, first), local_midnight(tz, next)))
-}
-
-/// Hourly PUE of a site over `[from, to)` in local hours.
-pub async fn hours(
-    state: &AppState,
-    s: &SiteTz,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<db::facility::Hour>, AppError> {
-    let origin = local_origin(s.tz);
-    let key = (
-        s.site.id,
-        from.timestamp(),
-        to.timestamp(),
-        origin.timestamp(),
-    );
-    if let Some(hours) = state.pue_cache.get(key) {
-        return Ok(hours.to_vec());
-    }
-    let version = state.pue_cache.version(s.site.id);
-    let hours = db::facility::hourly(&state.db, s.site.id, from, to, origin).await?;
-    state
-        .pue_cache
-        .put(key, version, std::sync::Arc::new(hours.clone()));
-    Ok(hours)
-}
-
-fn as_hour_pue(hours: &[db::facility::Hour]) -> Vec<HourPue> {
-    hours
-        .iter()
-        .map(|h| HourPue {
-            start: h.hour,
-            pue: h.mean_pue,
-        })
-        .collect()
-}
 
 /// `?year=`.
 #[derive(Debug, Deserialize)]
 pub struct YearQuery {
     /// Year (default: the current one in the site's zone).
     pub year: Option<i32>,
-}
-
-/// Table 1 as served: the site, the year and the variation.
-#[derive(Debug, Serialize)]
-pub struct VariationView {
-    /// Site.
-    pub site: String,
-    /// Year.
-    pub year: i32,
-    /// Table 1.
-    #[serde(flatten)]
-    pub variation: YearVariation,
-}
-
-async fn variation_of(
-    state: &AppState,
-    site: &str,
-    year: Option<i32>,
-) -> Result<VariationView, AppError> {
-    let s = site_tz(state, site).await?;
-    let year = year.unwrap_or_else(|| Utc::now().with_timezone(&s.tz).year());
-    let (from, to) = year_bounds(s.tz, year)?;
-    let hourly = hours(state, &s, from, to).await?;
-    Ok(VariationView {
-        site: s.site.name,
-        year,
-        variation: pue::variation(&as_hour_pue(&hourly), s.tz, year),
-    })
 }
 
 /// Table 1 as CSV: a row per month and one for the year.
@@ -158,24 +56,6 @@ pub fn variation_csv(v: &VariationView) -> String {
     out
 }
 
-/// A CSV cell, quoted where needed and defused against spreadsheet formula injection.
-pub fn csv_cell(s: &str) -> String {
-    // Spreadsheets skip leading blanks before reading a formula: `  =cmd` is one too.
-    let defused = if s.starts_with(['\t', '\r'])
-        || s.trim_start_matches([' ', '\t', '\r', '\n', '\u{a0}'])
-            .starts_with(['=', '+', '-', '@'])
-    {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
-}
-
 /// `GET /api/v1/sites/{site}/pue/variation?year=Y` (JSON, or CSV with `Accept: text/csv`).
 pub async fn variation(
     State(state): State<AppState>,
@@ -193,7 +73,7 @@ pub async fn variation(
     Ok(if wants_csv {
         csv_response(&v)
     } else {
-        axum::Json(v).into_response()
+        ApiJson(v).into_response()
     })
 }
 
@@ -261,12 +141,12 @@ pub async fn hourly(
     caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> Result<axum::Json<Vec<HourlyPue>>, AppError> {
+) -> Result<ApiJson<Vec<HourlyPue>>, AppError> {
     caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let (from, to) = q.window(Utc::now())?;
     let hourly = hours(&state, &s, from, to).await?;
-    Ok(axum::Json(
+    Ok(ApiJson(
         hourly
             .into_iter()
             .map(|h| HourlyPue {
@@ -286,7 +166,7 @@ pub async fn daily(
     caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<YearQuery>,
-) -> Result<axum::Json<Vec<DayPue>>, AppError> {
+) -> Result<ApiJson<Vec<DayPue>>, AppError> {
     caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let year = q
@@ -294,7 +174,7 @@ pub async fn daily(
         .unwrap_or_else(|| Utc::now().with_timezone(&s.tz).year());
     let (from, to) = year_bounds(s.tz, year)?;
     let hourly = hours(&state, &s, from, to).await?;
-    Ok(axum::Json(pue::days(&as_hour_pue(&hourly), s.tz)))
+    Ok(ApiJson(pue::days(&as_hour_pue(&hourly), s.tz)))
 }
 
 /// `?hours=&it_kwh=`.
@@ -306,70 +186,13 @@ pub struct AdviceQuery {
     pub it_kwh: Option<f64>,
 }
 
-/// When to run, with the saving versus now.
-#[derive(Debug, Clone, Serialize)]
-pub struct Advice {
-    /// The expected PUE now and at the best hour and month.
-    #[serde(flatten)]
-    pub when: WhenToRun,
-    /// Saving of the best hour this month versus now, % of facility energy.
-    pub best_hour_saving_pct: Option<f64>,
-    /// Same, kWh (given `it_kwh`).
-    pub best_hour_saving_kwh: Option<f64>,
-    /// Saving of the best month versus now, %.
-    pub best_month_saving_pct: Option<f64>,
-    /// Same, kWh (given `it_kwh`).
-    pub best_month_saving_kwh: Option<f64>,
-}
-
-/// The month x hour profile of the last 365 days.
-pub async fn profile(state: &AppState, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12], AppError> {
-    // To the end of this hour, so that the window (and the cached result) holds for the hour.
-    let next_hour = (Utc::now().timestamp() / 3600 + 1) * 3600;
-    let to = DateTime::from_timestamp(next_hour, 0).unwrap_or_else(Utc::now);
-    let hourly = hours(state, s, to - Duration::days(365), to).await?;
-    Ok(pue::month_hour_profile(&as_hour_pue(&hourly), s.tz))
-}
-
-/// Advice for a job of `length_h` hours and `it_kwh` of IT energy, compared with starting now.
-pub fn advice(
-    profile: &[[Option<f64>; 24]; 12],
-    now: DateTime<Tz>,
-    length_h: usize,
-    it_kwh: Option<f64>,
-) -> Advice {
-    let when = pue::when_to_run(
-        profile,
-        now.month0() as usize,
-        now.hour() as usize,
-        length_h,
-    );
-    let pct = |best: Option<f64>| match (when.now_pue, best) {
-        (Some(n), Some(b)) if n > 0.0 => Some((n - b) / n * 100.0),
-        _ => None,
-    };
-    let kwh = |best: Option<f64>| match (when.now_pue, best, it_kwh) {
-        (Some(n), Some(b), Some(e)) => Some(e * (n - b)),
-        _ => None,
-    };
-    let hour_pue = when.best_hour.map(|h| h.1);
-    let month_pue = when.best_month.map(|m| m.2);
-    Advice {
-        best_hour_saving_pct: pct(hour_pue),
-        best_hour_saving_kwh: kwh(hour_pue),
-        best_month_saving_pct: pct(month_pue),
-        best_month_saving_kwh: kwh(month_pue),
-        when,
-    }
-}
-
 /// `GET /api/v1/sites/{site}/pue/advice?hours=N[&it_kwh=E]`.
 pub async fn advice_route(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
     Query(q): Query<AdviceQuery>,
-) -> Result<axum::Json<Advice>, AppError> {
+) -> Result<ApiJson<Advice>, AppError> {
     caller.require_person()?;
     let s = site_tz(&state, &site).await?;
     let length = q.hours.unwrap_or(1);
@@ -377,7 +200,7 @@ pub async fn advice_route(
         return Err(AppError::bad_request("hours: must be 1 to 744"));
     }
     let p = profile(&state, &s).await?;
-    Ok(axum::Json(advice(
+    Ok(ApiJson(advice(
         &p,
         Utc::now().with_timezone(&s.tz),
         length,
@@ -432,22 +255,6 @@ pub struct PuePage {
     pub month_names: [&'static str; 12],
 }
 
-/// Month names for tables.
-pub const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 /// `GET /sites/{site}/pue`.
 pub async fn page(
     State(state): State<AppState>,
@@ -468,7 +275,7 @@ pub async fn page(
         &days,
         year,
     )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    .map_err(charts::ChartError::from)?;
 
     // Figure 5: the chosen week, or the last full week of the year's data.
     let week = match q.week {
@@ -491,15 +298,15 @@ pub async fn page(
         week_from,
         s.tz,
     )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    .map_err(charts::ChartError::from)?;
 
     let profile = pue::month_hour_profile(&hour_pue, s.tz);
     let heatmap_svg = charts::pue::heatmap(
         &format!("Mean PUE by month and hour of day, {year}"),
         &profile,
     )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    let last_year = self::profile(&state, &s).await?;
+    .map_err(charts::ChartError::from)?;
+    let last_year = crate::service::pue::profile(&state, &s).await?;
     let advice = [1, 4, 12, 24, 24 * 7]
         .into_iter()
         .map(|h| AdviceRow {
@@ -509,7 +316,7 @@ pub async fn page(
         .collect();
     // Meters are facility detail: staff and admins see them.
     let meters = if viewer.is_staff() {
-        super::facility::meter_views(&state, Some(s.site.id)).await?
+        crate::service::meters::meter_views(&state, Some(s.site.id)).await?
     } else {
         Vec::new()
     };
@@ -527,21 +334,5 @@ pub async fn page(
         advice,
         month_names: MONTHS,
     };
-    Ok(Html(
-        page.render()
-            .map_err(|e| AppError::Internal(e.to_string()))?,
-    ))
-}
-
-#[cfg(test)]
-mod csv_tests {
-    use super::csv_cell;
-
-    #[test]
-    fn csv_cells_are_defused_behind_blanks_too() {
-        assert_eq!(csv_cell("=1+1"), "'=1+1");
-        assert_eq!(csv_cell("  =HYPERLINK(1)"), "'  =HYPERLINK(1)");
-        assert_eq!(csv_cell("\n@SUM(A1)"), "\"'\n@SUM(A1)\"");
-        assert_eq!(csv_cell("a - b"), "a - b");
-    }
+    Ok(Html(page.render().map_err(AppError::from)?))
 }

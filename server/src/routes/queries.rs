@@ -21,9 +21,7 @@ pub const ROUTES: [&str; 8] = [
 ];
 
 fn parse<T: DeserializeOwned>(uri: &Uri) -> Result<T, AppError> {
-    axum::extract::Query::<T>::try_from_uri(uri)
-        .map(|q| q.0)
-        .map_err(|e| AppError::bad_request(e.body_text()))
+    crate::extract::Query::<T>::try_from_uri(uri).map(|q| q.0)
 }
 
 /// Parses and checks `query` as route `route` of [`ROUTES`] does.
@@ -33,13 +31,13 @@ pub fn check(route: &str, query: &str) -> Result<(), AppError> {
         .map_err(|_| AppError::bad_request("query: not a URI query"))?;
     match route {
         "jobs" => {
-            let q: super::jobs::ListQuery = parse(&uri)?;
+            let q: crate::service::jobs::list::ListQuery = parse(&uri)?;
             q.filter(&JobScope::All)?;
             q.sort()?;
             q.page()?;
         }
         "window" => {
-            let w: super::jobs::Window = parse(&uri)?;
+            let w: super::jobs::query::Window = parse(&uri)?;
             let start = Utc
                 .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
                 .single()
@@ -66,7 +64,7 @@ pub fn check(route: &str, query: &str) -> Result<(), AppError> {
         }
         "statement" => {
             let _: super::statements::StatementQuery = parse(&uri)?;
-            let q: super::jobs::ListQuery = parse(&uri)?;
+            let q: crate::service::jobs::list::ListQuery = parse(&uri)?;
             q.filter(&JobScope::All)?;
         }
         other => return Err(AppError::bad_request(format!("route: no route '{other}'"))),

@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
+use crate::service::sites::{check_settings, create_site, site_view};
 use crate::state::AppState;
 
 /// Creates a site (admin).
@@ -20,97 +21,12 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(site): ApiJson<NewSite>,
-) -> Result<(StatusCode, axum::Json<SiteView>), AppError> {
+) -> Result<(StatusCode, ApiJson<SiteView>), AppError> {
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(create_site(&state, &site).await?),
+        ApiJson(create_site(&state, &site).await?),
     ))
-}
-
-/// Checks settings a site is created or updated with.
-fn check_settings(s: &SiteSettings) -> Result<(), AppError> {
-    if let Some(p) = s.fallback_pue {
-        if !p.is_finite() || !(1.0..=10.0).contains(&p) {
-            return Err(AppError::bad_request(format!(
-                "fallback_pue: {p} is outside 1..10"
-            )));
-        }
-    }
-    if let Some(g) = s.carbon_g_per_kwh {
-        if !g.is_finite() || !(0.0..=5000.0).contains(&g) {
-            return Err(AppError::bad_request(format!(
-                "carbon_g_per_kwh: {g} is outside 0..5000"
-            )));
-        }
-    }
-    if let Some(p) = s.price_per_kwh {
-        if !p.is_finite() || !(0.0..=100.0).contains(&p) {
-            return Err(AppError::bad_request(format!(
-                "price_per_kwh: {p} is outside 0..100"
-            )));
-        }
-    }
-    if let Some(c) = &s.currency {
-        if c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(AppError::bad_request(format!(
-                "currency: '{c}' is not an ISO 4217 code like EUR"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn site_view(row: db::sites::SiteRow) -> SiteView {
-    SiteView {
-        name: row.name,
-        timezone: row.timezone,
-        fallback_pue: row.fallback_pue,
-        carbon_g_per_kwh: row.carbon_g_per_kwh,
-        price_per_kwh: row.price_per_kwh,
-        currency: row.currency,
-    }
-}
-
-/// Validates and stores a new site (the API and the admin page).
-pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView, AppError> {
-    if site.name.trim().is_empty() || site.name.len() > 100 {
-        return Err(AppError::bad_request("name: must be 1 to 100 characters"));
-    }
-    if site.timezone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(AppError::bad_request(format!(
-            "timezone: '{}' is not an IANA time zone",
-            site.timezone
-        )));
-    }
-    let settings = SiteSettings {
-        fallback_pue: site.fallback_pue,
-        carbon_g_per_kwh: site.carbon_g_per_kwh,
-        price_per_kwh: site.price_per_kwh,
-        currency: site.currency.clone(),
-    };
-    check_settings(&settings)?;
-    let mut tx = state.db.begin().await?;
-    let created = db::sites::create(
-        &mut tx,
-        &site.name,
-        &site.timezone,
-        site.fallback_pue.unwrap_or(1.58),
-    )
-    .await?
-    .ok_or_else(|| AppError::conflict(format!("name: site '{}' exists", site.name)))?;
-    let row = db::sites::update_settings(
-        &mut *tx,
-        &created.name,
-        None,
-        settings.carbon_g_per_kwh,
-        settings.price_per_kwh,
-        settings.currency.as_deref(),
-    )
-    .await?
-    .ok_or_else(|| AppError::Internal("site vanished".into()))?;
-    tx.commit().await?;
-    Ok(site_view(row))
 }
 
 /// `PUT /api/v1/sites/{site}` (admin): fallback PUE, carbon intensity, price, currency.
@@ -119,7 +35,7 @@ pub async fn update(
     caller: Caller,
     Path(site): Path<String>,
     ApiJson(settings): ApiJson<SiteSettings>,
-) -> Result<axum::Json<SiteView>, AppError> {
+) -> Result<ApiJson<SiteView>, AppError> {
     caller.require_admin()?;
     check_settings(&settings)?;
     let row = db::sites::update_settings(
@@ -134,17 +50,17 @@ pub async fn update(
     .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
     // Fallback PUE, intensity and price enter every job's stored view.
     db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
-    Ok(axum::Json(site_view(row)))
+    Ok(ApiJson(site_view(row)))
 }
 
 /// Lists sites (people, any role).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<SiteView>>, AppError> {
+) -> Result<ApiJson<Vec<SiteView>>, AppError> {
     caller.require_person()?;
     let sites = db::sites::list_with_fallback(&state.db).await?;
-    Ok(axum::Json(sites.into_iter().map(site_view).collect()))
+    Ok(ApiJson(sites.into_iter().map(site_view).collect()))
 }
 
 /// Parses a carbon-intensity CSV (`time,g_per_kwh`, RFC 3339 times; a header line is optional),
@@ -188,7 +104,7 @@ pub async fn carbon_ingest(
     Path(site): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+) -> Result<ApiJson<serde_json::Value>, AppError> {
     caller.require_admin()?;
     let site_row = db::sites::by_name(&state.db, &site)
         .await?
@@ -222,7 +138,7 @@ pub async fn carbon_ingest(
     let times = points.iter().map(|p| p.time);
     db::jobs::mark_site_energy_stale(&state.db, site_row.id, times.clone().min(), times.max())
         .await?;
-    Ok(axum::Json(
+    Ok(ApiJson(
         serde_json::json!({ "points": points.len(), "stored": stored }),
     ))
 }
@@ -247,8 +163,5 @@ pub async fn list_page(
         nav: viewer.nav(),
         sites,
     };
-    Ok(Html(
-        page.render()
-            .map_err(|e| AppError::Internal(e.to_string()))?,
-    ))
+    Ok(Html(page.render().map_err(AppError::from)?))
 }

@@ -6,11 +6,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::jobs::ListQuery;
 use crate::auth::session::Viewer;
 use crate::auth::{Caller, JobScope};
 use crate::error::{AppError, PageError};
 use crate::extract::Query;
+use crate::service::jobs::list::{describe, ListQuery};
 use crate::state::AppState;
 use crate::statement::{self, Format};
 
@@ -21,41 +21,6 @@ pub struct StatementQuery {
     pub jobs: Option<String>,
     /// pdf (default), md, tex, json or csv.
     pub format: Option<String>,
-}
-
-/// The filter's description in words, for the statement's subtitle.
-pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
-    let mut parts = Vec::new();
-    match ids {
-        Some([one]) => parts.push(format!("job {one}")),
-        Some(ids) => parts.push(format!("{} listed jobs", ids.len())),
-        None => parts.push("jobs".to_owned()),
-    }
-    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-    if let Some(u) = nonempty(&q.user) {
-        parts.push(format!("of user {u}"));
-    }
-    if let Some(s) = nonempty(&q.site) {
-        parts.push(format!("at site {s}"));
-    }
-    if let Some(t) = nonempty(&q.tag) {
-        parts.push(format!("tagged {t}"));
-    }
-    if let Some(c) = nonempty(&q.cap) {
-        parts.push(format!("capped at {c} W"));
-    }
-    if let Some(f) = nonempty(&q.from) {
-        parts.push(format!("from {f}"));
-    }
-    if let Some(t) = nonempty(&q.to) {
-        parts.push(format!("to {t}"));
-    }
-    match q.state.as_deref() {
-        Some("running") => parts.push("(running)".to_owned()),
-        Some("finished") => parts.push("(finished)".to_owned()),
-        _ => {}
-    }
-    parts.join(" ")
 }
 
 /// One statement at a time per person: a render of 10,000 jobs takes seconds and a core, so a second

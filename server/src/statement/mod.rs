@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
 use crate::auth::JobScope;
 use crate::db;
-use crate::error::AppError;
+use crate::service::{Error, Result};
 use crate::state::AppState;
 
 /// Most jobs one statement covers.
@@ -34,16 +34,17 @@ pub enum Format {
 
 impl Format {
     /// By name (`pdf`, `md`, `tex`, `json`, `csv`) or by file extension.
-    pub fn parse(name: &str) -> Result<Self, AppError> {
+    pub fn parse(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "pdf" => Ok(Self::Pdf),
             "md" | "markdown" => Ok(Self::Markdown),
             "tex" | "latex" => Ok(Self::Latex),
             "json" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
-            other => Err(AppError::bad_request(format!(
-                "format: expected pdf, md, tex, json or csv, got '{other}'"
-            ))),
+            other => Err(Error::invalid(
+                "format",
+                format!("expected pdf, md, tex, json or csv, got '{other}'"),
+            )),
         }
     }
 
@@ -65,7 +66,7 @@ pub async fn gather(
     scope: &JobScope,
     filter: db::jobs::JobFilter,
     description: String,
-) -> Result<Statement, AppError> {
+) -> Result<Statement> {
     let rows = db::jobs::list(
         &state.db,
         &filter,
@@ -76,19 +77,19 @@ pub async fn gather(
     )
     .await?;
     if rows.len() as i64 > MAX_JOBS {
-        return Err(AppError::bad_request(format!(
+        return Err(Error::TooMany(format!(
             "a statement covers at most {MAX_JOBS} jobs: narrow the filter"
         )));
     }
     if rows.is_empty() {
-        return Err(AppError::not_found("no jobs match: nothing to state"));
+        return Err(Error::NotFound("no jobs match: nothing to state".into()));
     }
     let site_ids: BTreeMap<String, i32> = rows
         .iter()
         .map(|r| (r.job.site.clone(), r.job.site_id))
         .collect();
     // Stored summaries, recomputed where stale or missing; then each job's energy per hour.
-    let views = crate::routes::jobs::listed_views(state, rows).await?;
+    let views = crate::service::jobs::listed_views(state, rows).await?;
     let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
     let mut by_hour = db::jobs::energy_by_hour(&state.db, &ids).await?;
     let models = db::jobs::gpu_models(&state.db, &ids).await?;
@@ -103,17 +104,13 @@ pub async fn gather(
     workloads.dedup();
     for w in workloads {
         let tag = format!("workload:{w}");
-        match crate::routes::powercap::comparison(state, scope, &tag, None, None).await {
-            Ok(c) => {
-                for row in &c.caps {
-                    rel.insert(
-                        (w.clone(), row.power_cap_w.round() as i64),
-                        row.rel_energy_pct,
-                    );
-                }
+        if let Some(c) = crate::service::comparisons::stored(state, scope, &tag).await? {
+            for row in &c.caps {
+                rel.insert(
+                    (w.clone(), row.power_cap_w.round() as i64),
+                    row.rel_energy_pct,
+                );
             }
-            Err(AppError::Client(..)) => {}
-            Err(e) => return Err(e),
         }
     }
 
@@ -129,7 +126,7 @@ pub async fn gather(
     for (name, id) in &site_ids {
         let settings = db::sites::settings(&state.db, *id)
             .await?
-            .ok_or_else(|| AppError::Internal(format!("site {name} vanished")))?;
+            .ok_or_else(|| Error::internal(format!("site {name} vanished")))?;
         // The months around the jobs: each month's mean PUE tells low-PUE hours from others.
         let pue_by_hour = db::facility::hourly(
             &state.db,
@@ -397,9 +394,9 @@ pub fn latex(st: &Statement) -> String {
 }
 
 /// The statement as PDF.
-pub fn pdf(st: &Statement) -> Result<Vec<u8>, AppError> {
+pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
     let chart = crate::charts::statement::by_day("GPU energy per day", &st.by_day)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(|e| Error::Internal(crate::charts::ChartError::from(e).into()))?;
     let sites: Vec<[String; 5]> = st
         .sites
         .iter()
@@ -426,19 +423,17 @@ pub fn pdf(st: &Statement) -> Result<Vec<u8>, AppError> {
         "jobs_header": JOBS_HEADER,
         "jobs": job_cells(st),
     });
-    pdf::render(&data, &chart).map_err(|e| AppError::Internal(format!("typesetting: {e}")))
+    pdf::render(&data, &chart).map_err(|e| Error::internal(format!("typesetting: {e}")))
 }
 
 /// The statement in `format`.
-pub fn render(st: &Statement, format: Format) -> Result<Vec<u8>, AppError> {
+pub fn render(st: &Statement, format: Format) -> Result<Vec<u8>> {
     Ok(match format {
         Format::Pdf => pdf(st)?,
         Format::Markdown => markdown(st).into_bytes(),
         Format::Latex => latex(st).into_bytes(),
-        Format::Json => {
-            serde_json::to_vec_pretty(st).map_err(|e| AppError::Internal(e.to_string()))?
-        }
-        Format::Csv => crate::routes::jobs::jobs_csv(&st.jobs).into_bytes(),
+        Format::Json => serde_json::to_vec_pretty(st).map_err(anyhow::Error::from)?,
+        Format::Csv => crate::service::jobs::list::jobs_csv(&st.jobs).into_bytes(),
     })
 }
 

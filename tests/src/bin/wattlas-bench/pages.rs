@@ -531,7 +531,6 @@ async fn seed_energy(db: &PgPool, url: &str) -> anyhow::Result<usize> {
     );
     let ids = Arc::new(ids);
     let next = Arc::new(AtomicUsize::new(0));
-    let now = Utc::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (state, ids, next) = (state.clone(), ids.clone(), next.clone());
@@ -542,11 +541,12 @@ async fn seed_energy(db: &PgPool, url: &str) -> anyhow::Result<usize> {
                 let job = wattlas_server::db::jobs::by_id(&state.db, id)
                     .await?
                     .context("seeded job vanished")?;
-                let (view, by_hour) =
-                    wattlas_server::routes::jobs::job_view_by_hour(&state, job, now)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
-                wattlas_server::db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+                let ctx = wattlas_server::service::jobs::JobContext::of(&state, job)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
+                wattlas_server::service::jobs::computed_view(&state, &ctx)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
             }
             Ok::<_, anyhow::Error>(())
         }));

@@ -1,0 +1,287 @@
+//! The jobs pages: `/jobs` (filtered, sorted, paged, with totals) and `/jobs/{id}`.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::State;
+use wattlas_protocol::paths::encode_segment;
+use wattlas_protocol::JobView;
+
+use super::query::Window;
+use crate::auth::session::{Nav, Viewer};
+use crate::db;
+use crate::error::{Page, PageError};
+use crate::extract::{Path, Query};
+use crate::service::comparisons;
+use crate::service::jobs::coverage::{coverage_gaps, Gap};
+use crate::service::jobs::list::{list_views, ListQuery};
+use crate::service::jobs::timing::{format_energy, timing, Timing};
+use crate::service::jobs::{view_with_progress, JobContext};
+use crate::state::AppState;
+
+/// One row of the jobs page.
+pub struct JobRow {
+    /// The job.
+    pub job: JobView,
+    /// Its page's path.
+    pub href: String,
+}
+
+/// `/jobs`.
+#[derive(Template)]
+#[template(path = "jobs/list.html")]
+pub struct ListPage {
+    /// Header.
+    pub nav: Nav,
+    /// Rows shown.
+    pub rows: Vec<JobRow>,
+    /// Matching jobs in all pages.
+    pub total: u64,
+    /// The query, to keep filters in the form.
+    pub q: ListQuery,
+    /// Link to the previous page, if any.
+    pub prev: Option<String>,
+    /// Link to the next page, if any.
+    pub next: Option<String>,
+    /// Link to the CSV export of the filtered set.
+    pub csv: String,
+    /// Link to the energy statement of the filtered set (append the format).
+    pub statement: String,
+    /// Sums over the filtered set.
+    pub totals: wattlas_protocol::JobTotals,
+    /// Jobs of the set whose figure data arrived since is updating.
+    pub updating: u64,
+}
+
+impl ListPage {
+    fn current_sort(&self) -> (&str, bool) {
+        let key = self
+            .q
+            .sort
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("start");
+        (key, self.q.order.as_deref() != Some("asc"))
+    }
+
+    /// Link that sorts by `key`: descending first, flipping when already sorted by it.
+    pub fn sort_href(&self, key: &str) -> String {
+        let (current, descending) = self.current_sort();
+        let mut q = self.q.clone();
+        q.sort = Some(key.to_owned());
+        q.order = Some(
+            if current == key && descending {
+                "asc"
+            } else {
+                "desc"
+            }
+            .to_owned(),
+        );
+        page_link(&q, 0)
+    }
+
+    /// `aria-sort` of a column.
+    pub fn aria_sort(&self, key: &str) -> &'static str {
+        match self.current_sort() {
+            (k, true) if k == key => "descending",
+            (k, false) if k == key => "ascending",
+            _ => "none",
+        }
+    }
+
+    /// The arrow shown by a sorted column's name.
+    pub fn sort_mark(&self, key: &str) -> &'static str {
+        match self.aria_sort(key) {
+            "descending" => " ▼",
+            "ascending" => " ▲",
+            _ => "",
+        }
+    }
+}
+
+fn page_link(q: &ListQuery, offset: i64) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", encode_segment(&v)));
+        }
+    };
+    add("user", q.user.clone());
+    add("site", q.site.clone());
+    add("tag", q.tag.clone());
+    add("state", q.state.clone());
+    add("from", q.from.clone());
+    add("to", q.to.clone());
+    add("cap", q.cap.clone());
+    add("sort", q.sort.clone());
+    add("order", q.order.clone());
+    add("limit", q.limit.map(|l| l.to_string()));
+    add("offset", Some(offset.to_string()));
+    format!("/jobs?{}", parts.join("&"))
+}
+
+/// `GET /jobs`: the jobs page.
+pub async fn list_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> Result<Page<ListPage>, PageError> {
+    let list = list_views(&state, &viewer.job_scope(), &q).await?;
+    let (limit, offset) = q.page()?;
+    let rows = list
+        .jobs
+        .into_iter()
+        .map(|job| JobRow {
+            href: format!("/jobs/{}", encode_segment(&job.id)),
+            job,
+        })
+        .collect();
+    let prev = (offset > 0).then(|| page_link(&q, (offset - limit).max(0)));
+    let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
+    let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
+    let statement = page_link(&q, 0).replacen("/jobs?", "/statement?", 1);
+    Ok(Page(ListPage {
+        nav: viewer.nav(),
+        rows,
+        total: list.total,
+        totals: list.totals,
+        updating: list.updating,
+        q,
+        prev,
+        next,
+        csv,
+        statement,
+    }))
+}
+
+/// `/jobs/{id}`.
+#[derive(Template)]
+#[template(path = "jobs/show.html")]
+pub struct ShowPage {
+    /// Header.
+    pub nav: Nav,
+    /// The job.
+    pub job: JobView,
+    /// Tags as `key=value`, sorted.
+    pub tags: Vec<(String, String)>,
+    /// Path of the power chart (of the window shown).
+    pub chart: String,
+    /// Path of the utilisation chart.
+    pub util_chart: String,
+    /// The window shown, and links to others: (label, href).
+    pub window: Window,
+    /// Zoom links.
+    pub zooms: Vec<(String, String)>,
+    /// The allocated nodes' collectors: what they last reported, and what they had to drop.
+    pub nodes: Vec<db::nodes::Node>,
+    /// What running at the site's best hour this month, or in its best month, would have saved.
+    pub timing: Option<Timing>,
+    /// Reported training metrics against energy.
+    pub progress: Vec<ProgressRow>,
+    /// The first coverage gaps, and how many there are.
+    pub gaps: (Vec<Gap>, usize),
+    /// The cap advisor's proposal for the job's workload, with the comparison's link.
+    pub cap_advice: Option<(String, crate::analytics::powercap::CapAdvice)>,
+}
+
+/// One reported metric on the job page.
+pub struct ProgressRow {
+    /// Metric name.
+    pub name: String,
+    /// Its chart.
+    pub chart: String,
+    /// What its last 1 % cost, as a sentence.
+    pub sentence: Option<String>,
+}
+
+/// `GET /jobs/{id}`: a job's page: its context read once, its energy integrated once at most.
+pub async fn show_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(window): Query<Window>,
+) -> Result<Page<ShowPage>, PageError> {
+    let scope = viewer.job_scope();
+    let ctx = JobContext::load(&state, &scope, &id).await?;
+    let (job, progress) = view_with_progress(&state, &ctx).await?;
+    let tags: Vec<(String, String)> = job
+        .tags
+        .clone()
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let href = format!("/jobs/{}", encode_segment(&job.id));
+    let end_ms = (job.start.timestamp_millis() as f64 + job.duration_s * 1000.0) as i64;
+    window.bounds(
+        job.start.timestamp_millis(),
+        end_ms.max(job.start.timestamp_millis() + 1),
+    )?;
+    let chart = format!("{href}/power.svg{}", window.query());
+    let util_chart = format!("{href}/util.svg{}", window.query());
+    let minutes = job.duration_s / 60.0;
+    let mut zooms = vec![("Whole job".to_owned(), href.clone())];
+    if minutes > 10.0 {
+        zooms.push((
+            "First 5 minutes".to_owned(),
+            format!("{href}?from_min=0&to_min=5"),
+        ));
+        zooms.push((
+            "Last 5 minutes".to_owned(),
+            format!("{href}?from_min={:.2}&to_min={:.2}", minutes - 5.0, minutes),
+        ));
+    }
+    let names: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).collect();
+    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let timing = timing(&state, &job).await?;
+    let progress = progress
+        .metrics
+        .into_iter()
+        .map(|m| ProgressRow {
+            chart: format!(
+                "/jobs/{}/progress/{}.svg",
+                encode_segment(&job.id),
+                encode_segment(&m.name)
+            ),
+            sentence: m.last_percent.map(|lp| {
+                format!(
+                    "The last 1 % of the change in {} ({} to {}, from step {} on) cost {}, {:.1} % of the job's IT energy up to its last report.",
+                    m.name,
+                    lp.first,
+                    lp.last,
+                    lp.step,
+                    format_energy(lp.cost_kwh),
+                    lp.share * 100.0
+                )
+            }),
+            name: m.name,
+        })
+        .collect();
+    // The advisor, where the job's workload has a stored comparison (jobs at two caps or more).
+    let mut cap_advice = None;
+    if let Some(workload) = job.tags.get("workload") {
+        let tag = format!("workload:{workload}");
+        if let Some(c) = comparisons::stored(&state, &scope, &tag).await? {
+            if c.caps.len() >= 2 {
+                cap_advice = c
+                    .advice
+                    .map(|a| (format!("/powercap?tag={}", encode_segment(&tag)), a));
+            }
+        }
+    }
+    let gaps = coverage_gaps(&state, &ctx).await?;
+    Ok(Page(ShowPage {
+        gaps,
+        util_chart,
+        window,
+        zooms,
+        cap_advice,
+        progress,
+        nav: viewer.nav(),
+        job,
+        tags,
+        chart,
+        nodes,
+        timing,
+    }))
+}

@@ -1,0 +1,261 @@
+//! The jobs list, API, page and CSV alike: its query, filters, sorting, paging and totals.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use wattlas_protocol::{JobList, JobView};
+
+use crate::auth::JobScope;
+use crate::db;
+use crate::service::{csv_cell, Error, Result};
+use crate::state::AppState;
+
+/// Query of the jobs list, API and page alike.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    /// Owner.
+    pub user: Option<String>,
+    /// Site name.
+    pub site: Option<String>,
+    /// `key:value`.
+    pub tag: Option<String>,
+    /// `running` or `finished`.
+    pub state: Option<String>,
+    /// Jobs running at or after this time (RFC 3339, or a UTC date YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Jobs starting before this time (RFC 3339, or a UTC date: before the end of that day).
+    pub to: Option<String>,
+    /// Power cap, W.
+    pub cap: Option<String>,
+    /// Sort key: start (default), energy, duration, gpus, user, id.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: desc).
+    pub order: Option<String>,
+    /// Page size, 1..=500 (default 50).
+    pub limit: Option<i64>,
+    /// Jobs to skip.
+    pub offset: Option<i64>,
+}
+
+/// RFC 3339, or a date meaning UTC midnight (`end_of_day`: the midnight after it).
+fn parse_time(
+    field: &str,
+    text: Option<String>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>> {
+    let Some(text) = text else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+        Error::invalid(
+            field,
+            format!("expected a date (YYYY-MM-DD) or an RFC 3339 time, got '{text}'"),
+        )
+    })?;
+    let date = if end_of_day {
+        date.succ_opt().unwrap_or(date)
+    } else {
+        date
+    };
+    Ok(Some(date.and_time(chrono::NaiveTime::MIN).and_utc()))
+}
+
+impl ListQuery {
+    pub fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter> {
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let tag = match nonempty(&self.tag) {
+            Some(t) => {
+                let (k, v) = t.split_once([':', '=']).ok_or_else(|| {
+                    Error::invalid("tag", format!("expected key:value, got '{t}'"))
+                })?;
+                Some((k.to_owned(), v.to_owned()))
+            }
+            None => None,
+        };
+        let running = match self.state.as_deref() {
+            None | Some("") | Some("all") => None,
+            Some("running") => Some(true),
+            Some("finished") => Some(false),
+            Some(other) => {
+                return Err(Error::invalid(
+                    "state",
+                    format!("expected running or finished, got '{other}'"),
+                ))
+            }
+        };
+        let cap = match nonempty(&self.cap) {
+            Some(c) => Some(
+                c.trim_end_matches(['W', 'w', ' '])
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| {
+                        Error::invalid("cap", format!("expected watts, e.g. 150, got '{c}'"))
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(db::jobs::JobFilter {
+            owner: scope.owner(),
+            ids: None,
+            power_cap_w: cap,
+            user: nonempty(&self.user),
+            site: nonempty(&self.site),
+            tag,
+            running,
+            from: parse_time("from", nonempty(&self.from), false)?,
+            to: parse_time("to", nonempty(&self.to), true)?,
+        })
+    }
+
+    pub fn sort(&self) -> Result<(db::jobs::JobSort, bool)> {
+        let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            None => db::jobs::JobSort::Start,
+            Some(name) => db::jobs::JobSort::NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "sort",
+                        format!(
+                            "expected one of start, energy, duration, gpus, user, id; got '{name}'"
+                        ),
+                    )
+                })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("") | Some("desc") => true,
+            Some("asc") => false,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "order",
+                    format!("expected asc or desc, got '{other}'"),
+                ))
+            }
+        };
+        Ok((sort, descending))
+    }
+
+    pub fn page(&self) -> Result<(i64, i64)> {
+        const MAX_OFFSET: i64 = 1_000_000_000;
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(Error::invalid("limit", "must be 1 to 500"));
+        }
+        let offset = self.offset.unwrap_or(0);
+        // Bounded, so that offset + limit cannot overflow (i64::MAX made the jobs page panic).
+        if !(0..=MAX_OFFSET).contains(&offset) {
+            return Err(Error::invalid(
+                "offset",
+                format!("must be 0 to {MAX_OFFSET}"),
+            ));
+        }
+        Ok((limit, offset))
+    }
+}
+
+/// One page of the jobs the scope may see, with the totals of all pages.
+pub async fn list_views(state: &AppState, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
+    let filter = q.filter(scope)?;
+    let (limit, offset) = q.page()?;
+    let (sort, descending) = q.sort()?;
+    let rows = db::jobs::list(&state.db, &filter, sort, descending, limit, offset).await?;
+    let (totals, updating) = db::jobs::totals(&state.db, &filter).await?;
+    Ok(JobList {
+        jobs: super::listed_views(state, rows).await?,
+        total: totals.jobs,
+        totals,
+        updating,
+    })
+}
+
+/// The filtered jobs (all pages, at most `MAX_EXPORT`) in the list's order, for a CSV export.
+pub async fn export_views(
+    state: &AppState,
+    scope: &JobScope,
+    q: &ListQuery,
+) -> Result<Vec<JobView>> {
+    let filter = q.filter(scope)?;
+    let (sort, descending) = q.sort()?;
+    let rows = db::jobs::list(&state.db, &filter, sort, descending, MAX_EXPORT, 0).await?;
+    super::listed_views(state, rows).await
+}
+
+/// Most jobs one CSV export holds.
+const MAX_EXPORT: i64 = 10_000;
+
+/// The filtered jobs (all pages, newest first, at most 10,000) as CSV, one row per job.
+pub fn jobs_csv(jobs: &[JobView]) -> String {
+    let opt =
+        |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
+    let mut out = String::from(
+        "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
+         pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags\n",
+    );
+    for j in jobs {
+        let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let method = serde_json::to_value(j.energy_method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cells = [
+            csv_cell(&j.id),
+            csv_cell(&j.user),
+            csv_cell(&j.name),
+            csv_cell(&j.site),
+            j.start.to_rfc3339(),
+            j.end.map(|e| e.to_rfc3339()).unwrap_or_default(),
+            format!("{:.3}", j.duration_s),
+            j.gpu_count.to_string(),
+            format!("{:.6}", j.it_energy_kwh),
+            format!("{:.6}", j.facility_energy_kwh),
+            opt(j.pue, 4),
+            format!("{:.4}", j.pue_fallback_share),
+            format!("{:.2}", j.avg_power_w),
+            opt(j.power_cap_w, 1),
+            format!("{:.4}", j.coverage),
+            method,
+            j.samples.to_string(),
+            csv_cell(&tags.join(";")),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The filter's description in words, for the statement's subtitle.
+pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
+    let mut parts = Vec::new();
+    match ids {
+        Some([one]) => parts.push(format!("job {one}")),
+        Some(ids) => parts.push(format!("{} listed jobs", ids.len())),
+        None => parts.push("jobs".to_owned()),
+    }
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    if let Some(u) = nonempty(&q.user) {
+        parts.push(format!("of user {u}"));
+    }
+    if let Some(s) = nonempty(&q.site) {
+        parts.push(format!("at site {s}"));
+    }
+    if let Some(t) = nonempty(&q.tag) {
+        parts.push(format!("tagged {t}"));
+    }
+    if let Some(c) = nonempty(&q.cap) {
+        parts.push(format!("capped at {c} W"));
+    }
+    if let Some(f) = nonempty(&q.from) {
+        parts.push(format!("from {f}"));
+    }
+    if let Some(t) = nonempty(&q.to) {
+        parts.push(format!("to {t}"));
+    }
+    match q.state.as_deref() {
+        Some("running") => parts.push("(running)".to_owned()),
+        Some("finished") => parts.push("(finished)".to_owned()),
+        _ => {}
+    }
+    parts.join(" ")
+}

@@ -1,0 +1,325 @@
+//! Jobs: a job's context (its row and allocations, read once per request), its energy integrated over
+//! its samples and charged at each hour's PUE and carbon intensity, and the stored summaries lists use.
+
+pub mod coverage;
+pub mod list;
+pub mod register;
+pub mod series;
+pub mod timing;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use wattlas_protocol::{Allocation, JobView};
+
+use super::{Error, Result};
+use crate::auth::JobScope;
+use crate::db;
+use crate::db::energy::JobEnergy;
+use crate::state::AppState;
+
+/// What every view of a job starts from: its row and its allocated GPUs by node, read once.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The job.
+    pub job: db::jobs::Job,
+    /// Its allocated GPUs, by node.
+    pub nodes: Vec<db::energy::NodeGpus>,
+}
+
+impl JobContext {
+    /// The job the scope may see, with its allocations; others are `NotFound` exactly as a job that
+    /// does not exist.
+    pub async fn load(state: &AppState, scope: &JobScope, id: &str) -> Result<Self> {
+        let job = visible_job(state, scope, id).await?;
+        Self::of(state, job).await
+    }
+
+    /// A job's context from its row.
+    pub async fn of(state: &AppState, job: db::jobs::Job) -> Result<Self> {
+        state.metrics.allocation_read();
+        let allocated = db::jobs::allocations(&state.db, &job.id).await?;
+        Ok(Self {
+            job,
+            nodes: db::energy::node_gpus(&allocated),
+        })
+    }
+
+    /// A job's context as a transaction that wrote it sees it, before its commit: what a registration
+    /// answers, without reading it again afterwards.
+    pub async fn in_transaction(
+        state: &AppState,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        id: &str,
+    ) -> Result<Self> {
+        let job = db::jobs::by_id(&mut **tx, id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("job {id} vanished while being written")))?;
+        state.metrics.allocation_read();
+        let allocated = db::jobs::allocations(&mut **tx, id).await?;
+        Ok(Self {
+            job,
+            nodes: db::energy::node_gpus(&allocated),
+        })
+    }
+
+    /// GPUs allocated.
+    pub fn gpu_count(&self) -> usize {
+        self.nodes.iter().map(|n| n.gpus.len()).sum()
+    }
+
+    /// The job's span in ms since the epoch: start to end (or `now` while it runs).
+    pub fn span_ms(&self, now: DateTime<Utc>) -> (i64, i64) {
+        let from_ms = self.job.start_time.timestamp_millis();
+        let to_ms = self
+            .job
+            .end_time
+            .unwrap_or(now)
+            .timestamp_millis()
+            .max(from_ms);
+        (from_ms, to_ms)
+    }
+
+    /// The job's energy over its span so far, in buckets of `bucket_ms` (whole minutes).
+    pub async fn integrate(
+        &self,
+        state: &AppState,
+        now: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> Result<JobEnergy> {
+        state.metrics.energy_integration();
+        let (from_ms, to_ms) = self.span_ms(now);
+        Ok(db::energy::job_energy(
+            &state.db,
+            &self.nodes,
+            from_ms,
+            to_ms,
+            state.config.max_gap_ms,
+            bucket_ms,
+        )
+        .await?)
+    }
+}
+
+/// A job the scope may see; others are `NotFound` exactly as a job that does not exist.
+pub async fn visible_job(state: &AppState, scope: &JobScope, id: &str) -> Result<db::jobs::Job> {
+    db::jobs::by_id(&state.db, id)
+        .await?
+        .filter(|job| scope.allows(&job.user_name))
+        .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))
+}
+
+/// Energy per bucket summed into UTC hours (hour start ms -> J).
+pub fn by_hour(energy: &JobEnergy) -> BTreeMap<i64, f64> {
+    let mut out: BTreeMap<i64, f64> = BTreeMap::new();
+    for (bucket, j) in &energy.by_bucket {
+        *out.entry(bucket.div_euclid(db::energy::HOUR_MS) * db::energy::HOUR_MS)
+            .or_default() += j;
+    }
+    out
+}
+
+/// The full view of a job from its context and its energy (integrated over the job's span at `now`):
+/// with its IT energy per UTC hour.
+pub async fn view(
+    state: &AppState,
+    ctx: &JobContext,
+    energy: &JobEnergy,
+    now: DateTime<Utc>,
+) -> Result<(JobView, BTreeMap<i64, f64>)> {
+    let job = &ctx.job;
+    let by_hour = by_hour(energy);
+    let charged = charge(state, job.site_id, &by_hour).await?;
+    let facility = charged.facility;
+    let total = &energy.total;
+    let gpu_count = ctx.gpu_count() as u32;
+    let (from_ms, to_ms) = ctx.span_ms(now);
+    let duration_s = (to_ms - from_ms) as f64 / 1000.0;
+    let coverage = if gpu_count > 0 && duration_s > 0.0 {
+        (total.covered_s / (f64::from(gpu_count) * duration_s)).min(1.0)
+    } else {
+        0.0
+    };
+    let view = JobView {
+        running: job.end_time.is_none(),
+        id: job.id.clone(),
+        user: job.user_name.clone(),
+        name: job.name.clone(),
+        site: job.site.clone(),
+        start: job.start_time,
+        end: job.end_time,
+        duration_s,
+        gpu_count,
+        allocations: ctx
+            .nodes
+            .iter()
+            .map(|n| Allocation {
+                node: n.name.clone(),
+                gpus: n.gpus.clone(),
+            })
+            .collect(),
+        it_energy_kwh: total.energy_j / 3.6e6,
+        facility_energy_kwh: facility.facility_j / 3.6e6,
+        pue: facility.pue(),
+        pue_fallback_share: facility.fallback_share(),
+        // Mean power of all allocated GPUs together: energy per second of the job's covered time.
+        avg_power_w: if gpu_count > 0 {
+            total.avg_power_w() * f64::from(gpu_count)
+        } else {
+            0.0
+        },
+        power_cap_w: total.power_cap_w(),
+        coverage,
+        energy_method: total.method(),
+        samples: total.samples,
+        tags: job.tags.0.clone(),
+        co2e_kg: charged.carbon.co2e_g.map(|g| g / 1000.0),
+        carbon_series_share: charged.carbon.series_share,
+        cost: charged
+            .site
+            .price_per_kwh
+            .map(|p| p * facility.facility_j / 3.6e6),
+        currency: charged
+            .site
+            .price_per_kwh
+            .map(|_| charged.site.currency.clone()),
+        unknown_gpus: job.unknown_gpus.0.clone(),
+    };
+    Ok((view, by_hour))
+}
+
+/// A job's view integrated now, stored as its summary for lists; by hour, for maintenance.
+pub async fn computed_view_by_hour(
+    state: &AppState,
+    ctx: &JobContext,
+) -> Result<(JobView, BTreeMap<i64, f64>)> {
+    let now = Utc::now();
+    let energy = ctx.integrate(state, now, db::energy::HOUR_MS).await?;
+    let (view, by_hour) = view(state, ctx, &energy, now).await?;
+    db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+    Ok((view, by_hour))
+}
+
+/// A job's view integrated now, and stored as its summary.
+pub async fn computed_view(state: &AppState, ctx: &JobContext) -> Result<JobView> {
+    Ok(computed_view_by_hour(state, ctx).await?.0)
+}
+
+/// Age below which a running job's stored summary is shown as is, s.
+const LIST_MAX_AGE_S: i64 = 60;
+
+/// Whether a stored summary can be shown as is: not stale, and computed after the job ended (or, while
+/// it runs, within the last minute).
+fn fresh(job: &db::jobs::Job, computed_at: DateTime<Utc>, stale: bool, now: DateTime<Utc>) -> bool {
+    !stale
+        && (job.end_time.is_some_and(|end| computed_at > end)
+            || now - computed_at < chrono::Duration::seconds(LIST_MAX_AGE_S))
+}
+
+/// A job's stored summary, where fresh.
+pub async fn stored_view(state: &AppState, job: &db::jobs::Job) -> Result<Option<JobView>> {
+    Ok(match db::jobs::stored_energy(&state.db, &job.id).await? {
+        Some((summary, at, stale)) if fresh(job, at, stale, Utc::now()) => Some(summary.0),
+        _ => None,
+    })
+}
+
+/// A job's view: its stored summary where fresh, else computed now (and stored).
+pub async fn current_view(state: &AppState, job: db::jobs::Job) -> Result<JobView> {
+    match stored_view(state, &job).await? {
+        Some(view) => Ok(view),
+        None => computed_view(state, &JobContext::of(state, job).await?).await,
+    }
+}
+
+/// The views of listed jobs: stored summaries where fresh, computed (and stored) where not.
+pub async fn listed_views(
+    state: &AppState,
+    rows: Vec<db::jobs::ListedJob>,
+) -> Result<Vec<JobView>> {
+    let now = Utc::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let fresh = match (&row.summary, row.computed_at, row.stale) {
+            (Some(_), Some(at), Some(stale)) => fresh(&row.job, at, stale, now),
+            _ => false,
+        };
+        match row.summary {
+            Some(summary) if fresh => out.push(summary.0),
+            _ => out.push(computed_view(state, &JobContext::of(state, row.job).await?).await?),
+        }
+    }
+    Ok(out)
+}
+
+/// A job's IT energy charged hour by hour: facility energy at each hour's PUE, and carbon at each
+/// hour's intensity; with the site's settings.
+struct Charged {
+    facility: crate::analytics::facility::FacilityEnergy,
+    carbon: crate::analytics::carbon::Carbon,
+    site: db::sites::SiteRow,
+}
+
+/// Charges each UTC hour of IT energy the site's energy-weighted PUE and carbon intensity of that hour.
+async fn charge(
+    state: &AppState,
+    site_id: i32,
+    it_by_hour: &BTreeMap<i64, f64>,
+) -> Result<Charged> {
+    let site = db::sites::settings(&state.db, site_id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("site {site_id} vanished")))?;
+    let (mut pue, mut ci) = (BTreeMap::new(), BTreeMap::new());
+    if let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back()) {
+        let (from, to) = (db::ts(*first), db::ts(*last + db::energy::HOUR_MS));
+        pue = db::facility::hourly(&state.db, site_id, from, to, db::ts(0))
+            .await?
+            .iter()
+            .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
+            .collect();
+        ci = db::carbon::hourly(&state.db, site_id, from, to).await?;
+    }
+    Ok(Charged {
+        facility: crate::analytics::facility::facility_energy(it_by_hour, &pue, site.fallback_pue),
+        carbon: crate::analytics::carbon::carbon(
+            it_by_hour,
+            &pue,
+            site.fallback_pue,
+            &ci,
+            site.carbon_g_per_kwh,
+        ),
+        site,
+    })
+}
+
+/// What a job's page shows of its energy: its view (the stored summary where fresh) and each reported
+/// metric against its cumulative energy, from one integration of its samples at most (none where the
+/// summary is fresh and nothing was reported).
+pub async fn view_with_progress(
+    state: &AppState,
+    ctx: &JobContext,
+) -> Result<(JobView, wattlas_protocol::JobProgress)> {
+    let now = Utc::now();
+    let reports = super::progress::reports(state, &ctx.job).await?;
+    let stored = stored_view(state, &ctx.job).await?;
+    let energy = if stored.is_none() || !reports.is_empty() {
+        // Minutes where progress needs them; they add up to the hours charging needs.
+        let bucket_ms = if reports.is_empty() {
+            db::energy::HOUR_MS
+        } else {
+            db::energy::MINUTE_MS
+        };
+        ctx.integrate(state, now, bucket_ms).await?
+    } else {
+        JobEnergy::default()
+    };
+    let job = match stored {
+        Some(view) => view,
+        None => {
+            let (view, by_hour) = view(state, ctx, &energy, now).await?;
+            db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+            view
+        }
+    };
+    Ok((job, super::progress::progress_from(ctx, &reports, &energy)))
+}

@@ -1,0 +1,286 @@
+//! Registering jobs: a scheduler's record (admin), each node's part from its prolog, and the end of a
+//! job or of one node's part from its epilog.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, TimeZone, Utc};
+use wattlas_protocol::{JobView, NewJob};
+
+use super::JobContext;
+use crate::auth::Caller;
+use crate::db;
+use crate::service::{Error, Result};
+use crate::state::AppState;
+
+fn check_job_fields(job: &NewJob) -> Result<()> {
+    // Schedulers' ids (1234, 1234_5, 1234+1, 1234.head, 1234[5]) are one path segment of a URL.
+    let id_ok = !job.id.is_empty()
+        && job.id.len() <= 200
+        && job
+            .id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"/\\?#%".contains(c));
+    if !id_ok {
+        return Err(Error::invalid(
+            "id",
+            "must be 1 to 200 visible ASCII characters, none of / \\ ? # %",
+        ));
+    }
+    if job.user.trim().is_empty() || job.user.len() > 200 {
+        return Err(Error::invalid("user", "must be 1 to 200 characters"));
+    }
+    if job.name.len() > 500 {
+        return Err(Error::invalid("name", "longer than 500 characters"));
+    }
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if job.start < earliest {
+        return Err(Error::invalid("start", "before 2000"));
+    }
+    if job.start > Utc::now() + chrono::Duration::days(1) {
+        return Err(Error::invalid("start", "more than a day in the future"));
+    }
+    if let Some(end) = job.end {
+        if end < job.start {
+            return Err(Error::invalid("end", "before start"));
+        }
+    }
+    if job.tags.len() > 64 {
+        return Err(Error::invalid("tags", "more than 64 tags"));
+    }
+    for (k, v) in &job.tags {
+        if k.is_empty() || k.len() > 100 || v.len() > 500 {
+            return Err(Error::invalid(
+                format!("tags.{k}"),
+                "keys must be 1 to 100 characters, values at most 500".to_string(),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, a) in job.allocations.iter().enumerate() {
+        if a.gpus.is_empty() {
+            return Err(Error::invalid(
+                format!("allocations[{i}].gpus"),
+                "empty".to_string(),
+            ));
+        }
+        for g in &a.gpus {
+            if !seen.insert((a.node.clone(), *g)) {
+                return Err(Error::invalid(
+                    format!("allocations[{i}].gpus"),
+                    format!("GPU {g} of node '{}' listed twice", a.node),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Registers a job, or adds to one (each node's prolog posts its own allocation), for a writer
+/// (a node or the admin): whether it was created, and its view.
+pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result<(bool, JobView)> {
+    check_job_fields(job)?;
+    let site = match (caller, &job.site) {
+        (Caller::Node { site_id, .. }, None) => db::sites::by_id(&state.db, *site_id).await?,
+        (Caller::Node { site_id, name, .. }, Some(s)) => {
+            let site = db::sites::by_name(&state.db, s).await?;
+            if site.as_ref().is_some_and(|site| site.id != *site_id) {
+                return Err(Error::Forbidden(format!(
+                    "site: node '{name}' is not in site '{s}'"
+                )));
+            }
+            site
+        }
+        (Caller::Admin, Some(s)) => db::sites::by_name(&state.db, s).await?,
+        (Caller::Meter { .. }, _) => {
+            return Err(Error::Forbidden(
+                "a meter token cannot register jobs".into(),
+            ))
+        }
+        (Caller::Admin, None) => {
+            return Err(Error::invalid("site", "required with the admin token"))
+        }
+        (Caller::User(_), _) => {
+            return Err(Error::Forbidden(
+                "only collectors and admins register jobs".into(),
+            ))
+        }
+    };
+    let site = site.ok_or_else(|| {
+        Error::invalid(
+            "site",
+            format!("unknown site '{}'", job.site.as_deref().unwrap_or("")),
+        )
+    })?;
+
+    let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
+    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let mut gpus = Vec::new();
+    for (i, a) in job.allocations.iter().enumerate() {
+        let node = nodes.iter().find(|n| n.name == a.node).ok_or_else(|| {
+            Error::invalid(
+                format!("allocations[{i}].node"),
+                format!("unknown node '{}'", a.node),
+            )
+        })?;
+        if let Caller::Node { id, name, .. } = caller {
+            if node.id != *id {
+                return Err(Error::Forbidden(format!(
+                    "allocations[{i}].node: node '{name}' may only register its own GPUs"
+                )));
+            }
+        }
+        if node.site_id != site.id {
+            return Err(Error::invalid(
+                format!("allocations[{i}].node"),
+                format!("node '{}' is not in site '{}'", a.node, site.name),
+            ));
+        }
+        gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32)));
+    }
+
+    // A node registers its own part of a job running on it now: never a finished job, never another
+    // node's GPUs (above), never someone else's tags.
+    if let Caller::Node { name, .. } = caller {
+        if job.end.is_some() {
+            return Err(Error::Forbidden(format!(
+                "end: node '{name}' registers its part of a running job; its epilog ends it"
+            )));
+        }
+        if job.start > Utc::now() + chrono::Duration::minutes(5) {
+            return Err(Error::Forbidden(format!(
+                "start: {} is not running on node '{name}' now",
+                job.start.to_rfc3339()
+            )));
+        }
+        if !job.unknown_gpus.is_empty() {
+            return Err(Error::Forbidden(
+                "unknown_gpus: only an admin registers a scheduler's record".into(),
+            ));
+        }
+    }
+    for (i, u) in job.unknown_gpus.iter().enumerate() {
+        if u.node.is_empty() || u.node.len() > 200 {
+            return Err(Error::invalid(
+                format!("unknown_gpus[{i}].node"),
+                "must be 1 to 200 characters".to_string(),
+            ));
+        }
+    }
+
+    let mut tx = state.db.begin().await?;
+    let created = db::jobs::insert(
+        &mut tx,
+        &job.id,
+        &job.user,
+        &job.name,
+        site.id,
+        job.start,
+        job.end,
+        &job.tags,
+        &job.unknown_gpus,
+    )
+    .await?;
+    if !created {
+        let existing = db::jobs::by_id_for_update(&mut tx, &job.id)
+            .await?
+            .ok_or_else(|| Error::internal("job vanished while being merged"))?;
+        // The parts of one job come with each node's own clock: starts may differ, owners may not.
+        if existing.user_name != job.user || existing.site_id != site.id {
+            return Err(Error::Conflict(format!(
+                "id: job '{}' exists with another user or site",
+                job.id
+            )));
+        }
+        if let Caller::Node { id, name, .. } = caller {
+            if gpus.is_empty() && !db::jobs::node_is_allocated(&state.db, &job.id, *id).await? {
+                return Err(Error::Forbidden(format!(
+                    "id: node '{name}' holds no part of job '{}'",
+                    job.id
+                )));
+            }
+            if let Some((k, _)) = job
+                .tags
+                .iter()
+                .find(|(k, v)| existing.tags.0.get(*k) != Some(*v))
+            {
+                return Err(Error::Forbidden(format!(
+                    "tags.{k}: node '{name}' may not change the tags of job '{}'",
+                    job.id
+                )));
+            }
+        }
+        db::jobs::merge(
+            &mut tx,
+            &job.id,
+            job.start,
+            job.end,
+            &job.tags,
+            &job.unknown_gpus,
+        )
+        .await?;
+    }
+    if let Caller::Node { id, .. } = caller {
+        db::jobs::start_part(&mut tx, &job.id, *id, job.start).await?;
+    }
+    db::jobs::add_allocations(&mut tx, &job.id, &gpus).await?;
+    let ctx = JobContext::in_transaction(state, &mut tx, &job.id).await?;
+    tx.commit().await?;
+    Ok((created, super::computed_view(state, &ctx).await?))
+}
+
+/// Ends a job (admin), or a node's part of it (its epilog), at `end`: the job's view after.
+pub async fn end(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    end: DateTime<Utc>,
+) -> Result<JobView> {
+    let job = db::jobs::by_id(&state.db, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))?;
+    match caller {
+        Caller::Node {
+            id: node_id, name, ..
+        } => {
+            if !db::jobs::node_is_allocated(&state.db, id, *node_id).await? {
+                return Err(Error::Forbidden(format!(
+                    "node '{name}' holds no part of job '{id}'"
+                )));
+            }
+        }
+        Caller::Meter { .. } => {
+            return Err(Error::Forbidden("a meter token cannot end jobs".into()))
+        }
+        Caller::Admin => {}
+        Caller::User(_) => {
+            return Err(Error::Forbidden(
+                "only collectors and admins end jobs".into(),
+            ))
+        }
+    }
+
+    if end < job.start_time {
+        return Err(Error::invalid(
+            "end",
+            format!(
+                "{} is before the job's start {}",
+                end.to_rfc3339(),
+                job.start_time.to_rfc3339()
+            ),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    match caller {
+        // A node's epilog ends its own part; the job ends with its last part.
+        Caller::Node { id: node_id, .. } => {
+            db::jobs::end_part(&mut tx, id, *node_id, end).await?;
+        }
+        _ => db::jobs::end(&mut tx, id, end).await?,
+    }
+    let ctx = JobContext::in_transaction(state, &mut tx, id).await?;
+    tx.commit().await?;
+    super::computed_view(state, &ctx).await
+}

@@ -1,0 +1,53 @@
+//! Facility meters: their registration, and the list with each one's last reading.
+
+use wattlas_protocol::{MeterToken, MeterView, NewMeter};
+
+use super::{Error, Result};
+use crate::auth;
+use crate::db;
+use crate::state::AppState;
+
+const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
+
+/// Validates and stores a new meter with a fresh token (the API and the admin page).
+pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterToken> {
+    super::check_name("name", &meter.name)?;
+    let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
+    if !CATEGORIES.contains(&category.as_str()) {
+        return Err(Error::invalid(
+            "category",
+            format!("'{category}' is not PUE1, PUE2 or PUE3"),
+        ));
+    }
+    let site = db::sites::by_name(&state.db, &meter.site)
+        .await?
+        .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", meter.site)))?;
+    let token = auth::new_token("wm");
+    db::facility::create(
+        &state.db,
+        &meter.name,
+        site.id,
+        &category,
+        &auth::token_digest(&token),
+    )
+    .await?
+    .ok_or_else(|| Error::Conflict(format!("name: meter '{}' exists", meter.name)))?;
+    Ok(MeterToken {
+        name: meter.name.clone(),
+        token,
+    })
+}
+
+/// Meters (of one site, or all) with their last reading.
+pub async fn meter_views(state: &AppState, site_id: Option<i32>) -> Result<Vec<MeterView>> {
+    let mut out = Vec::new();
+    for m in db::facility::list(&state.db, site_id).await? {
+        out.push(MeterView {
+            last_reading: db::facility::last_reading(&state.db, m.id).await?,
+            name: m.name,
+            site: m.site,
+            category: m.category,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,96 @@
+//! Sites: their registration and settings.
+
+use wattlas_protocol::{NewSite, SiteSettings, SiteView};
+
+use super::{Error, Result};
+use crate::db;
+use crate::state::AppState;
+
+/// Checks settings a site is created or updated with.
+pub fn check_settings(s: &SiteSettings) -> Result<()> {
+    if let Some(p) = s.fallback_pue {
+        if !p.is_finite() || !(1.0..=10.0).contains(&p) {
+            return Err(Error::invalid(
+                "fallback_pue",
+                format!("{p} is outside 1..10"),
+            ));
+        }
+    }
+    if let Some(g) = s.carbon_g_per_kwh {
+        if !g.is_finite() || !(0.0..=5000.0).contains(&g) {
+            return Err(Error::invalid(
+                "carbon_g_per_kwh",
+                format!("{g} is outside 0..5000"),
+            ));
+        }
+    }
+    if let Some(p) = s.price_per_kwh {
+        if !p.is_finite() || !(0.0..=100.0).contains(&p) {
+            return Err(Error::invalid(
+                "price_per_kwh",
+                format!("{p} is outside 0..100"),
+            ));
+        }
+    }
+    if let Some(c) = &s.currency {
+        if c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "currency",
+                format!("'{c}' is not an ISO 4217 code like EUR"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn site_view(row: db::sites::SiteRow) -> SiteView {
+    SiteView {
+        name: row.name,
+        timezone: row.timezone,
+        fallback_pue: row.fallback_pue,
+        carbon_g_per_kwh: row.carbon_g_per_kwh,
+        price_per_kwh: row.price_per_kwh,
+        currency: row.currency,
+    }
+}
+
+/// Validates and stores a new site (the API and the admin page).
+pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
+    if site.name.trim().is_empty() || site.name.len() > 100 {
+        return Err(Error::invalid("name", "must be 1 to 100 characters"));
+    }
+    if site.timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(Error::invalid(
+            "timezone",
+            format!("'{}' is not an IANA time zone", site.timezone),
+        ));
+    }
+    let settings = SiteSettings {
+        fallback_pue: site.fallback_pue,
+        carbon_g_per_kwh: site.carbon_g_per_kwh,
+        price_per_kwh: site.price_per_kwh,
+        currency: site.currency.clone(),
+    };
+    check_settings(&settings)?;
+    let mut tx = state.db.begin().await?;
+    let created = db::sites::create(
+        &mut tx,
+        &site.name,
+        &site.timezone,
+        site.fallback_pue.unwrap_or(1.58),
+    )
+    .await?
+    .ok_or_else(|| Error::Conflict(format!("name: site '{}' exists", site.name)))?;
+    let row = db::sites::update_settings(
+        &mut *tx,
+        &created.name,
+        None,
+        settings.carbon_g_per_kwh,
+        settings.price_per_kwh,
+        settings.currency.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| Error::internal("site vanished"))?;
+    tx.commit().await?;
+    Ok(site_view(row))
+}
