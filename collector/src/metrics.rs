@@ -110,6 +110,8 @@ pub async fn serve(
     spool: Arc<Mutex<Spool>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // The address bound (port 0 asks the system for one): tests read it back from this line.
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /metrics");
     let app = Router::new()
         .route("/metrics", get(metrics))

@@ -250,7 +250,7 @@ mod tests {
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().expect("lock").extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -282,17 +282,17 @@ mod tests {
         let response = tracing::subscriber::with_default(subscriber, || {
             tokio::runtime::Builder::new_current_thread()
                 .build()
-                .unwrap()
+                .expect("runtime")
                 .block_on(async {
                     let request = axum::http::Request::get("/api/v1/jobs/7")
                         .body(axum::body::Body::empty())
-                        .unwrap();
-                    let response = app.oneshot(request).await.unwrap();
+                        .expect("request");
+                    let response = app.oneshot(request).await.expect("answer");
                     let status = response.status();
                     let body = axum::body::to_bytes(response.into_body(), 1 << 16)
                         .await
-                        .unwrap();
-                    (status, String::from_utf8(body.to_vec()).unwrap())
+                        .expect("body");
+                    (status, String::from_utf8(body.to_vec()).expect("utf-8"))
                 })
         });
         assert_eq!(response.0, StatusCode::INTERNAL_SERVER_ERROR);
@@ -300,7 +300,7 @@ mod tests {
             response.1, r#"{"error":"internal error"}"#,
             "no cause shown"
         );
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
         let lines: Vec<&str> = log.lines().filter(|l| l.contains("server error")).collect();
         assert_eq!(lines.len(), 1, "logged once: {log}");
         assert!(

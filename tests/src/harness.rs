@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::{free_port, post};
+use crate::{address_in_log, log_len, post};
 
 /// The admin token of every test server.
 pub const ADMIN: &str = "e2e-admin-token";
@@ -42,18 +42,23 @@ pub fn database_url(db: &PgPool) -> String {
 
 pub struct Server {
     child: Child,
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
 }
 
 impl Server {
-    pub fn start(url: &str, port: u16, log: &Path) -> Server {
+    /// Starts the server on `bind` (`127.0.0.1:0` for a port of the system's choosing; a restart gives
+    /// the address it had) and reads back the address it bound from its log.
+    pub fn start(url: &str, bind: &str, log_path: &Path) -> Server {
+        let from = log_len(log_path);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log)
+            .open(log_path)
             .expect("log");
         let child = Command::new(bin("wattlas-server"))
             .env("DATABASE_URL", url)
-            .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
+            .env("WATTLAS_BIND", bind)
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
             .env("WATTLAS_ROLLUP_INTERVAL_S", "2")
             .env("WATTLAS_ROLLUP_SETTLE_S", "3")
@@ -63,7 +68,12 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("server starts");
-        Server { child }
+        let mut server = Server {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        server.addr = address_in_log(log_path, from, "wattlas-server listening", "address");
+        server
     }
 
     /// SIGKILL: no graceful shutdown, requests in flight are cut.
@@ -146,10 +156,10 @@ impl Running {
     /// Over the database at `url`.
     pub async fn start(url: String, site: &str) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
+        let server = Server::start(&url, "127.0.0.1:0", &dir.path().join("server.log"));
+        let port = server.addr.port();
+        let base = format!("http://{}", server.addr);
         let http = reqwest::Client::new();
-        let server = Server::start(&url, port, &dir.path().join("server.log"));
         wait_ready(&http, &base).await;
         post(
             &http,

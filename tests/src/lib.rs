@@ -5,13 +5,39 @@ use serde_json::Value;
 
 pub mod harness;
 
-/// A port free on loopback now (for a server or driver started next).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The address a child process bound on port 0, read back from the first line of its log, written
+/// after byte `from`, that holds `marker`: the value of its `key=` field (`address=127.0.0.1:41234`).
+/// Waits up to 30 s for the line. (Nothing binds a port, frees it and hopes the child gets it.)
+pub fn address_in_log(
+    log: &std::path::Path,
+    from: u64,
+    marker: &str,
+    key: &str,
+) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+        let found = text.lines().filter(|l| l.contains(marker)).find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{key}=")))
+                .and_then(|a| a.trim_matches('"').parse().ok())
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no '{marker}' line with {key}= in {} within 30 s:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The length of a file now (0 if it does not exist): where a restarted process's lines begin.
+pub fn log_len(log: &std::path::Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
 }
 
 /// POSTs JSON with a bearer token; panics (naming the path, status and body) unless it succeeds.

@@ -18,7 +18,7 @@ use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
 use wattlas_server::config::{Config, UserAction};
 use wattlas_server::db::users::Role;
 use wattlas_server::state::AppState;
-use wattlas_tests::{free_port, post};
+use wattlas_tests::post;
 
 const ADMIN: &str = "browser-admin-token";
 const PASSWORD: &str = "browser test password";
@@ -34,18 +34,35 @@ impl Drop for Driver {
     }
 }
 
-/// Starts chromedriver on a free port and waits until it answers.
+/// Starts chromedriver on a port of the system's choosing (`--port=0`; it says which on its standard
+/// output) and waits until it answers.
 async fn chromedriver() -> (Driver, String) {
-    let port = free_port();
+    let out = tempfile::NamedTempFile::new().expect("temp file");
     let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+        .arg("--port=0")
+        .stdout(out.reopen().expect("stdout file"))
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver is not installed: apt-get install chromium chromium-driver");
     let driver = Driver { child };
-    let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        let port = text
+            .split("started successfully on port ")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        if let Some(port) = port {
+            break port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not say its port:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let url = format!("http://127.0.0.1:{port}");
     loop {
         if let Ok(r) = reqwest::get(format!("{url}/status")).await {
             if r.status().is_success() {

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use wattlas_tests::harness::{
     add_node, bin, distinct_samples, job, stored_samples, wait_ready, Running, Server, ADMIN,
 };
-use wattlas_tests::{exposition, free_port, post};
+use wattlas_tests::{address_in_log, exposition, post};
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: PgPool) {
@@ -29,7 +29,7 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
     let token = add_node(&http, &base, "lab", "gpu01").await;
 
     let ledger = dir.path().join("ledger.json");
-    let metrics_port = free_port();
+    let collector_log = dir.path().join("collector.log");
     let collector = Command::new(bin("wattlas-collector"))
         .args([
             "run",
@@ -59,16 +59,17 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         .arg(&ledger)
         .arg("--spool-dir")
         .arg(dir.path().join("spool"))
-        .args(["--metrics-bind", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--metrics-bind", "127.0.0.1:0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&collector_log).expect("collector log"))
         .spawn()
         .expect("collector starts");
+    let metrics_addr = address_in_log(&collector_log, 0, "serving /metrics", "addr");
     let collector_metrics = || {
         let http = http.clone();
         async move {
             let text = http
-                .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .get(format!("http://{metrics_addr}/metrics"))
                 .send()
                 .await
                 .expect("collector /metrics")
@@ -101,7 +102,7 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         "{last_push} vs {killed_at}"
     );
     assert_eq!(during["wattlas_collector_samples_dropped_total"], 0.0);
-    let _server = Server::start(&url, port, &log);
+    let _server = Server::start(&url, &format!("127.0.0.1:{port}"), &log);
     wait_ready(&http, &base).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = collector_metrics().await;
@@ -116,7 +117,7 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
         .await
         .expect("join")
         .expect("collector output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = std::fs::read_to_string(&collector_log).expect("collector log");
     assert!(output.status.success(), "collector failed:\n{stderr}");
     assert!(
         stderr.contains("spooling"),

@@ -13,17 +13,26 @@ use sqlx::PgPool;
 use wattlas_tests::harness::{
     add_node, bin, distinct_samples, stored_samples, wait_ready, Cluster, Running, ADMIN,
 };
-use wattlas_tests::{exposition, free_port};
+use wattlas_tests::{address_in_log, exposition, log_len};
 
-/// A simulated collector of 4 idle GPUs at 100 ms in 1 s batches, with its /metrics on a free port.
+/// A simulated collector of 4 idle GPUs at 100 ms in 1 s batches, with its /metrics on a port of the
+/// system's choosing, read back from its log (`collector.log` in the test's directory, appended to).
 struct Collector {
     child: Option<Child>,
     metrics: String,
+    log: std::path::PathBuf,
+    from: u64,
 }
 
 impl Collector {
     fn start(server: &str, token: &str, dir: &Path, run_seconds: u32, extra: &[&str]) -> Collector {
-        let port = free_port();
+        let log = dir.join("collector.log");
+        let from = log_len(&log);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("collector log");
         let child = Command::new(bin("wattlas-collector"))
             .args(["run", "--source", "simulated", "--node", "gpu01"])
             .args(["--server", server, "--token", token])
@@ -33,15 +42,18 @@ impl Collector {
             .arg(dir.join("ledger.json"))
             .arg("--spool-dir")
             .arg(dir.join("spool"))
-            .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-bind", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(file)
             .spawn()
             .expect("collector starts");
+        let addr = address_in_log(&log, from, "serving /metrics", "addr");
         Collector {
             child: Some(child),
-            metrics: format!("http://127.0.0.1:{port}/metrics"),
+            metrics: format!("http://{addr}/metrics"),
+            log,
+            from,
         }
     }
 
@@ -64,7 +76,9 @@ impl Collector {
             .await
             .expect("join")
             .expect("collector output");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let log = std::fs::read(&self.log).expect("collector log");
+        let log =
+            String::from_utf8_lossy(log.get(self.from as usize..).unwrap_or_default()).into_owned();
         assert!(out.status.success(), "collector failed:\n{log}");
         log
     }
@@ -211,7 +225,8 @@ async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPo
     // About five 1-second batches of 4 GPUs (1.2 kB each, gzipped JSON).
     let bound = ["--spool-max-bytes", "6000"];
 
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    // Port 9 (discard): nothing listens there on a test machine, so every push is refused.
+    let nowhere = "http://127.0.0.1:9".to_owned();
     let first = Collector::start(&nowhere, &token, dir, 120, &bound);
     until(
         "the spool drops for room",

@@ -257,7 +257,7 @@ pub async fn nodes_create(
 ) -> Result<Response, PageError> {
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
-    let outcome = super::nodes::create_node(
+    let outcome = crate::service::nodes::create_node(
         &state,
         &NewNode {
             name: form.name,
@@ -265,7 +265,8 @@ pub async fn nodes_create(
         },
     )
     .await
-    .map(|t| Outcome::Token(format!("node '{}'", t.name), t.token));
+    .map(|t| Outcome::Token(format!("node '{}'", t.name), t.token))
+    .map_err(AppError::from);
     render(&state, &viewer, outcome).await
 }
 

@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use wattlas_protocol::{NewNode, NodeToken, NodeView};
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::db;
 use crate::error::AppError;
 use crate::extract::ApiJson;
+use crate::service::nodes::create_node;
 use crate::state::AppState;
 
 /// Creates a node and its token (admin). The token is in this answer only; the server keeps a digest.
@@ -21,22 +22,6 @@ pub async fn create(
         StatusCode::CREATED,
         ApiJson(create_node(&state, &node).await?),
     ))
-}
-
-/// Validates and stores a new node with a fresh token (the API and the admin page).
-pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken, AppError> {
-    crate::service::check_name("name", &node.name)?;
-    let site = db::sites::by_name(&state.db, &node.site)
-        .await?
-        .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{}'", node.site)))?;
-    let token = auth::new_token("wn");
-    db::nodes::create(&state.db, &node.name, site.id, &auth::token_digest(&token))
-        .await?
-        .ok_or_else(|| AppError::conflict(format!("name: node '{}' exists", node.name)))?;
-    Ok(NodeToken {
-        name: node.name.clone(),
-        token,
-    })
 }
 
 /// Lists nodes with their GPUs and what their collectors last reported (staff and admins).

@@ -8,6 +8,7 @@
 pub mod comparisons;
 pub mod jobs;
 pub mod meters;
+pub mod nodes;
 pub mod progress;
 pub mod pue;
 pub mod sites;

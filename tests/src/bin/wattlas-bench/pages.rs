@@ -92,10 +92,6 @@ impl Drop for Server {
 
 /// The release server binary in its own process over `url`, once it answers; its base URL.
 pub async fn start_server(url: &str) -> anyhow::Result<(Server, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
     let exe = std::env::current_exe()?
         .parent()
         .context("bench binary without a folder")?
@@ -104,13 +100,15 @@ pub async fn start_server(url: &str) -> anyhow::Result<(Server, String)> {
     let server = Server(
         Command::new(&exe)
             .env("DATABASE_URL", url)
-            .env("WATTLAS_BIND", format!("127.0.0.1:{port}"))
+            .env("WATTLAS_BIND", "127.0.0.1:0")
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {} (scripts/bench builds it)", exe.display()))?,
     );
+    let addr = wattlas_tests::address_in_log(&log, 0, "wattlas-server listening", "address");
+    let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let ready = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {

@@ -1,9 +1,7 @@
 //! Training progress against energy: reported by the job's owner, charged the job's measured energy.
 
-mod common;
-
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;

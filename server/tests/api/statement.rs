@@ -1,13 +1,11 @@
 //! Energy statements: totals, carbon and cost from measured data, in every format; the PDF read back
 //! with pdftotext (Debian's poppler-utils).
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::common::*;
 use chrono::{Duration, DurationRound, Utc};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;

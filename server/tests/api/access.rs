@@ -1,10 +1,8 @@
 //! Who may see what: sign-in, sessions, CSRF, the trusted proxy header, and researcher isolation by
 //! page, chart, export and API, against the real server and TimescaleDB.
 
-mod common;
-
+use crate::common::*;
 use chrono::{Duration, Utc};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -1,5 +1,4 @@
 //! What the HTTP tests share: a real server on 127.0.0.1:0 over the test's own database, and sample data.
-#![allow(dead_code)]
 
 use std::io::Write;
 
@@ -12,6 +11,20 @@ use wattlas_server::config::Config;
 use wattlas_server::state::AppState;
 
 pub const ADMIN: &str = "test-admin-token";
+
+/// With `TEST_LOG=1`, the server's log goes to the test's output (shown for failing tests): a 500's
+/// cause, with its route.
+pub fn test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                    .unwrap_or_else(|_| "wattlas_server=debug,tower_http=info".into()),
+            )
+            .try_init();
+    }
+}
 
 pub struct App {
     pub base: String,
@@ -55,6 +68,7 @@ impl App {
 
     /// `spawn` with settings changed by `configure`.
     pub async fn spawn_with(db: PgPool, configure: impl FnOnce(&mut Config)) -> App {
+        test_log();
         let mut config = Config::with_admin_token(ADMIN);
         // Tests drive the rollup task by hand.
         config.rollup_interval_s = 3600;
@@ -311,4 +325,128 @@ pub async fn api_token(app: &App, name: &str) -> String {
     )
     .await
     .expect("token")
+}
+
+/// Site s1, node n1, a minute of its two GPUs' samples from `minutes_ago` (minute-aligned), and a
+/// finished job `id` of `user` over that minute, tagged workload=x. Returns the job's start.
+pub async fn one_minute_job(
+    app: &App,
+    id: &str,
+    user: &str,
+    minutes_ago: i64,
+) -> chrono::DateTime<Utc> {
+    let token = app.node().await;
+    let t0 = minute_aligned_past(minutes_ago);
+    app.new_job(id)
+        .user(user)
+        .gpus(&[0, 1])
+        .tag("workload", "x")
+        .samples(&token, samples(t0, 60))
+        .start(t0)
+        .end(t0 + Duration::seconds(60))
+        .create()
+        .await;
+    t0
+}
+
+/// A job to set up, as a test states it: `app.new_job("cap-1").user("eve").tag("workload", "x")
+/// .samples(&token, capped(..)).create().await`. Defaults: site s1, node n1, GPU 0, finished, its
+/// span that of its samples (or the last minute without samples).
+pub struct JobFixture<'a> {
+    app: &'a App,
+    id: String,
+    user: String,
+    site: String,
+    node: String,
+    gpus: Vec<u32>,
+    tags: serde_json::Map<String, Value>,
+    start: Option<DateTime<Utc>>,
+    end: Option<Option<DateTime<Utc>>>,
+    samples: Option<(String, Vec<GpuSample>)>,
+}
+
+impl App {
+    /// A job fixture (see `JobFixture`).
+    pub fn new_job(&self, id: &str) -> JobFixture<'_> {
+        JobFixture {
+            app: self,
+            id: id.to_owned(),
+            user: "alice".to_owned(),
+            site: "s1".to_owned(),
+            node: "n1".to_owned(),
+            gpus: vec![0],
+            tags: serde_json::Map::new(),
+            start: None,
+            end: None,
+            samples: None,
+        }
+    }
+}
+
+impl JobFixture<'_> {
+    /// Owner.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = user.to_owned();
+        self
+    }
+    /// Allocated GPUs of the node.
+    pub fn gpus(mut self, gpus: &[u32]) -> Self {
+        self.gpus = gpus.to_vec();
+        self
+    }
+    /// A tag.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), json!(value));
+        self
+    }
+    /// Start (default: the first sample's time).
+    pub fn start(mut self, start: DateTime<Utc>) -> Self {
+        self.start = Some(start);
+        self
+    }
+    /// End (default: the last sample's time).
+    pub fn end(mut self, end: DateTime<Utc>) -> Self {
+        self.end = Some(Some(end));
+        self
+    }
+    /// Still running.
+    pub fn running(mut self) -> Self {
+        self.end = Some(None);
+        self
+    }
+    /// Samples the node (its token) sends before the job is registered.
+    pub fn samples(mut self, token: &str, samples: Vec<GpuSample>) -> Self {
+        self.samples = Some((token.to_owned(), samples));
+        self
+    }
+
+    /// Sends the samples, registers the job with the admin token (asserting 201), and returns its view.
+    pub async fn create(self) -> JobView {
+        let (mut first, mut last) = (None, None);
+        if let Some((token, samples)) = &self.samples {
+            first = samples.iter().map(|s| s.time).min();
+            last = samples.iter().map(|s| s.time).max();
+            let (status, body) = self.app.ingest(token, &batch(samples.clone())).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let start = self
+            .start
+            .or(first)
+            .unwrap_or_else(|| minute_aligned_past(1));
+        let end = self
+            .end
+            .unwrap_or_else(|| Some(last.unwrap_or(start + Duration::minutes(1))));
+        let (status, body) = self
+            .app
+            .post(
+                ADMIN,
+                "/api/v1/jobs",
+                &json!({"id": self.id, "user": self.user, "site": self.site, "start": start,
+                        "end": end, "tags": self.tags,
+                        "allocations": [{"node": self.node, "gpus": self.gpus}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).expect("job view")
+    }
 }

@@ -1,12 +1,10 @@
 //! Bad input, as a table: every write route given bodies it must refuse. Each row names the status and
 //! a piece of the JSON `error` it must carry, and after each row nothing at all has been stored.
 
-mod common;
-
 use std::io::Write;
 
+use crate::common::*;
 use chrono::{Duration, Utc};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
