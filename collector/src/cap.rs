@@ -211,3 +211,76 @@ mod tests {
         assert!(read_sim_limits(&path).expect("read").is_empty());
     }
 }
+
+/// `wattlas-collector cap ...`: its arguments and what each does.
+pub mod cli {
+    use std::path::PathBuf;
+
+    use clap::{Args, Subcommand};
+
+    use crate::config::SourceKind;
+
+    /// `cap set|reset`.
+    #[derive(Debug, Subcommand)]
+    pub enum CapCommand {
+        /// Set the power limit of GPUs.
+        Set {
+            /// The limit, W.
+            #[arg(long)]
+            watts: f64,
+            /// Which GPUs.
+            #[command(flatten)]
+            target: CapTarget,
+        },
+        /// Restore the default power limit of GPUs.
+        Reset {
+            /// Which GPUs.
+            #[command(flatten)]
+            target: CapTarget,
+        },
+    }
+
+    /// Which GPUs, of which source.
+    #[derive(Debug, Args)]
+    pub struct CapTarget {
+        /// GPU indices, e.g. `0,1` or Slurm's `0-3` (default: the job's `SLURM_JOB_GPUS`; `reset` without
+        /// any: every GPU).
+        #[arg(long, env = "SLURM_JOB_GPUS")]
+        gpus: Option<String>,
+        /// nvml (real GPUs, the default) or simulated.
+        #[arg(long, value_enum, env = "WATTLAS_SOURCE", default_value = "nvml")]
+        source: SourceKind,
+        /// The simulated collector's spool directory (its limits file lives there).
+        #[arg(long, env = "WATTLAS_SPOOL_DIR", default_value = "/var/spool/wattlas")]
+        spool_dir: PathBuf,
+    }
+
+    impl CapTarget {
+        pub fn apply(&self, watts: Option<f64>) -> anyhow::Result<()> {
+            if let Some(w) = watts {
+                if !w.is_finite() || w <= 0.0 {
+                    anyhow::bail!("--watts: must be a positive number of watts, got {w}");
+                }
+            }
+            let gpus = super::parse_gpus(self.gpus.as_deref().unwrap_or(""))?;
+            let changes = match self.source {
+                SourceKind::Nvml => super::set_nvml(&gpus, watts)?,
+                SourceKind::Simulated => {
+                    super::set_sim(&super::sim_limits_path(&self.spool_dir), &gpus, watts)?
+                }
+            };
+            for c in changes {
+                println!("{c}");
+            }
+            Ok(())
+        }
+    }
+
+    /// Runs `cap set|reset`.
+    pub fn run(command: CapCommand) -> anyhow::Result<()> {
+        match command {
+            CapCommand::Set { watts, target } => target.apply(Some(watts)),
+            CapCommand::Reset { target } => target.apply(None),
+        }
+    }
+}

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Where samples come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     /// Real GPUs through NVML.
@@ -17,7 +18,7 @@ pub enum SourceKind {
 }
 
 /// Flags of `run`; every one may also come from the TOML file given by `--config`.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// TOML file with any of these settings (snake_case keys).
@@ -153,11 +154,10 @@ pub struct RunConfig {
 impl RunArgs {
     /// Flags over file over defaults.
     pub fn resolve(self) -> Result<RunConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => load_file(path)?,
-            None => RunArgs::default(),
+        let a = match self.config.clone() {
+            Some(path) => overlay_file(self, &path)?,
+            None => self,
         };
-        let a = self.overlay(file);
         let node = a
             .node
             .or_else(hostname)
@@ -214,43 +214,37 @@ impl RunArgs {
             metrics_bind: a.metrics_bind,
         })
     }
-
-    fn overlay(self, file: RunArgs) -> RunArgs {
-        RunArgs {
-            config: self.config,
-            server: self.server.or(file.server),
-            token: self.token.or(file.token),
-            token_file: self.token_file.or(file.token_file),
-            node: self.node.or(file.node),
-            source: self.source.or(file.source),
-            interval_ms: self.interval_ms.or(file.interval_ms),
-            batch_ms: self.batch_ms.or(file.batch_ms),
-            spool_dir: self.spool_dir.or(file.spool_dir),
-            spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
-            sim_gpus: self.sim_gpus.or(file.sim_gpus),
-            sim_model: self.sim_model.or(file.sim_model),
-            sim_seed: self.sim_seed.or(file.sim_seed),
-            sim_caps: self.sim_caps.or(file.sim_caps),
-            sim_gpus_per_job: self.sim_gpus_per_job.or(file.sim_gpus_per_job),
-            sim_job_seconds: self.sim_job_seconds.or(file.sim_job_seconds),
-            sim_jobs: self.sim_jobs.or(file.sim_jobs),
-            sim_user: self.sim_user.or(file.sim_user),
-            sim_ledger: self.sim_ledger.or(file.sim_ledger),
-            run_seconds: self.run_seconds.or(file.run_seconds),
-            metrics_bind: self.metrics_bind.or(file.metrics_bind),
-        }
-    }
 }
 
-fn load_file(path: &Path) -> Result<RunArgs, ConfigError> {
+/// Flags (and variables) over the TOML file at `path`, the one way every command merges them: each
+/// setting the flags leave unset comes from the file; the file's unknown keys are refused, naming the
+/// line. Both sides go through the same serde names, so a new flag needs no code here.
+pub fn overlay_file<T: Serialize + DeserializeOwned>(
+    flags: T,
+    path: &Path,
+) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let file: T = toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    let merge = || -> Result<T, serde_json::Error> {
+        let mut merged = serde_json::to_value(file)?;
+        if let (Some(m), serde_json::Value::Object(given)) =
+            (merged.as_object_mut(), serde_json::to_value(&flags)?)
+        {
+            for (k, v) in given {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+        }
+        serde_json::from_value(merged)
+    };
+    merge().map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// The host name, as Slurm knows the node.

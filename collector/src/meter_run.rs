@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 use wattlas_protocol::{FacilityBatch, FacilityReading};
 
 use crate::meter::Meter;
-use crate::run::{uplink_loop, Stats};
+use crate::run::Stats;
 use crate::spool::{Entry, Spool, SpoolError};
+use crate::uplink::deliver_loop;
 use crate::uplink::Uplink;
 
 /// Settings of `meter`.
@@ -71,7 +72,7 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     let stats = Arc::new(Stats::default());
-    let uplink_task = tokio::spawn(uplink_loop(
+    let uplink_task = tokio::spawn(deliver_loop(
         uplink,
         spool.clone(),
         stats,

@@ -12,8 +12,8 @@ use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobEnd};
 
 use crate::config::RunConfig;
 use crate::source::{Event, Poll, Source};
-use crate::spool::{read_entry, Entry, Spool, SpoolError};
-use crate::uplink::{Delivery, Uplink};
+use crate::spool::{Entry, Spool, SpoolError};
+use crate::uplink::Uplink;
 
 /// Polls buffered between the sampling thread and the batcher (a minute at 100 ms).
 const CHANNEL_POLLS: usize = 600;
@@ -35,6 +35,33 @@ pub struct Stats {
     pub last_push_ms: AtomicU64,
 }
 
+/// What stops `run` from starting (once running, delivery problems are spooled, never errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spool directory cannot be opened or written.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The HTTP client for the server cannot be built.
+    #[error("--server {server}: {source}")]
+    Client {
+        /// The server URL.
+        server: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// `/metrics` cannot listen where asked.
+    #[error("--metrics-bind {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The sampling thread cannot be started.
+    #[error("starting the sampling thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Runs the pipeline until `shutdown` resolves (or `run_seconds` pass), then flushes to the spool and
 /// gives the uplink a moment to deliver. What is left stays in the spool for the next start.
 pub async fn run(
@@ -42,7 +69,7 @@ pub async fn run(
     source: Box<dyn Source>,
     ledger: Option<PathBuf>,
     shutdown: impl Future<Output = ()>,
-) -> Result<Arc<Stats>, SpoolError> {
+) -> Result<Arc<Stats>, RunError> {
     let spool = Arc::new(Mutex::new(Spool::open(
         &config.spool_dir,
         config.spool_max_bytes,
@@ -61,10 +88,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name("wattlas-sampler".into())
             .spawn(move || sample_loop(source, interval, tx, stop, stats, spool, ledger))
-            .map_err(|e| SpoolError::Io {
-                path: config.spool_dir.clone(),
-                source: e,
-            })?
+            .map_err(RunError::Thread)?
     };
 
     let batcher = tokio::spawn(batch_loop(
@@ -75,12 +99,12 @@ pub async fn run(
         config.batch_ms,
         wake.clone(),
     ));
-    let uplink = Uplink::new(&config.server, &config.token).map_err(|e| SpoolError::Corrupt {
-        path: config.spool_dir.clone(),
-        reason: e.to_string(),
+    let uplink = Uplink::new(&config.server, &config.token).map_err(|source| RunError::Client {
+        server: config.server.clone(),
+        source,
     })?;
     let delivering = Arc::new(AtomicBool::new(true));
-    let uplink_task = tokio::spawn(uplink_loop(
+    let uplink_task = tokio::spawn(crate::uplink::deliver_loop(
         uplink,
         spool.clone(),
         stats.clone(),
@@ -92,10 +116,7 @@ pub async fn run(
         Some(addr) => Some(
             crate::metrics::serve(addr, stats.clone(), spool.clone())
                 .await
-                .map_err(|e| SpoolError::Io {
-                    path: PathBuf::from(format!("metrics address {addr}")),
-                    source: e,
-                })?,
+                .map_err(|source| RunError::MetricsBind { addr, source })?,
         ),
         None => None,
     };
@@ -281,75 +302,21 @@ fn poisoned() -> SpoolError {
     }
 }
 
-/// Delivers spool entries in order until `delivering` turns false.
-pub(crate) async fn uplink_loop(
-    uplink: Uplink,
-    spool: Arc<Mutex<Spool>>,
-    stats: Arc<Stats>,
-    wake: Arc<Notify>,
-    delivering: Arc<AtomicBool>,
-) {
-    let mut backoff = Duration::from_millis(250);
-    while delivering.load(Ordering::SeqCst) {
-        let (item, dropped_total) = match spool.lock() {
-            Ok(mut s) => (s.next_to_send(), s.dropped_samples()),
-            Err(_) => return,
-        };
-        let Some(item) = item else {
-            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
-            continue;
-        };
-        let entry = match read_entry(&item.path) {
-            Ok(Entry::Gpu(mut batch)) => {
-                batch.dropped_samples_total = Some(dropped_total);
-                Entry::Gpu(batch)
+/// Resolves on Ctrl-C or SIGTERM: how every long-running command is stopped.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
-            Ok(other) => other,
-            Err(e) => {
-                tracing::error!(error = %e, "unreadable spool entry set aside");
-                if let Ok(mut s) = spool.lock() {
-                    let _ = s.reject(item.seq);
-                }
-                continue;
-            }
-        };
-        match uplink.send(&entry).await {
-            Delivery::Done => {
-                stats
-                    .delivered
-                    .fetch_add(entry.samples(), Ordering::Relaxed);
-                stats.last_push_ms.store(
-                    Utc::now().timestamp_millis().max(0) as u64,
-                    Ordering::Relaxed,
-                );
-                if let Ok(mut s) = spool.lock() {
-                    if let Err(e) = s.remove(item.seq) {
-                        tracing::error!(error = %e, "cannot remove a delivered spool entry");
-                    }
-                }
-                backoff = Duration::from_millis(250);
-            }
-            Delivery::Rejected(why) => {
-                stats.rejected.fetch_add(entry.samples(), Ordering::Relaxed);
-                tracing::error!(error = %why, file = %item.path.display(), "server refused a spool entry; kept in rejected/");
-                if let Ok(mut s) = spool.lock() {
-                    let _ = s.reject(item.seq);
-                }
-            }
-            Delivery::Retry(why) => {
-                tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "server unreachable; spooling");
-                if let Ok(mut s) = spool.lock() {
-                    s.release(item.seq);
-                }
-                let _ = tokio::time::timeout(backoff, async {
-                    while delivering.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                })
-                .await;
-                // Short: a server back from an outage should see the backlog within seconds.
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            Err(_) => std::future::pending::<()>().await,
         }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }

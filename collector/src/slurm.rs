@@ -121,3 +121,78 @@ mod tests {
         assert!(job_from_env(&none, "n7", BTreeMap::new()).is_err());
     }
 }
+
+/// `wattlas-collector job ...`: its arguments and what each does.
+pub mod cli {
+    use std::collections::BTreeMap;
+
+    use anyhow::Context;
+    use clap::{Args, Subcommand};
+
+    use crate::uplink::Uplink;
+
+    /// The server and the token to use.
+    #[derive(Debug, Args)]
+    pub struct ServerArgs {
+        /// Server base URL.
+        #[arg(long, env = "WATTLAS_SERVER")]
+        pub server: String,
+        /// Bearer token (the node's, or admin).
+        #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
+        pub token: String,
+    }
+
+    /// `job start|end`.
+    #[derive(Debug, Subcommand)]
+    pub enum JobCommand {
+        /// Register the job of the Slurm environment (prolog).
+        Start {
+            /// Node name (default: the host name).
+            #[arg(long, env = "WATTLAS_NODE")]
+            node: Option<String>,
+            /// Tags, `key=value`, repeatable (e.g. `workload=bert-mlm`).
+            #[arg(long = "tag")]
+            tags: Vec<String>,
+            /// Where to register it.
+            #[command(flatten)]
+            server: ServerArgs,
+        },
+        /// Register the end of the job of the Slurm environment (epilog).
+        End {
+            /// Where to register it.
+            #[command(flatten)]
+            server: ServerArgs,
+        },
+    }
+
+    /// Runs `job start|end` with the Slurm environment.
+    pub async fn run(command: JobCommand) -> anyhow::Result<()> {
+        match command {
+            JobCommand::Start { node, tags, server } => {
+                let node = node
+                    .or_else(crate::config::hostname)
+                    .context("--node is required (no host name)")?;
+                let mut map = BTreeMap::new();
+                for t in tags {
+                    let (k, v) = t
+                        .split_once('=')
+                        .with_context(|| format!("--tag '{t}': expected key=value"))?;
+                    map.insert(k.to_owned(), v.to_owned());
+                }
+                let job = super::job_from_env(&|k| std::env::var(k).ok(), &node, map)
+                    .map_err(anyhow::Error::msg)?;
+                let uplink = Uplink::new(&server.server, &server.token)?;
+                super::start(&uplink, &job)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("registering job {}: {e}", job.id))
+            }
+            JobCommand::End { server } => {
+                let id = std::env::var("SLURM_JOB_ID").context("SLURM_JOB_ID is not set")?;
+                let uplink = Uplink::new(&server.server, &server.token)?;
+                super::end(&uplink, &id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ending job {id}: {e}"))
+            }
+        }
+    }
+}

@@ -1,13 +1,20 @@
-//! Delivery of spool entries to the server over HTTP, gzip'd, with the node's bearer token.
+//! Delivery of spool entries to the server over HTTP, gzip'd, with the node's bearer token; and the
+//! loop that delivers the spool in order, backing off while the server is away.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
 
 use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use wattlas_protocol::{paths, ApiError};
 
-use crate::spool::Entry;
+use crate::run::Stats;
+use crate::spool::{read_entry, Entry, Spool};
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +25,19 @@ pub enum Delivery {
     Rejected(String),
     /// Not delivered now (network, 5xx, 408, 429): try again later.
     Retry(String),
+}
+
+/// Where spool entries go: the server over HTTP (`Uplink`), or in tests a scripted stand-in, so that
+/// the delivery loop's backoff, rejection and drop accounting run under paused time.
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers one spool entry.
+    fn deliver(&self, entry: &Entry) -> impl std::future::Future<Output = Delivery> + Send;
+}
+
+impl Deliver for Uplink {
+    async fn deliver(&self, entry: &Entry) -> Delivery {
+        self.send(entry).await
+    }
 }
 
 /// An HTTP client for one server and token.
@@ -125,3 +145,79 @@ impl Uplink {
         }
     }
 }
+
+/// Delivers spool entries in order until `delivering` turns false.
+pub(crate) async fn deliver_loop(
+    uplink: impl Deliver,
+    spool: Arc<Mutex<Spool>>,
+    stats: Arc<Stats>,
+    wake: Arc<Notify>,
+    delivering: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    while delivering.load(Ordering::SeqCst) {
+        let (item, dropped_total) = match spool.lock() {
+            Ok(mut s) => (s.next_to_send(), s.dropped_samples()),
+            Err(_) => return,
+        };
+        let Some(item) = item else {
+            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+            continue;
+        };
+        let entry = match read_entry(&item.path) {
+            Ok(Entry::Gpu(mut batch)) => {
+                batch.dropped_samples_total = Some(dropped_total);
+                Entry::Gpu(batch)
+            }
+            Ok(other) => other,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable spool entry set aside");
+                if let Ok(mut s) = spool.lock() {
+                    let _ = s.reject(item.seq);
+                }
+                continue;
+            }
+        };
+        match uplink.deliver(&entry).await {
+            Delivery::Done => {
+                stats
+                    .delivered
+                    .fetch_add(entry.samples(), Ordering::Relaxed);
+                stats.last_push_ms.store(
+                    Utc::now().timestamp_millis().max(0) as u64,
+                    Ordering::Relaxed,
+                );
+                if let Ok(mut s) = spool.lock() {
+                    if let Err(e) = s.remove(item.seq) {
+                        tracing::error!(error = %e, "cannot remove a delivered spool entry");
+                    }
+                }
+                backoff = Duration::from_millis(250);
+            }
+            Delivery::Rejected(why) => {
+                stats.rejected.fetch_add(entry.samples(), Ordering::Relaxed);
+                tracing::error!(error = %why, file = %item.path.display(), "server refused a spool entry; kept in rejected/");
+                if let Ok(mut s) = spool.lock() {
+                    let _ = s.reject(item.seq);
+                }
+            }
+            Delivery::Retry(why) => {
+                tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "server unreachable; spooling");
+                if let Ok(mut s) = spool.lock() {
+                    s.release(item.seq);
+                }
+                let _ = tokio::time::timeout(backoff, async {
+                    while delivering.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                })
+                .await;
+                // Short: a server back from an outage should see the backlog within seconds.
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

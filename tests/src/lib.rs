@@ -17,7 +17,9 @@ pub fn address_in_log(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = std::fs::read(log).unwrap_or_default();
-        let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+        let text = strip_ansi(&String::from_utf8_lossy(
+            text.get(from as usize..).unwrap_or_default(),
+        ));
         let found = text.lines().filter(|l| l.contains(marker)).find_map(|l| {
             l.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{key}=")))
@@ -33,6 +35,24 @@ pub fn address_in_log(
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Text without its ANSI colour sequences (`ESC [ ... m`), as tracing writes them on a terminal.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The length of a file now (0 if it does not exist): where a restarted process's lines begin.

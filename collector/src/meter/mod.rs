@@ -4,6 +4,7 @@
 //! `modbus` reads a power meter over Modbus TCP. Readings go through the same disk spool and uplink as
 //! GPU samples, so a server outage loses none that fit.
 
+pub mod cli;
 pub mod modbus;
 pub mod simulated;
 
