@@ -9,44 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// API paths, relative to the server's base URL.
-pub mod paths {
-    /// GPU sample batches from a node's collector (bearer token of the node, or admin).
-    pub const INGEST_GPU: &str = "/api/v1/ingest/gpu";
-    /// Jobs: create (POST) and list (GET).
-    pub const JOBS: &str = "/api/v1/jobs";
-    /// Sites: create (POST) and list (GET).
-    pub const SITES: &str = "/api/v1/sites";
-    /// Nodes: create (POST, returns a token once) and list (GET).
-    pub const NODES: &str = "/api/v1/nodes";
-    /// Facility meters: create (POST, returns a token once) and list (GET).
-    pub const METERS: &str = "/api/v1/meters";
-    /// Facility meter readings (bearer token of the meter, or admin).
-    pub const INGEST_FACILITY: &str = "/api/v1/ingest/facility";
-
-    /// `GET /api/v1/jobs/{id}`.
-    pub fn job(id: &str) -> String {
-        format!("/api/v1/jobs/{}", encode_segment(id))
-    }
-
-    /// `POST /api/v1/jobs/{id}/end`.
-    pub fn job_end(id: &str) -> String {
-        format!("/api/v1/jobs/{}/end", encode_segment(id))
-    }
-
-    /// Percent-encodes one path segment (job ids are scheduler ids such as `1234_5` or `array[3]`).
-    pub fn encode_segment(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    }
-}
+pub mod paths;
 
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
 pub const MAX_GPU_POWER_W: f64 = 2000.0;
@@ -537,23 +500,4 @@ pub struct ApiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_fields_stay_missing() {
-        let s: GpuSample =
-            serde_json::from_str(r#"{"time":"2026-01-01T00:00:00Z","gpu":1,"power_w":123.5}"#)
-                .expect("parses");
-        assert_eq!(s.energy_mj, None);
-        assert_eq!(s.util_pct, None);
-        let back = serde_json::to_string(&s).expect("serialises");
-        assert!(!back.contains("energy_mj"), "{back}");
-    }
-
-    #[test]
-    fn job_ids_are_encoded_as_one_segment() {
-        assert_eq!(paths::job("12_3"), "/api/v1/jobs/12_3");
-        assert_eq!(paths::job("a/b c"), "/api/v1/jobs/a%2Fb%20c");
-    }
-}
+mod tests;

@@ -1,0 +1,259 @@
+//! The jobs list: filters, sorting, paging, totals, and what comparisons and statements read of it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use wattlas_protocol::{JobTotals, JobView};
+
+use super::*;
+
+/// Filters of the jobs list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// The only owner the caller may see (researchers), whatever `user` asks for.
+    pub owner: Option<String>,
+    /// Owner.
+    pub user: Option<String>,
+    /// Site name.
+    pub site: Option<String>,
+    /// Tag key and value.
+    pub tag: Option<(String, String)>,
+    /// Only these job ids (a statement of a paper's jobs).
+    pub ids: Option<Vec<String>>,
+    /// Power cap, W (as measured: the limit most samples reported).
+    pub power_cap_w: Option<f64>,
+    /// Only running (true) or only finished (false) jobs.
+    pub running: Option<bool>,
+    /// Jobs still running at or ending after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Jobs starting before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
+    qb.push("\n        where true");
+    if let Some(owner) = &filter.owner {
+        qb.push("\n            and j.user_name = ").push_bind(owner);
+    }
+    if let Some(user) = &filter.user {
+        qb.push("\n            and j.user_name = ").push_bind(user);
+    }
+    if let Some(site) = &filter.site {
+        qb.push("\n            and s.name = ").push_bind(site);
+    }
+    if let Some((k, v)) = &filter.tag {
+        let mut one = BTreeMap::new();
+        one.insert(k.clone(), v.clone());
+        qb.push("\n            and j.tags @> ").push_bind(Json(one));
+    }
+    if let Some(ids) = &filter.ids {
+        qb.push("\n            and j.id = any(")
+            .push_bind(ids)
+            .push(")");
+    }
+    if let Some(cap) = filter.power_cap_w {
+        qb.push("\n            and j.id in (select job_id from job_energy where power_cap_w = ")
+            .push_bind(cap)
+            .push(")");
+    }
+    match filter.running {
+        Some(true) => {
+            qb.push("\n            and j.end_time is null");
+        }
+        Some(false) => {
+            qb.push("\n            and j.end_time is not null");
+        }
+        None => {}
+    }
+    if let Some(from) = filter.from {
+        qb.push("\n            and (j.end_time is null or j.end_time >= ")
+            .push_bind(from)
+            .push(")");
+    }
+    if let Some(to) = filter.to {
+        qb.push("\n            and j.start_time < ").push_bind(to);
+    }
+}
+
+/// What the jobs list sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobSort {
+    /// Start time (the default, newest first).
+    #[default]
+    Start,
+    /// IT energy.
+    Energy,
+    /// Duration (running jobs: so far).
+    Duration,
+    /// Allocated GPUs.
+    Gpus,
+    /// Owner.
+    User,
+    /// Job id.
+    Id,
+}
+
+impl JobSort {
+    /// The names the URL uses.
+    pub const NAMES: [(&'static str, JobSort); 6] = [
+        ("start", Self::Start),
+        ("energy", Self::Energy),
+        ("duration", Self::Duration),
+        ("gpus", Self::Gpus),
+        ("user", Self::User),
+        ("id", Self::Id),
+    ];
+
+    /// Whether the key is null for some jobs (those without stored energy).
+    fn nullable(self) -> bool {
+        matches!(self, Self::Energy | Self::Gpus)
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Start => "j.start_time",
+            Self::Energy => "e.it_energy_kwh",
+            Self::Duration => "coalesce(j.end_time, now()) - j.start_time",
+            Self::Gpus => "e.gpu_count",
+            Self::User => "j.user_name",
+            Self::Id => "j.id",
+        }
+    }
+}
+
+/// A listed job with its stored energy summary, if computed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedJob {
+    /// The job.
+    #[sqlx(flatten)]
+    pub job: Job,
+    /// Its view as last computed.
+    pub summary: Option<Json<JobView>>,
+    /// When.
+    pub computed_at: Option<DateTime<Utc>>,
+    /// Whether raw data arrived for it since.
+    pub stale: Option<bool>,
+}
+
+/// Jobs matching a filter, one page, sorted (ties by id).
+pub async fn list(
+    db: &PgPool,
+    filter: &JobFilter,
+    sort: JobSort,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<ListedJob>> {
+    // The page's ids are chosen first, sorting only (id, key): sorting whole rows (tags, summaries)
+    // of 100,000 jobs spills to disk. Then the page's 50 rows are read whole.
+    let dir = if descending { "desc" } else { "asc" };
+    // `nulls last` only where the key can be null: on a not-null column it keeps the start-time
+    // index from serving the default order.
+    let nulls = if sort.nullable() { " nulls last" } else { "" };
+    let mut qb = QueryBuilder::new(format!(
+        r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
+            j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale
+        from (
+            select j.id, {key} as sort_key
+            from jobs j
+            join sites s on s.id = j.site_id
+            left join job_energy e on e.job_id = j.id"#,
+        key = sort.column()
+    ));
+    push_filter(&mut qb, filter);
+    qb.push(format!(
+        "\n            order by {} {dir}{nulls}, j.id {dir}",
+        sort.column()
+    ))
+    .push("\n            limit ")
+    .push_bind(limit)
+    .push(" offset ")
+    .push_bind(offset);
+    qb.push(format!(
+        r#"
+        ) page
+        join jobs j on j.id = page.id
+        join sites s on s.id = j.site_id
+        left join job_energy e on e.job_id = j.id
+        order by page.sort_key {dir}{nulls}, j.id {dir}"#
+    ));
+    qb.build_query_as().fetch_all(db).await
+}
+
+/// Sums over all jobs matching a filter, from their stored energy summaries, and how many of them are
+/// counted at a figure that data arrived since (stale, or raw data waiting for the rollup task).
+pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
+    let mut qb = QueryBuilder::new(
+        // Jobs with raw data waiting for the rollup task, found from the (short) pending list rather
+        // than asked of each of 100,000 jobs.
+        r#"with raw_pending as (
+            select distinct a.job_id
+            from rollup_pending p
+            join job_allocations a on a.node_id = p.node_id
+            join jobs pj on pj.id = a.job_id
+            where p.t_from <= coalesce(pj.end_time, 'infinity')
+                and p.t_to >= pj.start_time
+        )
+        select count(*) as jobs, coalesce(sum(e.gpu_hours), 0) as gpu_hours,
+            coalesce(sum(e.it_energy_kwh), 0) as it_energy_kwh,
+            coalesce(sum(e.facility_energy_kwh), 0) as facility_energy_kwh,
+            count(*) - count(e.job_id) as pending,
+            count(*) filter (where e.stale or j.id in (select job_id from raw_pending)) as updating
+        from jobs j
+        join sites s on s.id = j.site_id
+        left join job_energy e on e.job_id = j.id"#,
+    );
+    push_filter(&mut qb, filter);
+    let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
+    Ok((
+        JobTotals {
+            jobs: t.jobs.max(0) as u64,
+            gpu_hours: t.gpu_hours,
+            it_energy_kwh: t.it_energy_kwh,
+            facility_energy_kwh: t.facility_energy_kwh,
+            pending: t.pending.max(0) as u64,
+        },
+        t.updating.max(0) as u64,
+    ))
+}
+
+/// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.
+pub async fn shared_tags(
+    db: &PgPool,
+    owner: Option<&str>,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        r#"select t.key, t.value, count(*) as jobs
+        from jobs j
+        cross join lateral jsonb_each_text(j.tags) as t(key, value)
+        where j.end_time is not null
+            and ($1::text is null or j.user_name = $1)
+        group by t.key, t.value
+        having count(*) >= 2
+        order by jobs desc, t.key, t.value
+        limit 200"#,
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await
+}
+
+/// The model of each job's first allocated GPU.
+pub async fn gpu_models(
+    db: &PgPool,
+    ids: &[String],
+) -> sqlx::Result<std::collections::HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        r#"select distinct on (a.job_id) a.job_id, g.model
+        from job_allocations a
+        join gpus g on g.node_id = a.node_id and g.gpu_index = a.gpu_index
+        where a.job_id = any($1)
+        order by a.job_id, a.node_id, a.gpu_index"#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
+}

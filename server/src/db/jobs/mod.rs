@@ -1,0 +1,307 @@
+//! Jobs and their allocations: rows, registration by parts, ends; the list (`listing`) and stored
+//! energy summaries (`summaries`) beside.
+
+mod listing;
+mod summaries;
+
+pub use listing::*;
+pub use summaries::*;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use wattlas_protocol::UnknownGpus;
+
+/// A job row with its site's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    /// Scheduler job id.
+    pub id: String,
+    /// Owner.
+    pub user_name: String,
+    /// Name.
+    pub name: String,
+    /// Site id.
+    pub site_id: i32,
+    /// Site name.
+    pub site: String,
+    /// Start.
+    pub start_time: DateTime<Utc>,
+    /// End, when ended.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Tags.
+    pub tags: Json<BTreeMap<String, String>>,
+    /// GPUs held where the scheduler's record cannot say which.
+    pub unknown_gpus: Json<Vec<UnknownGpus>>,
+}
+
+/// One allocated GPU.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AllocatedGpu {
+    /// Node id.
+    pub node_id: i32,
+    /// Node name.
+    pub node: String,
+    /// GPU index.
+    pub gpu_index: i32,
+}
+
+const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
+            j.unknown_gpus
+        from jobs j
+        join sites s on s.id = j.site_id"#;
+
+/// A job by id.
+pub async fn by_id(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as(&format!("{JOB_COLUMNS}\n        where j.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A job by id, locked for update inside a transaction.
+pub async fn by_id_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as(&format!(
+        "{JOB_COLUMNS}\n        where j.id = $1\n        for update of j"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Inserts a new job; `false` when the id exists already.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    user: &str,
+    name: &str,
+    site_id: i32,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    tags: &BTreeMap<String, String>,
+    unknown_gpus: &[UnknownGpus],
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags, unknown_gpus)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        on conflict (id) do nothing"#,
+    )
+    .bind(id)
+    .bind(user)
+    .bind(name)
+    .bind(site_id)
+    .bind(start)
+    .bind(end)
+    .bind(Json(tags))
+    .bind(Json(unknown_gpus))
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Merges a registration into an existing job: the earliest start, added tags, the latest end when
+/// given, and the unknown GPUs when given (a second node's prolog, an admin's re-send, a re-import).
+pub async fn merge(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    tags: &BTreeMap<String, String>,
+    unknown_gpus: &[UnknownGpus],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update jobs
+        set tags = tags || $2,
+            start_time = least(start_time, $4),
+            end_time = case when $3::timestamptz is null then end_time
+                            else greatest(coalesce(end_time, $3), $3) end,
+            unknown_gpus = case when $5::jsonb = '[]'::jsonb then unknown_gpus else $5 end
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(Json(tags))
+    .bind(end)
+    .bind(start)
+    .bind(Json(unknown_gpus))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Registers (or re-opens) a node's part of a job, from its start; the job runs while a part does.
+pub async fn start_part(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    node_id: i32,
+    start: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"with part as (
+            insert into job_parts (job_id, node_id, start_time)
+            values ($1, $2, $3)
+            on conflict (job_id, node_id) do update
+            set start_time = least(job_parts.start_time, excluded.start_time), end_time = null
+        )
+        update jobs
+        set end_time = null, start_time = least(start_time, $3)
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .bind(start)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends a node's part of a job; the job ends when no part is open and every allocated node has ended
+/// its part, at the latest part's end. Returns whether the job has ended.
+pub async fn end_part(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    node_id: i32,
+    end: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    sqlx::query(
+        r#"insert into job_parts (job_id, node_id, start_time, end_time)
+        select id, $2, least(start_time, $3), $3
+        from jobs
+        where id = $1
+        on conflict (job_id, node_id) do update
+        set end_time = greatest(excluded.end_time, job_parts.start_time)"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    let ended: Option<DateTime<Utc>> = sqlx::query_scalar(
+        r#"update jobs j
+        set end_time = greatest(j.end_time, (select max(end_time) from job_parts where job_id = $1))
+        where j.id = $1
+            and not exists (
+                select 1 from job_parts p where p.job_id = $1 and p.end_time is null)
+            and not exists (
+                select 1 from job_allocations a
+                where a.job_id = $1
+                    and not exists (
+                        select 1 from job_parts p where p.job_id = $1 and p.node_id = a.node_id))
+        returning end_time"#,
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(ended.is_some())
+}
+
+/// Adds allocated GPUs (existing ones stay).
+pub async fn add_allocations(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    gpus: &[(i32, i32)],
+) -> sqlx::Result<()> {
+    if gpus.is_empty() {
+        return Ok(());
+    }
+    let node: Vec<i32> = gpus.iter().map(|g| g.0).collect();
+    let index: Vec<i32> = gpus.iter().map(|g| g.1).collect();
+    sqlx::query(
+        r#"insert into job_allocations (job_id, node_id, gpu_index)
+        select $1, * from unnest($2::int[], $3::int[])
+        on conflict do nothing"#,
+    )
+    .bind(id)
+    .bind(&node)
+    .bind(&index)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets a job's end (admin): the latest end reported wins, and open parts end there.
+pub async fn end(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    end: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update job_parts
+        set end_time = greatest($2, start_time)
+        where job_id = $1 and end_time is null"#,
+    )
+    .bind(id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        r#"update jobs
+        set end_time = greatest(coalesce(end_time, $2), $2)
+        where id = $1"#,
+    )
+    .bind(id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A job's allocated GPUs, by node name then index.
+pub async fn allocations(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
+    sqlx::query_as(
+        r#"select a.node_id, n.name as node, a.gpu_index
+        from job_allocations a
+        join nodes n on n.id = a.node_id
+        where a.job_id = $1
+        order by n.name, a.gpu_index"#,
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether a node holds part of a job (GPUs, or a registered part).
+pub async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        r#"select exists (
+            select 1
+            from job_allocations
+            where job_id = $1
+                and node_id = $2
+        ) or exists (
+            select 1
+            from job_parts
+            where job_id = $1
+                and node_id = $2
+        )"#,
+    )
+    .bind(id)
+    .bind(node_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Whether raw data for the job `j`'s GPUs and time waits for the rollup task: its stored summary
+/// predates it (the task marks the summary stale only when it gets there).
+const RAW_PENDING: &str = r#"exists (
+                select 1
+                from job_allocations a
+                join rollup_pending p on p.node_id = a.node_id
+                where a.job_id = j.id
+                    and p.t_from <= coalesce(j.end_time, 'infinity')
+                    and p.t_to >= j.start_time)"#;
+
+#[derive(sqlx::FromRow)]
+struct TotalsRow {
+    jobs: i64,
+    gpu_hours: f64,
+    it_energy_kwh: f64,
+    facility_energy_kwh: f64,
+    pending: i64,
+    updating: i64,
+}

@@ -1,0 +1,340 @@
+//! Storage and ingest: bytes per raw sample as Wattlas stores them (blocks) beside a naive row per
+//! sample, both by binary COPY; and samples/s end to end through HTTP beside binary COPY of the same
+//! blocks (the machine's limit).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::PgPool;
+use wattlas_collector::source::simulated::{GpuModel, SimConfig, SimulatedSource};
+use wattlas_collector::source::Source;
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
+use wattlas_server::codec::RawSample;
+
+use super::*;
+
+/// Simulated GPUs of `nodes` nodes, `seconds` of 100 ms polls from `t0`: per node, per second, the samples.
+pub(crate) fn simulate(
+    nodes: u32,
+    gpus: u32,
+    seconds: i64,
+    t0: DateTime<Utc>,
+) -> Vec<Vec<Vec<GpuSample>>> {
+    // The simulator's own table has the A100.
+    let model = GpuModel::named("A100").expect("the simulator knows the A100");
+    (0..nodes)
+        .map(|n| {
+            let mut sim = SimulatedSource::new(SimConfig {
+                node: format!("bench{n}"),
+                gpus,
+                model: model.clone(),
+                seed: u64::from(n) + 1,
+                caps: vec![150.0, 200.0, 250.0],
+                gpus_per_job: 2,
+                job_seconds: 900.0,
+                jobs_per_group: None,
+                user: "bench".into(),
+                limits_file: None,
+            });
+            (0..seconds)
+                .map(|s| {
+                    (0..10)
+                        .flat_map(|k| {
+                            // Real pollers jitter by a few ms; so does this one.
+                            let jitter = ((s * 7 + k * 13 + i64::from(n)) % 5) - 2;
+                            sim.poll(
+                                t0 + chrono::Duration::milliseconds(s * 1000 + k * 100 + jitter),
+                            )
+                            .samples
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub(crate) fn raw(samples: &[GpuSample]) -> Vec<RawSample> {
+    let known: HashSet<u32> = samples.iter().map(|s| s.gpu).collect();
+    wattlas_server::routes::ingest::validate_samples(
+        samples,
+        &known,
+        "bench",
+        Utc::now() + chrono::Duration::days(3650),
+    )
+    .unwrap_or_default()
+}
+
+/// PostgreSQL binary COPY writer.
+pub(crate) struct Copy(Vec<u8>);
+
+impl Copy {
+    pub(crate) fn new() -> Self {
+        let mut b = b"PGCOPY\n\xff\r\n\0".to_vec();
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        Copy(b)
+    }
+    pub(crate) fn row(&mut self, fields: i16) {
+        self.0.extend_from_slice(&fields.to_be_bytes());
+    }
+    fn field(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+    fn null(&mut self) {
+        self.0.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+    fn ts(&mut self, ms: i64) {
+        // Microseconds since 2000-01-01.
+        self.field(&((ms - 946_684_800_000) * 1000).to_be_bytes());
+    }
+    fn opt_f32(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.field(&(v as f32).to_be_bytes()),
+            None => self.null(),
+        }
+    }
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&(-1i16).to_be_bytes());
+        self.0
+    }
+}
+
+/// Blocks as the server makes them: per node, per batch, split on 5-minute windows.
+pub(crate) fn blocks(node_id: i32, batch: &[RawSample], copy: &mut Copy) {
+    for b in wattlas_server::db::samples::blocks(batch) {
+        copy.row(5);
+        copy.field(&node_id.to_be_bytes());
+        copy.ts(b.t_start_ms);
+        copy.ts(b.t_end_ms);
+        copy.field(&b.n_samples.to_be_bytes());
+        copy.field(&b.data);
+    }
+}
+
+pub(crate) async fn copy_in(db: &PgPool, statement: &str, data: Vec<u8>) -> anyhow::Result<u64> {
+    let mut conn = db.acquire().await?;
+    let mut copy = conn.copy_in_raw(statement).await?;
+    for chunk in data.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    Ok(copy.finish().await?)
+}
+
+pub(crate) async fn storage(base_url: &str, sizes: &Sizes) -> anyhow::Result<(String, String)> {
+    let (db, _) = fresh_db(base_url, "wattlas_bench_storage").await?;
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .context("time")?;
+    let gpus = sizes.nodes * sizes.gpus_per_node;
+    sqlx::query(
+        r#"create table naive_samples (
+            node_id int not null, gpu smallint not null, time timestamptz not null,
+            power_w real not null, energy_mj bigint, power_limit_w real, util_pct real,
+            mem_used_mib real, temp_c real, sm_clock_mhz real,
+            primary key (node_id, gpu, time))"#,
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query("select create_hypertable('naive_samples', 'time', chunk_time_interval => interval '1 day')").execute(&db).await?;
+    let mut total = 0u64;
+    // Node by node, to bound memory: a node-hour is 288,000 samples.
+    for n in 0..sizes.nodes {
+        let mut block_copy = Copy::new();
+        let mut naive_copy = Copy::new();
+        let sim = simulate(1, sizes.gpus_per_node, sizes.storage_seconds, t0);
+        for batch in &sim[0] {
+            let r = raw(batch);
+            total += r.len() as u64;
+            blocks(n as i32 + 1, &r, &mut block_copy);
+            for s in &r {
+                naive_copy.row(10);
+                naive_copy.field(&(n as i32 + 1).to_be_bytes());
+                naive_copy.field(&(s.gpu as i16).to_be_bytes());
+                naive_copy.ts(s.t_ms);
+                naive_copy.field(&(s.power_mw as f32 / 1000.0).to_be_bytes());
+                match s.energy_mj {
+                    Some(e) => naive_copy.field(&e.to_be_bytes()),
+                    None => naive_copy.null(),
+                }
+                naive_copy.opt_f32(s.limit_mw.map(|v| v as f64 / 1000.0));
+                naive_copy.opt_f32(s.util_dpct.map(|v| v as f64 / 10.0));
+                naive_copy.opt_f32(s.mem_mib.map(|v| v as f64));
+                naive_copy.opt_f32(s.temp_dc.map(|v| v as f64 / 10.0));
+                naive_copy.opt_f32(s.sm_mhz.map(|v| v as f64));
+            }
+        }
+        copy_in(
+            &db,
+            "copy gpu_raw (node_id, t_start, t_end, n_samples, data) from stdin (format binary)",
+            block_copy.finish(),
+        )
+        .await?;
+        copy_in(
+            &db,
+            "copy naive_samples from stdin (format binary)",
+            naive_copy.finish(),
+        )
+        .await?;
+    }
+    sqlx::query("vacuum analyze").execute(&db).await?;
+    let blocks_bytes: i64 = sqlx::query_scalar("select hypertable_size('gpu_raw')")
+        .fetch_one(&db)
+        .await?;
+    let naive_bytes: i64 = sqlx::query_scalar("select hypertable_size('naive_samples')")
+        .fetch_one(&db)
+        .await?;
+    let stored: i64 = sqlx::query_scalar("select sum(n_samples)::int8 from gpu_raw")
+        .fetch_one(&db)
+        .await?;
+    anyhow::ensure!(stored as u64 == total, "stored {stored} of {total} samples");
+    let per = blocks_bytes as f64 / total as f64;
+    let naive = naive_bytes as f64 / total as f64;
+    // Flush what the storage phase wrote, so its checkpoint does not land in the ingest measurement.
+    sqlx::query("checkpoint").execute(&db).await?;
+    db.close().await;
+    Ok((
+        format!("Storage: bytes per raw sample, {gpus} GPUs x {} s at 100 ms ({total} samples), table + indexes", sizes.storage_seconds),
+        format!("**{per:.1}** (Wattlas blocks) vs {naive:.1} (naive row per sample): {:.1}x smaller; target <= 20", naive / per),
+    ))
+}
+
+pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<(String, String)>> {
+    let server = InProcess::start(base_url, "wattlas_bench_ingest", |config| {
+        config.rollup_interval_s = 3600;
+        config.db_max_connections = 32;
+    })
+    .await?;
+    let (db, base, http) = (server.db.clone(), server.base.clone(), server.http.clone());
+    let mut tokens = Vec::new();
+    for n in 0..sizes.ingest_nodes {
+        let r = server
+            .post(
+                "/api/v1/nodes",
+                serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
+            )
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        tokens.push(v["token"].as_str().context("token")?.to_owned());
+    }
+    // Pre-built gzip'd request bodies, so the collectors' side costs nothing during the measurement.
+    let t0 = Utc::now() - chrono::Duration::hours(2);
+    let sim = simulate(
+        sizes.ingest_nodes,
+        sizes.gpus_per_node,
+        sizes.ingest_seconds,
+        t0,
+    );
+    let mut samples_total = 0u64;
+    let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut copy = Copy::new();
+    for (n, node) in sim.iter().enumerate() {
+        let gpus: Vec<GpuIdentity> = (0..sizes.gpus_per_node)
+            .map(|i| GpuIdentity {
+                index: i,
+                uuid: format!("GPU-bench-{n}-{i}"),
+                model: "A100".into(),
+                default_power_limit_w: Some(250.0),
+                keep_known: false,
+            })
+            .collect();
+        let mut node_bodies = Vec::new();
+        for batch in node {
+            samples_total += batch.len() as u64;
+            let body = GpuBatch {
+                node: None,
+                gpus: gpus.clone(),
+                samples: batch.clone(),
+                dropped_samples_total: Some(0),
+            };
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&serde_json::to_vec(&body)?)?;
+            node_bodies.push(gz.finish()?);
+            blocks(n as i32 + 1, &raw(batch), &mut copy);
+        }
+        bodies.push(node_bodies);
+    }
+    let (pg_before, me_before) = (postgres_cpu(), proc_usage(std::process::id())?.0);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (bodies, token) in bodies.into_iter().zip(tokens) {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/ingest/gpu");
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for body in bodies {
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let http_secs = started.elapsed().as_secs_f64();
+    let pg_cpu = postgres_cpu_since(&pg_before);
+    let me_cpu = proc_usage(std::process::id())?.0 - me_before;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let stored: i64 = sqlx::query_scalar("select sum(n_samples)::int8 from gpu_raw")
+        .fetch_one(&db)
+        .await?;
+    anyhow::ensure!(
+        stored as u64 == samples_total,
+        "stored {stored} of {samples_total}"
+    );
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+
+    // The limit: the same samples, as the same blocks, by binary COPY into the same (emptied) table.
+    sqlx::query("truncate gpu_raw").execute(&db).await?;
+    let data = copy.finish();
+    let started = Instant::now();
+    copy_in(
+        &db,
+        "copy gpu_raw (node_id, t_start, t_end, n_samples, data) from stdin (format binary)",
+        data,
+    )
+    .await?;
+    let copy_secs = started.elapsed().as_secs_f64();
+    server.stop().await;
+    let http_rate = samples_total as f64 / http_secs;
+    let copy_rate = samples_total as f64 / copy_secs;
+    Ok(vec![
+        (
+            format!("Ingest end to end: {} collectors x {} GPUs, {} s of 100 ms samples each ({samples_total} samples), 1 s batches, HTTP + gzip, committed", sizes.ingest_nodes, sizes.gpus_per_node, sizes.ingest_seconds),
+            format!("**{http_rate:.0} samples/s** ({:.0} GPUs at 100 ms); batch latency p50 {:.1} ms, p99 {:.1} ms; target >= 100,000", http_rate / 10.0, pct(0.5).as_secs_f64() * 1000.0, pct(0.99).as_secs_f64() * 1000.0),
+        ),
+        (
+            "Where the CPU went in the end-to-end run".to_owned(),
+            format!(
+                "PostgreSQL {pg_cpu:.1} core-s, the bench process (server and load generator, one runtime) {me_cpu:.1} core-s, in {http_secs:.1} s on {cores:.0} cores: {:.0} % of the machine busy",
+                (pg_cpu + me_cpu) / (http_secs * cores) * 100.0
+            ),
+        ),
+        (
+            "Binary COPY of the same blocks into the same table (the limit)".to_owned(),
+            format!("{copy_rate:.0} samples/s; end to end is **{:.0} %** of it; target >= 80 %", http_rate / copy_rate * 100.0),
+        ),
+    ])
+}

@@ -1,0 +1,7 @@
+//! End to end with the real binaries: `wattlas-collector` -> HTTP -> `wattlas-server` -> TimescaleDB.
+//!
+//! Needs the binaries built (`cargo build --workspace --bins`, which `scripts/test` does) and
+//! `DATABASE_URL` pointing at the cluster of `scripts/db up`; each test gets its own database.
+
+mod imports;
+mod pipeline;
