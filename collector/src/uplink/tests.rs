@@ -16,6 +16,37 @@ use super::{deliver_loop, Deliver, Delivery};
 use crate::run::Stats;
 use crate::spool::{Entry, Spool};
 
+/// Runs the delivery loop until the spool is empty; its counters.
+async fn deliver_all(server: &Arc<Scripted>, spool: &Arc<Mutex<Spool>>) -> Arc<Stats> {
+    let stats = Arc::new(Stats::default());
+    let (wake, delivering) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(true)));
+    let task = tokio::spawn(deliver_loop(
+        server.clone(),
+        spool.clone(),
+        stats.clone(),
+        wake.clone(),
+        delivering.clone(),
+    ));
+    while !spool.lock().expect("lock").is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    delivering.store(false, Ordering::SeqCst);
+    wake.notify_one();
+    task.await.expect("loop ends");
+    stats
+}
+
+/// Milliseconds between one attempt and the next.
+fn gaps(server: &Scripted) -> Vec<u128> {
+    server
+        .attempts
+        .lock()
+        .expect("lock")
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).as_millis())
+        .collect()
+}
+
 /// Answers from a script; records when each attempt came and the dropped count each batch carried.
 struct Scripted {
     answers: Mutex<VecDeque<Delivery>>,
@@ -88,21 +119,7 @@ async fn backoff_doubles_while_away_resets_after_delivery_and_refusals_are_set_a
         ])),
         attempts: Mutex::default(),
     });
-    let stats = Arc::new(Stats::default());
-    let (wake, delivering) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(true)));
-    let task = tokio::spawn(deliver_loop(
-        server.clone(),
-        spool.clone(),
-        stats.clone(),
-        wake.clone(),
-        delivering.clone(),
-    ));
-    while !spool.lock().expect("lock").is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    delivering.store(false, Ordering::SeqCst);
-    wake.notify_one();
-    task.await.expect("loop ends");
+    let stats = deliver_all(&server, &spool).await;
 
     let attempts = server.attempts.lock().expect("lock").clone();
     let sizes: Vec<usize> = attempts.iter().map(|a| a.1).collect();
@@ -111,13 +128,9 @@ async fn backoff_doubles_while_away_resets_after_delivery_and_refusals_are_set_a
         [10, 10, 10, 20, 30, 30],
         "in order, each retried until answered"
     );
-    let gaps: Vec<u128> = attempts
-        .windows(2)
-        .map(|w| (w[1].0 - w[0].0).as_millis())
-        .collect();
     // 250 ms, then 500 ms while away; a delivery and a refusal go straight on; after the delivery
     // the backoff starts again at 250 ms.
-    assert_eq!(gaps, [250, 500, 0, 0, 250]);
+    assert_eq!(gaps(&server), [250, 500, 0, 0, 250]);
     assert!(
         attempts.iter().all(|a| a.2 == Some(7)),
         "every batch carries the dropped count: {attempts:?}"
@@ -145,26 +158,7 @@ async fn a_long_outage_backs_off_to_two_seconds_at_most() {
         answers: Mutex::new(answers),
         attempts: Mutex::default(),
     });
-    let stats = Arc::new(Stats::default());
-    let (wake, delivering) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(true)));
-    let task = tokio::spawn(deliver_loop(
-        server.clone(),
-        spool.clone(),
-        stats.clone(),
-        wake.clone(),
-        delivering.clone(),
-    ));
-    while !spool.lock().expect("lock").is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    delivering.store(false, Ordering::SeqCst);
-    wake.notify_one();
-    task.await.expect("loop ends");
-    let attempts = server.attempts.lock().expect("lock").clone();
-    let gaps: Vec<u128> = attempts
-        .windows(2)
-        .map(|w| (w[1].0 - w[0].0).as_millis())
-        .collect();
-    assert_eq!(gaps, [250, 500, 1000, 2000, 2000, 2000, 2000, 2000]);
+    let stats = deliver_all(&server, &spool).await;
+    assert_eq!(gaps(&server), [250, 500, 1000, 2000, 2000, 2000, 2000, 2000]);
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 5);
 }
