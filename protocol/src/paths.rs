@@ -1,4 +1,8 @@
-//! API paths, relative to the server's base URL.
+//! API paths, relative to the server's base URL: what clients call and what the server registers (its
+//! router takes these constants, so the two cannot drift apart). `{id}` in a route is a path parameter.
+
+/// The prefix of every API path.
+pub const API: &str = "/api/v1";
 
 /// GPU sample batches from a node's collector (bearer token of the node, or admin).
 pub const INGEST_GPU: &str = "/api/v1/ingest/gpu";
@@ -12,6 +16,11 @@ pub const NODES: &str = "/api/v1/nodes";
 pub const METERS: &str = "/api/v1/meters";
 /// Facility meter readings (bearer token of the meter, or admin).
 pub const INGEST_FACILITY: &str = "/api/v1/ingest/facility";
+
+/// A job (GET), as the server registers it.
+pub const JOB_ROUTE: &str = "/api/v1/jobs/{id}";
+/// The end of a job or of a node's part of it (POST), as the server registers it.
+pub const JOB_END_ROUTE: &str = "/api/v1/jobs/{id}/end";
 
 /// `GET /api/v1/jobs/{id}`.
 pub fn job(id: &str) -> String {

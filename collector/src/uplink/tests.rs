@@ -159,6 +159,9 @@ async fn a_long_outage_backs_off_to_two_seconds_at_most() {
         attempts: Mutex::default(),
     });
     let stats = deliver_all(&server, &spool).await;
-    assert_eq!(gaps(&server), [250, 500, 1000, 2000, 2000, 2000, 2000, 2000]);
+    assert_eq!(
+        gaps(&server),
+        [250, 500, 1000, 2000, 2000, 2000, 2000, 2000]
+    );
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 5);
 }

@@ -29,42 +29,53 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use wattlas_protocol::paths;
+
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// Content-Security-Policy of every response.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// An API path of `protocol::paths` relative to the API router (nested at `paths::API`).
+fn api_path(path: &'static str) -> &'static str {
+    path.strip_prefix(paths::API)
+        .expect("protocol::paths constants start with the API prefix")
+}
+
 /// All routes with their layers.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let api = Router::new()
         .route(
-            "/ingest/gpu",
+            api_path(paths::INGEST_GPU),
             post(ingest::ingest_gpu).layer(from_fn_with_state(
                 state.clone(),
                 crate::metrics::count_rejections,
             )),
         )
-        .route("/jobs", post(jobs::create).get(jobs::list))
+        .route(api_path(paths::JOBS), post(jobs::create).get(jobs::list))
         .route("/jobs.csv", get(jobs::csv::export_api))
-        .route("/jobs/{id}", get(jobs::show))
-        .route("/jobs/{id}/end", post(jobs::end))
+        .route(api_path(paths::JOB_ROUTE), get(jobs::show))
+        .route(api_path(paths::JOB_END_ROUTE), post(jobs::end))
         .route(
             "/jobs/{id}/progress",
             post(progress::post).get(progress::get),
         )
-        .route("/sites", post(sites::create).get(sites::list))
+        .route(api_path(paths::SITES), post(sites::create).get(sites::list))
         .route("/sites/{site}", axum::routing::put(sites::update))
         .route("/sites/{site}/carbon", post(sites::carbon_ingest))
-        .route("/nodes", post(nodes::create).get(nodes::list))
-        .route("/meters", post(facility::create).get(facility::list))
+        .route(api_path(paths::NODES), post(nodes::create).get(nodes::list))
+        .route(
+            api_path(paths::METERS),
+            post(facility::create).get(facility::list),
+        )
         .route(
             "/meters/{name}/readings",
             axum::routing::delete(facility::delete_readings),
         )
         .route(
-            "/ingest/facility",
+            api_path(paths::INGEST_FACILITY),
             post(facility::ingest).layer(from_fn_with_state(
                 state.clone(),
                 crate::metrics::count_rejections,
@@ -88,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { AppError::not_found("no such API route") });
     // Everything that needs to know who is asking goes through `auth::middleware` once.
     let identified = Router::new()
-        .nest("/api/v1", api)
+        .nest(paths::API, api)
         .route("/", get(pages::index))
         .route("/login", get(account::login_form).post(account::login))
         .route("/logout", post(account::logout))
