@@ -85,6 +85,13 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default: off).
     #[arg(long, env = "WATTLAS_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// Linux powercap tree of the CPU and DRAM energy counters (default /sys/class/powercap).
+    #[arg(long, env = "WATTLAS_POWERCAP_ROOT")]
+    pub powercap_root: Option<PathBuf>,
+    /// Milliseconds between readings of the CPU and DRAM counters (default 5000; energy is exact
+    /// whatever the spacing, it only sets how finely it is split between jobs).
+    #[arg(long, env = "WATTLAS_RAPL_INTERVAL_MS")]
+    pub rapl_interval_ms: Option<u64>,
 }
 
 /// Problems with the configuration.
@@ -149,6 +156,10 @@ pub struct RunConfig {
     pub run_seconds: Option<f64>,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// Powercap tree.
+    pub powercap_root: PathBuf,
+    /// Between readings of the CPU and DRAM counters, ms.
+    pub rapl_interval_ms: u64,
 }
 
 impl RunArgs {
@@ -212,6 +223,10 @@ impl RunArgs {
             sim_ledger: a.sim_ledger,
             run_seconds: a.run_seconds,
             metrics_bind: a.metrics_bind,
+            powercap_root: a
+                .powercap_root
+                .unwrap_or_else(|| PathBuf::from(crate::source::rapl::DEFAULT_ROOT)),
+            rapl_interval_ms: a.rapl_interval_ms.unwrap_or(5000).max(100),
         })
     }
 }

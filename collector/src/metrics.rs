@@ -72,6 +72,18 @@ pub fn render(stats: &Stats, spool: &Mutex<Spool>) -> String {
         n(&stats.skipped_ticks),
     );
     one(
+        "wattlas_collector_rapl_unreadable_zones",
+        "gauge",
+        "CPU and DRAM energy counters found but unreadable (root-only since the 2020 RAPL advisory).",
+        n(&stats.rapl_unreadable),
+    );
+    one(
+        "wattlas_collector_rapl_read_errors_total",
+        "counter",
+        "Readings of a readable CPU or DRAM energy counter that failed.",
+        n(&stats.rapl_errors),
+    );
+    one(
         "wattlas_collector_spool_entries",
         "gauge",
         "Batches waiting in the spool.",

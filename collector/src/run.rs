@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, Notify};
-use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobEnd};
+use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobEnd, NodeEnergyReading};
 
 use crate::config::RunConfig;
 use crate::source::{Event, Poll, Source};
@@ -31,6 +31,10 @@ pub struct Stats {
     pub source_errors: AtomicU64,
     /// Sampling ticks skipped because the sampling thread was held up past them.
     pub skipped_ticks: AtomicU64,
+    /// CPU and DRAM counters found but unreadable (root-only since the 2020 RAPL advisory).
+    pub rapl_unreadable: AtomicU64,
+    /// Readings of a readable CPU or DRAM counter that failed.
+    pub rapl_errors: AtomicU64,
     /// When the server last committed a batch, ms since the epoch (0: not yet).
     pub last_push_ms: AtomicU64,
 }
@@ -80,6 +84,22 @@ pub async fn run(
     let identities = source.identities();
     let (tx, rx) = mpsc::channel::<Poll>(CHANNEL_POLLS);
 
+    // The node's CPU and DRAM counters, read on the sampling tick every `rapl_interval_ms`; the
+    // simulator simulates them where the node has none readable (so a demo shows them).
+    let rapl = crate::source::rapl::Rapl::discover(&config.powercap_root);
+    let rapl_text = rapl.describe(&config.powercap_root);
+    if rapl.unreadable.is_empty() && !rapl.zones.is_empty() {
+        tracing::info!("{rapl_text}");
+    } else {
+        tracing::warn!("{rapl_text}");
+    }
+    stats
+        .rapl_unreadable
+        .store(rapl.unreadable.len() as u64, Ordering::Relaxed);
+    let node_energy = NodeEnergy {
+        rapl,
+        every: Duration::from_millis(config.rapl_interval_ms),
+    };
     let sampler = {
         let stop = stop.clone();
         let stats = stats.clone();
@@ -87,7 +107,18 @@ pub async fn run(
         let interval = Duration::from_millis(config.interval_ms);
         std::thread::Builder::new()
             .name("wattlas-sampler".into())
-            .spawn(move || sample_loop(source, interval, tx, stop, stats, spool, ledger))
+            .spawn(move || {
+                sample_loop(
+                    source,
+                    interval,
+                    tx,
+                    stop,
+                    stats,
+                    spool,
+                    ledger,
+                    node_energy,
+                )
+            })
             .map_err(RunError::Thread)?
     };
 
@@ -160,6 +191,13 @@ pub async fn run(
     Ok(stats)
 }
 
+/// The node's CPU and DRAM counters and how often to read them.
+struct NodeEnergy {
+    rapl: crate::source::rapl::Rapl,
+    every: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn sample_loop(
     mut source: Box<dyn Source>,
     interval: Duration,
@@ -168,16 +206,29 @@ fn sample_loop(
     stats: Arc<Stats>,
     spool: Arc<Mutex<Spool>>,
     ledger: Option<PathBuf>,
+    node_energy: NodeEnergy,
 ) {
     let mut due = Instant::now();
     let mut last_ledger = Instant::now();
+    let mut last_energy: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
         let polled_at = Instant::now();
-        let poll = source.poll(Utc::now());
+        let now = Utc::now();
+        let mut poll = source.poll(now);
+        if last_energy.is_none_or(|t| polled_at - t >= node_energy.every) {
+            last_energy = Some(polled_at);
+            poll.node_energy = if node_energy.rapl.zones.is_empty() {
+                source.node_energy(now)
+            } else {
+                let (readings, errors) = node_energy.rapl.read(now);
+                stats.rapl_errors.fetch_add(errors, Ordering::Relaxed);
+                readings
+            };
+        }
         // Absolute ticks, so a slow poll does not shift every later one; but ticks missed while the
         // thread was held up are skipped and counted, never polled in a burst: polls milliseconds
         // apart carry no new information and would share a timestamp.
@@ -247,8 +298,12 @@ async fn batch_loop(
     let mut pending: Vec<GpuSample> = Vec::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(batch_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let flush = |pending: &mut Vec<GpuSample>| -> Result<(), SpoolError> {
-        if pending.is_empty() {
+    let mut energy: Vec<NodeEnergyReading> = Vec::new();
+    let node_cpus = crate::source::rapl::node_cpus();
+    let flush = |pending: &mut Vec<GpuSample>,
+                 energy: &mut Vec<NodeEnergyReading>|
+     -> Result<(), SpoolError> {
+        if pending.is_empty() && energy.is_empty() {
             return Ok(());
         }
         let batch = GpuBatch {
@@ -256,6 +311,8 @@ async fn batch_loop(
             gpus: identities.clone(),
             samples: std::mem::take(pending),
             dropped_samples_total: None,
+            node_energy: std::mem::take(energy),
+            node_cpus,
         };
         let mut s = spool.lock().map_err(|_| poisoned())?;
         let dropped = s.push(&Entry::Gpu(batch))?;
@@ -274,9 +331,10 @@ async fn batch_loop(
             poll = rx.recv() => match poll {
                 Some(poll) => {
                     pending.extend(poll.samples);
+                    energy.extend(poll.node_energy);
                     if !poll.events.is_empty() {
                         // Keep order: the samples before an event are spooled before it.
-                        flush(&mut pending)?;
+                        flush(&mut pending, &mut energy)?;
                         let mut s = spool.lock().map_err(|_| poisoned())?;
                         for event in poll.events {
                             let entry = match event {
@@ -288,9 +346,9 @@ async fn batch_loop(
                         wake.notify_one();
                     }
                 }
-                None => return flush(&mut pending),
+                None => return flush(&mut pending, &mut energy),
             },
-            _ = ticker.tick() => flush(&mut pending)?,
+            _ = ticker.tick() => flush(&mut pending, &mut energy)?,
         }
     }
 }

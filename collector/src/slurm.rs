@@ -10,6 +10,24 @@ use wattlas_protocol::{paths, Allocation, JobEnd, NewJob};
 
 use crate::uplink::{Delivery, Uplink};
 
+/// The CPUs the job holds on this node: `SLURM_CPUS_ON_NODE`, else `SLURM_JOB_CPUS_PER_NODE` where it
+/// gives every node the same count (`16`, `16(x4)`).
+pub fn cpus_on_node(env: &dyn Fn(&str) -> Option<String>) -> Option<u32> {
+    if let Some(n) = env("SLURM_CPUS_ON_NODE").and_then(|v| v.trim().parse().ok()) {
+        return Some(n);
+    }
+    let per_node = env("SLURM_JOB_CPUS_PER_NODE")?;
+    let counts: Vec<&str> = per_node
+        .split(',')
+        .map(|c| c.split('(').next().unwrap_or(c).trim())
+        .collect();
+    match counts.as_slice() {
+        [one] => one.parse().ok(),
+        [first, rest @ ..] if rest.iter().all(|c| c == first) => first.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Parses a GPU list as Slurm or CUDA write it: `0,1,3` or `0-3` or `0-1,4`.
 pub fn parse_gpus(s: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
@@ -63,6 +81,7 @@ pub fn job_from_env(
             vec![Allocation {
                 node: node.to_owned(),
                 gpus,
+                cpus: cpus_on_node(env),
             }]
         },
         unknown_gpus: vec![],
@@ -106,6 +125,7 @@ mod tests {
             "SLURM_JOB_ID" => Some("4242".to_owned()),
             "SLURM_JOB_USER" => Some("bob".to_owned()),
             "CUDA_VISIBLE_DEVICES" => Some("2,3".to_owned()),
+            "SLURM_JOB_CPUS_PER_NODE" => Some("16(x2)".to_owned()),
             _ => None,
         };
         let job = job_from_env(&env, "n7", BTreeMap::new()).expect("job");
@@ -114,9 +134,21 @@ mod tests {
             job.allocations,
             vec![Allocation {
                 node: "n7".into(),
-                gpus: vec![2, 3]
+                gpus: vec![2, 3],
+                cpus: Some(16),
             }]
         );
+        // SLURM_CPUS_ON_NODE is this node's own count; uneven counts per node say nothing of this one.
+        let on_node = |k: &str| match k {
+            "SLURM_CPUS_ON_NODE" => Some("12".to_owned()),
+            _ => None,
+        };
+        assert_eq!(cpus_on_node(&on_node), Some(12));
+        let uneven = |k: &str| match k {
+            "SLURM_JOB_CPUS_PER_NODE" => Some("16,8".to_owned()),
+            _ => None,
+        };
+        assert_eq!(cpus_on_node(&uneven), None);
         let none = |_: &str| None;
         assert!(job_from_env(&none, "n7", BTreeMap::new()).is_err());
     }

@@ -337,6 +337,8 @@ mod tests {
             gpus: vec![],
             samples,
             dropped_samples_total: None,
+            node_energy: vec![],
+            node_cpus: None,
         })
     }
 

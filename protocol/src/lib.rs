@@ -76,6 +76,40 @@ pub struct GpuBatch {
     /// The collector's running total of samples it had to drop (spool full), so losses are visible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_samples_total: Option<u64>,
+    /// The node's CPU and DRAM energy counters (Linux powercap), read on the sampling tick.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_energy: Vec<NodeEnergyReading>,
+    /// The node's logical CPUs: what jobs' `cpus` are a share of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_cpus: Option<u32>,
+}
+
+/// Which of a node's energy counters a reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeEnergyKind {
+    /// A CPU package (RAPL `package-N`).
+    Cpu,
+    /// The DRAM of a package (RAPL `dram`).
+    Dram,
+    /// The whole platform (RAPL `psys`), where present: kept, not charged to jobs.
+    Psys,
+}
+
+/// One reading of one of a node's energy counters, as the hardware counts it: `energy_uj` wraps to 0
+/// after `max_energy_range_uj`, and the server unwraps it between consecutive readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEnergyReading {
+    /// When it was read.
+    pub time: DateTime<Utc>,
+    /// The counter, e.g. `package-0`, `package-0/dram`, `psys`.
+    pub zone: String,
+    /// What it counts.
+    pub kind: NodeEnergyKind,
+    /// The counter, µJ.
+    pub energy_uj: u64,
+    /// Where the counter wraps, µJ.
+    pub max_energy_range_uj: u64,
 }
 
 /// Answer to an accepted batch.
@@ -94,6 +128,23 @@ pub struct Allocation {
     pub node: String,
     /// NVML indices of the GPUs allocated on that node.
     pub gpus: Vec<u32>,
+    /// Logical CPUs the job holds on that node (Slurm's `SLURM_CPUS_ON_NODE`): its share of the node's
+    /// CPU and DRAM energy. Absent: it shares equally with the node's other jobs without a count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+}
+
+/// A GPU a job held together with other jobs for a while: its energy over that time split equally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedGpu {
+    /// Node name.
+    pub node: String,
+    /// GPU index.
+    pub gpu: u32,
+    /// Seconds of the job during which it was shared.
+    pub shared_s: f64,
+    /// Most jobs holding it at once.
+    pub max_jobs: u32,
 }
 
 /// GPUs a job held on a node without anyone saying which (sacct on a shared node): not charged to the
@@ -179,8 +230,23 @@ pub struct JobView {
     pub gpu_count: u32,
     /// Allocated GPUs per node.
     pub allocations: Vec<Allocation>,
-    /// Energy of the allocated GPUs over the job (so far, while running), kWh.
+    /// IT energy of the job (so far, while running): GPU + CPU + DRAM, kWh.
     pub it_energy_kwh: f64,
+    /// Energy of the allocated GPUs (a shared GPU's share), kWh.
+    #[serde(default)]
+    pub gpu_energy_kwh: f64,
+    /// The job's share of its nodes' CPU package energy, kWh (`None` where no node measured it).
+    #[serde(default)]
+    pub cpu_energy_kwh: Option<f64>,
+    /// The job's share of its nodes' DRAM energy, kWh (`None` where no node measured it).
+    #[serde(default)]
+    pub dram_energy_kwh: Option<f64>,
+    /// Nodes of the job whose CPU and DRAM energy was not measured (no readable powercap counters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_dram_unmeasured: Vec<String>,
+    /// GPUs the job shared with other jobs, and for how long: their energy was split between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_gpus: Vec<SharedGpu>,
     /// IT energy times the site's measured PUE, hour by hour, kWh.
     pub facility_energy_kwh: f64,
     /// Effective PUE of the job: facility / IT energy (absent without IT energy).

@@ -251,6 +251,8 @@ async fn seed(base: &str) {
             gpus: gpus.clone(),
             samples: chunk.to_vec(),
             dropped_samples_total: Some(0),
+            node_energy: vec![],
+            node_cpus: None,
         };
         post(
             &http,

@@ -63,6 +63,9 @@ pub struct SacctJob {
     pub gpus: u32,
     /// Tags from the Comment.
     pub tags: BTreeMap<String, String>,
+    /// CPUs it held on its node (`cpu=N` of AllocTRES), for a job of one node only: how Slurm spread
+    /// the CPUs of a job of several nodes is not in the record.
+    pub cpus_per_node: Option<u32>,
 }
 
 /// A parsed sacct file.
@@ -154,6 +157,14 @@ pub fn tres_gpus(tres: &str) -> Result<u32, String> {
         }
     }
     Ok(plain.unwrap_or(typed))
+}
+
+/// A plain count of an AllocTRES list (`cpu=16`), if there and a number.
+fn tres_count(tres: &str, key: &str) -> Option<u32> {
+    tres.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 fn local(cell: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, &'static str> {
@@ -280,7 +291,12 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
             .filter(|(k, _)| !k.is_empty())
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+        let cpus_per_node = match nodes.len() {
+            1 => tres_count(cell("alloctres"), "cpu"),
+            _ => None,
+        };
         out.jobs.push(SacctJob {
+            cpus_per_node,
             line: no,
             id: id.to_owned(),
             user: cell("user").to_owned(),
@@ -313,6 +329,7 @@ pub fn new_job(
                 (Some(all), Some(k)) if all.len() as u32 == k => allocations.push(Allocation {
                     node: node.clone(),
                     gpus: all.clone(),
+                    cpus: j.cpus_per_node,
                 }),
                 (known, k) => {
                     notes.push(match (known, k) {

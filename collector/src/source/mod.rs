@@ -2,10 +2,11 @@
 //! thread; it never blocks the async runtime.
 
 pub mod nvml;
+pub mod rapl;
 pub mod simulated;
 
 use chrono::{DateTime, Utc};
-use wattlas_protocol::{GpuIdentity, GpuSample, NewJob};
+use wattlas_protocol::{GpuIdentity, GpuSample, NewJob, NodeEnergyReading};
 
 /// Something the source noticed besides samples: the simulator's experiment jobs starting and ending.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,8 @@ pub struct Poll {
     pub events: Vec<Event>,
     /// GPUs that failed to answer this poll (counted, not fatal).
     pub errors: u64,
+    /// The node's CPU and DRAM counters, on the ticks they are read.
+    pub node_energy: Vec<NodeEnergyReading>,
 }
 
 /// Errors a source can have.
@@ -52,6 +55,11 @@ pub trait Source: Send {
     /// Events of the source stopping at `now`: the simulator's running jobs end with it (a simulated
     /// job cannot outlive its simulator; real jobs end in the scheduler's epilog).
     fn finish(&mut self, _now: DateTime<Utc>) -> Vec<Event> {
+        Vec::new()
+    }
+    /// Simulated CPU and DRAM counters, for a node without readable powercap (the simulator has them;
+    /// a real source has none: its node's counters come from `rapl`).
+    fn node_energy(&mut self, _now: DateTime<Utc>) -> Vec<NodeEnergyReading> {
         Vec::new()
     }
     /// What the source emitted, as JSON, where it keeps such a ledger (the simulator does).

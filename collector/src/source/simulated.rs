@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use wattlas_protocol::{Allocation, GpuIdentity, GpuSample, NewJob};
+use wattlas_protocol::{
+    Allocation, GpuIdentity, GpuSample, NewJob, NodeEnergyKind, NodeEnergyReading,
+};
 
 use super::{Event, Poll, Source};
 
@@ -205,7 +207,43 @@ pub struct SimulatedSource {
     /// Limits from the limits file, and when it was last read (elapsed s).
     external: std::collections::BTreeMap<u32, f64>,
     external_read_at: Option<f64>,
+    /// The simulated node's CPU and DRAM counters (µJ) and when they were last advanced.
+    node_counters: [f64; 4],
+    node_last: Option<DateTime<Utc>>,
 }
+
+/// The simulated node's counters: two packages and their DRAM, as (zone, kind, idle W, W at full
+/// GPU load, wraps at µJ); the wrap points are a real Xeon's.
+const SIM_ZONES: [(&str, NodeEnergyKind, f64, f64, u64); 4] = [
+    (
+        "package-0",
+        NodeEnergyKind::Cpu,
+        55.0,
+        150.0,
+        262_143_328_850,
+    ),
+    (
+        "package-0/dram",
+        NodeEnergyKind::Dram,
+        9.0,
+        15.0,
+        65_712_999_613,
+    ),
+    (
+        "package-1",
+        NodeEnergyKind::Cpu,
+        55.0,
+        150.0,
+        262_143_328_850,
+    ),
+    (
+        "package-1/dram",
+        NodeEnergyKind::Dram,
+        9.0,
+        15.0,
+        65_712_999_613,
+    ),
+];
 
 /// Seconds a GPU group rests between two experiment jobs.
 const REST_S: i64 = 5;
@@ -246,6 +284,8 @@ impl SimulatedSource {
             last: None,
             elapsed_s: 0.0,
             ledger: Ledger::default(),
+            node_counters: [1.0e9, 2.0e8, 3.0e9, 4.0e8],
+            node_last: None,
             external: Default::default(),
             external_read_at: None,
         }
@@ -339,6 +379,7 @@ impl SimulatedSource {
                 allocations: vec![Allocation {
                     node: self.config.node.clone(),
                     gpus: gpus.clone(),
+                    cpus: None,
                 }],
                 unknown_gpus: vec![],
             }));
@@ -469,6 +510,40 @@ impl Source for SimulatedSource {
             }
         }
         events
+    }
+
+    fn node_energy(&mut self, now: DateTime<Utc>) -> Vec<NodeEnergyReading> {
+        // The CPUs work with the GPUs: package and DRAM power between idle and full with the GPUs'
+        // mean load (power above idle over the headroom to the limit).
+        let idle = self.config.model.idle_w;
+        let load = if self.gpus.is_empty() {
+            0.0
+        } else {
+            self.gpus
+                .iter()
+                .map(|g| ((g.power_w - idle) / (g.limit_w - idle).max(1.0)).clamp(0.0, 1.0))
+                .sum::<f64>()
+                / self.gpus.len() as f64
+        };
+        let dt = self.node_last.map_or(0.0, |l| {
+            ((now - l).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0)
+        });
+        self.node_last = Some(now);
+        SIM_ZONES
+            .iter()
+            .zip(self.node_counters.iter_mut())
+            .map(|((zone, kind, idle_w, full_w, max), counter)| {
+                let w = idle_w + (full_w - idle_w) * load;
+                *counter = (*counter + w * dt * 1e6) % (*max as f64 + 1.0);
+                NodeEnergyReading {
+                    time: now,
+                    zone: (*zone).to_owned(),
+                    kind: *kind,
+                    energy_uj: *counter as u64,
+                    max_energy_range_uj: *max,
+                }
+            })
+            .collect()
     }
 
     fn ledger_json(&self) -> Option<String> {

@@ -93,6 +93,8 @@ fn batch(samples: usize) -> Entry {
             })
             .collect(),
         dropped_samples_total: None,
+        node_energy: vec![],
+        node_cpus: None,
     })
 }
 

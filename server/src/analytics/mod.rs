@@ -3,6 +3,7 @@
 pub mod carbon;
 pub mod energy;
 pub mod facility;
+pub mod node_energy;
 pub mod powercap;
 pub mod progress;
 pub mod pue;

@@ -75,8 +75,18 @@ pub struct Summary {
     pub to: Option<DateTime<Utc>>,
     /// GPU-hours.
     pub gpu_hours: f64,
-    /// IT (GPU) energy, kWh.
+    /// IT energy (GPU + CPU + DRAM), kWh.
     pub it_energy_kwh: f64,
+    /// GPU energy, kWh.
+    pub gpu_energy_kwh: f64,
+    /// The jobs' share of their nodes' CPU package energy, kWh (of the nodes that measured it).
+    pub cpu_energy_kwh: f64,
+    /// The jobs' share of their nodes' DRAM energy, kWh.
+    pub dram_energy_kwh: f64,
+    /// Distinct nodes the jobs ran on.
+    pub nodes: u64,
+    /// Of those, nodes whose CPU and DRAM energy was not measured for some job.
+    pub nodes_unmeasured: u64,
     /// Facility energy, kWh.
     pub facility_energy_kwh: f64,
     /// Facility / IT.
@@ -185,8 +195,17 @@ pub fn build(
         })
         .collect();
 
+    let (mut all_nodes, mut unmeasured) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
     for job in &jobs {
         let v = &job.view;
+        all_nodes.extend(v.allocations.iter().map(|a| a.node.clone()));
+        unmeasured.extend(v.cpu_dram_unmeasured.iter().cloned());
+        s.gpu_energy_kwh += v.gpu_energy_kwh;
+        s.cpu_energy_kwh += v.cpu_energy_kwh.unwrap_or(0.0);
+        s.dram_energy_kwh += v.dram_energy_kwh.unwrap_or(0.0);
         let it_kwh = v.it_energy_kwh;
         s.gpu_hours += f64::from(v.gpu_count) * v.duration_s / 3600.0;
         s.it_energy_kwh += it_kwh;
@@ -265,6 +284,8 @@ pub fn build(
             }
         }
     }
+    s.nodes = all_nodes.len() as u64;
+    s.nodes_unmeasured = unmeasured.len() as u64;
     if s.it_energy_kwh > 0.0 {
         s.pue = Some(s.facility_energy_kwh / s.it_energy_kwh);
         s.pue_fallback_share = fallback_j / s.it_energy_kwh;
@@ -319,9 +340,19 @@ fn method_lines(
         .map(|(how, n)| format!("{how} ({n} job{})", if *n == 1 { "" } else { "s" }))
         .collect();
     out.push(format!(
-        "GPU energy: the allocated GPUs' energy between each job's start and end, from {}.",
+        "IT energy = GPU + CPU + DRAM, each measured (the second paper's PUE x (CPU + DRAM + GPU)). GPU: the allocated GPUs' energy between each job's start and end, from {}.",
         and_list(&m)
     ));
+    out.push(match (s.nodes, s.nodes_unmeasured) {
+        (0, _) => "CPU and DRAM: no node.".to_owned(),
+        (n, 0) => format!(
+            "CPU and DRAM: each job's share of its nodes' RAPL package and DRAM energy counters (Linux powercap), by the CPUs it held (jobs without a count share what is left equally); measured on all {n} node{}.",
+            if n == 1 { "" } else { "s" }
+        ),
+        (n, k) => format!(
+            "CPU and DRAM: each job's share of its nodes' RAPL package and DRAM energy counters (Linux powercap), by the CPUs it held; not measured on {k} of {n} nodes (no readable counters), whose CPU and DRAM energy is missing from the totals, not estimated."
+        ),
+    });
     out.push(format!(
         "Coverage: samples covered {:.1} % of the jobs' GPU time (energy-weighted); gaps longer than the integration limit count as uncovered, not estimated.",
         s.coverage * 100.0
@@ -361,7 +392,7 @@ fn method_lines(
         ));
     }
     out.push(format!(
-        "Facility energy: each hour of GPU energy times that hour's energy-weighted PUE; {:.1} % of the GPU energy fell in hours without meter data.",
+        "Facility energy: each hour of IT energy times that hour's energy-weighted PUE; {:.1} % of the IT energy fell in hours without meter data.",
         s.pue_fallback_share * 100.0
     ));
     out.push("Savings: caps against the highest cap in each workload's power-cap comparison (energy of the job at the highest cap estimated from the comparison's measured ratio); timing against each site's mean PUE over the period. Low-PUE hours: hours whose PUE was below their site's mean for that month.".to_owned());
@@ -372,7 +403,7 @@ fn method_lines(
 pub fn paragraph(st: &Statement) -> String {
     let s = &st.summary;
     let mut p = format!(
-        "The experiments in this work consumed a total of {} of GPU energy in {} job{} ({:.1} GPU-hours",
+        "The experiments in this work consumed a total of {} of IT energy in {} job{} ({:.1} GPU-hours",
         fmt_kwh(s.it_energy_kwh),
         s.jobs,
         if s.jobs == 1 { "" } else { "s" },
@@ -387,6 +418,14 @@ pub fn paragraph(st: &Statement) -> String {
         p.push_str(&format!(" on {}", and_list(&models)));
     }
     p.push(')');
+    if s.nodes_unmeasured < s.nodes {
+        p.push_str(&format!(
+            ": {} GPU, {} CPU and {} DRAM",
+            fmt_kwh(s.gpu_energy_kwh),
+            fmt_kwh(s.cpu_energy_kwh),
+            fmt_kwh(s.dram_energy_kwh)
+        ));
+    }
     if let Some(pue) = s.pue {
         p.push_str(&format!(
             ", and {} including the data center's overhead at a measured PUE of {pue:.2}",
@@ -394,6 +433,20 @@ pub fn paragraph(st: &Statement) -> String {
         ));
     }
     p.push('.');
+    match (s.nodes, s.nodes_unmeasured) {
+        (n, k) if k > 0 && k == n => p.push_str(&format!(
+            " CPU and DRAM energy were not measured on {} (GPU energy only).",
+            if n == 1 {
+                "its node".to_owned()
+            } else {
+                format!("any of its {n} nodes")
+            }
+        )),
+        (n, k) if k > 0 => p.push_str(&format!(
+            " CPU and DRAM energy were not measured on {k} of {n} nodes."
+        )),
+        _ => {}
+    }
     if let [site] = st.sites.as_slice() {
         p.push_str(&format!(" All of it ran at {}.", site.site));
     } else if let Some(top) = st
@@ -451,7 +504,7 @@ pub fn paragraph(st: &Statement) -> String {
     }
     if s.timing_saving_kwh > 0.0 {
         p.push_str(&format!(
-            " {} of the GPU energy was drawn in hours of below-average PUE, saving {} of facility energy against the sites' mean PUE.",
+            " {} of the IT energy was drawn in hours of below-average PUE, saving {} of facility energy against the sites' mean PUE.",
             s.low_pue_share
                 .map_or("part".to_owned(), |l| format!("{:.0} %", l * 100.0)),
             fmt_kwh(s.timing_saving_kwh)

@@ -8,6 +8,7 @@ pub mod comparisons;
 pub mod energy;
 pub mod facility;
 pub mod jobs;
+pub mod node_energy;
 pub mod nodes;
 pub mod progress;
 pub mod rollups;

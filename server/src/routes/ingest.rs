@@ -87,6 +87,26 @@ pub async fn ingest_gpu(
             )));
         }
     }
+    validate_node_energy(&batch, Utc::now())?;
+    if !import {
+        let oldest =
+            Utc::now() - chrono::Duration::days(i64::from(state.config.raw_retention_days));
+        if let Some((i, r)) = batch
+            .node_energy
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.time < oldest)
+        {
+            return Err(AppError::bad_request(format!(
+                "node_energy[{i}].time: {} is older than the raw retention; history comes by import (?source=import)",
+                r.time.to_rfc3339()
+            )));
+        }
+    }
+    db::node_energy::insert(&mut tx, node_id, &batch.node_energy).await?;
+    if let Some(cpus) = batch.node_cpus {
+        db::node_energy::set_node_cpus(&mut tx, node_id, cpus).await?;
+    }
     let stored = db::samples::insert(&mut tx, node_id, samples).await?;
     db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
     tx.commit().await?;
@@ -114,6 +134,76 @@ pub fn check_span(samples: &[RawSample]) -> Result<(), AppError> {
             "samples: they span {:.1} h; one batch covers at most 24 h (send older samples in batches of their own)",
             (hi - lo) as f64 / 3_600_000.0
         )));
+    }
+    Ok(())
+}
+
+/// Most CPUs a node may say it has.
+const MAX_NODE_CPUS: u32 = 1 << 20;
+
+/// Checks the node's CPU and DRAM counters and CPU count; the first bad field refuses the batch.
+pub fn validate_node_energy(batch: &GpuBatch, now: DateTime<Utc>) -> Result<(), AppError> {
+    if let Some(c) = batch.node_cpus {
+        if c == 0 || c > MAX_NODE_CPUS {
+            return Err(AppError::bad_request(format!(
+                "node_cpus: {c} is not 1 to {MAX_NODE_CPUS}"
+            )));
+        }
+    }
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest = now + chrono::Duration::milliseconds(MAX_FUTURE_MS);
+    let mut seen = HashSet::new();
+    for (i, r) in batch.node_energy.iter().enumerate() {
+        let bad = |field: &str, why: String| {
+            Err(AppError::bad_request(format!(
+                "node_energy[{i}].{field}: {why}"
+            )))
+        };
+        if r.zone.is_empty()
+            || r.zone.len() > 100
+            || r.zone.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return bad(
+                "zone",
+                "must be 1 to 100 printable characters without spaces".into(),
+            );
+        }
+        if r.time < earliest || r.time > latest {
+            return bad("time", format!("{} is not plausible", r.time.to_rfc3339()));
+        }
+        // Stored as PostgreSQL int8.
+        if r.max_energy_range_uj == 0 || r.max_energy_range_uj > i64::MAX as u64 {
+            return bad(
+                "max_energy_range_uj",
+                format!("{} is not 1 to 2^63-1", r.max_energy_range_uj),
+            );
+        }
+        if r.energy_uj > r.max_energy_range_uj {
+            return bad(
+                "energy_uj",
+                format!(
+                    "{} is over the counter's range {}",
+                    r.energy_uj, r.max_energy_range_uj
+                ),
+            );
+        }
+        if !seen.insert((r.zone.as_str(), r.time)) {
+            return bad(
+                "time",
+                format!("zone {} read twice at {}", r.zone, r.time.to_rfc3339()),
+            );
+        }
+    }
+    let times = batch.node_energy.iter().map(|r| r.time.timestamp_millis());
+    if let (Some(lo), Some(hi)) = (times.clone().min(), times.max()) {
+        if hi - lo > MAX_BATCH_SPAN_MS {
+            return Err(AppError::bad_request(
+                "node_energy: the readings span more than 24 h; one batch covers at most 24 h",
+            ));
+        }
     }
     Ok(())
 }

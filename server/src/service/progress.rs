@@ -10,7 +10,6 @@ use super::jobs::JobContext;
 use super::{Error, Result};
 use crate::analytics::progress::{energy_at, last_percent};
 use crate::db;
-use crate::db::energy::JobEnergy;
 use crate::state::AppState;
 
 /// Most reports in one request.
@@ -92,19 +91,19 @@ pub async fn reports(state: &AppState, job: &db::jobs::Job) -> Result<Vec<Progre
 pub async fn progress_of(state: &AppState, ctx: &JobContext) -> Result<JobProgress> {
     let reports = reports(state, &ctx.job).await?;
     if reports.is_empty() {
-        return Ok(progress_from(ctx, &reports, &JobEnergy::default()));
+        return Ok(progress_from(ctx, &reports, &BTreeMap::new()));
     }
     let energy = ctx
         .integrate(state, Utc::now(), db::energy::MINUTE_MS)
         .await?;
-    Ok(progress_from(ctx, &reports, &energy))
+    Ok(progress_from(ctx, &reports, &energy.it_by_bucket()))
 }
 
 /// Each metric of a job against its cumulative IT energy, from the job's energy by minute.
 pub fn progress_from(
     ctx: &JobContext,
     reports: &[ProgressReport],
-    energy: &JobEnergy,
+    it_by_minute: &BTreeMap<i64, f64>,
 ) -> JobProgress {
     let job = &ctx.job;
     let from_ms = job.start_time.timestamp_millis();
@@ -112,7 +111,7 @@ pub fn progress_from(
     let mut by_name: BTreeMap<&str, Vec<ProgressPoint>> = BTreeMap::new();
     for r in reports {
         let kwh = energy_at(
-            &energy.by_bucket,
+            it_by_minute,
             db::energy::MINUTE_MS,
             from_ms,
             r.time.timestamp_millis(),

@@ -187,11 +187,26 @@ fn kwh(v: f64) -> String {
     }
 }
 
+/// CPU or DRAM energy as shown: with how many nodes did not measure it.
+fn cpu_dram(s: &crate::analytics::statement::Summary, kwh_value: f64) -> String {
+    match (s.nodes, s.nodes_unmeasured) {
+        (n, k) if k > 0 && k == n => "not measured".to_owned(),
+        (n, k) if k > 0 => format!("{} (not measured on {k} of {n} nodes)", kwh(kwh_value)),
+        _ => kwh(kwh_value),
+    }
+}
+
 /// The summary's labelled values, as every format shows them.
 fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
     let s = &st.summary;
     let mut out = vec![
-        ("GPU (IT) energy".to_owned(), kwh(s.it_energy_kwh)),
+        (
+            "IT energy (GPU + CPU + DRAM)".to_owned(),
+            kwh(s.it_energy_kwh),
+        ),
+        ("GPU energy".to_owned(), kwh(s.gpu_energy_kwh)),
+        ("CPU energy".to_owned(), cpu_dram(s, s.cpu_energy_kwh)),
+        ("DRAM energy".to_owned(), cpu_dram(s, s.dram_energy_kwh)),
         ("Facility energy".to_owned(), kwh(s.facility_energy_kwh)),
         (
             "PUE (measured)".to_owned(),
@@ -258,7 +273,7 @@ fn savings(st: &Statement) -> Vec<String> {
         .collect();
     out.push(format!("Power caps used: {}.", caps.join("; ")));
     out.push(format!(
-        "Power caps saved {} of GPU energy against the highest cap of each workload's comparison.",
+        "Power caps saved {} of IT energy against the highest cap of each workload's comparison.",
         kwh(s.cap_saving_kwh)
     ));
     out.push(format!(
@@ -270,14 +285,14 @@ fn savings(st: &Statement) -> Vec<String> {
         },
         kwh(s.timing_saving_kwh.abs()),
         s.low_pue_share.map_or(String::new(), |l| format!(
-            " ({:.0} % of the GPU energy ran in below-average-PUE hours)",
+            " ({:.0} % of the IT energy ran in below-average-PUE hours)",
             l * 100.0
         ))
     ));
     out
 }
 
-const JOBS_HEADER: [&str; 10] = [
+const JOBS_HEADER: [&str; 12] = [
     "Job",
     "User",
     "Name",
@@ -287,10 +302,12 @@ const JOBS_HEADER: [&str; 10] = [
     "GPUs",
     "Cap (W)",
     "GPU kWh",
+    "CPU+DRAM kWh",
+    "IT kWh",
     "Facility kWh",
 ];
 
-fn job_cells(st: &Statement) -> Vec<[String; 10]> {
+fn job_cells(st: &Statement) -> Vec<[String; 12]> {
     st.jobs
         .iter()
         .map(|j| {
@@ -303,6 +320,11 @@ fn job_cells(st: &Statement) -> Vec<[String; 10]> {
                 format!("{:.2}", j.duration_s / 3600.0),
                 j.gpu_count.to_string(),
                 j.power_cap_w.map_or("–".to_owned(), |w| format!("{w:.0}")),
+                format!("{:.4}", j.gpu_energy_kwh),
+                match (j.cpu_energy_kwh, j.dram_energy_kwh) {
+                    (None, None) => "not measured".to_owned(),
+                    (c, d) => format!("{:.4}", c.unwrap_or(0.0) + d.unwrap_or(0.0)),
+                },
                 format!("{:.4}", j.it_energy_kwh),
                 format!("{:.4}", j.facility_energy_kwh),
             ]
@@ -395,7 +417,7 @@ pub fn latex(st: &Statement) -> String {
 
 /// The statement as PDF.
 pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
-    let chart = crate::charts::statement::by_day("GPU energy per day", &st.by_day)
+    let chart = crate::charts::statement::by_day("IT energy per day", &st.by_day)
         .map_err(|e| Error::Internal(crate::charts::ChartError::from(e).into()))?;
     let sites: Vec<[String; 5]> = st
         .sites
@@ -417,7 +439,7 @@ pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
         "summary": summary_pairs(st).into_iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
         "paragraph": st.paragraph,
         "savings": savings(st),
-        "sites_header": ["Site", "Jobs", "GPU energy", "Facility energy", "Mean PUE of the period"],
+        "sites_header": ["Site", "Jobs", "IT energy", "Facility energy", "Mean PUE of the period"],
         "sites": sites,
         "method": st.method,
         "jobs_header": JOBS_HEADER,

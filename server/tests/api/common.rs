@@ -285,6 +285,8 @@ pub fn batch(samples: Vec<GpuSample>) -> GpuBatch {
         gpus: gpus(),
         samples,
         dropped_samples_total: None,
+        node_energy: vec![],
+        node_cpus: None,
     }
 }
 
@@ -359,6 +361,7 @@ pub struct JobFixture<'a> {
     site: String,
     node: String,
     gpus: Vec<u32>,
+    cpus: Option<u32>,
     tags: serde_json::Map<String, Value>,
     start: Option<DateTime<Utc>>,
     end: Option<Option<DateTime<Utc>>>,
@@ -375,6 +378,7 @@ impl App {
             site: "s1".to_owned(),
             node: "n1".to_owned(),
             gpus: vec![0],
+            cpus: None,
             tags: serde_json::Map::new(),
             start: None,
             end: None,
@@ -392,6 +396,11 @@ impl JobFixture<'_> {
     /// Allocated GPUs of the node.
     pub fn gpus(mut self, gpus: &[u32]) -> Self {
         self.gpus = gpus.to_vec();
+        self
+    }
+    /// CPUs it holds on its node.
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = Some(cpus);
         self
     }
     /// A tag.
@@ -443,7 +452,7 @@ impl JobFixture<'_> {
                 "/api/v1/jobs",
                 &json!({"id": self.id, "user": self.user, "site": self.site, "start": start,
                         "end": end, "tags": self.tags,
-                        "allocations": [{"node": self.node, "gpus": self.gpus}]}),
+                        "allocations": [{"node": self.node, "gpus": self.gpus, "cpus": self.cpus}]}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");

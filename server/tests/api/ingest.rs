@@ -215,6 +215,8 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
             gpus: gpus.clone(),
             samples: capped(t0 + Duration::seconds(from_s), 5, 8, 100.0, 300.0),
             dropped_samples_total: None,
+            node_energy: vec![],
+            node_cpus: None,
         };
         let (a, b) = (batch(0), batch(600));
         let (ra, rb) = tokio::join!(app.ingest(ADMIN, &a), app.ingest(ADMIN, &b));

@@ -216,6 +216,8 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
                 gpus,
                 samples,
                 dropped_samples_total: Some(0),
+                node_energy: vec![],
+                node_cpus: None,
             },
         )
         .await;

@@ -31,6 +31,8 @@ async fn node_with_four_gpus(
         gpus,
         samples: capped(t0, 60, 4, power_w, 400.0),
         dropped_samples_total: None,
+        node_energy: vec![],
+        node_cpus: None,
     };
     let (status, body) = app.ingest(token, &batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use wattlas_server::db::users::Role;
 
 /// The text of a PDF, whitespace collapsed (pdftotext breaks lines where the page does).
-fn pdf_text(pdf: &[u8]) -> String {
+pub fn pdf_text(pdf: &[u8]) -> String {
     let mut child = Command::new("pdftotext")
         .args(["-", "-"])
         .stdin(Stdio::piped())
@@ -163,7 +163,7 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     let paragraph = st["paragraph"].as_str().expect("paragraph").to_owned();
     assert!(
         paragraph.starts_with(&format!(
-            "The experiments in this work consumed a total of {:.3} kWh of GPU energy in 2 jobs",
+            "The experiments in this work consumed a total of {:.3} kWh of IT energy in 2 jobs",
             expected.0
         )),
         "{paragraph}"

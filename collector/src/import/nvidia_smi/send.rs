@@ -107,6 +107,8 @@ pub async fn import(
             gpus,
             samples,
             dropped_samples_total: None,
+            node_energy: vec![],
+            node_cpus: None,
         };
         in_flight.spawn(post(uplink.clone(), batch));
         if in_flight.len() >= IN_FLIGHT {

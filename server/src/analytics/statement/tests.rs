@@ -15,6 +15,11 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         gpu_count: 2,
         allocations: Vec::new(),
         it_energy_kwh: it_kwh,
+        gpu_energy_kwh: it_kwh,
+        cpu_energy_kwh: None,
+        dram_energy_kwh: None,
+        cpu_dram_unmeasured: Vec::new(),
+        shared_gpus: Vec::new(),
         facility_energy_kwh: it_kwh * pue,
         pue: Some(pue),
         pue_fallback_share: 0.0,
@@ -76,7 +81,7 @@ fn totals_savings_and_the_paragraph() {
     assert_eq!(st.by_day.len(), 1);
     assert!(st
         .paragraph
-        .starts_with("The experiments in this work consumed a total of 4.0 kWh of GPU energy in 2 jobs (8.0 GPU-hours on V100 (2)), and 5.2 kWh including the data center's overhead at a measured PUE of 1.30."));
+        .starts_with("The experiments in this work consumed a total of 4.0 kWh of IT energy in 2 jobs (8.0 GPU-hours on V100 (2)), and 5.2 kWh including the data center's overhead at a measured PUE of 1.30."));
     assert!(
         st.paragraph.contains("saved an estimated 0.500 kWh"),
         "{}",

@@ -191,7 +191,8 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
         |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
     let mut out = String::from(
         "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
-         pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags\n",
+         pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags,\
+         gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured\n",
     );
     for j in jobs {
         let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -218,6 +219,10 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
             method,
             j.samples.to_string(),
             csv_cell(&tags.join(";")),
+            format!("{:.9}", j.gpu_energy_kwh),
+            opt(j.cpu_energy_kwh, 9),
+            opt(j.dram_energy_kwh, 9),
+            csv_cell(&j.cpu_dram_unmeasured.join(";")),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');

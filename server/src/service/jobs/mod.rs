@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use wattlas_protocol::{Allocation, JobView};
 
 use super::{Error, Result};
+use crate::analytics::node_energy::{self, NodeShare, Occupant};
 use crate::auth::JobScope;
 use crate::db;
 use crate::db::energy::JobEnergy;
@@ -80,16 +81,17 @@ impl JobContext {
         (from_ms, to_ms)
     }
 
-    /// The job's energy over its span so far, in buckets of `bucket_ms` (whole minutes).
+    /// The job's energy over its span so far, in buckets of `bucket_ms` (whole minutes): its GPUs', and
+    /// its share of its nodes' CPU and DRAM energy.
     pub async fn integrate(
         &self,
         state: &AppState,
         now: DateTime<Utc>,
         bucket_ms: i64,
-    ) -> Result<JobEnergy> {
+    ) -> Result<Energy> {
         state.metrics.energy_integration();
         let (from_ms, to_ms) = self.span_ms(now);
-        Ok(db::energy::job_energy(
+        let gpu = db::energy::job_energy(
             &state.db,
             &self.nodes,
             from_ms,
@@ -97,7 +99,80 @@ impl JobContext {
             state.config.max_gap_ms,
             bucket_ms,
         )
-        .await?)
+        .await?;
+        let bucket_ms = (bucket_ms / db::energy::MINUTE_MS).max(1) * db::energy::MINUTE_MS;
+        let mut node = NodeEnergy::default();
+        let ids: Vec<i32> = self.nodes.iter().map(|n| n.node_id).collect();
+        let cpus = db::node_energy::node_cpus(&state.db, &ids).await?;
+        // Readings come every few seconds; a minute without one is a gap (the collector was away).
+        let max_gap_ms = state.config.max_gap_ms.max(60_000);
+        for n in &self.nodes {
+            let zones =
+                db::node_energy::readings(&state.db, n.node_id, from_ms, to_ms, max_gap_ms).await?;
+            let occupants =
+                db::node_energy::occupants(&state.db, n.node_id, from_ms, to_ms).await?;
+            let me = occupants.iter().position(|(id, _)| *id == self.job.id);
+            let occupants: Vec<Occupant> = occupants.into_iter().map(|(_, o)| o).collect();
+            let share = match me {
+                Some(me) => node_energy::attribute(
+                    &zones,
+                    &occupants,
+                    me,
+                    cpus.get(&n.node_id).copied(),
+                    from_ms,
+                    to_ms,
+                    bucket_ms,
+                    max_gap_ms,
+                ),
+                None => NodeShare::default(),
+            };
+            if share.measured {
+                node.measured += 1;
+                node.cpu_j += share.cpu_j;
+                node.dram_j += share.dram_j;
+                for (b, j) in share.by_bucket {
+                    *node.by_bucket.entry(b).or_default() += j;
+                }
+            } else {
+                node.unmeasured.push(n.name.clone());
+            }
+        }
+        Ok(Energy { gpu, node })
+    }
+}
+
+/// A job's energy: its GPUs', and its share of its nodes' CPU and DRAM.
+#[derive(Debug, Clone, Default)]
+pub struct Energy {
+    /// The allocated GPUs.
+    pub gpu: JobEnergy,
+    /// The job's share of its nodes' CPU and DRAM counters.
+    pub node: NodeEnergy,
+}
+
+/// A job's share of its nodes' CPU and DRAM energy.
+#[derive(Debug, Clone, Default)]
+pub struct NodeEnergy {
+    /// CPU packages, J.
+    pub cpu_j: f64,
+    /// DRAM, J.
+    pub dram_j: f64,
+    /// CPU + DRAM per bucket.
+    pub by_bucket: BTreeMap<i64, f64>,
+    /// Nodes whose counters were read during the job.
+    pub measured: usize,
+    /// Nodes whose counters were not.
+    pub unmeasured: Vec<String>,
+}
+
+impl Energy {
+    /// IT energy (GPU + CPU + DRAM) per bucket.
+    pub fn it_by_bucket(&self) -> BTreeMap<i64, f64> {
+        let mut out = self.gpu.by_bucket.clone();
+        for (b, j) in &self.node.by_bucket {
+            *out.entry(*b).or_default() += j;
+        }
+        out
     }
 }
 
@@ -109,10 +184,10 @@ pub async fn visible_job(state: &AppState, scope: &JobScope, id: &str) -> Result
         .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))
 }
 
-/// Energy per bucket summed into UTC hours (hour start ms -> J).
-pub fn by_hour(energy: &JobEnergy) -> BTreeMap<i64, f64> {
+/// IT energy per bucket summed into UTC hours (hour start ms -> J).
+pub fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
     let mut out: BTreeMap<i64, f64> = BTreeMap::new();
-    for (bucket, j) in &energy.by_bucket {
+    for (bucket, j) in &energy.it_by_bucket() {
         *out.entry(bucket.div_euclid(db::energy::HOUR_MS) * db::energy::HOUR_MS)
             .or_default() += j;
     }
@@ -124,14 +199,16 @@ pub fn by_hour(energy: &JobEnergy) -> BTreeMap<i64, f64> {
 pub async fn view(
     state: &AppState,
     ctx: &JobContext,
-    energy: &JobEnergy,
+    energy: &Energy,
     now: DateTime<Utc>,
 ) -> Result<(JobView, BTreeMap<i64, f64>)> {
     let job = &ctx.job;
     let by_hour = by_hour(energy);
     let charged = charge(state, job.site_id, &by_hour).await?;
     let facility = charged.facility;
-    let total = &energy.total;
+    let total = &energy.gpu.total;
+    let node = &energy.node;
+    let measured = |j: f64| (node.measured > 0).then_some(j / 3.6e6);
     let gpu_count = ctx.gpu_count() as u32;
     let (from_ms, to_ms) = ctx.span_ms(now);
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
@@ -156,9 +233,15 @@ pub async fn view(
             .map(|n| Allocation {
                 node: n.name.clone(),
                 gpus: n.gpus.clone(),
+                cpus: None,
             })
             .collect(),
-        it_energy_kwh: total.energy_j / 3.6e6,
+        it_energy_kwh: (total.energy_j + node.cpu_j + node.dram_j) / 3.6e6,
+        gpu_energy_kwh: total.energy_j / 3.6e6,
+        cpu_energy_kwh: measured(node.cpu_j),
+        dram_energy_kwh: measured(node.dram_j),
+        cpu_dram_unmeasured: node.unmeasured.clone(),
+        shared_gpus: Vec::new(),
         facility_energy_kwh: facility.facility_j / 3.6e6,
         pue: facility.pue(),
         pue_fallback_share: facility.fallback_share(),
@@ -311,7 +394,7 @@ pub async fn view_with_progress(
         };
         ctx.integrate(state, now, bucket_ms).await?
     } else {
-        JobEnergy::default()
+        Energy::default()
     };
     let job = match stored {
         Some(view) => view,
@@ -321,5 +404,8 @@ pub async fn view_with_progress(
             view
         }
     };
-    Ok((job, super::progress::progress_from(ctx, &reports, &energy)))
+    Ok((
+        job,
+        super::progress::progress_from(ctx, &reports, &energy.it_by_bucket()),
+    ))
 }

@@ -61,10 +61,15 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
     let mut seen = HashSet::new();
     for (i, a) in job.allocations.iter().enumerate() {
         if a.gpus.is_empty() {
-            return Err(Error::invalid(
-                format!("allocations[{i}].gpus"),
-                "empty".to_string(),
-            ));
+            return Err(Error::invalid(format!("allocations[{i}].gpus"), "empty"));
+        }
+        if let Some(c) = a.cpus {
+            if c == 0 || c > 1 << 20 {
+                return Err(Error::invalid(
+                    format!("allocations[{i}].cpus"),
+                    format!("{c} is not 1 to {}", 1 << 20),
+                ));
+            }
         }
         for g in &a.gpus {
             if !seen.insert((a.node.clone(), *g)) {
@@ -118,6 +123,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
     let nodes = db::nodes::by_names(&state.db, &names).await?;
     let mut gpus = Vec::new();
+    let mut cpus = Vec::new();
     for (i, a) in job.allocations.iter().enumerate() {
         let node = nodes.iter().find(|n| n.name == a.node).ok_or_else(|| {
             Error::invalid(
@@ -139,6 +145,9 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             ));
         }
         gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32)));
+        if let Some(c) = a.cpus {
+            cpus.push((node.id, c));
+        }
     }
 
     // A node registers its own part of a job running on it now: never a finished job, never another
@@ -226,6 +235,9 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         db::jobs::start_part(&mut tx, &job.id, *id, job.start).await?;
     }
     db::jobs::add_allocations(&mut tx, &job.id, &gpus).await?;
+    for (node, c) in cpus {
+        db::node_energy::set_job_cpus(&mut tx, &job.id, node, c).await?;
+    }
     let ctx = JobContext::in_transaction(state, &mut tx, &job.id).await?;
     tx.commit().await?;
     Ok((created, super::computed_view(state, &ctx).await?))

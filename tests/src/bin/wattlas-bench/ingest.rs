@@ -251,6 +251,8 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
                 gpus: gpus.clone(),
                 samples: batch.clone(),
                 dropped_samples_total: Some(0),
+                node_energy: vec![],
+                node_cpus: None,
             };
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&serde_json::to_vec(&body)?)?;

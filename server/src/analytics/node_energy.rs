@@ -1,0 +1,250 @@
+//! A job's share of its nodes' CPU and DRAM energy (the second paper's `p_c + p_r`): each counter's
+//! energy between consecutive readings (unwrapped where it wrapped), the part of it inside the job, times
+//! the job's share of the node's CPUs over that interval.
+//!
+//! Shares: a job that says how many CPUs it holds gets `cpus / node CPUs`; the jobs that do not share
+//! what is left equally; a job alone on a node without a count gets the whole node. What no job holds is
+//! the node's idle energy, charged to nobody.
+
+use std::collections::BTreeMap;
+
+use wattlas_protocol::NodeEnergyKind;
+
+/// One reading of one counter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// ms since the epoch.
+    pub t_ms: i64,
+    /// The counter, µJ.
+    pub energy_uj: i64,
+    /// Where it wraps, µJ.
+    pub max_uj: i64,
+}
+
+/// A job on the node over some span, and the CPUs it said it holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Occupant {
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End, ms (`i64::MAX` while running).
+    pub end_ms: i64,
+    /// CPUs it holds on the node, if it said.
+    pub cpus: Option<u32>,
+}
+
+/// The job's share of one node's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeShare {
+    /// CPU package energy, J.
+    pub cpu_j: f64,
+    /// DRAM energy, J.
+    pub dram_j: f64,
+    /// CPU + DRAM per bucket (bucket start ms -> J).
+    pub by_bucket: BTreeMap<i64, f64>,
+    /// Whether any CPU or DRAM counter of the node was read during the job.
+    pub measured: bool,
+}
+
+/// Energy between two readings of a counter, J: unwrapped once where it went down (RAPL counters wrap
+/// to 0 after `max_uj`); `None` where that cannot be a wrap (a reset, a reading of another counter).
+pub fn delta_j(a: &Reading, b: &Reading) -> Option<f64> {
+    let d = if b.energy_uj >= a.energy_uj {
+        b.energy_uj - a.energy_uj
+    } else {
+        let wrapped = a.max_uj - a.energy_uj + b.energy_uj;
+        if wrapped < 0 || a.max_uj != b.max_uj {
+            return None;
+        }
+        wrapped
+    };
+    Some(d as f64 / 1e6)
+}
+
+/// The share of the node `job` (an index into `occupants`) holds at `t_ms`, 0..1.
+pub fn share_at(occupants: &[Occupant], job: usize, node_cpus: Option<u32>, t_ms: i64) -> f64 {
+    let active: Vec<&Occupant> = occupants
+        .iter()
+        .filter(|o| o.start_ms <= t_ms && t_ms < o.end_ms)
+        .collect();
+    let me = &occupants[job];
+    if !(me.start_ms <= t_ms && t_ms < me.end_ms) {
+        return 0.0;
+    }
+    match node_cpus.filter(|c| *c > 0) {
+        Some(total) => {
+            let total = f64::from(total);
+            let counted: f64 = active
+                .iter()
+                .filter_map(|o| o.cpus)
+                .map(|c| f64::from(c) / total)
+                .sum();
+            match me.cpus {
+                Some(c) => (f64::from(c) / total).min(1.0),
+                None => {
+                    let without = active.iter().filter(|o| o.cpus.is_none()).count().max(1);
+                    (1.0 - counted).max(0.0) / without as f64
+                }
+            }
+        }
+        // Without the node's CPU count, counts cannot be shares: everyone on the node alike.
+        None => 1.0 / active.len().max(1) as f64,
+    }
+}
+
+/// The job `job` of `occupants` charged its share of the counters `zones` (each a kind and its readings
+/// in time order) over `[from_ms, to_ms)`, in buckets of `bucket_ms`. Intervals between readings longer
+/// than `max_gap_ms` are not counted (the collector was away).
+#[allow(clippy::too_many_arguments)]
+pub fn attribute(
+    zones: &[(NodeEnergyKind, Vec<Reading>)],
+    occupants: &[Occupant],
+    job: usize,
+    node_cpus: Option<u32>,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+    max_gap_ms: i64,
+) -> NodeShare {
+    let mut out = NodeShare::default();
+    let bucket_ms = bucket_ms.max(1);
+    for (kind, readings) in zones {
+        if *kind == NodeEnergyKind::Psys {
+            continue;
+        }
+        for w in readings.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let dt = b.t_ms - a.t_ms;
+            if dt <= 0 || dt > max_gap_ms {
+                continue;
+            }
+            let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
+            if hi <= lo {
+                continue;
+            }
+            out.measured = true;
+            let Some(joules) = delta_j(a, b) else {
+                continue;
+            };
+            // Split at bucket boundaries so each bucket (an hour of PUE) gets exactly its part.
+            let mut t = lo;
+            while t < hi {
+                let bucket = t.div_euclid(bucket_ms) * bucket_ms;
+                let end = (bucket + bucket_ms).min(hi);
+                let share = share_at(occupants, job, node_cpus, t + (end - t) / 2);
+                let e = joules * (end - t) as f64 / dt as f64 * share;
+                match kind {
+                    NodeEnergyKind::Cpu => out.cpu_j += e,
+                    NodeEnergyKind::Dram => out.dram_j += e,
+                    NodeEnergyKind::Psys => {}
+                }
+                *out.by_bucket.entry(bucket).or_default() += e;
+                t = end;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: i64 = 262_143_328_850;
+
+    fn r(t_s: i64, uj: i64) -> Reading {
+        Reading {
+            t_ms: t_s * 1000,
+            energy_uj: uj,
+            max_uj: MAX,
+        }
+    }
+
+    #[test]
+    fn a_wrapped_counter_is_unwrapped_once() {
+        assert_eq!(delta_j(&r(0, 100), &r(1, 300)), Some(0.0002));
+        let near = MAX - 1_000_000;
+        assert_eq!(delta_j(&r(0, near), &r(1, 2_000_000)), Some(3.0));
+        let other = Reading {
+            max_uj: 7,
+            ..r(1, 0)
+        };
+        assert_eq!(delta_j(&r(0, 5), &other), None, "another counter's range");
+    }
+
+    #[test]
+    fn a_job_holding_16_of_64_cpus_gets_a_quarter_and_idle_stays_unattributed() {
+        // Package: 200 W for 100 s; DRAM 20 W; readings every 5 s; the job holds 16 of 64 CPUs.
+        let pkg: Vec<Reading> = (0..=20).map(|i| r(5 * i, 1_000 * i * 5 * 200)).collect();
+        let dram: Vec<Reading> = (0..=20).map(|i| r(5 * i, 1_000 * i * 5 * 20)).collect();
+        let zones = [(NodeEnergyKind::Cpu, pkg), (NodeEnergyKind::Dram, dram)];
+        let occ = [Occupant {
+            start_ms: 0,
+            end_ms: 100_000,
+            cpus: Some(16),
+        }];
+        let s = attribute(&zones, &occ, 0, Some(64), 0, 100_000, 3_600_000, 60_000);
+        assert!(
+            (s.cpu_j - 200.0 * 100.0 / 4.0 * 1e-3).abs() < 1e-9,
+            "{}",
+            s.cpu_j
+        );
+        assert!((s.dram_j - 20.0 * 100.0 / 4.0 * 1e-3).abs() < 1e-9);
+        assert!(s.measured);
+        // Alone and without a count: the whole node.
+        let alone = [Occupant {
+            cpus: None,
+            ..occ[0]
+        }];
+        let s = attribute(&zones, &alone, 0, Some(64), 0, 100_000, 3_600_000, 60_000);
+        assert!((s.cpu_j - 20.0).abs() < 1e-9, "{}", s.cpu_j);
+    }
+
+    #[test]
+    fn jobs_without_counts_share_what_counted_jobs_leave() {
+        let occ = [
+            Occupant {
+                start_ms: 0,
+                end_ms: 100,
+                cpus: Some(32),
+            },
+            Occupant {
+                start_ms: 0,
+                end_ms: 100,
+                cpus: None,
+            },
+            Occupant {
+                start_ms: 50,
+                end_ms: 100,
+                cpus: None,
+            },
+        ];
+        assert_eq!(share_at(&occ, 0, Some(64), 10), 0.5);
+        assert_eq!(share_at(&occ, 1, Some(64), 10), 0.5);
+        assert_eq!(share_at(&occ, 1, Some(64), 60), 0.25);
+        assert_eq!(share_at(&occ, 2, Some(64), 60), 0.25);
+        assert_eq!(share_at(&occ, 2, Some(64), 10), 0.0, "not started");
+        // Without the node's count, everyone alike.
+        assert!((share_at(&occ, 0, None, 60) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn buckets_add_up_to_the_total_and_gaps_count_nothing() {
+        let pkg = vec![
+            r(0, 0),
+            r(3590, 3_590_000_000),
+            r(3610, 3_610_000_000),
+            r(9000, 0),
+        ];
+        let occ = [Occupant {
+            start_ms: 0,
+            end_ms: i64::MAX,
+            cpus: None,
+        }];
+        let zones = [(NodeEnergyKind::Cpu, pkg)];
+        let s = attribute(&zones, &occ, 0, None, 0, 10_000_000, 3_600_000, 60_000);
+        // The 3590 s interval is a gap (over a minute); 3590..3610 is 20 J at 1 W, split 10/10 by hour.
+        assert!((s.cpu_j - 20.0).abs() < 1e-9, "{}", s.cpu_j);
+        assert!((s.by_bucket[&0] - 10.0).abs() < 1e-9);
+        assert!((s.by_bucket[&3_600_000] - 10.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,180 @@
+//! Nodes' CPU and DRAM energy counters (`node_energy`), the CPUs jobs hold on them (`job_node_cpus`), and
+//! what a job's share of them is computed from.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use wattlas_protocol::{NodeEnergyKind, NodeEnergyReading};
+
+use crate::analytics::node_energy::{Occupant, Reading};
+
+/// Stores readings, each (node, zone, time) once: a resent batch changes nothing. Returns how many were
+/// new.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    readings: &[NodeEnergyReading],
+) -> sqlx::Result<u64> {
+    if readings.is_empty() {
+        return Ok(0);
+    }
+    let zone: Vec<&str> = readings.iter().map(|r| r.zone.as_str()).collect();
+    let kind: Vec<&str> = readings.iter().map(|r| kind_name(r.kind)).collect();
+    let t: Vec<DateTime<Utc>> = readings.iter().map(|r| r.time).collect();
+    let energy: Vec<i64> = readings.iter().map(|r| r.energy_uj as i64).collect();
+    let max: Vec<i64> = readings
+        .iter()
+        .map(|r| r.max_energy_range_uj as i64)
+        .collect();
+    let done = sqlx::query(
+        r#"insert into node_energy (node_id, zone, kind, t, energy_uj, max_uj)
+        select $1, * from unnest($2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[])
+        on conflict do nothing"#,
+    )
+    .bind(node_id)
+    .bind(&zone)
+    .bind(&kind)
+    .bind(&t)
+    .bind(&energy)
+    .bind(&max)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The name a kind is stored under.
+pub fn kind_name(kind: NodeEnergyKind) -> &'static str {
+    match kind {
+        NodeEnergyKind::Cpu => "cpu",
+        NodeEnergyKind::Dram => "dram",
+        NodeEnergyKind::Psys => "psys",
+    }
+}
+
+fn kind_of(name: &str) -> NodeEnergyKind {
+    match name {
+        "cpu" => NodeEnergyKind::Cpu,
+        "dram" => NodeEnergyKind::Dram,
+        _ => NodeEnergyKind::Psys,
+    }
+}
+
+/// Each counter of a node over `[from_ms - margin, to_ms + margin]`, in time order: (kind, readings).
+pub async fn readings(
+    db: &PgPool,
+    node_id: i32,
+    from_ms: i64,
+    to_ms: i64,
+    margin_ms: i64,
+) -> sqlx::Result<Vec<(NodeEnergyKind, Vec<Reading>)>> {
+    let rows: Vec<(String, String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+        r#"select zone, kind, t, energy_uj, max_uj
+        from node_energy
+        where node_id = $1 and t >= $2 and t <= $3
+        order by zone, t"#,
+    )
+    .bind(node_id)
+    .bind(super::ts(from_ms - margin_ms))
+    .bind(super::ts(to_ms.saturating_add(margin_ms)))
+    .fetch_all(db)
+    .await?;
+    let mut zones: BTreeMap<String, (NodeEnergyKind, Vec<Reading>)> = BTreeMap::new();
+    for (zone, kind, t, energy_uj, max_uj) in rows {
+        zones
+            .entry(zone)
+            .or_insert_with(|| (kind_of(&kind), Vec::new()))
+            .1
+            .push(Reading {
+                t_ms: t.timestamp_millis(),
+                energy_uj,
+                max_uj,
+            });
+    }
+    Ok(zones.into_values().collect())
+}
+
+/// The jobs holding GPUs or CPUs of a node at some time in `[from_ms, to_ms)`: (job id, occupant);
+/// running jobs end at `i64::MAX`.
+pub async fn occupants(
+    db: &PgPool,
+    node_id: i32,
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(String, Occupant)>> {
+    type Row = (String, DateTime<Utc>, Option<DateTime<Utc>>, Option<i32>);
+    let rows: Vec<Row> = sqlx::query_as(
+        r#"select j.id, j.start_time, j.end_time, c.cpus
+        from jobs j
+        left join job_node_cpus c on c.job_id = j.id and c.node_id = $1
+        where (c.job_id is not null
+                or exists (select 1 from job_allocations a where a.job_id = j.id and a.node_id = $1))
+            and j.start_time < $3
+            and (j.end_time is null or j.end_time > $2)
+        order by j.id"#,
+    )
+    .bind(node_id)
+    .bind(super::ts(from_ms))
+    .bind(super::ts(to_ms))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, start, end, cpus)| {
+            (
+                id,
+                Occupant {
+                    start_ms: start.timestamp_millis(),
+                    end_ms: end.map_or(i64::MAX, |e| e.timestamp_millis()),
+                    cpus: cpus.and_then(|c| u32::try_from(c).ok()),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The logical CPUs of nodes, where their collectors said.
+pub async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<HashMap<i32, u32>> {
+    let rows: Vec<(i32, i32)> =
+        sqlx::query_as("select id, cpus from nodes where id = any($1) and cpus is not null")
+            .bind(node_ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, c)| u32::try_from(c).ok().map(|c| (id, c)))
+        .collect())
+}
+
+/// Records a node's logical CPUs.
+pub async fn set_node_cpus(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    cpus: u32,
+) -> sqlx::Result<()> {
+    sqlx::query("update nodes set cpus = $2 where id = $1 and cpus is distinct from $2")
+        .bind(node_id)
+        .bind(cpus as i32)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records the CPUs a job holds on a node (the latest registration wins).
+pub async fn set_job_cpus(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: &str,
+    node_id: i32,
+    cpus: u32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"insert into job_node_cpus (job_id, node_id, cpus) values ($1, $2, $3)
+        on conflict (job_id, node_id) do update set cpus = excluded.cpus"#,
+    )
+    .bind(job_id)
+    .bind(node_id)
+    .bind(cpus as i32)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Whole-node energy: CPU packages and DRAM from the nodes' RAPL counters, charged to jobs by the CPUs
+//! they hold, in the job's figures and in statements; nodes without counters said so.
+
+use chrono::{DateTime, Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::common::*;
+
+const PKG_MAX: u64 = 262_143_328_850;
+const DRAM_MAX: u64 = 65_712_999_613;
+
+/// Readings every 5 s over `[from, to]` of two packages (at `pkg_w` each) and their DRAM (at `dram_w`
+/// each); package-1 starts 40 J below its wrap point, so it wraps 10 s into a 150 W run.
+fn readings(from: DateTime<Utc>, to: DateTime<Utc>, pkg_w: f64, dram_w: f64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t <= to {
+        let s = (t - from).num_milliseconds() as f64 / 1000.0;
+        let uj = |w: f64, start: u64, max: u64| ((start as f64 + w * s * 1e6) as u64) % max;
+        for (zone, kind, w, start, max) in [
+            ("package-0", "cpu", pkg_w, 5_000_000_000, PKG_MAX),
+            ("package-1", "cpu", pkg_w, PKG_MAX - 1_500_000_000, PKG_MAX),
+            ("package-0/dram", "dram", dram_w, 1_000_000, DRAM_MAX),
+            ("package-1/dram", "dram", dram_w, 2_000_000, DRAM_MAX),
+        ] {
+            out.push(json!({"time": t, "zone": zone, "kind": kind,
+                            "energy_uj": uj(w, start, max), "max_energy_range_uj": max}));
+        }
+        t += Duration::seconds(5);
+    }
+    out
+}
+
+async fn send_readings(app: &App, token: &str, node_energy: Vec<Value>) {
+    let (status, body) = app
+        .post(
+            token,
+            "/api/v1/ingest/gpu",
+            &json!({"samples": [], "node_energy": node_energy, "node_cpus": 64}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_job_holding_16_of_64_cpus_is_charged_a_quarter_of_its_nodes_cpu_and_dram(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    // 150 W per package and 20 W per DRAM, from 20 s before the job to 20 s after it.
+    send_readings(
+        &app,
+        &token,
+        readings(
+            t0 - Duration::seconds(20),
+            t0 + Duration::seconds(80),
+            150.0,
+            20.0,
+        ),
+    )
+    .await;
+    // The same readings again change nothing (idempotent).
+    send_readings(
+        &app,
+        &token,
+        readings(
+            t0 - Duration::seconds(20),
+            t0 + Duration::seconds(80),
+            150.0,
+            20.0,
+        ),
+    )
+    .await;
+    let job = app
+        .new_job("quarter")
+        .gpus(&[0, 1])
+        .cpus(16)
+        .samples(&token, samples(t0, 60))
+        .start(t0)
+        .end(t0 + Duration::seconds(60))
+        .create()
+        .await;
+    // By hand: 60 s x (2 x 150 W) x 16/64 = 4,500 J of CPU; 60 s x (2 x 20 W) / 4 = 600 J of DRAM.
+    let cpu_j = job.cpu_energy_kwh.expect("measured") * 3.6e6;
+    let dram_j = job.dram_energy_kwh.expect("measured") * 3.6e6;
+    assert!((cpu_j - 4_500.0).abs() < 1e-6, "{cpu_j}");
+    assert!((dram_j - 600.0).abs() < 1e-6, "{dram_j}");
+    assert!(job.gpu_energy_kwh > 0.0);
+    assert!(
+        (job.it_energy_kwh - (job.gpu_energy_kwh + (cpu_j + dram_j) / 3.6e6)).abs() < 1e-12,
+        "IT = GPU + CPU + DRAM"
+    );
+    assert!(job.cpu_dram_unmeasured.is_empty());
+
+    // A second job on the node, without a count, over the same minute: it gets the other 3/4. Their
+    // shares add up to the node's whole energy over that minute.
+    let other = app
+        .new_job("rest")
+        .gpus(&[2])
+        .start(t0)
+        .end(t0 + Duration::seconds(60))
+        .create()
+        .await;
+    let rest_j = other.cpu_energy_kwh.expect("measured") * 3.6e6;
+    assert!((rest_j - 13_500.0).abs() < 1e-6, "{rest_j}");
+    assert!((rest_j + cpu_j - 18_000.0).abs() < 1e-6);
+
+    // The jobs list's CSV carries the parts.
+    let (_, csv) = app
+        .get_text(ADMIN, "/api/v1/jobs.csv?sort=id&order=asc")
+        .await;
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("quarter,"))
+        .expect("row")
+        .split(',')
+        .collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert!((col("cpu_energy_kwh").parse::<f64>().expect("number") * 3.6e6 - 4_500.0).abs() < 0.01);
+    assert!((col("dram_energy_kwh").parse::<f64>().expect("number") * 3.6e6 - 600.0).abs() < 0.01);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_node_without_counters_is_named_in_the_job_and_in_every_statement_format(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t0 = minute_aligned_past(30);
+    send_readings(
+        &app,
+        &token,
+        readings(
+            t0 - Duration::seconds(10),
+            t0 + Duration::seconds(70),
+            100.0,
+            10.0,
+        ),
+    )
+    .await;
+    let (status, body) = app.ingest(&token, &batch(samples(t0, 60))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "two", "user": "ann", "site": "s1", "start": t0,
+                    "end": t0 + Duration::seconds(60),
+                    "allocations": [{"node": "n1", "gpus": [0]}, {"node": "n2", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["cpu_dram_unmeasured"], json!(["n2"]));
+    // n1 alone, no count: the whole node's 2 x 100 W over 60 s.
+    let cpu_j = body["cpu_energy_kwh"].as_f64().expect("cpu") * 3.6e6;
+    assert!((cpu_j - 12_000.0).abs() < 1e-6, "{cpu_j}");
+
+    let (_, page) = app.get_text(ADMIN, "/jobs/two").await;
+    assert!(
+        page.contains("CPU and DRAM energy not measured on n2"),
+        "{page}"
+    );
+    let says = "CPU and DRAM energy were not measured on 1 of 2 nodes";
+    for format in ["md", "tex", "json"] {
+        let (status, text) = app
+            .get_text(
+                ADMIN,
+                &format!("/api/v1/statement?jobs=two&format={format}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(text.contains(says), "{format}: {text}");
+        assert!(text.contains("IT energy"), "{format}");
+    }
+    let (_, csv) = app
+        .get_text(ADMIN, "/api/v1/statement?jobs=two&format=csv")
+        .await;
+    assert!(csv
+        .lines()
+        .next()
+        .expect("header")
+        .ends_with("cpu_dram_unmeasured"));
+    assert!(csv.lines().nth(1).expect("row").ends_with(",n2"), "{csv}");
+    let (status, pdf) = app
+        .get_bytes(ADMIN, "/api/v1/statement?jobs=two&format=pdf")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = crate::statement::pdf_text(&pdf);
+    assert!(text.contains(says), "{text}");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn bad_counter_readings_refuse_the_batch_naming_the_field(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t = Utc::now();
+    let reading = json!({"time": t, "zone": "package-0", "kind": "cpu", "energy_uj": 5,
+                         "max_energy_range_uj": 10});
+    let cases = [
+        (json!({"energy_uj": 11}), "node_energy[0].energy_uj"),
+        (
+            json!({"max_energy_range_uj": 0, "energy_uj": 0}),
+            "node_energy[0].max_energy_range_uj",
+        ),
+        (json!({"zone": ""}), "node_energy[0].zone"),
+        (json!({"zone": "a b"}), "node_energy[0].zone"),
+        (
+            json!({"time": t + Duration::hours(1)}),
+            "node_energy[0].time",
+        ),
+        (json!({"kind": "gpu"}), "node_energy"),
+    ];
+    for (change, field) in cases {
+        let mut r = reading.clone();
+        for (k, v) in change.as_object().expect("object") {
+            r[k] = v.clone();
+        }
+        let (status, body) = app
+            .post(
+                &token,
+                "/api/v1/ingest/gpu",
+                &json!({"samples": [], "node_energy": [r]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains(field),
+            "{field}: {body}"
+        );
+    }
+    let (status, body) = app
+        .post(
+            &token,
+            "/api/v1/ingest/gpu",
+            &json!({"samples": [], "node_cpus": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().expect("error").contains("node_cpus"));
+    let stored: i64 = sqlx::query_scalar("select count(*) from node_energy")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing partial stored");
+}
