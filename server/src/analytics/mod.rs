@@ -7,4 +7,5 @@ pub mod node_energy;
 pub mod powercap;
 pub mod progress;
 pub mod pue;
+pub mod sharing;
 pub mod statement;

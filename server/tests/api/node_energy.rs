@@ -248,3 +248,41 @@ async fn bad_counter_readings_refuse_the_batch_naming_the_field(db: PgPool) {
         .expect("count");
     assert_eq!(stored, 0, "nothing partial stored");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn two_jobs_sharing_a_gpu_are_each_charged_their_share_and_the_gpu_once(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    // GPU 0 draws 200 W from 10 s before the first job to 10 s after the second.
+    let (status, body) = app
+        .ingest(&token, &batch(samples(t0 - Duration::seconds(10), 110)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = app
+        .new_job("a")
+        .start(t0)
+        .end(t0 + Duration::seconds(60))
+        .create()
+        .await;
+    // Alone so far: the whole GPU over its minute.
+    assert!((a.gpu_energy_kwh * 3.6e6 - 12_000.0).abs() < 1e-6, "{}", a.gpu_energy_kwh * 3.6e6);
+    let b = app
+        .new_job("b")
+        .start(t0 + Duration::seconds(30))
+        .end(t0 + Duration::seconds(90))
+        .create()
+        .await;
+    let a = app.job("a").await;
+    // Each: 30 s alone (6,000 J) and 30 s shared (3,000 J).
+    let (ea, eb) = (a.gpu_energy_kwh * 3.6e6, b.gpu_energy_kwh * 3.6e6);
+    assert!((ea - 9_000.0).abs() < 1e-6, "{ea}");
+    assert!((eb - 9_000.0).abs() < 1e-6, "{eb}");
+    // Together exactly the GPU's 90 s at 200 W: nothing counted twice.
+    assert!((ea + eb - 18_000.0).abs() < 1e-6);
+    assert_eq!(a.shared_gpus.len(), 1);
+    assert_eq!((a.shared_gpus[0].gpu, a.shared_gpus[0].max_jobs), (0, 2));
+    assert!((a.shared_gpus[0].shared_s - 30.0).abs() < 1e-9);
+    let (_, page) = app.get_text(ADMIN, "/jobs/a").await;
+    assert!(page.contains("Shared GPU"), "{page}");
+}

@@ -146,3 +146,53 @@ proptest! {
         }
     }
 }
+
+/// Energy of a piecewise-constant power (W per 10 ms cell, 0 outside) over `[a, b)` ms, J.
+fn cell_energy(power: &[u32], a: i64, b: i64) -> f64 {
+    let mut e = 0.0;
+    for (i, w) in power.iter().enumerate() {
+        let (lo, hi) = (i as i64 * 10, i as i64 * 10 + 10);
+        let (x, y) = (lo.max(a), hi.min(b));
+        if y > x {
+            e += f64::from(*w) * (y - x) as f64 / 1000.0;
+        }
+    }
+    e
+}
+
+proptest! {
+    /// Jobs sharing one GPU over random overlapping spans: each is charged its pieces split by the
+    /// holders at the time; together they are charged exactly the GPU's energy over the union of their
+    /// spans, so no GPU-second counts twice, and none is charged more than the GPU drew in its span.
+    #[test]
+    fn shared_gpu_shares_add_up_to_the_gpus_energy_once(
+        spans in prop::collection::vec((0i64..900, 1i64..400), 1..6),
+        power in prop::collection::vec(0u32..700, 130),
+    ) {
+        use wattlas_server::analytics::sharing::segments;
+        let spans: Vec<(i64, i64)> = spans.iter().map(|(s, l)| (*s, (*s + *l).min(1300))).collect();
+        let mut charged = 0.0;
+        for (i, &(from, to)) in spans.iter().enumerate() {
+            let others: Vec<(i64, i64)> = spans
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            let mine: f64 = segments(from, to, &others)
+                .iter()
+                .map(|&(a, b, k)| cell_energy(&power, a, b) / f64::from(k))
+                .sum();
+            prop_assert!(mine <= cell_energy(&power, from, to) + 1e-9);
+            charged += mine;
+        }
+        // The union of the spans, in 1 ms steps of whether any job holds the GPU.
+        let mut union = 0.0;
+        for t in 0..1300i64 {
+            if spans.iter().any(|&(s, e)| s <= t && t < e) {
+                union += cell_energy(&power, t, t + 1);
+            }
+        }
+        prop_assert!((charged - union).abs() < 1e-6, "charged {charged} vs {union}");
+    }
+}

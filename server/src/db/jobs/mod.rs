@@ -305,3 +305,43 @@ struct TotalsRow {
     pending: i64,
     updating: i64,
 }
+
+/// Other jobs holding a GPU of job `id` at some time in `[from_ms, to_ms)`: (node, GPU, their start and
+/// end in ms, `i64::MAX` while running).
+pub async fn shared_gpus(
+    db: &PgPool,
+    id: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(i32, i32, i64, i64)>> {
+    type Row = (i32, i32, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
+        r#"select mine.node_id, mine.gpu_index, j.start_time, j.end_time
+        from job_allocations mine
+        join job_allocations theirs
+            on theirs.node_id = mine.node_id
+            and theirs.gpu_index = mine.gpu_index
+            and theirs.job_id <> mine.job_id
+        join jobs j on j.id = theirs.job_id
+        where mine.job_id = $1
+            and j.start_time < $3
+            and (j.end_time is null or j.end_time > $2)
+        order by 1, 2, 3"#,
+    )
+    .bind(id)
+    .bind(super::ts(from_ms))
+    .bind(super::ts(to_ms))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(n, g, s, e)| {
+            (
+                n,
+                g,
+                s.timestamp_millis(),
+                e.map_or(i64::MAX, |e| e.timestamp_millis()),
+            )
+        })
+        .collect())
+}

@@ -10,10 +10,11 @@ pub mod timing;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use wattlas_protocol::{Allocation, JobView};
+use wattlas_protocol::{Allocation, JobView, SharedGpu};
 
 use super::{Error, Result};
 use crate::analytics::node_energy::{self, NodeShare, Occupant};
+use crate::analytics::sharing;
 use crate::auth::JobScope;
 use crate::db;
 use crate::db::energy::JobEnergy;
@@ -91,15 +92,7 @@ impl JobContext {
     ) -> Result<Energy> {
         state.metrics.energy_integration();
         let (from_ms, to_ms) = self.span_ms(now);
-        let gpu = db::energy::job_energy(
-            &state.db,
-            &self.nodes,
-            from_ms,
-            to_ms,
-            state.config.max_gap_ms,
-            bucket_ms,
-        )
-        .await?;
+        let (gpu, shared) = self.gpu_energy(state, from_ms, to_ms, bucket_ms).await?;
         let bucket_ms = (bucket_ms / db::energy::MINUTE_MS).max(1) * db::energy::MINUTE_MS;
         let mut node = NodeEnergy::default();
         let ids: Vec<i32> = self.nodes.iter().map(|n| n.node_id).collect();
@@ -137,7 +130,84 @@ impl JobContext {
                 node.unmeasured.push(n.name.clone());
             }
         }
-        Ok(Energy { gpu, node })
+        Ok(Energy { gpu, node, shared })
+    }
+
+    /// The GPUs' energy over `[from_ms, to_ms)`: whole where the job held a GPU alone; where other jobs
+    /// held it too, cut where they came and went and each piece split equally between its holders.
+    async fn gpu_energy(
+        &self,
+        state: &AppState,
+        from_ms: i64,
+        to_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<(JobEnergy, Vec<SharedGpu>)> {
+        let max_gap_ms = state.config.max_gap_ms;
+        let others = db::jobs::shared_gpus(&state.db, &self.job.id, from_ms, to_ms).await?;
+        if others.is_empty() {
+            let e = db::energy::job_energy(
+                &state.db, &self.nodes, from_ms, to_ms, max_gap_ms, bucket_ms,
+            )
+            .await?;
+            return Ok((e, Vec::new()));
+        }
+        let mut by_gpu: BTreeMap<(i32, u32), Vec<(i64, i64)>> = BTreeMap::new();
+        for (node, gpu, start, end) in others {
+            if let Ok(gpu) = u32::try_from(gpu) {
+                by_gpu.entry((node, gpu)).or_default().push((start, end));
+            }
+        }
+        // The GPUs held alone, as one integration.
+        let alone: Vec<db::energy::NodeGpus> = self
+            .nodes
+            .iter()
+            .map(|n| db::energy::NodeGpus {
+                gpus: n
+                    .gpus
+                    .iter()
+                    .copied()
+                    .filter(|g| !by_gpu.contains_key(&(n.node_id, *g)))
+                    .collect(),
+                ..n.clone()
+            })
+            .collect();
+        let mut out =
+            db::energy::job_energy(&state.db, &alone, from_ms, to_ms, max_gap_ms, bucket_ms)
+                .await?;
+        let mut shared = Vec::new();
+        for ((node_id, gpu), spans) in by_gpu {
+            let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
+                continue;
+            };
+            let one = [db::energy::NodeGpus {
+                gpus: vec![gpu],
+                ..node.clone()
+            }];
+            let mut info = SharedGpu {
+                node: node.name.clone(),
+                gpu,
+                shared_s: 0.0,
+                max_jobs: 1,
+            };
+            for (a, b, holders) in sharing::segments(from_ms, to_ms, &spans) {
+                let mut part =
+                    db::energy::job_energy(&state.db, &one, a, b, max_gap_ms, bucket_ms).await?;
+                let k = f64::from(holders);
+                part.total.energy_j /= k;
+                out.total.add(&part.total);
+                for (bucket, j) in part.by_bucket {
+                    *out.by_bucket.entry(bucket).or_default() += j / k;
+                }
+                if holders > 1 {
+                    info.shared_s += (b - a) as f64 / 1000.0;
+                    info.max_jobs = info.max_jobs.max(holders);
+                }
+            }
+            if info.shared_s > 0.0 {
+                shared.push(info);
+            }
+        }
+        Ok((out, shared))
     }
 }
 
@@ -148,6 +218,8 @@ pub struct Energy {
     pub gpu: JobEnergy,
     /// The job's share of its nodes' CPU and DRAM counters.
     pub node: NodeEnergy,
+    /// GPUs it shared with other jobs.
+    pub shared: Vec<SharedGpu>,
 }
 
 /// A job's share of its nodes' CPU and DRAM energy.
@@ -241,7 +313,7 @@ pub async fn view(
         cpu_energy_kwh: measured(node.cpu_j),
         dram_energy_kwh: measured(node.dram_j),
         cpu_dram_unmeasured: node.unmeasured.clone(),
-        shared_gpus: Vec::new(),
+        shared_gpus: energy.shared.clone(),
         facility_energy_kwh: facility.facility_j / 3.6e6,
         pue: facility.pue(),
         pue_fallback_share: facility.fallback_share(),

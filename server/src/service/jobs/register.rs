@@ -12,6 +12,14 @@ use crate::db;
 use crate::service::{Error, Result};
 use crate::state::AppState;
 
+/// A time after every job's end, for ranges open at the end (PostgreSQL takes it; chrono's maximum it
+/// need not).
+fn far_future() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn check_job_fields(job: &NewJob) -> Result<()> {
     // Schedulers' ids (1234, 1234_5, 1234+1, 1234.head, 1234[5]) are one path segment of a URL.
     let id_ok = !job.id.is_empty()
@@ -238,6 +246,13 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     for (node, c) in cpus {
         db::node_energy::set_job_cpus(&mut tx, &job.id, node, c).await?;
     }
+    // Jobs sharing these nodes over this span now share their GPUs and CPUs with one more: their
+    // stored figures are computed again.
+    let far = job.end.unwrap_or(far_future());
+    let mut nodes_of_job: Vec<i32> = gpus.iter().map(|g| g.0).collect();
+    nodes_of_job.dedup();
+    let ranges: Vec<_> = nodes_of_job.iter().map(|n| (*n, job.start, far)).collect();
+    db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
     let ctx = JobContext::in_transaction(state, &mut tx, &job.id).await?;
     tx.commit().await?;
     Ok((created, super::computed_view(state, &ctx).await?))
@@ -293,6 +308,13 @@ pub async fn end(
         _ => db::jobs::end(&mut tx, id, end).await?,
     }
     let ctx = JobContext::in_transaction(state, &mut tx, id).await?;
+    // The other jobs on its nodes after its end no longer share with it.
+    let ranges: Vec<_> = ctx
+        .nodes
+        .iter()
+        .map(|n| (n.node_id, end, far_future()))
+        .collect();
+    db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
     tx.commit().await?;
     super::computed_view(state, &ctx).await
 }
