@@ -11,13 +11,19 @@ fuzz_target!(|data: &[u8]| {
         let mut opts = Options::new(tz);
         match parse(data, &opts) {
             Ok(parsed) => {
-                assert!(parsed.samples.len() as u64 <= parsed.summary.lines, "{parsed:?}");
+                assert!(
+                    parsed.samples.len() as u64 <= parsed.summary.lines,
+                    "{parsed:?}"
+                );
                 for s in &parsed.samples {
                     assert!(s.power_w.is_finite() && s.power_w >= 0.0, "{s:?}");
                 }
                 opts.strict = true;
                 if parsed.summary.skipped.total() > 0 {
-                    assert!(parse(data, &opts).is_err(), "strict accepted what was skipped");
+                    assert!(
+                        parse(data, &opts).is_err(),
+                        "strict accepted what was skipped"
+                    );
                 }
             }
             Err(e) => {

@@ -266,7 +266,11 @@ async fn two_jobs_sharing_a_gpu_are_each_charged_their_share_and_the_gpu_once(db
         .create()
         .await;
     // Alone so far: the whole GPU over its minute.
-    assert!((a.gpu_energy_kwh * 3.6e6 - 12_000.0).abs() < 1e-6, "{}", a.gpu_energy_kwh * 3.6e6);
+    assert!(
+        (a.gpu_energy_kwh * 3.6e6 - 12_000.0).abs() < 1e-6,
+        "{}",
+        a.gpu_energy_kwh * 3.6e6
+    );
     let b = app
         .new_job("b")
         .start(t0 + Duration::seconds(30))

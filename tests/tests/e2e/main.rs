@@ -4,4 +4,5 @@
 //! `DATABASE_URL` pointing at the cluster of `scripts/db up`; each test gets its own database.
 
 mod imports;
+mod node_energy;
 mod pipeline;

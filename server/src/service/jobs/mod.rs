@@ -146,7 +146,12 @@ impl JobContext {
         let others = db::jobs::shared_gpus(&state.db, &self.job.id, from_ms, to_ms).await?;
         if others.is_empty() {
             let e = db::energy::job_energy(
-                &state.db, &self.nodes, from_ms, to_ms, max_gap_ms, bucket_ms,
+                &state.db,
+                &self.nodes,
+                from_ms,
+                to_ms,
+                max_gap_ms,
+                bucket_ms,
             )
             .await?;
             return Ok((e, Vec::new()));
