@@ -152,8 +152,15 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
     for (id, truth) in &jobs {
         assert!(!truth["end"].is_null(), "job {id} ended within the run");
         let view = job(&http, &base, id).await;
-        let server_j = view["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+        // The simulator's ledger is GPU energy; the node's simulated CPU and DRAM come on top.
+        let server_j = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
         let truth_j = truth["energy_j"].as_f64().expect("energy");
+        let node_j = (view["cpu_energy_kwh"].as_f64().expect("simulated CPU")
+            + view["dram_energy_kwh"].as_f64().expect("simulated DRAM"))
+            * 3.6e6;
+        assert!(node_j > 0.0, "job {id}: the simulated node's CPU and DRAM");
+        let it_j = view["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+        assert!((it_j - server_j - node_j).abs() < 1e-6, "job {id}: IT = GPU + CPU + DRAM");
         let error = (server_j - truth_j).abs() / truth_j;
         eprintln!(
             "job {id}: server {server_j:.3} J, simulator {truth_j:.3} J, error {:.4} %",
