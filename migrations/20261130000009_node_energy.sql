@@ -25,3 +25,9 @@ create table job_node_cpus (
     cpus int not null check (cpus > 0),
     primary key (job_id, node_id)
 );
+
+-- A job holding a MIG instance of a GPU rather than the whole GPU: the instance's profile (`3g.40gb`)
+-- and its compute slices of the GPU's seven; the job is charged that fraction of the GPU's energy.
+alter table job_allocations
+    add column mig text,
+    add column mig_slices smallint check (mig_slices is null or mig_slices between 1 and 7);

@@ -81,6 +81,7 @@ pub fn job_from_env(
             vec![Allocation {
                 node: node.to_owned(),
                 gpus,
+                mig: vec![],
                 cpus: cpus_on_node(env),
             }]
         },
@@ -135,6 +136,7 @@ mod tests {
             vec![Allocation {
                 node: "n7".into(),
                 gpus: vec![2, 3],
+                mig: vec![],
                 cpus: Some(16),
             }]
         );

@@ -128,11 +128,35 @@ pub struct Allocation {
     pub node: String,
     /// NVML indices of the GPUs allocated on that node.
     pub gpus: Vec<u32>,
+    /// MIG instances the job holds on that node (instead of whole GPUs): each is charged its compute
+    /// slices' fraction of its GPU's energy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig: Vec<MigInstance>,
     /// Logical CPUs the job holds on that node (Slurm's `SLURM_CPUS_ON_NODE`): its share of the node's
     /// CPU and DRAM energy. Absent: it shares equally with the node's other jobs without a count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u32>,
 }
+
+/// A MIG instance of a GPU (A100, H100: seven compute slices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigInstance {
+    /// NVML index of the GPU.
+    pub gpu: u32,
+    /// The instance's profile as NVIDIA names it, e.g. `3g.40gb` (3 of the GPU's 7 compute slices).
+    pub profile: String,
+}
+
+impl MigInstance {
+    /// Compute slices of the GPU's seven the profile holds (`3g.40gb` -> 3), if it reads as one.
+    pub fn slices(&self) -> Option<u32> {
+        let n: u32 = self.profile.split_once('g')?.0.parse().ok()?;
+        (1..=MIG_SLICES).contains(&n).then_some(n)
+    }
+}
+
+/// Compute slices of a MIG-capable GPU.
+pub const MIG_SLICES: u32 = 7;
 
 /// A GPU a job held together with other jobs for a while: its energy over that time split equally.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

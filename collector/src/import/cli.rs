@@ -197,6 +197,7 @@ async fn register_job(
         allocations: vec![Allocation {
             node: a.node.clone(),
             gpus: s.gpus.keys().copied().collect(),
+            mig: vec![],
             cpus: None,
         }],
         unknown_gpus: vec![],

@@ -329,6 +329,7 @@ pub fn new_job(
                 (Some(all), Some(k)) if all.len() as u32 == k => allocations.push(Allocation {
                     node: node.clone(),
                     gpus: all.clone(),
+                    mig: vec![],
                     cpus: j.cpus_per_node,
                 }),
                 (known, k) => {

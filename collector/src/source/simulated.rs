@@ -379,6 +379,7 @@ impl SimulatedSource {
                 allocations: vec![Allocation {
                     node: self.config.node.clone(),
                     gpus: gpus.clone(),
+                    mig: vec![],
                     cpus: None,
                 }],
                 unknown_gpus: vec![],

@@ -20,19 +20,32 @@ pub struct NodeGpus {
     pub name: String,
     /// Allocated GPU indices on that node.
     pub gpus: Vec<u32>,
+    /// Of those, GPUs held as a MIG instance: GPU -> (profile, compute slices of seven).
+    pub mig: BTreeMap<u32, (String, u32)>,
 }
 
 /// A job's allocated GPUs grouped by node, in the order given.
 pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
     let mut nodes: Vec<NodeGpus> = Vec::new();
     for a in allocated {
-        match nodes.iter_mut().find(|n| n.node_id == a.node_id) {
-            Some(n) => n.gpus.push(a.gpu_index as u32),
-            None => nodes.push(NodeGpus {
-                node_id: a.node_id,
-                name: a.node.clone(),
-                gpus: vec![a.gpu_index as u32],
-            }),
+        let gpu = a.gpu_index as u32;
+        let i = match nodes.iter().position(|n| n.node_id == a.node_id) {
+            Some(i) => i,
+            None => {
+                nodes.push(NodeGpus {
+                    node_id: a.node_id,
+                    name: a.node.clone(),
+                    gpus: Vec::new(),
+                    mig: BTreeMap::new(),
+                });
+                nodes.len() - 1
+            }
+        };
+        nodes[i].gpus.push(gpu);
+        if let (Some(profile), Some(slices)) = (&a.mig, a.mig_slices) {
+            nodes[i]
+                .mig
+                .insert(gpu, (profile.clone(), slices.max(0) as u32));
         }
     }
     nodes

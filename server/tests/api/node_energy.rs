@@ -290,3 +290,56 @@ async fn two_jobs_sharing_a_gpu_are_each_charged_their_share_and_the_gpu_once(db
     let (_, page) = app.get_text(ADMIN, "/jobs/a").await;
     assert!(page.contains("Shared GPU"), "{page}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn jobs_on_mig_instances_are_charged_their_slices_of_the_gpu(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    let (status, body) = app
+        .ingest(&token, &batch(samples(t0 - Duration::seconds(10), 80)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut charged = 0.0;
+    for (id, profile, slices) in [("small", "3g.40gb", 3.0), ("large", "4g.40gb", 4.0)] {
+        let (status, body) = app
+            .post(
+                ADMIN,
+                "/api/v1/jobs",
+                &json!({"id": id, "user": "ann", "site": "s1", "start": t0,
+                        "end": t0 + Duration::seconds(60),
+                        "allocations": [{"node": "n1", "gpus": [],
+                                         "mig": [{"gpu": 0, "profile": profile}]}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        // GPU 0 at 200 W over the minute: 12,000 J, of which this instance's slices of seven.
+        let j = body["gpu_energy_kwh"].as_f64().expect("gpu") * 3.6e6;
+        assert!((j - 12_000.0 * slices / 7.0).abs() < 1e-6, "{id}: {j}");
+        assert_eq!(body["allocations"][0]["mig"][0]["profile"], profile);
+        charged += j;
+    }
+    assert!(
+        (charged - 12_000.0).abs() < 1e-6,
+        "the GPU charged once: {charged}"
+    );
+    let (_, page) = app.get_text(ADMIN, "/jobs/small").await;
+    assert!(page.contains("MIG instance 3g.40gb of n1/gpu0"), "{page}");
+    // A profile that is not one is refused, naming it.
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "bad", "user": "ann", "site": "s1", "start": t0,
+                    "allocations": [{"node": "n1", "gpus": [], "mig": [{"gpu": 0, "profile": "9g.80gb"}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("allocations[0].mig[0].profile"),
+        "{body}"
+    );
+}

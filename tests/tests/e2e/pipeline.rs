@@ -160,7 +160,10 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
             * 3.6e6;
         assert!(node_j > 0.0, "job {id}: the simulated node's CPU and DRAM");
         let it_j = view["it_energy_kwh"].as_f64().expect("energy") * 3.6e6;
-        assert!((it_j - server_j - node_j).abs() < 1e-6, "job {id}: IT = GPU + CPU + DRAM");
+        assert!(
+            (it_j - server_j - node_j).abs() < 1e-6,
+            "job {id}: IT = GPU + CPU + DRAM"
+        );
         let error = (server_j - truth_j).abs() / truth_j;
         eprintln!(
             "job {id}: server {server_j:.3} J, simulator {truth_j:.3} J, error {:.4} %",

@@ -46,6 +46,10 @@ pub struct AllocatedGpu {
     pub node: String,
     /// GPU index.
     pub gpu_index: i32,
+    /// The MIG instance's profile, where the job holds one rather than the whole GPU.
+    pub mig: Option<String>,
+    /// Its compute slices of the GPU's seven.
+    pub mig_slices: Option<i16>,
 }
 
 const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
@@ -204,21 +208,28 @@ pub async fn end_part(
 pub async fn add_allocations(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    gpus: &[(i32, i32)],
+    gpus: &[(i32, i32, Option<(String, i16)>)],
 ) -> sqlx::Result<()> {
     if gpus.is_empty() {
         return Ok(());
     }
     let node: Vec<i32> = gpus.iter().map(|g| g.0).collect();
     let index: Vec<i32> = gpus.iter().map(|g| g.1).collect();
+    let mig: Vec<Option<String>> = gpus
+        .iter()
+        .map(|g| g.2.as_ref().map(|m| m.0.clone()))
+        .collect();
+    let slices: Vec<Option<i16>> = gpus.iter().map(|g| g.2.as_ref().map(|m| m.1)).collect();
     sqlx::query(
-        r#"insert into job_allocations (job_id, node_id, gpu_index)
-        select $1, * from unnest($2::int[], $3::int[])
+        r#"insert into job_allocations (job_id, node_id, gpu_index, mig, mig_slices)
+        select $1, * from unnest($2::int[], $3::int[], $4::text[], $5::int2[])
         on conflict do nothing"#,
     )
     .bind(id)
     .bind(&node)
     .bind(&index)
+    .bind(&mig)
+    .bind(&slices)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -254,7 +265,7 @@ pub async fn end(
 /// A job's allocated GPUs, by node name then index.
 pub async fn allocations(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
     sqlx::query_as(
-        r#"select a.node_id, n.name as node, a.gpu_index
+        r#"select a.node_id, n.name as node, a.gpu_index, a.mig, a.mig_slices
         from job_allocations a
         join nodes n on n.id = a.node_id
         where a.job_id = $1

@@ -144,7 +144,8 @@ impl JobContext {
     ) -> Result<(JobEnergy, Vec<SharedGpu>)> {
         let max_gap_ms = state.config.max_gap_ms;
         let others = db::jobs::shared_gpus(&state.db, &self.job.id, from_ms, to_ms).await?;
-        if others.is_empty() {
+        let has_mig = self.nodes.iter().any(|n| !n.mig.is_empty());
+        if others.is_empty() && !has_mig {
             let e = db::energy::job_energy(
                 &state.db,
                 &self.nodes,
@@ -156,10 +157,19 @@ impl JobContext {
             .await?;
             return Ok((e, Vec::new()));
         }
+        // A MIG instance is the job's own slices of its GPU: charged their fraction of the GPU's energy,
+        // whoever holds the other instances.
+        let mig: BTreeMap<(i32, u32), u32> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.mig.iter().map(|(g, (_, s))| ((n.node_id, *g), *s)))
+            .collect();
         let mut by_gpu: BTreeMap<(i32, u32), Vec<(i64, i64)>> = BTreeMap::new();
         for (node, gpu, start, end) in others {
             if let Ok(gpu) = u32::try_from(gpu) {
-                by_gpu.entry((node, gpu)).or_default().push((start, end));
+                if !mig.contains_key(&(node, gpu)) {
+                    by_gpu.entry((node, gpu)).or_default().push((start, end));
+                }
             }
         }
         // The GPUs held alone, as one integration.
@@ -171,7 +181,10 @@ impl JobContext {
                     .gpus
                     .iter()
                     .copied()
-                    .filter(|g| !by_gpu.contains_key(&(n.node_id, *g)))
+                    .filter(|g| {
+                        !by_gpu.contains_key(&(n.node_id, *g))
+                            && !mig.contains_key(&(n.node_id, *g))
+                    })
                     .collect(),
                 ..n.clone()
             })
@@ -180,6 +193,25 @@ impl JobContext {
             db::energy::job_energy(&state.db, &alone, from_ms, to_ms, max_gap_ms, bucket_ms)
                 .await?;
         let mut shared = Vec::new();
+        for (&(node_id, gpu), &slices) in &mig {
+            let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
+                continue;
+            };
+            let one = [db::energy::NodeGpus {
+                gpus: vec![gpu],
+                mig: BTreeMap::new(),
+                ..node.clone()
+            }];
+            let mut part =
+                db::energy::job_energy(&state.db, &one, from_ms, to_ms, max_gap_ms, bucket_ms)
+                    .await?;
+            let fraction = f64::from(slices) / f64::from(wattlas_protocol::MIG_SLICES);
+            part.total.energy_j *= fraction;
+            out.total.add(&part.total);
+            for (bucket, j) in part.by_bucket {
+                *out.by_bucket.entry(bucket).or_default() += j * fraction;
+            }
+        }
         for ((node_id, gpu), spans) in by_gpu {
             let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
                 continue;
@@ -309,7 +341,20 @@ pub async fn view(
             .iter()
             .map(|n| Allocation {
                 node: n.name.clone(),
-                gpus: n.gpus.clone(),
+                gpus: n
+                    .gpus
+                    .iter()
+                    .copied()
+                    .filter(|g| !n.mig.contains_key(g))
+                    .collect(),
+                mig: n
+                    .mig
+                    .iter()
+                    .map(|(gpu, (profile, _))| wattlas_protocol::MigInstance {
+                        gpu: *gpu,
+                        profile: profile.clone(),
+                    })
+                    .collect(),
                 cpus: None,
             })
             .collect(),

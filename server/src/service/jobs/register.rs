@@ -68,7 +68,7 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
     }
     let mut seen = HashSet::new();
     for (i, a) in job.allocations.iter().enumerate() {
-        if a.gpus.is_empty() {
+        if a.gpus.is_empty() && a.mig.is_empty() {
             return Err(Error::invalid(format!("allocations[{i}].gpus"), "empty"));
         }
         if let Some(c) = a.cpus {
@@ -76,6 +76,24 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
                 return Err(Error::invalid(
                     format!("allocations[{i}].cpus"),
                     format!("{c} is not 1 to {}", 1 << 20),
+                ));
+            }
+        }
+        for (k, m) in a.mig.iter().enumerate() {
+            if m.slices().is_none() || m.profile.len() > 50 {
+                return Err(Error::invalid(
+                    format!("allocations[{i}].mig[{k}].profile"),
+                    format!(
+                        "'{}' is not a MIG profile such as 3g.40gb (1 to {} compute slices)",
+                        m.profile,
+                        wattlas_protocol::MIG_SLICES
+                    ),
+                ));
+            }
+            if a.gpus.contains(&m.gpu) || a.mig[..k].iter().any(|o| o.gpu == m.gpu) {
+                return Err(Error::invalid(
+                    format!("allocations[{i}].mig[{k}].gpu"),
+                    format!("GPU {} of node '{}' listed twice", m.gpu, a.node),
                 ));
             }
         }
@@ -152,7 +170,11 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
                 format!("node '{}' is not in site '{}'", a.node, site.name),
             ));
         }
-        gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32)));
+        gpus.extend(a.gpus.iter().map(|g| (node.id, *g as i32, None)));
+        gpus.extend(a.mig.iter().map(|m| {
+            let slices = m.slices().unwrap_or(wattlas_protocol::MIG_SLICES) as i16;
+            (node.id, m.gpu as i32, Some((m.profile.clone(), slices)))
+        }));
         if let Some(c) = a.cpus {
             cpus.push((node.id, c));
         }

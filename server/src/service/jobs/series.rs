@@ -43,6 +43,7 @@ pub async fn job_series(
         node_id,
         name: node,
         gpus,
+        ..
     } in nodes.iter().cloned()
     {
         // A line per GPU (keyed by its index) or one for the node (key None).
