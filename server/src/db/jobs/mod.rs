@@ -204,11 +204,14 @@ pub async fn end_part(
     Ok(ended.is_some())
 }
 
+/// An allocated GPU to add: (node, GPU, its MIG instance's profile and slices where not whole).
+pub type NewAllocation = (i32, i32, Option<(String, i16)>);
+
 /// Adds allocated GPUs (existing ones stay).
 pub async fn add_allocations(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    gpus: &[(i32, i32, Option<(String, i16)>)],
+    gpus: &[NewAllocation],
 ) -> sqlx::Result<()> {
     if gpus.is_empty() {
         return Ok(());
