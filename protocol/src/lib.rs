@@ -434,6 +434,12 @@ pub struct NodeView {
     pub last_seen: Option<DateTime<Utc>>,
     /// Samples the collector reported as dropped (spool full), running total.
     pub dropped_samples_total: u64,
+    /// The node's CPU and DRAM energy over the last 24 h, kWh (`None`: not measured).
+    #[serde(default)]
+    pub cpu_dram_24h_kwh: Option<f64>,
+    /// Of it, the share no job held (idle, charged to nobody), kWh.
+    #[serde(default)]
+    pub idle_24h_kwh: Option<f64>,
 }
 
 /// One facility meter reading: power (kW), or cumulative energy counters (kWh), or only a PUE.

@@ -145,6 +145,43 @@ pub fn attribute(
     out
 }
 
+/// A node's CPU and DRAM energy over `[from_ms, to_ms)` and the part of it no job held (its idle
+/// energy), J: at each instant, what the jobs' shares leave.
+pub fn idle(
+    zones: &[(NodeEnergyKind, Vec<Reading>)],
+    occupants: &[Occupant],
+    node_cpus: Option<u32>,
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> (f64, f64) {
+    let (mut total, mut idle) = (0.0, 0.0);
+    for (kind, readings) in zones {
+        if *kind == NodeEnergyKind::Psys {
+            continue;
+        }
+        for w in readings.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let dt = b.t_ms - a.t_ms;
+            let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
+            if dt <= 0 || dt > max_gap_ms || hi <= lo {
+                continue;
+            }
+            let Some(joules) = delta_j(a, b) else {
+                continue;
+            };
+            let e = joules * (hi - lo) as f64 / dt as f64;
+            let mid = lo + (hi - lo) / 2;
+            let held: f64 = (0..occupants.len())
+                .map(|j| share_at(occupants, j, node_cpus, mid))
+                .sum();
+            total += e;
+            idle += e * (1.0 - held).clamp(0.0, 1.0);
+        }
+    }
+    (total, idle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +262,31 @@ mod tests {
         assert_eq!(share_at(&occ, 2, Some(64), 10), 0.0, "not started");
         // Without the node's count, everyone alike.
         assert!((share_at(&occ, 0, None, 60) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn what_no_job_holds_is_idle() {
+        let pkg: Vec<Reading> = (0..=20)
+            .map(|i| r(5 * i, 1_000_000 * i * 5 * 100))
+            .collect();
+        let zones = [(NodeEnergyKind::Cpu, pkg)];
+        // 16 of 64 CPUs for the first half, nobody after.
+        let occ = [Occupant {
+            start_ms: 0,
+            end_ms: 50_000,
+            cpus: Some(16),
+        }];
+        let (total, idle_j) = idle(&zones, &occ, Some(64), 0, 100_000, 60_000);
+        assert!((total - 10_000.0).abs() < 1e-9, "{total}");
+        assert!(
+            (idle_j - (5_000.0 * 0.75 + 5_000.0)).abs() < 1e-9,
+            "{idle_j}"
+        );
+        let charged = attribute(&zones, &occ, 0, Some(64), 0, 100_000, 3_600_000, 60_000);
+        assert!(
+            (charged.cpu_j + idle_j - total).abs() < 1e-9,
+            "charged + idle = all"
+        );
     }
 
     #[test]

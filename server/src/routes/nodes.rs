@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use wattlas_protocol::{NewNode, NodeToken, NodeView};
 
 use crate::auth::Caller;
-use crate::db;
 use crate::error::AppError;
 use crate::extract::ApiJson;
 use crate::service::nodes::create_node;
@@ -24,21 +23,12 @@ pub async fn create(
     ))
 }
 
-/// Lists nodes with their GPUs and what their collectors last reported (staff and admins).
+/// Lists nodes with their GPUs, what their collectors last reported, and their CPU and DRAM energy of
+/// the last 24 h with its idle part (staff and admins).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Vec<NodeView>>, AppError> {
     caller.require_staff()?;
-    let mut out = Vec::new();
-    for n in db::nodes::list(&state.db).await? {
-        out.push(NodeView {
-            gpus: db::nodes::gpus(&state.db, n.id).await?,
-            name: n.name,
-            site: n.site,
-            last_seen: n.last_seen,
-            dropped_samples_total: n.dropped_samples_total.max(0) as u64,
-        });
-    }
-    Ok(ApiJson(out))
+    Ok(ApiJson(crate::service::nodes::views(&state).await?))
 }

@@ -1,6 +1,6 @@
 //! Nodes: their registration (with a fresh token).
 
-use wattlas_protocol::{NewNode, NodeToken};
+use wattlas_protocol::{NewNode, NodeToken, NodeView};
 
 use super::{Error, Result};
 use crate::auth;
@@ -21,4 +21,41 @@ pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken> 
         name: node.name.clone(),
         token,
     })
+}
+
+/// Nodes with their GPUs, what their collectors last reported, and their CPU and DRAM energy of the
+/// last 24 h with the part no job held (idle).
+pub async fn views(state: &AppState) -> Result<Vec<NodeView>> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let (from_ms, to_ms) = (now - 24 * 3_600_000, now);
+    let mut out = Vec::new();
+    for n in db::nodes::list(&state.db).await? {
+        let cpus = db::node_energy::node_cpus(&state.db, &[n.id]).await?;
+        let max_gap_ms = state.config.max_gap_ms.max(60_000);
+        let zones = db::node_energy::readings(&state.db, n.id, from_ms, to_ms, max_gap_ms).await?;
+        let occupants: Vec<_> = db::node_energy::occupants(&state.db, n.id, from_ms, to_ms)
+            .await?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        let (total, idle) = crate::analytics::node_energy::idle(
+            &zones,
+            &occupants,
+            cpus.get(&n.id).copied(),
+            from_ms,
+            to_ms,
+            max_gap_ms,
+        );
+        let measured = !zones.is_empty();
+        out.push(NodeView {
+            gpus: db::nodes::gpus(&state.db, n.id).await?,
+            name: n.name,
+            site: n.site,
+            last_seen: n.last_seen,
+            dropped_samples_total: n.dropped_samples_total.max(0) as u64,
+            cpu_dram_24h_kwh: measured.then_some(total / 3.6e6),
+            idle_24h_kwh: measured.then_some(idle / 3.6e6),
+        });
+    }
+    Ok(out)
 }

@@ -107,6 +107,21 @@ async fn a_job_holding_16_of_64_cpus_is_charged_a_quarter_of_its_nodes_cpu_and_d
     assert!((rest_j - 13_500.0).abs() < 1e-6, "{rest_j}");
     assert!((rest_j + cpu_j - 18_000.0).abs() < 1e-6);
 
+    // Staff see the node's energy of the last 24 h and the part no job held: the 40 s of readings
+    // outside the jobs' minute, at 2 x 150 + 2 x 20 W.
+    let (status, nodes) = app.get(ADMIN, "/api/v1/nodes").await;
+    assert_eq!(status, StatusCode::OK, "{nodes}");
+    let n1 = &nodes[0];
+    let total_j = n1["cpu_dram_24h_kwh"].as_f64().expect("measured") * 3.6e6;
+    let idle_j = n1["idle_24h_kwh"].as_f64().expect("measured") * 3.6e6;
+    assert!((total_j - 34_000.0).abs() < 1e-6, "{total_j}");
+    assert!((idle_j - 13_600.0).abs() < 1e-6, "{idle_j}");
+    let rest_dram_j = other.dram_energy_kwh.expect("measured") * 3.6e6;
+    assert!(
+        (idle_j + cpu_j + dram_j + rest_j + rest_dram_j - total_j).abs() < 1e-6,
+        "charged to jobs + idle = the node's energy"
+    );
+
     // The jobs list's CSV carries the parts.
     let (_, csv) = app
         .get_text(ADMIN, "/api/v1/jobs.csv?sort=id&order=asc")
