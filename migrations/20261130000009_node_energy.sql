@@ -31,3 +31,22 @@ create table job_node_cpus (
 alter table job_allocations
     add column mig text,
     add column mig_slices smallint check (mig_slices is null or mig_slices between 1 and 7);
+
+-- Each counter's energy per minute, cut exactly at minute boundaries from the raw readings: what long
+-- jobs read for their whole minutes, and what stays once raw readings are past the retention period.
+create table node_energy_minute (
+    node_id int not null references nodes (id),
+    zone text not null,
+    kind text not null check (kind in ('cpu', 'dram', 'psys')),
+    minute timestamptz not null,
+    energy_j double precision not null,
+    primary key (node_id, zone, minute)
+);
+
+select create_hypertable('node_energy_minute', 'minute', chunk_time_interval => interval '30 days');
+
+-- How far each node's readings are rolled up; readings arriving before it move it back.
+create table node_energy_rollup (
+    node_id int primary key references nodes (id),
+    rolled_to timestamptz not null
+);

@@ -84,7 +84,62 @@ pub fn spawn(state: &AppState) -> Tasks {
 /// Rolls up settled pending ranges once; returns how many ranges it took.
 pub async fn rollup_once(state: &AppState) -> Result<usize, AppError> {
     let settle = chrono::Duration::seconds(state.config.rollup_settle_s as i64);
-    rollup_settled_before(state, Utc::now() - settle).await
+    let taken = rollup_settled_before(state, Utc::now() - settle).await?;
+    node_energy_rollup(state, Utc::now() - settle).await?;
+    Ok(taken)
+}
+
+/// Hours of a node's CPU and DRAM readings rolled up per run.
+const NODE_ENERGY_HOURS_PER_RUN: i64 = 6;
+
+/// Rolls up nodes' CPU and DRAM readings into minutes up to `settled_before` (from a minute before
+/// their mark, so an interval whose closing reading came late is counted whole); returns the nodes.
+pub async fn node_energy_rollup(
+    state: &AppState,
+    settled_before: chrono::DateTime<Utc>,
+) -> Result<usize, AppError> {
+    use crate::db::node_energy as ne;
+    let margin_ms = state.config.max_gap_ms.max(60_000);
+    let nodes = ne::to_roll_up(&state.db).await?;
+    for (node_id, rolled_to, latest) in &nodes {
+        let start = match rolled_to {
+            Some(t) => *t,
+            None => match ne::earliest(&state.db, *node_id).await? {
+                Some(t) => t,
+                None => continue,
+            },
+        };
+        let from_ms = floor_minute(start.timestamp_millis() - margin_ms);
+        let upto = (*latest).min(settled_before);
+        let to_ms = floor_minute(upto.timestamp_millis())
+            .min(from_ms + NODE_ENERGY_HOURS_PER_RUN * 3_600_000);
+        if to_ms <= from_ms {
+            continue;
+        }
+        let zones = ne::zone_readings(
+            &state.db,
+            *node_id,
+            crate::db::ts(from_ms - margin_ms),
+            crate::db::ts(to_ms + margin_ms),
+        )
+        .await?;
+        let mut tx = state.db.begin().await?;
+        for (zone, kind, readings) in &zones {
+            let minutes =
+                crate::analytics::node_energy::minutes(readings, from_ms, to_ms, margin_ms);
+            ne::upsert_minutes(&mut tx, *node_id, zone, *kind, &minutes).await?;
+        }
+        // Caught up: the mark is the latest reading, so the node is left alone until the next one.
+        let caught_up = floor_minute(upto.timestamp_millis()) == to_ms && *latest <= settled_before;
+        let mark = if caught_up {
+            *latest
+        } else {
+            crate::db::ts(to_ms)
+        };
+        ne::set_rolled_to(&mut tx, *node_id, mark).await?;
+        tx.commit().await?;
+    }
+    Ok(nodes.len())
 }
 
 /// Rolls up pending ranges that ended before `settled_before` (tests pass the future to force all).
@@ -165,7 +220,7 @@ pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, A
 /// Drops raw chunks older than the retention period; rollups stay. Chunks whose samples still wait for
 /// the rollup task (an imported log older than the period) stay until they are rolled up.
 pub async fn retention_once(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
-    let dropped: Vec<String> = sqlx::query_scalar(
+    let mut dropped: Vec<String> = sqlx::query_scalar(
         r#"select dropped::text
         from drop_chunks('gpu_raw', older_than => least(
             now() - make_interval(days => $1),
@@ -174,6 +229,20 @@ pub async fn retention_once(db: &PgPool, retention_days: u32) -> Result<usize, A
     .bind(retention_days as i32)
     .fetch_all(db)
     .await?;
+    // CPU and DRAM readings go the same way once every node's are rolled up past them.
+    let node_energy: Vec<String> = sqlx::query_scalar(
+        r#"select dropped::text
+        from drop_chunks('node_energy', older_than => least(
+            now() - make_interval(days => $1),
+            (select min(coalesce(r.rolled_to, '-infinity'::timestamptz))
+             from nodes n
+             left join node_energy_rollup r on r.node_id = n.id
+             where exists (select 1 from node_energy e where e.node_id = n.id)))) as dropped"#,
+    )
+    .bind(retention_days as i32)
+    .fetch_all(db)
+    .await?;
+    dropped.extend(node_energy);
     let mut tx = db.begin().await?;
     record_run(
         &mut tx,

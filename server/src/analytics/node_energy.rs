@@ -145,6 +145,80 @@ pub fn attribute(
     out
 }
 
+/// One counter's energy per minute over `[from_ms, to_ms)` (minute start ms -> J): each interval between
+/// readings no further apart than `max_gap_ms`, unwrapped, cut at minute boundaries pro rata.
+pub fn minutes(
+    readings: &[Reading],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> BTreeMap<i64, f64> {
+    const MINUTE: i64 = 60_000;
+    let mut out: BTreeMap<i64, f64> = BTreeMap::new();
+    for w in readings.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let dt = b.t_ms - a.t_ms;
+        let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
+        if dt <= 0 || dt > max_gap_ms || hi <= lo {
+            continue;
+        }
+        let Some(joules) = delta_j(a, b) else {
+            continue;
+        };
+        let mut t = lo;
+        while t < hi {
+            let minute = t.div_euclid(MINUTE) * MINUTE;
+            let end = (minute + MINUTE).min(hi);
+            *out.entry(minute).or_default() += joules * (end - t) as f64 / dt as f64;
+            t = end;
+        }
+    }
+    out
+}
+
+/// The job `job` charged its share of whole minutes of rolled-up energy (`zones`: kind and minute start
+/// ms -> J), each at the share it held in the middle of the minute; for minutes where nobody came or
+/// went (the caller reads the others raw).
+pub fn attribute_minutes(
+    zones: &[(NodeEnergyKind, BTreeMap<i64, f64>)],
+    occupants: &[Occupant],
+    job: usize,
+    node_cpus: Option<u32>,
+    minutes: &[i64],
+    bucket_ms: i64,
+) -> NodeShare {
+    let mut out = NodeShare::default();
+    let bucket_ms = bucket_ms.max(1);
+    for (kind, by_minute) in zones {
+        for m in minutes {
+            let Some(e) = by_minute.get(m) else { continue };
+            out.measured = true;
+            let e = e * share_at(occupants, job, node_cpus, m + 30_000);
+            match kind {
+                NodeEnergyKind::Cpu => out.cpu_j += e,
+                NodeEnergyKind::Dram => out.dram_j += e,
+                NodeEnergyKind::Psys => continue,
+            }
+            *out.by_bucket
+                .entry(m.div_euclid(bucket_ms) * bucket_ms)
+                .or_default() += e;
+        }
+    }
+    out
+}
+
+impl NodeShare {
+    /// Adds another part of the same job's share.
+    pub fn add(&mut self, other: NodeShare) {
+        self.cpu_j += other.cpu_j;
+        self.dram_j += other.dram_j;
+        self.measured |= other.measured;
+        for (b, j) in other.by_bucket {
+            *self.by_bucket.entry(b).or_default() += j;
+        }
+    }
+}
+
 /// A node's CPU and DRAM energy over `[from_ms, to_ms)` and the part of it no job held (its idle
 /// energy), J: at each instant, what the jobs' shares leave.
 pub fn idle(
@@ -262,6 +336,53 @@ mod tests {
         assert_eq!(share_at(&occ, 2, Some(64), 10), 0.0, "not started");
         // Without the node's count, everyone alike.
         assert!((share_at(&occ, 0, None, 60) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rolled_up_minutes_give_what_raw_readings_give() {
+        // 3 W on package-0 read every 7 s for 5 minutes, the counter wrapping on the way.
+        let pkg: Vec<Reading> = (0..=43)
+            .map(|i| Reading {
+                t_ms: 7_000 * i,
+                energy_uj: (MAX - 100_000_000 + 21_000_000 * i) % MAX,
+                max_uj: MAX,
+            })
+            .collect();
+        let by_minute = minutes(&pkg, 0, 300_000, 60_000);
+        assert_eq!(by_minute.len(), 5);
+        for e in by_minute.values() {
+            assert!((e - 180.0).abs() < 1e-9, "{e}");
+        }
+        let occ = [Occupant {
+            start_ms: 0,
+            end_ms: 300_000,
+            cpus: Some(16),
+        }];
+        let raw = attribute(
+            &[(NodeEnergyKind::Cpu, pkg)],
+            &occ,
+            0,
+            Some(64),
+            0,
+            300_000,
+            3_600_000,
+            60_000,
+        );
+        let rolled = attribute_minutes(
+            &[(NodeEnergyKind::Cpu, by_minute)],
+            &occ,
+            0,
+            Some(64),
+            &[0, 60_000, 120_000, 180_000, 240_000],
+            3_600_000,
+        );
+        assert!(
+            (raw.cpu_j - rolled.cpu_j).abs() < 1e-9,
+            "{} vs {}",
+            raw.cpu_j,
+            rolled.cpu_j
+        );
+        assert!((rolled.cpu_j - 225.0).abs() < 1e-9);
     }
 
     #[test]

@@ -178,3 +178,149 @@ pub async fn set_job_cpus(
     .await?;
     Ok(())
 }
+
+/// Nodes whose readings are not all rolled up: (node, rolled up to, latest reading).
+pub async fn to_roll_up(
+    db: &PgPool,
+) -> sqlx::Result<Vec<(i32, Option<DateTime<Utc>>, DateTime<Utc>)>> {
+    sqlx::query_as(
+        r#"select l.node_id, r.rolled_to, l.latest
+        from (select node_id, max(t) as latest from node_energy group by node_id) l
+        left join node_energy_rollup r on r.node_id = l.node_id
+        where r.rolled_to is null or r.rolled_to < l.latest"#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The earliest reading of a node at or after `from` (where its rollup starts when it has none).
+pub async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("select min(t) from node_energy where node_id = $1")
+        .bind(node_id)
+        .fetch_one(db)
+        .await
+}
+
+/// Stores minutes of one counter, replacing what an earlier rollup stored for them, and moves the
+/// node's rollup mark.
+pub async fn upsert_minutes(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    zone: &str,
+    kind: NodeEnergyKind,
+    minutes: &BTreeMap<i64, f64>,
+) -> sqlx::Result<()> {
+    if minutes.is_empty() {
+        return Ok(());
+    }
+    let t: Vec<DateTime<Utc>> = minutes.keys().map(|m| super::ts(*m)).collect();
+    let e: Vec<f64> = minutes.values().copied().collect();
+    sqlx::query(
+        r#"insert into node_energy_minute (node_id, zone, kind, minute, energy_j)
+        select $1, $2, $3, * from unnest($4::timestamptz[], $5::float8[])
+        on conflict (node_id, zone, minute) do update set energy_j = excluded.energy_j"#,
+    )
+    .bind(node_id)
+    .bind(zone)
+    .bind(kind_name(kind))
+    .bind(&t)
+    .bind(&e)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves a node's rollup mark.
+pub async fn set_rolled_to(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    to: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"insert into node_energy_rollup (node_id, rolled_to) values ($1, $2)
+        on conflict (node_id) do update set rolled_to = excluded.rolled_to"#,
+    )
+    .bind(node_id)
+    .bind(to)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Readings arrived before a node's rollup mark (an import, a late batch): the mark goes back to them.
+pub async fn rewind(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: i32,
+    earliest: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update node_energy_rollup set rolled_to = least(rolled_to, $2) where node_id = $1",
+    )
+    .bind(node_id)
+    .bind(earliest)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Each counter's rolled-up minutes of a node over `[from_ms, to_ms)`: (kind, minute start ms -> J).
+pub async fn minutes(
+    db: &PgPool,
+    node_id: i32,
+    from_ms: i64,
+    to_ms: i64,
+) -> sqlx::Result<Vec<(NodeEnergyKind, BTreeMap<i64, f64>)>> {
+    let rows: Vec<(String, String, DateTime<Utc>, f64)> = sqlx::query_as(
+        r#"select zone, kind, minute, energy_j
+        from node_energy_minute
+        where node_id = $1 and minute >= $2 and minute < $3
+        order by zone, minute"#,
+    )
+    .bind(node_id)
+    .bind(super::ts(from_ms))
+    .bind(super::ts(to_ms))
+    .fetch_all(db)
+    .await?;
+    let mut zones: BTreeMap<String, (NodeEnergyKind, BTreeMap<i64, f64>)> = BTreeMap::new();
+    for (zone, kind, minute, e) in rows {
+        zones
+            .entry(zone)
+            .or_insert_with(|| (kind_of(&kind), BTreeMap::new()))
+            .1
+            .insert(minute.timestamp_millis(), e);
+    }
+    Ok(zones.into_values().collect())
+}
+
+/// Each counter's raw readings of a node with their zone names (for the rollup).
+pub async fn zone_readings(
+    db: &PgPool,
+    node_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<(String, NodeEnergyKind, Vec<Reading>)>> {
+    let rows: Vec<(String, String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+        r#"select zone, kind, t, energy_uj, max_uj
+        from node_energy
+        where node_id = $1 and t >= $2 and t <= $3
+        order by zone, t"#,
+    )
+    .bind(node_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await?;
+    let mut zones: BTreeMap<String, (NodeEnergyKind, Vec<Reading>)> = BTreeMap::new();
+    for (zone, kind, t, energy_uj, max_uj) in rows {
+        zones
+            .entry(zone)
+            .or_insert_with(|| (kind_of(&kind), Vec::new()))
+            .1
+            .push(Reading {
+                t_ms: t.timestamp_millis(),
+                energy_uj,
+                max_uj,
+            });
+    }
+    Ok(zones.into_iter().map(|(z, (k, r))| (z, k, r)).collect())
+}

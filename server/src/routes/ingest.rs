@@ -104,6 +104,9 @@ pub async fn ingest_gpu(
         }
     }
     db::node_energy::insert(&mut tx, node_id, &batch.node_energy).await?;
+    if let Some(earliest) = batch.node_energy.iter().map(|r| r.time).min() {
+        db::node_energy::rewind(&mut tx, node_id, earliest).await?;
+    }
     if let Some(cpus) = batch.node_cpus {
         db::node_energy::set_node_cpus(&mut tx, node_id, cpus).await?;
     }

@@ -358,3 +358,84 @@ async fn jobs_on_mig_instances_are_charged_their_slices_of_the_gpu(db: PgPool) {
         "{body}"
     );
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_long_job_reads_rolled_up_minutes_and_keeps_its_energy_once_raw_readings_go(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(120);
+    // 42 minutes of readings every 5 s at 150 W per package and 20 W per DRAM.
+    send_readings(
+        &app,
+        &token,
+        readings(
+            t0 - Duration::minutes(1),
+            t0 + Duration::minutes(41),
+            150.0,
+            20.0,
+        ),
+    )
+    .await;
+    // A job of 40 minutes holding 16 of 64 CPUs; a second job without a count joins at 20.5 minutes
+    // (inside a minute: that minute is read raw) and stays.
+    let long = app
+        .new_job("long")
+        .gpus(&[0])
+        .cpus(16)
+        .start(t0 + Duration::seconds(10))
+        .end(t0 + Duration::seconds(10) + Duration::minutes(40))
+        .create()
+        .await;
+    app.new_job("joins")
+        .gpus(&[1])
+        .start(t0 + Duration::seconds(20 * 60 + 30))
+        .end(t0 + Duration::minutes(42))
+        .create()
+        .await;
+    let raw_only = app.job("long").await;
+    // By hand: 40 min x 340 W x 16/64 whatever the other job does (counted jobs keep their share).
+    let expected = 40.0 * 60.0 * 340.0 / 4.0;
+    let got = |v: &wattlas_protocol::JobView| {
+        (v.cpu_energy_kwh.expect("cpu") + v.dram_energy_kwh.expect("dram")) * 3.6e6
+    };
+    assert!((got(&long) - expected).abs() < 1e-6, "{}", got(&long));
+    assert!((got(&raw_only) - expected).abs() < 1e-6);
+
+    wattlas_server::maintenance::rollup_once(&app.state)
+        .await
+        .expect("rollup");
+    let minutes: i64 = sqlx::query_scalar("select count(*) from node_energy_minute")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(minutes, 4 * 42, "four counters x 42 minutes");
+    // The interior's raw readings go (as retention drops them once rolled up): the job's share is
+    // unchanged, read from the minutes. The joining job's share moves to the rest of the node.
+    sqlx::query("delete from node_energy where t > $1 and t < $2")
+        .bind(t0 + Duration::minutes(2))
+        .bind(t0 + Duration::minutes(20))
+        .execute(&app.state.db)
+        .await
+        .expect("delete");
+    sqlx::query("update job_energy set stale = true")
+        .execute(&app.state.db)
+        .await
+        .expect("stale");
+    let from_minutes = app.job("long").await;
+    assert!(
+        (got(&from_minutes) - expected).abs() < 1e-6,
+        "{} vs {expected}",
+        got(&from_minutes)
+    );
+    // The joining job without a count gets what is left while it is there: 3/4 of the node, and the
+    // whole node once the long job ended (until the readings stop at 41 minutes).
+    let joins = app.job("joins").await;
+    let joined_s = (41.0 - 20.5) * 60.0;
+    let inside_long = (40.0 * 60.0 + 10.0) - 20.5 * 60.0;
+    let expected_joins = inside_long * 340.0 * 0.75 + (joined_s - inside_long) * 340.0;
+    assert!(
+        (got(&joins) - expected_joins).abs() < 1e-6,
+        "{} vs {expected_joins}",
+        got(&joins)
+    );
+}

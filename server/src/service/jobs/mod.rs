@@ -100,23 +100,22 @@ impl JobContext {
         // Readings come every few seconds; a minute without one is a gap (the collector was away).
         let max_gap_ms = state.config.max_gap_ms.max(60_000);
         for n in &self.nodes {
-            let zones =
-                db::node_energy::readings(&state.db, n.node_id, from_ms, to_ms, max_gap_ms).await?;
             let occupants =
                 db::node_energy::occupants(&state.db, n.node_id, from_ms, to_ms).await?;
             let me = occupants.iter().position(|(id, _)| *id == self.job.id);
             let occupants: Vec<Occupant> = occupants.into_iter().map(|(_, o)| o).collect();
             let share = match me {
-                Some(me) => node_energy::attribute(
-                    &zones,
-                    &occupants,
-                    me,
-                    cpus.get(&n.node_id).copied(),
-                    from_ms,
-                    to_ms,
-                    bucket_ms,
-                    max_gap_ms,
-                ),
+                Some(me) => {
+                    let part = NodePart {
+                        node_id: n.node_id,
+                        occupants: &occupants,
+                        me,
+                        node_cpus: cpus.get(&n.node_id).copied(),
+                        bucket_ms,
+                        max_gap_ms,
+                    };
+                    part.share(state, from_ms, to_ms).await?
+                }
                 None => NodeShare::default(),
             };
             if share.measured {
@@ -245,6 +244,88 @@ impl JobContext {
             }
         }
         Ok((out, shared))
+    }
+}
+
+/// Spans up to this long read a node's raw CPU and DRAM readings; longer ones read rolled-up minutes
+/// for their whole minutes where nobody came or went.
+const NODE_RAW_SPAN_MS: i64 = 30 * 60_000;
+
+/// One node of a job, for its share of the node's CPU and DRAM energy.
+struct NodePart<'a> {
+    node_id: i32,
+    occupants: &'a [Occupant],
+    me: usize,
+    node_cpus: Option<u32>,
+    bucket_ms: i64,
+    max_gap_ms: i64,
+}
+
+impl NodePart<'_> {
+    /// The job's share over `[from_ms, to_ms)` from raw readings.
+    async fn raw(&self, state: &AppState, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
+        let zones =
+            db::node_energy::readings(&state.db, self.node_id, from_ms, to_ms, self.max_gap_ms)
+                .await?;
+        Ok(node_energy::attribute(
+            &zones,
+            self.occupants,
+            self.me,
+            self.node_cpus,
+            from_ms,
+            to_ms,
+            self.bucket_ms,
+            self.max_gap_ms,
+        ))
+    }
+
+    /// The job's share over `[from_ms, to_ms)`, from raw readings where the span is short, and else from
+    /// rolled-up minutes for its whole minutes in which no job on the node starts or ends (raw readings
+    /// for the rest: its partial first and last minutes, those minutes, and minutes not rolled up yet).
+    async fn share(&self, state: &AppState, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
+        if to_ms - from_ms <= NODE_RAW_SPAN_MS {
+            return self.raw(state, from_ms, to_ms).await;
+        }
+        let (m_first, m_last) = (
+            db::energy::ceil_minute(from_ms),
+            db::energy::floor_minute(to_ms),
+        );
+        let rolled = db::node_energy::minutes(&state.db, self.node_id, m_first, m_last).await?;
+        let events: std::collections::BTreeSet<i64> = self
+            .occupants
+            .iter()
+            .flat_map(|o| [o.start_ms, o.end_ms])
+            .filter(|t| m_first < *t && *t < m_last && t.rem_euclid(60_000) != 0)
+            .map(db::energy::floor_minute)
+            .collect();
+        let whole: Vec<i64> = (m_first..m_last)
+            .step_by(60_000)
+            .filter(|m| !events.contains(m) && rolled.iter().any(|(_, z)| z.contains_key(m)))
+            .collect();
+        let mut out = node_energy::attribute_minutes(
+            &rolled,
+            self.occupants,
+            self.me,
+            self.node_cpus,
+            &whole,
+            self.bucket_ms,
+        );
+        // The rest of the span, as contiguous ranges, from raw readings.
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        let mut t = from_ms;
+        for m in whole {
+            if m > t {
+                ranges.push((t, m));
+            }
+            t = m + 60_000;
+        }
+        if to_ms > t {
+            ranges.push((t, to_ms));
+        }
+        for (a, b) in ranges {
+            out.add(self.raw(state, a, b).await?);
+        }
+        Ok(out)
     }
 }
 
