@@ -264,7 +264,8 @@ pub mod cli {
             }
             let gpus = super::parse_gpus(self.gpus.as_deref().unwrap_or(""))?;
             let changes = match self.source {
-                SourceKind::Nvml => super::set_nvml(&gpus, watts)?,
+                // dcgm-exporter reads; a cap is set through the driver, as nvml does.
+                SourceKind::Nvml | SourceKind::DcgmExporter => super::set_nvml(&gpus, watts)?,
                 SourceKind::Simulated => {
                     super::set_sim(&super::sim_limits_path(&self.spool_dir), &gpus, watts)?
                 }

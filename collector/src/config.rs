@@ -15,6 +15,9 @@ pub enum SourceKind {
     Nvml,
     /// Simulated GPUs that follow their power cap as the first paper's Figures 1-3 show.
     Simulated,
+    /// The node's dcgm-exporter (`--url`), scraped instead of opening NVML.
+    #[serde(rename = "dcgm-exporter")]
+    DcgmExporter,
 }
 
 /// Flags of `run`; every one may also come from the TOML file given by `--config`.
@@ -40,7 +43,10 @@ pub struct RunArgs {
     /// Sample source.
     #[arg(long, env = "WATTLAS_SOURCE", value_enum)]
     pub source: Option<SourceKind>,
-    /// Sampling interval in ms (default 100).
+    /// dcgm-exporter source: its metrics URL (default http://127.0.0.1:9400/metrics).
+    #[arg(long, env = "WATTLAS_DCGM_URL")]
+    pub url: Option<String>,
+    /// Sampling interval in ms (default 100; 1000 suits dcgm-exporter, which updates every second).
     #[arg(long, env = "WATTLAS_INTERVAL_MS")]
     pub interval_ms: Option<u64>,
     /// Batch interval in ms (default 1000).
@@ -156,6 +162,8 @@ pub struct RunConfig {
     pub run_seconds: Option<f64>,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// dcgm-exporter's metrics URL.
+    pub url: String,
     /// Powercap tree.
     pub powercap_root: PathBuf,
     /// Between readings of the CPU and DRAM counters, ms.
@@ -223,6 +231,9 @@ impl RunArgs {
             sim_ledger: a.sim_ledger,
             run_seconds: a.run_seconds,
             metrics_bind: a.metrics_bind,
+            url: a
+                .url
+                .unwrap_or_else(|| "http://127.0.0.1:9400/metrics".to_owned()),
             powercap_root: a
                 .powercap_root
                 .unwrap_or_else(|| PathBuf::from(crate::source::rapl::DEFAULT_ROOT)),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wattlas_collector::config::{RunArgs, SourceKind};
 use wattlas_collector::run::shutdown_signal;
+use wattlas_collector::source::dcgm::DcgmExporterSource;
 use wattlas_collector::source::nvml::NvmlSource;
 use wattlas_collector::source::simulated::SimulatedSource;
 use wattlas_collector::source::Source;
@@ -83,6 +84,12 @@ async fn run_collector(args: RunArgs) -> anyhow::Result<()> {
             Box::new(source)
         }
         SourceKind::Simulated => Box::new(SimulatedSource::new(config.sim.clone())),
+        SourceKind::DcgmExporter => {
+            let source = DcgmExporterSource::connect(&config.url)
+                .with_context(|| format!("the dcgm-exporter source reads {}", config.url))?;
+            tracing::info!(gpus = source.identities().len(), url = %config.url, "dcgm-exporter ready");
+            Box::new(source)
+        }
     };
     let ledger = config.sim_ledger.clone();
     tracing::info!(node = %config.node, server = %config.server, source = ?config.source, "collector starting");

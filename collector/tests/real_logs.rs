@@ -79,3 +79,67 @@ fn every_real_log_reads_into_the_reference_gpus_and_samples() {
     }
     assert!(checked >= 10, "only {checked} logs checked");
 }
+
+/// The number after `key="` in a line, if any.
+fn label_number(line: &str, key: &str) -> Option<u32> {
+    let at = line.find(&format!("{key}=\""))? + key.len() + 2;
+    line[at..].split('"').next()?.parse().ok()
+}
+
+/// Every real dcgm-exporter scrape of `../shared/data/real/dcgm-exporter/` (T4, L4, L40S; label sets of
+/// several exporter versions, one with its labels elided as `...`) gives each GPU its power, and its
+/// energy counter where the scrape has one, exactly as the lines say.
+#[test]
+fn every_real_dcgm_exporter_scrape_gives_each_gpus_power_and_energy() {
+    use wattlas_collector::source::dcgm::parse;
+    let dir = real_dir().join("dcgm-exporter");
+    let (mut files, mut total_power) = (0, 0);
+    for entry in std::fs::read_dir(&dir).expect("dcgm-exporter dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("prom") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).expect("read");
+        let name = path.display().to_string();
+        let scrape = parse(&text);
+        // Read independently, line by line: the value after the labels of each power and energy line.
+        let mut power = std::collections::BTreeMap::new();
+        let mut energy = std::collections::BTreeMap::new();
+        let mut gpus = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with("DCGM_FI_DEV_") {
+                gpus.extend(label_number(line, "gpu"));
+            }
+            let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if line.starts_with("DCGM_FI_DEV_POWER_USAGE{") {
+                power.insert(label_number(line, "gpu").expect("gpu"), value().expect("W"));
+            } else if line.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{") {
+                energy.insert(label_number(line, "gpu").expect("gpu"), value().expect("mJ"));
+            }
+        }
+        // A partial scrape (no power series) still names its GPUs, and gives no sample.
+        assert_eq!(
+            scrape.gpus.keys().copied().collect::<Vec<_>>(),
+            gpus.iter().copied().collect::<Vec<_>>(),
+            "{name}: the GPUs"
+        );
+        for (gpu, w) in &power {
+            let s = &scrape.gpus[gpu];
+            assert_eq!(s.power_w, Some(*w), "{name} gpu {gpu}");
+            total_power += 1;
+            assert!(*w > 0.0 && *w < 2000.0, "{name}: {w} W");
+            let model = s.model.as_deref().expect("model");
+            assert!(
+                ["Tesla T4", "NVIDIA L4", "NVIDIA L40S"].contains(&model),
+                "{name}: {model}"
+            );
+            assert_eq!(s.energy_mj, energy.get(gpu).map(|e| *e as u64), "{name} gpu {gpu}");
+        }
+        let samples = scrape.samples(chrono::Utc::now());
+        assert_eq!(samples.len(), power.len(), "{name}: a sample per GPU with power");
+        assert_eq!(scrape.identities().len(), gpus.len());
+    }
+    assert!(files >= 6, "{files} scrapes");
+    assert!(total_power >= 6, "{total_power} GPUs with power");
+}

@@ -1,6 +1,7 @@
 //! Sample sources: real GPUs through NVML, or simulated ones. A source is polled from one dedicated
 //! thread; it never blocks the async runtime.
 
+pub mod dcgm;
 pub mod nvml;
 pub mod rapl;
 pub mod simulated;
