@@ -115,7 +115,10 @@ fn every_real_dcgm_exporter_scrape_gives_each_gpus_power_and_energy() {
             if line.starts_with("DCGM_FI_DEV_POWER_USAGE{") {
                 power.insert(label_number(line, "gpu").expect("gpu"), value().expect("W"));
             } else if line.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{") {
-                energy.insert(label_number(line, "gpu").expect("gpu"), value().expect("mJ"));
+                energy.insert(
+                    label_number(line, "gpu").expect("gpu"),
+                    value().expect("mJ"),
+                );
             }
         }
         // A partial scrape (no power series) still names its GPUs, and gives no sample.
@@ -134,10 +137,18 @@ fn every_real_dcgm_exporter_scrape_gives_each_gpus_power_and_energy() {
                 ["Tesla T4", "NVIDIA L4", "NVIDIA L40S"].contains(&model),
                 "{name}: {model}"
             );
-            assert_eq!(s.energy_mj, energy.get(gpu).map(|e| *e as u64), "{name} gpu {gpu}");
+            assert_eq!(
+                s.energy_mj,
+                energy.get(gpu).map(|e| *e as u64),
+                "{name} gpu {gpu}"
+            );
         }
         let samples = scrape.samples(chrono::Utc::now());
-        assert_eq!(samples.len(), power.len(), "{name}: a sample per GPU with power");
+        assert_eq!(
+            samples.len(),
+            power.len(),
+            "{name}: a sample per GPU with power"
+        );
         assert_eq!(scrape.identities().len(), gpus.len());
     }
     assert!(files >= 6, "{files} scrapes");

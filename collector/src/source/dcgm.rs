@@ -222,9 +222,9 @@ pub fn get(url: &str, timeout: Duration) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs (the exporter on this node)"))?;
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| {
-        (a, format!("/{p}"))
-    });
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
     let addr = authority
         .to_socket_addrs()
         .map_err(|e| format!("{authority}: {e}"))?
@@ -328,9 +328,10 @@ mod tests {
         assert_eq!((name, v), ("DCGM_FI_DEV_GPU_TEMP", 32.0));
         assert_eq!(labels[1], ("modelName".into(), "A \"quoted\", name".into()));
         // A label set elided with `...` (as some published scrapes are) keeps what it can.
-        let (_, labels, _) =
-            parse_line(r#"DCGM_FI_DEV_POWER_USAGE{gpu="1",...,modelName="NVIDIA L40S",...} 34.164000"#)
-                .expect("line");
+        let (_, labels, _) = parse_line(
+            r#"DCGM_FI_DEV_POWER_USAGE{gpu="1",...,modelName="NVIDIA L40S",...} 34.164000"#,
+        )
+        .expect("line");
         assert_eq!(labels.len(), 2);
         assert!(parse_line("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\"} not-a-number").is_none());
         assert!(parse_line("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\" 12").is_none());
