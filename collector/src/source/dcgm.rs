@@ -57,8 +57,11 @@ pub struct Scrape {
     pub skipped: u64,
 }
 
+/// A line of the exposition: metric name, labels, value.
+type Line<'a> = (&'a str, Vec<(String, String)>, f64);
+
 /// `name{labels} value [timestamp]`, leniently: a label that is not `key="value"` is passed over.
-fn parse_line(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn parse_line(line: &str) -> Option<Line<'_>> {
     let line = line.trim();
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
     let name = &line[..name_end];
@@ -82,12 +85,11 @@ fn parse_line(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
         let close = close?;
         let body = &inner[..close];
         rest = &inner[close + 1..];
-        let mut chars = body.char_indices().peekable();
         let mut start = 0;
         let mut quoted = false;
         let mut escaped = false;
         let mut pairs = Vec::new();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in body.char_indices() {
             match (quoted, escaped, c) {
                 (true, false, '\\') => escaped = true,
                 (true, true, _) => escaped = false,
