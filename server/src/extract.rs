@@ -22,6 +22,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::http::StatusCode;
+        if let Some(e) = req
+            .headers()
+            .get(axum::http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .filter(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return Err(AppError::Client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content-encoding: '{e}' is not read here (gzip is)"),
+            ));
+        }
         if !json_content_type(req.headers()) {
             return Err(AppError::Client(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -28,6 +28,9 @@ pub struct Metrics {
     /// Reads of a job's allocations, and integrations of a job's energy over its samples: a job page
     /// costs one of each at most.
     allocation_reads: AtomicU64,
+    /// Remote-write samples of series Wattlas does not store, and GPU timestamps without power.
+    remote_write_ignored: AtomicU64,
+    remote_write_without_power: AtomicU64,
     energy_integrations: AtomicU64,
     /// Refused writes by route and HTTP status.
     rejected: Mutex<BTreeMap<(String, u16), u64>>,
@@ -54,6 +57,14 @@ impl Metrics {
     /// Facility readings were committed.
     pub fn readings(&self, stored: u64) {
         self.readings_stored.fetch_add(stored, Ordering::Relaxed);
+    }
+
+    /// A remote write was taken: samples of series ignored, GPU timestamps without power.
+    pub fn remote_write(&self, ignored: u64, without_power: u64) {
+        self.remote_write_ignored
+            .fetch_add(ignored, Ordering::Relaxed);
+        self.remote_write_without_power
+            .fetch_add(without_power, Ordering::Relaxed);
     }
 
     /// A job's allocations were read.
@@ -174,6 +185,20 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "counter",
         "Facility meter readings stored.",
         m.readings_stored.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "wattlas_remote_write_ignored_samples_total",
+        "counter",
+        "Remote-write samples of series Wattlas does not store (not DCGM power, energy, utilisation, memory, temperature, clocks).",
+        m.remote_write_ignored.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "wattlas_remote_write_without_power_total",
+        "counter",
+        "GPU timestamps of remote writes without a power sample (no sample made of them).",
+        m.remote_write_without_power.load(Ordering::Relaxed),
     );
     let (allocation_reads, integrations) = m.job_reads();
     single(

@@ -1,16 +1,20 @@
-//! `POST /api/v1/ingest/gpu`: a node's batch of samples, validated whole before anything is stored.
+//! `POST /api/v1/ingest/gpu`: a node's batch of samples, validated whole before anything is stored; and
+//! `POST /api/v1/write`, the same for Prometheus remote write.
 
 use std::collections::HashSet;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::{DateTime, TimeZone, Utc};
-use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, MAX_GPU_POWER_W};
+use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, NewNode, MAX_GPU_POWER_W};
 
 use crate::auth::Caller;
 use crate::codec::RawSample;
 use crate::db;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Query};
+use crate::service::remote_write::{decode, map};
 use crate::state::AppState;
 
 /// How far in the future a sample may be (clock skew between node and server).
@@ -63,15 +67,34 @@ pub async fn ingest_gpu(
         (Caller::User(_), _) => return Err(AppError::forbidden("only collectors send samples")),
     };
     validate_identities(&batch)?;
-
     // Everything below runs in one transaction: an invalid sample rolls back the GPUs registered too.
     let mut tx = state.db.begin().await?;
-    let known: HashSet<u32> = db::nodes::register_gpus(&mut tx, node_id, &batch.gpus)
+    let stored = store_batch(&state, &mut tx, node_id, &node_name, &batch, import).await?;
+    tx.commit().await?;
+    state.metrics.ingested(stored.stored, stored.duplicates);
+    Ok(ApiJson(IngestResult {
+        stored: stored.stored,
+        duplicates: stored.duplicates,
+    }))
+}
+
+/// Stores a node's checked batch inside the caller's transaction (the ingest route, remote write):
+/// its GPUs, samples (each once), CPU and DRAM readings and CPU count; refused whole on the first bad
+/// field. `import`: history older than the raw retention is let in.
+pub(crate) async fn store_batch(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    node_id: i32,
+    node_name: &str,
+    batch: &GpuBatch,
+    import: bool,
+) -> Result<db::samples::Stored, AppError> {
+    let known: HashSet<u32> = db::nodes::register_gpus(&mut *tx, node_id, &batch.gpus)
         .await?
         .into_iter()
         .map(|i| i as u32)
         .collect();
-    let samples = validate_samples(&batch.samples, &known, &node_name, Utc::now())?;
+    let samples = validate_samples(&batch.samples, &known, node_name, Utc::now())?;
     check_span(&samples)?;
     if !import {
         // Live samples older than the raw retention would be dropped at the next retention run, and
@@ -87,7 +110,7 @@ pub async fn ingest_gpu(
             )));
         }
     }
-    validate_node_energy(&batch, Utc::now())?;
+    validate_node_energy(batch, Utc::now())?;
     if !import {
         let oldest =
             Utc::now() - chrono::Duration::days(i64::from(state.config.raw_retention_days));
@@ -103,21 +126,95 @@ pub async fn ingest_gpu(
             )));
         }
     }
-    db::node_energy::insert(&mut tx, node_id, &batch.node_energy).await?;
+    db::node_energy::insert(tx, node_id, &batch.node_energy).await?;
     if let Some(earliest) = batch.node_energy.iter().map(|r| r.time).min() {
-        db::node_energy::rewind(&mut tx, node_id, earliest).await?;
+        db::node_energy::rewind(tx, node_id, earliest).await?;
     }
     if let Some(cpus) = batch.node_cpus {
-        db::node_energy::set_node_cpus(&mut tx, node_id, cpus).await?;
+        db::node_energy::set_node_cpus(tx, node_id, cpus).await?;
     }
-    let stored = db::samples::insert(&mut tx, node_id, samples).await?;
-    db::nodes::touch(&mut tx, node_id, batch.dropped_samples_total).await?;
+    let stored = db::samples::insert(tx, node_id, samples).await?;
+    db::nodes::touch(tx, node_id, batch.dropped_samples_total).await?;
+    Ok(stored)
+}
+
+/// `?site=`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct WriteQuery {
+    /// Site in which nodes not seen before are registered (admin token).
+    pub site: Option<String>,
+}
+
+/// `POST /api/v1/write`: Prometheus remote write 1.0 of dcgm-exporter series (`service::remote_write`).
+/// The admin token writes any node (`?site=NAME` registers nodes not seen before in that site); a node's
+/// token writes its own node only. Answers as the spec asks: 204 stored, 4xx for what a retry cannot
+/// fix (never retried by the sender), 5xx and 503 for what a retry may (retried).
+pub async fn remote_write(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<WriteQuery>,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let caller = caller.writer()?;
+    if matches!(caller, Caller::Meter { .. } | Caller::User(_)) {
+        return Err(AppError::forbidden(
+            "only a node's token or the admin token writes GPU series",
+        ));
+    }
+    let mapped = map(&decode(&body)?)?;
+    let (ignored, without_power) = (mapped.ignored, mapped.without_power);
+    let mut tx = state.db.begin().await?;
+    let mut stored = db::samples::Stored::default();
+    for (host, series) in mapped.nodes {
+        let node = match (&caller, db::nodes::by_name(&state.db, &host).await?) {
+            (Caller::Node { name, .. }, _) if *name != host => {
+                return Err(AppError::forbidden(format!(
+                    "Hostname: this token belongs to node '{name}', not '{host}'"
+                )));
+            }
+            (_, Some(node)) => node,
+            (Caller::Admin, None) => {
+                let Some(site) = q.site.as_deref() else {
+                    return Err(AppError::bad_request(format!(
+                        "Hostname: unknown node '{host}' (give ?site= to register nodes on first sight)"
+                    )));
+                };
+                crate::service::nodes::create_node(
+                    &state,
+                    &NewNode {
+                        name: host.clone(),
+                        site: site.to_owned(),
+                    },
+                )
+                .await?;
+                db::nodes::by_name(&state.db, &host)
+                    .await?
+                    .ok_or_else(|| AppError::internal(format!("node {host} vanished")))?
+            }
+            (_, None) => {
+                return Err(AppError::bad_request(format!(
+                    "Hostname: unknown node '{host}'"
+                )))
+            }
+        };
+        let batch = GpuBatch {
+            node: Some(host.clone()),
+            gpus: series.gpus,
+            samples: series.samples,
+            dropped_samples_total: None,
+            node_energy: vec![],
+            node_cpus: None,
+        };
+        validate_identities(&batch)?;
+        let s = store_batch(&state, &mut tx, node.id, &host, &batch, false).await?;
+        stored.stored += s.stored;
+        stored.duplicates += s.duplicates;
+    }
     tx.commit().await?;
+    // Counted for writes taken only: a refused one is sent again.
+    state.metrics.remote_write(ignored, without_power);
     state.metrics.ingested(stored.stored, stored.duplicates);
-    Ok(ApiJson(IngestResult {
-        stored: stored.stored,
-        duplicates: stored.duplicates,
-    }))
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The longest time one batch may cover: raw samples are stored in chunks of one day, so a batch over

@@ -62,6 +62,13 @@ pub fn router(state: AppState) -> Router {
             "/jobs/{id}/progress",
             post(progress::post).get(progress::get),
         )
+        .route(
+            "/write",
+            post(ingest::remote_write).layer(from_fn_with_state(
+                state.clone(),
+                crate::metrics::count_rejections,
+            )),
+        )
         .route(api_path(paths::SITES), post(sites::create).get(sites::list))
         .route("/sites/{site}", axum::routing::put(sites::update))
         .route("/sites/{site}/carbon", post(sites::carbon_ingest))
@@ -139,7 +146,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // The limit applies to the decoded body, so a small gzip bomb cannot get past it.
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(RequestDecompressionLayer::new().gzip(true))
+        // Remote write is snappy-compressed in its own format: encodings other than gzip pass through to
+        // the handlers, whose extractors refuse those they do not read (415).
+        .layer(
+            RequestDecompressionLayer::new()
+                .gzip(true)
+                .pass_through_unaccepted(true),
+        )
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),

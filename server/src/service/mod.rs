@@ -11,6 +11,7 @@ pub mod meters;
 pub mod nodes;
 pub mod progress;
 pub mod pue;
+pub mod remote_write;
 pub mod sites;
 
 use thiserror::Error;

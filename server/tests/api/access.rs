@@ -341,6 +341,30 @@ async fn every_response_carries_the_security_headers(db: PgPool) {
 }
 
 /// What a caller should get from a route.
+/// A remote write of node n2's GPU 0 power at `t` (dcgm-exporter's labels).
+fn remote_write_of_n2(t: chrono::DateTime<Utc>) -> Vec<u8> {
+    use wattlas_server::service::remote_write::{encode, Label, Sample, TimeSeries, WriteRequest};
+    let label = |n: &str, v: &str| Label {
+        name: n.into(),
+        value: v.into(),
+    };
+    encode(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![
+                label("__name__", "DCGM_FI_DEV_POWER_USAGE"),
+                label("gpu", "0"),
+                label("UUID", "GPU-rw-0"),
+                label("modelName", "NVIDIA L40S"),
+                label("Hostname", "n2"),
+            ],
+            samples: vec![Sample {
+                value: 100.0,
+                timestamp: t.timestamp_millis(),
+            }],
+        }],
+    })
+}
+
 fn outcome_matches(expected: &str, status: StatusCode, location: &str) -> bool {
     match expected {
         // Success.
@@ -406,6 +430,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         Json(Value),
         Form(Vec<(&'static str, String)>),
         Csv(&'static str),
+        Snappy(Vec<u8>),
     }
     // The bodies the table names (`-`: none).
     let bodies: std::collections::HashMap<&str, Body> = [
@@ -419,6 +444,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         ("sites", Body::Json(json!({"name": "s-{who}", "timezone": "UTC"}))),
         ("site_settings", Body::Json(json!({"carbon_g_per_kwh": 300.0}))),
         ("carbon_csv", Body::Csv("time,g_per_kwh\n2026-01-01T00:00:00Z,300\n")),
+        ("remote_write", Body::Snappy(remote_write_of_n2(t0))),
         ("nodes", Body::Json(json!({"name": "n-{who}", "site": "s1"}))),
         ("meters", Body::Json(json!({"name": "m-{who}", "site": "s1", "category": "PUE2"}))),
         ("users", Body::Json(json!({"name": "u-{who}", "role": "researcher", "password": PASSWORD}))),
@@ -448,6 +474,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /login                                      -             2xx       2xx   2xx   2xx   2xx   2xx   2xx
         # Writes of collectors.
         POST   /api/v1/ingest/gpu                          gpu_batch     401       403   403   403   in    2xx   403
+        POST   /api/v1/write                               remote_write  401       403   403   403   in    2xx   403
         POST   /api/v1/ingest/facility                     readings      401       403   403   403   in    403   2xx
         POST   /api/v1/jobs                                new_job       401       403   403   403   in    2xx   403
         # A node registers its own part of a job running now: another's tags and a finished job
@@ -556,6 +583,10 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
                         .collect::<Vec<_>>(),
                 ),
                 Body::Csv(text) => r.header("content-type", "text/csv").body(*text),
+                Body::Snappy(bytes) => r
+                    .header("content-type", "application/x-protobuf")
+                    .header("content-encoding", "snappy")
+                    .body(bytes.clone()),
             };
             let response = r.send().await.expect("request");
             let status = response.status();

@@ -15,5 +15,6 @@ mod powercap;
 mod progress;
 mod prologs;
 mod properties;
+mod remote_write;
 mod sign_in;
 mod statement;

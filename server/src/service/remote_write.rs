@@ -1,0 +1,300 @@
+//! Prometheus remote write 1.0 (`POST /api/v1/write`): what a site's Prometheus, vmagent, Grafana Alloy or
+//! OpenTelemetry collector sends of the dcgm-exporter series it scrapes. The body is a snappy-compressed
+//! (block format) protobuf `WriteRequest`; its messages are written out here with prost's derive.
+//!
+//! Series map to nodes by `Hostname` (dcgm-exporter's own label), else `instance` without its port, and
+//! to GPUs by `gpu`; `UUID` and `modelName` name the GPU. The samples of one scrape share a timestamp, so
+//! the fields of a GPU at one timestamp make one sample; a timestamp without power makes none (counted).
+//! Series Wattlas does not store are ignored and counted; Prometheus' staleness markers (NaN) are
+//! skipped.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeZone;
+use wattlas_protocol::{GpuIdentity, GpuSample};
+
+use super::{Error, Result};
+
+/// `prometheus.WriteRequest` (fields 1 only: metadata, field 3, is not needed).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteRequest {
+    /// The series.
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+/// `prometheus.TimeSeries`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimeSeries {
+    /// Labels, `__name__` among them.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    /// Samples.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+}
+
+/// `prometheus.Label`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Label {
+    /// Name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `prometheus.Sample`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sample {
+    /// Value.
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    /// ms since the epoch.
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// Largest decompressed body taken, bytes.
+pub const MAX_DECODED: usize = 64 << 20;
+
+/// The body as sent: snappy (block format), then protobuf.
+pub fn decode(body: &[u8]) -> Result<WriteRequest> {
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| Error::invalid("body", format!("not snappy-compressed: {e}")))?;
+    if len > MAX_DECODED {
+        return Err(Error::TooMany(format!(
+            "body: {len} bytes decompressed; at most {MAX_DECODED} per request"
+        )));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| Error::invalid("body", format!("not snappy-compressed: {e}")))?;
+    <WriteRequest as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| Error::invalid("body", format!("not a remote-write WriteRequest: {e}")))
+}
+
+/// One node's part of a write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSeries {
+    /// Its GPUs, as the series name them.
+    pub gpus: Vec<GpuIdentity>,
+    /// A sample per GPU and timestamp that has power.
+    pub samples: Vec<GpuSample>,
+}
+
+/// A write, by node name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapped {
+    /// Node name -> its series.
+    pub nodes: BTreeMap<String, NodeSeries>,
+    /// Samples of series Wattlas does not store.
+    pub ignored: u64,
+    /// GPU timestamps without a power sample (no sample made of them).
+    pub without_power: u64,
+}
+
+/// The fields of one GPU at one timestamp.
+#[derive(Default)]
+struct Row {
+    power_w: Option<f64>,
+    energy_mj: Option<u64>,
+    util_pct: Option<f64>,
+    mem_used_mib: Option<f64>,
+    temp_c: Option<f64>,
+    sm_clock_mhz: Option<f64>,
+    power_limit_w: Option<f64>,
+}
+
+/// The write's DCGM series as GPU samples per node; a series that names no node is refused, naming it.
+pub fn map(request: &WriteRequest) -> Result<Mapped> {
+    let mut out = Mapped::default();
+    let mut rows: BTreeMap<(String, u32, i64), Row> = BTreeMap::new();
+    let mut ids: BTreeMap<(String, u32), (Option<String>, Option<String>)> = BTreeMap::new();
+    for (i, ts) in request.timeseries.iter().enumerate() {
+        let label = |k: &str| {
+            ts.labels
+                .iter()
+                .find(|l| l.name == k)
+                .map(|l| l.value.as_str())
+        };
+        let name = label("__name__").unwrap_or("");
+        let field: fn(&mut Row, f64) = match name {
+            "DCGM_FI_DEV_POWER_USAGE" => |r, v| r.power_w = (v >= 0.0).then_some(v),
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
+                |r, v| r.energy_mj = (v >= 0.0).then_some(v as u64)
+            }
+            "DCGM_FI_DEV_GPU_UTIL" => |r, v| r.util_pct = Some(v),
+            "DCGM_FI_DEV_FB_USED" => |r, v| r.mem_used_mib = Some(v),
+            "DCGM_FI_DEV_GPU_TEMP" => |r, v| r.temp_c = Some(v),
+            "DCGM_FI_DEV_SM_CLOCK" => |r, v| r.sm_clock_mhz = Some(v),
+            "DCGM_FI_DEV_POWER_MGMT_LIMIT" | "DCGM_FI_DEV_ENFORCED_POWER_LIMIT" => {
+                |r, v| r.power_limit_w = Some(v)
+            }
+            _ => {
+                out.ignored += ts.samples.len() as u64;
+                continue;
+            }
+        };
+        // A MIG instance's series repeat its GPU's; the GPU's own are read.
+        if label("GPU_I_ID").is_some_and(|v| !v.is_empty()) {
+            out.ignored += ts.samples.len() as u64;
+            continue;
+        }
+        let Some(gpu) = label("gpu").and_then(|g| g.parse::<u32>().ok()) else {
+            return Err(Error::invalid(
+                format!("timeseries[{i}].labels.gpu"),
+                format!("{name} without a GPU index"),
+            ));
+        };
+        let host = label("Hostname")
+            .filter(|h| !h.is_empty())
+            .or_else(|| label("instance").map(|i| i.rsplit_once(':').map_or(i, |(h, _)| h)))
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("timeseries[{i}].labels"),
+                    "no Hostname or instance label: which node is it?",
+                )
+            })?
+            .to_owned();
+        let id = ids.entry((host.clone(), gpu)).or_default();
+        if id.0.is_none() {
+            id.0 = label("UUID").map(str::to_owned);
+        }
+        if id.1.is_none() {
+            id.1 = label("modelName").map(str::to_owned);
+        }
+        for s in &ts.samples {
+            if !s.value.is_finite() {
+                continue;
+            }
+            field(
+                rows.entry((host.clone(), gpu, s.timestamp)).or_default(),
+                s.value,
+            );
+        }
+    }
+    for ((host, gpu), (uuid, model)) in ids {
+        out.nodes.entry(host).or_default().gpus.push(GpuIdentity {
+            index: gpu,
+            uuid: uuid.unwrap_or_else(|| format!("remote write gpu {gpu}")),
+            model: model.unwrap_or_else(|| "unknown".to_owned()),
+            default_power_limit_w: None,
+            keep_known: false,
+        });
+    }
+    for ((host, gpu, t_ms), r) in rows {
+        let Some(power_w) = r.power_w else {
+            out.without_power += 1;
+            continue;
+        };
+        let Some(time) = chrono::Utc.timestamp_millis_opt(t_ms).single() else {
+            return Err(Error::invalid(
+                "timeseries.samples.timestamp",
+                format!("{t_ms} is not a time"),
+            ));
+        };
+        out.nodes.entry(host).or_default().samples.push(GpuSample {
+            time,
+            gpu,
+            power_w,
+            energy_mj: r.energy_mj,
+            power_limit_w: r.power_limit_w,
+            util_pct: r.util_pct,
+            mem_used_mib: r.mem_used_mib,
+            temp_c: r.temp_c,
+            sm_clock_mhz: r.sm_clock_mhz,
+        });
+    }
+    Ok(out)
+}
+
+/// A write request as Prometheus sends it (tests, the fuzz target's seeds).
+pub fn encode(request: &WriteRequest) -> Vec<u8> {
+    let raw = prost::Message::encode_to_vec(request);
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str, gpu: &str, host: &str, points: &[(i64, f64)]) -> TimeSeries {
+        let label = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        TimeSeries {
+            labels: vec![
+                label("__name__", name),
+                label("gpu", gpu),
+                label("UUID", "GPU-1"),
+                label("modelName", "NVIDIA L40S"),
+                label("instance", host),
+            ],
+            samples: points
+                .iter()
+                .map(|(t, v)| Sample {
+                    value: *v,
+                    timestamp: *t,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_write_round_trips_and_maps_to_samples_per_node() {
+        let request = WriteRequest {
+            timeseries: vec![
+                series(
+                    "DCGM_FI_DEV_POWER_USAGE",
+                    "0",
+                    "gpu07:9400",
+                    &[(1_700_000_000_000, 200.0), (1_700_000_001_000, f64::NAN)],
+                ),
+                series(
+                    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                    "0",
+                    "gpu07:9400",
+                    &[(1_700_000_000_000, 5e6), (1_700_000_001_000, 5.2e6)],
+                ),
+                series("DCGM_FI_DEV_XID_ERRORS", "0", "gpu07:9400", &[(1, 0.0)]),
+            ],
+        };
+        let decoded = decode(&encode(&request)).expect("decodes");
+        // (NaN is not equal to itself: compare the encodings.)
+        assert_eq!(encode(&decoded), encode(&request));
+        let m = map(&decoded).expect("maps");
+        assert_eq!(
+            (m.ignored, m.without_power),
+            (1, 1),
+            "the stale power point"
+        );
+        let node = &m.nodes["gpu07"];
+        assert_eq!(node.gpus[0].model, "NVIDIA L40S");
+        assert_eq!(node.samples.len(), 1);
+        assert_eq!(node.samples[0].energy_mj, Some(5_000_000));
+        assert!(decode(b"not snappy").is_err());
+        let anonymous = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "DCGM_FI_DEV_POWER_USAGE".into(),
+                    },
+                    Label {
+                        name: "gpu".into(),
+                        value: "0".into(),
+                    },
+                ],
+                samples: vec![],
+            }],
+        };
+        let e = map(&anonymous).expect_err("no node");
+        assert!(e.to_string().contains("timeseries[0].labels"), "{e}");
+    }
+}
