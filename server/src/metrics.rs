@@ -115,13 +115,13 @@ pub async fn count_rejections(
 }
 
 /// Label values are ours (routes, outcomes, task names), but escape them as the format asks anyway.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -132,9 +132,11 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     let _ = writeln!(out, "{name} {value}");
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    // Counters of sign-ins and refusals are for operators, not for anyone who asks.
+/// Whether the request carries the metrics token or the admin token (what Prometheus scrapes with).
+pub fn operator_token(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), crate::error::AppError> {
     let sent = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -148,11 +150,20 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             use subtle::ConstantTimeEq;
             !sent.is_empty() && bool::from(t.expose_secret().as_bytes().ct_eq(sent.as_bytes()))
         });
-    if !allowed {
-        return crate::error::AppError::unauthorized(
+    if allowed {
+        Ok(())
+    } else {
+        Err(crate::error::AppError::unauthorized(
             "the metrics token (WATTLAS_METRICS_TOKEN) or the admin token is required",
-        )
-        .into_response();
+        ))
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    // Counters of sign-ins and refusals are for operators, not for anyone who asks.
+    if let Err(e) = operator_token(&state, &headers) {
+        return e.into_response();
     }
     let m = &state.metrics;
     let mut out = String::new();

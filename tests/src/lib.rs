@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+pub mod exporter;
 pub mod harness;
 
 /// The address a child process bound on port 0, read back from the first line of its log, written

@@ -480,3 +480,16 @@ pub async fn minute_runs(
     runs.sort_unstable();
     Ok(runs)
 }
+
+/// A site's GPUs' energy in rolled-up hours, J.
+pub async fn site_energy_j(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        r#"select coalesce(sum(h.energy_j), 0)::float8
+        from gpu_hour h
+        join nodes n on n.id = h.node_id
+        where n.site_id = $1"#,
+    )
+    .bind(site_id)
+    .fetch_one(db)
+    .await
+}

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod facility;
+pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
@@ -141,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/api/v1/metrics/fleet", get(fleet::fleet))
         // Each 5xx is logged once, here, with the route that matched and its cause.
         .route_layer(axum::middleware::from_fn(crate::error::log_server_errors))
         .with_state(state)

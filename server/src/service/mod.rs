@@ -6,6 +6,7 @@
 //! field, not comparable); `From<Error> for AppError` is the one place that turns those into statuses.
 
 pub mod comparisons;
+pub mod fleet;
 pub mod jobs;
 pub mod meters;
 pub mod nodes;

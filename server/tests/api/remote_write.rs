@@ -189,3 +189,44 @@ async fn an_encoding_a_route_does_not_read_is_refused_with_415(db: PgPool) {
         .expect("error")
         .contains("content-encoding: 'br'"));
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_fleet_exposition_gives_power_now_and_gpus_by_state_per_node(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    // The last 20 s of n1: GPU 0 at 200 W and GPU 1 at 100 W, both 98 % busy.
+    let (status, body) = app
+        .ingest(
+            &token,
+            &batch(samples(Utc::now() - Duration::seconds(20), 19)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = app.get_text("", "/api/v1/metrics/fleet").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "operators only");
+    let (status, text) = app.get_text(ADMIN, "/api/v1/metrics/fleet").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix}: {text}"))
+            .rsplit(' ')
+            .next()
+            .expect("value")
+            .parse::<f64>()
+            .expect("number")
+    };
+    assert_eq!(
+        line(r#"wattlas_fleet_node_power_watts{site="s1",node="n1"}"#),
+        300.0
+    );
+    assert_eq!(
+        line(r#"wattlas_fleet_node_gpus{site="s1",node="n1",state="busy"}"#),
+        2.0
+    );
+    assert_eq!(
+        line(r#"wattlas_fleet_node_gpus{site="s1",node="n1",state="not_reporting"}"#),
+        0.0
+    );
+    assert!(text.contains("# TYPE wattlas_fleet_site_gpu_energy_joules_total counter"));
+}

@@ -3,35 +3,13 @@
 //! second, and the job over five of those seconds gets the counter's advance.
 
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wattlas_tests::harness::{add_node, bin, job, Running, ADMIN};
 use wattlas_tests::post;
 
 const WATTS: f64 = 250.0;
-
-/// The scrape with power at `WATTS` and the energy counter advanced by `WATTS` since `t0`.
-fn scrape(template: &str, start_mj: f64, t0: Instant) -> String {
-    let mj = start_mj + WATTS * t0.elapsed().as_secs_f64() * 1000.0;
-    template
-        .lines()
-        .map(|l| {
-            let head = l.rsplit_once(' ').map_or(l, |(h, _)| h);
-            if l.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{") {
-                format!("{head} {}", mj as u64)
-            } else if l.starts_with("DCGM_FI_DEV_POWER_USAGE{") {
-                format!("{head} {WATTS:.6}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn the_collector_reads_dcgm_exporter_and_the_job_gets_the_counters_advance(db: PgPool) {
@@ -39,39 +17,11 @@ async fn the_collector_reads_dcgm_exporter_and_the_job_gets_the_counters_advance
     let (base, http) = (running.base.clone(), running.http.clone());
     let token = add_node(&http, &base, "lab", "gpu01").await;
     let dir = running.dir.path();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/real/dcgm-exporter/cncf-v1.35-upcloud-L40S.prom");
-    let template = std::fs::read_to_string(&path).expect("the real scrape in ../shared");
-    let start_mj: f64 = template
-        .lines()
-        .find(|l| l.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .expect("an energy counter in the scrape");
-
-    // The exporter: every GET answers the scrape as it is now.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
-    let t0 = Instant::now();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let body = scrape(&template, start_mj, t0);
-            tokio::spawn(async move {
-                let mut request = [0u8; 2048];
-                let _ = socket.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
+    let url = wattlas_tests::exporter::serve(
+        wattlas_tests::exporter::real_scrape("cncf-v1.35-upcloud-L40S.prom"),
+        WATTS,
+    )
+    .await;
 
     let started = chrono::Utc::now();
     let log = dir.join("collector.log");

@@ -7,3 +7,4 @@ mod dcgm;
 mod imports;
 mod node_energy;
 mod pipeline;
+mod prometheus;

@@ -1,0 +1,269 @@
+//! A real Prometheus (Debian's `prometheus`, started here on loopback) scrapes a stand-in dcgm-exporter
+//! serving a real scrape with its energy counter advancing, and remote-writes to Wattlas: the node is
+//! registered on first sight, and a job on its GPU gets the counter's advance. `promtool` checks what
+//! Wattlas's own /metrics exposes.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wattlas_server::service::remote_write::decode;
+use wattlas_tests::harness::{job, Running, ADMIN};
+use wattlas_tests::post;
+
+const WATTS: f64 = 300.0;
+
+/// Prometheus, killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A remote-write receiver of Prometheus' own `up` series (for the fleet scrape): its URL, and the
+/// values received.
+async fn up_receiver() -> (String, Arc<Mutex<Vec<f64>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/receive", listener.local_addr().expect("addr"));
+    let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // HTTP/1.1 with a body of Content-Length bytes, possibly several on one connection.
+                let mut buf: Vec<u8> = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 8192];
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + len {
+                            break;
+                        }
+                        let body = buf[end + 4..end + 4 + len].to_vec();
+                        buf.drain(..end + 4 + len);
+                        if let Ok(request) = decode(&body) {
+                            for ts in &request.timeseries {
+                                seen.lock()
+                                    .expect("lock")
+                                    .extend(ts.samples.iter().map(|s| s.value));
+                            }
+                        }
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (url, out)
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn prometheus_remote_writes_dcgm_exporter_series_and_a_job_gets_the_counters_advance(
+    db: PgPool,
+) {
+    let running = Running::with_site(&db, "lab").await;
+    let (base, http) = (running.base.clone(), running.http.clone());
+    let dir = running.dir.path();
+    let exporter = wattlas_tests::exporter::serve(
+        wattlas_tests::exporter::real_scrape("cncf-v1.35-upcloud-L40S.prom"),
+        WATTS,
+    )
+    .await;
+    let target = exporter
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let (up_url, up) = up_receiver().await;
+    let server_target = base.trim_start_matches("http://").to_owned();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1m
+scrape_configs:
+  - job_name: dcgm
+    static_configs:
+      - targets: ["{target}"]
+  - job_name: wattlas
+    metrics_path: /api/v1/metrics/fleet
+    authorization:
+      credentials: "{ADMIN}"
+    static_configs:
+      - targets: ["{server_target}"]
+remote_write:
+  - url: "{base}/api/v1/write?site=lab"
+    authorization:
+      credentials: "{ADMIN}"
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+  - url: "{up_url}"
+    write_relabel_configs:
+      - source_labels: [__name__, job]
+        regex: "up;wattlas"
+        action: keep
+    queue_config:
+      batch_send_deadline: 1s
+"#
+        ),
+    )
+    .expect("config");
+    let log = dir.join("prometheus.log");
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("prometheus is not installed: apt-get install prometheus"),
+    );
+
+    // The real scrape names its host gpu1-wl8sg: registered in site lab on the first write. Wait for
+    // 12 s of samples.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (first, last) = loop {
+        let span: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as(
+                r#"select min(r.t_start), max(r.t_end) from gpu_raw r
+                join nodes n on n.id = r.node_id where n.name = 'gpu1-wl8sg'"#,
+            )
+            .fetch_optional(&db)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|(a, b): (Option<_>, Option<_>)| a.zip(b));
+        if let Some((a, b)) = span {
+            if b - a >= chrono::Duration::seconds(12) {
+                break (a, b);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 12 s of remote-written samples within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (from, to) = (
+        first + chrono::Duration::seconds(2),
+        last - chrono::Duration::seconds(2),
+    );
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/jobs",
+        json!({"id": "prom", "user": "ann", "site": "lab", "start": from, "end": to,
+               "allocations": [{"node": "gpu1-wl8sg", "gpus": [0]}]}),
+    )
+    .await;
+    let view = job(&http, &base, "prom").await;
+    let got = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+    let expected = WATTS * (to - from).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        (got / expected - 1.0).abs() < 0.005,
+        "{got} J against the counter's {expected} J over {} s",
+        (to - from).num_milliseconds() as f64 / 1000.0
+    );
+    assert_eq!(view["energy_method"], "counter");
+
+    // Prometheus scraped the fleet exposition cleanly: its `up` for the wattlas job is 1.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if up.lock().expect("lock").contains(&1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no up=1 of the fleet scrape: {:?}\n{}",
+            up.lock().expect("lock"),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!up.lock().expect("lock").contains(&0.0), "a failed scrape");
+    let fleet = http
+        .get(format!("{base}/api/v1/metrics/fleet"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("fleet")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        fleet.contains(r#"wattlas_fleet_node_gpus{site="lab",node="gpu1-wl8sg",state="idle"}"#),
+        "{fleet}"
+    );
+    check_metrics(&fleet);
+
+    // Wattlas's own exposition passes promtool.
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("wattlas_remote_write_ignored_samples_total"),
+        "{text}"
+    );
+    check_metrics(&text);
+}
+
+/// `promtool check metrics` passes on `text`.
+fn check_metrics(text: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(promtool.stdin.as_mut().expect("stdin"), text.as_bytes())
+        .expect("write");
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
