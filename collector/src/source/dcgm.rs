@@ -238,11 +238,13 @@ pub fn get(url: &str, timeout: Duration) -> Result<String, String> {
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("{url}: {e}"))?;
-    write!(
-        stream,
+    // One write: an exporter may answer (and close) as soon as it has the request's head.
+    let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: text/plain\r\nUser-Agent: wattlas-collector\r\n\r\n"
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{url}: {e}"))?;
     let mut answer = Vec::new();
     stream
         .take(64 << 20)
@@ -273,10 +275,10 @@ impl DcgmExporterSource {
     /// Scrapes once to learn the GPUs; an exporter that does not answer, or answers without GPUs, is a
     /// clear error at start.
     pub fn connect(url: &str) -> Result<Self, SourceError> {
-        let text = get(url, Duration::from_secs(5)).map_err(SourceError::Query)?;
+        let text = get(url, Duration::from_secs(5)).map_err(SourceError::Exporter)?;
         let scrape = parse(&text);
         if scrape.gpus.is_empty() {
-            return Err(SourceError::Query(format!(
+            return Err(SourceError::Exporter(format!(
                 "{url}: no DCGM_FI_DEV_* series with a gpu label (is it dcgm-exporter?)"
             )));
         }

@@ -45,6 +45,9 @@ pub enum SourceError {
     /// A query failed.
     #[error("NVML query failed: {0}")]
     Query(String),
+    /// dcgm-exporter did not answer as one.
+    #[error("dcgm-exporter: {0}")]
+    Exporter(String),
 }
 
 /// A source of GPU samples.

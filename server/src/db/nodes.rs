@@ -27,7 +27,7 @@ const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.
 
 /// Creates a node with the digest of its token; `None` when the name is taken.
 pub async fn create(
-    db: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     name: &str,
     site_id: i32,
     token_digest: &[u8],

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, TimeZone, Utc};
-use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, NewNode, MAX_GPU_POWER_W};
+use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, MAX_GPU_POWER_W};
 
 use crate::auth::Caller;
 use crate::codec::RawSample;
@@ -166,30 +166,28 @@ pub async fn remote_write(
     let mut tx = state.db.begin().await?;
     let mut stored = db::samples::Stored::default();
     for (host, series) in mapped.nodes {
-        let node = match (&caller, db::nodes::by_name(&state.db, &host).await?) {
+        let node_id = match (&caller, db::nodes::by_name(&state.db, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
                 return Err(AppError::forbidden(format!(
                     "Hostname: this token belongs to node '{name}', not '{host}'"
                 )));
             }
-            (_, Some(node)) => node,
+            (_, Some(node)) => node.id,
             (Caller::Admin, None) => {
                 let Some(site) = q.site.as_deref() else {
                     return Err(AppError::bad_request(format!(
                         "Hostname: unknown node '{host}' (give ?site= to register nodes on first sight)"
                     )));
                 };
-                crate::service::nodes::create_node(
-                    &state,
-                    &NewNode {
-                        name: host.clone(),
-                        site: site.to_owned(),
-                    },
-                )
-                .await?;
-                db::nodes::by_name(&state.db, &host)
+                // Registered in the write's transaction: a write refused later registers nothing.
+                crate::service::check_name("Hostname", &host)?;
+                let site = db::sites::by_name(&state.db, site)
                     .await?
-                    .ok_or_else(|| AppError::internal(format!("node {host} vanished")))?
+                    .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{site}'")))?;
+                let token = crate::auth::new_token("wn");
+                db::nodes::create(&mut *tx, &host, site.id, &crate::auth::token_digest(&token))
+                    .await?
+                    .ok_or_else(|| AppError::conflict(format!("Hostname: node '{host}' exists")))?
             }
             (_, None) => {
                 return Err(AppError::bad_request(format!(
@@ -206,7 +204,7 @@ pub async fn remote_write(
             node_cpus: None,
         };
         validate_identities(&batch)?;
-        let s = store_batch(&state, &mut tx, node.id, &host, &batch, false).await?;
+        let s = store_batch(&state, &mut tx, node_id, &host, &batch, false).await?;
         stored.stored += s.stored;
         stored.duplicates += s.duplicates;
     }

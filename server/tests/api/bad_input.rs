@@ -34,6 +34,35 @@ async fn footprint(app: &App) -> Vec<i64> {
     out
 }
 
+fn snappy(bytes: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(bytes)
+        .expect("snappy")
+}
+
+/// A remote-write body of one series.
+fn remote_write(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Vec<u8> {
+    use wattlas_server::service::remote_write::{encode, Label, Sample, TimeSeries, WriteRequest};
+    encode(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|(value, timestamp)| Sample {
+                    value: *value,
+                    timestamp: *timestamp,
+                })
+                .collect(),
+        }],
+    })
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(bytes).expect("gzip");
@@ -90,6 +119,8 @@ async fn every_write_refuses_bad_input_whole_and_says_why(db: PgPool) {
         s.into_bytes()
     };
     let json_ct = "application/json";
+    let pb = "application/x-protobuf";
+    let ok_ms = (t0 + Duration::milliseconds(100)).timestamp_millis();
 
     // (what, method, path, token, content type, content encoding, body, status, part of the error)
     type Row<'a> = (
@@ -301,6 +332,16 @@ async fn every_write_refuses_bad_input_whole_and_says_why(db: PgPool) {
         ("a NUL in a tag", "POST", "/api/v1/jobs", ADMIN, json_ct, None, json!({"id": "n3", "user": "alice", "start": t0, "site": "s1", "tags": {"k": "v\u{0}"}}).to_string().into_bytes(), 400, "tags.k: contains a NUL character"),
         ("a NUL in a GPU's uuid", "POST", gpu, &node, json_ct, None, json!({"gpus": [{"index": 1, "uuid": "GPU-\u{0}", "model": "A100"}], "samples": []}).to_string().into_bytes(), 400, "gpus[0].uuid: contains a NUL character"),
         ("a NUL in a path", "POST", "/api/v1/jobs/j%001/end", ADMIN, json_ct, None, json!({"end": t0}).to_string().into_bytes(), 400, "path: contains a NUL character"),
+        // Prometheus remote write (snappy protobuf): refused whole, naming what is wrong; no node is
+        // registered by a refused write.
+        ("remote write: not snappy", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), b"plain text".to_vec(), 400, "body: not snappy"),
+        ("remote write: snappy, not protobuf", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), snappy(b"\xff\xff\xff\xff"), 400, "WriteRequest"),
+        ("remote write: a series without its node", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("gpu", "0")], &[(1.0, ok_ms)]), 400, "timeseries[0].labels"),
+        ("remote write: a series without a GPU index", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("Hostname", "rw1")], &[(1.0, ok_ms)]), 400, "timeseries[0].labels.gpu"),
+        ("remote write: power out of range", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("gpu", "0"), ("Hostname", "rw1")], &[(1e9, ok_ms)]), 400, "power_w"),
+        ("remote write: samples before the raw retention", "POST", "/api/v1/write?site=s1", ADMIN, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("gpu", "0"), ("Hostname", "rw1")], &[(100.0, 946_684_800_000)]), 400, "retention"),
+        ("remote write: an unknown node without a site", "POST", "/api/v1/write", ADMIN, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("gpu", "0"), ("Hostname", "rw1")], &[(100.0, ok_ms)]), 400, "Hostname: unknown node"),
+        ("remote write: a meter's token", "POST", "/api/v1/write?site=s1", &meter, pb, Some("snappy"), remote_write(&[("__name__", "DCGM_FI_DEV_POWER_USAGE"), ("gpu", "0"), ("Hostname", "rw1")], &[(100.0, ok_ms)]), 403, "node's token or the admin token"),
     ];
 
     let before = footprint(&app).await;
