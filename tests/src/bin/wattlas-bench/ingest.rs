@@ -319,6 +319,49 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
     )
     .await?;
     let copy_secs = started.elapsed().as_secs_f64();
+
+    // The same samples by Prometheus remote write (snappy protobuf of dcgm-exporter's power and energy
+    // series, a request per node per second as Prometheus batches them), into the emptied table.
+    sqlx::query("truncate gpu_raw").execute(&db).await?;
+    let mut writes: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (n, node) in sim.iter().enumerate() {
+        writes.push(node.iter().map(|batch| remote_write(n, batch)).collect());
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for bodies in writes {
+        let (http, url) = (http.clone(), format!("{base}/api/v1/write"));
+        tasks.push(tokio::spawn(async move {
+            for body in bodies {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(crate::ADMIN)
+                    .header("content-type", "application/x-protobuf")
+                    .header("content-encoding", "snappy")
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status().is_success(),
+                    "remote write answered {}",
+                    r.status()
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let rw_secs = started.elapsed().as_secs_f64();
+    let stored: i64 = sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+        .fetch_one(&db)
+        .await?;
+    anyhow::ensure!(
+        stored as u64 == samples_total,
+        "remote write stored {stored} of {samples_total}"
+    );
+    let rw_rate = samples_total as f64 / rw_secs;
     server.stop().await;
     let http_rate = samples_total as f64 / http_secs;
     let copy_rate = samples_total as f64 / copy_secs;
@@ -335,8 +378,63 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
             ),
         ),
         (
+            "The same samples by Prometheus remote write (snappy protobuf, power and energy series per GPU, a write per node per second)".to_owned(),
+            format!("{rw_rate:.0} samples/s, **{:.0} %** of the JSON path's rate in the same run", rw_rate / http_rate * 100.0),
+        ),
+        (
             "Binary COPY of the same blocks into the same table (the limit)".to_owned(),
             format!("{copy_rate:.0} samples/s; end to end is **{:.0} %** of it; target >= 80 %", http_rate / copy_rate * 100.0),
         ),
     ])
+}
+
+/// One node's second of samples as a Prometheus remote write of dcgm-exporter series.
+fn remote_write(node: usize, batch: &[GpuSample]) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    use wattlas_server::service::remote_write::{encode, Label, Sample, TimeSeries, WriteRequest};
+    let mut by_gpu: BTreeMap<u32, Vec<&GpuSample>> = BTreeMap::new();
+    for s in batch {
+        by_gpu.entry(s.gpu).or_default().push(s);
+    }
+    let mut timeseries = Vec::new();
+    for (gpu, samples) in by_gpu {
+        let labels = |name: &str| {
+            [
+                ("__name__", name.to_owned()),
+                ("gpu", gpu.to_string()),
+                ("UUID", format!("GPU-bench-{node}-{gpu}")),
+                ("modelName", "A100".to_owned()),
+                ("Hostname", format!("bench{node}")),
+            ]
+            .into_iter()
+            .map(|(n, v)| Label {
+                name: n.into(),
+                value: v,
+            })
+            .collect::<Vec<_>>()
+        };
+        timeseries.push(TimeSeries {
+            labels: labels("DCGM_FI_DEV_POWER_USAGE"),
+            samples: samples
+                .iter()
+                .map(|s| Sample {
+                    value: s.power_w,
+                    timestamp: s.time.timestamp_millis(),
+                })
+                .collect(),
+        });
+        timeseries.push(TimeSeries {
+            labels: labels("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
+            samples: samples
+                .iter()
+                .filter_map(|s| {
+                    s.energy_mj.map(|e| Sample {
+                        value: e as f64,
+                        timestamp: s.time.timestamp_millis(),
+                    })
+                })
+                .collect(),
+        });
+    }
+    encode(&WriteRequest { timeseries })
 }

@@ -178,6 +178,11 @@ async fn main() -> anyhow::Result<()> {
         write_table(&rows, "import", out.as_deref())?;
         return Ok(());
     }
+    if args.iter().any(|a| a == "--ingest") {
+        let rows = ingest::ingest(&base_url, &sizes).await?;
+        write_table(&rows, "ingest", out.as_deref())?;
+        return Ok(());
+    }
     let mut report = Vec::new();
 
     let storage = ingest::storage(&base_url, &sizes).await?;
