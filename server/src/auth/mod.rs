@@ -57,6 +57,13 @@ pub enum Caller {
         /// Meter name.
         name: String,
     },
+    /// A site's write token (its Prometheus' remote write): may write the GPU series of the site's nodes.
+    Site {
+        /// Site id.
+        id: i32,
+        /// Site name.
+        name: String,
+    },
 }
 
 /// Which jobs a caller may see.
@@ -100,7 +107,7 @@ impl Caller {
         match self {
             Self::Admin => Some(Role::Admin),
             Self::User(u) => Some(u.role),
-            Self::Node { .. } | Self::Meter { .. } => None,
+            Self::Node { .. } | Self::Meter { .. } | Self::Site { .. } => None,
         }
     }
 
@@ -149,7 +156,7 @@ impl Caller {
         match self {
             Self::User(u) => Ok(JobScope::for_person(u.role, &u.name)),
             Self::Admin => Ok(JobScope::All),
-            Self::Node { .. } | Self::Meter { .. } => {
+            Self::Node { .. } | Self::Meter { .. } | Self::Site { .. } => {
                 self.require_person()?;
                 Ok(JobScope::All)
             }
@@ -232,6 +239,9 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             id: meter.id,
             name: meter.name,
         }));
+    }
+    if let Some((id, name)) = crate::db::sites::by_write_token_digest(&state.db, &digest).await? {
+        return Ok(Some(Caller::Site { id, name }));
     }
     Ok(crate::db::users::by_token_digest(&state.db, &digest)
         .await?

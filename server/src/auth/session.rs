@@ -229,7 +229,7 @@ impl FromRequestParts<AppState> for Viewer {
                 let (name, role) = match &caller {
                     Caller::Admin => ("admin token".to_owned(), Role::Admin),
                     Caller::User(u) => (u.name.clone(), u.role),
-                    Caller::Node { .. } | Caller::Meter { .. } => {
+                    Caller::Node { .. } | Caller::Meter { .. } | Caller::Site { .. } => {
                         return Err(PageError(AppError::forbidden(
                             "collector tokens cannot read pages",
                         ))

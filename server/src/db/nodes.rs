@@ -56,7 +56,7 @@ pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<
 }
 
 /// A node by name.
-pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Node>> {
+pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Node>> {
     sqlx::query_as(&format!("{NODE_COLUMNS}\n        where n.name = $1"))
         .bind(name)
         .fetch_optional(db)

@@ -34,7 +34,7 @@ pub async fn create(
 }
 
 /// A site by name.
-pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Site>> {
+pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Site>> {
     sqlx::query_as(
         r#"select id, name, timezone
         from sites
@@ -119,4 +119,25 @@ pub async fn update_settings(
     .bind(currency)
     .fetch_optional(db)
     .await
+}
+
+/// The site of a write token: (id, name).
+pub async fn by_write_token_digest(
+    db: &PgPool,
+    digest: &[u8],
+) -> sqlx::Result<Option<(i32, String)>> {
+    sqlx::query_as("select id, name from sites where write_token_sha256 = $1")
+        .bind(digest)
+        .fetch_optional(db)
+        .await
+}
+
+/// Sets (or replaces) a site's write token; false when there is no such site.
+pub async fn set_write_token(db: &PgPool, name: &str, digest: &[u8]) -> sqlx::Result<bool> {
+    let done = sqlx::query("update sites set write_token_sha256 = $2 where name = $1")
+        .bind(name)
+        .bind(digest)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

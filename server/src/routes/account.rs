@@ -422,6 +422,7 @@ pub async fn me(caller: Caller) -> ApiJson<serde_json::Value> {
         Caller::User(u) => serde_json::json!({"kind": "user", "name": u.name, "role": u.role}),
         Caller::Node { name, .. } => serde_json::json!({"kind": "node", "name": name}),
         Caller::Meter { name, .. } => serde_json::json!({"kind": "meter", "name": name}),
+        Caller::Site { name, .. } => serde_json::json!({"kind": "site-write", "name": name}),
     };
     ApiJson(body)
 }

@@ -322,7 +322,18 @@ pub async fn rotate_token(
                     db::facility::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
                 (token, found)
             }
-            _ => return Err(AppError::not_found("only nodes and meters have tokens")),
+            "sites" => {
+                let token = auth::new_token("ws");
+                let found =
+                    db::sites::set_write_token(&state.db, &name, &auth::token_digest(&token))
+                        .await?;
+                (token, found)
+            }
+            _ => {
+                return Err(AppError::not_found(
+                    "only nodes, meters and sites have tokens",
+                ))
+            }
         };
         if !found {
             return Err(AppError::not_found(format!("no {kind} '{name}'")));

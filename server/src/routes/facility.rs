@@ -80,7 +80,7 @@ pub async fn ingest(
                 "meter: required with the admin token",
             ))
         }
-        (Caller::Node { .. }, _) => {
+        (Caller::Node { .. } | Caller::Site { .. }, _) => {
             return Err(AppError::forbidden(
                 "a node token cannot send meter readings",
             ))

@@ -64,6 +64,11 @@ pub async fn ingest_gpu(
         (Caller::Meter { .. }, _) => {
             return Err(AppError::forbidden("a meter token cannot send GPU samples"))
         }
+        (Caller::Site { .. }, _) => {
+            return Err(AppError::forbidden(
+                "a site's write token writes by remote write (POST /api/v1/write) only",
+            ))
+        }
         (Caller::User(_), _) => return Err(AppError::forbidden("only collectors send samples")),
     };
     validate_identities(&batch)?;
@@ -158,7 +163,7 @@ pub async fn remote_write(
     let caller = caller.writer()?;
     if matches!(caller, Caller::Meter { .. } | Caller::User(_)) {
         return Err(AppError::forbidden(
-            "only a node's token or the admin token writes GPU series",
+            "only a site's write token, a node's token or the admin token writes GPU series",
         ));
     }
     let mapped = map(&decode(&body)?)?;
@@ -166,22 +171,32 @@ pub async fn remote_write(
     let mut tx = state.db.begin().await?;
     let mut stored = db::samples::Stored::default();
     for (host, series) in mapped.nodes {
-        let node_id = match (&caller, db::nodes::by_name(&state.db, &host).await?) {
+        // Looked up in the write's transaction: one connection per write.
+        let node_id = match (&caller, db::nodes::by_name(&mut *tx, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
                 return Err(AppError::forbidden(format!(
                     "Hostname: this token belongs to node '{name}', not '{host}'"
                 )));
             }
+            (Caller::Site { id, name }, Some(node)) if node.site_id != *id => {
+                return Err(AppError::forbidden(format!(
+                    "Hostname: node '{host}' is not in site '{name}', whose token this is"
+                )));
+            }
             (_, Some(node)) => node.id,
-            (Caller::Admin, None) => {
-                let Some(site) = q.site.as_deref() else {
-                    return Err(AppError::bad_request(format!(
-                        "Hostname: unknown node '{host}' (give ?site= to register nodes on first sight)"
-                    )));
+            (Caller::Admin | Caller::Site { .. }, None) => {
+                let site = match (&caller, q.site.as_deref()) {
+                    (Caller::Site { name, .. }, _) => name.clone(),
+                    (_, Some(site)) => site.to_owned(),
+                    (_, None) => {
+                        return Err(AppError::bad_request(format!(
+                            "Hostname: unknown node '{host}' (give ?site= to register nodes on first sight)"
+                        )))
+                    }
                 };
                 // Registered in the write's transaction: a write refused later registers nothing.
                 crate::service::check_name("Hostname", &host)?;
-                let site = db::sites::by_name(&state.db, site)
+                let site = db::sites::by_name(&mut *tx, &site)
                     .await?
                     .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{site}'")))?;
                 let token = crate::auth::new_token("wn");

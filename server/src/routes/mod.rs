@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route(api_path(paths::SITES), post(sites::create).get(sites::list))
         .route("/sites/{site}", axum::routing::put(sites::update))
         .route("/sites/{site}/carbon", post(sites::carbon_ingest))
+        .route("/sites/{site}/write-token", post(sites::write_token))
         .route(api_path(paths::NODES), post(nodes::create).get(nodes::list))
         .route(
             api_path(paths::METERS),

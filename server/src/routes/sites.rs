@@ -165,3 +165,21 @@ pub async fn list_page(
     };
     Ok(Html(page.render().map_err(AppError::from)?))
 }
+
+/// `POST /api/v1/sites/{site}/write-token` (admin): a new write token for the site's Prometheus remote
+/// write, shown in this answer only; the old one stops working.
+pub async fn write_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+) -> Result<(StatusCode, ApiJson<serde_json::Value>), AppError> {
+    caller.require_admin()?;
+    let token = crate::auth::new_token("ws");
+    if !db::sites::set_write_token(&state.db, &site, &crate::auth::token_digest(&token)).await? {
+        return Err(AppError::not_found(format!("no site '{site}'")));
+    }
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(serde_json::json!({"site": site, "token": token})),
+    ))
+}

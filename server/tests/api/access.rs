@@ -420,6 +420,11 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
     }
     callers.push(("node", node));
     callers.push(("meter", meter));
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/sites/s1/write-token", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    callers.push(("site", body["token"].as_str().expect("token").to_owned()));
 
     let gpu_batch = json!({"gpus": [{"index": 0, "uuid": "GPU-m-0", "model": "A100"}],
         "samples": [{"time": t0, "gpu": 0, "power_w": 100.0}]});
@@ -464,76 +469,78 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
     // caller's name, so that what one caller creates does not collide with the next.
     let table = "
         # method, path, body (`-`: none), and the answer to each caller:
-        #                                                                anonymous alice bob   sam   ada   node  meter
+        #                                                                anonymous alice bob   sam   ada   node  meter site
         # Public.
-        GET    /healthz                                    -             2xx       2xx   2xx   2xx   2xx   2xx   2xx
-        GET    /readyz                                     -             2xx       2xx   2xx   2xx   2xx   2xx   2xx
+        GET    /healthz                                    -             2xx       2xx   2xx   2xx   2xx   2xx   2xx   2xx
+        GET    /readyz                                     -             2xx       2xx   2xx   2xx   2xx   2xx   2xx   2xx
         # Operators' counters: the metrics or admin token only (tested in hardening.rs and e2e).
-        GET    /metrics                                    -             401       401   401   401   401   401   401
-        GET    /static/style.css                           -             2xx       2xx   2xx   2xx   2xx   2xx   2xx
-        GET    /login                                      -             2xx       2xx   2xx   2xx   2xx   2xx   2xx
+        GET    /metrics                                    -             401       401   401   401   401   401   401   401
+        GET    /static/style.css                           -             2xx       2xx   2xx   2xx   2xx   2xx   2xx   2xx
+        GET    /login                                      -             2xx       2xx   2xx   2xx   2xx   2xx   2xx   2xx
         # Writes of collectors.
-        POST   /api/v1/ingest/gpu                          gpu_batch     401       403   403   403   in    2xx   403
-        POST   /api/v1/write                               remote_write  401       403   403   403   in    2xx   403
-        POST   /api/v1/ingest/facility                     readings      401       403   403   403   in    403   2xx
-        POST   /api/v1/jobs                                new_job       401       403   403   403   in    2xx   403
+        POST   /api/v1/ingest/gpu                          gpu_batch     401       403   403   403   in    2xx   403   403
+        POST   /api/v1/write                               remote_write  401       403   403   403   in    2xx   403   2xx
+        POST   /api/v1/ingest/facility                     readings      401       403   403   403   in    403   2xx   403
+        POST   /api/v1/jobs                                new_job       401       403   403   403   in    2xx   403   403
         # A node registers its own part of a job running now: another's tags and a finished job
         # are refused (a node could rewrite any job it knew the id of).
-        POST   /api/v1/jobs                                others_tags   401       403   403   403   in    403   403
-        POST   /api/v1/jobs                                finished_job  401       403   403   403   in    403   403
-        POST   /api/v1/jobs/r1/end                         end           401       403   403   403   2xx   2xx   403
+        POST   /api/v1/jobs                                others_tags   401       403   403   403   in    403   403   403
+        POST   /api/v1/jobs                                finished_job  401       403   403   403   in    403   403   403
+        POST   /api/v1/jobs/r1/end                         end           401       403   403   403   2xx   2xx   403   403
         # Jobs: researchers see their own.
-        GET    /api/v1/jobs                                -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/jobs.csv                            -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/jobs/a1                             -             401       2xx   404   2xx   2xx   403   403
-        POST   /api/v1/jobs/a1/progress                    progress      401       2xx   404   403   2xx   403   403
-        GET    /api/v1/jobs/a1/progress                    -             401       2xx   404   2xx   2xx   403   403
-        GET    /api/v1/powercap/comparison?tag=workload:x  -             401       in    in    2xx   2xx   403   403
-        GET    /api/v1/statement                           -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/me                                  -             401       2xx   2xx   2xx   2xx   2xx   2xx
+        GET    /api/v1/jobs                                -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/jobs.csv                            -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/jobs/a1                             -             401       2xx   404   2xx   2xx   403   403   403
+        POST   /api/v1/jobs/a1/progress                    progress      401       2xx   404   403   2xx   403   403   403
+        GET    /api/v1/jobs/a1/progress                    -             401       2xx   404   2xx   2xx   403   403   403
+        GET    /api/v1/powercap/comparison?tag=workload:x  -             401       in    in    2xx   2xx   403   403   403
+        GET    /api/v1/statement                           -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/me                                  -             401       2xx   2xx   2xx   2xx   2xx   2xx   2xx
         # Sites and PUE: everyone signed in reads; admins write.
-        GET    /api/v1/sites                               -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/sites/s1/pue/variation              -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/sites/s1/pue/variation.csv          -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/sites/s1/pue/hourly                 -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/sites/s1/pue/daily                  -             401       2xx   2xx   2xx   2xx   403   403
-        GET    /api/v1/sites/s1/pue/advice                 -             401       in    in    in    in    403   403
-        POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403
-        PUT    /api/v1/sites/s1                            site_settings 401       403   403   403   2xx   403   403
-        POST   /api/v1/sites/s1/carbon                     carbon_csv    401       403   403   403   2xx   403   403
+        GET    /api/v1/sites                               -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/variation              -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/variation.csv          -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/hourly                 -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/daily                  -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/advice                 -             401       in    in    in    in    403   403   403
+        POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403   403
+        PUT    /api/v1/sites/s1                            site_settings 401       403   403   403   2xx   403   403   403
+        POST   /api/v1/sites/s1/carbon                     carbon_csv    401       403   403   403   2xx   403   403   403
         # Fleet: staff read, admins write.
-        GET    /api/v1/nodes                               -             401       403   403   2xx   2xx   403   403
-        POST   /api/v1/nodes                               nodes         401       403   403   403   2xx   403   403
-        GET    /api/v1/meters                              -             401       403   403   2xx   2xx   403   403
-        POST   /api/v1/meters                              meters        401       403   403   403   2xx   403   403
-        DELETE /api/v1/meters/m1/readings?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z  -             401       403   403   403   2xx   403   403
-        GET    /api/v1/users                               -             401       403   403   403   2xx   403   403
-        POST   /api/v1/users                               users         401       403   403   403   2xx   403   403
-        GET    /api/v1/no-such-route                       -             404       404   404   404   404   404   404
+        GET    /api/v1/nodes                               -             401       403   403   2xx   2xx   403   403   403
+        POST   /api/v1/nodes                               nodes         401       403   403   403   2xx   403   403   403
+        GET    /api/v1/meters                              -             401       403   403   2xx   2xx   403   403   403
+        POST   /api/v1/meters                              meters        401       403   403   403   2xx   403   403   403
+        DELETE /api/v1/meters/m1/readings?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z  -             401       403   403   403   2xx   403   403   403
+        GET    /api/v1/users                               -             401       403   403   403   2xx   403   403   403
+        POST   /api/v1/users                               users         401       403   403   403   2xx   403   403   403
+        GET    /api/v1/no-such-route                       -             404       404   404   404   404   404   404   404
         # Pages: sign in first; collector tokens read none.
-        GET    /                                           -             303       303   303   303   303   303   303
-        GET    /jobs                                       -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /jobs.csv                                   -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /jobs/a1                                    -             login     2xx   404   2xx   2xx   403   403
-        GET    /jobs/a1/power.svg                          -             login     2xx   404   2xx   2xx   403   403
-        GET    /jobs/a1/progress/loss                      -             login     2xx   404   2xx   2xx   403   403
-        GET    /sites                                      -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /sites/s1/pue                               -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /statement                                  -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /powercap                                   -             login     2xx   2xx   2xx   2xx   403   403
-        GET    /account                                    -             login     2xx   2xx   2xx   2xx   403   403
-        POST   /account/tokens                             tokens_form   login     403   403   403   403   403   403
-        POST   /account/password                           password_form login     in    in    in    in    403   403
-        POST   /account/tokens/999999/revoke               empty_form    login     in    in    in    in    403   403
+        GET    /                                           -             303       303   303   303   303   303   303   303
+        GET    /jobs                                       -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /jobs.csv                                   -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /jobs/a1                                    -             login     2xx   404   2xx   2xx   403   403   403
+        GET    /jobs/a1/power.svg                          -             login     2xx   404   2xx   2xx   403   403   403
+        GET    /jobs/a1/progress/loss                      -             login     2xx   404   2xx   2xx   403   403   403
+        GET    /sites                                      -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /sites/s1/pue                               -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /statement                                  -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /powercap                                   -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /account                                    -             login     2xx   2xx   2xx   2xx   403   403   403
+        POST   /account/tokens                             tokens_form   login     403   403   403   403   403   403   403
+        POST   /account/password                           password_form login     in    in    in    in    403   403   403
+        POST   /account/tokens/999999/revoke               empty_form    login     in    in    in    in    403   403   403
         # Signing out ends a session; a bearer token goes on working (the rows below use them).
-        POST   /logout                                     empty_form    login     login login login login 403   403
-        GET    /admin                                      -             login     403   403   403   2xx   403   403
-        POST   /admin/users                                users_form    login     403   403   403   2xx   403   403
-        POST   /admin/users/bob                            bob_form      login     403   403   403   2xx   403   403
-        POST   /admin/sites                                sites_form    login     403   403   403   2xx   403   403
-        POST   /admin/nodes                                nodes_form    login     403   403   403   in    403   403
-        POST   /admin/meters                               meters_form   login     403   403   403   in    403   403
-        POST   /admin/nodes/n1/token                       empty_form    login     403   403   403   in    403   403
+        POST   /logout                                     empty_form    login     login login login login 403   403   403
+        GET    /admin                                      -             login     403   403   403   2xx   403   403   403
+        POST   /admin/users                                users_form    login     403   403   403   2xx   403   403   403
+        POST   /admin/users/bob                            bob_form      login     403   403   403   2xx   403   403   403
+        POST   /admin/sites                                sites_form    login     403   403   403   2xx   403   403   403
+        POST   /admin/nodes                                nodes_form    login     403   403   403   in    403   403   403
+        POST   /admin/meters                               meters_form   login     403   403   403   in    403   403   403
+        POST   /admin/nodes/n1/token                       empty_form    login     403   403   403   in    403   403   403
+        # A site's write token (its Prometheus): admins make them.
+        POST   /api/v1/sites/s-ada/write-token             -             401       403   403   403   2xx   403   403   403
     ";
     let table: Vec<(&str, &str, &Body, String)> = table
         .lines()

@@ -230,3 +230,80 @@ async fn the_fleet_exposition_gives_power_now_and_gpus_by_state_per_node(db: PgP
     );
     assert!(text.contains("# TYPE wattlas_fleet_site_gpu_energy_joules_total counter"));
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_sites_write_token_writes_its_sites_nodes_only(db: PgPool) {
+    let app = App::spawn(db).await;
+    app.node().await;
+    let (status, _) = app
+        .post(
+            ADMIN,
+            "/api/v1/sites",
+            &serde_json::json!({"name": "s2", "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/nodes",
+            &serde_json::json!({"name": "far", "site": "s2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/sites/s1/write-token",
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    assert!(token.starts_with("ws"));
+    let (_, me) = app.get(&token, "/api/v1/me").await;
+    assert_eq!(me["kind"], "site-write");
+
+    let t = Utc::now().timestamp_millis() - 5_000;
+    let one = |host: &str| {
+        encode(&WriteRequest {
+            timeseries: vec![series("DCGM_FI_DEV_POWER_USAGE", host, "0", &[(t, 50.0)])],
+        })
+    };
+    // A node never seen is registered in the token's site, no ?site= needed.
+    let (status, body) = write(&app, &token, "", one("new-node")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, nodes) = app.get(ADMIN, "/api/v1/nodes").await;
+    let new = nodes
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "new-node")
+        .expect("registered");
+    assert_eq!(new["site"], "s1");
+    // Another site's node: refused, nothing stored.
+    let before = app.stored().await;
+    let (status, body) = write(&app, &token, "", one("far")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .expect("error")
+        .contains("not in site 's1'"));
+    assert_eq!(app.stored().await, before);
+    // It writes by remote write only, and reads nothing.
+    let (status, _) = app.ingest(&token, &batch(samples(Utc::now(), 1))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get(&token, "/api/v1/jobs").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A new token replaces it.
+    let (status, _) = app
+        .post(
+            ADMIN,
+            "/api/v1/sites/s1/write-token",
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = write(&app, &token, "", one("new-node")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -100,6 +100,18 @@ async fn prometheus_remote_writes_dcgm_exporter_series_and_a_job_gets_the_counte
         .trim_end_matches("/metrics")
         .to_owned();
     let (up_url, up) = up_receiver().await;
+    // The site's write token: what its Prometheus writes with (nodes registered in its site).
+    let write_token = post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites/lab/write-token",
+        json!({}),
+    )
+    .await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let server_target = base.trim_start_matches("http://").to_owned();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -119,9 +131,9 @@ scrape_configs:
     static_configs:
       - targets: ["{server_target}"]
 remote_write:
-  - url: "{base}/api/v1/write?site=lab"
+  - url: "{base}/api/v1/write"
     authorization:
-      credentials: "{ADMIN}"
+      credentials: "{write_token}"
     queue_config:
       batch_send_deadline: 1s
       min_backoff: 100ms

@@ -125,9 +125,9 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             site
         }
         (Caller::Admin, Some(s)) => db::sites::by_name(&state.db, s).await?,
-        (Caller::Meter { .. }, _) => {
+        (Caller::Meter { .. } | Caller::Site { .. }, _) => {
             return Err(Error::Forbidden(
-                "a meter token cannot register jobs".into(),
+                "a meter or site write token cannot register jobs".into(),
             ))
         }
         (Caller::Admin, None) => {
@@ -300,8 +300,10 @@ pub async fn end(
                 )));
             }
         }
-        Caller::Meter { .. } => {
-            return Err(Error::Forbidden("a meter token cannot end jobs".into()))
+        Caller::Meter { .. } | Caller::Site { .. } => {
+            return Err(Error::Forbidden(
+                "a meter or site write token cannot end jobs".into(),
+            ))
         }
         Caller::Admin => {}
         Caller::User(_) => {
