@@ -1,7 +1,8 @@
-//! A real Prometheus (Debian's `prometheus`, started here on loopback) scrapes a stand-in dcgm-exporter
-//! serving a real scrape with its energy counter advancing, and remote-writes to Wattlas: the node is
-//! registered on first sight, and a job on its GPU gets the counter's advance. `promtool` checks what
-//! Wattlas's own /metrics exposes.
+//! A real Prometheus (Debian's `prometheus`, started here on loopback) scrapes stand-in dcgm-exporters
+//! serving the real scrapes of ../shared (each a target at its own power, its energy counter advancing)
+//! and remote-writes to Wattlas with the site's write token: each scrape's host is registered on first
+//! sight, and a job on its GPU gets the counter's advance. The same Prometheus scrapes the fleet
+//! exposition cleanly, and `promtool` checks it and Wattlas's own /metrics.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,36 @@ use wattlas_server::service::remote_write::decode;
 use wattlas_tests::harness::{job, Running, ADMIN};
 use wattlas_tests::post;
 
-const WATTS: f64 = 300.0;
+/// The real scrapes served, each as its own target at its own power: those with an energy counter and
+/// labels Prometheus parses (one published scrape elides its labels as `...`: Prometheus refuses it).
+fn scrapes() -> Vec<(String, String, f64)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/real/dcgm-exporter");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the real scrapes in ../shared")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".prom"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let text = wattlas_tests::exporter::real_scrape(&name);
+            let usable = text.contains("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{")
+                && !text.contains(",...")
+                && text.contains("Hostname=\"");
+            usable.then_some((name, text))
+        })
+        .enumerate()
+        .map(|(i, (name, text))| (name, text, 60.0 + 70.0 * i as f64))
+        .collect()
+}
+
+/// The `Hostname` label of a scrape.
+fn hostname(text: &str) -> String {
+    let at = text.find("Hostname=\"").expect("Hostname") + "Hostname=\"".len();
+    text[at..].split('"').next().expect("value").to_owned()
+}
 
 /// Prometheus, killed on drop.
 struct Prometheus(Child);
@@ -90,15 +120,20 @@ async fn prometheus_remote_writes_dcgm_exporter_series_and_a_job_gets_the_counte
     let running = Running::with_site(&db, "lab").await;
     let (base, http) = (running.base.clone(), running.http.clone());
     let dir = running.dir.path();
-    let exporter = wattlas_tests::exporter::serve(
-        wattlas_tests::exporter::real_scrape("cncf-v1.35-upcloud-L40S.prom"),
-        WATTS,
-    )
-    .await;
-    let target = exporter
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let scrapes = scrapes();
+    assert!(scrapes.len() >= 3, "{} usable scrapes", scrapes.len());
+    let mut targets = Vec::new();
+    let mut hosts = Vec::new();
+    for (_, text, watts) in &scrapes {
+        let url = wattlas_tests::exporter::serve(text.clone(), *watts).await;
+        targets.push(format!(
+            "\"{}\"",
+            url.trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+        ));
+        hosts.push((hostname(text), *watts));
+    }
+    let target = targets.join(", ");
     let (up_url, up) = up_receiver().await;
     // The site's write token: what its Prometheus writes with (nodes registered in its site).
     let write_token = post(
@@ -123,7 +158,7 @@ async fn prometheus_remote_writes_dcgm_exporter_series_and_a_job_gets_the_counte
 scrape_configs:
   - job_name: dcgm
     static_configs:
-      - targets: ["{target}"]
+      - targets: [{target}]
   - job_name: wattlas
     metrics_path: /api/v1/metrics/fleet
     authorization:
@@ -164,54 +199,57 @@ remote_write:
             .expect("prometheus is not installed: apt-get install prometheus"),
     );
 
-    // The real scrape names its host gpu1-wl8sg: registered in site lab on the first write. Wait for
-    // 12 s of samples.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (first, last) = loop {
-        let span: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
-            sqlx::query_as(
-                r#"select min(r.t_start), max(r.t_end) from gpu_raw r
-                join nodes n on n.id = r.node_id where n.name = 'gpu1-wl8sg'"#,
-            )
-            .fetch_optional(&db)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|(a, b): (Option<_>, Option<_>)| a.zip(b));
-        if let Some((a, b)) = span {
-            if b - a >= chrono::Duration::seconds(12) {
-                break (a, b);
+    // Each scrape names its host: registered in site lab on the first write. Per host, once it has 12 s
+    // of samples, a job over its middle gets the counter's advance.
+    for (host, watts) in &hosts {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (first, last) = loop {
+            let span: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+                sqlx::query_as(
+                    r#"select min(r.t_start), max(r.t_end) from gpu_raw r
+                    join nodes n on n.id = r.node_id where n.name = $1"#,
+                )
+                .bind(host)
+                .fetch_optional(&db)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|(a, b): (Option<_>, Option<_>)| a.zip(b));
+            if let Some((a, b)) = span {
+                if b - a >= chrono::Duration::seconds(12) {
+                    break (a, b);
+                }
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 12 s of remote-written samples within 60 s:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            assert!(
+                Instant::now() < deadline,
+                "{host}: no 12 s of remote-written samples within 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let (from, to) = (
+            first + chrono::Duration::seconds(2),
+            last - chrono::Duration::seconds(2),
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let (from, to) = (
-        first + chrono::Duration::seconds(2),
-        last - chrono::Duration::seconds(2),
-    );
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/jobs",
-        json!({"id": "prom", "user": "ann", "site": "lab", "start": from, "end": to,
-               "allocations": [{"node": "gpu1-wl8sg", "gpus": [0]}]}),
-    )
-    .await;
-    let view = job(&http, &base, "prom").await;
-    let got = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
-    let expected = WATTS * (to - from).num_milliseconds() as f64 / 1000.0;
-    assert!(
-        (got / expected - 1.0).abs() < 0.005,
-        "{got} J against the counter's {expected} J over {} s",
-        (to - from).num_milliseconds() as f64 / 1000.0
-    );
-    assert_eq!(view["energy_method"], "counter");
+        let id = format!("prom-{host}");
+        post(
+            &http,
+            &base,
+            ADMIN,
+            "/api/v1/jobs",
+            json!({"id": id, "user": "ann", "site": "lab", "start": from, "end": to,
+                   "allocations": [{"node": host, "gpus": [0]}]}),
+        )
+        .await;
+        let view = job(&http, &base, &id).await;
+        let got = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+        let expected = watts * (to - from).num_milliseconds() as f64 / 1000.0;
+        assert!(
+            (got / expected - 1.0).abs() < 0.005,
+            "{host}: {got} J against the counter's {expected} J"
+        );
+        assert_eq!(view["energy_method"], "counter", "{host}");
+    }
 
     // Prometheus scraped the fleet exposition cleanly: its `up` for the wattlas job is 1.
     let deadline = Instant::now() + Duration::from_secs(20);
