@@ -225,6 +225,36 @@ impl Cluster {
     pub fn restart(&self) {
         db_script("up", self.dir.path());
     }
+
+    /// A hot standby of this cluster (`scripts/db replica DIR --of THIS`), streaming from it.
+    pub fn replica(&self) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("replica")
+            .arg(dir.path())
+            .arg("--of")
+            .arg(self.dir.path())
+            .output()
+            .expect("scripts/db runs");
+        assert!(
+            out.status.success(),
+            "scripts/db replica failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("url")
+            .to_owned();
+        Cluster { dir, url }
+    }
+
+    /// `scripts/db promote`: a standby becomes a primary.
+    pub fn promote(&self) {
+        db_script("promote", self.dir.path());
+    }
 }
 
 impl Drop for Cluster {

@@ -289,3 +289,71 @@ async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPo
     );
     assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
 }
+
+/// `scripts/db replica` makes a hot standby that streams the primary's writes (TimescaleDB with them),
+/// refuses writes itself, and takes them once `scripts/db promote` made it the primary.
+#[tokio::test]
+async fn a_replica_follows_its_primary_and_takes_writes_once_promoted() {
+    use wattlas_tests::harness::Cluster;
+    let primary = Cluster::start();
+    let replica = primary.replica();
+    let p = PgPool::connect(&primary.url).await.expect("primary");
+    sqlx::query("create extension if not exists timescaledb")
+        .execute(&p)
+        .await
+        .expect("extension");
+    sqlx::query("create table readings (t timestamptz not null, w float8)")
+        .execute(&p)
+        .await
+        .expect("table");
+    sqlx::query("select create_hypertable('readings', 't')")
+        .execute(&p)
+        .await
+        .expect("hypertable");
+    sqlx::query("insert into readings values (now(), 42)")
+        .execute(&p)
+        .await
+        .expect("insert");
+    let r = PgPool::connect(&replica.url).await.expect("replica");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: Option<i64> = sqlx::query_scalar("select count(*) from readings")
+            .fetch_one(&r)
+            .await
+            .ok();
+        if n == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let standby: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+        .fetch_one(&r)
+        .await
+        .expect("recovery");
+    assert!(standby);
+    assert!(
+        sqlx::query("insert into readings values (now(), 1)")
+            .execute(&r)
+            .await
+            .is_err(),
+        "a standby refuses writes"
+    );
+    replica.promote();
+    let standby: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+        .fetch_one(&r)
+        .await
+        .expect("recovery");
+    assert!(!standby, "promoted");
+    sqlx::query("insert into readings values (now(), 7)")
+        .execute(&r)
+        .await
+        .expect("the promoted replica takes writes");
+    let n: i64 = sqlx::query_scalar("select count(*) from readings")
+        .fetch_one(&r)
+        .await
+        .expect("count");
+    assert_eq!(n, 2);
+    r.close().await;
+    p.close().await;
+}
