@@ -102,6 +102,28 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("server at {base} not ready within 30 s");
 }
 
+/// Registers (admin) a finished job `id` of user ann at site lab on GPU 0 of `node` over `[from, to]`;
+/// its view.
+pub async fn job_over(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    node: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    post(
+        http,
+        base,
+        ADMIN,
+        "/api/v1/jobs",
+        json!({"id": id, "user": "ann", "site": "lab", "start": from, "end": to,
+               "allocations": [{"node": node, "gpus": [0]}]}),
+    )
+    .await;
+    job(http, base, id).await
+}
+
 pub async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
     let r = http
         .get(format!("{base}/api/v1/jobs/{id}"))

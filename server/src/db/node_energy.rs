@@ -68,30 +68,16 @@ pub async fn readings(
     to_ms: i64,
     margin_ms: i64,
 ) -> sqlx::Result<Vec<(NodeEnergyKind, Vec<Reading>)>> {
-    let rows: Vec<(String, String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
-        r#"select zone, kind, t, energy_uj, max_uj
-        from node_energy
-        where node_id = $1 and t >= $2 and t <= $3
-        order by zone, t"#,
+    Ok(zone_readings(
+        db,
+        node_id,
+        super::ts(from_ms - margin_ms),
+        super::ts(to_ms.saturating_add(margin_ms)),
     )
-    .bind(node_id)
-    .bind(super::ts(from_ms - margin_ms))
-    .bind(super::ts(to_ms.saturating_add(margin_ms)))
-    .fetch_all(db)
-    .await?;
-    let mut zones: BTreeMap<String, (NodeEnergyKind, Vec<Reading>)> = BTreeMap::new();
-    for (zone, kind, t, energy_uj, max_uj) in rows {
-        zones
-            .entry(zone)
-            .or_insert_with(|| (kind_of(&kind), Vec::new()))
-            .1
-            .push(Reading {
-                t_ms: t.timestamp_millis(),
-                energy_uj,
-                max_uj,
-            });
-    }
-    Ok(zones.into_values().collect())
+    .await?
+    .into_iter()
+    .map(|(_, kind, r)| (kind, r))
+    .collect())
 }
 
 /// The jobs holding GPUs or CPUs of a node at some time in `[from_ms, to_ms)`: (job id, occupant);

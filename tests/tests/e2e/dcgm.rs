@@ -4,10 +4,8 @@
 
 use std::process::{Command, Stdio};
 
-use serde_json::json;
 use sqlx::PgPool;
-use wattlas_tests::harness::{add_node, bin, job, Running, ADMIN};
-use wattlas_tests::post;
+use wattlas_tests::harness::{add_node, bin, job_over, Running, ADMIN};
 
 const WATTS: f64 = 250.0;
 
@@ -51,16 +49,7 @@ async fn the_collector_reads_dcgm_exporter_and_the_job_gets_the_counters_advance
         started + chrono::Duration::seconds(2),
         started + chrono::Duration::seconds(7),
     );
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/jobs",
-        json!({"id": "dcgm", "user": "ann", "site": "lab", "start": from, "end": to,
-               "allocations": [{"node": "gpu01", "gpus": [0]}]}),
-    )
-    .await;
-    let view = job(&http, &base, "dcgm").await;
+    let view = job_over(&http, &base, "dcgm", "gpu01", from, to).await;
     let got = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
     let expected = WATTS * (to - from).num_milliseconds() as f64 / 1000.0;
     assert!(

@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use sqlx::PgPool;
 use wattlas_collector::source::rapl::write_tree;
-use wattlas_tests::harness::{add_node, bin, job, Running, ADMIN};
-use wattlas_tests::post;
+use wattlas_tests::harness::{add_node, bin, job_over, Running};
 
 const PKG_MAX: u64 = 262_143_328_850;
 const DRAM_MAX: u64 = 65_712_999_613;
@@ -103,16 +101,7 @@ async fn the_collector_reads_rapl_through_a_wrap_and_the_job_gets_what_the_count
         started + chrono::Duration::seconds(2),
         started + chrono::Duration::seconds(8),
     );
-    post(
-        &http,
-        &base,
-        ADMIN,
-        "/api/v1/jobs",
-        json!({"id": "rapl", "user": "ann", "site": "lab", "start": from, "end": to,
-               "allocations": [{"node": "gpu01", "gpus": [0]}]}),
-    )
-    .await;
-    let view = job(&http, &base, "rapl").await;
+    let view = job_over(&http, &base, "rapl", "gpu01", from, to).await;
     let seconds = (to - from).num_milliseconds() as f64 / 1000.0;
     // Alone on the node: the whole 100 + 80 W of the packages and 10 W of the one readable DRAM.
     let cpu_j = view["cpu_energy_kwh"].as_f64().expect("cpu") * 3.6e6;

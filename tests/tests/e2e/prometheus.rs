@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wattlas_server::service::remote_write::decode;
-use wattlas_tests::harness::{job, Running, ADMIN};
+use wattlas_tests::harness::{job_over, Running, ADMIN};
 use wattlas_tests::post;
 
 /// The real scrapes served, each as its own target at its own power: those with an energy counter and
@@ -232,16 +232,7 @@ remote_write:
             last - chrono::Duration::seconds(2),
         );
         let id = format!("prom-{host}");
-        post(
-            &http,
-            &base,
-            ADMIN,
-            "/api/v1/jobs",
-            json!({"id": id, "user": "ann", "site": "lab", "start": from, "end": to,
-                   "allocations": [{"node": host, "gpus": [0]}]}),
-        )
-        .await;
-        let view = job(&http, &base, &id).await;
+        let view = job_over(&http, &base, &id, host, from, to).await;
         let got = view["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
         let expected = watts * (to - from).num_milliseconds() as f64 / 1000.0;
         assert!(
