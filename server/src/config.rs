@@ -105,6 +105,13 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "WATTLAS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    /// A read replica (a hot standby, `scripts/db replica`) for the heavy reads that may lag by seconds:
+    /// PUE pages and APIs, per-GPU charts, the fleet exposition. Unset: everything on DATABASE_URL.
+    #[arg(long, env = "WATTLAS_READ_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub read_database_url: Option<SecretString>,
+    /// Replica lag, s, above which /readyz says "degraded" (still 200: the server works, reads lag).
+    #[arg(long, env = "WATTLAS_REPLICA_LAG_DEGRADED_S", default_value_t = 30)]
+    pub replica_lag_degraded_s: u64,
     /// Bootstrap admin bearer token: admin may call every API. Unset: no admin access.
     #[arg(long, env = "WATTLAS_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub admin_token: Option<SecretString>,

@@ -65,7 +65,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cli.config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "wattlas-server listening");
-    let state = AppState::new(db, cli.config);
+    let mut state = AppState::new(db, cli.config);
+    if let Some(url) = state.config.read_database_url.clone() {
+        state.read_db = startup::connect_lazy(&state.config, url.expose_secret())
+            .context("invalid WATTLAS_READ_DATABASE_URL")?;
+        tracing::info!("heavy reads go to the read replica");
+    }
     startup::run(listener, state, shutdown_signal())
         .await
         .context("serving")?;

@@ -284,6 +284,20 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "wattlas_db_pool_connections{{state=\"busy\"}} {}",
         (size as usize).saturating_sub(idle)
     );
+    if state.config.read_database_url.is_some() {
+        // NaN: the replica does not answer.
+        let lag = crate::db::replica_lag_s(&state.read_db)
+            .await
+            .ok()
+            .map_or(f64::NAN, |l| l.unwrap_or(0.0));
+        single(
+            &mut out,
+            "wattlas_replica_lag_seconds",
+            "gauge",
+            "How far the read replica is behind the primary (0: caught up; NaN: not answering).",
+            lag,
+        );
+    }
     if ping.is_ok() {
         single(
             &mut out,

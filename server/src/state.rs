@@ -12,8 +12,10 @@ use crate::metrics::Metrics;
 /// Handed to every handler through `with_state`.
 #[derive(Clone)]
 pub struct AppState {
-    /// The database pool.
+    /// The database pool (the primary: every write, and reads that must see them).
     pub db: PgPool,
+    /// Reads that may lag (`WATTLAS_READ_DATABASE_URL`, a replica); the primary where none is set.
+    pub read_db: PgPool,
     /// Settings.
     pub config: Arc<Config>,
     /// Sites' hourly PUE, as the pages ask for it.
@@ -32,6 +34,7 @@ impl AppState {
     /// State over a pool and a configuration.
     pub fn new(db: PgPool, config: Config) -> Self {
         Self {
+            read_db: db.clone(),
             db,
             config: Arc::new(config),
             pue_cache: Arc::default(),

@@ -50,6 +50,11 @@ impl Server {
     /// Starts the server on `bind` (`127.0.0.1:0` for a port of the system's choosing; a restart gives
     /// the address it had) and reads back the address it bound from its log.
     pub fn start(url: &str, bind: &str, log_path: &Path) -> Server {
+        Self::start_with(url, bind, log_path, &[])
+    }
+
+    /// `start` with more environment (`WATTLAS_READ_DATABASE_URL`, say).
+    pub fn start_with(url: &str, bind: &str, log_path: &Path, env: &[(&str, &str)]) -> Server {
         let from = log_len(log_path);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -64,6 +69,7 @@ impl Server {
             .env("WATTLAS_ROLLUP_SETTLE_S", "3")
             // Everything, so that the no-secrets test reads every line the server could write.
             .env("RUST_LOG", "debug,tower_http=trace")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

@@ -294,7 +294,6 @@ async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPo
 /// refuses writes itself, and takes them once `scripts/db promote` made it the primary.
 #[tokio::test]
 async fn a_replica_follows_its_primary_and_takes_writes_once_promoted() {
-    use wattlas_tests::harness::Cluster;
     let primary = Cluster::start();
     let replica = primary.replica();
     let p = PgPool::connect(&primary.url).await.expect("primary");
@@ -356,4 +355,99 @@ async fn a_replica_follows_its_primary_and_takes_writes_once_promoted() {
     assert_eq!(n, 2);
     r.close().await;
     p.close().await;
+}
+
+/// A server with a read replica (`WATTLAS_READ_DATABASE_URL`): the fleet view reads the replica, so
+/// while the replica's replay is paused a node registered on the primary is not in it yet, /readyz says
+/// degraded and /metrics shows the lag; once replay resumes, the node is there and readiness is back.
+#[tokio::test]
+async fn heavy_reads_go_to_the_read_replica_and_its_lag_is_seen() {
+    use wattlas_tests::harness::Server;
+    let primary = Cluster::start();
+    let replica = primary.replica();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_with(
+        &primary.url,
+        "127.0.0.1:0",
+        &log,
+        &[
+            ("WATTLAS_READ_DATABASE_URL", replica.url.as_str()),
+            ("WATTLAS_REPLICA_LAG_DEGRADED_S", "1"),
+        ],
+    );
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    wattlas_tests::post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        json!({"name": "lab", "timezone": "UTC"}),
+    )
+    .await;
+    add_node(&http, &base, "lab", "n1").await;
+    let get = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("request")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    // Caught up: the fleet (from the replica) has n1.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get("/api/v1/metrics/fleet").await.contains("node=\"n1\"") {
+        assert!(Instant::now() < deadline, "the replica never showed n1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = PgPool::connect(&replica.url).await.expect("replica");
+    sqlx::query("select pg_wal_replay_pause()")
+        .execute(&r)
+        .await
+        .expect("pause");
+    add_node(&http, &base, "lab", "n2").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fleet = get("/api/v1/metrics/fleet").await;
+    assert!(
+        fleet.contains("node=\"n1\"") && !fleet.contains("node=\"n2\""),
+        "read from the paused replica: {fleet}"
+    );
+    let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
+    assert!(
+        ready["status"]
+            .as_str()
+            .expect("status")
+            .starts_with("degraded"),
+        "{ready}"
+    );
+    assert!(
+        ready["replica_lag_s"].as_f64().expect("lag") > 1.0,
+        "{ready}"
+    );
+    let metrics = exposition(&get("/metrics").await);
+    assert!(metrics["wattlas_replica_lag_seconds"] > 1.0, "{metrics:?}");
+    // The primary had n2 all along (writes and the API's own reads go there).
+    let nodes: Value = serde_json::from_str(&get("/api/v1/nodes").await).expect("json");
+    assert!(nodes.to_string().contains("\"n2\""), "{nodes}");
+
+    sqlx::query("select pg_wal_replay_resume()")
+        .execute(&r)
+        .await
+        .expect("resume");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get("/api/v1/metrics/fleet").await.contains("node=\"n2\"") {
+        assert!(Instant::now() < deadline, "the replica never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    r.close().await;
+    drop(server);
 }
