@@ -60,6 +60,38 @@ pub fn delta_j(a: &Reading, b: &Reading) -> Option<f64> {
     Some(d as f64 / 1e6)
 }
 
+/// The intervals between consecutive readings of a counter that count over `[from_ms, to_ms)`: no
+/// further apart than `max_gap_ms` (else the collector was away) and overlapping the window. Each is
+/// `(lo, hi, dt, joules)`: its part inside the window, its whole length, and the energy over its whole
+/// length (`None` where no wrap explains a decrease).
+fn intervals(
+    readings: &[Reading],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+) -> impl Iterator<Item = (i64, i64, i64, Option<f64>)> + '_ {
+    readings.windows(2).filter_map(move |w| {
+        let (a, b) = (&w[0], &w[1]);
+        let dt = b.t_ms - a.t_ms;
+        let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
+        (dt > 0 && dt <= max_gap_ms && hi > lo).then(|| (lo, hi, dt, delta_j(a, b)))
+    })
+}
+
+/// `[lo, hi)` cut at the boundaries of `step`-long buckets aligned to the epoch: (bucket, from, to).
+fn cut(lo: i64, hi: i64, step: i64) -> impl Iterator<Item = (i64, i64, i64)> {
+    let step = step.max(1);
+    let mut t = lo;
+    std::iter::from_fn(move || {
+        (t < hi).then(|| {
+            let bucket = t.div_euclid(step) * step;
+            let (from, to) = (t, (bucket + step).min(hi));
+            t = to;
+            (bucket, from, to)
+        })
+    })
+}
+
 /// The share of the node `job` (an index into `occupants`) holds at `t_ms`, 0..1.
 pub fn share_at(occupants: &[Occupant], job: usize, node_cpus: Option<u32>, t_ms: i64) -> f64 {
     let active: Vec<&Occupant> = occupants
@@ -106,30 +138,15 @@ pub fn attribute(
     max_gap_ms: i64,
 ) -> NodeShare {
     let mut out = NodeShare::default();
-    let bucket_ms = bucket_ms.max(1);
     for (kind, readings) in zones {
         if *kind == NodeEnergyKind::Psys {
             continue;
         }
-        for w in readings.windows(2) {
-            let (a, b) = (&w[0], &w[1]);
-            let dt = b.t_ms - a.t_ms;
-            if dt <= 0 || dt > max_gap_ms {
-                continue;
-            }
-            let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
-            if hi <= lo {
-                continue;
-            }
+        for (lo, hi, dt, joules) in intervals(readings, from_ms, to_ms, max_gap_ms) {
             out.measured = true;
-            let Some(joules) = delta_j(a, b) else {
-                continue;
-            };
+            let Some(joules) = joules else { continue };
             // Split at bucket boundaries so each bucket (an hour of PUE) gets exactly its part.
-            let mut t = lo;
-            while t < hi {
-                let bucket = t.div_euclid(bucket_ms) * bucket_ms;
-                let end = (bucket + bucket_ms).min(hi);
+            for (bucket, t, end) in cut(lo, hi, bucket_ms) {
                 let share = share_at(occupants, job, node_cpus, t + (end - t) / 2);
                 let e = joules * (end - t) as f64 / dt as f64 * share;
                 match kind {
@@ -138,7 +155,6 @@ pub fn attribute(
                     NodeEnergyKind::Psys => {}
                 }
                 *out.by_bucket.entry(bucket).or_default() += e;
-                t = end;
             }
         }
     }
@@ -153,24 +169,11 @@ pub fn minutes(
     to_ms: i64,
     max_gap_ms: i64,
 ) -> BTreeMap<i64, f64> {
-    const MINUTE: i64 = 60_000;
     let mut out: BTreeMap<i64, f64> = BTreeMap::new();
-    for w in readings.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
-        let dt = b.t_ms - a.t_ms;
-        let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
-        if dt <= 0 || dt > max_gap_ms || hi <= lo {
-            continue;
-        }
-        let Some(joules) = delta_j(a, b) else {
-            continue;
-        };
-        let mut t = lo;
-        while t < hi {
-            let minute = t.div_euclid(MINUTE) * MINUTE;
-            let end = (minute + MINUTE).min(hi);
+    for (lo, hi, dt, joules) in intervals(readings, from_ms, to_ms, max_gap_ms) {
+        let Some(joules) = joules else { continue };
+        for (minute, t, end) in cut(lo, hi, 60_000) {
             *out.entry(minute).or_default() += joules * (end - t) as f64 / dt as f64;
-            t = end;
         }
     }
     out
@@ -234,16 +237,8 @@ pub fn idle(
         if *kind == NodeEnergyKind::Psys {
             continue;
         }
-        for w in readings.windows(2) {
-            let (a, b) = (&w[0], &w[1]);
-            let dt = b.t_ms - a.t_ms;
-            let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
-            if dt <= 0 || dt > max_gap_ms || hi <= lo {
-                continue;
-            }
-            let Some(joules) = delta_j(a, b) else {
-                continue;
-            };
+        for (lo, hi, dt, joules) in intervals(readings, from_ms, to_ms, max_gap_ms) {
+            let Some(joules) = joules else { continue };
             let e = joules * (hi - lo) as f64 / dt as f64;
             let mid = lo + (hi - lo) / 2;
             let held: f64 = (0..occupants.len())
