@@ -129,7 +129,7 @@ fn every_real_dcgm_exporter_scrape_gives_each_gpus_power_and_energy() {
         );
         for (gpu, w) in &power {
             let s = &scrape.gpus[gpu];
-            assert_eq!(s.power_w, Some(*w), "{name} gpu {gpu}");
+            assert_eq!(s.fields.power_w, Some(*w), "{name} gpu {gpu}");
             total_power += 1;
             assert!(*w > 0.0 && *w < 2000.0, "{name}: {w} W");
             let model = s.model.as_deref().expect("model");
@@ -138,7 +138,7 @@ fn every_real_dcgm_exporter_scrape_gives_each_gpus_power_and_energy() {
                 "{name}: {model}"
             );
             assert_eq!(
-                s.energy_mj,
+                s.fields.energy_mj,
                 energy.get(gpu).map(|e| *e as u64),
                 "{name} gpu {gpu}"
             );

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod dcgm;
 pub mod paths;
 
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.

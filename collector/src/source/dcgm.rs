@@ -17,6 +17,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use wattlas_protocol::dcgm::DcgmFields;
 use wattlas_protocol::{GpuIdentity, GpuSample};
 
 use super::{Poll, Source, SourceError};
@@ -30,20 +31,8 @@ pub struct GpuSeries {
     pub model: Option<String>,
     /// `Hostname`, else `instance` without its port.
     pub host: Option<String>,
-    /// W.
-    pub power_w: Option<f64>,
-    /// mJ since the driver loaded.
-    pub energy_mj: Option<u64>,
-    /// %.
-    pub util_pct: Option<f64>,
-    /// MiB.
-    pub mem_used_mib: Option<f64>,
-    /// °C.
-    pub temp_c: Option<f64>,
-    /// MHz.
-    pub sm_clock_mhz: Option<f64>,
-    /// W.
-    pub power_limit_w: Option<f64>,
+    /// The fields Wattlas stores.
+    pub fields: DcgmFields,
 }
 
 /// A parsed scrape.
@@ -148,7 +137,6 @@ pub fn parse(text: &str) -> Scrape {
             out.ignored += 1;
             continue;
         }
-        let finite = value.is_finite().then_some(value);
         let s = out.gpus.entry(gpu).or_default();
         if s.uuid.is_none() {
             s.uuid = label("UUID").map(str::to_owned);
@@ -161,19 +149,8 @@ pub fn parse(text: &str) -> Scrape {
                 label("instance").map(|i| i.rsplit_once(':').map_or(i, |(h, _)| h).to_owned())
             });
         }
-        match name {
-            "DCGM_FI_DEV_POWER_USAGE" => s.power_w = finite.filter(|w| *w >= 0.0),
-            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
-                s.energy_mj = finite.filter(|e| *e >= 0.0).map(|e| e as u64)
-            }
-            "DCGM_FI_DEV_GPU_UTIL" => s.util_pct = finite,
-            "DCGM_FI_DEV_FB_USED" => s.mem_used_mib = finite,
-            "DCGM_FI_DEV_GPU_TEMP" => s.temp_c = finite,
-            "DCGM_FI_DEV_SM_CLOCK" => s.sm_clock_mhz = finite,
-            "DCGM_FI_DEV_POWER_MGMT_LIMIT" | "DCGM_FI_DEV_ENFORCED_POWER_LIMIT" => {
-                s.power_limit_w = finite
-            }
-            _ => out.ignored += 1,
+        if !s.fields.set(name, value) {
+            out.ignored += 1;
         }
     }
     out
@@ -201,19 +178,7 @@ impl Scrape {
     pub fn samples(&self, now: DateTime<Utc>) -> Vec<GpuSample> {
         self.gpus
             .iter()
-            .filter_map(|(gpu, s)| {
-                Some(GpuSample {
-                    time: now,
-                    gpu: *gpu,
-                    power_w: s.power_w?,
-                    energy_mj: s.energy_mj,
-                    power_limit_w: s.power_limit_w,
-                    util_pct: s.util_pct,
-                    mem_used_mib: s.mem_used_mib,
-                    temp_c: s.temp_c,
-                    sm_clock_mhz: s.sm_clock_mhz,
-                })
-            })
+            .filter_map(|(gpu, s)| s.fields.sample(now, *gpu))
             .collect()
     }
 }
@@ -341,7 +306,7 @@ mod tests {
         assert!(parse_line("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\" 12").is_none());
         let s = parse("# HELP x\nDCGM_FI_DEV_POWER_USAGE{gpu=\"0\",instance=\"node7:9400\"} 70 1700000000000\nbroken{\nDCGM_FI_DEV_XID_ERRORS{gpu=\"0\"} 0\n");
         assert_eq!((s.skipped, s.ignored), (1, 1));
-        assert_eq!(s.gpus[&0].power_w, Some(70.0));
+        assert_eq!(s.gpus[&0].fields.power_w, Some(70.0));
         assert_eq!(s.gpus[&0].host.as_deref(), Some("node7"));
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use chrono::TimeZone;
+use wattlas_protocol::dcgm::DcgmFields;
 use wattlas_protocol::{GpuIdentity, GpuSample};
 
 use super::{Error, Result};
@@ -95,22 +96,10 @@ pub struct Mapped {
     pub without_power: u64,
 }
 
-/// The fields of one GPU at one timestamp.
-#[derive(Default)]
-struct Row {
-    power_w: Option<f64>,
-    energy_mj: Option<u64>,
-    util_pct: Option<f64>,
-    mem_used_mib: Option<f64>,
-    temp_c: Option<f64>,
-    sm_clock_mhz: Option<f64>,
-    power_limit_w: Option<f64>,
-}
-
 /// The write's DCGM series as GPU samples per node; a series that names no node is refused, naming it.
 pub fn map(request: &WriteRequest) -> Result<Mapped> {
     let mut out = Mapped::default();
-    let mut rows: BTreeMap<(String, u32, i64), Row> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, u32, i64), DcgmFields> = BTreeMap::new();
     let mut ids: BTreeMap<(String, u32), (Option<String>, Option<String>)> = BTreeMap::new();
     for (i, ts) in request.timeseries.iter().enumerate() {
         let label = |k: &str| {
@@ -120,23 +109,10 @@ pub fn map(request: &WriteRequest) -> Result<Mapped> {
                 .map(|l| l.value.as_str())
         };
         let name = label("__name__").unwrap_or("");
-        let field: fn(&mut Row, f64) = match name {
-            "DCGM_FI_DEV_POWER_USAGE" => |r, v| r.power_w = (v >= 0.0).then_some(v),
-            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
-                |r, v| r.energy_mj = (v >= 0.0).then_some(v as u64)
-            }
-            "DCGM_FI_DEV_GPU_UTIL" => |r, v| r.util_pct = Some(v),
-            "DCGM_FI_DEV_FB_USED" => |r, v| r.mem_used_mib = Some(v),
-            "DCGM_FI_DEV_GPU_TEMP" => |r, v| r.temp_c = Some(v),
-            "DCGM_FI_DEV_SM_CLOCK" => |r, v| r.sm_clock_mhz = Some(v),
-            "DCGM_FI_DEV_POWER_MGMT_LIMIT" | "DCGM_FI_DEV_ENFORCED_POWER_LIMIT" => {
-                |r, v| r.power_limit_w = Some(v)
-            }
-            _ => {
-                out.ignored += ts.samples.len() as u64;
-                continue;
-            }
-        };
+        if !DcgmFields::stores(name) {
+            out.ignored += ts.samples.len() as u64;
+            continue;
+        }
         // A MIG instance's series repeat its GPU's; the GPU's own are read.
         if label("GPU_I_ID").is_some_and(|v| !v.is_empty()) {
             out.ignored += ts.samples.len() as u64;
@@ -170,10 +146,9 @@ pub fn map(request: &WriteRequest) -> Result<Mapped> {
             if !s.value.is_finite() {
                 continue;
             }
-            field(
-                rows.entry((host.clone(), gpu, s.timestamp)).or_default(),
-                s.value,
-            );
+            rows.entry((host.clone(), gpu, s.timestamp))
+                .or_default()
+                .set(name, s.value);
         }
     }
     for ((host, gpu), (uuid, model)) in ids {
@@ -185,28 +160,22 @@ pub fn map(request: &WriteRequest) -> Result<Mapped> {
             keep_known: false,
         });
     }
-    for ((host, gpu, t_ms), r) in rows {
-        let Some(power_w) = r.power_w else {
+    for ((host, gpu, t_ms), fields) in rows {
+        if fields.power_w.is_none() {
             out.without_power += 1;
             continue;
-        };
+        }
         let Some(time) = chrono::Utc.timestamp_millis_opt(t_ms).single() else {
             return Err(Error::invalid(
                 "timeseries.samples.timestamp",
                 format!("{t_ms} is not a time"),
             ));
         };
-        out.nodes.entry(host).or_default().samples.push(GpuSample {
-            time,
-            gpu,
-            power_w,
-            energy_mj: r.energy_mj,
-            power_limit_w: r.power_limit_w,
-            util_pct: r.util_pct,
-            mem_used_mib: r.mem_used_mib,
-            temp_c: r.temp_c,
-            sm_clock_mhz: r.sm_clock_mhz,
-        });
+        out.nodes
+            .entry(host)
+            .or_default()
+            .samples
+            .extend(fields.sample(time, gpu));
     }
     Ok(out)
 }
