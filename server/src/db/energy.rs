@@ -24,6 +24,30 @@ pub struct NodeGpus {
     pub mig: BTreeMap<u32, (String, u32)>,
 }
 
+impl NodeGpus {
+    /// This node with one of its GPUs alone (held whole).
+    pub fn only(&self, gpu: u32) -> NodeGpus {
+        NodeGpus {
+            node_id: self.node_id,
+            name: self.name.clone(),
+            gpus: vec![gpu],
+            mig: BTreeMap::new(),
+        }
+    }
+}
+
+impl JobEnergy {
+    /// Adds `share` (0..1) of another part's energy: a shared GPU's or a MIG instance's. Its covered
+    /// time and samples count whole.
+    pub fn add_share(&mut self, mut part: JobEnergy, share: f64) {
+        part.total.energy_j *= share;
+        self.total.add(&part.total);
+        for (bucket, j) in part.by_bucket {
+            *self.by_bucket.entry(bucket).or_default() += j * share;
+        }
+    }
+}
+
 /// A job's allocated GPUs grouped by node, in the order given.
 pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
     let mut nodes: Vec<NodeGpus> = Vec::new();

@@ -99,14 +99,14 @@ pub(crate) async fn store_batch(
         .into_iter()
         .map(|i| i as u32)
         .collect();
-    let samples = validate_samples(&batch.samples, &known, node_name, Utc::now())?;
+    let now = Utc::now();
+    let samples = validate_samples(&batch.samples, &known, node_name, now)?;
     check_span(&samples)?;
+    // Live data older than the raw retention would be dropped at the next retention run, and a node
+    // could spread it over many days of chunks: only imports send history.
+    let oldest = now - chrono::Duration::days(i64::from(state.config.raw_retention_days));
     if !import {
-        // Live samples older than the raw retention would be dropped at the next retention run, and
-        // a node could spread them over many days of chunks: only imports send history.
-        let oldest_ms = (Utc::now()
-            - chrono::Duration::days(i64::from(state.config.raw_retention_days)))
-        .timestamp_millis();
+        let oldest_ms = oldest.timestamp_millis();
         if let Some((i, s)) = samples.iter().enumerate().find(|(_, s)| s.t_ms < oldest_ms) {
             return Err(AppError::bad_request(format!(
                 "samples[{i}].time: {} is older than the raw retention ({} days); history comes by import (?source=import)",
@@ -115,10 +115,8 @@ pub(crate) async fn store_batch(
             )));
         }
     }
-    validate_node_energy(batch, Utc::now())?;
+    validate_node_energy(batch, now)?;
     if !import {
-        let oldest =
-            Utc::now() - chrono::Duration::days(i64::from(state.config.raw_retention_days));
         if let Some((i, r)) = batch
             .node_energy
             .iter()

@@ -39,8 +39,17 @@ impl JobContext {
 
     /// A job's context from its row.
     pub async fn of(state: &AppState, job: db::jobs::Job) -> Result<Self> {
+        Self::with_allocations(state, &state.db, job).await
+    }
+
+    /// A job's context, its allocations read through `db` (the pool, or a transaction).
+    async fn with_allocations(
+        state: &AppState,
+        db: impl sqlx::PgExecutor<'_>,
+        job: db::jobs::Job,
+    ) -> Result<Self> {
         state.metrics.allocation_read();
-        let allocated = db::jobs::allocations(&state.db, &job.id).await?;
+        let allocated = db::jobs::allocations(db, &job.id).await?;
         Ok(Self {
             job,
             nodes: db::energy::node_gpus(&allocated),
@@ -57,12 +66,7 @@ impl JobContext {
         let job = db::jobs::by_id(&mut **tx, id)
             .await?
             .ok_or_else(|| Error::internal(format!("job {id} vanished while being written")))?;
-        state.metrics.allocation_read();
-        let allocated = db::jobs::allocations(&mut **tx, id).await?;
-        Ok(Self {
-            job,
-            nodes: db::energy::node_gpus(&allocated),
-        })
+        Self::with_allocations(state, &mut **tx, job).await
     }
 
     /// GPUs allocated.
@@ -196,29 +200,18 @@ impl JobContext {
             let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
                 continue;
             };
-            let one = [db::energy::NodeGpus {
-                gpus: vec![gpu],
-                mig: BTreeMap::new(),
-                ..node.clone()
-            }];
-            let mut part =
+            let one = [node.only(gpu)];
+            let part =
                 db::energy::job_energy(&state.db, &one, from_ms, to_ms, max_gap_ms, bucket_ms)
                     .await?;
             let fraction = f64::from(slices) / f64::from(wattlas_protocol::MIG_SLICES);
-            part.total.energy_j *= fraction;
-            out.total.add(&part.total);
-            for (bucket, j) in part.by_bucket {
-                *out.by_bucket.entry(bucket).or_default() += j * fraction;
-            }
+            out.add_share(part, fraction);
         }
         for ((node_id, gpu), spans) in by_gpu {
             let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
                 continue;
             };
-            let one = [db::energy::NodeGpus {
-                gpus: vec![gpu],
-                ..node.clone()
-            }];
+            let one = [node.only(gpu)];
             let mut info = SharedGpu {
                 node: node.name.clone(),
                 gpu,
@@ -226,14 +219,9 @@ impl JobContext {
                 max_jobs: 1,
             };
             for (a, b, holders) in sharing::segments(from_ms, to_ms, &spans) {
-                let mut part =
+                let part =
                     db::energy::job_energy(&state.db, &one, a, b, max_gap_ms, bucket_ms).await?;
-                let k = f64::from(holders);
-                part.total.energy_j /= k;
-                out.total.add(&part.total);
-                for (bucket, j) in part.by_bucket {
-                    *out.by_bucket.entry(bucket).or_default() += j / k;
-                }
+                out.add_share(part, 1.0 / f64::from(holders));
                 if holders > 1 {
                     info.shared_s += (b - a) as f64 / 1000.0;
                     info.max_jobs = info.max_jobs.max(holders);
