@@ -107,11 +107,13 @@ pub struct Config {
     pub bind: SocketAddr,
     /// A read replica (a hot standby, `scripts/db replica`) for the heavy reads that may lag by seconds:
     /// PUE pages and APIs, per-GPU charts, the fleet exposition. Unset: everything on DATABASE_URL.
+    /// Used only while it is at most WATTLAS_REPLICA_MAX_LAG_S behind the primary.
     #[arg(long, env = "WATTLAS_READ_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
     pub read_database_url: Option<SecretString>,
-    /// Replica lag, s, above which /readyz says "degraded" (still 200: the server works, reads lag).
-    #[arg(long, env = "WATTLAS_REPLICA_LAG_DEGRADED_S", default_value_t = 30)]
-    pub replica_lag_degraded_s: u64,
+    /// How far behind the primary the read replica may be, s, for reads to go there; beyond it they go
+    /// to the primary and /readyz says "degraded" (still 200: the server works).
+    #[arg(long, env = "WATTLAS_REPLICA_MAX_LAG_S", default_value_t = 10.0, value_parser = parse_max_lag)]
+    pub replica_max_lag_s: f64,
     /// Bootstrap admin bearer token: admin may call every API. Unset: no admin access.
     #[arg(long, env = "WATTLAS_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub admin_token: Option<SecretString>,
@@ -170,6 +172,13 @@ impl Config {
         let mut config = Cli::parse_from(["wattlas-server"]).config;
         config.admin_token = Some(SecretString::from(token.to_owned()));
         config
+    }
+}
+
+fn parse_max_lag(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.05..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: seconds from 0.05 to 86400")),
     }
 }
 

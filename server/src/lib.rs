@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
+pub mod reads;
 pub mod routes;
 pub mod service;
 pub mod startup;

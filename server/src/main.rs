@@ -67,9 +67,18 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "wattlas-server listening");
     let mut state = AppState::new(db, cli.config);
     if let Some(url) = state.config.read_database_url.clone() {
-        state.read_db = startup::connect_lazy(&state.config, url.expose_secret())
+        let replica = startup::connect_lazy(&state.config, url.expose_secret())
             .context("invalid WATTLAS_READ_DATABASE_URL")?;
-        tracing::info!("heavy reads go to the read replica");
+        let max_lag = std::time::Duration::from_secs_f64(state.config.replica_max_lag_s);
+        state.reads = std::sync::Arc::new(wattlas_server::reads::Reads::new(
+            state.db.clone(),
+            Some(replica),
+            max_lag,
+        ));
+        tracing::info!(
+            max_lag_s = state.config.replica_max_lag_s,
+            "heavy reads go to the read replica while within its bound"
+        );
     }
     startup::run(listener, state, shutdown_signal())
         .await

@@ -284,19 +284,25 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "wattlas_db_pool_connections{{state=\"busy\"}} {}",
         (size as usize).saturating_sub(idle)
     );
-    if state.config.read_database_url.is_some() {
-        // NaN: the replica does not answer.
-        let lag = crate::db::replica_lag_s(&state.read_db)
-            .await
-            .ok()
-            .map_or(f64::NAN, |l| l.unwrap_or(0.0));
+    if state.reads.has_replica() {
+        // NaN: not known (no probe has reached both yet).
+        let lag = state.reads.staleness().map_or(f64::NAN, |d| d.as_secs_f64());
         single(
             &mut out,
             "wattlas_replica_lag_seconds",
             "gauge",
-            "How far the read replica is behind the primary (0: caught up; NaN: not answering).",
-            lag,
+            "How far the read replica may be behind the primary, at most (WAL replayed against the primary's position when probed).",
+            format!("{lag:.3}"),
         );
+        family(
+            &mut out,
+            "wattlas_reads_total",
+            "counter",
+            "Reads that may lag, by the pool that served them (the primary while the replica is beyond its bound).",
+        );
+        let (replica, primary) = state.reads.served();
+        let _ = writeln!(out, "wattlas_reads_total{{pool=\"replica\"}} {replica}");
+        let _ = writeln!(out, "wattlas_reads_total{{pool=\"primary\"}} {primary}");
     }
     if ping.is_ok() {
         single(

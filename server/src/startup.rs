@@ -35,6 +35,7 @@ pub async fn run(
     use tower::Service;
 
     let tasks = crate::maintenance::spawn(&state);
+    let probes = state.reads.spawn_probes();
     let header_timeout = std::time::Duration::from_secs(state.config.header_timeout_s.max(1));
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
         state.config.max_connections.max(1),
@@ -84,5 +85,8 @@ pub async fn run(
     // Requests in flight finish; the 60 s request timeout bounds the wait.
     graceful.shutdown().await;
     drop(tasks);
+    if let Some(p) = probes {
+        p.abort();
+    }
     Ok(())
 }

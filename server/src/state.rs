@@ -8,14 +8,15 @@ use crate::auth::limit::SignInLimiter;
 use crate::cache::PueCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reads::Reads;
 
 /// Handed to every handler through `with_state`.
 #[derive(Clone)]
 pub struct AppState {
     /// The database pool (the primary: every write, and reads that must see them).
     pub db: PgPool,
-    /// Reads that may lag (`WATTLAS_READ_DATABASE_URL`, a replica); the primary where none is set.
-    pub read_db: PgPool,
+    /// Where reads that may lag go: the read replica while within its bound, else the primary.
+    pub reads: Arc<Reads>,
     /// Settings.
     pub config: Arc<Config>,
     /// Sites' hourly PUE, as the pages ask for it.
@@ -34,7 +35,7 @@ impl AppState {
     /// State over a pool and a configuration.
     pub fn new(db: PgPool, config: Config) -> Self {
         Self {
-            read_db: db.clone(),
+            reads: Arc::new(Reads::primary_only(db.clone())),
             db,
             config: Arc::new(config),
             pue_cache: Arc::default(),
@@ -43,5 +44,12 @@ impl AppState {
             rendering: Arc::default(),
             metrics: Arc::default(),
         }
+    }
+}
+
+impl AppState {
+    /// The pool for one read that may lag by up to `WATTLAS_REPLICA_MAX_LAG_S` (see [`Reads`]).
+    pub fn read_db(&self) -> &PgPool {
+        self.reads.pool()
     }
 }

@@ -357,11 +357,13 @@ async fn a_replica_follows_its_primary_and_takes_writes_once_promoted() {
     p.close().await;
 }
 
-/// A server with a read replica (`WATTLAS_READ_DATABASE_URL`): the fleet view reads the replica, so
-/// while the replica's replay is paused a node registered on the primary is not in it yet, /readyz says
-/// degraded and /metrics shows the lag; once replay resumes, the node is there and readiness is back.
+/// A server with a read replica (`WATTLAS_READ_DATABASE_URL`) and a bound of 3 s: the fleet view reads
+/// the replica, so right after its replay is paused a node registered on the primary is not in it yet;
+/// once the replica may be more than 3 s behind, reads go to the primary (the node shows), /readyz says
+/// degraded and /metrics shows the lag and where reads went (one pool per view: never a mix); once
+/// replay resumes, reads return to it.
 #[tokio::test]
-async fn heavy_reads_go_to_the_read_replica_and_its_lag_is_seen() {
+async fn heavy_reads_go_to_the_read_replica_only_within_its_bound() {
     use wattlas_tests::harness::Server;
     let primary = Cluster::start();
     let replica = primary.replica();
@@ -373,7 +375,7 @@ async fn heavy_reads_go_to_the_read_replica_and_its_lag_is_seen() {
         &log,
         &[
             ("WATTLAS_READ_DATABASE_URL", replica.url.as_str()),
-            ("WATTLAS_REPLICA_LAG_DEGRADED_S", "1"),
+            ("WATTLAS_REPLICA_MAX_LAG_S", "3"),
         ],
     );
     let base = format!("http://{}", server.addr);
@@ -401,53 +403,64 @@ async fn heavy_reads_go_to_the_read_replica_and_its_lag_is_seen() {
                 .expect("text")
         }
     };
-    // Caught up: the fleet (from the replica) has n1.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !get("/api/v1/metrics/fleet").await.contains("node=\"n1\"") {
-        assert!(Instant::now() < deadline, "the replica never showed n1");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let served = |pool: &str, m: &HashMap<String, f64>| {
+        m[&format!("wattlas_reads_total{{pool=\"{pool}\"}}")]
+    };
+    // Caught up and probed: ready, and the fleet has n1.
+    until("the replica is ready", Duration::from_secs(20), || async {
+        let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
+        ready["status"] == "ready"
+    })
+    .await;
+    assert!(get("/api/v1/metrics/fleet").await.contains("node=\"n1\""));
+    let before = exposition(&get("/metrics").await);
+    assert!(served("replica", &before) >= 1.0, "{before:?}");
+
     let r = PgPool::connect(&replica.url).await.expect("replica");
     sqlx::query("select pg_wal_replay_pause()")
         .execute(&r)
         .await
         .expect("pause");
+    let paused = Instant::now();
     add_node(&http, &base, "lab", "n2").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Within the bound: read from the paused replica, without n2.
     let fleet = get("/api/v1/metrics/fleet").await;
     assert!(
         fleet.contains("node=\"n1\"") && !fleet.contains("node=\"n2\""),
         "read from the paused replica: {fleet}"
     );
+    // Past it: from the primary, with n2; not before the bound could have passed (the replica's last
+    // replayed probe was at most one probe interval, 750 ms, before the pause).
+    until("reads leave the lagging replica", Duration::from_secs(10), || async {
+        get("/api/v1/metrics/fleet").await.contains("node=\"n2\"")
+    })
+    .await;
+    assert!(paused.elapsed() >= Duration::from_millis(2250), "{:?}", paused.elapsed());
     let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
     assert!(
-        ready["status"]
-            .as_str()
-            .expect("status")
-            .starts_with("degraded"),
+        ready["status"].as_str().expect("status").starts_with("degraded"),
         "{ready}"
     );
-    assert!(
-        ready["replica_lag_s"].as_f64().expect("lag") > 1.0,
-        "{ready}"
-    );
-    let metrics = exposition(&get("/metrics").await);
-    assert!(metrics["wattlas_replica_lag_seconds"] > 1.0, "{metrics:?}");
-    // The primary had n2 all along (writes and the API's own reads go there).
-    let nodes: Value = serde_json::from_str(&get("/api/v1/nodes").await).expect("json");
-    assert!(nodes.to_string().contains("\"n2\""), "{nodes}");
+    assert!(ready["replica_lag_s"].as_f64().expect("lag") > 3.0, "{ready}");
+    assert_eq!(ready["replica_max_lag_s"], 3.0);
+    let during = exposition(&get("/metrics").await);
+    assert!(during["wattlas_replica_lag_seconds"] > 3.0, "{during:?}");
+    assert!(served("primary", &during) > served("primary", &before), "{during:?}");
 
     sqlx::query("select pg_wal_replay_resume()")
         .execute(&r)
         .await
         .expect("resume");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !get("/api/v1/metrics/fleet").await.contains("node=\"n2\"") {
-        assert!(Instant::now() < deadline, "the replica never caught up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
-    assert_eq!(ready["status"], "ready", "{ready}");
+    until("the replica is ready again", Duration::from_secs(20), || async {
+        let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
+        ready["status"] == "ready"
+    })
+    .await;
+    let back = exposition(&get("/metrics").await);
+    assert!(get("/api/v1/metrics/fleet").await.contains("node=\"n2\""));
+    let after = exposition(&get("/metrics").await);
+    assert_eq!(served("replica", &after), served("replica", &back) + 1.0, "one view, one read");
+    assert_eq!(served("primary", &after), served("primary", &back));
     r.close().await;
     drop(server);
 }

@@ -36,17 +36,3 @@ pub fn ts(ms: i64) -> DateTime<Utc> {
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
-
-/// How far a read replica is behind its primary, s: 0 when it has replayed all it received, `None` when
-/// the database is not a replica (no read replica configured: the read pool is the primary).
-pub async fn replica_lag_s(db: &sqlx::PgPool) -> sqlx::Result<Option<f64>> {
-    sqlx::query_scalar(
-        r#"select case
-            when not pg_is_in_recovery() then null
-            when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0.0
-            else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, 0.0)
-        end"#,
-    )
-    .fetch_one(db)
-    .await
-}

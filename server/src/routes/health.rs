@@ -19,19 +19,17 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, ApiJson<serde
         Ok((pending, oldest)) => {
             let mut body = json!({ "status": "ready", "rollup_pending": pending, "rollup_oldest_pending": oldest });
             // With a read replica: degraded (still 200) while it lags or cannot be reached.
-            if state.config.read_database_url.is_some() {
-                let limit = state.config.replica_lag_degraded_s as f64;
-                match db::replica_lag_s(&state.read_db).await {
-                    Ok(lag) => {
-                        body["replica_lag_s"] = json!(lag);
-                        if lag.is_some_and(|l| l > limit) {
-                            body["status"] = json!("degraded: the read replica lags");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the read replica does not answer");
-                        body["status"] = json!("degraded: the read replica does not answer");
-                    }
+            // With a read replica: degraded (still 200) while it lags beyond its bound (reads go to
+            // the primary meanwhile) or does not answer.
+            if state.reads.has_replica() {
+                let staleness = state.reads.staleness().map(|d| d.as_secs_f64());
+                body["replica_lag_s"] = json!(staleness);
+                body["replica_max_lag_s"] = json!(state.reads.max_lag().as_secs_f64());
+                if !state.reads.replica_answering() {
+                    body["status"] = json!("degraded: the read replica does not answer");
+                } else if staleness.is_none_or(|s| s > state.reads.max_lag().as_secs_f64()) {
+                    body["status"] =
+                        json!("degraded: the read replica lags; its reads go to the primary");
                 }
             }
             (StatusCode::OK, ApiJson(body))

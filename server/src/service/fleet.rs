@@ -45,15 +45,17 @@ pub struct Fleet {
 pub async fn fleet(state: &AppState) -> Result<Fleet> {
     let mut out = Fleet::default();
     let now = Utc::now().timestamp_millis();
-    for n in db::nodes::list(&state.read_db).await? {
-        let known: Vec<u32> = db::nodes::gpus(&state.read_db, n.id)
+    // One pool for the whole view, so it is read from one database.
+    let read = state.read_db();
+    for n in db::nodes::list(read).await? {
+        let known: Vec<u32> = db::nodes::gpus(read, n.id)
             .await?
             .iter()
             .map(|g| g.index)
             .collect();
         // Each GPU's latest sample: (power mW, utilisation in tenths of a percent).
         let mut latest: BTreeMap<u32, (i64, Option<i64>)> = BTreeMap::new();
-        for s in db::samples::fetch(&state.read_db, n.id, &[], now - NOW_MS, now + 1).await? {
+        for s in db::samples::fetch(read, n.id, &[], now - NOW_MS, now + 1).await? {
             latest.insert(s.gpu, (s.power_mw, s.util_dpct));
         }
         let mut node = NodeNow {
@@ -71,10 +73,10 @@ pub async fn fleet(state: &AppState) -> Result<Fleet> {
         node.not_reporting = known.iter().filter(|g| !latest.contains_key(g)).count() as u32;
         out.nodes.insert(n.name, node);
     }
-    for site in db::sites::list_with_fallback(&state.read_db).await? {
+    for site in db::sites::list_with_fallback(read).await? {
         let to = Utc::now();
         let hours = db::facility::hourly(
-            &state.read_db,
+            read,
             site.id,
             to - chrono::Duration::hours(2),
             to,
@@ -86,7 +88,7 @@ pub async fn fleet(state: &AppState) -> Result<Fleet> {
         }
         out.gpu_energy_j.insert(
             site.name.clone(),
-            db::rollups::site_energy_j(&state.read_db, site.id).await?,
+            db::rollups::site_energy_j(read, site.id).await?,
         );
     }
     Ok(out)

@@ -70,7 +70,7 @@ pub async fn hours(
         return Ok(hours.to_vec());
     }
     let version = state.pue_cache.version(s.site.id);
-    let hours = db::facility::hourly(&state.read_db, s.site.id, from, to, origin).await?;
+    let hours = db::facility::hourly(state.read_db(), s.site.id, from, to, origin).await?;
     state
         .pue_cache
         .put(key, version, std::sync::Arc::new(hours.clone()));

@@ -37,7 +37,7 @@ pub async fn gpu_chart(
     let ctx = JobContext::load(&state, &viewer.job_scope(), &id).await?;
     let (start_ms, end_ms) = ctx.span_ms(Utc::now());
     let (from_ms, to_ms) = window.bounds(start_ms, end_ms.max(start_ms + 1))?;
-    let series = series::job_series(&state.read_db, &ctx.nodes, from_ms, to_ms, metric).await?;
+    let series = series::job_series(state.read_db(), &ctx.nodes, from_ms, to_ms, metric).await?;
     Ok(charts::svg_response(charts::power::render(
         &format!("{title}, job {}", ctx.job.id),
         y,

@@ -1,0 +1,225 @@
+//! Where reads that may lag go: the read replica (`WATTLAS_READ_DATABASE_URL`) while it is provably at
+//! most `WATTLAS_REPLICA_MAX_LAG_S` behind the primary, the primary otherwise.
+//!
+//! How far behind is measured without trusting either clock: a probe reads the primary's WAL position
+//! (`pg_current_wal_lsn()`) at instant T, and once the replica has replayed past it
+//! (`pg_last_wal_replay_lsn()`), the replica holds every commit made before T. Its staleness at any
+//! later instant is at most now - T for the newest such T, and it grows by itself between probes, so
+//! a replica that stops replaying (paused, cut off from its primary, or lost) is left as soon as the
+//! bound is reached, not at the next probe. A promoted replica (no longer in recovery) is a primary
+//! and fresh. While the primary does not answer, nothing newer can be written, so a replica that has
+//! replayed all the primary was last seen to have is as fresh as the data is.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+/// Probes older than this are forgotten (the replica is stale beyond any bound by then).
+const KEEP_PROBES: usize = 4096;
+
+/// The pools, and the replica's measured freshness.
+pub struct Reads {
+    primary: PgPool,
+    replica: Option<PgPool>,
+    max_lag: Duration,
+    state: Mutex<Freshness>,
+    /// Reads sent to the replica and to the primary.
+    served: [AtomicU64; 2],
+}
+
+#[derive(Default)]
+struct Freshness {
+    /// The replica holds every commit made before this instant; `None`: not known yet.
+    as_of: Option<Instant>,
+    /// Primary WAL positions read at instants, not yet replayed by the replica, oldest first.
+    probes: VecDeque<(Instant, i64)>,
+    /// Whether the replica answered the last probe.
+    answering: bool,
+}
+
+/// Which pool served a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// The read replica.
+    Replica = 0,
+    /// The primary.
+    Primary = 1,
+}
+
+impl Reads {
+    /// Every read on `primary` (no replica configured).
+    pub fn primary_only(primary: PgPool) -> Self {
+        Self::new(primary, None, Duration::ZERO)
+    }
+
+    /// Reads that may lag go to `replica` while it is at most `max_lag` behind `primary`.
+    pub fn new(primary: PgPool, replica: Option<PgPool>, max_lag: Duration) -> Self {
+        Self {
+            primary,
+            replica,
+            max_lag,
+            state: Mutex::new(Freshness::default()),
+            served: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// Whether a replica is configured.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// The configured bound.
+    pub fn max_lag(&self) -> Duration {
+        self.max_lag
+    }
+
+    /// The pool for one read that may lag by up to the bound, counted.
+    pub fn pool(&self) -> &PgPool {
+        let (pool, served) = self.choose(Instant::now());
+        self.served[served as usize].fetch_add(1, Ordering::Relaxed);
+        pool
+    }
+
+    fn choose(&self, now: Instant) -> (&PgPool, Served) {
+        match &self.replica {
+            Some(replica) if self.staleness_at(now).is_some_and(|s| s <= self.max_lag) => {
+                (replica, Served::Replica)
+            }
+            _ => (&self.primary, Served::Primary),
+        }
+    }
+
+    /// How far behind the replica may be now, at most; `None` without a replica or before a probe
+    /// succeeded.
+    pub fn staleness(&self) -> Option<Duration> {
+        self.staleness_at(Instant::now())
+    }
+
+    fn staleness_at(&self, now: Instant) -> Option<Duration> {
+        self.replica.as_ref()?;
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.as_of.map(|t| now.saturating_duration_since(t))
+    }
+
+    /// Whether the replica answered its last probe (true without a replica).
+    pub fn replica_answering(&self) -> bool {
+        self.replica.is_none() || self.state.lock().is_ok_and(|s| s.answering)
+    }
+
+    /// Reads served so far by (replica, primary).
+    pub fn served(&self) -> (u64, u64) {
+        (
+            self.served[0].load(Ordering::Relaxed),
+            self.served[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// One probe: the primary's WAL position, then how far the replica has replayed.
+    pub async fn probe(&self) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        let timeout = Duration::from_secs(1).max(self.max_lag / 4);
+        let at = Instant::now();
+        let primary_lsn: Option<i64> = tokio::time::timeout(
+            timeout,
+            sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")
+                .fetch_one(&self.primary),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+        let replayed: Option<(bool, Option<i64>)> = tokio::time::timeout(
+            timeout,
+            sqlx::query_as(
+                "select pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8",
+            )
+            .fetch_one(replica),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lsn) = primary_lsn {
+            if state.probes.len() == KEEP_PROBES {
+                state.probes.pop_front();
+            }
+            state.probes.push_back((at, lsn));
+        }
+        state.answering = replayed.is_some();
+        match replayed {
+            None => {}
+            // Promoted: it is a primary itself.
+            Some((false, _)) => {
+                state.probes.clear();
+                state.as_of = Some(at);
+            }
+            Some((true, replay)) => {
+                let replay = replay.unwrap_or(-1);
+                while let Some(&(t, lsn)) = state.probes.front() {
+                    if lsn > replay {
+                        break;
+                    }
+                    state.as_of = Some(state.as_of.map_or(t, |a| a.max(t)));
+                    state.probes.pop_front();
+                }
+                // The primary is away and everything it was seen to have is replayed.
+                if primary_lsn.is_none() && state.probes.is_empty() {
+                    state.as_of = Some(at);
+                }
+            }
+        }
+    }
+
+    /// Probes every quarter of the bound (at most every second, at least every 50 ms) until dropped.
+    pub fn spawn_probes(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        self.replica.as_ref()?;
+        let reads = Arc::downgrade(self);
+        let every = (self.max_lag / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        Some(tokio::spawn(async move {
+            loop {
+                match reads.upgrade() {
+                    Some(r) => r.probe().await,
+                    None => return,
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(max_lag_ms: u64) -> Reads {
+        // Lazy pools never connect here: only the choice is exercised.
+        let url = "postgres://nobody@127.0.0.1:9/none";
+        let pool = || sqlx::postgres::PgPoolOptions::new().connect_lazy(url).expect("pool");
+        Reads::new(pool(), Some(pool()), Duration::from_millis(max_lag_ms))
+    }
+
+    #[tokio::test]
+    async fn the_replica_serves_only_while_provably_within_the_bound() {
+        let r = reads(1000);
+        let t0 = Instant::now();
+        // Before any probe succeeded: unknown, so the primary.
+        assert_eq!(r.choose(t0).1, Served::Primary);
+        r.state.lock().unwrap().as_of = Some(t0);
+        assert_eq!(r.choose(t0 + Duration::from_millis(999)).1, Served::Replica);
+        assert_eq!(r.choose(t0 + Duration::from_millis(1000)).1, Served::Replica);
+        // No new probe: staleness grows by itself and the bound is kept without one.
+        assert_eq!(r.choose(t0 + Duration::from_millis(1001)).1, Served::Primary);
+        assert_eq!(
+            r.staleness_at(t0 + Duration::from_millis(1500)),
+            Some(Duration::from_millis(1500))
+        );
+        // Without a replica, always the primary and no staleness.
+        let only = Reads::primary_only(r.primary.clone());
+        assert_eq!(only.choose(t0).1, Served::Primary);
+        assert_eq!(only.staleness_at(t0), None);
+    }
+}
