@@ -2,8 +2,12 @@
 //! retention task (`drop_chunks` of raw samples older than the retention period), and the job energy
 //! task (each job's stored energy summary, which the jobs list sorts and totals on).
 //!
-//! Both are safe to run in several server processes at once: pending ranges are taken with
-//! `for update skip locked` and rollups are upserts; dropping chunks twice drops nothing the second time.
+//! Several server processes run them at once on one database, and each piece of work is done once:
+//! pending raw ranges are taken with `for update skip locked` (so processes share the rollup), while the
+//! node energy rollup, the job energy refresh and retention run in one process at a time (`exclusively`:
+//! a session advisory lock, released when the run ends or by PostgreSQL when the process dies); the
+//! others skip that run, and find the work done at their next. Each process counts what it did
+//! (`wattlas_maintenance_work_total{task}`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,12 +57,7 @@ pub fn spawn(state: &AppState) -> Tasks {
     let retention = tokio::spawn(async move {
         let every = Duration::from_secs(retention_state.config.retention_interval_s.max(1));
         loop {
-            if let Err(e) = retention_once(
-                &retention_state.db,
-                retention_state.config.raw_retention_days,
-            )
-            .await
-            {
+            if let Err(e) = retention_once(&retention_state).await {
                 tracing::warn!(error = %e, "retention run failed");
             }
             tokio::time::sleep(every).await;
@@ -89,12 +88,72 @@ pub async fn rollup_once(state: &AppState) -> Result<usize, AppError> {
     Ok(taken)
 }
 
+/// A session advisory lock on a pooled connection, for the length of one run of a task.
+struct Held {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Not unlocked (the run panicked or was cancelled): close the connection, which releases the
+        // lock, instead of handing a locked session back to the pool.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// Runs `work` unless another process (or task) runs `task` now; `None` when it was skipped.
+async fn exclusively<T, F, Fut>(db: &PgPool, task: &str, work: F) -> Result<Option<T>, AppError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    const LOCK: &str = "hashtext('wattlas.maintenance'), hashtext($1)";
+    let mut held = Held {
+        conn: Some(db.acquire().await?),
+    };
+    let conn = held.conn.as_mut().expect("held");
+    let got: bool = sqlx::query_scalar(&format!("select pg_try_advisory_lock({LOCK})"))
+        .bind(task)
+        .fetch_one(&mut **conn)
+        .await?;
+    if !got {
+        held.conn.take();
+        return Ok(None);
+    }
+    let out = work().await;
+    let conn = held.conn.as_mut().expect("held");
+    let unlocked: sqlx::Result<bool> =
+        sqlx::query_scalar(&format!("select pg_advisory_unlock({LOCK})"))
+            .bind(task)
+            .fetch_one(&mut **conn)
+            .await;
+    if unlocked.is_ok_and(|u| u) {
+        held.conn.take();
+    }
+    out.map(Some)
+}
+
 /// Hours of a node's CPU and DRAM readings rolled up per run.
 const NODE_ENERGY_HOURS_PER_RUN: i64 = 6;
 
 /// Rolls up nodes' CPU and DRAM readings into minutes up to `settled_before` (from a minute before
 /// their mark, so an interval whose closing reading came late is counted whole); returns the nodes.
 pub async fn node_energy_rollup(
+    state: &AppState,
+    settled_before: chrono::DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let rolled = exclusively(&state.db, "node_energy", || {
+        node_energy_rollup_now(state, settled_before)
+    })
+    .await?
+    .unwrap_or(0);
+    state.metrics.maintenance("node_energy", rolled as u64);
+    Ok(rolled)
+}
+
+async fn node_energy_rollup_now(
     state: &AppState,
     settled_before: chrono::DateTime<Utc>,
 ) -> Result<usize, AppError> {
@@ -153,6 +212,7 @@ pub async fn rollup_settled_before(
     let mut tx = state.db.begin().await?;
     let pending = rollups::take_pending(&mut tx, settled_before, PENDING_PER_RUN).await?;
     let taken = pending.len();
+    state.metrics.maintenance("rollup", taken as u64);
     // Raw data arrived for these ranges: the stored energy of the jobs they touch is out of date.
     let ranges: Vec<_> = pending
         .iter()
@@ -208,18 +268,33 @@ const RUNNING_MAX_AGE_S: f64 = 30.0;
 /// Recomputes the stored energy of jobs that have none, are stale, or are running (the jobs list sorts
 /// and totals on it); returns how many.
 pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, AppError> {
-    let jobs = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
-    let taken = jobs.len();
-    for job in jobs {
-        let ctx = crate::service::jobs::JobContext::of(state, job).await?;
-        crate::service::jobs::computed_view(state, &ctx).await?;
-    }
-    Ok(taken)
+    let taken = exclusively(&state.db, "job_energy", || async {
+        let jobs = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
+        let taken = jobs.len();
+        for job in jobs {
+            let ctx = crate::service::jobs::JobContext::of(state, job).await?;
+            crate::service::jobs::computed_view(state, &ctx).await?;
+            state.metrics.maintenance("job_energy", 1);
+        }
+        Ok(taken)
+    })
+    .await?;
+    Ok(taken.unwrap_or(0))
 }
 
 /// Drops raw chunks older than the retention period; rollups stay. Chunks whose samples still wait for
 /// the rollup task (an imported log older than the period) stay until they are rolled up.
-pub async fn retention_once(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
+pub async fn retention_once(state: &AppState) -> Result<usize, AppError> {
+    let dropped = exclusively(&state.db, "retention", || {
+        retention_now(&state.db, state.config.raw_retention_days)
+    })
+    .await?
+    .unwrap_or(0);
+    state.metrics.maintenance("retention", dropped as u64);
+    Ok(dropped)
+}
+
+async fn retention_now(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
     let mut dropped: Vec<String> = sqlx::query_scalar(
         r#"select dropped::text
         from drop_chunks('gpu_raw', older_than => least(

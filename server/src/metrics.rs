@@ -36,6 +36,8 @@ pub struct Metrics {
     rejected: Mutex<BTreeMap<(String, u16), u64>>,
     /// Sign-ins by outcome (accepted, refused, limited, busy).
     sign_ins: Mutex<BTreeMap<&'static str, u64>>,
+    /// Background work done by this process, by task.
+    maintenance: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -88,6 +90,24 @@ impl Metrics {
     /// A sign-in ended so.
     pub fn sign_in(&self, outcome: &'static str) {
         bump(&self.sign_ins, outcome);
+    }
+
+    /// A background task did `n` pieces of work (ranges, nodes, job summaries, chunks).
+    pub fn maintenance(&self, task: &'static str, n: u64) {
+        *self
+            .maintenance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(task)
+            .or_default() += n;
+    }
+
+    /// Background work done by this process so far, by task.
+    pub fn maintenance_work(&self) -> BTreeMap<&'static str, u64> {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -228,6 +248,17 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     );
     family(
         &mut out,
+        "wattlas_maintenance_work_total",
+        "counter",
+        "Background work done by this process: pending raw ranges rolled up (rollup), nodes' CPU and DRAM rolled up (node_energy), job summaries computed (job_energy), raw chunks dropped (retention).",
+    );
+    let work = m.maintenance_work();
+    for task in ["rollup", "node_energy", "job_energy", "retention"] {
+        let n = work.get(task).copied().unwrap_or(0);
+        let _ = writeln!(out, "wattlas_maintenance_work_total{{task=\"{task}\"}} {n}");
+    }
+    family(
+        &mut out,
         "wattlas_rejected_requests_total",
         "counter",
         "Refused writes to the ingest routes, by route and HTTP status.",
@@ -286,7 +317,10 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     );
     if state.reads.has_replica() {
         // NaN: not known (no probe has reached both yet).
-        let lag = state.reads.staleness().map_or(f64::NAN, |d| d.as_secs_f64());
+        let lag = state
+            .reads
+            .staleness()
+            .map_or(f64::NAN, |d| d.as_secs_f64());
         single(
             &mut out,
             "wattlas_replica_lag_seconds",

@@ -198,7 +198,11 @@ mod tests {
     fn reads(max_lag_ms: u64) -> Reads {
         // Lazy pools never connect here: only the choice is exercised.
         let url = "postgres://nobody@127.0.0.1:9/none";
-        let pool = || sqlx::postgres::PgPoolOptions::new().connect_lazy(url).expect("pool");
+        let pool = || {
+            sqlx::postgres::PgPoolOptions::new()
+                .connect_lazy(url)
+                .expect("pool")
+        };
         Reads::new(pool(), Some(pool()), Duration::from_millis(max_lag_ms))
     }
 
@@ -210,9 +214,15 @@ mod tests {
         assert_eq!(r.choose(t0).1, Served::Primary);
         r.state.lock().unwrap().as_of = Some(t0);
         assert_eq!(r.choose(t0 + Duration::from_millis(999)).1, Served::Replica);
-        assert_eq!(r.choose(t0 + Duration::from_millis(1000)).1, Served::Replica);
+        assert_eq!(
+            r.choose(t0 + Duration::from_millis(1000)).1,
+            Served::Replica
+        );
         // No new probe: staleness grows by itself and the bound is kept without one.
-        assert_eq!(r.choose(t0 + Duration::from_millis(1001)).1, Served::Primary);
+        assert_eq!(
+            r.choose(t0 + Duration::from_millis(1001)).1,
+            Served::Primary
+        );
         assert_eq!(
             r.staleness_at(t0 + Duration::from_millis(1500)),
             Some(Duration::from_millis(1500))

@@ -431,35 +431,58 @@ async fn heavy_reads_go_to_the_read_replica_only_within_its_bound() {
     );
     // Past it: from the primary, with n2; not before the bound could have passed (the replica's last
     // replayed probe was at most one probe interval, 750 ms, before the pause).
-    until("reads leave the lagging replica", Duration::from_secs(10), || async {
-        get("/api/v1/metrics/fleet").await.contains("node=\"n2\"")
-    })
+    until(
+        "reads leave the lagging replica",
+        Duration::from_secs(10),
+        || async { get("/api/v1/metrics/fleet").await.contains("node=\"n2\"") },
+    )
     .await;
-    assert!(paused.elapsed() >= Duration::from_millis(2250), "{:?}", paused.elapsed());
+    assert!(
+        paused.elapsed() >= Duration::from_millis(2250),
+        "{:?}",
+        paused.elapsed()
+    );
     let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
     assert!(
-        ready["status"].as_str().expect("status").starts_with("degraded"),
+        ready["status"]
+            .as_str()
+            .expect("status")
+            .starts_with("degraded"),
         "{ready}"
     );
-    assert!(ready["replica_lag_s"].as_f64().expect("lag") > 3.0, "{ready}");
+    assert!(
+        ready["replica_lag_s"].as_f64().expect("lag") > 3.0,
+        "{ready}"
+    );
     assert_eq!(ready["replica_max_lag_s"], 3.0);
     let during = exposition(&get("/metrics").await);
     assert!(during["wattlas_replica_lag_seconds"] > 3.0, "{during:?}");
-    assert!(served("primary", &during) > served("primary", &before), "{during:?}");
+    assert!(
+        served("primary", &during) > served("primary", &before),
+        "{during:?}"
+    );
 
     sqlx::query("select pg_wal_replay_resume()")
         .execute(&r)
         .await
         .expect("resume");
-    until("the replica is ready again", Duration::from_secs(20), || async {
-        let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
-        ready["status"] == "ready"
-    })
+    until(
+        "the replica is ready again",
+        Duration::from_secs(20),
+        || async {
+            let ready: Value = serde_json::from_str(&get("/readyz").await).expect("json");
+            ready["status"] == "ready"
+        },
+    )
     .await;
     let back = exposition(&get("/metrics").await);
     assert!(get("/api/v1/metrics/fleet").await.contains("node=\"n2\""));
     let after = exposition(&get("/metrics").await);
-    assert_eq!(served("replica", &after), served("replica", &back) + 1.0, "one view, one read");
+    assert_eq!(
+        served("replica", &after),
+        served("replica", &back) + 1.0,
+        "one view, one read"
+    );
     assert_eq!(served("primary", &after), served("primary", &back));
     r.close().await;
     drop(server);

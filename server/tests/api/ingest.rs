@@ -301,7 +301,7 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
         .await;
     assert_eq!(status, StatusCode::OK);
     // An imported log older than the retention period stays until the rollup task has it.
-    let dropped = wattlas_server::maintenance::retention_once(&app.state.db, 30)
+    let dropped = wattlas_server::maintenance::retention_once(&app.state)
         .await
         .expect("retention");
     assert_eq!(dropped, 0, "not rolled up yet");
@@ -309,7 +309,7 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
     wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
         .await
         .expect("rollup");
-    let dropped = wattlas_server::maintenance::retention_once(&app.state.db, 30)
+    let dropped = wattlas_server::maintenance::retention_once(&app.state)
         .await
         .expect("retention");
     assert_eq!(dropped, 1);

@@ -10,6 +10,7 @@ mod hardening;
 mod ingest;
 mod job_pages;
 mod jobs;
+mod maintenance;
 mod node_energy;
 mod powercap;
 mod progress;

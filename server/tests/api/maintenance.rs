@@ -1,0 +1,132 @@
+//! Background tasks in several server processes at once on one database: each piece of work done once.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use wattlas_server::maintenance;
+use wattlas_server::state::AppState;
+
+use crate::common::*;
+
+/// Every background task of one server, once, forcing what has settled (the future as the bound).
+async fn run_tasks(state: &AppState) {
+    let settled = Utc::now() + Duration::hours(1);
+    maintenance::rollup_settled_before(state, settled)
+        .await
+        .expect("rollup");
+    maintenance::node_energy_rollup(state, settled)
+        .await
+        .expect("node energy");
+    maintenance::refresh_job_energy(state, 200)
+        .await
+        .expect("job energy");
+    maintenance::retention_once(state).await.expect("retention");
+}
+
+/// CPU package readings every 5 s at 100 W for ten minutes from `from`.
+fn package_readings(from: chrono::DateTime<Utc>) -> serde_json::Value {
+    let readings: Vec<_> = (0..=120)
+        .map(|k| {
+            json!({"time": from + Duration::seconds(5 * k), "zone": "package-0", "kind": "cpu",
+                   "energy_uj": 1_000_000 + k * 500_000_000, "max_energy_range_uj": 262_143_328_850u64})
+        })
+        .collect();
+    json!({"samples": [], "node_energy": readings, "node_cpus": 64})
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn two_servers_running_their_background_tasks_at_once_do_each_piece_once(db: PgPool) {
+    let a = App::spawn(db.clone()).await;
+    // The second server: its own process state and pool over the same database.
+    let pool = PgPoolOptions::new()
+        .connect_with((*db.connect_options()).clone())
+        .await
+        .expect("second pool");
+    let b = App::spawn(pool).await;
+
+    // Work for every task: twelve finished jobs without a summary, their raw ranges pending, two
+    // nodes' CPU readings, and an imported log past the raw retention (a chunk to drop once rolled up).
+    let token = a.node().await;
+    let t0 = minute_aligned_past(60);
+    for k in 0..12 {
+        a.new_job(&format!("j{k}"))
+            .samples(&token, samples(t0 + Duration::seconds(30 * k), 20))
+            .create()
+            .await;
+    }
+    let (status, body) = a
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token2 = body["token"].as_str().expect("token").to_owned();
+    for t in [&token, &token2] {
+        let (status, body) = a.post(t, "/api/v1/ingest/gpu", &package_readings(t0)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let old = minute_aligned_past(60 * 24 * 40);
+    let (status, body) = a
+        .post(
+            &token,
+            "/api/v1/ingest/gpu?source=import",
+            &serde_json::to_value(batch(samples(old, 60))).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sqlx::query("delete from job_energy")
+        .execute(&db)
+        .await
+        .expect("summaries gone");
+    let pending: i64 = sqlx::query_scalar("select count(*) from rollup_pending")
+        .fetch_one(&db)
+        .await
+        .expect("pending");
+    assert!(pending >= 13, "{pending}");
+    let before = (
+        a.state.metrics.maintenance_work(),
+        b.state.metrics.maintenance_work(),
+    );
+
+    // Both servers run every task at the same time, three rounds (the retention chunk can go only
+    // once its import is rolled up, so at the second round at the earliest).
+    for _ in 0..3 {
+        tokio::join!(run_tasks(&a.state), run_tasks(&b.state));
+    }
+
+    let (wa, wb) = (
+        a.state.metrics.maintenance_work(),
+        b.state.metrics.maintenance_work(),
+    );
+    let done = |task: &str| {
+        let of = |m: &std::collections::BTreeMap<&str, u64>| m.get(task).copied().unwrap_or(0);
+        (of(&wa) - of(&before.0)) + (of(&wb) - of(&before.1))
+    };
+    let (rollup, nodes, jobs, chunks) = (
+        done("rollup"),
+        done("node_energy"),
+        done("job_energy"),
+        done("retention"),
+    );
+    assert_eq!(
+        (rollup, nodes, jobs, chunks),
+        (pending as u64, 2, 12, 1),
+        "pending ranges, nodes, job summaries and raw chunks, each done once by one of the servers: \
+         a {wa:?}, b {wb:?}"
+    );
+    // And done: nothing pending, every summary fresh, both nodes rolled up to their last reading.
+    let left: (i64, i64, i64) = sqlx::query_as(
+        r#"select (select count(*) from rollup_pending),
+                  (select count(*) from job_energy where not stale),
+                  (select count(*) from node_energy_rollup r
+                   where r.rolled_to = (select max(t) from node_energy e where e.node_id = r.node_id))"#,
+    )
+    .fetch_one(&db)
+    .await
+    .expect("state");
+    assert_eq!(left, (0, 12, 2));
+    // The job's figures from the summaries the two servers wrote: GPU 0, 19.9 s at 200 W.
+    let view = a.job("j5").await;
+    let gpu_j = view.gpu_energy_kwh * 3.6e6;
+    assert!((gpu_j - 19.9 * 200.0).abs() < 1e-6, "{gpu_j}");
+}
