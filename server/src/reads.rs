@@ -212,7 +212,7 @@ mod tests {
         let t0 = Instant::now();
         // Before any probe succeeded: unknown, so the primary.
         assert_eq!(r.choose(t0).1, Served::Primary);
-        r.state.lock().unwrap().as_of = Some(t0);
+        r.state.lock().expect("state").as_of = Some(t0);
         assert_eq!(r.choose(t0 + Duration::from_millis(999)).1, Served::Replica);
         assert_eq!(
             r.choose(t0 + Duration::from_millis(1000)).1,

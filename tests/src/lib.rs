@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+pub mod collector;
 pub mod exporter;
 pub mod harness;
 
