@@ -200,6 +200,16 @@ impl ErrorPage {
     }
 }
 
+/// What an error page said, kept on its response so `auth::error_pages_with_nav` can render it again
+/// with the viewer's page header.
+#[derive(Debug, Clone)]
+pub struct ErrorPageShown {
+    /// HTTP status.
+    pub status: u16,
+    /// The message shown.
+    pub message: String,
+}
+
 /// An error on an HTML page: the same causes, shown as a page.
 #[derive(Debug)]
 pub struct PageError(pub AppError);
@@ -218,7 +228,12 @@ impl IntoResponse for PageError {
                 message,
                 nav: crate::auth::session::Nav::default(),
             };
-            (status, Html(page.render_or_text())).into_response()
+            let mut response = (status, Html(page.render_or_text())).into_response();
+            response.extensions_mut().insert(ErrorPageShown {
+                status: page.status,
+                message: page.message,
+            });
+            response
         })
     }
 }

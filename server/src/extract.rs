@@ -182,6 +182,22 @@ impl<T: DeserializeOwned> Query<T> {
     }
 }
 
+/// A page's query string: rejections become the HTML error page naming the parameter (with the page
+/// header), not the API's JSON.
+#[derive(Debug, Clone)]
+pub struct PageQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = crate::error::PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(crate::error::PageError)
+    }
+}
+
 /// A page's form body (`application/x-www-form-urlencoded`); rejections become error pages.
 #[derive(Debug, Clone)]
 pub struct Form<T>(pub T);

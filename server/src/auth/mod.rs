@@ -335,6 +335,35 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     response
 }
 
+/// Error pages are rendered where they arise, without asking who is looking; for a signed-in person this
+/// renders them again with the page header (their name, the links of their role, sign out), so a 404 or
+/// a refused query keeps the navigation. Runs inside `middleware`, which identified the request.
+pub async fn error_pages_with_nav(req: Request, next: Next) -> Response {
+    let nav = match req.extensions().get::<Identity>() {
+        Some(Identity::Session(s)) => Some(s.nav()),
+        _ => None,
+    };
+    let response = next.run(req).await;
+    let Some(nav) = nav else {
+        return response;
+    };
+    let Some(shown) = response
+        .extensions()
+        .get::<crate::error::ErrorPageShown>()
+        .cloned()
+    else {
+        return response;
+    };
+    let page = crate::error::ErrorPage {
+        status: shown.status,
+        message: shown.message,
+        nav,
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(page.render_or_text()))
+}
+
 fn identity(parts: &Parts) -> Identity {
     parts
         .extensions

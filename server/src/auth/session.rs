@@ -34,6 +34,19 @@ pub struct Session {
     pub csrf_token: String,
 }
 
+impl Session {
+    /// What the page header shows for this session.
+    pub fn nav(&self) -> Nav {
+        Nav {
+            user: Some(self.user.name.clone()),
+            role: self.user.role.as_str(),
+            staff: self.user.role >= Role::Staff,
+            admin: self.user.role == Role::Admin,
+            csrf: self.csrf_token.clone(),
+        }
+    }
+}
+
 /// The value of cookie `name` in the request, if any.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

@@ -13,7 +13,7 @@ use crate::auth::session::{self, Nav, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::auth::{new_token, password, token_digest, Caller, Identity};
 use crate::db;
 use crate::error::{AppError, PageError};
-use crate::extract::{ApiJson, Form, Path, Query};
+use crate::extract::{ApiJson, Form, Path};
 use crate::state::AppState;
 
 /// `/login`.
@@ -84,7 +84,7 @@ fn login_page(
 pub async fn login_form(
     State(state): State<AppState>,
     identity: Option<axum::Extension<Identity>>,
-    Query(q): Query<NextQuery>,
+    crate::extract::PageQuery(q): crate::extract::PageQuery<NextQuery>,
 ) -> Result<Response, PageError> {
     let next = safe_next(q.next.as_deref());
     if let Some(axum::Extension(Identity::Session(_))) = identity {

@@ -132,6 +132,9 @@ pub fn router(state: AppState) -> Router {
         .route("/statement", get(statements::page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
+        .fallback(pages::not_found)
+        // Inside the identification below: error pages get the signed-in person's header.
+        .layer(axum::middleware::from_fn(crate::auth::error_pages_with_nav))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::middleware,

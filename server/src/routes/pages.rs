@@ -1,12 +1,23 @@
 //! Pages shared by every feature: the stylesheet, the favicon, the front page (the error page is
 //! `error::ErrorPage`).
 
-use axum::http::header;
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Redirect};
+
+use crate::error::{AppError, PageError};
 
 /// `/` leads to the jobs.
 pub async fn index() -> Redirect {
     Redirect::to("/jobs")
+}
+
+/// Any path outside the API that no route has: the 404 page (with the page header of whoever is signed
+/// in, added by `auth::error_pages_with_nav`).
+pub async fn not_found(uri: Uri) -> PageError {
+    PageError(AppError::not_found(format!(
+        "There is no page at {}. The jobs list, power caps and sites are linked above.",
+        uri.path()
+    )))
 }
 
 /// `/static/style.css`, embedded in the binary so a deployment is one file.

@@ -260,7 +260,7 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(site): Path<String>,
-    Query(q): Query<PageQuery>,
+    crate::extract::PageQuery(q): crate::extract::PageQuery<PageQuery>,
 ) -> Result<Html<String>, PageError> {
     let s = site_tz(&state, &site).await?;
     let now = Utc::now().with_timezone(&s.tz);

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::auth::session::Viewer;
 use crate::auth::{Caller, JobScope};
 use crate::error::{AppError, PageError};
-use crate::extract::Query;
+use crate::extract::{PageQuery, Query};
 use crate::service::jobs::list::{describe, ListQuery};
 use crate::state::AppState;
 use crate::statement::{self, Format};
@@ -115,8 +115,8 @@ pub async fn api(
 pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ListQuery>,
-    Query(sq): Query<StatementQuery>,
+    PageQuery(q): PageQuery<ListQuery>,
+    PageQuery(sq): PageQuery<StatementQuery>,
 ) -> Result<Response, PageError> {
     Ok(statement_response(&state, Some(&viewer.name), &viewer.job_scope(), &q, &sq).await?)
 }

@@ -346,3 +346,86 @@ async fn a_job_page_reads_its_allocations_once_and_integrates_its_energy_once_at
     assert!(job.it_energy_kwh > 0.0);
     assert_eq!(reads(&app).1, before.1);
 }
+
+/// A path no route has, and a job that does not exist, answer one HTML 404 page; a signed-in person
+/// keeps the page header (name, role's links, sign out); the API answers JSON.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn missing_pages_answer_the_html_404_page_with_the_header(db: PgPool) {
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", wattlas_server::db::users::Role::Researcher).await;
+    let alice = crate::sign_in::browser(&app, "alice").await;
+    for (path, says) in [
+        ("/no/such/page", "There is no page at /no/such/page."),
+        ("/jobs/nope", "no job"),
+    ] {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header("cookie", format!("wattlas_session={}", alice.cookie))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let ct = r.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .expect("ct")
+            .to_owned();
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        let body = r.text().await.expect("text");
+        assert!(body.contains("<h1>Error 404</h1>"), "{path}: {body}");
+        assert!(
+            body.to_lowercase().contains(&says.to_lowercase()),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains(">alice</a>")
+                && body.contains("Sign out")
+                && body.contains("href=\"/jobs\""),
+            "{path}: the header is kept: {body}"
+        );
+        assert!(
+            !body.contains("href=\"/admin\""),
+            "{path}: a researcher's header"
+        );
+    }
+    // Anonymous: the same page, without a header to show.
+    let r = app
+        .http
+        .get(format!("{}/no/such/page", app.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body = r.text().await.expect("text");
+    assert!(
+        body.contains("There is no page at /no/such/page.") && !body.contains("Sign out"),
+        "{body}"
+    );
+    // The path is shown escaped.
+    let r = app
+        .http
+        .get(format!("{}/%3Cb%3Ebold", app.base))
+        .send()
+        .await
+        .expect("page");
+    let body = r.text().await.expect("text");
+    assert!(!body.contains("<b>bold"), "{body}");
+    // The API keeps JSON.
+    let (status, body) = app.get(ADMIN, "/api/v1/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "no such API route");
+    // A refused query on a page: an HTML page with the header, not JSON.
+    let r = app
+        .http
+        .get(format!("{}/jobs?limit=many", app.base))
+        .header("cookie", format!("wattlas_session={}", alice.cookie))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.expect("text");
+    assert!(
+        body.contains("limit") && body.contains(">alice</a>"),
+        "{body}"
+    );
+}

@@ -11,7 +11,7 @@ use super::query::Window;
 use crate::auth::session::{Nav, Viewer};
 use crate::db;
 use crate::error::{Page, PageError};
-use crate::extract::{Path, Query};
+use crate::extract::{PageQuery, Path};
 use crate::service::comparisons;
 use crate::service::jobs::coverage::{coverage_gaps, Gap};
 use crate::service::jobs::list::{list_views, ListQuery};
@@ -124,7 +124,7 @@ fn page_link(q: &ListQuery, offset: i64) -> String {
 pub async fn list_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ListQuery>,
+    PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Page<ListPage>, PageError> {
     let list = list_views(&state, &viewer.job_scope(), &q).await?;
     let (limit, offset) = q.page()?;
@@ -199,7 +199,7 @@ pub async fn show_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Query(window): Query<Window>,
+    PageQuery(window): PageQuery<Window>,
 ) -> Result<Page<ShowPage>, PageError> {
     let scope = viewer.job_scope();
     let ctx = JobContext::load(&state, &scope, &id).await?;
