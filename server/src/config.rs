@@ -146,6 +146,12 @@ pub struct Config {
     /// Open connections at most; past it new ones are closed at once.
     #[arg(long, env = "WATTLAS_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Tasks that store live GPU batches, each committing every batch waiting as one transaction.
+    #[arg(long, env = "WATTLAS_INGEST_WRITERS", default_value_t = 2)]
+    pub ingest_writers: usize,
+    /// Batches waiting for a writer at most; past it ingest answers 503 and collectors spool.
+    #[arg(long, env = "WATTLAS_INGEST_QUEUE", default_value_t = 4096)]
+    pub ingest_queue: usize,
     /// Largest number of database connections.
     #[arg(long, env = "WATTLAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

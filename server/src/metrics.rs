@@ -246,6 +246,28 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "Integrations of a job's energy over its samples (a job page makes one at most).",
         integrations,
     );
+    let w = &state.writers.stats;
+    single(
+        &mut out,
+        "wattlas_ingest_commits_total",
+        "counter",
+        "Transactions in which the ingest writers stored GPU batches (group commit: many batches each under load).",
+        w.groups.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "wattlas_ingest_committed_batches_total",
+        "counter",
+        "GPU batches stored by the ingest writers (over commits: the mean group).",
+        w.batches.load(Ordering::Relaxed),
+    );
+    single(
+        &mut out,
+        "wattlas_ingest_queue_full_total",
+        "counter",
+        "GPU batches answered 503 because the ingest queue was full (the collector retries).",
+        w.refused.load(Ordering::Relaxed),
+    );
     family(
         &mut out,
         "wattlas_maintenance_work_total",

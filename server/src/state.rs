@@ -29,11 +29,19 @@ pub struct AppState {
     pub rendering: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Node tokens recently found (a few seconds).
+    pub node_tokens: Arc<crate::auth::NodeTokens>,
+    /// The group-commit writers of live GPU batches.
+    pub writers: Arc<crate::service::ingest::Writers>,
 }
 
 impl AppState {
     /// State over a pool and a configuration.
     pub fn new(db: PgPool, config: Config) -> Self {
+        let writers = Arc::new(crate::service::ingest::Writers::new(
+            config.ingest_writers,
+            config.ingest_queue,
+        ));
         Self {
             reads: Arc::new(Reads::primary_only(db.clone())),
             db,
@@ -43,6 +51,8 @@ impl AppState {
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             rendering: Arc::default(),
             metrics: Arc::default(),
+            node_tokens: Arc::default(),
+            writers,
         }
     }
 }

@@ -217,6 +217,49 @@ impl Identity {
     }
 }
 
+/// Node tokens recently found, by digest, for `NODE_TOKEN_TTL`: a replaced or removed node token keeps
+/// working that long on a server that saw it (DEVELOPERS.md, Access).
+#[derive(Default)]
+pub struct NodeTokens(
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Caller, std::time::Instant)>>,
+);
+
+/// How long a node token found in the database is believed without asking again.
+pub const NODE_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Entries at most (all are dropped when full: one lookup each to fill it again).
+const NODE_TOKENS_MAX: usize = 100_000;
+
+impl NodeTokens {
+    fn get(&self, digest: &[u8]) -> Option<Caller> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(digest)
+            .filter(|(_, at)| at.elapsed() < NODE_TOKEN_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn put(&self, digest: Vec<u8>, caller: Caller) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= NODE_TOKENS_MAX {
+            map.clear();
+        }
+        map.insert(digest, (caller, std::time::Instant::now()));
+    }
+
+    /// Forgets every token (a node's token was replaced or the node removed on this server).
+    pub fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppError> {
     let digest = token_digest(token);
     if let Some(admin) = &state.config.admin_token {
@@ -225,14 +268,20 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             return Ok(Some(Caller::Admin));
         }
     }
-    // Collectors first: their batches are by far the most frequent requests, and the user lookup
+    // Collectors first: their batches are by far the most frequent requests (one a second per node),
+    // so a node's token is remembered for a few seconds instead of read for each; and the user lookup
     // writes (it marks the token used).
+    if let Some(caller) = state.node_tokens.get(&digest) {
+        return Ok(Some(caller));
+    }
     if let Some(node) = crate::db::nodes::by_token_digest(&state.db, &digest).await? {
-        return Ok(Some(Caller::Node {
+        let caller = Caller::Node {
             id: node.id,
             name: node.name,
             site_id: node.site_id,
-        }));
+        };
+        state.node_tokens.put(digest, caller.clone());
+        return Ok(Some(caller));
     }
     if let Some(meter) = crate::db::facility::by_token_digest(&state.db, &digest).await? {
         return Ok(Some(Caller::Meter {

@@ -198,6 +198,35 @@ pub async fn touch(
     Ok(())
 }
 
+/// `touch` for several batches at once (a node may come more than once): one statement.
+pub async fn touch_many(
+    tx: &mut Transaction<'_, Postgres>,
+    batches: &[(i32, Option<u64>)],
+) -> sqlx::Result<()> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i32> = batches.iter().map(|b| b.0).collect();
+    let dropped: Vec<Option<i64>> = batches
+        .iter()
+        .map(|b| b.1.map(|d| d.min(i64::MAX as u64) as i64))
+        .collect();
+    sqlx::query(
+        r#"update nodes n
+        set last_seen = now(),
+            dropped_samples_total = greatest(n.dropped_samples_total, coalesce(d.dropped, 0))
+        from (select id, max(dropped) as dropped
+              from unnest($1::int[], $2::int8[]) as b(id, dropped)
+              group by id) d
+        where n.id = d.id"#,
+    )
+    .bind(&ids)
+    .bind(&dropped)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Replaces a node's token digest (the old token stops working); `false` when there is no such node.
 pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
     let done = sqlx::query("update nodes set token_sha256 = $2 where name = $1")

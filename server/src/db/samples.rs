@@ -32,65 +32,123 @@ pub struct Stored {
 pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
-    mut samples: Vec<RawSample>,
+    samples: Vec<RawSample>,
 ) -> Result<Stored, super::Error> {
-    let received = samples.len() as u64;
-    samples.sort_by_key(|s| (s.t_ms, s.gpu));
-    samples.dedup_by_key(|s| (s.t_ms, s.gpu));
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-        return Ok(Stored::default());
-    };
-    let (min_ms, max_ms) = (first.t_ms, last.t_ms);
+    let mut stored = insert_many(tx, vec![(node_id, samples)]).await?;
+    Ok(stored.pop().unwrap_or_default())
+}
 
-    sqlx::query("select pg_advisory_xact_lock($1, $2)")
+/// Stores several batches (node, samples) in the caller's transaction with one statement per step for
+/// all of them (group commit): each node's lock, the blocks overlapping any batch, the new blocks and
+/// their pending rollup ranges. Each (GPU, millisecond) of a node is stored at most once, also across
+/// batches of the same node in the group (the earlier batch stores it, the later counts a duplicate).
+/// Answers what each batch stored, in order.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Postgres>,
+    batches: Vec<(i32, Vec<RawSample>)>,
+) -> Result<Vec<Stored>, super::Error> {
+    let mut received = Vec::with_capacity(batches.len());
+    let mut batches: Vec<(i32, Vec<RawSample>)> = batches
+        .into_iter()
+        .map(|(node_id, mut samples)| {
+            received.push(samples.len() as u64);
+            samples.sort_by_key(|s| (s.t_ms, s.gpu));
+            samples.dedup_by_key(|s| (s.t_ms, s.gpu));
+            (node_id, samples)
+        })
+        .collect();
+    // (batch, node, window start, last, first) of each batch with samples.
+    let spans: Vec<(i32, i32, i64, i64, i64)> = batches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (node_id, samples))| {
+            let (first, last) = (samples.first()?.t_ms, samples.last()?.t_ms);
+            Some((i as i32, *node_id, window_start(first), last, first))
+        })
+        .collect();
+    if !spans.is_empty() {
+        // Every node's lock, in node order (two groups holding the same nodes cannot deadlock).
+        let mut nodes: Vec<i32> = spans.iter().map(|s| s.1).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        sqlx::query(
+            "select pg_advisory_xact_lock($1, n) from (select unnest($2::int[]) as n order by 1) l",
+        )
         .bind(INGEST_LOCK)
-        .bind(node_id)
+        .bind(&nodes)
         .execute(&mut **tx)
         .await?;
-
-    let overlapping: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
-        r#"select t_start, data
-        from gpu_raw
-        where node_id = $1
-            and t_start >= $2
-            and t_start <= $3
-            and t_end >= $4"#,
-    )
-    .bind(node_id)
-    .bind(ts(window_start(min_ms)))
-    .bind(ts(max_ms))
-    .bind(ts(min_ms))
-    .fetch_all(&mut **tx)
-    .await?;
-    if !overlapping.is_empty() {
-        let mut present = HashSet::new();
+        let overlapping: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
+            r#"select q.batch, g.t_start, g.data
+            from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
+                as q(batch, node_id, window_start, last, first)
+            join gpu_raw g on g.node_id = q.node_id
+                and g.t_start >= q.window_start
+                and g.t_start <= q.last
+                and g.t_end >= q.first"#,
+        )
+        .bind(spans.iter().map(|s| s.0).collect::<Vec<_>>())
+        .bind(spans.iter().map(|s| s.1).collect::<Vec<_>>())
+        .bind(spans.iter().map(|s| ts(s.2)).collect::<Vec<_>>())
+        .bind(spans.iter().map(|s| ts(s.3)).collect::<Vec<_>>())
+        .bind(spans.iter().map(|s| ts(s.4)).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut present: BTreeMap<usize, HashSet<(u32, i64)>> = BTreeMap::new();
         let mut decoded = Vec::new();
-        for (t_start, data) in &overlapping {
+        for (batch, t_start, data) in &overlapping {
             decoded.clear();
             codec::decode(t_start.timestamp_millis(), data, &mut decoded)?;
-            present.extend(decoded.iter().map(|s| (s.gpu, s.t_ms)));
+            present
+                .entry(*batch as usize)
+                .or_default()
+                .extend(decoded.iter().map(|s| (s.gpu, s.t_ms)));
         }
-        samples.retain(|s| !present.contains(&(s.gpu, s.t_ms)));
+        // What earlier batches of the group store for a node that comes more than once.
+        let mut repeated: BTreeMap<i32, HashSet<(u32, i64)>> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for (node_id, _) in &batches {
+            if !seen.insert(*node_id) {
+                repeated.insert(*node_id, HashSet::new());
+            }
+        }
+        for (i, (node_id, samples)) in batches.iter_mut().enumerate() {
+            if let Some(p) = present.get(&i) {
+                samples.retain(|s| !p.contains(&(s.gpu, s.t_ms)));
+            }
+            if let Some(earlier) = repeated.get_mut(node_id) {
+                samples.retain(|s| !earlier.contains(&(s.gpu, s.t_ms)));
+                earlier.extend(samples.iter().map(|s| (s.gpu, s.t_ms)));
+            }
+        }
     }
-    let stored = samples.len() as u64;
-    if stored > 0 {
-        let blocks = blocks(&samples);
-        let t_start: Vec<_> = blocks.iter().map(|b| ts(b.t_start_ms)).collect();
-        let t_end: Vec<_> = blocks.iter().map(|b| ts(b.t_end_ms)).collect();
-        let n: Vec<i32> = blocks.iter().map(|b| b.n_samples).collect();
-        let data: Vec<&[u8]> = blocks.iter().map(|b| b.data.as_slice()).collect();
-        // The block and its pending rollup range in one statement.
+    let mut node: Vec<i32> = Vec::new();
+    let mut t_start = Vec::new();
+    let mut t_end = Vec::new();
+    let mut n: Vec<i32> = Vec::new();
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    for (node_id, samples) in &batches {
+        for b in blocks(samples) {
+            node.push(*node_id);
+            t_start.push(ts(b.t_start_ms));
+            t_end.push(ts(b.t_end_ms));
+            n.push(b.n_samples);
+            data.push(b.data);
+        }
+    }
+    if !node.is_empty() {
+        // The blocks and their pending rollup ranges in one statement.
         sqlx::query(
             r#"with block as (
                 insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
-                select $1, * from unnest($2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
+                select * from unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
                 returning node_id, t_start, t_end
             )
             insert into rollup_pending (node_id, t_from, t_to)
             select node_id, t_start, t_end
             from block"#,
         )
-        .bind(node_id)
+        .bind(&node)
         .bind(&t_start)
         .bind(&t_end)
         .bind(&n)
@@ -98,10 +156,14 @@ pub async fn insert(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(Stored {
-        stored,
-        duplicates: received - stored,
-    })
+    Ok(batches
+        .iter()
+        .zip(received)
+        .map(|((_, samples), received)| Stored {
+            stored: samples.len() as u64,
+            duplicates: received - samples.len() as u64,
+        })
+        .collect())
 }
 
 /// One block as stored: a node's samples within one aligned window, encoded.

@@ -314,6 +314,8 @@ pub async fn rotate_token(
                 let token = auth::new_token("wn");
                 let found =
                     db::nodes::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
+                // The old token stops here at once (other servers: within auth::NODE_TOKEN_TTL).
+                state.node_tokens.clear();
                 (token, found)
             }
             "meters" => {

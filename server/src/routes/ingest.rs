@@ -14,6 +14,7 @@ use crate::codec::RawSample;
 use crate::db;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Query};
+use crate::service::ingest::{Checked, WriteError};
 use crate::service::remote_write::{decode, map};
 use crate::state::AppState;
 
@@ -72,10 +73,19 @@ pub async fn ingest_gpu(
         (Caller::User(_), _) => return Err(AppError::forbidden("only collectors send samples")),
     };
     validate_identities(&batch)?;
-    // Everything below runs in one transaction: an invalid sample rolls back the GPUs registered too.
-    let mut tx = state.db.begin().await?;
-    let stored = store_batch(&state, &mut tx, node_id, &node_name, &batch, import).await?;
-    tx.commit().await?;
+    // Checked whole before anything is stored; then stored with the other batches waiting, in one
+    // transaction (`service::ingest`).
+    let checked = check_batch(&state, node_id, &node_name, &batch, import).await?;
+    let stored = match state.writers.store(&state.db, checked).await {
+        Ok(stored) => stored,
+        Err(WriteError::Busy) => {
+            return Err(AppError::Client(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the ingest queue is full, retry later".to_owned(),
+            ))
+        }
+        Err(WriteError::Db(e)) => return Err(e.into()),
+    };
     state.metrics.ingested(stored.stored, stored.duplicates);
     Ok(ApiJson(IngestResult {
         stored: stored.stored,
@@ -83,22 +93,25 @@ pub async fn ingest_gpu(
     }))
 }
 
-/// Stores a node's checked batch inside the caller's transaction (the ingest route, remote write):
-/// its GPUs, samples (each once), CPU and DRAM readings and CPU count; refused whole on the first bad
-/// field. `import`: history older than the raw retention is let in.
-pub(crate) async fn store_batch(
+/// Checks a node's batch whole, storing nothing: its samples against the GPUs it names (or the node
+/// already has), the raw retention (live data only; `import` lets history in), its CPU and DRAM readings.
+/// Refused on the first bad field.
+pub(crate) async fn check_batch(
     state: &AppState,
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     node_id: i32,
     node_name: &str,
     batch: &GpuBatch,
     import: bool,
-) -> Result<db::samples::Stored, AppError> {
-    let known: HashSet<u32> = db::nodes::register_gpus(&mut *tx, node_id, &batch.gpus)
-        .await?
-        .into_iter()
-        .map(|i| i as u32)
-        .collect();
+) -> Result<Checked, AppError> {
+    let mut known: HashSet<u32> = batch.gpus.iter().map(|g| g.index).collect();
+    if batch.samples.iter().any(|s| !known.contains(&s.gpu)) {
+        known.extend(
+            db::nodes::gpus(&state.db, node_id)
+                .await?
+                .iter()
+                .map(|g| g.index),
+        );
+    }
     let now = Utc::now();
     let samples = validate_samples(&batch.samples, &known, node_name, now)?;
     check_span(&samples)?;
@@ -129,16 +142,29 @@ pub(crate) async fn store_batch(
             )));
         }
     }
-    db::node_energy::insert(tx, node_id, &batch.node_energy).await?;
-    if let Some(earliest) = batch.node_energy.iter().map(|r| r.time).min() {
-        db::node_energy::rewind(tx, node_id, earliest).await?;
-    }
-    if let Some(cpus) = batch.node_cpus {
-        db::node_energy::set_node_cpus(tx, node_id, cpus).await?;
-    }
-    let stored = db::samples::insert(tx, node_id, samples).await?;
-    db::nodes::touch(tx, node_id, batch.dropped_samples_total).await?;
-    Ok(stored)
+    Ok(Checked {
+        node_id,
+        gpus: batch.gpus.clone(),
+        samples,
+        node_energy: batch.node_energy.clone(),
+        node_cpus: batch.node_cpus,
+        dropped_total: batch.dropped_samples_total,
+    })
+}
+
+/// Checks a node's batch and stores it inside the caller's transaction (remote write, which registers
+/// nodes in the same transaction).
+pub(crate) async fn store_batch(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    node_id: i32,
+    node_name: &str,
+    batch: &GpuBatch,
+    import: bool,
+) -> Result<db::samples::Stored, AppError> {
+    let checked = check_batch(state, node_id, node_name, batch, import).await?;
+    let mut stored = crate::service::ingest::store(tx, vec![checked], None).await?;
+    Ok(stored.pop().unwrap_or_default())
 }
 
 /// `?site=`.

@@ -7,6 +7,7 @@
 
 pub mod comparisons;
 pub mod fleet;
+pub mod ingest;
 pub mod jobs;
 pub mod meters;
 pub mod nodes;

@@ -326,3 +326,175 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
         "rollups keep the old energy: {energy}"
     );
 }
+
+/// Many collectors at once: their batches are stored in shared transactions (group commit), each
+/// sample once, and each request is answered with what its own batch stored, duplicates included
+/// (a batch sent twice at the same moment, as a spool replay beside the live push would).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn concurrent_batches_are_committed_in_groups_each_sample_once(db: PgPool) {
+    let app = App::spawn_with(db, |c| c.ingest_writers = 1).await;
+    app.node().await;
+    let mut tokens = Vec::new();
+    for n in 2..=8 {
+        let (status, body) = app
+            .post(
+                ADMIN,
+                "/api/v1/nodes",
+                &json!({"name": format!("n{n}"), "site": "s1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        tokens.push(body["token"].as_str().expect("token").to_owned());
+    }
+    let t0 = minute_aligned_past(10);
+    // 7 nodes x 10 one-second batches (20 samples each), every batch sent twice, all at once.
+    let mut requests = Vec::new();
+    for token in &tokens {
+        for k in 0..10 {
+            let body = batch(samples(t0 + Duration::seconds(k), 1));
+            for _ in 0..2 {
+                let (base, http, token, body) = (
+                    app.base.clone(),
+                    app.http.clone(),
+                    token.clone(),
+                    body.clone(),
+                );
+                requests.push(tokio::spawn(async move {
+                    let r = http
+                        .post(format!("{base}/api/v1/ingest/gpu"))
+                        .bearer_auth(token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("ingest");
+                    (r.status(), r.json::<Value>().await.expect("json"))
+                }));
+            }
+        }
+    }
+    let mut answers = Vec::new();
+    for r in requests {
+        answers.push(r.await.expect("request"));
+    }
+    let mut stored = 0;
+    for pair in answers.chunks(2) {
+        let mut seen = Vec::new();
+        for (status, body) in pair {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            seen.push((
+                body["stored"].as_u64().expect("stored"),
+                body["duplicates"].as_u64().expect("dups"),
+            ));
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            vec![(0, 20), (20, 0)],
+            "one of the two stored it, the other saw it stored"
+        );
+        stored += 20;
+    }
+    assert_eq!(app.stored().await, stored);
+    assert_eq!(stored, 7 * 10 * 20);
+    let (_, text) = app.get_text(ADMIN, "/metrics").await;
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let (commits, batches) = (
+        metric("wattlas_ingest_commits_total"),
+        metric("wattlas_ingest_committed_batches_total"),
+    );
+    assert_eq!(batches, 140.0, "every request went through the writers");
+    // 140 requests at once, one writer: it cannot have committed them one at a time.
+    assert!(commits < batches, "{commits} commits for {batches} batches");
+    eprintln!("140 batches in {commits} commits");
+}
+
+/// When the writers cannot keep up and the queue is full, a batch is refused with 503 and Retry-After
+/// (the collector keeps it in its spool), and nothing of it is stored; what was queued is stored.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_full_ingest_queue_answers_503_and_stores_nothing_of_the_refused_batch(db: PgPool) {
+    let app = App::spawn_with(db.clone(), |c| {
+        c.ingest_writers = 1;
+        c.ingest_queue = 1;
+    })
+    .await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(10);
+    // Hold node 1's ingest lock: the writer blocks on the first batch it takes.
+    let mut holder = db.begin().await.expect("tx");
+    sqlx::query("select pg_advisory_xact_lock($1, 1)")
+        .bind(0x5741_5454_i32)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let send = |k: i64| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.ingest(&token, &batch(samples(t0 + Duration::seconds(k), 1)))
+                .await
+        }
+    };
+    let first = tokio::spawn({
+        let (base, http, token) = (app.base.clone(), app.http.clone(), token.clone());
+        async move {
+            http.post(format!("{base}/api/v1/ingest/gpu"))
+                .bearer_auth(token)
+                .json(&batch(samples(t0, 1)))
+                .send()
+                .await
+                .expect("first")
+                .status()
+        }
+    });
+    // The writer has the first batch (and waits on the lock); the second fills the queue.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = tokio::spawn({
+        let (base, http, token) = (app.base.clone(), app.http.clone(), token.clone());
+        async move {
+            http.post(format!("{base}/api/v1/ingest/gpu"))
+                .bearer_auth(token)
+                .json(&batch(samples(t0 + Duration::seconds(1), 1)))
+                .send()
+                .await
+                .expect("second")
+                .status()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = app
+        .http
+        .post(format!("{}/api/v1/ingest/gpu", app.base))
+        .bearer_auth(&token)
+        .json(&batch(samples(t0 + Duration::seconds(2), 1)))
+        .send()
+        .await
+        .expect("third");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "the ingest queue is full, retry later");
+    holder.rollback().await.expect("release");
+    assert_eq!(first.await.expect("first"), StatusCode::OK);
+    assert_eq!(second.await.expect("second"), StatusCode::OK);
+    assert_eq!(
+        app.stored().await,
+        40,
+        "the two queued batches, not the refused one"
+    );
+    // Sent again once there is room: stored.
+    let (status, body) = send(2).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.stored().await, 60);
+    let (_, text) = app.get_text(ADMIN, "/metrics").await;
+    assert!(
+        text.contains("wattlas_ingest_queue_full_total 1\n"),
+        "{text}"
+    );
+}
