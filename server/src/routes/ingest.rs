@@ -152,21 +152,6 @@ pub(crate) async fn check_batch(
     })
 }
 
-/// Checks a node's batch and stores it inside the caller's transaction (remote write, which registers
-/// nodes in the same transaction).
-pub(crate) async fn store_batch(
-    state: &AppState,
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    node_id: i32,
-    node_name: &str,
-    batch: &GpuBatch,
-    import: bool,
-) -> Result<db::samples::Stored, AppError> {
-    let checked = check_batch(state, node_id, node_name, batch, import).await?;
-    let mut stored = crate::service::ingest::store(tx, vec![checked], None).await?;
-    Ok(stored.pop().unwrap_or_default())
-}
-
 /// `?site=`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct WriteQuery {
@@ -192,11 +177,12 @@ pub async fn remote_write(
     }
     let mapped = map(&decode(&body)?)?;
     let (ignored, without_power) = (mapped.ignored, mapped.without_power);
-    let mut tx = state.db.begin().await?;
-    let mut stored = db::samples::Stored::default();
+    // Every host resolved and every batch checked before anything is written: a write refused for
+    // its content registers no node and stores no sample.
+    let mut checked = Vec::new();
+    let mut new_nodes: Vec<(usize, String, i32)> = Vec::new();
     for (host, series) in mapped.nodes {
-        // Looked up in the write's transaction: one connection per write.
-        let node_id = match (&caller, db::nodes::by_name(&mut *tx, &host).await?) {
+        let node_id = match (&caller, db::nodes::by_name(&state.db, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
                 return Err(AppError::forbidden(format!(
                     "Hostname: this token belongs to node '{name}', not '{host}'"
@@ -207,7 +193,7 @@ pub async fn remote_write(
                     "Hostname: node '{host}' is not in site '{name}', whose token this is"
                 )));
             }
-            (_, Some(node)) => node.id,
+            (_, Some(node)) => Some(node.id),
             (Caller::Admin | Caller::Site { .. }, None) => {
                 let site = match (&caller, q.site.as_deref()) {
                     (Caller::Site { name, .. }, _) => name.clone(),
@@ -218,15 +204,12 @@ pub async fn remote_write(
                         )))
                     }
                 };
-                // Registered in the write's transaction: a write refused later registers nothing.
                 crate::service::check_name("Hostname", &host)?;
-                let site = db::sites::by_name(&mut *tx, &site)
+                let site = db::sites::by_name(&state.db, &site)
                     .await?
                     .ok_or_else(|| AppError::bad_request(format!("site: unknown site '{site}'")))?;
-                let token = crate::auth::new_token("wn");
-                db::nodes::create(&mut *tx, &host, site.id, &crate::auth::token_digest(&token))
-                    .await?
-                    .ok_or_else(|| AppError::conflict(format!("Hostname: node '{host}' exists")))?
+                new_nodes.push((checked.len(), host.clone(), site.id));
+                None
             }
             (_, None) => {
                 return Err(AppError::bad_request(format!(
@@ -243,14 +226,53 @@ pub async fn remote_write(
             node_cpus: None,
         };
         validate_identities(&batch)?;
-        let s = store_batch(&state, &mut tx, node_id, &host, &batch, false).await?;
-        stored.stored += s.stored;
-        stored.duplicates += s.duplicates;
+        // A node not registered yet has no GPUs but those the write names.
+        checked.push(check_batch(&state, node_id.unwrap_or(0), &host, &batch, false).await?);
     }
-    tx.commit().await?;
+    if !new_nodes.is_empty() {
+        let mut tx = state.db.begin().await?;
+        for (i, host, site_id) in &new_nodes {
+            let token = crate::auth::new_token("wn");
+            checked[*i].node_id =
+                db::nodes::create(&mut *tx, host, *site_id, &crate::auth::token_digest(&token))
+                    .await?
+                    .ok_or_else(|| AppError::conflict(format!("Hostname: node '{host}' exists")))?;
+        }
+        tx.commit().await?;
+    }
+    // Each node's batch goes to the writers with everyone else's (group commit), all at once.
+    let mut pending = Vec::new();
+    for batch in checked {
+        let (writers, db) = (state.writers.clone(), state.db.clone());
+        pending.push(tokio::spawn(async move { writers.store(&db, batch).await }));
+    }
+    let mut stored = db::samples::Stored::default();
+    let mut failed = None;
+    for p in pending {
+        match p
+            .await
+            .map_err(|e| AppError::internal(format!("storing a node's batch: {e}")))?
+        {
+            Ok(s) => {
+                stored.stored += s.stored;
+                stored.duplicates += s.duplicates;
+            }
+            Err(WriteError::Busy) => {
+                failed = Some(AppError::Client(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "the ingest queue is full, retry later".to_owned(),
+                ))
+            }
+            Err(WriteError::Db(e)) => failed = Some(e.into()),
+        }
+    }
+    // What was stored stays (sent again, it is counted a duplicate); the sender retries a 5xx.
+    state.metrics.ingested(stored.stored, stored.duplicates);
+    if let Some(e) = failed {
+        return Err(e);
+    }
     // Counted for writes taken only: a refused one is sent again.
     state.metrics.remote_write(ignored, without_power);
-    state.metrics.ingested(stored.stored, stored.duplicates);
     Ok(StatusCode::NO_CONTENT)
 }
 
