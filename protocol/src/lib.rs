@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod codec;
 pub mod dcgm;
 pub mod paths;
+pub mod wire;
 
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
 pub const MAX_GPU_POWER_W: f64 = 2000.0;

@@ -22,30 +22,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::http::StatusCode;
-        if let Some(e) = req
-            .headers()
-            .get(axum::http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .filter(|e| !e.eq_ignore_ascii_case("identity"))
-        {
-            return Err(AppError::Client(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content-encoding: '{e}' is not read here (gzip is)"),
-            ));
-        }
+        refuse_unread_encoding(req.headers())?;
         if !json_content_type(req.headers()) {
             return Err(AppError::Client(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected a body with content-type application/json".to_owned(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::Client(e.status(), "request body is over the size limit".to_owned())
-            } else {
-                AppError::Client(e.status(), e.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.windows(6).any(|w| w == b"\\u0000") {
             if let Some(field) = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
@@ -60,6 +44,68 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// 415 for a content encoding other than gzip (which the decompression layer has undone).
+fn refuse_unread_encoding(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+    match headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.eq_ignore_ascii_case("identity"))
+    {
+        Some(e) => Err(AppError::Client(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content-encoding: '{e}' is not read here (gzip is)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The whole body, within the size limit.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::Client(e.status(), "request body is over the size limit".to_owned())
+        } else {
+            AppError::Client(e.status(), e.body_text())
+        }
+    })
+}
+
+/// A GPU batch as JSON, or in the binary form (`wattlas_protocol::wire`, content type
+/// `application/vnd.wattlas.batch`): the batch, and for the binary form its samples in stored units
+/// (the batch's own `samples` then empty). Refusals name the field as JSON's do.
+pub struct IngestBody(
+    pub wattlas_protocol::GpuBatch,
+    pub Option<Vec<crate::codec::RawSample>>,
+);
+
+impl<S: Send + Sync> FromRequest<S> for IngestBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use wattlas_protocol::wire;
+        let binary = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case(wire::BATCH_CONTENT_TYPE));
+        if !binary {
+            let ApiJson(batch) = ApiJson::from_request(req, state).await?;
+            return Ok(Self(batch, None));
+        }
+        refuse_unread_encoding(req.headers())?;
+        let bytes = body_bytes(req, state).await?;
+        let (batch, samples) =
+            wire::decode_batch(&bytes).map_err(|e| AppError::bad_request(format!("body: {e}")))?;
+        let meta = serde_json::to_value(&batch).map_err(AppError::internal)?;
+        if let Some(field) = nul_path(&meta, String::new()) {
+            return Err(AppError::bad_request(format!(
+                "{field}: contains a NUL character"
+            )));
+        }
+        Ok(Self(batch, Some(samples)))
     }
 }
 

@@ -9,7 +9,8 @@ pub mod auth;
 pub mod cache;
 pub mod charts;
 pub mod cli;
-pub mod codec;
+/// The block codec lives in `wattlas_protocol` (collectors encode with it); re-exported where it was.
+pub use wattlas_protocol::codec;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -167,3 +167,57 @@ async fn a_long_outage_backs_off_to_two_seconds_at_most() {
     );
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 5);
 }
+
+/// A server that does not read the binary form (415) gets the batch again as JSON at once, and JSON
+/// from then on; a batch with a value the binary form cannot carry goes as JSON (the server names it).
+#[tokio::test]
+async fn binary_batches_fall_back_to_json_where_the_server_does_not_read_them() {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = axum::Router::new().route(
+        wattlas_protocol::paths::INGEST_GPU,
+        axum::routing::post({
+            let seen = seen.clone();
+            move |headers: HeaderMap| async move {
+                let ct = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().expect("seen").push(ct.clone());
+                if ct == "application/json" {
+                    (StatusCode::OK, r#"{"stored":1,"duplicates":0}"#)
+                } else {
+                    (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        r#"{"error":"expected application/json"}"#,
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let uplink = super::Uplink::new(&base, "t").expect("client");
+    let Entry::Gpu(b) = batch(10) else {
+        unreachable!()
+    };
+    assert_eq!(uplink.post_batch(&b).await, Delivery::Done);
+    assert_eq!(uplink.post_batch(&b).await, Delivery::Done);
+    let binary = wattlas_protocol::wire::BATCH_CONTENT_TYPE;
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [binary, "application/json", "application/json"]
+    );
+
+    // A fresh client, an out-of-bounds power: straight to JSON.
+    seen.lock().expect("seen").clear();
+    let uplink = super::Uplink::new(&base, "t").expect("client");
+    let mut hot = b.clone();
+    hot.samples[0].power_w = 1e9;
+    assert_eq!(uplink.post_batch(&hot).await, Delivery::Done);
+    assert_eq!(*seen.lock().expect("seen"), ["application/json"]);
+}

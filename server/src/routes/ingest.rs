@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::codec::RawSample;
 use crate::db;
 use crate::error::AppError;
-use crate::extract::{ApiJson, Query};
+use crate::extract::{ApiJson, IngestBody, Query};
 use crate::service::ingest::{Checked, WriteError};
 use crate::service::remote_write::{decode, map};
 use crate::state::AppState;
@@ -33,7 +33,7 @@ pub async fn ingest_gpu(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<IngestQuery>,
-    ApiJson(batch): ApiJson<GpuBatch>,
+    IngestBody(batch, raw): IngestBody,
 ) -> Result<ApiJson<IngestResult>, AppError> {
     let import = match q.source.as_deref() {
         None => false,
@@ -75,7 +75,7 @@ pub async fn ingest_gpu(
     validate_identities(&batch)?;
     // Checked whole before anything is stored; then stored with the other batches waiting, in one
     // transaction (`service::ingest`).
-    let checked = check_batch(&state, node_id, &node_name, &batch, import).await?;
+    let checked = check_batch(&state, node_id, &node_name, &batch, raw, import).await?;
     let stored = match state.writers.store(&state.db, checked).await {
         Ok(stored) => stored,
         Err(WriteError::Busy) => {
@@ -101,10 +101,15 @@ pub(crate) async fn check_batch(
     node_id: i32,
     node_name: &str,
     batch: &GpuBatch,
+    raw: Option<Vec<RawSample>>,
     import: bool,
 ) -> Result<Checked, AppError> {
     let mut known: HashSet<u32> = batch.gpus.iter().map(|g| g.index).collect();
-    if batch.samples.iter().any(|s| !known.contains(&s.gpu)) {
+    let unknown = match &raw {
+        Some(raw) => raw.iter().any(|s| !known.contains(&s.gpu)),
+        None => batch.samples.iter().any(|s| !known.contains(&s.gpu)),
+    };
+    if unknown {
         known.extend(
             db::nodes::gpus(&state.db, node_id)
                 .await?
@@ -113,7 +118,13 @@ pub(crate) async fn check_batch(
         );
     }
     let now = Utc::now();
-    let samples = validate_samples(&batch.samples, &known, node_name, now)?;
+    let samples = match raw {
+        Some(raw) => {
+            validate_raw(&raw, &known, node_name, now)?;
+            raw
+        }
+        None => validate_samples(&batch.samples, &known, node_name, now)?,
+    };
     check_span(&samples)?;
     // Live data older than the raw retention would be dropped at the next retention run, and a node
     // could spread it over many days of chunks: only imports send history.
@@ -227,7 +238,7 @@ pub async fn remote_write(
         };
         validate_identities(&batch)?;
         // A node not registered yet has no GPUs but those the write names.
-        checked.push(check_batch(&state, node_id.unwrap_or(0), &host, &batch, false).await?);
+        checked.push(check_batch(&state, node_id.unwrap_or(0), &host, &batch, None, false).await?);
     }
     if !new_nodes.is_empty() {
         let mut tx = state.db.begin().await?;
@@ -398,17 +409,16 @@ pub fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {
 }
 
 /// Checks every sample and converts it to stored units. The first bad field refuses the whole batch.
+/// Checks JSON samples and converts them to stored units, refusing on the first bad field by index.
 pub fn validate_samples(
     samples: &[GpuSample],
     known: &HashSet<u32>,
     node: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<RawSample>, AppError> {
-    let earliest = Utc
-        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let latest_ms = now.timestamp_millis() + MAX_FUTURE_MS;
+    use wattlas_protocol::wire::{
+        Bound, MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+    };
     samples
         .iter()
         .enumerate()
@@ -416,46 +426,16 @@ pub fn validate_samples(
             let bad = |field: &str, why: String| {
                 AppError::bad_request(format!("samples[{i}].{field}: {why}"))
             };
-            if !known.contains(&s.gpu) {
-                return Err(bad(
-                    "gpu",
-                    format!(
-                        "unknown GPU index {} on node '{node}' (send its identity in gpus)",
-                        s.gpu
-                    ),
-                ));
-            }
-            if s.time < earliest {
-                return Err(bad(
-                    "time",
-                    format!("{} is before 2000", s.time.to_rfc3339()),
-                ));
-            }
-            if s.time.timestamp_millis() > latest_ms {
-                return Err(bad(
-                    "time",
-                    format!(
-                        "{} is more than 5 minutes in the future",
-                        s.time.to_rfc3339()
-                    ),
-                ));
-            }
-            let in_range =
-                |field: &str, v: Option<f64>, lo: f64, hi: f64| -> Result<Option<f64>, AppError> {
-                    match v {
-                        Some(v) if !v.is_finite() || v < lo || v > hi => {
-                            Err(bad(field, format!("{v} is outside {lo}..{hi}")))
-                        }
-                        other => Ok(other),
-                    }
-                };
-            let power_w =
-                in_range("power_w", Some(s.power_w), 0.0, MAX_GPU_POWER_W)?.unwrap_or_default();
-            let limit_w = in_range("power_limit_w", s.power_limit_w, 0.0, MAX_GPU_POWER_W)?;
-            let util = in_range("util_pct", s.util_pct, 0.0, 100.0)?;
-            let mem = in_range("mem_used_mib", s.mem_used_mib, 0.0, 1.0e9)?;
-            let temp = in_range("temp_c", s.temp_c, -100.0, 300.0)?;
-            let sm = in_range("sm_clock_mhz", s.sm_clock_mhz, 0.0, 100_000.0)?;
+            check_gpu_and_time(i, s.gpu, s.time.timestamp_millis(), known, node, now)?;
+            let stored = |b: &Bound, v: Option<f64>| -> Result<Option<i64>, AppError> {
+                match v {
+                    Some(v) => b
+                        .to_stored(v)
+                        .map(Some)
+                        .ok_or_else(|| bad(b.field, format!("{v} is outside {}..{}", b.lo, b.hi))),
+                    None => Ok(None),
+                }
+            };
             let energy_mj = match s.energy_mj {
                 Some(e) => Some(
                     i64::try_from(e).map_err(|_| bad("energy_mj", format!("{e} is too large")))?,
@@ -465,16 +445,88 @@ pub fn validate_samples(
             Ok(RawSample {
                 gpu: s.gpu,
                 t_ms: s.time.timestamp_millis(),
-                power_mw: (power_w * 1000.0).round() as i64,
+                power_mw: stored(&POWER_W, Some(s.power_w))?.unwrap_or_default(),
                 energy_mj,
-                limit_mw: limit_w.map(|w| (w * 1000.0).round() as i64),
-                util_dpct: util.map(|v| (v * 10.0).round() as i64),
-                mem_mib: mem.map(|v| v.round() as i64),
-                temp_dc: temp.map(|v| (v * 10.0).round() as i64),
-                sm_mhz: sm.map(|v| v.round() as i64),
+                limit_mw: stored(&POWER_LIMIT_W, s.power_limit_w)?,
+                util_dpct: stored(&UTIL_PCT, s.util_pct)?,
+                mem_mib: stored(&MEM_USED_MIB, s.mem_used_mib)?,
+                temp_dc: stored(&TEMP_C, s.temp_c)?,
+                sm_mhz: stored(&SM_CLOCK_MHZ, s.sm_clock_mhz)?,
             })
         })
         .collect()
+}
+
+/// Checks samples that came in stored units (the binary form) by the same rules and bounds as JSON's;
+/// an error names the sample by its place in the block and the field by its JSON name and unit.
+pub fn validate_raw(
+    samples: &[RawSample],
+    known: &HashSet<u32>,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    use wattlas_protocol::wire::{
+        Bound, MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+    };
+    for (i, s) in samples.iter().enumerate() {
+        check_gpu_and_time(i, s.gpu, s.t_ms, known, node, now)?;
+        let fields: [(&Bound, Option<i64>); 6] = [
+            (&POWER_W, Some(s.power_mw)),
+            (&POWER_LIMIT_W, s.limit_mw),
+            (&UTIL_PCT, s.util_dpct),
+            (&MEM_USED_MIB, s.mem_mib),
+            (&TEMP_C, s.temp_dc),
+            (&SM_CLOCK_MHZ, s.sm_mhz),
+        ];
+        for (b, v) in fields {
+            if let Some(v) = v.filter(|v| !b.holds_stored(*v)) {
+                return Err(AppError::bad_request(format!(
+                    "samples[{i}].{}: {} is outside {}..{}",
+                    b.field,
+                    b.from_stored(v),
+                    b.lo,
+                    b.hi
+                )));
+            }
+        }
+        if let Some(e) = s.energy_mj.filter(|e| *e < 0) {
+            return Err(AppError::bad_request(format!(
+                "samples[{i}].energy_mj: {e} is negative"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A sample's GPU is one the node has, and its time lies between 2000 and five minutes from now.
+fn check_gpu_and_time(
+    i: usize,
+    gpu: u32,
+    t_ms: i64,
+    known: &HashSet<u32>,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    const Y2000_MS: i64 = 946_684_800_000;
+    let bad =
+        |field: &str, why: String| AppError::bad_request(format!("samples[{i}].{field}: {why}"));
+    if !known.contains(&gpu) {
+        return Err(bad(
+            "gpu",
+            format!("unknown GPU index {gpu} on node '{node}' (send its identity in gpus)"),
+        ));
+    }
+    let shown = || crate::db::ts(t_ms).to_rfc3339();
+    if t_ms < Y2000_MS {
+        return Err(bad("time", format!("{} is before 2000", shown())));
+    }
+    if t_ms > now.timestamp_millis() + MAX_FUTURE_MS {
+        return Err(bad(
+            "time",
+            format!("{} is more than 5 minutes in the future", shown()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

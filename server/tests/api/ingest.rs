@@ -498,3 +498,123 @@ async fn a_full_ingest_queue_answers_503_and_stores_nothing_of_the_refused_batch
         "{text}"
     );
 }
+
+/// The binary form stores exactly what the same batch as JSON stores (either form's resend is a
+/// duplicate of the other), and is refused by the same rules, naming the field.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn binary_batches_store_what_json_stores_and_are_checked_alike(db: PgPool) {
+    use wattlas_protocol::wire::{encode_batch, BATCH_CONTENT_TYPE};
+    let app = App::spawn(db.clone()).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(10);
+    let post = |body: Vec<u8>| {
+        let (http, base, token) = (app.http.clone(), app.base.clone(), token.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/ingest/gpu"))
+                .bearer_auth(token)
+                .header("content-type", BATCH_CONTENT_TYPE)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (r.status(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let first = batch(samples(t0, 2));
+    let frame = encode_batch(&first).expect("frame");
+    let json = serde_json::to_vec(&first).expect("json");
+    assert!(
+        frame.len() * 8 < json.len(),
+        "{} vs {}",
+        frame.len(),
+        json.len()
+    );
+    let (status, body) = post(frame.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["stored"].as_u64(), body["duplicates"].as_u64()),
+        (Some(40), Some(0))
+    );
+    // The same batch as JSON, and the frame again: all duplicates.
+    let (status, body) = app.ingest(&token, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicates"], 40);
+    let (_, body) = post(frame).await;
+    assert_eq!(body["duplicates"], 40);
+    let window = (t0.timestamp_millis(), t0.timestamp_millis() + 60_000);
+    let stored = wattlas_server::db::samples::fetch(&app.state.db, 1, &[], window.0, window.1)
+        .await
+        .expect("fetch");
+    let want = wattlas_server::routes::ingest::validate_samples(
+        &first.samples,
+        &[0, 1].into_iter().collect(),
+        "n1",
+        Utc::now(),
+    )
+    .expect("valid");
+    let mut want = want;
+    want.sort_by_key(|s| (s.gpu, s.t_ms));
+    assert_eq!(stored, want, "what is stored is what JSON would store");
+    let job = app
+        .new_job("j-binary")
+        .start(t0)
+        .end(t0 + Duration::milliseconds(1900))
+        .gpus(&[0, 1])
+        .create()
+        .await;
+    // 1.9 s at 200 W (GPU 0) and 150 W by counter (GPU 1).
+    assert!(
+        (job.gpu_energy_kwh * 3.6e6 - 1.9 * 350.0).abs() < 1e-6,
+        "{}",
+        job.gpu_energy_kwh
+    );
+
+    // Refusals name the field and the sample (its place in the block: by GPU, then time).
+    let mut bad = batch(samples(t0 + Duration::seconds(5), 1));
+    bad.samples[3].temp_c = Some(300.0);
+    let mut frame = encode_batch(&bad).expect("frame");
+    let (status, body) = post(frame.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Bytes changed after encoding: a utilisation of 100.1 % in the block.
+    let mut raw = wattlas_protocol::wire::decode_batch(&frame)
+        .expect("decodes")
+        .1;
+    raw[12].util_dpct = Some(1001);
+    let meta_len = u32::from_le_bytes(frame[4..8].try_into().expect("len")) as usize;
+    frame.truncate(8 + meta_len + 8);
+    frame.extend(wattlas_protocol::codec::encode(raw[0].t_ms, &raw));
+    let before = app.stored().await;
+    let (status, body) = post(frame.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"],
+        "samples[12].util_pct: 100.1 is outside 0..100"
+    );
+    frame.truncate(frame.len() - 3);
+    let (status, body) = post(frame).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("body: samples:"),
+        "{body}"
+    );
+    let (status, body) = post(b"{\"samples\": []}".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"],
+        "body: not a Wattlas binary batch (no WTB1 header)"
+    );
+    let mut nul = batch(vec![]);
+    nul.gpus[0].model = "A\u{0}100".into();
+    let (status, body) = post(encode_batch(&nul).expect("frame")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "gpus[0].model: contains a NUL character");
+    assert_eq!(
+        app.stored().await,
+        before,
+        "nothing of a refused batch is stored"
+    );
+}

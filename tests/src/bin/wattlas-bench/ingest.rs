@@ -232,6 +232,7 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
     );
     let mut samples_total = 0u64;
     let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut copy = Copy::new();
     for (n, node) in sim.iter().enumerate() {
         let gpus: Vec<GpuIdentity> = (0..sizes.gpus_per_node)
@@ -244,6 +245,7 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
             })
             .collect();
         let mut node_bodies = Vec::new();
+        let mut node_frames = Vec::new();
         for batch in node {
             samples_total += batch.len() as u64;
             let body = GpuBatch {
@@ -257,39 +259,21 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&serde_json::to_vec(&body)?)?;
             node_bodies.push(gz.finish()?);
+            node_frames.push(wattlas_protocol::wire::encode_batch(&body).context("binary frame")?);
             blocks(n as i32 + 1, &raw(batch), &mut copy);
         }
         bodies.push(node_bodies);
+        frames.push(node_frames);
     }
+    let json_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
+    let frame_bytes: usize = frames.iter().flatten().map(Vec::len).sum();
     let (pg_before, me_before) = (postgres_cpu(), proc_usage(std::process::id())?.0);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (bodies, token) in bodies.into_iter().zip(tokens) {
-        let http = http.clone();
-        let url = format!("{base}/api/v1/ingest/gpu");
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            for body in bodies {
-                let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .header("content-encoding", "gzip")
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        }));
-    }
-    let mut latencies: Vec<Duration> = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    let http_secs = started.elapsed().as_secs_f64();
+    let json_leg = Leg {
+        content_type: "application/json",
+        gzip: true,
+        clients_per_node: 1,
+    };
+    let (http_secs, mut latencies) = json_leg.push(&http, &base, &tokens, bodies).await?;
     let pg_cpu = postgres_cpu_since(&pg_before);
     let me_cpu = proc_usage(std::process::id())?.0 - me_before;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -300,6 +284,36 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
         stored as u64 == samples_total,
         "stored {stored} of {samples_total}"
     );
+
+    // The same batches in the binary form, by the same 16 clients, then by 64 (each node's seconds
+    // split between four clients: the same requests with more of them in flight), into the emptied
+    // table each time.
+    let mut binary = Vec::new();
+    for clients_per_node in [1usize, 4] {
+        sqlx::query("truncate gpu_raw, rollup_pending")
+            .execute(&db)
+            .await?;
+        let (pg_before, me_before) = (postgres_cpu(), proc_usage(std::process::id())?.0);
+        let leg = Leg {
+            content_type: wattlas_protocol::wire::BATCH_CONTENT_TYPE,
+            gzip: false,
+            clients_per_node,
+        };
+        let (secs, mut lat) = leg.push(&http, &base, &tokens, frames.clone()).await?;
+        let cpu = (
+            postgres_cpu_since(&pg_before),
+            proc_usage(std::process::id())?.0 - me_before,
+        );
+        let stored: i64 = sqlx::query_scalar("select sum(n_samples)::int8 from gpu_raw")
+            .fetch_one(&db)
+            .await?;
+        anyhow::ensure!(
+            stored as u64 == samples_total,
+            "binary stored {stored} of {samples_total}"
+        );
+        lat.sort();
+        binary.push((clients_per_node, secs, lat, cpu));
+    }
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -378,14 +392,104 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
             ),
         ),
         (
+            format!("The same batches in the binary form (`application/vnd.wattlas.batch`: {:.1} bytes a sample on the wire, gzip'd JSON {:.1}), 16 clients", frame_bytes as f64 / samples_total as f64, json_bytes as f64 / samples_total as f64),
+            binary_row(&binary[0], samples_total, http_rate, cores),
+        ),
+        (
+            "The same, 64 clients (each node's seconds split between four)".to_owned(),
+            binary_row(&binary[1], samples_total, http_rate, cores),
+        ),
+        (
             "The same samples by Prometheus remote write (snappy protobuf, power and energy series per GPU, a write per node per second)".to_owned(),
             format!("{rw_rate:.0} samples/s, **{:.0} %** of the JSON path's rate in the same run", rw_rate / http_rate * 100.0),
         ),
         (
             "Binary COPY of the same blocks into the same table (the limit)".to_owned(),
-            format!("{copy_rate:.0} samples/s; end to end is **{:.0} %** of it; target >= 80 %", http_rate / copy_rate * 100.0),
+            format!("{copy_rate:.0} samples/s; end to end is **{:.0} %** of it (binary, 64 clients: **{:.0} %**); target >= 80 %", http_rate / copy_rate * 100.0, samples_total as f64 / binary[1].1 / copy_rate * 100.0),
         ),
     ])
+}
+
+/// A binary leg's row: rate, its ratio to JSON's, latency, CPU.
+fn binary_row(
+    leg: &(usize, f64, Vec<Duration>, (f64, f64)),
+    samples_total: u64,
+    json_rate: f64,
+    cores: f64,
+) -> String {
+    let (_, secs, lat, (pg, me)) = leg;
+    let rate = samples_total as f64 / secs;
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
+    format!(
+        "**{rate:.0} samples/s** ({:.0} % of JSON's); batch p50 {:.1} ms, p99 {:.1} ms; PostgreSQL {pg:.1} core-s, bench process {me:.1} core-s: {:.0} % of the machine",
+        rate / json_rate * 100.0,
+        pct(0.5),
+        pct(0.99),
+        (pg + me) / (secs * cores) * 100.0
+    )
+}
+
+/// One way of pushing the pre-built request bodies: their content type, whether gzip'd, and how many
+/// clients share each node's requests (each takes every n-th).
+struct Leg {
+    content_type: &'static str,
+    gzip: bool,
+    clients_per_node: usize,
+}
+
+impl Leg {
+    /// Sends every body, each client in order; the elapsed time and every request's latency.
+    async fn push(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        tokens: &[String],
+        bodies: Vec<Vec<Vec<u8>>>,
+    ) -> anyhow::Result<(f64, Vec<Duration>)> {
+        let mut clients: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        for (node_bodies, token) in bodies.into_iter().zip(tokens) {
+            let mut split: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.clients_per_node];
+            for (i, b) in node_bodies.into_iter().enumerate() {
+                split[i % self.clients_per_node].push(b);
+            }
+            clients.extend(split.into_iter().map(|b| (token.clone(), b)));
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (token, bodies) in clients {
+            let http = http.clone();
+            let url = format!("{base}/api/v1/ingest/gpu");
+            let (content_type, gzip) = (self.content_type, self.gzip);
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for body in bodies {
+                    let t = Instant::now();
+                    let mut request = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", content_type);
+                    if gzip {
+                        request = request.header("content-encoding", "gzip");
+                    }
+                    let r = request.body(body).send().await?;
+                    anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        Ok((started.elapsed().as_secs_f64(), latencies))
+    }
 }
 
 /// One node's second of samples as a Prometheus remote write of dcgm-exporter series.

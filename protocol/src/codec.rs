@@ -1,4 +1,5 @@
-//! The on-disk encoding of raw 100 ms GPU samples: one `bytea` block per node per accepted batch.
+//! The encoding of raw 100 ms GPU samples: one `bytea` block per node and window as stored, and the
+//! samples of a collector's binary batch on the wire (`wire`).
 //!
 //! A row per sample costs ~90 bytes in PostgreSQL (24-byte tuple header, item pointer, alignment, index
 //! entry). At 864,000 samples per GPU per day that is the whole database, so raw samples are stored as
@@ -7,8 +8,8 @@
 //! watts, counter a few joules), so most values take one or two bytes. A column a GPU never reports
 //! costs one byte; a column reported sometimes carries a presence bitmap.
 //!
-//! This module owns the byte layout only. Which blocks exist and how they are deduplicated is
-//! `db::samples`; what the samples mean is `analytics::energy`.
+//! This module owns the byte layout only. Which blocks exist and how they are deduplicated is the
+//! server's `db::samples`; what the samples mean is its `analytics::energy`.
 
 use thiserror::Error;
 
