@@ -281,6 +281,31 @@ async fn seed(base: &str) {
 }
 
 /// Waits for a navigation that a click started to land on `path`.
+/// Fills the sign-in form in front of the browser as `name` and submits it.
+async fn submit_sign_in(client: &Client, name: &str) {
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .expect("user field")
+        .send_keys(name)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("form.signin button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+}
+
 async fn wait_path(client: &Client, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -341,27 +366,7 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
     client.goto(&format!("{base}/jobs")).await.expect("goto");
     assert!(client.current_url().await.expect("url").path() == "/login");
     check_page(&client, "1-sign-in").await;
-    client
-        .find(Locator::Css("input[name=username]"))
-        .await
-        .expect("user field")
-        .send_keys("alice")
-        .await
-        .expect("type");
-    client
-        .find(Locator::Css("input[name=password]"))
-        .await
-        .expect("password field")
-        .send_keys(PASSWORD)
-        .await
-        .expect("type");
-    client
-        .find(Locator::Css("form.signin button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    submit_sign_in(&client, "alice").await;
     wait_path(&client, "/jobs").await;
     assert_eq!(client.title().await.expect("title"), "Jobs · Wattlas");
     let jobs_text = text(&client, "table.jobs tbody").await;
@@ -486,5 +491,55 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
         "/login",
         "signed out"
     );
+    client.close().await.expect("close");
+}
+
+/// Staff land on the overview: the fleet now, the month's energy by user as bars, the running jobs;
+/// the page has no console problems or unlabelled controls (screenshot `7-overview`).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn staff_sign_in_to_the_overview(db: PgPool) {
+    wattlas_server::cli::user(
+        &db,
+        UserAction::Add {
+            name: "sam".into(),
+            role: Role::Staff,
+            no_password: false,
+        },
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .await
+    .expect("user");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    let refresh = state.clone();
+    tokio::spawn(wattlas_server::startup::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    seed(&base).await;
+    wattlas_server::maintenance::refresh_job_energy(&refresh, 100)
+        .await
+        .expect("summaries");
+
+    let (_driver, webdriver) = chromedriver().await;
+    let client = browser(&webdriver).await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    wait_path(&client, "/login").await;
+    submit_sign_in(&client, "sam").await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    wait_path(&client, "/overview").await;
+    assert_eq!(client.title().await.expect("title"), "Overview · Wattlas");
+    let figures = text(&client, "dl.figures").await;
+    assert!(
+        figures.contains("GPU power now") && figures.contains("busy"),
+        "{figures}"
+    );
+    let bars = text(&client, "table.bars").await;
+    assert!(bars.contains("alice"), "{bars}");
+    check_page(&client, "7-overview").await;
     client.close().await.expect("close");
 }

@@ -10,6 +10,7 @@ pub mod facility;
 pub mod jobs;
 pub mod node_energy;
 pub mod nodes;
+pub mod overview;
 pub mod progress;
 pub mod rollups;
 pub mod samples;

@@ -8,6 +8,7 @@ pub mod health;
 pub mod ingest;
 pub mod jobs;
 pub mod nodes;
+pub mod overview;
 pub mod pages;
 pub mod powercap;
 pub mod progress;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::pages::show_page))
         .route("/jobs/{id}/{chart}", get(jobs::charts::gpu_chart))
         .route("/jobs/{id}/progress/{metric}", get(progress::chart))
+        .route("/overview", get(overview::page))
         .route("/sites", get(sites::list_page))
         .route("/statement", get(statements::page))
         .route("/powercap", get(powercap::page))

@@ -4,11 +4,15 @@
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Redirect};
 
+use crate::auth::session::Viewer;
 use crate::error::{AppError, PageError};
 
-/// `/` leads to the jobs.
-pub async fn index() -> Redirect {
-    Redirect::to("/jobs")
+/// `/` leads staff and admins to the overview, everyone else to the jobs (signing in first if need be).
+pub async fn index(viewer: Result<Viewer, axum::response::Response>) -> Redirect {
+    match viewer {
+        Ok(v) if v.is_staff() => Redirect::to("/overview"),
+        _ => Redirect::to("/jobs"),
+    }
 }
 
 /// Any path outside the API that no route has: the 404 page (with the page header of whoever is signed

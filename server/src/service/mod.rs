@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod meters;
 pub mod nodes;
+pub mod overview;
 pub mod progress;
 pub mod pue;
 pub mod remote_write;

@@ -393,6 +393,11 @@ impl JobFixture<'_> {
         self.user = user.to_owned();
         self
     }
+    /// Its node (default n1).
+    pub fn node(mut self, node: &str) -> Self {
+        self.node = node.to_owned();
+        self
+    }
     /// Allocated GPUs of the node.
     pub fn gpus(mut self, gpus: &[u32]) -> Self {
         self.gpus = gpus.to_vec();

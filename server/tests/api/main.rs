@@ -12,6 +12,7 @@ mod job_pages;
 mod jobs;
 mod maintenance;
 mod node_energy;
+mod overview;
 mod powercap;
 mod progress;
 mod prologs;

@@ -1,0 +1,107 @@
+//! The staff overview's questions: energy since a time by user or by a tag, jobs not yet summarised,
+//! running jobs, a site's GPU energy since a time, and meters gone quiet.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// IT energy (kWh, from the stored summaries) of jobs that started at or after `since`, per user
+/// (`tag` `None`) or per value of tag `tag`, largest first, at most `limit`.
+pub async fn energy_by(
+    db: &PgPool,
+    since: DateTime<Utc>,
+    tag: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, f64)>> {
+    sqlx::query_as(
+        r#"select k, sum(e.it_energy_kwh)::float8
+        from jobs j
+        join job_energy e on e.job_id = j.id
+        cross join lateral (select case when $2::text is null then j.user_name else j.tags ->> $2 end as k) key
+        where j.start_time >= $1 and k is not null
+        group by k
+        order by 2 desc, k
+        limit $3"#,
+    )
+    .bind(since)
+    .bind(tag)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Jobs started at or after `since` without a summary or with a stale one.
+pub async fn unsummarised(db: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        r#"select count(*)
+        from jobs j
+        left join job_energy e on e.job_id = j.id
+        where j.start_time >= $1 and (e.job_id is null or e.stale)"#,
+    )
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
+/// Running jobs: (id, user, start, GPUs, IT energy so far in kWh), most energy first.
+pub async fn running(
+    db: &PgPool,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String, DateTime<Utc>, i32, f64)>> {
+    sqlx::query_as(
+        r#"select j.id, j.user_name, j.start_time, coalesce(e.gpu_count, 0), coalesce(e.it_energy_kwh, 0)::float8
+        from jobs j
+        left join job_energy e on e.job_id = j.id
+        where j.end_time is null
+        order by e.it_energy_kwh desc nulls last, j.start_time
+        limit $1"#,
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// A site's GPU energy in rolled-up hours from `since`, J.
+pub async fn site_gpu_energy_since(
+    db: &PgPool,
+    site_id: i32,
+    since: DateTime<Utc>,
+) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        r#"select coalesce(sum(h.energy_j), 0)::float8
+        from gpu_hour h
+        join nodes n on n.id = h.node_id
+        where n.site_id = $1 and h.hour >= $2"#,
+    )
+    .bind(site_id)
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
+/// A site's meters: (name, time of its last reading).
+pub async fn meters(
+    db: &PgPool,
+    site_id: i32,
+) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
+    sqlx::query_as(
+        r#"select m.name, (select max(r.time) from facility_readings r where r.meter_id = m.id)
+        from meters m
+        where m.site_id = $1
+        order by m.name"#,
+    )
+    .bind(site_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Per site with raw data waiting for the rollup: (site id, the oldest waiting time).
+pub async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<Utc>)>> {
+    sqlx::query_as(
+        r#"select n.site_id, min(p.t_from)
+        from rollup_pending p
+        join nodes n on n.id = p.node_id
+        group by n.site_id"#,
+    )
+    .fetch_all(db)
+    .await
+}

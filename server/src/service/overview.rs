@@ -1,0 +1,209 @@
+//! The staff overview (`/overview`): per site, GPU power and states now, the last measured PUE, the
+//! month's GPU energy, collectors and meters gone quiet; the month's energy by user and by project (a
+//! `project` tag); the running jobs with the most energy. Read from the read replica where there is one
+//! (within its bound), like the fleet exposition it builds on.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+
+use super::fleet::fleet;
+use super::jobs::timing::format_energy;
+use super::Result;
+use crate::db;
+use crate::state::AppState;
+
+/// A collector silent this long is named, s.
+pub const STALE_NODE_S: i64 = 300;
+/// A meter without a reading this long is named, s.
+pub const STALE_METER_S: i64 = 3600;
+/// Rows per bar chart and running jobs listed.
+const TOP: i64 = 12;
+
+/// One site now.
+#[derive(Debug, Clone, Default)]
+pub struct SiteNow {
+    /// Site name.
+    pub name: String,
+    /// GPU power now, formatted.
+    pub power_now: String,
+    /// Its GPU power now, W.
+    pub power_now_w: f64,
+    /// GPUs busy, idle, not reporting.
+    pub busy: u32,
+    /// .
+    pub idle: u32,
+    /// .
+    pub not_reporting: u32,
+    /// PUE of its last measured hour within two.
+    pub pue: Option<f64>,
+    /// GPU energy this month (rolled-up hours), formatted.
+    pub month_energy: String,
+    /// Where raw data still waits for the rollup: the oldest such time, `YYYY-MM-DD HH:MM` UTC (the
+    /// month's figure leaves it out).
+    pub rollup_waits_since: Option<String>,
+    /// Collectors silent for over `STALE_NODE_S` (or never heard).
+    pub stale_nodes: Vec<String>,
+    /// Meters without a reading for over `STALE_METER_S`.
+    pub stale_meters: Vec<String>,
+    /// Meters at the site.
+    pub meters: usize,
+}
+
+/// One bar: a name, its energy formatted, its value and the largest value (kWh).
+#[derive(Debug, Clone)]
+pub struct Bar {
+    /// User or project.
+    pub name: String,
+    /// Formatted.
+    pub energy: String,
+    /// kWh.
+    pub value: f64,
+    /// The largest bar's kWh.
+    pub max: f64,
+}
+
+/// A running job.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Job id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// GPUs.
+    pub gpus: i32,
+    /// `D-HH:MM:SS`, as sacct writes elapsed times.
+    pub running_for: String,
+    /// IT energy so far, formatted.
+    pub energy: String,
+}
+
+/// The overview.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// When it was read.
+    pub as_of: DateTime<Utc>,
+    /// Per site.
+    pub sites: Vec<SiteNow>,
+    /// The month's energy by user.
+    pub by_user: Vec<Bar>,
+    /// By `project` tag.
+    pub by_project: Vec<Bar>,
+    /// This month's jobs without a fresh summary (not in the bars).
+    pub unsummarised: i64,
+    /// Running jobs, most energy first.
+    pub running: Vec<Running>,
+}
+
+/// A duration as sacct writes it: `D-HH:MM:SS`, or `HH:MM:SS` under a day.
+pub fn sacct_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// Power in W or kW.
+fn format_power(w: f64) -> String {
+    if w >= 10_000.0 {
+        format!("{:.1} kW", w / 1000.0)
+    } else {
+        format!("{w:.0} W")
+    }
+}
+
+fn bars(rows: Vec<(String, f64)>) -> Vec<Bar> {
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    rows.into_iter()
+        .map(|(name, value)| Bar {
+            name,
+            energy: format_energy(value),
+            value,
+            max,
+        })
+        .collect()
+}
+
+/// The overview now.
+pub async fn overview(state: &AppState) -> Result<Overview> {
+    let now = Utc::now();
+    let month = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    let read = state.read_db();
+    let fleet = fleet(state).await?;
+    let waiting = db::overview::rollup_waits_since(read).await?;
+    let nodes = db::nodes::list(read).await?;
+    let mut sites = Vec::new();
+    for site in db::sites::list_with_fallback(read).await? {
+        let mut s = SiteNow {
+            name: site.name.clone(),
+            pue: fleet.pue.get(&site.name).copied(),
+            ..SiteNow::default()
+        };
+        for (name, n) in fleet.nodes.iter().filter(|(_, n)| n.site == site.name) {
+            s.power_now_w += n.power_w;
+            s.busy += n.busy;
+            s.idle += n.idle;
+            s.not_reporting += n.not_reporting;
+            let quiet = nodes.iter().find(|x| &x.name == name).is_some_and(|x| {
+                x.last_seen
+                    .is_none_or(|t| (now - t).num_seconds() > STALE_NODE_S)
+            });
+            if quiet {
+                s.stale_nodes.push(name.clone());
+            }
+        }
+        s.power_now = format_power(s.power_now_w);
+        let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
+        s.month_energy = format_energy(j / 3.6e6);
+        s.rollup_waits_since = waiting
+            .iter()
+            .find(|(id, _)| *id == site.id)
+            .map(|(_, t)| t.format("%Y-%m-%d %H:%M").to_string());
+        let meters = db::overview::meters(read, site.id).await?;
+        s.meters = meters.len();
+        s.stale_meters = meters
+            .into_iter()
+            .filter(|(_, last)| last.is_none_or(|t| (now - t).num_seconds() > STALE_METER_S))
+            .map(|(name, _)| name)
+            .collect();
+        sites.push(s);
+    }
+    let running = db::overview::running(read, TOP)
+        .await?
+        .into_iter()
+        .map(|(id, user, start, gpus, kwh)| Running {
+            id,
+            user,
+            gpus,
+            running_for: sacct_duration((now - start).num_seconds()),
+            energy: format_energy(kwh),
+        })
+        .collect();
+    Ok(Overview {
+        as_of: now,
+        sites,
+        by_user: bars(db::overview::energy_by(read, month, None, TOP).await?),
+        by_project: bars(db::overview::energy_by(read, month, Some("project"), TOP).await?),
+        unsummarised: db::overview::unsummarised(read, month).await?,
+        running,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_sacct_writes_them() {
+        assert_eq!(sacct_duration(59), "00:00:59");
+        assert_eq!(
+            sacct_duration(3 * 86_400 + 4 * 3600 + 5 * 60 + 6),
+            "3-04:05:06"
+        );
+        assert_eq!(sacct_duration(-5), "00:00:00");
+    }
+}

@@ -1,0 +1,112 @@
+//! The staff overview: fleet power and GPU states now, quiet collectors, a site without a meter, the
+//! month's energy by user and by project, running jobs; refreshing itself; staff's landing page.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use wattlas_server::db::users::Role;
+
+use crate::common::*;
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "sam", Role::Staff).await;
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A finished job of alice's in project atlas (GPU 0 at 200 W for 19.9 s), then 3 s of both GPUs
+    // just now (200 W + 100 W, 98 % busy), and a job of bob's running for an hour on n2 (which has
+    // not reported: no energy, and not sharing alice's GPU).
+    let t0 = Utc::now() - Duration::seconds(90);
+    app.new_job("j1")
+        .user("alice")
+        .tag("project", "atlas")
+        .samples(&token, samples(t0, 20))
+        .create()
+        .await;
+    let (status, body) = app
+        .ingest(
+            &token,
+            &batch(samples(Utc::now() - Duration::seconds(4), 3)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.new_job("r1")
+        .user("bob")
+        .node("n2")
+        .start(Utc::now() - Duration::hours(1))
+        .running()
+        .create()
+        .await;
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("summaries");
+
+    let sam = crate::sign_in::browser(&app, "sam").await;
+    let (status, page) = app.page(&sam.cookie, "/overview").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for want in [
+        "<meta http-equiv=\"refresh\" content=\"60\">",
+        "<h2 id=\"site-1\">s1</h2>",
+        "<dd>300 W</dd>",
+        "<dd>2 busy · 0 idle · 0 not reporting</dd>",
+        "Collectors silent for over 5 minutes: n2.",
+        "No facility meter at this site",
+        "no meter reading in the last two hours",
+        // Nothing rolled up yet: the month's GPU energy says what it leaves out.
+        "<dd>0.0 Wh*</dd>",
+        "is still waiting for the rollup",
+        // 19.9 s x 200 W = 1.1 Wh, alice's and atlas's.
+        "<a href=\"/jobs?user=alice\">alice</a></td><td class=\"num\">1.1 Wh</td>",
+        "<a href=\"/jobs?tag=project:atlas\">atlas</a></td><td class=\"num\">1.1 Wh</td>",
+        "<a href=\"/jobs/r1\">r1</a></td><td>bob</td>",
+        "<td>01:00:",
+        "href=\"/overview\"",
+    ] {
+        assert!(page.contains(want), "{want:?} not in:\n{page}");
+    }
+    assert!(
+        !page.contains("j1</a></td><td>alice"),
+        "a finished job is not running"
+    );
+    assert!(page.contains("As of ") && page.contains(" UTC"), "{page}");
+    // Rolled up: the month's figure is whole, and says nothing is left out.
+    wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    let (_, page) = app.page(&sam.cookie, "/overview").await;
+    assert!(
+        !page.contains("waiting for the rollup") && !page.contains("Wh*"),
+        "{page}"
+    );
+    assert!(!page.contains("<dd>0.0 Wh</dd>"), "{page}");
+
+    // Researchers: refused, with their header; their landing page stays the jobs list.
+    let alice = crate::sign_in::browser(&app, "alice").await;
+    let (status, page) = app.page(&alice.cookie, "/overview").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        page.contains("the overview is for staff and admins") && page.contains(">alice</a>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("href=\"/overview\""),
+        "no overview link for researchers"
+    );
+    for (who, landing) in [(&sam.cookie, "/overview"), (&alice.cookie, "/jobs")] {
+        let r = app
+            .http
+            .get(format!("{}/", app.base))
+            .header("cookie", format!("wattlas_session={who}"))
+            .send()
+            .await
+            .expect("landing");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], landing);
+    }
+}
