@@ -5,7 +5,7 @@
 //!
 //! Frame: `WTB` 0x01 | metadata length (u32, little-endian) | metadata (a `GpuBatch` in JSON with
 //! `samples: []`) | block start time (i64 ms, little-endian) | block. The server checks the samples
-//! with the same rules as JSON's, in the same units ([`BOUNDS`]); a sample's index in an error is its
+//! with the same rules as JSON's, in the same units (the [`Bound`] constants: [`POWER_W`] and the rest); a sample's index in an error is its
 //! place in the block, which is ordered by GPU, then time.
 
 use crate::codec::{self, RawSample};
@@ -71,15 +71,6 @@ pub const SM_CLOCK_MHZ: Bound = Bound {
     hi: 100_000.0,
     scale: 1.0,
 };
-/// Every bounded field.
-pub const BOUNDS: [Bound; 6] = [
-    POWER_W,
-    POWER_LIMIT_W,
-    UTIL_PCT,
-    MEM_USED_MIB,
-    TEMP_C,
-    SM_CLOCK_MHZ,
-];
 
 impl Bound {
     /// A JSON value in stored units; `None` outside the bounds (or not finite).

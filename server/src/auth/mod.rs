@@ -217,7 +217,7 @@ impl Identity {
     }
 }
 
-/// Node tokens recently found, by digest, for `NODE_TOKEN_TTL`: a replaced or removed node token keeps
+/// Node tokens recently found, by digest, for `NODE_TOKEN_TTL`: a replaced node token keeps
 /// working that long on a server that saw it (DEVELOPERS.md, Access).
 #[derive(Default)]
 pub struct NodeTokens(
@@ -251,7 +251,7 @@ impl NodeTokens {
         map.insert(digest, (caller, std::time::Instant::now()));
     }
 
-    /// Forgets every token (a node's token was replaced or the node removed on this server).
+    /// Forgets every token (a node's token was replaced on this server).
     pub fn clear(&self) {
         self.0
             .lock()

@@ -179,26 +179,8 @@ pub async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
         .collect())
 }
 
-/// Marks a node as heard from, with its collector's drop counter.
-pub async fn touch(
-    tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
-    dropped_total: Option<u64>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        r#"update nodes
-        set last_seen = now(),
-            dropped_samples_total = greatest(dropped_samples_total, coalesce($2, 0))
-        where id = $1"#,
-    )
-    .bind(node_id)
-    .bind(dropped_total.map(|d| d.min(i64::MAX as u64) as i64))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// `touch` for several batches at once (a node may come more than once): one statement.
+/// Marks the nodes of several batches seen now and keeps the highest dropped-sample count each
+/// reported (a node may come more than once): one statement.
 pub async fn touch_many(
     tx: &mut Transaction<'_, Postgres>,
     batches: &[(i32, Option<u64>)],

@@ -28,16 +28,6 @@ pub struct Stored {
     pub duplicates: u64,
 }
 
-/// Stores a node's samples, each (GPU, millisecond) at most once, inside the caller's transaction.
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
-    samples: Vec<RawSample>,
-) -> Result<Stored, super::Error> {
-    let mut stored = insert_many(tx, vec![(node_id, samples)]).await?;
-    Ok(stored.pop().unwrap_or_default())
-}
-
 /// Stores several batches (node, samples) in the caller's transaction with one statement per step for
 /// all of them (group commit): each node's lock, the blocks overlapping any batch, the new blocks and
 /// their pending rollup ranges. Each (GPU, millisecond) of a node is stored at most once, also across

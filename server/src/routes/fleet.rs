@@ -17,7 +17,7 @@ pub async fn fleet(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     crate::metrics::operator_token(&state, &headers)?;
-    let f = crate::service::fleet::fleet(&state).await?;
+    let f = crate::service::fleet::fleet(state.read_db()).await?;
     let mut out = String::new();
     family(
         &mut out,

@@ -14,7 +14,7 @@ use crate::codec::RawSample;
 use crate::db;
 use crate::error::AppError;
 use crate::extract::{ApiJson, IngestBody, Query};
-use crate::service::ingest::{Checked, WriteError};
+use crate::service::ingest::Checked;
 use crate::service::remote_write::{decode, map};
 use crate::state::AppState;
 
@@ -75,17 +75,8 @@ pub async fn ingest_gpu(
     validate_identities(&batch)?;
     // Checked whole before anything is stored; then stored with the other batches waiting, in one
     // transaction (`service::ingest`).
-    let checked = check_batch(&state, node_id, &node_name, &batch, raw, import).await?;
-    let stored = match state.writers.store(&state.db, checked).await {
-        Ok(stored) => stored,
-        Err(WriteError::Busy) => {
-            return Err(AppError::Client(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the ingest queue is full, retry later".to_owned(),
-            ))
-        }
-        Err(WriteError::Db(e)) => return Err(e.into()),
-    };
+    let checked = check_batch(&state, node_id, &node_name, batch, raw, import).await?;
+    let stored = state.writers.store(&state.db, checked).await?;
     state.metrics.ingested(stored.stored, stored.duplicates);
     Ok(ApiJson(IngestResult {
         stored: stored.stored,
@@ -100,7 +91,7 @@ pub(crate) async fn check_batch(
     state: &AppState,
     node_id: i32,
     node_name: &str,
-    batch: &GpuBatch,
+    batch: GpuBatch,
     raw: Option<Vec<RawSample>>,
     import: bool,
 ) -> Result<Checked, AppError> {
@@ -139,7 +130,7 @@ pub(crate) async fn check_batch(
             )));
         }
     }
-    validate_node_energy(batch, now)?;
+    validate_node_energy(&batch, now)?;
     if !import {
         if let Some((i, r)) = batch
             .node_energy
@@ -155,9 +146,9 @@ pub(crate) async fn check_batch(
     }
     Ok(Checked {
         node_id,
-        gpus: batch.gpus.clone(),
+        gpus: batch.gpus,
         samples,
-        node_energy: batch.node_energy.clone(),
+        node_energy: batch.node_energy,
         node_cpus: batch.node_cpus,
         dropped_total: batch.dropped_samples_total,
     })
@@ -238,7 +229,7 @@ pub async fn remote_write(
         };
         validate_identities(&batch)?;
         // A node not registered yet has no GPUs but those the write names.
-        checked.push(check_batch(&state, node_id.unwrap_or(0), &host, &batch, None, false).await?);
+        checked.push(check_batch(&state, node_id.unwrap_or(0), &host, batch, None, false).await?);
     }
     if !new_nodes.is_empty() {
         let mut tx = state.db.begin().await?;
@@ -268,13 +259,7 @@ pub async fn remote_write(
                 stored.stored += s.stored;
                 stored.duplicates += s.duplicates;
             }
-            Err(WriteError::Busy) => {
-                failed = Some(AppError::Client(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "the ingest queue is full, retry later".to_owned(),
-                ))
-            }
-            Err(WriteError::Db(e)) => failed = Some(e.into()),
+            Err(e) => failed = Some(AppError::from(e)),
         }
     }
     // What was stored stays (sent again, it is counted a duplicate); the sender retries a 5xx.

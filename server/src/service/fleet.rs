@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use sqlx::PgPool;
+
 use super::Result;
 use crate::db;
-use crate::state::AppState;
 
 /// A GPU reporting within this long is "reporting now", ms.
 const NOW_MS: i64 = 60_000;
@@ -28,6 +29,8 @@ pub struct NodeNow {
     pub idle: u32,
     /// GPUs known but silent for a minute.
     pub not_reporting: u32,
+    /// Time of its collector's last accepted batch.
+    pub last_seen: Option<chrono::DateTime<Utc>>,
 }
 
 /// The fleet now.
@@ -41,12 +44,11 @@ pub struct Fleet {
     pub gpu_energy_j: BTreeMap<String, f64>,
 }
 
-/// The fleet now, read from the read replica where there is one (it may lag by seconds).
-pub async fn fleet(state: &AppState) -> Result<Fleet> {
+/// The fleet now, read from `read` (the caller's one pool for its view: `AppState::read_db`, the read
+/// replica within its bound).
+pub async fn fleet(read: &PgPool) -> Result<Fleet> {
     let mut out = Fleet::default();
     let now = Utc::now().timestamp_millis();
-    // One pool for the whole view, so it is read from one database.
-    let read = state.read_db();
     for n in db::nodes::list(read).await? {
         let known: Vec<u32> = db::nodes::gpus(read, n.id)
             .await?
@@ -60,6 +62,7 @@ pub async fn fleet(state: &AppState) -> Result<Fleet> {
         }
         let mut node = NodeNow {
             site: n.site.clone(),
+            last_seen: n.last_seen,
             ..NodeNow::default()
         };
         for (power_mw, util_dpct) in latest.values() {

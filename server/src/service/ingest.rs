@@ -71,9 +71,11 @@ impl KnownGpus {
 
 /// Stores checked batches inside the caller's transaction; answers what each stored, in order.
 /// `known`: skip registering a node's GPUs when this process registered the same list before.
+/// The batches stay the caller's (a failed group is stored again batch by batch): only their samples
+/// are copied, once, for the store to sort and deduplicate.
 pub async fn store(
     tx: &mut Transaction<'_, Postgres>,
-    batches: Vec<Checked>,
+    batches: &[Checked],
     known: Option<&KnownGpus>,
 ) -> Result<Vec<Stored>, db::Error> {
     let mut touched: Vec<(i32, Option<u64>)> = Vec::with_capacity(batches.len());
@@ -92,11 +94,24 @@ pub async fn store(
             db::node_energy::set_node_cpus(tx, c.node_id, cpus).await?;
         }
         touched.push((c.node_id, c.dropped_total));
-        samples.push((c.node_id, c.samples));
+        samples.push((c.node_id, c.samples.clone()));
     }
     let stored = db::samples::insert_many(tx, samples).await?;
     db::nodes::touch_many(tx, &touched).await?;
     Ok(stored)
+}
+
+impl From<WriteError> for crate::error::AppError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            // 503 (with Retry-After): the collector keeps the batch and sends it again.
+            WriteError::Busy => Self::Client(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the ingest queue is full, retry later".to_owned(),
+            ),
+            WriteError::Db(e) => e.into(),
+        }
+    }
 }
 
 /// Why a batch handed to the writers was not stored.
@@ -205,34 +220,33 @@ async fn next_group(rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>) -> Option<Vec<
 
 async fn write_group(db: &PgPool, known: &KnownGpus, stats: &WriterStats, group: Vec<Job>) {
     use std::sync::atomic::Ordering::Relaxed;
-    let batches: Vec<Checked> = group.iter().map(|j| j.batch.clone()).collect();
-    match store_committed(db, batches.clone(), known).await {
+    let (batches, replies): (Vec<Checked>, Vec<_>) =
+        group.into_iter().map(|j| (j.batch, j.reply)).unzip();
+    match store_committed(db, &batches, known).await {
         Ok(stored) => {
             stats.groups.fetch_add(1, Relaxed);
-            stats.batches.fetch_add(group.len() as u64, Relaxed);
+            stats.batches.fetch_add(batches.len() as u64, Relaxed);
             known.remember(&batches);
-            for (job, s) in group.into_iter().zip(stored) {
-                let _ = job.reply.send(Ok(s));
+            for (reply, s) in replies.into_iter().zip(stored) {
+                let _ = reply.send(Ok(s));
             }
         }
-        Err(e) if group.len() == 1 => {
-            if let Some(job) = group.into_iter().next() {
-                let _ = job.reply.send(Err(e));
+        Err(e) if batches.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, batches = group.len(), "a group failed; storing its batches one by one");
-            for job in group {
-                let one = vec![job.batch.clone()];
-                let result = store_committed(db, one.clone(), known).await;
+            tracing::warn!(error = %e, batches = batches.len(), "a group failed; storing its batches one by one");
+            for (batch, reply) in batches.iter().zip(replies) {
+                let one = std::slice::from_ref(batch);
+                let result = store_committed(db, one, known).await;
                 if result.is_ok() {
                     stats.groups.fetch_add(1, Relaxed);
                     stats.batches.fetch_add(1, Relaxed);
-                    known.remember(&one);
+                    known.remember(one);
                 }
-                let _ = job
-                    .reply
-                    .send(result.map(|mut s| s.pop().unwrap_or_default()));
+                let _ = reply.send(result.map(|mut s| s.pop().unwrap_or_default()));
             }
         }
     }
@@ -240,7 +254,7 @@ async fn write_group(db: &PgPool, known: &KnownGpus, stats: &WriterStats, group:
 
 async fn store_committed(
     db: &PgPool,
-    batches: Vec<Checked>,
+    batches: &[Checked],
     known: &KnownGpus,
 ) -> Result<Vec<Stored>, db::Error> {
     let mut tx = db.begin().await?;

@@ -132,10 +132,10 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(now);
+    // One pool for the whole view.
     let read = state.read_db();
-    let fleet = fleet(state).await?;
+    let fleet = fleet(read).await?;
     let waiting = db::overview::rollup_waits_since(read).await?;
-    let nodes = db::nodes::list(read).await?;
     let mut sites = Vec::new();
     for site in db::sites::list_with_fallback(read).await? {
         let mut s = SiteNow {
@@ -148,11 +148,9 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
             s.busy += n.busy;
             s.idle += n.idle;
             s.not_reporting += n.not_reporting;
-            let quiet = nodes.iter().find(|x| &x.name == name).is_some_and(|x| {
-                x.last_seen
-                    .is_none_or(|t| (now - t).num_seconds() > STALE_NODE_S)
-            });
-            if quiet {
+            if n.last_seen
+                .is_none_or(|t| (now - t).num_seconds() > STALE_NODE_S)
+            {
                 s.stale_nodes.push(name.clone());
             }
         }
