@@ -8,13 +8,26 @@
 //! watts, counter a few joules), so most values take one or two bytes. A column a GPU never reports
 //! costs one byte; a column reported sometimes carries a presence bitmap.
 //!
+//! Settled data is rewritten into large blocks (one per GPU per hour, `encode_packed`, format 2): the same
+//! columns, but each stream of deltas coded in frames of 32 values, each frame Rice-coded or bit-packed
+//! at its widest value's width, whichever is shorter (a column that does not change costs a byte per 32
+//! samples), absences as runs, and the
+//! energy counter stored as its difference from what the power readings predict (the counter integrates
+//! the same power, so the residual is small where the raw delta is not).
+//!
 //! This module owns the byte layout only. Which blocks exist and how they are deduplicated is the
 //! server's `db::samples`; what the samples mean is its `analytics::energy`.
 
 use thiserror::Error;
 
-/// Format version written as the first byte of every block.
-const VERSION: u8 = 1;
+/// Format version written as the first byte of every live block (`encode`).
+pub const VERSION: u8 = 1;
+
+/// Format version of settled blocks (`encode_packed`).
+pub const PACKED: u8 = 2;
+
+/// Values per bit-packed frame.
+const FRAME: usize = 32;
 
 /// One decoded sample, in the integer units it is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +64,16 @@ pub enum CodecError {
     /// A varint ran past 64 bits.
     #[error("raw sample block has an overlong varint")]
     Overlong,
+    /// A field that no block of ours holds (a frame wider than 64 bits, a sample count beyond the block).
+    #[error("raw sample block is corrupt: {0}")]
+    Corrupt(&'static str),
 }
 
 /// Encodes samples of one node into a block. `t0_ms` is the block's start time (stored in its row);
 /// every sample must be at or after it. Samples are grouped by GPU and sorted by time; a GPU's samples
 /// at the same millisecond are kept once (the first).
 pub fn encode(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
-    let mut sorted: Vec<&RawSample> = samples.iter().collect();
-    sorted.sort_by_key(|s| (s.gpu, s.t_ms));
-    sorted.dedup_by_key(|s| (s.gpu, s.t_ms));
-
+    let sorted = by_gpu_then_time(samples);
     let mut out = Vec::with_capacity(16 + sorted.len() * 12);
     out.push(VERSION);
     let groups: Vec<&[&RawSample]> = sorted.chunk_by(|a, b| a.gpu == b.gpu).collect();
@@ -71,24 +84,285 @@ pub fn encode(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
         put_dods(&mut out, t0_ms, group.iter().map(|s| s.t_ms));
         put_deltas(&mut out, 0, group.iter().map(|s| s.power_mw));
         put_optional(&mut out, group.iter().map(|s| s.energy_mj), true);
-        let optional: [fn(&RawSample) -> Option<i64>; 5] = [
-            |s| s.limit_mw,
-            |s| s.util_dpct,
-            |s| s.mem_mib,
-            |s| s.temp_dc,
-            |s| s.sm_mhz,
-        ];
-        for field in optional {
+        for field in OPTIONAL {
             put_optional(&mut out, group.iter().map(|s| field(s)), false);
         }
     }
     out
 }
 
-/// Decodes a block written by [`encode`] with the same `t0_ms`.
+fn by_gpu_then_time(samples: &[RawSample]) -> Vec<&RawSample> {
+    let mut sorted: Vec<&RawSample> = samples.iter().collect();
+    sorted.sort_by_key(|s| (s.gpu, s.t_ms));
+    sorted.dedup_by_key(|s| (s.gpu, s.t_ms));
+    sorted
+}
+
+/// The optional columns after the energy counter, in their order in a block.
+const OPTIONAL: [fn(&RawSample) -> Option<i64>; 5] = [
+    |s| s.limit_mw,
+    |s| s.util_dpct,
+    |s| s.mem_mib,
+    |s| s.temp_dc,
+    |s| s.sm_mhz,
+];
+
+/// Encodes samples of one node as a settled block (format 2), usually one GPU's hour. Same sorting,
+/// deduplication and `t0_ms` rule as [`encode`]; [`decode`] reads both formats.
+pub fn encode_packed(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
+    let sorted = by_gpu_then_time(samples);
+    let mut out = Vec::with_capacity(16 + sorted.len() * 4);
+    out.push(PACKED);
+    let groups: Vec<&[&RawSample]> = sorted.chunk_by(|a, b| a.gpu == b.gpu).collect();
+    put_varint(&mut out, groups.len() as u64);
+    for group in groups {
+        put_varint(&mut out, u64::from(group[0].gpu));
+        put_varint(&mut out, group.len() as u64);
+        let times: Vec<i64> = group.iter().map(|s| s.t_ms).collect();
+        // The first time from t0, the first step, then steps' changes.
+        put_varint(&mut out, zigzag(times[0].wrapping_sub(t0_ms)));
+        if times.len() > 1 {
+            put_varint(&mut out, zigzag(times[1].wrapping_sub(times[0])));
+            put_packed(
+                &mut out,
+                times.windows(3).map(|w| {
+                    zigzag(
+                        w[2].wrapping_sub(w[1])
+                            .wrapping_sub(w[1].wrapping_sub(w[0])),
+                    )
+                }),
+            );
+        }
+        let powers: Vec<i64> = group.iter().map(|s| s.power_mw).collect();
+        put_first_and_deltas(&mut out, &powers);
+        // The counter: present readings as (index, value); each stored as its difference from the
+        // previous reading plus the energy of the power between them (trapezoid, mW x ms / 1000 = mJ).
+        let energy: Vec<(usize, i64)> = group
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.energy_mj?)))
+            .collect();
+        put_presence(&mut out, group.iter().map(|s| s.energy_mj.is_some()));
+        if let Some(&(_, first)) = energy.first() {
+            put_varint(&mut out, zigzag(first));
+            // Whichever predictor codes this GPU's counter in the fewest bytes.
+            let coded = Predictor::ALL.map(|p| {
+                let mut bytes = vec![p as u8];
+                put_packed(
+                    &mut bytes,
+                    energy.windows(2).enumerate().map(|(k, w)| {
+                        let before = k.checked_sub(1).map(|b| energy[b]);
+                        zigzag(
+                            w[1].1
+                                .wrapping_sub(p.predict(before, w[0], w[1].0, &powers, &times)),
+                        )
+                    }),
+                );
+                bytes
+            });
+            let best = coded
+                .iter()
+                .min_by_key(|c| c.len())
+                .expect("three predictors");
+            out.extend_from_slice(best);
+        }
+        for field in OPTIONAL {
+            put_presence(&mut out, group.iter().map(|s| field(s).is_some()));
+            let values: Vec<i64> = group.iter().filter_map(|s| field(s)).collect();
+            if !values.is_empty() {
+                put_first_and_deltas(&mut out, &values);
+            }
+        }
+    }
+    out
+}
+
+/// How a settled block predicts each energy counter reading from what came before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Predictor {
+    /// The previous reading plus the trapezoid of the power between them (mW x ms / 1000 = mJ).
+    Trapezoid = 0,
+    /// The previous reading plus the earlier power over the interval (a counter that integrates what
+    /// was reported, as the simulator's does).
+    Left = 1,
+    /// The previous reading plus the previous step (a steady draw).
+    Step = 2,
+}
+
+impl Predictor {
+    const ALL: [Self; 3] = [Self::Trapezoid, Self::Left, Self::Step];
+
+    fn of(byte: u8) -> Result<Self, CodecError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| *p as u8 == byte)
+            .ok_or(CodecError::Corrupt("energy predictor"))
+    }
+
+    /// The reading at sample `j` from the reading (index, value) before it and the one before that.
+    fn predict(
+        self,
+        before: Option<(usize, i64)>,
+        (i, at_i): (usize, i64),
+        j: usize,
+        powers: &[i64],
+        times: &[i64],
+    ) -> i64 {
+        let dt = times[j].wrapping_sub(times[i]);
+        match self {
+            Self::Trapezoid => {
+                at_i.wrapping_add(powers[i].wrapping_add(powers[j]).wrapping_mul(dt) / 2000)
+            }
+            Self::Left => at_i.wrapping_add(powers[i].wrapping_mul(dt) / 1000),
+            Self::Step => at_i.wrapping_add(before.map_or(0, |(_, b)| at_i.wrapping_sub(b))),
+        }
+    }
+}
+
+fn put_first_and_deltas(out: &mut Vec<u8>, values: &[i64]) {
+    put_varint(out, zigzag(values[0]));
+    put_packed(
+        out,
+        values.windows(2).map(|w| zigzag(w[1].wrapping_sub(w[0]))),
+    );
+}
+
+/// Tag 0: none present; 1: all; 2: runs (count, then lengths alternating present and absent, starting
+/// with present, the first possibly 0).
+fn put_presence(out: &mut Vec<u8>, present: impl Iterator<Item = bool>) {
+    let mut runs: Vec<u64> = vec![0];
+    let mut state = true;
+    for p in present {
+        if p != state {
+            runs.push(0);
+            state = p;
+        }
+        *runs.last_mut().expect("one run at least") += 1;
+    }
+    match runs.as_slice() {
+        [_] => out.push(1),
+        [0, _] => out.push(0),
+        _ => {
+            out.push(2);
+            put_varint(out, runs.len() as u64);
+            for r in runs {
+                put_varint(out, r);
+            }
+        }
+    }
+}
+
+/// Frames of up to `FRAME` values, each frame Rice-coded: its parameter k (one byte), then per value
+/// the quotient `v >> k` in unary (ones ended by a zero) and the k low bits, least significant first.
+/// A quotient of `ESCAPE` or more is written as `ESCAPE` ones and the value's 64 bits. Deltas of
+/// readings are mostly small with a few large steps, where Rice codes cost about log2 of the typical
+/// value plus 1.5 bits, and a step costs only itself.
+fn put_packed(out: &mut Vec<u8>, values: impl Iterator<Item = u64>) {
+    let values: Vec<u64> = values.collect();
+    let mut bits = BitWriter { out, acc: 0, n: 0 };
+    for frame in values.chunks(FRAME) {
+        let (k, rice_bits) = rice_parameter(frame);
+        let width = 64 - frame.iter().fold(0u64, |a, &v| a | v).leading_zeros();
+        if u64::from(width) * frame.len() as u64 <= rice_bits {
+            // Plain bit-packing at the widest value's width: 0 bits for a frame of zeros.
+            bits.put(u64::from(PLAIN + width as u8), 8);
+            for &v in frame {
+                bits.put(v, width);
+            }
+            continue;
+        }
+        bits.put(u64::from(k), 8);
+        for &v in frame {
+            let q = v >> k;
+            if q >= ESCAPE {
+                bits.ones(ESCAPE as u32);
+                bits.put(v, 64);
+            } else {
+                bits.ones(q as u32);
+                bits.put(0, 1);
+                bits.put(v, u32::from(k));
+            }
+        }
+    }
+    bits.flush();
+}
+
+/// Quotients this large are escaped.
+const ESCAPE: u64 = 24;
+
+/// A frame's first byte from this on says plain bit-packing at width (byte - PLAIN).
+const PLAIN: u8 = 64;
+
+/// The k that codes the frame in the fewest bits, searched near log2 of its mean, and those bits.
+fn rice_parameter(frame: &[u64]) -> (u8, u64) {
+    let cost = |k: u32| -> u64 {
+        frame
+            .iter()
+            .map(|&v| {
+                let q = v >> k;
+                if q >= ESCAPE {
+                    ESCAPE + 64
+                } else {
+                    q + 1 + u64::from(k)
+                }
+            })
+            .sum()
+    };
+    let mean = frame.iter().map(|&v| u128::from(v)).sum::<u128>() / frame.len().max(1) as u128;
+    let guess = 127 - mean.max(1).leading_zeros();
+    (guess.saturating_sub(2)..=(guess + 1).min(63))
+        .map(|k| (k as u8, cost(k)))
+        .min_by_key(|&(_, c)| c)
+        .unwrap_or((0, u64::MAX))
+}
+
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u128,
+    n: u32,
+}
+
+impl BitWriter<'_> {
+    fn put(&mut self, v: u64, bits: u32) {
+        if bits == 0 {
+            return;
+        }
+        let v = if bits == 64 {
+            v
+        } else {
+            v & ((1u64 << bits) - 1)
+        };
+        self.acc |= u128::from(v) << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+    fn ones(&mut self, count: u32) {
+        let mut left = count;
+        while left > 0 {
+            let now = left.min(32);
+            self.put((1u64 << now) - 1, now);
+            left -= now;
+        }
+    }
+    fn flush(&mut self) {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+            (self.acc, self.n) = (0, 0);
+        }
+    }
+}
+
+/// Decodes a block written by [`encode`] or [`encode_packed`] with the same `t0_ms`.
 pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), CodecError> {
     let mut r = Reader { buf: block, pos: 0 };
     let version = r.byte()?;
+    if version == PACKED {
+        return decode_packed(t0_ms, r, out);
+    }
     if version != VERSION {
         return Err(CodecError::Version(version));
     }
@@ -121,6 +395,82 @@ pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), 
                 sm_mhz: sm[i],
             });
         }
+    }
+    Ok(())
+}
+
+fn decode_packed(
+    t0_ms: i64,
+    mut r: Reader<'_>,
+    out: &mut Vec<RawSample>,
+) -> Result<(), CodecError> {
+    let n_gpus = r.varint()?;
+    for _ in 0..n_gpus {
+        let gpu = u32::try_from(r.varint()?).map_err(|_| CodecError::Overlong)?;
+        let n = usize::try_from(r.varint()?).map_err(|_| CodecError::Overlong)?;
+        // Every sample costs a bit at least in the time and power columns.
+        if n == 0 || n / 16 > r.buf.len() - r.pos {
+            return Err(CodecError::Corrupt("sample count"));
+        }
+        let mut times = Vec::with_capacity(n);
+        times.push(t0_ms.wrapping_add(unzigzag(r.varint()?)));
+        if n > 1 {
+            let mut step = unzigzag(r.varint()?);
+            times.push(times[0].wrapping_add(step));
+            for change in r.packed(n - 2)? {
+                step = step.wrapping_add(unzigzag(change));
+                let last = times[times.len() - 1];
+                times.push(last.wrapping_add(step));
+            }
+        }
+        let powers = r.first_and_deltas(n)?;
+        let present = r.presence(n)?;
+        let mut energy = vec![None; n];
+        let at: Vec<usize> = (0..n).filter(|&i| present[i]).collect();
+        if let Some(&first) = at.first() {
+            energy[first] = Some(unzigzag(r.varint()?));
+            let predictor = Predictor::of(r.byte()?)?;
+            let mut before = None;
+            for (w, residual) in at.windows(2).zip(r.packed(at.len() - 1)?) {
+                let previous = (w[0], energy[w[0]].unwrap_or_default());
+                let value = predictor
+                    .predict(before, previous, w[1], &powers, &times)
+                    .wrapping_add(unzigzag(residual));
+                energy[w[1]] = Some(value);
+                before = Some(previous);
+            }
+        }
+        let mut columns: [Vec<Option<i64>>; 5] = Default::default();
+        for column in &mut columns {
+            let present = r.presence(n)?;
+            let count = present.iter().filter(|p| **p).count();
+            let mut values = if count > 0 {
+                r.first_and_deltas(count)?.into_iter()
+            } else {
+                Vec::new().into_iter()
+            };
+            *column = present
+                .iter()
+                .map(|&p| if p { values.next() } else { None })
+                .collect();
+        }
+        let [limit, util, mem, temp, sm] = columns;
+        for i in 0..n {
+            out.push(RawSample {
+                gpu,
+                t_ms: times[i],
+                power_mw: powers[i],
+                energy_mj: energy[i],
+                limit_mw: limit[i],
+                util_dpct: util[i],
+                mem_mib: mem[i],
+                temp_dc: temp[i],
+                sm_mhz: sm[i],
+            });
+        }
+    }
+    if r.pos != r.buf.len() {
+        return Err(CodecError::Corrupt("bytes after the last GPU"));
     }
     Ok(())
 }
@@ -193,6 +543,33 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// Bits of a `put_packed` stream; the stream ends on a byte boundary.
+struct BitReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    acc: u128,
+    n: u32,
+}
+
+impl BitReader<'_, '_> {
+    fn get(&mut self, bits: u32) -> Result<u64, CodecError> {
+        if bits == 0 {
+            return Ok(0);
+        }
+        while self.n < bits {
+            self.acc |= u128::from(self.r.byte()?) << self.n;
+            self.n += 8;
+        }
+        let v = if bits == 64 {
+            self.acc as u64
+        } else {
+            (self.acc as u64) & ((1u64 << bits) - 1)
+        };
+        self.acc >>= bits;
+        self.n -= bits;
+        Ok(v)
+    }
+}
+
 impl Reader<'_> {
     fn byte(&mut self) -> Result<u8, CodecError> {
         let b = *self.buf.get(self.pos).ok_or(CodecError::Truncated)?;
@@ -210,6 +587,78 @@ impl Reader<'_> {
             }
         }
         Err(CodecError::Overlong)
+    }
+
+    /// `n` values written by `put_packed`.
+    fn packed(&mut self, n: usize) -> Result<Vec<u64>, CodecError> {
+        let mut out = Vec::with_capacity(n.min(self.buf.len().saturating_mul(8)));
+        let mut bits = BitReader {
+            r: self,
+            acc: 0,
+            n: 0,
+        };
+        while out.len() < n {
+            let k = bits.get(8)? as u32;
+            let len = (n - out.len()).min(FRAME);
+            if k >= u32::from(PLAIN) {
+                let width = k - u32::from(PLAIN);
+                if width > 64 {
+                    return Err(CodecError::Corrupt("frame width"));
+                }
+                for _ in 0..len {
+                    out.push(bits.get(width)?);
+                }
+                continue;
+            }
+            for _ in 0..len {
+                let mut q = 0;
+                while q < ESCAPE && bits.get(1)? == 1 {
+                    q += 1;
+                }
+                out.push(if q == ESCAPE {
+                    bits.get(64)?
+                } else {
+                    (q << k) | bits.get(k)?
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn first_and_deltas(&mut self, n: usize) -> Result<Vec<i64>, CodecError> {
+        let mut value = unzigzag(self.varint()?);
+        let mut out = Vec::with_capacity(n);
+        out.push(value);
+        for delta in self.packed(n - 1)? {
+            value = value.wrapping_add(unzigzag(delta));
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    fn presence(&mut self, n: usize) -> Result<Vec<bool>, CodecError> {
+        match self.byte()? {
+            0 => Ok(vec![false; n]),
+            1 => Ok(vec![true; n]),
+            2 => {
+                let runs = self.varint()?;
+                let mut out = Vec::with_capacity(n);
+                let mut state = true;
+                for _ in 0..runs {
+                    let len = usize::try_from(self.varint()?).map_err(|_| CodecError::Overlong)?;
+                    if len > n - out.len() {
+                        return Err(CodecError::Corrupt("presence runs"));
+                    }
+                    out.extend(std::iter::repeat_n(state, len));
+                    state = !state;
+                }
+                if out.len() != n {
+                    return Err(CodecError::Corrupt("presence runs"));
+                }
+                Ok(out)
+            }
+            _ => Err(CodecError::Corrupt("presence tag")),
+        }
     }
 
     fn deltas(&mut self, start: i64, n: usize) -> Result<Vec<i64>, CodecError> {
@@ -335,6 +784,85 @@ mod tests {
         let block = encode(t0, &samples);
         let per_sample = block.len() as f64 / samples.len() as f64;
         assert!(per_sample < 12.0, "{per_sample} bytes per sample");
+    }
+
+    /// An hour of two GPUs with gaps in columns, jitter, a counter that wraps past i64 and a power step.
+    fn an_hour() -> Vec<RawSample> {
+        let t0 = 1_700_000_000_000;
+        (0..36_000i64)
+            .flat_map(|i| {
+                (0..2).map(move |g| {
+                    let mut s = sample(
+                        g,
+                        t0 + 100 * i + (i * 7 % 5) - 2,
+                        150_000 + (i * 7919 % 4000),
+                    );
+                    s.energy_mj = Some(if g == 1 {
+                        i64::MAX - 1_000_000 + i * 15
+                    } else {
+                        i * 15 + i % 3
+                    });
+                    if i > 20_000 {
+                        s.power_mw += 300_000;
+                    }
+                    if i % 1000 == 7 {
+                        s.util_dpct = None;
+                    }
+                    if (10_000..10_050).contains(&i) {
+                        s.energy_mj = None;
+                    }
+                    s.temp_dc = Some(600 + i / 3000);
+                    s
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packed_blocks_round_trip() {
+        let samples = an_hour();
+        let t0 = samples[0].t_ms - 5;
+        let block = encode_packed(t0, &samples);
+        let mut back = Vec::new();
+        decode(t0, &block, &mut back).expect("decodes");
+        let mut expected = samples.clone();
+        expected.sort_by_key(|s| (s.gpu, s.t_ms));
+        assert_eq!(back, expected);
+        // Edge shapes: one sample, all columns absent, a lone GPU.
+        let mut lone = sample(3, t0 + 1, 0);
+        (lone.energy_mj, lone.limit_mw, lone.util_dpct) = (None, None, None);
+        for samples in [vec![lone], vec![lone, sample(3, t0 + 2, 7)]] {
+            let mut back = Vec::new();
+            decode(t0, &encode_packed(t0, &samples), &mut back).expect("decodes");
+            assert_eq!(back, samples);
+        }
+    }
+
+    #[test]
+    fn packed_blocks_are_smaller_than_live_ones() {
+        let samples = an_hour();
+        let t0 = samples[0].t_ms - 5;
+        let live = encode(t0, &samples).len() as f64 / samples.len() as f64;
+        let packed = encode_packed(t0, &samples).len() as f64 / samples.len() as f64;
+        assert!(packed < 0.6 * live, "{packed} vs {live} bytes per sample");
+    }
+
+    #[test]
+    fn corrupt_packed_blocks_are_errors_not_panics() {
+        let samples: Vec<RawSample> = an_hour().into_iter().take(300).collect();
+        let t0 = samples[0].t_ms;
+        let block = encode_packed(t0, &samples);
+        for cut in 0..block.len() {
+            assert!(
+                decode(t0, &block[..cut], &mut Vec::new()).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut wide = block.clone();
+        // The first frame's width byte: version, GPU count, GPU, count (2), first time, first step.
+        let at = 1 + 1 + 1 + 2 + 1 + 2;
+        wide[at] = 65;
+        assert!(decode(t0, &wide, &mut Vec::new()).is_err());
     }
 
     #[test]

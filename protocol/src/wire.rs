@@ -172,6 +172,10 @@ pub fn decode_batch(frame: &[u8]) -> Result<(GpuBatch, Vec<RawSample>), WireErro
     }
     let (t0, block) = split(rest, 8, "block start time")?;
     let t0 = i64::from_le_bytes(t0.try_into().map_err(|_| WireError::Truncated("block"))?);
+    // Collectors send live blocks (format 1); settled blocks are the server's own storage.
+    if let Some(&version) = block.first().filter(|v| **v != codec::VERSION) {
+        return Err(WireError::Block(codec::CodecError::Version(version)));
+    }
     let mut samples = Vec::new();
     codec::decode(t0, block, &mut samples)?;
     Ok((batch, samples))

@@ -133,6 +133,9 @@ pub struct Config {
     /// Age in seconds raw data must reach before it is rolled up (late samples of a minute settle first).
     #[arg(long, env = "WATTLAS_ROLLUP_SETTLE_S", default_value_t = 90)]
     pub rollup_settle_s: u64,
+    /// Seconds after an hour's end before its raw blocks are rewritten into one packed block per GPU.
+    #[arg(long, env = "WATTLAS_COMPACT_AFTER_S", default_value_t = 300)]
+    pub compact_after_s: u64,
     /// Seconds between two retention runs (drop_chunks of raw samples).
     #[arg(long, env = "WATTLAS_RETENTION_INTERVAL_S", default_value_t = 3600)]
     pub retention_interval_s: u64,

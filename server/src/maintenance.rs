@@ -1,10 +1,11 @@
 //! Background tasks of the server: the rollup task (pending raw ranges -> per-minute rollups), the
-//! retention task (`drop_chunks` of raw samples older than the retention period), and the job energy
-//! task (each job's stored energy summary, which the jobs list sorts and totals on).
+//! retention task (`drop_chunks` of raw samples older than the retention period), the job energy
+//! task (each job's stored energy summary, which the jobs list sorts and totals on), and the settle task
+//! (a node's live blocks of an hour that ended rewritten as one packed block per GPU).
 //!
 //! Several server processes run them at once on one database, and each piece of work is done once:
 //! pending raw ranges are taken with `for update skip locked` (so processes share the rollup), while the
-//! node energy rollup, the job energy refresh and retention run in one process at a time (`exclusively`:
+//! node energy rollup, the job energy refresh, settling and retention run in one process at a time (`exclusively`:
 //! a session advisory lock, released when the run ends or by PostgreSQL when the process dies); the
 //! others skip that run, and find the work done at their next. Each process counts what it did
 //! (`wattlas_maintenance_work_total{task}`).
@@ -75,9 +76,70 @@ pub fn spawn(state: &AppState) -> Tasks {
             tokio::time::sleep(every).await;
         }
     });
+    let settle_state = state.clone();
+    let settle = tokio::spawn(async move {
+        let every = Duration::from_secs(settle_state.config.rollup_interval_s.max(1));
+        loop {
+            match settle_once(&settle_state).await {
+                Ok(n) if n >= HOURS_PER_SETTLE_RUN as usize => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "settle run failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
     Tasks {
-        handles: vec![rollup, retention, energy],
+        handles: vec![rollup, retention, energy, settle],
     }
+}
+
+/// Node-hours settled per run.
+const HOURS_PER_SETTLE_RUN: i64 = 32;
+
+/// Settles the node-hours that ended `compact_after_s` ago or earlier (up to `HOURS_PER_SETTLE_RUN`),
+/// oldest first; returns how many.
+pub async fn settle_once(state: &AppState) -> Result<usize, AppError> {
+    let before = Utc::now() - chrono::Duration::seconds(state.config.compact_after_s as i64);
+    settle_before(state, before).await
+}
+
+/// Settles node-hours that ended before `before`.
+pub async fn settle_before(
+    state: &AppState,
+    before: chrono::DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let done = exclusively(&state.db, "settle", || async {
+        let hours = samples::settleable(&state.db, before, HOURS_PER_SETTLE_RUN).await?;
+        let mut total = samples::Settled::default();
+        for (node_id, hour) in &hours {
+            let s = samples::settle_hour(&state.db, *node_id, *hour).await?;
+            total.blocks += s.blocks;
+            total.samples += s.samples;
+            total.bytes_before += s.bytes_before;
+            total.bytes_after += s.bytes_after;
+        }
+        if !hours.is_empty() {
+            let mut tx = state.db.begin().await?;
+            record_run(
+                &mut tx,
+                "settle",
+                serde_json::json!({
+                    "hours": hours.len(),
+                    "live_blocks": total.blocks,
+                    "samples": total.samples,
+                    "bytes_before": total.bytes_before,
+                    "bytes_after": total.bytes_after,
+                }),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(hours.len())
+    })
+    .await?
+    .unwrap_or(0);
+    state.metrics.maintenance("settle", done as u64);
+    Ok(done)
 }
 
 /// Rolls up settled pending ranges once; returns how many ranges it took.
@@ -304,6 +366,16 @@ async fn retention_now(db: &PgPool, retention_days: u32) -> Result<usize, AppErr
     .bind(retention_days as i32)
     .fetch_all(db)
     .await?;
+    let settled: Vec<String> = sqlx::query_scalar(
+        r#"select dropped::text
+        from drop_chunks('gpu_settled', older_than => least(
+            now() - make_interval(days => $1),
+            (select min(t_from) from rollup_pending))) as dropped"#,
+    )
+    .bind(retention_days as i32)
+    .fetch_all(db)
+    .await?;
+    dropped.extend(settled);
     // CPU and DRAM readings go the same way once every node's are rolled up past them.
     let node_energy: Vec<String> = sqlx::query_scalar(
         r#"select dropped::text

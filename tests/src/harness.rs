@@ -142,19 +142,24 @@ pub async fn job(http: &reqwest::Client, base: &str, id: &str) -> Value {
 }
 
 pub async fn stored_samples(db: &PgPool) -> i64 {
-    sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
-        .fetch_one(db)
-        .await
-        .expect("count")
+    sqlx::query_scalar(
+        "select (select coalesce(sum(n_samples), 0) from gpu_raw)
+                + (select coalesce(sum(n_samples), 0) from gpu_settled)",
+    )
+    .fetch_one(db)
+    .await
+    .expect("count")
 }
 
 /// Distinct (node, GPU, time) stored: equal to the stored count only if nothing is doubled.
 pub async fn distinct_samples(db: &PgPool) -> i64 {
-    let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
-        sqlx::query_as("select node_id, t_start, data from gpu_raw")
-            .fetch_all(db)
-            .await
-            .expect("rows");
+    let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
+        "select node_id, t_start, data from gpu_raw
+            union all select node_id, t_start, data from gpu_settled",
+    )
+    .fetch_all(db)
+    .await
+    .expect("rows");
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (node, t0, data) in rows {

@@ -4,7 +4,8 @@
 //! in other groupings. Each batch is stored under a per-node advisory lock; blocks already holding any of
 //! the batch's (GPU, time) pairs are decoded and those samples are left out. In steady streaming a new
 //! batch starts after the node's last block ends, so the overlap query finds nothing and nothing is
-//! decoded. A block's samples lie within one aligned five-minute window, which bounds every search.
+//! decoded. A live block's samples lie within one aligned five-minute window, and a settled block's
+//! (`gpu_settled`, one GPU's hour, see `compact_hour`) within one hour, which bounds every search.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -69,13 +70,24 @@ pub async fn insert_many(
         .execute(&mut **tx)
         .await?;
         let overlapping: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
-            r#"select q.batch, g.t_start, g.data
-            from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
-                as q(batch, node_id, window_start, last, first)
+            r#"with q as (
+                select *
+                from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
+                    as q(batch, node_id, window_start, last, first)
+            )
+            select q.batch, g.t_start, g.data
+            from q
             join gpu_raw g on g.node_id = q.node_id
                 and g.t_start >= q.window_start
                 and g.t_start <= q.last
-                and g.t_end >= q.first"#,
+                and g.t_end >= q.first
+            union all
+            select q.batch, s.t_start, s.data
+            from q
+            join gpu_settled s on s.node_id = q.node_id
+                and s.hour >= time_bucket('1 hour', q.first)
+                and s.hour <= q.last
+                and s.t_end >= q.first"#,
         )
         .bind(spans.iter().map(|s| s.0).collect::<Vec<_>>())
         .bind(spans.iter().map(|s| s.1).collect::<Vec<_>>())
@@ -203,18 +215,28 @@ pub async fn fetch(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Vec<RawSample>, super::Error> {
+    let gpu_list: Vec<i32> = gpus.iter().map(|&g| g as i32).collect();
     let rows: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
         r#"select t_start, data
         from gpu_raw
         where node_id = $1
             and t_start >= $2
             and t_start < $3
-            and t_end >= $4"#,
+            and t_end >= $4
+        union all
+        select t_start, data
+        from gpu_settled
+        where node_id = $1
+            and hour >= time_bucket('1 hour', $4)
+            and hour < $3
+            and t_end >= $4
+            and (cardinality($5::int[]) = 0 or gpu_index = any($5))"#,
     )
     .bind(node_id)
     .bind(ts(window_start(from_ms)))
     .bind(ts(to_ms))
     .bind(ts(from_ms))
+    .bind(&gpu_list)
     .fetch_all(db)
     .await?;
     let mut out = Vec::new();
@@ -232,11 +254,123 @@ pub async fn fetch(
 /// Number of raw samples stored for a node (all time still retained): for tests and the admin pages.
 pub async fn count(db: &PgPool, node_id: i32) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        r#"select coalesce(sum(n_samples), 0)::int8
-        from gpu_raw
-        where node_id = $1"#,
+        r#"select (select coalesce(sum(n_samples), 0) from gpu_raw where node_id = $1)
+            + (select coalesce(sum(n_samples), 0) from gpu_settled where node_id = $1)"#,
     )
     .bind(node_id)
     .fetch_one(db)
     .await
+}
+
+/// Hours (node, hour start) whose live blocks are ready to settle: the hour ended before `before`.
+/// Oldest first, at most `limit`.
+pub async fn settleable(
+    db: &PgPool,
+    before: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(i32, chrono::DateTime<chrono::Utc>)>> {
+    sqlx::query_as(
+        r#"select node_id, time_bucket('1 hour', t_start) as hour
+        from gpu_raw
+        where t_start < time_bucket('1 hour', $1::timestamptz)
+        group by 1, 2
+        order by 2, 1
+        limit $2"#,
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// What settling an hour did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Live blocks rewritten.
+    pub blocks: u64,
+    /// Samples in the hour's settled blocks now.
+    pub samples: u64,
+    /// Bytes of the live blocks rewritten, and of the settled blocks now.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+}
+
+/// Rewrites a node's live blocks of one hour, with the hour's settled blocks if late samples came after
+/// an earlier run, into one packed block per GPU, and deletes the live blocks: one transaction under the
+/// node's ingest lock, so a crash leaves the hour as it was or wholly settled, and no ingest of the node
+/// runs its duplicate check in between. Every (GPU, millisecond) stays once.
+pub async fn settle_hour(
+    db: &PgPool,
+    node_id: i32,
+    hour: chrono::DateTime<chrono::Utc>,
+) -> Result<Settled, super::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1, $2)")
+        .bind(INGEST_LOCK)
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await?;
+    let live: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
+        r#"delete from gpu_raw
+        where node_id = $1 and t_start >= $2 and t_start < $2 + interval '1 hour'
+        returning t_start, data"#,
+    )
+    .bind(node_id)
+    .bind(hour)
+    .fetch_all(&mut *tx)
+    .await?;
+    if live.is_empty() {
+        return Ok(Settled::default());
+    }
+    let settled: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)> =
+        sqlx::query_as("select t_start, data from gpu_settled where node_id = $1 and hour = $2")
+            .bind(node_id)
+            .bind(hour)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut samples = Vec::new();
+    let mut out = Settled {
+        blocks: live.len() as u64,
+        ..Settled::default()
+    };
+    for (t_start, data) in settled.iter().chain(&live) {
+        out.bytes_before += data.len() as u64;
+        codec::decode(t_start.timestamp_millis(), data, &mut samples)?;
+    }
+    out.bytes_before -= settled.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    samples.sort_by_key(|s| (s.gpu, s.t_ms));
+    samples.dedup_by_key(|s| (s.gpu, s.t_ms));
+    let (mut gpu, mut t_start, mut t_end, mut n, mut data) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for group in samples.chunk_by(|a, b| a.gpu == b.gpu) {
+        let (first, last) = (group[0].t_ms, group[group.len() - 1].t_ms);
+        let block = codec::encode_packed(first, group);
+        out.samples += group.len() as u64;
+        out.bytes_after += block.len() as u64;
+        gpu.push(group[0].gpu as i32);
+        t_start.push(ts(first));
+        t_end.push(ts(last));
+        n.push(group.len() as i32);
+        data.push(block);
+    }
+    sqlx::query(
+        r#"insert into gpu_settled (node_id, gpu_index, hour, t_start, t_end, n_samples, data)
+        select $1, g, $2, s, e, n, d
+        from unnest($3::int[], $4::timestamptz[], $5::timestamptz[], $6::int[], $7::bytea[]) as u(g, s, e, n, d)
+        on conflict (node_id, hour, gpu_index) do update
+        set t_start = excluded.t_start, t_end = excluded.t_end, n_samples = excluded.n_samples,
+            data = excluded.data"#,
+    )
+    .bind(node_id)
+    .bind(hour)
+    .bind(&gpu)
+    .bind(&t_start)
+    .bind(&t_end)
+    .bind(&n)
+    .bind(&data)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(out)
 }

@@ -14,6 +14,7 @@ async fn footprint(app: &App) -> Vec<i64> {
     let mut out = Vec::new();
     for table in [
         "gpu_raw",
+        "gpu_settled",
         "gpus",
         "facility_readings",
         "jobs",

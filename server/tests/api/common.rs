@@ -200,10 +200,13 @@ impl App {
     }
 
     pub async fn stored(&self) -> i64 {
-        sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
-            .fetch_one(&self.state.db)
-            .await
-            .expect("count")
+        sqlx::query_scalar(
+            "select (select coalesce(sum(n_samples), 0) from gpu_raw)
+                + (select coalesce(sum(n_samples), 0) from gpu_settled)",
+        )
+        .fetch_one(&self.state.db)
+        .await
+        .expect("count")
     }
 
     pub async fn job(&self, id: &str) -> JobView {

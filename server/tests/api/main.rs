@@ -18,5 +18,6 @@ mod progress;
 mod prologs;
 mod properties;
 mod remote_write;
+mod settle;
 mod sign_in;
 mod statement;
