@@ -219,12 +219,30 @@ impl Predictor {
     }
 }
 
+/// The first value, the greatest common divisor of the steps (readings in whole percent or degrees are
+/// stored in tenths, so every step is a multiple of 10), then the steps divided by it; a column that
+/// never changes ends at its divisor, 0.
 fn put_first_and_deltas(out: &mut Vec<u8>, values: &[i64]) {
     put_varint(out, zigzag(values[0]));
-    put_packed(
-        out,
-        values.windows(2).map(|w| zigzag(w[1].wrapping_sub(w[0]))),
-    );
+    let divisor = values
+        .windows(2)
+        .fold(0u64, |g, w| gcd(g, w[1].wrapping_sub(w[0]).unsigned_abs()));
+    put_varint(out, divisor);
+    if divisor > 0 {
+        put_packed(
+            out,
+            values.windows(2).map(|w| {
+                zigzag((i128::from(w[1].wrapping_sub(w[0])) / i128::from(divisor)) as i64)
+            }),
+        );
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Tag 0: none present; 1: all; 2: runs (count, then lengths alternating present and absent, starting
@@ -408,8 +426,8 @@ fn decode_packed(
     for _ in 0..n_gpus {
         let gpu = u32::try_from(r.varint()?).map_err(|_| CodecError::Overlong)?;
         let n = usize::try_from(r.varint()?).map_err(|_| CodecError::Overlong)?;
-        // Every sample costs a bit at least in the time and power columns.
-        if n == 0 || n / 16 > r.buf.len() - r.pos {
+        // Every 32 samples cost a byte at least in the time column (a frame header).
+        if n == 0 || n / FRAME > r.buf.len() - r.pos {
             return Err(CodecError::Corrupt("sample count"));
         }
         let mut times = Vec::with_capacity(n);
@@ -551,13 +569,60 @@ struct BitReader<'r, 'a> {
 }
 
 impl BitReader<'_, '_> {
+    /// Hands back the whole bytes read ahead (the stream's last byte is padded to its end).
+    fn finish(self) {
+        self.r.pos -= (self.n / 8) as usize;
+    }
+
+    /// Takes bytes while at most 120 bits are held and bytes remain.
+    fn refill(&mut self) {
+        while self.n <= 120 {
+            match self.r.buf.get(self.r.pos) {
+                Some(&b) => {
+                    self.acc |= u128::from(b) << self.n;
+                    self.n += 8;
+                    self.r.pos += 1;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Ones up to the next zero (which is taken too), or `max` ones (then no zero is taken).
+    fn unary(&mut self, max: u64) -> Result<u64, CodecError> {
+        let mut q = 0;
+        loop {
+            self.refill();
+            if self.n == 0 {
+                return Err(CodecError::Truncated);
+            }
+            let ones = u64::from((self.acc as u64).trailing_ones().min(self.n));
+            if q + ones >= max {
+                let take = (max - q) as u32;
+                self.acc >>= take;
+                self.n -= take;
+                return Ok(max);
+            }
+            if ones < u64::from(self.n) {
+                self.acc >>= ones + 1;
+                self.n -= ones as u32 + 1;
+                return Ok(q + ones);
+            }
+            q += ones;
+            self.acc >>= ones;
+            self.n -= ones as u32;
+        }
+    }
+
     fn get(&mut self, bits: u32) -> Result<u64, CodecError> {
         if bits == 0 {
             return Ok(0);
         }
-        while self.n < bits {
-            self.acc |= u128::from(self.r.byte()?) << self.n;
-            self.n += 8;
+        if self.n < bits {
+            self.refill();
+            if self.n < bits {
+                return Err(CodecError::Truncated);
+            }
         }
         let v = if bits == 64 {
             self.acc as u64
@@ -611,10 +676,7 @@ impl Reader<'_> {
                 continue;
             }
             for _ in 0..len {
-                let mut q = 0;
-                while q < ESCAPE && bits.get(1)? == 1 {
-                    q += 1;
-                }
+                let q = bits.unary(ESCAPE)?;
                 out.push(if q == ESCAPE {
                     bits.get(64)?
                 } else {
@@ -622,15 +684,20 @@ impl Reader<'_> {
                 });
             }
         }
+        bits.finish();
         Ok(out)
     }
 
     fn first_and_deltas(&mut self, n: usize) -> Result<Vec<i64>, CodecError> {
         let mut value = unzigzag(self.varint()?);
+        let divisor = self.varint()?;
+        if divisor == 0 {
+            return Ok(vec![value; n]);
+        }
         let mut out = Vec::with_capacity(n);
         out.push(value);
-        for delta in self.packed(n - 1)? {
-            value = value.wrapping_add(unzigzag(delta));
+        for step in self.packed(n - 1)? {
+            value = value.wrapping_add(unzigzag(step).wrapping_mul(divisor as i64));
             out.push(value);
         }
         Ok(out)
@@ -831,11 +898,33 @@ mod tests {
         // Edge shapes: one sample, all columns absent, a lone GPU.
         let mut lone = sample(3, t0 + 1, 0);
         (lone.energy_mj, lone.limit_mw, lone.util_dpct) = (None, None, None);
-        for samples in [vec![lone], vec![lone, sample(3, t0 + 2, 7)]] {
+        let extremes: Vec<RawSample> = [i64::MIN, i64::MAX, 0, i64::MIN, 10, 30]
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| sample(5, t0 + i as i64, p))
+            .collect();
+        for samples in [vec![lone], vec![lone, sample(3, t0 + 2, 7)], extremes] {
             let mut back = Vec::new();
             decode(t0, &encode_packed(t0, &samples), &mut back).expect("decodes");
             assert_eq!(back, samples);
         }
+    }
+
+    #[test]
+    fn an_hour_that_never_changes_costs_almost_nothing() {
+        let t0 = 1_700_000_000_000;
+        let samples: Vec<RawSample> = (0..36_000)
+            .map(|i| {
+                let mut s = sample(0, t0 + 100 * i, 60_000);
+                s.energy_mj = Some(1_000_000 + 6_000 * i);
+                s
+            })
+            .collect();
+        let block = encode_packed(t0, &samples);
+        assert!(block.len() < 36_000 / 8, "{} bytes", block.len());
+        let mut back = Vec::new();
+        decode(t0, &block, &mut back).expect("decodes");
+        assert_eq!(back, samples);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! 1. Storage: bytes per raw sample on disk (table + indexes) for simulated GPUs at 100 ms, as Wattlas
 //!    stores them (blocks) and as a naive one-row-per-sample table of the same fields, both loaded by
-//!    binary COPY.
+//!    binary COPY; then settled (settled.rs): packed GPU-hours beside Prometheus's TSDB of the same
+//!    samples, simulated and real.
 //! 2. Ingest: samples/s end to end (concurrent simulated collectors -> HTTP -> TimescaleDB, committed),
 //!    beside the same samples loaded by binary COPY into the same table (the limit), with their ratio
 //!    and the p50/p99 latency of a batch.
@@ -19,6 +20,7 @@ mod import;
 mod ingest;
 mod pages;
 mod seed;
+mod settled;
 mod soak;
 
 use std::collections::HashMap;
@@ -178,6 +180,12 @@ async fn main() -> anyhow::Result<()> {
         write_table(&rows, "import", out.as_deref())?;
         return Ok(());
     }
+    if args.iter().any(|a| a == "--storage") {
+        let mut rows = vec![ingest::storage(&base_url, &sizes).await?];
+        rows.extend(settled::settled(&base_url, &sizes).await?);
+        write_table(&rows, "storage", out.as_deref())?;
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--ingest") {
         let rows = ingest::ingest(&base_url, &sizes).await?;
         write_table(&rows, "ingest", out.as_deref())?;
@@ -187,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
 
     let storage = ingest::storage(&base_url, &sizes).await?;
     report.push(storage.clone());
+    report.extend(settled::settled(&base_url, &sizes).await?);
     let ingest = ingest::ingest(&base_url, &sizes).await?;
     report.extend(ingest);
     report.push(collector(&base_url, if quick { 5 } else { 60 }).await?);
