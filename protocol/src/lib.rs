@@ -324,6 +324,20 @@ pub struct JobList {
     /// meter readings): their figures are being updated.
     #[serde(default)]
     pub updating: u64,
+    /// Where the next page starts, when there is one: pass both as query parameters (`after`, and
+    /// `after_key` unless absent). As cheap at any depth as the first page, unlike `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<PageCursor>,
+}
+
+/// A keyset cursor of the jobs list: the last job of a page and its sort key as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    /// The job id.
+    pub after: String,
+    /// Its sort key (a time in RFC 3339, a number, or text); absent for a job without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_key: Option<String>,
 }
 
 /// Sums over a filtered set of jobs, from each job's last computed energy (at most about a minute old

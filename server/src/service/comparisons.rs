@@ -74,7 +74,7 @@ pub async fn comparison(
         db::jobs::JobSort::Start,
         true,
         MAX_JOBS,
-        0,
+        &db::jobs::PageStart::Offset(0),
     )
     .await?;
     let views = super::jobs::listed_views(state, rows).await?;

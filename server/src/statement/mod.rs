@@ -73,7 +73,7 @@ pub async fn gather(
         db::jobs::JobSort::Start,
         false,
         MAX_JOBS + 1,
-        0,
+        &db::jobs::PageStart::Offset(0),
     )
     .await?;
     if rows.len() as i64 > MAX_JOBS {

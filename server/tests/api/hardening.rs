@@ -38,7 +38,19 @@ async fn every_get_route_answers_hostile_query_values_with_400_naming_them(db: P
     let app = App::spawn(db).await;
     one_minute_job(&app, "h1", "alice", 10).await;
     let list = [
-        "user", "site", "tag", "cap", "state", "from", "to", "sort", "order", "limit", "offset",
+        "user",
+        "site",
+        "tag",
+        "cap",
+        "state",
+        "from",
+        "to",
+        "sort",
+        "order",
+        "limit",
+        "offset",
+        "after",
+        "after_key",
     ];
     // (path, its parameters, a fixed part of its query)
     let routes: Vec<(&str, &[&str], &str)> = vec![

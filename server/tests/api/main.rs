@@ -13,6 +13,7 @@ mod jobs;
 mod maintenance;
 mod node_energy;
 mod overview;
+mod paging;
 mod powercap;
 mod progress;
 mod prologs;

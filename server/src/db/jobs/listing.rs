@@ -115,12 +115,63 @@ impl JobSort {
         match self {
             Self::Start => "j.start_time",
             Self::Energy => "e.it_energy_kwh",
-            Self::Duration => "coalesce(j.end_time, now()) - j.start_time",
-            Self::Gpus => "e.gpu_count",
+            Self::Duration => {
+                "extract(epoch from coalesce(j.end_time, now()) - j.start_time)::float8"
+            }
+            Self::Gpus => "e.gpu_count::float8",
             Self::User => "j.user_name",
             Self::Id => "j.id",
         }
     }
+
+    /// The type of the key, as a keyset cursor carries it.
+    pub fn kind(self) -> KeyKind {
+        match self {
+            Self::Start => KeyKind::Time,
+            Self::Energy | Self::Duration | Self::Gpus => KeyKind::Number,
+            Self::User | Self::Id => KeyKind::Text,
+        }
+    }
+}
+
+/// The type of a sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A time.
+    Time,
+    /// A number (energy, seconds, GPUs).
+    Number,
+    /// Text.
+    Text,
+}
+
+/// A sort key's value, as a keyset cursor carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// Start time.
+    Time(DateTime<Utc>),
+    /// Energy, seconds or GPUs.
+    Number(f64),
+    /// User or id.
+    Text(String),
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageStart {
+    /// After this many rows (deep offsets sort every row before them).
+    Offset(i64),
+    /// After the row with this sort key (`None`: a job without one, listed last) and id (keyset: as
+    /// cheap at any depth as on the first page).
+    After(Option<SortKey>, String),
+}
+
+fn push_key<'a>(qb: &mut QueryBuilder<'a, Postgres>, key: &'a SortKey) {
+    match key {
+        SortKey::Time(t) => qb.push_bind(*t),
+        SortKey::Number(n) => qb.push_bind(*n),
+        SortKey::Text(t) => qb.push_bind(t.as_str()),
+    };
 }
 
 /// A listed job with its stored energy summary, if computed.
@@ -135,16 +186,33 @@ pub struct ListedJob {
     pub computed_at: Option<DateTime<Utc>>,
     /// Whether raw data arrived for it since.
     pub stale: Option<bool>,
+    /// Its sort key, of the kind the list was sorted by.
+    pub sort_time: Option<DateTime<Utc>>,
+    /// See `sort_time`.
+    pub sort_number: Option<f64>,
+    /// See `sort_time`.
+    pub sort_text: Option<String>,
 }
 
-/// Jobs matching a filter, one page, sorted (ties by id).
+impl ListedJob {
+    /// Its sort key (`None`: it has none and is listed last).
+    pub fn sort_key(&self) -> Option<SortKey> {
+        self.sort_time
+            .map(SortKey::Time)
+            .or(self.sort_number.map(SortKey::Number))
+            .or(self.sort_text.clone().map(SortKey::Text))
+    }
+}
+
+/// Jobs matching a filter, one page, sorted (ties by id), each with its sort key (for the next page's
+/// cursor).
 pub async fn list(
     db: &PgPool,
     filter: &JobFilter,
     sort: JobSort,
     descending: bool,
     limit: i64,
-    offset: i64,
+    start: &PageStart,
 ) -> sqlx::Result<Vec<ListedJob>> {
     // The page's ids are chosen first, sorting only (id, key): sorting whole rows (tags, summaries)
     // of 100,000 jobs spills to disk. Then the page's 50 rows are read whole.
@@ -152,22 +220,74 @@ pub async fn list(
     // `nulls last` only where the key can be null: on a not-null column it keeps the start-time
     // index from serving the default order.
     let nulls = if sort.nullable() { " nulls last" } else { "" };
+    let key = sort.column();
     let mut qb = QueryBuilder::new(format!(
         r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
-            j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale
+            j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale,
+            {sort_time} as sort_time, {sort_number} as sort_number, {sort_text} as sort_text
         from (
             select j.id, {key} as sort_key
             from jobs j
             join sites s on s.id = j.site_id
             left join job_energy e on e.job_id = j.id"#,
-        key = sort.column()
+        sort_time = if sort.kind() == KeyKind::Time {
+            "page.sort_key"
+        } else {
+            "null::timestamptz"
+        },
+        sort_number = if sort.kind() == KeyKind::Number {
+            "page.sort_key"
+        } else {
+            "null::float8"
+        },
+        sort_text = if sort.kind() == KeyKind::Text {
+            "page.sort_key"
+        } else {
+            "null::text"
+        },
     ));
     push_filter(&mut qb, filter);
+    let (later, offset) = match start {
+        PageStart::Offset(n) => (None, *n),
+        PageStart::After(k, id) => (Some((k, id)), 0),
+    };
+    if let Some((k, id)) = later {
+        // Rows after (k, id) in the list's order; jobs without a key come last, by id.
+        let (past, id_past) = if descending { ("<", "<") } else { (">", ">") };
+        match k {
+            Some(k) => {
+                qb.push(format!(
+                    "
+            and ({key} {past} "
+                ));
+                push_key(&mut qb, k);
+                qb.push(format!(" or ({key} = "));
+                push_key(&mut qb, k);
+                qb.push(format!(" and j.id {id_past} "))
+                    .push_bind(id.as_str())
+                    .push(")");
+                if sort.nullable() {
+                    qb.push(format!(" or {key} is null"));
+                }
+                qb.push(")");
+            }
+            None => {
+                qb.push(format!(
+                    "
+            and {key} is null and j.id {id_past} "
+                ))
+                .push_bind(id.as_str());
+            }
+        }
+    }
     qb.push(format!(
-        "\n            order by {} {dir}{nulls}, j.id {dir}",
-        sort.column()
+        "
+            order by {key} {dir}{nulls}, j.id {dir}"
     ))
-    .push("\n            limit ")
+    .push(
+        "
+            limit ",
+    )
     .push_bind(limit)
     .push(" offset ")
     .push_bind(offset);

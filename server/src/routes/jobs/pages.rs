@@ -39,8 +39,8 @@ pub struct ListPage {
     pub total: u64,
     /// The query, to keep filters in the form.
     pub q: ListQuery,
-    /// Link to the previous page, if any.
-    pub prev: Option<String>,
+    /// Link back (its label and href), if not on the first page.
+    pub prev: Option<(&'static str, String)>,
     /// Link to the next page, if any.
     pub next: Option<String>,
     /// Link to the CSV export of the filtered set.
@@ -100,6 +100,19 @@ impl ListPage {
 }
 
 fn page_link(q: &ListQuery, offset: i64) -> String {
+    let mut q = q.clone();
+    (q.offset, q.after, q.after_key) = (Some(offset), None, None);
+    list_link(&q)
+}
+
+/// The page that starts after `cursor`.
+fn cursor_link(q: &ListQuery, cursor: &wattlas_protocol::PageCursor) -> String {
+    let mut q = q.clone();
+    (q.offset, q.after, q.after_key) = (None, Some(cursor.after.clone()), cursor.after_key.clone());
+    list_link(&q)
+}
+
+fn list_link(q: &ListQuery) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -116,7 +129,9 @@ fn page_link(q: &ListQuery, offset: i64) -> String {
     add("sort", q.sort.clone());
     add("order", q.order.clone());
     add("limit", q.limit.map(|l| l.to_string()));
-    add("offset", Some(offset.to_string()));
+    add("offset", q.offset.filter(|o| *o > 0).map(|o| o.to_string()));
+    add("after", q.after.clone());
+    add("after_key", q.after_key.clone());
     format!("/jobs?{}", parts.join("&"))
 }
 
@@ -127,7 +142,7 @@ pub async fn list_page(
     PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Page<ListPage>, PageError> {
     let list = list_views(&state, &viewer.job_scope(), &q).await?;
-    let (limit, offset) = q.page()?;
+    let (limit, start) = q.page()?;
     let rows = list
         .jobs
         .into_iter()
@@ -136,8 +151,15 @@ pub async fn list_page(
             job,
         })
         .collect();
-    let prev = (offset > 0).then(|| page_link(&q, (offset - limit).max(0)));
-    let next = ((offset + limit) < list.total as i64).then(|| page_link(&q, offset + limit));
+    // Next pages by keyset (as fast at any depth); back to the first, or one back from an offset.
+    let prev = match start {
+        db::jobs::PageStart::Offset(0) => None,
+        db::jobs::PageStart::Offset(offset) => {
+            Some(("← Previous", page_link(&q, (offset - limit).max(0))))
+        }
+        db::jobs::PageStart::After(..) => Some(("← First page", page_link(&q, 0))),
+    };
+    let next = list.next.as_ref().map(|c| cursor_link(&q, c));
     let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
     let statement = page_link(&q, 0).replacen("/jobs?", "/statement?", 1);
     Ok(Page(ListPage {

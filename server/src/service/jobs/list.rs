@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use wattlas_protocol::{JobList, JobView};
+use wattlas_protocol::{JobList, JobView, PageCursor};
 
 use crate::auth::JobScope;
 use crate::db;
@@ -34,6 +34,10 @@ pub struct ListQuery {
     pub limit: Option<i64>,
     /// Jobs to skip.
     pub offset: Option<i64>,
+    /// Start after this job (a keyset cursor from the previous page's `next`).
+    pub after: Option<String>,
+    /// The sort key of `after`.
+    pub after_key: Option<String>,
 }
 
 /// RFC 3339, or a date meaning UTC midnight (`end_of_day`: the midnight after it).
@@ -137,7 +141,8 @@ impl ListQuery {
         Ok((sort, descending))
     }
 
-    pub fn page(&self) -> Result<(i64, i64)> {
+    /// Page size and where the page starts.
+    pub fn page(&self) -> Result<(i64, db::jobs::PageStart)> {
         const MAX_OFFSET: i64 = 1_000_000_000;
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
@@ -151,22 +156,81 @@ impl ListQuery {
                 format!("must be 0 to {MAX_OFFSET}"),
             ));
         }
-        Ok((limit, offset))
+        let key = self.after_key.as_deref().filter(|k| !k.is_empty());
+        let Some(after) = self.after.clone().filter(|a| !a.is_empty()) else {
+            if key.is_some() {
+                return Err(Error::invalid(
+                    "after_key",
+                    "needs after (the job it belongs to)",
+                ));
+            }
+            return Ok((limit, db::jobs::PageStart::Offset(offset)));
+        };
+        if offset != 0 {
+            return Err(Error::invalid(
+                "offset",
+                "not with after: a page starts after a job or after a number of jobs",
+            ));
+        }
+        let key = match key {
+            None => None,
+            Some(text) => Some(match self.sort()?.0.kind() {
+                db::jobs::KeyKind::Time => db::jobs::SortKey::Time(
+                    DateTime::parse_from_rfc3339(text)
+                        .map_err(|_| {
+                            Error::invalid(
+                                "after_key",
+                                format!("expected an RFC 3339 time, got '{text}'"),
+                            )
+                        })?
+                        .with_timezone(&Utc),
+                ),
+                db::jobs::KeyKind::Number => db::jobs::SortKey::Number(
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .ok_or_else(|| {
+                            Error::invalid("after_key", format!("expected a number, got '{text}'"))
+                        })?,
+                ),
+                db::jobs::KeyKind::Text => db::jobs::SortKey::Text(text.to_owned()),
+            }),
+        };
+        Ok((limit, db::jobs::PageStart::After(key, after)))
+    }
+}
+
+/// The cursor that starts the page after `row`.
+fn cursor(row: &db::jobs::ListedJob) -> PageCursor {
+    PageCursor {
+        after: row.job.id.clone(),
+        after_key: row.sort_key().map(|k| match k {
+            db::jobs::SortKey::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            db::jobs::SortKey::Number(n) => n.to_string(),
+            db::jobs::SortKey::Text(t) => t,
+        }),
     }
 }
 
 /// One page of the jobs the scope may see, with the totals of all pages.
 pub async fn list_views(state: &AppState, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
     let filter = q.filter(scope)?;
-    let (limit, offset) = q.page()?;
+    let (limit, start) = q.page()?;
     let (sort, descending) = q.sort()?;
-    let rows = db::jobs::list(&state.db, &filter, sort, descending, limit, offset).await?;
-    let (totals, updating) = db::jobs::totals(&state.db, &filter).await?;
+    // The page (one row more: whether a next page exists) and the totals, on two connections at once.
+    let (mut rows, (totals, updating)) = tokio::try_join!(
+        db::jobs::list(&state.db, &filter, sort, descending, limit + 1, &start),
+        db::jobs::totals(&state.db, &filter)
+    )?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows.last().filter(|_| more).map(cursor);
     Ok(JobList {
         jobs: super::listed_views(state, rows).await?,
         total: totals.jobs,
         totals,
         updating,
+        next,
     })
 }
 
@@ -178,7 +242,15 @@ pub async fn export_views(
 ) -> Result<Vec<JobView>> {
     let filter = q.filter(scope)?;
     let (sort, descending) = q.sort()?;
-    let rows = db::jobs::list(&state.db, &filter, sort, descending, MAX_EXPORT, 0).await?;
+    let rows = db::jobs::list(
+        &state.db,
+        &filter,
+        sort,
+        descending,
+        MAX_EXPORT,
+        &db::jobs::PageStart::Offset(0),
+    )
+    .await?;
     super::listed_views(state, rows).await
 }
 
