@@ -186,6 +186,16 @@ async fn main() -> anyhow::Result<()> {
         write_table(&rows, "storage", out.as_deref())?;
         return Ok(());
     }
+    if args.iter().any(|a| a == "--pages") {
+        let scale = if quick {
+            pages::Scale::quick()
+        } else {
+            pages::Scale::full()
+        };
+        let rows = pages::pages(&base_url, &scale).await?;
+        write_table(&rows, "pages", out.as_deref())?;
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--ingest") {
         let rows = ingest::ingest(&base_url, &sizes).await?;
         write_table(&rows, "ingest", out.as_deref())?;
@@ -220,30 +230,80 @@ async fn main() -> anyhow::Result<()> {
     write_table(&report, mode, out.as_deref())
 }
 
-/// Prints the rows as a table headed with the date, the mode and the machine; with `out`, puts it at
-/// the top of that file (newest first).
+/// Prints the rows as a table headed with the mode, the date and the machine; with `out`, files it in
+/// that file (BENCHMARKS.md): under "Latest runs" it replaces the last table of the same kind of run
+/// (full, storage, ingest, import, pages, soak) and goes on top, and "History" gets a row of its
+/// headline figures (the bold ones) on top.
 fn write_table(report: &[(String, String)], mode: &str, out: Option<&str>) -> anyhow::Result<()> {
     let machine = machine();
+    let date = Utc::now().format("%Y-%m-%d");
     let mut table = format!(
-        "## {} ({mode})\n\nMachine: {machine}\n\n| measurement | value |\n| --- | --- |\n",
-        Utc::now().format("%Y-%m-%d")
+        "### {mode}, {date}\n\nMachine: {machine}\n\n| measurement | value |\n| --- | --- |\n"
     );
     for (k, v) in report {
         table.push_str(&format!("| {k} | {v} |\n"));
     }
     println!("{table}");
-    if let Some(path) = out {
-        let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-            "# Benchmarks\n\nNewest first. Ratios compare figures measured in the same run.\n\n"
-                .into()
-        });
-        let (head, rest) = match old.find("\n## ") {
-            Some(i) => old.split_at(i + 1),
-            None => (old.as_str(), ""),
-        };
-        std::fs::write(path, format!("{head}{table}\n{rest}"))?;
-    }
+    let Some(path) = out else { return Ok(()) };
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    std::fs::write(
+        path,
+        file_run(&old, mode, &date.to_string(), &machine, &table, report),
+    )?;
     Ok(())
+}
+
+const LATEST: &str = "\n## Latest runs\n";
+const HISTORY: &str = "\n## History\n";
+const HISTORY_HEAD: &str =
+    "| date | run | machine | headline figures |\n| --- | --- | --- | --- |\n";
+
+/// BENCHMARKS.md with a new run filed (see `write_table`).
+fn file_run(
+    old: &str,
+    mode: &str,
+    date: &str,
+    machine: &str,
+    table: &str,
+    report: &[(String, String)],
+) -> String {
+    let (intro, rest) = old.split_once(LATEST).unwrap_or((
+        "# Benchmarks\n\nRatios compare figures measured in the same run.\n",
+        "",
+    ));
+    let (latest, history) = rest.split_once(HISTORY).unwrap_or((rest, ""));
+    let kind = |title: &str| title.split([',', ' ']).next().unwrap_or("").to_owned();
+    let this = kind(mode);
+    let mut sections: Vec<String> = vec![table.to_owned()];
+    for section in latest.split("\n### ").filter(|s| !s.trim().is_empty()) {
+        let section = section.trim_start_matches("### ").trim_matches('\n');
+        if kind(section) != this {
+            sections.push(format!("### {section}\n"));
+        }
+    }
+    let headline: Vec<String> = report
+        .iter()
+        .filter_map(|(label, value)| {
+            let bold: Vec<&str> = value.split("**").skip(1).step_by(2).collect();
+            (!bold.is_empty()).then(|| {
+                let short = label.split([':', '(']).next().unwrap_or(label).trim();
+                format!("{short}: {}", bold.join(" / "))
+            })
+        })
+        .collect();
+    let cpu = machine.split(" GiB").next().unwrap_or(machine);
+    let row = format!(
+        "| {date} | {mode} | {cpu} GiB | {} |\n",
+        headline.join("; ").replace('|', "/")
+    );
+    let rows = history
+        .split_once(HISTORY_HEAD)
+        .map_or(history.trim_start_matches('\n'), |(_, rows)| rows);
+    format!(
+        "{}\n{LATEST}\n{}{HISTORY}\n{HISTORY_HEAD}{row}{rows}",
+        intro.trim_end(),
+        sections.join("\n")
+    )
 }
 
 fn machine() -> String {
@@ -393,4 +453,70 @@ fn postgres_cpu_since(before: &HashMap<u32, f64>) -> f64 {
         .iter()
         .map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_run;
+
+    #[test]
+    fn a_run_replaces_its_kind_on_top_and_heads_the_history() {
+        let old = "# Benchmarks\n\nIntro.\n\n## Latest runs\n\n### storage, 2026-11-29\n\nold storage\n\n\
+                   ### ingest, 2026-11-28\n\nold ingest\nits note\n\n## History\n\n\
+                   | date | run | machine | headline figures |\n| --- | --- | --- | --- |\n\
+                   | 2026-11-29 | storage | m | Storage: **3** |\n";
+        let report = vec![
+            (
+                "Ingest end to end (16 clients)".to_owned(),
+                "**500** samples/s, p99 **9 ms**".to_owned(),
+            ),
+            ("Where the CPU went".to_owned(), "no bold".to_owned()),
+        ];
+        let new = file_run(
+            old,
+            "ingest",
+            "2026-11-30",
+            "2 cores, 24 GiB, pg",
+            "### ingest, 2026-11-30\n\nnew table\n",
+            &report,
+        );
+        let latest = new.split("## History").next().expect("latest");
+        assert!(
+            latest.starts_with(
+                "# Benchmarks\n\nIntro.\n\n## Latest runs\n\n### ingest, 2026-11-30\n\nnew table\n"
+            ),
+            "{new}"
+        );
+        assert!(
+            latest.contains("### storage, 2026-11-29\n\nold storage"),
+            "{new}"
+        );
+        assert!(!new.contains("old ingest"), "{new}");
+        let history = new.split("## History").nth(1).expect("history");
+        let rows: Vec<&str> = history
+            .lines()
+            .filter(|l| l.starts_with("| 2026"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "| 2026-11-30 | ingest | 2 cores, 24 GiB | Ingest end to end: 500 / 9 ms |",
+                "| 2026-11-29 | storage | m | Storage: **3** |"
+            ]
+        );
+        // Filing into an empty file makes both parts.
+        let fresh = file_run(
+            "",
+            "pages",
+            "2026-11-30",
+            "m",
+            "### pages, 2026-11-30\n\nt\n",
+            &[],
+        );
+        assert!(
+            fresh.contains("## Latest runs\n\n### pages, 2026-11-30")
+                && fresh.contains("| 2026-11-30 | pages |"),
+            "{fresh}"
+        );
+    }
 }

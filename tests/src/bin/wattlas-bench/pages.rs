@@ -183,6 +183,34 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     )
     .await?;
     seconds_of("raw blocks", seed_raw(&db, scale, big_start)).await?;
+    // Hours that ended are settled in service (the settle task); so here, before the pages are timed,
+    // on two connections at once.
+    let settle_started = Instant::now();
+    let hours = wattlas_server::db::samples::settleable(
+        &db,
+        Utc::now() - chrono::Duration::minutes(5),
+        i64::MAX,
+    )
+    .await?;
+    let mut workers = Vec::new();
+    for half in hours.chunks(hours.len().div_ceil(2).max(1)) {
+        let (db, half) = (db.clone(), half.to_vec());
+        workers.push(tokio::spawn(async move {
+            let mut samples = 0;
+            for (node, hour) in half {
+                samples += wattlas_server::db::samples::settle_hour(&db, node, hour)
+                    .await?
+                    .samples;
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut settled_samples = 0;
+    for w in workers {
+        settled_samples += w.await??;
+    }
+    let settle_secs = settle_started.elapsed().as_secs_f64();
+    println!("settled {settled_samples} samples in {settle_secs:.1} s");
     seconds_of("meter readings", seed_meter(&db, scale, t_end)).await?;
     let summaries = Instant::now();
     let computed = seconds_of("job energy", seed_energy(&db, &url)).await?;
@@ -191,7 +219,8 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     sqlx::query("checkpoint").execute(&db).await?;
     let seed_secs = seed_started.elapsed().as_secs_f64();
     let (minutes, raw_samples, readings): (i64, i64, i64) = sqlx::query_as(
-        r#"select (select count(*) from gpu_minute), (select coalesce(sum(n_samples), 0)::int8 from gpu_raw),
+        r#"select (select count(*) from gpu_minute),
+            (select coalesce(sum(n_samples), 0)::int8 from gpu_raw) + (select coalesce(sum(n_samples), 0)::int8 from gpu_settled),
             (select count(*) from facility_readings)"#,
     )
     .fetch_one(&db)
@@ -202,43 +231,79 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
 
     let user = "user7";
     let user_jobs = scale.jobs / scale.users;
+    // The same depth as the offset page, reached by the cursor a Next link carries.
+    let (deep_id, deep_key): (String, Option<f64>) = sqlx::query_as(
+        r#"select j.id, e.it_energy_kwh from jobs j left join job_energy e on e.job_id = j.id
+        order by e.it_energy_kwh desc nulls last, j.id desc offset $1 limit 1"#,
+    )
+    .bind(scale.jobs / 2 - 1)
+    .fetch_one(&db)
+    .await?;
+    let deep_cursor = match deep_key {
+        Some(k) => format!("after={deep_id}&after_key={k}"),
+        None => format!("after={deep_id}"),
+    };
+    // A statement of a tenth of the jobs: those still running at or after a start time.
+    let tenth = scale.jobs / 10;
+    let tenth_from: chrono::DateTime<Utc> = sqlx::query_scalar(
+        "select end_time from jobs where end_time is not null order by end_time desc offset $1 limit 1",
+    )
+    .bind(tenth - 1)
+    .fetch_one(&db)
+    .await?;
+    let tenth_from = tenth_from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let tenth_jobs: i64 = sqlx::query_scalar(
+        "select count(*) from jobs where end_time is null or end_time >= $1::timestamptz",
+    )
+    .bind(&tenth_from)
+    .fetch_one(&db)
+    .await?;
     let workload = "w21";
     let pages: Vec<(String, String, &[u8], f64)> = vec![
         (
             format!("Jobs page, all {} jobs, newest first", scale.jobs + 1),
             "/jobs".into(),
             b"job-",
-            100.0,
+            50.0,
         ),
         (
             format!("Jobs page filtered by user ({user_jobs} jobs), sorted by energy"),
             format!("/jobs?user={user}&sort=energy"),
             b"job-",
-            100.0,
+            50.0,
         ),
         (
             "Jobs API filtered by workload tag and power cap".into(),
             format!("/api/v1/jobs?tag=workload:{workload}&cap=200"),
             b"\"it_energy_kwh\"",
-            100.0,
+            50.0,
         ),
         (
             format!("Jobs page sorted by energy, offset {}", scale.jobs / 2),
             format!("/jobs?sort=energy&offset={}", scale.jobs / 2),
             b"job-",
-            100.0,
+            50.0,
+        ),
+        (
+            format!(
+                "Jobs page sorted by energy, {} jobs deep by the Next link's cursor",
+                scale.jobs / 2
+            ),
+            format!("/jobs?sort=energy&{deep_cursor}"),
+            b"job-",
+            50.0,
         ),
         (
             format!("Job page of a {}-day 64-GPU job", scale.big_days),
             "/jobs/big".into(),
             b"pretrain-64gpu",
-            100.0,
+            50.0,
         ),
         (
             "Its power chart (SVG)".into(),
             "/jobs/big/power.svg".into(),
             b"<svg",
-            100.0,
+            50.0,
         ),
         (
             format!(
@@ -247,7 +312,7 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             ),
             "/sites/bench/pue".into(),
             b"PUE",
-            100.0,
+            50.0,
         ),
         (
             format!(
@@ -256,7 +321,7 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             ),
             format!("/powercap?tag=workload:{workload}"),
             b"<svg",
-            100.0,
+            50.0,
         ),
         (
             format!("Energy statement PDF of {user_jobs} jobs"),
@@ -264,14 +329,21 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             b"%PDF",
             2000.0,
         ),
+        (
+            format!("Energy statement PDF of {tenth_jobs} jobs"),
+            format!("/api/v1/statement?from={tenth_from}&format=pdf"),
+            b"%PDF",
+            2000.0,
+        ),
     ];
     let mut report = vec![(
         "Pages at scale: the seed".to_owned(),
         format!(
-            "{} GPUs; {minutes} GPU-minutes ({} days); {raw_samples} raw samples ({} h); {readings} meter readings ({} days); {} jobs; database {:.1} GB; seeded in {seed_secs:.0} s (job energy computed at {energy_rate:.0} jobs/s)",
+            "{} GPUs; {minutes} GPU-minutes ({} days); {raw_samples} raw samples ({} h; {settled_samples} of them settled into GPU-hours at {:.0} samples/s on two connections); {readings} meter readings ({} days); {} jobs; database {:.1} GB; seeded in {seed_secs:.0} s (job energy computed at {energy_rate:.0} jobs/s)",
             NODES * GPUS_PER_NODE,
             scale.days,
             scale.raw_hours,
+            settled_samples as f64 / settle_secs,
             scale.meter_days,
             scale.jobs + 1,
             db_bytes as f64 / 1e9
@@ -286,15 +358,30 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         let one = load(&http, &url, 1, scale, expect).await?;
         let many = load(&http, &url, CLIENTS, scale, expect).await?;
         let (p50, p95) = (one.percentile(0.5), one.percentile(0.95));
-        let met = if p95 <= target_ms { "met" } else { "missed" };
+        // Pages: p95 <= 50 ms with one client and <= 150 ms with four; statements: 2 s with one.
+        let target_many = if target_ms < 1000.0 {
+            150.0
+        } else {
+            f64::INFINITY
+        };
+        let met = if p95 <= target_ms && many.percentile(0.95) <= target_many {
+            "met"
+        } else {
+            "missed"
+        };
         report.push((
             format!("{label}: `{path}`"),
             format!(
-                "p50 **{p50:.0} ms**, p95 **{p95:.0} ms** ({} requests, 1 client; the first {first_ms:.0} ms); {:.1} req/s with {CLIENTS} clients (p95 {:.0} ms); {:.0} kB; target p95 <= {target_ms:.0} ms: {met}",
+                "p50 **{p50:.0} ms**, p95 **{p95:.0} ms** ({} requests, 1 client; the first {first_ms:.0} ms); {:.1} req/s with {CLIENTS} clients (p95 {:.0} ms); {:.0} kB; target p95 <= {target_ms:.0} ms{}: {met}",
                 one.latencies.len(),
                 many.rate(),
                 many.percentile(0.95),
-                body as f64 / 1000.0
+                body as f64 / 1000.0,
+                if target_many.is_finite() {
+                    format!(" (<= {target_many:.0} ms with {CLIENTS})")
+                } else {
+                    String::new()
+                }
             ),
         ));
     }
