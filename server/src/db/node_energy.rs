@@ -90,14 +90,24 @@ pub async fn occupants(
 ) -> sqlx::Result<Vec<(String, Occupant)>> {
     type Row = (String, DateTime<Utc>, Option<DateTime<Utc>>, Option<i32>);
     let rows: Vec<Row> = sqlx::query_as(
-        r#"select j.id, j.start_time, j.end_time, c.cpus
-        from jobs j
-        left join job_node_cpus c on c.job_id = j.id and c.node_id = $1
-        where (c.job_id is not null
-                or exists (select 1 from job_allocations a where a.job_id = j.id and a.node_id = $1))
-            and j.start_time < $3
-            and (j.end_time is null or j.end_time > $2)
-        order by j.id"#,
+        // The jobs overlapping the window first (by the span index), then which of them hold the node:
+        // asking every job of the node for its span read all of them (~25,000 of 100,000 jobs).
+        r#"with overlapping as materialized (
+            select j.id, j.start_time, j.end_time
+            from jobs j
+            where tstzrange(j.start_time, j.end_time, '[]')
+                    && tstzrange(least($2, $3), greatest($2, $3), '[]')
+                and j.start_time < $3
+                and (j.end_time is null or j.end_time > $2)
+        )
+        select o.id, o.start_time, o.end_time, c.cpus
+        from overlapping o
+        left join job_node_cpus c on c.job_id = o.id and c.node_id = $1
+        left join lateral (
+            select 1 as held from job_allocations a where a.job_id = o.id and a.node_id = $1 limit 1
+        ) a on true
+        where c.job_id is not null or a.held is not null
+        order by o.id"#,
     )
     .bind(node_id)
     .bind(super::ts(from_ms))

@@ -91,7 +91,10 @@ impl Drop for Server {
 }
 
 /// The release server binary in its own process over `url`, once it answers; its base URL.
-pub async fn start_server(url: &str) -> anyhow::Result<(Server, String)> {
+/// The release server on `url`; `settle`: whether its settle task runs (the pages' seed settles its
+/// hours itself, once they are all written: the task would take the raw template hour away while the
+/// seed copies it).
+pub async fn start_server(url: &str, settle: bool) -> anyhow::Result<(Server, String)> {
     let exe = std::env::current_exe()?
         .parent()
         .context("bench binary without a folder")?
@@ -103,6 +106,10 @@ pub async fn start_server(url: &str) -> anyhow::Result<(Server, String)> {
             .env("DATABASE_URL", url)
             .env("WATTLAS_BIND", "127.0.0.1:0")
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
+            .env(
+                "WATTLAS_COMPACT_AFTER_S",
+                if settle { "300" } else { "315360000" },
+            )
             // The server logs to standard output: its "listening" line says the address.
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -136,7 +143,7 @@ async fn seconds_of<T>(
 
 pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String, String)>> {
     let (db, url) = fresh_db(base_url, "wattlas_bench_pages").await?;
-    let (server, base) = start_server(&url).await?;
+    let (server, base) = start_server(&url, false).await?;
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
@@ -186,6 +193,10 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     // Hours that ended are settled in service (the settle task); so here, before the pages are timed,
     // on two connections at once.
     let settle_started = Instant::now();
+    let raw_before: i64 =
+        sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")
+            .fetch_one(&db)
+            .await?;
     let hours = wattlas_server::db::samples::settleable(
         &db,
         Utc::now() - chrono::Duration::minutes(5),
@@ -210,6 +221,15 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         settled_samples += w.await??;
     }
     let settle_secs = settle_started.elapsed().as_secs_f64();
+    let after: i64 = sqlx::query_scalar(
+        "select (select coalesce(sum(n_samples), 0) from gpu_raw) + (select coalesce(sum(n_samples), 0) from gpu_settled)",
+    )
+    .fetch_one(&db)
+    .await?;
+    anyhow::ensure!(
+        after == raw_before,
+        "{raw_before} raw samples before settling, {after} after"
+    );
     println!("settled {settled_samples} samples in {settle_secs:.1} s");
     seconds_of("meter readings", seed_meter(&db, scale, t_end)).await?;
     let summaries = Instant::now();
@@ -229,6 +249,17 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         .fetch_one(&db)
         .await?;
 
+    // A job on every GPU for the whole seeded period: its chart is drawn from the hourly sums.
+    let all_gpus: Vec<serde_json::Value> = (0..NODES)
+        .map(|n| serde_json::json!({"node": format!("bench{n}"), "gpus": (0..GPUS_PER_NODE).collect::<Vec<_>>()}))
+        .collect();
+    post(
+        "/api/v1/jobs",
+        serde_json::json!({"id": "fleet", "user": "staff", "name": "the whole fleet", "site": "bench",
+            "start": t0, "end": t_end, "tags": {}, "allocations": all_gpus}),
+    )
+    .await?
+    .error_for_status()?;
     let user = "user7";
     let user_jobs = scale.jobs / scale.users;
     // The same depth as the offset page, reached by the cursor a Next link carries.
@@ -304,6 +335,16 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             "/jobs/big/power.svg".into(),
             b"<svg",
             50.0,
+        ),
+        (
+            format!(
+                "Power chart of a {}-day {}-GPU job (SVG, from hourly sums)",
+                scale.days,
+                NODES * GPUS_PER_NODE
+            ),
+            "/jobs/fleet/power.svg".into(),
+            b"<svg",
+            100.0,
         ),
         (
             format!(

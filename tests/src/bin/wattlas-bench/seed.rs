@@ -177,6 +177,13 @@ pub(crate) async fn seed_raw(
         )
         .await?;
     }
+    // The template hour's blocks, by their start: a copy shifted by an hour can start before the
+    // template hour's end (a sample 2 ms early), so "before the hour's end" would copy copies again
+    // (it doubled 45,440 samples of 387 M until settling the seed counted them).
+    let template_last: chrono::DateTime<Utc> =
+        sqlx::query_scalar("select max(t_start) from gpu_raw")
+            .fetch_one(db)
+            .await?;
     // A day at a time, to bound each transaction.
     let mut h = 1;
     while h < scale.raw_hours {
@@ -185,10 +192,10 @@ pub(crate) async fn seed_raw(
             r#"insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
             select node_id, t_start + make_interval(hours => h), t_end + make_interval(hours => h), n_samples, data
             from gpu_raw cross join generate_series({h}, {last}) h
-            where t_start < $1"#,
+            where t_start <= $1"#,
             last = to - 1
         ))
-        .bind(big_start + chrono::Duration::hours(1))
+        .bind(template_last)
         .execute(db)
         .await?;
         h = to;

@@ -48,7 +48,7 @@ impl Drop for Collectors {
 
 pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, String)>> {
     let (db, url) = fresh_db(base_url, "wattlas_bench_soak").await?;
-    let (server, base) = start_server(&url).await?;
+    let (server, base) = start_server(&url, true).await?;
     let http = reqwest::Client::new();
     post(
         &http,
