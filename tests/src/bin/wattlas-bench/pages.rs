@@ -249,17 +249,6 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         .fetch_one(&db)
         .await?;
 
-    // A job on every GPU for the whole seeded period: its chart is drawn from the hourly sums.
-    let all_gpus: Vec<serde_json::Value> = (0..NODES)
-        .map(|n| serde_json::json!({"node": format!("bench{n}"), "gpus": (0..GPUS_PER_NODE).collect::<Vec<_>>()}))
-        .collect();
-    post(
-        "/api/v1/jobs",
-        serde_json::json!({"id": "fleet", "user": "staff", "name": "the whole fleet", "site": "bench",
-            "start": t0, "end": t_end, "tags": {}, "allocations": all_gpus}),
-    )
-    .await?
-    .error_for_status()?;
     let user = "user7";
     let user_jobs = scale.jobs / scale.users;
     // The same depth as the offset page, reached by the cursor a Next link carries.
@@ -335,16 +324,6 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             "/jobs/big/power.svg".into(),
             b"<svg",
             50.0,
-        ),
-        (
-            format!(
-                "Power chart of a {}-day {}-GPU job (SVG, from hourly sums)",
-                scale.days,
-                NODES * GPUS_PER_NODE
-            ),
-            "/jobs/fleet/power.svg".into(),
-            b"<svg",
-            100.0,
         ),
         (
             format!(
