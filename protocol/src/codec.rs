@@ -399,20 +399,7 @@ pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), 
         for column in &mut columns {
             *column = r.optional(n, false)?;
         }
-        let [limit, util, mem, temp, sm] = columns;
-        for i in 0..n {
-            out.push(RawSample {
-                gpu,
-                t_ms: times[i],
-                power_mw: powers[i],
-                energy_mj: energy[i],
-                limit_mw: limit[i],
-                util_dpct: util[i],
-                mem_mib: mem[i],
-                temp_dc: temp[i],
-                sm_mhz: sm[i],
-            });
-        }
+        push_samples(out, gpu, &times, &powers, &energy, columns);
     }
     Ok(())
 }
@@ -472,25 +459,37 @@ fn decode_packed(
                 .map(|&p| if p { values.next() } else { None })
                 .collect();
         }
-        let [limit, util, mem, temp, sm] = columns;
-        for i in 0..n {
-            out.push(RawSample {
-                gpu,
-                t_ms: times[i],
-                power_mw: powers[i],
-                energy_mj: energy[i],
-                limit_mw: limit[i],
-                util_dpct: util[i],
-                mem_mib: mem[i],
-                temp_dc: temp[i],
-                sm_mhz: sm[i],
-            });
-        }
+        push_samples(out, gpu, &times, &powers, &energy, columns);
     }
     if r.pos != r.buf.len() {
         return Err(CodecError::Corrupt("bytes after the last GPU"));
     }
     Ok(())
+}
+
+/// One GPU's decoded columns as samples (both formats).
+fn push_samples(
+    out: &mut Vec<RawSample>,
+    gpu: u32,
+    times: &[i64],
+    powers: &[i64],
+    energy: &[Option<i64>],
+    columns: [Vec<Option<i64>>; 5],
+) {
+    let [limit, util, mem, temp, sm] = columns;
+    for i in 0..times.len() {
+        out.push(RawSample {
+            gpu,
+            t_ms: times[i],
+            power_mw: powers[i],
+            energy_mj: energy[i],
+            limit_mw: limit[i],
+            util_dpct: util[i],
+            mem_mib: mem[i],
+            temp_dc: temp[i],
+            sm_mhz: sm[i],
+        });
+    }
 }
 
 fn zigzag(v: i64) -> u64 {

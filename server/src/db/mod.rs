@@ -31,6 +31,18 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
 }
 
+/// A common table `overlapping (id, start_time, end_time)`: the jobs holding any time in `[$2, $3)`
+/// (binds 2 and 3 are the window), found by the span index (`jobs_span_idx`). Asking every job of a
+/// node or a GPU for its span instead read tens of thousands of jobs at 100,000 jobs.
+pub(crate) const OVERLAPPING_JOBS: &str = r#"overlapping as materialized (
+            select j.id, j.start_time, j.end_time
+            from jobs j
+            where tstzrange(j.start_time, j.end_time, '[]')
+                    && tstzrange(least($2, $3), greatest($2, $3), '[]')
+                and j.start_time < $3
+                and (j.end_time is null or j.end_time > $2)
+        )"#;
+
 /// Milliseconds since the epoch to a timestamp.
 pub fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)

@@ -92,14 +92,8 @@ pub async fn occupants(
     let rows: Vec<Row> = sqlx::query_as(
         // The jobs overlapping the window first (by the span index), then which of them hold the node:
         // asking every job of the node for its span read all of them (~25,000 of 100,000 jobs).
-        r#"with overlapping as materialized (
-            select j.id, j.start_time, j.end_time
-            from jobs j
-            where tstzrange(j.start_time, j.end_time, '[]')
-                    && tstzrange(least($2, $3), greatest($2, $3), '[]')
-                and j.start_time < $3
-                and (j.end_time is null or j.end_time > $2)
-        )
+        &format!(
+            r#"with {}
         select o.id, o.start_time, o.end_time, c.cpus
         from overlapping o
         left join job_node_cpus c on c.job_id = o.id and c.node_id = $1
@@ -108,6 +102,8 @@ pub async fn occupants(
         ) a on true
         where c.job_id is not null or a.held is not null
         order by o.id"#,
+            super::OVERLAPPING_JOBS
+        ),
     )
     .bind(node_id)
     .bind(super::ts(from_ms))

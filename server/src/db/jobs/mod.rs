@@ -333,15 +333,8 @@ pub async fn shared_gpus(
         // The jobs overlapping the window first (by the span index), then their GPUs that are the
         // job's: going from the job's GPUs to every job that ever held them read ~2,000 allocations
         // a GPU at 100,000 jobs (120-175 ms a job; now 3-4 ms).
-        r#"with overlapping as materialized (
-            select j.id, j.start_time, j.end_time
-            from jobs j
-            where tstzrange(j.start_time, j.end_time, '[]')
-                    && tstzrange(least($2, $3), greatest($2, $3), '[]')
-                and j.start_time < $3
-                and (j.end_time is null or j.end_time > $2)
-                and j.id <> $1
-        )
+        &format!(
+            r#"with {}
         select mine.node_id, mine.gpu_index, o.start_time, o.end_time
         from overlapping o
         join job_allocations theirs on theirs.job_id = o.id
@@ -349,7 +342,10 @@ pub async fn shared_gpus(
             on mine.job_id = $1
             and mine.node_id = theirs.node_id
             and mine.gpu_index = theirs.gpu_index
+        where o.id <> $1
         order by 1, 2, 3"#,
+            super::OVERLAPPING_JOBS
+        ),
     )
     .bind(id)
     .bind(super::ts(from_ms))
