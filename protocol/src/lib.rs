@@ -309,6 +309,13 @@ pub struct JobView {
     /// GPUs the job held where the scheduler's record cannot say which: not in its energy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_gpus: Vec<UnknownGpus>,
+    /// Energy the allocated GPUs drew in whole minutes of the job in which their utilisation stayed
+    /// under 5 % (allocated, idle), kWh; `None` where no minute of the job reported utilisation.
+    #[serde(default)]
+    pub idle_gpu_energy_kwh: Option<f64>,
+    /// GPU-minutes of the job at under 5 % utilisation.
+    #[serde(default)]
+    pub idle_gpu_minutes: u64,
 }
 
 /// `GET /api/v1/jobs` answer.

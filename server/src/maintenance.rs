@@ -232,8 +232,15 @@ async fn node_energy_rollup_now(
         };
         let from_ms = floor_minute(start.timestamp_millis() - margin_ms);
         let upto = (*latest).min(settled_before);
-        let to_ms = floor_minute(upto.timestamp_millis())
-            .min(from_ms + NODE_ENERGY_HOURS_PER_RUN * 3_600_000);
+        // Up to the end of the latest settled reading's minute: the minute is partial until the next
+        // reading, which rolls it again (the next run starts before the mark). Stopping at the start of
+        // that minute instead left the last seconds before a collector went quiet out of every minute.
+        let end_ms = if *latest <= settled_before {
+            ceil_minute(upto.timestamp_millis())
+        } else {
+            floor_minute(upto.timestamp_millis())
+        };
+        let to_ms = end_ms.min(from_ms + NODE_ENERGY_HOURS_PER_RUN * 3_600_000);
         if to_ms <= from_ms {
             continue;
         }
@@ -251,7 +258,7 @@ async fn node_energy_rollup_now(
             ne::upsert_minutes(&mut tx, *node_id, zone, *kind, &minutes).await?;
         }
         // Caught up: the mark is the latest reading, so the node is left alone until the next one.
-        let caught_up = floor_minute(upto.timestamp_millis()) == to_ms && *latest <= settled_before;
+        let caught_up = end_ms == to_ms && *latest <= settled_before;
         let mark = if caught_up {
             *latest
         } else {

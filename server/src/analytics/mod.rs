@@ -1,6 +1,7 @@
 //! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
 
 pub mod carbon;
+pub mod closure;
 pub mod energy;
 pub mod facility;
 pub mod node_energy;

@@ -1,5 +1,6 @@
 //! Charts as SVG, drawn with plotters: titles, axis labels with units, legends.
 
+pub mod inline;
 pub mod power;
 pub mod powercap;
 pub mod progress;

@@ -4,6 +4,7 @@
 //! the test suite against the real TimescaleDB: see the commit that introduced this for why.
 
 pub mod carbon;
+pub mod closure;
 pub mod comparisons;
 pub mod energy;
 pub mod facility;

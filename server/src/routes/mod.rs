@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod closure;
 pub mod facility;
 pub mod fleet;
 pub mod health;
@@ -97,6 +98,8 @@ pub fn router(state: AppState) -> Router {
             get(pue::variation_csv_route),
         )
         .route("/sites/{site}/pue/hourly", get(pue::hourly))
+        .route("/sites/{site}/energy", get(closure::api))
+        .route("/waste", get(closure::waste_api))
         .route("/sites/{site}/pue/daily", get(pue::daily))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
@@ -134,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/statement", get(statements::page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
+        .route("/sites/{site}/energy", get(closure::page))
         .fallback(pages::not_found)
         // Inside the identification below: error pages get the signed-in person's header.
         .layer(axum::middleware::from_fn(crate::auth::error_pages_with_nav))

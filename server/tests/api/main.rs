@@ -4,6 +4,7 @@
 
 mod access;
 mod bad_input;
+mod closure;
 mod common;
 mod facility;
 mod hardening;

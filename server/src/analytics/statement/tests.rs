@@ -34,6 +34,8 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         cost: Some(it_kwh * pue * 0.2),
         currency: Some("EUR".into()),
         unknown_gpus: Vec::new(),
+        idle_gpu_energy_kwh: None,
+        idle_gpu_minutes: 0,
     }
 }
 

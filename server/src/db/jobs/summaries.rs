@@ -15,16 +15,18 @@ pub async fn upsert_energy(
     db: &PgPool,
     view: &JobView,
     it_j_by_hour: &BTreeMap<i64, f64>,
+    gpu_j_by_hour: &BTreeMap<i64, f64>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         r#"insert into job_energy (job_id, computed_at, stale, gpu_count, gpu_hours, it_energy_kwh,
-            facility_energy_kwh, power_cap_w, summary, it_j_by_hour)
-        values ($1, now(), false, $2, $3, $4, $5, $6, $7, $8)
+            facility_energy_kwh, power_cap_w, summary, it_j_by_hour, gpu_j_by_hour)
+        values ($1, now(), false, $2, $3, $4, $5, $6, $7, $8, $9)
         on conflict (job_id) do update
         set computed_at = excluded.computed_at, stale = false, gpu_count = excluded.gpu_count,
             gpu_hours = excluded.gpu_hours, it_energy_kwh = excluded.it_energy_kwh,
             facility_energy_kwh = excluded.facility_energy_kwh, power_cap_w = excluded.power_cap_w,
-            summary = excluded.summary, it_j_by_hour = excluded.it_j_by_hour"#,
+            summary = excluded.summary, it_j_by_hour = excluded.it_j_by_hour,
+            gpu_j_by_hour = excluded.gpu_j_by_hour"#,
     )
     .bind(&view.id)
     .bind(view.gpu_count as i32)
@@ -34,6 +36,7 @@ pub async fn upsert_energy(
     .bind(view.power_cap_w)
     .bind(Json(view))
     .bind(Json(it_j_by_hour))
+    .bind(Json(gpu_j_by_hour))
     .execute(db)
     .await?;
     Ok(())

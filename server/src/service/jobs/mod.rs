@@ -362,14 +362,38 @@ pub async fn visible_job(state: &AppState, scope: &JobScope, id: &str) -> Result
         .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))
 }
 
-/// IT energy per bucket summed into UTC hours (hour start ms -> J).
-pub fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
+/// Energy per bucket summed into UTC hours (hour start ms -> J).
+fn into_hours(by_bucket: &BTreeMap<i64, f64>) -> BTreeMap<i64, f64> {
     let mut out: BTreeMap<i64, f64> = BTreeMap::new();
-    for (bucket, j) in &energy.it_by_bucket() {
+    for (bucket, j) in by_bucket {
         *out.entry(bucket.div_euclid(db::energy::HOUR_MS) * db::energy::HOUR_MS)
             .or_default() += j;
     }
     out
+}
+
+/// IT energy per bucket summed into UTC hours (hour start ms -> J).
+pub fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
+    into_hours(&energy.it_by_bucket())
+}
+
+/// A job's energy per UTC hour as its summary keeps it: IT (GPU + CPU + DRAM) and GPU alone.
+#[derive(Debug, Clone, Default)]
+pub struct Hourly {
+    /// IT energy, hour start ms -> J.
+    pub it: BTreeMap<i64, f64>,
+    /// GPU energy, hour start ms -> J.
+    pub gpu: BTreeMap<i64, f64>,
+}
+
+impl Hourly {
+    /// Of a job's integrated energy.
+    pub fn of(energy: &Energy) -> Self {
+        Self {
+            it: by_hour(energy),
+            gpu: into_hours(&energy.gpu.by_bucket),
+        }
+    }
 }
 
 /// The full view of a job from its context and its energy (integrated over the job's span at `now`):
@@ -389,6 +413,8 @@ pub async fn view(
     let measured = |j: f64| (node.measured > 0).then_some(j / 3.6e6);
     let gpu_count = ctx.gpu_count() as u32;
     let (from_ms, to_ms) = ctx.span_ms(now);
+    let idle =
+        db::closure::idle_allocated(&state.db, &job.id, db::ts(from_ms), db::ts(to_ms)).await?;
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
     let coverage = if gpu_count > 0 && duration_s > 0.0 {
         (total.covered_s / (f64::from(gpu_count) * duration_s)).min(1.0)
@@ -458,6 +484,8 @@ pub async fn view(
             .price_per_kwh
             .map(|_| charged.site.currency.clone()),
         unknown_gpus: job.unknown_gpus.0.clone(),
+        idle_gpu_energy_kwh: idle.reported.then_some(idle.energy_j / 3.6e6),
+        idle_gpu_minutes: idle.minutes,
     };
     Ok((view, by_hour))
 }
@@ -470,7 +498,7 @@ pub async fn computed_view_by_hour(
     let now = Utc::now();
     let energy = ctx.integrate(state, now, db::energy::HOUR_MS).await?;
     let (view, by_hour) = view(state, ctx, &energy, now).await?;
-    db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+    db::jobs::upsert_energy(&state.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
     Ok((view, by_hour))
 }
 
@@ -591,7 +619,7 @@ pub async fn view_with_progress(
         Some(view) => view,
         None => {
             let (view, by_hour) = view(state, ctx, &energy, now).await?;
-            db::jobs::upsert_energy(&state.db, &view, &by_hour).await?;
+            db::jobs::upsert_energy(&state.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
             view
         }
     };

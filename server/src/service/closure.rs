@@ -1,0 +1,305 @@
+//! Where a site's energy went, per local day or month (`analytics::closure`), with what makes the
+//! figures partial said beside them; and the month's idle allocated GPUs by job and by user (waste).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::pue::{local_midnight, site_tz};
+use super::{Error, Result};
+use crate::analytics::closure::{self, By, HourTerms, Row};
+use crate::db;
+use crate::state::AppState;
+
+/// Days one answer may hold by day.
+pub const MAX_DAYS: i64 = 92;
+/// Months one answer may hold by month.
+pub const MAX_MONTHS: i64 = 24;
+
+/// `GET /api/v1/sites/{site}/energy`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closure {
+    /// Site.
+    pub site: String,
+    /// Its zone: days and months are local.
+    pub timezone: String,
+    /// Rows by day or month.
+    pub by: By,
+    /// First local day asked for.
+    pub from: NaiveDate,
+    /// Last local day asked for (included).
+    pub to: NaiveDate,
+    /// Oldest first.
+    pub rows: Vec<Row>,
+    /// Meters at the site.
+    pub meters: usize,
+    /// What the figures do not include yet, in words; empty when they are complete.
+    pub partial: Vec<String>,
+    /// When it was read.
+    pub as_of: DateTime<Utc>,
+}
+
+/// The days asked for: `[from, to]` (local, `to` included), defaults and bounds applied.
+pub fn range(
+    by: By,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate)> {
+    let to = to.unwrap_or(today);
+    let first_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
+    let (from, to) = match by {
+        By::Day => (from.unwrap_or(to - Duration::days(6)), to),
+        By::Month => {
+            // By default the twelve months up to `to`'s.
+            let back = to.year() * 12 + to.month0() as i32 - 11;
+            let from = first_of(from.unwrap_or_else(|| {
+                NaiveDate::from_ymd_opt(back.div_euclid(12), back.rem_euclid(12) as u32 + 1, 1)
+                    .unwrap_or(to)
+            }));
+            let next = first_of(first_of(to) + Duration::days(32));
+            (from, next - Duration::days(1))
+        }
+    };
+    if from > to {
+        return Err(Error::invalid("from", "must not be after to"));
+    }
+    let days = (to - from).num_days() + 1;
+    match by {
+        By::Day if days > MAX_DAYS => Err(Error::invalid(
+            "to",
+            format!("at most {MAX_DAYS} days by day (ask by=month for longer)"),
+        )),
+        By::Month if days > MAX_MONTHS * 31 => {
+            Err(Error::invalid("to", format!("at most {MAX_MONTHS} months")))
+        }
+        _ => Ok((from, to)),
+    }
+}
+
+/// The site's energy by day or month over local days `[from, to]`.
+pub async fn closure(
+    state: &AppState,
+    site: &str,
+    by: By,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<Closure> {
+    let s = site_tz(state, site).await?;
+    let now = Utc::now();
+    let today = now.with_timezone(&s.tz).date_naive();
+    let (first, last) = range(by, from, to, today)?;
+    let (t0, t1) = (
+        local_midnight(s.tz, first),
+        local_midnight(s.tz, last + Duration::days(1)),
+    );
+    if t1 <= t0 {
+        return Err(Error::invalid(
+            "to",
+            "the range holds no time in the site's zone",
+        ));
+    }
+    let read = state.read_db();
+    let id = s.site.id;
+    let (gpu, cpu_dram, jobs, meters, due) = tokio::try_join!(
+        db::closure::gpu_by_hour(read, id, t0, t1),
+        db::closure::cpu_dram_by_hour(read, id, t0, t1),
+        db::closure::jobs_by_hour(read, id, t0, t1),
+        db::closure::meter_readings(read, id, t0, t1),
+        db::closure::jobs_due(read, id, t0, t1),
+    )?;
+    let (from_ms, to_ms) = (t0.timestamp_millis(), t1.timestamp_millis());
+    let mut hours: BTreeMap<i64, HourTerms> = BTreeMap::new();
+    for (h, j) in gpu {
+        hours.entry(h.timestamp_millis()).or_default().gpu_j += j;
+    }
+    for (h, j) in cpu_dram {
+        hours.entry(h.timestamp_millis()).or_default().cpu_dram_j += j;
+    }
+    for (h, it, g) in jobs {
+        let e = hours.entry(h).or_default();
+        e.jobs_it_j += it;
+        e.jobs_gpu_j += g;
+    }
+    for meter in &meters {
+        for (h, (j, covered)) in closure::meter_it_by_hour(meter, from_ms, to_ms) {
+            let e = hours.entry(h).or_default();
+            e.meter_it_j += j;
+            e.meter_covered_s += covered;
+        }
+    }
+    let rows = closure::rows(&hours, s.tz, by, from_ms, to_ms);
+
+    let local = |t: DateTime<Utc>| {
+        format!(
+            "{} {}",
+            t.with_timezone(&s.tz).format("%Y-%m-%d %H:%M"),
+            s.site.timezone
+        )
+    };
+    let mut partial = Vec::new();
+    if t1 > now {
+        partial.push(format!(
+            "The last {} is not over: its figures are so far, to {}.",
+            match by {
+                By::Day => "day",
+                By::Month => "month",
+            },
+            local(now)
+        ));
+    }
+    if due > 0 {
+        partial.push(format!(
+            "{due} job{} of these {} ha{} an energy summary still being computed (seconds while the \
+             server keeps up): until then its energy counts as idle.",
+            if due == 1 { "" } else { "s" },
+            match by {
+                By::Day => "days",
+                By::Month => "months",
+            },
+            if due == 1 { "s" } else { "ve" },
+        ));
+    }
+    let waits = db::overview::rollup_waits_since(read).await?;
+    if let Some((_, t)) = waits.iter().find(|(site, t)| *site == id && *t < t1) {
+        partial.push(format!(
+            "GPU samples since {} are waiting for the rollup and are not in the GPU figures yet.",
+            local(*t)
+        ));
+    }
+    if let Some(t) = db::closure::node_rollup_waits_since(read, id).await? {
+        if t < t1 {
+            partial.push(format!(
+                "CPU and DRAM readings since {} are waiting for the rollup and are not in the CPU and \
+                 DRAM figures yet.",
+                local(t)
+            ));
+        }
+    }
+    Ok(Closure {
+        site: s.site.name,
+        timezone: s.site.timezone,
+        by,
+        from: first,
+        to: last,
+        rows,
+        meters: meters.len(),
+        partial,
+        as_of: now,
+    })
+}
+
+/// One job's idle allocated GPUs.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct IdleJob {
+    /// Job id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// GPUs.
+    pub gpu_count: i32,
+    /// The job's IT energy, kWh.
+    pub it_energy_kwh: f64,
+    /// Its allocated GPUs' energy while idle, kWh.
+    pub idle_gpu_energy_kwh: f64,
+    /// GPU-minutes idle.
+    pub idle_gpu_minutes: i64,
+    /// Their share of the job's CO2e (the job's CO2e x idle / IT energy), kg; `None` without carbon
+    /// intensity.
+    pub idle_co2e_kg: Option<f64>,
+}
+
+/// One user's idle allocated GPUs.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct IdleUser {
+    /// User.
+    pub user: String,
+    /// Jobs with idle GPU-minutes.
+    pub jobs: i64,
+    /// Energy, kWh.
+    pub idle_gpu_energy_kwh: f64,
+    /// GPU-minutes.
+    pub idle_gpu_minutes: i64,
+    /// CO2e, kg (jobs without carbon intensity add nothing; see `jobs_without_co2e`).
+    pub idle_co2e_kg: f64,
+    /// Jobs whose CO2e is unknown (their site has no carbon intensity).
+    pub jobs_without_co2e: i64,
+}
+
+/// Idle allocated GPUs of jobs that started in `[from, to)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Waste {
+    /// From.
+    pub from: DateTime<Utc>,
+    /// To.
+    pub to: DateTime<Utc>,
+    /// Utilisation under which a minute is idle, %.
+    pub idle_below_util_pct: f64,
+    /// Users, most idle energy first.
+    pub by_user: Vec<IdleUser>,
+    /// Jobs, most idle energy first.
+    pub jobs: Vec<IdleJob>,
+    /// Jobs of the range without a fresh summary (not counted yet).
+    pub unsummarised: i64,
+}
+
+/// The idle allocated GPUs of jobs started in `[from, to)`: `limit` users and jobs.
+pub async fn waste(
+    state: &AppState,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Waste> {
+    let read = state.read_db();
+    let (by_user, jobs, unsummarised) = tokio::try_join!(
+        db::closure::idle_by_user(read, from, to, limit),
+        db::closure::idle_jobs(read, from, to, limit),
+        db::overview::unsummarised(read, from),
+    )?;
+    Ok(Waste {
+        from,
+        to,
+        idle_below_util_pct: db::closure::IDLE_UTIL_PCT,
+        by_user,
+        jobs,
+        unsummarised,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().expect("date")
+    }
+
+    #[test]
+    fn ranges_default_to_a_week_or_a_year_and_are_bounded() {
+        let today = d("2026-11-30");
+        assert_eq!(
+            range(By::Day, None, None, today).expect("test value"),
+            (d("2026-11-24"), today)
+        );
+        assert_eq!(
+            range(By::Month, None, None, today).expect("test value"),
+            (d("2025-12-01"), today)
+        );
+        assert_eq!(
+            range(
+                By::Month,
+                Some(d("2026-02-14")),
+                Some(d("2026-02-15")),
+                today
+            )
+            .expect("test value"),
+            (d("2026-02-01"), d("2026-02-28"))
+        );
+        let e = range(By::Day, Some(d("2026-01-01")), Some(d("2026-06-01")), today)
+            .expect_err("refused");
+        assert!(e.to_string().starts_with("to: at most 92 days"), "{e}");
+        let e = range(By::Day, Some(d("2026-12-01")), None, today).expect_err("refused");
+        assert!(e.to_string().starts_with("from:"), "{e}");
+    }
+}
