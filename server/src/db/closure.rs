@@ -199,6 +199,43 @@ pub async fn idle_allocated(
     })
 }
 
+/// One job's idle allocated GPUs.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct IdleJob {
+    /// Job id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// GPUs.
+    pub gpu_count: i32,
+    /// The job's IT energy, kWh.
+    pub it_energy_kwh: f64,
+    /// Its allocated GPUs' energy while idle, kWh.
+    pub idle_gpu_energy_kwh: f64,
+    /// GPU-minutes idle.
+    pub idle_gpu_minutes: i64,
+    /// Their share of the job's CO2e (the job's CO2e x idle / IT energy), kg; `None` without carbon
+    /// intensity.
+    pub idle_co2e_kg: Option<f64>,
+}
+
+/// One user's idle allocated GPUs.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct IdleUser {
+    /// User.
+    pub user: String,
+    /// Jobs with idle GPU-minutes.
+    pub jobs: i64,
+    /// Energy, kWh.
+    pub idle_gpu_energy_kwh: f64,
+    /// GPU-minutes.
+    pub idle_gpu_minutes: i64,
+    /// CO2e, kg (jobs without carbon intensity add nothing; see `jobs_without_co2e`).
+    pub idle_co2e_kg: f64,
+    /// Jobs whose CO2e is unknown (their site has no carbon intensity).
+    pub jobs_without_co2e: i64,
+}
+
 const IDLE_JOB: &str = r#"j.id, j.user_name as user, e.gpu_count, e.it_energy_kwh,
             (e.summary ->> 'idle_gpu_energy_kwh')::float8 as idle_kwh,
             coalesce((e.summary ->> 'idle_gpu_minutes')::bigint, 0) as idle_minutes,
@@ -216,7 +253,7 @@ pub async fn idle_jobs(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<crate::service::closure::IdleJob>> {
+) -> sqlx::Result<Vec<IdleJob>> {
     sqlx::query_as(&format!(
         r#"select i.id, i.user, i.gpu_count, i.it_energy_kwh, i.idle_kwh as idle_gpu_energy_kwh,
             i.idle_minutes as idle_gpu_minutes, i.idle_co2e_kg
@@ -237,7 +274,7 @@ pub async fn idle_by_user(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<crate::service::closure::IdleUser>> {
+) -> sqlx::Result<Vec<IdleUser>> {
     sqlx::query_as(&format!(
         r#"select i.user, count(*) as jobs, sum(i.idle_kwh)::float8 as idle_gpu_energy_kwh,
             sum(i.idle_minutes)::bigint as idle_gpu_minutes,

@@ -46,13 +46,30 @@ pub async fn waste_api(
     Query(q): Query<WasteQuery>,
 ) -> Result<ApiJson<Waste>, AppError> {
     caller.require_staff()?;
-    let now = Utc::now();
-    let to = q.to.unwrap_or(now);
-    let from = q.from.unwrap_or_else(|| month_start(now));
-    if from >= to {
-        return Err(AppError::bad_request("from: must be before to"));
-    }
+    let (from, to) = q.window(Utc::now())?;
     Ok(ApiJson(waste(&state, from, to, 50).await?))
+}
+
+impl WasteQuery {
+    /// `[from, to)`: this UTC month to now by default; from before to.
+    pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+        for (field, t) in [("from", self.from), ("to", self.to)] {
+            if let Some(t) = t {
+                if !(1970..=2200).contains(&t.year()) {
+                    return Err(AppError::bad_request(format!(
+                        "{field}: {} is outside the years 1970 to 2200",
+                        t.to_rfc3339()
+                    )));
+                }
+            }
+        }
+        let to = self.to.unwrap_or(now);
+        let from = self.from.unwrap_or_else(|| month_start(now));
+        if from >= to {
+            return Err(AppError::bad_request("from: must be before to"));
+        }
+        Ok((from, to))
+    }
 }
 
 /// The first instant of `t`'s UTC month.
@@ -135,7 +152,7 @@ fn parts(r: &Row) -> [f64; 5] {
     ]
 }
 
-fn parse_query(q: &PageQuery) -> Result<(By, Option<NaiveDate>, Option<NaiveDate>), Error> {
+pub fn parse_query(q: &PageQuery) -> Result<(By, Option<NaiveDate>, Option<NaiveDate>), Error> {
     let by = match q.by.as_deref().unwrap_or("day") {
         "day" | "" => By::Day,
         "month" => By::Month,

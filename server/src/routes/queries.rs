@@ -9,8 +9,10 @@ use crate::auth::JobScope;
 use crate::error::AppError;
 
 /// The routes whose queries [`check`] knows, by the name it takes.
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 10] = [
     "jobs",
+    "energy",
+    "waste",
     "window",
     "hourly",
     "year",
@@ -45,6 +47,15 @@ pub fn check(route: &str, query: &str) -> Result<(), AppError> {
             w.bounds(start, start + 3_600_000)?;
             w.bounds(start, start)?;
             let _ = w.query();
+        }
+        "energy" => {
+            let q: super::closure::PageQuery = parse(&uri)?;
+            let (by, from, to) = super::closure::parse_query(&q)?;
+            crate::service::closure::range(by, from, to, Utc::now().date_naive())?;
+        }
+        "waste" => {
+            let q: super::closure::WasteQuery = parse(&uri)?;
+            q.window(Utc::now())?;
         }
         "hourly" => {
             let r: super::pue::RangeQuery = parse(&uri)?;
@@ -83,6 +94,15 @@ mod tests {
             ("jobs", "limit=0", "limit"),
             ("window", "from_min=1e300", "from_min"),
             ("hourly", "from=-262143-01-01T00:00:00Z", "from"),
+            ("energy", "to=-262143-01-01", "to"),
+            ("energy", "by=month&from=+262142-12-31", "from"),
+            ("energy", "by=year", "by"),
+            (
+                "waste",
+                "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+                "from",
+            ),
+            ("waste", "to=-262143-01-01T00:00:00Z", "to"),
         ] {
             let e = check(route, query).expect_err(query).to_string();
             assert!(e.starts_with(&format!("{field}:")), "{query}: {e}");

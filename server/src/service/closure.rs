@@ -47,6 +47,17 @@ pub fn range(
     to: Option<NaiveDate>,
     today: NaiveDate,
 ) -> Result<(NaiveDate, NaiveDate)> {
+    // Dates chrono holds but cannot step from (year -262143) would panic below: plausible years only.
+    for (field, d) in [("from", from), ("to", to)] {
+        if let Some(d) = d {
+            if !(1970..=2200).contains(&d.year()) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{d} is outside the years 1970 to 2200"),
+                ));
+            }
+        }
+    }
     let to = to.unwrap_or(today);
     let first_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
     let (from, to) = match by {
@@ -190,42 +201,7 @@ pub async fn closure(
     })
 }
 
-/// One job's idle allocated GPUs.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct IdleJob {
-    /// Job id.
-    pub id: String,
-    /// Owner.
-    pub user: String,
-    /// GPUs.
-    pub gpu_count: i32,
-    /// The job's IT energy, kWh.
-    pub it_energy_kwh: f64,
-    /// Its allocated GPUs' energy while idle, kWh.
-    pub idle_gpu_energy_kwh: f64,
-    /// GPU-minutes idle.
-    pub idle_gpu_minutes: i64,
-    /// Their share of the job's CO2e (the job's CO2e x idle / IT energy), kg; `None` without carbon
-    /// intensity.
-    pub idle_co2e_kg: Option<f64>,
-}
-
-/// One user's idle allocated GPUs.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct IdleUser {
-    /// User.
-    pub user: String,
-    /// Jobs with idle GPU-minutes.
-    pub jobs: i64,
-    /// Energy, kWh.
-    pub idle_gpu_energy_kwh: f64,
-    /// GPU-minutes.
-    pub idle_gpu_minutes: i64,
-    /// CO2e, kg (jobs without carbon intensity add nothing; see `jobs_without_co2e`).
-    pub idle_co2e_kg: f64,
-    /// Jobs whose CO2e is unknown (their site has no carbon intensity).
-    pub jobs_without_co2e: i64,
-}
+pub use db::closure::{IdleJob, IdleUser};
 
 /// Idle allocated GPUs of jobs that started in `[from, to)`.
 #[derive(Debug, Clone, Serialize)]
@@ -301,5 +277,11 @@ mod tests {
         assert!(e.to_string().starts_with("to: at most 92 days"), "{e}");
         let e = range(By::Day, Some(d("2026-12-01")), None, today).expect_err("refused");
         assert!(e.to_string().starts_with("from:"), "{e}");
+        for by in [By::Day, By::Month] {
+            let e = range(by, None, Some(NaiveDate::MIN), today).expect_err("refused");
+            assert!(e.to_string().starts_with("to: "), "{e}");
+            let e = range(by, Some(NaiveDate::MAX), None, today).expect_err("refused");
+            assert!(e.to_string().starts_with("from: "), "{e}");
+        }
     }
 }
