@@ -65,6 +65,17 @@ pub fn meter_it_by_hour(
     from_ms: i64,
     to_ms: i64,
 ) -> BTreeMap<i64, (f64, f64)> {
+    meter_it_by_bucket(readings, from_ms, to_ms, HOUR_MS)
+}
+
+/// `meter_it_by_hour` in buckets of `bucket_ms` (aligned to the epoch).
+pub fn meter_it_by_bucket(
+    readings: &[MeterReading],
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+) -> BTreeMap<i64, (f64, f64)> {
+    let bucket_ms = bucket_ms.max(1);
     let mut out: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
     for pair in readings.windows(2) {
         let (a, b) = (pair[0], pair[1]);
@@ -90,8 +101,8 @@ pub fn meter_it_by_hour(
         let (lo, hi) = (a.t_ms.max(from_ms), b.t_ms.min(to_ms));
         let mut t = lo;
         while t < hi {
-            let hour = t.div_euclid(HOUR_MS) * HOUR_MS;
-            let end = (hour + HOUR_MS).min(hi);
+            let hour = t.div_euclid(bucket_ms) * bucket_ms;
+            let end = (hour + bucket_ms).min(hi);
             let e = out.entry(hour).or_default();
             e.0 += energy(t, end);
             e.1 += (end - t) as f64 / 1000.0;

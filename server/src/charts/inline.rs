@@ -61,14 +61,14 @@ fn open(out: &mut String, title: &str) {
     );
 }
 
-/// The y axis from 0 to `top` with grid lines, labelled `unit`.
-fn y_axis(out: &mut String, top: f64, unit: &str) -> f64 {
-    let st = step(top);
-    let top = (top / st).ceil().max(1.0) * st;
+/// The y axis from `lo` to `top` with grid lines, labelled `unit`; the top it drew to.
+fn y_axis(out: &mut String, lo: f64, top: f64, unit: &str) -> f64 {
+    let st = step(top - lo);
+    let top = lo + ((top - lo) / st).ceil().max(1.0) * st;
     let plot_h = H - TOP - BOTTOM;
-    let mut v = 0.0;
+    let mut v = lo;
     while v <= top + st / 2.0 {
-        let y = TOP + plot_h * (1.0 - v / top);
+        let y = TOP + plot_h * (1.0 - (v - lo) / (top - lo));
         let _ = write!(
             out,
             r##"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{lx}" y="{ty:.1}" {FONT} text-anchor="end">{n}</text>"##,
@@ -154,6 +154,7 @@ pub fn stacked_bars(
         .unwrap_or(0.0);
     let top = y_axis(
         &mut out,
+        0.0,
         heights.iter().copied().fold(marks_max, f64::max),
         unit,
     );
@@ -215,11 +216,12 @@ pub struct Line<'a> {
 }
 
 /// Lines over `[from_ms, to_ms]` with x ticks labelled by `tick_label(ms)` every `tick_ms`; points
-/// further apart than `gap_ms` are not joined.
+/// further apart than `gap_ms` are not joined; the y axis starts at `y_lo` (0 for power, 1 for PUE).
 #[allow(clippy::too_many_arguments)]
 pub fn lines(
     title: &str,
     unit: &str,
+    y_lo: f64,
     from_ms: i64,
     to_ms: i64,
     tick_ms: i64,
@@ -232,13 +234,13 @@ pub fn lines(
     let max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    let top = y_axis(&mut out, max, unit);
+        .fold(y_lo, f64::max);
+    let top = y_axis(&mut out, y_lo, max, unit);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let span = (to_ms - from_ms).max(1) as f64;
     let x_of = |t: i64| LEFT + plot_w * (t - from_ms) as f64 / span;
-    let y_of = |v: f64| TOP + plot_h * (1.0 - v.max(0.0) / top);
+    let y_of = |v: f64| TOP + plot_h * (1.0 - (v.max(y_lo) - y_lo) / (top - y_lo));
     let ticks: Vec<i64> = (0..)
         .map(|k| from_ms.div_euclid(tick_ms) * tick_ms + k * tick_ms)
         .filter(|t| *t >= from_ms)
@@ -358,6 +360,7 @@ mod tests {
         let svg = lines(
             "Power",
             "kW",
+            0.0,
             0,
             10_000,
             5_000,

@@ -105,3 +105,27 @@ pub async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<
     .fetch_all(db)
     .await
 }
+
+/// A site's GPU energy per `bucket_s` bucket of rolled-up minutes over `[from, to)`: (bucket, J).
+pub async fn site_gpu_energy_by_bucket(
+    db: &PgPool,
+    site_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_s: i32,
+) -> sqlx::Result<Vec<(DateTime<Utc>, f64)>> {
+    sqlx::query_as(
+        r#"select time_bucket(make_interval(secs => $4), m.minute) as b, sum(m.energy_j)::float8
+        from gpu_minute m
+        join nodes n on n.id = m.node_id
+        where n.site_id = $1 and m.minute >= $2 and m.minute < $3
+        group by b
+        order by b"#,
+    )
+    .bind(site_id)
+    .bind(from)
+    .bind(to)
+    .bind(f64::from(bucket_s))
+    .fetch_all(db)
+    .await
+}

@@ -4,8 +4,11 @@ use askama::Template;
 use axum::extract::State;
 
 use crate::auth::session::{Nav, Viewer};
+use crate::charts::inline::{self, Line, PALETTE};
 use crate::error::{AppError, Page, PageError};
-use crate::service::overview::{overview, Bar, Running, SiteNow};
+use crate::service::closure::{IdleJob, IdleUser};
+use crate::service::jobs::timing::format_energy;
+use crate::service::overview::{overview, Bar, Running, SiteNow, CURVE_BUCKET_MS};
 use crate::state::AppState;
 
 /// Seconds between the page's own refreshes.
@@ -31,6 +34,75 @@ pub struct OverviewPage {
     pub unsummarised: i64,
     /// Running jobs.
     pub running: Vec<Running>,
+    /// Per site (as `sites`): its 24-hour power chart and today's PUE chart (inline SVG).
+    pub charts: Vec<(String, Option<String>)>,
+    /// Per site: IT power now, formatted.
+    pub it_now: Vec<Option<String>>,
+    /// This month's idle allocated GPUs by user.
+    pub idle_users: Vec<IdleUser>,
+    /// And the jobs with the most.
+    pub idle_jobs: Vec<IdleJob>,
+}
+
+/// Power in kW, as the charts say it.
+fn kw(v: f64) -> String {
+    format!("{} kW", inline::num(v))
+}
+
+/// Energy formatted (the one formatter), for templates.
+pub fn energy(kwh: &f64) -> String {
+    format_energy(*kwh)
+}
+
+/// A site's 24-hour power and today's PUE, drawn.
+fn site_charts(s: &SiteNow, span: (i64, i64)) -> (String, Option<String>) {
+    let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let label = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.with_timezone(&tz).format("%H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let power = inline::lines(
+        &format!("Power at {}, last 24 hours ({})", s.name, s.timezone),
+        "kW",
+        0.0,
+        span.0,
+        span.1,
+        3 * 3_600_000,
+        2 * CURVE_BUCKET_MS,
+        label,
+        &[
+            Line {
+                name: "GPUs (collectors)",
+                colour: PALETTE[0],
+                points: s.gpu_kw_24h.clone(),
+            },
+            Line {
+                name: "IT (meters)",
+                colour: PALETTE[2],
+                points: s.it_kw_24h.clone(),
+            },
+        ],
+    );
+    let pue = s.pue_today.first().map(|(first, _)| {
+        let midnight = *first - first.rem_euclid(3_600_000);
+        inline::lines(
+            &format!("PUE today at {}, hourly ({})", s.name, s.timezone),
+            "PUE",
+            1.0,
+            midnight,
+            midnight + 24 * 3_600_000,
+            3 * 3_600_000,
+            3_600_000,
+            label,
+            &[Line {
+                name: "PUE (meters)",
+                colour: PALETTE[1],
+                points: s.pue_today.clone(),
+            }],
+        )
+    });
+    (power, pue)
 }
 
 /// `GET /overview` (staff, admins).
@@ -45,6 +117,12 @@ pub async fn page(
         .into());
     }
     let o = overview(&state).await?;
+    let charts = o
+        .sites
+        .iter()
+        .map(|s| site_charts(s, o.curve_span))
+        .collect();
+    let it_now = o.sites.iter().map(|s| s.it_kw_now.map(kw)).collect();
     Ok(Page(OverviewPage {
         nav: viewer.nav(),
         as_of: o.as_of.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -54,5 +132,9 @@ pub async fn page(
         by_project: o.by_project,
         unsummarised: o.unsummarised,
         running: o.running,
+        charts,
+        it_now,
+        idle_users: o.idle.by_user,
+        idle_jobs: o.idle.jobs,
     }))
 }

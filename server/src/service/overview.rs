@@ -3,6 +3,8 @@
 //! `project` tag); the running jobs with the most energy. Read from the read replica where there is one
 //! (within its bound), like the fleet exposition it builds on.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 use super::fleet::fleet;
@@ -46,7 +48,22 @@ pub struct SiteNow {
     pub stale_meters: Vec<String>,
     /// Meters at the site.
     pub meters: usize,
+    /// Its IANA zone.
+    pub timezone: String,
+    /// GPU power over the last 24 h from rolled-up minutes, per `CURVE_BUCKET_MS`: (start ms, kW).
+    pub gpu_kw_24h: Vec<(i64, f64)>,
+    /// The meters' IT power over the last 24 h, per `CURVE_BUCKET_MS`: (start ms, kW).
+    pub it_kw_24h: Vec<(i64, f64)>,
+    /// The meters' IT power in the latest bucket with readings, if within the last hour, kW.
+    pub it_kw_now: Option<f64>,
+    /// Today's hourly mean PUE (local day so far): (hour start ms, PUE).
+    pub pue_today: Vec<(i64, f64)>,
 }
+
+/// Buckets of the 24-hour power curves, ms.
+pub const CURVE_BUCKET_MS: i64 = 600_000;
+/// The curves end this long before now: the minutes before are rolled up while the rollup keeps up.
+pub const CURVE_LAG_MS: i64 = 120_000;
 
 /// One bar: a name, its energy formatted, its value and the largest value (kWh).
 #[derive(Debug, Clone)]
@@ -91,6 +108,10 @@ pub struct Overview {
     pub unsummarised: i64,
     /// Running jobs, most energy first.
     pub running: Vec<Running>,
+    /// The 24-hour curves' span, ms: `[from, to)`, `to` a whole minute `CURVE_LAG_MS` before now.
+    pub curve_span: (i64, i64),
+    /// This month's idle allocated GPUs.
+    pub idle: super::closure::Waste,
 }
 
 /// A duration as sacct writes it: `D-HH:MM:SS`, or `HH:MM:SS` under a day.
@@ -134,6 +155,13 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         .unwrap_or(now);
     // One pool for the whole view.
     let read = state.read_db();
+    // To the last whole minute the rollup has had time for; the last bucket may be part of one.
+    let curve_to = db::ts(db::energy::floor_minute(
+        now.timestamp_millis() - CURVE_LAG_MS,
+    ));
+    let curve_from = db::ts(
+        (curve_to.timestamp_millis() - 86_400_000).div_euclid(CURVE_BUCKET_MS) * CURVE_BUCKET_MS,
+    );
     let fleet = fleet(read).await?;
     let waiting = db::overview::rollup_waits_since(read).await?;
     let mut sites = Vec::new();
@@ -155,6 +183,8 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
             }
         }
         s.power_now = format_power(s.power_now_w);
+        s.timezone.clone_from(&site.timezone);
+        curves(state, &mut s, site.id, curve_from, curve_to).await?;
         let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting
@@ -188,7 +218,63 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         by_project: bars(db::overview::energy_by(read, month, Some("project"), TOP).await?),
         unsummarised: db::overview::unsummarised(read, month).await?,
         running,
+        curve_span: (curve_from.timestamp_millis(), curve_to.timestamp_millis()),
+        idle: super::closure::waste(state, month, now, TOP).await?,
     })
+}
+
+/// A site's GPU and IT power over `[from, to)` and today's PUE.
+async fn curves(
+    state: &AppState,
+    s: &mut SiteNow,
+    site_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<()> {
+    let read = state.read_db();
+    let bucket_s = (CURVE_BUCKET_MS / 1000) as f64;
+    s.gpu_kw_24h =
+        db::overview::site_gpu_energy_by_bucket(read, site_id, from, to, bucket_s as i32)
+            .await?
+            .into_iter()
+            .map(|(t, j)| {
+                let b = t.timestamp_millis();
+                // The last bucket holds only the minutes up to `to`.
+                let seconds =
+                    ((b + CURVE_BUCKET_MS).min(to.timestamp_millis()) - b) as f64 / 1000.0;
+                (b, j / seconds.max(1.0) / 1000.0)
+            })
+            .collect();
+    // Each meter's mean power over the part of the bucket it covered; meters added.
+    let mut it: BTreeMap<i64, f64> = BTreeMap::new();
+    for meter in db::closure::meter_readings(read, site_id, from, to).await? {
+        let buckets = crate::analytics::closure::meter_it_by_bucket(
+            &meter,
+            from.timestamp_millis(),
+            to.timestamp_millis(),
+            CURVE_BUCKET_MS,
+        );
+        for (b, (j, covered_s)) in buckets {
+            if covered_s > 0.0 {
+                *it.entry(b).or_default() += j / covered_s / 1000.0;
+            }
+        }
+    }
+    s.it_kw_now = it
+        .iter()
+        .next_back()
+        .filter(|(b, _)| to.timestamp_millis() - **b <= 3_600_000)
+        .map(|(_, kw)| *kw);
+    s.it_kw_24h = it.into_iter().collect();
+    let site = super::pue::site_tz(state, &s.name).await?;
+    let today = Utc::now().with_timezone(&site.tz).date_naive();
+    let midnight = super::pue::local_midnight(site.tz, today);
+    s.pue_today = super::pue::hours(state, &site, midnight, Utc::now())
+        .await?
+        .into_iter()
+        .map(|h| (h.hour.timestamp_millis(), h.mean_pue))
+        .collect();
+    Ok(())
 }
 
 #[cfg(test)]

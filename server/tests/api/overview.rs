@@ -19,10 +19,11 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    // A finished job of alice's in project atlas (GPU 0 at 200 W for 19.9 s), then 3 s of both GPUs
+    // A finished job of alice's in project atlas (GPU 0 at 200 W for 19.9 s, 5 minutes ago: in the 24-hour
+    // curve, which ends 2 minutes before now), then 3 s of both GPUs
     // just now (200 W + 100 W, 98 % busy), and a job of bob's running for an hour on n2 (which has
     // not reported: no energy, and not sharing alice's GPU).
-    let t0 = Utc::now() - Duration::seconds(90);
+    let t0 = Utc::now() - Duration::seconds(300);
     app.new_job("j1")
         .user("alice")
         .tag("project", "atlas")
@@ -85,6 +86,43 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         "{page}"
     );
     assert!(!page.contains("<dd>0.0 Wh</dd>"), "{page}");
+    // The last 24 hours' power from the rolled-up minutes, each point saying its value on hover; no
+    // meter, so no IT power; nobody left a GPU idle (98 % busy).
+    assert!(
+        page.contains("<title>Power at s1, last 24 hours (America/New_York)</title>"),
+        "{page}"
+    );
+    assert!(page.contains(" · GPUs (collectors): "), "{page}");
+    assert!(!page.contains(" · IT (meters): "), "{page}");
+    assert!(
+        page.contains("<dd>no meter reading in the last hour</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("No job started this month left an allocated GPU idle"),
+        "{page}"
+    );
+    assert!(page.contains("<a href=\"/sites/s1/energy\">Where the energy of s1 went</a>"));
+    // A meter reporting 5 kW of IT load every 5 minutes for the last hour: IT power now, and its curve.
+    let meter = app.meter().await;
+    let readings: Vec<serde_json::Value> = (0..=12)
+        .map(|k| json!({"time": Utc::now() - Duration::minutes(60 - 5 * k), "it_kw": 5.0, "total_kw": 6.0}))
+        .collect();
+    let (status, body) = app
+        .post(
+            &meter,
+            "/api/v1/ingest/facility",
+            &json!({"readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = app.page(&sam.cookie, "/overview").await;
+    assert!(page.contains("<dd>5.00 kW</dd>"), "{page}");
+    assert!(page.contains(" · IT (meters): 5.00 kW</title>"), "{page}");
+    assert!(
+        page.contains("<title>PUE today at s1, hourly (America/New_York)</title>"),
+        "{page}"
+    );
 
     // Researchers: refused, with their header; their landing page stays the jobs list.
     let alice = crate::sign_in::browser(&app, "alice").await;
