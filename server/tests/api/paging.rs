@@ -103,9 +103,36 @@ async fn following_next_lists_every_job_once_in_order(db: PgPool) {
         href.contains("after=") && href.contains("after_key="),
         "{href}"
     );
+    assert!(html.contains("<strong>Jobs 1–5 of 17</strong>"), "{html}");
     let (status, second) = app.get_text(ADMIN, &href).await;
     assert_eq!(status, StatusCode::OK);
     assert!(second.contains("← First page"), "{second}");
+    assert!(second.contains("<strong>Jobs 5 after job "), "{second}");
+    let (_, third) = app
+        .get_text(ADMIN, "/jobs?sort=energy&limit=5&offset=10")
+        .await;
+    assert!(
+        third.contains("<strong>Jobs 11–15 of 17</strong>"),
+        "{third}"
+    );
+    // Nothing matches: no statement or CSV of nothing.
+    let (_, none) = app.get_text(ADMIN, "/jobs?user=nobody").await;
+    assert!(none.contains("<strong>No jobs</strong>"), "{none}");
+    assert!(
+        !none.contains("format=pdf") && !none.contains("Export CSV"),
+        "{none}"
+    );
+    // A bad filter on the page: said above the form, which keeps what was typed; no table.
+    let (status, bad) = app.get_text(ADMIN, "/jobs?user=ada&from=30.11.2026").await;
+    assert_eq!(status, StatusCode::OK, "{bad}");
+    let error = bad.find("<p class=\"error\" role=\"alert\">from: expected a date");
+    let form = bad.find("<form class=\"filters\"").expect("form");
+    assert!(error.is_some_and(|e| e < form), "{bad}");
+    assert!(
+        bad.contains("name=\"user\" value=\"ada\"") && bad.contains("value=\"30.11.2026\""),
+        "{bad}"
+    );
+    assert!(!bad.contains("<table class=\"jobs\">"), "{bad}");
     let (_, api) = app.get(ADMIN, "/api/v1/jobs?sort=energy&limit=10").await;
     for id in &ids(&api)[5..10] {
         assert!(

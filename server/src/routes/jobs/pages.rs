@@ -25,6 +25,8 @@ pub struct JobRow {
     pub job: JobView,
     /// Its page's path.
     pub href: String,
+    /// Its duration as sacct writes it (`D-HH:MM:SS`).
+    pub duration: String,
 }
 
 /// `/jobs`.
@@ -51,6 +53,10 @@ pub struct ListPage {
     pub totals: wattlas_protocol::JobTotals,
     /// Jobs of the set whose figure data arrived since is updating.
     pub updating: u64,
+    /// Which of them this page shows, in words (`1-50`, or `50 after job x`).
+    pub shown: String,
+    /// The query's error, said above the form that keeps what was typed (no jobs listed then).
+    pub error: Option<String>,
 }
 
 impl ListPage {
@@ -141,13 +147,41 @@ pub async fn list_page(
     viewer: Viewer,
     PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Page<ListPage>, PageError> {
-    let list = list_views(&state, &viewer.job_scope(), &q).await?;
+    let list = match list_views(&state, &viewer.job_scope(), &q).await {
+        Ok(list) => list,
+        Err(e @ crate::service::Error::Invalid { .. }) => {
+            return Ok(Page(ListPage {
+                nav: viewer.nav(),
+                rows: Vec::new(),
+                total: 0,
+                totals: wattlas_protocol::JobTotals::default(),
+                updating: 0,
+                csv: String::new(),
+                statement: String::new(),
+                prev: None,
+                next: None,
+                shown: String::new(),
+                error: Some(e.to_string()),
+                q,
+            }))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (limit, start) = q.page()?;
+    let n = list.jobs.len();
+    let shown = match &start {
+        _ if n == 0 => String::new(),
+        db::jobs::PageStart::Offset(offset) => format!("{}–{}", offset + 1, *offset + n as i64),
+        db::jobs::PageStart::After(..) => {
+            format!("{n} after job {}", q.after.as_deref().unwrap_or_default())
+        }
+    };
     let rows = list
         .jobs
         .into_iter()
         .map(|job| JobRow {
             href: format!("/jobs/{}", encode_segment(&job.id)),
+            duration: crate::service::overview::sacct_duration(job.duration_s.round() as i64),
             job,
         })
         .collect();
@@ -173,6 +207,8 @@ pub async fn list_page(
         next,
         csv,
         statement,
+        shown,
+        error: None,
     }))
 }
 
