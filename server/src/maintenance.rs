@@ -40,57 +40,86 @@ impl Drop for Tasks {
     }
 }
 
-/// Starts the rollup and retention tasks.
+/// Runs `run` again and again: at once while a run did a full batch (`full` or more), else after
+/// `every`; a failed run is logged under `task` and retried after `every`.
+fn repeat<F, Fut>(
+    state: &AppState,
+    task: &'static str,
+    every: Duration,
+    full: usize,
+    run: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<usize, AppError>> + Send,
+{
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match run(state.clone()).await {
+                Ok(n) if n >= full => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, task, "maintenance run failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Starts the background tasks: rollup, retention, job energy and budgets, settling.
 pub fn spawn(state: &AppState) -> Tasks {
-    let rollup_state = state.clone();
-    let rollup = tokio::spawn(async move {
-        let every = Duration::from_secs(rollup_state.config.rollup_interval_s.max(1));
-        loop {
-            match rollup_once(&rollup_state).await {
-                Ok(n) if n >= PENDING_PER_RUN as usize => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rollup run failed"),
-            }
-            tokio::time::sleep(every).await;
-        }
-    });
-    let retention_state = state.clone();
-    let retention = tokio::spawn(async move {
-        let every = Duration::from_secs(retention_state.config.retention_interval_s.max(1));
-        loop {
-            if let Err(e) = retention_once(&retention_state).await {
-                tracing::warn!(error = %e, "retention run failed");
-            }
-            tokio::time::sleep(every).await;
-        }
-    });
-    let energy_state = state.clone();
-    let energy = tokio::spawn(async move {
-        let every = Duration::from_secs(energy_state.config.rollup_interval_s.max(1));
-        loop {
-            match refresh_job_energy(&energy_state, ENERGY_PER_RUN).await {
-                Ok(n) if n >= ENERGY_PER_RUN as usize => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "job energy refresh failed"),
-            }
-            tokio::time::sleep(every).await;
-        }
-    });
-    let settle_state = state.clone();
-    let settle = tokio::spawn(async move {
-        let every = Duration::from_secs(settle_state.config.rollup_interval_s.max(1));
-        loop {
-            match settle_once(&settle_state).await {
-                Ok(n) if n >= HOURS_PER_SETTLE_RUN as usize => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "settle run failed"),
-            }
-            tokio::time::sleep(every).await;
-        }
-    });
+    let often = Duration::from_secs(state.config.rollup_interval_s.max(1));
+    let seldom = Duration::from_secs(state.config.retention_interval_s.max(1));
     Tasks {
-        handles: vec![rollup, retention, energy, settle],
+        handles: vec![
+            repeat(
+                state,
+                "rollup",
+                often,
+                PENDING_PER_RUN as usize,
+                |s| async move { rollup_once(&s).await },
+            ),
+            repeat(state, "retention", seldom, usize::MAX, |s| async move {
+                retention_once(&s).await
+            }),
+            // Budgets are checked after each refresh of the jobs' energy they sum, in the same task:
+            // each task holds a connection for its lock and takes another to work, so one task more
+            // than the pool has connections would wait on itself.
+            repeat(
+                state,
+                "job_energy",
+                often,
+                ENERGY_PER_RUN as usize,
+                |s| async move {
+                    let n = refresh_job_energy(&s, ENERGY_PER_RUN).await?;
+                    if let Err(e) = budgets_once(&s).await {
+                        tracing::warn!(error = %e, "budget check failed");
+                    }
+                    Ok(n)
+                },
+            ),
+            repeat(
+                state,
+                "settle",
+                often,
+                HOURS_PER_SETTLE_RUN as usize,
+                |s| async move { settle_once(&s).await },
+            ),
+        ],
     }
+}
+
+/// Records budget crossings and posts undelivered ones (`service::budgets`), one process at a time;
+/// returns how many crossings it recorded and delivered.
+pub async fn budgets_once(state: &AppState) -> Result<usize, AppError> {
+    let done = exclusively(&state.db, "budgets", || async {
+        let (recorded, delivered) = crate::service::budgets::check_once(state).await?;
+        Ok(recorded + delivered)
+    })
+    .await?
+    .unwrap_or(0);
+    state.metrics.maintenance("budgets", done as u64);
+    Ok(done)
 }
 
 /// Node-hours settled per run.

@@ -272,10 +272,17 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         &mut out,
         "wattlas_maintenance_work_total",
         "counter",
-        "Background work done by this process: pending raw ranges rolled up (rollup), nodes' CPU and DRAM rolled up (node_energy), job summaries computed (job_energy), raw chunks dropped (retention).",
+        "Background work done by this process: pending raw ranges rolled up (rollup), nodes' CPU and DRAM rolled up (node_energy), job summaries computed (job_energy), raw chunks dropped (retention), node-hours settled (settle), budget crossings recorded and delivered (budgets).",
     );
     let work = m.maintenance_work();
-    for task in ["rollup", "node_energy", "job_energy", "retention"] {
+    for task in [
+        "rollup",
+        "node_energy",
+        "job_energy",
+        "retention",
+        "settle",
+        "budgets",
+    ] {
         let n = work.get(task).copied().unwrap_or(0);
         let _ = writeln!(out, "wattlas_maintenance_work_total{{task=\"{task}\"}} {n}");
     }

@@ -3,6 +3,7 @@
 //! Queries are runtime-checked (`sqlx::query_as`) rather than the `query!` macros, and every one runs in
 //! the test suite against the real TimescaleDB: see the commit that introduced this for why.
 
+pub mod budgets;
 pub mod carbon;
 pub mod closure;
 pub mod comparisons;

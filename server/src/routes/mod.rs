@@ -13,6 +13,7 @@ pub mod overview;
 pub mod pages;
 pub mod powercap;
 pub mod progress;
+pub mod projects;
 pub mod pue;
 pub mod queries;
 pub mod sites;
@@ -100,6 +101,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{site}/pue/hourly", get(pue::hourly))
         .route("/sites/{site}/energy", get(closure::api))
         .route("/waste", get(closure::waste_api))
+        .route("/projects", get(projects::list))
+        .route(
+            "/projects/{project}/budget",
+            axum::routing::put(projects::put_budget),
+        )
         .route("/sites/{site}/pue/daily", get(pue::daily))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))

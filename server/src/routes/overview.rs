@@ -42,6 +42,8 @@ pub struct OverviewPage {
     pub idle_users: Vec<IdleUser>,
     /// And the jobs with the most.
     pub idle_jobs: Vec<IdleJob>,
+    /// Per project bar (as `by_project`): its budget use this month, in words.
+    pub project_budgets: Vec<Option<String>>,
 }
 
 /// Power in kW, as the charts say it.
@@ -123,6 +125,23 @@ pub async fn page(
         .map(|s| site_charts(s, o.curve_span))
         .collect();
     let it_now = o.sites.iter().map(|s| s.it_kw_now.map(kw)).collect();
+    let budgets = crate::service::budgets::statuses(&state, o.as_of).await?;
+    let project_budgets = o
+        .by_project
+        .iter()
+        .map(|b| {
+            budgets.iter().find(|s| s.project == b.name).map(|s| {
+                let mut parts = Vec::new();
+                if let (Some(p), Some(k)) = (s.energy_pct, s.kwh_per_month) {
+                    parts.push(format!("{p:.0} % of {}", format_energy(k)));
+                }
+                if let (Some(p), Some(k)) = (s.co2e_pct, s.co2e_kg_per_month) {
+                    parts.push(format!("{p:.0} % of {} kg CO2e", inline::num(k)));
+                }
+                parts.join(", ")
+            })
+        })
+        .collect();
     Ok(Page(OverviewPage {
         nav: viewer.nav(),
         as_of: o.as_of.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -136,5 +155,6 @@ pub async fn page(
         it_now,
         idle_users: o.idle.by_user,
         idle_jobs: o.idle.jobs,
+        project_budgets,
     }))
 }

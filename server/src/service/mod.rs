@@ -5,6 +5,7 @@
 //! It answers its own `Error`, which says what went wrong in the domain's words (not found, an invalid
 //! field, not comparable); `From<Error> for AppError` is the one place that turns those into statuses.
 
+pub mod budgets;
 pub mod closure;
 pub mod comparisons;
 pub mod fleet;

@@ -4,6 +4,7 @@
 
 mod access;
 mod bad_input;
+mod budgets;
 mod closure;
 mod common;
 mod facility;

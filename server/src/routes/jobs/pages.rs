@@ -57,6 +57,41 @@ pub struct ListPage {
     pub shown: String,
     /// The query's error, said above the form that keeps what was typed (no jobs listed then).
     pub error: Option<String>,
+    /// Budgets of the viewer's projects past 80 %, in words.
+    pub banners: Vec<String>,
+}
+
+/// The banners of `user`'s projects that crossed 80 % of a budget this month.
+async fn budget_banners(state: &AppState, user: &str) -> Result<Vec<String>, PageError> {
+    let mut out = Vec::new();
+    for s in crate::service::budgets::banners_for(state, user).await? {
+        for (what, pct, used, budget, unit) in [
+            (
+                "IT energy",
+                s.energy_pct,
+                Some(s.used_kwh),
+                s.kwh_per_month,
+                "kWh",
+            ),
+            (
+                "CO2e",
+                s.co2e_pct,
+                s.used_co2e_kg,
+                s.co2e_kg_per_month,
+                "kg CO2e",
+            ),
+        ] {
+            if let (Some(pct), Some(used), Some(budget)) = (pct, used, budget) {
+                if pct >= 80.0 {
+                    out.push(format!(
+                        "Project {} has used {pct:.0} % of its {what} budget for {} (UTC): {used:.2} of {budget:.2} {unit}.",
+                        s.project, s.month
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl ListPage {
@@ -147,6 +182,7 @@ pub async fn list_page(
     viewer: Viewer,
     PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Page<ListPage>, PageError> {
+    let banners = budget_banners(&state, &viewer.name).await?;
     let list = match list_views(&state, &viewer.job_scope(), &q).await {
         Ok(list) => list,
         Err(e @ crate::service::Error::Invalid { .. }) => {
@@ -162,6 +198,7 @@ pub async fn list_page(
                 next: None,
                 shown: String::new(),
                 error: Some(e.to_string()),
+                banners,
                 q,
             }))
         }
@@ -209,6 +246,7 @@ pub async fn list_page(
         statement,
         shown,
         error: None,
+        banners,
     }))
 }
 

@@ -1,0 +1,63 @@
+//! Projects' budgets: `PUT /api/v1/projects/{project}/budget` (admins), `GET /api/v1/projects` (this
+//! month's use against budget: staff see every project and the month's crossings with their
+//! deliveries, researchers the projects they ran jobs in).
+
+use axum::extract::State;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::auth::Caller;
+use crate::db::budgets::{Alert, Budget};
+use crate::error::AppError;
+use crate::extract::{ApiJson, Path};
+use crate::service::budgets::{month_of, set, statuses, BudgetInput, Status};
+use crate::state::AppState;
+
+/// `PUT /api/v1/projects/{project}/budget`: sets or replaces the budget.
+pub async fn put_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project): Path<String>,
+    ApiJson(input): ApiJson<BudgetInput>,
+) -> Result<ApiJson<Budget>, AppError> {
+    caller.require_admin()?;
+    Ok(ApiJson(set(&state, &project, input).await?))
+}
+
+/// `GET /api/v1/projects`.
+#[derive(Debug, Serialize)]
+pub struct Projects {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// Budgets with their use, by project.
+    pub projects: Vec<Status>,
+    /// This month's crossings, newest first (staff only; empty for others).
+    pub alerts: Vec<Alert>,
+}
+
+/// `GET /api/v1/projects`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<ApiJson<Projects>, AppError> {
+    caller.require_person()?;
+    let now = Utc::now();
+    let (first, start) = month_of(now);
+    let mut projects = statuses(&state, now).await?;
+    let alerts = if caller.require_staff().is_ok() {
+        crate::db::budgets::alerts(state.read_db(), first).await?
+    } else {
+        let name = match &caller {
+            Caller::User(u) => u.name.clone(),
+            _ => String::new(),
+        };
+        let mine = crate::db::budgets::projects_of(state.read_db(), &name, start).await?;
+        projects.retain(|p| mine.contains(&p.project));
+        Vec::new()
+    };
+    Ok(ApiJson(Projects {
+        month: first.format("%Y-%m").to_string(),
+        projects,
+        alerts,
+    }))
+}

@@ -1,0 +1,265 @@
+//! Projects and their monthly budgets: a project is the `project` tag of its jobs; admins set an IT
+//! energy and/or CO2e budget per calendar month (UTC). The budgets task records each crossing of 80 %
+//! and 100 % once and posts it as JSON to the project's webhook until the receiver takes it (2xx);
+//! members see a banner on their jobs page.
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result};
+use crate::db;
+use crate::db::budgets::{Alert, Budget};
+use crate::state::AppState;
+
+/// Shares of a budget whose crossing is posted, %.
+pub const THRESHOLDS: [i32; 2] = [80, 100];
+/// Delivery attempts per crossing (one per run, every few seconds) before it is left undelivered.
+pub const MAX_ATTEMPTS: i32 = 20;
+/// How long a receiver has to answer, s.
+const WEBHOOK_TIMEOUT_S: u64 = 5;
+
+/// `PUT /api/v1/projects/{project}/budget`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    /// IT energy per month, kWh.
+    pub kwh_per_month: Option<f64>,
+    /// CO2e per month, kg.
+    pub co2e_kg_per_month: Option<f64>,
+    /// `http://` or `https://` URL that crossings are posted to.
+    pub webhook_url: Option<String>,
+}
+
+/// A project's budget and its use this month.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The `project` tag.
+    pub project: String,
+    /// The month, `YYYY-MM` (UTC).
+    pub month: String,
+    /// Budget, kWh of IT energy.
+    pub kwh_per_month: Option<f64>,
+    /// Budget, kg CO2e.
+    pub co2e_kg_per_month: Option<f64>,
+    /// IT energy of the project's jobs started this month, kWh.
+    pub used_kwh: f64,
+    /// Their CO2e, kg (`None` where no job has one: no carbon intensity at its site).
+    pub used_co2e_kg: Option<f64>,
+    /// Share of the energy budget used, %.
+    pub energy_pct: Option<f64>,
+    /// Share of the CO2e budget used, %.
+    pub co2e_pct: Option<f64>,
+    /// Jobs.
+    pub jobs: i64,
+    /// Jobs whose energy is still being computed (not in the use yet).
+    pub pending: i64,
+    /// Whether crossings are posted somewhere.
+    pub webhook: bool,
+}
+
+/// The first day of `now`'s UTC month, as a date and an instant.
+pub fn month_of(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
+    let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
+    let start = Utc
+        .from_local_datetime(&first.and_time(chrono::NaiveTime::MIN))
+        .single()
+        .unwrap_or(now);
+    (first, start)
+}
+
+/// Checks and stores a project's budget.
+pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<Budget> {
+    if project.is_empty() || project.len() > 200 || project.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(
+            "project",
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    for (field, v) in [
+        ("kwh_per_month", input.kwh_per_month),
+        ("co2e_kg_per_month", input.co2e_kg_per_month),
+    ] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0 && v <= 1e12) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{v} is not above 0 and at most 1e12"),
+                ));
+            }
+        }
+    }
+    if input.kwh_per_month.is_none() && input.co2e_kg_per_month.is_none() {
+        return Err(Error::invalid(
+            "kwh_per_month",
+            "a budget needs kwh_per_month, co2e_kg_per_month or both",
+        ));
+    }
+    let webhook_url = match input.webhook_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(u) => {
+            let parsed = reqwest::Url::parse(u)
+                .map_err(|e| Error::invalid("webhook_url", format!("not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(Error::invalid(
+                    "webhook_url",
+                    "must be an http:// or https:// URL with a host",
+                ));
+            }
+            if u.len() > 2000 {
+                return Err(Error::invalid("webhook_url", "at most 2000 characters"));
+            }
+            Some(u.to_owned())
+        }
+    };
+    let budget = Budget {
+        project: project.to_owned(),
+        kwh_per_month: input.kwh_per_month,
+        co2e_kg_per_month: input.co2e_kg_per_month,
+        webhook_url,
+    };
+    db::budgets::upsert(&state.db, &budget).await?;
+    Ok(budget)
+}
+
+/// Every budget with this month's use.
+pub async fn statuses(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Status>> {
+    let (first, start) = month_of(now);
+    let pct = |used: Option<f64>, budget: Option<f64>| match (used, budget) {
+        (Some(u), Some(b)) if b > 0.0 => Some(u / b * 100.0),
+        (None, Some(_)) => Some(0.0),
+        _ => None,
+    };
+    Ok(db::budgets::with_use(state.read_db(), start, now)
+        .await?
+        .into_iter()
+        .map(|(b, u)| Status {
+            month: first.format("%Y-%m").to_string(),
+            energy_pct: pct(Some(u.kwh), b.kwh_per_month),
+            co2e_pct: pct(u.co2e_kg, b.co2e_kg_per_month),
+            project: b.project,
+            kwh_per_month: b.kwh_per_month,
+            co2e_kg_per_month: b.co2e_kg_per_month,
+            used_kwh: u.kwh,
+            used_co2e_kg: u.co2e_kg,
+            jobs: u.jobs,
+            pending: u.pending,
+            webhook: b.webhook_url.is_some(),
+        })
+        .collect())
+}
+
+/// The statuses of projects `user` ran jobs in this month that crossed 80 % of a budget.
+pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
+    let now = Utc::now();
+    let mine = db::budgets::projects_of(state.read_db(), user, month_of(now).1).await?;
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(statuses(state, now)
+        .await?
+        .into_iter()
+        .filter(|s| mine.contains(&s.project))
+        .filter(|s| {
+            s.energy_pct.is_some_and(|p| p >= 80.0) || s.co2e_pct.is_some_and(|p| p >= 80.0)
+        })
+        .collect())
+}
+
+/// What a receiver gets: the crossing, and a `text` line chat webhooks show as is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Payload {
+    /// Project.
+    pub project: String,
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// `energy` or `co2e`.
+    pub kind: String,
+    /// 80 or 100.
+    pub threshold_pct: i32,
+    /// Use when crossed.
+    pub used: f64,
+    /// Budget.
+    pub budget: f64,
+    /// `kWh` or `kg CO2e`.
+    pub unit: String,
+    /// When it was seen.
+    pub crossed_at: DateTime<Utc>,
+    /// One line for people.
+    pub text: String,
+}
+
+impl Payload {
+    /// Of a recorded crossing.
+    pub fn of(a: &Alert) -> Self {
+        let (what, unit) = if a.kind == "energy" {
+            ("IT energy", "kWh")
+        } else {
+            ("CO2e", "kg CO2e")
+        };
+        let month = a.month.format("%Y-%m").to_string();
+        Self {
+            text: format!(
+                "Project {} has used {:.0} % of its {what} budget for {month} (UTC): {:.2} of {:.2} {unit}.",
+                a.project,
+                a.used / a.budget * 100.0,
+                a.used,
+                a.budget
+            ),
+            project: a.project.clone(),
+            month,
+            kind: a.kind.clone(),
+            threshold_pct: a.threshold_pct,
+            used: a.used,
+            budget: a.budget,
+            unit: unit.to_owned(),
+            crossed_at: a.crossed_at,
+        }
+    }
+}
+
+/// Records this month's new crossings and posts every undelivered one; returns (recorded, delivered).
+pub async fn check_once(state: &AppState) -> Result<(usize, usize)> {
+    let now = Utc::now();
+    let (first, _) = month_of(now);
+    let mut recorded = 0;
+    for s in statuses(state, now).await? {
+        for (kind, pct, used, budget) in [
+            ("energy", s.energy_pct, Some(s.used_kwh), s.kwh_per_month),
+            ("co2e", s.co2e_pct, s.used_co2e_kg, s.co2e_kg_per_month),
+        ] {
+            let (Some(pct), Some(used), Some(budget)) = (pct, used, budget) else {
+                continue;
+            };
+            for t in THRESHOLDS.into_iter().filter(|t| pct >= f64::from(*t)) {
+                if db::budgets::record(&state.db, &s.project, first, kind, t, used, budget).await? {
+                    recorded += 1;
+                }
+            }
+        }
+    }
+    let due = db::budgets::undelivered(&state.db, MAX_ATTEMPTS).await?;
+    if due.is_empty() {
+        return Ok((recorded, 0));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(WEBHOOK_TIMEOUT_S))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::internal(format!("webhook client: {e}")))?;
+    let mut delivered = 0;
+    for (alert, url) in due {
+        let answer = client.post(&url).json(&Payload::of(&alert)).send().await;
+        let error = match answer {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("the receiver answered {}", r.status())),
+            Err(e) => Some(format!("no answer: {e}")),
+        };
+        if error.is_none() {
+            delivered += 1;
+        } else {
+            tracing::warn!(project = %alert.project, error = ?error, "budget webhook not delivered");
+        }
+        db::budgets::attempted(&state.db, &alert, error.as_deref()).await?;
+    }
+    Ok((recorded, delivered))
+}

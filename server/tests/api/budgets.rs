@@ -1,0 +1,214 @@
+//! Projects' budgets: set by admins, checked field by field; crossing 80 % and 100 % posts the
+//! project's webhook once each (a real HTTP receiver on loopback), retried when the receiver fails;
+//! members see a banner, others do not.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode as AxumStatus;
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wattlas_server::db::users::Role;
+
+use crate::common::*;
+
+/// A webhook receiver: answers 500 to its first request and 200 after; keeps every body.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+                let mut seen = seen.lock().expect("lock");
+                seen.push(body);
+                if seen.len() == 1 {
+                    AxumStatus::INTERNAL_SERVER_ERROR
+                } else {
+                    AxumStatus::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "bob", Role::Researcher).await;
+    add_user(&app, "sam", Role::Staff).await;
+    let (hook, got) = receiver().await;
+
+    // Refusals name their field; only admins set budgets.
+    for (body, field) in [
+        (
+            json!({"kwh_per_month": 1.0, "webhook_url": "ftp://example.org/x"}),
+            "webhook_url",
+        ),
+        (
+            json!({"kwh_per_month": 1.0, "webhook_url": "not a url"}),
+            "webhook_url",
+        ),
+        (json!({"kwh_per_month": -1.0}), "kwh_per_month"),
+        (json!({"co2e_kg_per_month": 1e300}), "co2e_kg_per_month"),
+        (json!({"webhook_url": hook}), "kwh_per_month"),
+    ] {
+        let r = app
+            .http
+            .put(format!("{}/api/v1/projects/atlas/budget", app.base))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let e: Value = r.json().await.expect("json");
+        assert!(
+            e["error"].as_str().expect("error").starts_with(field),
+            "{body}: {e}"
+        );
+    }
+    let alice = api_token(&app, "alice").await;
+    let put = |token: String, body: Value| {
+        let r = app
+            .http
+            .put(format!("{}/api/v1/projects/atlas/budget", app.base))
+            .bearer_auth(token)
+            .json(&body);
+        async move { r.send().await.expect("put") }
+    };
+    let r = put(alice.clone(), json!({"kwh_per_month": 1.0})).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Alice's job in atlas: 60 s of GPU 0 at 200 W and GPU 1 at 150 W (this month: started minutes ago).
+    let t0 = minute_aligned_past(3);
+    let first = app
+        .new_job("a1")
+        .user("alice")
+        .tag("project", "atlas")
+        .samples(&token, samples(t0, 60))
+        .create()
+        .await;
+    let used = first.it_energy_kwh;
+    assert!(used > 0.0);
+    // A budget the job has used 85 % of.
+    let budget = used / 0.85;
+    let r = put(
+        ADMIN.to_owned(),
+        json!({"kwh_per_month": budget, "webhook_url": hook}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let run = || wattlas_server::maintenance::budgets_once(&app.state);
+    run().await.expect("budgets");
+    assert_eq!(
+        got.lock().expect("lock").len(),
+        1,
+        "posted, refused by the receiver"
+    );
+    run().await.expect("budgets");
+    run().await.expect("budgets");
+    {
+        let got = got.lock().expect("lock");
+        assert_eq!(got.len(), 2, "retried once, then delivered: {got:?}");
+        assert_eq!(got[0], got[1], "the same crossing");
+        let p = &got[1];
+        assert_eq!(p["project"], "atlas");
+        assert_eq!(p["kind"], "energy");
+        assert_eq!(p["threshold_pct"], 80);
+        assert_eq!(p["unit"], "kWh");
+        assert!((p["used"].as_f64().expect("used") - used).abs() < 1e-12);
+        assert!(
+            p["text"]
+                .as_str()
+                .expect("text")
+                .starts_with("Project atlas has used 85 % of its IT energy budget for "),
+            "{p}"
+        );
+    }
+
+    // Alice sees the banner on her jobs page; bob, with no job in atlas, does not.
+    let (_, page) = app
+        .page(
+            &crate::sign_in::browser(&app, "alice").await.cookie,
+            "/jobs",
+        )
+        .await;
+    assert!(
+        page.contains("<p class=\"warning\" role=\"status\">Project atlas has used 85 % of its IT energy budget for "),
+        "{page}"
+    );
+    let (_, page) = app
+        .page(&crate::sign_in::browser(&app, "bob").await.cookie, "/jobs")
+        .await;
+    assert!(!page.contains("Project atlas"), "{page}");
+
+    // A second job takes atlas past 100 %: one more post, at 100.
+    app.new_job("a2")
+        .user("bob")
+        .tag("project", "atlas")
+        .gpus(&[1])
+        .start(t0 + Duration::seconds(10))
+        .end(t0 + Duration::seconds(50))
+        .create()
+        .await;
+    run().await.expect("budgets");
+    run().await.expect("budgets");
+    {
+        let got = got.lock().expect("lock");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[2]["threshold_pct"], 100);
+    }
+
+    // Staff see every project and the month's crossings, delivered; researchers their own projects.
+    let sam = api_token(&app, "sam").await;
+    let (status, body) = app.get(&sam, "/api/v1/projects").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let atlas = &body["projects"][0];
+    assert_eq!(atlas["project"], "atlas");
+    assert_eq!(atlas["jobs"], 2);
+    assert!(
+        atlas["energy_pct"].as_f64().expect("pct") >= 100.0,
+        "{body}"
+    );
+    let alerts = body["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 2, "{body}");
+    assert!(
+        alerts.iter().all(|a| a["delivered_at"].is_string()),
+        "{body}"
+    );
+    assert_eq!(
+        alerts[1]["attempts"], 2,
+        "the 80 % crossing took two attempts"
+    );
+    // The overview's project bars say each budget's use.
+    let pct = atlas["energy_pct"].as_f64().expect("pct");
+    let (_, page) = app
+        .page(
+            &crate::sign_in::browser(&app, "sam").await.cookie,
+            "/overview",
+        )
+        .await;
+    let want = format!("<td>{pct:.0} % of {:.1} Wh</td>", budget * 1000.0);
+    assert!(page.contains(&want), "{want} in {page}");
+    let (_, body) = app.get(&alice, "/api/v1/projects").await;
+    assert_eq!(body["projects"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["alerts"], json!([]));
+    add_user(&app, "carol", Role::Researcher).await;
+    let carol = api_token(&app, "carol").await;
+    let (_, body) = app.get(&carol, "/api/v1/projects").await;
+    assert_eq!(body["projects"], json!([]), "not a member: {body}");
+}
