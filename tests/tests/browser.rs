@@ -540,6 +540,75 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
     );
     let bars = text(&client, "table.bars").await;
     assert!(bars.contains("alice"), "{bars}");
+
+    // A meter at 1.5 kW of IT load for the last half hour, the rollup done: the power curve, then where
+    // the site's energy went, each chart's points and segments saying their values on hover.
+    let http = reqwest::Client::new();
+    let meter = post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/meters",
+        json!({"name": "dc1-main", "site": "dc1", "category": "PUE2"}),
+    )
+    .await;
+    let readings: Vec<serde_json::Value> = (0..=30i32)
+        .map(|k| {
+            json!({"time": Utc::now() - chrono::Duration::minutes(i64::from(30 - k)),
+                        "it_kw": 1.5, "total_kw": 1.5 * (1.3 + 0.002 * f64::from(k))})
+        })
+        .collect();
+    post(
+        &http,
+        &base,
+        meter["token"].as_str().expect("meter token"),
+        "/api/v1/ingest/facility",
+        json!({"readings": readings}),
+    )
+    .await;
+    wattlas_server::maintenance::rollup_settled_before(
+        &refresh,
+        Utc::now() + chrono::Duration::hours(1),
+    )
+    .await
+    .expect("rollup");
+    wattlas_server::maintenance::refresh_job_energy(&refresh, 100)
+        .await
+        .expect("summaries");
+    client.refresh().await.expect("refresh");
+    let hovers = client
+        .find_all(Locator::Css("figure.chart svg circle > title"))
+        .await
+        .expect("point titles");
+    assert!(!hovers.is_empty(), "the curves' points say their values");
     check_page(&client, "7-overview").await;
+    client
+        .find(Locator::LinkText("Where the energy of dc1 went"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/sites/dc1/energy").await;
+    assert_eq!(
+        client.title().await.expect("title"),
+        "Where the energy went · dc1 · Wattlas"
+    );
+    let table = text(&client, "table.closure").await;
+    assert!(table.contains("100 %") || table.contains(" %"), "{table}");
+    let segments = client
+        .find_all(Locator::Css("figure svg rect > title"))
+        .await
+        .expect("segment titles");
+    assert!(!segments.is_empty(), "the stacked bars say their values");
+    check_page(&client, "8-energy").await;
+
+    // An address that is no page: the 404 page with the header, signed in.
+    client
+        .goto(&format!("{base}/no/such/page"))
+        .await
+        .expect("goto");
+    assert_eq!(text(&client, "h1").await, "Error 404");
+    assert!(text(&client, "header").await.contains("sam"));
     client.close().await.expect("close");
 }

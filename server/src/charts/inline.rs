@@ -88,10 +88,16 @@ fn y_axis(out: &mut String, lo: f64, top: f64, unit: &str) -> f64 {
     top
 }
 
+/// The legend under the x labels, wrapping onto a second row where the first is full.
 fn legend(out: &mut String, items: &[(&str, &str)]) {
     let mut x = LEFT;
-    let y = H - 16.0;
+    let mut y = H - BOTTOM + 50.0;
     for (name, colour) in items {
+        let width = 19.0 + 7.5 * name.chars().count() as f64 + 22.0;
+        if x > LEFT && x + width - 22.0 > W - RIGHT {
+            x = LEFT;
+            y += 22.0;
+        }
         let _ = write!(
             out,
             r#"<rect x="{x}" y="{ry}" width="14" height="14" fill="{colour}"/><text x="{tx}" y="{y}" {FONT}>{n}</text>"#,
@@ -99,7 +105,7 @@ fn legend(out: &mut String, items: &[(&str, &str)]) {
             tx = x + 19.0,
             n = esc(name)
         );
-        x += 19.0 + 7.5 * name.chars().count() as f64 + 22.0;
+        x += width;
     }
 }
 
