@@ -277,4 +277,15 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
         page.contains("name=\"from\" value=\"30-11-2026\""),
         "what was typed stays"
     );
+    // The idle job's page says its idle GPU time; power per GPU beside the per-GPU cap.
+    let (_, page) = app.page(&browser.cookie, "/jobs/idle").await;
+    assert!(page.contains("<dd>10 GPU-min, "), "{page}");
+    assert!(
+        page.contains("<dt>Power cap per GPU</dt><dd>250 W</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dt>Job power, 1 GPU</dt>") && page.contains("<dd>00:10:00</dd>"),
+        "{page}"
+    );
 }

@@ -256,6 +256,8 @@ pub async fn list_page(
 pub struct ShowPage {
     /// Header.
     pub nav: Nav,
+    /// Its duration as sacct writes it (`D-HH:MM:SS`).
+    pub duration: String,
     /// The job.
     pub job: JobView,
     /// Tags as `key=value`, sorted.
@@ -367,6 +369,7 @@ pub async fn show_page(
     }
     let gaps = coverage_gaps(&state, &ctx).await?;
     Ok(Page(ShowPage {
+        duration: crate::service::overview::sacct_duration(job.duration_s.round() as i64),
         gaps,
         util_chart,
         window,
