@@ -182,7 +182,7 @@ pub async fn page(
     viewer: Viewer,
     Path(site): Path<String>,
     crate::extract::PageQuery(q): crate::extract::PageQuery<PageQuery>,
-) -> Result<Html<String>, PageError> {
+) -> Result<(axum::http::StatusCode, Html<String>), PageError> {
     let (c, error) = match parse_query(&q) {
         Ok((by, from, to)) => match closure(&state, &site, by, from, to).await {
             Ok(c) => (c, None),
@@ -268,5 +268,11 @@ pub async fn page(
         rows,
         meters: c.meters,
     };
-    Ok(Html(page.render().map_err(AppError::from)?))
+    // A bad query answers 400 as the API does, with the page saying why above the form.
+    let status = if page.error.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Html(page.render().map_err(AppError::from)?)))
 }

@@ -266,7 +266,7 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
     let (status, page) = app
         .page(&browser.cookie, "/sites/s1/energy?from=30-11-2026&by=day")
         .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     let error = page.find("<p class=\"error\" role=\"alert\">from: 30-11-2026 is not a date");
     let form = page.find("<form class=\"filters\"").expect("form");
     assert!(

@@ -124,7 +124,7 @@ async fn following_next_lists_every_job_once_in_order(db: PgPool) {
     );
     // A bad filter on the page: said above the form, which keeps what was typed; no table.
     let (status, bad) = app.get_text(ADMIN, "/jobs?user=ada&from=30.11.2026").await;
-    assert_eq!(status, StatusCode::OK, "{bad}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let error = bad.find("<p class=\"error\" role=\"alert\">from: expected a date");
     let form = bad.find("<form class=\"filters\"").expect("form");
     assert!(error.is_some_and(|e| e < form), "{bad}");

@@ -181,26 +181,32 @@ pub async fn list_page(
     State(state): State<AppState>,
     viewer: Viewer,
     PageQuery(q): PageQuery<ListQuery>,
-) -> Result<Page<ListPage>, PageError> {
+) -> Result<axum::response::Response, PageError> {
+    use axum::response::IntoResponse;
     let banners = budget_banners(&state, &viewer.name).await?;
     let list = match list_views(&state, &viewer.job_scope(), &q).await {
         Ok(list) => list,
         Err(e @ crate::service::Error::Invalid { .. }) => {
-            return Ok(Page(ListPage {
-                nav: viewer.nav(),
-                rows: Vec::new(),
-                total: 0,
-                totals: wattlas_protocol::JobTotals::default(),
-                updating: 0,
-                csv: String::new(),
-                statement: String::new(),
-                prev: None,
-                next: None,
-                shown: String::new(),
-                error: Some(e.to_string()),
-                banners,
-                q,
-            }))
+            // 400 as for the API, with the page: the error above the form that keeps what was typed.
+            return Ok((
+                axum::http::StatusCode::BAD_REQUEST,
+                Page(ListPage {
+                    nav: viewer.nav(),
+                    rows: Vec::new(),
+                    total: 0,
+                    totals: wattlas_protocol::JobTotals::default(),
+                    updating: 0,
+                    csv: String::new(),
+                    statement: String::new(),
+                    prev: None,
+                    next: None,
+                    shown: String::new(),
+                    error: Some(e.to_string()),
+                    banners,
+                    q,
+                }),
+            )
+                .into_response());
         }
         Err(e) => return Err(e.into()),
     };
@@ -247,7 +253,8 @@ pub async fn list_page(
         shown,
         error: None,
         banners,
-    }))
+    })
+    .into_response())
 }
 
 /// `/jobs/{id}`.
