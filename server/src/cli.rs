@@ -106,12 +106,14 @@ pub async fn statement(
     };
     let ids = (!args.jobs.is_empty()).then_some(args.jobs);
     let scope = crate::auth::JobScope::All;
+    let (q, left_out) = crate::statement::finished_by_default(&q, ids.is_some());
     let mut filter = q.filter(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
     filter.ids = ids.clone();
     let description = crate::service::jobs::list::describe(&q, ids.as_deref());
-    let st = crate::statement::gather(state, &scope, filter, description)
+    let mut st = crate::statement::gather(state, &scope, filter, description)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::statement::say_selection(&mut st, &q, ids.as_deref(), left_out);
     let body = crate::statement::render(&st, format).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(&args.output, &body)
         .with_context(|| format!("writing {}", args.output.display()))?;

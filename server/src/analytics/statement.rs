@@ -386,10 +386,17 @@ fn method_lines(
             (false, Some(g)) => format!("a static grid carbon intensity of {g:.0} g CO2e/kWh"),
             (false, None) => "no carbon intensity configured".to_owned(),
         };
-        out.push(format!(
-            "Site {name}: PUE = (facility energy) / (IT energy) measured hourly by {meters} (ISO/IEC 30134-2 category); hours without meter data are charged {:.2}; carbon from {carbon}.",
-            site.fallback_pue
-        ));
+        out.push(if site.meters.is_empty() {
+            format!(
+                "Site {name}: no facility meter, so no PUE is measured there: every hour is charged the site's assumed PUE of {:.2}; carbon from {carbon}.",
+                site.fallback_pue
+            )
+        } else {
+            format!(
+                "Site {name}: PUE = (facility energy) / (IT energy) measured hourly by {meters} (ISO/IEC 30134-2 category); hours without meter data are charged the site's assumed {:.2}; carbon from {carbon}.",
+                site.fallback_pue
+            )
+        });
     }
     out.push(format!(
         "Facility energy: each hour of IT energy times that hour's energy-weighted PUE; {:.1} % of the IT energy fell in hours without meter data.",
@@ -403,19 +410,25 @@ fn method_lines(
 pub fn paragraph(st: &Statement) -> String {
     let s = &st.summary;
     let mut p = format!(
-        "The experiments in this work consumed a total of {} of IT energy in {} job{} ({:.1} GPU-hours",
+        "The experiments in this work consumed a total of {} of IT energy in {} job{} ({} GPU-hours",
         fmt_kwh(s.it_energy_kwh),
         s.jobs,
         if s.jobs == 1 { "" } else { "s" },
-        s.gpu_hours
+        if s.gpu_hours >= 1.0 {
+            format!("{:.1}", s.gpu_hours)
+        } else {
+            format!("{:.2}", s.gpu_hours)
+        }
     );
+    // Models by name ("on V100 and A100 GPUs"): a count in brackets read as GPUs though it counted jobs.
     let models: Vec<String> = st
         .gpu_models
         .iter()
-        .map(|(m, n)| format!("{m} ({n})"))
+        .map(|(m, _)| m.clone())
+        .filter(|m| m != "unknown GPU")
         .collect();
     if !models.is_empty() {
-        p.push_str(&format!(" on {}", and_list(&models)));
+        p.push_str(&format!(" on {} GPUs", and_list(&models)));
     }
     p.push(')');
     if s.nodes_unmeasured < s.nodes {
@@ -426,9 +439,20 @@ pub fn paragraph(st: &Statement) -> String {
             fmt_kwh(s.dram_energy_kwh)
         ));
     }
+    // One PUE, the energy-weighted one (facility / IT energy), named for what it is.
     if let Some(pue) = s.pue {
+        let how = if s.pue_fallback_share >= 0.999 {
+            format!("an assumed PUE of {pue:.2} (no meter measured these hours)")
+        } else if s.pue_fallback_share > 0.001 {
+            format!(
+                "an energy-weighted PUE of {pue:.2} (measured for {:.0} % of the IT energy, assumed for the rest)",
+                (1.0 - s.pue_fallback_share) * 100.0
+            )
+        } else {
+            format!("a measured, energy-weighted PUE of {pue:.2}")
+        };
         p.push_str(&format!(
-            ", and {} including the data center's overhead at a measured PUE of {pue:.2}",
+            ", and {} including the data center's overhead at {how}",
             fmt_kwh(s.facility_energy_kwh)
         ));
     }
@@ -488,25 +512,19 @@ pub fn paragraph(st: &Statement) -> String {
         .iter()
         .filter_map(|(w, _, _)| w.map(|w| format!("{w:.0} W")))
         .collect();
+    // Facts only: what ran under which cap and when, never why (a statement cannot know intent).
     if s.cap_saving_kwh > 0.0 {
         p.push_str(&format!(
-            " To minimize energy consumption, GPUs ran under power caps ({}), which saved an estimated {} against the highest caps of the same workloads",
+            " GPUs ran under power caps of {}: an estimated {} less energy than the highest caps of the same workloads would have drawn.",
             and_list(&capped),
             fmt_kwh(s.cap_saving_kwh)
         ));
-        p.push_str(if s.timing_saving_kwh > 0.0 {
-            "; and"
-        } else {
-            "."
-        });
-    } else if s.timing_saving_kwh > 0.0 {
-        p.push_str(" To minimize energy consumption,");
     }
     if s.timing_saving_kwh > 0.0 {
         p.push_str(&format!(
-            " {} of the IT energy was drawn in hours of below-average PUE, saving {} of facility energy against the sites' mean PUE.",
+            " {} of the IT energy was drawn in hours of below-average PUE: {} less facility energy than at the sites' mean PUE.",
             s.low_pue_share
-                .map_or("part".to_owned(), |l| format!("{:.0} %", l * 100.0)),
+                .map_or("Part".to_owned(), |l| format!("{:.0} %", l * 100.0)),
             fmt_kwh(s.timing_saving_kwh)
         ));
     }

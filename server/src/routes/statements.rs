@@ -75,15 +75,18 @@ pub async fn statement_response(
             .filter(|s| !s.is_empty())
             .collect()
     });
+    let (q, left_out_running) = statement::finished_by_default(q, ids.is_some());
     let mut filter = q.filter(scope)?;
     filter.ids = ids.clone();
-    let st = statement::gather(state, scope, filter, describe(q, ids.as_deref())).await?;
+    let mut st = statement::gather(state, scope, filter, describe(&q, ids.as_deref())).await?;
+    statement::say_selection(&mut st, &q, ids.as_deref(), left_out_running);
     let body = statement::render(&st, format)?;
     let (mime, ext) = format.content();
+    let name = statement::file_name(&st.scope, st.generated_at, ext);
     let disposition = if format == Format::Pdf {
-        format!("inline; filename=\"wattlas-energy-statement.{ext}\"")
+        format!("inline; filename=\"{name}\"")
     } else {
-        format!("attachment; filename=\"wattlas-energy-statement.{ext}\"")
+        format!("attachment; filename=\"{name}\"")
     };
     Ok((
         [

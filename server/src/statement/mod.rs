@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
 use crate::auth::JobScope;
 use crate::db;
+use crate::service::jobs::list::ListQuery;
 use crate::service::{Error, Result};
 use crate::state::AppState;
 
@@ -209,8 +210,19 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
         ("DRAM energy".to_owned(), cpu_dram(s, s.dram_energy_kwh)),
         ("Facility energy".to_owned(), kwh(s.facility_energy_kwh)),
         (
-            "PUE (measured)".to_owned(),
-            s.pue.map_or("–".to_owned(), |p| format!("{p:.3}")),
+            "PUE (energy-weighted)".to_owned(),
+            s.pue.map_or("–".to_owned(), |p| {
+                if s.pue_fallback_share >= 0.999 {
+                    format!("{p:.3} (assumed: no meter data)")
+                } else if s.pue_fallback_share > 0.001 {
+                    format!(
+                        "{p:.3} ({:.0} % measured)",
+                        (1.0 - s.pue_fallback_share) * 100.0
+                    )
+                } else {
+                    format!("{p:.3} (measured)")
+                }
+            }),
         ),
         (
             "CO2e".to_owned(),
@@ -272,16 +284,27 @@ fn savings(st: &Statement) -> Vec<String> {
         })
         .collect();
     out.push(format!("Power caps used: {}.", caps.join("; ")));
+    if s.cap_saving_kwh > 0.0 {
+        out.push(format!(
+            "Under these caps the jobs drew an estimated {} less IT energy than at the highest cap of each workload's comparison.",
+            kwh(s.cap_saving_kwh)
+        ));
+    } else {
+        out.push("No estimate of what the caps changed: no power-cap comparison of these jobs' workloads (a `workload` tag run at two or more caps) shows one.".to_owned());
+    }
+    if s.low_pue_share.is_none() {
+        out.push(
+            "No estimate of what the timing changed: no measured PUE in these jobs' hours."
+                .to_owned(),
+        );
+        return out;
+    }
     out.push(format!(
-        "Power caps saved {} of IT energy against the highest cap of each workload's comparison.",
-        kwh(s.cap_saving_kwh)
-    ));
-    out.push(format!(
-        "Timing {} {} of facility energy against each site's mean PUE over the period{}.",
+        "Drawn in the hours it was, the facility energy was {} {} than at each site's mean PUE over the period{}.",
         if s.timing_saving_kwh >= 0.0 {
-            "saved"
+            "less by"
         } else {
-            "cost"
+            "more by"
         },
         kwh(s.timing_saving_kwh.abs()),
         s.low_pue_share.map_or(String::new(), |l| format!(
@@ -312,7 +335,11 @@ fn job_cells(st: &Statement) -> Vec<[String; 12]> {
         .iter()
         .map(|j| {
             [
-                j.id.clone(),
+                if j.running {
+                    format!("{} (running: energy so far)", j.id)
+                } else {
+                    j.id.clone()
+                },
                 j.user.clone(),
                 j.name.clone(),
                 j.site.clone(),
@@ -359,7 +386,7 @@ pub fn markdown(st: &Statement) -> String {
         "\n## Energy statement\n\n{}\n\n",
         esc(&st.paragraph)
     ));
-    out.push_str("## What was done to reduce it\n\n");
+    out.push_str("## Power caps and timing\n\n");
     for s in savings(st) {
         out.push_str(&format!("- {}\n", esc(&s)));
     }
@@ -448,6 +475,67 @@ pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
     pdf::render(&data, &chart).map_err(|e| Error::internal(format!("typesetting: {e}")))
 }
 
+/// A running job's energy is a figure so far: a filter leaves running jobs out unless it asks for them
+/// (`state=running`, their ids, or `state=all` for both). The query to use, and whether it left them out.
+pub fn finished_by_default(q: &ListQuery, has_ids: bool) -> (ListQuery, bool) {
+    let mut q = q.clone();
+    match q.state.as_deref() {
+        Some("all") => {
+            q.state = None;
+            (q, false)
+        }
+        None | Some("") if !has_ids => {
+            q.state = Some("finished".to_owned());
+            (q, true)
+        }
+        _ => (q, false),
+    }
+}
+
+/// Adds to the method what the statement left out and how to make it again.
+pub fn say_selection(st: &mut Statement, q: &ListQuery, ids: Option<&[String]>, left_out: bool) {
+    if left_out {
+        st.method.push(
+            "Running jobs are left out: their energy is a figure so far (add state=running or state=all to include them, marked as running)."
+                .to_owned(),
+        );
+    }
+    st.method.push(format!(
+        "This selection: {}; the same statement again: GET /api/v1/statement?{}",
+        st.scope,
+        reproduce_query(&crate::service::jobs::list::selection_query(q, ids))
+    ));
+}
+
+/// A statement's file name: what (its selection, as a slug) and when (the day it was made, UTC):
+/// `wattlas-energy-statement-finished-jobs-tagged-project-nlp-2026-11-30.pdf`.
+pub fn file_name(scope: &str, made: chrono::DateTime<Utc>, ext: &str) -> String {
+    let mut slug = String::new();
+    for c in scope.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_end_matches('-').chars().take(80).collect();
+    format!(
+        "wattlas-energy-statement-{}{}{}.{ext}",
+        slug.trim_end_matches('-'),
+        if slug.is_empty() { "" } else { "-" },
+        made.format("%Y-%m-%d")
+    )
+}
+
+/// The statement query of a selection query (`user=a&tag=b`), ending in the format to ask for.
+pub fn reproduce_query(selection: &str) -> String {
+    if selection.is_empty() {
+        "format=pdf".to_owned()
+    } else {
+        format!("{selection}&format=pdf")
+    }
+}
+
 /// The statement in `format`.
 pub fn render(st: &Statement, format: Format) -> Result<Vec<u8>> {
     Ok(match format {
@@ -462,6 +550,25 @@ pub fn render(st: &Statement, format: Format) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_say_what_and_when() {
+        let made = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 30, 12, 0, 0)
+            .single()
+            .expect("time");
+        assert_eq!(
+            file_name("Finished jobs of user alice tagged project:nlp", made, "pdf"),
+            "wattlas-energy-statement-finished-jobs-of-user-alice-tagged-project-nlp-2026-11-30.pdf"
+        );
+        assert_eq!(
+            file_name("\"; rm -rf / é", made, "md"),
+            "wattlas-energy-statement-rm-rf-2026-11-30.md"
+        );
+        assert_eq!(
+            file_name("", made, "csv"),
+            "wattlas-energy-statement-2026-11-30.csv"
+        );
+    }
 
     #[test]
     fn latex_and_markdown_escape_what_they_must() {

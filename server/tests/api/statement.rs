@@ -158,7 +158,7 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
         s["low_pue_share"], 0.5,
         "half of the energy ran in the hour below the month's mean"
     );
-    assert_eq!(st["scope"], "jobs of user ann");
+    assert_eq!(st["scope"], "Finished jobs of user ann");
     assert_eq!(st["jobs"].as_array().expect("jobs").len(), 2);
     let paragraph = st["paragraph"].as_str().expect("paragraph").to_owned();
     assert!(
@@ -310,4 +310,86 @@ async fn a_statement_of_ten_thousand_jobs_renders(db: PgPool) {
         "10,000-job statement: {} bytes, {pages} pages, {took:?}",
         pdf.len()
     );
+}
+
+/// A statement safe to paste: running jobs left out unless asked for (and then marked), facts without
+/// claims of intent, GPU models named without a bracketed count, the selection in words and as a query
+/// that makes it again, and a file name saying what and when. Read back from the PDF.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_statement_leaves_running_jobs_out_and_says_what_it_covers(db: PgPool) {
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let t0 = minute_aligned_past(30);
+    app.new_job("done-1")
+        .tag("project", "nlp")
+        .samples(&node, samples(t0, 60))
+        .create()
+        .await;
+    app.new_job("still-going")
+        .tag("project", "nlp")
+        .gpus(&[1])
+        .start(t0 + Duration::seconds(10))
+        .running()
+        .create()
+        .await;
+    let get = |query: &'static str| {
+        let r = app
+            .http
+            .get(format!("{}/api/v1/statement?{query}", app.base))
+            .bearer_auth(ADMIN)
+            .send();
+        async move {
+            let r = r.await.expect("statement");
+            assert_eq!(r.status(), StatusCode::OK);
+            let name = r.headers()["content-disposition"]
+                .to_str()
+                .expect("header")
+                .to_owned();
+            (name, r.bytes().await.expect("body").to_vec())
+        }
+    };
+    let (name, pdf) = get("tag=project:nlp&format=pdf").await;
+    let today = Utc::now().format("%Y-%m-%d");
+    assert_eq!(
+        name,
+        format!("inline; filename=\"wattlas-energy-statement-finished-jobs-tagged-project-nlp-{today}.pdf\"")
+    );
+    let text = pdf_text(&pdf);
+    assert!(
+        text.contains("done-1") && !text.contains("still-going"),
+        "{text}"
+    );
+    assert!(text.contains("Finished jobs tagged project:nlp"), "{text}");
+    assert!(text.contains("Running jobs are left out"), "{text}");
+    // (pdftotext may break the line after the "?")
+    assert!(
+        text.replace("? ", "?")
+            .contains("GET /api/v1/statement?tag=project%3Anlp&state=finished&format=pdf"),
+        "{text}"
+    );
+    assert!(
+        text.contains("at an assumed PUE of 1.58 (no meter measured these hours)"),
+        "no meter at s1: {text}"
+    );
+    assert!(text.contains("GPU-hours on Tesla V100"), "{text}");
+    assert!(
+        text.contains("No estimate of what the caps changed"),
+        "{text}"
+    );
+    for intent in ["minimi", "What was done to reduce", "in order to"] {
+        assert!(!text.contains(intent), "{intent}: {text}");
+    }
+    // Asked for: both, the running one marked as such.
+    let (name, md) = get("tag=project:nlp&state=all&format=md").await;
+    assert!(
+        name.contains(&format!("statement-jobs-tagged-project-nlp-{today}.md")),
+        "{name}"
+    );
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(md.contains("still-going (running: energy so far)"), "{md}");
+    assert!(!md.contains("Running jobs are left out"), "{md}");
+    // By id: what was asked for, running or not.
+    let (_, md) = get("jobs=still-going&format=md").await;
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(md.contains("still-going (running: energy so far)"), "{md}");
 }

@@ -303,12 +303,51 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
 }
 
 /// The filter's description in words, for the statement's subtitle.
+/// The query string that selects the same jobs (`user=alice&tag=project%3Anlp`), filters only.
+pub fn selection_query(q: &ListQuery, ids: Option<&[String]>) -> String {
+    let enc = |s: &str| {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("user", &q.user),
+        ("site", &q.site),
+        ("tag", &q.tag),
+        ("cap", &q.cap),
+        ("state", &q.state),
+        ("from", &q.from),
+        ("to", &q.to),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", enc(v)));
+        }
+    }
+    if let Some(ids) = ids {
+        parts.push(format!("jobs={}", enc(&ids.join(","))));
+    }
+    parts.join("&")
+}
+
+/// The selection in words ("Finished jobs of user alice tagged project:nlp").
 pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
     let mut parts = Vec::new();
+    let which = match q.state.as_deref() {
+        Some("running") => "running ",
+        Some("finished") => "finished ",
+        _ => "",
+    };
     match ids {
         Some([one]) => parts.push(format!("job {one}")),
-        Some(ids) => parts.push(format!("{} listed jobs", ids.len())),
-        None => parts.push("jobs".to_owned()),
+        Some(ids) => parts.push(format!("{} listed {which}jobs", ids.len())),
+        None => parts.push(format!("{which}jobs")),
     }
     let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     if let Some(u) = nonempty(&q.user) {
@@ -329,10 +368,9 @@ pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
     if let Some(t) = nonempty(&q.to) {
         parts.push(format!("to {t}"));
     }
-    match q.state.as_deref() {
-        Some("running") => parts.push("(running)".to_owned()),
-        Some("finished") => parts.push("(finished)".to_owned()),
-        _ => {}
+    let mut out = parts.join(" ");
+    if let Some(first) = out.get(..1) {
+        out = first.to_uppercase() + &out[1..];
     }
-    parts.join(" ")
+    out
 }
