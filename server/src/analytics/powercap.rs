@@ -33,6 +33,13 @@ pub struct CapRow {
     pub rel_time_pct: f64,
     /// Mean energy as a percentage of the baseline's.
     pub rel_energy_pct: f64,
+    /// The spread behind the mean: the least and the most energy of one job at this cap, % of the
+    /// baseline's mean (equal where the cap rests on one job).
+    #[serde(default)]
+    pub rel_energy_min_pct: f64,
+    /// .
+    #[serde(default)]
+    pub rel_energy_max_pct: f64,
 }
 
 /// Why a comparison cannot be made.
@@ -84,6 +91,7 @@ pub fn compare(
         .map(|(k, g)| {
             let t = mean(g, |j| j.duration_s);
             let e = mean(g, |j| j.it_energy_kwh);
+            let each = g.iter().map(|j| j.it_energy_kwh / base_energy * 100.0);
             CapRow {
                 power_cap_w: *k as f64,
                 jobs: g.len(),
@@ -91,6 +99,8 @@ pub fn compare(
                 mean_it_energy_kwh: e,
                 rel_time_pct: t / base_time * 100.0,
                 rel_energy_pct: e / base_energy * 100.0,
+                rel_energy_min_pct: each.clone().fold(f64::INFINITY, f64::min),
+                rel_energy_max_pct: each.fold(f64::NEG_INFINITY, f64::max),
             }
         })
         .collect();
@@ -158,6 +168,26 @@ mod tests {
         assert!((rows[0].rel_time_pct - 108.5).abs() < 1e-9);
         assert!((rows[0].rel_energy_pct - 87.7).abs() < 1e-9);
         assert!((rows[1].rel_time_pct - 100.0).abs() < 1e-12);
+        assert!(
+            (rows[0].rel_energy_min_pct - 87.7).abs() < 1e-9,
+            "one job: no spread"
+        );
+        assert!((rows[0].rel_energy_max_pct - 87.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_cap_says_its_spread() {
+        let jobs = [
+            job(250.0, 1000.0, 9.0),
+            job(250.0, 1000.0, 11.0),
+            job(150.0, 1085.0, 8.0),
+            job(150.0, 1085.0, 9.0),
+        ];
+        let (_, rows) = compare(&jobs, None).expect("compares");
+        assert!((rows[0].rel_energy_min_pct - 80.0).abs() < 1e-9);
+        assert!((rows[0].rel_energy_max_pct - 90.0).abs() < 1e-9);
+        assert!((rows[1].rel_energy_min_pct - 90.0).abs() < 1e-9);
+        assert!((rows[1].rel_energy_max_pct - 110.0).abs() < 1e-9);
     }
 
     #[test]

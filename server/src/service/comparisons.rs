@@ -62,8 +62,11 @@ pub async fn comparison(
     let (k, v) = tag
         .split_once([':', '='])
         .ok_or_else(|| Error::invalid("tag", format!("expected key:value, got '{tag}'")))?;
+    // Every finished job of the tag, whoever ran it: the advice is the same for whoever asks (the
+    // rows are means, counts and spreads, never another person's job); only the example jobs of
+    // Figure 6 are the asker's own.
     let filter = db::jobs::JobFilter {
-        owner: scope.owner(),
+        owner: None,
         tag: Some((k.to_owned(), v.to_owned())),
         running: Some(false),
         ..Default::default()
@@ -107,7 +110,7 @@ pub async fn comparison(
             by_model.entry(model).or_default().push(job);
             // Rows come newest first: the first job seen at a cap is its latest.
             let key = cap.round() as i64;
-            if !examples.iter().any(|(k, _)| *k == key) {
+            if scope.allows(&view.user) && !examples.iter().any(|(k, _)| *k == key) {
                 examples.push((key, view.id.clone()));
             }
         }
@@ -151,17 +154,33 @@ pub async fn comparison(
 /// job of the tag (in the scope) has changed since; else compared now and stored. `None` where the
 /// jobs cannot be compared.
 pub async fn stored(state: &AppState, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
-    let owner = scope.owner();
-    if let Some(body) = db::comparisons::fresh(&state.db, tag, owner.as_deref()).await? {
-        return Ok(body.0);
+    // One comparison for everyone (see `comparison`); its examples are dropped for a scope that may
+    // not see them.
+    let visible = |c: Option<Comparison>| async move {
+        let Some(mut c) = c else { return Ok(None) };
+        if scope.owner().is_some() {
+            let mut mine = Vec::new();
+            for (cap, id) in c.examples {
+                if let Some(job) = db::jobs::by_id(&state.db, &id).await? {
+                    if scope.allows(&job.user_name) {
+                        mine.push((cap, id));
+                    }
+                }
+            }
+            c.examples = mine;
+        }
+        Ok::<_, Error>(Some(c))
+    };
+    if let Some(body) = db::comparisons::fresh(&state.db, tag, None).await? {
+        return visible(body.0).await;
     }
-    let computed = match comparison(state, scope, tag, None, None).await {
+    let computed = match comparison(state, &JobScope::All, tag, None, None).await {
         Ok(c) => Some(c),
         Err(Error::NotComparable(_)) => None,
         Err(e) => return Err(e),
     };
-    db::comparisons::store(&state.db, tag, owner.as_deref(), &computed).await?;
-    Ok(computed)
+    db::comparisons::store(&state.db, tag, None, &computed).await?;
+    visible(computed).await
 }
 
 /// Figure 6's lines: each example job's mean power per GPU in time buckets (a minute for jobs of 10

@@ -85,7 +85,24 @@ async fn a_researcher_cannot_reach_another_researchers_job(db: PgPool) {
         .iter()
         .map(|c| c["jobs"].as_i64().expect("jobs"))
         .sum();
-    assert_eq!(jobs, 1, "alice's comparison holds alice's job only");
+    // The advice is the same for whoever asks (issue 20): the rows count every finished job of the
+    // workload, bob's too, as means and counts; no job of bob's is named in it.
+    assert_eq!(jobs, 2, "the comparison counts every job of the workload");
+    let examples = body["examples"].as_array().expect("examples");
+    assert!(
+        examples.iter().all(|e| e[1] == "a1"),
+        "Figure 6's example jobs are alice's own: {body}"
+    );
+    let text = body.to_string();
+    assert!(!text.contains("b1") && !text.contains("bob"), "{text}");
+    let (_, staff) = app
+        .get(
+            &api_token(&app, "sam").await,
+            "/api/v1/powercap/comparison?tag=workload:x",
+        )
+        .await;
+    assert_eq!(staff["caps"], body["caps"], "staff see the same rows");
+    assert_eq!(staff["advice"], body["advice"], "and the same advice");
     let r = app
         .http
         .get(format!("{}/api/v1/jobs.csv", app.base))
@@ -129,9 +146,10 @@ async fn a_researcher_cannot_reach_another_researchers_job(db: PgPool) {
     let (status, _) = app.page(&sam.cookie, "/jobs/b1/power.svg").await;
     assert_eq!(status, StatusCode::OK);
     let (_, comparisons) = app.page(&sam.cookie, "/powercap").await;
+    // Both jobs ran at 250 W: one cap is nothing to compare, so the tag is not offered.
     assert!(
-        comparisons.contains("workload:x"),
-        "staff compare both jobs"
+        !comparisons.contains("workload:x") && comparisons.contains("run at two or more caps"),
+        "{comparisons}"
     );
     let (status, _) = app.page(&sam.cookie, "/api/v1/nodes").await;
     assert_eq!(status, StatusCode::OK, "staff see the facility's nodes");

@@ -132,6 +132,24 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
         page.contains("100 W cap") && page.contains("250 W cap"),
         "Figure 6 has a line per cap"
     );
+    // Each cap says its spread; a cap resting on one job says so.
+    assert!(
+        page.contains(">one job only: no spread to judge it by<"),
+        "{page}"
+    );
+    let spread = format!(
+        "{:.1}–{:.1} %",
+        c["caps"][3]["rel_energy_min_pct"].as_f64().expect("min"),
+        c["caps"][3]["rel_energy_max_pct"].as_f64().expect("max")
+    );
+    assert!(
+        page.contains(&spread),
+        "the 250 W pair's spread {spread}: {page}"
+    );
+    assert!(
+        c["caps"][3]["rel_energy_min_pct"].as_f64() < c["caps"][3]["rel_energy_max_pct"].as_f64(),
+        "two runs at 250 W differ"
+    );
     let list = app.get_text(ADMIN, "/powercap").await.1;
     assert!(
         list.contains("workload:bert-mlm") && !list.contains("workload:resnet"),

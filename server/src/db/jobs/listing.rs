@@ -339,7 +339,8 @@ pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals,
     ))
 }
 
-/// Tag values shared by at least two finished jobs, most jobs first: the candidate comparisons.
+/// Tag values whose finished jobs ran at two or more caps (among them one of `owner`'s, where given),
+/// most jobs first: the comparisons worth offering.
 pub async fn shared_tags(
     db: &PgPool,
     owner: Option<&str>,
@@ -347,11 +348,12 @@ pub async fn shared_tags(
     sqlx::query_as(
         r#"select t.key, t.value, count(*) as jobs
         from jobs j
+        join job_energy e on e.job_id = j.id
         cross join lateral jsonb_each_text(j.tags) as t(key, value)
         where j.end_time is not null
-            and ($1::text is null or j.user_name = $1)
         group by t.key, t.value
-        having count(*) >= 2
+        having count(distinct round(e.power_cap_w)) >= 2
+            and ($1::text is null or bool_or(j.user_name = $1))
         order by jobs desc, t.key, t.value
         limit 200"#,
     )
