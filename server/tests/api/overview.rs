@@ -103,6 +103,12 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         "{page}"
     );
     assert!(page.contains("<a href=\"/sites/s1/energy\">Where the energy of s1 went</a>"));
+    // On the jobs page, tags are links to the jobs sharing them.
+    let (_, jobs) = app.page(&sam.cookie, "/jobs").await;
+    assert!(
+        jobs.contains("<a class=\"tag\" href=\"/jobs?tag=project:atlas\""),
+        "{jobs}"
+    );
     // A meter reporting 5 kW of IT load every 5 minutes for the last hour: IT power now, and its curve.
     let meter = app.meter().await;
     let readings: Vec<serde_json::Value> = (0..=12)

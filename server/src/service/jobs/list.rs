@@ -264,7 +264,8 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
     let mut out = String::from(
         "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
          pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags,\
-         gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured\n",
+         gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured,co2e_kg,cost,currency,\
+         idle_gpu_energy_kwh,running\n",
     );
     for j in jobs {
         let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -295,6 +296,11 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
             opt(j.cpu_energy_kwh, 9),
             opt(j.dram_energy_kwh, 9),
             csv_cell(&j.cpu_dram_unmeasured.join(";")),
+            opt(j.co2e_kg, 6),
+            opt(j.cost, 4),
+            csv_cell(j.currency.as_deref().unwrap_or_default()),
+            opt(j.idle_gpu_energy_kwh, 9),
+            j.running.to_string(),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
