@@ -310,7 +310,8 @@ pub struct JobView {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_gpus: Vec<UnknownGpus>,
     /// Energy the allocated GPUs drew in whole minutes of the job in which their utilisation stayed
-    /// under 5 % (allocated, idle), kWh; `None` where no minute of the job reported utilisation.
+    /// under 5 % (allocated, idle), kWh; `None` where no rolled-up minute of the job reports
+    /// utilisation (yet: minutes are rolled up within seconds while the server keeps up).
     #[serde(default)]
     pub idle_gpu_energy_kwh: Option<f64>,
     /// GPU-minutes of the job at under 5 % utilisation.

@@ -67,6 +67,7 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
         &lines,
         0,
         (0, span_ms),
+        None,
     )
     .map_err(charts::ChartError::from)?)
 }

@@ -280,6 +280,20 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
     // The idle job's page says its idle GPU time; power per GPU beside the per-GPU cap.
     let (_, page) = app.page(&browser.cookie, "/jobs/idle").await;
     assert!(page.contains("<dd>10 GPU-min, "), "{page}");
+    // Times in the site's zone, the zone said.
+    assert!(
+        page.contains(&format!(
+            "Started {} ",
+            t0.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S")
+        )),
+        "{page}"
+    );
+    assert!(page.contains("(America/New_York)"), "{page}");
+    assert!(
+        page.contains("<dt>PUE (measured, energy-weighted)</dt>")
+            || page.contains("<dt>PUE (energy-weighted, partly measured)</dt>"),
+        "the meter covered the job: {page}"
+    );
     assert!(
         page.contains("<dt>Power cap per GPU</dt><dd>250 W</dd>"),
         "{page}"

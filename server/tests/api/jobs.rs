@@ -240,6 +240,16 @@ async fn a_running_job_reports_energy_so_far_and_jobs_filter(db: PgPool) {
         job.coverage
     );
 
+    // Its page refreshes itself and says its figures are so far; its power chart draws its cap.
+    let (_, page) = app.get_text(ADMIN, "/jobs/r1").await;
+    assert!(
+        page.contains("<meta http-equiv=\"refresh\" content=\"30\">"),
+        "{page}"
+    );
+    assert!(page.contains("its figures are so far"), "{page}");
+    let (_, svg) = app.get_text(ADMIN, "/jobs/r1/power.svg").await;
+    assert!(svg.contains("Power cap per GPU, 250 W"), "{svg}");
+
     let (status, list) = app.get(ADMIN, "/api/v1/jobs?state=running&user=bob").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["total"], 1);

@@ -38,11 +38,19 @@ pub async fn gpu_chart(
     let (start_ms, end_ms) = ctx.span_ms(Utc::now());
     let (from_ms, to_ms) = window.bounds(start_ms, end_ms.max(start_ms + 1))?;
     let series = series::job_series(state.read_db(), &ctx.nodes, from_ms, to_ms, metric).await?;
+    // The cap most of the job's samples reported, from its summary, on the power chart.
+    let cap_w = match metric {
+        charts::power::GpuMetric::Power => crate::db::jobs::stored_energy(&state.db, &ctx.job.id)
+            .await?
+            .and_then(|(view, _, _)| view.0.power_cap_w),
+        _ => None,
+    };
     Ok(charts::svg_response(charts::power::render(
         &format!("{title}, job {}", ctx.job.id),
         y,
         &series,
         start_ms,
         (from_ms, to_ms),
+        cap_w,
     ))?)
 }

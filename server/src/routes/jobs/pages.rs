@@ -265,6 +265,12 @@ pub struct ShowPage {
     pub nav: Nav,
     /// Its duration as sacct writes it (`D-HH:MM:SS`).
     pub duration: String,
+    /// Start and end in the site's zone, with the zone (`2026-11-30 18:57:00 CET`).
+    pub started: String,
+    /// .
+    pub ended: Option<String>,
+    /// The site's zone.
+    pub timezone: String,
     /// The job.
     pub job: JobView,
     /// Tags as `key=value`, sorted.
@@ -331,10 +337,23 @@ pub async fn show_page(
             "First 5 minutes".to_owned(),
             format!("{href}?from_min=0&to_min=5"),
         ));
-        zooms.push((
-            "Last 5 minutes".to_owned(),
-            format!("{href}?from_min={:.2}&to_min={:.2}", minutes - 5.0, minutes),
-        ));
+    }
+    // The last 10 minutes, hour and day, where the job is longer (of a running job: up to now).
+    for (label, span) in [
+        ("Last 10 minutes", 10.0),
+        ("Last hour", 60.0),
+        ("Last 24 hours", 1440.0),
+    ] {
+        if minutes > span {
+            zooms.push((
+                label.to_owned(),
+                format!(
+                    "{href}?from_min={:.2}&to_min={:.2}",
+                    minutes - span,
+                    minutes
+                ),
+            ));
+        }
     }
     let names: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).collect();
     let nodes = db::nodes::by_names(&state.db, &names).await?;
@@ -375,7 +394,16 @@ pub async fn show_page(
         }
     }
     let gaps = coverage_gaps(&state, &ctx).await?;
+    let tz = crate::service::pue::site_tz(&state, &job.site).await?.tz;
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
     Ok(Page(ShowPage {
+        started: local(job.start),
+        ended: job.end.map(local),
+        timezone: tz.name().to_owned(),
         duration: crate::service::overview::sacct_duration(job.duration_s.round() as i64),
         gaps,
         util_chart,
