@@ -39,6 +39,21 @@ pub struct AdminPage {
     pub error: Option<String>,
     /// Role names for the selects.
     pub roles: [&'static str; 3],
+    /// Per node (as `nodes`): its GPUs and models, and whether its collector is online.
+    pub node_state: Vec<(i64, String, &'static str)>,
+    /// Projects' budgets with this month's use.
+    pub budgets: Vec<crate::service::budgets::Status>,
+}
+
+/// A number typed in a form: empty is `None`, else it must parse (the error names the field).
+fn optional_number(field: &str, text: &str) -> Result<Option<f64>, AppError> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| AppError::bad_request(format!("{field}: '{t}' is not a number"))),
+    }
 }
 
 /// What an admin form led to.
@@ -65,11 +80,30 @@ async fn render(
         Err(AppError::Client(status, msg)) => (None, None, Some(msg), status),
         Err(e) => return Err(e.into()),
     };
+    let nodes = db::nodes::list(&state.db).await?;
+    let gpus = db::nodes::gpu_summary(&state.db).await?;
+    let now = chrono::Utc::now();
+    let node_state = nodes
+        .iter()
+        .map(|n| {
+            let (count, models) = gpus.get(&n.id).cloned().unwrap_or_default();
+            let status = match n.last_seen {
+                None => "never reported",
+                Some(t) if (now - t).num_seconds() > crate::service::overview::STALE_NODE_S => {
+                    "stale"
+                }
+                Some(_) => "online",
+            };
+            (count, models, status)
+        })
+        .collect();
     let page = AdminPage {
         nav: viewer.nav(),
         users: db::users::list(&state.db).await?,
         sites: db::sites::list_with_fallback(&state.db).await?,
-        nodes: db::nodes::list(&state.db).await?,
+        node_state,
+        budgets: crate::service::budgets::statuses(state, now).await?,
+        nodes,
         meters: crate::service::meters::meter_views(state, None).await?,
         new_token,
         message,
@@ -299,6 +333,133 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
+/// A site's settings form: empty fields stay as they are.
+#[derive(Debug, Deserialize)]
+pub struct SiteSettingsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    fallback_pue: String,
+    #[serde(default)]
+    carbon_g_per_kwh: String,
+    #[serde(default)]
+    price_per_kwh: String,
+    #[serde(default)]
+    currency: String,
+}
+
+/// `POST /admin/sites/{site}`: fallback PUE, carbon intensity, price (as `PUT /api/v1/sites/{site}`).
+pub async fn sites_update(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(site): Path<String>,
+    Form(form): Form<SiteSettingsForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = async {
+        let settings = wattlas_protocol::SiteSettings {
+            fallback_pue: optional_number("fallback_pue", &form.fallback_pue)?,
+            carbon_g_per_kwh: optional_number("carbon_g_per_kwh", &form.carbon_g_per_kwh)?,
+            price_per_kwh: optional_number("price_per_kwh", &form.price_per_kwh)?,
+            currency: Some(form.currency.trim().to_owned()).filter(|c| !c.is_empty()),
+        };
+        crate::service::sites::check_settings(&settings)?;
+        let row = db::sites::update_settings(
+            &state.db,
+            &site,
+            settings.fallback_pue,
+            settings.carbon_g_per_kwh,
+            settings.price_per_kwh,
+            settings.currency.as_deref(),
+        )
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
+        db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
+        Ok(Outcome::Done(format!(
+            "Saved site '{site}': its jobs' CO2e and cost are being recomputed."
+        )))
+    }
+    .await;
+    render(&state, &viewer, outcome).await
+}
+
+/// A project's budget form.
+#[derive(Debug, Deserialize)]
+pub struct BudgetForm {
+    #[serde(default)]
+    csrf: String,
+    project: String,
+    #[serde(default)]
+    kwh_per_month: String,
+    #[serde(default)]
+    co2e_kg_per_month: String,
+    #[serde(default)]
+    webhook_url: String,
+}
+
+/// `POST /admin/budgets`: sets a project's monthly budget (as `PUT /api/v1/projects/{p}/budget`).
+pub async fn budgets_set(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Form(form): Form<BudgetForm>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    viewer.check_csrf(&form.csrf)?;
+    let outcome = async {
+        let input = crate::service::budgets::BudgetInput {
+            kwh_per_month: optional_number("kwh_per_month", &form.kwh_per_month)?,
+            co2e_kg_per_month: optional_number("co2e_kg_per_month", &form.co2e_kg_per_month)?,
+            webhook_url: Some(form.webhook_url),
+        };
+        let b = crate::service::budgets::set(&state, form.project.trim(), input).await?;
+        Ok(Outcome::Done(format!(
+            "Saved the budget of project '{}'.",
+            b.project
+        )))
+    }
+    .await;
+    render(&state, &viewer, outcome).await
+}
+
+/// `/admin/{kind}/{name}/token` (GET): asks before a token is replaced.
+#[derive(Template)]
+#[template(path = "admin/confirm_token.html")]
+pub struct ConfirmTokenPage {
+    /// Header.
+    pub nav: Nav,
+    /// `nodes`, `meters` or `sites`.
+    pub kind: String,
+    /// Node, meter or site.
+    pub what: &'static str,
+    /// Its name.
+    pub name: String,
+    /// What replacing it does, in words.
+    pub effect: &'static str,
+}
+
+/// `GET /admin/{kind}/{name}/token`: what a new token does, and the button that makes it.
+pub async fn confirm_token(
+    viewer: Viewer,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Html<String>, PageError> {
+    viewer.require_admin()?;
+    let (what, effect) = match kind.as_str() {
+        "nodes" => ("node", "Its collector keeps sending with the current token until you give it the new one: the current token keeps working until the collector first uses the new one, 24 hours at most."),
+        "meters" => ("meter", "Its collector keeps sending with the current token until you give it the new one: the current token keeps working until the collector first uses the new one, 24 hours at most."),
+        "sites" => ("site", "Prometheus remote write to this site stops at once with the current token: change its configuration right after."),
+        _ => return Err(AppError::not_found("only nodes, meters and sites have tokens").into()),
+    };
+    let page = ConfirmTokenPage {
+        nav: viewer.nav(),
+        kind,
+        what,
+        name,
+        effect,
+    };
+    Ok(Html(page.render().map_err(AppError::from)?))
+}
+
 /// `POST /admin/{kind}/{name}/token`: a new token for a node or meter; the old one stops working.
 pub async fn rotate_token(
     State(state): State<AppState>,
@@ -314,7 +475,8 @@ pub async fn rotate_token(
                 let token = auth::new_token("wn");
                 let found =
                     db::nodes::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
-                // The old token stops here at once (other servers: within auth::NODE_TOKEN_TTL).
+                // The old token keeps working until the collector first uses the new one (24 h at
+                // most); then it stops here at once (other servers: within auth::NODE_TOKEN_TTL).
                 state.node_tokens.clear();
                 (token, found)
             }
@@ -340,11 +502,13 @@ pub async fn rotate_token(
         if !found {
             return Err(AppError::not_found(format!("no {kind} '{name}'")));
         }
+        let grace = if kind == "sites" {
+            "the old token no longer works"
+        } else {
+            "the old token keeps working until the collector first uses this one, 24 hours at most"
+        };
         Ok(Outcome::Token(
-            format!(
-                "{} '{name}' (the old token no longer works)",
-                kind.trim_end_matches('s')
-            ),
+            format!("{} '{name}' ({grace})", kind.trim_end_matches('s')),
             prefix,
         ))
     }

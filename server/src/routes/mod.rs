@@ -130,9 +130,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users", post(admin::users_create))
         .route("/admin/users/{name}", post(admin::users_update))
         .route("/admin/sites", post(admin::sites_create))
+        .route("/admin/sites/{site}", post(admin::sites_update))
+        .route("/admin/budgets", post(admin::budgets_set))
         .route("/admin/nodes", post(admin::nodes_create))
         .route("/admin/meters", post(admin::meters_create))
-        .route("/admin/{kind}/{name}/token", post(admin::rotate_token))
+        .route(
+            "/admin/{kind}/{name}/token",
+            get(admin::confirm_token).post(admin::rotate_token),
+        )
         .route("/jobs", get(jobs::pages::list_page))
         .route("/jobs.csv", get(jobs::csv::export_page))
         .route("/jobs/{id}", get(jobs::pages::show_page))

@@ -225,6 +225,13 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
     let first = token_in(&page);
     let (_, me) = app.get(&first, "/api/v1/me").await;
     assert_eq!(me, json!({"kind": "node", "name": "gpu-9"}));
+    // "New token" asks first; the old token keeps working until the collector uses the new one.
+    let (status, ask) = app.page(&admin.cookie, "/admin/nodes/gpu-9/token").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        ask.contains("the current token keeps working until the collector first uses the new one"),
+        "{ask}"
+    );
     let (status, page) = form(
         "/admin/nodes/gpu-9/token".into(),
         vec![("csrf", csrf.clone())],
@@ -235,9 +242,15 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
     assert_ne!(first, second);
     assert_eq!(
         app.get(&first, "/api/v1/me").await.0,
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK,
+        "the old token works until the collector switches"
     );
     assert_eq!(app.get(&second, "/api/v1/me").await.0, StatusCode::OK);
+    assert_eq!(
+        app.get(&first, "/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "switched: the old token stops at once"
+    );
     let (status, page) = form(
         "/admin/meters".into(),
         vec![
@@ -251,6 +264,69 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
     assert_eq!(status, StatusCode::OK, "{page}");
     let (_, me) = app.get(&token_in(&page), "/api/v1/me").await;
     assert_eq!(me["kind"], "meter");
+    // The node's row says its GPUs (none yet) and that its collector never reported.
+    let (_, page) = app.page(&admin.cookie, "/admin").await;
+    assert!(
+        page.contains("<td>gpu-9</td><td>dc9</td><td class=\"num\">0</td>"),
+        "{page}"
+    );
+    assert!(page.contains("never reported"), "{page}");
+
+    // A site's carbon intensity and price, set on the page; a bad number names its field.
+    let (status, page) = form(
+        "/admin/sites/dc9".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("fallback_pue", "1.4".into()),
+            ("carbon_g_per_kwh", "350".into()),
+            ("price_per_kwh", "0.21".into()),
+            ("currency", "EUR".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, sites) = app.get(ADMIN, "/api/v1/sites").await;
+    let dc9 = sites
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|s| s["name"] == "dc9")
+        .expect("dc9")
+        .clone();
+    assert_eq!(
+        (
+            dc9["carbon_g_per_kwh"].clone(),
+            dc9["price_per_kwh"].clone(),
+            dc9["currency"].clone()
+        ),
+        (json!(350.0), json!(0.21), json!("EUR"))
+    );
+    let (status, page) = form(
+        "/admin/sites/dc9".into(),
+        vec![("csrf", csrf.clone()), ("carbon_g_per_kwh", "lots".into())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("carbon_g_per_kwh: &#39;lots&#39; is not a number")
+            || page.contains("carbon_g_per_kwh: 'lots' is not a number"),
+        "{page}"
+    );
+
+    // A project's budget, set on the page and listed.
+    let (status, page) = form(
+        "/admin/budgets".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("project", "atlas".into()),
+            ("kwh_per_month", "120".into()),
+            ("webhook_url", "".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Saved the budget of project"), "{page}");
+    assert!(page.contains("<td class=\"num\">120 kWh</td>"), "{page}");
 
     // Users: add one, promote alice, and never lock oneself out.
     let (status, page) = form(
@@ -479,6 +555,9 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         ("sites_form", Body::Form(vec![ ("name", "fs-{who}".into()), ("timezone", "UTC".into()), ])),
         ("nodes_form", Body::Form(vec![("name", "fn-{who}".into()), ("site", "s1".into())])),
         ("meters_form", Body::Form(vec![ ("name", "fm-{who}".into()), ("site", "s1".into()), ("category", "PUE2".into()), ])),
+        ("budget", Body::Json(json!({"kwh_per_month": 100.0}))),
+        ("budget_form", Body::Form(vec![("project", "pf-{who}".into()), ("kwh_per_month", "50".into())])),
+        ("site_form", Body::Form(vec![("carbon_g_per_kwh", "300".into())])),
     ]
     .into_iter()
     .collect();
@@ -524,6 +603,12 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403   403
         PUT    /api/v1/sites/s1                            site_settings 401       403   403   403   2xx   403   403   403
         POST   /api/v1/sites/s1/carbon                     carbon_csv    401       403   403   403   2xx   403   403   403
+        # Where the energy went: everyone signed in (site totals); idle GPUs by user: staff.
+        GET    /api/v1/sites/s1/energy                     -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/waste                               -             401       403   403   2xx   2xx   403   403   403
+        # Budgets: everyone reads (researchers their projects); admins set them.
+        GET    /api/v1/projects                            -             401       2xx   2xx   2xx   2xx   403   403   403
+        PUT    /api/v1/projects/p-{who}/budget             budget        401       403   403   403   2xx   403   403   403
         # Fleet: staff read, admins write.
         GET    /api/v1/nodes                               -             401       403   403   2xx   2xx   403   403   403
         POST   /api/v1/nodes                               nodes         401       403   403   403   2xx   403   403   403
@@ -542,6 +627,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /jobs/a1/progress/loss                      -             login     2xx   404   2xx   2xx   403   403   403
         GET    /sites                                      -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /sites/s1/pue                               -             login     2xx   2xx   2xx   2xx   403   403   403
+        GET    /sites/s1/energy                            -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /statement                                  -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /powercap                                   -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /account                                    -             login     2xx   2xx   2xx   2xx   403   403   403
@@ -557,6 +643,9 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         POST   /admin/nodes                                nodes_form    login     403   403   403   in    403   403   403
         POST   /admin/meters                               meters_form   login     403   403   403   in    403   403   403
         POST   /admin/nodes/n1/token                       empty_form    login     403   403   403   in    403   403   403
+        GET    /admin/nodes/n1/token                       -             login     403   403   403   2xx   403   403   403
+        POST   /admin/sites/s1                             site_form     login     403   403   403   2xx   403   403   403
+        POST   /admin/budgets                              budget_form   login     403   403   403   2xx   403   403   403
         # A site's write token (its Prometheus): admins make them.
         POST   /api/v1/sites/s-ada/write-token             -             401       403   403   403   2xx   403   403   403
     ";
