@@ -133,23 +133,18 @@ fn scale(f: f64) -> RGBColor {
     RGBColor(lerp(33, 214), lerp(102, 48), lerp(172, 39))
 }
 
-/// Mean PUE by month (rows) and local hour of day (columns), with a colour legend.
+/// The heat map's colour scale: PUE from, to.
+pub const HEATMAP_SCALE: (f64, f64) = (1.0, 2.0);
+
+/// Mean PUE by month (rows) and local hour of day (columns), with a colour legend on a fixed scale.
 pub fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let values: Vec<f64> = profile.iter().flatten().flatten().copied().collect();
-        let (lo, hi) = values
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(*v), b.max(*v))
-            });
-        let (lo, hi) = if lo.is_finite() {
-            (lo, hi.max(lo + 1e-6))
-        } else {
-            (1.0, 2.0)
-        };
+        // A fixed scale, PUE 1.0 to 2.0 (higher shown as 2.0): a colour means the same PUE in every
+        // year and at every site, so maps can be compared side by side.
+        let (lo, hi) = HEATMAP_SCALE;
         let (main, legend) = root.split_horizontally(800);
         let mut chart = ChartBuilder::on(&main)
             .caption(title, ("sans-serif", 18))
@@ -210,7 +205,7 @@ pub fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
         let _ = w;
         let text = ("sans-serif", 12).into_font().color(&BLACK);
         legend
-            .draw(&Text::new(format!("{hi:.2}"), (22, 0), text.clone()))
+            .draw(&Text::new(format!("≥ {hi:.2}"), (22, 0), text.clone()))
             .map_err(|e| e.to_string())?;
         legend
             .draw(&Text::new(
@@ -249,8 +244,18 @@ mod tests {
         profile[0][3] = Some(1.05);
         let svg = heatmap("Heat", &profile).expect("renders");
         assert!(
-            svg.contains("1.60") && svg.contains("1.05"),
-            "legend shows the range"
+            svg.contains("2.00") && svg.contains("1.00"),
+            "the legend shows the fixed scale, not the data's range: {}",
+            &svg[svg.len().saturating_sub(600)..]
         );
+        // The same PUE is the same colour whatever else the map holds.
+        profile[0][3] = Some(1.9);
+        let other = heatmap("Heat", &profile).expect("renders");
+        let colour_of_16 = scale((1.6 - 1.0) / 1.0);
+        let hex = format!(
+            "#{:02X}{:02X}{:02X}",
+            colour_of_16.0, colour_of_16.1, colour_of_16.2
+        );
+        assert!(svg.contains(&hex) && other.contains(&hex), "{hex}");
     }
 }

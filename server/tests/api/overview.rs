@@ -103,8 +103,17 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         "{page}"
     );
     assert!(page.contains("<a href=\"/sites/s1/energy\">Where the energy of s1 went</a>"));
-    // On the jobs page, tags are links to the jobs sharing them.
+    // On the jobs page, tags are links to the jobs sharing them; starts are in the site's zone.
     let (_, jobs) = app.page(&sam.cookie, "/jobs").await;
+    let tz: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+    let start = t0
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
+    assert!(
+        jobs.contains(&format!("<td>{start}</td>")),
+        "{start}: {jobs}"
+    );
     assert!(
         jobs.contains("<a class=\"tag\" href=\"/jobs?tag=project:atlas\""),
         "{jobs}"

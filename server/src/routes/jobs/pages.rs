@@ -27,6 +27,8 @@ pub struct JobRow {
     pub href: String,
     /// Its duration as sacct writes it (`D-HH:MM:SS`).
     pub duration: String,
+    /// Its start in its site's zone, the zone abbreviated (`2026-11-30 18:57 CET`).
+    pub start: String,
 }
 
 /// `/jobs`.
@@ -219,10 +221,20 @@ pub async fn list_page(
             format!("{n} after job {}", q.after.as_deref().unwrap_or_default())
         }
     };
+    let zones: BTreeMap<String, chrono_tz::Tz> = db::sites::list_with_fallback(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.timezone.parse().unwrap_or(chrono_tz::UTC)))
+        .collect();
     let rows = list
         .jobs
         .into_iter()
         .map(|job| JobRow {
+            start: job
+                .start
+                .with_timezone(&zones.get(&job.site).copied().unwrap_or(chrono_tz::UTC))
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string(),
             href: format!("/jobs/{}", encode_segment(&job.id)),
             duration: crate::service::overview::sacct_duration(job.duration_s.round() as i64),
             job,
