@@ -377,6 +377,32 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
     assert!(text(&client, "header.top .who").await.contains("alice"));
     check_page(&client, "2-jobs").await;
 
+    // A filter the server cannot read: said above the form, which keeps what was typed.
+    client
+        .goto(&format!("{base}/jobs?user=alice&cap=lots"))
+        .await
+        .expect("goto");
+    wait_path(&client, "/jobs").await;
+    let error = text(&client, "main p.error").await;
+    assert!(error.starts_with("cap:"), "{error}");
+    let cap = client
+        .find(Locator::Css("input[name=cap]"))
+        .await
+        .expect("cap field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(cap.as_deref(), Some("lots"));
+    screenshot(&client, "2b-jobs-bad-filter").await;
+    // The page answered 400 (as the API does): the browser logs that, and nothing else.
+    let logged = problems(&client).await;
+    assert!(
+        logged.iter().all(|m| m.contains("status of 400")),
+        "{logged:#?}"
+    );
+    client.goto(&format!("{base}/jobs")).await.expect("goto");
+    wait_path(&client, "/jobs").await;
+
     // Filtering: the filter lands in the URL and narrows the rows.
     let field = client
         .find(Locator::Css("input[name=user]"))
@@ -610,5 +636,97 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
         .expect("goto");
     assert_eq!(text(&client, "h1").await, "Error 404");
     assert!(text(&client, "header").await.contains("sam"));
+    client.close().await.expect("close");
+}
+
+/// Admins land on the overview too; on the admin page they set a site's carbon intensity, and a node's
+/// new token is asked for first (screenshots `9-admin`, `10-new-token`).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
+    wattlas_server::cli::user(
+        &db,
+        UserAction::Add {
+            name: "root".into(),
+            role: Role::Admin,
+            no_password: false,
+        },
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .await
+    .expect("user");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    tokio::spawn(wattlas_server::startup::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    seed(&base).await;
+
+    let (_driver, webdriver) = chromedriver().await;
+    let client = browser(&webdriver).await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    wait_path(&client, "/login").await;
+    submit_sign_in(&client, "root").await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    wait_path(&client, "/overview").await;
+    client.goto(&format!("{base}/admin")).await.expect("goto");
+    wait_path(&client, "/admin").await;
+    let nodes = text(&client, "#nodes + table").await;
+    assert!(
+        nodes.contains("gpu-1") && nodes.contains("Tesla V100-SXM2-32GB"),
+        "{nodes}"
+    );
+    let carbon = client
+        .find(Locator::Css(
+            "#sites + p + table input[name=carbon_g_per_kwh]",
+        ))
+        .await
+        .expect("carbon field");
+    carbon.send_keys("320").await.expect("type");
+    client
+        .find(Locator::Css("#sites + p + table form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/admin/sites/dc1").await;
+    assert!(text(&client, "p.ok").await.contains("Saved site 'dc1'"));
+    let saved = client
+        .find(Locator::Css(
+            "#sites + p + table input[name=carbon_g_per_kwh]",
+        ))
+        .await
+        .expect("carbon field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(saved.as_deref(), Some("320"));
+    check_page(&client, "9-admin").await;
+    client
+        .find(Locator::LinkText("New token…"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/admin/nodes/gpu-1/token").await;
+    assert!(text(&client, "main")
+        .await
+        .contains("keeps working until the collector first uses the new one"));
+    check_page(&client, "10-new-token").await;
+    client
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/admin/nodes/gpu-1/token").await;
+    assert!(text(&client, "#new-token").await.starts_with("wn_"));
     client.close().await.expect("close");
 }
