@@ -659,12 +659,50 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    let tasks = state.clone();
     tokio::spawn(wattlas_server::startup::run(
         listener,
         state,
         std::future::pending(),
     ));
     seed(&base).await;
+    // A job of project atlas (the first 100 s of GPU 0), and a webhook receiver on loopback.
+    let http = reqwest::Client::new();
+    // (The seed's jobs start 20 minutes ago, on the minute.)
+    let start = (Utc::now() - chrono::Duration::minutes(20))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("trunc");
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/jobs",
+        json!({"site": "dc1", "id": "atlas-1", "user": "alice", "name": "atlas run",
+               "start": start, "end": start + chrono::Duration::seconds(100),
+               "tags": {"project": "atlas"}, "allocations": [{"node": "gpu-1", "gpus": [0]}]}),
+    )
+    .await;
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = got.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .expect("lock")
+                    .push(serde_json::from_slice(&body).expect("JSON"));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/hook", hook_listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(hook_listener, hook).await;
+    });
 
     let (_driver, webdriver) = chromedriver().await;
     let client = browser(&webdriver).await;
@@ -706,6 +744,68 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
         .await
         .expect("value");
     assert_eq!(saved.as_deref(), Some("320"));
+
+    // A budget for atlas its job has already used up, with the receiver as its webhook: the budget
+    // task posts the 80 % and the 100 % crossings, and the page shows the use.
+    for (name, value) in [
+        ("project", "atlas".to_owned()),
+        ("kwh_per_month", "0.003".to_owned()),
+        ("webhook_url", hook_url.clone()),
+    ] {
+        client
+            .find(Locator::Css(&format!(
+                "form[action='/admin/budgets'] input[name={name}]"
+            )))
+            .await
+            .expect("budget field")
+            .send_keys(&value)
+            .await
+            .expect("type");
+    }
+    client
+        .find(Locator::Css(
+            "form[action='/admin/budgets'] button[type=submit]",
+        ))
+        .await
+        .expect("set budget")
+        .click()
+        .await
+        .expect("click");
+    wait_path(&client, "/admin/budgets").await;
+    assert!(text(&client, "p.ok")
+        .await
+        .contains("Saved the budget of project 'atlas'"));
+    wattlas_server::maintenance::refresh_job_energy(&tasks, 100)
+        .await
+        .expect("summaries");
+    wattlas_server::maintenance::budgets_once(&tasks)
+        .await
+        .expect("budgets");
+    {
+        let got = got.lock().expect("lock");
+        let crossed: Vec<i64> = got
+            .iter()
+            .map(|p| p["threshold_pct"].as_i64().expect("threshold"))
+            .collect();
+        assert_eq!(crossed, vec![80, 100], "{got:?}");
+        assert_eq!(got[0]["project"], "atlas");
+        let text = got[1]["text"].as_str().expect("text");
+        assert!(
+            text.contains(" Wh of 3.0 Wh."),
+            "amounts people can read: {text}"
+        );
+    }
+    client
+        .goto(&format!("{base}/admin#budgets"))
+        .await
+        .expect("goto");
+    wait_path(&client, "/admin").await;
+    let budgets = text(&client, "#budgets + p + table").await;
+    assert!(
+        budgets.contains("atlas") && budgets.contains("3.0 Wh") && budgets.contains(" %)"),
+        "{budgets}"
+    );
+    assert_eq!(client.title().await.expect("title"), "Admin · Wattlas");
     check_page(&client, "9-admin").await;
     client
         .find(Locator::LinkText("New token…"))

@@ -165,6 +165,18 @@ pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
         .collect())
 }
 
+/// An amount of a budget's kind as people read it: energy by the one energy formatter (Wh under a
+/// kWh), CO2e in g under a kg.
+pub fn amount(kind: &str, v: f64) -> String {
+    if kind == "energy" {
+        super::jobs::timing::format_energy(v)
+    } else if v < 1.0 {
+        format!("{:.1} g CO2e", v * 1000.0)
+    } else {
+        format!("{v:.2} kg CO2e")
+    }
+}
+
 /// What a receiver gets: the crossing, and a `text` line chat webhooks show as is.
 #[derive(Debug, Clone, Serialize)]
 pub struct Payload {
@@ -199,11 +211,11 @@ impl Payload {
         let month = a.month.format("%Y-%m").to_string();
         Self {
             text: format!(
-                "Project {} has used {:.0} % of its {what} budget for {month} (UTC): {:.2} of {:.2} {unit}.",
+                "Project {} has used {:.0} % of its {what} budget for {month} (UTC): {} of {}.",
                 a.project,
                 a.used / a.budget * 100.0,
-                a.used,
-                a.budget
+                amount(&a.kind, a.used),
+                amount(&a.kind, a.budget)
             ),
             project: a.project.clone(),
             month,

@@ -67,27 +67,31 @@ pub struct ListPage {
 async fn budget_banners(state: &AppState, user: &str) -> Result<Vec<String>, PageError> {
     let mut out = Vec::new();
     for s in crate::service::budgets::banners_for(state, user).await? {
-        for (what, pct, used, budget, unit) in [
+        for (what, kind, pct, used, budget) in [
             (
                 "IT energy",
+                "energy",
                 s.energy_pct,
                 Some(s.used_kwh),
                 s.kwh_per_month,
-                "kWh",
             ),
             (
                 "CO2e",
+                "co2e",
                 s.co2e_pct,
                 s.used_co2e_kg,
                 s.co2e_kg_per_month,
-                "kg CO2e",
             ),
         ] {
             if let (Some(pct), Some(used), Some(budget)) = (pct, used, budget) {
                 if pct >= 80.0 {
+                    let amount = crate::service::budgets::amount;
                     out.push(format!(
-                        "Project {} has used {pct:.0} % of its {what} budget for {} (UTC): {used:.2} of {budget:.2} {unit}.",
-                        s.project, s.month
+                        "Project {} has used {pct:.0} % of its {what} budget for {} (UTC): {} of {}.",
+                        s.project,
+                        s.month,
+                        amount(kind, used),
+                        amount(kind, budget)
                     ));
                 }
             }
