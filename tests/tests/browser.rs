@@ -566,6 +566,10 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
     );
     let bars = text(&client, "table.bars").await;
     assert!(bars.contains("alice"), "{bars}");
+    assert!(
+        figures.contains("no meter reading in the last hour"),
+        "{figures}"
+    );
 
     // A meter at 1.5 kW of IT load for the last half hour, the rollup done: the power curve, then where
     // the site's energy went, each chart's points and segments saying their values on hover.
@@ -602,6 +606,17 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
         .await
         .expect("summaries");
     client.refresh().await.expect("refresh");
+    // Reloaded (as its refresh header does every minute), the page shows the new data.
+    let figures = text(&client, "dl.figures").await;
+    assert!(figures.contains("1.50 kW"), "{figures}");
+    let refresh = client
+        .find(Locator::Css("meta[http-equiv=refresh]"))
+        .await
+        .expect("refresh header")
+        .attr("content")
+        .await
+        .expect("content");
+    assert_eq!(refresh.as_deref(), Some("60"));
     let hovers = client
         .find_all(Locator::Css("figure.chart svg circle > title"))
         .await
@@ -628,6 +643,21 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
         .expect("segment titles");
     assert!(!segments.is_empty(), "the stacked bars say their values");
     check_page(&client, "8-energy").await;
+
+    // The statement of the seed's finished jobs, kept beside the screenshots (README picture).
+    let pdf = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/v1/statement?tag=workload:bert&format=pdf"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("statement")
+        .bytes()
+        .await
+        .expect("pdf");
+    assert!(pdf.starts_with(b"%PDF"));
+    std::fs::write(artifacts().join("statement.pdf"), &pdf).expect("write");
 
     // An address that is no page: the 404 page with the header, signed in.
     client

@@ -10,3 +10,4 @@ pub mod progress;
 pub mod pue;
 pub mod sharing;
 pub mod statement;
+pub mod units;

@@ -128,13 +128,7 @@ pub struct SiteLine {
 type SitePueMeans = (BTreeMap<(i32, u32), f64>, Option<f64>);
 
 fn fmt_kwh(kwh: f64) -> String {
-    if kwh >= 100.0 {
-        format!("{kwh:.0} kWh")
-    } else if kwh >= 1.0 {
-        format!("{kwh:.1} kWh")
-    } else {
-        format!("{kwh:.3} kWh")
-    }
+    super::units::energy(kwh)
 }
 
 /// Joins words: "a", "a and b", "a, b and c".

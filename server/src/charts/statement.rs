@@ -33,7 +33,7 @@ pub fn by_day(
             .configure_mesh()
             .disable_x_mesh()
             .x_desc("Day (UTC)")
-            .y_desc("GPU energy (kWh)")
+            .y_desc("IT energy (kWh)")
             .x_labels(span.clamp(1, 8) as usize)
             .x_label_formatter(&label)
             .light_line_style(RGBColor(235, 235, 235))

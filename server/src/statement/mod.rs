@@ -179,13 +179,7 @@ pub async fn gather(
 }
 
 fn kwh(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0} kWh")
-    } else if v >= 1.0 {
-        format!("{v:.2} kWh")
-    } else {
-        format!("{:.1} Wh", v * 1000.0)
-    }
+    crate::analytics::units::energy(v)
 }
 
 /// CPU or DRAM energy as shown: with how many nodes did not measure it.
@@ -246,12 +240,20 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
                     .join(" + ")
             },
         ),
-        ("GPU-hours".to_owned(), format!("{:.1}", s.gpu_hours)),
+        (
+            "GPU-hours".to_owned(),
+            // As the paragraph writes them.
+            if s.gpu_hours >= 1.0 {
+                format!("{:.1}", s.gpu_hours)
+            } else {
+                format!("{:.2}", s.gpu_hours)
+            },
+        ),
         ("Jobs".to_owned(), s.jobs.to_string()),
         (
             "Low-PUE hours".to_owned(),
             s.low_pue_share.map_or("–".to_owned(), |l| {
-                format!("{:.0} % of GPU energy", l * 100.0)
+                format!("{:.0} % of IT energy", l * 100.0)
             }),
         ),
     ];
@@ -301,12 +303,12 @@ fn savings(st: &Statement) -> Vec<String> {
     }
     out.push(format!(
         "Drawn in the hours it was, the facility energy was {} {} than at each site's mean PUE over the period{}.",
-        if s.timing_saving_kwh >= 0.0 {
-            "less by"
-        } else {
-            "more by"
-        },
         kwh(s.timing_saving_kwh.abs()),
+        if s.timing_saving_kwh >= 0.0 {
+            "less"
+        } else {
+            "more"
+        },
         s.low_pue_share.map_or(String::new(), |l| format!(
             " ({:.0} % of the IT energy ran in below-average-PUE hours)",
             l * 100.0

@@ -326,7 +326,7 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Saved the budget of project"), "{page}");
-    assert!(page.contains("<td class=\"num\">120.00 kWh</td>"), "{page}");
+    assert!(page.contains("<td class=\"num\">120 kWh</td>"), "{page}");
 
     // Users: add one, promote alice, and never lock oneself out.
     let (status, page) = form(

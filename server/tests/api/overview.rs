@@ -111,7 +111,7 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         .format("%Y-%m-%d %H:%M %Z")
         .to_string();
     assert!(
-        jobs.contains(&format!("<td>{start}</td>")),
+        jobs.contains(&format!("<td class=\"nowrap\">{start}</td>")),
         "{start}: {jobs}"
     );
     assert!(

@@ -163,8 +163,8 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
     let paragraph = st["paragraph"].as_str().expect("paragraph").to_owned();
     assert!(
         paragraph.starts_with(&format!(
-            "The experiments in this work consumed a total of {:.3} kWh of IT energy in 2 jobs",
-            expected.0
+            "The experiments in this work consumed a total of {} of IT energy in 2 jobs",
+            wattlas_server::analytics::units::energy(expected.0)
         )),
         "{paragraph}"
     );

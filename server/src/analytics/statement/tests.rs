@@ -83,10 +83,10 @@ fn totals_savings_and_the_paragraph() {
     assert_eq!(st.by_day.len(), 1);
     assert!(st
         .paragraph
-        .starts_with("The experiments in this work consumed a total of 4.0 kWh of IT energy in 2 jobs (8.0 GPU-hours on V100 GPUs), and 5.2 kWh including the data center's overhead at a measured, energy-weighted PUE of 1.30."));
+        .starts_with("The experiments in this work consumed a total of 4.00 kWh of IT energy in 2 jobs (8.0 GPU-hours on V100 GPUs), and 5.20 kWh including the data center's overhead at a measured, energy-weighted PUE of 1.30."));
     assert!(
         st.paragraph.contains(
-            "GPUs ran under power caps of 150 W and 250 W: an estimated 0.500 kWh less energy than the highest caps"
+            "GPUs ran under power caps of 150 W and 250 W: an estimated 500.0 Wh less energy than the highest caps"
         ),
         "{}",
         st.paragraph

@@ -20,11 +20,7 @@ pub struct Timing {
 
 /// kWh as text: Wh below 1 kWh, so small jobs do not read "0.000 kWh".
 pub fn format_energy(kwh: f64) -> String {
-    if kwh < 1.0 {
-        format!("{:.1} Wh", kwh * 1000.0)
-    } else {
-        format!("{kwh:.2} kWh")
-    }
+    crate::analytics::units::energy(kwh)
 }
 
 /// The sentence's figures, where the job's PUE was measured and the site has a profile.
