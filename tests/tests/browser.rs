@@ -280,6 +280,36 @@ async fn seed(base: &str) {
     }
 }
 
+/// Adds `users` (with `PASSWORD`), starts a real server on loopback and seeds it (`seed`): the base
+/// URL and the server's state (to run its background tasks by hand).
+async fn seeded_server(db: PgPool, users: &[(&str, Role)]) -> (String, AppState) {
+    for (name, role) in users {
+        wattlas_server::cli::user(
+            &db,
+            UserAction::Add {
+                name: (*name).into(),
+                role: *role,
+                no_password: false,
+            },
+            format!("{PASSWORD}\n").as_bytes(),
+        )
+        .await
+        .expect("user");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    tokio::spawn(wattlas_server::startup::run(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    seed(&base).await;
+    (base, state)
+}
+
 /// Waits for a navigation that a click started to land on `path`.
 /// Fills the sign-in form in front of the browser as `name` and submits it.
 async fn submit_sign_in(client: &Client, name: &str) {
@@ -334,30 +364,11 @@ async fn text(client: &Client, css: &str) -> String {
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) {
-    for (name, role) in [("alice", Role::Researcher), ("bob", Role::Researcher)] {
-        wattlas_server::cli::user(
-            &db,
-            UserAction::Add {
-                name: name.into(),
-                role,
-                no_password: false,
-            },
-            format!("{PASSWORD}\n").as_bytes(),
-        )
-        .await
-        .expect("user");
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(db, Config::with_admin_token(ADMIN));
-    tokio::spawn(wattlas_server::startup::run(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    seed(&base).await;
+    let (base, _state) = seeded_server(
+        db,
+        &[("alice", Role::Researcher), ("bob", Role::Researcher)],
+    )
+    .await;
 
     let (_driver, webdriver) = chromedriver().await;
     let client = browser(&webdriver).await;
@@ -524,29 +535,7 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
 /// the page has no console problems or unlabelled controls (screenshot `7-overview`).
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn staff_sign_in_to_the_overview(db: PgPool) {
-    wattlas_server::cli::user(
-        &db,
-        UserAction::Add {
-            name: "sam".into(),
-            role: Role::Staff,
-            no_password: false,
-        },
-        format!("{PASSWORD}\n").as_bytes(),
-    )
-    .await
-    .expect("user");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(db, Config::with_admin_token(ADMIN));
-    let refresh = state.clone();
-    tokio::spawn(wattlas_server::startup::run(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    seed(&base).await;
+    let (base, refresh) = seeded_server(db, &[("sam", Role::Staff)]).await;
     wattlas_server::maintenance::refresh_job_energy(&refresh, 100)
         .await
         .expect("summaries");
@@ -673,29 +662,7 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
 /// new token is asked for first (screenshots `9-admin`, `10-new-token`).
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
-    wattlas_server::cli::user(
-        &db,
-        UserAction::Add {
-            name: "root".into(),
-            role: Role::Admin,
-            no_password: false,
-        },
-        format!("{PASSWORD}\n").as_bytes(),
-    )
-    .await
-    .expect("user");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(db, Config::with_admin_token(ADMIN));
-    let tasks = state.clone();
-    tokio::spawn(wattlas_server::startup::run(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    seed(&base).await;
+    let (base, tasks) = seeded_server(db, &[("root", Role::Admin)]).await;
     // A job of project atlas (the first 100 s of GPU 0), and a webhook receiver on loopback.
     let http = reqwest::Client::new();
     // (The seed's jobs start 20 minutes ago, on the minute.)

@@ -364,18 +364,7 @@ pub async fn sites_update(
             price_per_kwh: optional_number("price_per_kwh", &form.price_per_kwh)?,
             currency: Some(form.currency.trim().to_owned()).filter(|c| !c.is_empty()),
         };
-        crate::service::sites::check_settings(&settings)?;
-        let row = db::sites::update_settings(
-            &state.db,
-            &site,
-            settings.fallback_pue,
-            settings.carbon_g_per_kwh,
-            settings.price_per_kwh,
-            settings.currency.as_deref(),
-        )
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
-        db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
+        crate::service::sites::update_settings(&state, &site, &settings).await?;
         Ok(Outcome::Done(format!(
             "Saved site '{site}': its jobs' CO2e and cost are being recomputed."
         )))

@@ -55,12 +55,7 @@ impl WasteQuery {
     pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
         for (field, t) in [("from", self.from), ("to", self.to)] {
             if let Some(t) = t {
-                if !(1970..=2200).contains(&t.year()) {
-                    return Err(AppError::bad_request(format!(
-                        "{field}: {} is outside the years 1970 to 2200",
-                        t.to_rfc3339()
-                    )));
-                }
+                crate::service::sites::check_year(field, t.year(), t.to_rfc3339())?;
             }
         }
         let to = self.to.unwrap_or(now);

@@ -115,12 +115,7 @@ impl RangeQuery {
         // Times chrono can hold but not subtract (year -262143) made this a panic: plausible years only.
         for (field, t) in [("from", self.from), ("to", self.to)] {
             if let Some(t) = t {
-                if !(1970..=2200).contains(&t.year()) {
-                    return Err(AppError::bad_request(format!(
-                        "{field}: {} is outside the years 1970 to 2200",
-                        t.to_rfc3339()
-                    )));
-                }
+                crate::service::sites::check_year(field, t.year(), t.to_rfc3339())?;
             }
         }
         let to = self.to.unwrap_or(now);

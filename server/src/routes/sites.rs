@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
-use crate::service::sites::{check_settings, create_site, site_view};
+use crate::service::sites::{create_site, site_view};
 use crate::state::AppState;
 
 /// Creates a site (admin).
@@ -37,19 +37,7 @@ pub async fn update(
     ApiJson(settings): ApiJson<SiteSettings>,
 ) -> Result<ApiJson<SiteView>, AppError> {
     caller.require_admin()?;
-    check_settings(&settings)?;
-    let row = db::sites::update_settings(
-        &state.db,
-        &site,
-        settings.fallback_pue,
-        settings.carbon_g_per_kwh,
-        settings.price_per_kwh,
-        settings.currency.as_deref(),
-    )
-    .await?
-    .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
-    // Fallback PUE, intensity and price enter every job's stored view.
-    db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
+    let row = crate::service::sites::update_settings(&state, &site, &settings).await?;
     Ok(ApiJson(site_view(row)))
 }
 

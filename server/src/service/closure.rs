@@ -50,12 +50,7 @@ pub fn range(
     // Dates chrono holds but cannot step from (year -262143) would panic below: plausible years only.
     for (field, d) in [("from", from), ("to", to)] {
         if let Some(d) = d {
-            if !(1970..=2200).contains(&d.year()) {
-                return Err(Error::invalid(
-                    field,
-                    format!("{d} is outside the years 1970 to 2200"),
-                ));
-            }
+            super::sites::check_year(field, d.year(), d)?;
         }
     }
     let to = to.unwrap_or(today);

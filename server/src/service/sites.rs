@@ -94,3 +94,39 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
     tx.commit().await?;
     Ok(site_view(row))
 }
+
+/// Checks and stores a site's settings (absent ones stay as they are), and marks its jobs' stored
+/// views stale: fallback PUE, carbon intensity and price enter each of them (the API and the admin
+/// page).
+pub async fn update_settings(
+    state: &AppState,
+    site: &str,
+    settings: &SiteSettings,
+) -> Result<db::sites::SiteRow> {
+    check_settings(settings)?;
+    let row = db::sites::update_settings(
+        &state.db,
+        site,
+        settings.fallback_pue,
+        settings.carbon_g_per_kwh,
+        settings.price_per_kwh,
+        settings.currency.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;
+    db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
+    Ok(row)
+}
+
+/// Dates chrono holds but cannot step from (year -262143) make date arithmetic panic: a field's year
+/// must be a plausible one, 1970 to 2200.
+pub fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Result<()> {
+    if (1970..=2200).contains(&year) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{shown} is outside the years 1970 to 2200"),
+        ))
+    }
+}
