@@ -155,6 +155,13 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
         .page(&crate::sign_in::browser(&app, "bob").await.cookie, "/jobs")
         .await;
     assert!(!page.contains("Project atlas"), "{page}");
+    // The project's page (its jobs list) says its use against the budget to whoever opens it.
+    let (_, page) = app.get_text(ADMIN, "/jobs?tag=project:atlas").await;
+    assert!(
+        page.contains("<p class=\"note\">Project atlas this month (")
+            && page.contains("IT energy budget (85 %)"),
+        "{page}"
+    );
 
     // A second job takes atlas past 100 %: one more post, at 100.
     app.new_job("a2")

@@ -61,6 +61,48 @@ pub struct ListPage {
     pub error: Option<String>,
     /// Budgets of the viewer's projects past 80 %, in words.
     pub banners: Vec<String>,
+    /// Filtered to one project (`tag=project:x`) with a budget: its use this month, in words.
+    pub project_budget: Option<String>,
+}
+
+/// The budget use of the project a `tag=project:x` filter selects, in words.
+async fn project_budget(state: &AppState, q: &ListQuery) -> Result<Option<String>, PageError> {
+    let Some(project) = q.tag.as_deref().and_then(|t| {
+        t.strip_prefix("project:")
+            .or_else(|| t.strip_prefix("project="))
+    }) else {
+        return Ok(None);
+    };
+    let statuses = crate::service::budgets::statuses(state, chrono::Utc::now()).await?;
+    let Some(s) = statuses.iter().find(|s| s.project == project) else {
+        return Ok(None);
+    };
+    let amount = crate::service::budgets::amount;
+    let mut parts = Vec::new();
+    if let (Some(p), Some(b)) = (s.energy_pct, s.kwh_per_month) {
+        parts.push(format!(
+            "{} of its {} IT energy budget ({p:.0} %)",
+            amount("energy", s.used_kwh),
+            amount("energy", b)
+        ));
+    }
+    if let (Some(p), Some(b)) = (s.co2e_pct, s.co2e_kg_per_month) {
+        parts.push(format!(
+            "{} of its {} CO2e budget ({p:.0} %)",
+            amount("co2e", s.used_co2e_kg.unwrap_or(0.0)),
+            amount("co2e", b)
+        ));
+    }
+    Ok(Some(format!(
+        "Project {project} this month ({} UTC, every member's jobs): {}{}.",
+        s.month,
+        parts.join(" and "),
+        if s.pending > 0 {
+            format!("; {} jobs still being computed are not in it", s.pending)
+        } else {
+            String::new()
+        }
+    )))
 }
 
 /// The banners of `user`'s projects that crossed 80 % of a budget this month.
@@ -190,6 +232,7 @@ pub async fn list_page(
 ) -> Result<axum::response::Response, PageError> {
     use axum::response::IntoResponse;
     let banners = budget_banners(&state, &viewer.name).await?;
+    let project_budget = project_budget(&state, &q).await?;
     let list = match list_views(&state, &viewer.job_scope(), &q).await {
         Ok(list) => list,
         Err(e @ crate::service::Error::Invalid { .. }) => {
@@ -209,6 +252,7 @@ pub async fn list_page(
                     shown: String::new(),
                     error: Some(e.to_string()),
                     banners,
+                    project_budget,
                     q,
                 }),
             )
@@ -269,6 +313,7 @@ pub async fn list_page(
         shown,
         error: None,
         banners,
+        project_budget,
     })
     .into_response())
 }
