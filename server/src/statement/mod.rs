@@ -444,6 +444,47 @@ pub fn latex(st: &Statement) -> String {
     out
 }
 
+/// The jobs as fixed-width text lines for the PDF, set in blocks of 60 lines: 10,000 jobs typeset in
+/// about 0.9 s (release build), where a table of 120,000 cells took 7 s (typst lays out and sizes each
+/// cell) and one block of 10,000 lines 12.6 s. Columns are as wide as their widest cell; names are
+/// cut at 32 characters (the CSV has them whole).
+fn jobs_text(st: &Statement) -> String {
+    const NAME_MAX: usize = 32;
+    let mut rows: Vec<Vec<String>> = vec![JOBS_HEADER.iter().map(|h| (*h).to_owned()).collect()];
+    for mut row in job_cells(st) {
+        if row[2].chars().count() > NAME_MAX {
+            row[2] = row[2].chars().take(NAME_MAX - 1).collect::<String>() + "…";
+        }
+        rows.push(row.to_vec());
+    }
+    let widths: Vec<usize> = (0..JOBS_HEADER.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    // Text columns left, numbers (from "Hours" on) right.
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                let pad = widths[c] - cell.chars().count();
+                if c >= 5 {
+                    format!("{}{cell}", " ".repeat(pad))
+                } else {
+                    format!("{cell}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The statement as PDF.
 pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
     let chart = crate::charts::statement::by_day("IT energy per day", &st.by_day)
@@ -471,8 +512,12 @@ pub fn pdf(st: &Statement) -> Result<Vec<u8>> {
         "sites_header": ["Site", "Jobs", "IT energy", "Facility energy", "Mean PUE of the period"],
         "sites": sites,
         "method": st.method,
-        "jobs_header": JOBS_HEADER,
-        "jobs": job_cells(st),
+        "jobs_text": jobs_text(st)
+            .lines()
+            .collect::<Vec<_>>()
+            .chunks(60)
+            .map(|c| c.join("\n"))
+            .collect::<Vec<_>>(),
     });
     pdf::render(&data, &chart).map_err(|e| Error::internal(format!("typesetting: {e}")))
 }
