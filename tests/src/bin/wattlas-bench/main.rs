@@ -16,6 +16,10 @@
 //! `--soak MINUTES` runs only the long mode (soak.rs): sustained ingest from real collectors with the
 //! server's memory and the pages' latency watched throughout.
 
+/// The server's allocator (see `server/src/main.rs`): the bench runs the server in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod import;
 mod ingest;
 mod pages;
