@@ -71,21 +71,20 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cli.config.bind))?;
     tracing::info!(address = %listener.local_addr()?, "wattlas-server listening");
-    let mut state = AppState::new(db, cli.config);
-    if let Some(url) = state.config.read_database_url.clone() {
-        let replica = startup::connect_lazy(&state.config, url.expose_secret())
-            .context("invalid WATTLAS_READ_DATABASE_URL")?;
-        let max_lag = std::time::Duration::from_secs_f64(state.config.replica_max_lag_s);
-        state.reads = std::sync::Arc::new(wattlas_server::reads::Reads::new(
-            state.db.clone(),
-            Some(replica),
-            max_lag,
-        ));
-        tracing::info!(
-            max_lag_s = state.config.replica_max_lag_s,
-            "heavy reads go to the read replica while within its bound"
-        );
-    }
+    let state = match cli.config.read_database_url.clone() {
+        Some(url) => {
+            let replica = startup::connect_lazy(&cli.config, url.expose_secret())
+                .context("invalid WATTLAS_READ_DATABASE_URL")?;
+            let max_lag = std::time::Duration::from_secs_f64(cli.config.replica_max_lag_s);
+            tracing::info!(
+                max_lag_s = cli.config.replica_max_lag_s,
+                "heavy reads go to the read replica while within its bound"
+            );
+            let reads = wattlas_server::reads::Reads::new(db.clone(), Some(replica), max_lag);
+            AppState::with_reads(db, cli.config, reads)
+        }
+        None => AppState::new(db, cli.config),
+    };
     startup::run(listener, state, shutdown_signal())
         .await
         .context("serving")?;

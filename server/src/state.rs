@@ -10,9 +10,23 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reads::Reads;
 
-/// Handed to every handler through `with_state`.
+/// Handed to every handler through `with_state`: one `Arc`, so the clone each request and each
+/// middleware layer makes is one atomic increment (a struct of ten `Arc`s cost ten increments and ten
+/// decrements a clone: `drop_in_place<AppState>` alone was 3.4 % of the ingest profile). Fields are
+/// read through `Deref` as before (`state.db`, `state.config`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `AppState` shares.
+pub struct Shared {
     /// The database pool (the primary: every write, and reads that must see them).
     pub db: PgPool,
     /// Where reads that may lag go: the read replica while within its bound, else the primary.
@@ -36,14 +50,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a pool and a configuration.
+    /// State over a pool and a configuration; heavy reads on the primary.
     pub fn new(db: PgPool, config: Config) -> Self {
+        let reads = Reads::primary_only(db.clone());
+        Self::with_reads(db, config, reads)
+    }
+
+    /// State over a pool, a configuration, and where reads that may lag go.
+    pub fn with_reads(db: PgPool, config: Config, reads: Reads) -> Self {
         let writers = Arc::new(crate::service::ingest::Writers::new(
             config.ingest_writers,
             config.ingest_queue,
         ));
-        Self {
-            reads: Arc::new(Reads::primary_only(db.clone())),
+        Self(Arc::new(Shared {
+            reads: Arc::new(reads),
             db,
             config: Arc::new(config),
             pue_cache: Arc::default(),
@@ -53,7 +73,7 @@ impl AppState {
             metrics: Arc::default(),
             node_tokens: Arc::default(),
             writers,
-        }
+        }))
     }
 }
 
