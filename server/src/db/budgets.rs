@@ -49,11 +49,12 @@ pub struct Use {
     pub pending: i64,
 }
 
-/// Every budget with its use over jobs started in `[since, until)`, by project.
+/// Every budget (or those of `only`) with its use over jobs started in `[since, until)`, by project.
 pub async fn with_use(
     db: &PgPool,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    only: Option<&[String]>,
 ) -> sqlx::Result<Vec<(Budget, Use)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -76,10 +77,12 @@ pub async fn with_use(
             left join job_energy e on e.job_id = j.id
             where j.start_time >= $1 and j.start_time < $2 and j.tags ->> 'project' = b.project
         ) u on true
+        where $3::text[] is null or b.project = any($3)
         order by b.project"#,
     )
     .bind(since)
     .bind(until)
+    .bind(only)
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(|r| (r.budget, r.usage)).collect())

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::db::budgets::{Alert, Budget};
 use crate::error::AppError;
 use crate::extract::{ApiJson, Path};
-use crate::service::budgets::{month_of, set, statuses, BudgetInput, Status};
+use crate::service::budgets::{month_of, set, statuses, statuses_of, BudgetInput, Status};
 use crate::state::AppState;
 
 /// `PUT /api/v1/projects/{project}/budget`: sets or replaces the budget.
@@ -43,17 +43,18 @@ pub async fn list(
     caller.require_person()?;
     let now = Utc::now();
     let (first, start) = month_of(now);
-    let mut projects = statuses(&state, now).await?;
-    let alerts = if caller.require_staff().is_ok() {
-        crate::db::budgets::alerts(state.read_db(), first).await?
+    let (projects, alerts) = if caller.require_staff().is_ok() {
+        (
+            statuses(&state, now).await?,
+            crate::db::budgets::alerts(state.read_db(), first).await?,
+        )
     } else {
         let name = match &caller {
             Caller::User(u) => u.name.clone(),
             _ => String::new(),
         };
         let mine = crate::db::budgets::projects_of(state.read_db(), &name, start).await?;
-        projects.retain(|p| mine.contains(&p.project));
-        Vec::new()
+        (statuses_of(&state, now, Some(&mine)).await?, Vec::new())
     };
     Ok(ApiJson(Projects {
         month: first.format("%Y-%m").to_string(),

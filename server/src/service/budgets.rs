@@ -123,13 +123,23 @@ pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<
 
 /// Every budget with this month's use.
 pub async fn statuses(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Status>> {
+    statuses_of(state, now, None).await
+}
+
+/// The budgets of `only` (all where `None`) with this month's use: pages that concern a few projects
+/// sum only theirs.
+pub async fn statuses_of(
+    state: &AppState,
+    now: DateTime<Utc>,
+    only: Option<&[String]>,
+) -> Result<Vec<Status>> {
     let (first, start) = month_of(now);
     let pct = |used: Option<f64>, budget: Option<f64>| match (used, budget) {
         (Some(u), Some(b)) if b > 0.0 => Some(u / b * 100.0),
         (None, Some(_)) => Some(0.0),
         _ => None,
     };
-    Ok(db::budgets::with_use(state.read_db(), start, now)
+    Ok(db::budgets::with_use(state.read_db(), start, now, only)
         .await?
         .into_iter()
         .map(|(b, u)| Status {
@@ -155,10 +165,9 @@ pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(statuses(state, now)
+    Ok(statuses_of(state, now, Some(&mine))
         .await?
         .into_iter()
-        .filter(|s| mine.contains(&s.project))
         .filter(|s| {
             s.energy_pct.is_some_and(|p| p >= 80.0) || s.co2e_pct.is_some_and(|p| p >= 80.0)
         })

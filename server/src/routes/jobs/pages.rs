@@ -73,7 +73,12 @@ async fn project_budget(state: &AppState, q: &ListQuery) -> Result<Option<String
     }) else {
         return Ok(None);
     };
-    let statuses = crate::service::budgets::statuses(state, chrono::Utc::now()).await?;
+    let statuses = crate::service::budgets::statuses_of(
+        state,
+        chrono::Utc::now(),
+        Some(&[project.to_owned()]),
+    )
+    .await?;
     let Some(s) = statuses.iter().find(|s| s.project == project) else {
         return Ok(None);
     };
