@@ -274,9 +274,7 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
     if let Some(caller) = state.node_tokens.get(&digest) {
         return Ok(Some(caller));
     }
-    if let Some((node, switched)) =
-        crate::db::nodes::by_token_digest_switching(&state.db, &digest).await?
-    {
+    if let Some((node, switched)) = crate::db::nodes::by_token_digest(&state.db, &digest).await? {
         if switched {
             // The collector uses its new token: the old one, remembered, must stop now.
             state.node_tokens.clear();

@@ -45,18 +45,13 @@ pub async fn create(
     .await
 }
 
-/// The meter a token digest belongs to.
+/// The meter a token digest belongs to: its token, or the one it replaced while in its grace
+/// (`db::tokens`).
 pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Meter>> {
-    // The first use of a new token ends the old one's grace (as for nodes).
-    sqlx::query(
-        r#"update meters set prev_token_sha256 = null, prev_token_until = null
-        where token_sha256 = $1 and prev_token_sha256 is not null"#,
-    )
-    .bind(digest)
-    .execute(db)
-    .await?;
+    super::tokens::end_grace(db, super::tokens::Holder::Meters, digest).await?;
     sqlx::query_as(&format!(
-        "{METER_COLUMNS}\n        where m.token_sha256 = $1\n            or (m.prev_token_sha256 = $1 and m.prev_token_until > now())"
+        "{METER_COLUMNS}\n        where {}",
+        super::tokens::matches("m")
     ))
     .bind(digest)
     .fetch_optional(db)
@@ -246,17 +241,8 @@ pub async fn fallback_pue(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
         .await
 }
 
-/// Replaces a meter's token digest (the old token stops working); `false` when there is no such meter.
+/// Replaces a meter's token digest, the old one kept in its grace (`db::tokens`); `false` when there
+/// is no such meter.
 pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        r#"update meters
-        set prev_token_sha256 = token_sha256, prev_token_until = now() + interval '24 hours',
-            token_sha256 = $2
-        where name = $1"#,
-    )
-    .bind(name)
-    .bind(token_digest)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    super::tokens::replace(db, super::tokens::Holder::Meters, name, token_digest).await
 }

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod rollups;
 pub mod samples;
 pub mod sites;
+pub mod tokens;
 pub mod users;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -45,29 +45,13 @@ pub async fn create(
     .await
 }
 
-/// The node a token digest belongs to.
-pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Node>> {
-    Ok(by_token_digest_switching(db, digest).await?.map(|(n, _)| n))
-}
-
 /// The node a token digest belongs to: its token, or the one it replaced while that is in its grace
-/// (until the collector first uses the new one, 24 h at most). The first use of the new token ends the
-/// grace; the flag says it did (token caches must forget the old one).
-pub async fn by_token_digest_switching(
-    db: &PgPool,
-    digest: &[u8],
-) -> sqlx::Result<Option<(Node, bool)>> {
-    let switched = sqlx::query(
-        r#"update nodes set prev_token_sha256 = null, prev_token_until = null
-        where token_sha256 = $1 and prev_token_sha256 is not null"#,
-    )
-    .bind(digest)
-    .execute(db)
-    .await?
-    .rows_affected()
-        > 0;
+/// (`db::tokens`); with whether this use of a new token ended its predecessor's grace.
+pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<(Node, bool)>> {
+    let switched = super::tokens::end_grace(db, super::tokens::Holder::Nodes, digest).await?;
     let node: Option<Node> = sqlx::query_as(&format!(
-        "{NODE_COLUMNS}\n        where n.token_sha256 = $1\n            or (n.prev_token_sha256 = $1 and n.prev_token_until > now())"
+        "{NODE_COLUMNS}\n        where {}",
+        super::tokens::matches("n")
     ))
     .bind(digest)
     .fetch_optional(db)
@@ -229,19 +213,10 @@ pub async fn touch_many(
     Ok(())
 }
 
-/// Replaces a node's token digest (the old one in its grace, see `by_token_digest_switching`) (the old token stops working); `false` when there is no such node.
+/// Replaces a node's token digest, the old one kept in its grace (`db::tokens`); `false` when there
+/// is no such node.
 pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        r#"update nodes
-        set prev_token_sha256 = token_sha256, prev_token_until = now() + interval '24 hours',
-            token_sha256 = $2
-        where name = $1"#,
-    )
-    .bind(name)
-    .bind(token_digest)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    super::tokens::replace(db, super::tokens::Holder::Nodes, name, token_digest).await
 }
 
 /// Per node id: its GPUs and their models (`, `-joined).
