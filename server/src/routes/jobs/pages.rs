@@ -207,19 +207,12 @@ fn cursor_link(q: &ListQuery, cursor: &wattlas_protocol::PageCursor) -> String {
 }
 
 fn list_link(q: &ListQuery) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts = q.filter_params();
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             parts.push(format!("{k}={}", encode_segment(&v)));
         }
     };
-    add("user", q.user.clone());
-    add("site", q.site.clone());
-    add("tag", q.tag.clone());
-    add("state", q.state.clone());
-    add("from", q.from.clone());
-    add("to", q.to.clone());
-    add("cap", q.cap.clone());
     add("sort", q.sort.clone());
     add("order", q.order.clone());
     add("limit", q.limit.map(|l| l.to_string()));

@@ -65,6 +65,27 @@ fn parse_time(
 }
 
 impl ListQuery {
+    /// The filter's parameters, each `key=value` URL-encoded, in one order (page links and the
+    /// statement's "the same again" query share it).
+    pub fn filter_params(&self) -> Vec<String> {
+        [
+            ("user", &self.user),
+            ("site", &self.site),
+            ("tag", &self.tag),
+            ("state", &self.state),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("cap", &self.cap),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", wattlas_protocol::paths::encode_segment(v)))
+        })
+        .collect()
+    }
+
     pub fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter> {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         let tag = match nonempty(&self.tag) {
@@ -308,36 +329,14 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
     out
 }
 
-/// The filter's description in words, for the statement's subtitle.
 /// The query string that selects the same jobs (`user=alice&tag=project%3Anlp`), filters only.
 pub fn selection_query(q: &ListQuery, ids: Option<&[String]>) -> String {
-    let enc = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    };
-    let mut parts = Vec::new();
-    for (k, v) in [
-        ("user", &q.user),
-        ("site", &q.site),
-        ("tag", &q.tag),
-        ("cap", &q.cap),
-        ("state", &q.state),
-        ("from", &q.from),
-        ("to", &q.to),
-    ] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            parts.push(format!("{k}={}", enc(v)));
-        }
-    }
+    let mut parts = q.filter_params();
     if let Some(ids) = ids {
-        parts.push(format!("jobs={}", enc(&ids.join(","))));
+        parts.push(format!(
+            "jobs={}",
+            wattlas_protocol::paths::encode_segment(&ids.join(","))
+        ));
     }
     parts.join("&")
 }
