@@ -250,12 +250,7 @@ pub async fn sites_create(
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
     let outcome = async {
-        let fallback_pue = match form.fallback_pue.trim() {
-            "" => None,
-            text => Some(text.parse::<f64>().map_err(|_| {
-                AppError::bad_request(format!("fallback_pue: '{text}' is not a number"))
-            })?),
-        };
+        let fallback_pue = optional_number("fallback_pue", &form.fallback_pue)?;
         let site = crate::service::sites::create_site(
             &state,
             &NewSite {
