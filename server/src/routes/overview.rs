@@ -125,7 +125,8 @@ pub async fn page(
         .map(|s| site_charts(s, o.curve_span))
         .collect();
     let it_now = o.sites.iter().map(|s| s.it_kw_now.map(kw)).collect();
-    let budgets = crate::service::budgets::statuses(&state, o.as_of).await?;
+    let shown: Vec<String> = o.by_project.iter().map(|b| b.name.clone()).collect();
+    let budgets = crate::service::budgets::statuses_of(&state, o.as_of, Some(&shown)).await?;
     let project_budgets = o
         .by_project
         .iter()

@@ -184,7 +184,12 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         }
         s.power_now = format_power(s.power_now_w);
         s.timezone.clone_from(&site.timezone);
-        curves(state, &mut s, site.id, curve_from, curve_to).await?;
+        let zone = super::pue::SiteTz::of(db::sites::Site {
+            id: site.id,
+            name: site.name.clone(),
+            timezone: site.timezone.clone(),
+        })?;
+        curves(state, &mut s, &zone, curve_from, curve_to).await?;
         let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting
@@ -227,10 +232,11 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
 async fn curves(
     state: &AppState,
     s: &mut SiteNow,
-    site_id: i32,
+    site: &super::pue::SiteTz,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<()> {
+    let site_id = site.site.id;
     let read = state.read_db();
     let bucket_s = (CURVE_BUCKET_MS / 1000) as f64;
     s.gpu_kw_24h =
@@ -266,10 +272,9 @@ async fn curves(
         .filter(|(b, _)| to.timestamp_millis() - **b <= 3_600_000)
         .map(|(_, kw)| *kw);
     s.it_kw_24h = it.into_iter().collect();
-    let site = super::pue::site_tz(state, &s.name).await?;
     let today = Utc::now().with_timezone(&site.tz).date_naive();
     let midnight = super::pue::local_midnight(site.tz, today);
-    s.pue_today = super::pue::hours(state, &site, midnight, Utc::now())
+    s.pue_today = super::pue::hours(state, site, midnight, Utc::now())
         .await?
         .into_iter()
         .map(|h| (h.hour.timestamp_millis(), h.mean_pue))

@@ -23,11 +23,18 @@ pub async fn site_tz(state: &AppState, name: &str) -> Result<SiteTz> {
     let site = db::sites::by_name(&state.db, name)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no site '{name}'")))?;
-    let tz: Tz = site
-        .timezone
-        .parse()
-        .map_err(|_| Error::internal(format!("site {} has a bad zone", site.name)))?;
-    Ok(SiteTz { site, tz })
+    SiteTz::of(site)
+}
+
+impl SiteTz {
+    /// A site read already, with its zone parsed.
+    pub fn of(site: db::sites::Site) -> Result<SiteTz> {
+        let tz: Tz = site
+            .timezone
+            .parse()
+            .map_err(|_| Error::internal(format!("site {} has a bad zone", site.name)))?;
+        Ok(SiteTz { site, tz })
+    }
 }
 
 /// An instant on a local hour boundary, so hourly buckets are local hours even with half-hour offsets.
