@@ -179,10 +179,8 @@ pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
 pub fn amount(kind: &str, v: f64) -> String {
     if kind == "energy" {
         super::jobs::timing::format_energy(v)
-    } else if v < 1.0 {
-        format!("{:.1} g CO2e", v * 1000.0)
     } else {
-        format!("{v:.2} kg CO2e")
+        format!("{} CO2e", crate::analytics::units::co2e(v))
     }
 }
 

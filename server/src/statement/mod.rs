@@ -220,13 +220,8 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
         ),
         (
             "CO2e".to_owned(),
-            s.co2e_kg.map_or("not configured".to_owned(), |kg| {
-                if kg >= 1.0 {
-                    format!("{kg:.2} kg")
-                } else {
-                    format!("{:.1} g", kg * 1000.0)
-                }
-            }),
+            s.co2e_kg
+                .map_or("not configured".to_owned(), crate::analytics::units::co2e),
         ),
         (
             "Cost".to_owned(),
