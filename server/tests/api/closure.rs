@@ -18,6 +18,20 @@ fn kwh(v: &Value, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} in {v}"))
 }
 
+/// A row's five parts added: jobs' GPU and CPU/DRAM, idle GPUs and CPU/DRAM, the unmeasured rest.
+fn parts_sum(row: &Value) -> f64 {
+    [
+        "jobs_gpu_kwh",
+        "jobs_cpu_dram_kwh",
+        "idle_gpu_kwh",
+        "idle_cpu_dram_kwh",
+        "unmeasured_kwh",
+    ]
+    .iter()
+    .map(|f| kwh(row, f))
+    .sum()
+}
+
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
     let app = App::spawn(db).await;
@@ -43,13 +57,7 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
         readings.push(json!({"time": t, "it_kw": 5.0, "total_kw": 7.0}));
         t += Duration::minutes(15);
     }
-    let (status, body) = app
-        .post(
-            &meter,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Ten minutes of both GPUs from 10:00 (GPU 0 200 W busy; GPU 1 150 W by its counter, at 2 %
@@ -162,16 +170,7 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
     );
     assert!((kwh(r, "unmeasured_kwh") - (measured - gpu - cpu_dram)).abs() < 1e-12);
     // And they add up.
-    let parts: f64 = [
-        "jobs_gpu_kwh",
-        "jobs_cpu_dram_kwh",
-        "idle_gpu_kwh",
-        "idle_cpu_dram_kwh",
-        "unmeasured_kwh",
-    ]
-    .iter()
-    .map(|f| kwh(r, f))
-    .sum();
+    let parts = parts_sum(r);
     assert!((parts - measured).abs() < 1e-6, "{parts} vs {measured}");
 
     // By month: the same energy in the day's month.
@@ -186,16 +185,7 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
     assert_eq!(month["period"], day.format("%Y-%m").to_string());
     assert!((kwh(month, "gpu_kwh") - gpu).abs() < 1e-12);
     let month_measured = kwh(month, "measured_it_kwh");
-    let month_parts: f64 = [
-        "jobs_gpu_kwh",
-        "jobs_cpu_dram_kwh",
-        "idle_gpu_kwh",
-        "idle_cpu_dram_kwh",
-        "unmeasured_kwh",
-    ]
-    .iter()
-    .map(|f| kwh(month, f))
-    .sum();
+    let month_parts = parts_sum(month);
     assert!((month_parts - month_measured).abs() < 1e-6);
 
     // Bad ranges name their field.

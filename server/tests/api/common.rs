@@ -129,6 +129,16 @@ impl App {
         (status, String::from_utf8(body).expect("utf-8"))
     }
 
+    /// Posts meter readings (`{"readings": readings}`) with `token`.
+    pub async fn facility(&self, token: &str, readings: &Value) -> (StatusCode, Value) {
+        self.post(
+            token,
+            "/api/v1/ingest/facility",
+            &json!({ "readings": readings }),
+        )
+        .await
+    }
+
     /// A meter `m1` (category PUE2) in site `s1`; returns its token.
     pub async fn meter(&self) -> String {
         let (status, body) = self

@@ -22,9 +22,7 @@ async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
 
     let mut bad = readings.clone();
     bad[4]["total_kw"] = json!(700.0);
-    let (status, body) = app
-        .post(&token, "/api/v1/ingest/facility", &json!({"readings": bad}))
-        .await;
+    let (status, body) = app.facility(&token, &json!(bad)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body["error"],
@@ -32,9 +30,7 @@ async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
     );
     let mut bad = readings.clone();
     bad[2]["it_kw"] = json!(-5.0);
-    let (status, body) = app
-        .post(&token, "/api/v1/ingest/facility", &json!({"readings": bad}))
-        .await;
+    let (status, body) = app.facility(&token, &json!(bad)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -51,33 +47,15 @@ async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
     };
     assert_eq!(count().await, 0, "nothing partial");
 
-    let (status, body) = app
-        .post(
-            &token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&token, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"stored": 12, "duplicates": 0}));
-    let (_, body) = app
-        .post(
-            &token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings[6..]}),
-        )
-        .await;
+    let (_, body) = app.facility(&token, &json!(readings[6..])).await;
     assert_eq!(body, json!({"stored": 0, "duplicates": 6}));
     assert_eq!(count().await, 12);
 
     // Tokens keep to their kind.
-    let (status, _) = app
-        .post(
-            &node_token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, _) = app.facility(&node_token, &json!(readings)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.ingest(&token, &batch(samples(t0, 1))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -136,13 +114,7 @@ async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
         };
         readings.push(json!({"time": h0 + Duration::hours(1) + Duration::minutes(5 * i), "it_kw": it, "total_kw": total}));
     }
-    let (status, _) = app
-        .post(
-            &mtoken,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, _) = app.facility(&mtoken, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK);
 
     // GPU 0 at 200 W from h0 + 30 min to h0 + 2 h 15 min.
@@ -258,13 +230,7 @@ async fn energy_counter_meters_give_the_pue_of_each_interval(db: PgPool) {
             json!({"time": h0 + Duration::minutes(15 * i), "it_kwh": it, "total_kwh": total}),
         );
     }
-    let (status, body) = app
-        .post(
-            &token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&token, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let from = (h0 - Duration::hours(1)).to_rfc3339().replace('+', "%2B");
     let to = (h0 + Duration::hours(3)).to_rfc3339().replace('+', "%2B");
@@ -305,10 +271,9 @@ async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
     let t0 = one_minute_job(&app, "m1", "ann", 120).await;
     let token = app.meter().await;
     let (status, body) = app
-        .post(
+        .facility(
             &token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": [{"time": t0, "it_kw": 1e-300, "total_kw": 1e308}]}),
+            &json!([{"time": t0, "it_kw": 1e-300, "total_kw": 1e308}]),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -322,13 +287,7 @@ async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
     let readings: Vec<Value> = (0..6)
         .map(|i| json!({"time": t0 + Duration::minutes(5 * i), "it_kw": 100.0, "total_kw": 130.0}))
         .collect();
-    let (status, body) = app
-        .post(
-            &token,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&token, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // As an older server stored it.
     sqlx::query(

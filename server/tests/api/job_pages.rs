@@ -74,13 +74,7 @@ async fn a_stored_job_view_follows_late_meter_readings_and_site_settings(db: PgP
     let readings: Vec<Value> = (-14..=14)
         .map(|i| json!({"time": t0 + Duration::minutes(5 * i), "it_kw": 800.0, "total_kw": 1000.0}))
         .collect();
-    let (status, body) = app
-        .post(
-            &meter,
-            "/api/v1/ingest/facility",
-            &json!({ "readings": readings }),
-        )
-        .await;
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let after = app.job("late").await;
     assert_eq!(after.pue_fallback_share, 0.0, "{after:?}");

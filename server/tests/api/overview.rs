@@ -123,13 +123,7 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
     let readings: Vec<serde_json::Value> = (0..=12)
         .map(|k| json!({"time": Utc::now() - Duration::minutes(60 - 5 * k), "it_kw": 5.0, "total_kw": 6.0}))
         .collect();
-    let (status, body) = app
-        .post(
-            &meter,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, page) = app.page(&sam.cookie, "/overview").await;
     assert!(page.contains("<dd>5.00 kW</dd>"), "{page}");

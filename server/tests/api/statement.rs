@@ -65,13 +65,7 @@ async fn a_statement_charges_each_hour_its_pue_and_carbon_in_every_format(db: Pg
             json!({"time": t, "pue": if t < h1 { 1.2 } else { 1.5 }})
         })
         .collect();
-    let (status, body) = app
-        .post(
-            &meter,
-            "/api/v1/ingest/facility",
-            &json!({"readings": readings}),
-        )
-        .await;
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let carbon = |body: String, content_type: &'static str| {
         app.http
