@@ -168,10 +168,47 @@ pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
     Ok(statuses_of(state, now, Some(&mine))
         .await?
         .into_iter()
-        .filter(|s| {
-            s.energy_pct.is_some_and(|p| p >= 80.0) || s.co2e_pct.is_some_and(|p| p >= 80.0)
-        })
+        .filter(|s| s.budgets().any(|(_, pct, _, _)| pct >= 80.0))
         .collect())
+}
+
+/// A budget's kind, as its crossings name it (`energy`, `co2e`).
+pub const KINDS: [&str; 2] = ["energy", "co2e"];
+
+/// What a kind of budget limits, in words: `IT energy` or `CO2e`.
+pub fn what(kind: &str) -> &'static str {
+    if kind == "energy" {
+        "IT energy"
+    } else {
+        "CO2e"
+    }
+}
+
+/// A project's use of a budget in words (the webhook's `text`, the members' banner):
+/// "Project atlas has used 85 % of its IT energy budget for 2026-11 (UTC): 3.2 Wh of 3.8 Wh."
+pub fn used_text(project: &str, month: &str, kind: &str, used: f64, budget: f64) -> String {
+    format!(
+        "Project {project} has used {:.0} % of its {} budget for {month} (UTC): {} of {}.",
+        used / budget * 100.0,
+        what(kind),
+        amount(kind, used),
+        amount(kind, budget)
+    )
+}
+
+impl Status {
+    /// Each kind of budget the project has: (kind, % used, used, budget); use unknown (no job with
+    /// CO2e) leaves `used` out.
+    pub fn budgets(&self) -> impl Iterator<Item = (&'static str, f64, Option<f64>, f64)> + '_ {
+        KINDS.into_iter().filter_map(|kind| {
+            let (pct, used, budget) = if kind == "energy" {
+                (self.energy_pct, Some(self.used_kwh), self.kwh_per_month)
+            } else {
+                (self.co2e_pct, self.used_co2e_kg, self.co2e_kg_per_month)
+            };
+            Some((kind, pct?, used, budget?))
+        })
+    }
 }
 
 /// An amount of a budget's kind as people read it: energy by the one energy formatter (Wh under a
@@ -210,20 +247,10 @@ pub struct Payload {
 impl Payload {
     /// Of a recorded crossing.
     pub fn of(a: &Alert) -> Self {
-        let (what, unit) = if a.kind == "energy" {
-            ("IT energy", "kWh")
-        } else {
-            ("CO2e", "kg CO2e")
-        };
+        let unit = if a.kind == "energy" { "kWh" } else { "kg CO2e" };
         let month = a.month.format("%Y-%m").to_string();
         Self {
-            text: format!(
-                "Project {} has used {:.0} % of its {what} budget for {month} (UTC): {} of {}.",
-                a.project,
-                a.used / a.budget * 100.0,
-                amount(&a.kind, a.used),
-                amount(&a.kind, a.budget)
-            ),
+            text: used_text(&a.project, &month, &a.kind, a.used, a.budget),
             project: a.project.clone(),
             month,
             kind: a.kind.clone(),
@@ -242,13 +269,8 @@ pub async fn check_once(state: &AppState) -> Result<(usize, usize)> {
     let (first, _) = month_of(now);
     let mut recorded = 0;
     for s in statuses(state, now).await? {
-        for (kind, pct, used, budget) in [
-            ("energy", s.energy_pct, Some(s.used_kwh), s.kwh_per_month),
-            ("co2e", s.co2e_pct, s.used_co2e_kg, s.co2e_kg_per_month),
-        ] {
-            let (Some(pct), Some(used), Some(budget)) = (pct, used, budget) else {
-                continue;
-            };
+        for (kind, pct, used, budget) in s.budgets() {
+            let Some(used) = used else { continue };
             for t in THRESHOLDS.into_iter().filter(|t| pct >= f64::from(*t)) {
                 if db::budgets::record(&state.db, &s.project, first, kind, t, used, budget).await? {
                     recorded += 1;

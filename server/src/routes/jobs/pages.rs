@@ -82,22 +82,18 @@ async fn project_budget(state: &AppState, q: &ListQuery) -> Result<Option<String
     let Some(s) = statuses.iter().find(|s| s.project == project) else {
         return Ok(None);
     };
-    let amount = crate::service::budgets::amount;
-    let mut parts = Vec::new();
-    if let (Some(p), Some(b)) = (s.energy_pct, s.kwh_per_month) {
-        parts.push(format!(
-            "{} of its {} IT energy budget ({p:.0} %)",
-            amount("energy", s.used_kwh),
-            amount("energy", b)
-        ));
-    }
-    if let (Some(p), Some(b)) = (s.co2e_pct, s.co2e_kg_per_month) {
-        parts.push(format!(
-            "{} of its {} CO2e budget ({p:.0} %)",
-            amount("co2e", s.used_co2e_kg.unwrap_or(0.0)),
-            amount("co2e", b)
-        ));
-    }
+    use crate::service::budgets::{amount, what};
+    let parts: Vec<String> = s
+        .budgets()
+        .map(|(kind, pct, used, budget)| {
+            format!(
+                "{} of its {} {} budget ({pct:.0} %)",
+                amount(kind, used.unwrap_or(0.0)),
+                amount(kind, budget),
+                what(kind)
+            )
+        })
+        .collect();
     Ok(Some(format!(
         "Project {project} this month ({} UTC, every member's jobs): {}{}.",
         s.month,
@@ -114,33 +110,11 @@ async fn project_budget(state: &AppState, q: &ListQuery) -> Result<Option<String
 async fn budget_banners(state: &AppState, user: &str) -> Result<Vec<String>, PageError> {
     let mut out = Vec::new();
     for s in crate::service::budgets::banners_for(state, user).await? {
-        for (what, kind, pct, used, budget) in [
-            (
-                "IT energy",
-                "energy",
-                s.energy_pct,
-                Some(s.used_kwh),
-                s.kwh_per_month,
-            ),
-            (
-                "CO2e",
-                "co2e",
-                s.co2e_pct,
-                s.used_co2e_kg,
-                s.co2e_kg_per_month,
-            ),
-        ] {
-            if let (Some(pct), Some(used), Some(budget)) = (pct, used, budget) {
-                if pct >= 80.0 {
-                    let amount = crate::service::budgets::amount;
-                    out.push(format!(
-                        "Project {} has used {pct:.0} % of its {what} budget for {} (UTC): {} of {}.",
-                        s.project,
-                        s.month,
-                        amount(kind, used),
-                        amount(kind, budget)
-                    ));
-                }
+        for (kind, pct, used, budget) in s.budgets() {
+            if let (true, Some(used)) = (pct >= 80.0, used) {
+                out.push(crate::service::budgets::used_text(
+                    &s.project, &s.month, kind, used, budget,
+                ));
             }
         }
     }
