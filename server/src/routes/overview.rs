@@ -51,11 +51,6 @@ fn kw(v: f64) -> String {
     format!("{} kW", inline::num(v))
 }
 
-/// Energy formatted (the one formatter), for templates.
-pub fn energy(kwh: &f64) -> String {
-    format_energy(*kwh)
-}
-
 /// A site's 24-hour power and today's PUE, drawn.
 fn site_charts(s: &SiteNow, span: (i64, i64)) -> (String, Option<String>) {
     let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
