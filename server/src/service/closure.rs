@@ -108,12 +108,14 @@ pub async fn closure(
     }
     let read = state.read_db();
     let id = s.site.id;
-    let (gpu, cpu_dram, jobs, meters, due) = tokio::try_join!(
+    let (gpu, cpu_dram, jobs, meters, due, waits, node_waits) = tokio::try_join!(
         db::closure::gpu_by_hour(read, id, t0, t1),
         db::closure::cpu_dram_by_hour(read, id, t0, t1),
         db::closure::jobs_by_hour(read, id, t0, t1),
         db::closure::meter_readings(read, id, t0, t1),
         db::closure::jobs_due(read, id, t0, t1),
+        db::overview::rollup_waits_since(read),
+        db::closure::node_rollup_waits_since(read, id),
     )?;
     let (from_ms, to_ms) = (t0.timestamp_millis(), t1.timestamp_millis());
     let mut hours: BTreeMap<i64, HourTerms> = BTreeMap::new();
@@ -167,14 +169,13 @@ pub async fn closure(
             if due == 1 { "s" } else { "ve" },
         ));
     }
-    let waits = db::overview::rollup_waits_since(read).await?;
     if let Some((_, t)) = waits.iter().find(|(site, t)| *site == id && *t < t1) {
         partial.push(format!(
             "GPU samples since {} are waiting for the rollup and are not in the GPU figures yet.",
             local(*t)
         ));
     }
-    if let Some(t) = db::closure::node_rollup_waits_since(read, id).await? {
+    if let Some(t) = node_waits {
         if t < t1 {
             partial.push(format!(
                 "CPU and DRAM readings since {} are waiting for the rollup and are not in the CPU and \
