@@ -152,14 +152,16 @@ pub struct Row {
 }
 
 impl Row {
-    /// Jobs' energy, GPU and CPU and DRAM.
-    pub fn attributed_kwh(&self) -> f64 {
-        self.jobs_gpu_kwh + self.jobs_cpu_dram_kwh
-    }
-
-    /// Idle GPUs and idle node shares.
-    pub fn idle_kwh(&self) -> f64 {
-        self.idle_gpu_kwh + self.idle_cpu_dram_kwh
+    /// The five parts that add up to the meters' IT energy, in stacking order: jobs' GPUs, jobs' CPU
+    /// and DRAM, idle GPUs, idle CPU and DRAM, not measured by collectors (0 without a meter).
+    pub fn parts(&self) -> [f64; 5] {
+        [
+            self.jobs_gpu_kwh,
+            self.jobs_cpu_dram_kwh,
+            self.idle_gpu_kwh,
+            self.idle_cpu_dram_kwh,
+            self.unmeasured_kwh.unwrap_or(0.0),
+        ]
     }
 }
 
@@ -328,7 +330,8 @@ mod tests {
         assert!((d.idle_gpu_kwh - 24.0).abs() < 1e-9);
         assert!((d.idle_cpu_dram_kwh - 18.0).abs() < 1e-9);
         assert!((d.unmeasured_kwh.expect("test value") - 144.0).abs() < 1e-9);
-        let sum = d.attributed_kwh() + d.idle_kwh() + d.unmeasured_kwh.expect("test value");
+        assert!(d.unmeasured_kwh.is_some());
+        let sum: f64 = d.parts().iter().sum();
         assert!((sum - 240.0).abs() < 1e-9);
         let m = rows(
             &hours,

@@ -7,7 +7,7 @@ use axum::response::Html;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
-use crate::analytics::closure::{By, Row};
+use crate::analytics::closure::By;
 use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
 use crate::charts::inline::{self, Stack, PALETTE};
@@ -128,7 +128,7 @@ pub struct EnergyPage {
     pub range: String,
 }
 
-/// The five parts, in stacking order.
+/// The names of the five parts (`Row::parts`), in stacking order.
 pub const PARTS: [&str; 5] = [
     "Jobs, GPUs",
     "Jobs, CPU and DRAM",
@@ -136,16 +136,6 @@ pub const PARTS: [&str; 5] = [
     "Idle CPU and DRAM",
     "Not measured by collectors",
 ];
-
-fn parts(r: &Row) -> [f64; 5] {
-    [
-        r.jobs_gpu_kwh,
-        r.jobs_cpu_dram_kwh,
-        r.idle_gpu_kwh,
-        r.idle_cpu_dram_kwh,
-        r.unmeasured_kwh.unwrap_or(0.0),
-    ]
-}
 
 pub fn parse_query(q: &PageQuery) -> Result<(By, Option<NaiveDate>, Option<NaiveDate>), Error> {
     let by = match q.by.as_deref().unwrap_or("day") {
@@ -199,7 +189,7 @@ pub async fn page(
         .map(|(k, name)| Stack {
             name,
             colour: PALETTE[k],
-            values: c.rows.iter().map(|r| parts(r)[k]).collect(),
+            values: c.rows.iter().map(|r| r.parts()[k]).collect(),
         })
         .collect();
     let measured: Vec<Option<f64>> = c.rows.iter().map(|r| r.measured_it_kwh).collect();
@@ -224,7 +214,7 @@ pub async fn page(
         .rev()
         .map(|r| {
             let mut cells = vec![r.measured_it_kwh.map_or_else(dash, format_energy)];
-            cells.extend(parts(r)[..4].iter().map(|v| format_energy(*v)));
+            cells.extend(r.parts()[..4].iter().map(|v| format_energy(*v)));
             cells.push(r.unmeasured_kwh.map_or_else(dash, format_energy));
             cells.push(format_energy(r.gpu_kwh));
             cells.push(format_energy(r.cpu_dram_kwh));
