@@ -92,6 +92,11 @@ pub fn spawn(state: &AppState) -> Tasks {
                 ENERGY_PER_RUN as usize,
                 |s| async move {
                     let n = refresh_job_energy(&s, ENERGY_PER_RUN).await?;
+                    // The kept totals' rows of changes (of these summaries, and of jobs registered
+                    // and ended since) folded into one per key.
+                    if let Err(e) = crate::db::jobs::fold_totals(&s.db).await {
+                        tracing::warn!(error = %e, "folding the jobs' totals failed");
+                    }
                     if let Err(e) = budgets_once(&s).await {
                         tracing::warn!(error = %e, "budget check failed");
                     }

@@ -411,6 +411,11 @@ impl JobFixture<'_> {
         self.node = node.to_owned();
         self
     }
+    /// Its site (default s1).
+    pub fn site(mut self, site: &str) -> Self {
+        self.site = site.to_owned();
+        self
+    }
     /// Allocated GPUs of the node.
     pub fn gpus(mut self, gpus: &[u32]) -> Self {
         self.gpus = gpus.to_vec();

@@ -448,3 +448,202 @@ async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgP
     let j4 = body["jobs"][2]["it_energy_kwh"].as_f64().expect("kwh") * 3.6e6;
     assert!((j4 - 350.0 * 30.0).abs() / (350.0 * 30.0) < 0.01, "{j4} J");
 }
+
+/// The kept totals (`job_totals`, kept by triggers, folded by the energy task) against the same totals
+/// counted over the jobs, for every filter they serve, through every change: jobs registered, their
+/// energy stored, marked stale by late data and recomputed, jobs ending (while their energy is written
+/// at the same time), a job deleted; before and after folding.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_kept_job_totals_match_totals_counted_over_the_jobs_through_every_change(db: PgPool) {
+    use wattlas_server::db::jobs::{fold_totals, totals, JobFilter};
+
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/sites",
+            &json!({"name": "s2", "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s2"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t0 = minute_aligned_past(40);
+    for part in 0..6 {
+        let (status, body) = app
+            .ingest(
+                &token,
+                &batch(samples(t0 + Duration::seconds(100 * part), 100)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    let check = |stage: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            let mut filters = Vec::new();
+            for user in [None, Some("ann"), Some("bob"), Some("nobody")] {
+                for site in [None, Some("s1"), Some("s2")] {
+                    for running in [None, Some(true), Some(false)] {
+                        filters.push(JobFilter {
+                            user: user.map(str::to_owned),
+                            site: site.map(str::to_owned),
+                            running,
+                            ..JobFilter::default()
+                        });
+                    }
+                }
+            }
+            filters.push(JobFilter {
+                owner: Some("ann".to_owned()),
+                ..JobFilter::default()
+            });
+            for filter in filters {
+                let (kept, kept_updating) = totals(&db, &filter).await.expect("kept");
+                // A `from` before every job makes the same selection, counted job by job.
+                let counted_filter = JobFilter {
+                    from: Some(Utc::now() - Duration::days(3650)),
+                    ..filter.clone()
+                };
+                let (counted, counted_updating) =
+                    totals(&db, &counted_filter).await.expect("counted");
+                let what = format!("{stage}: {filter:?}: kept {kept:?}, counted {counted:?}");
+                assert_eq!(kept.jobs, counted.jobs, "{what}");
+                assert_eq!(kept.pending, counted.pending, "{what}");
+                assert_eq!(kept_updating, counted_updating, "{what}");
+                for (a, b) in [
+                    (kept.gpu_hours, counted.gpu_hours),
+                    (kept.it_energy_kwh, counted.it_energy_kwh),
+                    (kept.facility_energy_kwh, counted.facility_energy_kwh),
+                ] {
+                    assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}");
+                }
+            }
+        }
+    };
+
+    // Finished and running jobs of two users at two sites.
+    for (i, user) in ["ann", "bob", "ann"].iter().enumerate() {
+        let from = t0 + Duration::seconds(60 * i as i64);
+        app.new_job(&format!("done-{i}"))
+            .user(user)
+            .gpus(&[0])
+            .start(from)
+            .end(from + Duration::seconds(50))
+            .create()
+            .await;
+    }
+    for i in 0..12 {
+        app.new_job(&format!("run-{i}"))
+            .user(if i % 3 == 0 { "bob" } else { "ann" })
+            .node(if i % 2 == 0 { "n1" } else { "n2" })
+            .site(if i % 2 == 0 { "s1" } else { "s2" })
+            .gpus(&[1])
+            .start(t0 + Duration::seconds(200 + i))
+            .running()
+            .create()
+            .await;
+    }
+    check("registered").await;
+    let (_, body) = app.get(ADMIN, "/api/v1/jobs").await;
+    assert_eq!(body["totals"]["jobs"], 15, "{body}");
+    assert!(body["totals"]["it_energy_kwh"].as_f64().expect("kwh") > 0.0);
+
+    // Late data for the first minutes: the rollup marks jobs there stale; the energy task recomputes.
+    let (status, body) = app
+        .ingest(&token, &batch(samples(t0 - Duration::seconds(30), 30)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check("raw data waiting").await;
+    wattlas_server::maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    check("marked stale").await;
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("refresh");
+    check("recomputed").await;
+    let folded = fold_totals(&app.state.db).await.expect("fold");
+    assert!(folded > 10, "{folded} rows of changes");
+    check("folded").await;
+    let rows: i64 = sqlx::query_scalar("select count(*) from job_totals")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("rows");
+    assert!(rows <= 6, "one row per site, user and state: {rows}");
+
+    // The running jobs end while their energy is written (each job at once by both).
+    let mut work = Vec::new();
+    for i in 0..12 {
+        let id = format!("run-{i}");
+        let end = t0 + Duration::seconds(400 + i);
+        let (http, base) = (app.http.clone(), app.base.clone());
+        let (site, node) = if i % 2 == 0 {
+            ("s1", "n1")
+        } else {
+            ("s2", "n2")
+        };
+        let user = if i % 3 == 0 { "bob" } else { "ann" };
+        let body = json!({"id": id, "user": user, "site": site, "start": t0 + Duration::seconds(200 + i),
+            "end": end, "allocations": [{"node": node, "gpus": [1]}]});
+        work.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{base}/api/v1/jobs"))
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .expect("end");
+            let status = r.status();
+            assert!(
+                status.is_success(),
+                "{status}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }));
+        let state = app.state.clone();
+        work.push(tokio::spawn(async move {
+            let job = wattlas_server::db::jobs::by_id(&state.db, &id)
+                .await
+                .expect("job")
+                .expect("there");
+            let ctx = wattlas_server::service::jobs::JobContext::of(&state, job)
+                .await
+                .expect("context");
+            wattlas_server::service::jobs::computed_view(&state, &ctx)
+                .await
+                .expect("energy");
+        }));
+    }
+    for w in work {
+        w.await.expect("task");
+    }
+    check("ended while computed").await;
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("refresh");
+    check("ended, recomputed").await;
+    let (_, body) = app.get(ADMIN, "/api/v1/jobs?state=running").await;
+    assert_eq!(body["totals"]["jobs"], 0, "{body}");
+
+    // A job deleted (by hand: the server never deletes jobs) leaves with its energy.
+    for table in ["job_allocations", "job_parts", "job_node_cpus"] {
+        sqlx::query(&format!("delete from {table} where job_id = 'done-1'"))
+            .execute(&app.state.db)
+            .await
+            .expect("delete");
+    }
+    sqlx::query("delete from jobs where id = 'done-1'")
+        .execute(&app.state.db)
+        .await
+        .expect("delete");
+    check("deleted").await;
+    fold_totals(&app.state.db).await.expect("fold");
+    check("deleted, folded").await;
+    let (_, body) = app.get(ADMIN, "/api/v1/jobs?user=bob").await;
+    assert_eq!(body["totals"]["jobs"], 4, "{body}");
+}

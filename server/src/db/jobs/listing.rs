@@ -304,7 +304,110 @@ pub async fn list(
 
 /// Sums over all jobs matching a filter, from their stored energy summaries, and how many of them are
 /// counted at a figure that data arrived since (stale, or raw data waiting for the rollup task).
+///
+/// A filter of owner, site and state only (the lists' usual ones) is answered from the kept totals
+/// (`job_totals`, a few rows per user) instead of reading every matching job.
 pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
+    if filter.by_key_only() {
+        return kept_totals(db, filter).await;
+    }
+    counted_totals(db, filter).await
+}
+
+impl JobFilter {
+    /// Whether it filters only on what `job_totals` is kept by: owner, site and state.
+    fn by_key_only(&self) -> bool {
+        let JobFilter {
+            owner: _,
+            user: _,
+            site: _,
+            running: _,
+            tag,
+            ids,
+            power_cap_w,
+            from,
+            to,
+        } = self;
+        tag.is_none() && ids.is_none() && power_cap_w.is_none() && from.is_none() && to.is_none()
+    }
+}
+
+/// Totals from the kept rows of the filter's keys (folded or not); how many are being updated is
+/// counted: stale summaries (a partial index) and jobs with raw data waiting for the rollup (the short
+/// pending list) whose summaries are not stale.
+async fn kept_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
+    let mut qb = QueryBuilder::new(
+        r#"select coalesce(sum(t.jobs), 0)::int8 as jobs,
+            coalesce(sum(t.gpu_hours), 0)::float8 as gpu_hours,
+            coalesce(sum(t.it_energy_kwh), 0)::float8 as it_energy_kwh,
+            coalesce(sum(t.facility_energy_kwh), 0)::float8 as facility_energy_kwh,
+            coalesce(sum(t.jobs - t.summaries), 0)::int8 as pending,
+            (select count(*)
+                from job_energy e
+                join jobs j on j.id = e.job_id
+                join sites s on s.id = j.site_id"#,
+    );
+    push_filter(&mut qb, filter);
+    qb.push(
+        r#"
+                    and e.stale
+            ) + (
+                select count(distinct j.id)
+                from rollup_pending p
+                join job_allocations a on a.node_id = p.node_id
+                join jobs j on j.id = a.job_id
+                join sites s on s.id = j.site_id
+                left join job_energy e on e.job_id = j.id"#,
+    );
+    push_filter(&mut qb, filter);
+    qb.push(
+        r#"
+                    and p.t_from <= coalesce(j.end_time, 'infinity')
+                    and p.t_to >= j.start_time
+                    and not coalesce(e.stale, false)
+            ) as updating
+        from job_totals t
+        join sites s on s.id = t.site_id
+        where true"#,
+    );
+    for user in [&filter.owner, &filter.user].into_iter().flatten() {
+        qb.push("\n            and t.user_name = ").push_bind(user);
+    }
+    if let Some(site) = &filter.site {
+        qb.push("\n            and s.name = ").push_bind(site);
+    }
+    if let Some(running) = filter.running {
+        qb.push("\n            and t.finished = ")
+            .push_bind(!running);
+    }
+    let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
+    Ok(t.into())
+}
+
+/// Folds the kept totals' rows of changes into one row per key (what the triggers of `job_totals`
+/// added since); returns how many rows it folded. Rows added while it runs stay for the next fold.
+pub async fn fold_totals(db: &PgPool) -> sqlx::Result<u64> {
+    let folded: Option<i64> = sqlx::query_scalar(
+        r#"with gone as (
+            delete from job_totals returning *
+        ), folded as (
+            insert into job_totals (site_id, user_name, finished, jobs, summaries, gpu_hours,
+                it_energy_kwh, facility_energy_kwh)
+            select site_id, user_name, finished, sum(jobs), sum(summaries), sum(gpu_hours),
+                sum(it_energy_kwh), sum(facility_energy_kwh)
+            from gone
+            group by 1, 2, 3
+            having sum(jobs) <> 0 or sum(summaries) <> 0 or sum(gpu_hours) <> 0 or sum(it_energy_kwh) <> 0 or sum(facility_energy_kwh) <> 0
+        )
+        select count(*) from gone"#,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(folded.unwrap_or(0) as u64)
+}
+
+/// Totals counted over the matching jobs themselves.
+async fn counted_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
     let mut qb = QueryBuilder::new(
         // Jobs with raw data waiting for the rollup task, found from the (short) pending list rather
         // than asked of each of 100,000 jobs.
@@ -327,16 +430,7 @@ pub async fn totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals,
     );
     push_filter(&mut qb, filter);
     let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
-    Ok((
-        JobTotals {
-            jobs: t.jobs.max(0) as u64,
-            gpu_hours: t.gpu_hours,
-            it_energy_kwh: t.it_energy_kwh,
-            facility_energy_kwh: t.facility_energy_kwh,
-            pending: t.pending.max(0) as u64,
-        },
-        t.updating.max(0) as u64,
-    ))
+    Ok(t.into())
 }
 
 /// Tag values whose finished jobs ran at two or more caps (among them one of `owner`'s, where given),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
-use wattlas_protocol::UnknownGpus;
+use wattlas_protocol::{JobTotals, UnknownGpus};
 
 /// A job row with its site's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -318,6 +318,21 @@ struct TotalsRow {
     facility_energy_kwh: f64,
     pending: i64,
     updating: i64,
+}
+
+impl From<TotalsRow> for (JobTotals, u64) {
+    fn from(t: TotalsRow) -> Self {
+        (
+            JobTotals {
+                jobs: t.jobs.max(0) as u64,
+                gpu_hours: t.gpu_hours,
+                it_energy_kwh: t.it_energy_kwh,
+                facility_energy_kwh: t.facility_energy_kwh,
+                pending: t.pending.max(0) as u64,
+            },
+            t.updating.max(0) as u64,
+        )
+    }
 }
 
 /// Other jobs holding a GPU of job `id` at some time in `[from_ms, to_ms)`: (node, GPU, their start and
