@@ -114,7 +114,8 @@ impl JobSort {
     fn column(self) -> &'static str {
         match self {
             Self::Start => "j.start_time",
-            Self::Energy => "e.it_energy_kwh",
+            // The job's copy of its summary's energy (one index on jobs serves every depth).
+            Self::Energy => "j.it_energy_kwh",
             Self::Duration => {
                 "extract(epoch from coalesce(j.end_time, now()) - j.start_time)::float8"
             }
@@ -206,13 +207,13 @@ impl ListedJob {
 
 /// Jobs matching a filter, one page, sorted (ties by id), each with its sort key (for the next page's
 /// cursor).
-pub async fn list(
+pub async fn list<'a>(
     db: &PgPool,
-    filter: &JobFilter,
+    filter: &'a JobFilter,
     sort: JobSort,
     descending: bool,
     limit: i64,
-    start: &PageStart,
+    start: &'a PageStart,
 ) -> sqlx::Result<Vec<ListedJob>> {
     // The page's ids are chosen first, sorting only (id, key): sorting whole rows (tags, summaries)
     // of 100,000 jobs spills to disk. Then the page's 50 rows are read whole.
@@ -225,11 +226,7 @@ pub async fn list(
         r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
             j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale,
             {sort_time} as sort_time, {sort_number} as sort_number, {sort_text} as sort_text
-        from (
-            select j.id, {key} as sort_key
-            from jobs j
-            join sites s on s.id = j.site_id
-            left join job_energy e on e.job_id = j.id"#,
+        from ("#,
         sort_time = if sort.kind() == KeyKind::Time {
             "page.sort_key"
         } else {
@@ -246,48 +243,67 @@ pub async fn list(
             "null::text"
         },
     ));
-    push_filter(&mut qb, filter);
     let (later, offset) = match start {
         PageStart::Offset(n) => (None, *n),
         PageStart::After(k, id) => (Some((k, id)), 0),
     };
-    if let Some((k, id)) = later {
-        // Rows after (k, id) in the list's order; jobs without a key come last, by id.
-        let (past, id_past) = if descending { ("<", "<") } else { (">", ">") };
-        match k {
-            Some(k) => {
-                qb.push(format!(
-                    "
-            and ({key} {past} "
-                ));
-                push_key(&mut qb, k);
-                qb.push(format!(" or ({key} = "));
-                push_key(&mut qb, k);
-                qb.push(format!(" and j.id {id_past} "))
-                    .push_bind(id.as_str())
-                    .push(")");
-                if sort.nullable() {
-                    qb.push(format!(" or {key} is null"));
-                }
-                qb.push(")");
+    let past = if descending { "<" } else { ">" };
+    // One selection of (id, key) in the list's order: `keyed` the jobs with a key, after the cursor's
+    // (a row comparison an index on (key, id) starts from), or those without one, after the cursor's id.
+    let branch = |qb: &mut QueryBuilder<'a, Postgres>, keyed: bool, rows: i64| {
+        qb.push(format!(
+            r#"
+            (select j.id, {key} as sort_key
+            from jobs j"#
+        ));
+        // The site's name only where filtered by it: without it an index on the key alone answers.
+        if filter.site.is_some() {
+            qb.push("\n            join sites s on s.id = j.site_id");
+        }
+        qb.push("\n            left join job_energy e on e.job_id = j.id");
+        push_filter(qb, filter);
+        match (keyed, later) {
+            (true, Some((Some(k), id))) => {
+                qb.push(format!("\n            and ({key}, j.id) {past} ("));
+                push_key(qb, k);
+                qb.push(", ").push_bind(id.as_str()).push(")");
             }
-            None => {
-                qb.push(format!(
-                    "
-            and {key} is null and j.id {id_past} "
-                ))
-                .push_bind(id.as_str());
+            (true, _) if sort.nullable() => {
+                qb.push(format!("\n            and {key} is not null"));
+            }
+            (true, _) => {}
+            (false, Some((None, id))) => {
+                qb.push(format!("\n            and {key} is null and j.id {past} "))
+                    .push_bind(id.as_str());
+            }
+            (false, _) => {
+                qb.push(format!("\n            and {key} is null"));
             }
         }
+        qb.push(format!(
+            "\n            order by {key} {dir}, j.id {dir}\n            limit "
+        ))
+        .push_bind(rows)
+        .push(")");
+    };
+    // Jobs without a key (no summary yet) come last, by id, in either order: a second selection
+    // merged after the first, so that each reads its part of an index in order.
+    qb.push("\n            select id, sort_key from (");
+    if !sort.nullable() {
+        branch(&mut qb, true, limit + offset);
+    } else if matches!(later, Some((None, _))) {
+        branch(&mut qb, false, limit + offset);
+    } else {
+        branch(&mut qb, true, limit + offset);
+        qb.push("\n            union all");
+        branch(&mut qb, false, limit + offset);
     }
+    qb.push(") keyed");
     qb.push(format!(
         "
-            order by {key} {dir}{nulls}, j.id {dir}"
+            order by sort_key {dir}{nulls}, id {dir}
+            limit "
     ))
-    .push(
-        "
-            limit ",
-    )
     .push_bind(limit)
     .push(" offset ")
     .push_bind(offset);
