@@ -166,6 +166,14 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         .await?
         .error_for_status()?;
     }
+    for n in 0..NODES {
+        post(
+            "/api/v1/nodes",
+            serde_json::json!({"name": format!("long{n}"), "site": "bench"}),
+        )
+        .await?
+        .error_for_status()?;
+    }
     post(
         "/api/v1/meters",
         serde_json::json!({"name": "bench-main", "site": "bench", "category": "PUE1"}),
@@ -189,6 +197,7 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         seed_minutes(&db, scale, t0, small_span, period),
     )
     .await?;
+    seconds_of("the long job", seed_long(&db, t0, t_end)).await?;
     seconds_of("raw blocks", seed_raw(&db, scale, big_start)).await?;
     // Hours that ended are settled in service (the settle task); so here, before the pages are timed,
     // on two connections at once.
@@ -281,7 +290,7 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     let workload = "w21";
     let pages: Vec<(String, String, &[u8], f64)> = vec![
         (
-            format!("Jobs page, all {} jobs, newest first", scale.jobs + 1),
+            format!("Jobs page, all {} jobs, newest first", scale.jobs + 2),
             "/jobs".into(),
             b"job-",
             50.0,
@@ -326,6 +335,21 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
             50.0,
         ),
         (
+            format!("Job page of a {}-day 64-GPU job", scale.days),
+            "/jobs/long".into(),
+            b"pretrain-long-64gpu",
+            50.0,
+        ),
+        (
+            format!(
+                "Its power chart (SVG), {} days of hourly rollups",
+                scale.days
+            ),
+            "/jobs/long/power.svg".into(),
+            b"<svg",
+            100.0,
+        ),
+        (
             format!(
                 "PUE variation page (Table 1), {} days of 5-minute readings",
                 scale.meter_days
@@ -360,12 +384,12 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
         "Pages at scale: the seed".to_owned(),
         format!(
             "{} GPUs; {minutes} GPU-minutes ({} days); {raw_samples} raw samples ({} h; {settled_samples} of them settled into GPU-hours at {:.0} samples/s on two connections); {readings} meter readings ({} days); {} jobs; database {:.1} GB; seeded in {seed_secs:.0} s (job energy computed at {energy_rate:.0} jobs/s)",
-            NODES * GPUS_PER_NODE,
+            2 * NODES * GPUS_PER_NODE,
             scale.days,
             scale.raw_hours,
             settled_samples as f64 / settle_secs,
             scale.meter_days,
-            scale.jobs + 1,
+            scale.jobs + 2,
             db_bytes as f64 / 1e9
         ),
     )];

@@ -155,6 +155,73 @@ pub(crate) async fn seed_minutes(
     Ok(())
 }
 
+/// The long job: the whole span on 64 GPUs of their own (nodes `long0`..), whose per-minute rollups
+/// are seeded at 240 W, with the hourly sums: what its 90-day power chart reads. (On the short jobs'
+/// GPUs it would share each GPU with 1,500 jobs; a 64-GPU job does not share GPUs.)
+pub(crate) async fn seed_long(
+    db: &PgPool,
+    t0: chrono::DateTime<Utc>,
+    t_end: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let site: i32 = sqlx::query_scalar("select id from sites where name = 'bench'")
+        .fetch_one(db)
+        .await?;
+    let nodes: Vec<i32> =
+        sqlx::query_scalar("select id from nodes where name like 'long%' order by name")
+            .fetch_all(db)
+            .await?;
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags)
+        values ('long', 'ops', 'pretrain-long-64gpu', $1, $2, $3, '{"workload": "pretrain-long", "power_cap_w": "250"}')"#,
+    )
+    .bind(site)
+    .bind(t0)
+    .bind(t_end)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        r#"insert into job_allocations (job_id, node_id, gpu_index)
+        select 'long', n, g from unnest($1::int[]) n cross join generate_series(0, {}) g"#,
+        GPUS_PER_NODE - 1
+    ))
+    .bind(&nodes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let minutes = (t_end - t0).num_minutes();
+    for node in &nodes {
+        sqlx::query(&format!(
+            r#"insert into gpu_minute (node_id, gpu_index, minute, samples, covered_s, counter_s, energy_j,
+                power_min_w, power_max_w, power_limit_w, power_limit_samples, util_avg_pct, mem_max_mib,
+                temp_max_c, sm_avg_mhz)
+            select $1, g, $2 + make_interval(mins => m::int), 600, 60, 60, p * 60, p - 4, p + 4, 250, 600,
+                93, 61000, 30 + p / 8, 1300 + p
+            from generate_series(0, {gmax}) g
+            cross join generate_series(0, {mmax}) m
+            cross join lateral (select (240 + 6 * sin(m / 7.0 + g))::real as p) v"#,
+            gmax = GPUS_PER_NODE - 1,
+            mmax = minutes - 1,
+        ))
+        .bind(node)
+        .bind(t0)
+        .execute(db)
+        .await?;
+    }
+    let mut tx = db.begin().await?;
+    for node in nodes {
+        wattlas_server::db::rollups::refresh_hours(
+            &mut tx,
+            node,
+            t0.timestamp_millis(),
+            t_end.timestamp_millis(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The last hours' raw 100 ms blocks: one simulated hour of the 64 GPUs, repeated hour by hour.
 pub(crate) async fn seed_raw(
     db: &PgPool,
