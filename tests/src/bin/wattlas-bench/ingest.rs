@@ -273,6 +273,7 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
         gzip: true,
         clients_per_node: 1,
     };
+    let json_bodies = bodies.clone();
     let (http_secs, mut latencies) = json_leg.push(&http, &base, &tokens, bodies).await?;
     let pg_cpu = postgres_cpu_since(&pg_before);
     let me_cpu = proc_usage(std::process::id())?.0 - me_before;
@@ -314,6 +315,37 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
         lat.sort();
         binary.push((clients_per_node, secs, lat, cpu));
     }
+    // JSON + gzip at the target's load (300,000 samples/s: the batch p99 target is for a server at
+    // that load, not one pushed past what it can take), into the emptied table.
+    sqlx::query("truncate gpu_raw, rollup_pending")
+        .execute(&db)
+        .await?;
+    let samples_per_body = samples_total as f64 / (sizes.ingest_nodes as f64 * sizes.ingest_seconds as f64);
+    let (paced_rate, paced_latencies) = paced(
+        &json_leg,
+        &http,
+        &base,
+        &tokens,
+        json_bodies,
+        samples_per_body,
+        JSON_TARGET,
+    )
+    .await?;
+    let stored: i64 = sqlx::query_scalar("select sum(n_samples)::int8 from gpu_raw")
+        .fetch_one(&db)
+        .await?;
+    anyhow::ensure!(
+        stored as u64 == samples_total,
+        "paced JSON stored {stored} of {samples_total}"
+    );
+    let paced_pct = |p: f64| {
+        paced_latencies
+            .get(((paced_latencies.len() as f64 * p) as usize).min(paced_latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -385,6 +417,10 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
             format!("**{http_rate:.0} samples/s** ({:.0} GPUs at 100 ms); batch latency p50 {:.1} ms, p99 {:.1} ms; target >= 100,000", http_rate / 10.0, pct(0.5).as_secs_f64() * 1000.0, pct(0.99).as_secs_f64() * 1000.0).replace("target >= 100,000", "target >= 300,000 with gzip"),
         ),
         (
+            format!("The same JSON + gzip batches sent on a schedule at the target's load ({JSON_TARGET:.0} samples/s offered; latency from when each batch was due)"),
+            format!("{paced_rate:.0} samples/s taken; batch p50 {:.1} ms, p99 **{:.1} ms**, max {:.1} ms; target p99 <= 100 ms: {}", paced_pct(0.5), paced_pct(0.99), paced_pct(1.0), if paced_pct(0.99) <= 100.0 { "met" } else { "missed" }),
+        ),
+        (
             "Where the CPU went in the end-to-end run".to_owned(),
             format!(
                 "PostgreSQL {pg_cpu:.1} core-s, the bench process (server and load generator, one runtime) {me_cpu:.1} core-s, in {http_secs:.1} s on {cores:.0} cores: {:.0} % of the machine busy",
@@ -409,6 +445,9 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
         ),
     ])
 }
+
+/// The JSON + gzip throughput target, samples/s.
+const JSON_TARGET: f64 = 300_000.0;
 
 /// A binary leg's row: rate, its ratio to JSON's, latency, CPU.
 fn binary_row(
@@ -490,6 +529,57 @@ impl Leg {
         }
         Ok((started.elapsed().as_secs_f64(), latencies))
     }
+}
+
+/// Latency at a given load, as collectors make it: each sends its batches on a schedule (open loop,
+/// `rate` samples/s over all of them) whether or not the server keeps up, one request in flight; a
+/// batch's latency runs from when it was due, so a server falling behind shows as the wait it causes
+/// (not hidden by senders slowing down with it). Returns the achieved rate and the latencies.
+async fn paced(
+    leg: &Leg,
+    http: &reqwest::Client,
+    base: &str,
+    tokens: &[String],
+    bodies: Vec<Vec<Vec<u8>>>,
+    samples_per_body: f64,
+    rate: f64,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let clients = bodies.len();
+    let per_client_every = Duration::from_secs_f64(clients as f64 * samples_per_body / rate);
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for (c, (bodies, token)) in bodies.into_iter().zip(tokens).enumerate() {
+        let (http, token) = (http.clone(), token.clone());
+        let url = format!("{base}/api/v1/ingest/gpu");
+        let (content_type, gzip) = (leg.content_type, leg.gzip);
+        // Collectors' seconds do not start together: spread over one period.
+        let first = start + per_client_every.mul_f64(c as f64 / clients as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for (k, body) in bodies.into_iter().enumerate() {
+                let due = first + per_client_every * k as u32;
+                tokio::time::sleep_until(due).await;
+                let mut request = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", content_type);
+                if gzip {
+                    request = request.header("content-encoding", "gzip");
+                }
+                let r = request.body(body).send().await?;
+                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                latencies.push(due.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort();
+    Ok((latencies.len() as f64 * samples_per_body / secs, latencies))
 }
 
 /// One node's second of samples as a Prometheus remote write of dcgm-exporter series.
