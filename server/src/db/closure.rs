@@ -184,7 +184,7 @@ pub async fn idle_allocated(
             count(m.util_avg_pct) > 0
         from job_allocations a
         join gpu_minute m on m.node_id = a.node_id and m.gpu_index = a.gpu_index
-        where a.job_id = $1 and m.minute >= $2 and m.minute + interval '1 minute' <= $3"#,
+        where a.job_id = $1 and m.minute >= $2 and m.minute <= $3 - interval '1 minute'"#,
     )
     .bind(job_id)
     .bind(from)
