@@ -320,7 +320,8 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
     sqlx::query("truncate gpu_raw, rollup_pending")
         .execute(&db)
         .await?;
-    let samples_per_body = samples_total as f64 / (sizes.ingest_nodes as f64 * sizes.ingest_seconds as f64);
+    let samples_per_body =
+        samples_total as f64 / (sizes.ingest_nodes as f64 * sizes.ingest_seconds as f64);
     let (paced_rate, paced_latencies) = paced(
         &json_leg,
         &http,
@@ -340,7 +341,10 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
     );
     let paced_pct = |p: f64| {
         paced_latencies
-            .get(((paced_latencies.len() as f64 * p) as usize).min(paced_latencies.len().saturating_sub(1)))
+            .get(
+                ((paced_latencies.len() as f64 * p) as usize)
+                    .min(paced_latencies.len().saturating_sub(1)),
+            )
             .copied()
             .unwrap_or_default()
             .as_secs_f64()

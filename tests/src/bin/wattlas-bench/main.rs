@@ -176,6 +176,19 @@ async fn main() -> anyhow::Result<()> {
                 .context("--soak MINUTES")
         })
         .transpose()?;
+    if let Some(i) = args.iter().position(|a| a == "--soak-rate") {
+        let minutes: u64 = args
+            .get(i + 1)
+            .and_then(|m| m.parse().ok())
+            .context("--soak-rate MINUTES SAMPLES_PER_S")?;
+        let rate: f64 = args
+            .get(i + 2)
+            .and_then(|m| m.parse().ok())
+            .context("--soak-rate MINUTES SAMPLES_PER_S")?;
+        let rows = soak::soak_rate(&base_url, minutes, rate).await?;
+        write_table(&rows, &format!("soak-rate, {minutes} min"), out.as_deref())?;
+        return Ok(());
+    }
     if let Some(minutes) = soak_minutes {
         let rows = soak::soak(&base_url, minutes).await?;
         write_table(&rows, &format!("soak, {minutes} min"), out.as_deref())?;

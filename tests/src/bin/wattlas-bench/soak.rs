@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chrono::DurationRound;
 
 use crate::pages::{fetch, start_server};
 use crate::{fresh_db, ADMIN};
@@ -220,4 +221,244 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
         ));
     }
     Ok(rows)
+}
+
+/// Collectors of the binary soak, eight GPUs each (the ingest benchmark's fleet).
+const RATE_NODES: u32 = 128;
+
+/// The binary soak (`wattlas-bench --soak-rate MINUTES SAMPLES_PER_S`): the release server in its own
+/// process, with its background tasks (rollups, settling, job energy) running as in service, takes
+/// binary batches from 128 collectors sent on a schedule at `rate` samples/s in all (open loop, one
+/// request in flight each; latency from when each batch was due). To offer more than 128 nodes' real
+/// time, each collector sends its seconds faster than they pass, as one catching up from its spool
+/// does: the run's samples span the hours before it. Every batch is a second of a simulated minute
+/// repeated with its times moved on (the frame's base time patched: no re-encoding in the sender).
+/// Reports the rate taken, latency and the server's memory minute by minute, the CPU of server,
+/// PostgreSQL and sender, and the samples stored (raw and settled) against those sent: each once.
+pub async fn soak_rate(
+    base_url: &str,
+    minutes: u64,
+    rate: f64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::ingest::simulate;
+
+    let (db, url) = fresh_db(base_url, "wattlas_bench_soak_rate").await?;
+    let (server, base) = start_server(&url, true).await?;
+    let http = reqwest::Client::new();
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/sites",
+        serde_json::json!({"name": "bench", "timezone": "UTC"}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for n in 0..RATE_NODES {
+        let created = post(
+            &http,
+            &base,
+            ADMIN,
+            "/api/v1/nodes",
+            serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
+        )
+        .await;
+        tokens.push(created["token"].as_str().context("node token")?.to_owned());
+    }
+    let run_s = minutes as f64 * 60.0;
+    let template_s: i64 = 60;
+    let per_batch = 80.0;
+    let every = Duration::from_secs_f64(f64::from(RATE_NODES) * per_batch / rate);
+    let batches = (run_s / every.as_secs_f64()).ceil() as i64;
+    // The samples end a minute before the run starts: none is in the future when sent.
+    let span_s = (batches / template_s + 1) * template_s;
+    let t_base = chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1))?
+        - chrono::Duration::seconds(span_s + 60);
+    let sim = simulate(RATE_NODES, 8, template_s, t_base);
+    let mut frames: Vec<Vec<(Vec<u8>, usize, u64)>> = Vec::new();
+    for (n, node) in sim.iter().enumerate() {
+        let gpus: Vec<wattlas_protocol::GpuIdentity> = (0..8)
+            .map(|i| wattlas_protocol::GpuIdentity {
+                index: i,
+                uuid: format!("GPU-bench-{n}-{i}"),
+                model: "A100".into(),
+                default_power_limit_w: Some(250.0),
+                keep_known: false,
+            })
+            .collect();
+        let mut node_frames = Vec::new();
+        for batch in node {
+            let body = wattlas_protocol::GpuBatch {
+                node: None,
+                gpus: gpus.clone(),
+                samples: batch.clone(),
+                dropped_samples_total: Some(0),
+                node_energy: vec![],
+                node_cpus: None,
+            };
+            let frame = wattlas_protocol::wire::encode_batch(&body).context("binary frame")?;
+            // Where the frame's base time is: after the magic, the metadata's length and itself.
+            let meta_len = u32::from_le_bytes(frame[4..8].try_into()?) as usize;
+            node_frames.push((frame, 8 + meta_len, batch.len() as u64));
+        }
+        frames.push(node_frames);
+    }
+    eprintln!(
+        "soak: {RATE_NODES} collectors, binary batches of {per_batch} samples every {:.1} ms each ({rate:.0} samples/s offered) for {minutes} min",
+        every.as_secs_f64() * 1000.0
+    );
+
+    let pid = server.pid();
+    let (pg_before, server_before, me_before) = (
+        crate::postgres_cpu(),
+        crate::proc_usage(pid)?.0,
+        crate::proc_usage(std::process::id())?.0,
+    );
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for (n, (node_frames, token)) in frames.into_iter().zip(&tokens).enumerate() {
+        let (http, token) = (http.clone(), token.clone());
+        let url = format!("{base}/api/v1/ingest/gpu");
+        let first = start + every.mul_f64(n as f64 / f64::from(RATE_NODES));
+        tasks.push(tokio::spawn(async move {
+            // (seconds since the start when it was sent, latency in ms) of each batch; samples sent.
+            let mut sent = Vec::with_capacity(batches as usize);
+            let mut samples = 0u64;
+            let mut stored = 0u64;
+            for k in 0..batches {
+                let due = first + every * k as u32;
+                tokio::time::sleep_until(due).await;
+                let (frame, at, n) = &node_frames[(k % template_s) as usize];
+                let mut body = frame.clone();
+                let t0 = i64::from_le_bytes(body[*at..*at + 8].try_into()?);
+                let moved = t0 + (k / template_s) * template_s * 1000;
+                body[*at..*at + 8].copy_from_slice(&moved.to_le_bytes());
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", wattlas_protocol::wire::BATCH_CONTENT_TYPE)
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                let answer: serde_json::Value = r.json().await?;
+                stored += answer["stored"].as_u64().context("stored")?;
+                samples += n;
+                sent.push((
+                    (due - start).as_secs_f64(),
+                    due.elapsed().as_secs_f64() * 1000.0,
+                ));
+            }
+            Ok::<_, anyhow::Error>((sent, samples, stored))
+        }));
+    }
+    // The server's memory every 5 s while the collectors send.
+    let mut rss: Vec<(f64, u64)> = Vec::new();
+    let watch = Instant::now();
+    while tasks.iter().any(|t| !t.is_finished()) {
+        rss.push((watch.elapsed().as_secs_f64(), rss_kib(pid)?));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let mut sent = Vec::new();
+    let (mut samples, mut answered) = (0u64, 0u64);
+    for t in tasks {
+        let (s, n, stored) = t.await??;
+        sent.extend(s);
+        samples += n;
+        answered += stored;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = (
+        crate::postgres_cpu_since(&pg_before),
+        crate::proc_usage(pid)?.0 - server_before,
+        crate::proc_usage(std::process::id())?.0 - me_before,
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "select (select coalesce(sum(n_samples), 0) from gpu_raw) + (select coalesce(sum(n_samples), 0) from gpu_settled)",
+    )
+    .fetch_one(&db)
+    .await?;
+    let settled: i64 =
+        sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_settled")
+            .fetch_one(&db)
+            .await?;
+    let db_bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
+        .fetch_one(&db)
+        .await?;
+    drop(server);
+    db.close().await;
+
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let half = rss
+        .iter()
+        .find(|(t, _)| *t >= run_s / 2.0)
+        .or(rss.first())
+        .map_or(0, |r| r.1);
+    let last = rss.last().map_or(0, |r| r.1);
+    let growth = last as f64 / half.max(1) as f64;
+    let per_minute: Vec<String> = rss
+        .iter()
+        .filter(|(t, _)| *t % 60.0 < 5.0)
+        .map(|(_, kib)| format!("{:.0}", mb(*kib)))
+        .collect();
+    // Latency per minute of the run: p50 / p99 of the batches due in it.
+    let mut by_minute: Vec<Vec<f64>> = vec![Vec::new(); minutes as usize + 1];
+    for (at, ms) in &sent {
+        by_minute[((*at / 60.0) as usize).min(minutes as usize)].push(*ms);
+    }
+    let minute_p99: Vec<String> = by_minute
+        .iter_mut()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            m.sort_by(f64::total_cmp);
+            format!("{:.0}", percentile(m, 0.99))
+        })
+        .collect();
+    let mut all: Vec<f64> = sent.iter().map(|s| s.1).collect();
+    all.sort_by(f64::total_cmp);
+    let taken = samples as f64 / secs;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Ok(vec![
+        (
+            format!("Soak: {RATE_NODES} collectors x 8 GPUs, binary batches on a schedule at {rate:.0} samples/s offered, {minutes} min, release server in its own process with its background tasks"),
+            format!(
+                "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored, {settled} of them settled into GPU-hours during the run); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
+                samples as i64 - stored,
+                answered,
+                db_bytes as f64 / 1e9,
+                if stored as u64 == samples && answered == samples { "every sample once" } else { "MISSED" }
+            ),
+        ),
+        (
+            "Batch latency over the soak (from when each was due)".to_owned(),
+            format!(
+                "p50 {:.1} ms, p99 **{:.1} ms**, max {:.0} ms; p99 by minute: {}",
+                percentile(&all, 0.5),
+                percentile(&all, 0.99),
+                all.last().copied().unwrap_or(f64::NAN),
+                minute_p99.join(", ")
+            ),
+        ),
+        (
+            "Where the CPU went".to_owned(),
+            format!(
+                "server {:.0} core-s, PostgreSQL {:.0} core-s, the senders {:.0} core-s, in {secs:.0} s on {cores:.0} cores: {:.0} % of the machine",
+                cpu.1,
+                cpu.0,
+                cpu.2,
+                (cpu.0 + cpu.1 + cpu.2) / (secs * cores) * 100.0
+            ),
+        ),
+        (
+            "Server memory (RSS every 5 s)".to_owned(),
+            format!(
+                "{:.0} MB at half time, **{:.0} MB** at the end ({:+.0} % over the second half); by minute: {}; target flat over the second half (within +10 %): {}",
+                mb(half),
+                mb(last),
+                (growth - 1.0) * 100.0,
+                per_minute.join(", "),
+                if growth <= 1.10 { "met" } else { "missed" }
+            ),
+        ),
+    ])
 }
