@@ -75,7 +75,8 @@ pub async fn with_use(
                 count(*) filter (where e.job_id is null or e.stale) as pending
             from jobs j
             left join job_energy e on e.job_id = j.id
-            where j.start_time >= $1 and j.start_time < $2 and j.tags ->> 'project' = b.project
+            where j.start_time >= $1 and j.start_time < $2
+                and j.tags @> jsonb_build_object('project', b.project)
         ) u on true
         where $3::text[] is null or b.project = any($3)
         order by b.project"#,

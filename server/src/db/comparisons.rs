@@ -25,7 +25,9 @@ pub async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
                 from jobs j
                 left join job_energy e on e.job_id = j.id
                 where j.end_time is not null
-                    and j.tags ->> $3 = $4
+                    -- Containment, which the tags' GIN index answers (`->>` read every job: ~20 ms
+                    -- at 100,000 jobs, for each of a statement's 300 tags).
+                    and j.tags @> jsonb_build_object($3::text, $4::text)
                     and ($2::text is null or j.user_name = $2)
                     and (e.job_id is null or e.stale or e.computed_at > c.computed_at
                         or j.end_time > c.computed_at))"#,
@@ -36,6 +38,41 @@ pub async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
     .bind(value)
     .fetch_optional(db)
     .await
+}
+
+/// The stored comparisons of many tags (`key:value`) for everyone at once, those still fresh (as
+/// `fresh`), by tag: one query for a statement's hundreds of workloads instead of one each.
+pub async fn fresh_many<T: DeserializeOwned + Send + Unpin + 'static>(
+    db: &PgPool,
+    tags: &[String],
+) -> sqlx::Result<std::collections::HashMap<String, Json<Option<T>>>> {
+    let (mut names, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for tag in tags {
+        if let Some((key, value)) = tag.split_once([':', '=']) {
+            names.push(tag.as_str());
+            keys.push(key);
+            values.push(value);
+        }
+    }
+    let rows: Vec<(String, Json<Option<T>>)> = sqlx::query_as(
+        r#"select c.tag, c.body
+        from unnest($1::text[], $2::text[], $3::text[]) as t(tag, key, value)
+        join cap_comparisons c on c.tag = t.tag and c.owner = ''
+        where not exists (
+            select 1
+            from jobs j
+            left join job_energy e on e.job_id = j.id
+            where j.end_time is not null
+                and j.tags @> jsonb_build_object(t.key, t.value)
+                and (e.job_id is null or e.stale or e.computed_at > c.computed_at
+                    or j.end_time > c.computed_at))"#,
+    )
+    .bind(&names)
+    .bind(&keys)
+    .bind(&values)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Stores a comparison computed now.

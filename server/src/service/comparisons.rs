@@ -154,6 +154,36 @@ pub async fn comparison(
 /// job of the tag (in the scope) has changed since; else compared now and stored. `None` where the
 /// jobs cannot be compared.
 pub async fn stored(state: &AppState, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
+    let fresh = db::comparisons::fresh(&state.db, tag, None).await?;
+    stored_or_computed(state, scope, tag, fresh.map(|b| b.0)).await
+}
+
+/// `stored` of many tags, their freshness asked in one query (a statement's hundreds of workloads).
+pub async fn stored_many(
+    state: &AppState,
+    scope: &JobScope,
+    tags: &[String],
+) -> Result<Vec<(String, Option<Comparison>)>> {
+    let mut fresh = db::comparisons::fresh_many(&state.db, tags).await?;
+    let mut out = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let body = fresh.remove(tag).map(|b| b.0);
+        out.push((
+            tag.clone(),
+            stored_or_computed(state, scope, tag, body).await?,
+        ));
+    }
+    Ok(out)
+}
+
+/// A comparison as stored (`Some`: fresh), else compared now and stored; its examples only where
+/// the scope may see them.
+async fn stored_or_computed(
+    state: &AppState,
+    scope: &JobScope,
+    tag: &str,
+    fresh: Option<Option<Comparison>>,
+) -> Result<Option<Comparison>> {
     // One comparison for everyone (see `comparison`); its examples are dropped for a scope that may
     // not see them.
     let visible = |c: Option<Comparison>| async move {
@@ -171,8 +201,8 @@ pub async fn stored(state: &AppState, scope: &JobScope, tag: &str) -> Result<Opt
         }
         Ok::<_, Error>(Some(c))
     };
-    if let Some(body) = db::comparisons::fresh(&state.db, tag, None).await? {
-        return visible(body.0).await;
+    if let Some(body) = fresh {
+        return visible(body).await;
     }
     let computed = match comparison(state, &JobScope::All, tag, None, None).await {
         Ok(c) => Some(c),

@@ -103,15 +103,16 @@ pub async fn gather(
         .collect();
     workloads.sort();
     workloads.dedup();
-    for w in workloads {
-        let tag = format!("workload:{w}");
-        if let Some(c) = crate::service::comparisons::stored(state, scope, &tag).await? {
-            for row in &c.caps {
-                rel.insert(
-                    (w.clone(), row.power_cap_w.round() as i64),
-                    row.rel_energy_pct,
-                );
-            }
+    let tags: Vec<String> = workloads.iter().map(|w| format!("workload:{w}")).collect();
+    for (w, (_, c)) in workloads
+        .into_iter()
+        .zip(crate::service::comparisons::stored_many(state, scope, &tags).await?)
+    {
+        for row in c.iter().flat_map(|c| &c.caps) {
+            rel.insert(
+                (w.clone(), row.power_cap_w.round() as i64),
+                row.rel_energy_pct,
+            );
         }
     }
 

@@ -280,8 +280,16 @@ pub async fn list<'a>(
                 qb.push(format!("\n            and {key} is null"));
             }
         }
+        // In the order of the index on the key: descending with nulls last, or that read backwards.
+        // Where the key is not null, either way of placing nulls is the list's order; the jobs
+        // without one are all null, so `nulls last` is theirs.
+        let nulls = match (keyed, sort.nullable(), descending) {
+            (_, false, _) => "",
+            (true, true, false) => " nulls first",
+            (_, true, _) => " nulls last",
+        };
         qb.push(format!(
-            "\n            order by {key} {dir}, j.id {dir}\n            limit "
+            "\n            order by {key} {dir}{nulls}, j.id {dir}\n            limit "
         ))
         .push_bind(rows)
         .push(")");

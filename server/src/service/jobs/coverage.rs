@@ -39,54 +39,72 @@ pub async fn coverage_gaps(state: &AppState, ctx: &JobContext) -> Result<(Vec<Ga
         return Ok((Vec::new(), 0));
     }
     let raw = to_ms - from_ms <= 30 * 60_000;
-    let mut out: Vec<Gap> = Vec::new();
-    for node in &ctx.nodes {
-        // Per GPU, runs of samples no further apart than the limit: every raw sample of a short job,
-        // runs of whole minutes of a long one (a week of 64 GPUs is 645,000 minutes).
-        let mut runs: BTreeMap<u32, Vec<(i64, i64)>> =
-            node.gpus.iter().map(|g| (*g, Vec::new())).collect();
-        let (start, limit) = if raw {
-            let mut times: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-            for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await?
-            {
-                times.entry(s.gpu).or_default().push(s.t_ms);
-            }
-            for (gpu, mut t) in times {
-                t.sort_unstable();
-                t.dedup();
-                runs.insert(
-                    gpu,
-                    crate::analytics::energy::cadence_runs(&t, state.config.max_gap_ms),
-                );
-            }
-            (from_ms, state.config.max_gap_ms)
-        } else {
-            for (gpu, first, last) in db::rollups::minute_runs(
-                &state.db,
-                node.node_id,
-                &node.gpus,
-                db::energy::floor_minute(from_ms),
-                to_ms,
-            )
-            .await?
-            {
-                runs.entry(gpu).or_default().push((first, last));
-            }
-            (db::energy::floor_minute(from_ms), 60_000)
-        };
-        for (gpu, r) in runs {
-            for (a, b) in crate::analytics::energy::gaps_between_runs(&r, start, to_ms, limit) {
-                out.push(Gap {
-                    gpu: format!("{}/gpu{gpu}", node.name),
-                    from: db::ts(a.max(from_ms)),
-                    to: db::ts(b),
-                    seconds: (b - a.max(from_ms)) as f64 / 1000.0,
-                });
-            }
-        }
+    // Node by node at once (each reads its own samples or hours).
+    let mut nodes = tokio::task::JoinSet::new();
+    for node in ctx.nodes.clone() {
+        let state = state.clone();
+        nodes.spawn(async move { node_gaps(&state, &node, raw, from_ms, to_ms).await });
     }
-    out.sort_by_key(|g| g.from);
+    let mut out: Vec<Gap> = Vec::new();
+    while let Some(gaps) = nodes.join_next().await {
+        out.extend(gaps.map_err(|e| crate::service::Error::internal(e.to_string()))??);
+    }
+    out.sort_by(|a, b| a.from.cmp(&b.from).then_with(|| a.gpu.cmp(&b.gpu)));
     let total = out.len();
     out.truncate(MAX_GAPS);
     Ok((out, total))
+}
+
+/// One node's gaps (see `coverage_gaps`): from its raw samples for a short job, else its minutes.
+async fn node_gaps(
+    state: &AppState,
+    node: &db::energy::NodeGpus,
+    raw: bool,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<Gap>> {
+    let mut out = Vec::new();
+    // Per GPU, runs of samples no further apart than the limit: every raw sample of a short job,
+    // runs of whole minutes of a long one (a week of 64 GPUs is 645,000 minutes).
+    let mut runs: BTreeMap<u32, Vec<(i64, i64)>> =
+        node.gpus.iter().map(|g| (*g, Vec::new())).collect();
+    let (start, limit) = if raw {
+        let mut times: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await? {
+            times.entry(s.gpu).or_default().push(s.t_ms);
+        }
+        for (gpu, mut t) in times {
+            t.sort_unstable();
+            t.dedup();
+            runs.insert(
+                gpu,
+                crate::analytics::energy::cadence_runs(&t, state.config.max_gap_ms),
+            );
+        }
+        (from_ms, state.config.max_gap_ms)
+    } else {
+        for (gpu, first, last) in db::rollups::minute_runs(
+            &state.db,
+            node.node_id,
+            &node.gpus,
+            db::energy::floor_minute(from_ms),
+            to_ms,
+        )
+        .await?
+        {
+            runs.entry(gpu).or_default().push((first, last));
+        }
+        (db::energy::floor_minute(from_ms), 60_000)
+    };
+    for (gpu, r) in runs {
+        for (a, b) in crate::analytics::energy::gaps_between_runs(&r, start, to_ms, limit) {
+            out.push(Gap {
+                gpu: format!("{}/gpu{gpu}", node.name),
+                from: db::ts(a.max(from_ms)),
+                to: db::ts(b),
+                seconds: (b - a.max(from_ms)) as f64 / 1000.0,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -30,22 +30,62 @@ pub async fn job_series(
     to_ms: i64,
     metric: GpuMetric,
 ) -> Result<Vec<Series>, db::Error> {
-    let mut out = Vec::new();
     let long = to_ms - from_ms > RAW_WINDOW_MS;
     let by_gpu = nodes.iter().map(|n| n.gpus.len()).sum::<usize>() <= MAX_GPU_LINES;
-    // Rollup buckets: whole minutes, or hours (from the hourly sums) for windows over three days.
-    let rollup_bucket_ms = if to_ms - from_ms > HOURLY_WINDOW_MS {
-        3_600_000
+    // Rollup buckets: whole minutes, or whole hours (from the hourly sums) for windows over three
+    // days, as many as keep a line within `MAX_POINTS` (90 days: two hours).
+    let window = to_ms - from_ms;
+    let rollup_bucket_ms = if window > HOURLY_WINDOW_MS {
+        (window / MAX_POINTS / 3_600_000 + 1) * 3_600_000
     } else {
-        ((to_ms - from_ms) / MAX_POINTS / 60_000 + 1) * 60_000
+        (window / MAX_POINTS / 60_000 + 1) * 60_000
     };
-    for db::energy::NodeGpus {
-        node_id,
-        name: node,
-        gpus,
-        ..
-    } in nodes.iter().cloned()
+    // Node by node at once, each its own rows; the lines in the nodes' order.
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, node) in nodes.iter().cloned().enumerate() {
+        let db = db.clone();
+        reads.spawn(async move {
+            let lines = node_series(
+                &db,
+                node,
+                (from_ms, to_ms),
+                metric,
+                by_gpu,
+                long,
+                rollup_bucket_ms,
+            )
+            .await;
+            (i, lines)
+        });
+    }
+    let mut by_node = Vec::new();
+    while let Some(done) = reads.join_next().await {
+        let (i, lines) =
+            done.map_err(|e| db::Error::Sql(sqlx::Error::Protocol(format!("chart read: {e}"))))?;
+        by_node.push((i, lines?));
+    }
+    by_node.sort_by_key(|(i, _)| *i);
+    Ok(by_node.into_iter().flat_map(|(_, lines)| lines).collect())
+}
+
+/// One node's lines of `job_series`.
+async fn node_series(
+    db: &PgPool,
+    node: NodeGpus,
+    (from_ms, to_ms): (i64, i64),
+    metric: GpuMetric,
+    by_gpu: bool,
+    long: bool,
+    rollup_bucket_ms: i64,
+) -> Result<Vec<Series>, db::Error> {
+    let mut out = Vec::new();
     {
+        let db::energy::NodeGpus {
+            node_id,
+            name: node,
+            gpus,
+            ..
+        } = node;
         // A line per GPU (keyed by its index) or one for the node (key None).
         let keys: Vec<Option<u32>> = if by_gpu {
             gpus.iter().map(|g| Some(*g)).collect()
