@@ -56,6 +56,26 @@ pub(crate) fn simulate(
         .collect()
 }
 
+/// A simulated node's (`bench{n}`'s) second of samples as its collector sends it.
+pub(crate) fn batch_of(n: usize, gpus: u32, samples: &[GpuSample]) -> GpuBatch {
+    GpuBatch {
+        node: None,
+        gpus: (0..gpus)
+            .map(|i| GpuIdentity {
+                index: i,
+                uuid: format!("GPU-bench-{n}-{i}"),
+                model: "A100".into(),
+                default_power_limit_w: Some(250.0),
+                keep_known: false,
+            })
+            .collect(),
+        samples: samples.to_vec(),
+        dropped_samples_total: Some(0),
+        node_energy: vec![],
+        node_cpus: None,
+    }
+}
+
 pub(crate) fn raw(samples: &[GpuSample]) -> Vec<RawSample> {
     let known: HashSet<u32> = samples.iter().map(|s| s.gpu).collect();
     wattlas_server::routes::ingest::validate_samples(
@@ -235,27 +255,11 @@ pub(crate) async fn ingest(base_url: &str, sizes: &Sizes) -> anyhow::Result<Vec<
     let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut copy = Copy::new();
     for (n, node) in sim.iter().enumerate() {
-        let gpus: Vec<GpuIdentity> = (0..sizes.gpus_per_node)
-            .map(|i| GpuIdentity {
-                index: i,
-                uuid: format!("GPU-bench-{n}-{i}"),
-                model: "A100".into(),
-                default_power_limit_w: Some(250.0),
-                keep_known: false,
-            })
-            .collect();
         let mut node_bodies = Vec::new();
         let mut node_frames = Vec::new();
         for batch in node {
             samples_total += batch.len() as u64;
-            let body = GpuBatch {
-                node: None,
-                gpus: gpus.clone(),
-                samples: batch.clone(),
-                dropped_samples_total: Some(0),
-                node_energy: vec![],
-                node_cpus: None,
-            };
+            let body = batch_of(n, sizes.gpus_per_node, batch);
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&serde_json::to_vec(&body)?)?;
             node_bodies.push(gz.finish()?);
@@ -513,15 +517,7 @@ impl Leg {
                 let mut latencies = Vec::new();
                 for body in bodies {
                     let t = Instant::now();
-                    let mut request = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", content_type);
-                    if gzip {
-                        request = request.header("content-encoding", "gzip");
-                    }
-                    let r = request.body(body).send().await?;
-                    anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                    send(&http, &url, &token, content_type, gzip, body).await?;
                     latencies.push(t.elapsed());
                 }
                 Ok::<_, anyhow::Error>(latencies)
@@ -533,6 +529,27 @@ impl Leg {
         }
         Ok((started.elapsed().as_secs_f64(), latencies))
     }
+}
+
+/// One ingest request as a collector sends it; its answer, refused unless 2xx.
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", content_type);
+    if gzip {
+        request = request.header("content-encoding", "gzip");
+    }
+    let r = request.body(body).send().await?;
+    anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+    Ok(r)
 }
 
 /// Latency at a given load, as collectors make it: each sends its batches on a schedule (open loop,
@@ -563,15 +580,7 @@ async fn paced(
             for (k, body) in bodies.into_iter().enumerate() {
                 let due = first + per_client_every * k as u32;
                 tokio::time::sleep_until(due).await;
-                let mut request = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", content_type);
-                if gzip {
-                    request = request.header("content-encoding", "gzip");
-                }
-                let r = request.body(body).send().await?;
-                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                send(&http, &url, &token, content_type, gzip, body).await?;
                 latencies.push(due.elapsed());
             }
             Ok::<_, anyhow::Error>(latencies)

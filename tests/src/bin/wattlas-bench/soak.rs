@@ -227,7 +227,7 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
 const RATE_NODES: u32 = 128;
 
 /// The binary soak (`wattlas-bench --soak-rate MINUTES SAMPLES_PER_S`): the release server in its own
-/// process, with its background tasks (rollups, settling, job energy) running as in service, takes
+/// process, with its background tasks (rollups, job energy; not settling, see below) running, takes
 /// binary batches from 128 collectors sent on a schedule at `rate` samples/s in all (open loop, one
 /// request in flight each; latency from when each batch was due). To offer more than 128 nodes' real
 /// time, each collector sends its seconds faster than they pass, as one catching up from its spool
@@ -243,7 +243,10 @@ pub async fn soak_rate(
     use crate::ingest::simulate;
 
     let (db, url) = fresh_db(base_url, "wattlas_bench_soak_rate").await?;
-    let (server, base) = start_server(&url, true).await?;
+    // Settling is left out: the collectors' hours pass in a minute here (faster than real time), so
+    // it would rewrite each hour many times while it fills, which a real fleet never makes it do; its
+    // rate is measured by `--storage`. The rollups and the other tasks run as in service.
+    let (server, base) = start_server(&url, false).await?;
     let http = reqwest::Client::new();
     post(
         &http,
@@ -277,25 +280,9 @@ pub async fn soak_rate(
     let sim = simulate(RATE_NODES, 8, template_s, t_base);
     let mut frames: Vec<Vec<(Vec<u8>, usize, u64)>> = Vec::new();
     for (n, node) in sim.iter().enumerate() {
-        let gpus: Vec<wattlas_protocol::GpuIdentity> = (0..8)
-            .map(|i| wattlas_protocol::GpuIdentity {
-                index: i,
-                uuid: format!("GPU-bench-{n}-{i}"),
-                model: "A100".into(),
-                default_power_limit_w: Some(250.0),
-                keep_known: false,
-            })
-            .collect();
         let mut node_frames = Vec::new();
         for batch in node {
-            let body = wattlas_protocol::GpuBatch {
-                node: None,
-                gpus: gpus.clone(),
-                samples: batch.clone(),
-                dropped_samples_total: Some(0),
-                node_energy: vec![],
-                node_cpus: None,
-            };
+            let body = crate::ingest::batch_of(n, 8, batch);
             let frame = wattlas_protocol::wire::encode_batch(&body).context("binary frame")?;
             // Where the frame's base time is: after the magic, the metadata's length and itself.
             let meta_len = u32::from_le_bytes(frame[4..8].try_into()?) as usize;
@@ -333,14 +320,15 @@ pub async fn soak_rate(
                 let t0 = i64::from_le_bytes(body[*at..*at + 8].try_into()?);
                 let moved = t0 + (k / template_s) * template_s * 1000;
                 body[*at..*at + 8].copy_from_slice(&moved.to_le_bytes());
-                let r = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", wattlas_protocol::wire::BATCH_CONTENT_TYPE)
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                let r = crate::ingest::send(
+                    &http,
+                    &url,
+                    &token,
+                    wattlas_protocol::wire::BATCH_CONTENT_TYPE,
+                    false,
+                    body,
+                )
+                .await?;
                 let answer: serde_json::Value = r.json().await?;
                 stored += answer["stored"].as_u64().context("stored")?;
                 samples += n;
@@ -382,6 +370,12 @@ pub async fn soak_rate(
         sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_settled")
             .fetch_one(&db)
             .await?;
+    // What the rollup task had left when the senders stopped: ranges of raw data not yet in minutes.
+    let (pending, behind): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), extract(epoch from max(t_to) - min(t_from))::float8 from rollup_pending",
+    )
+    .fetch_one(&db)
+    .await?;
     let db_bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
         .fetch_one(&db)
         .await?;
@@ -420,9 +414,9 @@ pub async fn soak_rate(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     Ok(vec![
         (
-            format!("Soak: {RATE_NODES} collectors x 8 GPUs, binary batches on a schedule at {rate:.0} samples/s offered, {minutes} min, release server in its own process with its background tasks"),
+            format!("Soak: {RATE_NODES} collectors x 8 GPUs, binary batches on a schedule at {rate:.0} samples/s offered, {minutes} min, release server in its own process with its rollup and job-energy tasks"),
             format!(
-                "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored, {settled} of them settled into GPU-hours during the run); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
+                "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored, {settled} settled); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
                 samples as i64 - stored,
                 answered,
                 db_bytes as f64 / 1e9,
@@ -437,6 +431,16 @@ pub async fn soak_rate(
                 percentile(&all, 0.99),
                 all.last().copied().unwrap_or(f64::NAN),
                 minute_p99.join(", ")
+            ),
+        ),
+        (
+            "The rollup task (raw blocks to GPU-minutes) when the senders stopped".to_owned(),
+            format!(
+                "{pending} ranges of raw data waiting{}",
+                behind.map_or(String::new(), |s| format!(
+                    ", spanning {:.0} min of sample time",
+                    s / 60.0
+                ))
             ),
         ),
         (
