@@ -1,6 +1,11 @@
--- The jobs list's totals without reading every job: count, summaries, GPU-hours, IT and facility
--- energy per site, owner and state (running or finished). A join of 100,000 jobs with
--- their summaries on every unfiltered page took ~100 ms; these rows are a few per user.
+-- The jobs list without reading every job, kept by the same triggers:
+-- - its totals: count, summaries, GPU-hours, IT and facility energy per site, owner and state (running
+--   or finished). A join of 100,000 jobs with their summaries on every unfiltered page took ~100 ms;
+--   these rows are a few per user.
+-- - its order by energy, at any depth, from one index on jobs: each job carries its summary's IT
+--   energy (null without one: listed last). Sorting a left join of 100,000 jobs with their summaries
+--   took 0.1-0.2 s on every page sorted by energy; walking this index to offset 50,000 reads 50,000
+--   index entries, and a Next link's cursor 51.
 --
 -- Triggers add rows of changes (never update a row: no lock on a shared row, however many jobs change
 -- at once); the maintenance task folds them into one row per key (`db::jobs::fold_totals`). A reader
@@ -17,6 +22,11 @@ create table job_totals (
     facility_energy_kwh numeric not null default 0
 );
 create index job_totals_user_idx on job_totals (user_name);
+
+alter table jobs add column it_energy_kwh double precision;
+update jobs j set it_energy_kwh = e.it_energy_kwh from job_energy e where e.job_id = j.id;
+create index jobs_energy_idx on jobs (it_energy_kwh desc nulls last, id desc);
+drop index job_energy_it_idx;
 
 -- Jobs inserted or deleted count +1 or -1 with their summaries (a job is inserted before its summary;
 -- a deleted job's summary is subtracted before the delete cascades to it: `job_totals_job_deleted`).
@@ -77,9 +87,11 @@ $$;
 create trigger job_totals_job_deleted before delete on jobs
     for each row execute function job_totals_job_deleted();
 
--- Before a summary's figures change (or it goes), its job's row is locked (shared): a job changing its
--- key at the same time (ending, say) waits for this transaction or this one for it, so each sees the
--- other's figures and neither moves figures the other has replaced. The lock is taken before the
+-- Before a summary's figures change (or it goes), its job's row is locked, as for the update of the
+-- job's copy of its energy below: a job changing its key at the same time (ending, say) waits for this
+-- transaction or this one for it, so each sees the other's figures and neither moves figures the other
+-- has replaced; two summaries of one job written at once wait for each other here rather than both
+-- holding a shared lock and waiting on each other to update the job. The lock is taken before the
 -- summary's row, in the order a job's registration takes them (its job, then summaries), so the two
 -- never wait on each other in a circle. Marking summaries stale changes no figure and locks nothing.
 create function job_totals_energy_lock() returns trigger language plpgsql as $$
@@ -88,16 +100,17 @@ begin
             is not distinct from (new.gpu_hours, new.it_energy_kwh, new.facility_energy_kwh) then
         return new;
     end if;
-    perform 1 from jobs where id = coalesce(new.job_id, old.job_id) for share;
+    perform 1 from jobs where id = coalesce(new.job_id, old.job_id) for no key update;
     return coalesce(new, old);
 end
 $$;
 create trigger job_totals_energy_lock before insert or update or delete on job_energy
     for each row execute function job_totals_energy_lock();
 
--- Summaries written, replaced or deleted: the old figures out, the new in, under their job's key.
--- (Updates that change no figure, such as marking stale, add nothing: the job of a replaced summary is
--- found by a hash join of the old and new rows, not a search per row.)
+-- Summaries written, replaced or deleted: the old figures out, the new in, under their job's key, and
+-- the job's copy of its energy set (the job rows are locked already). (Updates that change no figure,
+-- such as marking stale, add nothing: the job of a replaced summary is found by a hash join of the old
+-- and new rows, not a search per row.)
 create function job_totals_energy() returns trigger language plpgsql as $$
 begin
     if tg_op = 'INSERT' then
@@ -109,6 +122,9 @@ begin
         from new_rows n
         join jobs j on j.id = n.job_id
         group by 1, 2, 3;
+        update jobs j set it_energy_kwh = n.it_energy_kwh
+        from new_rows n
+        where j.id = n.job_id and j.it_energy_kwh is distinct from n.it_energy_kwh;
     elsif tg_op = 'DELETE' then
         -- A summary deleted with its job was subtracted before (the job is gone: no row here).
         insert into job_totals (site_id, user_name, finished, summaries, gpu_hours, it_energy_kwh,
@@ -119,6 +135,9 @@ begin
         from old_rows o
         join jobs j on j.id = o.job_id
         group by 1, 2, 3;
+        update jobs j set it_energy_kwh = null
+        from old_rows o
+        where j.id = o.job_id and j.it_energy_kwh is not null;
     else
         insert into job_totals (site_id, user_name, finished, gpu_hours, it_energy_kwh,
             facility_energy_kwh)
@@ -132,6 +151,9 @@ begin
         where (n.gpu_hours, n.it_energy_kwh, n.facility_energy_kwh)
             is distinct from (o.gpu_hours, o.it_energy_kwh, o.facility_energy_kwh)
         group by 1, 2, 3;
+        update jobs j set it_energy_kwh = n.it_energy_kwh
+        from new_rows n
+        where j.id = n.job_id and j.it_energy_kwh is distinct from n.it_energy_kwh;
     end if;
     return null;
 end
