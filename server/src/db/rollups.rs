@@ -423,16 +423,16 @@ pub async fn minute_runs(
     // window is one run; the others' runs are found in the database (gaps and islands). A 90-day job
     // of 64 GPUs has 138,000 whole hours: decoding a row for each took most of its page.
     let hours = ((last_hour - first_hour) / HOUR_MS).max(0);
-    let counts: Vec<(i32, i64)> = sqlx::query_as(
-        r#"select gpu_index, count(*)
-        from gpu_hour
+    // The counted hours and the islands must be the same rows: one condition for both.
+    const WHOLE_HOURS: &str = r#"from gpu_hour
         where node_id = $1
             and gpu_index = any($2)
             and hour >= $3
             and hour < $4
-            and minutes = 60
-        group by gpu_index"#,
-    )
+            and minutes = 60"#;
+    let counts: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "select gpu_index, count(*) {WHOLE_HOURS} group by gpu_index"
+    ))
     .bind(node_id)
     .bind(&gpu_ids)
     .bind(ts(first_hour))
@@ -451,21 +451,16 @@ pub async fn minute_runs(
         .collect();
     if !holed.is_empty() {
         full.extend(
-            sqlx::query_as::<_, (i32, DateTime<Utc>, DateTime<Utc>)>(
+            sqlx::query_as::<_, (i32, DateTime<Utc>, DateTime<Utc>)>(&format!(
                 r#"select gpu_index, min(hour), max(hour)
                 from (
                     select gpu_index, hour,
                         hour - make_interval(hours => (row_number() over (
                             partition by gpu_index order by hour))::int) as island
-                    from gpu_hour
-                    where node_id = $1
-                        and gpu_index = any($2)
-                        and hour >= $3
-                        and hour < $4
-                        and minutes = 60
+                    {WHOLE_HOURS}
                 ) h
-                group by gpu_index, island"#,
-            )
+                group by gpu_index, island"#
+            ))
             .bind(node_id)
             .bind(&holed)
             .bind(ts(first_hour))
@@ -474,6 +469,7 @@ pub async fn minute_runs(
             .await?,
         );
     }
+    // Per GPU, its islands' first and last whole hours, in order.
     let mut whole: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
     for (g, first, last) in &full {
         whole
@@ -481,21 +477,18 @@ pub async fn minute_runs(
             .or_default()
             .push((first.timestamp_millis(), last.timestamp_millis()));
     }
-    let mut runs: Vec<(u32, i64, i64)> = full
-        .iter()
-        .map(|(g, first, last)| {
-            (
-                *g as u32,
-                first.timestamp_millis(),
-                last.timestamp_millis() + HOUR_MS - 60_000,
-            )
-        })
-        .collect();
+    // An island is a run of minutes from its first hour's first to its last hour's last.
+    let mut runs: Vec<(u32, i64, i64)> = Vec::new();
     // The rest of the window, per GPU and hour, read minute by minute.
     let (mut gpu, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
     for g in &gpu_ids {
         let mut islands = whole.remove(g).unwrap_or_default();
         islands.sort_unstable();
+        runs.extend(
+            islands
+                .iter()
+                .map(|(first, last)| (*g as u32, *first, last + HOUR_MS - 60_000)),
+        );
         let mut islands = islands.into_iter().peekable();
         let mut h = from_ms.div_euclid(HOUR_MS) * HOUR_MS;
         while h < to_ms {

@@ -40,16 +40,15 @@ pub async fn coverage_gaps(state: &AppState, ctx: &JobContext) -> Result<(Vec<Ga
     }
     let raw = to_ms - from_ms <= 30 * 60_000;
     // Node by node at once (each reads its own samples or hours).
-    let mut nodes = tokio::task::JoinSet::new();
-    for node in ctx.nodes.clone() {
+    let mut out: Vec<Gap> = super::per_node(&ctx.nodes, |node| {
         let state = state.clone();
-        nodes.spawn(async move { node_gaps(&state, &node, raw, from_ms, to_ms).await });
-    }
-    let mut out: Vec<Gap> = Vec::new();
-    while let Some(gaps) = nodes.join_next().await {
-        out.extend(gaps.map_err(|e| crate::service::Error::internal(e.to_string()))??);
-    }
-    out.sort_by(|a, b| a.from.cmp(&b.from).then_with(|| a.gpu.cmp(&b.gpu)));
+        async move { node_gaps(&state, &node, raw, from_ms, to_ms).await }
+    })
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    out.sort_by_key(|g| g.from);
     let total = out.len();
     out.truncate(MAX_GAPS);
     Ok((out, total))

@@ -20,6 +20,33 @@ use crate::db;
 use crate::db::energy::JobEnergy;
 use crate::state::AppState;
 
+/// `read` of each node at once (each its own rows and connection), the results in the nodes' order; a
+/// panic in one is the caller's, as if it had run here.
+pub(crate) async fn per_node<T, E, F, Fut>(
+    nodes: &[db::energy::NodeGpus],
+    read: F,
+) -> std::result::Result<Vec<T>, E>
+where
+    F: Fn(db::energy::NodeGpus) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, node) in nodes.iter().cloned().enumerate() {
+        let read = read(node);
+        reads.spawn(async move { (i, read.await) });
+    }
+    let mut done = Vec::with_capacity(nodes.len());
+    while let Some(joined) = reads.join_next().await {
+        // The set is never aborted: an error here is a panic.
+        let (i, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        done.push((i, result?));
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
 /// What every view of a job starts from: its row and its allocated GPUs by node, read once.
 #[derive(Debug, Clone)]
 pub struct JobContext {

@@ -40,12 +40,11 @@ pub async fn job_series(
     } else {
         (window / MAX_POINTS / 60_000 + 1) * 60_000
     };
-    // Node by node at once, each its own rows; the lines in the nodes' order.
-    let mut reads = tokio::task::JoinSet::new();
-    for (i, node) in nodes.iter().cloned().enumerate() {
+    // Node by node at once; the lines in the nodes' order.
+    let lines = super::per_node(nodes, |node| {
         let db = db.clone();
-        reads.spawn(async move {
-            let lines = node_series(
+        async move {
+            node_series(
                 &db,
                 node,
                 (from_ms, to_ms),
@@ -54,18 +53,11 @@ pub async fn job_series(
                 long,
                 rollup_bucket_ms,
             )
-            .await;
-            (i, lines)
-        });
-    }
-    let mut by_node = Vec::new();
-    while let Some(done) = reads.join_next().await {
-        let (i, lines) =
-            done.map_err(|e| db::Error::Sql(sqlx::Error::Protocol(format!("chart read: {e}"))))?;
-        by_node.push((i, lines?));
-    }
-    by_node.sort_by_key(|(i, _)| *i);
-    Ok(by_node.into_iter().flat_map(|(_, lines)| lines).collect())
+            .await
+        }
+    })
+    .await?;
+    Ok(lines.into_iter().flatten().collect())
 }
 
 /// One node's lines of `job_series`.
@@ -79,107 +71,104 @@ async fn node_series(
     rollup_bucket_ms: i64,
 ) -> Result<Vec<Series>, db::Error> {
     let mut out = Vec::new();
-    {
-        let db::energy::NodeGpus {
+    let db::energy::NodeGpus {
+        node_id,
+        name: node,
+        gpus,
+        ..
+    } = node;
+    // A line per GPU (keyed by its index) or one for the node (key None).
+    let keys: Vec<Option<u32>> = if by_gpu {
+        gpus.iter().map(|g| Some(*g)).collect()
+    } else {
+        vec![None]
+    };
+    let key_of = |gpu: i64| by_gpu.then_some(gpu as u32);
+    let mut lines: BTreeMap<Option<u32>, Vec<(i64, f64)>> =
+        keys.iter().map(|k| (*k, Vec::new())).collect();
+    let mut raw_from = from_ms;
+    let rollup_points = |rows: Vec<db::rollups::SeriesPoint>,
+                         lines: &mut BTreeMap<Option<u32>, Vec<(i64, f64)>>,
+                         bucket_ms: i64| {
+        let mut last = i64::MIN;
+        for (gpu, bucket, value, last_minute) in rows {
+            if let Some(pts) = lines.get_mut(&key_of(i64::from(gpu))) {
+                let mid = bucket.timestamp_millis() + bucket_ms / 2;
+                pts.push((mid.min(last_minute.timestamp_millis() + 30_000), value));
+                last = last.max(last_minute.timestamp_millis() + 60_000);
+            }
+        }
+        last
+    };
+    if long {
+        let rows = db::rollups::series(
+            db,
             node_id,
-            name: node,
-            gpus,
-            ..
-        } = node;
-        // A line per GPU (keyed by its index) or one for the node (key None).
-        let keys: Vec<Option<u32>> = if by_gpu {
-            gpus.iter().map(|g| Some(*g)).collect()
+            &gpus,
+            from_ms,
+            to_ms,
+            metric,
+            rollup_bucket_ms,
+            by_gpu,
+        )
+        .await?;
+        raw_from = raw_from.max(rollup_points(rows, &mut lines, rollup_bucket_ms));
+    }
+    // Raw samples for what rollups do not cover yet (the whole window when it is short).
+    if to_ms - raw_from <= RAW_WINDOW_MS || !long {
+        let bucket_ms = if long {
+            60_000
         } else {
-            vec![None]
+            ((to_ms - raw_from) / MAX_POINTS).max(100)
         };
-        let key_of = |gpu: i64| by_gpu.then_some(gpu as u32);
-        let mut lines: BTreeMap<Option<u32>, Vec<(i64, f64)>> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        let mut raw_from = from_ms;
-        let rollup_points = |rows: Vec<db::rollups::SeriesPoint>,
-                             lines: &mut BTreeMap<Option<u32>, Vec<(i64, f64)>>,
-                             bucket_ms: i64| {
-            let mut last = i64::MIN;
-            for (gpu, bucket, value, last_minute) in rows {
-                if let Some(pts) = lines.get_mut(&key_of(i64::from(gpu))) {
-                    let mid = bucket.timestamp_millis() + bucket_ms / 2;
-                    pts.push((mid.min(last_minute.timestamp_millis() + 30_000), value));
-                    last = last.max(last_minute.timestamp_millis() + 60_000);
-                }
-            }
-            last
-        };
-        if long {
-            let rows = db::rollups::series(
-                db,
-                node_id,
-                &gpus,
-                from_ms,
-                to_ms,
-                metric,
-                rollup_bucket_ms,
-                by_gpu,
-            )
-            .await?;
-            raw_from = raw_from.max(rollup_points(rows, &mut lines, rollup_bucket_ms));
-        }
-        // Raw samples for what rollups do not cover yet (the whole window when it is short).
-        if to_ms - raw_from <= RAW_WINDOW_MS || !long {
-            let bucket_ms = if long {
-                60_000
-            } else {
-                ((to_ms - raw_from) / MAX_POINTS).max(100)
+        // Per line, per bucket: sum of values, count, sum of times.
+        let mut sums: BTreeMap<(Option<u32>, i64), (f64, i64, i64)> = BTreeMap::new();
+        for s in db::samples::fetch(db, node_id, &gpus, raw_from, to_ms).await? {
+            let value = match metric {
+                GpuMetric::Power => Some(s.power_mw as f64 / 1000.0),
+                GpuMetric::Util => s.util_dpct.map(|d| d as f64 / 10.0),
             };
-            // Per line, per bucket: sum of values, count, sum of times.
-            let mut sums: BTreeMap<(Option<u32>, i64), (f64, i64, i64)> = BTreeMap::new();
-            for s in db::samples::fetch(db, node_id, &gpus, raw_from, to_ms).await? {
-                let value = match metric {
-                    GpuMetric::Power => Some(s.power_mw as f64 / 1000.0),
-                    GpuMetric::Util => s.util_dpct.map(|d| d as f64 / 10.0),
-                };
-                if let Some(v) = value {
-                    let e = sums
-                        .entry((key_of(i64::from(s.gpu)), (s.t_ms - raw_from) / bucket_ms))
-                        .or_default();
-                    e.0 += v;
-                    e.1 += 1;
-                    e.2 += s.t_ms;
-                }
-            }
-            for ((key, _), (sum, n, t)) in sums {
-                if let Some(pts) = lines.get_mut(&key) {
-                    pts.push((t / n, sum / n as f64));
-                }
+            if let Some(v) = value {
+                let e = sums
+                    .entry((key_of(i64::from(s.gpu)), (s.t_ms - raw_from) / bucket_ms))
+                    .or_default();
+                e.0 += v;
+                e.1 += 1;
+                e.2 += s.t_ms;
             }
         }
-        // A short window whose raw samples have expired (retention) still has its minutes.
-        let empty: Vec<u32> = if by_gpu {
-            lines
-                .iter()
-                .filter(|(_, pts)| pts.is_empty())
-                .filter_map(|(k, _)| *k)
-                .collect()
-        } else if lines.values().all(Vec::is_empty) {
-            gpus.clone()
-        } else {
-            Vec::new()
-        };
-        if !long && !empty.is_empty() {
-            let rows =
-                db::rollups::series(db, node_id, &empty, from_ms, to_ms, metric, 60_000, by_gpu)
-                    .await?;
-            rollup_points(rows, &mut lines, 60_000);
+        for ((key, _), (sum, n, t)) in sums {
+            if let Some(pts) = lines.get_mut(&key) {
+                pts.push((t / n, sum / n as f64));
+            }
         }
-        for (key, mut points) in lines {
-            points.sort_by_key(|p| p.0);
-            out.push(Series {
-                label: match key {
-                    Some(gpu) => format!("{node}/gpu{gpu}"),
-                    None => format!("{node} (mean of {} GPUs)", gpus.len()),
-                },
-                points,
-            });
-        }
+    }
+    // A short window whose raw samples have expired (retention) still has its minutes.
+    let empty: Vec<u32> = if by_gpu {
+        lines
+            .iter()
+            .filter(|(_, pts)| pts.is_empty())
+            .filter_map(|(k, _)| *k)
+            .collect()
+    } else if lines.values().all(Vec::is_empty) {
+        gpus.clone()
+    } else {
+        Vec::new()
+    };
+    if !long && !empty.is_empty() {
+        let rows = db::rollups::series(db, node_id, &empty, from_ms, to_ms, metric, 60_000, by_gpu)
+            .await?;
+        rollup_points(rows, &mut lines, 60_000);
+    }
+    for (key, mut points) in lines {
+        points.sort_by_key(|p| p.0);
+        out.push(Series {
+            label: match key {
+                Some(gpu) => format!("{node}/gpu{gpu}"),
+                None => format!("{node} (mean of {} GPUs)", gpus.len()),
+            },
+            points,
+        });
     }
     Ok(out)
 }
