@@ -35,6 +35,55 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The server's memory over a soak, from its RSS readings `(s since the start, KiB)`.
+struct Memory {
+    /// At half time, MB.
+    half: f64,
+    /// At the end, MB.
+    last: f64,
+    /// Highest, MB.
+    peak: f64,
+    /// End over half time.
+    growth: f64,
+    /// A reading per minute, MB.
+    per_minute: Vec<String>,
+}
+
+impl Memory {
+    // The pools, caches and allocator warm up over the first minutes (the first soaks: 17 -> 27 MB by
+    // minute 7, then level); a leak keeps climbing. So: the second half against the middle, and the
+    // whole course a reading per minute (a leak climbs to the end, warming up levels off).
+    fn of(rss: &[(f64, u64)], run_s: f64) -> Self {
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        let half = rss
+            .iter()
+            .find(|(t, _)| *t >= run_s / 2.0)
+            .or(rss.first())
+            .map_or(0, |r| r.1);
+        let last = rss.last().map_or(0, |r| r.1);
+        Memory {
+            half: mb(half),
+            last: mb(last),
+            peak: mb(rss.iter().map(|r| r.1).max().unwrap_or(0)),
+            growth: last as f64 / half.max(1) as f64,
+            per_minute: rss
+                .iter()
+                .filter(|(t, _)| *t % 60.0 < 5.0)
+                .map(|(_, kib)| format!("{:.0}", mb(*kib)))
+                .collect(),
+        }
+    }
+
+    /// Whether it stayed flat over the second half (within +10 %).
+    fn flat(&self) -> &'static str {
+        if self.growth <= 1.10 {
+            "met"
+        } else {
+            "missed"
+        }
+    }
+}
+
 /// Kills the collectors however the run ends.
 struct Collectors(Vec<std::process::Child>);
 
@@ -164,17 +213,7 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
     drop(server);
     db.close().await;
 
-    let mb = |kib: u64| kib as f64 / 1024.0;
-    // The pools, caches and allocator warm up over the first minutes (the first soaks: 17 -> 27 MB by
-    // minute 7, then level); a leak keeps climbing. So: the second half against the middle.
-    let half = rss
-        .iter()
-        .find(|(t, _)| *t >= run_s as f64 / 2.0)
-        .or(rss.first())
-        .map_or(0, |r| r.1);
-    let last = rss.last().map_or(0, |r| r.1);
-    let peak = rss.iter().map(|r| r.1).max().unwrap_or(0);
-    let growth = last as f64 / half.max(1) as f64;
+    let memory = Memory::of(&rss, run_s as f64);
     let mut rows = vec![
         (
             format!("Soak: {COLLECTORS} collector processes x {GPUS} simulated GPUs at 100 ms (twice the demo fleet), jobs of the cap experiment, {minutes} min, release server"),
@@ -184,23 +223,17 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
             "Server memory during the soak (RSS every 5 s)".to_owned(),
             format!(
                 "{:.0} MB at half time, **{:.0} MB** at the end ({:+.0} % over the second half), peak {:.0} MB; target flat over the second half (within +10 %): {}",
-                mb(half),
-                mb(last),
-                (growth - 1.0) * 100.0,
-                mb(peak),
-                if growth <= 1.10 { "met" } else { "missed" }
+                memory.half,
+                memory.last,
+                (memory.growth - 1.0) * 100.0,
+                memory.peak,
+                memory.flat()
             ),
         ),
     ];
-    // The whole course, a reading per minute: a leak climbs to the end, warming up levels off.
-    let per_minute: Vec<String> = rss
-        .iter()
-        .filter(|(t, _)| *t % 60.0 < 5.0)
-        .map(|(_, kib)| format!("{:.0}", mb(*kib)))
-        .collect();
     rows.push((
         "Server RSS at each minute of the soak, MB".to_owned(),
-        per_minute.join(", "),
+        memory.per_minute.join(", "),
     ));
     for (what, mut ms) in [
         ("Jobs page `/jobs` during the soak", list),
@@ -382,19 +415,7 @@ pub async fn soak_rate(
     drop(server);
     db.close().await;
 
-    let mb = |kib: u64| kib as f64 / 1024.0;
-    let half = rss
-        .iter()
-        .find(|(t, _)| *t >= run_s / 2.0)
-        .or(rss.first())
-        .map_or(0, |r| r.1);
-    let last = rss.last().map_or(0, |r| r.1);
-    let growth = last as f64 / half.max(1) as f64;
-    let per_minute: Vec<String> = rss
-        .iter()
-        .filter(|(t, _)| *t % 60.0 < 5.0)
-        .map(|(_, kib)| format!("{:.0}", mb(*kib)))
-        .collect();
+    let memory = Memory::of(&rss, run_s);
     // Latency per minute of the run: p50 / p99 of the batches due in it.
     let mut by_minute: Vec<Vec<f64>> = vec![Vec::new(); minutes as usize + 1];
     for (at, ms) in &sent {
@@ -457,11 +478,11 @@ pub async fn soak_rate(
             "Server memory (RSS every 5 s)".to_owned(),
             format!(
                 "{:.0} MB at half time, **{:.0} MB** at the end ({:+.0} % over the second half); by minute: {}; target flat over the second half (within +10 %): {}",
-                mb(half),
-                mb(last),
-                (growth - 1.0) * 100.0,
-                per_minute.join(", "),
-                if growth <= 1.10 { "met" } else { "missed" }
+                memory.half,
+                memory.last,
+                (memory.growth - 1.0) * 100.0,
+                memory.per_minute.join(", "),
+                memory.flat()
             ),
         ),
     ])
