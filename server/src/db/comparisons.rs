@@ -5,44 +5,10 @@ use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
-/// The stored comparison of `tag` (`key:value`) for `owner` (None: everyone's jobs), when no finished
-/// job of the tag has changed since it was stored: `Some(None)` where the jobs were not comparable.
+/// The stored comparisons of tags (`key:value`) for everyone, those still fresh (no finished job of the
+/// tag changed since it was stored; a body of `None`: the jobs were not comparable), by tag: one query
+/// for a statement's hundreds of workloads.
 pub async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
-    db: &PgPool,
-    tag: &str,
-    owner: Option<&str>,
-) -> sqlx::Result<Option<Json<Option<T>>>> {
-    let Some((key, value)) = tag.split_once([':', '=']) else {
-        return Ok(None);
-    };
-    sqlx::query_scalar(
-        r#"select c.body
-        from cap_comparisons c
-        where c.tag = $1
-            and c.owner = coalesce($2, '')
-            and not exists (
-                select 1
-                from jobs j
-                left join job_energy e on e.job_id = j.id
-                where j.end_time is not null
-                    -- Containment, which the tags' GIN index answers (`->>` read every job: ~20 ms
-                    -- at 100,000 jobs, for each of a statement's 300 tags).
-                    and j.tags @> jsonb_build_object($3::text, $4::text)
-                    and ($2::text is null or j.user_name = $2)
-                    and (e.job_id is null or e.stale or e.computed_at > c.computed_at
-                        or j.end_time > c.computed_at))"#,
-    )
-    .bind(tag)
-    .bind(owner)
-    .bind(key)
-    .bind(value)
-    .fetch_optional(db)
-    .await
-}
-
-/// The stored comparisons of many tags (`key:value`) for everyone at once, those still fresh (as
-/// `fresh`), by tag: one query for a statement's hundreds of workloads instead of one each.
-pub async fn fresh_many<T: DeserializeOwned + Send + Unpin + 'static>(
     db: &PgPool,
     tags: &[String],
 ) -> sqlx::Result<std::collections::HashMap<String, Json<Option<T>>>> {
@@ -63,6 +29,8 @@ pub async fn fresh_many<T: DeserializeOwned + Send + Unpin + 'static>(
             from jobs j
             left join job_energy e on e.job_id = j.id
             where j.end_time is not null
+                -- Containment, which the tags' GIN index answers (`->>` read every job: ~20 ms at
+                -- 100,000 jobs, for each of a statement's 300 tags).
                 and j.tags @> jsonb_build_object(t.key, t.value)
                 and (e.job_id is null or e.stale or e.computed_at > c.computed_at
                     or j.end_time > c.computed_at))"#,

@@ -154,8 +154,8 @@ pub async fn comparison(
 /// job of the tag (in the scope) has changed since; else compared now and stored. `None` where the
 /// jobs cannot be compared.
 pub async fn stored(state: &AppState, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
-    let fresh = db::comparisons::fresh(&state.db, tag, None).await?;
-    stored_or_computed(state, scope, tag, fresh.map(|b| b.0)).await
+    let mut one = stored_many(state, scope, &[tag.to_owned()]).await?;
+    Ok(one.pop().and_then(|(_, c)| c))
 }
 
 /// `stored` of many tags, their freshness asked in one query (a statement's hundreds of workloads).
@@ -164,7 +164,7 @@ pub async fn stored_many(
     scope: &JobScope,
     tags: &[String],
 ) -> Result<Vec<(String, Option<Comparison>)>> {
-    let mut fresh = db::comparisons::fresh_many(&state.db, tags).await?;
+    let mut fresh = db::comparisons::fresh(&state.db, tags).await?;
     let mut out = Vec::with_capacity(tags.len());
     for tag in tags {
         let body = fresh.remove(tag).map(|b| b.0);
