@@ -360,8 +360,9 @@ impl JobFilter {
 /// counted: stale summaries (a partial index) and jobs with raw data waiting for the rollup (the short
 /// pending list) whose summaries are not stale.
 async fn kept_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
-    let mut qb = QueryBuilder::new(
-        r#"select coalesce(sum(t.jobs), 0)::int8 as jobs,
+    let mut qb = QueryBuilder::new(format!(
+        r#"{RAW_PENDING_JOBS}
+        select coalesce(sum(t.jobs), 0)::int8 as jobs,
             coalesce(sum(t.gpu_hours), 0)::float8 as gpu_hours,
             coalesce(sum(t.it_energy_kwh), 0)::float8 as it_energy_kwh,
             coalesce(sum(t.facility_energy_kwh), 0)::float8 as facility_energy_kwh,
@@ -369,25 +370,22 @@ async fn kept_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals
             (select count(*)
                 from job_energy e
                 join jobs j on j.id = e.job_id
-                join sites s on s.id = j.site_id"#,
-    );
+                join sites s on s.id = j.site_id"#
+    ));
     push_filter(&mut qb, filter);
     qb.push(
         r#"
                     and e.stale
             ) + (
-                select count(distinct j.id)
-                from rollup_pending p
-                join job_allocations a on a.node_id = p.node_id
-                join jobs j on j.id = a.job_id
+                select count(*)
+                from raw_pending r
+                join jobs j on j.id = r.job_id
                 join sites s on s.id = j.site_id
                 left join job_energy e on e.job_id = j.id"#,
     );
     push_filter(&mut qb, filter);
     qb.push(
         r#"
-                    and p.t_from <= coalesce(j.end_time, 'infinity')
-                    and p.t_to >= j.start_time
                     and not coalesce(e.stale, false)
             ) as updating
         from job_totals t
@@ -432,17 +430,8 @@ pub async fn fold_totals(db: &PgPool) -> sqlx::Result<u64> {
 
 /// Totals counted over the matching jobs themselves.
 async fn counted_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals, u64)> {
-    let mut qb = QueryBuilder::new(
-        // Jobs with raw data waiting for the rollup task, found from the (short) pending list rather
-        // than asked of each of 100,000 jobs.
-        r#"with raw_pending as (
-            select distinct a.job_id
-            from rollup_pending p
-            join job_allocations a on a.node_id = p.node_id
-            join jobs pj on pj.id = a.job_id
-            where p.t_from <= coalesce(pj.end_time, 'infinity')
-                and p.t_to >= pj.start_time
-        )
+    let mut qb = QueryBuilder::new(format!(
+        r#"{RAW_PENDING_JOBS}
         select count(*) as jobs, coalesce(sum(e.gpu_hours), 0) as gpu_hours,
             coalesce(sum(e.it_energy_kwh), 0) as it_energy_kwh,
             coalesce(sum(e.facility_energy_kwh), 0) as facility_energy_kwh,
@@ -450,12 +439,23 @@ async fn counted_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTot
             count(*) filter (where e.stale or j.id in (select job_id from raw_pending)) as updating
         from jobs j
         join sites s on s.id = j.site_id
-        left join job_energy e on e.job_id = j.id"#,
-    );
+        left join job_energy e on e.job_id = j.id"#
+    ));
     push_filter(&mut qb, filter);
     let t: TotalsRow = qb.build_query_as().fetch_one(db).await?;
     Ok(t.into())
 }
+
+/// A common table `raw_pending (job_id)`: the jobs with raw data waiting for the rollup task, found
+/// from the (short) pending list rather than asked of each of 100,000 jobs.
+const RAW_PENDING_JOBS: &str = r#"with raw_pending as (
+            select distinct a.job_id
+            from rollup_pending p
+            join job_allocations a on a.node_id = p.node_id
+            join jobs pj on pj.id = a.job_id
+            where p.t_from <= coalesce(pj.end_time, 'infinity')
+                and p.t_to >= pj.start_time
+        )"#;
 
 /// Tag values whose finished jobs ran at two or more caps (among them one of `owner`'s, where given),
 /// most jobs first: the comparisons worth offering.
