@@ -158,21 +158,16 @@ pub async fn pages(base_url: &str, scale: &Scale) -> anyhow::Result<Vec<(String,
     )
     .await?
     .error_for_status()?;
-    for n in 0..NODES {
-        post(
-            "/api/v1/nodes",
-            serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
-        )
-        .await?
-        .error_for_status()?;
-    }
-    for n in 0..NODES {
-        post(
-            "/api/v1/nodes",
-            serde_json::json!({"name": format!("long{n}"), "site": "bench"}),
-        )
-        .await?
-        .error_for_status()?;
+    // The short jobs' nodes, and the long job's own.
+    for name in ["bench", "long"] {
+        for n in 0..NODES {
+            post(
+                "/api/v1/nodes",
+                serde_json::json!({"name": format!("{name}{n}"), "site": "bench"}),
+            )
+            .await?
+            .error_for_status()?;
+        }
     }
     post(
         "/api/v1/meters",
