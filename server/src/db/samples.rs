@@ -69,25 +69,36 @@ pub async fn insert_many(
         .bind(&nodes)
         .execute(&mut **tx)
         .await?;
+        // Only a batch reaching back to the node's latest stored sample can repeat one: a streaming
+        // collector's batches read no blocks. The others read theirs through the indexes, batch by
+        // batch (`offset 0` keeps the lateral subquery from being flattened into a join the planner
+        // may answer by hashing whole chunks).
         let overlapping: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
             r#"with q as (
-                select *
+                select q.*
                 from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
                     as q(batch, node_id, window_start, last, first)
+                join nodes n on n.id = q.node_id
+                where q.first <= n.raw_until
             )
-            select q.batch, g.t_start, g.data
+            select q.batch, b.t_start, b.data
             from q
-            join gpu_raw g on g.node_id = q.node_id
-                and g.t_start >= q.window_start
-                and g.t_start <= q.last
-                and g.t_end >= q.first
-            union all
-            select q.batch, s.t_start, s.data
-            from q
-            join gpu_settled s on s.node_id = q.node_id
-                and s.hour >= time_bucket('1 hour', q.first)
-                and s.hour <= q.last
-                and s.t_end >= q.first"#,
+            cross join lateral (
+                select g.t_start, g.data
+                from gpu_raw g
+                where g.node_id = q.node_id
+                    and g.t_start >= q.window_start
+                    and g.t_start <= q.last
+                    and g.t_end >= q.first
+                union all
+                select s.t_start, s.data
+                from gpu_settled s
+                where s.node_id = q.node_id
+                    and s.hour >= time_bucket('1 hour', q.first)
+                    and s.hour <= q.last
+                    and s.t_end >= q.first
+                offset 0
+            ) b"#,
         )
         .bind(spans.iter().map(|s| s.0).collect::<Vec<_>>())
         .bind(spans.iter().map(|s| s.1).collect::<Vec<_>>())
@@ -139,12 +150,18 @@ pub async fn insert_many(
         }
     }
     if !node.is_empty() {
-        // The blocks and their pending rollup ranges in one statement.
+        // The blocks, their pending rollup ranges and the nodes' latest stored sample in one statement.
         sqlx::query(
             r#"with block as (
                 insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
                 select * from unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
                 returning node_id, t_start, t_end
+            ),
+            kept as (
+                update nodes n
+                set raw_until = greatest(n.raw_until, b.t_end)
+                from (select node_id, max(t_end) as t_end from block group by node_id) b
+                where n.id = b.node_id
             )
             insert into rollup_pending (node_id, t_from, t_to)
             select node_id, t_start, t_end

@@ -618,3 +618,65 @@ async fn binary_batches_store_what_json_stores_and_are_checked_alike(db: PgPool)
         "nothing of a refused batch is stored"
     );
 }
+
+/// A batch starting after the node's latest stored sample (`nodes.raw_until`) skips the duplicate
+/// check; one reaching back before it (a spool replaying an older minute after newer ones, a resend
+/// after the hour was settled) is checked against the blocks, even when its first samples are new.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn batches_out_of_order_or_resent_after_settling_are_each_stored_once(db: PgPool) {
+    let app = App::spawn(db.clone()).await;
+    let token = app.node().await;
+    let raw_until = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<Utc>>>(
+            "select raw_until from nodes where name = 'n1'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("raw_until")
+    };
+    assert_eq!(raw_until().await, None, "nothing stored");
+    let t0 = minute_aligned_past(150);
+    let send = |s: Vec<wattlas_protocol::GpuSample>| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (status, body) = app.ingest(token, &batch(s)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let r: IngestResult = serde_json::from_value(body).expect("result");
+            (r.stored, r.duplicates)
+        }
+    };
+    let (early, late) = (samples(t0, 4), samples(t0 + Duration::seconds(10), 4));
+    assert_eq!(send(late.clone()).await, (80, 0));
+    let last = late.last().expect("sample").time;
+    assert_eq!(raw_until().await, Some(last));
+    // Older than what is stored, all new: checked, all stored; the mark stays.
+    assert_eq!(send(early.clone()).await, (80, 0));
+    assert_eq!(raw_until().await, Some(last));
+    assert_eq!(send(early.clone()).await, (0, 80));
+    // New samples first, then repeats of both stored batches.
+    let mut mixed = samples(t0 + Duration::seconds(5), 2);
+    mixed.extend(early[40..].iter().cloned());
+    mixed.extend(late[..20].iter().cloned());
+    assert_eq!(send(mixed).await, (40, 60));
+    // Past the mark: stored without reading blocks, and the mark moves on.
+    let next = samples(t0 + Duration::seconds(14), 1);
+    assert_eq!(send(next.clone()).await, (20, 0));
+    assert_eq!(raw_until().await, Some(next.last().expect("sample").time));
+
+    // Settled blocks keep the mark, and a resend of their samples is caught there.
+    let settled = wattlas_server::maintenance::settle_before(&app.state, Utc::now())
+        .await
+        .expect("settle");
+    assert!(settled >= 1, "{settled} node-hours settled");
+    let live: i64 = sqlx::query_scalar("select count(*) from gpu_raw")
+        .fetch_one(&db)
+        .await
+        .expect("live");
+    assert_eq!(live, 0, "all settled");
+    assert_eq!(raw_until().await, Some(next.last().expect("sample").time));
+    let mut resent = early.clone();
+    resent.extend(next);
+    resent.extend(samples(t0 + Duration::seconds(20), 1));
+    assert_eq!(send(resent).await, (20, 100));
+    assert_eq!(app.stored().await, 80 + 80 + 40 + 20 + 20);
+}
