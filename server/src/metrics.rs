@@ -272,11 +272,12 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         &mut out,
         "wattlas_maintenance_work_total",
         "counter",
-        "Background work done by this process: pending raw ranges rolled up (rollup), nodes' CPU and DRAM rolled up (node_energy), job summaries computed (job_energy), raw chunks dropped (retention), node-hours settled (settle), budget crossings recorded and delivered (budgets).",
+        "Background work done by this process: pending raw ranges rolled up (rollup), GPU-minutes they recomputed (rollup_gpu_minutes), nodes' CPU and DRAM rolled up (node_energy), job summaries computed (job_energy), raw chunks dropped (retention), node-hours settled (settle), budget crossings recorded and delivered (budgets).",
     );
     let work = m.maintenance_work();
     for task in [
         "rollup",
+        "rollup_gpu_minutes",
         "node_energy",
         "job_energy",
         "retention",

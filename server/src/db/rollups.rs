@@ -20,7 +20,9 @@ pub struct Pending {
 }
 
 /// Removes and returns up to `limit` pending ranges that ended before `settled_before`. The caller
-/// writes their rollups in the same transaction, so a crash loses neither.
+/// writes their rollups in the same transaction, so a crash loses neither. Behind, the oldest hour
+/// of every node goes first (no node waits on another's backlog); within it, node by node in time
+/// order, so a run reads each node's raw data once, in long contiguous spans.
 pub async fn take_pending(
     tx: &mut Transaction<'_, Postgres>,
     settled_before: DateTime<Utc>,
@@ -32,6 +34,7 @@ pub async fn take_pending(
             select ctid
             from rollup_pending
             where t_to < $1
+                and t_from < (select min(t_from) from rollup_pending) + interval '1 hour'
             order by node_id, t_from
             limit $2
             for update skip locked

@@ -21,6 +21,7 @@ mod progress;
 mod prologs;
 mod properties;
 mod remote_write;
+mod rollups;
 mod settle;
 mod sign_in;
 mod statement;

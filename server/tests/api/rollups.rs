@@ -1,0 +1,131 @@
+//! The rollup task's work: a streaming node's minutes computed about once each, and a backlog served
+//! oldest hour first across nodes.
+
+use chrono::{Duration, DurationRound, Utc};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use wattlas_server::db::rollups;
+use wattlas_server::maintenance;
+
+use crate::common::*;
+
+type MinuteRow = (i32, chrono::DateTime<Utc>, f64, f64, i32);
+
+async fn minute_rows(db: &PgPool) -> Vec<MinuteRow> {
+    sqlx::query_as(
+        "select gpu_index, minute, energy_j, covered_s, samples
+        from gpu_minute order by gpu_index, minute",
+    )
+    .fetch_all(db)
+    .await
+    .expect("minutes")
+}
+
+/// A collector sends a batch every 10 s and the rollup runs after each as its data settles: each
+/// GPU-minute is computed about once (it was 18 times: every run recomputed the three minutes around
+/// its 10 s), and the minutes are those of rolling up the whole half hour at once.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn streaming_data_is_rolled_up_in_steps_each_minute_about_once(db: PgPool) {
+    let app = App::spawn(db.clone()).await;
+    let token = app.node().await;
+    let t0 = (Utc::now() - Duration::hours(3))
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc");
+    let computed = || {
+        app.state
+            .metrics
+            .maintenance_work()
+            .get("rollup_gpu_minutes")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = computed();
+    for k in 0..180 {
+        let from = t0 + Duration::seconds(10 * k);
+        let (status, body) = app.ingest(&token, &batch(samples(from, 10))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Settled as soon as sent: the run sees what a server would see 90 s later.
+        maintenance::rollup_settled_before(&app.state, from + Duration::seconds(10))
+            .await
+            .expect("rollup");
+    }
+    maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    let pending: i64 = sqlx::query_scalar("select count(*) from rollup_pending")
+        .fetch_one(&db)
+        .await
+        .expect("pending");
+    assert_eq!(pending, 0);
+    // 30 minutes of 2 GPUs, and the minute after the data (its boundary interval is looked at).
+    let data_minutes = 2 * 30;
+    let work = computed() - before;
+    assert!(
+        work <= 2 * data_minutes,
+        "{work} GPU-minutes computed for {data_minutes} of data"
+    );
+    eprintln!("{work} GPU-minutes computed for {data_minutes} of data");
+    let streamed = minute_rows(&db).await;
+    assert_eq!(streamed.len(), data_minutes as usize);
+
+    // The same half hour rolled up at once gives the same minutes.
+    sqlx::query("delete from gpu_minute")
+        .execute(&db)
+        .await
+        .expect("delete");
+    sqlx::query("insert into rollup_pending (node_id, t_from, t_to) select id, $1, $2 from nodes")
+        .bind(t0)
+        .bind(t0 + Duration::minutes(30))
+        .execute(&db)
+        .await
+        .expect("pending");
+    maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+    assert_eq!(minute_rows(&db).await, streamed);
+}
+
+/// A backlog of three hours on three nodes: a run takes every node's oldest hour before any node's
+/// next, node by node (it took the first node's whole backlog before the next node's first range).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_backlog_is_taken_oldest_hour_first_across_nodes(db: PgPool) {
+    let t0 = (Utc::now() - Duration::hours(6))
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc");
+    // A range a minute for three hours on nodes 1, 2 and 3.
+    sqlx::query(
+        "insert into rollup_pending (node_id, t_from, t_to)
+        select n, $1 + make_interval(mins => m), $1 + make_interval(mins => m, secs => 59)
+        from generate_series(1, 3) n, generate_series(0, 179) m",
+    )
+    .bind(t0)
+    .execute(&db)
+    .await
+    .expect("pending");
+    let take = |limit: i64| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin().await.expect("tx");
+            let taken = rollups::take_pending(&mut tx, Utc::now(), limit)
+                .await
+                .expect("take");
+            tx.commit().await.expect("commit");
+            taken
+        }
+    };
+    let first = take(200).await;
+    assert_eq!(first.len(), 180, "the oldest hour of each node, no more");
+    for node in 1..=3 {
+        let of: Vec<_> = first.iter().filter(|p| p.node_id == node).collect();
+        assert_eq!(of.len(), 60, "node {node}");
+        assert!(of.iter().all(|p| p.t_from < t0 + Duration::hours(1)));
+    }
+    // Then the next hour, a part of it in node order when the limit is smaller.
+    let second = take(100).await;
+    assert_eq!(second.len(), 100);
+    assert!(second
+        .iter()
+        .all(|p| p.t_from >= t0 + Duration::hours(1) && p.t_from < t0 + Duration::hours(2)));
+    assert_eq!(second.iter().filter(|p| p.node_id == 1).count(), 60);
+    assert_eq!(second.iter().filter(|p| p.node_id == 2).count(), 40);
+}
