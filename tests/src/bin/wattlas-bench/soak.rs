@@ -256,18 +256,21 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
     Ok(rows)
 }
 
-/// Collectors of the binary soak, eight GPUs each (the ingest benchmark's fleet).
-const RATE_NODES: u32 = 128;
+/// Distinct simulated nodes whose seconds the soak's collectors send (node `n` sends template
+/// `n % TEMPLATES`'s, its own node id and times).
+const TEMPLATES: u32 = 128;
+/// Samples a collector sends per second: 8 GPUs every 100 ms.
+const NODE_SAMPLES_PER_S: f64 = 80.0;
 
 /// The binary soak (`wattlas-bench --soak-rate MINUTES SAMPLES_PER_S`): the release server in its own
 /// process, with its background tasks (rollups, job energy; not settling, see below) running, takes
-/// binary batches from 128 collectors sent on a schedule at `rate` samples/s in all (open loop, one
-/// request in flight each; latency from when each batch was due). To offer more than 128 nodes' real
-/// time, each collector sends its seconds faster than they pass, as one catching up from its spool
-/// does: the run's samples span the hours before it. Every batch is a second of a simulated minute
-/// repeated with its times moved on (the frame's base time patched: no re-encoding in the sender).
-/// Reports the rate taken, latency and the server's memory minute by minute, the CPU of server,
-/// PostgreSQL and sender, and the samples stored (raw and settled) against those sent: each once.
+/// binary batches from as many collectors as the rate needs (8 GPUs at 100 ms each: 12,500 for
+/// 1,000,000 samples/s), each sending its last second once a second, in real time (open loop, one
+/// request in flight each; latency from when each batch was due): the rollup sees what a real
+/// fleet's makes it do. Every batch is a second of a simulated minute repeated with its times moved
+/// on (the frame's base time patched: no re-encoding in the sender). Reports the rate taken, latency
+/// and the server's memory minute by minute, the CPU of server, PostgreSQL and sender, the rollup's
+/// work and backlog, and the samples stored (raw and settled) against those sent: each once.
 pub async fn soak_rate(
     base_url: &str,
     minutes: u64,
@@ -276,9 +279,8 @@ pub async fn soak_rate(
     use crate::ingest::simulate;
 
     let (db, url) = fresh_db(base_url, "wattlas_bench_soak_rate").await?;
-    // Settling is left out: the collectors' hours pass in a minute here (faster than real time), so
-    // it would rewrite each hour many times while it fills, which a real fleet never makes it do; its
-    // rate is measured by `--storage`. The rollups and the other tasks run as in service.
+    // Settling is left out: its rate is measured by `--storage`, and a soak shorter than an hour plus
+    // its delay would not settle anything. The rollups and the other tasks run as in service.
     let (server, base) = start_server(&url, false).await?;
     let http = reqwest::Client::new();
     post(
@@ -289,28 +291,37 @@ pub async fn soak_rate(
         serde_json::json!({"name": "bench", "timezone": "UTC"}),
     )
     .await;
-    let mut tokens = Vec::new();
-    for n in 0..RATE_NODES {
-        let created = post(
-            &http,
-            &base,
-            ADMIN,
-            "/api/v1/nodes",
-            serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
-        )
-        .await;
-        tokens.push(created["token"].as_str().context("node token")?.to_owned());
+    let nodes = (rate / NODE_SAMPLES_PER_S).ceil() as u32;
+    let mut tokens = vec![String::new(); nodes as usize];
+    let mut registering = tokio::task::JoinSet::new();
+    for n in 0..nodes {
+        let (http, base) = (http.clone(), base.clone());
+        registering.spawn(async move {
+            let created = post(
+                &http,
+                &base,
+                ADMIN,
+                "/api/v1/nodes",
+                serde_json::json!({"name": format!("bench{n}"), "site": "bench"}),
+            )
+            .await;
+            created["token"]
+                .as_str()
+                .map(|t| (n, t.to_owned()))
+                .context("node token")
+        });
+        // A few at a time: the server hashes each token.
+        while registering.len() >= 16 || (n + 1 == nodes && !registering.is_empty()) {
+            let (n, token) = registering.join_next().await.context("registration")???;
+            tokens[n as usize] = token;
+        }
     }
-    let run_s = minutes as f64 * 60.0;
+    let run_s = minutes as i64 * 60;
     let template_s: i64 = 60;
-    let per_batch = 80.0;
-    let every = Duration::from_secs_f64(f64::from(RATE_NODES) * per_batch / rate);
-    let batches = (run_s / every.as_secs_f64()).ceil() as i64;
-    // The samples end a minute before the run starts: none is in the future when sent.
-    let span_s = (batches / template_s + 1) * template_s;
+    // A collector's second is sent a minute or two after it began (its samples all in the past).
     let t_base = chrono::Utc::now().duration_trunc(chrono::Duration::minutes(1))?
-        - chrono::Duration::seconds(span_s + 60);
-    let sim = simulate(RATE_NODES, 8, template_s, t_base);
+        - chrono::Duration::minutes(1);
+    let sim = simulate(TEMPLATES.min(nodes), 8, template_s, t_base);
     let mut frames: Vec<Vec<(Vec<u8>, usize, u64)>> = Vec::new();
     for (n, node) in sim.iter().enumerate() {
         let mut node_frames = Vec::new();
@@ -323,10 +334,14 @@ pub async fn soak_rate(
         }
         frames.push(node_frames);
     }
+    let frames = std::sync::Arc::new(frames);
     eprintln!(
-        "soak: {RATE_NODES} collectors, binary batches of {per_batch} samples every {:.1} ms each ({rate:.0} samples/s offered) for {minutes} min",
-        every.as_secs_f64() * 1000.0
+        "soak: {nodes} collectors x 8 GPUs, a binary batch of their last second each second ({:.0} samples/s offered) for {minutes} min",
+        f64::from(nodes) * NODE_SAMPLES_PER_S
     );
+    let rate = f64::from(nodes) * NODE_SAMPLES_PER_S;
+    let every = Duration::from_secs(1);
+    let batches = run_s;
 
     let pid = server.pid();
     let (pg_before, server_before, me_before) = (
@@ -336,10 +351,10 @@ pub async fn soak_rate(
     );
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
-    for (n, (node_frames, token)) in frames.into_iter().zip(&tokens).enumerate() {
-        let (http, token) = (http.clone(), token.clone());
+    for (n, token) in tokens.iter().enumerate() {
+        let (http, token, frames) = (http.clone(), token.clone(), frames.clone());
         let url = format!("{base}/api/v1/ingest/gpu");
-        let first = start + every.mul_f64(n as f64 / f64::from(RATE_NODES));
+        let first = start + every.mul_f64(n as f64 / f64::from(nodes));
         tasks.push(tokio::spawn(async move {
             // (seconds since the start when it was sent, latency in ms) of each batch; samples sent.
             let mut sent = Vec::with_capacity(batches as usize);
@@ -348,7 +363,7 @@ pub async fn soak_rate(
             for k in 0..batches {
                 let due = first + every * k as u32;
                 tokio::time::sleep_until(due).await;
-                let (frame, at, n) = &node_frames[(k % template_s) as usize];
+                let (frame, at, n) = &frames[n % frames.len()][(k % template_s) as usize];
                 let mut body = frame.clone();
                 let t0 = i64::from_le_bytes(body[*at..*at + 8].try_into()?);
                 let moved = t0 + (k / template_s) * template_s * 1000;
@@ -405,17 +420,35 @@ pub async fn soak_rate(
             .await?;
     // What the rollup task had left when the senders stopped: ranges of raw data not yet in minutes.
     let (pending, behind): (i64, Option<f64>) = sqlx::query_as(
-        "select count(*), extract(epoch from max(t_to) - min(t_from))::float8 from rollup_pending",
+        "select count(*), extract(epoch from now() - min(t_from))::float8 from rollup_pending",
     )
     .fetch_one(&db)
     .await?;
+    // The rollup's work: GPU-minutes it computed, against the GPU-minutes of data rolled up.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let computed: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("wattlas_maintenance_work_total{task=\"rollup_gpu_minutes\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .context("rollup_gpu_minutes on /metrics")?;
+    let rolled: i64 = sqlx::query_scalar("select count(*) from gpu_minute")
+        .fetch_one(&db)
+        .await?;
     let db_bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
         .fetch_one(&db)
         .await?;
     drop(server);
     db.close().await;
 
-    let memory = Memory::of(&rss, run_s);
+    let memory = Memory::of(&rss, run_s as f64);
     // Latency per minute of the run: p50 / p99 of the batches due in it.
     let mut by_minute: Vec<Vec<f64>> = vec![Vec::new(); minutes as usize + 1];
     for (at, ms) in &sent {
@@ -435,7 +468,7 @@ pub async fn soak_rate(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     Ok(vec![
         (
-            format!("Soak: {RATE_NODES} collectors x 8 GPUs, binary batches on a schedule at {rate:.0} samples/s offered, {minutes} min, release server in its own process with its rollup and job-energy tasks"),
+            format!("Soak: {nodes} collectors x 8 GPUs in real time (a binary batch of each one's last second every second), {rate:.0} samples/s offered, {minutes} min, release server in its own process with its rollup and job-energy tasks"),
             format!(
                 "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored, {settled} settled); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
                 samples as i64 - stored,
@@ -457,11 +490,12 @@ pub async fn soak_rate(
         (
             "The rollup task (raw blocks to GPU-minutes) when the senders stopped".to_owned(),
             format!(
-                "{pending} ranges of raw data waiting{}",
+                "{pending} ranges of raw data waiting{} (it takes data in 5-minute steps once 90 s old); {rolled} GPU-minutes rolled up, {computed:.0} computed for them ({:.2} each)",
                 behind.map_or(String::new(), |s| format!(
-                    ", spanning {:.0} min of sample time",
+                    ", the oldest from {:.1} min before",
                     s / 60.0
-                ))
+                )),
+                computed / rolled.max(1) as f64
             ),
         ),
         (
