@@ -358,8 +358,7 @@ pub async fn soak_rate(
         tasks.push(tokio::spawn(async move {
             // (seconds since the start when it was sent, latency in ms) of each batch; samples sent.
             let mut sent = Vec::with_capacity(batches as usize);
-            let mut samples = 0u64;
-            let mut stored = 0u64;
+            let (mut samples, mut stored, mut refused) = (0u64, 0u64, 0u64);
             for k in 0..batches {
                 let due = first + every * k as u32;
                 tokio::time::sleep_until(due).await;
@@ -368,15 +367,28 @@ pub async fn soak_rate(
                 let t0 = i64::from_le_bytes(body[*at..*at + 8].try_into()?);
                 let moved = t0 + (k / template_s) * template_s * 1000;
                 body[*at..*at + 8].copy_from_slice(&moved.to_le_bytes());
-                let r = crate::ingest::send(
-                    &http,
-                    &url,
-                    &token,
-                    wattlas_protocol::wire::BATCH_CONTENT_TYPE,
-                    false,
-                    body,
-                )
-                .await?;
+                // A full queue answers 503 with Retry-After: the collector keeps the batch and
+                // sends it again then, as here (its later seconds wait behind it).
+                let r = loop {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", wattlas_protocol::wire::BATCH_CONTENT_TYPE)
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                        anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+                        break r;
+                    }
+                    refused += 1;
+                    let wait = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                        .unwrap_or(1);
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                };
                 let answer: serde_json::Value = r.json().await?;
                 stored += answer["stored"].as_u64().context("stored")?;
                 samples += n;
@@ -385,7 +397,7 @@ pub async fn soak_rate(
                     due.elapsed().as_secs_f64() * 1000.0,
                 ));
             }
-            Ok::<_, anyhow::Error>((sent, samples, stored))
+            Ok::<_, anyhow::Error>((sent, samples, stored, refused))
         }));
     }
     // The server's memory every 5 s while the collectors send.
@@ -396,12 +408,13 @@ pub async fn soak_rate(
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let mut sent = Vec::new();
-    let (mut samples, mut answered) = (0u64, 0u64);
+    let (mut samples, mut answered, mut refused) = (0u64, 0u64, 0u64);
     for t in tasks {
-        let (s, n, stored) = t.await??;
+        let (s, n, stored, r) = t.await??;
         sent.extend(s);
         samples += n;
         answered += stored;
+        refused += r;
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = (
@@ -480,7 +493,7 @@ pub async fn soak_rate(
         (
             "Batch latency over the soak (from when each was due)".to_owned(),
             format!(
-                "p50 {:.1} ms, p99 **{:.1} ms**, max {:.0} ms; p99 by minute: {}",
+                "p50 {:.1} ms, p99 **{:.1} ms**, max {:.0} ms; p99 by minute: {}; {refused} requests answered 503 (queue full) and sent again after Retry-After",
                 percentile(&all, 0.5),
                 percentile(&all, 0.99),
                 all.last().copied().unwrap_or(f64::NAN),
