@@ -18,7 +18,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, ApiJson<serde
     match db::rollups::lag(&state.db).await {
         Ok((pending, oldest)) => {
             let mut body = json!({ "status": "ready", "rollup_pending": pending, "rollup_oldest_pending": oldest });
-            // With a read replica: degraded (still 200) while it lags or cannot be reached.
             // With a read replica: degraded (still 200) while it lags beyond its bound (reads go to
             // the primary meanwhile) or does not answer.
             if state.reads.has_replica() {
