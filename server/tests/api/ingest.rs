@@ -702,7 +702,10 @@ async fn a_collector_token_is_looked_up_through_indexes_in_a_large_fleet(db: PgP
     .execute(&db)
     .await
     .expect("nodes");
-    sqlx::query("analyze nodes").execute(&db).await.expect("analyze");
+    sqlx::query("analyze nodes")
+        .execute(&db)
+        .await
+        .expect("analyze");
     for digest_of in ["new4321", "old4320"] {
         let sql = format!(
             "explain (format json) select n.id from nodes n where {}",
