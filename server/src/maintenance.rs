@@ -364,12 +364,12 @@ pub async fn rollup_settled_before(
             rollups::refresh_hours(&mut tx, node_id, from, to).await?;
         }
     }
-    record_run(
-        &mut tx,
-        "rollup",
-        serde_json::json!({ "pending_ranges": taken }),
-    )
-    .await?;
+    // Everything before `taken_to` is rolled up when the run took every range below it.
+    let mut detail = serde_json::json!({ "pending_ranges": taken });
+    if (taken as i64) < PENDING_PER_RUN {
+        detail["taken_to"] = serde_json::json!(crate::db::ts(step));
+    }
+    record_run(&mut tx, "rollup", detail).await?;
     tx.commit().await?;
     Ok(taken)
 }

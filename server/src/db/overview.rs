@@ -94,6 +94,18 @@ pub async fn meters(
     .await
 }
 
+/// Where the rollup's last run that took every range below its cut had cut (`maintenance`), if any.
+pub async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        r#"select (detail ->> 'taken_to')::timestamptz
+        from maintenance_runs
+        where task = 'rollup'"#,
+    )
+    .fetch_optional(db)
+    .await
+    .map(Option::flatten)
+}
+
 /// Per site with raw data waiting for the rollup: (site id, the oldest waiting time).
 pub async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<Utc>)>> {
     sqlx::query_as(

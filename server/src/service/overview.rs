@@ -62,8 +62,26 @@ pub struct SiteNow {
 
 /// Buckets of the 24-hour power curves, ms.
 pub const CURVE_BUCKET_MS: i64 = 600_000;
-/// The curves end this long before now: the minutes before are rolled up while the rollup keeps up.
-pub const CURVE_LAG_MS: i64 = 120_000;
+/// Where the curves end: where the rollup's last run had taken every range of raw data (as of a
+/// minute; never after now). Before its first run: where it takes data once `rollup_settle_s` old, up
+/// to a multiple of its step, every `rollup_interval_s`. The note on data waiting for it says when
+/// it is behind.
+pub fn curve_end(
+    config: &crate::config::Config,
+    rolled_up_to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let step = crate::maintenance::ROLLUP_STEP_MS;
+    let end = rolled_up_to.map_or_else(
+        || {
+            let taken = now.timestamp_millis()
+                - (config.rollup_settle_s + config.rollup_interval_s) as i64 * 1000;
+            taken.div_euclid(step) * step
+        },
+        |t| t.timestamp_millis().min(now.timestamp_millis()),
+    );
+    db::ts(db::energy::floor_minute(end))
+}
 
 /// One bar: a name, its energy formatted, its value and the largest value (kWh).
 #[derive(Debug, Clone)]
@@ -108,7 +126,7 @@ pub struct Overview {
     pub unsummarised: i64,
     /// Running jobs, most energy first.
     pub running: Vec<Running>,
-    /// The 24-hour curves' span, ms: `[from, to)`, `to` a whole minute `CURVE_LAG_MS` before now.
+    /// The 24-hour curves' span, ms: `[from, to)`, `to` where the rollup has taken everything (`curve_end`).
     pub curve_span: (i64, i64),
     /// This month's idle allocated GPUs.
     pub idle: super::closure::Waste,
@@ -155,10 +173,8 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         .unwrap_or(now);
     // One pool for the whole view.
     let read = state.read_db();
-    // To the last whole minute the rollup has had time for; the last bucket may be part of one.
-    let curve_to = db::ts(db::energy::floor_minute(
-        now.timestamp_millis() - CURVE_LAG_MS,
-    ));
+    // To where the rollup has had time for every minute; the last bucket may be part of one.
+    let curve_to = curve_end(&state.config, db::overview::rolled_up_to(read).await?, now);
     let curve_from = db::ts(
         (curve_to.timestamp_millis() - 86_400_000).div_euclid(CURVE_BUCKET_MS) * CURVE_BUCKET_MS,
     );

@@ -19,11 +19,11 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
         .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    // A finished job of alice's in project atlas (GPU 0 at 200 W for 19.9 s, 5 minutes ago: in the 24-hour
-    // curve, which ends 2 minutes before now), then 3 s of both GPUs
+    // A finished job of alice's in project atlas (GPU 0 at 200 W for 19.9 s, 10 minutes ago: in the
+    // 24-hour curve, which ends where the rollup has taken everything, up to 7 minutes before now), then 3 s of both GPUs
     // just now (200 W + 100 W, 98 % busy), and a job of bob's running for an hour on n2 (which has
     // not reported: no energy, and not sharing alice's GPU).
-    let t0 = Utc::now() - Duration::seconds(300);
+    let t0 = Utc::now() - Duration::seconds(600);
     app.new_job("j1")
         .user("alice")
         .tag("project", "atlas")

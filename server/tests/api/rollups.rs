@@ -129,3 +129,30 @@ async fn a_backlog_is_taken_oldest_hour_first_across_nodes(db: PgPool) {
     assert_eq!(second.iter().filter(|p| p.node_id == 1).count(), 60);
     assert_eq!(second.iter().filter(|p| p.node_id == 2).count(), 40);
 }
+
+/// The staff overview's GPU power curve ends where the rollup, run as in service, has taken every
+/// minute: its last point is whole. (It ended 2 minutes before now, inside the rollup's five-minute
+/// step, so its last bucket divided part of its minutes' energy by all of its time: a dip.)
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_overview_power_curve_ends_where_every_minute_is_rolled_up(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    // Both GPUs (200 W and a counter at 150 W) for the last 15 minutes, in 10-s batches.
+    let start = Utc::now() - Duration::minutes(15);
+    for k in 0..90 {
+        let (status, body) = app
+            .ingest(
+                &token,
+                &batch(samples(start + Duration::seconds(10 * k), 10)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    maintenance::rollup_once(&app.state).await.expect("rollup");
+    let overview = wattlas_server::service::overview::overview(&app.state)
+        .await
+        .expect("overview");
+    let curve = &overview.sites[0].gpu_kw_24h;
+    let (_, last_kw) = curve.last().copied().expect("a point");
+    assert!((last_kw - 0.35).abs() < 0.005, "{curve:?}");
+}
