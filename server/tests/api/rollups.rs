@@ -137,9 +137,10 @@ async fn a_backlog_is_taken_oldest_hour_first_across_nodes(db: PgPool) {
 async fn the_overview_power_curve_ends_where_every_minute_is_rolled_up(db: PgPool) {
     let app = App::spawn(db).await;
     let token = app.node().await;
-    // Both GPUs (200 W and a counter at 150 W) for the last 15 minutes, in 10-s batches.
-    let start = Utc::now() - Duration::minutes(15);
-    for k in 0..90 {
+    // Both GPUs (200 W and a counter at 150 W) for the last 30 minutes, in 10-s batches: the curve's
+    // 10-minute buckets end at most ~7 minutes before now, so its last one is inside the data.
+    let start = Utc::now() - Duration::minutes(30);
+    for k in 0..180 {
         let (status, body) = app
             .ingest(
                 &token,
