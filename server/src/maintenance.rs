@@ -364,12 +364,16 @@ pub async fn rollup_settled_before(
             rollups::refresh_hours(&mut tx, node_id, from, to).await?;
         }
     }
-    // Everything before `taken_to` is rolled up when the run took every range below it.
-    let mut detail = serde_json::json!({ "pending_ranges": taken });
-    if (taken as i64) < PENDING_PER_RUN {
-        detail["taken_to"] = serde_json::json!(crate::db::ts(step));
-    }
-    record_run(&mut tx, "rollup", detail).await?;
+    // Everything before `taken_to` is rolled up: the cut, or the oldest range still waiting (not
+    // taken: over the limit, past the oldest hour, or another server's).
+    let waiting = rollups::oldest_pending(&mut tx).await?;
+    let taken_to = waiting.map_or(step, |t| t.timestamp_millis().min(step));
+    record_run(
+        &mut tx,
+        "rollup",
+        serde_json::json!({ "pending_ranges": taken, "taken_to": crate::db::ts(taken_to) }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(taken)
 }

@@ -94,7 +94,7 @@ pub async fn meters(
     .await
 }
 
-/// Where the rollup's last run that took every range below its cut had cut (`maintenance`), if any.
+/// Where the rollup's last run left every minute before rolled up (`maintenance`), if any.
 pub async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         r#"select (detail ->> 'taken_to')::timestamptz

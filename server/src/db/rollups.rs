@@ -47,6 +47,15 @@ pub async fn take_pending(
     .await
 }
 
+/// The oldest pending range's start, if any, as the caller's transaction sees them.
+pub async fn oldest_pending(
+    tx: &mut Transaction<'_, Postgres>,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("select min(t_from) from rollup_pending")
+        .fetch_one(&mut **tx)
+        .await
+}
+
 /// Earliest pending time of a node inside `[from, to]`, if any.
 pub async fn earliest_pending(
     db: &PgPool,
