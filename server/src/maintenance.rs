@@ -33,6 +33,11 @@ const MINUTES_PER_FETCH: i64 = 60;
 /// Readers read raw samples where ranges are pending, so the rollups' delay costs no figure.
 pub const ROLLUP_STEP_MS: i64 = 300_000;
 
+/// Where a rollup run with raw data settled before `settled_before_ms` cuts: the step before it, ms.
+pub fn rollup_cut_ms(settled_before_ms: i64) -> i64 {
+    settled_before_ms.div_euclid(ROLLUP_STEP_MS) * ROLLUP_STEP_MS
+}
+
 /// Handles of the running background tasks; dropping it stops them, so they end with the server.
 pub struct Tasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
@@ -319,7 +324,7 @@ pub async fn rollup_settled_before(
     let max_gap = state.config.max_gap_ms;
     // Raw data changes the rollups of every minute within the fetch margin of it.
     let margin = crate::analytics::energy::fetch_margin_ms(max_gap);
-    let step = settled_before.timestamp_millis().div_euclid(ROLLUP_STEP_MS) * ROLLUP_STEP_MS;
+    let step = rollup_cut_ms(settled_before.timestamp_millis());
     let mut tx = state.db.begin().await?;
     let pending = rollups::take_pending(&mut tx, crate::db::ts(step), PENDING_PER_RUN).await?;
     let taken = pending.len();

@@ -71,12 +71,12 @@ pub fn curve_end(
     rolled_up_to: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let step = crate::maintenance::ROLLUP_STEP_MS;
     let end = rolled_up_to.map_or_else(
         || {
-            let taken = now.timestamp_millis()
-                - (config.rollup_settle_s + config.rollup_interval_s) as i64 * 1000;
-            taken.div_euclid(step) * step
+            crate::maintenance::rollup_cut_ms(
+                now.timestamp_millis()
+                    - (config.rollup_settle_s + config.rollup_interval_s) as i64 * 1000,
+            )
         },
         |t| t.timestamp_millis().min(now.timestamp_millis()),
     );
