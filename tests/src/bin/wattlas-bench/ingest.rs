@@ -540,6 +540,20 @@ pub(crate) async fn send(
     gzip: bool,
     body: Vec<u8>,
 ) -> anyhow::Result<reqwest::Response> {
+    let r = answer(http, url, token, content_type, gzip, body).await?;
+    anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+    Ok(r)
+}
+
+/// One ingest request as a collector sends it; its answer, whatever its status.
+pub(crate) async fn answer(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
     let mut request = http
         .post(url)
         .bearer_auth(token)
@@ -547,9 +561,7 @@ pub(crate) async fn send(
     if gzip {
         request = request.header("content-encoding", "gzip");
     }
-    let r = request.body(body).send().await?;
-    anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
-    Ok(r)
+    request.body(body).send().await
 }
 
 /// Latency at a given load, as collectors make it: each sends its batches on a schedule (open loop,

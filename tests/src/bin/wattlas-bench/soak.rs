@@ -335,11 +335,12 @@ pub async fn soak_rate(
         frames.push(node_frames);
     }
     let frames = std::sync::Arc::new(frames);
-    eprintln!(
-        "soak: {nodes} collectors x 8 GPUs, a binary batch of their last second each second ({:.0} samples/s offered) for {minutes} min",
-        f64::from(nodes) * NODE_SAMPLES_PER_S
-    );
+    // What whole collectors offer (the rate asked, rounded up to a collector).
     let rate = f64::from(nodes) * NODE_SAMPLES_PER_S;
+    eprintln!(
+        "soak: {nodes} collectors x 8 GPUs, a binary batch of their last second each second ({rate:.0} samples/s offered) for {minutes} min"
+    );
+    // Each collector's batches: one a second for the run.
     let every = Duration::from_secs(1);
     let batches = run_s;
 
@@ -370,13 +371,15 @@ pub async fn soak_rate(
                 // A full queue answers 503 with Retry-After: the collector keeps the batch and
                 // sends it again then, as here (its later seconds wait behind it).
                 let r = loop {
-                    let r = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", wattlas_protocol::wire::BATCH_CONTENT_TYPE)
-                        .body(body.clone())
-                        .send()
-                        .await?;
+                    let r = crate::ingest::answer(
+                        &http,
+                        &url,
+                        &token,
+                        wattlas_protocol::wire::BATCH_CONTENT_TYPE,
+                        false,
+                        body.clone(),
+                    )
+                    .await?;
                     if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
                         anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
                         break r;
