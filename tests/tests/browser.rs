@@ -310,8 +310,9 @@ async fn seeded_server(db: PgPool, users: &[(&str, Role)]) -> (String, AppState)
     (base, state)
 }
 
-/// Waits for a navigation that a click started to land on `path`.
-/// Fills the sign-in form in front of the browser as `name` and submits it.
+/// Fills the sign-in form in front of the browser as `name`, submits it and waits for its answer to
+/// land (the form's default next page, `/jobs`): a navigation started before then could be overtaken
+/// by the sign-in's redirect (CI once found the staff test at `/jobs` after it went to `/`).
 async fn submit_sign_in(client: &Client, name: &str) {
     client
         .find(Locator::Css("input[name=username]"))
@@ -334,8 +335,10 @@ async fn submit_sign_in(client: &Client, name: &str) {
         .click()
         .await
         .expect("submit");
+    wait_path(client, "/jobs").await;
 }
 
+/// Waits for a navigation that a click started to land on `path`.
 async fn wait_path(client: &Client, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -378,7 +381,6 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
     assert!(client.current_url().await.expect("url").path() == "/login");
     check_page(&client, "1-sign-in").await;
     submit_sign_in(&client, "alice").await;
-    wait_path(&client, "/jobs").await;
     assert_eq!(client.title().await.expect("title"), "Jobs · Wattlas");
     let jobs_text = text(&client, "table.jobs tbody").await;
     assert!(
