@@ -195,7 +195,40 @@ pub async fn refresh_hours(
     .bind(ts(to_ms - 1))
     .execute(&mut **tx)
     .await?;
+    // The node's sums of the same hours, from the GPUs' just written (see `node_hour`).
+    sqlx::query(
+        r#"insert into node_hour (node_id, hour, gpu_mask, last_minute, covered_s, energy_j,
+            util_covered, util_covered_s)
+        select node_id, hour,
+            coalesce(bit_or(gpu_bit(gpu_index)) filter (where minutes > 0), 0),
+            max(last_minute) filter (where minutes > 0),
+            coalesce(sum(covered_s) filter (where minutes > 0), 0),
+            coalesce(sum(energy_j) filter (where minutes > 0), 0),
+            coalesce(sum(util_covered) filter (where minutes > 0), 0),
+            coalesce(sum(util_covered_s) filter (where minutes > 0), 0)
+        from gpu_hour
+        where node_id = $1
+            and hour >= time_bucket('1 hour', $2::timestamptz)
+            and hour < time_bucket('1 hour', $3::timestamptz) + interval '1 hour'
+        group by node_id, hour
+        on conflict (node_id, hour) do update
+        set gpu_mask = excluded.gpu_mask, last_minute = excluded.last_minute,
+            covered_s = excluded.covered_s, energy_j = excluded.energy_j,
+            util_covered = excluded.util_covered, util_covered_s = excluded.util_covered_s"#,
+    )
+    .bind(node_id)
+    .bind(ts(from_ms))
+    .bind(ts(to_ms - 1))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// `node_hour.gpu_mask` of these GPUs, when each has a bit of its own (index below 63).
+fn gpu_mask(gpus: &[i32]) -> Option<i64> {
+    gpus.iter().try_fold(0i64, |mask, g| {
+        (0..63).contains(g).then(|| mask | (1i64 << g))
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -380,10 +413,34 @@ async fn hourly_series(
     };
     let first_hour = (from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS;
     let last_hour = to_ms.div_euclid(HOUR_MS) * HOUR_MS;
-    sqlx::query_as(&format!(
-        r#"select gpu, bucket, {value} as value, max(last) as last
-        from (
-            select {gpu} as gpu, time_bucket(make_interval(hours => $7), hour, $3) as bucket,
+    // One line for the node's GPUs: the node's hourly sums where every GPU in them is one of these,
+    // the GPUs' own hours elsewhere (a node shared with another job). A line per GPU: the GPUs' hours.
+    let mask = gpu_mask(gpus).filter(|_| gpu == "-1");
+    let whole_hours = if mask.is_some() {
+        r#"select -1 as gpu, time_bucket(make_interval(hours => $7), hour, $3) as bucket,
+                energy_j as e, covered_s as c, util_covered as uc,
+                util_covered_s as us, last_minute as last
+            from node_hour
+            where node_id = $1
+                and hour >= $3
+                and hour < $4
+                and gpu_mask <> 0
+                and gpu_mask & ~$8::int8 = 0
+            union all
+            select -1, time_bucket(make_interval(hours => $7), h.hour, $3), h.energy_j, h.covered_s,
+                h.util_covered, h.util_covered_s, h.last_minute
+            from node_hour n
+            join gpu_hour h on h.node_id = n.node_id and h.hour = n.hour
+            where n.node_id = $1
+                and n.hour >= $3
+                and n.hour < $4
+                and n.gpu_mask & ~$8::int8 <> 0
+                and h.gpu_index = any($2)
+                and h.minutes > 0"#
+            .to_owned()
+    } else {
+        format!(
+            r#"select {gpu} as gpu, time_bucket(make_interval(hours => $7), hour, $3) as bucket,
                 energy_j as e, covered_s as c, util_covered as uc,
                 util_covered_s as us, last_minute as last
             from gpu_hour
@@ -391,7 +448,13 @@ async fn hourly_series(
                 and gpu_index = any($2)
                 and hour >= $3
                 and hour < $4
-                and minutes > 0
+                and minutes > 0"#
+        )
+    };
+    let sql = format!(
+        r#"select gpu, bucket, {value} as value, max(last) as last
+        from (
+            {whole_hours}
             union all
             select {gpu}, time_bucket(make_interval(hours => $7), minute, $3), energy_j, covered_s,
                 coalesce(util_avg_pct * covered_s, 0),
@@ -405,14 +468,19 @@ async fn hourly_series(
         group by gpu, bucket
         having {having}
         order by 1, 2"#
-    ))
-    .bind(node_id)
-    .bind(gpus)
-    .bind(ts(first_hour))
-    .bind(ts(last_hour))
-    .bind(ts(from_ms))
-    .bind(ts(to_ms))
-    .bind(hours as i32)
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(node_id)
+        .bind(gpus)
+        .bind(ts(first_hour))
+        .bind(ts(last_hour))
+        .bind(ts(from_ms))
+        .bind(ts(to_ms))
+        .bind(hours as i32);
+    match mask {
+        Some(mask) => query.bind(mask),
+        None => query,
+    }
     .fetch_all(db)
     .await
 }

@@ -157,3 +157,117 @@ async fn the_overview_power_curve_ends_where_every_minute_is_rolled_up(db: PgPoo
     let (_, last_kw) = curve.last().copied().expect("a point");
     assert!((last_kw - 0.35).abs() < 0.005, "{curve:?}");
 }
+
+/// A node's hourly sums (`node_hour`) follow its GPUs' (`gpu_hour`), and a one-line-per-node chart
+/// reads them only for hours in which every GPU with data is one of the job's: a node shared with
+/// another job's GPUs still charts the job's GPUs alone.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_nodes_hourly_sums_are_charted_only_where_they_hold_the_jobs_gpus_alone(db: PgPool) {
+    let app = App::spawn(db.clone()).await;
+    app.node().await;
+    let node: i32 = sqlx::query_scalar("select id from nodes where name = 'n1'")
+        .fetch_one(&db)
+        .await
+        .expect("node");
+    let t0 = minute_aligned_past(4 * 24 * 60 + 30);
+    let end = t0 + Duration::days(4);
+    // GPUs 0 and 1 every minute for four days at 200 W; GPUs 2 and 3 (another job's) at 400 W from
+    // the second day on.
+    let minutes = |gpus: (i32, i32), from_minute: i32, joules: f64| {
+        sqlx::query(
+            r#"insert into gpu_minute (node_id, gpu_index, minute, samples, covered_s, counter_s,
+                energy_j, power_min_w, power_max_w, power_limit_w, power_limit_samples, util_avg_pct)
+            select $1, g, $2 + make_interval(mins => m), 600, 60, 60, $5, 0, 0, 700, 600, 90
+            from generate_series($3::int, $4::int) g
+            cross join generate_series($6::int, 4 * 1440 - 1) m"#,
+        )
+        .bind(node)
+        .bind(t0)
+        .bind(gpus.0)
+        .bind(gpus.1)
+        .bind(joules)
+        .bind(from_minute)
+        .execute(&db)
+    };
+    minutes((0, 1), 0, 12_000.0).await.expect("minutes");
+    minutes((2, 3), 1440, 24_000.0).await.expect("minutes");
+    let refresh = || async {
+        let mut tx = db.begin().await.expect("tx");
+        rollups::refresh_hours(&mut tx, node, t0.timestamp_millis(), end.timestamp_millis())
+            .await
+            .expect("hours");
+        tx.commit().await.expect("commit");
+    };
+    refresh().await;
+    // The node's hours are the sums of its GPUs' hours, and say which GPUs they hold.
+    let check = || async {
+        let rows: Vec<(i64, i64, i64, f64, f64)> = sqlx::query_as(
+            r#"select count(*), count(*) filter (where n.gpu_mask = 3),
+                count(*) filter (where n.gpu_mask = 15),
+                max(abs(n.energy_j - g.energy_j)), max(abs(n.covered_s - g.covered_s))
+            from node_hour n
+            join (select hour, sum(energy_j) as energy_j, sum(covered_s) as covered_s
+                from gpu_hour where minutes > 0 group by hour) g on g.hour = n.hour"#,
+        )
+        .fetch_all(&db)
+        .await
+        .expect("sums");
+        rows[0]
+    };
+    let (hours, two, four, de, dc) = check().await;
+    assert!((97..=98).contains(&hours), "{hours}");
+    assert_eq!(two + four, hours);
+    assert!((24..=25).contains(&two), "{two}");
+    assert!(de < 1e-6 && dc < 1e-9, "{de} {dc}");
+
+    let series = |gpus: Vec<u32>| {
+        let db = db.clone();
+        async move {
+            rollups::series(
+                &db,
+                node,
+                &gpus,
+                t0.timestamp_millis(),
+                end.timestamp_millis(),
+                rollups::GpuMetric::Power,
+                2 * 3_600_000,
+                false,
+            )
+            .await
+            .expect("series")
+        }
+    };
+    // The job of GPUs 0 and 1: 200 W all along, also where the node's hours hold GPUs 2 and 3.
+    let job = series(vec![0, 1]).await;
+    assert!(job.len() >= 48, "{}", job.len());
+    for (_, bucket, watts, _) in &job {
+        assert!((watts - 200.0).abs() < 1e-9, "{bucket}: {watts}");
+    }
+    // GPU 0 alone (never the node's whole hour) and the four GPUs (the node's hours).
+    assert!(series(vec![0])
+        .await
+        .iter()
+        .all(|(_, _, w, _)| (w - 200.0).abs() < 1e-9));
+    let all = series(vec![0, 1, 2, 3]).await;
+    let switch = t0 + Duration::days(1);
+    for (_, bucket, watts, _) in &all {
+        if *bucket + Duration::hours(2) <= switch {
+            assert!((watts - 200.0).abs() < 1e-9, "{bucket}: {watts}");
+        } else if *bucket >= switch {
+            assert!((watts - 300.0).abs() < 1e-9, "{bucket}: {watts}");
+        }
+    }
+    assert_eq!(all.len(), job.len());
+
+    // Minutes of GPU 2 rewritten at 300 W (a late import): both sums follow.
+    sqlx::query("update gpu_minute set energy_j = 18000 where gpu_index = 2")
+        .execute(&db)
+        .await
+        .expect("update");
+    refresh().await;
+    let (_, _, _, de, _) = check().await;
+    assert!(de < 1e-6, "{de}");
+    let after = series(vec![0, 1, 2, 3]).await;
+    let last = after.last().expect("points").2;
+    assert!((last - 275.0).abs() < 1e-9, "{last}");
+}
