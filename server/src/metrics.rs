@@ -381,7 +381,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
                 &mut out,
                 "wattlas_rollup_pending_ranges",
                 "gauge",
-                "Ranges of raw samples not yet rolled up.",
+                "Ranges of raw samples not yet rolled up (exact up to 10,000, PostgreSQL's live-row estimate above).",
                 pending,
             );
             let lag = oldest.map_or(0.0, |t| {

@@ -271,3 +271,47 @@ async fn a_nodes_hourly_sums_are_charted_only_where_they_hold_the_jobs_gpus_alon
     let last = after.last().expect("points").2;
     assert!((last - 275.0).abs() < 1e-9, "{last}");
 }
+
+/// `/readyz` counts waiting ranges exactly while few, and past 10,000 gives PostgreSQL's estimate
+/// instead of counting millions on every health check; the oldest range's start is exact either way.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_rollup_lag_is_counted_exactly_while_small_and_estimated_past_ten_thousand(db: PgPool) {
+    let app = App::spawn(db.clone()).await;
+    app.node().await;
+    let t0 = minute_aligned_past(600);
+    let pend = |from: i64, n: i64| {
+        sqlx::query(
+            "insert into rollup_pending (node_id, t_from, t_to)
+            select n.id, $1 + make_interval(secs => k), $1 + make_interval(secs => k + 1)
+            from nodes n cross join generate_series($2::int8, $3::int8) k",
+        )
+        .bind(t0)
+        .bind(from)
+        .bind(from + n - 1)
+        .execute(&db)
+    };
+    pend(0, 3).await.expect("pending");
+    let ready = |app: &App| {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move {
+            let body: serde_json::Value = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("readyz")
+                .json()
+                .await
+                .expect("json");
+            body
+        }
+    };
+    let body = ready(&app).await;
+    assert_eq!(body["rollup_pending"], 3, "{body}");
+    pend(3, 20_000).await.expect("pending");
+    let body = ready(&app).await;
+    let n = body["rollup_pending"].as_i64().expect("count");
+    assert!(n > rollups::LAG_EXACT_UP_TO && n <= 20_003, "{body}");
+    let oldest: chrono::DateTime<Utc> =
+        serde_json::from_value(body["rollup_oldest_pending"].clone()).expect("oldest");
+    assert_eq!(oldest, t0);
+}
