@@ -41,6 +41,9 @@ pub struct Shared {
     pub hashing: Arc<tokio::sync::Semaphore>,
     /// People whose statement is being made (one at a time each).
     pub rendering: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Statements typeset at once, off the request threads (one per core): a 10,000-job PDF takes a
+    /// second of a core and ~100 MB.
+    pub typesetting: Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Node tokens recently found (a few seconds).
@@ -70,6 +73,7 @@ impl AppState {
             sign_in: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             rendering: Arc::default(),
+            typesetting: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             metrics: Arc::default(),
             node_tokens: Arc::default(),
             writers,

@@ -80,7 +80,18 @@ pub async fn statement_response(
     filter.ids = ids.clone();
     let mut st = statement::gather(state, scope, filter, describe(&q, ids.as_deref())).await?;
     statement::say_selection(&mut st, &q, ids.as_deref(), left_out_running);
-    let body = statement::render(&st, format)?;
+    // Typeset on a blocking thread: a long PDF would hold one of the runtime's threads (on a 2-core
+    // machine, half of what answers every other request) for its whole second.
+    let _slot = state
+        .typesetting
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let (body, st) =
+        tokio::task::spawn_blocking(move || statement::render(&st, format).map(|body| (body, st)))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))??;
     let (mime, ext) = format.content();
     let name = statement::file_name(&st.scope, st.generated_at, ext);
     let disposition = if format == Format::Pdf {

@@ -288,10 +288,36 @@ async fn a_statement_of_ten_thousand_jobs_renders(db: PgPool) {
     .execute(&app.state.db)
     .await
     .expect("energy");
+    // Health checks while it is made: answered at once (the PDF was typeset on the thread that
+    // answers requests, which held every other request for the whole render).
     let started = std::time::Instant::now();
-    let (status, pdf) = app.get_bytes(ADMIN, "/api/v1/statement?format=pdf").await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let statement = async {
+        let answer = app.get_bytes(ADMIN, "/api/v1/statement?format=pdf").await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        answer
+    };
+    // The longest time between two answered checks, each asked 20 ms after the last answer.
+    let health = async {
+        let (mut worst, mut checks) = (std::time::Duration::ZERO, 0);
+        let mut last = std::time::Instant::now();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let (status, _) = app.get_text(ADMIN, "/healthz").await;
+            assert_eq!(status, StatusCode::OK);
+            worst = worst.max(last.elapsed());
+            last = std::time::Instant::now();
+            checks += 1;
+        }
+        (worst, checks)
+    };
+    let ((status, pdf), (worst, checks)) = tokio::join!(statement, health);
     let took = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&pdf));
+    assert!(
+        worst < took / 5,
+        "health checks waited up to {worst:?} apart during the statement's {took:?} ({checks} checks)"
+    );
     let text = pdf_text(&pdf);
     assert!(text.contains("50.00 kWh"), "10,000 x 5 Wh");
     assert!(
