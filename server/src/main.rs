@@ -3,8 +3,44 @@
 /// mimalloc instead of glibc's malloc: request handling allocates small buffers on every core, and
 /// glibc's arena locks and frees were ~15 % of the ingest profile (perf, 2026-11-30); with mimalloc the
 /// ingest benchmark stores 19-30 % more samples a second on the same machine (BENCHMARKS.md).
+/// Built with `--features system-alloc`, the server keeps glibc's malloc, which heap profilers such as
+/// heaptrack see (DEVELOPERS.md, "Where the memory goes").
+#[cfg(not(any(feature = "system-alloc", feature = "heap-stats")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `--features heap-stats`: mimalloc with a count of the bytes the program holds (the `cap` crate),
+/// printed every 10 s beside the process's RSS (stderr, "heap:"): RSS far above the bytes held is the
+/// allocator keeping freed memory; both rising is the program holding more.
+#[cfg(feature = "heap-stats")]
+mod heap_stats {
+    #[global_allocator]
+    static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+    /// Prints the bytes held (the most of ten readings a second apart) and RSS every 10 s.
+    pub fn report() {
+        std::thread::spawn(|| loop {
+            let mut most = 0;
+            for _ in 0..10 {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                most = most.max(ALLOCATOR.allocated());
+            }
+            let rss_kib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+            eprintln!(
+                "heap: held {} KiB (most in 10 s {} KiB), rss {rss_kib} KiB",
+                ALLOCATOR.allocated() / 1024,
+                most / 1024
+            );
+        });
+    }
+}
 
 use anyhow::Context;
 use clap::Parser;
@@ -17,6 +53,16 @@ use wattlas_server::{startup, MIGRATOR};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // No transparent huge pages: mimalloc frees memory in 64 KiB pieces, and a 2 MiB huge page stays
+    // resident while any of it is used. With them a soak's RSS climbed from 55 to 150 MB while the
+    // program held 12-28 MB (108 MB of it huge pages); `no_thp` keeps mimalloc from asking for them
+    // where the kernel gives them on request, this where it gives them to every process.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("warning: transparent huge pages stay on: {e}");
+    }
+    #[cfg(feature = "heap-stats")]
+    heap_stats::report();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()

@@ -82,6 +82,11 @@ impl Server {
         server
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful shutdown, requests in flight are cut.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
