@@ -23,14 +23,21 @@ create function gpu_bit(gpu_index int) returns int8
 language sql immutable parallel safe
 as $$ select case when gpu_index < 63 then 1::int8 << gpu_index else (-9223372036854775807 - 1)::int8 end $$;
 
-insert into node_hour (node_id, hour, gpu_mask, last_minute, covered_s, energy_j, util_covered,
-    util_covered_s)
+-- A node's sums of each hour from its GPUs' hours: what `node_hour` keeps, read by the backfill below
+-- and by the rollup's upsert (`db::rollups::refresh_hours`, which asks for one node's hours: conditions
+-- on the grouped columns reach `gpu_hour`'s index).
+create view node_hour_of_gpus as
 select node_id, hour,
-    coalesce(bit_or(gpu_bit(gpu_index)) filter (where minutes > 0), 0),
-    max(last_minute) filter (where minutes > 0),
-    coalesce(sum(covered_s) filter (where minutes > 0), 0),
-    coalesce(sum(energy_j) filter (where minutes > 0), 0),
-    coalesce(sum(util_covered) filter (where minutes > 0), 0),
-    coalesce(sum(util_covered_s) filter (where minutes > 0), 0)
+    coalesce(bit_or(gpu_bit(gpu_index)) filter (where minutes > 0), 0) as gpu_mask,
+    max(last_minute) filter (where minutes > 0) as last_minute,
+    coalesce(sum(covered_s) filter (where minutes > 0), 0) as covered_s,
+    coalesce(sum(energy_j) filter (where minutes > 0), 0) as energy_j,
+    coalesce(sum(util_covered) filter (where minutes > 0), 0) as util_covered,
+    coalesce(sum(util_covered_s) filter (where minutes > 0), 0) as util_covered_s
 from gpu_hour
 group by node_id, hour;
+
+insert into node_hour (node_id, hour, gpu_mask, last_minute, covered_s, energy_j, util_covered,
+    util_covered_s)
+select node_id, hour, gpu_mask, last_minute, covered_s, energy_j, util_covered, util_covered_s
+from node_hour_of_gpus;

@@ -205,22 +205,16 @@ pub async fn refresh_hours(
     .bind(ts(to_ms - 1))
     .execute(&mut **tx)
     .await?;
-    // The node's sums of the same hours, from the GPUs' just written (see `node_hour`).
+    // The node's sums of the same hours, from the GPUs' just written (the view `node_hour_of_gpus`).
     sqlx::query(
         r#"insert into node_hour (node_id, hour, gpu_mask, last_minute, covered_s, energy_j,
             util_covered, util_covered_s)
-        select node_id, hour,
-            coalesce(bit_or(gpu_bit(gpu_index)) filter (where minutes > 0), 0),
-            max(last_minute) filter (where minutes > 0),
-            coalesce(sum(covered_s) filter (where minutes > 0), 0),
-            coalesce(sum(energy_j) filter (where minutes > 0), 0),
-            coalesce(sum(util_covered) filter (where minutes > 0), 0),
-            coalesce(sum(util_covered_s) filter (where minutes > 0), 0)
-        from gpu_hour
+        select node_id, hour, gpu_mask, last_minute, covered_s, energy_j, util_covered,
+            util_covered_s
+        from node_hour_of_gpus
         where node_id = $1
             and hour >= time_bucket('1 hour', $2::timestamptz)
             and hour < time_bucket('1 hour', $3::timestamptz) + interval '1 hour'
-        group by node_id, hour
         on conflict (node_id, hour) do update
         set gpu_mask = excluded.gpu_mask, last_minute = excluded.last_minute,
             covered_s = excluded.covered_s, energy_j = excluded.energy_j,
