@@ -25,14 +25,7 @@ mod heap_stats {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 most = most.max(ALLOCATOR.allocated());
             }
-            let rss_kib = std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                })
-                .unwrap_or(0);
+            let rss_kib = wattlas_server::metrics::rss_kib(None).unwrap_or(0);
             eprintln!(
                 "heap: held {} KiB (most in 10 s {} KiB), rss {rss_kib} KiB",
                 ALLOCATOR.allocated() / 1024,

@@ -427,3 +427,20 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     )
         .into_response()
 }
+
+/// Resident memory of a process now (`/proc/PID/status`, VmRSS), KiB; `None` for this process. `None`
+/// where it cannot be read (not Linux, the process gone).
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_owned(),
+        |p| format!("/proc/{p}/status"),
+    );
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

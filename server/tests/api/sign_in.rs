@@ -364,17 +364,7 @@ async fn sign_in_is_throttled_per_name_and_client_never_locked(db: PgPool) {
 async fn concurrent_sign_ins_are_bounded_before_hashing(db: PgPool) {
     let app = App::spawn(db).await;
     add_user(&app, "alice", Role::Researcher).await;
-    let rss = || {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-    };
+    let rss = || wattlas_server::metrics::rss_kib(None).unwrap_or(0);
     // Forms first (each a double-submit cookie), then all 64 posts at once.
     let mut forms = Vec::new();
     for _ in 0..64 {

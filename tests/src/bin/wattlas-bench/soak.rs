@@ -19,13 +19,7 @@ const GPUS: usize = 4;
 
 /// Resident memory of a process now, KiB.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS")
+    wattlas_server::metrics::rss_kib(Some(pid)).with_context(|| format!("VmRSS of process {pid}"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
