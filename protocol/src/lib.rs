@@ -211,6 +211,34 @@ pub struct NewJob {
     /// GPUs held where the scheduler's record cannot say which (not charged; shown on the job's page).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_gpus: Vec<UnknownGpus>,
+    /// The scheduler's own fields of the job (Slurm's raw id, account, partition, state).
+    #[serde(flatten)]
+    pub scheduler: SchedulerFields,
+    /// Every node the scheduler's record says the job ran on (an admin's record, e.g. sacct's
+    /// NodeList): a part a prolog registered on another node is a conflict, reported, never merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+/// What the scheduler records of a job beyond its owner, name and times: each absent where no source
+/// said it. A record from a second source fills what is absent and never blanks what is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerFields {
+    /// The scheduler's own unique id where the job's id is another form of it (Slurm's `JobIDRaw`:
+    /// array task `4_2` is raw job 5, component `9+1` of a heterogeneous job raw job 10). A record
+    /// naming a raw id the site already knows merges into that job, whatever id it was registered as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_id: Option<String>,
+    /// Account the job was charged to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Partition (queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// The scheduler's state of the job as its accounting last said it (`COMPLETED`, `TIMEOUT`,
+    /// `CANCELLED`, `NODE_FAIL`, `RUNNING`, ...): only an admin's record (sacct, the sync) sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// `POST /api/v1/jobs/{id}/end`.
@@ -317,6 +345,9 @@ pub struct JobView {
     /// GPU-minutes of the job at under 5 % utilisation.
     #[serde(default)]
     pub idle_gpu_minutes: u64,
+    /// The scheduler's own fields of the job (raw id, account, partition, state).
+    #[serde(flatten)]
+    pub scheduler: SchedulerFields,
 }
 
 /// `GET /api/v1/jobs` answer.

@@ -22,6 +22,7 @@ mod prologs;
 mod properties;
 mod remote_write;
 mod rollups;
+mod scheduler;
 mod settle;
 mod sign_in;
 mod statement;

@@ -36,6 +36,7 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         unknown_gpus: Vec::new(),
         idle_gpu_energy_kwh: None,
         idle_gpu_minutes: 0,
+        scheduler: Default::default(),
     }
 }
 

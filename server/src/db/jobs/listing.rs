@@ -224,7 +224,7 @@ pub async fn list<'a>(
     let key = sort.column();
     let mut qb = QueryBuilder::new(format!(
         r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
-            j.unknown_gpus, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale,
+            j.unknown_gpus, j.raw_id, j.account, j.partition, j.scheduler_state, e.summary, e.computed_at, e.stale or {RAW_PENDING} as stale,
             {sort_time} as sort_time, {sort_number} as sort_number, {sort_text} as sort_text
         from ("#,
         sort_time = if sort.kind() == KeyKind::Time {

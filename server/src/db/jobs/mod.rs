@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
-use wattlas_protocol::{JobTotals, UnknownGpus};
+use wattlas_protocol::{JobTotals, SchedulerFields, UnknownGpus};
 
 /// A job row with its site's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -35,6 +35,49 @@ pub struct Job {
     pub tags: Json<BTreeMap<String, String>>,
     /// GPUs held where the scheduler's record cannot say which.
     pub unknown_gpus: Json<Vec<UnknownGpus>>,
+    /// The scheduler's raw id, where known.
+    pub raw_id: Option<String>,
+    /// Account.
+    pub account: Option<String>,
+    /// Partition.
+    pub partition: Option<String>,
+    /// The scheduler's state as its accounting last said it.
+    pub scheduler_state: Option<String>,
+}
+
+impl Job {
+    /// The scheduler's fields as the API says them.
+    pub fn scheduler(&self) -> SchedulerFields {
+        SchedulerFields {
+            raw_id: self.raw_id.clone(),
+            account: self.account.clone(),
+            partition: self.partition.clone(),
+            state: self.scheduler_state.clone(),
+        }
+    }
+}
+
+/// A job's row as a registration gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct JobRecord<'a> {
+    /// Scheduler job id.
+    pub id: &'a str,
+    /// Owner.
+    pub user: &'a str,
+    /// Name (empty: not known).
+    pub name: &'a str,
+    /// Site id.
+    pub site_id: i32,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End, where known.
+    pub end: Option<DateTime<Utc>>,
+    /// Tags.
+    pub tags: &'a BTreeMap<String, String>,
+    /// GPUs held where the record cannot say which.
+    pub unknown_gpus: &'a [UnknownGpus],
+    /// Raw id, account, partition, state.
+    pub scheduler: &'a SchedulerFields,
 }
 
 /// One allocated GPU.
@@ -53,7 +96,7 @@ pub struct AllocatedGpu {
 }
 
 const JOB_COLUMNS: &str = r#"select j.id, j.user_name, j.name, j.site_id, s.name as site, j.start_time, j.end_time, j.tags,
-            j.unknown_gpus
+            j.unknown_gpus, j.raw_id, j.account, j.partition, j.scheduler_state
         from jobs j
         join sites s on s.id = j.site_id"#;
 
@@ -79,60 +122,126 @@ pub async fn by_id_for_update(
 }
 
 /// Inserts a new job; `false` when the id exists already.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    id: &str,
-    user: &str,
-    name: &str,
-    site_id: i32,
-    start: DateTime<Utc>,
-    end: Option<DateTime<Utc>>,
-    tags: &BTreeMap<String, String>,
-    unknown_gpus: &[UnknownGpus],
-) -> sqlx::Result<bool> {
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &JobRecord<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
-        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags, unknown_gpus)
-        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags, unknown_gpus,
+            raw_id, account, partition, scheduler_state)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         on conflict (id) do nothing"#,
     )
-    .bind(id)
-    .bind(user)
-    .bind(name)
-    .bind(site_id)
-    .bind(start)
-    .bind(end)
-    .bind(Json(tags))
-    .bind(Json(unknown_gpus))
+    .bind(job.id)
+    .bind(job.user)
+    .bind(job.name)
+    .bind(job.site_id)
+    .bind(job.start)
+    .bind(job.end)
+    .bind(Json(job.tags))
+    .bind(Json(job.unknown_gpus))
+    .bind(&job.scheduler.raw_id)
+    .bind(&job.scheduler.account)
+    .bind(&job.scheduler.partition)
+    .bind(&job.scheduler.state)
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Merges a registration into an existing job: the earliest start, added tags, the latest end when
-/// given, and the unknown GPUs when given (a second node's prolog, an admin's re-send, a re-import).
-pub async fn merge(
+/// The id of the site's job whose raw id is `raw_id`, if any.
+pub async fn id_by_raw_id(
+    db: impl PgExecutor<'_>,
+    site_id: i32,
+    raw_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "select id from jobs where site_id = $1 and raw_id = $2 order by start_time desc limit 1",
+    )
+    .bind(site_id)
+    .bind(raw_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether any node's prolog registered a part of the job (its times then come from the nodes).
+pub async fn has_parts(tx: &mut Transaction<'_, Postgres>, id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from job_parts where job_id = $1)")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// Names of the nodes the job holds GPUs on.
+pub async fn allocated_node_names(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    start: DateTime<Utc>,
-    end: Option<DateTime<Utc>>,
-    tags: &BTreeMap<String, String>,
-    unknown_gpus: &[UnknownGpus],
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        r#"select distinct n.name from job_allocations a join nodes n on n.id = a.node_id
+        where a.job_id = $1 order by n.name"#,
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Merges a registration into an existing job (a second node's prolog, an admin's re-send, a
+/// re-import, sacct completing what a prolog registered): tags added; a name, raw id, account and
+/// partition where the job has none; the scheduler's state when given. Times: with `keep_times` (a
+/// scheduler's record of a job its nodes registered: their clocks at the prolog and epilog are finer
+/// than sacct's seconds) the start stays and the end is filled only where none is; otherwise the earliest
+/// start and the latest end given. The unknown GPUs when given.
+pub async fn merge(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &JobRecord<'_>,
+    keep_times: bool,
 ) -> sqlx::Result<()> {
     sqlx::query(
         r#"update jobs
         set tags = tags || $2,
-            start_time = least(start_time, $4),
+            start_time = case when $6 then start_time else least(start_time, $4) end,
             end_time = case when $3::timestamptz is null then end_time
+                            when $6 then coalesce(end_time, $3)
                             else greatest(coalesce(end_time, $3), $3) end,
-            unknown_gpus = case when $5::jsonb = '[]'::jsonb then unknown_gpus else $5 end
+            unknown_gpus = case when $5::jsonb = '[]'::jsonb then unknown_gpus else $5 end,
+            name = case when name = '' then $7 else name end,
+            raw_id = coalesce(raw_id, $8),
+            account = coalesce(account, $9),
+            partition = coalesce(partition, $10),
+            scheduler_state = coalesce($11, scheduler_state)
         where id = $1"#,
     )
+    .bind(job.id)
+    .bind(Json(job.tags))
+    .bind(job.end)
+    .bind(job.start)
+    .bind(Json(job.unknown_gpus))
+    .bind(keep_times)
+    .bind(job.name)
+    .bind(&job.scheduler.raw_id)
+    .bind(&job.scheduler.account)
+    .bind(&job.scheduler.partition)
+    .bind(&job.scheduler.state)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Drops the unknown-GPU entries of nodes where the job holds named GPUs: a prolog named them, so they
+/// are charged and not unknown, whichever source came first.
+pub async fn drop_named_unknown_gpus(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"update jobs j
+        set unknown_gpus = coalesce((
+            select jsonb_agg(u order by ord)
+            from jsonb_array_elements(j.unknown_gpus) with ordinality as e(u, ord)
+            where not exists (
+                select 1 from job_allocations a join nodes n on n.id = a.node_id
+                where a.job_id = j.id and n.name = u ->> 'node')), '[]'::jsonb)
+        where j.id = $1 and j.unknown_gpus <> '[]'::jsonb"#,
+    )
     .bind(id)
-    .bind(Json(tags))
-    .bind(end)
-    .bind(start)
-    .bind(Json(unknown_gpus))
     .execute(&mut **tx)
     .await?;
     Ok(())

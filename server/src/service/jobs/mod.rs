@@ -513,6 +513,7 @@ pub async fn view(
         unknown_gpus: job.unknown_gpus.0.clone(),
         idle_gpu_energy_kwh: idle.reported.then_some(idle.energy_j / 3.6e6),
         idle_gpu_minutes: idle.minutes,
+        scheduler: job.scheduler(),
     };
     Ok((view, by_hour))
 }

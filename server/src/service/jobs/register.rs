@@ -66,6 +66,28 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
             ));
         }
     }
+    let sched = &job.scheduler;
+    for (field, value, max) in [
+        ("raw_id", &sched.raw_id, 200),
+        ("account", &sched.account, 200),
+        ("partition", &sched.partition, 200),
+        ("state", &sched.state, 50),
+    ] {
+        if let Some(v) = value {
+            if v.trim().is_empty() || v.len() > max || v.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be 1 to {max} characters without control characters"),
+                ));
+            }
+        }
+    }
+    if job.nodes.len() > 100_000 || job.nodes.iter().any(|n| n.is_empty() || n.len() > 200) {
+        return Err(Error::invalid(
+            "nodes",
+            "node names must be 1 to 200 characters (at most 100,000 nodes)",
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, a) in job.allocations.iter().enumerate() {
         if a.gpus.is_empty() && a.mig.is_empty() {
@@ -199,6 +221,11 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
                 "unknown_gpus: only an admin registers a scheduler's record".into(),
             ));
         }
+        if job.scheduler.state.is_some() || !job.nodes.is_empty() {
+            return Err(Error::Forbidden(
+                "state: only an admin registers a scheduler's record (its state and nodes)".into(),
+            ));
+        }
     }
     for (i, u) in job.unknown_gpus.iter().enumerate() {
         if u.node.is_empty() || u.node.len() > 200 {
@@ -210,34 +237,68 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     }
 
     let mut tx = state.db.begin().await?;
-    let created = db::jobs::insert(
-        &mut tx,
-        &job.id,
-        &job.user,
-        &job.name,
-        site.id,
-        job.start,
-        job.end,
-        &job.tags,
-        &job.unknown_gpus,
-    )
-    .await?;
+    // The job this record is of: its id, else the site's job of the same raw id (a prolog that could
+    // not learn the array task's id registered the raw one; sacct names both).
+    let mut id = job.id.clone();
+    if db::jobs::by_id_for_update(&mut tx, &id).await?.is_none() {
+        if let Some(raw) = &job.scheduler.raw_id {
+            if let Some(known) = db::jobs::id_by_raw_id(&mut *tx, site.id, raw).await? {
+                id = known;
+            }
+        }
+    }
+    let record = db::jobs::JobRecord {
+        id: &id,
+        user: &job.user,
+        name: &job.name,
+        site_id: site.id,
+        start: job.start,
+        end: job.end,
+        tags: &job.tags,
+        unknown_gpus: &job.unknown_gpus,
+        scheduler: &job.scheduler,
+    };
+    let created = db::jobs::insert(&mut tx, &record).await?;
     if !created {
-        let existing = db::jobs::by_id_for_update(&mut tx, &job.id)
+        let existing = db::jobs::by_id_for_update(&mut tx, &id)
             .await?
             .ok_or_else(|| Error::internal("job vanished while being merged"))?;
         // The parts of one job come with each node's own clock: starts may differ, owners may not.
         if existing.user_name != job.user || existing.site_id != site.id {
             return Err(Error::Conflict(format!(
-                "id: job '{}' exists with another user or site",
-                job.id
+                "user: job '{id}' exists with user '{}' at site '{}'",
+                existing.user_name, existing.site
             )));
         }
-        if let Caller::Node { id, name, .. } = caller {
-            if gpus.is_empty() && !db::jobs::node_is_allocated(&state.db, &job.id, *id).await? {
+        if let (Some(raw), Some(known)) = (&job.scheduler.raw_id, &existing.raw_id) {
+            if raw != known {
+                return Err(Error::Conflict(format!(
+                    "raw_id: job '{id}' is raw job {known}, not {raw}"
+                )));
+            }
+        }
+        if !job.nodes.is_empty() {
+            let held = db::jobs::allocated_node_names(&mut tx, &id).await?;
+            let elsewhere: Vec<&String> = held.iter().filter(|n| !job.nodes.contains(n)).collect();
+            if !elsewhere.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "nodes: job '{id}' holds GPUs on {} by its prolog; this record says {}",
+                    elsewhere
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    job.nodes.join(", ")
+                )));
+            }
+        }
+        if let Caller::Node {
+            id: node_id, name, ..
+        } = caller
+        {
+            if gpus.is_empty() && !db::jobs::node_is_allocated(&state.db, &id, *node_id).await? {
                 return Err(Error::Forbidden(format!(
-                    "id: node '{name}' holds no part of job '{}'",
-                    job.id
+                    "id: node '{name}' holds no part of job '{id}'"
                 )));
             }
             if let Some((k, _)) = job
@@ -246,27 +307,30 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
                 .find(|(k, v)| existing.tags.0.get(*k) != Some(*v))
             {
                 return Err(Error::Forbidden(format!(
-                    "tags.{k}: node '{name}' may not change the tags of job '{}'",
-                    job.id
+                    "tags.{k}: node '{name}' may not change the tags of job '{id}'"
                 )));
             }
         }
-        db::jobs::merge(
-            &mut tx,
-            &job.id,
-            job.start,
-            job.end,
-            &job.tags,
-            &job.unknown_gpus,
-        )
-        .await?;
+        // A scheduler's record of a job its nodes registered fills in; it moves no time they recorded.
+        // (The job's summary is stored anew after the commit, below: marking it stale here would lock
+        // summaries in another order than the ranges marked below and deadlock two registrations.)
+        let keep_times =
+            matches!(caller, Caller::Admin) && db::jobs::has_parts(&mut tx, &id).await?;
+        db::jobs::merge(&mut tx, &record, keep_times).await?;
+        if keep_times && existing.end_time.is_none() {
+            if let Some(end) = job.end {
+                // No epilog ended it (its node died): the scheduler's end closes the open parts.
+                db::jobs::end(&mut tx, &id, end).await?;
+            }
+        }
     }
-    if let Caller::Node { id, .. } = caller {
-        db::jobs::start_part(&mut tx, &job.id, *id, job.start).await?;
+    if let Caller::Node { id: node_id, .. } = caller {
+        db::jobs::start_part(&mut tx, &id, *node_id, job.start).await?;
     }
-    db::jobs::add_allocations(&mut tx, &job.id, &gpus).await?;
+    db::jobs::add_allocations(&mut tx, &id, &gpus).await?;
+    db::jobs::drop_named_unknown_gpus(&mut tx, &id).await?;
     for (node, c) in cpus {
-        db::node_energy::set_job_cpus(&mut tx, &job.id, node, c).await?;
+        db::node_energy::set_job_cpus(&mut tx, &id, node, c).await?;
     }
     // Jobs sharing these nodes over this span now share their GPUs and CPUs with one more: their
     // stored figures are computed again.
@@ -275,7 +339,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     nodes_of_job.dedup();
     let ranges: Vec<_> = nodes_of_job.iter().map(|n| (*n, job.start, far)).collect();
     db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
-    let ctx = JobContext::in_transaction(state, &mut tx, &job.id).await?;
+    let ctx = JobContext::in_transaction(state, &mut tx, &id).await?;
     tx.commit().await?;
     Ok((created, super::computed_view(state, &ctx).await?))
 }
@@ -287,6 +351,13 @@ pub async fn end(
     id: &str,
     end: DateTime<Utc>,
 ) -> Result<JobView> {
+    // A node's epilog knows its job by Slurm's raw id (array task 4_2 is raw job 5 in its
+    // environment): the site's job of that raw id, else the job of that id.
+    let resolved = match caller {
+        Caller::Node { site_id, .. } => db::jobs::id_by_raw_id(&state.db, *site_id, id).await?,
+        _ => None,
+    };
+    let id = resolved.as_deref().unwrap_or(id);
     let job = db::jobs::by_id(&state.db, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))?;
