@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// Simulated source: write what was emitted (samples, energy per job) to this JSON file.
     #[arg(long, env = "WATTLAS_SIM_LEDGER")]
     pub sim_ledger: Option<PathBuf>,
+    /// Simulated source: keep every GPU's energy counter at every poll in the ledger (`true`), the
+    /// truth of any window of time (end-to-end tests of scheduler jobs).
+    #[arg(long, env = "WATTLAS_SIM_TRACE")]
+    pub sim_trace: Option<bool>,
     /// Stop after this many seconds (default: run until stopped).
     #[arg(long, env = "WATTLAS_RUN_SECONDS")]
     pub run_seconds: Option<f64>,
@@ -204,6 +208,7 @@ impl RunArgs {
             jobs_per_group: a.sim_jobs,
             user: a.sim_user.unwrap_or_else(|| "alice".into()),
             limits_file: None,
+            trace: a.sim_trace.unwrap_or(false),
         };
         let spool_dir = a.spool_dir.unwrap_or_else(default_spool_dir);
         let sim = crate::source::simulated::SimConfig {

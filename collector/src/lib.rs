@@ -13,6 +13,7 @@ pub mod meter_run;
 pub mod metrics;
 pub mod run;
 pub mod slurm;
+pub mod slurm_sync;
 pub mod source;
 pub mod spool;
 pub mod uplink;

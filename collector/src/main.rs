@@ -13,7 +13,7 @@ use wattlas_collector::source::dcgm::DcgmExporterSource;
 use wattlas_collector::source::nvml::NvmlSource;
 use wattlas_collector::source::simulated::SimulatedSource;
 use wattlas_collector::source::Source;
-use wattlas_collector::{cap, import, meter, run, slurm};
+use wattlas_collector::{cap, import, meter, run, slurm, slurm_sync};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -34,9 +34,12 @@ enum Command {
     /// Import existing logs.
     #[command(subcommand)]
     Import(import::cli::ImportCommand),
-    /// Register Slurm jobs from prolog and epilog.
+    /// Register Slurm jobs from prolog and epilog; show a job's energy.
     #[command(subcommand)]
     Job(slurm::cli::JobCommand),
+    /// Slurm on the controller: end the jobs no epilog ended (`slurm sync`).
+    #[command(subcommand)]
+    Slurm(slurm_sync::SlurmCommand),
     /// Read a facility meter (total and IT power) and push the readings to the server until stopped.
     Meter(Box<meter::cli::MeterArgs>),
     /// Apply or remove a GPU power cap (Slurm prolog/epilog; real GPUs need root).
@@ -58,6 +61,7 @@ async fn main() -> ExitCode {
         Command::Meter(args) => meter::cli::run(*args, shutdown_signal()).await,
         Command::Cap(cmd) => cap::cli::run(cmd),
         Command::Job(cmd) => slurm::cli::run(cmd).await,
+        Command::Slurm(cmd) => slurm_sync::run(cmd).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -338,7 +338,7 @@ async fn batch_loop(
                         let mut s = spool.lock().map_err(|_| poisoned())?;
                         for event in poll.events {
                             let entry = match event {
-                                Event::JobStart(job) => Entry::JobStart(job),
+                                Event::JobStart(job) => Entry::JobStart(*job),
                                 Event::JobEnd { id, end } => Entry::JobEnd { id, body: JobEnd { end } },
                             };
                             s.push(&entry)?;

@@ -201,6 +201,8 @@ async fn register_job(
             cpus: None,
         }],
         unknown_gpus: vec![],
+        scheduler: Default::default(),
+        nodes: vec![],
     };
     match uplink.post_json(paths::JOBS, &job).await.0 {
         Delivery::Done => {

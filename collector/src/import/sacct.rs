@@ -1,12 +1,22 @@
 //! `wattlas-collector import sacct FILE --site S --timezone TZ`: job history from Slurm's accounting.
 //!
-//! Reads `sacct --parsable2 --allocations --format=JobID,User,JobName,Start,End,NodeList,AllocTRES,Comment`
-//! (a header line, any column order; `Comment` optional). Job steps (`1234.batch`) are skipped, array ids
-//! (`1234_5`) kept, node lists expanded (`gpu[01-03,07]`), and times read in the cluster's zone. sacct
-//! says how many GPUs a job had (`gres/gpu=N` in AllocTRES), not which: where a job held every GPU of its
-//! nodes, those are its GPUs; where it held fewer (a shared node) or a node is unknown to the server, the
-//! job is registered without that node's GPUs and says so (`unknown_gpus`), never guessed. Tags come from
-//! `--tag` and `k=v` words of the Comment. Registering a job twice changes nothing.
+//! Reads `sacct --parsable2 --allocations` output with a header line in any column order, or
+//! `--noheader` output with `--format` saying its columns as sacct was given them. Needed: JobID, User,
+//! Start, End, NodeList, AllocTRES; used where present: JobIDRaw, JobName, Account, Partition, State,
+//! Comment, any others ignored (`sacct -aP` with extra columns). Job steps (`1234.batch`) are skipped,
+//! array tasks (`1234_5`) and heterogeneous components (`1234+1`) kept as sacct names them, pending jobs
+//! skipped and counted, node lists expanded (`gpu[01-03,07]`), times read in the cluster's zone unless
+//! they are seconds since the epoch (`SLURM_TIME_FORMAT=%s`) or carry an offset, `Unknown` ends read
+//! as running. sacct says how
+//! many GPUs a job had (`gres/gpu=N` in AllocTRES, typed `gres/gpu:a100=N` counted once beside it), not
+//! which: where a job held every GPU of its nodes, those are its GPUs; where it held fewer (a shared node,
+//! MIG slices) or a node is unknown to the server, the job is registered without that node's GPUs and
+//! says so (`unknown_gpus`), never guessed, unless a prolog named them (the server keeps those). A job a
+//! prolog registered is completed (name, account, partition, state, an end where no epilog gave one),
+//! found by its id or raw id, never twinned; a record that contradicts it (another user, other nodes) is
+//! reported by line and left out. Tags come from `--tag` and `k=v` words of the Comment. A field that may
+//! hold the delimiter (JobName, Comment) is read whole when it is the last column. Registering a job
+//! twice changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
@@ -16,7 +26,9 @@ use anyhow::Context;
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
-use wattlas_protocol::{paths, Allocation, NewJob, NodeView, UnknownGpus};
+use wattlas_protocol::{
+    paths, Allocation, JobView, NewJob, NodeView, SchedulerFields, UnknownGpus,
+};
 
 use super::lines::{ImportError, Line, Lines, Skips};
 use crate::uplink::{Delivery, Uplink};
@@ -24,8 +36,11 @@ use crate::uplink::{Delivery, Uplink};
 /// `import sacct`.
 #[derive(Debug, Args)]
 pub struct SacctArgs {
-    /// Output of `sacct --parsable2 --allocations --format=JobID,User,JobName,Start,End,NodeList,AllocTRES,Comment`.
+    /// Output of `sacct --parsable2 --allocations --format=JobID,JobIDRaw,User,JobName,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment`.
     pub file: PathBuf,
+    /// The columns of a file written with `--noheader`, as given to sacct's `--format` (comma-separated).
+    #[arg(long)]
+    pub format: Option<String>,
     /// Site of the cluster.
     #[arg(long)]
     pub site: String,
@@ -66,7 +81,18 @@ pub struct SacctJob {
     /// CPUs it held on its node (`cpu=N` of AllocTRES), for a job of one node only: how Slurm spread
     /// the CPUs of a job of several nodes is not in the record.
     pub cpus_per_node: Option<u32>,
+    /// MIG instances among its GPUs, by profile (`gres/gpu:1g.10gb=2`): slices, not whole GPUs.
+    pub mig: BTreeMap<String, u32>,
+    /// Raw id, account, partition and state, where the file has those columns.
+    pub scheduler: SchedulerFields,
 }
+
+/// The columns every file needs.
+pub const NEEDED: [&str; 6] = ["jobid", "user", "start", "end", "nodelist", "alloctres"];
+
+/// The `--format` this importer reads best (every column it uses).
+pub const FORMAT: &str =
+    "JobID,JobIDRaw,User,JobName,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment";
 
 /// A parsed sacct file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -140,8 +166,28 @@ fn expand_one(item: &str, out: &mut Vec<String>) -> Result<(), String> {
 
 /// GPUs in an AllocTRES list: `gres/gpu=4`, or the sum of typed counts (`gres/gpu:a100=4`) without it.
 pub fn tres_gpus(tres: &str) -> Result<u32, String> {
+    Ok(tres_gpu_kinds(tres)?.0)
+}
+
+/// Whether a gres type names a MIG profile (`1g.10gb`, `a100_3g.40gb`, `nvidia_a100_1g.5gb`).
+fn mig_profile(kind: &str) -> Option<String> {
+    let last = kind.rsplit(['_', '-']).next().unwrap_or(kind);
+    let (g, rest) = last.split_once("g.")?;
+    (!g.is_empty()
+        && g.bytes().all(|b| b.is_ascii_digit())
+        && rest.ends_with("gb")
+        && rest[..rest.len() - 2]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.'))
+    .then(|| last.to_owned())
+}
+
+/// GPUs of an AllocTRES list (the plain count, else the typed ones summed: each counted once) and the
+/// MIG instances among them by profile.
+pub fn tres_gpu_kinds(tres: &str) -> Result<(u32, BTreeMap<String, u32>), String> {
     let mut plain = None;
     let mut typed = 0u32;
+    let mut mig = BTreeMap::new();
     for kv in tres.split(',').filter(|s| !s.is_empty()) {
         let Some((k, v)) = kv.split_once('=') else {
             continue;
@@ -152,11 +198,15 @@ pub fn tres_gpus(tres: &str) -> Result<u32, String> {
         };
         if k == "gres/gpu" {
             plain = Some(n()?);
-        } else if k.starts_with("gres/gpu:") {
-            typed += n()?;
+        } else if let Some(kind) = k.strip_prefix("gres/gpu:") {
+            let count = n()?;
+            typed += count;
+            if let Some(profile) = mig_profile(kind) {
+                *mig.entry(profile).or_default() += count;
+            }
         }
     }
-    Ok(plain.unwrap_or(typed))
+    Ok((plain.unwrap_or(typed), mig))
 }
 
 /// A plain count of an AllocTRES list (`cpu=16`), if there and a number.
@@ -172,19 +222,82 @@ fn local(cell: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, &'static str> {
     if c.is_empty() || c.eq_ignore_ascii_case("unknown") || c.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    let naive = NaiveDateTime::parse_from_str(c, "%Y-%m-%dT%H:%M:%S").map_err(|_| "not a time")?;
+    // SLURM_TIME_FORMAT=%s writes seconds since the epoch (Slurm 22.05 drops a %z offset): no zone
+    // needed.
+    if c.len() >= 9 && c.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: i64 = c.parse().map_err(|_| "not a time")?;
+        return DateTime::from_timestamp(secs, 0)
+            .map(Some)
+            .ok_or("not a time");
+    }
+    // A format with an offset (%z: +0100, or +01:00): then the zone is the time's own.
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%dT%H:%M:%S%:z",
+        "%Y-%m-%d %H:%M:%S%z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(c, f) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+    }
+    let naive = NaiveDateTime::parse_from_str(c, "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(c, "%Y-%m-%d %H:%M:%S"))
+        .map_err(|_| "not a time")?;
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(Some(t.with_timezone(&Utc))),
         LocalResult::None => Err("a local time skipped by a DST change"),
     }
 }
 
-/// Parses sacct output.
-pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, ImportError> {
+/// Column name -> index, from a header line or `--format`'s list (`JobName%30` widths dropped).
+fn columns(cells: &[&str]) -> HashMap<String, usize> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = c
+                .trim()
+                .split('%')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            (name, i)
+        })
+        .collect()
+}
+
+fn check_columns(map: &HashMap<String, usize>, line: u64) -> Result<(), ImportError> {
+    for need in NEEDED {
+        if !map.contains_key(need) {
+            return Err(ImportError::new(
+                line,
+                "header",
+                format!("no {need} column (sacct --parsable2 --format={FORMAT})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses sacct output: with a header line, or with `format` (sacct's `--format` list) for a file
+/// written with `--noheader`.
+pub fn parse(
+    input: impl BufRead,
+    tz: Tz,
+    strict: bool,
+    format: Option<&str>,
+) -> Result<Parsed, ImportError> {
     let mut out = Parsed::default();
     let mut lines = Lines::new(input);
     let mut header: Option<HashMap<String, usize>> = None;
     let mut width = 0;
+    if let Some(f) = format {
+        let cells: Vec<&str> = f.split(',').collect();
+        let map = columns(&cells);
+        check_columns(&map, 0).map_err(|e| ImportError::new(0, "--format", e.message))?;
+        width = cells.len();
+        header = Some(map);
+    }
     while let Some(line) = lines
         .next_line()
         .map_err(|e| ImportError::new(out.lines + 1, "file", e.to_string()))?
@@ -203,29 +316,19 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
         }
         let mut cells: Vec<&str> = text.split('|').collect();
         let Some(h) = &header else {
-            let map: HashMap<String, usize> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.trim().to_ascii_lowercase(), i))
-                .collect();
-            for need in ["jobid", "user", "start", "end", "nodelist", "alloctres"] {
-                if !map.contains_key(need) {
-                    return Err(ImportError::new(
-                        no,
-                        "header",
-                        format!("no {need} column (sacct --parsable2 --format=JobID,User,JobName,Start,End,NodeList,AllocTRES,Comment)"),
-                    ));
-                }
-            }
+            let map = columns(&cells);
+            check_columns(&map, no)?;
             width = cells.len();
             header = Some(map);
             continue;
         };
         let col = |name: &str| h.get(name).copied();
-        // A comment may hold the delimiter: it takes what is left when it is the last column.
-        let mut comment = None;
-        if cells.len() > width && col("comment") == Some(width - 1) {
-            comment = Some(cells[width - 1..].join("|"));
+        // A name or comment may hold the delimiter: the last column takes what is left.
+        let mut last = None;
+        if cells.len() > width
+            && (col("jobname") == Some(width - 1) || col("comment") == Some(width - 1))
+        {
+            last = Some(cells[width - 1..].join("|"));
             cells.truncate(width);
         }
         if cells.len() != width {
@@ -236,7 +339,11 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
             )?;
             continue;
         }
-        let cell = |name: &str| col(name).map_or("", |c| cells[c].trim());
+        let cell = |name: &str| match (col(name), &last) {
+            (Some(c), Some(l)) if c == width - 1 => l.as_str(),
+            (Some(c), _) => cells[c].trim(),
+            (None, _) => "",
+        };
         if cell("jobid").eq_ignore_ascii_case("jobid") {
             skip("repeated header".into(), no, "header")?;
             continue;
@@ -244,6 +351,11 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
         let id = cell("jobid");
         if id.contains('.') {
             skip("job step, not a job".into(), no, "JobID")?;
+            continue;
+        }
+        let state = cell("state");
+        if state.eq_ignore_ascii_case("pending") {
+            skip("pending (not started)".into(), no, "State")?;
             continue;
         }
         let start = match local(cell("start"), tz) {
@@ -258,6 +370,8 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
             }
         };
         let end = match local(cell("end"), tz) {
+            // A running job's End is Unknown; a finished one's, a time.
+            Ok(_) if state.eq_ignore_ascii_case("running") => None,
             Ok(e) => e,
             Err(e) => {
                 skip(format!("End: {e}"), no, "End")?;
@@ -276,16 +390,14 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
                 continue;
             }
         };
-        let gpus = match tres_gpus(cell("alloctres")) {
+        let (gpus, mig) = match tres_gpu_kinds(cell("alloctres")) {
             Ok(g) => g,
             Err(e) => {
                 skip(format!("AllocTRES: {e}"), no, "AllocTRES")?;
                 continue;
             }
         };
-        let tags = comment
-            .as_deref()
-            .unwrap_or(cell("comment"))
+        let tags = cell("comment")
             .split([' ', ',', ';'])
             .filter_map(|w| w.split_once('='))
             .filter(|(k, _)| !k.is_empty())
@@ -295,6 +407,12 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
             1 => tres_count(cell("alloctres"), "cpu"),
             _ => None,
         };
+        let known = |v: &str| {
+            let v = v.trim();
+            (!v.is_empty() && v != "(null)").then(|| v.to_owned())
+        };
+        // sacct writes "CANCELLED by 1000": the state is its first word.
+        let state = known(state.split_whitespace().next().unwrap_or(""));
         out.jobs.push(SacctJob {
             cpus_per_node,
             line: no,
@@ -306,12 +424,20 @@ pub fn parse(input: impl BufRead, tz: Tz, strict: bool) -> Result<Parsed, Import
             nodes,
             gpus,
             tags,
+            mig,
+            scheduler: SchedulerFields {
+                raw_id: known(cell("jobidraw")),
+                account: known(cell("account")),
+                partition: known(cell("partition")),
+                state,
+            },
         });
     }
     Ok(out)
 }
 
-/// The job to register: whole nodes' GPUs where the count says so, the rest named as unknown.
+/// The job to register: whole nodes' GPUs where the count says so, the rest named as unknown (the
+/// server drops those where a prolog named the GPUs).
 pub fn new_job(
     j: &SacctJob,
     site: &str,
@@ -322,7 +448,26 @@ pub fn new_job(
     let mut allocations = Vec::new();
     let mut unknown = Vec::new();
     let n = j.nodes.len() as u32;
-    if j.gpus > 0 {
+    let slices: u32 = j.mig.values().sum();
+    if slices > 0 {
+        // MIG instances: which GPU and slices each is, sacct cannot say.
+        let kinds = j
+            .mig
+            .iter()
+            .map(|(p, k)| format!("{k} x {p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for node in &j.nodes {
+            unknown.push(UnknownGpus {
+                node: node.clone(),
+                gpus: 0,
+            });
+        }
+        notes.push(format!(
+            "MIG instances ({kinds}) on {}: which GPUs and slices sacct cannot say (not charged)",
+            j.nodes.join(", ")
+        ));
+    } else if j.gpus > 0 {
         let per_node = j.gpus.is_multiple_of(n).then_some(j.gpus / n);
         for node in &j.nodes {
             match (node_gpus.get(node), per_node) {
@@ -336,11 +481,11 @@ pub fn new_job(
                     notes.push(match (known, k) {
                         (None, _) => format!("{node}: unknown to the server (no GPUs registered)"),
                         (Some(all), Some(k)) => format!(
-                            "{node}: {k} of its {} GPUs, which ones sacct cannot say (not charged)",
+                            "{node}: {k} of its {} GPUs, which ones sacct cannot say (not charged unless its prolog named them)",
                             all.len()
                         ),
                         (Some(_), None) => format!(
-                            "{node}: {} GPUs over {n} nodes do not split evenly (not charged)",
+                            "{node}: {} GPUs over {n} nodes do not split evenly (not charged unless its prolog named them)",
                             j.gpus
                         ),
                     });
@@ -365,9 +510,72 @@ pub fn new_job(
             tags: all_tags,
             allocations,
             unknown_gpus: unknown,
+            scheduler: j.scheduler.clone(),
+            nodes: j.nodes.clone(),
         },
         notes,
     )
+}
+
+/// What registering a file's jobs came to.
+#[derive(Debug, Default)]
+pub struct Registered {
+    /// Jobs registered now or already known.
+    pub jobs: u64,
+    /// Of those, registered without some of their GPUs: `job id: why`.
+    pub partial: Vec<String>,
+    /// Records the server refused as contradicting what it has (another user, other nodes), by line.
+    pub refused: Vec<String>,
+    /// Records merged into a job of another id (a prolog registered it by its raw id).
+    pub renamed: Vec<String>,
+}
+
+/// Registers each job (a re-sent record changes nothing); a record the server refuses is reported by
+/// its line, or with `strict` stops the run.
+pub async fn register(
+    uplink: &Uplink,
+    jobs: &[SacctJob],
+    site: &str,
+    tags: &BTreeMap<String, String>,
+    strict: bool,
+) -> anyhow::Result<Registered> {
+    let nodes: Vec<NodeView> = uplink
+        .get_json(paths::NODES)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the server's nodes: {e}"))?;
+    let node_gpus: HashMap<String, Vec<u32>> = nodes
+        .into_iter()
+        .map(|n| (n.name, n.gpus.iter().map(|g| g.index).collect()))
+        .collect();
+    let mut out = Registered::default();
+    for j in jobs {
+        let (job, notes) = new_job(j, site, tags, &node_gpus);
+        let view: Option<JobView> = match uplink.post_json(paths::JOBS, &job).await {
+            (Delivery::Done, body) => body.and_then(|b| serde_json::from_str(&b).ok()),
+            (Delivery::Rejected(why), _) if !strict => {
+                out.refused
+                    .push(format!("line {}, job {}: {why}", j.line, j.id));
+                continue;
+            }
+            (Delivery::Rejected(why) | Delivery::Retry(why), _) => {
+                anyhow::bail!("line {}, job {}: server refused it: {why}", j.line, j.id)
+            }
+        };
+        out.jobs += 1;
+        if let Some(v) = view.as_ref().filter(|v| v.id != j.id) {
+            out.renamed.push(format!(
+                "job {} is registered as {} (its raw id)",
+                j.id, v.id
+            ));
+        }
+        // GPUs a prolog named are charged: the server keeps unknown only the nodes nobody named.
+        let still_unknown = view.map_or(!notes.is_empty(), |v| !v.unknown_gpus.is_empty());
+        if still_unknown && !notes.is_empty() {
+            out.partial
+                .push(format!("job {}: {}", j.id, notes.join("; ")));
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `import sacct` and prints its report.
@@ -379,43 +587,37 @@ pub async fn run(a: SacctArgs) -> anyhow::Result<()> {
     let tags = super::cli::tags(&a.tags)?;
     let f =
         std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
-    let parsed = parse(std::io::BufReader::new(f), tz, a.strict)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let parsed = parse(
+        std::io::BufReader::new(f),
+        tz,
+        a.strict,
+        a.format.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let uplink = Uplink::new(&a.server.server, &a.server.token)?;
-    let nodes: Vec<NodeView> = uplink
-        .get_json(paths::NODES)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the server's nodes: {e}"))?;
-    let node_gpus: HashMap<String, Vec<u32>> = nodes
-        .into_iter()
-        .map(|n| (n.name, n.gpus.iter().map(|g| g.index).collect()))
-        .collect();
-    let (mut whole, mut partial) = (0, 0);
-    let mut report = Vec::new();
-    for j in &parsed.jobs {
-        let (job, notes) = new_job(j, &a.site, &tags, &node_gpus);
-        match uplink.post_json(paths::JOBS, &job).await {
-            (Delivery::Done, _) => {}
-            (Delivery::Rejected(why) | Delivery::Retry(why), _) => {
-                anyhow::bail!("line {}, job {}: server refused it: {why}", j.line, j.id)
-            }
-        }
-        if notes.is_empty() {
-            whole += 1;
-        } else {
-            partial += 1;
-            report.push(format!("  job {}: {}", j.id, notes.join("; ")));
-        }
-    }
+    let done = register(&uplink, &parsed.jobs, &a.site, &tags, a.strict).await?;
     println!("lines read: {}", parsed.lines);
     // Registered now or already known: the server merges a job registered again, changing nothing.
-    println!("jobs registered or already known: {}", whole + partial);
-    println!("jobs without some of their GPUs: {partial}");
-    for r in report {
-        println!("{r}");
+    println!("jobs registered or already known: {}", done.jobs);
+    println!("jobs without some of their GPUs: {}", done.partial.len());
+    for r in &done.partial {
+        println!("  {r}");
+    }
+    for r in &done.renamed {
+        println!("  {r}");
+    }
+    println!("records refused: {}", done.refused.len());
+    for r in &done.refused {
+        println!("  {r}");
     }
     println!("lines skipped: {}", parsed.skipped.total());
     print!("{}", parsed.skipped);
+    if !done.refused.is_empty() {
+        anyhow::bail!(
+            "{} records contradict what the server has (above); the rest are registered",
+            done.refused.len()
+        );
+    }
     Ok(())
 }
 
@@ -452,7 +654,7 @@ mod tests {
 
     #[test]
     fn steps_are_skipped_arrays_kept_shared_nodes_flagged() {
-        let p = parse(SACCT.as_bytes(), chrono_tz::America::New_York, false).expect("parses");
+        let p = parse(SACCT.as_bytes(), chrono_tz::America::New_York, false, None).expect("parses");
         assert_eq!(p.jobs.len(), 2);
         assert_eq!(p.skipped.count("job step, not a job"), 2);
         assert_eq!(p.skipped.count("not started (no start time)"), 1);
@@ -481,7 +683,83 @@ mod tests {
             }]
         );
         assert!(notes[0].contains("2 of its 4 GPUs"), "{notes:?}");
-        let e = parse(SACCT.as_bytes(), chrono_tz::UTC, true).expect_err("strict");
+        let e = parse(SACCT.as_bytes(), chrono_tz::UTC, true, None).expect_err("strict");
         assert_eq!((e.line, e.field.as_str()), (3, "JobID"));
+    }
+
+    /// As Debian's Slurm 22.05 printed it for `sacct -aP --allocations --noheader
+    /// --format=JobID,JobIDRaw,User,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment,JobName`,
+    /// with offsets written into its times (a site's format; 22.05 itself drops `%z`) and one MIG job
+    /// added.
+    const NOHEADER: &str = "4_1|5|nobody||gpu|COMPLETED|2026-12-06T11:17:00+0000|2026-12-06T11:17:02+0000|gpu01|billing=1,cpu=1,gres/gpu=1,node=1||arr
+9+1|10|nobody|physics|gpu|CANCELLED by 0|2026-12-06T11:18:55+0100|2026-12-06T11:18:57+0100|gpu02|billing=1,cpu=1,gres/gpu=1,node=1|workload=x|het|job
+12|12|nobody||gpu|RUNNING|2026-12-06T11:20:10+0000|Unknown|gpu01|cpu=1,gres/gpu:a100=1,gres/gpu=1||run
+13|13|nobody||gpu|PENDING|Unknown|Unknown|None assigned|||wait
+14|14|nobody||gpu|COMPLETED|2026-12-06T11:20:10+0000|2026-12-06T11:21:10+0000|gpu01|cpu=1,gres/gpu:a100_1g.10gb=2,gres/gpu=2||mig
+";
+
+    #[test]
+    fn noheader_output_with_its_format_offsets_pipes_in_names_pending_and_mig() {
+        let format = "JobID,JobIDRaw,User,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment,JobName%30";
+        let p = parse(
+            NOHEADER.as_bytes(),
+            chrono_tz::Europe::Berlin,
+            false,
+            Some(format),
+        )
+        .expect("parses");
+        assert_eq!(
+            p.skipped.count("pending (not started)"),
+            1,
+            "{:?}",
+            p.skipped
+        );
+        assert_eq!(p.jobs.len(), 4);
+        let task = &p.jobs[0];
+        assert_eq!(task.id, "4_1");
+        assert_eq!(task.scheduler.raw_id.as_deref(), Some("5"));
+        assert_eq!(task.scheduler.account, None, "empty: no account");
+        assert_eq!(
+            task.start.to_rfc3339(),
+            "2026-12-06T11:17:00+00:00",
+            "the offset, not Berlin"
+        );
+        let het = &p.jobs[1];
+        assert_eq!(het.name, "het|job", "the last column keeps its delimiter");
+        assert_eq!(het.scheduler.state.as_deref(), Some("CANCELLED"));
+        assert_eq!(het.scheduler.account.as_deref(), Some("physics"));
+        assert_eq!(het.start.to_rfc3339(), "2026-12-06T10:18:55+00:00");
+        assert_eq!(
+            local("1796558553", chrono_tz::Europe::Berlin).expect("epoch"),
+            DateTime::from_timestamp(1_796_558_553, 0)
+        );
+        let running = &p.jobs[2];
+        assert_eq!(
+            (running.end, running.gpus),
+            (None, 1),
+            "typed and plain counted once"
+        );
+        let mig = &p.jobs[3];
+        assert_eq!(mig.mig.get("1g.10gb"), Some(&2));
+        let node_gpus: HashMap<String, Vec<u32>> =
+            [("gpu01".to_owned(), vec![0, 1])].into_iter().collect();
+        let (job, notes) = new_job(mig, "lab", &BTreeMap::new(), &node_gpus);
+        assert!(
+            job.allocations.is_empty(),
+            "two slices are not two whole GPUs"
+        );
+        assert!(
+            notes[0].contains("MIG instances (2 x 1g.10gb)"),
+            "{notes:?}"
+        );
+        let (job, _) = new_job(task, "lab", &BTreeMap::new(), &node_gpus);
+        assert_eq!(job.nodes, vec!["gpu01"]);
+        assert_eq!(job.scheduler.raw_id.as_deref(), Some("5"));
+        // Without --format a header is needed, and says which.
+        let e = parse(NOHEADER.as_bytes(), chrono_tz::UTC, false, None).expect_err("no header");
+        assert_eq!((e.line, e.field.as_str()), (1, "header"));
+        let e =
+            parse("".as_bytes(), chrono_tz::UTC, false, Some("JobID,User")).expect_err("format");
+        assert_eq!(e.field, "--format");
     }
 }

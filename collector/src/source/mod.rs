@@ -13,7 +13,7 @@ use wattlas_protocol::{GpuIdentity, GpuSample, NewJob, NodeEnergyReading};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A job started on this node's GPUs.
-    JobStart(NewJob),
+    JobStart(Box<NewJob>),
     /// A job ended.
     JobEnd {
         /// Job id.

@@ -157,6 +157,8 @@ pub struct SimConfig {
     /// Power limits set by `wattlas-collector cap set` (GPU index -> W), read every second; they win
     /// over the experiment's caps, as a driver's limit would.
     pub limits_file: Option<std::path::PathBuf>,
+    /// Keep every GPU's counter at every poll in the ledger.
+    pub trace: bool,
 }
 
 /// What the simulator emitted: the truth the server's numbers are checked against.
@@ -166,6 +168,9 @@ pub struct Ledger {
     pub samples_emitted: u64,
     /// Per job: energy the job's GPUs counted between its start and end polls.
     pub jobs: BTreeMap<String, LedgerJob>,
+    /// With `trace`: at every poll, its time (ms) and each GPU's energy counter (mJ) as emitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<(i64, Vec<f64>)>,
 }
 
 /// One job in the ledger.
@@ -368,7 +373,7 @@ impl SimulatedSource {
             tags.insert("workload".to_owned(), "bert-mlm".to_owned());
             tags.insert("power_cap_w".to_owned(), format!("{cap:.0}"));
             tags.insert("source".to_owned(), "simulated".to_owned());
-            events.push(Event::JobStart(NewJob {
+            events.push(Event::JobStart(Box::new(NewJob {
                 id: id.clone(),
                 user: self.config.user.clone(),
                 name: format!("bert-mlm at {cap:.0} W"),
@@ -383,7 +388,9 @@ impl SimulatedSource {
                     cpus: None,
                 }],
                 unknown_gpus: vec![],
-            }));
+                scheduler: Default::default(),
+                nodes: vec![],
+            })));
             self.ledger.jobs.insert(
                 id.clone(),
                 LedgerJob {
@@ -497,6 +504,12 @@ impl Source for SimulatedSource {
             });
         }
         self.ledger.samples_emitted += poll.samples.len() as u64;
+        if self.config.trace {
+            let counters = self.gpus.iter().map(|g| g.energy_mj.round()).collect();
+            self.ledger
+                .counters
+                .push((now.timestamp_millis(), counters));
+        }
         poll
     }
 
@@ -548,7 +561,11 @@ impl Source for SimulatedSource {
     }
 
     fn ledger_json(&self) -> Option<String> {
-        serde_json::to_string_pretty(&self.ledger).ok()
+        if self.ledger.counters.is_empty() {
+            serde_json::to_string_pretty(&self.ledger).ok()
+        } else {
+            serde_json::to_string(&self.ledger).ok()
+        }
     }
 }
 

@@ -12,6 +12,7 @@ fn config(caps: Vec<f64>) -> SimConfig {
         jobs_per_group: Some(1),
         user: "alice".into(),
         limits_file: None,
+        trace: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn a_limit_set_by_cap_set_is_honoured_and_reset() {
     let file = crate::cap::sim_limits_path(dir.path());
     let mut sim = SimulatedSource::new(SimConfig {
         limits_file: Some(file.clone()),
+        trace: false,
         ..config(vec![250.0])
     });
     let t0 = Utc::now();

@@ -37,6 +37,7 @@ pub(crate) fn simulate(
                 jobs_per_group: None,
                 user: "bench".into(),
                 limits_file: None,
+                trace: false,
             });
             (0..seconds)
                 .map(|s| {
