@@ -8,3 +8,4 @@ mod imports;
 mod node_energy;
 mod pipeline;
 mod prometheus;
+mod slurm;
