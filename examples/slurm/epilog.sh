@@ -18,5 +18,5 @@ if [ -f "$capped" ]; then
     logger -t wattlas "power cap of ${SLURM_JOB_ID:-?} not reset"
   fi
 fi
-"$collector" job end || logger -t wattlas "job end of ${SLURM_JOB_ID:-?} not registered"
+timeout 15 "$collector" job end || logger -t wattlas "job end of ${SLURM_JOB_ID:-?} not registered"
 exit 0

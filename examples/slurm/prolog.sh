@@ -14,7 +14,9 @@
 # the prolog notes which GPUs it capped, and the epilog resets those and no others.
 # Settings: WATTLAS_SERVER and the node's token (WATTLAS_TOKEN, or the file /etc/wattlas/token), from
 # /etc/wattlas/slurm.env if present (slurmd gives its scripts no environment of its own).
-# Never fail the job because Wattlas is down: the collector's samples are spooled anyway.
+# Never fail or hold the job because Wattlas is down (15 s at most): the collector's samples are
+# spooled anyway, and the sacct import registers a job its prolog could not (without the GPUs
+# sacct cannot name).
 set -u
 # slurmd runs its scripts without PATH.
 export PATH=${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
@@ -36,5 +38,5 @@ if [ -n "$cap" ] && [ -n "${SLURM_JOB_GPUS:-}" ]; then
     logger -t wattlas "power cap $cap W of ${SLURM_JOB_ID:-?} not applied"
   fi
 fi
-"$collector" job start "${tags[@]}" || logger -t wattlas "job start of ${SLURM_JOB_ID:-?} not registered"
+timeout 15 "$collector" job start "${tags[@]}" || logger -t wattlas "job start of ${SLURM_JOB_ID:-?} not registered"
 exit 0

@@ -1,7 +1,7 @@
 //! The end-to-end harness: the real `wattlas-server` and `wattlas-collector` binaries as child
 //! processes over a test's own database, and what the tests count in that database.
 //!
-//! Needs the binaries built (`cargo build --workspace --bins`, which `scripts/test` does).
+//! Needs the binaries built (`cargo test --workspace --no-run`, which `scripts/test` does).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -22,7 +22,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
+        "{} is missing: run `cargo test --workspace --no-run` first",
         path.display()
     );
     path

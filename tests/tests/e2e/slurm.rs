@@ -337,7 +337,10 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     let catcher = dir.path().join("catch-mail");
     std::fs::write(
         &catcher,
-        format!("#!/bin/bash\n{{ echo \"to: $*\"; cat; }} >> {}\n", mail.display()),
+        format!(
+            "#!/bin/bash\n{{ echo \"to: $*\"; cat; }} >> {}\n",
+            mail.display()
+        ),
     )
     .expect("catcher");
     std::fs::set_permissions(&catcher, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -407,7 +410,15 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
         "sleep 600",
     ]);
     let cancel = slurm.sbatch(&["--gres=gpu:1", "-J", "cancel me", "--wrap", "sleep 600"]);
-    let requeue = slurm.sbatch(&["--gres=gpu:1", "-J", "requeue me", "--wrap", "sleep 10"]);
+    // Its first run long enough to be still running when the cancel's job has started too; its
+    // second (Slurm sets SLURM_RESTART_COUNT in a requeued job) short.
+    let requeue = slurm.sbatch(&[
+        "--gres=gpu:1",
+        "-J",
+        "requeue me",
+        "--wrap",
+        "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then sleep 8; else sleep 60; fi",
+    ]);
     let mut srun = slurm
         .user(
             "srun",
@@ -446,9 +457,11 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
         )
         .await;
     }
+    // Their prologs have registered them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     run(slurm.cmd("scancel").arg(&cancel));
     run(slurm.cmd("scontrol").args(["requeue", &requeue]));
+
     // A requeued job waits two minutes before it may start again; an admin lets it go now.
     wait_for(
         "the requeued job pending",
@@ -633,9 +646,12 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
         );
     }
     // The end-of-job mail carries what the job drew (`job show`, as the user would run it).
-    wait_for("the end-of-job mail", Duration::from_secs(60), &slurm, || {
-        std::fs::read_to_string(&mail).is_ok_and(|m| m.contains("Page: "))
-    })
+    wait_for(
+        "the end-of-job mail",
+        Duration::from_secs(60),
+        &slurm,
+        || std::fs::read_to_string(&mail).is_ok_and(|m| m.contains("Page: ")),
+    )
     .await;
     let text = std::fs::read_to_string(&mail).expect("mail");
     for want in [
@@ -678,6 +694,11 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     let _ = slurm
         .cmd("pkill")
         .args(["-9", "-f", &format!("slurmstepd: \\[{doomed}")])
+        .output();
+    // The job's own process, orphaned (it would sleep on for ten minutes).
+    let _ = slurm
+        .cmd("pkill")
+        .args(["-9", "-u", "nobody", "-f", "^sleep 600$"])
         .output();
     assert_eq!(
         get(&running, &format!("/api/v1/jobs/{doomed}")).await["running"],

@@ -264,10 +264,16 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             .await?
             .ok_or_else(|| Error::internal("job vanished while being merged"))?;
         // The parts of one job come with each node's own clock: starts may differ, owners may not.
-        if existing.user_name != job.user || existing.site_id != site.id {
+        if existing.site_id != site.id {
             return Err(Error::Conflict(format!(
-                "user: job '{id}' exists with user '{}' at site '{}'",
-                existing.user_name, existing.site
+                "site: job '{id}' exists at site '{}'",
+                existing.site
+            )));
+        }
+        if existing.user_name != job.user {
+            return Err(Error::Conflict(format!(
+                "user: job '{id}' exists with user '{}'",
+                existing.user_name
             )));
         }
         if let (Some(raw), Some(known)) = (&job.scheduler.raw_id, &existing.raw_id) {
