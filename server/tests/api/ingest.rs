@@ -227,11 +227,11 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
 
 #[tokio::test]
 async fn without_the_database_the_api_says_503_and_retry_after() {
-    // A pool pointing at a port where nothing listens: the server starts, but every query fails.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // A pool pointing at a port that never answers: the server starts, but every query fails. The
+    // port stays bound (and never accepts) for the whole test: a port freed at once was taken by
+    // another test's server under the full suite's load, and the pool then spoke to it (500).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = silent.local_addr().expect("addr");
     let mut config = Config::with_admin_token(ADMIN);
     config.db_max_connections = 2;
     let url = format!("postgres://nobody:nothing@{closed}/none");
