@@ -220,3 +220,71 @@ async fn a_record_that_contradicts_the_job_is_refused_naming_why(db: PgPool) {
         "{body}"
     );
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn no_caller_ends_a_job_in_the_future_and_a_node_registers_no_job_from_years_ago(db: PgPool) {
+    // Issue 33, N1: a node ended its own job at 9999-12-31 and the job's energy walked every minute
+    // of 8,000 years; a running job from 2000 took 10 s to register.
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let node = four_gpu_node(&app, t0).await;
+    let (status, body) = app
+        .post(
+            &node,
+            "/api/v1/jobs",
+            &json!({"id": "10", "user": "ann", "start": t0,
+                    "allocations": [{"node": "n1", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (token, who) in [(node.as_str(), "node"), (ADMIN, "admin")] {
+        let (status, body) = app
+            .post(
+                token,
+                "/api/v1/jobs/10/end",
+                &json!({"end": "9999-12-31T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{who}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.starts_with("end")),
+            "{who}: {body}"
+        );
+    }
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"id": "11", "user": "ann", "site": "s1", "start": t0,
+                    "end": Utc::now() + Duration::days(2)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(app.job("10").await.running, "nothing was ended");
+    // A node's job from years ago: refused, naming start (an admin's history import may).
+    let (status, body) = app
+        .post(
+            &node,
+            "/api/v1/jobs",
+            &json!({"id": "12", "user": "ann", "start": "2000-01-01T00:00:00Z",
+                    "allocations": [{"node": "n1", "gpus": [1]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("start")),
+        "{body}"
+    );
+    // A near end (the node's clock a minute ahead) still ends it.
+    let (status, body) = app
+        .post(
+            &node,
+            "/api/v1/jobs/10/end",
+            &json!({"end": Utc::now() + Duration::minutes(1)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["running"], false);
+}

@@ -54,6 +54,7 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
         if end < job.start {
             return Err(Error::invalid("end", "before start"));
         }
+        check_end(end)?;
     }
     if job.tags.len() > 64 {
         return Err(Error::invalid("tags", "more than 64 tags"));
@@ -127,6 +128,29 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// How far past the server's clock a job's end may lie: a node's clock a little ahead, never a year.
+const END_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How far back a node may say its part of a running job started: its prolog says "now", and a
+/// collector's spool delivers a start late by at most its outage.
+const NODE_START_BACK: chrono::Duration = chrono::Duration::days(7);
+
+/// An end no later than now plus the skew (a job ending in 9999 made its energy walk 8,000 years of
+/// minutes: issue 33, N1).
+fn check_end(end: DateTime<Utc>) -> Result<()> {
+    if end > Utc::now() + END_SKEW {
+        return Err(Error::invalid(
+            "end",
+            format!(
+                "{} is in the future (more than {} minutes past the server's clock)",
+                end.to_rfc3339(),
+                END_SKEW.num_minutes()
+            ),
+        ));
     }
     Ok(())
 }
@@ -215,6 +239,17 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
                 "start: {} is not running on node '{name}' now",
                 job.start.to_rfc3339()
             )));
+        }
+        if job.start < Utc::now() - NODE_START_BACK {
+            return Err(Error::invalid(
+                "start",
+                format!(
+                    "{} is more than {} days ago: a node registers a job running on it now (an \
+                     admin registers history)",
+                    job.start.to_rfc3339(),
+                    NODE_START_BACK.num_days()
+                ),
+            ));
         }
         if !job.unknown_gpus.is_empty() {
             return Err(Error::Forbidden(
@@ -390,6 +425,7 @@ pub async fn end(
         }
     }
 
+    check_end(end)?;
     if end < job.start_time {
         return Err(Error::invalid(
             "end",
