@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub mod codec;
 pub mod dcgm;
 pub mod paths;
+pub mod units;
 pub mod wire;
 
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
