@@ -114,14 +114,19 @@ pub fn parse_scontrol(line: &str) -> Result<ScontrolJob, String> {
     ))
 }
 
+/// A Slurm field's value where it has one: empty and `(null)` (scontrol's unset account) are none.
+pub fn slurm_value(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty() && v != "(null)").then(|| v.to_owned())
+}
+
 /// The fields of scontrol's line: the words before the name, the name, the words after it.
 fn read_scontrol(head: &BTreeMap<&str, &str>, name: &str, rest: &str) -> ScontrolJob {
     let field = |key: &str| {
         rest.split_whitespace()
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_owned())
-            .filter(|v| !v.is_empty() && v != "(null)")
+            .and_then(|(_, v)| slurm_value(v))
     };
     let pair = |a: &str, b: &str| match (head.get(a), head.get(b)) {
         (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() && *y != "N/A" => {
@@ -138,41 +143,49 @@ fn read_scontrol(head: &BTreeMap<&str, &str>, name: &str, rest: &str) -> Scontro
     }
 }
 
+/// Runs a Slurm command (scontrol, sacct) and waits `timeout` at most, killing it after: its output,
+/// or why there is none.
+pub async fn output_within(
+    command: &mut tokio::process::Command,
+    timeout: std::time::Duration,
+) -> Result<std::process::Output, String> {
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{program} not run: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Err(format!("{program} did not answer within {timeout:?}")),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Ok(Ok(out)) => Ok(out),
+    }
+}
+
 /// Asks `scontrol show job -o ID` (bounded by `timeout`); `None` with a warning when it cannot say.
-pub fn ask_scontrol(
+pub async fn ask_scontrol(
     scontrol: &str,
     raw_id: &str,
     timeout: std::time::Duration,
 ) -> Option<ScontrolJob> {
-    let mut child = match std::process::Command::new(scontrol)
-        .args(["show", "job", "-o", raw_id])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let out = match output_within(
+        tokio::process::Command::new(scontrol).args(["show", "job", "-o", raw_id]),
+        timeout,
+    )
+    .await
     {
-        Ok(c) => c,
+        Ok(out) => out,
         Err(e) => {
-            tracing::warn!(%scontrol, error = %e, "scontrol not run: the job is registered by its raw id");
+            tracing::warn!(error = %e, "scontrol did not say: the job is registered by its raw id");
             return None;
         }
     };
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                tracing::warn!(%scontrol, ?timeout, "scontrol did not answer: the job is registered by its raw id");
-                return None;
-            }
-        }
-    }
-    let out = child.wait_with_output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     // A heterogeneous job's leader lists every component: the line of this raw id.
     let line = text
@@ -236,7 +249,7 @@ pub fn job_from_env(
         Some(list) => parse_gpus(&list)?,
         None => Vec::new(),
     };
-    let known = |v: Option<String>| v.filter(|v| !v.is_empty() && v != "(null)");
+    let known = |v: Option<String>| v.as_deref().and_then(slurm_value);
     let id = slurm_id(env, &raw_id, asked);
     Ok(NewJob {
         id,
@@ -478,10 +491,7 @@ pub mod cli {
                     Some(raw) if !no_scontrol && super::env_is_incomplete(&env) => {
                         let timeout =
                             std::time::Duration::from_secs_f64(scontrol_timeout_s.clamp(0.1, 60.0));
-                        tokio::task::spawn_blocking(move || {
-                            super::ask_scontrol(&scontrol, &raw, timeout)
-                        })
-                        .await?
+                        super::ask_scontrol(&scontrol, &raw, timeout).await
                     }
                     _ => None,
                 };
@@ -519,25 +529,11 @@ pub mod cli {
     }
 }
 
-/// An energy amount as people read it: Wh below a kWh, kWh above, three significant digits.
-fn energy(kwh: f64) -> String {
-    let (v, unit) = if kwh.abs() < 1.0 {
-        (kwh * 1000.0, "Wh")
-    } else {
-        (kwh, "kWh")
-    };
-    let digits = match v.abs() {
-        a if a >= 100.0 => 0,
-        a if a >= 10.0 => 1,
-        _ => 2,
-    };
-    format!("{v:.digits$} {unit}")
-}
-
 /// A job's energy as `job show` prints it (in the manner of `seff`): what ran where, each term of its
 /// energy, facility energy at its PUE, CO2e and cost, idle GPUs, what is partial, and its page.
 pub fn summary(v: &wattlas_protocol::JobView, server: &str) -> String {
     use std::fmt::Write;
+    use wattlas_protocol::units::{co2e, energy};
     let mut o = String::new();
     let state = match (&v.scheduler.state, v.running) {
         (_, true) => "RUNNING (figures so far)".to_owned(),
@@ -606,10 +602,7 @@ pub fn summary(v: &wattlas_protocol::JobView, server: &str) -> String {
         None => "no PUE".to_owned(),
     };
     let _ = writeln!(o, "Facility: {} at {pue}", energy(v.facility_energy_kwh));
-    let co2 = v.co2e_kg.map_or_else(
-        || "not configured".to_owned(),
-        |kg| format!("{:.1} g", kg * 1000.0),
-    );
+    let co2 = v.co2e_kg.map_or_else(|| "not configured".to_owned(), co2e);
     let cost = match (v.cost, &v.currency) {
         (Some(c), Some(cur)) => format!("{c:.4} {cur}"),
         _ => "not configured".to_owned(),

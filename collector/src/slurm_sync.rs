@@ -9,10 +9,8 @@
 //! server closes the job's open parts at that end. A job sacct does not know is reported, never ended.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use wattlas_protocol::{paths, JobList};
 
@@ -81,18 +79,6 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Percent-encodes a query value.
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The site's jobs Wattlas thinks are running: (id, raw id), every page.
 async fn running_jobs(uplink: &Uplink, site: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
@@ -101,12 +87,12 @@ async fn running_jobs(uplink: &Uplink, site: &str) -> anyhow::Result<Vec<(String
         let mut path = format!(
             "{}?state=running&site={}&sort=id&order=asc&limit=500",
             paths::JOBS,
-            encode(site)
+            paths::encode_segment(site)
         );
         if let Some((id, key)) = &after {
-            path.push_str(&format!("&after={}", encode(id)));
+            path.push_str(&format!("&after={}", paths::encode_segment(id)));
             if let Some(k) = key {
-                path.push_str(&format!("&after_key={}", encode(k)));
+                path.push_str(&format!("&after_key={}", paths::encode_segment(k)));
             }
         }
         let page: JobList = uplink
@@ -128,19 +114,15 @@ async fn running_jobs(uplink: &Uplink, site: &str) -> anyhow::Result<Vec<(String
 async fn ask_sacct(sacct_bin: &str, raw_ids: &[String]) -> anyhow::Result<Vec<SacctJob>> {
     let mut out = Vec::new();
     for chunk in raw_ids.chunks(200) {
-        let child = tokio::process::Command::new(sacct_bin)
-            .args(["--allusers", "--allocations", "--duplicates", "--parsable2"])
-            .args(["--noheader", "--format", FORMAT, "--jobs", &chunk.join(",")])
-            .env("SLURM_TIME_FORMAT", "%s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("running {sacct_bin}"))?;
-        let answer = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-            .await
-            .with_context(|| format!("{sacct_bin} did not answer within 120 s"))??;
+        let answer = crate::slurm::output_within(
+            tokio::process::Command::new(sacct_bin)
+                .args(["--allusers", "--allocations", "--duplicates", "--parsable2"])
+                .args(["--noheader", "--format", FORMAT, "--jobs", &chunk.join(",")])
+                .env("SLURM_TIME_FORMAT", "%s"),
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         if !answer.status.success() {
             anyhow::bail!(
                 "{sacct_bin} failed: {}",
@@ -192,16 +174,7 @@ pub async fn once(uplink: &Uplink, a: &SyncArgs) -> anyhow::Result<Report> {
     }
     let done = sacct::register(uplink, &to_end, &a.site, &Default::default(), false).await?;
     report.refused = done.refused;
-    report.ended = to_end
-        .iter()
-        .map(|r| r.id.clone())
-        .filter(|id| {
-            !report
-                .refused
-                .iter()
-                .any(|f| f.contains(&format!("job {id}:")))
-        })
-        .collect();
+    report.ended = done.registered;
     Ok(report)
 }
 
@@ -246,6 +219,6 @@ mod tests {
             Some("2026-12-06T11:20:43+00:00")
         );
         assert_eq!(latest["15"].scheduler.state.as_deref(), Some("NODE_FAIL"));
-        assert_eq!(encode("a b+c"), "a%20b%2Bc");
+        assert_eq!(paths::encode_segment("a b+c"), "a%20b%2Bc");
     }
 }

@@ -31,6 +31,7 @@ use wattlas_protocol::{
 };
 
 use super::lines::{ImportError, Line, Lines, Skips};
+use crate::slurm::slurm_value;
 use crate::uplink::{Delivery, Uplink};
 
 /// `import sacct`.
@@ -162,11 +163,6 @@ fn expand_one(item: &str, out: &mut Vec<String>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// GPUs in an AllocTRES list: `gres/gpu=4`, or the sum of typed counts (`gres/gpu:a100=4`) without it.
-pub fn tres_gpus(tres: &str) -> Result<u32, String> {
-    Ok(tres_gpu_kinds(tres)?.0)
 }
 
 /// Whether a gres type names a MIG profile (`1g.10gb`, `a100_3g.40gb`, `nvidia_a100_1g.5gb`).
@@ -407,12 +403,8 @@ pub fn parse(
             1 => tres_count(cell("alloctres"), "cpu"),
             _ => None,
         };
-        let known = |v: &str| {
-            let v = v.trim();
-            (!v.is_empty() && v != "(null)").then(|| v.to_owned())
-        };
         // sacct writes "CANCELLED by 1000": the state is its first word.
-        let state = known(state.split_whitespace().next().unwrap_or(""));
+        let state = slurm_value(state.split_whitespace().next().unwrap_or(""));
         out.jobs.push(SacctJob {
             cpus_per_node,
             line: no,
@@ -426,9 +418,9 @@ pub fn parse(
             tags,
             mig,
             scheduler: SchedulerFields {
-                raw_id: known(cell("jobidraw")),
-                account: known(cell("account")),
-                partition: known(cell("partition")),
+                raw_id: slurm_value(cell("jobidraw")),
+                account: slurm_value(cell("account")),
+                partition: slurm_value(cell("partition")),
                 state,
             },
         });
@@ -520,8 +512,8 @@ pub fn new_job(
 /// What registering a file's jobs came to.
 #[derive(Debug, Default)]
 pub struct Registered {
-    /// Jobs registered now or already known.
-    pub jobs: u64,
+    /// Jobs registered now or already known, by their ids in the file.
+    pub registered: Vec<String>,
     /// Of those, registered without some of their GPUs: `job id: why`.
     pub partial: Vec<String>,
     /// Records the server refused as contradicting what it has (another user, other nodes), by line.
@@ -561,7 +553,7 @@ pub async fn register(
                 anyhow::bail!("line {}, job {}: server refused it: {why}", j.line, j.id)
             }
         };
-        out.jobs += 1;
+        out.registered.push(j.id.clone());
         if let Some(v) = view.as_ref().filter(|v| v.id != j.id) {
             out.renamed.push(format!(
                 "job {} is registered as {} (its raw id)",
@@ -598,7 +590,10 @@ pub async fn run(a: SacctArgs) -> anyhow::Result<()> {
     let done = register(&uplink, &parsed.jobs, &a.site, &tags, a.strict).await?;
     println!("lines read: {}", parsed.lines);
     // Registered now or already known: the server merges a job registered again, changing nothing.
-    println!("jobs registered or already known: {}", done.jobs);
+    println!(
+        "jobs registered or already known: {}",
+        done.registered.len()
+    );
     println!("jobs without some of their GPUs: {}", done.partial.len());
     for r in &done.partial {
         println!("  {r}");
@@ -627,6 +622,7 @@ mod tests {
 
     #[test]
     fn host_lists_expand_with_their_padding() {
+        let tres_gpus = |t: &str| tres_gpu_kinds(t).map(|(n, _)| n);
         assert_eq!(
             expand_hostlist("gpu[01-03,07],cpu1").expect("ok"),
             vec!["gpu01", "gpu02", "gpu03", "gpu07", "cpu1"]
