@@ -275,9 +275,11 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     // The job this record is of: its id, else the site's job of the same raw id (a prolog that could
     // not learn the array task's id registered the raw one; sacct names both).
     let mut id = job.id.clone();
-    if db::jobs::by_id_for_update(&mut tx, &id).await?.is_none() {
+    let mut existing = db::jobs::by_id_for_update(&mut tx, &id).await?;
+    if existing.is_none() {
         if let Some(raw) = &job.scheduler.raw_id {
             if let Some(known) = db::jobs::id_by_raw_id(&mut *tx, site.id, raw).await? {
+                existing = db::jobs::by_id_for_update(&mut tx, &known).await?;
                 id = known;
             }
         }
@@ -293,11 +295,19 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         unknown_gpus: &job.unknown_gpus,
         scheduler: &job.scheduler,
     };
-    let created = db::jobs::insert(&mut tx, &record).await?;
-    if !created {
-        let existing = db::jobs::by_id_for_update(&mut tx, &id)
-            .await?
-            .ok_or_else(|| Error::internal("job vanished while being merged"))?;
+    // Inserted where it does not exist yet; a registration of the same job committed since (another
+    // node's prolog) makes the insert a no-op, and the job is read then.
+    let existing = match existing {
+        Some(job) => Some(job),
+        None if db::jobs::insert(&mut tx, &record).await? => None,
+        None => Some(
+            db::jobs::by_id_for_update(&mut tx, &id)
+                .await?
+                .ok_or_else(|| Error::internal("job vanished while being merged"))?,
+        ),
+    };
+    let created = existing.is_none();
+    if let Some(existing) = existing {
         // The parts of one job come with each node's own clock: starts may differ, owners may not.
         if existing.site_id != site.id {
             return Err(Error::Conflict(format!(
