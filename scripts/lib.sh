@@ -10,3 +10,6 @@ apt_install() {
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
+
+# A number derived from a path (private ports and directories named after a cluster's directory).
+path_hash() { printf '%s' "$1" | cksum | cut -d' ' -f1; }

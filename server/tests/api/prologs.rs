@@ -1,42 +1,12 @@
 //! One job on several nodes: each node's prolog registers its own part with its own clock, the
 //! server merges them into one job, and it ends with its last epilog.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use wattlas_protocol::{GpuBatch, GpuIdentity};
 
 use crate::common::*;
-
-/// Four GPUs of `node` drawing `power_w` every 100 ms over `[t0, t0 + 60 s]`.
-async fn node_with_four_gpus(
-    app: &App,
-    token: &str,
-    node: &str,
-    t0: chrono::DateTime<Utc>,
-    power_w: f64,
-) {
-    let gpus: Vec<GpuIdentity> = (0..4)
-        .map(|i| GpuIdentity {
-            index: i,
-            uuid: format!("GPU-{node}-{i}"),
-            model: "NVIDIA A100-SXM4-40GB".into(),
-            default_power_limit_w: Some(400.0),
-            keep_known: false,
-        })
-        .collect();
-    let batch = GpuBatch {
-        node: None,
-        gpus,
-        samples: capped(t0, 60, 4, power_w, 400.0),
-        dropped_samples_total: None,
-        node_energy: vec![],
-        node_cpus: None,
-    };
-    let (status, body) = app.ingest(token, &batch).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn three_prologs_with_their_own_clocks_register_one_twelve_gpu_job(db: PgPool) {

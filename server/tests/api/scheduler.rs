@@ -7,32 +7,13 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use wattlas_protocol::{GpuBatch, GpuIdentity};
 
 use crate::common::*;
 
-/// Site s1, node n1 with four GPUs sampled over `[t0, t0 + 60 s]`; the node's token.
+/// Site s1, node n1 with four GPUs drawing 200 W over `[t0, t0 + 60 s]`; the node's token.
 async fn four_gpu_node(app: &App, t0: chrono::DateTime<Utc>) -> String {
     let token = app.node().await;
-    let gpus: Vec<GpuIdentity> = (0..4)
-        .map(|i| GpuIdentity {
-            index: i,
-            uuid: format!("GPU-n1-{i}"),
-            model: "NVIDIA A100-SXM4-40GB".into(),
-            default_power_limit_w: Some(400.0),
-            keep_known: false,
-        })
-        .collect();
-    let batch = GpuBatch {
-        node: None,
-        gpus,
-        samples: capped(t0, 60, 4, 200.0, 400.0),
-        dropped_samples_total: None,
-        node_energy: vec![],
-        node_cpus: None,
-    };
-    let (status, body) = app.ingest(&token, &batch).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    node_with_four_gpus(app, &token, "n1", t0, 200.0).await;
     token
 }
 
