@@ -182,6 +182,43 @@ pub fn energy_sorted(
     out
 }
 
+/// [`energy_sorted`] over `[from_ms, to_ms)` cut at multiples of `bucket_ms`: `(bucket start, its
+/// energy)` for each bucket some sample reaches, in order. Walks the samples, never the empty buckets
+/// between them (a job said to run for 8,000 years has as many buckets as it has samples: issue 33,
+/// N1). Each bucket is computed over the samples that can reach it and the cadence window around
+/// them, so it equals `energy_sorted` over all of `sorted`, bucket by bucket.
+pub fn energy_buckets(
+    sorted: &[&RawSample],
+    from_ms: i64,
+    to_ms: i64,
+    max_gap_ms: i64,
+    bucket_ms: i64,
+) -> Vec<(i64, GpuEnergy)> {
+    // No bridged interval is longer than this, so samples further from a bucket cannot reach it.
+    let reach = fetch_margin_ms(max_gap_ms);
+    let bucket_ms = bucket_ms.max(1);
+    let mut out = Vec::new();
+    let mut start = from_ms;
+    while start < to_ms {
+        let bucket = start.div_euclid(bucket_ms) * bucket_ms;
+        let end = (bucket + bucket_ms).min(to_ms);
+        let lo = sorted.partition_point(|s| s.t_ms < start - reach);
+        let hi = sorted.partition_point(|s| s.t_ms <= end + reach);
+        if lo == hi {
+            // Nothing reaches this bucket: on to the bucket the next sample first reaches.
+            let Some(next) = sorted.get(lo) else { break };
+            start = ((next.t_ms - reach).div_euclid(bucket_ms) * bucket_ms).max(end);
+            continue;
+        }
+        // The cadence of an interval is the median of up to CADENCE_WINDOW intervals on each side.
+        let around = &sorted
+            [lo.saturating_sub(CADENCE_WINDOW + 1)..(hi + CADENCE_WINDOW + 1).min(sorted.len())];
+        out.push((bucket, energy_sorted(around, start, end, max_gap_ms)));
+        start = end;
+    }
+    out
+}
+
 /// The counter's delta over an interval, when both ends carry it and it is plausible: not backwards (a
 /// reset) and not faster than the largest power a GPU can draw.
 fn counter_delta_mj(a: &RawSample, b: &RawSample, dt_ms: i64) -> Option<i64> {
@@ -229,6 +266,15 @@ pub fn minute_rollups(
         let margin = fetch_margin_ms(max_gap_ms);
         let lo = sorted.partition_point(|s| s.t_ms < minute - margin);
         let hi = sorted.partition_point(|s| s.t_ms <= end + margin);
+        if lo == hi {
+            // No sample near this minute: on to the first minute the next sample reaches (a batch
+            // stamped decades apart is rolled up in its samples' minutes, not the years between).
+            let Some(next) = sorted.get(lo) else { break };
+            let first =
+                from_ms + (next.t_ms - margin - 60_000 - from_ms).div_euclid(60_000) * 60_000;
+            minute = first.max(end);
+            continue;
+        }
         let window = &sorted[lo..hi];
         let energy = energy_sorted(window, minute, end, max_gap_ms);
         if energy.samples > 0 || energy.covered_s > 0.0 {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 
-use crate::analytics::energy::{energy_sorted, fetch_margin_ms, GpuEnergy};
+use crate::analytics::energy::{energy_buckets, fetch_margin_ms, GpuEnergy};
 use crate::db::{rollups, samples};
 
 /// One node's part of a job.
@@ -166,14 +166,9 @@ async fn raw_energy(
     .await?;
     for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
         let refs: Vec<_> = gpu_samples.iter().collect();
-        let mut start = from_ms;
-        while start < to_ms {
-            let bucket = start.div_euclid(bucket_ms) * bucket_ms;
-            let end = (bucket + bucket_ms).min(to_ms);
-            let part = energy_sorted(&refs, start, end, max_gap_ms);
+        for (bucket, part) in energy_buckets(&refs, from_ms, to_ms, max_gap_ms, bucket_ms) {
             *out.by_bucket.entry(bucket).or_default() += part.energy_j;
             out.total.add(&part);
-            start = end;
         }
     }
     Ok(())

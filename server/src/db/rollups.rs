@@ -563,8 +563,6 @@ pub async fn minute_runs(
     }
     // An island is a run of minutes from its first hour's first to its last hour's last.
     let mut runs: Vec<(u32, i64, i64)> = Vec::new();
-    // The rest of the window, per GPU and hour, read minute by minute.
-    let (mut gpu, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
     for g in &gpu_ids {
         let mut islands = whole.remove(g).unwrap_or_default();
         islands.sort_unstable();
@@ -573,22 +571,34 @@ pub async fn minute_runs(
                 .iter()
                 .map(|(first, last)| (*g as u32, *first, last + HOUR_MS - 60_000)),
         );
-        let mut islands = islands.into_iter().peekable();
-        let mut h = from_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        while h < to_ms {
-            // Skip whole hours an island covers.
-            while islands.next_if(|(_, last)| *last < h).is_some() {}
-            if let Some((first, last)) = islands.peek() {
-                if *first <= h && h <= *last {
-                    h = last + HOUR_MS;
-                    continue;
-                }
-            }
-            gpu.push(*g);
-            lo.push(ts(h.max(from_ms)));
-            hi.push(ts((h + HOUR_MS).min(to_ms)));
-            h += HOUR_MS;
-        }
+    }
+    // The rest of the window, read minute by minute: the hours with some minutes but not all, and the
+    // partial hours at its edges. Hours without data are not visited (a job said to have started
+    // decades ago listed each of its 230,000 empty hours: issue 33, N1).
+    let partial: Vec<(i32, DateTime<Utc>)> = sqlx::query_as(
+        r#"select gpu_index, hour
+        from gpu_hour
+        where node_id = $1
+            and gpu_index = any($2)
+            and hour >= $3
+            and hour < $4
+            and minutes > 0
+            and (minutes < 60 or hour < $5 or hour >= $6)"#,
+    )
+    .bind(node_id)
+    .bind(&gpu_ids)
+    .bind(ts(from_ms.div_euclid(HOUR_MS) * HOUR_MS))
+    .bind(ts(to_ms))
+    .bind(ts(first_hour))
+    .bind(ts(last_hour))
+    .fetch_all(db)
+    .await?;
+    let (mut gpu, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+    for (g, hour) in partial {
+        let h = hour.timestamp_millis();
+        gpu.push(g);
+        lo.push(ts(h.max(from_ms)));
+        hi.push(ts((h + HOUR_MS).min(to_ms)));
     }
     let minutes: Vec<(i32, DateTime<Utc>)> = sqlx::query_as(
         r#"select p.gpu, m.minute

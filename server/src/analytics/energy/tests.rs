@@ -256,3 +256,62 @@ fn minute_rollups_add_up_to_the_window() {
     assert_eq!(rollups[0].energy.samples, 600);
     assert!(close(rollups[0].power_max_w, 156.0));
 }
+
+/// Samples at a mixed cadence in two clumps `years` apart: every 100 ms, every 2 s, a counter run.
+fn two_clumps(years: i64) -> Vec<RawSample> {
+    let far = years * 365 * 86_400_000;
+    let mut out: Vec<RawSample> = (0..900).map(|i| at(7_300 + i * 100, 150 + i % 7)).collect();
+    out.extend((0..40).map(|i| at(200_000 + i * 2_000, 90)));
+    out.extend((0..600).map(|i| {
+        let mut s = at(far + 13_000 + i * 100, 300);
+        s.energy_mj = Some(1_000_000 + i * 30_000);
+        s
+    }));
+    out
+}
+
+#[test]
+fn buckets_are_visited_where_samples_are_and_equal_the_whole_walk() {
+    // Issue 33, N1: a job said to span decades cut into minutes walked every one of them.
+    let samples = two_clumps(30);
+    let sorted: Vec<&RawSample> = samples.iter().collect();
+    let to = samples.last().expect("samples").t_ms + 5_000;
+    for bucket_ms in [60_000, 3_600_000] {
+        let buckets = energy_buckets(&sorted, 0, to, DEFAULT_MAX_GAP_MS, bucket_ms);
+        assert!(buckets.len() <= 12, "{} buckets", buckets.len());
+        // Each bucket as the whole walk computes it over all the samples.
+        for (bucket, part) in &buckets {
+            let end = (bucket + bucket_ms).min(to);
+            assert_eq!(
+                *part,
+                energy_sorted(&sorted, (*bucket).max(0), end, DEFAULT_MAX_GAP_MS)
+            );
+        }
+        let mut sum = GpuEnergy::default();
+        buckets.iter().for_each(|(_, e)| sum.add(e));
+        let whole = energy_sorted(&sorted, 0, to, DEFAULT_MAX_GAP_MS);
+        assert!(
+            (sum.energy_j - whole.energy_j).abs() < 1e-6,
+            "{sum:?} {whole:?}"
+        );
+        assert!((sum.covered_s - whole.covered_s).abs() < 1e-6);
+        assert_eq!(sum.samples, whole.samples);
+    }
+}
+
+#[test]
+fn minute_rollups_skip_the_minutes_no_sample_reaches() {
+    let samples = two_clumps(30);
+    let to = ceil_to_minute(samples.last().expect("samples").t_ms + 5_000);
+    let rolled = minute_rollups(&samples, 0, to, DEFAULT_MAX_GAP_MS);
+    // The same minutes as rolling up each clump on its own.
+    let far = 30 * 365 * 86_400_000;
+    let mut apart = minute_rollups(&samples[..940], 0, 300_000, DEFAULT_MAX_GAP_MS);
+    apart.extend(minute_rollups(&samples[940..], far, to, DEFAULT_MAX_GAP_MS));
+    assert_eq!(rolled, apart);
+    assert!(rolled.len() <= 12, "{} minutes", rolled.len());
+}
+
+fn ceil_to_minute(t: i64) -> i64 {
+    (t + 59_999).div_euclid(60_000) * 60_000
+}

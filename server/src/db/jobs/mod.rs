@@ -347,8 +347,9 @@ pub async fn add_allocations(
     Ok(())
 }
 
-/// Sets a job's end (admin): the latest end reported wins, and open parts end there.
-pub async fn end(
+/// Ends a job none of whose parts ended it (a node died): its open parts end at `end`, the parts
+/// that ended keep their times.
+pub async fn end_open_parts(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     end: DateTime<Utc>,
@@ -362,9 +363,34 @@ pub async fn end(
     .bind(end)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("update jobs set end_time = $2 where id = $1 and end_time is null")
+        .bind(id)
+        .bind(end)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets a job's end (admin): earlier or later than before, its parts clipped to it.
+pub async fn end(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    end: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    // An admin's end is the job's end: it ends the parts still running and corrects those that
+    // ended later (an end moved earlier), and it replaces the job's own, earlier or later.
+    sqlx::query(
+        r#"update job_parts
+        set end_time = greatest($2, start_time)
+        where job_id = $1 and (end_time is null or end_time > $2)"#,
+    )
+    .bind(id)
+    .bind(end)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         r#"update jobs
-        set end_time = greatest(coalesce(end_time, $2), $2)
+        set end_time = $2
         where id = $1"#,
     )
     .bind(id)

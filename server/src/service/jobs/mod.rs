@@ -313,9 +313,14 @@ impl NodePart<'_> {
             .filter(|t| m_first < *t && *t < m_last && t.rem_euclid(60_000) != 0)
             .map(db::energy::floor_minute)
             .collect();
-        let whole: Vec<i64> = (m_first..m_last)
-            .step_by(60_000)
-            .filter(|m| !events.contains(m) && rolled.iter().any(|(_, z)| z.contains_key(m)))
+        // The minutes with readings, never every minute of the span (a job said to have started
+        // decades ago walked them all: issue 33, N1).
+        let whole: Vec<i64> = rolled
+            .iter()
+            .flat_map(|(_, z)| z.range(m_first..m_last).map(|(m, _)| *m))
+            .collect::<std::collections::BTreeSet<i64>>()
+            .into_iter()
+            .filter(|m| !events.contains(m))
             .collect();
         let mut out = node_energy::attribute_minutes(
             &rolled,
