@@ -27,11 +27,16 @@ fn binary(data: &[u8]) {
     if validate_raw(&raw, &known, "n1", now).is_err() {
         return;
     }
-    use wattlas_protocol::wire::{MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT};
+    use wattlas_protocol::wire::{
+        MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+    };
     let json: Vec<wattlas_protocol::GpuSample> = raw
         .iter()
         .map(|s| wattlas_protocol::GpuSample {
-            time: Utc.timestamp_millis_opt(s.t_ms).single().expect("a time that passed"),
+            time: Utc
+                .timestamp_millis_opt(s.t_ms)
+                .single()
+                .expect("a time that passed"),
             gpu: s.gpu,
             power_w: POWER_W.from_stored(s.power_mw),
             energy_mj: s.energy_mj.map(|e| e as u64),
@@ -42,7 +47,8 @@ fn binary(data: &[u8]) {
             sm_clock_mhz: s.sm_mhz.map(|v| SM_CLOCK_MHZ.from_stored(v)),
         })
         .collect();
-    let again = validate_samples(&json, &known, "n1", now).expect("what binary passes, JSON passes");
+    let again =
+        validate_samples(&json, &known, "n1", now).expect("what binary passes, JSON passes");
     assert_eq!(again, raw, "the same stored values");
 }
 

@@ -18,6 +18,10 @@ pub mod wire;
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
 pub const MAX_GPU_POWER_W: f64 = 2000.0;
 
+/// The highest GPU index a node may have: 64 GPUs a node (nodes have 4 to 16; an index of 2^32 - 1
+/// once was stored as -1, and a node once registered 3,000 GPUs).
+pub const MAX_GPU_INDEX: u32 = 63;
+
 /// Identity of one GPU of a node, sent with every batch so the server learns new or swapped GPUs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuIdentity {
@@ -432,6 +436,9 @@ pub struct SiteSettings {
     /// ISO 4217 currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// Most nodes the site may hold for its write token to register one more (the admin may add more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_quota: Option<u32>,
 }
 
 /// One value of a site's hourly carbon-intensity series (`POST /api/v1/sites/{site}/carbon`).
@@ -458,6 +465,9 @@ pub struct SiteView {
     pub price_per_kwh: Option<f64>,
     /// Currency of the price.
     pub currency: String,
+    /// Most nodes the site may hold when its write token registers them.
+    #[serde(default)]
+    pub node_quota: u32,
 }
 
 /// `POST /api/v1/nodes`.

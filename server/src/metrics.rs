@@ -31,6 +31,8 @@ pub struct Metrics {
     /// Remote-write samples of series Wattlas does not store, and GPU timestamps without power.
     remote_write_ignored: AtomicU64,
     remote_write_without_power: AtomicU64,
+    /// Remote-write series dropped over a per-series limit, by reason.
+    remote_write_dropped: [AtomicU64; 2],
     energy_integrations: AtomicU64,
     /// Refused writes by route and HTTP status.
     rejected: Mutex<BTreeMap<(String, u16), u64>>,
@@ -67,6 +69,12 @@ impl Metrics {
             .fetch_add(ignored, Ordering::Relaxed);
         self.remote_write_without_power
             .fetch_add(without_power, Ordering::Relaxed);
+    }
+
+    /// Series of a remote write dropped: more labels than the limit, a label longer than it.
+    pub fn remote_write_dropped(&self, too_many_labels: u64, label_too_long: u64) {
+        self.remote_write_dropped[0].fetch_add(too_many_labels, Ordering::Relaxed);
+        self.remote_write_dropped[1].fetch_add(label_too_long, Ordering::Relaxed);
     }
 
     /// A job's allocations were read.
@@ -231,6 +239,22 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         "GPU timestamps of remote writes without a power sample (no sample made of them).",
         m.remote_write_without_power.load(Ordering::Relaxed),
     );
+    family(
+        &mut out,
+        "wattlas_remote_write_dropped_series_total",
+        "counter",
+        "Remote-write series dropped over a per-series limit (labels per series, label length), by reason.",
+    );
+    for (reason, n) in ["too_many_labels", "label_too_long"]
+        .iter()
+        .zip(&m.remote_write_dropped)
+    {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "wattlas_remote_write_dropped_series_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
     let (allocation_reads, integrations) = m.job_reads();
     single(
         &mut out,

@@ -44,6 +44,9 @@ pub struct Shared {
     /// Statements typeset at once, off the request threads (one per core): a 10,000-job PDF takes a
     /// second of a core and ~100 MB.
     pub typesetting: Arc<tokio::sync::Semaphore>,
+    /// Remote-write bodies decoding at once, off the request threads (one per core): each holds up to
+    /// 32 MiB decompressed.
+    pub decoding: Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Node tokens recently found (a few seconds).
@@ -74,6 +77,7 @@ impl AppState {
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             rendering: Arc::default(),
             typesetting: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
+            decoding: Arc::new(tokio::sync::Semaphore::new(crate::auth::password::slots())),
             metrics: Arc::default(),
             node_tokens: Arc::default(),
             writers,

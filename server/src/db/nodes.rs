@@ -45,6 +45,25 @@ pub async fn create(
     .await
 }
 
+/// Deletes nodes nothing was stored for (a write that registered them was refused); a node with any
+/// GPU, sample or job stays.
+pub async fn delete_unused(db: &PgPool, ids: &[i32]) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    for id in ids {
+        // One statement a node: a reference from anywhere (a foreign key) keeps that node only.
+        match sqlx::query("delete from nodes where id = $1")
+            .bind(id)
+            .execute(db)
+            .await
+        {
+            Ok(r) => deleted += r.rows_affected(),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
 /// The node a token digest belongs to: its token, or the one it replaced while that is in its grace
 /// (`db::tokens`); with whether this use of a new token ended its predecessor's grace.
 pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<(Node, bool)>> {

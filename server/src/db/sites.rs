@@ -74,10 +74,12 @@ pub struct SiteRow {
     pub price_per_kwh: Option<f64>,
     /// ISO 4217 currency of the price.
     pub currency: String,
+    /// Most nodes the site may hold for its write token to register one more.
+    pub node_quota: i32,
 }
 
 const SITE_COLUMNS: &str =
-    "select id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency\n        from sites";
+    "select id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency, node_quota\n        from sites";
 
 /// All sites with their settings, by name.
 pub async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>> {
@@ -102,23 +104,43 @@ pub async fn update_settings(
     carbon_g_per_kwh: Option<f64>,
     price_per_kwh: Option<f64>,
     currency: Option<&str>,
+    node_quota: Option<i32>,
 ) -> sqlx::Result<Option<SiteRow>> {
     sqlx::query_as(
         r#"update sites
         set fallback_pue = coalesce($2, fallback_pue),
             carbon_g_per_kwh = coalesce($3, carbon_g_per_kwh),
             price_per_kwh = coalesce($4, price_per_kwh),
-            currency = coalesce($5, currency)
+            currency = coalesce($5, currency),
+            node_quota = coalesce($6, node_quota)
         where name = $1
-        returning id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency"#,
+        returning id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency,
+            node_quota"#,
     )
     .bind(name)
     .bind(fallback_pue)
     .bind(carbon_g_per_kwh)
     .bind(price_per_kwh)
     .bind(currency)
+    .bind(node_quota)
     .fetch_optional(db)
     .await
+}
+
+/// The nodes a site holds and its node quota, its row locked until the transaction ends.
+pub async fn nodes_and_quota_for_update(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    site_id: i32,
+) -> sqlx::Result<(i64, i32)> {
+    let quota: i32 = sqlx::query_scalar("select node_quota from sites where id = $1 for update")
+        .bind(site_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let held: i64 = sqlx::query_scalar("select count(*) from nodes where site_id = $1")
+        .bind(site_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((held, quota))
 }
 
 /// The site of a write token: (id, name).

@@ -358,6 +358,7 @@ pub async fn sites_update(
             carbon_g_per_kwh: optional_number("carbon_g_per_kwh", &form.carbon_g_per_kwh)?,
             price_per_kwh: optional_number("price_per_kwh", &form.price_per_kwh)?,
             currency: Some(form.currency.trim().to_owned()).filter(|c| !c.is_empty()),
+            node_quota: None,
         };
         crate::service::sites::update_settings(&state, &site, &settings).await?;
         Ok(Outcome::Done(format!(

@@ -3,11 +3,10 @@
 
 use std::collections::HashSet;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, TimeZone, Utc};
-use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, MAX_GPU_POWER_W};
+use wattlas_protocol::{GpuBatch, GpuSample, IngestResult, MAX_GPU_INDEX, MAX_GPU_POWER_W};
 
 use crate::auth::Caller;
 use crate::codec::RawSample;
@@ -15,7 +14,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::extract::{ApiJson, IngestBody, Query};
 use crate::service::ingest::Checked;
-use crate::service::remote_write::{decode, map};
+use crate::service::remote_write;
 use crate::state::AppState;
 
 /// How far in the future a sample may be (clock skew between node and server).
@@ -154,6 +153,9 @@ pub(crate) async fn check_batch(
     })
 }
 
+/// Nodes one remote write may register (a fleet's first write names a shard of its nodes).
+const MAX_NEW_NODES_PER_WRITE: usize = 256;
+
 /// `?site=`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct WriteQuery {
@@ -169,15 +171,43 @@ pub async fn remote_write(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<WriteQuery>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<StatusCode, AppError> {
+    // Who writes is known before a byte of the body is read.
     let caller = caller.writer()?;
     if matches!(caller, Caller::Meter { .. } | Caller::User(_)) {
         return Err(AppError::forbidden(
             "only a site's write token, a node's token or the admin token writes GPU series",
         ));
     }
-    let mapped = map(&decode(&body)?)?;
+    let body = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|e| {
+            AppError::Client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body: larger than {} bytes ({e})",
+                    state.config.max_body_bytes
+                ),
+            )
+        })?;
+    // Decoded off the request threads, a core's worth at a time (issue 33, N2).
+    let slot = state
+        .decoding
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::internal(format!("decoding slots: {e}")))?;
+    let mapped = tokio::task::spawn_blocking(move || {
+        remote_write::decode_map(&body, &remote_write::wire::LIMITS)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("decoding a remote write: {e}")))??;
+    drop(slot);
+    state.metrics.remote_write_dropped(
+        mapped.read.dropped_too_many_labels,
+        mapped.read.dropped_label_too_long,
+    );
     let (ignored, without_power) = (mapped.ignored, mapped.without_power);
     // Every host resolved and every batch checked before anything is written: a write refused for
     // its content registers no node and stores no sample.
@@ -231,8 +261,26 @@ pub async fn remote_write(
         // A node not registered yet has no GPUs but those the write names.
         checked.push(check_batch(&state, node_id.unwrap_or(0), &host, batch, None, false).await?);
     }
+    if new_nodes.len() > MAX_NEW_NODES_PER_WRITE {
+        return Err(AppError::bad_request(format!(
+            "Hostname: this write names {} nodes not registered; one write registers at most \
+             {MAX_NEW_NODES_PER_WRITE}",
+            new_nodes.len()
+        )));
+    }
     if !new_nodes.is_empty() {
         let mut tx = state.db.begin().await?;
+        if let Caller::Site { id, name } = &caller {
+            // The site's row is locked: two writes at once cannot both take the last places.
+            let (held, quota) = db::sites::nodes_and_quota_for_update(&mut tx, *id).await?;
+            if held + new_nodes.len() as i64 > i64::from(quota) {
+                return Err(AppError::forbidden(format!(
+                    "Hostname: site '{name}' holds {held} nodes and its write token may register \
+                     up to {quota} (its node_quota); {} more were named (the admin raises it)",
+                    new_nodes.len()
+                )));
+            }
+        }
         for (i, host, site_id) in &new_nodes {
             let token = crate::auth::new_token("wn");
             checked[*i].node_id =
@@ -243,6 +291,7 @@ pub async fn remote_write(
         tx.commit().await?;
     }
     // Each node's batch goes to the writers with everyone else's (group commit), all at once.
+    let node_ids: Vec<i32> = checked.iter().map(|c| c.node_id).collect();
     let mut pending = Vec::new();
     for batch in checked {
         let (writers, db) = (state.writers.clone(), state.db.clone());
@@ -250,17 +299,29 @@ pub async fn remote_write(
     }
     let mut stored = db::samples::Stored::default();
     let mut failed = None;
-    for p in pending {
-        match p
+    let mut unused = Vec::new();
+    for (i, p) in pending.into_iter().enumerate() {
+        let result = p
             .await
-            .map_err(|e| AppError::internal(format!("storing a node's batch: {e}")))?
-        {
-            Ok(s) => {
+            .map_err(|e| AppError::internal(format!("storing a node's batch: {e}")));
+        let error = match result {
+            Ok(Ok(s)) => {
                 stored.stored += s.stored;
                 stored.duplicates += s.duplicates;
+                continue;
             }
-            Err(e) => failed = Some(AppError::from(e)),
+            Ok(Err(e)) => AppError::from(e),
+            Err(e) => e,
+        };
+        failed = Some(error);
+        if new_nodes.iter().any(|(n, _, _)| *n == i) {
+            unused.push(node_ids[i]);
         }
+    }
+    // A node this write registered whose batch was not stored goes with it: a refused write
+    // registers nothing (it registered 5,000 nodes once and answered 503).
+    if !unused.is_empty() {
+        db::nodes::delete_unused(&state.db, &unused).await?;
     }
     // What was stored stays (sent again, it is counted a duplicate); the sender retries a 5xx.
     state.metrics.ingested(stored.stored, stored.duplicates);
@@ -369,6 +430,12 @@ pub fn validate_identities(batch: &GpuBatch) -> Result<(), AppError> {
         if !seen.insert(g.index) {
             return Err(AppError::bad_request(format!(
                 "gpus[{i}].index: GPU {} listed twice",
+                g.index
+            )));
+        }
+        if g.index > MAX_GPU_INDEX {
+            return Err(AppError::bad_request(format!(
+                "gpus[{i}].index: {} is past the highest GPU index a node may have ({MAX_GPU_INDEX})",
                 g.index
             )));
         }

@@ -44,6 +44,9 @@ pub enum Error {
     /// The request covers more than one answer may hold (narrow it).
     #[error("{0}")]
     TooMany(String),
+    /// The request is larger than one may be (send it in parts).
+    #[error("{0}")]
+    TooLarge(String),
     /// The jobs asked about cannot be compared (one cap only, no cap recorded).
     #[error("{0}")]
     NotComparable(String),
@@ -86,6 +89,7 @@ impl From<Error> for crate::error::AppError {
             Error::NotFound(m) | Error::NotComparable(m) => AppError::not_found(m),
             e @ Error::Invalid { .. } => AppError::bad_request(e.to_string()),
             Error::TooMany(m) => AppError::bad_request(m),
+            Error::TooLarge(m) => AppError::Client(StatusCode::PAYLOAD_TOO_LARGE, m),
             Error::Forbidden(m) => AppError::Client(StatusCode::FORBIDDEN, m),
             Error::Conflict(m) => AppError::conflict(m),
             Error::Db(e) => e.into(),

@@ -8,6 +8,9 @@ use crate::state::AppState;
 
 /// Checks settings a site is created or updated with.
 pub fn check_settings(s: &SiteSettings) -> Result<()> {
+    if s.node_quota.is_some_and(|q| q > 1_000_000) {
+        return Err(Error::invalid("node_quota", "at most 1000000"));
+    }
     if let Some(p) = s.fallback_pue {
         if !p.is_finite() || !(1.0..=10.0).contains(&p) {
             return Err(Error::invalid(
@@ -51,6 +54,7 @@ pub fn site_view(row: db::sites::SiteRow) -> SiteView {
         carbon_g_per_kwh: row.carbon_g_per_kwh,
         price_per_kwh: row.price_per_kwh,
         currency: row.currency,
+        node_quota: row.node_quota.max(0) as u32,
     }
 }
 
@@ -70,6 +74,7 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
         carbon_g_per_kwh: site.carbon_g_per_kwh,
         price_per_kwh: site.price_per_kwh,
         currency: site.currency.clone(),
+        node_quota: None,
     };
     check_settings(&settings)?;
     let mut tx = state.db.begin().await?;
@@ -88,6 +93,7 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
         settings.carbon_g_per_kwh,
         settings.price_per_kwh,
         settings.currency.as_deref(),
+        None,
     )
     .await?
     .ok_or_else(|| Error::internal("site vanished"))?;
@@ -111,6 +117,7 @@ pub async fn update_settings(
         settings.carbon_g_per_kwh,
         settings.price_per_kwh,
         settings.currency.as_deref(),
+        settings.node_quota.map(|q| q.min(i32::MAX as u32) as i32),
     )
     .await?
     .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;

@@ -111,6 +111,19 @@ impl App {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn put(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// GETs a page, chart or export with a bearer token: its status and bytes.
     pub async fn get_bytes(&self, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
         let r = self

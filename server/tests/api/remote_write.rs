@@ -307,3 +307,301 @@ async fn a_sites_write_token_writes_its_sites_nodes_only(db: PgPool) {
     let (status, _) = write(&app, &token, "", one("new-node")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A protobuf length-delimited field.
+fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut len = bytes.len() as u64;
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(raw)
+        .expect("compresses")
+}
+
+async fn dropped_series(app: &App, reason: &str) -> u64 {
+    let (_, text) = app.get_text(ADMIN, "/metrics").await;
+    let key = format!("wattlas_remote_write_dropped_series_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("{key} in {text}"))
+        .parse()
+        .expect("count")
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_write_is_bounded_in_what_it_decodes_to(db: PgPool) {
+    // Issue 33, N2: 3.1 MB of snappy decoded into 64 MiB of empty labels (2.6 GB of memory), 204.
+    // (The server's default body limit, 16 MiB; the tests' is 1 MiB.)
+    let app = App::spawn_with(db, |c| c.max_body_bytes = 16 << 20).await;
+    let n1 = app.node().await;
+    let t0 = minute_aligned_past(10).timestamp_millis();
+    let power = series(
+        "DCGM_FI_DEV_POWER_USAGE",
+        "n1",
+        "0",
+        &(0..=10).map(|s| (t0 + 1000 * s, 70.0)).collect::<Vec<_>>(),
+    );
+    let power = prost::Message::encode_to_vec(&power);
+
+    // One series of 15 million empty labels beside a real one: dropped and counted, the real one kept.
+    let empty_labels = [0x0a, 0x00].repeat(15_000_000);
+    let mut raw = field(1, &empty_labels);
+    raw.extend(field(1, &power));
+    let body = snappy(&raw);
+    assert!(body.len() < 3 << 20, "{} bytes sent", body.len());
+    let (status, body) = write(&app, &n1, "", body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(app.stored().await, 11, "the real series is stored");
+    assert_eq!(dropped_series(&app, "too_many_labels").await, 1);
+
+    // A label longer than 4 KiB: the series is dropped, counted.
+    let mut long = series("DCGM_FI_DEV_POWER_USAGE", "n1", "1", &[(t0, 70.0)]);
+    long.labels.push(Label {
+        name: "pod".into(),
+        value: "x".repeat(5000),
+    });
+    let (status, body) = write(
+        &app,
+        &n1,
+        "",
+        encode(&WriteRequest {
+            timeseries: vec![long],
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(dropped_series(&app, "label_too_long").await, 1);
+    assert_eq!(app.stored().await, 11);
+
+    // Past a request's limits: refused whole with 413, naming what.
+    let cases: [(&str, Vec<u8>); 3] = [
+        // 40 MiB decompressed.
+        ("body", [0x1a, 0x00].repeat(20 << 20)),
+        // 100,001 empty series.
+        ("timeseries", [0x0a, 0x00].repeat(100_001)),
+        // 200,001 empty samples.
+        ("samples", field(1, &[0x12, 0x00].repeat(200_001))),
+    ];
+    for (what, raw) in cases {
+        let (status, body) = write(&app, &n1, "", snappy(&raw)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {body}");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.contains(what), "{what}: {error}");
+    }
+    assert_eq!(app.stored().await, 11);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_token_that_may_not_write_is_refused_before_its_body_is_read(db: PgPool) {
+    // N2: the token's kind was checked after the body was read and decoded.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::spawn(db).await;
+    app.node().await;
+    let meter = app.meter().await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    // Announces 8 MB and sends 16 bytes of it, then waits.
+    let head = format!(
+        "POST /api/v1/write HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {meter}\r\n\
+         Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n\
+         Content-Length: 8000000\r\n\r\n0123456789abcdef"
+    );
+    conn.write_all(head.as_bytes()).await.expect("sends");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .expect("reads");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("write token"), "{answer}");
+}
+
+/// Site s1 (with node n1) and its write token.
+async fn site_token(app: &App) -> String {
+    app.node().await;
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/sites/s1/write-token",
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// A write of one power sample from each of `hosts`.
+fn from_hosts(hosts: &[String]) -> Vec<u8> {
+    let t = Utc::now().timestamp_millis() - 5_000;
+    encode(&WriteRequest {
+        timeseries: hosts
+            .iter()
+            .map(|h| series("DCGM_FI_DEV_POWER_USAGE", h, "0", &[(t, 50.0)]))
+            .collect(),
+    })
+}
+
+async fn node_names(app: &App) -> Vec<String> {
+    let (_, nodes) = app.get(ADMIN, "/api/v1/nodes").await;
+    nodes
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_sites_write_token_registers_nodes_within_its_quota(db: PgPool) {
+    // Issue 33, N3: one write registered 5,000 nodes.
+    let app = App::spawn(db).await;
+    let token = site_token(&app).await;
+    let hosts = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i:04}")).collect()
+    };
+    // 257 new nodes in one write: refused whole, none registered.
+    let (status, body) = write(&app, &token, "", from_hosts(&hosts("burst", 257))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("Hostname"),
+        "{body}"
+    );
+    assert_eq!(node_names(&app).await, ["n1"]);
+
+    // The site's quota, set by the admin: 3 nodes.
+    let (status, body) = app
+        .put(
+            ADMIN,
+            "/api/v1/sites/s1",
+            &serde_json::json!({"node_quota": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["node_quota"], 3);
+    let (status, body) = write(&app, &token, "", from_hosts(&hosts("a", 2))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = write(&app, &token, "", from_hosts(&hosts("b", 1))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("node_quota"),
+        "{body}"
+    );
+    assert_eq!(
+        node_names(&app).await.len(),
+        3,
+        "nothing registered past the quota"
+    );
+    // Nodes it holds still write.
+    let (status, body) = write(&app, &token, "", from_hosts(&hosts("a", 2))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The admin registers past it; raised, the token registers again.
+    let (status, _) = app
+        .post(
+            ADMIN,
+            "/api/v1/nodes",
+            &serde_json::json!({"name": "c1", "site": "s1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.put(
+        ADMIN,
+        "/api/v1/sites/s1",
+        &serde_json::json!({"node_quota": 5}),
+    )
+    .await;
+    let (status, body) = write(&app, &token, "", from_hosts(&hosts("b", 1))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn gpu_indices_past_a_nodes_range_are_refused_everywhere(db: PgPool) {
+    // N3: GPU index 2^32 - 1 was stored as -1; a node registered 3,000 GPUs.
+    let app = App::spawn(db).await;
+    let token = site_token(&app).await;
+    let t = Utc::now().timestamp_millis() - 5_000;
+    for gpu in ["64", "4294967295"] {
+        let request = WriteRequest {
+            timeseries: vec![series("DCGM_FI_DEV_POWER_USAGE", "n1", gpu, &[(t, 50.0)])],
+        };
+        let (status, body) = write(&app, &token, "", encode(&request)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{gpu}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains("index"),
+            "{body}"
+        );
+    }
+    // A job's allocation.
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &serde_json::json!({"id": "1", "user": "ann", "site": "s1", "start": Utc::now(),
+                "allocations": [{"node": "n1", "gpus": [4294967295u32]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("allocations[0].gpus"),
+        "{body}"
+    );
+    assert_eq!(app.stored().await, 0);
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_write_refused_for_a_full_queue_leaves_no_node_it_registered(db: PgPool) {
+    // N3: 5,000 nodes stayed registered after the write answered 503.
+    let app = App::spawn_with(db, |c| {
+        c.ingest_queue = 1;
+        c.ingest_writers = 1;
+    })
+    .await;
+    let token = site_token(&app).await;
+    let mut refused = false;
+    for round in 0..20 {
+        let hosts: Vec<String> = (0..40).map(|i| format!("r{round}-{i}")).collect();
+        let (status, body) = write(&app, &token, "", from_hosts(&hosts)).await;
+        match status {
+            StatusCode::NO_CONTENT => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused = true;
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(refused, "a queue of one refuses some of 40 batches at once");
+    // Every node registered has what its write stored: none is left from a refused batch.
+    let empty: Vec<String> = sqlx::query_scalar(
+        "select name from nodes n where not exists (select 1 from gpus g where g.node_id = n.id)
+            and name <> 'n1'",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .expect("query");
+    assert!(empty.is_empty(), "registered without data: {empty:?}");
+}

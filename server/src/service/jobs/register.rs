@@ -120,6 +120,17 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
                 ));
             }
         }
+        for g in a.gpus.iter().chain(a.mig.iter().map(|m| &m.gpu)) {
+            if *g > wattlas_protocol::MAX_GPU_INDEX {
+                return Err(Error::invalid(
+                    format!("allocations[{i}].gpus"),
+                    format!(
+                        "GPU {g} is past the highest GPU index a node may have ({})",
+                        wattlas_protocol::MAX_GPU_INDEX
+                    ),
+                ));
+            }
+        }
         for g in &a.gpus {
             if !seen.insert((a.node.clone(), *g)) {
                 return Err(Error::invalid(
@@ -371,7 +382,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         if keep_times && existing.end_time.is_none() {
             if let Some(end) = job.end {
                 // No epilog ended it (its node died): the scheduler's end closes the open parts.
-                db::jobs::end(&mut tx, &id, end).await?;
+                db::jobs::end_open_parts(&mut tx, &id, end).await?;
             }
         }
     }
@@ -455,11 +466,13 @@ pub async fn end(
         _ => db::jobs::end(&mut tx, id, end).await?,
     }
     let ctx = JobContext::in_transaction(state, &mut tx, id).await?;
-    // The other jobs on its nodes after its end no longer share with it.
+    // The other jobs on its nodes after its end no longer share with it; an end moved later shares
+    // from the old end on.
+    let from = job.end_time.map_or(end, |old| old.min(end));
     let ranges: Vec<_> = ctx
         .nodes
         .iter()
-        .map(|n| (n.node_id, end, far_future()))
+        .map(|n| (n.node_id, from, far_future()))
         .collect();
     db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
     tx.commit().await?;
