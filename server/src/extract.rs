@@ -179,6 +179,55 @@ fn nul_in_query(query: Option<&str>) -> Option<String> {
         .map(|pair| pair.split('=').next().unwrap_or("query").to_owned())
 }
 
+/// The parameters that carry dates or years.
+const DATE_PARAMS: [&str; 10] = [
+    "from", "to", "week", "year", "start", "end", "since", "until", "day", "month",
+];
+
+/// The years a date given in a query may fall in: the database holds 4713 BC to 294276 AD, chrono
+/// panics stepping from its own ends, and no energy was measured outside these (issue 33, N8: dates
+/// such as -4713-01-01 answered 500).
+pub const QUERY_YEARS: std::ops::RangeInclusive<i64> = 1970..=2200;
+
+/// The first date parameter whose year lies outside [`QUERY_YEARS`], with a message naming it.
+fn date_out_of_range(query: Option<&str>) -> Option<String> {
+    for (key, value) in form_urlencoded::parse(query?.as_bytes()) {
+        if !DATE_PARAMS.contains(&key.as_ref()) {
+            continue;
+        }
+        let value = value.trim();
+        let year = if key == "year" {
+            value.parse::<i64>().ok()
+        } else {
+            year_of_date(value)
+        };
+        if let Some(year) = year.filter(|y| !QUERY_YEARS.contains(y)) {
+            return Some(format!(
+                "{key}: {value} is outside the years {} to {} (year {year})",
+                QUERY_YEARS.start(),
+                QUERY_YEARS.end()
+            ));
+        }
+    }
+    None
+}
+
+/// The year of a value written as a date (`YYYY-MM-DD...`, with a sign or more digits), if it is one.
+fn year_of_date(value: &str) -> Option<i64> {
+    let (sign, rest) = match value.as_bytes().first()? {
+        b'-' => (-1, &value[1..]),
+        b'+' => (1, &value[1..]),
+        _ => (1, value),
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let after = rest.as_bytes().get(digits..digits + 3)?;
+    if digits < 4 || after[0] != b'-' || !after[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Past i64's digits, it is out of range in any case.
+    Some(rest[..digits].parse::<i64>().map_or(i64::MAX, |y| sign * y))
+}
+
 /// Path parameters; rejections become 400/404 JSON errors.
 #[derive(Debug, Clone)]
 pub struct Path<T>(pub T);
@@ -210,6 +259,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
                 "{name}: contains a NUL character"
             )));
         }
+        if let Some(message) = date_out_of_range(parts.uri.query()) {
+            return Err(AppError::bad_request(message));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
@@ -224,6 +276,9 @@ impl<T: DeserializeOwned> Query<T> {
             return Err(AppError::bad_request(format!(
                 "{name}: contains a NUL character"
             )));
+        }
+        if let Some(message) = date_out_of_range(uri.query()) {
+            return Err(AppError::bad_request(message));
         }
         axum::extract::Query::<T>::try_from_uri(uri)
             .map(|axum::extract::Query(v)| Self(v))
@@ -270,5 +325,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             .map_err(|e: FormRejection| {
                 crate::error::PageError(AppError::Client(e.status(), e.body_text()))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_known_by_their_shape_and_bounded_by_their_year() {
+        assert_eq!(year_of_date("2026-12-06"), Some(2026));
+        assert_eq!(year_of_date("2026-12-06T10:00:00Z"), Some(2026));
+        assert_eq!(year_of_date("-4713-01-01"), Some(-4713));
+        assert_eq!(year_of_date("+275760-09-13"), Some(275_760));
+        assert_eq!(year_of_date("99999999999999999999-01-01"), Some(i64::MAX));
+        assert_eq!(year_of_date("2026"), None);
+        assert_eq!(year_of_date("12-06"), None);
+        assert_eq!(year_of_date("2026-x"), None);
+        assert_eq!(
+            date_out_of_range(Some("from=2026-01-01&to=2026-02-01")),
+            None
+        );
+        assert_eq!(
+            date_out_of_range(Some("q=0001-01-01")),
+            None,
+            "not a date parameter"
+        );
+        let e = date_out_of_range(Some("from=2026-01-01&year=-4714")).expect("refused");
+        assert!(e.starts_with("year: -4714 is outside"), "{e}");
+        let e = date_out_of_range(Some("to=%2B275760-01-01")).expect("refused");
+        assert!(e.starts_with("to: +275760-01-01"), "{e}");
     }
 }

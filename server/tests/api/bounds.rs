@@ -1,0 +1,151 @@
+//! Issue 33: every time a caller gives is bounded, and no computation walks a span nobody bounded.
+//! A caller's times that are far apart cost what their data costs, never what the span does.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, SubsecRound, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use wattlas_server::maintenance;
+
+use crate::common::*;
+
+/// What one call may take here before it counts as walking the span (a correct one takes ms; the
+/// walks took minutes and held a core each).
+const PATIENCE: StdDuration = StdDuration::from_secs(20);
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_job_said_to_run_since_2000_costs_its_samples_not_its_minutes(db: PgPool) {
+    // N1: the job's energy, coverage and CPU share walked every minute (and hour) of its span.
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let node = app.node().await;
+    node_with_four_gpus(&app, &node, "n1", t0, 200.0).await;
+    // Rolled up, as a live instance's minutes are.
+    maintenance::rollup_settled_before(&app.state, Utc::now() + Duration::hours(1))
+        .await
+        .expect("rollup");
+
+    let job = json!({"id": "old", "user": "ann", "site": "s1", "start": "2000-01-02T00:00:00Z",
+                     "allocations": [{"node": "n1", "gpus": [0, 1, 2, 3], "cpus": 4}]});
+    let register = app.post(ADMIN, "/api/v1/jobs", &job);
+    let (status, body) = tokio::time::timeout(PATIENCE, register)
+        .await
+        .expect("registering a running job from 2000 returns");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Its energy is its samples': four GPUs at 200 W for 60 s.
+    let kwh = body["gpu_energy_kwh"].as_f64().expect("energy");
+    assert!((kwh - 4.0 * 200.0 * 60.0 / 3.6e6).abs() < 1e-4, "{body}");
+    assert!(
+        body["coverage"].as_f64().expect("coverage") < 0.01,
+        "{body}"
+    );
+    for path in ["/api/v1/jobs/old", "/api/v1/jobs/old/progress"] {
+        let (status, body) = tokio::time::timeout(PATIENCE, app.get(ADMIN, path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} returns"));
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, svg) = tokio::time::timeout(PATIENCE, app.get_text(ADMIN, "/jobs/old/power.svg"))
+        .await
+        .expect("the job's power chart returns");
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.contains("<svg"), "{svg}");
+    let (status, page) = tokio::time::timeout(PATIENCE, app.get_text(ADMIN, "/jobs/old"))
+        .await
+        .expect("the job's page returns");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("2000-01-02"),
+        "the page shows the job's start"
+    );
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn an_admin_corrects_an_end_earlier_and_the_energy_follows(db: PgPool) {
+    // N1: an end could only move later; a wrong one stayed.
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let node = app.node().await;
+    node_with_four_gpus(&app, &node, "n1", t0, 200.0).await;
+    let (status, body) = app
+        .post(
+            &node,
+            "/api/v1/jobs",
+            &json!({"id": "7", "user": "ann", "start": t0,
+                    "allocations": [{"node": "n1", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let late = Utc::now();
+    let (status, body) = app
+        .post(&node, "/api/v1/jobs/7/end", &json!({"end": late}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let full = body["gpu_energy_kwh"].as_f64().expect("energy");
+    assert!((full - 200.0 * 60.0 / 3.6e6).abs() < 1e-4, "{body}");
+
+    let half = t0 + Duration::seconds(30);
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/jobs/7/end", &json!({"end": half}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = app.job("7").await;
+    assert_eq!(
+        job.end,
+        Some(half),
+        "the admin's end replaces the later one"
+    );
+    assert!(
+        (job.gpu_energy_kwh - full / 2.0).abs() < 1e-5,
+        "half the span, half the energy: {} of {full}",
+        job.gpu_energy_kwh
+    );
+    // And later again: the end is the admin's, not the latest ever given.
+    let (status, _) = app
+        .post(ADMIN, "/api/v1/jobs/7/end", &json!({"end": late}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.job("7").await.end, Some(late.trunc_subsecs(6)));
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn dates_outside_any_measurement_are_refused_naming_the_parameter(db: PgPool) {
+    // N8: -4713-01-01 and year -4714 answered 500.
+    let app = App::spawn(db).await;
+    app.node().await;
+    for (path, param) in [
+        ("/api/v1/jobs?from=-4713-01-01", "from"),
+        ("/api/v1/jobs?to=%2B275760-01-01", "to"),
+        ("/api/v1/jobs.csv?from=-4713-01-01", "from"),
+        ("/api/v1/sites/s1/pue/variation?year=-4714", "year"),
+        ("/api/v1/sites/s1/pue/variation.csv?year=99999", "year"),
+        (
+            "/api/v1/sites/s1/pue/hourly?from=-4713-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "from",
+        ),
+        (
+            "/api/v1/sites/s1/pue/daily?from=0001-01-01T00:00:00Z",
+            "from",
+        ),
+        ("/api/v1/sites/s1/energy?from=-4713-01-01", "from"),
+        ("/api/v1/statement?from=-4713-01-01", "from"),
+    ] {
+        let (status, body) = app.get(ADMIN, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.starts_with(&format!("{param}:")), "{path}: {error}");
+    }
+    // The page says so too, as a page.
+    let (status, page) = app.get_text(ADMIN, "/jobs?from=-4713-01-01").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("from: -4713-01-01 is outside the years 1970 to 2200"),
+        "{page}"
+    );
+    // Plausible dates still answer.
+    let (status, body) = app.get(ADMIN, "/api/v1/jobs?from=2026-01-01").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
