@@ -18,6 +18,10 @@ pub mod wire;
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
 pub const MAX_GPU_POWER_W: f64 = 2000.0;
 
+/// The longest time one batch of facility readings may cover, days: they are stored in chunks of 90
+/// days, and a batch over 24 years made 101 of them. Importers send a year at most per batch.
+pub const MAX_READINGS_SPAN_DAYS: i64 = 366;
+
 /// The highest GPU index a node may have: 64 GPUs a node (nodes have 4 to 16; an index of 2^32 - 1
 /// once was stored as -1, and a node once registered 3,000 GPUs).
 pub const MAX_GPU_INDEX: u32 = 63;

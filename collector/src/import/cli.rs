@@ -17,7 +17,7 @@ pub struct ServerArgs {
     /// Server base URL.
     #[arg(long, env = "WATTLAS_SERVER")]
     pub server: String,
-    /// Bearer token: the node's, the meter's, or admin.
+    /// Bearer token: admin (nvidia-smi and sacct history), or the meter's (a meter's export).
     #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
     pub token: String,
 }

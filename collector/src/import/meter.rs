@@ -257,6 +257,22 @@ pub struct Report {
     pub duplicates: u64,
 }
 
+/// Readings in time order, in batches of at most `BATCH` readings and a year's span (the server
+/// refuses a batch over `MAX_READINGS_SPAN_DAYS`).
+fn batches(readings: &[FacilityReading]) -> Vec<Vec<FacilityReading>> {
+    let mut sorted = readings.to_vec();
+    sorted.sort_by_key(|r| r.time);
+    let span = chrono::Duration::days(wattlas_protocol::MAX_READINGS_SPAN_DAYS - 1);
+    let mut out: Vec<Vec<FacilityReading>> = Vec::new();
+    for r in sorted {
+        match out.last_mut() {
+            Some(b) if b.len() < BATCH && r.time - b[0].time <= span => b.push(r),
+            _ => out.push(vec![r]),
+        }
+    }
+    out
+}
+
 /// Sends readings for `meter` in `site` (with a meter token both may be left out; the admin token
 /// creates the meter if needed).
 pub async fn send(
@@ -266,11 +282,11 @@ pub async fn send(
     readings: &[FacilityReading],
 ) -> Result<Report, String> {
     let mut report = Report::default();
-    for chunk in readings.chunks(BATCH) {
+    for chunk in batches(readings) {
         let batch = FacilityBatch {
             meter: meter.map(str::to_owned),
             site: site.map(str::to_owned),
-            readings: chunk.to_vec(),
+            readings: chunk,
         };
         match uplink
             .post_json(wattlas_protocol::paths::INGEST_FACILITY, &batch)
@@ -330,6 +346,37 @@ mod tests {
 
     fn p(s: &str) -> Result<Parsed, ImportError> {
         parse(s.as_bytes(), None, false)
+    }
+
+    #[test]
+    fn batches_hold_a_year_at_most_and_keep_every_reading() {
+        // Hourly PUE over 30 months, given newest first: 10,000 hourly readings span 416 days.
+        let t0 = Utc
+            .with_ymd_and_hms(2022, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let readings: Vec<FacilityReading> = (0..30 * 730)
+            .rev()
+            .map(|h| FacilityReading {
+                time: t0 + chrono::Duration::hours(h),
+                it_kw: None,
+                total_kw: None,
+                it_kwh: None,
+                total_kwh: None,
+                pue: Some(1.3),
+            })
+            .collect();
+        let out = batches(&readings);
+        assert_eq!(out.iter().map(Vec::len).sum::<usize>(), readings.len());
+        for b in &out {
+            assert!(b.len() <= BATCH);
+            let span = b[b.len() - 1].time - b[0].time;
+            assert!(
+                span.num_days() < wattlas_protocol::MAX_READINGS_SPAN_DAYS,
+                "{span}"
+            );
+            assert!(b.windows(2).all(|w| w[0].time < w[1].time), "in time order");
+        }
     }
 
     #[test]

@@ -150,8 +150,22 @@ pub async fn delete_readings(
     Ok(ApiJson(json!({ "deleted": deleted })))
 }
 
+use wattlas_protocol::MAX_READINGS_SPAN_DAYS;
+
 /// Checks every reading; the first bad field refuses the whole batch.
 pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<(), AppError> {
+    if let (Some(first), Some(last)) = (
+        readings.iter().map(|r| r.time).min(),
+        readings.iter().map(|r| r.time).max(),
+    ) {
+        if last - first > chrono::Duration::days(MAX_READINGS_SPAN_DAYS) {
+            return Err(AppError::bad_request(format!(
+                "readings: they span {} days; one batch covers at most {MAX_READINGS_SPAN_DAYS} \
+                 (send older readings in batches of their own)",
+                (last - first).num_days()
+            )));
+        }
+    }
     let earliest = Utc
         .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
         .single()

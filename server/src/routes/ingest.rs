@@ -71,6 +71,13 @@ pub async fn ingest_gpu(
         }
         (Caller::User(_), _) => return Err(AppError::forbidden("only collectors send samples")),
     };
+    // History spreads over as many chunks as it has days: the admin brings it, never a node's token
+    // (100 one-sample requests once made 160 chunks in 5 s: issue 33, N7).
+    if import && !matches!(caller, Caller::Admin) {
+        return Err(AppError::forbidden(
+            "source: import (history older than the raw retention) takes the admin token, naming the node",
+        ));
+    }
     validate_identities(&batch)?;
     // Checked whole before anything is stored; then stored with the other batches waiting, in one
     // transaction (`service::ingest`).

@@ -149,3 +149,61 @@ async fn dates_outside_any_measurement_are_refused_naming_the_parameter(db: PgPo
     let (status, body) = app.get(ADMIN, "/api/v1/jobs?from=2026-01-01").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn history_takes_the_admin_token_and_a_meter_batch_spans_a_year_at_most(db: PgPool) {
+    // N7: any node token could ask for ?source=import and flood chunks; a meter batch spanning 24
+    // years made 101 chunks.
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let old = minute_aligned_past(60 * 24 * 40);
+    let history = serde_json::to_value(batch(samples(old, 2))).expect("json");
+    let (status, body) = app
+        .post(&node, "/api/v1/ingest/gpu?source=import", &history)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").starts_with("source"),
+        "{body}"
+    );
+    assert_eq!(app.stored().await, 0);
+
+    let meter = app.meter().await;
+    let reading = |t: chrono::DateTime<Utc>| json!({"time": t, "pue": 1.3});
+    let now = Utc::now();
+    let (status, body) = app
+        .facility(
+            &meter,
+            &json!([
+                reading(now - Duration::days(24 * 365)),
+                reading(now - Duration::hours(1))
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("readings:"),
+        "{body}"
+    );
+    let chunks: i64 = sqlx::query_scalar(
+        "select count(*) from timescaledb_information.chunks where hypertable_name = 'facility_readings'",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .expect("chunks");
+    assert_eq!(chunks, 0, "nothing stored");
+    // A year is one batch.
+    let (status, body) = app
+        .facility(
+            &meter,
+            &json!([
+                reading(now - Duration::days(365)),
+                reading(now - Duration::hours(1))
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -285,11 +285,14 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups(db: PgPool) {
             .contains("older than the raw retention (30 days)"),
         "{body}"
     );
+    // (History takes the admin token, naming the node: issue 33, N7.)
+    let mut history = batch(samples(old, 120));
+    history.node = Some("n1".into());
     let (status, _) = app
         .post(
-            &token,
+            ADMIN,
             "/api/v1/ingest/gpu?source=import",
-            &serde_json::to_value(batch(samples(old, 120))).expect("json"),
+            &serde_json::to_value(history).expect("json"),
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -66,11 +66,13 @@ async fn two_servers_running_their_background_tasks_at_once_do_each_piece_once(d
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let old = minute_aligned_past(60 * 24 * 40);
+    let mut history = batch(samples(old, 60));
+    history.node = Some("n1".into());
     let (status, body) = a
         .post(
-            &token,
+            ADMIN,
             "/api/v1/ingest/gpu?source=import",
-            &serde_json::to_value(batch(samples(old, 60))).expect("json"),
+            &serde_json::to_value(history).expect("json"),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
