@@ -207,3 +207,86 @@ async fn history_takes_the_admin_token_and_a_meter_batch_spans_a_year_at_most(db
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Node n2 of site s1 (beside n1) with four GPUs; its token.
+async fn second_node(app: &App, t0: chrono::DateTime<Utc>) -> String {
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    node_with_four_gpus(app, &token, "n2", t0, 100.0).await;
+    token
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_node_never_reopens_stretches_or_squats_anothers_job(db: PgPool) {
+    // N4: a node re-opened another node's finished job from 2000, stretched a job's end by ending
+    // late, and registered future Slurm ids so the real prolog got 409.
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let n1 = app.node().await;
+    node_with_four_gpus(&app, &n1, "n1", t0, 200.0).await;
+    let n2 = second_node(&app, t0).await;
+    let part = |start: chrono::DateTime<Utc>, node: &str| {
+        json!({"id": "20", "user": "ann", "start": start,
+               "allocations": [{"node": node, "gpus": [0]}]})
+    };
+    let (status, body) = app.post(&n1, "/api/v1/jobs", &part(t0, "n1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let end = t0 + Duration::seconds(60);
+    let (status, body) = app
+        .post(&n1, "/api/v1/jobs/20/end", &json!({"end": end}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = app.job("20").await;
+
+    // Back into the time it ran, or before it: refused, nothing changes.
+    for start in [t0 - Duration::hours(1), t0 + Duration::seconds(10)] {
+        let (status, body) = app.post(&n2, "/api/v1/jobs", &part(start, "n2")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{start}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").starts_with("start"),
+            "{body}"
+        );
+    }
+    let after = app.job("20").await;
+    assert_eq!((after.start, after.end), (before.start, before.end));
+    assert_eq!(after.gpu_energy_kwh, before.gpu_energy_kwh);
+
+    // Its end sent again is the same end; a later one is refused.
+    let (status, body) = app
+        .post(&n1, "/api/v1/jobs/20/end", &json!({"end": end}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(&n1, "/api/v1/jobs/20/end", &json!({"end": Utc::now()}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(app.job("20").await.end, Some(end));
+
+    // A requeued run after its end: taken, the job runs again.
+    let (status, body) = app
+        .post(
+            &n2,
+            "/api/v1/jobs",
+            &part(end + Duration::seconds(30), "n2"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["running"], true);
+
+    // Ids far past the site's own: refused.
+    let squat = json!({"id": "4000000", "user": "eve", "start": Utc::now(),
+                       "allocations": [{"node": "n2", "gpus": [1]}]});
+    let (status, body) = app.post(&n2, "/api/v1/jobs", &squat).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").starts_with("raw_id"),
+        "{body}"
+    );
+    let next = json!({"id": "21", "user": "bob", "start": Utc::now(),
+                      "allocations": [{"node": "n2", "gpus": [1]}]});
+    let (status, body) = app.post(&n2, "/api/v1/jobs", &next).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -273,6 +273,40 @@ pub async fn start_part(
     Ok(())
 }
 
+/// When a node's part of a job ended, if it has (locked until the transaction ends).
+pub async fn part_end(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    node_id: i32,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let end: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        "select end_time from job_parts where job_id = $1 and node_id = $2 for update",
+    )
+    .bind(id)
+    .bind(node_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(end.flatten())
+}
+
+/// The highest number a site's jobs' raw ids (else ids) start with, other than `except`'s.
+pub async fn highest_raw_number(
+    tx: &mut Transaction<'_, Postgres>,
+    site_id: i32,
+    except: &str,
+) -> sqlx::Result<Option<u64>> {
+    let n: Option<i64> = sqlx::query_scalar(
+        r#"select max(substring(coalesce(raw_id, id) from '^[0-9]{1,18}')::int8)
+        from jobs
+        where site_id = $1 and id <> $2"#,
+    )
+    .bind(site_id)
+    .bind(except)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n.map(|n| n.max(0) as u64))
+}
+
 /// Ends a node's part of a job; the job ends when no part is open and every allocated node has ended
 /// its part, at the latest part's end. Returns whether the job has ended.
 pub async fn end_part(

@@ -146,9 +146,26 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
 /// How far past the server's clock a job's end may lie: a node's clock a little ahead, never a year.
 const END_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
+/// How far apart two nodes' clocks (and their prologs) may put the same moment.
+const NODE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How far before a finished job's end a node may start a requeued run of it: the end and the new
+/// start come from two nodes' clocks (synchronised, a few ms apart), never from one run.
+const REQUEUE_SKEW: chrono::Duration = chrono::Duration::seconds(5);
+
+/// How far past the highest raw id its site has seen a node may register a job: Slurm numbers jobs in
+/// order, and a node once registered future ids so that the real prolog got 409 (issue 33, N4).
+const RAW_ID_LEAD: u64 = 1_000_000;
+
 /// How far back a node may say its part of a running job started: its prolog says "now", and a
 /// collector's spool delivers a start late by at most its outage.
 const NODE_START_BACK: chrono::Duration = chrono::Duration::days(7);
+
+/// The number a scheduler's id starts with (`4_2` -> 4, `17+1` -> 17).
+fn leading_number(id: &str) -> Option<u64> {
+    let digits = id.bytes().take_while(u8::is_ascii_digit).count();
+    id[..digits].parse().ok()
+}
 
 /// An end no later than now plus the skew (a job ending in 9999 made its energy walk 8,000 years of
 /// minutes: issue 33, N1).
@@ -318,6 +335,22 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         ),
     };
     let created = existing.is_none();
+    if let (true, Caller::Node { name, .. }) = (created, caller) {
+        let raw = job.scheduler.raw_id.as_deref().unwrap_or(&id);
+        if let Some(n) = leading_number(raw) {
+            if let Some(highest) = db::jobs::highest_raw_number(&mut tx, site.id, &id).await? {
+                if n > highest.saturating_add(RAW_ID_LEAD) {
+                    return Err(Error::invalid(
+                        "raw_id",
+                        format!(
+                            "job {n} is more than {RAW_ID_LEAD} past the site's highest, {highest}: \
+                             node '{name}' registers jobs running on it now"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(existing) = existing {
         // The parts of one job come with each node's own clock: starts may differ, owners may not.
         if existing.site_id != site.id {
@@ -371,6 +404,25 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
                 return Err(Error::Forbidden(format!(
                     "tags.{k}: node '{name}' may not change the tags of job '{id}'"
                 )));
+            }
+            // A node's part overlaps the job as it is: it never moves the job's start earlier, and
+            // re-opens a finished job only as a new run after its end (Slurm's requeue), never back
+            // to a time it covered (issue 33, N4: a node re-opened another's job from 2000).
+            if job.start < existing.start_time - NODE_SKEW {
+                return Err(Error::Conflict(format!(
+                    "start: job '{id}' started at {}; node '{name}' cannot start its part before it",
+                    existing.start_time.to_rfc3339()
+                )));
+            }
+            if let Some(end) = existing.end_time {
+                if job.start < end - REQUEUE_SKEW {
+                    return Err(Error::Conflict(format!(
+                        "start: job '{id}' ended at {}; node '{name}' may start a new run of it after \
+                         that (a requeue), not at {}",
+                        end.to_rfc3339(),
+                        job.start.to_rfc3339()
+                    )));
+                }
             }
         }
         // A scheduler's record of a job its nodes registered fills in; it moves no time they recorded.
@@ -459,8 +511,19 @@ pub async fn end(
     }
     let mut tx = state.db.begin().await?;
     match caller {
-        // A node's epilog ends its own part; the job ends with its last part.
-        Caller::Node { id: node_id, .. } => {
+        // A node's epilog ends its own part; the job ends with its last part. An ended part stays
+        // ended where it ended (its epilog sent again is the same end): a node never stretches it.
+        Caller::Node {
+            id: node_id, name, ..
+        } => {
+            if let Some(ended) = db::jobs::part_end(&mut tx, id, *node_id).await? {
+                if (ended - end).num_seconds().abs() > 1 {
+                    return Err(Error::Conflict(format!(
+                        "end: node '{name}' ended its part of job '{id}' at {}",
+                        ended.to_rfc3339()
+                    )));
+                }
+            }
             db::jobs::end_part(&mut tx, id, *node_id, end).await?;
         }
         _ => db::jobs::end(&mut tx, id, end).await?,
