@@ -146,9 +146,15 @@ pub struct Config {
     /// an idle or header-trickling connection (slowloris) is closed after it.
     #[arg(long, env = "WATTLAS_HEADER_TIMEOUT_S", default_value_t = 20)]
     pub header_timeout_s: u64,
-    /// Open connections at most; past it new ones are closed at once.
+    /// Open connections at most; past it the oldest idle one is closed for a new one, and a new one
+    /// is closed at once when none is idle.
     #[arg(long, env = "WATTLAS_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections of one client address at most (not counting the trusted proxies'): past it
+    /// that client's oldest idle connection is closed for a new one, else the new one. A browser opens
+    /// 6, a collector 2, Prometheus' remote write up to 50 shards.
+    #[arg(long, env = "WATTLAS_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: usize,
     /// Tasks that store live GPU batches, each committing every batch waiting as one transaction.
     #[arg(long, env = "WATTLAS_INGEST_WRITERS", default_value_t = 2)]
     pub ingest_writers: usize,

@@ -12,6 +12,7 @@ pub mod cli;
 /// The block codec lives in `wattlas_protocol` (collectors encode with it); re-exported where it was.
 pub use wattlas_protocol::codec;
 pub mod config;
+pub(crate) mod connections;
 pub mod db;
 pub mod error;
 pub mod extract;

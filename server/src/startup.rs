@@ -4,7 +4,11 @@ use std::future::Future;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+
+use crate::connections::{Admit, Registry};
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -25,7 +29,8 @@ pub fn connect_lazy(config: &Config, url: &str) -> sqlx::Result<PgPool> {
 ///
 /// The accept loop is hyper's own rather than `axum::serve`, for what that lacks: a timeout on reading
 /// a request's headers, counted from when a connection is idle (an idle or header-trickling connection
-/// held a slot for ever), and a bound on open connections.
+/// held a slot for ever), and bounds on open connections, in all and per client, that close idle
+/// connections first (`connections`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -37,15 +42,19 @@ pub async fn run(
     let tasks = crate::maintenance::spawn(&state);
     let probes = state.reads.spawn_probes();
     let header_timeout = std::time::Duration::from_secs(state.config.header_timeout_s.max(1));
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
-        state.config.max_connections.max(1),
+    let max = state.config.max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let registry = Arc::new(Registry::new(
+        max,
+        state.config.max_connections_per_client,
+        state.config.trusted_proxies.clone(),
     ));
     let app = crate::routes::router(state);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -60,33 +69,83 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
+        let conn = match registry.admit(peer.ip()) {
+            Admit::Yes(conn) | Admit::AfterClosing(conn) => conn,
+            Admit::No => {
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        let router = app.clone();
-        // The peer address decides whether a trusted proxy's headers are believed.
-        let service = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                router.clone().call(request)
-            },
+        let (router, registry, slots, builder) = (
+            app.clone(),
+            registry.clone(),
+            slots.clone(),
+            builder.clone(),
         );
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            // A slot frees as soon as the idle connection asked to close for this one has gone.
+            let slot =
+                tokio::time::timeout(std::time::Duration::from_secs(2), slots.acquire_owned())
+                    .await;
+            let Ok(Ok(slot)) = slot else {
+                registry.leave(&conn);
+                return;
+            };
+            let (on, reg) = (conn.clone(), registry.clone());
+            // The peer address decides whether a trusted proxy's headers are believed.
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    on.busy(&reg);
+                    let answer = router.clone().call(request);
+                    let (on, reg) = (on.clone(), reg.clone());
+                    async move {
+                        let response = answer.await;
+                        on.idle(&reg);
+                        response
+                    }
+                },
+            );
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = conn.closing() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.as_mut().await;
+                }
+                () = stopped(&mut stopping) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.as_mut().await;
+                }
+            }
+            registry.leave(&conn);
             drop(slot);
         });
     }
     drop(listener);
     // Requests in flight finish; the 60 s request timeout bounds the wait.
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    let _ = slots.acquire_many(max as u32).await;
     drop(tasks);
     if let Some(p) = probes {
         p.abort();
     }
     Ok(())
+}
+
+/// Resolves once the server is stopping.
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            return;
+        }
+    }
 }

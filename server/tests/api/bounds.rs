@@ -290,3 +290,78 @@ async fn a_node_never_reopens_stretches_or_squats_anothers_job(db: PgPool) {
     let (status, body) = app.post(&n2, "/api/v1/jobs", &next).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// A connection to the test server from the loopback address 127.0.0.`last`.
+async fn connect_from(last: u8, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("127.0.0.{last}:0").parse().expect("address"))
+        .expect("binds");
+    socket
+        .connect(addr.parse().expect("address"))
+        .await
+        .expect("connects")
+}
+
+/// Whether the server has closed `s` (EOF or reset within a moment).
+async fn closed(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    matches!(
+        tokio::time::timeout(StdDuration::from_millis(300), s.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// `GET /healthz` on a fresh connection from 127.0.0.`last`: the status line.
+async fn healthz_from(last: u8, addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(last, addr).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(StdDuration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn one_client_holding_idle_connections_locks_nobody_out(db: PgPool) {
+    // N5: 1,024 idle connections from one unauthenticated client locked everyone out.
+    let app = App::spawn_with(db, |c| {
+        c.max_connections = 16;
+        c.max_connections_per_client = 4;
+        c.header_timeout_s = 60;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut attacker = Vec::new();
+    for _ in 0..40 {
+        attacker.push(connect_from(2, &addr).await);
+    }
+    assert_eq!(healthz_from(3, &addr).await, "HTTP/1.1 200 OK");
+    let mut open = 0;
+    for s in &mut attacker {
+        if !closed(s).await {
+            open += 1;
+        }
+    }
+    assert!(
+        open <= 4,
+        "{open} of one client's idle connections stay open"
+    );
+
+    // Four clients hold every place with idle connections: an idle one makes room for a fifth.
+    let mut held = Vec::new();
+    for last in 4..8 {
+        for _ in 0..4 {
+            held.push(connect_from(last, &addr).await);
+        }
+    }
+    assert_eq!(healthz_from(9, &addr).await, "HTTP/1.1 200 OK");
+    assert_eq!(healthz_from(10, &addr).await, "HTTP/1.1 200 OK");
+}
