@@ -1,6 +1,6 @@
 //! Server configuration: command-line flags, each also readable from a `WATTLAS_*` environment variable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
@@ -179,6 +179,10 @@ pub struct Config {
     /// from what clients send.
     #[arg(long, env = "WATTLAS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Webhook receivers allowed at internal addresses (comma-separated host names, addresses or CIDR
+    /// blocks): others must resolve to public addresses only.
+    #[arg(long, env = "WATTLAS_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<Allowed>,
 }
 
 impl Config {
@@ -199,4 +203,56 @@ fn parse_max_lag(s: &str) -> Result<f64, String> {
 
 fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(s.to_owned()))
+}
+
+/// One entry of the allow-list: a host name, or an address block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allowed {
+    /// A host name, as written in URLs (lower case).
+    Host(String),
+    /// Addresses `net/prefix` (an address alone is its /32 or /128).
+    Block(IpAddr, u8),
+}
+
+impl std::str::FromStr for Allowed {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
+        match addr.parse::<IpAddr>() {
+            Ok(ip) => {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let prefix = if prefix.is_empty() {
+                    max
+                } else {
+                    prefix
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|p| *p <= max)
+                        .ok_or_else(|| format!("'{s}': the prefix must be 0 to {max}"))?
+                };
+                Ok(Self::Block(ip, prefix))
+            }
+            Err(_) if prefix.is_empty() && !s.is_empty() => Ok(Self::Host(s.to_ascii_lowercase())),
+            Err(_) => Err(format!("'{s}' is neither a host name nor an address block")),
+        }
+    }
+}
+
+impl Allowed {
+    /// Whether `ip` is in this block (never for a host name: those match by name).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Self::Block(IpAddr::V4(net), p), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*p)).unwrap_or(0);
+                u32::from(*net) & mask == u32::from(ip) & mask
+            }
+            (Self::Block(IpAddr::V6(net), p), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*p)).unwrap_or(0);
+                u128::from(*net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }

@@ -108,12 +108,17 @@ pub fn spawn(state: &AppState) -> Tasks {
                     if let Err(e) = crate::db::jobs::fold_totals(&s.db).await {
                         tracing::warn!(error = %e, "folding the jobs' totals failed");
                     }
-                    if let Err(e) = budgets_once(&s).await {
+                    if let Err(e) = budget_crossings_once(&s).await {
                         tracing::warn!(error = %e, "budget check failed");
                     }
                     Ok(n)
                 },
             ),
+            // Deliveries wait on receivers (5 s each at most, 8 at once): a task of their own, so no
+            // receiver slows the jobs' energy (issue 33, N6).
+            repeat(state, "webhooks", often, usize::MAX, |s| async move {
+                webhooks_once(&s).await
+            }),
             repeat(
                 state,
                 "settle",
@@ -123,6 +128,26 @@ pub fn spawn(state: &AppState) -> Tasks {
             ),
         ],
     }
+}
+
+/// Records budget crossings (`service::budgets`), one process at a time: how many.
+pub async fn budget_crossings_once(state: &AppState) -> Result<usize, AppError> {
+    let done = exclusively(&state.db, "budgets", || async {
+        Ok(crate::service::budgets::record_crossings(state).await?)
+    })
+    .await?
+    .unwrap_or(0);
+    state.metrics.maintenance("budgets", done as u64);
+    Ok(done)
+}
+
+/// Posts the budget crossings not delivered yet, one process at a time: how many were delivered.
+pub async fn webhooks_once(state: &AppState) -> Result<usize, AppError> {
+    Ok(exclusively(&state.db, "webhooks", || async {
+        Ok(crate::service::budgets::deliver_due(state).await?)
+    })
+    .await?
+    .unwrap_or(0))
 }
 
 /// Records budget crossings and posts undelivered ones (`service::budgets`), one process at a time;

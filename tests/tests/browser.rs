@@ -300,7 +300,10 @@ async fn seeded_server(db: PgPool, users: &[(&str, Role)]) -> (String, AppState)
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(db, Config::with_admin_token(ADMIN));
+    let mut config = Config::with_admin_token(ADMIN);
+    // The budget test's webhook receiver listens on loopback, as an internal receiver a site allows.
+    config.webhook_allow = vec!["127.0.0.1".parse().expect("allowed")];
+    let state = AppState::new(db, config);
     tokio::spawn(wattlas_server::startup::run(
         listener,
         state.clone(),

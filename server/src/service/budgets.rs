@@ -97,17 +97,17 @@ pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<
     let webhook_url = match input.webhook_url.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(u) => {
-            let parsed = reqwest::Url::parse(u)
-                .map_err(|e| Error::invalid("webhook_url", format!("not a URL: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(Error::invalid(
-                    "webhook_url",
-                    "must be an http:// or https:// URL with a host",
-                ));
-            }
             if u.len() > 2000 {
                 return Err(Error::invalid("webhook_url", "at most 2000 characters"));
             }
+            // A public receiver, or one the admin allowed (issue 33, N6).
+            super::webhooks::check(
+                "webhook_url",
+                u,
+                &state.config.webhook_allow,
+                state.config.bind,
+            )
+            .await?;
             Some(u.to_owned())
         }
     };
@@ -265,6 +265,12 @@ impl Payload {
 
 /// Records this month's new crossings and posts every undelivered one; returns (recorded, delivered).
 pub async fn check_once(state: &AppState) -> Result<(usize, usize)> {
+    let recorded = record_crossings(state).await?;
+    Ok((recorded, deliver_due(state).await?))
+}
+
+/// Records this month's new crossings of 80 % and 100 %: how many.
+pub async fn record_crossings(state: &AppState) -> Result<usize> {
     let now = Utc::now();
     let (first, _) = month_of(now);
     let mut recorded = 0;
@@ -278,29 +284,73 @@ pub async fn check_once(state: &AppState) -> Result<(usize, usize)> {
             }
         }
     }
+    Ok(recorded)
+}
+
+/// Deliveries under way at once: each waits up to `WEBHOOK_TIMEOUT_S` on its receiver.
+const DELIVERIES_AT_ONCE: usize = 8;
+
+/// Posts every undelivered crossing, `DELIVERIES_AT_ONCE` at a time, each to its destination checked
+/// again (it may resolve elsewhere since it was set); notes each attempt: how many were delivered.
+pub async fn deliver_due(state: &AppState) -> Result<usize> {
     let due = db::budgets::undelivered(&state.db, MAX_ATTEMPTS).await?;
-    if due.is_empty() {
-        return Ok((recorded, 0));
-    }
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(WEBHOOK_TIMEOUT_S))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::internal(format!("webhook client: {e}")))?;
-    let mut delivered = 0;
+    let mut attempts = tokio::task::JoinSet::new();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(DELIVERIES_AT_ONCE));
     for (alert, url) in due {
-        let answer = client.post(&url).json(&Payload::of(&alert)).send().await;
-        let error = match answer {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("the receiver answered {}", r.status())),
-            Err(e) => Some(format!("no answer: {e}")),
-        };
-        if error.is_none() {
-            delivered += 1;
-        } else {
-            tracing::warn!(project = %alert.project, error = ?error, "budget webhook not delivered");
+        let slot = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::internal(format!("delivery slots: {e}")))?;
+        let (allow, bind) = (state.config.webhook_allow.clone(), state.config.bind);
+        attempts.spawn(async move {
+            let error = deliver(&url, &Payload::of(&alert), &allow, bind)
+                .await
+                .err();
+            drop(slot);
+            (alert, error)
+        });
+    }
+    let mut delivered = 0;
+    while let Some(done) = attempts.join_next().await {
+        let (alert, error) = done.map_err(|e| Error::internal(format!("a delivery: {e}")))?;
+        match &error {
+            None => delivered += 1,
+            Some(e) => {
+                tracing::warn!(project = %alert.project, error = %e, "budget webhook not delivered")
+            }
         }
         db::budgets::attempted(&state.db, &alert, error.as_deref()).await?;
     }
-    Ok((recorded, delivered))
+    Ok(delivered)
+}
+
+/// One delivery: the error staff may see (its kind, never the URL or the receiver's words).
+async fn deliver(
+    url: &str,
+    payload: &Payload,
+    allow: &[super::webhooks::Allowed],
+    bind: std::net::SocketAddr,
+) -> std::result::Result<(), String> {
+    let dest = super::webhooks::check("webhook_url", url, allow, bind)
+        .await
+        .map_err(|e| match e {
+            Error::Invalid { message, .. } => format!("refused: {message}"),
+            other => format!("refused: {other}"),
+        })?;
+    let mut client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(WEBHOOK_TIMEOUT_S))
+        .redirect(reqwest::redirect::Policy::none());
+    // Connect to the addresses checked, not to what a second lookup says.
+    if let Some(host) = &dest.host {
+        client = client.resolve_to_addrs(host, &dest.addrs);
+    }
+    let client = client
+        .build()
+        .map_err(|_| "no answer: the client could not be built".to_owned())?;
+    match client.post(dest.url).json(payload).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("the receiver answered {}", r.status().as_u16())),
+        Err(e) => Err(super::webhooks::failure(&e)),
+    }
 }

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod pue;
 pub mod remote_write;
 pub mod sites;
+pub mod webhooks;
 
 use thiserror::Error;
 

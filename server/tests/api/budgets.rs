@@ -45,7 +45,11 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db: PgPool) {
-    let app = App::spawn(db).await;
+    // The receiver listens on loopback: an internal receiver the site allows.
+    let app = App::spawn_with(db, |c| {
+        c.webhook_allow = vec!["127.0.0.1".parse().expect("allowed")]
+    })
+    .await;
     let token = app.node().await;
     add_user(&app, "alice", Role::Researcher).await;
     add_user(&app, "bob", Role::Researcher).await;
@@ -218,4 +222,103 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
     let carol = api_token(&app, "carol").await;
     let (_, body) = app.get(&carol, "/api/v1/projects").await;
     assert_eq!(body["projects"], json!([]), "not a member: {body}");
+}
+
+/// Sets atlas's budget with a webhook as the admin: the status and body.
+async fn set_hook(app: &App, url: &str) -> (StatusCode, Value) {
+    let r = app
+        .http
+        .put(format!("{}/api/v1/projects/atlas/budget", app.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"kwh_per_month": 1.0, "webhook_url": url}))
+        .send()
+        .await
+        .expect("put");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn webhooks_reach_no_internal_address_and_their_errors_scan_nothing(db: PgPool) {
+    // Issue 33, N6: budget webhooks reached loopback and the database's port, and staff read each
+    // attempt's error, URL path (a chat webhook's secret) included: a port scanner.
+    let app = App::spawn(db.clone()).await;
+    let (hook, got) = receiver().await;
+    let db_port = db.connect_options().get_port();
+    for url in [
+        hook.clone(),
+        format!("http://127.0.0.1:{db_port}/"),
+        "http://localhost/".to_owned(),
+        "http://2130706433/".to_owned(),
+        "http://0.0.0.0:8080/".to_owned(),
+        "http://[::1]/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.7/hook".to_owned(),
+    ] {
+        let (status, body) = set_hook(&app, &url).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.starts_with("webhook_url: "), "{url}: {error}");
+        assert!(
+            error.contains("WATTLAS_WEBHOOK_ALLOW") || error.contains("own"),
+            "{error}"
+        );
+    }
+
+    // A destination stored before (or resolving elsewhere since) is checked again at delivery: the
+    // receiver gets nothing, and staff read why without the URL's path.
+    let secret = "T0001/B0002/s3cr3tXYZ";
+    sqlx::query(
+        "insert into project_budgets (project, kwh_per_month, webhook_url) values ('atlas', 0.000001, $1)",
+    )
+    .bind(format!("{hook}/{secret}"))
+    .execute(&db)
+    .await
+    .expect("a budget stored as an older release allowed");
+    let token = app.node().await;
+    app.new_job("1")
+        .tag("project", "atlas")
+        .samples(&token, samples(minute_aligned_past(3), 60))
+        .create()
+        .await;
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("summaries");
+    wattlas_server::maintenance::budgets_once(&app.state)
+        .await
+        .expect("budgets");
+    assert!(
+        got.lock().expect("lock").is_empty(),
+        "nothing reached loopback"
+    );
+    let (_, body) = app.get(ADMIN, "/api/v1/projects").await;
+    let alerts = body["alerts"].as_array().expect("alerts");
+    assert!(!alerts.is_empty(), "{body}");
+    for a in alerts {
+        let error = a["last_error"].as_str().expect("an error");
+        assert!(error.starts_with("refused: "), "{error}");
+        assert!(
+            !error.contains(secret) && !error.contains("/hook"),
+            "{error}"
+        );
+    }
+
+    // Allowed, a receiver that is down: the error says so and nothing of the URL.
+    let app = App::spawn_with(db, |c| {
+        c.webhook_allow = vec!["127.0.0.0/8".parse().expect("allowed")]
+    })
+    .await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        l.local_addr().expect("addr").port()
+    };
+    let (status, body) = set_hook(&app, &format!("http://127.0.0.1:{closed}/{secret}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wattlas_server::maintenance::budgets_once(&app.state)
+        .await
+        .expect("budgets");
+    let (_, body) = app.get(ADMIN, "/api/v1/projects").await;
+    for a in body["alerts"].as_array().expect("alerts") {
+        assert_eq!(a["last_error"], "no answer: could not connect", "{body}");
+    }
 }
