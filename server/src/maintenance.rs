@@ -143,6 +143,10 @@ pub async fn budget_crossings_once(state: &AppState) -> Result<usize, AppError> 
 
 /// Posts the budget crossings not delivered yet, one process at a time: how many were delivered.
 pub async fn webhooks_once(state: &AppState) -> Result<usize, AppError> {
+    // Most runs have nothing to post: one short query, not the lock's connection beside it.
+    if !crate::service::budgets::any_due(state).await? {
+        return Ok(0);
+    }
     Ok(exclusively(&state.db, "webhooks", || async {
         Ok(crate::service::budgets::deliver_due(state).await?)
     })

@@ -162,6 +162,20 @@ pub async fn undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<Vec<(Al
     Ok(rows.into_iter().map(|r| (r.alert, r.webhook_url)).collect())
 }
 
+/// Whether any crossing waits to be posted (as `undelivered` would list).
+pub async fn any_undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        r#"select exists (
+            select 1
+            from budget_alerts a
+            join project_budgets b on b.project = a.project
+            where a.delivered_at is null and a.attempts < $1 and b.webhook_url is not null)"#,
+    )
+    .bind(max_attempts)
+    .fetch_one(db)
+    .await
+}
+
 /// Notes one delivery attempt: delivered, or its error.
 pub async fn attempted(db: &PgPool, a: &Alert, error: Option<&str>) -> sqlx::Result<()> {
     sqlx::query(

@@ -186,6 +186,11 @@ pub async fn login(
     };
     state.sign_in.succeeded(&form.username, peer);
     state.metrics.sign_in("accepted");
+    // The browser's previous session ends with this sign-in: a second person signing in on a shared
+    // browser leaves nothing of the first's (issue 33).
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
+        db::users::delete_session(&state.db, &token_digest(token)).await?;
+    }
     let (_, session_cookie) = session::start(&state, user).await?;
     let clear = session::set_cookie(&state.config, LOGIN_COOKIE, "", 0);
     let mut response = Redirect::to(&next).into_response();

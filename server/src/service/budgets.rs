@@ -287,6 +287,11 @@ pub async fn record_crossings(state: &AppState) -> Result<usize> {
     Ok(recorded)
 }
 
+/// Whether any crossing waits to be posted.
+pub async fn any_due(state: &AppState) -> Result<bool> {
+    Ok(db::budgets::any_undelivered(&state.db, MAX_ATTEMPTS).await?)
+}
+
 /// Deliveries under way at once: each waits up to `WEBHOOK_TIMEOUT_S` on its receiver.
 const DELIVERIES_AT_ONCE: usize = 8;
 

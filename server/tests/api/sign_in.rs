@@ -591,3 +591,52 @@ async fn slow_clients_are_cut_off_and_keep_no_good_client_out(db: PgPool) {
 pub fn set_cookie_absent(page: &str) -> bool {
     !page.contains("wattlas_session")
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_sign_in_ends_the_browsers_previous_session(db: PgPool) {
+    // Issue 33: a second user signing in on the same browser left the first's session valid.
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "bob", Role::Researcher).await;
+    let alice = browser(&app, "alice").await;
+    let (status, _) = app.page(&alice.cookie, "/account").await;
+    assert_eq!(status, StatusCode::OK);
+    // Bob signs in on the browser that still holds Alice's session cookie (from a sign-in form
+    // opened before, in another tab).
+    let form = app
+        .http
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .expect("login form");
+    let (login_cookie, _) = set_cookie(&form, "wattlas_login").expect("login cookie");
+    let csrf = hidden(&form.text().await.expect("text"), "csrf");
+    let r = app
+        .http
+        .post(format!("{}/login", app.base))
+        .header(
+            "cookie",
+            format!(
+                "wattlas_login={login_cookie}; wattlas_session={}",
+                alice.cookie
+            ),
+        )
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("next", "/jobs"),
+            ("username", "bob"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (bob, _) = set_cookie(&r, "wattlas_session").expect("bob's session");
+    let (status, page) = app.page(&bob, "/account").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("bob"), "{page}");
+    // Alice's session is gone: her cookie, kept by anyone, opens nothing.
+    let (status, page) = app.page(&alice.cookie, "/account").await;
+    assert_ne!(status, StatusCode::OK, "{page}");
+    assert!(!page.contains("alice"), "{page}");
+}
