@@ -32,8 +32,8 @@ def parse(text):
 
 
 subprocess.run([collector, "import", "nvidia-smi", f"{work}/smi.csv", "--node", "gpu-check-smi", "--site", "lab",
-                "--timezone", "UTC", "--server", api[:-len("/api/v1")], "--token", "gpu-check"],
-               check=True, stdout=subprocess.DEVNULL)
+                "--timezone", "UTC", "--server", api[:-len("/api/v1")]],
+               env={**os.environ, "WATTLAS_TOKEN": "gpu-check"}, check=True, stdout=subprocess.DEVNULL)
 
 ref = {}
 for r in csv.DictReader(open(f"{work}/ref.csv")):

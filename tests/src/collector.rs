@@ -49,7 +49,8 @@ impl Collector {
             .expect("collector log");
         let child = Command::new(bin("wattlas-collector"))
             .args(["run", "--source", "simulated", "--node", node])
-            .args(["--server", server, "--token", token])
+            .args(["--server", server])
+            .env("WATTLAS_TOKEN", token)
             .args(["--sim-gpus", "4", "--sim-seed", &seed.to_string()])
             .args(["--run-seconds", &run_seconds.to_string()])
             .arg("--sim-ledger")

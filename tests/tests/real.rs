@@ -87,7 +87,8 @@ async fn every_real_nvidia_smi_log_imports_with_its_reference_energy(db: PgPool)
             .args(["import", "nvidia-smi"])
             .arg(dir.join(name))
             .args(["--node", &node, "--timezone", &tz.to_string()])
-            .args(["--server", &base, "--token", ADMIN])
+            .args(["--server", &base])
+            .env("WATTLAS_TOKEN", ADMIN)
             .output()
             .expect("import runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -171,7 +172,8 @@ async fn a_log_brings_its_node_and_its_job(db: PgPool) {
             .args(["--node", "sh03-12n07", "--timezone", "America/Los_Angeles"])
             .args(["--site", "lab", "--job", "sherlock-1", "--user", "bob"])
             .args(["--tag", "workload=inference"])
-            .args(["--server", &base, "--token", ADMIN])
+            .args(["--server", &base])
+            .env("WATTLAS_TOKEN", ADMIN)
             .output()
             .expect("import runs");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

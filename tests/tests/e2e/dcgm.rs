@@ -27,7 +27,8 @@ async fn the_collector_reads_dcgm_exporter_and_the_job_gets_the_counters_advance
     std::fs::create_dir_all(&empty).expect("dir");
     let collector = Command::new(bin("wattlas-collector"))
         .args(["run", "--source", "dcgm-exporter", "--url", &url])
-        .args(["--node", "gpu01", "--server", &base, "--token", &token])
+        .args(["--node", "gpu01", "--server", &base])
+        .env("WATTLAS_TOKEN", &token)
         .args(["--interval-ms", "1000", "--run-seconds", "9"])
         .arg("--powercap-root")
         .arg(&empty)

@@ -70,9 +70,8 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
                 "America/New_York",
                 "--server",
                 &base,
-                "--token",
-                ADMIN,
             ])
+            .env("WATTLAS_TOKEN", ADMIN)
             .output()
             .expect("import runs");
         assert!(
@@ -116,16 +115,8 @@ async fn importing_the_same_nvidia_smi_log_twice_changes_nothing(db: PgPool) {
         Command::new(bin("wattlas-collector"))
             .args(["import", "nvidia-smi"])
             .arg(&bad)
-            .args([
-                "--node",
-                "gpu01",
-                "--timezone",
-                "UTC",
-                "--server",
-                &base,
-                "--token",
-                ADMIN,
-            ])
+            .args(["--node", "gpu01", "--timezone", "UTC", "--server", &base])
+            .env("WATTLAS_TOKEN", ADMIN)
             .args(strict.then_some("--strict"))
             .output()
             .expect("import runs")
@@ -268,7 +259,8 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
         let out = Command::new(bin("wattlas-collector"))
             .args(["import", "meter"])
             .arg(&export)
-            .args(["--site", "ll", "--server", &base, "--token", ADMIN])
+            .args(["--site", "ll", "--server", &base])
+            .env("WATTLAS_TOKEN", ADMIN)
             .output()
             .expect("import runs");
         assert!(
@@ -288,9 +280,8 @@ async fn a_leap_year_of_meter_readings_gives_table_1(db: PgPool) {
     let out = Command::new(bin("wattlas-collector"))
         .args(["import", "meter"])
         .arg(&bad)
-        .args([
-            "--strict", "--site", "ll", "--server", &base, "--token", ADMIN,
-        ])
+        .args(["--strict", "--site", "ll", "--server", &base])
+        .env("WATTLAS_TOKEN", ADMIN)
         .output()
         .expect("import runs");
     assert!(!out.status.success());
@@ -405,14 +396,8 @@ async fn a_meter_token_imports_a_local_time_export_in_watts(db: PgPool) {
     let out = Command::new(bin("wattlas-collector"))
         .args(["import", "meter"])
         .arg(&export)
-        .args([
-            "--timezone",
-            "America/New_York",
-            "--server",
-            &base,
-            "--token",
-            &token,
-        ])
+        .args(["--timezone", "America/New_York", "--server", &base])
+        .env("WATTLAS_TOKEN", &token)
         .output()
         .expect("import runs");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -483,7 +468,8 @@ async fn sacct_history_registers_jobs_once_and_never_guesses_gpus(db: PgPool) {
                 "--tag",
                 "project=nlp",
             ])
-            .args(["--server", &base, "--token", ADMIN])
+            .args(["--server", &base])
+            .env("WATTLAS_TOKEN", ADMIN)
             .output()
             .expect("import runs");
         let report = String::from_utf8_lossy(&out.stdout).into_owned();

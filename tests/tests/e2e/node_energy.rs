@@ -71,7 +71,8 @@ async fn the_collector_reads_rapl_through_a_wrap_and_the_job_gets_what_the_count
     let log = dir.join("collector.log");
     let collector = Command::new(bin("wattlas-collector"))
         .args(["run", "--source", "simulated", "--node", "gpu01"])
-        .args(["--server", &base, "--token", &token])
+        .args(["--server", &base])
+        .env("WATTLAS_TOKEN", &token)
         .args(["--sim-gpus", "1", "--run-seconds", "9"])
         .arg("--powercap-root")
         .arg(&tree)

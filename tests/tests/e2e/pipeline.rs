@@ -42,9 +42,8 @@ async fn collector_to_server_survives_a_server_kill_without_loss_or_doubles(db: 
             "gpu01",
             "--server",
             &base,
-            "--token",
-            &token,
         ])
+        .env("WATTLAS_TOKEN", &token)
         .args([
             "--sim-gpus",
             "4",

@@ -90,7 +90,8 @@ pub async fn import(base_url: &str, bytes: u64) -> anyhow::Result<Vec<(String, S
     cmd.args(["import", "nvidia-smi"])
         .arg(&log)
         .args(["--node", "hist01", "--site", "bench", "--timezone", "UTC"])
-        .args(["--server", &base, "--token", ADMIN])
+        .args(["--server", &base])
+        .env("WATTLAS_TOKEN", ADMIN)
         .env("RUST_LOG", "warn");
     let (e2e_s, rss_kib) = run_importer(&mut cmd).await?;
     let stored: i64 = sqlx::query_scalar("select coalesce(sum(n_samples), 0)::int8 from gpu_raw")

@@ -85,9 +85,8 @@ async fn collector(base_url: &str, seconds: u64) -> anyhow::Result<(String, Stri
             "node8",
             "--server",
             &base,
-            "--token",
-            ADMIN,
         ])
+        .env("WATTLAS_TOKEN", ADMIN)
         .args([
             "--sim-gpus",
             "8",

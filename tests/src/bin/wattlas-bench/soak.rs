@@ -125,7 +125,8 @@ pub async fn soak(base_url: &str, minutes: u64) -> anyhow::Result<Vec<(String, S
         children.push(
             Command::new(&exe)
                 .args(["run", "--source", "simulated", "--node", &node])
-                .args(["--server", &base, "--token", &token])
+                .args(["--server", &base])
+                .env("WATTLAS_TOKEN", &token)
                 .args([
                     "--sim-gpus",
                     &GPUS.to_string(),
