@@ -3,6 +3,7 @@
 //! Needs the binaries built (`cargo test --workspace --no-run`, which `scripts/test` does) and
 //! `DATABASE_URL` pointing at the cluster of `scripts/db up`; each test gets its own database.
 
+mod abuse;
 mod dcgm;
 mod imports;
 mod node_energy;
