@@ -154,7 +154,11 @@ pub struct Config {
     /// that client's oldest idle connection is closed for a new one, else the new one. A browser opens
     /// 6, a collector 2, Prometheus' remote write up to 50 shards, a script sending batches at once more:
     /// a quarter of the default total, so one client never holds it.
-    #[arg(long, env = "WATTLAS_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "WATTLAS_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
     pub max_connections_per_client: usize,
     /// Tasks that store live GPU batches, each committing every batch waiting as one transaction.
     #[arg(long, env = "WATTLAS_INGEST_WRITERS", default_value_t = 2)]
