@@ -302,8 +302,11 @@ async fn webhooks_reach_no_internal_address_and_their_errors_scan_nothing(db: Pg
             "{error}"
         );
     }
+}
 
-    // Allowed, a receiver that is down: the error says so and nothing of the URL.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn an_allowed_receiver_that_is_down_is_reported_without_its_url(db: PgPool) {
+    let secret = "T0001/B0002/s3cr3tXYZ";
     let app = App::spawn_with(db, |c| {
         c.webhook_allow = vec!["127.0.0.0/8".parse().expect("allowed")]
     })
@@ -314,11 +317,27 @@ async fn webhooks_reach_no_internal_address_and_their_errors_scan_nothing(db: Pg
     };
     let (status, body) = set_hook(&app, &format!("http://127.0.0.1:{closed}/{secret}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.node().await;
+    app.new_job("1")
+        .tag("project", "atlas")
+        .samples(&token, samples(minute_aligned_past(3), 60))
+        .create()
+        .await;
+    // A budget its job has used up.
+    sqlx::query("update project_budgets set kwh_per_month = 0.000001")
+        .execute(&app.state.db)
+        .await
+        .expect("budget");
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("summaries");
     wattlas_server::maintenance::budgets_once(&app.state)
         .await
         .expect("budgets");
     let (_, body) = app.get(ADMIN, "/api/v1/projects").await;
-    for a in body["alerts"].as_array().expect("alerts") {
+    let alerts = body["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 2, "{body}");
+    for a in alerts {
         assert_eq!(a["last_error"], "no answer: could not connect", "{body}");
     }
 }
