@@ -269,3 +269,55 @@ async fn no_caller_ends_a_job_in_the_future_and_a_node_registers_no_job_from_yea
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["running"], false);
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_requeued_jobs_record_names_the_nodes_of_its_last_run(db: PgPool) {
+    // Slurm requeued job 9 from gpu01 onto gpu02; sacct's record of it names gpu02 alone. It was refused
+    // as contradicting the prolog of gpu01 (found by the Slurm e2e test when Slurm placed the second run
+    // elsewhere).
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let n1 = four_gpu_node(&app, t0).await;
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/nodes", &json!({"name": "n2", "site": "s1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let n2 = body["token"].as_str().expect("token").to_owned();
+    node_with_four_gpus(&app, &n2, "n2", t0, 100.0).await;
+    let run = |start: chrono::DateTime<Utc>, node: &str| {
+        json!({"id": "9", "raw_id": "9", "user": "ann", "start": start,
+               "allocations": [{"node": node, "gpus": [0]}]})
+    };
+    // Run 1 on n1, killed by the requeue; run 2 on n2 a second and a half later.
+    let (status, body) = app.post(&n1, "/api/v1/jobs", &run(t0, "n1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let end1 = t0 + Duration::milliseconds(3_800);
+    let (status, body) = app
+        .post(&n1, "/api/v1/jobs/9/end", &json!({"end": end1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let start2 = t0 + Duration::milliseconds(5_300);
+    let (status, body) = app.post(&n2, "/api/v1/jobs", &run(start2, "n2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let end2 = t0 + Duration::seconds(13);
+    let (status, body) = app
+        .post(&n2, "/api/v1/jobs/9/end", &json!({"end": end2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // sacct: the last run, in whole seconds, on n2.
+    let record = json!({"id": "9", "raw_id": "9", "user": "ann", "site": "s1", "state": "COMPLETED",
+        "start": t0 + Duration::seconds(5), "end": t0 + Duration::seconds(13), "nodes": ["n2"]});
+    let (status, body) = app.post(ADMIN, "/api/v1/jobs", &record).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["allocations"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    // A record naming a node the run did not touch is still refused.
+    let (status, body) = app
+        .post(ADMIN, "/api/v1/jobs", &json!({"id": "9", "raw_id": "9", "user": "ann", "site": "s1",
+            "start": t0 + Duration::seconds(5), "end": t0 + Duration::seconds(13), "nodes": ["n1"]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

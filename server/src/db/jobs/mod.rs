@@ -169,16 +169,29 @@ pub async fn has_parts(tx: &mut Transaction<'_, Postgres>, id: &str) -> sqlx::Re
         .await
 }
 
-/// Names of the nodes the job holds GPUs on.
-pub async fn allocated_node_names(
+/// The nodes a job holds GPUs on during `[from, to]` (`to` absent: from `from` on): those without a
+/// part, and those whose part overlaps it within a second (a scheduler's times are whole seconds).
+/// A requeued job's record describes its last run: the nodes of an earlier run are not in it.
+pub async fn allocated_node_names_during(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        r#"select distinct n.name from job_allocations a join nodes n on n.id = a.node_id
-        where a.job_id = $1 order by n.name"#,
+        r#"select distinct n.name
+        from job_allocations a
+        join nodes n on n.id = a.node_id
+        left join job_parts p on p.job_id = a.job_id and p.node_id = a.node_id
+        where a.job_id = $1
+            and (p.node_id is null
+                or ((p.end_time is null or p.end_time > $2 - interval '1 second')
+                    and ($3::timestamptz is null or p.start_time < $3 + interval '1 second')))
+        order by n.name"#,
     )
     .bind(id)
+    .bind(from)
+    .bind(to)
     .fetch_all(&mut **tx)
     .await
 }

@@ -373,7 +373,9 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             }
         }
         if !job.nodes.is_empty() {
-            let held = db::jobs::allocated_node_names(&mut tx, &id).await?;
+            // The nodes it held while this record's run ran (a requeued job ran elsewhere before).
+            let held =
+                db::jobs::allocated_node_names_during(&mut tx, &id, job.start, job.end).await?;
             let elsewhere: Vec<&String> = held.iter().filter(|n| !job.nodes.contains(n)).collect();
             if !elsewhere.is_empty() {
                 return Err(Error::Conflict(format!(
