@@ -411,9 +411,13 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     ]);
     let cancel = slurm.sbatch(&["--gres=gpu:1", "-J", "cancel me", "--wrap", "sleep 600"]);
     // Its first run long enough to be still running when the cancel's job has started too; its
-    // second (Slurm sets SLURM_RESTART_COUNT in a requeued job) short.
+    // second (Slurm sets SLURM_RESTART_COUNT in a requeued job) short. Both on gpu01: Slurm put the
+    // second run on gpu02 once, and a job requeued onto another node is charged both nodes' GPUs over
+    // its whole span (Wattlas keeps no runs of a job yet: issue 33's closing note).
     let requeue = slurm.sbatch(&[
         "--gres=gpu:1",
+        "-w",
+        "gpu01",
         "-J",
         "requeue me",
         "--wrap",
