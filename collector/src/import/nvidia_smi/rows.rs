@@ -262,7 +262,7 @@ impl Parser<'_> {
             }
             Closed::Odd { line, rows } => {
                 let gpus = self.grouper.as_ref().map_or(0, |(g, _, _)| g.gpus());
-                self.skip(
+                self.skip_rows(
                     format!("rows of a poll broken by a lost line ({gpus} GPUs per poll)"),
                     line,
                     rows,

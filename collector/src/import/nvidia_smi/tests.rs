@@ -261,3 +261,124 @@ fn batches_cover_at_most_an_hour() {
     assert!(spans.len() >= 5, "{spans:?}");
     assert!(spans.iter().all(|s| *s <= MAX_BATCH_SPAN_MS), "{spans:?}");
 }
+
+/// An eight-GPU log without an index as real loggers write it (issue 35, item 7): each poll's eight
+/// rows within ~25 ms (1-7 ms apart, now and then one read 20-60 ms late), polls every ~100 ms, logger
+/// stalls of 1-9 s at `stalls` (poll numbers), and the rows at `lost` (row numbers) missing. GPU g draws
+/// its own curve. Returns the log and each GPU's true energy (trapezoids between its rows, no gap over
+/// 1 s bridged), J.
+pub(super) fn eight_gpu_log(
+    polls: u32,
+    seed: u64,
+    stalls: &[u32],
+    lost: &[usize],
+) -> (String, [f64; 8]) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut log =
+        String::from("timestamp, power.draw [W], utilization.gpu [%], memory.used [MiB]\n");
+    let t0 = NaiveDate::from_ymd_opt(2025, 6, 2)
+        .and_then(|d| d.and_hms_opt(9, 0, 0))
+        .expect("t0")
+        .and_utc()
+        .timestamp_millis();
+    let mut rows: Vec<(i64, u32, f64)> = Vec::new();
+    let mut poll_start = t0;
+    for p in 0..polls {
+        // A stall falls between two polls, or inside one (after GPU `inside`).
+        let stall = stalls
+            .contains(&p)
+            .then(|| (rng.gen_range(1_000..9_000), rng.gen_range(0..8u32)));
+        let mut t = poll_start;
+        for g in 0..8u32 {
+            if let Some((ms, at)) = stall {
+                if g == at {
+                    t += ms;
+                }
+            }
+            if g > 0 {
+                t += if rng.gen_bool(0.01) {
+                    rng.gen_range(20..60)
+                } else {
+                    rng.gen_range(1..7)
+                };
+            }
+            let x = (t - t0) as f64 / 1000.0;
+            let w = 60.0 + 25.0 * f64::from(g) + 40.0 * (x / 7.0 + f64::from(g)).sin();
+            // Printed with two decimals, as nvidia-smi does: the truth is what was printed.
+            rows.push((t, g, (w * 100.0).round() / 100.0));
+        }
+        // The next poll an interval after this one's first row (after a stall: after its last).
+        poll_start = poll_start.max(t - 30) + 100 + rng.gen_range(0..4);
+    }
+    for (i, (t, _, w)) in rows.iter().enumerate() {
+        if lost.contains(&i) {
+            continue;
+        }
+        let time = chrono::DateTime::from_timestamp_millis(*t).expect("time");
+        log.push_str(&format!(
+            "{}, {w:.2} W, 50 %, 1000 MiB\n",
+            time.format("%Y/%m/%d %H:%M:%S%.3f")
+        ));
+    }
+    let mut truth = [0.0; 8];
+    for g in 0..8u32 {
+        let mine: Vec<(i64, f64)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.1 == g && !lost.contains(i))
+            .map(|(_, r)| (r.0, r.2))
+            .collect();
+        truth[g as usize] = trapezoids(&mine);
+    }
+    (log, truth)
+}
+
+/// Energy (J) of (time ms, power W) readings in time order, bridging no gap over 1 s.
+pub(super) fn trapezoids(readings: &[(i64, f64)]) -> f64 {
+    readings
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 <= 1_000)
+        .map(|w| (w[1].0 - w[0].0) as f64 / 1000.0 * (w[0].1 + w[1].1) / 2.0)
+        .sum()
+}
+
+#[test]
+fn eight_gpu_logs_without_an_index_import_within_half_a_percent() {
+    for (seed, stalls, lost) in [
+        (1, vec![], vec![]),
+        (2, vec![3_000], vec![]),
+        (3, vec![800, 4_100, 5_900], vec![]),
+        (4, vec![2_000], vec![10_003, 30_050, 30_051]),
+        (5, vec![100, 200, 300, 400, 500, 600, 700], vec![]),
+        (6, vec![1_500, 1_501, 6_000], vec![44_444]),
+    ] {
+        let (log, truth) = eight_gpu_log(6_807, seed, &stalls, &lost);
+        let p = parse_str(&log, &opts("UTC")).expect("parses");
+        let mut got = [0.0; 8];
+        for g in 0..8u32 {
+            let mine: Vec<(i64, f64)> = p
+                .samples
+                .iter()
+                .filter(|s| s.gpu == g)
+                .map(|s| (s.time.timestamp_millis(), s.power_w))
+                .collect();
+            got[g as usize] = trapezoids(&mine);
+        }
+        let (t, g): (f64, f64) = (truth.iter().sum(), got.iter().sum());
+        eprintln!(
+            "seed {seed}: truth {t:.0} J, imported {g:.0} J ({:+.3} %), skipped {:?}, by {}",
+            (g / t - 1.0) * 100.0,
+            p.summary.skipped.lines().iter().take(4).collect::<Vec<_>>(),
+            p.summary.identified_by
+        );
+        for k in 0..8 {
+            assert!(
+                (got[k] / truth[k] - 1.0).abs() < 0.005,
+                "seed {seed}, GPU {k}: {} J imported, {} J true",
+                got[k],
+                truth[k]
+            );
+        }
+    }
+}
