@@ -17,6 +17,18 @@ pub struct Budget {
     pub webhook_url: Option<String>,
 }
 
+/// A project's budget, if it has one.
+pub async fn by_project(db: &PgPool, project: &str) -> sqlx::Result<Option<Budget>> {
+    sqlx::query_as(
+        r#"select project, kwh_per_month, co2e_kg_per_month, webhook_url
+        from project_budgets
+        where project = $1"#,
+    )
+    .bind(project)
+    .fetch_optional(db)
+    .await
+}
+
 /// Sets (or replaces) a project's budget.
 pub async fn upsert(db: &PgPool, b: &Budget) -> sqlx::Result<()> {
     sqlx::query(

@@ -392,10 +392,29 @@ pub async fn budgets_set(
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
     let outcome = async {
+        // Empty fields keep what the budget has (the form shows none of it); "none" removes it.
+        let was = crate::service::budgets::current(&state, form.project.trim()).await?;
+        let number = |field: &str, text: &str, kept: Option<f64>| match text.trim() {
+            "" => Ok(kept),
+            t if t.eq_ignore_ascii_case("none") => Ok(None),
+            t => optional_number(field, t),
+        };
         let input = crate::service::budgets::BudgetInput {
-            kwh_per_month: optional_number("kwh_per_month", &form.kwh_per_month)?,
-            co2e_kg_per_month: optional_number("co2e_kg_per_month", &form.co2e_kg_per_month)?,
-            webhook_url: Some(form.webhook_url),
+            kwh_per_month: number(
+                "kwh_per_month",
+                &form.kwh_per_month,
+                was.as_ref().and_then(|b| b.kwh_per_month),
+            )?,
+            co2e_kg_per_month: number(
+                "co2e_kg_per_month",
+                &form.co2e_kg_per_month,
+                was.as_ref().and_then(|b| b.co2e_kg_per_month),
+            )?,
+            webhook_url: match form.webhook_url.trim() {
+                "" => was.and_then(|b| b.webhook_url),
+                t if t.eq_ignore_ascii_case("none") => None,
+                t => Some(t.to_owned()),
+            },
         };
         let b = crate::service::budgets::set(&state, form.project.trim(), input).await?;
         Ok(Outcome::Done(format!(

@@ -121,6 +121,11 @@ pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<
     Ok(budget)
 }
 
+/// A project's budget as it stands, if any (the admin form's empty fields keep its values).
+pub async fn current(state: &AppState, project: &str) -> Result<Option<db::budgets::Budget>> {
+    Ok(db::budgets::by_project(&state.db, project).await?)
+}
+
 /// Every budget with this month's use.
 pub async fn statuses(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Status>> {
     statuses_of(state, now, None).await

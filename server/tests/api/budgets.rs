@@ -341,3 +341,69 @@ async fn an_allowed_receiver_that_is_down_is_reported_without_its_url(db: PgPool
         assert_eq!(a["last_error"], "no answer: could not connect", "{body}");
     }
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn the_budget_form_keeps_what_it_does_not_show(db: PgPool) {
+    // Issue 31: saving the form with only the kWh field filled removed the CO2e budget and the
+    // webhook, so the 100 % crossing was never posted.
+    let app = App::spawn_with(db, |c| {
+        c.webhook_allow = vec!["127.0.0.1".parse().expect("allowed")]
+    })
+    .await;
+    add_user(&app, "root", Role::Admin).await;
+    let admin = crate::sign_in::browser(&app, "root").await;
+    let (_, page) = app.page(&admin.cookie, "/admin").await;
+    let csrf = crate::sign_in::hidden(&page, "csrf");
+    let form = |fields: Vec<(&'static str, &str)>| {
+        let mut fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        fields.push(("csrf".into(), csrf.clone()));
+        fields.push(("project".into(), "atlas".into()));
+        let r = app
+            .http
+            .post(format!("{}/admin/budgets", app.base))
+            .header("cookie", format!("wattlas_session={}", admin.cookie))
+            .form(&fields);
+        async move {
+            let r = r.send().await.expect("post");
+            (r.status(), r.text().await.expect("text"))
+        }
+    };
+    let budget = || async {
+        let (_, body) = app.get(ADMIN, "/api/v1/projects").await;
+        body["projects"][0].clone()
+    };
+    let (status, page) = form(vec![
+        ("kwh_per_month", "50"),
+        ("co2e_kg_per_month", "20"),
+        ("webhook_url", "http://127.0.0.1:9/hook"),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // Only the kWh changed: the rest stays.
+    let (status, page) = form(vec![
+        ("kwh_per_month", "80"),
+        ("co2e_kg_per_month", ""),
+        ("webhook_url", ""),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let b = budget().await;
+    assert_eq!(b["kwh_per_month"], 80.0, "{b}");
+    assert_eq!(b["co2e_kg_per_month"], 20.0, "{b}");
+    assert_eq!(b["webhook"], true, "{b}");
+    // "none" removes one.
+    let (status, page) = form(vec![
+        ("kwh_per_month", ""),
+        ("co2e_kg_per_month", "none"),
+        ("webhook_url", "none"),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let b = budget().await;
+    assert_eq!(b["kwh_per_month"], 80.0, "{b}");
+    assert!(b["co2e_kg_per_month"].is_null(), "{b}");
+    assert_eq!(b["webhook"], false, "{b}");
+}
