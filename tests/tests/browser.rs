@@ -314,9 +314,10 @@ async fn seeded_server(db: PgPool, users: &[(&str, Role)]) -> (String, AppState)
 }
 
 /// Fills the sign-in form in front of the browser as `name`, submits it and waits for its answer to
-/// land (the form's default next page, `/jobs`): a navigation started before then could be overtaken
-/// by the sign-in's redirect (CI once found the staff test at `/jobs` after it went to `/`).
-async fn submit_sign_in(client: &Client, name: &str) {
+/// land on `lands` (the page asked for, else by role: researchers on their jobs, staff and admins on
+/// the overview): a navigation started before then could be overtaken by the sign-in's redirect (CI
+/// once found the staff test at `/jobs` after it went to `/`).
+async fn submit_sign_in(client: &Client, name: &str, lands: &str) {
     client
         .find(Locator::Css("input[name=username]"))
         .await
@@ -338,7 +339,7 @@ async fn submit_sign_in(client: &Client, name: &str) {
         .click()
         .await
         .expect("submit");
-    wait_path(client, "/jobs").await;
+    wait_path(client, lands).await;
 }
 
 /// Waits for a navigation that a click started to land on `path`.
@@ -383,7 +384,7 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
     client.goto(&format!("{base}/jobs")).await.expect("goto");
     assert!(client.current_url().await.expect("url").path() == "/login");
     check_page(&client, "1-sign-in").await;
-    submit_sign_in(&client, "alice").await;
+    submit_sign_in(&client, "alice", "/jobs").await;
     assert_eq!(client.title().await.expect("title"), "Jobs · Wattlas");
     let jobs_text = text(&client, "table.jobs tbody").await;
     assert!(
@@ -549,7 +550,8 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
     let client = browser(&webdriver).await;
     client.goto(&format!("{base}/")).await.expect("goto");
     wait_path(&client, "/login").await;
-    submit_sign_in(&client, "sam").await;
+    // Staff land on the overview (issue 31).
+    submit_sign_in(&client, "sam", "/overview").await;
     client.goto(&format!("{base}/")).await.expect("goto");
     wait_path(&client, "/overview").await;
     assert_eq!(client.title().await.expect("title"), "Overview · Wattlas");
@@ -710,7 +712,7 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
     let client = browser(&webdriver).await;
     client.goto(&format!("{base}/")).await.expect("goto");
     wait_path(&client, "/login").await;
-    submit_sign_in(&client, "root").await;
+    submit_sign_in(&client, "root", "/overview").await;
     client.goto(&format!("{base}/")).await.expect("goto");
     wait_path(&client, "/overview").await;
     client.goto(&format!("{base}/admin")).await.expect("goto");

@@ -53,7 +53,18 @@ fn safe_next(next: Option<&str>) -> String {
         {
             n.to_owned()
         }
-        _ => "/jobs".to_owned(),
+        // None (or none safe): where the person lands by role, once known (`landing`).
+        _ => String::new(),
+    }
+}
+
+/// Where a sign-in leads: `next` where one was given, else by role: staff and admins to the overview,
+/// researchers to their jobs.
+fn landing(next: &str, role: db::users::Role) -> String {
+    match next {
+        "" if role >= db::users::Role::Staff => "/overview".to_owned(),
+        "" => "/jobs".to_owned(),
+        n => n.to_owned(),
     }
 }
 
@@ -87,8 +98,8 @@ pub async fn login_form(
     crate::extract::PageQuery(q): crate::extract::PageQuery<NextQuery>,
 ) -> Result<Response, PageError> {
     let next = safe_next(q.next.as_deref());
-    if let Some(axum::Extension(Identity::Session(_))) = identity {
-        return Ok(Redirect::to(&next).into_response());
+    if let Some(axum::Extension(Identity::Session(s))) = identity {
+        return Ok(Redirect::to(&landing(&next, s.user.role)).into_response());
     }
     login_page(&state, StatusCode::OK, next, String::new(), None)
 }
@@ -191,9 +202,10 @@ pub async fn login(
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
         db::users::delete_session(&state.db, &token_digest(token)).await?;
     }
+    let to = landing(&next, user.role);
     let (_, session_cookie) = session::start(&state, user).await?;
     let clear = session::set_cookie(&state.config, LOGIN_COOKIE, "", 0);
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = Redirect::to(&to).into_response();
     response.headers_mut().append(SET_COOKIE, session_cookie);
     response.headers_mut().append(SET_COOKIE, clear);
     Ok(response)

@@ -7,11 +7,13 @@ use axum::response::{IntoResponse, Redirect};
 use crate::auth::session::Viewer;
 use crate::error::{AppError, PageError};
 
-/// `/` leads staff and admins to the overview, everyone else to the jobs (signing in first if need be).
+/// `/` leads staff and admins to the overview, researchers to their jobs, and anyone not signed in to
+/// the sign-in page, which lands them the same way.
 pub async fn index(viewer: Result<Viewer, axum::response::Response>) -> Redirect {
     match viewer {
         Ok(v) if v.is_staff() => Redirect::to("/overview"),
-        _ => Redirect::to("/jobs"),
+        Ok(_) => Redirect::to("/jobs"),
+        Err(_) => Redirect::to("/login"),
     }
 }
 

@@ -619,7 +619,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         POST   /api/v1/users                               users         401       403   403   403   2xx   403   403   403
         GET    /api/v1/no-such-route                       -             404       404   404   404   404   404   404   404
         # Pages: sign in first; collector tokens read none.
-        GET    /                                           -             303       303   303   303   303   303   303   303
+        GET    /                                           -             login     303   303   303   303   login login login
         GET    /jobs                                       -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /jobs.csv                                   -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /jobs/a1                                    -             login     2xx   404   2xx   2xx   403   403   403

@@ -219,7 +219,8 @@ async fn sign_in_sessions_and_csrf(db: PgPool) {
             .await
             .expect("form");
         let page = form.text().await.expect("text");
-        assert_eq!(hidden(&page, "next"), "/jobs", "{next}");
+        // Refused: the sign-in lands by role instead (issue 31).
+        assert_eq!(hidden(&page, "next"), "", "{next}");
     }
 
     // Signing out ends the session on the server, not just in the browser.
@@ -639,4 +640,68 @@ async fn a_sign_in_ends_the_browsers_previous_session(db: PgPool) {
     let (status, page) = app.page(&alice.cookie, "/account").await;
     assert_ne!(status, StatusCode::OK, "{page}");
     assert!(!page.contains("alice"), "{page}");
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn people_land_by_role_after_signing_in(db: PgPool) {
+    // Issue 31: staff and admins landed on /jobs (anonymous / sent to /login?next=/jobs).
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    add_user(&app, "sam", Role::Staff).await;
+    add_user(&app, "root", Role::Admin).await;
+    let r = app
+        .http
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .expect("/");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login");
+    for (name, lands) in [
+        ("alice", "/jobs"),
+        ("sam", "/overview"),
+        ("root", "/overview"),
+    ] {
+        // The sign-in form without `next`, as `/` leads to it.
+        let form = app
+            .http
+            .get(format!("{}/login", app.base))
+            .send()
+            .await
+            .expect("login form");
+        let (login_cookie, _) = set_cookie(&form, "wattlas_login").expect("login cookie");
+        let page = form.text().await.expect("text");
+        let csrf = hidden(&page, "csrf");
+        let next = hidden(&page, "next");
+        let r = app
+            .http
+            .post(format!("{}/login", app.base))
+            .header("cookie", format!("wattlas_login={login_cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("next", next.as_str()),
+                ("username", name),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(r.headers()["location"], lands, "{name}");
+        let (session, _) = set_cookie(&r, "wattlas_session").expect("session");
+        // Signed in, `/` and `/login` lead to the same place.
+        for path in ["/", "/login"] {
+            let r = app
+                .http
+                .get(format!("{}{path}", app.base))
+                .header("cookie", format!("wattlas_session={session}"))
+                .send()
+                .await
+                .expect("page");
+            assert_eq!(r.headers()["location"], lands, "{name} at {path}");
+        }
+    }
+    // A `next` given still wins.
+    let r = sign_in(&app, "sam", PASSWORD).await;
+    assert_eq!(r.headers()["location"], "/jobs");
 }
