@@ -179,6 +179,14 @@ fn nul_in_query(query: Option<&str>) -> Option<String> {
         .map(|pair| pair.split('=').next().unwrap_or("query").to_owned())
 }
 
+/// A query's rejection as our errors say it: the parameter first ("slowdown_pct: invalid float
+/// literal"), not axum's "Failed to deserialize query string: ...".
+fn query_error(text: &str) -> String {
+    text.strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text)
+        .to_owned()
+}
+
 /// The parameters that carry dates or years.
 const DATE_PARAMS: [&str; 10] = [
     "from", "to", "week", "year", "start", "end", "since", "until", "day", "month",
@@ -265,7 +273,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e: QueryRejection| AppError::bad_request(e.body_text()))
+            .map_err(|e: QueryRejection| AppError::bad_request(query_error(&e.body_text())))
     }
 }
 
@@ -282,7 +290,7 @@ impl<T: DeserializeOwned> Query<T> {
         }
         axum::extract::Query::<T>::try_from_uri(uri)
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e| AppError::bad_request(e.body_text()))
+            .map_err(|e| AppError::bad_request(query_error(&e.body_text())))
     }
 }
 

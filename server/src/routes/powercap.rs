@@ -86,7 +86,7 @@ pub struct ListPage {
 pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ComparisonQuery>,
+    crate::extract::PageQuery(q): crate::extract::PageQuery<ComparisonQuery>,
 ) -> Result<Html<String>, PageError> {
     let render = |r: Result<String, askama::Error>| r.map_err(PageError::from);
     match q.tag.filter(|t| !t.is_empty()) {

@@ -292,3 +292,28 @@ async fn a_hostile_tag_value_stays_text_in_the_comparison_page_and_its_figures(d
         );
     }
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_query_it_cannot_read_names_its_parameter_as_a_page_or_json(db: PgPool) {
+    // Issue 31: `/powercap?slowdown_pct=abc` answered raw JSON; query errors began "Failed to
+    // deserialize query string".
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", wattlas_server::db::users::Role::Researcher).await;
+    let alice = crate::sign_in::browser(&app, "alice").await;
+    let (status, page) = app
+        .page(&alice.cookie, "/powercap?tag=a:b&slowdown_pct=abc")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.starts_with("<!doctype html>"), "a page: {page}");
+    assert!(page.contains("slowdown_pct: "), "{page}");
+    assert!(!page.contains("Failed to deserialize"), "{page}");
+    let (status, body) = app
+        .get(
+            ADMIN,
+            "/api/v1/powercap/comparison?tag=a:b&slowdown_pct=abc",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = body["error"].as_str().expect("error");
+    assert!(error.starts_with("slowdown_pct: "), "{error}");
+}
