@@ -705,3 +705,59 @@ async fn people_land_by_role_after_signing_in(db: PgPool) {
     let r = sign_in(&app, "sam", PASSWORD).await;
     assert_eq!(r.headers()["location"], "/jobs");
 }
+
+/// WCAG's contrast ratio of two `#rrggbb` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |hex: &str| {
+        let c = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * c(1) + 0.7152 * c(3) + 0.0722 * c(5)
+    };
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_keyboard_finds_a_skip_link_first_and_a_focus_ring_it_can_see(db: PgPool) {
+    // Issue 31: no skip link, and a focus ring of ~1.9:1 on white.
+    let app = App::spawn(db).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    let alice = browser(&app, "alice").await;
+    for path in ["/jobs", "/account", "/sites"] {
+        let (status, page) = app.page(&alice.cookie, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let body = &page[page.find("<body>").expect("body")..];
+        let first_link = body.find("<a ").expect("a link");
+        assert!(
+            body[first_link..].starts_with("<a class=\"skip\" href=\"#main\">"),
+            "{path}: the first link skips to the content"
+        );
+        assert!(page.contains("<main id=\"main\""), "{path}");
+    }
+    let (_, css) = app.get_text("", "/static/style.css").await;
+    let rule = |selector: &str| -> String {
+        let at = css
+            .find(selector)
+            .unwrap_or_else(|| panic!("{selector} in the stylesheet"));
+        css[at..].split('}').next().expect("rule").to_owned()
+    };
+    let colour = |rule: &str| -> String {
+        let at = rule.find('#').expect("a colour");
+        rule[at..at + 7].to_owned()
+    };
+    // On the page (white) and in the header (dark blue): at least 3:1, as WCAG 2.2 asks of focus.
+    let page_ring = colour(&rule("a:focus-visible, button:focus-visible"));
+    assert!(contrast(&page_ring, "#ffffff") >= 3.0, "{page_ring}");
+    let header_ring = colour(&rule("header.top a:focus-visible"));
+    let header_bg = colour(&rule("header.top {"));
+    assert!(
+        contrast(&header_ring, &header_bg) >= 3.0,
+        "{header_ring} on {header_bg}"
+    );
+}
