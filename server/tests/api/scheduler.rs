@@ -321,3 +321,31 @@ async fn a_requeued_jobs_record_names_the_nodes_of_its_last_run(db: PgPool) {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_requeued_run_whose_prolog_overtakes_the_first_runs_epilog_ends_at_its_own_end(
+    db: PgPool,
+) {
+    // The Slurm e2e test: job 9 requeued on gpu01; the second run's prolog reached the server before
+    // the first run's epilog, and the second run's end was refused (its part "had ended").
+    let app = App::spawn(db).await;
+    let t0 = minute_aligned_past(10);
+    let n1 = four_gpu_node(&app, t0).await;
+    let run = |start: chrono::DateTime<Utc>| {
+        json!({"id": "9", "raw_id": "9", "user": "ann", "start": start,
+               "allocations": [{"node": "n1", "gpus": [1]}]})
+    };
+    let (status, body) = app.post(&n1, "/api/v1/jobs", &run(t0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(&n1, "/api/v1/jobs", &run(t0 + Duration::seconds(5)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for end in [t0 + Duration::seconds(4), t0 + Duration::seconds(13)] {
+        let (status, body) = app
+            .post(&n1, "/api/v1/jobs/9/end", &json!({"end": end}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(app.job("9").await.end, Some(t0 + Duration::seconds(13)));
+}

@@ -286,22 +286,6 @@ pub async fn start_part(
     Ok(())
 }
 
-/// When a node's part of a job ended, if it has (locked until the transaction ends).
-pub async fn part_end(
-    tx: &mut Transaction<'_, Postgres>,
-    id: &str,
-    node_id: i32,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let end: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
-        "select end_time from job_parts where job_id = $1 and node_id = $2 for update",
-    )
-    .bind(id)
-    .bind(node_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(end.flatten())
-}
-
 /// The highest number a site's jobs' raw ids (else ids) start with, other than `except`'s.
 pub async fn highest_raw_number(
     tx: &mut Transaction<'_, Postgres>,
