@@ -403,11 +403,32 @@ fn method_lines(
 /// The statement as one paragraph, in the style of the first paper's Energy Statement.
 pub fn paragraph(st: &Statement) -> String {
     let s = &st.summary;
+    // A set with a running job has no total yet: its figures are so far, as of the statement's time
+    // (issue 31: a running job's statement read as a final total).
+    let running = st.jobs.iter().filter(|j| j.running).count();
+    let how_much = if running == 0 {
+        format!(
+            "consumed a total of {} of IT energy in {} job{}",
+            fmt_kwh(s.it_energy_kwh),
+            s.jobs,
+            if s.jobs == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "have consumed {} of IT energy so far in {} job{}, {} as of {} UTC",
+            fmt_kwh(s.it_energy_kwh),
+            s.jobs,
+            if s.jobs == 1 { "" } else { "s" },
+            if s.jobs == 1 {
+                "still running".to_owned()
+            } else {
+                format!("{running} of them still running")
+            },
+            st.generated_at.format("%Y-%m-%d %H:%M")
+        )
+    };
     let mut p = format!(
-        "The experiments in this work consumed a total of {} of IT energy in {} job{} ({} GPU-hours",
-        fmt_kwh(s.it_energy_kwh),
-        s.jobs,
-        if s.jobs == 1 { "" } else { "s" },
+        "The experiments in this work {how_much} ({} GPU-hours",
         if s.gpu_hours >= 1.0 {
             format!("{:.1}", s.gpu_hours)
         } else {

@@ -97,3 +97,65 @@ fn totals_savings_and_the_paragraph() {
         assert!(!st.paragraph.contains(intent), "{intent}: {}", st.paragraph);
     }
 }
+
+#[test]
+fn a_set_with_a_running_job_is_never_called_a_total() {
+    // Issue 31: a running job's statement said "consumed a total of"; with state=all, "13 jobs" (4
+    // running) without saying so.
+    let site = SiteInput {
+        tz: chrono_tz::UTC,
+        pue_by_hour: [(0, 1.2), (H, 1.4)].into(),
+        fallback_pue: 1.58,
+        meters: vec![("main".into(), "PUE2".into())],
+        carbon_g_per_kwh: Some(300.0),
+        carbon_series: false,
+    };
+    let sites = BTreeMap::from([("dc".to_owned(), site)]);
+    let input = |id: &str, running: bool| {
+        let mut v = view(id, "dc", 1.0, 1.3, 250.0);
+        if running {
+            v.running = true;
+            v.end = None;
+        }
+        JobInput {
+            view: v,
+            it_j_by_hour: [(0, 3.6e6)].into(),
+            gpu_model: Some("V100".into()),
+            cap_rel_energy_pct: None,
+        }
+    };
+    let at = Utc
+        .with_ymd_and_hms(2026, 12, 6, 15, 4, 0)
+        .single()
+        .expect("t");
+    let one = build("job r".into(), vec![input("r", true)], &sites, at);
+    assert!(
+        one.paragraph.starts_with(
+            "The experiments in this work have consumed 1.00 kWh of IT energy so far in 1 job, still running as of 2026-12-06 15:04 UTC ("
+        ),
+        "{}",
+        one.paragraph
+    );
+    let mixed = build(
+        "all".into(),
+        vec![input("a", false), input("b", true), input("c", true)],
+        &sites,
+        at,
+    );
+    assert!(
+        mixed
+            .paragraph
+            .contains("so far in 3 jobs, 2 of them still running as of 2026-12-06 15:04 UTC"),
+        "{}",
+        mixed.paragraph
+    );
+    for st in [&one, &mixed] {
+        assert!(!st.paragraph.contains("total"), "{}", st.paragraph);
+    }
+    let done = build("all".into(), vec![input("a", false)], &sites, at);
+    assert!(
+        done.paragraph.contains("consumed a total of 1.00 kWh"),
+        "{}",
+        done.paragraph
+    );
+}
