@@ -286,7 +286,8 @@ pub async fn start_part(
     Ok(())
 }
 
-/// The highest number a site's jobs' raw ids (else ids) start with, other than `except`'s.
+/// The highest number a site's jobs' raw ids (else ids) start with, other than `except`'s: one entry
+/// of the index `jobs_site_raw_number`, whose expression this must repeat exactly.
 pub async fn highest_raw_number(
     tx: &mut Transaction<'_, Postgres>,
     site_id: i32,
@@ -378,52 +379,38 @@ pub async fn add_allocations(
     Ok(())
 }
 
-/// Ends a job none of whose parts ended it (a node died): its open parts end at `end`, the parts
-/// that ended keep their times.
-pub async fn end_open_parts(
-    tx: &mut Transaction<'_, Postgres>,
-    id: &str,
-    end: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        r#"update job_parts
-        set end_time = greatest($2, start_time)
-        where job_id = $1 and end_time is null"#,
-    )
-    .bind(id)
-    .bind(end)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("update jobs set end_time = $2 where id = $1 and end_time is null")
-        .bind(id)
-        .bind(end)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// How an end meets the times a job already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A scheduler's end of a job none of whose parts ended it (a node died): its open parts end
+    /// there, the parts that ended keep their times, and the job's end is set only if it has none.
+    OpenParts,
+    /// An admin's end is the job's end: it ends the parts still running and corrects those that
+    /// ended later (an end moved earlier), and it replaces the job's own, earlier or later.
+    Correct,
 }
 
-/// Sets a job's end (admin): earlier or later than before, its parts clipped to it.
+/// Ends a job at `end`, as `how` says.
 pub async fn end(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     end: DateTime<Utc>,
+    how: Ending,
 ) -> sqlx::Result<()> {
-    // An admin's end is the job's end: it ends the parts still running and corrects those that
-    // ended later (an end moved earlier), and it replaces the job's own, earlier or later.
-    sqlx::query(
-        r#"update job_parts
-        set end_time = greatest($2, start_time)
-        where job_id = $1 and (end_time is null or end_time > $2)"#,
-    )
+    let (parts, job) = match how {
+        Ending::OpenParts => ("end_time is null", "end_time is null"),
+        Ending::Correct => ("(end_time is null or end_time > $2)", "true"),
+    };
+    sqlx::query(&format!(
+        "update job_parts set end_time = greatest($2, start_time) where job_id = $1 and {parts}"
+    ))
     .bind(id)
     .bind(end)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        r#"update jobs
-        set end_time = $2
-        where id = $1"#,
-    )
+    sqlx::query(&format!(
+        "update jobs set end_time = $2 where id = $1 and {job}"
+    ))
     .bind(id)
     .bind(end)
     .execute(&mut **tx)

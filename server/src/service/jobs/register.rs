@@ -436,7 +436,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         if keep_times && existing.end_time.is_none() {
             if let Some(end) = job.end {
                 // No epilog ended it (its node died): the scheduler's end closes the open parts.
-                db::jobs::end_open_parts(&mut tx, &id, end).await?;
+                db::jobs::end(&mut tx, &id, end, db::jobs::Ending::OpenParts).await?;
             }
         }
     }
@@ -519,7 +519,7 @@ pub async fn end(
         Caller::Node { id: node_id, .. } => {
             db::jobs::end_part(&mut tx, id, *node_id, end).await?;
         }
-        _ => db::jobs::end(&mut tx, id, end).await?,
+        _ => db::jobs::end(&mut tx, id, end, db::jobs::Ending::Correct).await?,
     }
     let ctx = JobContext::in_transaction(state, &mut tx, id).await?;
     // The other jobs on its nodes after its end no longer share with it; an end moved later shares
