@@ -18,6 +18,10 @@ pub mod wire;
 /// Largest plausible power of one GPU; anything above is a broken reading, refused at ingest.
 pub const MAX_GPU_POWER_W: f64 = 2000.0;
 
+/// The years a date a caller gives may fall in: the database holds 4713 BC to 294276 AD, chrono
+/// panics stepping from its own ends, and no energy was measured outside these.
+pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 1970..=2200;
+
 /// The longest time one batch of facility readings may cover, days: they are stored in chunks of 90
 /// days, and a batch over 24 years made 101 of them. Importers send a year at most per batch.
 pub const MAX_READINGS_SPAN_DAYS: i64 = 366;

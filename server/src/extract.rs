@@ -192,12 +192,8 @@ const DATE_PARAMS: [&str; 10] = [
     "from", "to", "week", "year", "start", "end", "since", "until", "day", "month",
 ];
 
-/// The years a date given in a query may fall in: the database holds 4713 BC to 294276 AD, chrono
-/// panics stepping from its own ends, and no energy was measured outside these (issue 33, N8: dates
-/// such as -4713-01-01 answered 500).
-pub const QUERY_YEARS: std::ops::RangeInclusive<i64> = 1970..=2200;
-
-/// The first date parameter whose year lies outside [`QUERY_YEARS`], with a message naming it.
+/// The first date parameter whose year lies outside `wattlas_protocol::PLAUSIBLE_YEARS`, with a
+/// message naming it.
 fn date_out_of_range(query: Option<&str>) -> Option<String> {
     for (key, value) in form_urlencoded::parse(query?.as_bytes()) {
         if !DATE_PARAMS.contains(&key.as_ref()) {
@@ -209,11 +205,14 @@ fn date_out_of_range(query: Option<&str>) -> Option<String> {
         } else {
             year_of_date(value)
         };
-        if let Some(year) = year.filter(|y| !QUERY_YEARS.contains(y)) {
+        // (Dates such as -4713-01-01 answered 500: issue 33, N8.)
+        let years = wattlas_protocol::PLAUSIBLE_YEARS;
+        let plausible = i64::from(*years.start())..=i64::from(*years.end());
+        if let Some(year) = year.filter(|y| !plausible.contains(y)) {
             return Some(format!(
                 "{key}: {value} is outside the years {} to {} (year {year})",
-                QUERY_YEARS.start(),
-                QUERY_YEARS.end()
+                years.start(),
+                years.end()
             ));
         }
     }

@@ -128,12 +128,17 @@ pub async fn update_settings(
 /// Dates chrono holds but cannot step from (year -262143) make date arithmetic panic: a field's year
 /// must be a plausible one, 1970 to 2200.
 pub fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Result<()> {
-    if (1970..=2200).contains(&year) {
+    let years = wattlas_protocol::PLAUSIBLE_YEARS;
+    if years.contains(&year) {
         Ok(())
     } else {
         Err(Error::invalid(
             field,
-            format!("{shown} is outside the years 1970 to 2200"),
+            format!(
+                "{shown} is outside the years {} to {}",
+                years.start(),
+                years.end()
+            ),
         ))
     }
 }
