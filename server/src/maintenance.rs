@@ -147,24 +147,20 @@ pub async fn webhooks_once(state: &AppState) -> Result<usize, AppError> {
     if !crate::service::budgets::any_due(state).await? {
         return Ok(0);
     }
-    Ok(exclusively(&state.db, "webhooks", || async {
+    let delivered = exclusively(&state.db, "webhooks", || async {
         Ok(crate::service::budgets::deliver_due(state).await?)
     })
     .await?
-    .unwrap_or(0))
+    .unwrap_or(0);
+    // Counted with the crossings, as the budget task's work.
+    state.metrics.maintenance("budgets", delivered as u64);
+    Ok(delivered)
 }
 
 /// Records budget crossings and posts undelivered ones (`service::budgets`), one process at a time;
 /// returns how many crossings it recorded and delivered.
 pub async fn budgets_once(state: &AppState) -> Result<usize, AppError> {
-    let done = exclusively(&state.db, "budgets", || async {
-        let (recorded, delivered) = crate::service::budgets::check_once(state).await?;
-        Ok(recorded + delivered)
-    })
-    .await?
-    .unwrap_or(0);
-    state.metrics.maintenance("budgets", done as u64);
-    Ok(done)
+    Ok(budget_crossings_once(state).await? + webhooks_once(state).await?)
 }
 
 /// Node-hours settled per run.

@@ -268,12 +268,6 @@ impl Payload {
     }
 }
 
-/// Records this month's new crossings and posts every undelivered one; returns (recorded, delivered).
-pub async fn check_once(state: &AppState) -> Result<(usize, usize)> {
-    let recorded = record_crossings(state).await?;
-    Ok((recorded, deliver_due(state).await?))
-}
-
 /// Records this month's new crossings of 80 % and 100 %: how many.
 pub async fn record_crossings(state: &AppState) -> Result<usize> {
     let now = Utc::now();
