@@ -23,6 +23,8 @@ pub struct Conn {
     idle: AtomicBool,
     /// Milliseconds since the registry began at the last request's start or end.
     last_ms: AtomicU64,
+    /// Asked to close (its slot is promised to a new connection).
+    closing: AtomicBool,
     /// Notified to close it.
     close: Notify,
 }
@@ -66,8 +68,6 @@ pub struct Registry {
     began: Instant,
     next_id: AtomicU64,
     open: Mutex<Vec<Arc<Conn>>>,
-    /// Connections asked to close that have not gone yet (their slots are promised).
-    closing: Mutex<Vec<u64>>,
 }
 
 impl Registry {
@@ -80,7 +80,6 @@ impl Registry {
             began: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::default(),
-            closing: Mutex::default(),
         }
     }
 
@@ -91,19 +90,17 @@ impl Registry {
     /// Decides for a connection from `ip`, closing an idle one where a bound is reached.
     pub fn admit(&self, ip: IpAddr) -> Admit {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        let staying = |c: &&Arc<Conn>| !c.closing.load(Ordering::Relaxed);
+        let idle = |c: &&Arc<Conn>| staying(c) && c.idle.load(Ordering::Relaxed);
         let oldest_idle = |of: &dyn Fn(&Conn) -> bool| {
             open.iter()
-                .filter(|c| c.idle.load(Ordering::Relaxed) && !closing.contains(&c.id) && of(c))
+                .filter(|c| idle(c) && of(c))
                 .min_by_key(|c| c.last_ms.load(Ordering::Relaxed))
                 .cloned()
         };
         let mut evict = None;
         if !self.trusted.contains(&ip) {
-            let mine = open
-                .iter()
-                .filter(|c| c.ip == ip && !closing.contains(&c.id))
-                .count();
+            let mine = open.iter().filter(staying).filter(|c| c.ip == ip).count();
             if mine >= self.per_client {
                 match oldest_idle(&|c| c.ip == ip) {
                     Some(c) => evict = Some(c),
@@ -111,13 +108,13 @@ impl Registry {
                 }
             }
         }
-        let live = open.len() - closing.len();
+        let live = open.iter().filter(staying).count();
         if evict.is_none() && live >= self.max {
             // The client holding the most connections gives up its oldest idle one.
             let heaviest = |c: &Conn| open.iter().filter(|o| o.ip == c.ip).count();
             let victim = open
                 .iter()
-                .filter(|c| c.idle.load(Ordering::Relaxed) && !closing.contains(&c.id))
+                .filter(idle)
                 .max_by_key(|c| {
                     (
                         heaviest(c),
@@ -135,12 +132,13 @@ impl Registry {
             ip,
             idle: AtomicBool::new(true),
             last_ms: AtomicU64::new(self.now_ms()),
+            closing: AtomicBool::new(false),
             close: Notify::new(),
         });
         open.push(conn.clone());
         match evict {
             Some(old) => {
-                closing.push(old.id);
+                old.closing.store(true, Ordering::Relaxed);
                 old.close.notify_one();
                 Admit::AfterClosing(conn)
             }
@@ -152,8 +150,6 @@ impl Registry {
     pub fn leave(&self, conn: &Conn) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|c| c.id != conn.id);
-        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
-        closing.retain(|id| *id != conn.id);
     }
 
     /// Open connections (those asked to close among them).
