@@ -226,16 +226,12 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
 
 /// Sets atlas's budget with a webhook as the admin: the status and body.
 async fn set_hook(app: &App, url: &str) -> (StatusCode, Value) {
-    let r = app
-        .http
-        .put(format!("{}/api/v1/projects/atlas/budget", app.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"kwh_per_month": 1.0, "webhook_url": url}))
-        .send()
-        .await
-        .expect("put");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.put(
+        ADMIN,
+        "/api/v1/projects/atlas/budget",
+        &json!({"kwh_per_month": 1.0, "webhook_url": url}),
+    )
+    .await
 }
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]

@@ -99,22 +99,25 @@ impl App {
     }
 
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.send_json(reqwest::Method::POST, token, path, body)
             .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn put(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::PUT, token, path, body)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
         let r = self
             .http
-            .put(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .json(body)
             .send()
