@@ -411,9 +411,10 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     ]);
     let cancel = slurm.sbatch(&["--gres=gpu:1", "-J", "cancel me", "--wrap", "sleep 600"]);
     // Its first run long enough to be still running when the cancel's job has started too; its
-    // second (Slurm sets SLURM_RESTART_COUNT in a requeued job) short. Both on gpu01: Slurm put the
-    // second run on gpu02 once, and a job requeued onto another node is charged both nodes' GPUs over
-    // its whole span (Wattlas keeps no runs of a job yet: issue 33's closing note).
+    // second (Slurm sets SLURM_RESTART_COUNT in a requeued job) short. Both on gpu01, and the
+    // interactive jobs below (which wait for a free GPU) on gpu02: Wattlas keeps no runs of a job yet,
+    // so a job requeued onto another node is charged both nodes' GPUs over its whole span, and a job
+    // that took the GPU its requeue freed shared it with that span (issue 33's closing note).
     let requeue = slurm.sbatch(&[
         "--gres=gpu:1",
         "-w",
@@ -426,7 +427,15 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     let mut srun = slurm
         .user(
             "srun",
-            &["--gres=gpu:1", "-J", "interactive", "sleep", "10"],
+            &[
+                "--gres=gpu:1",
+                "-w",
+                "gpu02",
+                "-J",
+                "interactive",
+                "sleep",
+                "10",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -435,7 +444,15 @@ async fn slurm_jobs_are_recorded_as_sacct_knows_them_with_the_energy_they_drew(d
     let mut salloc = slurm
         .user(
             "salloc",
-            &["--gres=gpu:1", "-J", "allocation", "sleep", "10"],
+            &[
+                "--gres=gpu:1",
+                "-w",
+                "gpu02",
+                "-J",
+                "allocation",
+                "sleep",
+                "10",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
