@@ -140,6 +140,35 @@ impl From<crate::db::Error> for AppError {
     }
 }
 
+impl From<crate::service::error::Error> for AppError {
+    fn from(e: crate::service::error::Error) -> Self {
+        use crate::service::error::Error;
+        match e {
+            Error::NotFound(m) | Error::NotComparable(m) => AppError::not_found(m),
+            e @ Error::Invalid { .. } => AppError::bad_request(e.to_string()),
+            Error::TooMany(m) => AppError::bad_request(m),
+            Error::TooLarge(m) => AppError::Client(StatusCode::PAYLOAD_TOO_LARGE, m),
+            Error::Forbidden(m) => AppError::Client(StatusCode::FORBIDDEN, m),
+            Error::Conflict(m) => AppError::conflict(m),
+            Error::Db(e) => e.into(),
+            Error::Internal(e) => AppError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::service::ingest::WriteError> for AppError {
+    fn from(e: crate::service::ingest::WriteError) -> Self {
+        match e {
+            // 503 (with Retry-After): the collector keeps the batch and sends it again.
+            crate::service::ingest::WriteError::Busy => Self::Client(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the ingest queue is full, retry later".to_owned(),
+            ),
+            crate::service::ingest::WriteError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(anyhow::Error::new(e).context("rendering a page"))
@@ -189,7 +218,7 @@ pub struct ErrorPage {
     /// What went wrong.
     pub message: String,
     /// Header (empty: errors do not look up who is asking).
-    pub nav: crate::auth::session::Nav,
+    pub nav: crate::auth::nav::Nav,
 }
 
 impl ErrorPage {
@@ -226,7 +255,7 @@ impl IntoResponse for PageError {
             let page = ErrorPage {
                 status: status.as_u16(),
                 message,
-                nav: crate::auth::session::Nav::default(),
+                nav: crate::auth::nav::Nav::default(),
             };
             let mut response = (status, Html(page.render_or_text())).into_response();
             response.extensions_mut().insert(ErrorPageShown {

@@ -20,7 +20,7 @@ use crate::analytics::energy::minute_rollups;
 use crate::db::energy::{ceil_minute, floor_minute};
 use crate::db::{rollups, samples};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Pending ranges taken per transaction.
 const PENDING_PER_RUN: i64 = 2000;
@@ -54,20 +54,20 @@ impl Drop for Tasks {
 /// Runs `run` again and again: at once while a run did a full batch (`full` or more), else after
 /// `every`; a failed run is logged under `task` and retried after `every`.
 fn repeat<F, Fut>(
-    state: &AppState,
+    cx: &Context,
     task: &'static str,
     every: Duration,
     full: usize,
     run: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(AppState) -> Fut + Send + 'static,
+    F: Fn(Context) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<usize, AppError>> + Send,
 {
-    let state = state.clone();
+    let cx = cx.clone();
     tokio::spawn(async move {
         loop {
-            match run(state.clone()).await {
+            match run(cx.clone()).await {
                 Ok(n) if n >= full => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, task, "maintenance run failed"),
@@ -78,26 +78,26 @@ where
 }
 
 /// Starts the background tasks: rollup, retention, job energy and budgets, settling.
-pub fn spawn(state: &AppState) -> Tasks {
-    let often = Duration::from_secs(state.config.rollup_interval_s.max(1));
-    let seldom = Duration::from_secs(state.config.retention_interval_s.max(1));
+pub fn spawn(cx: &Context) -> Tasks {
+    let often = Duration::from_secs(cx.config.rollup_interval_s.max(1));
+    let seldom = Duration::from_secs(cx.config.retention_interval_s.max(1));
     Tasks {
         handles: vec![
             repeat(
-                state,
+                cx,
                 "rollup",
                 often,
                 PENDING_PER_RUN as usize,
                 |s| async move { rollup_once(&s).await },
             ),
-            repeat(state, "retention", seldom, usize::MAX, |s| async move {
+            repeat(cx, "retention", seldom, usize::MAX, |s| async move {
                 retention_once(&s).await
             }),
             // Budgets are checked after each refresh of the jobs' energy they sum, in the same task:
             // each task holds a connection for its lock and takes another to work, so one task more
             // than the pool has connections would wait on itself.
             repeat(
-                state,
+                cx,
                 "job_energy",
                 often,
                 ENERGY_PER_RUN as usize,
@@ -116,11 +116,11 @@ pub fn spawn(state: &AppState) -> Tasks {
             ),
             // Deliveries wait on receivers (5 s each at most, 8 at once): a task of their own, so no
             // receiver slows the jobs' energy (issue 33, N6).
-            repeat(state, "webhooks", often, usize::MAX, |s| async move {
+            repeat(cx, "webhooks", often, usize::MAX, |s| async move {
                 webhooks_once(&s).await
             }),
             repeat(
-                state,
+                cx,
                 "settle",
                 often,
                 HOURS_PER_SETTLE_RUN as usize,
@@ -131,36 +131,36 @@ pub fn spawn(state: &AppState) -> Tasks {
 }
 
 /// Records budget crossings (`service::budgets`), one process at a time: how many.
-pub async fn budget_crossings_once(state: &AppState) -> Result<usize, AppError> {
-    let done = exclusively(&state.db, "budgets", || async {
-        Ok(crate::service::budgets::record_crossings(state).await?)
+pub async fn budget_crossings_once(cx: &Context) -> Result<usize, AppError> {
+    let done = exclusively(&cx.db, "budgets", || async {
+        Ok(crate::service::budgets::record_crossings(cx).await?)
     })
     .await?
     .unwrap_or(0);
-    state.metrics.maintenance("budgets", done as u64);
+    cx.metrics.maintenance("budgets", done as u64);
     Ok(done)
 }
 
 /// Posts the budget crossings not delivered yet, one process at a time: how many were delivered.
-pub async fn webhooks_once(state: &AppState) -> Result<usize, AppError> {
+pub async fn webhooks_once(cx: &Context) -> Result<usize, AppError> {
     // Most runs have nothing to post: one short query, not the lock's connection beside it.
-    if !crate::service::budgets::any_due(state).await? {
+    if !crate::service::budgets::any_due(cx).await? {
         return Ok(0);
     }
-    let delivered = exclusively(&state.db, "webhooks", || async {
-        Ok(crate::service::budgets::deliver_due(state).await?)
+    let delivered = exclusively(&cx.db, "webhooks", || async {
+        Ok(crate::service::budgets::deliver_due(cx).await?)
     })
     .await?
     .unwrap_or(0);
     // Counted with the crossings, as the budget task's work.
-    state.metrics.maintenance("budgets", delivered as u64);
+    cx.metrics.maintenance("budgets", delivered as u64);
     Ok(delivered)
 }
 
 /// Records budget crossings and posts undelivered ones (`service::budgets`), one process at a time;
 /// returns how many crossings it recorded and delivered.
-pub async fn budgets_once(state: &AppState) -> Result<usize, AppError> {
-    Ok(budget_crossings_once(state).await? + webhooks_once(state).await?)
+pub async fn budgets_once(cx: &Context) -> Result<usize, AppError> {
+    Ok(budget_crossings_once(cx).await? + webhooks_once(cx).await?)
 }
 
 /// Node-hours settled per run.
@@ -168,28 +168,25 @@ const HOURS_PER_SETTLE_RUN: i64 = 32;
 
 /// Settles the node-hours that ended `compact_after_s` ago or earlier (up to `HOURS_PER_SETTLE_RUN`),
 /// oldest first; returns how many.
-pub async fn settle_once(state: &AppState) -> Result<usize, AppError> {
-    let before = Utc::now() - chrono::Duration::seconds(state.config.compact_after_s as i64);
-    settle_before(state, before).await
+pub async fn settle_once(cx: &Context) -> Result<usize, AppError> {
+    let before = Utc::now() - chrono::Duration::seconds(cx.config.compact_after_s as i64);
+    settle_before(cx, before).await
 }
 
 /// Settles node-hours that ended before `before`.
-pub async fn settle_before(
-    state: &AppState,
-    before: chrono::DateTime<Utc>,
-) -> Result<usize, AppError> {
-    let done = exclusively(&state.db, "settle", || async {
-        let hours = samples::settleable(&state.db, before, HOURS_PER_SETTLE_RUN).await?;
+pub async fn settle_before(cx: &Context, before: chrono::DateTime<Utc>) -> Result<usize, AppError> {
+    let done = exclusively(&cx.db, "settle", || async {
+        let hours = samples::settleable(&cx.db, before, HOURS_PER_SETTLE_RUN).await?;
         let mut total = samples::Settled::default();
         for (node_id, hour) in &hours {
-            let s = samples::settle_hour(&state.db, *node_id, *hour).await?;
+            let s = samples::settle_hour(&cx.db, *node_id, *hour).await?;
             total.blocks += s.blocks;
             total.samples += s.samples;
             total.bytes_before += s.bytes_before;
             total.bytes_after += s.bytes_after;
         }
         if !hours.is_empty() {
-            let mut tx = state.db.begin().await?;
+            let mut tx = cx.db.begin().await?;
             record_run(
                 &mut tx,
                 "settle",
@@ -208,15 +205,15 @@ pub async fn settle_before(
     })
     .await?
     .unwrap_or(0);
-    state.metrics.maintenance("settle", done as u64);
+    cx.metrics.maintenance("settle", done as u64);
     Ok(done)
 }
 
 /// Rolls up settled pending ranges once; returns how many ranges it took.
-pub async fn rollup_once(state: &AppState) -> Result<usize, AppError> {
-    let settle = chrono::Duration::seconds(state.config.rollup_settle_s as i64);
-    let taken = rollup_settled_before(state, Utc::now() - settle).await?;
-    node_energy_rollup(state, Utc::now() - settle).await?;
+pub async fn rollup_once(cx: &Context) -> Result<usize, AppError> {
+    let settle = chrono::Duration::seconds(cx.config.rollup_settle_s as i64);
+    let taken = rollup_settled_before(cx, Utc::now() - settle).await?;
+    node_energy_rollup(cx, Utc::now() - settle).await?;
     Ok(taken)
 }
 
@@ -273,29 +270,29 @@ const NODE_ENERGY_HOURS_PER_RUN: i64 = 6;
 /// Rolls up nodes' CPU and DRAM readings into minutes up to `settled_before` (from a minute before
 /// their mark, so an interval whose closing reading came late is counted whole); returns the nodes.
 pub async fn node_energy_rollup(
-    state: &AppState,
+    cx: &Context,
     settled_before: chrono::DateTime<Utc>,
 ) -> Result<usize, AppError> {
-    let rolled = exclusively(&state.db, "node_energy", || {
-        node_energy_rollup_now(state, settled_before)
+    let rolled = exclusively(&cx.db, "node_energy", || {
+        node_energy_rollup_now(cx, settled_before)
     })
     .await?
     .unwrap_or(0);
-    state.metrics.maintenance("node_energy", rolled as u64);
+    cx.metrics.maintenance("node_energy", rolled as u64);
     Ok(rolled)
 }
 
 async fn node_energy_rollup_now(
-    state: &AppState,
+    cx: &Context,
     settled_before: chrono::DateTime<Utc>,
 ) -> Result<usize, AppError> {
     use crate::db::node_energy as ne;
-    let margin_ms = state.config.max_gap_ms.max(60_000);
-    let nodes = ne::to_roll_up(&state.db).await?;
+    let margin_ms = cx.config.max_gap_ms.max(60_000);
+    let nodes = ne::to_roll_up(&cx.db).await?;
     for (node_id, rolled_to, latest) in &nodes {
         let start = match rolled_to {
             Some(t) => *t,
-            None => match ne::earliest(&state.db, *node_id).await? {
+            None => match ne::earliest(&cx.db, *node_id).await? {
                 Some(t) => t,
                 None => continue,
             },
@@ -315,13 +312,13 @@ async fn node_energy_rollup_now(
             continue;
         }
         let zones = ne::zone_readings(
-            &state.db,
+            &cx.db,
             *node_id,
             crate::db::ts(from_ms - margin_ms),
             crate::db::ts(to_ms + margin_ms),
         )
         .await?;
-        let mut tx = state.db.begin().await?;
+        let mut tx = cx.db.begin().await?;
         for (zone, kind, readings) in &zones {
             let minutes =
                 crate::analytics::node_energy::minutes(readings, from_ms, to_ms, margin_ms);
@@ -343,17 +340,17 @@ async fn node_energy_rollup_now(
 /// Rolls up pending ranges that ended before `settled_before`, taken back to a multiple of
 /// [`ROLLUP_STEP_MS`] (tests pass the future to force all).
 pub async fn rollup_settled_before(
-    state: &AppState,
+    cx: &Context,
     settled_before: chrono::DateTime<Utc>,
 ) -> Result<usize, AppError> {
-    let max_gap = state.config.max_gap_ms;
+    let max_gap = cx.config.max_gap_ms;
     // Raw data changes the rollups of every minute within the fetch margin of it.
     let margin = crate::analytics::energy::fetch_margin_ms(max_gap);
     let step = rollup_cut_ms(settled_before.timestamp_millis());
-    let mut tx = state.db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     let pending = rollups::take_pending(&mut tx, crate::db::ts(step), PENDING_PER_RUN).await?;
     let taken = pending.len();
-    state.metrics.maintenance("rollup", taken as u64);
+    cx.metrics.maintenance("rollup", taken as u64);
     // Raw data arrived for these ranges: the stored energy of the jobs they touch is out of date.
     let ranges: Vec<_> = pending
         .iter()
@@ -380,11 +377,10 @@ pub async fn rollup_settled_before(
             let mut start = from;
             while start < to {
                 let end = (start + MINUTES_PER_FETCH * 60_000).min(to);
-                let raw = samples::fetch(&state.db, node_id, &[], start - margin, end + margin + 1)
-                    .await?;
+                let raw =
+                    samples::fetch(&cx.db, node_id, &[], start - margin, end + margin + 1).await?;
                 for gpu_samples in raw.chunk_by(|a, b| a.gpu == b.gpu) {
-                    state
-                        .metrics
+                    cx.metrics
                         .maintenance("rollup_gpu_minutes", ((end - start) / 60_000) as u64);
                     let rolled = minute_rollups(gpu_samples, start, end, max_gap);
                     rollups::upsert(&mut tx, node_id, gpu_samples[0].gpu, &rolled).await?;
@@ -415,14 +411,14 @@ const RUNNING_MAX_AGE_S: f64 = 30.0;
 
 /// Recomputes the stored energy of jobs that have none, are stale, or are running (the jobs list sorts
 /// and totals on it); returns how many.
-pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, AppError> {
-    let taken = exclusively(&state.db, "job_energy", || async {
-        let jobs = crate::db::jobs::needing_energy(&state.db, RUNNING_MAX_AGE_S, limit).await?;
+pub async fn refresh_job_energy(cx: &Context, limit: i64) -> Result<usize, AppError> {
+    let taken = exclusively(&cx.db, "job_energy", || async {
+        let jobs = crate::db::jobs::needing_energy(&cx.db, RUNNING_MAX_AGE_S, limit).await?;
         let taken = jobs.len();
         for job in jobs {
-            let ctx = crate::service::jobs::JobContext::of(state, job).await?;
-            crate::service::jobs::computed_view(state, &ctx).await?;
-            state.metrics.maintenance("job_energy", 1);
+            let ctx = crate::service::jobs::JobContext::of(cx, job).await?;
+            crate::service::jobs::computed_view(cx, &ctx).await?;
+            cx.metrics.maintenance("job_energy", 1);
         }
         Ok(taken)
     })
@@ -432,13 +428,13 @@ pub async fn refresh_job_energy(state: &AppState, limit: i64) -> Result<usize, A
 
 /// Drops raw chunks older than the retention period; rollups stay. Chunks whose samples still wait for
 /// the rollup task (an imported log older than the period) stay until they are rolled up.
-pub async fn retention_once(state: &AppState) -> Result<usize, AppError> {
-    let dropped = exclusively(&state.db, "retention", || {
-        retention_now(&state.db, state.config.raw_retention_days)
+pub async fn retention_once(cx: &Context) -> Result<usize, AppError> {
+    let dropped = exclusively(&cx.db, "retention", || {
+        retention_now(&cx.db, cx.config.raw_retention_days)
     })
     .await?
     .unwrap_or(0);
-    state.metrics.maintenance("retention", dropped as u64);
+    cx.metrics.maintenance("retention", dropped as u64);
     Ok(dropped)
 }
 

@@ -32,14 +32,9 @@ pub fn check_new(password: &str, user: &str) -> Result<(), AppError> {
 /// cores only queue. Sign-in takes a slot of its server's own (`AppState::hashing`) without waiting and
 /// answers 429 when none is free; other hashes (password changes, the command line) wait for one here.
 static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(slots())));
-
-/// Hashing slots: one per core, at least two.
-pub fn slots() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, std::num::NonZero::get)
-        .max(2)
-}
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(crate::service::context::cores()))
+    });
 
 /// A hashing slot of `hashing`, if one is free now.
 pub fn slot(
@@ -109,7 +104,7 @@ async fn verify_now(password: String, stored: String) -> Result<bool, AppError> 
 pub async fn dummy_hash() -> Result<String, AppError> {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
-        .get_or_try_init(|| hash(crate::auth::new_token("dummy")))
+        .get_or_try_init(|| hash(crate::service::caller::new_token("dummy")))
         .await
         .cloned()
 }

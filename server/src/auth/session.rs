@@ -1,5 +1,5 @@
-//! Browser sessions: the cookie, the trusted proxy header, CSRF tokens, and `Viewer`, the extractor of
-//! every page.
+//! Browser sessions: the cookie, the trusted proxy header, CSRF tokens (`Viewer`, the extractor of
+//! every page, is `identify`'s).
 //!
 //! The session cookie is HttpOnly, SameSite=Lax and (unless configured off for plain-HTTP development)
 //! Secure; it holds 32 random bytes whose sha256 is the session's key in the database. Each session has a
@@ -7,17 +7,15 @@
 
 use std::net::IpAddr;
 
-use axum::extract::FromRequestParts;
 use axum::http::header::COOKIE;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Redirect, Response};
 use subtle::ConstantTimeEq;
 
-use super::{identity, new_token, token_digest, Caller, Identity, JobScope};
+use super::nav::Nav;
 use crate::config::Config;
 use crate::db::users::{Role, User};
-use crate::error::{AppError, PageError};
+use crate::error::AppError;
+use crate::service::caller::{new_token, token_digest};
 use crate::state::AppState;
 
 /// Name of the session cookie.
@@ -135,134 +133,4 @@ pub fn trusted_user(
 /// Compares a posted CSRF token with the expected one in constant time.
 pub fn csrf_matches(expected: &str, sent: &str) -> bool {
     !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes()))
-}
-
-/// The person looking at a page: from a session, the trusted header, or a person's bearer token
-/// (scripts may fetch pages and exports with their API token).
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    /// As an API caller.
-    pub caller: Caller,
-    /// Name shown in the header.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// The session's CSRF token; `None` for bearer tokens, which are not ambient and need none.
-    pub csrf: Option<String>,
-}
-
-impl Viewer {
-    /// Refuses a form whose CSRF token is not this session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), AppError> {
-        match &self.csrf {
-            Some(expected) if csrf_matches(expected, sent) => Ok(()),
-            Some(_) => Err(AppError::forbidden(
-                "the form's CSRF token is missing or stale: reload the page and try again",
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// The jobs this viewer may see.
-    pub fn job_scope(&self) -> JobScope {
-        JobScope::for_person(self.role, &self.name)
-    }
-
-    /// Staff or admin.
-    pub fn is_staff(&self) -> bool {
-        self.role >= Role::Staff
-    }
-
-    /// Admin.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    /// Refuses anyone but admins.
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        self.caller.require_admin()
-    }
-
-    /// What the header shows.
-    pub fn nav(&self) -> Nav {
-        Nav {
-            user: Some(self.name.clone()),
-            role: self.role.as_str(),
-            staff: self.is_staff(),
-            admin: self.is_admin(),
-            csrf: self.csrf.clone().unwrap_or_default(),
-        }
-    }
-}
-
-/// The page header's view of the viewer.
-#[derive(Debug, Clone, Default)]
-pub struct Nav {
-    /// Signed-in name, if any.
-    pub user: Option<String>,
-    /// Role name.
-    pub role: &'static str,
-    /// Show staff links.
-    pub staff: bool,
-    /// Show admin links.
-    pub admin: bool,
-    /// For the sign-out form.
-    pub csrf: String,
-}
-
-/// Where a page request without a session is sent: the sign-in page, coming back here after.
-fn sign_in_redirect(parts: &Parts) -> Response {
-    let next = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    Redirect::to(&format!(
-        "/login?next={}",
-        wattlas_protocol::paths::encode_segment(next)
-    ))
-    .into_response()
-}
-
-impl FromRequestParts<AppState> for Viewer {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match identity(parts) {
-            Identity::Session(s) => Ok(Self {
-                caller: Caller::User(s.user.clone()),
-                name: s.user.name.clone(),
-                role: s.user.role,
-                csrf: Some(s.csrf_token.clone()),
-            }),
-            Identity::Bearer(caller) => {
-                let (name, role) = match &caller {
-                    Caller::Admin => ("admin token".to_owned(), Role::Admin),
-                    Caller::User(u) => (u.name.clone(), u.role),
-                    Caller::Node { .. } | Caller::Meter { .. } | Caller::Site { .. } => {
-                        return Err(PageError(AppError::forbidden(
-                            "collector tokens cannot read pages",
-                        ))
-                        .into_response())
-                    }
-                };
-                Ok(Self {
-                    caller,
-                    name,
-                    role,
-                    csrf: None,
-                })
-            }
-            Identity::Anonymous => Err(sign_in_redirect(parts)),
-            refused @ Identity::Refused(..) => Err(PageError(
-                refused
-                    .error()
-                    .unwrap_or_else(|| AppError::unauthorized("not signed in")),
-            )
-            .into_response()),
-        }
-    }
 }

@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::auth::session::{self, Nav, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::auth::session::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::auth::{new_token, password, token_digest, Caller, Identity};
+use crate::auth::{Nav, Viewer};
 use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Form, Path};

@@ -9,8 +9,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use wattlas_protocol::{MeterView, NewMeter, NewNode, NewSite};
 
-use crate::auth::session::{Nav, Viewer};
 use crate::auth::{self, password, Caller};
+use crate::auth::{Nav, Viewer};
 use crate::db;
 use crate::db::users::Role;
 use crate::error::{AppError, PageError};

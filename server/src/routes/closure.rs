@@ -8,8 +8,8 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
 use crate::analytics::closure::By;
-use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
+use crate::auth::{Nav, Viewer};
 use crate::charts::inline::{self, Stack, PALETTE};
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path, Query};

@@ -16,7 +16,7 @@ pub async fn fleet(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    crate::metrics::operator_token(&state, &headers)?;
+    crate::auth::operator_token(&state, &headers)?;
     let f = crate::service::fleet::fleet(state.read_db()).await?;
     let mut out = String::new();
     family(

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 pub mod nodes;
 pub mod overview;
 pub mod pages;
@@ -53,10 +54,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
             api_path(paths::INGEST_GPU),
-            post(ingest::ingest_gpu).layer(from_fn_with_state(
-                state.clone(),
-                crate::metrics::count_rejections,
-            )),
+            post(ingest::ingest_gpu)
+                .layer(from_fn_with_state(state.clone(), metrics::count_rejections)),
         )
         .route(api_path(paths::JOBS), post(jobs::create).get(jobs::list))
         .route("/jobs.csv", get(jobs::csv::export_api))
@@ -68,10 +67,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/write",
-            post(ingest::remote_write).layer(from_fn_with_state(
-                state.clone(),
-                crate::metrics::count_rejections,
-            )),
+            post(ingest::remote_write)
+                .layer(from_fn_with_state(state.clone(), metrics::count_rejections)),
         )
         .route(api_path(paths::SITES), post(sites::create).get(sites::list))
         .route("/sites/{site}", axum::routing::put(sites::update))
@@ -88,10 +85,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             api_path(paths::INGEST_FACILITY),
-            post(facility::ingest).layer(from_fn_with_state(
-                state.clone(),
-                crate::metrics::count_rejections,
-            )),
+            post(facility::ingest)
+                .layer(from_fn_with_state(state.clone(), metrics::count_rejections)),
         )
         .route("/sites/{site}/pue/variation", get(pue::variation))
         .route(
@@ -162,7 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(pages::favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/metrics/fleet", get(fleet::fleet))
         // Each 5xx is logged once, here, with the route that matched and its cause.
         .route_layer(axum::middleware::from_fn(crate::error::log_server_errors))

@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::extract::State;
 
-use crate::auth::session::{Nav, Viewer};
+use crate::auth::{Nav, Viewer};
 use crate::charts::inline::{self, Line, PALETTE};
 use crate::error::{AppError, Page, PageError};
 use crate::service::closure::{IdleJob, IdleUser};

@@ -4,7 +4,7 @@
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Redirect};
 
-use crate::auth::session::Viewer;
+use crate::auth::Viewer;
 use crate::error::{AppError, PageError};
 
 /// `/` leads staff and admins to the overview, researchers to their jobs, and anyone not signed in to

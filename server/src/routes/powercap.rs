@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::response::Html;
 use serde::Deserialize;
 
-use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
+use crate::auth::{Nav, Viewer};
 use crate::charts;
 use crate::db;
 use crate::error::{AppError, PageError};

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::response::Response;
 use wattlas_protocol::{JobProgress, ProgressBody};
 
-use crate::auth::session::Viewer;
 use crate::auth::Caller;
+use crate::auth::Viewer;
 use crate::db::users::Role;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};

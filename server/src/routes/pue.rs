@@ -10,8 +10,8 @@ use serde::Deserialize;
 use wattlas_protocol::{HourlyPue, MeterView};
 
 use crate::analytics::pue::{self, DayPue, YearVariation};
-use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
+use crate::auth::{Nav, Viewer};
 use crate::charts;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path, Query};

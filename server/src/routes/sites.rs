@@ -8,8 +8,8 @@ use axum::response::Html;
 use chrono::{DateTime, Utc};
 use wattlas_protocol::{CarbonPoint, NewSite, SiteSettings, SiteView};
 
-use crate::auth::session::{Nav, Viewer};
 use crate::auth::Caller;
+use crate::auth::{Nav, Viewer};
 use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};

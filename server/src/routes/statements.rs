@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::auth::session::Viewer;
+use crate::auth::Viewer;
 use crate::auth::{Caller, JobScope};
 use crate::error::{AppError, PageError};
 use crate::extract::{PageQuery, Query};

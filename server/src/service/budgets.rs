@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, Result};
 use crate::db;
 use crate::db::budgets::{Alert, Budget};
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Shares of a budget whose crossing is posted, %.
 pub const THRESHOLDS: [i32; 2] = [80, 100];
@@ -68,7 +68,7 @@ pub fn month_of(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
 }
 
 /// Checks and stores a project's budget.
-pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<Budget> {
+pub async fn set(cx: &Context, project: &str, input: BudgetInput) -> Result<Budget> {
     if project.is_empty() || project.len() > 200 || project.chars().any(|c| c.is_control()) {
         return Err(Error::invalid(
             "project",
@@ -101,13 +101,8 @@ pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<
                 return Err(Error::invalid("webhook_url", "at most 2000 characters"));
             }
             // A public receiver, or one the admin allowed (issue 33, N6).
-            super::webhooks::check(
-                "webhook_url",
-                u,
-                &state.config.webhook_allow,
-                state.config.bind,
-            )
-            .await?;
+            super::webhooks::check("webhook_url", u, &cx.config.webhook_allow, cx.config.bind)
+                .await?;
             Some(u.to_owned())
         }
     };
@@ -117,24 +112,24 @@ pub async fn set(state: &AppState, project: &str, input: BudgetInput) -> Result<
         co2e_kg_per_month: input.co2e_kg_per_month,
         webhook_url,
     };
-    db::budgets::upsert(&state.db, &budget).await?;
+    db::budgets::upsert(&cx.db, &budget).await?;
     Ok(budget)
 }
 
 /// A project's budget as it stands, if any (the admin form's empty fields keep its values).
-pub async fn current(state: &AppState, project: &str) -> Result<Option<db::budgets::Budget>> {
-    Ok(db::budgets::by_project(&state.db, project).await?)
+pub async fn current(cx: &Context, project: &str) -> Result<Option<db::budgets::Budget>> {
+    Ok(db::budgets::by_project(&cx.db, project).await?)
 }
 
 /// Every budget with this month's use.
-pub async fn statuses(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Status>> {
-    statuses_of(state, now, None).await
+pub async fn statuses(cx: &Context, now: DateTime<Utc>) -> Result<Vec<Status>> {
+    statuses_of(cx, now, None).await
 }
 
 /// The budgets of `only` (all where `None`) with this month's use: pages that concern a few projects
 /// sum only theirs.
 pub async fn statuses_of(
-    state: &AppState,
+    cx: &Context,
     now: DateTime<Utc>,
     only: Option<&[String]>,
 ) -> Result<Vec<Status>> {
@@ -144,7 +139,7 @@ pub async fn statuses_of(
         (None, Some(_)) => Some(0.0),
         _ => None,
     };
-    Ok(db::budgets::with_use(state.read_db(), start, now, only)
+    Ok(db::budgets::with_use(cx.read_db(), start, now, only)
         .await?
         .into_iter()
         .map(|(b, u)| Status {
@@ -164,13 +159,13 @@ pub async fn statuses_of(
 }
 
 /// The statuses of projects `user` ran jobs in this month that crossed 80 % of a budget.
-pub async fn banners_for(state: &AppState, user: &str) -> Result<Vec<Status>> {
+pub async fn banners_for(cx: &Context, user: &str) -> Result<Vec<Status>> {
     let now = Utc::now();
-    let mine = db::budgets::projects_of(state.read_db(), user, month_of(now).1).await?;
+    let mine = db::budgets::projects_of(cx.read_db(), user, month_of(now).1).await?;
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(statuses_of(state, now, Some(&mine))
+    Ok(statuses_of(cx, now, Some(&mine))
         .await?
         .into_iter()
         .filter(|s| s.budgets().any(|(_, pct, _, _)| pct >= 80.0))
@@ -269,15 +264,15 @@ impl Payload {
 }
 
 /// Records this month's new crossings of 80 % and 100 %: how many.
-pub async fn record_crossings(state: &AppState) -> Result<usize> {
+pub async fn record_crossings(cx: &Context) -> Result<usize> {
     let now = Utc::now();
     let (first, _) = month_of(now);
     let mut recorded = 0;
-    for s in statuses(state, now).await? {
+    for s in statuses(cx, now).await? {
         for (kind, pct, used, budget) in s.budgets() {
             let Some(used) = used else { continue };
             for t in THRESHOLDS.into_iter().filter(|t| pct >= f64::from(*t)) {
-                if db::budgets::record(&state.db, &s.project, first, kind, t, used, budget).await? {
+                if db::budgets::record(&cx.db, &s.project, first, kind, t, used, budget).await? {
                     recorded += 1;
                 }
             }
@@ -287,8 +282,8 @@ pub async fn record_crossings(state: &AppState) -> Result<usize> {
 }
 
 /// Whether any crossing waits to be posted.
-pub async fn any_due(state: &AppState) -> Result<bool> {
-    Ok(db::budgets::any_undelivered(&state.db, MAX_ATTEMPTS).await?)
+pub async fn any_due(cx: &Context) -> Result<bool> {
+    Ok(db::budgets::any_undelivered(&cx.db, MAX_ATTEMPTS).await?)
 }
 
 /// Deliveries under way at once: each waits up to `WEBHOOK_TIMEOUT_S` on its receiver.
@@ -296,8 +291,8 @@ const DELIVERIES_AT_ONCE: usize = 8;
 
 /// Posts every undelivered crossing, `DELIVERIES_AT_ONCE` at a time, each to its destination checked
 /// again (it may resolve elsewhere since it was set); notes each attempt: how many were delivered.
-pub async fn deliver_due(state: &AppState) -> Result<usize> {
-    let due = db::budgets::undelivered(&state.db, MAX_ATTEMPTS).await?;
+pub async fn deliver_due(cx: &Context) -> Result<usize> {
+    let due = db::budgets::undelivered(&cx.db, MAX_ATTEMPTS).await?;
     let mut attempts = tokio::task::JoinSet::new();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(DELIVERIES_AT_ONCE));
     for (alert, url) in due {
@@ -306,7 +301,7 @@ pub async fn deliver_due(state: &AppState) -> Result<usize> {
             .acquire_owned()
             .await
             .map_err(|e| Error::internal(format!("delivery slots: {e}")))?;
-        let (allow, bind) = (state.config.webhook_allow.clone(), state.config.bind);
+        let (allow, bind) = (cx.config.webhook_allow.clone(), cx.config.bind);
         attempts.spawn(async move {
             let error = deliver(&url, &Payload::of(&alert), &allow, bind)
                 .await
@@ -324,7 +319,7 @@ pub async fn deliver_due(state: &AppState) -> Result<usize> {
                 tracing::warn!(project = %alert.project, error = %e, "budget webhook not delivered")
             }
         }
-        db::budgets::attempted(&state.db, &alert, error.as_deref()).await?;
+        db::budgets::attempted(&cx.db, &alert, error.as_deref()).await?;
     }
     Ok(delivered)
 }

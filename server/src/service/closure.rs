@@ -10,7 +10,7 @@ use super::pue::{local_midnight, site_tz};
 use super::{Error, Result};
 use crate::analytics::closure::{self, By, HourTerms, Row};
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Days one answer may hold by day.
 pub const MAX_DAYS: i64 = 92;
@@ -86,13 +86,13 @@ pub fn range(
 
 /// The site's energy by day or month over local days `[from, to]`.
 pub async fn closure(
-    state: &AppState,
+    cx: &Context,
     site: &str,
     by: By,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<Closure> {
-    let s = site_tz(state, site).await?;
+    let s = site_tz(cx, site).await?;
     let now = Utc::now();
     let today = now.with_timezone(&s.tz).date_naive();
     let (first, last) = range(by, from, to, today)?;
@@ -106,7 +106,7 @@ pub async fn closure(
             "the range holds no time in the site's zone",
         ));
     }
-    let read = state.read_db();
+    let read = cx.read_db();
     let id = s.site.id;
     let (gpu, cpu_dram, jobs, meters, due, waits, node_waits) = tokio::try_join!(
         db::closure::gpu_by_hour(read, id, t0, t1),
@@ -218,12 +218,12 @@ pub struct Waste {
 
 /// The idle allocated GPUs of jobs started in `[from, to)`: `limit` users and jobs.
 pub async fn waste(
-    state: &AppState,
+    cx: &Context,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: i64,
 ) -> Result<Waste> {
-    let read = state.read_db();
+    let read = cx.read_db();
     let (by_user, jobs, unsummarised) = tokio::try_join!(
         db::closure::idle_by_user(read, from, to, limit),
         db::closure::idle_jobs(read, from, to, limit),

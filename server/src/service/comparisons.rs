@@ -11,7 +11,7 @@ use crate::analytics::powercap::{advise, compare, CapAdvice, CapJob, CapRow};
 use crate::auth::JobScope;
 use crate::charts::power::{GpuMetric, Series};
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Most jobs one comparison reads.
 const MAX_JOBS: i64 = 2000;
@@ -48,7 +48,7 @@ pub struct GroupComparison {
 
 /// The comparison of the finished jobs sharing `tag`.
 pub async fn comparison(
-    state: &AppState,
+    cx: &Context,
     scope: &JobScope,
     tag: &str,
     baseline_w: Option<f64>,
@@ -72,7 +72,7 @@ pub async fn comparison(
         ..Default::default()
     };
     let rows = db::jobs::list(
-        &state.db,
+        &cx.db,
         &filter,
         db::jobs::JobSort::Start,
         true,
@@ -80,9 +80,9 @@ pub async fn comparison(
         &db::jobs::PageStart::Offset(0),
     )
     .await?;
-    let views = super::jobs::listed_views(state, rows).await?;
+    let views = super::jobs::listed_views(cx, rows).await?;
     let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
-    let mut models = db::jobs::gpu_models(&state.db, &ids).await?;
+    let mut models = db::jobs::gpu_models(&cx.db, &ids).await?;
     let mut jobs = Vec::with_capacity(views.len());
     let mut examples: Vec<(i64, String)> = Vec::new();
     // Figures 2 and 3: the same comparison within each GPU count and each GPU model.
@@ -153,25 +153,22 @@ pub async fn comparison(
 /// The comparison of a tag at the default baseline and slowdown budget as stored, while no finished
 /// job of the tag (in the scope) has changed since; else compared now and stored. `None` where the
 /// jobs cannot be compared.
-pub async fn stored(state: &AppState, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
-    let mut one = stored_many(state, scope, &[tag.to_owned()]).await?;
+pub async fn stored(cx: &Context, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
+    let mut one = stored_many(cx, scope, &[tag.to_owned()]).await?;
     Ok(one.pop().and_then(|(_, c)| c))
 }
 
 /// `stored` of many tags, their freshness asked in one query (a statement's hundreds of workloads).
 pub async fn stored_many(
-    state: &AppState,
+    cx: &Context,
     scope: &JobScope,
     tags: &[String],
 ) -> Result<Vec<(String, Option<Comparison>)>> {
-    let mut fresh = db::comparisons::fresh(&state.db, tags).await?;
+    let mut fresh = db::comparisons::fresh(&cx.db, tags).await?;
     let mut out = Vec::with_capacity(tags.len());
     for tag in tags {
         let body = fresh.remove(tag).map(|b| b.0);
-        out.push((
-            tag.clone(),
-            stored_or_computed(state, scope, tag, body).await?,
-        ));
+        out.push((tag.clone(), stored_or_computed(cx, scope, tag, body).await?));
     }
     Ok(out)
 }
@@ -179,7 +176,7 @@ pub async fn stored_many(
 /// A comparison as stored (`Some`: fresh), else compared now and stored; its examples only where
 /// the scope may see them.
 async fn stored_or_computed(
-    state: &AppState,
+    cx: &Context,
     scope: &JobScope,
     tag: &str,
     fresh: Option<Option<Comparison>>,
@@ -191,7 +188,7 @@ async fn stored_or_computed(
         if scope.owner().is_some() {
             let mut mine = Vec::new();
             for (cap, id) in c.examples {
-                if let Some(job) = db::jobs::by_id(&state.db, &id).await? {
+                if let Some(job) = db::jobs::by_id(&cx.db, &id).await? {
                     if scope.allows(&job.user_name) {
                         mine.push((cap, id));
                     }
@@ -204,33 +201,33 @@ async fn stored_or_computed(
     if let Some(body) = fresh {
         return visible(body).await;
     }
-    let computed = match comparison(state, &JobScope::All, tag, None, None).await {
+    let computed = match comparison(cx, &JobScope::All, tag, None, None).await {
         Ok(c) => Some(c),
         Err(Error::NotComparable(_)) => None,
         Err(e) => return Err(e),
     };
-    db::comparisons::store(&state.db, tag, None, &computed).await?;
+    db::comparisons::store(&cx.db, tag, None, &computed).await?;
     visible(computed).await
 }
 
 /// Figure 6's lines: each example job's mean power per GPU in time buckets (a minute for jobs of 10
 /// minutes or more), from its start; with the bucket, s, and the longest job's span, ms.
 pub async fn example_power(
-    state: &AppState,
+    cx: &Context,
     comparison: &Comparison,
 ) -> Result<(Vec<Series>, i64, i64)> {
     let mut lines = Vec::new();
     let mut bucket_s = 60;
     let mut span_ms = 1;
     for (cap, id) in &comparison.examples {
-        let Some(job) = db::jobs::by_id(&state.db, id).await? else {
+        let Some(job) = db::jobs::by_id(&cx.db, id).await? else {
             continue;
         };
-        let ctx = JobContext::of(state, job).await?;
+        let ctx = JobContext::of(cx, job).await?;
         let (from_ms, to_ms) = ctx.span_ms(Utc::now());
         let to_ms = to_ms.max(from_ms + 1);
         let series =
-            series::job_series(&state.db, &ctx.nodes, from_ms, to_ms, GpuMetric::Power).await?;
+            series::job_series(&cx.db, &ctx.nodes, from_ms, to_ms, GpuMetric::Power).await?;
         let duration_s = (to_ms - from_ms) / 1000;
         bucket_s = if duration_s >= 600 {
             60

@@ -44,7 +44,7 @@ pub struct Fleet {
     pub gpu_energy_j: BTreeMap<String, f64>,
 }
 
-/// The fleet now, read from `read` (the caller's one pool for its view: `AppState::read_db`, the read
+/// The fleet now, read from `read` (the caller's one pool for its view: `Context::read_db`, the read
 /// replica within its bound).
 pub async fn fleet(read: &PgPool) -> Result<Fleet> {
     let mut out = Fleet::default();

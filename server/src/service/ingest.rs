@@ -101,19 +101,6 @@ pub async fn store(
     Ok(stored)
 }
 
-impl From<WriteError> for crate::error::AppError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            // 503 (with Retry-After): the collector keeps the batch and sends it again.
-            WriteError::Busy => Self::Client(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the ingest queue is full, retry later".to_owned(),
-            ),
-            WriteError::Db(e) => e.into(),
-        }
-    }
-}
-
 /// Why a batch handed to the writers was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

@@ -5,12 +5,12 @@ use wattlas_protocol::{MeterToken, MeterView, NewMeter};
 use super::{Error, Result};
 use crate::auth;
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
 
 /// Validates and stores a new meter with a fresh token (the API and the admin page).
-pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterToken> {
+pub async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> {
     super::check_name("name", &meter.name)?;
     let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
     if !CATEGORIES.contains(&category.as_str()) {
@@ -19,12 +19,12 @@ pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterTok
             format!("'{category}' is not PUE1, PUE2 or PUE3"),
         ));
     }
-    let site = db::sites::by_name(&state.db, &meter.site)
+    let site = db::sites::by_name(&cx.db, &meter.site)
         .await?
         .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", meter.site)))?;
     let token = auth::new_token("wm");
     db::facility::create(
-        &state.db,
+        &cx.db,
         &meter.name,
         site.id,
         &category,
@@ -39,11 +39,11 @@ pub async fn create_meter(state: &AppState, meter: &NewMeter) -> Result<MeterTok
 }
 
 /// Meters (of one site, or all) with their last reading.
-pub async fn meter_views(state: &AppState, site_id: Option<i32>) -> Result<Vec<MeterView>> {
+pub async fn meter_views(cx: &Context, site_id: Option<i32>) -> Result<Vec<MeterView>> {
     let mut out = Vec::new();
-    for m in db::facility::list(&state.db, site_id).await? {
+    for m in db::facility::list(&cx.db, site_id).await? {
         out.push(MeterView {
-            last_reading: db::facility::last_reading(&state.db, m.id).await?,
+            last_reading: db::facility::last_reading(&cx.db, m.id).await?,
             name: m.name,
             site: m.site,
             category: m.category,

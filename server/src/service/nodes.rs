@@ -5,16 +5,16 @@ use wattlas_protocol::{NewNode, NodeToken, NodeView};
 use super::{Error, Result};
 use crate::auth;
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Validates and stores a new node with a fresh token (the API and the admin page).
-pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken> {
+pub async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
     super::check_name("name", &node.name)?;
-    let site = db::sites::by_name(&state.db, &node.site)
+    let site = db::sites::by_name(&cx.db, &node.site)
         .await?
         .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", node.site)))?;
     let token = auth::new_token("wn");
-    db::nodes::create(&state.db, &node.name, site.id, &auth::token_digest(&token))
+    db::nodes::create(&cx.db, &node.name, site.id, &auth::token_digest(&token))
         .await?
         .ok_or_else(|| Error::Conflict(format!("name: node '{}' exists", node.name)))?;
     Ok(NodeToken {
@@ -25,15 +25,15 @@ pub async fn create_node(state: &AppState, node: &NewNode) -> Result<NodeToken> 
 
 /// Nodes with their GPUs, what their collectors last reported, and their CPU and DRAM energy of the
 /// last 24 h with the part no job held (idle).
-pub async fn views(state: &AppState) -> Result<Vec<NodeView>> {
+pub async fn views(cx: &Context) -> Result<Vec<NodeView>> {
     let now = chrono::Utc::now().timestamp_millis();
     let (from_ms, to_ms) = (now - 24 * 3_600_000, now);
     let mut out = Vec::new();
-    for n in db::nodes::list(&state.db).await? {
-        let cpus = db::node_energy::node_cpus(&state.db, &[n.id]).await?;
-        let max_gap_ms = state.config.max_gap_ms.max(60_000);
-        let zones = db::node_energy::readings(&state.db, n.id, from_ms, to_ms, max_gap_ms).await?;
-        let occupants: Vec<_> = db::node_energy::occupants(&state.db, n.id, from_ms, to_ms)
+    for n in db::nodes::list(&cx.db).await? {
+        let cpus = db::node_energy::node_cpus(&cx.db, &[n.id]).await?;
+        let max_gap_ms = cx.config.max_gap_ms.max(60_000);
+        let zones = db::node_energy::readings(&cx.db, n.id, from_ms, to_ms, max_gap_ms).await?;
+        let occupants: Vec<_> = db::node_energy::occupants(&cx.db, n.id, from_ms, to_ms)
             .await?
             .into_iter()
             .map(|(_, o)| o)
@@ -48,7 +48,7 @@ pub async fn views(state: &AppState) -> Result<Vec<NodeView>> {
         );
         let measured = !zones.is_empty();
         out.push(NodeView {
-            gpus: db::nodes::gpus(&state.db, n.id).await?,
+            gpus: db::nodes::gpus(&cx.db, n.id).await?,
             name: n.name,
             site: n.site,
             last_seen: n.last_seen,

@@ -11,7 +11,7 @@ use super::fleet::fleet;
 use super::jobs::timing::format_energy;
 use super::Result;
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// A collector silent this long is named, s.
 pub const STALE_NODE_S: i64 = 300;
@@ -165,16 +165,16 @@ fn bars(rows: Vec<(String, f64)>) -> Vec<Bar> {
 }
 
 /// The overview now.
-pub async fn overview(state: &AppState) -> Result<Overview> {
+pub async fn overview(cx: &Context) -> Result<Overview> {
     let now = Utc::now();
     let month = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(now);
     // One pool for the whole view.
-    let read = state.read_db();
+    let read = cx.read_db();
     // To where the rollup has had time for every minute; the last bucket may be part of one.
-    let curve_to = curve_end(&state.config, db::overview::rolled_up_to(read).await?, now);
+    let curve_to = curve_end(&cx.config, db::overview::rolled_up_to(read).await?, now);
     let curve_from = db::ts(
         (curve_to.timestamp_millis() - 86_400_000).div_euclid(CURVE_BUCKET_MS) * CURVE_BUCKET_MS,
     );
@@ -205,7 +205,7 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
             name: site.name.clone(),
             timezone: site.timezone.clone(),
         })?;
-        curves(state, &mut s, &zone, curve_from, curve_to).await?;
+        curves(cx, &mut s, &zone, curve_from, curve_to).await?;
         let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting
@@ -240,20 +240,20 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         unsummarised: db::overview::unsummarised(read, month).await?,
         running,
         curve_span: (curve_from.timestamp_millis(), curve_to.timestamp_millis()),
-        idle: super::closure::waste(state, month, now, TOP).await?,
+        idle: super::closure::waste(cx, month, now, TOP).await?,
     })
 }
 
 /// A site's GPU and IT power over `[from, to)` and today's PUE.
 async fn curves(
-    state: &AppState,
+    cx: &Context,
     s: &mut SiteNow,
     site: &super::pue::SiteTz,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<()> {
     let site_id = site.site.id;
-    let read = state.read_db();
+    let read = cx.read_db();
     let bucket_s = (CURVE_BUCKET_MS / 1000) as f64;
     s.gpu_kw_24h =
         db::overview::site_gpu_energy_by_bucket(read, site_id, from, to, bucket_s as i32)
@@ -290,7 +290,7 @@ async fn curves(
     s.it_kw_24h = it.into_iter().collect();
     let today = Utc::now().with_timezone(&site.tz).date_naive();
     let midnight = super::pue::local_midnight(site.tz, today);
-    s.pue_today = super::pue::hours(state, site, midnight, Utc::now())
+    s.pue_today = super::pue::hours(cx, site, midnight, Utc::now())
         .await?
         .into_iter()
         .map(|h| (h.hour.timestamp_millis(), h.mean_pue))

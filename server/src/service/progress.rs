@@ -10,7 +10,7 @@ use super::jobs::JobContext;
 use super::{Error, Result};
 use crate::analytics::progress::{energy_at, last_percent};
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Most reports in one request.
 const MAX_REPORTS: usize = 10_000;
@@ -72,30 +72,24 @@ pub fn validate(job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<()> {
 }
 
 /// Checks and stores a job's reports: how many were stored.
-pub async fn store(
-    state: &AppState,
-    job: &db::jobs::Job,
-    reports: &[ProgressReport],
-) -> Result<u64> {
+pub async fn store(cx: &Context, job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<u64> {
     validate(job, reports)?;
-    Ok(db::progress::upsert(&state.db, &job.id, reports).await?)
+    Ok(db::progress::upsert(&cx.db, &job.id, reports).await?)
 }
 
 /// A job's reports, stored.
-pub async fn reports(state: &AppState, job: &db::jobs::Job) -> Result<Vec<ProgressReport>> {
-    Ok(db::progress::list(&state.db, &job.id).await?)
+pub async fn reports(cx: &Context, job: &db::jobs::Job) -> Result<Vec<ProgressReport>> {
+    Ok(db::progress::list(&cx.db, &job.id).await?)
 }
 
 /// Each metric of a job against its cumulative IT energy: integrated here, where the caller has no
 /// integration of the job at hand.
-pub async fn progress_of(state: &AppState, ctx: &JobContext) -> Result<JobProgress> {
-    let reports = reports(state, &ctx.job).await?;
+pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<JobProgress> {
+    let reports = reports(cx, &ctx.job).await?;
     if reports.is_empty() {
         return Ok(progress_from(ctx, &reports, &BTreeMap::new()));
     }
-    let energy = ctx
-        .integrate(state, Utc::now(), db::energy::MINUTE_MS)
-        .await?;
+    let energy = ctx.integrate(cx, Utc::now(), db::energy::MINUTE_MS).await?;
     Ok(progress_from(ctx, &reports, &energy.it_by_bucket()))
 }
 

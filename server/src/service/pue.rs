@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Error, Result};
 use crate::analytics::pue::{self, HourPue, WhenToRun, YearVariation};
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// A site and its zone.
 pub struct SiteTz {
@@ -19,8 +19,8 @@ pub struct SiteTz {
 }
 
 /// The site by name, or 404.
-pub async fn site_tz(state: &AppState, name: &str) -> Result<SiteTz> {
-    let site = db::sites::by_name(&state.db, name)
+pub async fn site_tz(cx: &Context, name: &str) -> Result<SiteTz> {
+    let site = db::sites::by_name(&cx.db, name)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no site '{name}'")))?;
     SiteTz::of(site)
@@ -61,7 +61,7 @@ pub fn year_bounds(tz: Tz, year: i32) -> Result<(DateTime<Utc>, DateTime<Utc>)> 
 
 /// Hourly PUE of a site over `[from, to)` in local hours.
 pub async fn hours(
-    state: &AppState,
+    cx: &Context,
     s: &SiteTz,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -73,13 +73,12 @@ pub async fn hours(
         to.timestamp(),
         origin.timestamp(),
     );
-    if let Some(hours) = state.pue_cache.get(key) {
+    if let Some(hours) = cx.pue_cache.get(key) {
         return Ok(hours.to_vec());
     }
-    let version = state.pue_cache.version(s.site.id);
-    let hours = db::facility::hourly(state.read_db(), s.site.id, from, to, origin).await?;
-    state
-        .pue_cache
+    let version = cx.pue_cache.version(s.site.id);
+    let hours = db::facility::hourly(cx.read_db(), s.site.id, from, to, origin).await?;
+    cx.pue_cache
         .put(key, version, std::sync::Arc::new(hours.clone()));
     Ok(hours)
 }
@@ -106,15 +105,11 @@ pub struct VariationView {
     pub variation: YearVariation,
 }
 
-pub async fn variation_of(
-    state: &AppState,
-    site: &str,
-    year: Option<i32>,
-) -> Result<VariationView> {
-    let s = site_tz(state, site).await?;
+pub async fn variation_of(cx: &Context, site: &str, year: Option<i32>) -> Result<VariationView> {
+    let s = site_tz(cx, site).await?;
     let year = year.unwrap_or_else(|| Utc::now().with_timezone(&s.tz).year());
     let (from, to) = year_bounds(s.tz, year)?;
-    let hourly = hours(state, &s, from, to).await?;
+    let hourly = hours(cx, &s, from, to).await?;
     Ok(VariationView {
         site: s.site.name,
         year,
@@ -139,11 +134,11 @@ pub struct Advice {
 }
 
 /// The month x hour profile of the last 365 days.
-pub async fn profile(state: &AppState, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12]> {
+pub async fn profile(cx: &Context, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12]> {
     // To the end of this hour, so that the window (and the cached result) holds for the hour.
     let next_hour = (Utc::now().timestamp() / 3600 + 1) * 3600;
     let to = DateTime::from_timestamp(next_hour, 0).unwrap_or_else(Utc::now);
-    let hourly = hours(state, s, to - Duration::days(365), to).await?;
+    let hourly = hours(cx, s, to - Duration::days(365), to).await?;
     Ok(pue::month_hour_profile(&as_hour_pue(&hourly), s.tz))
 }
 

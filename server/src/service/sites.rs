@@ -4,7 +4,7 @@ use wattlas_protocol::{NewSite, SiteSettings, SiteView};
 
 use super::{Error, Result};
 use crate::db;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// Checks settings a site is created or updated with.
 pub fn check_settings(s: &SiteSettings) -> Result<()> {
@@ -59,7 +59,7 @@ pub fn site_view(row: db::sites::SiteRow) -> SiteView {
 }
 
 /// Validates and stores a new site (the API and the admin page).
-pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
+pub async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView> {
     if site.name.trim().is_empty() || site.name.len() > 100 {
         return Err(Error::invalid("name", "must be 1 to 100 characters"));
     }
@@ -77,7 +77,7 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
         node_quota: None,
     };
     check_settings(&settings)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     let created = db::sites::create(
         &mut tx,
         &site.name,
@@ -105,13 +105,13 @@ pub async fn create_site(state: &AppState, site: &NewSite) -> Result<SiteView> {
 /// views stale: fallback PUE, carbon intensity and price enter each of them (the API and the admin
 /// page).
 pub async fn update_settings(
-    state: &AppState,
+    cx: &Context,
     site: &str,
     settings: &SiteSettings,
 ) -> Result<db::sites::SiteRow> {
     check_settings(settings)?;
     let row = db::sites::update_settings(
-        &state.db,
+        &cx.db,
         site,
         settings.fallback_pue,
         settings.carbon_g_per_kwh,
@@ -121,7 +121,7 @@ pub async fn update_settings(
     )
     .await?
     .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;
-    db::jobs::mark_site_energy_stale(&state.db, row.id, None, None).await?;
+    db::jobs::mark_site_energy_stale(&cx.db, row.id, None, None).await?;
     Ok(row)
 }
 

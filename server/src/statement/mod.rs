@@ -12,8 +12,8 @@ use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
 use crate::auth::JobScope;
 use crate::db;
 use crate::service::jobs::list::ListQuery;
+use crate::service::Context;
 use crate::service::{Error, Result};
-use crate::state::AppState;
 
 /// Most jobs one statement covers.
 pub const MAX_JOBS: i64 = 20_000;
@@ -63,13 +63,13 @@ impl Format {
 
 /// Gathers the statement of the jobs matching `filter` (with `ids`: only those), as `scope` may see.
 pub async fn gather(
-    state: &AppState,
+    cx: &Context,
     scope: &JobScope,
     filter: db::jobs::JobFilter,
     description: String,
 ) -> Result<Statement> {
     let rows = db::jobs::list(
-        &state.db,
+        &cx.db,
         &filter,
         db::jobs::JobSort::Start,
         false,
@@ -90,10 +90,10 @@ pub async fn gather(
         .map(|r| (r.job.site.clone(), r.job.site_id))
         .collect();
     // Stored summaries, recomputed where stale or missing; then each job's energy per hour.
-    let views = crate::service::jobs::listed_views(state, rows).await?;
+    let views = crate::service::jobs::listed_views(cx, rows).await?;
     let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
-    let mut by_hour = db::jobs::energy_by_hour(&state.db, &ids).await?;
-    let models = db::jobs::gpu_models(&state.db, &ids).await?;
+    let mut by_hour = db::jobs::energy_by_hour(&cx.db, &ids).await?;
+    let models = db::jobs::gpu_models(&cx.db, &ids).await?;
 
     // Each workload's comparison: the energy at each cap relative to the highest.
     let mut rel: HashMap<(String, i64), f64> = HashMap::new();
@@ -106,7 +106,7 @@ pub async fn gather(
     let tags: Vec<String> = workloads.iter().map(|w| format!("workload:{w}")).collect();
     for (w, (_, c)) in workloads
         .into_iter()
-        .zip(crate::service::comparisons::stored_many(state, scope, &tags).await?)
+        .zip(crate::service::comparisons::stored_many(cx, scope, &tags).await?)
     {
         for row in c.iter().flat_map(|c| &c.caps) {
             rel.insert(
@@ -126,12 +126,12 @@ pub async fn gather(
     );
     let mut sites = BTreeMap::new();
     for (name, id) in &site_ids {
-        let settings = db::sites::settings(&state.db, *id)
+        let settings = db::sites::settings(&cx.db, *id)
             .await?
             .ok_or_else(|| Error::internal(format!("site {name} vanished")))?;
         // The months around the jobs: each month's mean PUE tells low-PUE hours from others.
         let pue_by_hour = db::facility::hourly(
-            &state.db,
+            &cx.db,
             *id,
             from - Duration::days(31),
             to + Duration::days(1),
@@ -141,12 +141,12 @@ pub async fn gather(
         .into_iter()
         .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
         .collect();
-        let meters = db::facility::list(&state.db, Some(*id))
+        let meters = db::facility::list(&cx.db, Some(*id))
             .await?
             .into_iter()
             .map(|m| (m.name, m.category))
             .collect();
-        let carbon_series = !db::carbon::hourly(&state.db, *id, from, to + Duration::hours(1))
+        let carbon_series = !db::carbon::hourly(&cx.db, *id, from, to + Duration::hours(1))
             .await?
             .is_empty();
         sites.insert(

@@ -5,7 +5,7 @@ use axum::response::Response;
 use chrono::Utc;
 
 use super::query::Window;
-use crate::auth::session::Viewer;
+use crate::auth::Viewer;
 use crate::charts;
 use crate::error::{AppError, PageError};
 use crate::extract::{Path, Query};

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::session::Viewer;
+use crate::auth::Viewer;
 use crate::auth::{Caller, JobScope};
 use crate::error::{AppError, PageError};
 use crate::extract::Query;

@@ -8,7 +8,7 @@ use wattlas_protocol::paths::encode_segment;
 use wattlas_protocol::JobView;
 
 use super::query::Window;
-use crate::auth::session::{Nav, Viewer};
+use crate::auth::{Nav, Viewer};
 use crate::db;
 use crate::error::{Page, PageError};
 use crate::extract::{PageQuery, Path};

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::JobContext;
 use crate::db;
+use crate::service::Context;
 use crate::service::Result;
-use crate::state::AppState;
 
 /// A stretch of one GPU's time in the job without samples.
 pub struct Gap {
@@ -27,7 +27,7 @@ const MAX_GAPS: usize = 20;
 /// The job's coverage gaps, per GPU: from the raw samples for jobs up to 30 minutes (any interval over
 /// the integration limit), from the minute rollups for longer ones (minutes without data). Returns
 /// the first `MAX_GAPS` and how many there are.
-pub async fn coverage_gaps(state: &AppState, ctx: &JobContext) -> Result<(Vec<Gap>, usize)> {
+pub async fn coverage_gaps(cx: &Context, ctx: &JobContext) -> Result<(Vec<Gap>, usize)> {
     let job = &ctx.job;
     let from_ms = job.start_time.timestamp_millis();
     // A running job's last seconds are still on their way.
@@ -41,8 +41,8 @@ pub async fn coverage_gaps(state: &AppState, ctx: &JobContext) -> Result<(Vec<Ga
     let raw = to_ms - from_ms <= 30 * 60_000;
     // Node by node at once (each reads its own samples or hours).
     let mut out: Vec<Gap> = super::per_node(&ctx.nodes, |node| {
-        let state = state.clone();
-        async move { node_gaps(&state, &node, raw, from_ms, to_ms).await }
+        let cx = cx.clone();
+        async move { node_gaps(&cx, &node, raw, from_ms, to_ms).await }
     })
     .await?
     .into_iter()
@@ -56,7 +56,7 @@ pub async fn coverage_gaps(state: &AppState, ctx: &JobContext) -> Result<(Vec<Ga
 
 /// One node's gaps (see `coverage_gaps`): from its raw samples for a short job, else its minutes.
 async fn node_gaps(
-    state: &AppState,
+    cx: &Context,
     node: &db::energy::NodeGpus,
     raw: bool,
     from_ms: i64,
@@ -69,7 +69,7 @@ async fn node_gaps(
         node.gpus.iter().map(|g| (*g, Vec::new())).collect();
     let (start, limit) = if raw {
         let mut times: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-        for s in db::samples::fetch(&state.db, node.node_id, &node.gpus, from_ms, to_ms).await? {
+        for s in db::samples::fetch(&cx.db, node.node_id, &node.gpus, from_ms, to_ms).await? {
             times.entry(s.gpu).or_default().push(s.t_ms);
         }
         for (gpu, mut t) in times {
@@ -77,13 +77,13 @@ async fn node_gaps(
             t.dedup();
             runs.insert(
                 gpu,
-                crate::analytics::energy::cadence_runs(&t, state.config.max_gap_ms),
+                crate::analytics::energy::cadence_runs(&t, cx.config.max_gap_ms),
             );
         }
-        (from_ms, state.config.max_gap_ms)
+        (from_ms, cx.config.max_gap_ms)
     } else {
         for (gpu, first, last) in db::rollups::minute_runs(
-            &state.db,
+            &cx.db,
             node.node_id,
             &node.gpus,
             db::energy::floor_minute(from_ms),

@@ -6,8 +6,8 @@ use wattlas_protocol::{JobList, JobView, PageCursor};
 
 use crate::auth::JobScope;
 use crate::db;
+use crate::service::Context;
 use crate::service::{csv_cell, Error, Result};
-use crate::state::AppState;
 
 /// Query of the jobs list, API and page alike.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -234,20 +234,20 @@ fn cursor(row: &db::jobs::ListedJob) -> PageCursor {
 }
 
 /// One page of the jobs the scope may see, with the totals of all pages.
-pub async fn list_views(state: &AppState, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
+pub async fn list_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
     let filter = q.filter(scope)?;
     let (limit, start) = q.page()?;
     let (sort, descending) = q.sort()?;
     // The page (one row more: whether a next page exists) and the totals, on two connections at once.
     let (mut rows, (totals, updating)) = tokio::try_join!(
-        db::jobs::list(&state.db, &filter, sort, descending, limit + 1, &start),
-        db::jobs::totals(&state.db, &filter)
+        db::jobs::list(&cx.db, &filter, sort, descending, limit + 1, &start),
+        db::jobs::totals(&cx.db, &filter)
     )?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = rows.last().filter(|_| more).map(cursor);
     Ok(JobList {
-        jobs: super::listed_views(state, rows).await?,
+        jobs: super::listed_views(cx, rows).await?,
         total: totals.jobs,
         totals,
         updating,
@@ -256,15 +256,11 @@ pub async fn list_views(state: &AppState, scope: &JobScope, q: &ListQuery) -> Re
 }
 
 /// The filtered jobs (all pages, at most `MAX_EXPORT`) in the list's order, for a CSV export.
-pub async fn export_views(
-    state: &AppState,
-    scope: &JobScope,
-    q: &ListQuery,
-) -> Result<Vec<JobView>> {
+pub async fn export_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result<Vec<JobView>> {
     let filter = q.filter(scope)?;
     let (sort, descending) = q.sort()?;
     let rows = db::jobs::list(
-        &state.db,
+        &cx.db,
         &filter,
         sort,
         descending,
@@ -272,7 +268,7 @@ pub async fn export_views(
         &db::jobs::PageStart::Offset(0),
     )
     .await?;
-    super::listed_views(state, rows).await
+    super::listed_views(cx, rows).await
 }
 
 /// Most jobs one CSV export holds.

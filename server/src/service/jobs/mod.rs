@@ -18,7 +18,7 @@ use crate::analytics::sharing;
 use crate::auth::JobScope;
 use crate::db;
 use crate::db::energy::JobEnergy;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// `read` of each node at once (each its own rows and connection), the results in the nodes' order; a
 /// panic in one is the caller's, as if it had run here.
@@ -59,23 +59,23 @@ pub struct JobContext {
 impl JobContext {
     /// The job the scope may see, with its allocations; others are `NotFound` exactly as a job that
     /// does not exist.
-    pub async fn load(state: &AppState, scope: &JobScope, id: &str) -> Result<Self> {
-        let job = visible_job(state, scope, id).await?;
-        Self::of(state, job).await
+    pub async fn load(cx: &Context, scope: &JobScope, id: &str) -> Result<Self> {
+        let job = visible_job(cx, scope, id).await?;
+        Self::of(cx, job).await
     }
 
     /// A job's context from its row.
-    pub async fn of(state: &AppState, job: db::jobs::Job) -> Result<Self> {
-        Self::with_allocations(state, &state.db, job).await
+    pub async fn of(cx: &Context, job: db::jobs::Job) -> Result<Self> {
+        Self::with_allocations(cx, &cx.db, job).await
     }
 
     /// A job's context, its allocations read through `db` (the pool, or a transaction).
     async fn with_allocations(
-        state: &AppState,
+        cx: &Context,
         db: impl sqlx::PgExecutor<'_>,
         job: db::jobs::Job,
     ) -> Result<Self> {
-        state.metrics.allocation_read();
+        cx.metrics.allocation_read();
         let allocated = db::jobs::allocations(db, &job.id).await?;
         Ok(Self {
             job,
@@ -86,14 +86,14 @@ impl JobContext {
     /// A job's context as a transaction that wrote it sees it, before its commit: what a registration
     /// answers, without reading it again afterwards.
     pub async fn in_transaction(
-        state: &AppState,
+        cx: &Context,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         id: &str,
     ) -> Result<Self> {
         let job = db::jobs::by_id(&mut **tx, id)
             .await?
             .ok_or_else(|| Error::internal(format!("job {id} vanished while being written")))?;
-        Self::with_allocations(state, &mut **tx, job).await
+        Self::with_allocations(cx, &mut **tx, job).await
     }
 
     /// GPUs allocated.
@@ -117,22 +117,21 @@ impl JobContext {
     /// its share of its nodes' CPU and DRAM energy.
     pub async fn integrate(
         &self,
-        state: &AppState,
+        cx: &Context,
         now: DateTime<Utc>,
         bucket_ms: i64,
     ) -> Result<Energy> {
-        state.metrics.energy_integration();
+        cx.metrics.energy_integration();
         let (from_ms, to_ms) = self.span_ms(now);
-        let (gpu, shared) = self.gpu_energy(state, from_ms, to_ms, bucket_ms).await?;
+        let (gpu, shared) = self.gpu_energy(cx, from_ms, to_ms, bucket_ms).await?;
         let bucket_ms = (bucket_ms / db::energy::MINUTE_MS).max(1) * db::energy::MINUTE_MS;
         let mut node = NodeEnergy::default();
         let ids: Vec<i32> = self.nodes.iter().map(|n| n.node_id).collect();
-        let cpus = db::node_energy::node_cpus(&state.db, &ids).await?;
+        let cpus = db::node_energy::node_cpus(&cx.db, &ids).await?;
         // Readings come every few seconds; a minute without one is a gap (the collector was away).
-        let max_gap_ms = state.config.max_gap_ms.max(60_000);
+        let max_gap_ms = cx.config.max_gap_ms.max(60_000);
         for n in &self.nodes {
-            let occupants =
-                db::node_energy::occupants(&state.db, n.node_id, from_ms, to_ms).await?;
+            let occupants = db::node_energy::occupants(&cx.db, n.node_id, from_ms, to_ms).await?;
             let me = occupants.iter().position(|(id, _)| *id == self.job.id);
             let occupants: Vec<Occupant> = occupants.into_iter().map(|(_, o)| o).collect();
             let share = match me {
@@ -145,7 +144,7 @@ impl JobContext {
                         bucket_ms,
                         max_gap_ms,
                     };
-                    part.share(state, from_ms, to_ms).await?
+                    part.share(cx, from_ms, to_ms).await?
                 }
                 None => NodeShare::default(),
             };
@@ -167,24 +166,18 @@ impl JobContext {
     /// held it too, cut where they came and went and each piece split equally between its holders.
     async fn gpu_energy(
         &self,
-        state: &AppState,
+        cx: &Context,
         from_ms: i64,
         to_ms: i64,
         bucket_ms: i64,
     ) -> Result<(JobEnergy, Vec<SharedGpu>)> {
-        let max_gap_ms = state.config.max_gap_ms;
-        let others = db::jobs::shared_gpus(&state.db, &self.job.id, from_ms, to_ms).await?;
+        let max_gap_ms = cx.config.max_gap_ms;
+        let others = db::jobs::shared_gpus(&cx.db, &self.job.id, from_ms, to_ms).await?;
         let has_mig = self.nodes.iter().any(|n| !n.mig.is_empty());
         if others.is_empty() && !has_mig {
-            let e = db::energy::job_energy(
-                &state.db,
-                &self.nodes,
-                from_ms,
-                to_ms,
-                max_gap_ms,
-                bucket_ms,
-            )
-            .await?;
+            let e =
+                db::energy::job_energy(&cx.db, &self.nodes, from_ms, to_ms, max_gap_ms, bucket_ms)
+                    .await?;
             return Ok((e, Vec::new()));
         }
         // A MIG instance is the job's own slices of its GPU: charged their fraction of the GPU's energy,
@@ -220,8 +213,7 @@ impl JobContext {
             })
             .collect();
         let mut out =
-            db::energy::job_energy(&state.db, &alone, from_ms, to_ms, max_gap_ms, bucket_ms)
-                .await?;
+            db::energy::job_energy(&cx.db, &alone, from_ms, to_ms, max_gap_ms, bucket_ms).await?;
         let mut shared = Vec::new();
         for (&(node_id, gpu), &slices) in &mig {
             let Some(node) = self.nodes.iter().find(|n| n.node_id == node_id) else {
@@ -229,8 +221,7 @@ impl JobContext {
             };
             let one = [node.only(gpu)];
             let part =
-                db::energy::job_energy(&state.db, &one, from_ms, to_ms, max_gap_ms, bucket_ms)
-                    .await?;
+                db::energy::job_energy(&cx.db, &one, from_ms, to_ms, max_gap_ms, bucket_ms).await?;
             let fraction = f64::from(slices) / f64::from(wattlas_protocol::MIG_SLICES);
             out.add_share(part, fraction);
         }
@@ -247,7 +238,7 @@ impl JobContext {
             };
             for (a, b, holders) in sharing::segments(from_ms, to_ms, &spans) {
                 let part =
-                    db::energy::job_energy(&state.db, &one, a, b, max_gap_ms, bucket_ms).await?;
+                    db::energy::job_energy(&cx.db, &one, a, b, max_gap_ms, bucket_ms).await?;
                 out.add_share(part, 1.0 / f64::from(holders));
                 if holders > 1 {
                     info.shared_s += (b - a) as f64 / 1000.0;
@@ -278,9 +269,9 @@ struct NodePart<'a> {
 
 impl NodePart<'_> {
     /// The job's share over `[from_ms, to_ms)` from raw readings.
-    async fn raw(&self, state: &AppState, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
+    async fn raw(&self, cx: &Context, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
         let zones =
-            db::node_energy::readings(&state.db, self.node_id, from_ms, to_ms, self.max_gap_ms)
+            db::node_energy::readings(&cx.db, self.node_id, from_ms, to_ms, self.max_gap_ms)
                 .await?;
         Ok(node_energy::attribute(
             &zones,
@@ -297,15 +288,15 @@ impl NodePart<'_> {
     /// The job's share over `[from_ms, to_ms)`, from raw readings where the span is short, and else from
     /// rolled-up minutes for its whole minutes in which no job on the node starts or ends (raw readings
     /// for the rest: its partial first and last minutes, those minutes, and minutes not rolled up yet).
-    async fn share(&self, state: &AppState, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
+    async fn share(&self, cx: &Context, from_ms: i64, to_ms: i64) -> Result<NodeShare> {
         if to_ms - from_ms <= NODE_RAW_SPAN_MS {
-            return self.raw(state, from_ms, to_ms).await;
+            return self.raw(cx, from_ms, to_ms).await;
         }
         let (m_first, m_last) = (
             db::energy::ceil_minute(from_ms),
             db::energy::floor_minute(to_ms),
         );
-        let rolled = db::node_energy::minutes(&state.db, self.node_id, m_first, m_last).await?;
+        let rolled = db::node_energy::minutes(&cx.db, self.node_id, m_first, m_last).await?;
         let events: std::collections::BTreeSet<i64> = self
             .occupants
             .iter()
@@ -343,7 +334,7 @@ impl NodePart<'_> {
             ranges.push((t, to_ms));
         }
         for (a, b) in ranges {
-            out.add(self.raw(state, a, b).await?);
+            out.add(self.raw(cx, a, b).await?);
         }
         Ok(out)
     }
@@ -387,8 +378,8 @@ impl Energy {
 }
 
 /// A job the scope may see; others are `NotFound` exactly as a job that does not exist.
-pub async fn visible_job(state: &AppState, scope: &JobScope, id: &str) -> Result<db::jobs::Job> {
-    db::jobs::by_id(&state.db, id)
+pub async fn visible_job(cx: &Context, scope: &JobScope, id: &str) -> Result<db::jobs::Job> {
+    db::jobs::by_id(&cx.db, id)
         .await?
         .filter(|job| scope.allows(&job.user_name))
         .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))
@@ -431,22 +422,21 @@ impl Hourly {
 /// The full view of a job from its context and its energy (integrated over the job's span at `now`):
 /// with its IT energy per UTC hour.
 pub async fn view(
-    state: &AppState,
+    cx: &Context,
     ctx: &JobContext,
     energy: &Energy,
     now: DateTime<Utc>,
 ) -> Result<(JobView, BTreeMap<i64, f64>)> {
     let job = &ctx.job;
     let by_hour = by_hour(energy);
-    let charged = charge(state, job.site_id, &by_hour).await?;
+    let charged = charge(cx, job.site_id, &by_hour).await?;
     let facility = charged.facility;
     let total = &energy.gpu.total;
     let node = &energy.node;
     let measured = |j: f64| (node.measured > 0).then_some(j / 3.6e6);
     let gpu_count = ctx.gpu_count() as u32;
     let (from_ms, to_ms) = ctx.span_ms(now);
-    let idle =
-        db::closure::idle_allocated(&state.db, &job.id, db::ts(from_ms), db::ts(to_ms)).await?;
+    let idle = db::closure::idle_allocated(&cx.db, &job.id, db::ts(from_ms), db::ts(to_ms)).await?;
     let duration_s = (to_ms - from_ms) as f64 / 1000.0;
     let coverage = if gpu_count > 0 && duration_s > 0.0 {
         (total.covered_s / (f64::from(gpu_count) * duration_s)).min(1.0)
@@ -525,19 +515,19 @@ pub async fn view(
 
 /// A job's view integrated now, stored as its summary for lists; by hour, for maintenance.
 pub async fn computed_view_by_hour(
-    state: &AppState,
+    cx: &Context,
     ctx: &JobContext,
 ) -> Result<(JobView, BTreeMap<i64, f64>)> {
     let now = Utc::now();
-    let energy = ctx.integrate(state, now, db::energy::HOUR_MS).await?;
-    let (view, by_hour) = view(state, ctx, &energy, now).await?;
-    db::jobs::upsert_energy(&state.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
+    let energy = ctx.integrate(cx, now, db::energy::HOUR_MS).await?;
+    let (view, by_hour) = view(cx, ctx, &energy, now).await?;
+    db::jobs::upsert_energy(&cx.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
     Ok((view, by_hour))
 }
 
 /// A job's view integrated now, and stored as its summary.
-pub async fn computed_view(state: &AppState, ctx: &JobContext) -> Result<JobView> {
-    Ok(computed_view_by_hour(state, ctx).await?.0)
+pub async fn computed_view(cx: &Context, ctx: &JobContext) -> Result<JobView> {
+    Ok(computed_view_by_hour(cx, ctx).await?.0)
 }
 
 /// Age below which a running job's stored summary is shown as is, s.
@@ -552,26 +542,23 @@ fn fresh(job: &db::jobs::Job, computed_at: DateTime<Utc>, stale: bool, now: Date
 }
 
 /// A job's stored summary, where fresh.
-pub async fn stored_view(state: &AppState, job: &db::jobs::Job) -> Result<Option<JobView>> {
-    Ok(match db::jobs::stored_energy(&state.db, &job.id).await? {
+pub async fn stored_view(cx: &Context, job: &db::jobs::Job) -> Result<Option<JobView>> {
+    Ok(match db::jobs::stored_energy(&cx.db, &job.id).await? {
         Some((summary, at, stale)) if fresh(job, at, stale, Utc::now()) => Some(summary.0),
         _ => None,
     })
 }
 
 /// A job's view: its stored summary where fresh, else computed now (and stored).
-pub async fn current_view(state: &AppState, job: db::jobs::Job) -> Result<JobView> {
-    match stored_view(state, &job).await? {
+pub async fn current_view(cx: &Context, job: db::jobs::Job) -> Result<JobView> {
+    match stored_view(cx, &job).await? {
         Some(view) => Ok(view),
-        None => computed_view(state, &JobContext::of(state, job).await?).await,
+        None => computed_view(cx, &JobContext::of(cx, job).await?).await,
     }
 }
 
 /// The views of listed jobs: stored summaries where fresh, computed (and stored) where not.
-pub async fn listed_views(
-    state: &AppState,
-    rows: Vec<db::jobs::ListedJob>,
-) -> Result<Vec<JobView>> {
+pub async fn listed_views(cx: &Context, rows: Vec<db::jobs::ListedJob>) -> Result<Vec<JobView>> {
     let now = Utc::now();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -581,7 +568,7 @@ pub async fn listed_views(
         };
         match row.summary {
             Some(summary) if fresh => out.push(summary.0),
-            _ => out.push(computed_view(state, &JobContext::of(state, row.job).await?).await?),
+            _ => out.push(computed_view(cx, &JobContext::of(cx, row.job).await?).await?),
         }
     }
     Ok(out)
@@ -596,23 +583,19 @@ struct Charged {
 }
 
 /// Charges each UTC hour of IT energy the site's energy-weighted PUE and carbon intensity of that hour.
-async fn charge(
-    state: &AppState,
-    site_id: i32,
-    it_by_hour: &BTreeMap<i64, f64>,
-) -> Result<Charged> {
-    let site = db::sites::settings(&state.db, site_id)
+async fn charge(cx: &Context, site_id: i32, it_by_hour: &BTreeMap<i64, f64>) -> Result<Charged> {
+    let site = db::sites::settings(&cx.db, site_id)
         .await?
         .ok_or_else(|| Error::internal(format!("site {site_id} vanished")))?;
     let (mut pue, mut ci) = (BTreeMap::new(), BTreeMap::new());
     if let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back()) {
         let (from, to) = (db::ts(*first), db::ts(*last + db::energy::HOUR_MS));
-        pue = db::facility::hourly(&state.db, site_id, from, to, db::ts(0))
+        pue = db::facility::hourly(&cx.db, site_id, from, to, db::ts(0))
             .await?
             .iter()
             .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
             .collect();
-        ci = db::carbon::hourly(&state.db, site_id, from, to).await?;
+        ci = db::carbon::hourly(&cx.db, site_id, from, to).await?;
     }
     Ok(Charged {
         facility: crate::analytics::facility::facility_energy(it_by_hour, &pue, site.fallback_pue),
@@ -631,12 +614,12 @@ async fn charge(
 /// metric against its cumulative energy, from one integration of its samples at most (none where the
 /// summary is fresh and nothing was reported).
 pub async fn view_with_progress(
-    state: &AppState,
+    cx: &Context,
     ctx: &JobContext,
 ) -> Result<(JobView, wattlas_protocol::JobProgress)> {
     let now = Utc::now();
-    let reports = super::progress::reports(state, &ctx.job).await?;
-    let stored = stored_view(state, &ctx.job).await?;
+    let reports = super::progress::reports(cx, &ctx.job).await?;
+    let stored = stored_view(cx, &ctx.job).await?;
     let energy = if stored.is_none() || !reports.is_empty() {
         // Minutes where progress needs them; they add up to the hours charging needs.
         let bucket_ms = if reports.is_empty() {
@@ -644,15 +627,15 @@ pub async fn view_with_progress(
         } else {
             db::energy::MINUTE_MS
         };
-        ctx.integrate(state, now, bucket_ms).await?
+        ctx.integrate(cx, now, bucket_ms).await?
     } else {
         Energy::default()
     };
     let job = match stored {
         Some(view) => view,
         None => {
-            let (view, by_hour) = view(state, ctx, &energy, now).await?;
-            db::jobs::upsert_energy(&state.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
+            let (view, by_hour) = view(cx, ctx, &energy, now).await?;
+            db::jobs::upsert_energy(&cx.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
             view
         }
     };

@@ -9,8 +9,8 @@ use wattlas_protocol::{JobView, NewJob};
 use super::JobContext;
 use crate::auth::Caller;
 use crate::db;
+use crate::service::Context;
 use crate::service::{Error, Result};
-use crate::state::AppState;
 
 /// A time after every job's end, for ranges open at the end (PostgreSQL takes it; chrono's maximum it
 /// need not).
@@ -185,12 +185,12 @@ fn check_end(end: DateTime<Utc>) -> Result<()> {
 
 /// Registers a job, or adds to one (each node's prolog posts its own allocation), for a writer
 /// (a node or the admin): whether it was created, and its view.
-pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result<(bool, JobView)> {
+pub async fn register(cx: &Context, caller: &Caller, job: &NewJob) -> Result<(bool, JobView)> {
     check_job_fields(job)?;
     let site = match (caller, &job.site) {
-        (Caller::Node { site_id, .. }, None) => db::sites::by_id(&state.db, *site_id).await?,
+        (Caller::Node { site_id, .. }, None) => db::sites::by_id(&cx.db, *site_id).await?,
         (Caller::Node { site_id, name, .. }, Some(s)) => {
-            let site = db::sites::by_name(&state.db, s).await?;
+            let site = db::sites::by_name(&cx.db, s).await?;
             if site.as_ref().is_some_and(|site| site.id != *site_id) {
                 return Err(Error::Forbidden(format!(
                     "site: node '{name}' is not in site '{s}'"
@@ -198,7 +198,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             }
             site
         }
-        (Caller::Admin, Some(s)) => db::sites::by_name(&state.db, s).await?,
+        (Caller::Admin, Some(s)) => db::sites::by_name(&cx.db, s).await?,
         (Caller::Meter { .. } | Caller::Site { .. }, _) => {
             return Err(Error::Forbidden(
                 "a meter or site write token cannot register jobs".into(),
@@ -221,7 +221,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     })?;
 
     let names: Vec<String> = job.allocations.iter().map(|a| a.node.clone()).collect();
-    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let nodes = db::nodes::by_names(&cx.db, &names).await?;
     let mut gpus = Vec::new();
     let mut cpus = Vec::new();
     for (i, a) in job.allocations.iter().enumerate() {
@@ -299,7 +299,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
         }
     }
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     // The job this record is of: its id, else the site's job of the same raw id (a prolog that could
     // not learn the array task's id registered the raw one; sacct names both).
     let mut id = job.id.clone();
@@ -393,7 +393,7 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
             id: node_id, name, ..
         } = caller
         {
-            if gpus.is_empty() && !db::jobs::node_is_allocated(&state.db, &id, *node_id).await? {
+            if gpus.is_empty() && !db::jobs::node_is_allocated(&cx.db, &id, *node_id).await? {
                 return Err(Error::Forbidden(format!(
                     "id: node '{name}' holds no part of job '{id}'"
                 )));
@@ -455,33 +455,28 @@ pub async fn register(state: &AppState, caller: &Caller, job: &NewJob) -> Result
     nodes_of_job.dedup();
     let ranges: Vec<_> = nodes_of_job.iter().map(|n| (*n, job.start, far)).collect();
     db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
-    let ctx = JobContext::in_transaction(state, &mut tx, &id).await?;
+    let ctx = JobContext::in_transaction(cx, &mut tx, &id).await?;
     tx.commit().await?;
-    Ok((created, super::computed_view(state, &ctx).await?))
+    Ok((created, super::computed_view(cx, &ctx).await?))
 }
 
 /// Ends a job (admin), or a node's part of it (its epilog), at `end`: the job's view after.
-pub async fn end(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    end: DateTime<Utc>,
-) -> Result<JobView> {
+pub async fn end(cx: &Context, caller: &Caller, id: &str, end: DateTime<Utc>) -> Result<JobView> {
     // A node's epilog knows its job by Slurm's raw id (array task 4_2 is raw job 5 in its
     // environment): the site's job of that raw id, else the job of that id.
     let resolved = match caller {
-        Caller::Node { site_id, .. } => db::jobs::id_by_raw_id(&state.db, *site_id, id).await?,
+        Caller::Node { site_id, .. } => db::jobs::id_by_raw_id(&cx.db, *site_id, id).await?,
         _ => None,
     };
     let id = resolved.as_deref().unwrap_or(id);
-    let job = db::jobs::by_id(&state.db, id)
+    let job = db::jobs::by_id(&cx.db, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no job '{id}'")))?;
     match caller {
         Caller::Node {
             id: node_id, name, ..
         } => {
-            if !db::jobs::node_is_allocated(&state.db, id, *node_id).await? {
+            if !db::jobs::node_is_allocated(&cx.db, id, *node_id).await? {
                 return Err(Error::Forbidden(format!(
                     "node '{name}' holds no part of job '{id}'"
                 )));
@@ -511,7 +506,7 @@ pub async fn end(
             ),
         ));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     match caller {
         // A node's epilog ends its own part; the job ends with its last part. (A later end of an
         // ended part is taken: a requeued run's prolog can reach the server before the first run's
@@ -521,7 +516,7 @@ pub async fn end(
         }
         _ => db::jobs::end(&mut tx, id, end, db::jobs::Ending::Correct).await?,
     }
-    let ctx = JobContext::in_transaction(state, &mut tx, id).await?;
+    let ctx = JobContext::in_transaction(cx, &mut tx, id).await?;
     // The other jobs on its nodes after its end no longer share with it; an end moved later shares
     // from the old end on.
     let from = job.end_time.map_or(end, |old| old.min(end));
@@ -532,5 +527,5 @@ pub async fn end(
         .collect();
     db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
     tx.commit().await?;
-    super::computed_view(state, &ctx).await
+    super::computed_view(cx, &ctx).await
 }

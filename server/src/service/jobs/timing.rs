@@ -3,8 +3,8 @@
 
 use wattlas_protocol::JobView;
 
+use crate::service::Context;
 use crate::service::Result;
-use crate::state::AppState;
 
 /// The job page's "when to run" sentence: savings of facility energy versus what the job used.
 pub struct Timing {
@@ -24,13 +24,13 @@ pub fn format_energy(kwh: f64) -> String {
 }
 
 /// The sentence's figures, where the job's PUE was measured and the site has a profile.
-pub async fn timing(state: &AppState, job: &JobView) -> Result<Option<Timing>> {
+pub async fn timing(cx: &Context, job: &JobView) -> Result<Option<Timing>> {
     let Some(pue) = job.pue else { return Ok(None) };
     if job.pue_fallback_share >= 1.0 {
         return Ok(None);
     }
-    let site = crate::service::pue::site_tz(state, &job.site).await?;
-    let profile = crate::service::pue::profile(state, &site).await?;
+    let site = crate::service::pue::site_tz(cx, &job.site).await?;
+    let profile = crate::service::pue::profile(cx, &site).await?;
     let hours = (job.duration_s / 3600.0).ceil().max(1.0) as usize;
     let month0 = chrono::Datelike::month0(&job.start.with_timezone(&site.tz)) as usize;
     let when = crate::analytics::pue::when_to_run(&profile, month0, 0, hours);

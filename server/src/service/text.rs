@@ -1,0 +1,66 @@
+//! Names and cells: the checks of names that appear in URLs and logs, and CSV cells made safe.
+
+use super::error::{Error, Result};
+
+/// Checks a name that appears in URLs and logs (nodes, meters): 1 to 200 of `A-Z a-z 0-9 - _ .`.
+pub fn check_name(field: &str, name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be 1 to 200 of A-Z a-z 0-9 - _ .",
+        ))
+    }
+}
+
+/// Checks a user name (the scheduler's): 1 to 200 printable characters without spaces.
+pub fn check_user_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            "must be 1 to 200 characters without spaces",
+        ))
+    }
+}
+
+/// One CSV cell: quoted where needed, and defused where a spreadsheet would read a formula.
+pub fn csv_cell(s: &str) -> String {
+    // Spreadsheets skip leading blanks before reading a formula: `  =cmd` is one too.
+    let defused = if s.starts_with(['\t', '\r'])
+        || s.trim_start_matches([' ', '\t', '\r', '\n', '\u{a0}'])
+            .starts_with(['=', '+', '-', '@'])
+    {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if defused.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", defused.replace('"', "\"\""))
+    } else {
+        defused
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_defused_behind_blanks_too() {
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("  =HYPERLINK(1)"), "'  =HYPERLINK(1)");
+        assert_eq!(csv_cell("\n@SUM(A1)"), "\"'\n@SUM(A1)\"");
+        assert_eq!(csv_cell("a - b"), "a - b");
+    }
+}
