@@ -16,4 +16,5 @@ pub mod slurm;
 pub mod slurm_sync;
 pub mod source;
 pub mod spool;
+pub mod stats;
 pub mod uplink;

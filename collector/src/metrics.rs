@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::run::Stats;
 use crate::spool::Spool;
+use crate::stats::Stats;
 
 #[derive(Clone)]
 struct Shared {

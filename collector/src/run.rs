@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,26 +18,7 @@ use crate::uplink::Uplink;
 /// Polls buffered between the sampling thread and the batcher (a minute at 100 ms).
 const CHANNEL_POLLS: usize = 600;
 
-/// Counters of a run, for logs and tests.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Samples read from the source.
-    pub sampled: AtomicU64,
-    /// Samples delivered (server committed).
-    pub delivered: AtomicU64,
-    /// Samples refused by the server for good.
-    pub rejected: AtomicU64,
-    /// GPU reads that failed.
-    pub source_errors: AtomicU64,
-    /// Sampling ticks skipped because the sampling thread was held up past them.
-    pub skipped_ticks: AtomicU64,
-    /// CPU and DRAM counters found but unreadable (root-only since the 2020 RAPL advisory).
-    pub rapl_unreadable: AtomicU64,
-    /// Readings of a readable CPU or DRAM counter that failed.
-    pub rapl_errors: AtomicU64,
-    /// When the server last committed a batch, ms since the epoch (0: not yet).
-    pub last_push_ms: AtomicU64,
-}
+pub use crate::stats::Stats;
 
 /// What stops `run` from starting (once running, delivery problems are spooled, never errors).
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,8 @@ use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use wattlas_protocol::{paths, ApiError};
 
-use crate::run::Stats;
 use crate::spool::{read_entry, Entry, Spool};
+use crate::stats::Stats;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

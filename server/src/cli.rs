@@ -5,9 +5,10 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use sqlx::PgPool;
 
-use crate::auth::{new_token, password, token_digest};
+use crate::auth::password;
 use crate::config::UserAction;
 use crate::db::users;
+use crate::service::caller::{new_token, token_digest};
 
 /// Runs a user command; the password, where one is needed, is the first line of `input`.
 /// Returns what to print.
@@ -80,7 +81,7 @@ async fn read_password(mut input: impl BufRead, name: &str) -> anyhow::Result<St
 /// Writes the statement `args` asks for (every job is visible here: the command line is an admin's);
 /// returns what to print.
 pub async fn statement(
-    state: &crate::state::AppState,
+    cx: &crate::service::Context,
     args: crate::config::StatementArgs,
 ) -> anyhow::Result<String> {
     let format = args
@@ -105,12 +106,12 @@ pub async fn statement(
         ..Default::default()
     };
     let ids = (!args.jobs.is_empty()).then_some(args.jobs);
-    let scope = crate::auth::JobScope::All;
+    let scope = crate::service::caller::JobScope::All;
     let (q, left_out) = crate::statement::finished_by_default(&q, ids.is_some());
     let mut filter = q.filter(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
     filter.ids = ids.clone();
     let description = crate::service::jobs::list::describe(&q, ids.as_deref());
-    let mut st = crate::statement::gather(state, &scope, filter, description)
+    let mut st = crate::statement::gather(cx, &scope, filter, description)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::statement::say_selection(&mut st, &q, ids.as_deref(), left_out);

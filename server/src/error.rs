@@ -169,6 +169,12 @@ impl From<crate::service::ingest::WriteError> for AppError {
     }
 }
 
+impl From<crate::charts::ChartError> for AppError {
+    fn from(e: crate::charts::ChartError) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(anyhow::Error::new(e).context("rendering a page"))

@@ -19,8 +19,8 @@ use sqlx::PgPool;
 use crate::analytics::energy::minute_rollups;
 use crate::db::energy::{ceil_minute, floor_minute};
 use crate::db::{rollups, samples};
-use crate::error::AppError;
 use crate::service::Context;
+use crate::service::Error;
 
 /// Pending ranges taken per transaction.
 const PENDING_PER_RUN: i64 = 2000;
@@ -62,7 +62,7 @@ fn repeat<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(Context) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<usize, AppError>> + Send,
+    Fut: std::future::Future<Output = Result<usize, Error>> + Send,
 {
     let cx = cx.clone();
     tokio::spawn(async move {
@@ -131,9 +131,9 @@ pub fn spawn(cx: &Context) -> Tasks {
 }
 
 /// Records budget crossings (`service::budgets`), one process at a time: how many.
-pub async fn budget_crossings_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn budget_crossings_once(cx: &Context) -> Result<usize, Error> {
     let done = exclusively(&cx.db, "budgets", || async {
-        Ok(crate::service::budgets::record_crossings(cx).await?)
+        crate::service::budgets::record_crossings(cx).await
     })
     .await?
     .unwrap_or(0);
@@ -142,13 +142,13 @@ pub async fn budget_crossings_once(cx: &Context) -> Result<usize, AppError> {
 }
 
 /// Posts the budget crossings not delivered yet, one process at a time: how many were delivered.
-pub async fn webhooks_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn webhooks_once(cx: &Context) -> Result<usize, Error> {
     // Most runs have nothing to post: one short query, not the lock's connection beside it.
     if !crate::service::budgets::any_due(cx).await? {
         return Ok(0);
     }
     let delivered = exclusively(&cx.db, "webhooks", || async {
-        Ok(crate::service::budgets::deliver_due(cx).await?)
+        crate::service::budgets::deliver_due(cx).await
     })
     .await?
     .unwrap_or(0);
@@ -159,7 +159,7 @@ pub async fn webhooks_once(cx: &Context) -> Result<usize, AppError> {
 
 /// Records budget crossings and posts undelivered ones (`service::budgets`), one process at a time;
 /// returns how many crossings it recorded and delivered.
-pub async fn budgets_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn budgets_once(cx: &Context) -> Result<usize, Error> {
     Ok(budget_crossings_once(cx).await? + webhooks_once(cx).await?)
 }
 
@@ -168,13 +168,13 @@ const HOURS_PER_SETTLE_RUN: i64 = 32;
 
 /// Settles the node-hours that ended `compact_after_s` ago or earlier (up to `HOURS_PER_SETTLE_RUN`),
 /// oldest first; returns how many.
-pub async fn settle_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn settle_once(cx: &Context) -> Result<usize, Error> {
     let before = Utc::now() - chrono::Duration::seconds(cx.config.compact_after_s as i64);
     settle_before(cx, before).await
 }
 
 /// Settles node-hours that ended before `before`.
-pub async fn settle_before(cx: &Context, before: chrono::DateTime<Utc>) -> Result<usize, AppError> {
+pub async fn settle_before(cx: &Context, before: chrono::DateTime<Utc>) -> Result<usize, Error> {
     let done = exclusively(&cx.db, "settle", || async {
         let hours = samples::settleable(&cx.db, before, HOURS_PER_SETTLE_RUN).await?;
         let mut total = samples::Settled::default();
@@ -210,7 +210,7 @@ pub async fn settle_before(cx: &Context, before: chrono::DateTime<Utc>) -> Resul
 }
 
 /// Rolls up settled pending ranges once; returns how many ranges it took.
-pub async fn rollup_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn rollup_once(cx: &Context) -> Result<usize, Error> {
     let settle = chrono::Duration::seconds(cx.config.rollup_settle_s as i64);
     let taken = rollup_settled_before(cx, Utc::now() - settle).await?;
     node_energy_rollup(cx, Utc::now() - settle).await?;
@@ -233,10 +233,10 @@ impl Drop for Held {
 }
 
 /// Runs `work` unless another process (or task) runs `task` now; `None` when it was skipped.
-async fn exclusively<T, F, Fut>(db: &PgPool, task: &str, work: F) -> Result<Option<T>, AppError>
+async fn exclusively<T, F, Fut>(db: &PgPool, task: &str, work: F) -> Result<Option<T>, Error>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T, AppError>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     const LOCK: &str = "hashtext('wattlas.maintenance'), hashtext($1)";
     let mut held = Held {
@@ -272,7 +272,7 @@ const NODE_ENERGY_HOURS_PER_RUN: i64 = 6;
 pub async fn node_energy_rollup(
     cx: &Context,
     settled_before: chrono::DateTime<Utc>,
-) -> Result<usize, AppError> {
+) -> Result<usize, Error> {
     let rolled = exclusively(&cx.db, "node_energy", || {
         node_energy_rollup_now(cx, settled_before)
     })
@@ -285,7 +285,7 @@ pub async fn node_energy_rollup(
 async fn node_energy_rollup_now(
     cx: &Context,
     settled_before: chrono::DateTime<Utc>,
-) -> Result<usize, AppError> {
+) -> Result<usize, Error> {
     use crate::db::node_energy as ne;
     let margin_ms = cx.config.max_gap_ms.max(60_000);
     let nodes = ne::to_roll_up(&cx.db).await?;
@@ -342,7 +342,7 @@ async fn node_energy_rollup_now(
 pub async fn rollup_settled_before(
     cx: &Context,
     settled_before: chrono::DateTime<Utc>,
-) -> Result<usize, AppError> {
+) -> Result<usize, Error> {
     let max_gap = cx.config.max_gap_ms;
     // Raw data changes the rollups of every minute within the fetch margin of it.
     let margin = crate::analytics::energy::fetch_margin_ms(max_gap);
@@ -411,7 +411,7 @@ const RUNNING_MAX_AGE_S: f64 = 30.0;
 
 /// Recomputes the stored energy of jobs that have none, are stale, or are running (the jobs list sorts
 /// and totals on it); returns how many.
-pub async fn refresh_job_energy(cx: &Context, limit: i64) -> Result<usize, AppError> {
+pub async fn refresh_job_energy(cx: &Context, limit: i64) -> Result<usize, Error> {
     let taken = exclusively(&cx.db, "job_energy", || async {
         let jobs = crate::db::jobs::needing_energy(&cx.db, RUNNING_MAX_AGE_S, limit).await?;
         let taken = jobs.len();
@@ -428,7 +428,7 @@ pub async fn refresh_job_energy(cx: &Context, limit: i64) -> Result<usize, AppEr
 
 /// Drops raw chunks older than the retention period; rollups stay. Chunks whose samples still wait for
 /// the rollup task (an imported log older than the period) stay until they are rolled up.
-pub async fn retention_once(cx: &Context) -> Result<usize, AppError> {
+pub async fn retention_once(cx: &Context) -> Result<usize, Error> {
     let dropped = exclusively(&cx.db, "retention", || {
         retention_now(&cx.db, cx.config.raw_retention_days)
     })
@@ -438,7 +438,7 @@ pub async fn retention_once(cx: &Context) -> Result<usize, AppError> {
     Ok(dropped)
 }
 
-async fn retention_now(db: &PgPool, retention_days: u32) -> Result<usize, AppError> {
+async fn retention_now(db: &PgPool, retention_days: u32) -> Result<usize, Error> {
     let mut dropped: Vec<String> = sqlx::query_scalar(
         r#"select dropped::text
         from drop_chunks('gpu_raw', older_than => least(

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use wattlas_protocol::{paths, Allocation, NewJob, NewNode};
@@ -11,16 +10,7 @@ use wattlas_protocol::{paths, Allocation, NewJob, NewNode};
 use super::nvidia_smi::{self, send::Delivered, Options, Summary};
 use crate::uplink::{Delivery, Uplink};
 
-/// Server and token of an import.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Server base URL.
-    #[arg(long, env = "WATTLAS_SERVER")]
-    pub server: String,
-    /// Bearer token: admin (nvidia-smi and sacct history), or the meter's (a meter's export).
-    #[arg(long, env = "WATTLAS_TOKEN", hide_env_values = true)]
-    pub token: String,
-}
+pub use super::{tags, ServerArgs};
 
 /// `import nvidia-smi`.
 #[derive(Debug, Args)]
@@ -83,18 +73,6 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Meter(a) => super::meter::run(a).await,
         ImportCommand::Sacct(a) => super::sacct::run(a).await,
     }
-}
-
-/// `key=value` tags.
-pub fn tags(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    for t in list {
-        let (k, v) = t
-            .split_once('=')
-            .with_context(|| format!("--tag '{t}': expected key=value"))?;
-        map.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    Ok(map)
 }
 
 /// Registers `node` in `site` unless the server knows it already.

@@ -43,7 +43,7 @@ pub struct MeterImportArgs {
     #[arg(long)]
     pub strict: bool,
     #[command(flatten)]
-    pub server: super::cli::ServerArgs,
+    pub server: super::ServerArgs,
 }
 
 /// What a column holds.

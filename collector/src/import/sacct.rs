@@ -55,7 +55,7 @@ pub struct SacctArgs {
     #[arg(long)]
     pub strict: bool,
     #[command(flatten)]
-    pub server: super::cli::ServerArgs,
+    pub server: super::ServerArgs,
 }
 
 /// One job as sacct describes it.
@@ -576,7 +576,7 @@ pub async fn run(a: SacctArgs) -> anyhow::Result<()> {
         .timezone
         .parse()
         .map_err(|_| anyhow::anyhow!("--timezone: '{}' is not an IANA time zone", a.timezone))?;
-    let tags = super::cli::tags(&a.tags)?;
+    let tags = super::tags(&a.tags)?;
     let f =
         std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
     let parsed = parse(

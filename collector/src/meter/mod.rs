@@ -5,22 +5,14 @@
 //! GPU samples, so a server outage loses none that fit.
 
 pub mod cli;
+pub mod error;
 pub mod modbus;
 pub mod simulated;
 
 use chrono::{DateTime, Utc};
 use wattlas_protocol::FacilityReading;
 
-/// Errors of a meter read.
-#[derive(Debug, thiserror::Error)]
-pub enum MeterError {
-    /// The meter could not be reached or answered with an error.
-    #[error("meter read failed: {0}")]
-    Read(String),
-    /// The meter answered with values that are not powers.
-    #[error("meter gave an implausible reading: {0}")]
-    Implausible(String),
-}
+pub use error::MeterError;
 
 /// A meter to read.
 pub enum Meter {

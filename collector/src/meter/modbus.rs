@@ -10,7 +10,7 @@ use tokio_modbus::client::{tcp, Context, Reader};
 use tokio_modbus::Slave;
 use wattlas_protocol::FacilityReading;
 
-use super::MeterError;
+use super::error::MeterError;
 
 /// How a value is laid out in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

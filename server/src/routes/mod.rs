@@ -19,6 +19,7 @@ pub mod pue;
 pub mod queries;
 pub mod sites;
 pub mod statements;
+pub mod svg;
 
 use std::time::Duration;
 

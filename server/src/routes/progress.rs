@@ -11,8 +11,9 @@ use crate::auth::Viewer;
 use crate::db::users::Role;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
+use crate::service::jobs::progress_of;
 use crate::service::jobs::{visible_job, JobContext};
-use crate::service::progress::{progress_of, store};
+use crate::service::progress::store;
 use crate::state::AppState;
 
 /// `POST /api/v1/jobs/{id}/progress`: the job's owner (with their API token) or an admin.
@@ -62,7 +63,7 @@ pub async fn chart(
         .iter()
         .find(|m| m.name == metric)
         .ok_or_else(|| AppError::not_found(format!("job '{id}' reported no metric '{metric}'")))?;
-    Ok(crate::charts::svg_response(
+    Ok(crate::routes::svg::svg_response(
         crate::charts::progress::render(&ctx.job.id, m),
     )?)
 }

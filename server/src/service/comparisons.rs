@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::jobs::{series, JobContext};
 use super::{Error, Result};
 use crate::analytics::powercap::{advise, compare, CapAdvice, CapJob, CapRow};
-use crate::auth::JobScope;
 use crate::charts::power::{GpuMetric, Series};
 use crate::db;
+use crate::service::caller::JobScope;
 use crate::service::Context;
 
 /// Most jobs one comparison reads.

@@ -3,8 +3,8 @@
 use wattlas_protocol::{MeterToken, MeterView, NewMeter};
 
 use super::{Error, Result};
-use crate::auth;
 use crate::db;
+use crate::service::caller;
 use crate::service::Context;
 
 const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
@@ -22,13 +22,13 @@ pub async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> 
     let site = db::sites::by_name(&cx.db, &meter.site)
         .await?
         .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", meter.site)))?;
-    let token = auth::new_token("wm");
+    let token = caller::new_token("wm");
     db::facility::create(
         &cx.db,
         &meter.name,
         site.id,
         &category,
-        &auth::token_digest(&token),
+        &caller::token_digest(&token),
     )
     .await?
     .ok_or_else(|| Error::Conflict(format!("name: meter '{}' exists", meter.name)))?;

@@ -3,8 +3,8 @@
 use wattlas_protocol::{NewNode, NodeToken, NodeView};
 
 use super::{Error, Result};
-use crate::auth;
 use crate::db;
+use crate::service::caller;
 use crate::service::Context;
 
 /// Validates and stores a new node with a fresh token (the API and the admin page).
@@ -13,8 +13,8 @@ pub async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
     let site = db::sites::by_name(&cx.db, &node.site)
         .await?
         .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", node.site)))?;
-    let token = auth::new_token("wn");
-    db::nodes::create(&cx.db, &node.name, site.id, &auth::token_digest(&token))
+    let token = caller::new_token("wn");
+    db::nodes::create(&cx.db, &node.name, site.id, &caller::token_digest(&token))
         .await?
         .ok_or_else(|| Error::Conflict(format!("name: node '{}' exists", node.name)))?;
     Ok(NodeToken {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use wattlas_protocol::{JobProgress, MetricProgress, ProgressPoint, ProgressReport};
 
-use super::jobs::JobContext;
 use super::{Error, Result};
 use crate::analytics::progress::{energy_at, last_percent};
 use crate::db;
@@ -82,24 +81,12 @@ pub async fn reports(cx: &Context, job: &db::jobs::Job) -> Result<Vec<ProgressRe
     Ok(db::progress::list(&cx.db, &job.id).await?)
 }
 
-/// Each metric of a job against its cumulative IT energy: integrated here, where the caller has no
-/// integration of the job at hand.
-pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<JobProgress> {
-    let reports = reports(cx, &ctx.job).await?;
-    if reports.is_empty() {
-        return Ok(progress_from(ctx, &reports, &BTreeMap::new()));
-    }
-    let energy = ctx.integrate(cx, Utc::now(), db::energy::MINUTE_MS).await?;
-    Ok(progress_from(ctx, &reports, &energy.it_by_bucket()))
-}
-
 /// Each metric of a job against its cumulative IT energy, from the job's energy by minute.
 pub fn progress_from(
-    ctx: &JobContext,
+    job: &db::jobs::Job,
     reports: &[ProgressReport],
     it_by_minute: &BTreeMap<i64, f64>,
 ) -> JobProgress {
-    let job = &ctx.job;
     let from_ms = job.start_time.timestamp_millis();
     let mut metrics: Vec<MetricProgress> = Vec::new();
     let mut by_name: BTreeMap<&str, Vec<ProgressPoint>> = BTreeMap::new();

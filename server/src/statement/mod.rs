@@ -9,8 +9,8 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 
 use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
-use crate::auth::JobScope;
 use crate::db;
+use crate::service::caller::JobScope;
 use crate::service::jobs::list::ListQuery;
 use crate::service::Context;
 use crate::service::{Error, Result};

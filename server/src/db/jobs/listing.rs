@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use wattlas_protocol::{JobTotals, JobView};
 
-use super::*;
+use super::rows::*;
 
 /// Filters of the jobs list.
 #[derive(Debug, Clone, Default)]

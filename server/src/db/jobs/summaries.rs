@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use wattlas_protocol::JobView;
 
-use super::*;
+use super::rows::*;
 
 /// Stores a job's freshly computed view as its energy summary.
 pub async fn upsert_energy(

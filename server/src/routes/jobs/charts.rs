@@ -45,7 +45,7 @@ pub async fn gpu_chart(
             .and_then(|(view, _, _)| view.0.power_cap_w),
         _ => None,
     };
-    Ok(charts::svg_response(charts::power::render(
+    Ok(crate::routes::svg::svg_response(charts::power::render(
         &format!("{title}, job {}", ctx.job.id),
         y,
         &series,

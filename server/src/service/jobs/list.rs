@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use wattlas_protocol::{JobList, JobView, PageCursor};
 
-use crate::auth::JobScope;
 use crate::db;
+use crate::service::caller::JobScope;
 use crate::service::Context;
 use crate::service::{csv_cell, Error, Result};
 

@@ -15,9 +15,9 @@ use wattlas_protocol::{Allocation, JobView, SharedGpu};
 use super::{Error, Result};
 use crate::analytics::node_energy::{self, NodeShare, Occupant};
 use crate::analytics::sharing;
-use crate::auth::JobScope;
 use crate::db;
 use crate::db::energy::JobEnergy;
+use crate::service::caller::JobScope;
 use crate::service::Context;
 
 /// `read` of each node at once (each its own rows and connection), the results in the nodes' order; a
@@ -641,6 +641,25 @@ pub async fn view_with_progress(
     };
     Ok((
         job,
-        super::progress::progress_from(ctx, &reports, &energy.it_by_bucket()),
+        super::progress::progress_from(&ctx.job, &reports, &energy.it_by_bucket()),
+    ))
+}
+
+/// Each metric of a job against its cumulative IT energy: integrated here, where the caller has no
+/// integration of the job at hand.
+pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<wattlas_protocol::JobProgress> {
+    let reports = super::progress::reports(cx, &ctx.job).await?;
+    if reports.is_empty() {
+        return Ok(super::progress::progress_from(
+            &ctx.job,
+            &reports,
+            &BTreeMap::new(),
+        ));
+    }
+    let energy = ctx.integrate(cx, Utc::now(), db::energy::MINUTE_MS).await?;
+    Ok(super::progress::progress_from(
+        &ctx.job,
+        &reports,
+        &energy.it_by_bucket(),
     ))
 }

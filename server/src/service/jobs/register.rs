@@ -7,8 +7,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use wattlas_protocol::{JobView, NewJob};
 
 use super::JobContext;
-use crate::auth::Caller;
 use crate::db;
+use crate::service::caller::Caller;
 use crate::service::Context;
 use crate::service::{Error, Result};
 
