@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 use wattlas_protocol::GpuBatch;
 use wattlas_server::codec;
-use wattlas_server::routes::ingest::{
+use wattlas_server::service::ingest::checks::{
     validate_identities, validate_node_energy, validate_raw, validate_samples,
 };
 

@@ -5,10 +5,10 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use sqlx::PgPool;
 
-use crate::auth::password;
 use crate::config::UserAction;
 use crate::db::users;
 use crate::service::caller::{new_token, token_digest};
+use crate::service::password;
 
 /// Runs a user command; the password, where one is needed, is the first line of `input`.
 /// Returns what to print.

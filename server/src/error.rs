@@ -150,21 +150,9 @@ impl From<crate::service::error::Error> for AppError {
             Error::TooLarge(m) => AppError::Client(StatusCode::PAYLOAD_TOO_LARGE, m),
             Error::Forbidden(m) => AppError::Client(StatusCode::FORBIDDEN, m),
             Error::Conflict(m) => AppError::conflict(m),
+            Error::Busy(m) => AppError::Client(StatusCode::SERVICE_UNAVAILABLE, m),
             Error::Db(e) => e.into(),
             Error::Internal(e) => AppError::Internal(e),
-        }
-    }
-}
-
-impl From<crate::service::ingest::WriteError> for AppError {
-    fn from(e: crate::service::ingest::WriteError) -> Self {
-        match e {
-            // 503 (with Retry-After): the collector keeps the batch and sends it again.
-            crate::service::ingest::WriteError::Busy => Self::Client(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the ingest queue is full, retry later".to_owned(),
-            ),
-            crate::service::ingest::WriteError::Db(e) => e.into(),
         }
     }
 }

@@ -356,7 +356,7 @@ pub async fn rollup_settled_before(
         .iter()
         .map(|p| (p.node_id, p.t_from, p.t_to))
         .collect();
-    crate::db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
+    crate::service::stale::nodes_changed(&mut tx, &ranges).await?;
     // Per node, the whole minutes touched by pending raw data (and by the gap bridged into neighbours).
     let mut minutes: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
     for p in &pending {

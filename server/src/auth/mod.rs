@@ -12,7 +12,7 @@
 //! writes need a bearer token. Page forms check the session's CSRF token.
 //!
 //! This module only names its parts: `identify` (the middleware and the extractors), `session`
-//! (cookies, sessions, CSRF), `password`, `limit` (sign-in rate limits), `node_tokens`, `nav` (the page
+//! (cookies, sessions, CSRF), `limit` (sign-in rate limits), `node_tokens`, `nav` (the page
 //! header's view of the viewer). `Caller` and `JobScope` are the domain's (`service::caller`).
 
 pub mod identify;
@@ -20,10 +20,10 @@ pub mod limit;
 pub mod nav;
 pub mod node_tokens;
 pub mod operator;
-pub mod password;
 pub mod session;
 
 pub use crate::service::caller::{new_token, token_digest, Caller, JobScope};
+pub use crate::service::password;
 pub use identify::{error_pages_with_nav, middleware, AppErrorKind, Identity, Viewer};
 pub use nav::Nav;
 pub use node_tokens::{NodeTokens, NODE_TOKEN_TTL};

@@ -7,7 +7,11 @@ use sqlx::PgPool;
 use wattlas_protocol::CarbonPoint;
 
 /// Stores points (a time stored again takes the new value); returns how many were new or changed.
-pub async fn upsert(db: &PgPool, site_id: i32, points: &[CarbonPoint]) -> sqlx::Result<u64> {
+pub async fn upsert(
+    db: impl sqlx::PgExecutor<'_>,
+    site_id: i32,
+    points: &[CarbonPoint],
+) -> sqlx::Result<u64> {
     let time: Vec<DateTime<Utc>> = points.iter().map(|p| p.time).collect();
     let g: Vec<f64> = points.iter().map(|p| p.g_per_kwh).collect();
     let done = sqlx::query(

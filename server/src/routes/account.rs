@@ -10,11 +10,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::auth::session::{self, LOGIN_COOKIE, SESSION_COOKIE};
-use crate::auth::{new_token, password, token_digest, Caller, Identity};
+use crate::auth::{new_token, password, Caller, Identity};
 use crate::auth::{Nav, Viewer};
-use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Form, Path};
+use crate::service::{self, users};
 use crate::state::AppState;
 
 /// `/login`.
@@ -61,9 +61,9 @@ fn safe_next(next: Option<&str>) -> String {
 
 /// Where a sign-in leads: `next` where one was given, else by role: staff and admins to the overview,
 /// researchers to their jobs.
-fn landing(next: &str, role: db::users::Role) -> String {
+fn landing(next: &str, role: users::Role) -> String {
     match next {
-        "" if role >= db::users::Role::Staff => "/overview".to_owned(),
+        "" if role >= users::Role::Staff => "/overview".to_owned(),
         "" => "/jobs".to_owned(),
         n => n.to_owned(),
     }
@@ -175,14 +175,14 @@ pub async fn login(
         response.headers_mut().insert(RETRY_AFTER, secs.into());
         return Ok(response);
     }
-    let found = db::users::password_hash(&state.db, &form.username).await?;
+    let found = users::password_hash(&state, &form.username).await?;
     let (stored, user_id) = match found {
         Some((id, Some(hash))) => (hash, Some(id)),
         _ => (password::dummy_hash().await?, None),
     };
     let matches = password::verify_in(slot, form.password, stored).await?;
     let user = match (matches, user_id) {
-        (true, Some(_)) => db::users::by_name(&state.db, &form.username).await?,
+        (true, Some(_)) => users::by_name(&state, &form.username).await?,
         _ => None,
     };
     let Some(user) = user else {
@@ -201,7 +201,7 @@ pub async fn login(
     // The browser's previous session ends with this sign-in: a second person signing in on a shared
     // browser leaves nothing of the first's (issue 33).
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
-        db::users::delete_session(&state.db, &token_digest(token)).await?;
+        users::end_session(&state, token).await?;
     }
     let to = landing(&next, user.role);
     let (_, session_cookie) = session::start(&state, user).await?;
@@ -229,7 +229,7 @@ pub async fn logout(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
-        db::users::delete_session(&state.db, &token_digest(token)).await?;
+        users::end_session(&state, token).await?;
     }
     let clear = session::set_cookie(&state.config, SESSION_COOKIE, "", 0);
     Ok(([(SET_COOKIE, clear)], Redirect::to("/login")).into_response())
@@ -246,7 +246,7 @@ pub struct AccountPage {
     /// Role name.
     pub role: &'static str,
     /// Tokens (not their secrets).
-    pub tokens: Vec<db::users::ApiToken>,
+    pub tokens: Vec<users::ApiToken>,
     /// A token just created, shown once.
     pub new_token: Option<String>,
     /// What was just done.
@@ -265,7 +265,7 @@ async fn account_page(
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let (tokens, editable) = match &viewer.caller {
-        Caller::User(u) => (db::users::tokens(&state.db, u.id).await?, true),
+        Caller::User(u) => (users::tokens(state, u.id).await?, true),
         _ => (Vec::new(), false),
     };
     let status = if error.is_some() {
@@ -291,7 +291,7 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
     account_page(&state, &viewer, None, None, None).await
 }
 
-fn user_of(viewer: &Viewer) -> Result<&db::users::User, AppError> {
+fn user_of(viewer: &Viewer) -> Result<&users::User, AppError> {
     match &viewer.caller {
         Caller::User(u) => Ok(u),
         _ => Err(AppError::forbidden(
@@ -325,20 +325,13 @@ pub async fn create_token(
         )));
     }
     let user = user_of(&viewer)?;
-    let label = form.label.trim();
-    if label.is_empty() || label.len() > 100 {
-        return account_page(
-            &state,
-            &viewer,
-            None,
-            None,
-            Some("label: 1 to 100 characters".into()),
-        )
-        .await;
+    match users::create_token(&state, user.id, &form.label).await {
+        Ok(token) => account_page(&state, &viewer, Some(token), None, None).await,
+        Err(e @ service::Error::Invalid { .. }) => {
+            account_page(&state, &viewer, None, None, Some(e.to_string())).await
+        }
+        Err(e) => Err(AppError::from(e).into()),
     }
-    let token = new_token("wat");
-    db::users::create_token(&state.db, user.id, label, &token_digest(&token)).await?;
-    account_page(&state, &viewer, Some(token), None, None).await
 }
 
 /// `POST /account/tokens/{id}/revoke`.
@@ -350,9 +343,9 @@ pub async fn revoke_token(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     let user = user_of(&viewer)?;
-    if !db::users::revoke_token(&state.db, user.id, id).await? {
-        return Err(AppError::not_found("no such token of yours").into());
-    }
+    users::revoke_token(&state, user.id, id)
+        .await
+        .map_err(AppError::from)?;
     account_page(&state, &viewer, None, Some("Token revoked.".into()), None).await
 }
 
@@ -378,7 +371,7 @@ pub async fn change_password(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     let user = user_of(&viewer)?;
-    if let Some((_, Some(stored))) = db::users::password_hash(&state.db, &user.name).await? {
+    if let Some((_, Some(stored))) = users::password_hash(&state, &user.name).await? {
         // Guesses of the current password (a session left open) are throttled like sign-ins.
         if let Err(wait) = state
             .sign_in
@@ -412,14 +405,14 @@ pub async fn change_password(
             .sign_in
             .succeeded(&format!("password:{}", user.name), None);
     }
-    if let Err(e) = password::check_new(&form.new, &user.name) {
-        return account_page(&state, &viewer, None, None, Some(e.to_string())).await;
-    }
-    let hash = password::hash(form.new).await?;
-    let keep = session::cookie(&headers, SESSION_COOKIE).map(token_digest);
-    let ended = db::users::set_password(&state.db, &user.name, Some(&hash), keep.as_deref())
-        .await?
-        .unwrap_or_default();
+    let keep = session::cookie(&headers, SESSION_COOKIE);
+    let ended = match users::set_password(&state, &user.name, form.new, keep).await {
+        Ok(ended) => ended,
+        Err(e @ service::Error::Invalid { .. }) => {
+            return account_page(&state, &viewer, None, None, Some(e.to_string())).await
+        }
+        Err(e) => return Err(AppError::from(e).into()),
+    };
     account_page(
         &state,
         &viewer,

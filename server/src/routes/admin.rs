@@ -9,12 +9,10 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use wattlas_protocol::{MeterView, NewMeter, NewNode, NewSite};
 
-use crate::auth::{self, password, Caller};
-use crate::auth::{Nav, Viewer};
-use crate::db;
-use crate::db::users::Role;
+use crate::auth::{Caller, Nav, Viewer};
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Form, Path};
+use crate::service::{self, tokens, users};
 use crate::state::AppState;
 
 /// `/admin`.
@@ -24,11 +22,11 @@ pub struct AdminPage {
     /// Header.
     pub nav: Nav,
     /// Users by name.
-    pub users: Vec<db::users::User>,
+    pub users: Vec<users::User>,
     /// Sites by name.
-    pub sites: Vec<db::sites::SiteRow>,
+    pub sites: Vec<service::sites::SiteRow>,
     /// Nodes by name.
-    pub nodes: Vec<db::nodes::Node>,
+    pub nodes: Vec<service::nodes::Node>,
     /// Meters with their last reading.
     pub meters: Vec<MeterView>,
     /// A token just made: (what it is for, the token).
@@ -80,27 +78,12 @@ async fn render(
         Err(AppError::Client(status, msg)) => (None, None, Some(msg), status),
         Err(e) => return Err(e.into()),
     };
-    let nodes = db::nodes::list(&state.db).await?;
-    let gpus = db::nodes::gpu_summary(&state.db).await?;
     let now = chrono::Utc::now();
-    let node_state = nodes
-        .iter()
-        .map(|n| {
-            let (count, models) = gpus.get(&n.id).cloned().unwrap_or_default();
-            let status = match n.last_seen {
-                None => "never reported",
-                Some(t) if (now - t).num_seconds() > crate::service::overview::STALE_NODE_S => {
-                    "stale"
-                }
-                Some(_) => "online",
-            };
-            (count, models, status)
-        })
-        .collect();
+    let (nodes, node_state) = service::nodes::with_state(state, now).await?;
     let page = AdminPage {
         nav: viewer.nav(),
-        users: db::users::list(&state.db).await?,
-        sites: db::sites::list_with_fallback(&state.db).await?,
+        users: users::list(state).await?,
+        sites: service::sites::list(state).await?,
         node_state,
         budgets: crate::service::budgets::statuses(state, now).await?,
         nodes,
@@ -119,11 +102,6 @@ pub async fn index(State(state): State<AppState>, viewer: Viewer) -> Result<Resp
     render(&state, &viewer, Ok(Outcome::Done(String::new()))).await
 }
 
-fn role(text: &str) -> Result<Role, AppError> {
-    text.parse::<Role>()
-        .map_err(|e| AppError::bad_request(format!("role: {e}")))
-}
-
 /// The new-user form.
 #[derive(Debug, Deserialize)]
 pub struct NewUserForm {
@@ -137,21 +115,11 @@ pub struct NewUserForm {
 }
 
 async fn create_user(state: &AppState, form: NewUserForm) -> Result<Outcome, AppError> {
-    crate::service::check_user_name(&form.name)?;
-    let role = role(&form.role)?;
-    let hash = if form.password.is_empty() {
-        None
-    } else {
-        password::check_new(&form.password, &form.name)?;
-        Some(password::hash(form.password).await?)
-    };
-    db::users::create(&state.db, &form.name, role, hash.as_deref())
-        .await?
-        .ok_or_else(|| AppError::conflict(format!("name: user '{}' exists", form.name)))?;
+    let user = users::create(state, &form.name, &form.role, Some(form.password)).await?;
     Ok(Outcome::Done(format!(
         "Created {} '{}'.",
-        role.as_str(),
-        form.name
+        user.role.as_str(),
+        user.name
     )))
 }
 
@@ -185,28 +153,26 @@ async fn update_user(
     name: &str,
     form: UserForm,
 ) -> Result<Outcome, AppError> {
-    let role = role(&form.role)?;
-    let disabled = form.disabled.is_some();
-    if name == viewer.name && (role != Role::Admin || disabled) {
-        return Err(AppError::bad_request(
-            "you cannot take away your own admin role or disable yourself",
-        ));
-    }
-    if !db::users::update(&state.db, name, role, disabled).await? {
-        return Err(AppError::not_found(format!("no user '{name}'")));
-    }
-    let mut done = format!(
+    let done = users::update(
+        state,
+        &viewer.name,
+        name,
+        &form.role,
+        form.disabled.is_some(),
+        form.password,
+    )
+    .await?;
+    let mut message = format!(
         "'{name}' is {} {}.",
-        if disabled { "a disabled" } else { "an enabled" },
-        role.as_str()
+        if done.disabled {
+            "a disabled"
+        } else {
+            "an enabled"
+        },
+        done.role.as_str()
     );
-    if !form.password.is_empty() {
-        password::check_new(&form.password, name)?;
-        let hash = password::hash(form.password).await?;
-        let ended = db::users::set_password(&state.db, name, Some(&hash), None)
-            .await?
-            .unwrap_or_default();
-        done.push_str(&format!(
+    if let Some(ended) = done.password {
+        message.push_str(&format!(
             " Password set: {} session{} signed out and {} API token{} revoked.",
             ended.sessions,
             if ended.sessions == 1 { "" } else { "s" },
@@ -214,7 +180,7 @@ async fn update_user(
             if ended.tokens == 1 { "" } else { "s" }
         ));
     }
-    Ok(Outcome::Done(done))
+    Ok(Outcome::Done(message))
 }
 
 /// `POST /admin/users/{name}`.
@@ -474,37 +440,12 @@ pub async fn rotate_token(
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
     let outcome = async {
-        let (prefix, found) = match kind.as_str() {
-            "nodes" => {
-                let token = auth::new_token("wn");
-                let found =
-                    db::nodes::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
-                // The old token keeps working until the collector first uses the new one (24 h at
-                // most); then it stops here at once (other servers: within auth::NODE_TOKEN_TTL).
-                state.node_tokens.clear();
-                (token, found)
-            }
-            "meters" => {
-                let token = auth::new_token("wm");
-                let found =
-                    db::facility::set_token(&state.db, &name, &auth::token_digest(&token)).await?;
-                (token, found)
-            }
-            "sites" => {
-                let token = auth::new_token("ws");
-                let found =
-                    db::sites::set_write_token(&state.db, &name, &auth::token_digest(&token))
-                        .await?;
-                (token, found)
-            }
-            _ => {
-                return Err(AppError::not_found(
-                    "only nodes, meters and sites have tokens",
-                ))
-            }
-        };
-        if !found {
-            return Err(AppError::not_found(format!("no {kind} '{name}'")));
+        let holder = tokens::Holder::from_plural(&kind)?;
+        let prefix = tokens::rotate(&state, holder, &name).await?;
+        if holder == tokens::Holder::Node {
+            // The old token keeps working until the collector first uses the new one (24 h at
+            // most); then it stops here at once (other servers: within auth::NODE_TOKEN_TTL).
+            state.node_tokens.clear();
         }
         let grace = if kind == "sites" {
             "the old token no longer works"
@@ -524,9 +465,9 @@ pub async fn rotate_token(
 pub async fn users_api(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<ApiJson<Vec<db::users::User>>, AppError> {
+) -> Result<ApiJson<Vec<users::User>>, AppError> {
     caller.require_admin()?;
-    Ok(ApiJson(db::users::list(&state.db).await?))
+    Ok(ApiJson(users::list(&state).await?))
 }
 
 /// `POST /api/v1/users` (admin): `{"name", "role", "password"?}`.
@@ -542,21 +483,8 @@ pub async fn users_api_create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(user): ApiJson<NewUser>,
-) -> Result<(StatusCode, ApiJson<db::users::User>), AppError> {
+) -> Result<(StatusCode, ApiJson<users::User>), AppError> {
     caller.require_admin()?;
-    let name = user.name.clone();
-    create_user(
-        &state,
-        NewUserForm {
-            csrf: String::new(),
-            name: user.name,
-            role: user.role,
-            password: user.password.unwrap_or_default(),
-        },
-    )
-    .await?;
-    let created = db::users::by_name(&state.db, &name)
-        .await?
-        .ok_or_else(|| AppError::internal("user vanished"))?;
+    let created = users::create(&state, &user.name, &user.role, user.password).await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::db;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -15,7 +14,7 @@ pub async fn healthz() -> ApiJson<serde_json::Value> {
 
 /// 200 with the rollup lag when the database answers; 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, ApiJson<serde_json::Value>) {
-    match db::rollups::lag(&state.db).await {
+    match crate::service::observe::rollup_lag(&state).await {
         Ok((pending, oldest)) => {
             let mut body = json!({ "status": "ready", "rollup_pending": pending, "rollup_oldest_pending": oldest });
             // With a read replica: degraded (still 200) while it lags beyond its bound (reads go to

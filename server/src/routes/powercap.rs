@@ -9,7 +9,6 @@ use serde::Deserialize;
 use crate::auth::Caller;
 use crate::auth::{Nav, Viewer};
 use crate::charts;
-use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Query};
 use crate::service::comparisons::{self, comparison, Comparison, GroupComparison};
@@ -121,12 +120,14 @@ pub async fn page(
             )?))
         }
         None => {
-            let candidates =
-                db::jobs::shared_tags(&state.db, viewer.job_scope().owner().as_deref())
-                    .await?
-                    .into_iter()
-                    .map(|(k, v, n)| (format!("{k}:{v}"), n))
-                    .collect();
+            let candidates = crate::service::comparisons::shared_tags(
+                &state,
+                viewer.job_scope().owner().as_deref(),
+            )
+            .await?
+            .into_iter()
+            .map(|(k, v, n)| (format!("{k}:{v}"), n))
+            .collect();
             Ok(Html(render(
                 ListPage {
                     nav: viewer.nav(),

@@ -8,12 +8,12 @@ use wattlas_protocol::{JobProgress, ProgressBody};
 
 use crate::auth::Caller;
 use crate::auth::Viewer;
-use crate::db::users::Role;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
 use crate::service::jobs::progress_of;
 use crate::service::jobs::{visible_job, JobContext};
 use crate::service::progress::store;
+use crate::service::users::Role;
 use crate::state::AppState;
 
 /// `POST /api/v1/jobs/{id}/progress`: the job's owner (with their API token) or an admin.

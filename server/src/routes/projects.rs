@@ -7,10 +7,10 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::db::budgets::{Alert, Budget};
 use crate::error::AppError;
 use crate::extract::{ApiJson, Path};
-use crate::service::budgets::{month_of, set, statuses, statuses_of, BudgetInput, Status};
+use crate::service::budgets::{month_of, set, BudgetInput, Status};
+use crate::service::budgets::{Alert, Budget};
 use crate::state::AppState;
 
 /// `PUT /api/v1/projects/{project}/budget`: sets or replaces the budget.
@@ -42,20 +42,13 @@ pub async fn list(
 ) -> Result<ApiJson<Projects>, AppError> {
     caller.require_person()?;
     let now = Utc::now();
-    let (first, start) = month_of(now);
-    let (projects, alerts) = if caller.require_staff().is_ok() {
-        (
-            statuses(&state, now).await?,
-            crate::db::budgets::alerts(state.read_db(), first).await?,
-        )
-    } else {
-        let name = match &caller {
-            Caller::User(u) => u.name.clone(),
-            _ => String::new(),
-        };
-        let mine = crate::db::budgets::projects_of(state.read_db(), &name, start).await?;
-        (statuses_of(&state, now, Some(&mine)).await?, Vec::new())
+    let (first, _) = month_of(now);
+    let user = match &caller {
+        _ if caller.require_staff().is_ok() => None,
+        Caller::User(u) => Some(u.name.as_str()),
+        _ => Some(""),
     };
+    let (projects, alerts) = crate::service::budgets::projects(&state, now, user).await?;
     Ok(ApiJson(Projects {
         month: first.format("%Y-%m").to_string(),
         projects,

@@ -10,7 +10,6 @@ use wattlas_protocol::{CarbonPoint, NewSite, SiteSettings, SiteView};
 
 use crate::auth::Caller;
 use crate::auth::{Nav, Viewer};
-use crate::db;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
 use crate::service::sites::{create_site, site_view};
@@ -47,7 +46,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<ApiJson<Vec<SiteView>>, AppError> {
     caller.require_person()?;
-    let sites = db::sites::list_with_fallback(&state.db).await?;
+    let sites = crate::service::sites::list(&state).await?;
     Ok(ApiJson(sites.into_iter().map(site_view).collect()))
 }
 
@@ -94,9 +93,6 @@ pub async fn carbon_ingest(
     body: axum::body::Bytes,
 ) -> Result<ApiJson<serde_json::Value>, AppError> {
     caller.require_admin()?;
-    let site_row = db::sites::by_name(&state.db, &site)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no site '{site}'")))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|c| c.to_str().ok())
@@ -114,18 +110,7 @@ pub async fn carbon_ingest(
             "expected content-type application/json or text/csv".into(),
         ));
     };
-    for (i, p) in points.iter().enumerate() {
-        if !p.g_per_kwh.is_finite() || !(0.0..=5000.0).contains(&p.g_per_kwh) {
-            return Err(AppError::bad_request(format!(
-                "[{i}].g_per_kwh: {} is outside 0..5000",
-                p.g_per_kwh
-            )));
-        }
-    }
-    let stored = db::carbon::upsert(&state.db, site_row.id, &points).await?;
-    let times = points.iter().map(|p| p.time);
-    db::jobs::mark_site_energy_stale(&state.db, site_row.id, times.clone().min(), times.max())
-        .await?;
+    let stored = crate::service::sites::store_carbon(&state, &site, &points).await?;
     Ok(ApiJson(
         serde_json::json!({ "points": points.len(), "stored": stored }),
     ))
@@ -138,7 +123,7 @@ pub struct ListPage {
     /// Header.
     pub nav: Nav,
     /// Sites by name.
-    pub sites: Vec<db::sites::SiteRow>,
+    pub sites: Vec<crate::service::sites::SiteRow>,
 }
 
 /// `GET /sites`: the sites, each with a link to its PUE page.
@@ -146,7 +131,7 @@ pub async fn list_page(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Html<String>, PageError> {
-    let sites = db::sites::list_with_fallback(&state.db).await?;
+    let sites = crate::service::sites::list(&state).await?;
     let page = ListPage {
         nav: viewer.nav(),
         sites,
@@ -162,10 +147,7 @@ pub async fn write_token(
     Path(site): Path<String>,
 ) -> Result<(StatusCode, ApiJson<serde_json::Value>), AppError> {
     caller.require_admin()?;
-    let token = crate::auth::new_token("ws");
-    if !db::sites::set_write_token(&state.db, &site, &crate::auth::token_digest(&token)).await? {
-        return Err(AppError::not_found(format!("no site '{site}'")));
-    }
+    let token = crate::service::sites::rotate_write_token(&state, &site).await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(serde_json::json!({"site": site, "token": token})),

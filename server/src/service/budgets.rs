@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
 use crate::db;
-use crate::db::budgets::{Alert, Budget};
 use crate::service::Context;
+
+pub use crate::db::budgets::{Alert, Budget};
 
 /// Shares of a budget whose crossing is posted, %.
 pub const THRESHOLDS: [i32; 2] = [80, 100];
@@ -351,5 +352,25 @@ async fn deliver(
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("the receiver answered {}", r.status().as_u16())),
         Err(e) => Err(super::webhooks::failure(&e)),
+    }
+}
+
+/// The projects' budgets with their use this month and this month's alerts (staff), or only the
+/// projects `user` ran jobs in this month, without alerts (researchers).
+pub async fn projects(
+    cx: &Context,
+    now: DateTime<Utc>,
+    user: Option<&str>,
+) -> Result<(Vec<Status>, Vec<db::budgets::Alert>)> {
+    let (first, start) = month_of(now);
+    match user {
+        None => Ok((
+            statuses(cx, now).await?,
+            db::budgets::alerts(cx.read_db(), first).await?,
+        )),
+        Some(name) => {
+            let mine = db::budgets::projects_of(cx.read_db(), name, start).await?;
+            Ok((statuses_of(cx, now, Some(&mine)).await?, Vec::new()))
+        }
     }
 }

@@ -258,3 +258,9 @@ pub async fn example_power(
     }
     Ok((lines, bucket_s, span_ms))
 }
+
+/// The tags (`key`, `value`, jobs) that several jobs visible to `owner` (all where `None`) share: what
+/// a comparison may be asked of.
+pub async fn shared_tags(cx: &Context, owner: Option<&str>) -> Result<Vec<(String, String, i64)>> {
+    Ok(db::jobs::shared_tags(&cx.db, owner).await?)
+}

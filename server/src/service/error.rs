@@ -31,6 +31,9 @@ pub enum Error {
     /// The jobs asked about cannot be compared (one cap only, no cap recorded).
     #[error("{0}")]
     NotComparable(String),
+    /// Too busy now: retry later (503 with Retry-After).
+    #[error("{0}")]
+    Busy(String),
     /// The store.
     #[error(transparent)]
     Db(#[from] crate::db::Error),
@@ -48,6 +51,15 @@ impl Error {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+    /// An invalid field, from a message that starts with the field it names (`samples[3].time: ...`),
+    /// as the checks of a batch word them.
+    pub fn at(message: impl Into<String>) -> Self {
+        let message = message.into();
+        match message.split_once(": ") {
+            Some((field, why)) => Self::invalid(field, why),
+            None => Self::invalid("body", message),
         }
     }
     /// Something that should not happen.

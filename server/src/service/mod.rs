@@ -19,11 +19,15 @@ pub mod meters;
 pub mod nodes;
 pub mod observe;
 pub mod overview;
+pub mod password;
 pub mod progress;
 pub mod pue;
 pub mod remote_write;
 pub mod sites;
+pub mod stale;
 pub mod text;
+pub mod tokens;
+pub mod users;
 pub mod webhooks;
 
 pub use context::Context;

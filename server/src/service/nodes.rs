@@ -1,4 +1,4 @@
-//! Nodes: their registration (with a fresh token).
+//! Nodes: their registration (with a fresh token), and the lists of them staff and admins see.
 
 use wattlas_protocol::{NewNode, NodeToken, NodeView};
 
@@ -6,6 +6,8 @@ use super::{Error, Result};
 use crate::db;
 use crate::service::caller;
 use crate::service::Context;
+
+pub use crate::db::nodes::Node;
 
 /// Validates and stores a new node with a fresh token (the API and the admin page).
 pub async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
@@ -58,4 +60,32 @@ pub async fn views(cx: &Context) -> Result<Vec<NodeView>> {
         });
     }
     Ok(out)
+}
+
+/// Nodes by name, each with its GPUs' count and models and whether its collector is online (`online`,
+/// `stale` past `overview::STALE_NODE_S`, `never reported`), for the admin page.
+pub async fn with_state(
+    cx: &Context,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Vec<Node>, Vec<(i64, String, &'static str)>)> {
+    let nodes = db::nodes::list(&cx.db).await?;
+    let gpus = db::nodes::gpu_summary(&cx.db).await?;
+    let state = nodes
+        .iter()
+        .map(|n| {
+            let (count, models) = gpus.get(&n.id).cloned().unwrap_or_default();
+            let status = match n.last_seen {
+                None => "never reported",
+                Some(t) if (now - t).num_seconds() > super::overview::STALE_NODE_S => "stale",
+                Some(_) => "online",
+            };
+            (count, models, status)
+        })
+        .collect();
+    Ok((nodes, state))
+}
+
+/// Nodes by these names (those that exist).
+pub async fn by_names(cx: &Context, names: &[String]) -> Result<Vec<Node>> {
+    Ok(db::nodes::by_names(&cx.db, names).await?)
 }

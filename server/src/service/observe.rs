@@ -260,3 +260,10 @@ pub async fn exposition(cx: &Context) -> String {
     }
     out
 }
+
+/// The rollup's backlog: ranges pending and the oldest one's start (the database answers).
+pub async fn rollup_lag(
+    cx: &Context,
+) -> Result<(i64, Option<chrono::DateTime<Utc>>), crate::service::Error> {
+    Ok(crate::db::rollups::lag(&cx.db).await?)
+}

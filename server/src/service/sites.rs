@@ -1,6 +1,8 @@
 //! Sites: their registration and settings.
 
-use wattlas_protocol::{NewSite, SiteSettings, SiteView};
+use wattlas_protocol::{CarbonPoint, NewSite, SiteSettings, SiteView};
+
+pub use crate::db::sites::SiteRow;
 
 use super::{Error, Result};
 use crate::db;
@@ -110,8 +112,9 @@ pub async fn update_settings(
     settings: &SiteSettings,
 ) -> Result<db::sites::SiteRow> {
     check_settings(settings)?;
+    let mut tx = cx.db.begin().await?;
     let row = db::sites::update_settings(
-        &cx.db,
+        &mut *tx,
         site,
         settings.fallback_pue,
         settings.carbon_g_per_kwh,
@@ -121,7 +124,8 @@ pub async fn update_settings(
     )
     .await?
     .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;
-    db::jobs::mark_site_energy_stale(&cx.db, row.id, None, None).await?;
+    super::stale::site_changed(&mut tx, row.id, None, None).await?;
+    tx.commit().await?;
     Ok(row)
 }
 
@@ -141,4 +145,52 @@ pub fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Resu
             ),
         ))
     }
+}
+
+/// Every site, by name, with its settings.
+pub async fn list(cx: &Context) -> Result<Vec<SiteRow>> {
+    Ok(db::sites::list_with_fallback(&cx.db).await?)
+}
+
+/// Stores a site's hourly carbon intensity (each point replaces the one of its hour), whole or not at
+/// all, and marks the views of the jobs of those hours stale in the same transaction. Returns the
+/// points stored.
+pub async fn store_carbon(cx: &Context, site: &str, points: &[CarbonPoint]) -> Result<u64> {
+    let site_row = db::sites::by_name(&cx.db, site)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;
+    for (i, p) in points.iter().enumerate() {
+        if !p.g_per_kwh.is_finite() || !(0.0..=5000.0).contains(&p.g_per_kwh) {
+            return Err(Error::invalid(
+                format!("[{i}].g_per_kwh"),
+                format!("{} is outside 0..5000", p.g_per_kwh),
+            ));
+        }
+    }
+    let mut tx = cx.db.begin().await?;
+    let stored = db::carbon::upsert(&mut *tx, site_row.id, points).await?;
+    let times = points.iter().map(|p| p.time);
+    super::stale::site_changed(&mut tx, site_row.id, times.clone().min(), times.max()).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// A new write token for the site's Prometheus remote write; the old one stops working. The token is
+/// returned once, never stored.
+pub async fn rotate_write_token(cx: &Context, site: &str) -> Result<String> {
+    super::tokens::rotate(cx, super::tokens::Holder::Site, site)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("no site '{site}'")),
+            e => e,
+        })
+}
+
+/// Each site's time zone, by name (UTC where its zone does not parse).
+pub async fn zones(cx: &Context) -> Result<std::collections::BTreeMap<String, chrono_tz::Tz>> {
+    Ok(db::sites::list_with_fallback(&cx.db)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.timezone.parse().unwrap_or(chrono_tz::UTC)))
+        .collect())
 }

@@ -335,3 +335,53 @@ async fn a_broken_meter_reading_breaks_no_page_and_can_be_deleted(db: PgPool) {
         .await;
     assert_eq!(hours, json!([]));
 }
+
+/// An admin's import may name a meter not yet known, with its site, and registers it: under the same
+/// name check as `POST /api/v1/meters` (it had none: a name with spaces and a slash was stored, and its
+/// pages' URLs broke).
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn an_import_registers_an_unknown_meter_only_under_a_valid_name(db: PgPool) {
+    let app = App::spawn(db).await;
+    app.node().await; // site s1
+    app.meter().await;
+    let t0 = minute_aligned_past(30);
+    let readings = json!([{"time": t0, "it_kw": 800.0, "total_kw": 960.0}]);
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/ingest/facility",
+            &json!({"meter": "hall 2/east", "site": "s1", "readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"],
+        "meter: must be 1 to 200 of A-Z a-z 0-9 - _ ."
+    );
+    let (_, meters) = app.get(ADMIN, "/api/v1/meters").await;
+    let names: Vec<&str> = meters
+        .as_array()
+        .expect("meters")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["m1"], "nothing registered by the refused import");
+
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/ingest/facility",
+            &json!({"meter": "hall-2-east", "site": "s1", "readings": readings}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], 1);
+    let (_, meters) = app.get(ADMIN, "/api/v1/meters").await;
+    let names: Vec<&str> = meters
+        .as_array()
+        .expect("meters")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hall-2-east", "m1"]);
+}

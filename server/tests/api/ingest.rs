@@ -549,7 +549,7 @@ async fn binary_batches_store_what_json_stores_and_are_checked_alike(db: PgPool)
     let stored = wattlas_server::db::samples::fetch(&app.state.db, 1, &[], window.0, window.1)
         .await
         .expect("fetch");
-    let want = wattlas_server::routes::ingest::validate_samples(
+    let want = wattlas_server::service::ingest::checks::validate_samples(
         &first.samples,
         &[0, 1].into_iter().collect(),
         "n1",

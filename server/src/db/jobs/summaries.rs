@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use wattlas_protocol::JobView;
 
 use super::rows::*;
@@ -119,8 +119,8 @@ pub async fn mark_energy_stale(
 /// Marks stale the energy summaries of a site's jobs overlapping `[from, to]` (unbounded where None),
 /// widened by an hour each way: facility readings, carbon intensity or the site's settings changed, and
 /// each hour's PUE and intensity enter the jobs of that hour.
-pub async fn mark_site_energy_stale<'e>(
-    db: impl PgExecutor<'e>,
+pub async fn mark_site_energy_stale(
+    tx: &mut Transaction<'_, Postgres>,
     site_id: i32,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -138,7 +138,7 @@ pub async fn mark_site_energy_stale<'e>(
     .bind(site_id)
     .bind(from)
     .bind(to)
-    .execute(db)
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
 }

@@ -40,9 +40,9 @@ pub async fn gpu_chart(
     let series = series::job_series(state.read_db(), &ctx.nodes, from_ms, to_ms, metric).await?;
     // The cap most of the job's samples reported, from its summary, on the power chart.
     let cap_w = match metric {
-        charts::power::GpuMetric::Power => crate::db::jobs::stored_energy(&state.db, &ctx.job.id)
-            .await?
-            .and_then(|(view, _, _)| view.0.power_cap_w),
+        charts::power::GpuMetric::Power => {
+            crate::service::jobs::stored_power_cap_w(&state, &ctx.job.id).await?
+        }
         _ => None,
     };
     Ok(crate::routes::svg::svg_response(charts::power::render(

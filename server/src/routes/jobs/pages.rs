@@ -9,11 +9,11 @@ use wattlas_protocol::JobView;
 
 use super::query::Window;
 use crate::auth::{Nav, Viewer};
-use crate::db;
 use crate::error::{Page, PageError};
 use crate::extract::{PageQuery, Path};
 use crate::service::comparisons;
 use crate::service::jobs::coverage::{coverage_gaps, Gap};
+use crate::service::jobs::list::PageStart;
 use crate::service::jobs::list::{list_views, ListQuery};
 use crate::service::jobs::timing::{format_energy, timing, Timing};
 use crate::service::jobs::{view_with_progress, JobContext};
@@ -236,16 +236,12 @@ pub async fn list_page(
     let n = list.jobs.len();
     let shown = match &start {
         _ if n == 0 => String::new(),
-        db::jobs::PageStart::Offset(offset) => format!("{}–{}", offset + 1, *offset + n as i64),
-        db::jobs::PageStart::After(..) => {
+        PageStart::Offset(offset) => format!("{}–{}", offset + 1, *offset + n as i64),
+        PageStart::After(..) => {
             format!("{n} after job {}", q.after.as_deref().unwrap_or_default())
         }
     };
-    let zones: BTreeMap<String, chrono_tz::Tz> = db::sites::list_with_fallback(&state.db)
-        .await?
-        .into_iter()
-        .map(|s| (s.name, s.timezone.parse().unwrap_or(chrono_tz::UTC)))
-        .collect();
+    let zones: BTreeMap<String, chrono_tz::Tz> = crate::service::sites::zones(&state).await?;
     let rows = list
         .jobs
         .into_iter()
@@ -262,11 +258,9 @@ pub async fn list_page(
         .collect();
     // Next pages by keyset (as fast at any depth); back to the first, or one back from an offset.
     let prev = match start {
-        db::jobs::PageStart::Offset(0) => None,
-        db::jobs::PageStart::Offset(offset) => {
-            Some(("← Previous", page_link(&q, (offset - limit).max(0))))
-        }
-        db::jobs::PageStart::After(..) => Some(("← First page", page_link(&q, 0))),
+        PageStart::Offset(0) => None,
+        PageStart::Offset(offset) => Some(("← Previous", page_link(&q, (offset - limit).max(0)))),
+        PageStart::After(..) => Some(("← First page", page_link(&q, 0))),
     };
     let next = list.next.as_ref().map(|c| cursor_link(&q, c));
     let csv = page_link(&q, 0).replacen("/jobs?", "/jobs.csv?", 1);
@@ -317,7 +311,7 @@ pub struct ShowPage {
     /// Zoom links.
     pub zooms: Vec<(String, String)>,
     /// The allocated nodes' collectors: what they last reported, and what they had to drop.
-    pub nodes: Vec<db::nodes::Node>,
+    pub nodes: Vec<crate::service::nodes::Node>,
     /// What running at the site's best hour this month, or in its best month, would have saved.
     pub timing: Option<Timing>,
     /// Reported training metrics against energy.
@@ -389,7 +383,7 @@ pub async fn show_page(
         }
     }
     let names: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).collect();
-    let nodes = db::nodes::by_names(&state.db, &names).await?;
+    let nodes = crate::service::nodes::by_names(&state, &names).await?;
     let timing = timing(&state, &job).await?;
     let progress = progress
         .metrics

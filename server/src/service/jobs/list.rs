@@ -7,6 +7,8 @@ use wattlas_protocol::{JobList, JobView, PageCursor};
 use crate::db;
 use crate::service::caller::JobScope;
 use crate::service::Context;
+
+pub use crate::db::jobs::PageStart;
 use crate::service::{csv_cell, Error, Result};
 
 /// Query of the jobs list, API and page alike.

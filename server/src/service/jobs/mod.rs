@@ -663,3 +663,10 @@ pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<wattlas_proto
         &energy.it_by_bucket(),
     ))
 }
+
+/// The power cap most of a job's samples reported, from its stored view (none before it is computed).
+pub async fn stored_power_cap_w(cx: &Context, id: &str) -> Result<Option<f64>> {
+    Ok(db::jobs::stored_energy(&cx.db, id)
+        .await?
+        .and_then(|(view, _, _)| view.0.power_cap_w))
+}

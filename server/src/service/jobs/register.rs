@@ -454,7 +454,7 @@ pub async fn register(cx: &Context, caller: &Caller, job: &NewJob) -> Result<(bo
     let mut nodes_of_job: Vec<i32> = gpus.iter().map(|g| g.0).collect();
     nodes_of_job.dedup();
     let ranges: Vec<_> = nodes_of_job.iter().map(|n| (*n, job.start, far)).collect();
-    db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
+    crate::service::stale::nodes_changed(&mut tx, &ranges).await?;
     let ctx = JobContext::in_transaction(cx, &mut tx, &id).await?;
     tx.commit().await?;
     Ok((created, super::computed_view(cx, &ctx).await?))
@@ -525,7 +525,7 @@ pub async fn end(cx: &Context, caller: &Caller, id: &str, end: DateTime<Utc>) ->
         .iter()
         .map(|n| (n.node_id, from, far_future()))
         .collect();
-    db::jobs::mark_energy_stale(&mut tx, &ranges).await?;
+    crate::service::stale::nodes_changed(&mut tx, &ranges).await?;
     tx.commit().await?;
     super::computed_view(cx, &ctx).await
 }

@@ -8,6 +8,8 @@
 //! Series Wattlas does not store are ignored and counted; Prometheus' staleness markers (NaN) are
 //! skipped.
 
+pub mod store;
+
 use std::collections::BTreeMap;
 
 use chrono::TimeZone;

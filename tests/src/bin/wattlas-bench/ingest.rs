@@ -79,7 +79,7 @@ pub(crate) fn batch_of(n: usize, gpus: u32, samples: &[GpuSample]) -> GpuBatch {
 
 pub(crate) fn raw(samples: &[GpuSample]) -> Vec<RawSample> {
     let known: HashSet<u32> = samples.iter().map(|s| s.gpu).collect();
-    wattlas_server::routes::ingest::validate_samples(
+    wattlas_server::service::ingest::checks::validate_samples(
         samples,
         &known,
         "bench",

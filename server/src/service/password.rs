@@ -4,26 +4,27 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::error::AppError;
+use super::error::Error;
 
 /// Shortest password accepted.
 pub const MIN_LENGTH: usize = 12;
 
 /// Checks a new password of `user`: at least 12 characters, not only spaces, not the user's name.
-pub fn check_new(password: &str, user: &str) -> Result<(), AppError> {
+pub fn check_new(password: &str, user: &str) -> Result<(), Error> {
     if password.chars().count() < MIN_LENGTH {
-        return Err(AppError::bad_request(format!(
-            "password: at least {MIN_LENGTH} characters"
-        )));
+        return Err(Error::invalid(
+            "password",
+            format!("at least {MIN_LENGTH} characters"),
+        ));
     }
     if password.len() > 1024 {
-        return Err(AppError::bad_request("password: at most 1024 bytes"));
+        return Err(Error::invalid("password", "at most 1024 bytes"));
     }
     if password.trim().is_empty() {
-        return Err(AppError::bad_request("password: not only spaces"));
+        return Err(Error::invalid("password", "not only spaces"));
     }
     if password.trim().eq_ignore_ascii_case(user.trim()) {
-        return Err(AppError::bad_request("password: not the user's name"));
+        return Err(Error::invalid("password", "not the user's name"));
     }
     Ok(())
 }
@@ -48,44 +49,44 @@ pub async fn verify_in(
     slot: tokio::sync::OwnedSemaphorePermit,
     password: String,
     stored: String,
-) -> Result<bool, AppError> {
+) -> Result<bool, Error> {
     let ok = verify_now(password, stored).await;
     drop(slot);
     ok
 }
 
 /// The PHC string of an Argon2id hash of `password` with a fresh salt (waiting for a slot).
-pub async fn hash(password: String) -> Result<String, AppError> {
+pub async fn hash(password: String) -> Result<String, Error> {
     let _slot = HASHING
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .map_err(|e| Error::Internal(e.into()))?;
     tokio::task::spawn_blocking(move || {
         let mut bytes = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
         let salt = SaltString::encode_b64(&bytes)
-            .map_err(|e| AppError::internal(format_args!("encoding a salt: {e}")))?;
+            .map_err(|e| Error::internal(format_args!("encoding a salt: {e}")))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| AppError::internal(format_args!("hashing a password: {e}")))
+            .map_err(|e| Error::internal(format_args!("hashing a password: {e}")))
     })
     .await
-    .map_err(|e| AppError::Internal(e.into()))?
+    .map_err(|e| Error::Internal(e.into()))?
 }
 
 /// Whether `password` matches a stored PHC string (false for a malformed one), waiting for a slot.
-pub async fn verify(password: String, stored: String) -> Result<bool, AppError> {
+pub async fn verify(password: String, stored: String) -> Result<bool, Error> {
     let slot = HASHING
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .map_err(|e| Error::Internal(e.into()))?;
     verify_in(slot, password, stored).await
 }
 
-async fn verify_now(password: String, stored: String) -> Result<bool, AppError> {
+async fn verify_now(password: String, stored: String) -> Result<bool, Error> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
             .map(|parsed| {
@@ -96,12 +97,12 @@ async fn verify_now(password: String, stored: String) -> Result<bool, AppError> 
             .unwrap_or(false)
     })
     .await
-    .map_err(|e| AppError::Internal(e.into()))
+    .map_err(|e| Error::Internal(e.into()))
 }
 
 /// A hash of a random password nobody kept, made once: verified against when the user does not exist,
 /// so that sign-in takes as long for unknown users as for wrong passwords.
-pub async fn dummy_hash() -> Result<String, AppError> {
+pub async fn dummy_hash() -> Result<String, Error> {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
         .get_or_try_init(|| hash(crate::service::caller::new_token("dummy")))

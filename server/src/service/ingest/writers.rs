@@ -1,6 +1,6 @@
 //! Storing checked GPU batches, and the group commit that stores many at once.
 //!
-//! A request's batch is checked whole first (`routes::ingest`): a refused batch never reaches the store.
+//! A request's batch is checked whole first (`checks`): a refused batch never reaches the store.
 //! Live ingest then hands it to a writer through a bounded queue; each writer takes every batch waiting
 //! (up to `MAX_GROUP_BATCHES` / `MAX_GROUP_SAMPLES`) and stores them in one transaction with one
 //! statement per step for the whole group (`db::samples::insert_many`, `db::nodes::touch_many`), then
@@ -248,4 +248,14 @@ async fn store_committed(
     let stored = store(&mut tx, batches, Some(known)).await?;
     tx.commit().await?;
     Ok(stored)
+}
+
+impl From<WriteError> for crate::service::error::Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            // 503 (with Retry-After): the collector keeps the batch and sends it again.
+            WriteError::Busy => Self::Busy("the ingest queue is full, retry later".to_owned()),
+            WriteError::Db(e) => Self::Db(e),
+        }
+    }
 }
