@@ -15,13 +15,13 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
 /// The file of the simulated GPUs' limits, in a spool directory.
-pub fn sim_limits_path(spool_dir: &Path) -> PathBuf {
+pub(crate) fn sim_limits_path(spool_dir: &Path) -> PathBuf {
     spool_dir.join("power-limits.json")
 }
 
 /// One GPU's limit before and after.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CapChange {
+pub(crate) struct CapChange {
     /// GPU index.
     pub gpu: u32,
     /// Limit before, W (`None`: the simulated default).
@@ -44,7 +44,7 @@ impl std::fmt::Display for CapChange {
 }
 
 /// Reads the simulated limits (an absent file: none set).
-pub fn read_sim_limits(path: &Path) -> anyhow::Result<BTreeMap<u32, f64>> {
+pub(crate) fn read_sim_limits(path: &Path) -> anyhow::Result<BTreeMap<u32, f64>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{}: not a map of GPU index to watts", path.display())),
@@ -55,7 +55,11 @@ pub fn read_sim_limits(path: &Path) -> anyhow::Result<BTreeMap<u32, f64>> {
 
 /// Sets (`Some(W)`) or resets (`None`) the simulated limits of `gpus` (all set ones when empty and
 /// resetting; required when setting), written atomically.
-pub fn set_sim(path: &Path, gpus: &[u32], watts: Option<f64>) -> anyhow::Result<Vec<CapChange>> {
+pub(crate) fn set_sim(
+    path: &Path,
+    gpus: &[u32],
+    watts: Option<f64>,
+) -> anyhow::Result<Vec<CapChange>> {
     let mut limits = read_sim_limits(path)?;
     let targets: Vec<u32> = if gpus.is_empty() {
         if watts.is_some() {
@@ -100,7 +104,7 @@ fn nvml_error(gpu: u32, what: &str, e: NvmlError) -> anyhow::Error {
 
 /// Sets (`Some(W)`) or resets to the default (`None`) the NVML power limit of `gpus` (all when empty).
 /// Refuses a limit outside a GPU's allowed range before changing any GPU.
-pub fn set_nvml(gpus: &[u32], watts: Option<f64>) -> anyhow::Result<Vec<CapChange>> {
+pub(crate) fn set_nvml(gpus: &[u32], watts: Option<f64>) -> anyhow::Result<Vec<CapChange>> {
     let nvml = Nvml::init().context("NVML (is the NVIDIA driver installed?)")?;
     let count = nvml.device_count().context("counting GPUs")?;
     let targets: Vec<u32> = if gpus.is_empty() {
@@ -156,7 +160,7 @@ pub fn set_nvml(gpus: &[u32], watts: Option<f64>) -> anyhow::Result<Vec<CapChang
 }
 
 /// Parses `--gpus`: `0,1,3`, or Slurm's `SLURM_JOB_GPUS` form, which may hold ranges (`0-3,6`).
-pub fn parse_gpus(text: &str) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn parse_gpus(text: &str) -> anyhow::Result<Vec<u32>> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let parse = |s: &str| {
@@ -256,7 +260,7 @@ pub mod cli {
     }
 
     impl CapTarget {
-        pub fn apply(&self, watts: Option<f64>) -> anyhow::Result<()> {
+        pub(crate) fn apply(&self, watts: Option<f64>) -> anyhow::Result<()> {
             if let Some(w) = watts {
                 if !w.is_finite() || w <= 0.0 {
                     anyhow::bail!("--watts: must be a positive number of watts, got {w}");

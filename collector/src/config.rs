@@ -250,7 +250,7 @@ impl RunArgs {
 /// Flags (and variables) over the TOML file at `path`, the one way every command merges them: each
 /// setting the flags leave unset comes from the file; the file's unknown keys are refused, naming the
 /// line. Both sides go through the same serde names, so a new flag needs no code here.
-pub fn overlay_file<T: Serialize + DeserializeOwned>(
+pub(crate) fn overlay_file<T: Serialize + DeserializeOwned>(
     flags: T,
     path: &Path,
 ) -> Result<T, ConfigError> {
@@ -279,7 +279,7 @@ pub fn overlay_file<T: Serialize + DeserializeOwned>(
 }
 
 /// The host name, as Slurm knows the node.
-pub fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
@@ -339,7 +339,7 @@ mod tests {
 
 /// Reads a bearer token from a file readable by its owner alone (a token in a file others can read is
 /// as good as published).
-pub fn read_token_file(path: &std::path::Path) -> Result<String, ConfigError> {
+pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let bad = |why: String| ConfigError::TokenFile {
         path: path.to_owned(),

@@ -19,7 +19,7 @@ use crate::uplink::Uplink;
 
 /// Settings of `meter`.
 #[derive(Debug, Clone)]
-pub struct MeterRun {
+pub(crate) struct MeterRun {
     /// Server base URL.
     pub server: String,
     /// Meter token (or admin, with `meter` and `site`).
@@ -39,7 +39,7 @@ pub struct MeterRun {
 }
 
 /// Readings of `site` at every `interval_s` boundary over `[from, to)`.
-pub fn backfill(
+pub(crate) fn backfill(
     meter: &crate::meter::simulated::SimulatedSite,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -56,7 +56,7 @@ pub fn backfill(
 }
 
 /// Reads and pushes until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     config: MeterRun,
     mut meter: Meter,
     shutdown: impl Future<Output = ()>,

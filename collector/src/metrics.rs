@@ -23,7 +23,7 @@ struct Shared {
 }
 
 /// The exposition of the stats and the spool now.
-pub fn render(stats: &Stats, spool: &Mutex<Spool>) -> String {
+pub(crate) fn render(stats: &Stats, spool: &Mutex<Spool>) -> String {
     let (entries, bytes, dropped) = spool
         .lock()
         .map(|s| (s.len(), s.bytes(), s.dropped_samples()))
@@ -116,7 +116,7 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 /// Serves `/metrics` on `addr` until the returned task is aborted.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     stats: Arc<Stats>,
     spool: Arc<Mutex<Spool>>,

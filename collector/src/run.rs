@@ -18,7 +18,7 @@ use crate::uplink::Uplink;
 /// Polls buffered between the sampling thread and the batcher (a minute at 100 ms).
 const CHANNEL_POLLS: usize = 600;
 
-pub use crate::stats::Stats;
+pub(crate) use crate::stats::Stats;
 
 /// What stops `run` from starting (once running, delivery problems are spooled, never errors).
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use crate::uplink::{Delivery, Uplink};
 
 /// The CPUs the job holds on this node: `SLURM_CPUS_ON_NODE`, else `SLURM_JOB_CPUS_PER_NODE` where it
 /// gives every node the same count (`16`, `16(x4)`).
-pub fn cpus_on_node(env: &dyn Fn(&str) -> Option<String>) -> Option<u32> {
+pub(crate) fn cpus_on_node(env: &dyn Fn(&str) -> Option<String>) -> Option<u32> {
     if let Some(n) = env("SLURM_CPUS_ON_NODE").and_then(|v| v.trim().parse().ok()) {
         return Some(n);
     }
@@ -34,7 +34,7 @@ pub fn cpus_on_node(env: &dyn Fn(&str) -> Option<String>) -> Option<u32> {
 }
 
 /// Parses a GPU list as Slurm or CUDA write it: `0,1,3` or `0-3` or `0-1,4`.
-pub fn parse_gpus(s: &str) -> Result<Vec<u32>, String> {
+pub(crate) fn parse_gpus(s: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -61,7 +61,7 @@ pub fn parse_gpus(s: &str) -> Result<Vec<u32>, String> {
 /// What `scontrol show job -o ID` says of a job that a 22.05 prolog's environment does not: its array
 /// or heterogeneous identity, its name and account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScontrolJob {
+pub(crate) struct ScontrolJob {
     /// `ArrayJobId` and `ArrayTaskId` of an array task.
     pub array: Option<(String, String)>,
     /// `HetJobId` and `HetJobOffset` of a heterogeneous job's component.
@@ -78,7 +78,7 @@ pub struct ScontrolJob {
 /// is what stands between `JobName=` and the ` UserId=name(uid)` that always follows it (a
 /// heterogeneous job's ` HetJobIdSet=` comes first); the fields before it and `Account=`,
 /// `Partition=` hold no spaces.
-pub fn parse_scontrol(line: &str) -> Result<ScontrolJob, String> {
+pub(crate) fn parse_scontrol(line: &str) -> Result<ScontrolJob, String> {
     let line = line.trim();
     let name_at = line
         .find(" JobName=")
@@ -115,7 +115,7 @@ pub fn parse_scontrol(line: &str) -> Result<ScontrolJob, String> {
 }
 
 /// A Slurm field's value where it has one: empty and `(null)` (scontrol's unset account) are none.
-pub fn slurm_value(v: &str) -> Option<String> {
+pub(crate) fn slurm_value(v: &str) -> Option<String> {
     let v = v.trim();
     (!v.is_empty() && v != "(null)").then(|| v.to_owned())
 }
@@ -145,7 +145,7 @@ fn read_scontrol(head: &BTreeMap<&str, &str>, name: &str, rest: &str) -> Scontro
 
 /// Runs a Slurm command (scontrol, sacct) and waits `timeout` at most, killing it after: its output,
 /// or why there is none.
-pub async fn output_within(
+pub(crate) async fn output_within(
     command: &mut tokio::process::Command,
     timeout: std::time::Duration,
 ) -> Result<std::process::Output, String> {
@@ -169,7 +169,7 @@ pub async fn output_within(
 }
 
 /// Asks `scontrol show job -o ID` (bounded by `timeout`); `None` with a warning when it cannot say.
-pub async fn ask_scontrol(
+pub(crate) async fn ask_scontrol(
     scontrol: &str,
     raw_id: &str,
     timeout: std::time::Duration,
@@ -204,7 +204,7 @@ pub async fn ask_scontrol(
 /// The job's id as sacct writes it: `ARRAY_TASK` for an array task, `HETJOB+OFFSET` for a component of a
 /// heterogeneous job, else the raw id; from the environment where Slurm gives it there, else from
 /// scontrol's answer.
-pub fn slurm_id(
+pub(crate) fn slurm_id(
     env: &dyn Fn(&str) -> Option<String>,
     raw_id: &str,
     asked: Option<&ScontrolJob>,
@@ -229,13 +229,13 @@ pub fn slurm_id(
 
 /// Whether the environment leaves the job's identity or name open (Slurm 22.05's prolog gives neither
 /// the array task nor the name), so that scontrol should be asked.
-pub fn env_is_incomplete(env: &dyn Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn env_is_incomplete(env: &dyn Fn(&str) -> Option<String>) -> bool {
     env("SLURM_JOB_NAME").is_none()
         || (env("SLURM_HET_JOB_ID").is_some() && env("SLURM_HET_JOB_OFFSET").is_none())
 }
 
 /// The job the environment (and scontrol's answer, where asked) describes, for `node`.
-pub fn job_from_env(
+pub(crate) fn job_from_env(
     env: &dyn Fn(&str) -> Option<String>,
     node: &str,
     tags: BTreeMap<String, String>,
@@ -285,7 +285,7 @@ pub fn job_from_env(
 }
 
 /// Registers the job's start.
-pub async fn start(uplink: &Uplink, job: &NewJob) -> Result<(), String> {
+pub(crate) async fn start(uplink: &Uplink, job: &NewJob) -> Result<(), String> {
     match uplink.post_json(paths::JOBS, job).await.0 {
         Delivery::Done => Ok(()),
         Delivery::Rejected(why) | Delivery::Retry(why) => Err(why),
@@ -293,7 +293,7 @@ pub async fn start(uplink: &Uplink, job: &NewJob) -> Result<(), String> {
 }
 
 /// Registers the job's end (now).
-pub async fn end(uplink: &Uplink, id: &str) -> Result<(), String> {
+pub(crate) async fn end(uplink: &Uplink, id: &str) -> Result<(), String> {
     match uplink
         .post_json(&paths::job_end(id), &JobEnd { end: Utc::now() })
         .await
@@ -531,7 +531,7 @@ pub mod cli {
 
 /// A job's energy as `job show` prints it (in the manner of `seff`): what ran where, each term of its
 /// energy, facility energy at its PUE, CO2e and cost, idle GPUs, what is partial, and its page.
-pub fn summary(v: &wattlas_protocol::JobView, server: &str) -> String {
+pub(crate) fn summary(v: &wattlas_protocol::JobView, server: &str) -> String {
     use std::fmt::Write;
     use wattlas_protocol::units::{co2e, energy};
     let mut o = String::new();

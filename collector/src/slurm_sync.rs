@@ -43,7 +43,7 @@ pub struct SyncArgs {
 
 /// What one pass found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Jobs Wattlas thought running.
     pub running: usize,
     /// Of those, ended now at Slurm's end.
@@ -138,7 +138,7 @@ async fn ask_sacct(sacct_bin: &str, raw_ids: &[String]) -> anyhow::Result<Vec<Sa
 }
 
 /// Of each raw id's runs (sacct lists a requeued job once per run), the latest.
-pub fn latest_runs(records: Vec<SacctJob>) -> HashMap<String, SacctJob> {
+pub(crate) fn latest_runs(records: Vec<SacctJob>) -> HashMap<String, SacctJob> {
     let mut latest: HashMap<String, SacctJob> = HashMap::new();
     for r in records {
         let key = r.scheduler.raw_id.clone().unwrap_or_else(|| r.id.clone());
@@ -153,7 +153,7 @@ pub fn latest_runs(records: Vec<SacctJob>) -> HashMap<String, SacctJob> {
 }
 
 /// One pass.
-pub async fn once(uplink: &Uplink, a: &SyncArgs) -> anyhow::Result<Report> {
+pub(crate) async fn once(uplink: &Uplink, a: &SyncArgs) -> anyhow::Result<Report> {
     let running = running_jobs(uplink, &a.site).await?;
     let mut report = Report {
         running: running.len(),

@@ -55,7 +55,7 @@ impl Entry {
 
 /// A spool file, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Sequence number.
     pub seq: u64,
     /// File path.
@@ -96,7 +96,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 
 /// The spool directory with its bound.
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     items: VecDeque<Item>,
@@ -112,7 +112,7 @@ const DROPPED_FILE: &str = "dropped_samples";
 
 impl Spool {
     /// Opens (creating) a spool directory and lists what an earlier run left to deliver.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut items = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -154,7 +154,7 @@ impl Spool {
     }
 
     /// Appends an entry, dropping the oldest sample batches if it would not fit. Returns samples dropped.
-    pub fn push(&mut self, entry: &Entry) -> Result<u64, SpoolError> {
+    pub(crate) fn push(&mut self, entry: &Entry) -> Result<u64, SpoolError> {
         let json = serde_json::to_vec(entry).map_err(|e| SpoolError::Corrupt {
             path: self.dir.clone(),
             reason: e.to_string(),
@@ -210,7 +210,7 @@ impl Spool {
     }
 
     /// Counts samples lost before they reached the spool (or dropped for room), persistently.
-    pub fn add_dropped(&mut self, n: u64) -> Result<(), SpoolError> {
+    pub(crate) fn add_dropped(&mut self, n: u64) -> Result<(), SpoolError> {
         self.dropped_samples += n;
         let path = self.dir.join(DROPPED_FILE);
         let tmp = self.dir.join(format!("{DROPPED_FILE}.tmp"));
@@ -218,27 +218,28 @@ impl Spool {
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
+    #[cfg(test)]
     /// The oldest entry, if any.
-    pub fn front(&self) -> Option<&Item> {
+    pub(crate) fn front(&self) -> Option<&Item> {
         self.items.front()
     }
 
     /// The oldest entry, marked in flight until it is removed, rejected or released.
-    pub fn next_to_send(&mut self) -> Option<Item> {
+    pub(crate) fn next_to_send(&mut self) -> Option<Item> {
         let item = self.items.front().cloned();
         self.in_flight = item.as_ref().map(|i| i.seq);
         item
     }
 
     /// The entry was not delivered (it stays, first in line) and may again be dropped for room.
-    pub fn release(&mut self, seq: u64) {
+    pub(crate) fn release(&mut self, seq: u64) {
         if self.in_flight == Some(seq) {
             self.in_flight = None;
         }
     }
 
     /// Removes a delivered entry (no-op if already dropped for room).
-    pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+    pub(crate) fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
         self.release(seq);
         if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
             if let Some(item) = self.items.remove(pos) {
@@ -255,7 +256,7 @@ impl Spool {
     }
 
     /// Moves an entry the server refused for good into `rejected/`, kept for inspection.
-    pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+    pub(crate) fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
         self.release(seq);
         if let Some(pos) = self.items.iter().position(|i| i.seq == seq) {
             if let Some(item) = self.items.remove(pos) {
@@ -270,22 +271,22 @@ impl Spool {
     }
 
     /// Entries waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Bytes waiting.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Samples dropped for room, running total across restarts.
-    pub fn dropped_samples(&self) -> u64 {
+    pub(crate) fn dropped_samples(&self) -> u64 {
         self.dropped_samples
     }
 }

@@ -20,7 +20,7 @@ use crate::stats::Stats;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// The server committed it (or already had it).
     Done,
     /// The server refused it for good (4xx): retrying cannot help.
@@ -31,7 +31,7 @@ pub enum Delivery {
 
 /// Where spool entries go: the server over HTTP (`Uplink`), or in tests a scripted stand-in, so that
 /// the delivery loop's backoff, rejection and drop accounting run under paused time.
-pub trait Deliver: Send + Sync + 'static {
+pub(crate) trait Deliver: Send + Sync + 'static {
     /// Delivers one spool entry.
     fn deliver(&self, entry: &Entry) -> impl std::future::Future<Output = Delivery> + Send;
 }
@@ -44,7 +44,7 @@ impl Deliver for Uplink {
 
 /// An HTTP client for one server and token.
 #[derive(Debug, Clone)]
-pub struct Uplink {
+pub(crate) struct Uplink {
     client: reqwest::Client,
     server: String,
     token: String,
@@ -54,7 +54,7 @@ pub struct Uplink {
 
 impl Uplink {
     /// A client with connect and request timeouts, so a dead server never hangs the collector.
-    pub fn new(server: &str, token: &str) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(server: &str, token: &str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(30))
@@ -69,7 +69,7 @@ impl Uplink {
     }
 
     /// Posts JSON (gzip'd) and classifies the answer.
-    pub async fn post_json<T: serde::Serialize>(
+    pub(crate) async fn post_json<T: serde::Serialize>(
         &self,
         path: &str,
         body: &T,
@@ -97,7 +97,7 @@ impl Uplink {
 
     /// Posts a GPU batch in the binary form, or as JSON where the batch holds a value the binary form
     /// cannot carry (the server then names it) or the server does not read the binary form.
-    pub async fn post_batch(&self, batch: &wattlas_protocol::GpuBatch) -> Delivery {
+    pub(crate) async fn post_batch(&self, batch: &wattlas_protocol::GpuBatch) -> Delivery {
         use wattlas_protocol::wire;
         if self.binary.load(Ordering::Relaxed) {
             if let Some(frame) = wire::encode_batch(batch) {
@@ -147,7 +147,10 @@ impl Uplink {
     }
 
     /// Gets JSON (`GET`), the server's error message on failure.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, String> {
         let r = self
             .client
             .get(format!("{}{path}", self.server))
@@ -167,7 +170,7 @@ impl Uplink {
     }
 
     /// Delivers one spool entry.
-    pub async fn send(&self, entry: &Entry) -> Delivery {
+    pub(crate) async fn send(&self, entry: &Entry) -> Delivery {
         match entry {
             Entry::Gpu(batch) => self.post_batch(batch).await,
             Entry::JobStart(job) => self.post_json(paths::JOBS, job).await.0,

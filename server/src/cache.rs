@@ -18,7 +18,7 @@ const TTL: Duration = Duration::from_secs(60);
 const MAX_ENTRIES: usize = 256;
 
 /// `(site, from, to, origin)`, as Unix seconds.
-pub type Key = (i32, i64, i64, i64);
+pub(crate) type Key = (i32, i64, i64, i64);
 
 struct Entry {
     version: u64,
@@ -45,12 +45,12 @@ impl PueCache {
     }
 
     /// The site's current version: pass it to `put` with what was computed after reading it.
-    pub fn version(&self, site: i32) -> u64 {
+    pub(crate) fn version(&self, site: i32) -> u64 {
         self.inner().versions.get(&site).copied().unwrap_or(0)
     }
 
     /// The hours of a window, when computed under the site's current version within the TTL.
-    pub fn get(&self, key: Key) -> Option<Arc<Vec<Hour>>> {
+    pub(crate) fn get(&self, key: Key) -> Option<Arc<Vec<Hour>>> {
         let inner = self.inner();
         let current = inner.versions.get(&key.0).copied().unwrap_or(0);
         inner
@@ -61,7 +61,7 @@ impl PueCache {
     }
 
     /// Stores hours computed under `version`.
-    pub fn put(&self, key: Key, version: u64, hours: Arc<Vec<Hour>>) {
+    pub(crate) fn put(&self, key: Key, version: u64, hours: Arc<Vec<Hour>>) {
         let mut inner = self.inner();
         if inner.entries.len() >= MAX_ENTRIES {
             inner.entries.clear();
@@ -77,7 +77,7 @@ impl PueCache {
     }
 
     /// The site's readings changed: its entries are not served again.
-    pub fn invalidate(&self, site: i32) {
+    pub(crate) fn invalidate(&self, site: i32) {
         let mut inner = self.inner();
         *inner.versions.entry(site).or_default() += 1;
         inner.entries.retain(|k, _| k.0 != site);

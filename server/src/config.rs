@@ -247,7 +247,7 @@ impl std::str::FromStr for Allowed {
 
 impl Allowed {
     /// Whether `ip` is in this block (never for a host name: those match by name).
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self, ip) {
             (Self::Block(IpAddr::V4(net), p), IpAddr::V4(ip)) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(*p)).unwrap_or(0);

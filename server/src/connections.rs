@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 /// One open connection as the admission sees it.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     id: u64,
     ip: IpAddr,
     /// Between requests (a new connection counts as idle until its first request).
@@ -31,26 +31,26 @@ pub struct Conn {
 
 impl Conn {
     /// A request started on it.
-    pub fn busy(&self, clock: &Registry) {
+    pub(crate) fn busy(&self, clock: &Registry) {
         self.idle.store(false, Ordering::Relaxed);
         self.last_ms.store(clock.now_ms(), Ordering::Relaxed);
     }
 
     /// Its request was answered.
-    pub fn idle(&self, clock: &Registry) {
+    pub(crate) fn idle(&self, clock: &Registry) {
         self.last_ms.store(clock.now_ms(), Ordering::Relaxed);
         self.idle.store(true, Ordering::Relaxed);
     }
 
     /// Resolves when the registry asks it to close.
-    pub async fn closing(&self) {
+    pub(crate) async fn closing(&self) {
         self.close.notified().await;
     }
 }
 
 /// What the admission decided for a new connection.
 #[derive(Debug)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Serve it (it is registered; `Registry::leave` when it closes).
     Yes(Arc<Conn>),
     /// Serve it once a connection asked to close has gone (a slot frees when it does).
@@ -61,7 +61,7 @@ pub enum Admit {
 
 /// The open connections.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     max: usize,
     per_client: usize,
     trusted: Vec<IpAddr>,
@@ -72,7 +72,7 @@ pub struct Registry {
 
 impl Registry {
     /// Bounds: connections in all, connections of one address, addresses not bounded per client.
-    pub fn new(max: usize, per_client: usize, trusted: Vec<IpAddr>) -> Self {
+    pub(crate) fn new(max: usize, per_client: usize, trusted: Vec<IpAddr>) -> Self {
         Self {
             max: max.max(1),
             per_client: per_client.max(1),
@@ -88,7 +88,7 @@ impl Registry {
     }
 
     /// Decides for a connection from `ip`, closing an idle one where a bound is reached.
-    pub fn admit(&self, ip: IpAddr) -> Admit {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Admit {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let staying = |c: &&Arc<Conn>| !c.closing.load(Ordering::Relaxed);
         let idle = |c: &&Arc<Conn>| staying(c) && c.idle.load(Ordering::Relaxed);
@@ -147,14 +147,14 @@ impl Registry {
     }
 
     /// A connection closed.
-    pub fn leave(&self, conn: &Conn) {
+    pub(crate) fn leave(&self, conn: &Conn) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|c| c.id != conn.id);
     }
 
     /// Open connections (those asked to close among them).
     #[cfg(test)]
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

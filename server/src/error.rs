@@ -34,32 +34,32 @@ pub enum AppError {
 
 impl AppError {
     /// 400 with a message.
-    pub fn bad_request(msg: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::BAD_REQUEST, msg.into())
     }
     /// 401 with a message.
-    pub fn unauthorized(msg: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::UNAUTHORIZED, msg.into())
     }
     /// 403 with a message.
-    pub fn forbidden(msg: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::FORBIDDEN, msg.into())
     }
     /// 404 with a message.
-    pub fn not_found(msg: impl Into<String>) -> Self {
+    pub(crate) fn not_found(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::NOT_FOUND, msg.into())
     }
     /// 409 with a message.
-    pub fn conflict(msg: impl Into<String>) -> Self {
+    pub(crate) fn conflict(msg: impl Into<String>) -> Self {
         Self::Client(StatusCode::CONFLICT, msg.into())
     }
     /// 500 for something that should not happen, with what happened.
-    pub fn internal(msg: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(msg: impl std::fmt::Display) -> Self {
         Self::Internal(anyhow::anyhow!("{msg}"))
     }
 
     /// The status code answered.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Client(status, _) => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +79,7 @@ impl AppError {
     }
 
     /// What went wrong, for the log: the error and each cause under it, `a: b: c`.
-    pub fn cause_chain(&self) -> String {
+    pub(crate) fn cause_chain(&self) -> String {
         let mut out = self.to_string();
         let mut source = std::error::Error::source(self);
         // `Internal` is transparent: its own message is already the first link.
@@ -179,11 +179,11 @@ impl IntoResponse for AppError {
 
 /// The cause of a 5xx answer, from the handler to `log_server_errors`.
 #[derive(Debug, Clone)]
-pub struct ServerErrorCause(pub String);
+pub(crate) struct ServerErrorCause(pub String);
 
 /// Logs each 5xx answer once, with the route that matched and the cause chain (or the status alone
 /// where the answer came from elsewhere: a panic, a timeout).
-pub async fn log_server_errors(request: Request, next: Next) -> Response {
+pub(crate) async fn log_server_errors(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
         |m| m.as_str().to_owned(),
@@ -206,7 +206,7 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
 /// The HTML error page.
 #[derive(Template)]
 #[template(path = "error.html")]
-pub struct ErrorPage {
+pub(crate) struct ErrorPage {
     /// HTTP status.
     pub status: u16,
     /// What went wrong.
@@ -217,7 +217,7 @@ pub struct ErrorPage {
 
 impl ErrorPage {
     /// The page, or its message as text if the template fails.
-    pub fn render_or_text(&self) -> String {
+    pub(crate) fn render_or_text(&self) -> String {
         self.render()
             .unwrap_or_else(|_| format!("{} {}", self.status, self.message))
     }
@@ -226,7 +226,7 @@ impl ErrorPage {
 /// What an error page said, kept on its response so `auth::error_pages_with_nav` can render it again
 /// with the viewer's page header.
 #[derive(Debug, Clone)]
-pub struct ErrorPageShown {
+pub(crate) struct ErrorPageShown {
     /// HTTP status.
     pub status: u16,
     /// The message shown.
@@ -235,7 +235,7 @@ pub struct ErrorPageShown {
 
 /// An error on an HTML page: the same causes, shown as a page.
 #[derive(Debug)]
-pub struct PageError(pub AppError);
+pub(crate) struct PageError(pub AppError);
 
 impl<E: Into<AppError>> From<E> for PageError {
     fn from(e: E) -> Self {
@@ -262,7 +262,7 @@ impl IntoResponse for PageError {
 }
 
 /// A page that renders: an askama template answered as HTML, its rendering errors as error pages.
-pub struct Page<T>(pub T);
+pub(crate) struct Page<T>(pub T);
 
 impl<T: Template> IntoResponse for Page<T> {
     fn into_response(self) -> Response {

@@ -15,7 +15,7 @@ use crate::error::AppError;
 /// JSON body; rejections become `AppError` with axum's status (400, 413, 415, 422 -> 400). A string with
 /// a NUL character (which PostgreSQL cannot store in text) is refused naming its field.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
@@ -76,7 +76,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 /// A GPU batch as JSON, or in the binary form (`wattlas_protocol::wire`, content type
 /// `application/vnd.wattlas.batch`): the batch, and for the binary form its samples in stored units
 /// (the batch's own `samples` then empty). Refusals name the field as JSON's do.
-pub struct IngestBody(
+pub(crate) struct IngestBody(
     pub wattlas_protocol::GpuBatch,
     pub Option<Vec<crate::codec::RawSample>>,
 );
@@ -237,7 +237,7 @@ fn year_of_date(value: &str) -> Option<i64> {
 
 /// Path parameters; rejections become 400/404 JSON errors.
 #[derive(Debug, Clone)]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
     type Rejection = AppError;
@@ -255,7 +255,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 
 /// Query string; rejections become 400 JSON errors naming the parameter.
 #[derive(Debug, Clone)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = AppError;
@@ -278,7 +278,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
 
 impl<T: DeserializeOwned> Query<T> {
     /// Parses a URI's query exactly as the extractor does (the fuzz target and `routes::queries`).
-    pub fn try_from_uri(uri: &axum::http::Uri) -> Result<Self, AppError> {
+    pub(crate) fn try_from_uri(uri: &axum::http::Uri) -> Result<Self, AppError> {
         if let Some(name) = nul_in_query(uri.query()) {
             return Err(AppError::bad_request(format!(
                 "{name}: contains a NUL character"
@@ -296,7 +296,7 @@ impl<T: DeserializeOwned> Query<T> {
 /// A page's query string: rejections become the HTML error page naming the parameter (with the page
 /// header), not the API's JSON.
 #[derive(Debug, Clone)]
-pub struct PageQuery<T>(pub T);
+pub(crate) struct PageQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
     type Rejection = crate::error::PageError;
@@ -311,7 +311,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PageQue
 
 /// A page's form body (`application/x-www-form-urlencoded`); rejections become error pages.
 #[derive(Debug, Clone)]
-pub struct Form<T>(pub T);
+pub(crate) struct Form<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
     type Rejection = crate::error::PageError;

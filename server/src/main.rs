@@ -18,7 +18,7 @@ mod heap_stats {
     static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
     /// Prints the bytes held (the most of ten readings a second apart) and RSS every 10 s.
-    pub fn report() {
+    pub(crate) fn report() {
         std::thread::spawn(|| loop {
             let mut most = 0;
             for _ in 0..10 {

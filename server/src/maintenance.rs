@@ -31,15 +31,15 @@ const MINUTES_PER_FETCH: i64 = 60;
 /// around it, so a run that took a node's last 10 s recomputed three minutes from five fetched (18
 /// GPU-minutes computed per GPU-minute of data); five minutes at a time recompute seven from nine.
 /// Readers read raw samples where ranges are pending, so the rollups' delay costs no figure.
-pub const ROLLUP_STEP_MS: i64 = 300_000;
+pub(crate) const ROLLUP_STEP_MS: i64 = 300_000;
 
 /// Where a rollup run with raw data settled before `settled_before_ms` cuts: the step before it, ms.
-pub fn rollup_cut_ms(settled_before_ms: i64) -> i64 {
+pub(crate) fn rollup_cut_ms(settled_before_ms: i64) -> i64 {
     settled_before_ms.div_euclid(ROLLUP_STEP_MS) * ROLLUP_STEP_MS
 }
 
 /// Handles of the running background tasks; dropping it stops them, so they end with the server.
-pub struct Tasks {
+pub(crate) struct Tasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -78,7 +78,7 @@ where
 }
 
 /// Starts the background tasks: rollup, retention, job energy and budgets, settling.
-pub fn spawn(cx: &Context) -> Tasks {
+pub(crate) fn spawn(cx: &Context) -> Tasks {
     let often = Duration::from_secs(cx.config.rollup_interval_s.max(1));
     let seldom = Duration::from_secs(cx.config.retention_interval_s.max(1));
     Tasks {
@@ -131,7 +131,7 @@ pub fn spawn(cx: &Context) -> Tasks {
 }
 
 /// Records budget crossings (`service::budgets`), one process at a time: how many.
-pub async fn budget_crossings_once(cx: &Context) -> Result<usize, Error> {
+pub(crate) async fn budget_crossings_once(cx: &Context) -> Result<usize, Error> {
     let done = exclusively(&cx.db, "budgets", || async {
         crate::service::budgets::record_crossings(cx).await
     })
@@ -142,7 +142,7 @@ pub async fn budget_crossings_once(cx: &Context) -> Result<usize, Error> {
 }
 
 /// Posts the budget crossings not delivered yet, one process at a time: how many were delivered.
-pub async fn webhooks_once(cx: &Context) -> Result<usize, Error> {
+pub(crate) async fn webhooks_once(cx: &Context) -> Result<usize, Error> {
     // Most runs have nothing to post: one short query, not the lock's connection beside it.
     if !crate::service::budgets::any_due(cx).await? {
         return Ok(0);
@@ -168,7 +168,7 @@ const HOURS_PER_SETTLE_RUN: i64 = 32;
 
 /// Settles the node-hours that ended `compact_after_s` ago or earlier (up to `HOURS_PER_SETTLE_RUN`),
 /// oldest first; returns how many.
-pub async fn settle_once(cx: &Context) -> Result<usize, Error> {
+pub(crate) async fn settle_once(cx: &Context) -> Result<usize, Error> {
     let before = Utc::now() - chrono::Duration::seconds(cx.config.compact_after_s as i64);
     settle_before(cx, before).await
 }

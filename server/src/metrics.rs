@@ -41,7 +41,7 @@ pub(crate) fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
 
 impl Metrics {
     /// A GPU batch was committed.
-    pub fn ingested(&self, stored: u64, duplicates: u64) {
+    pub(crate) fn ingested(&self, stored: u64, duplicates: u64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.samples_stored.fetch_add(stored, Ordering::Relaxed);
         self.samples_duplicate
@@ -49,12 +49,12 @@ impl Metrics {
     }
 
     /// Facility readings were committed.
-    pub fn readings(&self, stored: u64) {
+    pub(crate) fn readings(&self, stored: u64) {
         self.readings_stored.fetch_add(stored, Ordering::Relaxed);
     }
 
     /// A remote write was taken: samples of series ignored, GPU timestamps without power.
-    pub fn remote_write(&self, ignored: u64, without_power: u64) {
+    pub(crate) fn remote_write(&self, ignored: u64, without_power: u64) {
         self.remote_write_ignored
             .fetch_add(ignored, Ordering::Relaxed);
         self.remote_write_without_power
@@ -62,18 +62,18 @@ impl Metrics {
     }
 
     /// Series of a remote write dropped: more labels than the limit, a label longer than it.
-    pub fn remote_write_dropped(&self, too_many_labels: u64, label_too_long: u64) {
+    pub(crate) fn remote_write_dropped(&self, too_many_labels: u64, label_too_long: u64) {
         self.remote_write_dropped[0].fetch_add(too_many_labels, Ordering::Relaxed);
         self.remote_write_dropped[1].fetch_add(label_too_long, Ordering::Relaxed);
     }
 
     /// A job's allocations were read.
-    pub fn allocation_read(&self) {
+    pub(crate) fn allocation_read(&self) {
         self.allocation_reads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A job's energy was integrated over its samples.
-    pub fn energy_integration(&self) {
+    pub(crate) fn energy_integration(&self) {
         self.energy_integrations.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -86,12 +86,12 @@ impl Metrics {
     }
 
     /// A sign-in ended so.
-    pub fn sign_in(&self, outcome: &'static str) {
+    pub(crate) fn sign_in(&self, outcome: &'static str) {
         bump(&self.sign_ins, outcome);
     }
 
     /// A background task did `n` pieces of work (ranges, nodes, job summaries, chunks).
-    pub fn maintenance(&self, task: &'static str, n: u64) {
+    pub(crate) fn maintenance(&self, task: &'static str, n: u64) {
         *self
             .maintenance
             .lock()
@@ -110,19 +110,25 @@ impl Metrics {
 }
 
 /// Label values are ours (routes, outcomes, task names), but escape them as the format asks anyway.
-pub fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// A family of one unlabelled sample.
-pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

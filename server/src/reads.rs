@@ -42,7 +42,7 @@ struct Freshness {
 
 /// Which pool served a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Served {
+pub(crate) enum Served {
     /// The read replica.
     Replica = 0,
     /// The primary.
@@ -51,7 +51,7 @@ pub enum Served {
 
 impl Reads {
     /// Every read on `primary` (no replica configured).
-    pub fn primary_only(primary: PgPool) -> Self {
+    pub(crate) fn primary_only(primary: PgPool) -> Self {
         Self::new(primary, None, Duration::ZERO)
     }
 
@@ -67,17 +67,17 @@ impl Reads {
     }
 
     /// Whether a replica is configured.
-    pub fn has_replica(&self) -> bool {
+    pub(crate) fn has_replica(&self) -> bool {
         self.replica.is_some()
     }
 
     /// The configured bound.
-    pub fn max_lag(&self) -> Duration {
+    pub(crate) fn max_lag(&self) -> Duration {
         self.max_lag
     }
 
     /// The pool for one read that may lag by up to the bound, counted.
-    pub fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         let (pool, served) = self.choose(Instant::now());
         self.served[served as usize].fetch_add(1, Ordering::Relaxed);
         pool
@@ -94,7 +94,7 @@ impl Reads {
 
     /// How far behind the replica may be now, at most; `None` without a replica or before a probe
     /// succeeded.
-    pub fn staleness(&self) -> Option<Duration> {
+    pub(crate) fn staleness(&self) -> Option<Duration> {
         self.staleness_at(Instant::now())
     }
 
@@ -105,12 +105,12 @@ impl Reads {
     }
 
     /// Whether the replica answered its last probe (true without a replica).
-    pub fn replica_answering(&self) -> bool {
+    pub(crate) fn replica_answering(&self) -> bool {
         self.replica.is_none() || self.state.lock().is_ok_and(|s| s.answering)
     }
 
     /// Reads served so far by (replica, primary).
-    pub fn served(&self) -> (u64, u64) {
+    pub(crate) fn served(&self) -> (u64, u64) {
         (
             self.served[0].load(Ordering::Relaxed),
             self.served[1].load(Ordering::Relaxed),
@@ -118,7 +118,7 @@ impl Reads {
     }
 
     /// One probe: the primary's WAL position, then how far the replica has replayed.
-    pub async fn probe(&self) {
+    pub(crate) async fn probe(&self) {
         let Some(replica) = &self.replica else {
             return;
         };
@@ -175,7 +175,7 @@ impl Reads {
     }
 
     /// Probes every quarter of the bound (at most every second, at least every 50 ms) until dropped.
-    pub fn spawn_probes(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn spawn_probes(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         self.replica.as_ref()?;
         let reads = Arc::downgrade(self);
         let every = (self.max_lag / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));

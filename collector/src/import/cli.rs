@@ -10,7 +10,7 @@ use wattlas_protocol::{paths, Allocation, NewJob, NewNode};
 use super::nvidia_smi::{self, send::Delivered, Options, Summary};
 use crate::uplink::{Delivery, Uplink};
 
-pub use super::{tags, ServerArgs};
+pub(crate) use super::{tags, ServerArgs};
 
 /// `import nvidia-smi`.
 #[derive(Debug, Args)]

@@ -23,7 +23,11 @@ pub struct ImportError {
 
 impl ImportError {
     /// An error at `line` in `field`.
-    pub fn new(line: u64, field: impl Into<String>, message: impl Into<String>) -> ImportError {
+    pub(crate) fn new(
+        line: u64,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ImportError {
         ImportError {
             line,
             field: field.into(),
@@ -50,7 +54,7 @@ pub struct Skips(pub BTreeMap<String, Skipped>);
 
 impl Skips {
     /// Counts `n` lines from `line` on, left out for `why`.
-    pub fn add(&mut self, why: impl Into<String>, line: u64, n: u64) {
+    pub(crate) fn add(&mut self, why: impl Into<String>, line: u64, n: u64) {
         let e = self.0.entry(why.into()).or_default();
         e.count += n;
         if e.first_lines.len() < FIRST_LINES {
@@ -59,7 +63,7 @@ impl Skips {
     }
 
     /// Counts a line left out for `why`, or with `strict` refuses the file there (naming `field`).
-    pub fn skip(
+    pub(crate) fn skip(
         &mut self,
         strict: bool,
         why: String,
@@ -78,13 +82,14 @@ impl Skips {
         self.0.values().map(|s| s.count).sum()
     }
 
+    #[cfg(test)]
     /// How many were left out for `why`.
-    pub fn count(&self, why: &str) -> u64 {
+    pub(crate) fn count(&self, why: &str) -> u64 {
         self.0.get(why).map_or(0, |s| s.count)
     }
 
     /// The report's lines: `  N: why (lines a, b, ...)`.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.0
             .iter()
             .map(|(why, s)| {
@@ -116,7 +121,7 @@ impl fmt::Display for Skips {
 
 /// One line as read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// Text without its line end; `complete` is false for a last line without a newline.
     Text {
         /// 1-based line number.
@@ -136,7 +141,7 @@ pub enum Line<'a> {
 }
 
 /// Reads lines of any length into one reused buffer.
-pub struct Lines<R> {
+pub(crate) struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
     no: u64,
@@ -144,7 +149,7 @@ pub struct Lines<R> {
 
 impl<R: BufRead> Lines<R> {
     /// Reads `reader`.
-    pub fn new(reader: R) -> Lines<R> {
+    pub(crate) fn new(reader: R) -> Lines<R> {
         Lines {
             reader,
             buf: Vec::with_capacity(256),
@@ -153,7 +158,7 @@ impl<R: BufRead> Lines<R> {
     }
 
     /// The next line, `None` at the end of the file.
-    pub fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
+    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
         self.buf.clear();
         let n = self.reader.read_until(b'\n', &mut self.buf)?;
         if n == 0 {

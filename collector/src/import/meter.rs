@@ -18,7 +18,7 @@ use chrono_tz::Tz;
 use clap::Args;
 use wattlas_protocol::{FacilityBatch, FacilityReading};
 
-pub use super::lines::ImportError;
+pub(crate) use super::lines::ImportError;
 use super::lines::{Line, Lines, Skips};
 use crate::uplink::{Delivery, Uplink};
 
@@ -250,7 +250,7 @@ pub fn parse(input: impl BufRead, tz: Option<Tz>, strict: bool) -> Result<Parsed
 
 /// What the server did with an import.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Readings stored now.
     pub stored: u64,
     /// Readings the server already had.
@@ -275,7 +275,7 @@ fn batches(readings: &[FacilityReading]) -> Vec<Vec<FacilityReading>> {
 
 /// Sends readings for `meter` in `site` (with a meter token both may be left out; the admin token
 /// creates the meter if needed).
-pub async fn send(
+pub(crate) async fn send(
     uplink: &Uplink,
     site: Option<&str>,
     meter: Option<&str>,
@@ -306,7 +306,7 @@ pub async fn send(
 }
 
 /// Runs `import meter` and prints its report.
-pub async fn run(a: MeterImportArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(a: MeterImportArgs) -> anyhow::Result<()> {
     let tz: Option<Tz> = match &a.timezone {
         Some(z) => Some(
             z.parse()

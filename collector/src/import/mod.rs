@@ -23,7 +23,7 @@ pub struct ServerArgs {
 }
 
 /// `key=value` tags.
-pub fn tags(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn tags(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for t in list {
         let (k, v) = t

@@ -60,7 +60,7 @@ pub struct SacctArgs {
 
 /// One job as sacct describes it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SacctJob {
+pub(crate) struct SacctJob {
     /// Line in the file.
     pub line: u64,
     /// Job id.
@@ -89,15 +89,15 @@ pub struct SacctJob {
 }
 
 /// The columns every file needs.
-pub const NEEDED: [&str; 6] = ["jobid", "user", "start", "end", "nodelist", "alloctres"];
+pub(crate) const NEEDED: [&str; 6] = ["jobid", "user", "start", "end", "nodelist", "alloctres"];
 
 /// The `--format` this importer reads best (every column it uses).
-pub const FORMAT: &str =
+pub(crate) const FORMAT: &str =
     "JobID,JobIDRaw,User,JobName,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment";
 
 /// A parsed sacct file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// Lines read.
     pub lines: u64,
     /// Jobs.
@@ -180,7 +180,7 @@ fn mig_profile(kind: &str) -> Option<String> {
 
 /// GPUs of an AllocTRES list (the plain count, else the typed ones summed: each counted once) and the
 /// MIG instances among them by profile.
-pub fn tres_gpu_kinds(tres: &str) -> Result<(u32, BTreeMap<String, u32>), String> {
+pub(crate) fn tres_gpu_kinds(tres: &str) -> Result<(u32, BTreeMap<String, u32>), String> {
     let mut plain = None;
     let mut typed = 0u32;
     let mut mig = BTreeMap::new();
@@ -277,7 +277,7 @@ fn check_columns(map: &HashMap<String, usize>, line: u64) -> Result<(), ImportEr
 
 /// Parses sacct output: with a header line, or with `format` (sacct's `--format` list) for a file
 /// written with `--noheader`.
-pub fn parse(
+pub(crate) fn parse(
     input: impl BufRead,
     tz: Tz,
     strict: bool,
@@ -430,7 +430,7 @@ pub fn parse(
 
 /// The job to register: whole nodes' GPUs where the count says so, the rest named as unknown (the
 /// server drops those where a prolog named the GPUs).
-pub fn new_job(
+pub(crate) fn new_job(
     j: &SacctJob,
     site: &str,
     tags: &BTreeMap<String, String>,
@@ -511,7 +511,7 @@ pub fn new_job(
 
 /// What registering a file's jobs came to.
 #[derive(Debug, Default)]
-pub struct Registered {
+pub(crate) struct Registered {
     /// Jobs registered now or already known, by their ids in the file.
     pub registered: Vec<String>,
     /// Of those, registered without some of their GPUs: `job id: why`.
@@ -524,7 +524,7 @@ pub struct Registered {
 
 /// Registers each job (a re-sent record changes nothing); a record the server refuses is reported by
 /// its line, or with `strict` stops the run.
-pub async fn register(
+pub(crate) async fn register(
     uplink: &Uplink,
     jobs: &[SacctJob],
     site: &str,
@@ -571,7 +571,7 @@ pub async fn register(
 }
 
 /// Runs `import sacct` and prints its report.
-pub async fn run(a: SacctArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(a: SacctArgs) -> anyhow::Result<()> {
     let tz: Tz = a
         .timezone
         .parse()

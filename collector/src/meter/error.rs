@@ -2,7 +2,7 @@
 
 /// Errors of a meter read.
 #[derive(Debug, thiserror::Error)]
-pub enum MeterError {
+pub(crate) enum MeterError {
     /// The meter could not be reached or answered with an error.
     #[error("meter read failed: {0}")]
     Read(String),

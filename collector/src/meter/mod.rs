@@ -5,17 +5,17 @@
 //! GPU samples, so a server outage loses none that fit.
 
 pub mod cli;
-pub mod error;
-pub mod modbus;
-pub mod simulated;
+pub(crate) mod error;
+pub(crate) mod modbus;
+pub(crate) mod simulated;
 
 use chrono::{DateTime, Utc};
 use wattlas_protocol::FacilityReading;
 
-pub use error::MeterError;
+pub(crate) use error::MeterError;
 
 /// A meter to read.
-pub enum Meter {
+pub(crate) enum Meter {
     /// The simulated site.
     Simulated(simulated::SimulatedSite),
     /// A Modbus TCP power meter.
@@ -24,7 +24,7 @@ pub enum Meter {
 
 impl Meter {
     /// One reading, stamped `now`.
-    pub async fn read(&mut self, now: DateTime<Utc>) -> Result<FacilityReading, MeterError> {
+    pub(crate) async fn read(&mut self, now: DateTime<Utc>) -> Result<FacilityReading, MeterError> {
         match self {
             Self::Simulated(s) => Ok(s.reading_at(now)),
             Self::Modbus(m) => m.read(now).await,

@@ -15,7 +15,7 @@ use super::error::MeterError;
 /// How a value is laid out in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum DataType {
+pub(crate) enum DataType {
     /// One register, unsigned.
     U16,
     /// One register, signed.
@@ -40,7 +40,7 @@ impl DataType {
 /// Which register of a 32-bit pair comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum WordOrder {
+pub(crate) enum WordOrder {
     /// High word first (the Modbus convention).
     Big,
     /// Low word first (many meters).
@@ -50,7 +50,7 @@ pub enum WordOrder {
 /// Holding (function 3) or input (function 4) registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum RegisterKind {
+pub(crate) enum RegisterKind {
     /// Holding registers.
     Holding,
     /// Input registers.
@@ -59,7 +59,7 @@ pub enum RegisterKind {
 
 /// The meter's register map.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModbusConfig {
+pub(crate) struct ModbusConfig {
     /// Meter address.
     pub addr: SocketAddr,
     /// Modbus unit id.
@@ -79,7 +79,7 @@ pub struct ModbusConfig {
 }
 
 /// Decodes a value from its registers.
-pub fn decode(words: &[u16], data_type: DataType, order: WordOrder) -> Option<f64> {
+pub(crate) fn decode(words: &[u16], data_type: DataType, order: WordOrder) -> Option<f64> {
     let pair = || -> Option<u32> {
         let (hi, lo) = match order {
             WordOrder::Big => (*words.first()?, *words.get(1)?),
@@ -97,14 +97,14 @@ pub fn decode(words: &[u16], data_type: DataType, order: WordOrder) -> Option<f6
 }
 
 /// A connected (or reconnecting) meter.
-pub struct ModbusMeter {
+pub(crate) struct ModbusMeter {
     config: ModbusConfig,
     ctx: Option<Context>,
 }
 
 impl ModbusMeter {
     /// A meter that connects on its first read.
-    pub fn new(config: ModbusConfig) -> Self {
+    pub(crate) fn new(config: ModbusConfig) -> Self {
         Self { config, ctx: None }
     }
 
@@ -122,7 +122,7 @@ impl ModbusMeter {
     }
 
     /// Reads total and IT power; reconnects on the next read after any error.
-    pub async fn read(&mut self, now: DateTime<Utc>) -> Result<FacilityReading, MeterError> {
+    pub(crate) async fn read(&mut self, now: DateTime<Utc>) -> Result<FacilityReading, MeterError> {
         if self.ctx.is_none() {
             let connect = tcp::connect_slave(self.config.addr, Slave(self.config.unit));
             let ctx = tokio::time::timeout(Duration::from_secs(5), connect)

@@ -9,7 +9,7 @@ use wattlas_protocol::FacilityReading;
 
 /// A simulated site.
 #[derive(Debug, Clone)]
-pub struct SimulatedSite {
+pub(crate) struct SimulatedSite {
     /// Local zone (the day/night rhythm follows local time).
     pub tz: Tz,
     /// Mean IT load, kW.
@@ -31,7 +31,7 @@ fn unit_noise(seed: u64, t_ms: i64, stream: u64) -> f64 {
 
 impl SimulatedSite {
     /// The site's PUE at `t` (without noise), for tests and the reading.
-    pub fn pue_at(&self, t: DateTime<Utc>) -> f64 {
+    pub(crate) fn pue_at(&self, t: DateTime<Utc>) -> f64 {
         let local = t.with_timezone(&self.tz);
         let doy =
             f64::from(local.ordinal0()) + f64::from(local.num_seconds_from_midnight()) / 86_400.0;
@@ -45,7 +45,7 @@ impl SimulatedSite {
     }
 
     /// The reading at `t`.
-    pub fn reading_at(&self, t: DateTime<Utc>) -> FacilityReading {
+    pub(crate) fn reading_at(&self, t: DateTime<Utc>) -> FacilityReading {
         let ms = t.timestamp_millis();
         let hour = f64::from(t.with_timezone(&self.tz).num_seconds_from_midnight()) / 3600.0;
         let it_kw = self.it_base_kw

@@ -185,7 +185,7 @@ impl Scrape {
 
 /// GET of a plain `http://host:port/path` URL (the exporter on the node), HTTP/1.0 so that the answer
 /// is neither chunked nor compressed; the body.
-pub fn get(url: &str, timeout: Duration) -> Result<String, String> {
+pub(crate) fn get(url: &str, timeout: Duration) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs (the exporter on this node)"))?;

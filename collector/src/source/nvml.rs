@@ -26,7 +26,9 @@ impl NvmlSource {
     }
 
     /// As `init`, with the library loader given (tests pass a loader for a path that does not exist).
-    pub fn init_with(load: impl FnOnce() -> Result<Nvml, NvmlError>) -> Result<Self, SourceError> {
+    pub(crate) fn init_with(
+        load: impl FnOnce() -> Result<Nvml, NvmlError>,
+    ) -> Result<Self, SourceError> {
         let nvml = load().map_err(|e| SourceError::NvmlInit(e.to_string()))?;
         let count = nvml
             .device_count()

@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use wattlas_protocol::{NodeEnergyKind, NodeEnergyReading};
 
 /// Where Linux exposes powercap.
-pub const DEFAULT_ROOT: &str = "/sys/class/powercap";
+pub(crate) const DEFAULT_ROOT: &str = "/sys/class/powercap";
 
 /// One counter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Zone {
+pub(crate) struct Zone {
     /// `package-0`, `package-0/dram`, `psys`.
     pub name: String,
     /// What it counts.
@@ -30,7 +30,7 @@ pub struct Zone {
 
 /// The node's readable counters, and those it found but cannot read.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rapl {
+pub(crate) struct Rapl {
     /// Counters read on every reading.
     pub zones: Vec<Zone>,
     /// Counters found but unreadable: (zone, why).
@@ -62,7 +62,7 @@ fn kind_of(name: &str) -> Option<NodeEnergyKind> {
 
 impl Rapl {
     /// The counters under `root` (none where there is no powercap tree: a VM, a non-Intel/AMD CPU).
-    pub fn discover(root: &Path) -> Rapl {
+    pub(crate) fn discover(root: &Path) -> Rapl {
         let mut out = Rapl::default();
         let Ok(entries) = std::fs::read_dir(root) else {
             return out;
@@ -121,7 +121,7 @@ impl Rapl {
     }
 
     /// Reads every counter once, stamped `now`; a counter that fails this time is counted, not sent.
-    pub fn read(&self, now: DateTime<Utc>) -> (Vec<NodeEnergyReading>, u64) {
+    pub(crate) fn read(&self, now: DateTime<Utc>) -> (Vec<NodeEnergyReading>, u64) {
         let mut out = Vec::with_capacity(self.zones.len());
         let mut errors = 0;
         for z in &self.zones {
@@ -140,7 +140,7 @@ impl Rapl {
     }
 
     /// What to say at start: which counters are read, and which cannot be, and why.
-    pub fn describe(&self, root: &Path) -> String {
+    pub(crate) fn describe(&self, root: &Path) -> String {
         let read: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
         let mut text = if read.is_empty() {
             format!(
@@ -166,7 +166,7 @@ impl Rapl {
 }
 
 /// The node's logical CPUs: the `processor` lines of `/proc/cpuinfo`, else what the runtime sees.
-pub fn node_cpus() -> Option<u32> {
+pub(crate) fn node_cpus() -> Option<u32> {
     let from_cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok().map(|t| {
         t.lines()
             .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))

@@ -110,7 +110,7 @@ impl GpuModel {
     }
 
     /// Relative time and energy at `cap_w`, interpolated between the model's points.
-    pub fn response_at(&self, cap_w: f64) -> (f64, f64) {
+    pub(crate) fn response_at(&self, cap_w: f64) -> (f64, f64) {
         let f = cap_w / self.default_limit_w;
         let pts = self.response;
         if f <= pts[0].0 {
@@ -127,7 +127,7 @@ impl GpuModel {
     }
 
     /// Mean power of the workload at `cap_w`.
-    pub fn mean_power_w(&self, cap_w: f64) -> f64 {
+    pub(crate) fn mean_power_w(&self, cap_w: f64) -> f64 {
         let (t, e) = self.response_at(cap_w);
         (LOAD_SHARE * self.default_limit_w * e / t).min(cap_w)
     }
@@ -163,7 +163,7 @@ pub struct SimConfig {
 
 /// What the simulator emitted: the truth the server's numbers are checked against.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     /// Samples emitted.
     pub samples_emitted: u64,
     /// Per job: energy the job's GPUs counted between its start and end polls.
@@ -175,7 +175,7 @@ pub struct Ledger {
 
 /// One job in the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LedgerJob {
+pub(crate) struct LedgerJob {
     /// Start.
     pub start: DateTime<Utc>,
     /// End, once ended.
@@ -297,17 +297,9 @@ impl SimulatedSource {
     }
 
     /// What was emitted so far.
-    pub fn ledger(&self) -> &Ledger {
+    #[cfg(test)]
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// Sets the power limit of GPUs (all when `gpus` is empty), as `cap set` does on real ones.
-    pub fn set_power_limit(&mut self, gpus: &[u32], watts: f64) {
-        for (i, g) in self.gpus.iter_mut().enumerate() {
-            if gpus.is_empty() || gpus.contains(&(i as u32)) {
-                g.limit_w = watts;
-            }
-        }
     }
 
     /// Applies the limits file: GPUs in it take its limit; a GPU taken out of it goes back to its

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 /// A job's emissions.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Carbon {
+pub(crate) struct Carbon {
     /// CO2e, g; `None` when some hour had no intensity at all (no series value, no static value).
     pub co2e_g: Option<f64>,
     /// Share of the facility energy charged an hourly series value (the rest: the static value).
@@ -14,7 +14,7 @@ pub struct Carbon {
 
 /// Charges each hour (keys: hour start, ms) of IT energy (J) its PUE (or `fallback_pue`) and its carbon
 /// intensity (g/kWh; the series' value of that hour, or `static_g_per_kwh`).
-pub fn carbon(
+pub(crate) fn carbon(
     it_by_hour: &BTreeMap<i64, f64>,
     pue_by_hour: &BTreeMap<i64, f64>,
     fallback_pue: f64,

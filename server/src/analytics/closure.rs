@@ -23,14 +23,14 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 /// An hour, ms.
-pub const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// Longest interval between two readings of one meter that is integrated across (as PUE reads them).
-pub const MAX_METER_GAP_MS: i64 = 3_600_000;
+pub(crate) const MAX_METER_GAP_MS: i64 = 3_600_000;
 
 /// One meter reading: IT power or IT energy counter (either may be absent: a PUE-only reading).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeterReading {
+pub(crate) struct MeterReading {
     /// Time, ms.
     pub t_ms: i64,
     /// IT power, kW.
@@ -41,7 +41,7 @@ pub struct MeterReading {
 
 /// One hour's measured terms, J (the meters' also with the seconds they covered).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct HourTerms {
+pub(crate) struct HourTerms {
     /// Meters' IT energy.
     pub meter_it_j: f64,
     /// Seconds of the hour the meters covered (summed over meters).
@@ -60,7 +60,7 @@ pub struct HourTerms {
 /// Between consecutive readings at most `MAX_METER_GAP_MS` apart: the counter's delta spread evenly
 /// over the interval when both carry a counter that moved forward, else the power readings' line
 /// integrated over the part of the interval inside each hour.
-pub fn meter_it_by_hour(
+pub(crate) fn meter_it_by_hour(
     readings: &[MeterReading],
     from_ms: i64,
     to_ms: i64,
@@ -69,7 +69,7 @@ pub fn meter_it_by_hour(
 }
 
 /// `meter_it_by_hour` in buckets of `bucket_ms` (aligned to the epoch).
-pub fn meter_it_by_bucket(
+pub(crate) fn meter_it_by_bucket(
     readings: &[MeterReading],
     from_ms: i64,
     to_ms: i64,
@@ -115,7 +115,7 @@ pub fn meter_it_by_bucket(
 /// How rows are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum By {
+pub(crate) enum By {
     /// Local days.
     Day,
     /// Local months.
@@ -124,7 +124,7 @@ pub enum By {
 
 /// One day or month of a site, kWh.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// `YYYY-MM-DD` or `YYYY-MM`, local.
     pub period: String,
     /// First instant.
@@ -154,7 +154,7 @@ pub struct Row {
 impl Row {
     /// The five parts that add up to the meters' IT energy, in stacking order: jobs' GPUs, jobs' CPU
     /// and DRAM, idle GPUs, idle CPU and DRAM, not measured by collectors (0 without a meter).
-    pub fn parts(&self) -> [f64; 5] {
+    pub(crate) fn parts(&self) -> [f64; 5] {
         [
             self.jobs_gpu_kwh,
             self.jobs_cpu_dram_kwh,
@@ -193,7 +193,7 @@ fn period_of(t_ms: i64, tz: Tz, by: By) -> Option<(String, DateTime<Utc>, DateTi
 
 /// Every period touching `[from_ms, to_ms)` with its hours' terms summed (each UTC hour counted in the
 /// period its start falls in), oldest first; periods without any hour of data are listed with zeros.
-pub fn rows(
+pub(crate) fn rows(
     hours: &BTreeMap<i64, HourTerms>,
     tz: Tz,
     by: By,

@@ -22,12 +22,13 @@ use crate::codec::RawSample;
 use std::collections::BTreeMap;
 use wattlas_protocol::{EnergyMethod, MAX_GPU_POWER_W};
 
+#[cfg(test)]
 /// Default longest interval between two samples that is still integrated across (1 s).
-pub const DEFAULT_MAX_GAP_MS: i64 = 1000;
+pub(crate) const DEFAULT_MAX_GAP_MS: i64 = 1000;
 
 /// Longest interval an energy-counter delta is trusted across (a stalled poller, a collector restart).
 /// Longer, and a driver reload that left the counter higher than before could pass for energy.
-pub const MAX_COUNTER_GAP_MS: i64 = 60_000;
+pub(crate) const MAX_COUNTER_GAP_MS: i64 = 60_000;
 
 /// Intervals on each side of one whose median is the GPU's cadence there.
 const CADENCE_WINDOW: usize = 7;
@@ -35,7 +36,7 @@ const CADENCE_WINDOW: usize = 7;
 /// The longest interval bridged between samples `i` and `i + 1` of `n` sorted sample times `t`:
 /// max(`max_gap_ms`, 3 x the median of the up to 15 intervals around it), at most
 /// `MAX_COUNTER_GAP_MS` (which bounds how far around a window samples are fetched).
-pub fn gap_limit_ms(t: impl Fn(usize) -> i64, n: usize, i: usize, max_gap_ms: i64) -> i64 {
+pub(crate) fn gap_limit_ms(t: impl Fn(usize) -> i64, n: usize, i: usize, max_gap_ms: i64) -> i64 {
     let lo = i.saturating_sub(CADENCE_WINDOW);
     let hi = (i + CADENCE_WINDOW + 1).min(n.saturating_sub(1));
     let mut around: Vec<i64> = (lo..hi).map(|k| t(k + 1) - t(k)).collect();
@@ -48,7 +49,7 @@ pub fn gap_limit_ms(t: impl Fn(usize) -> i64, n: usize, i: usize, max_gap_ms: i6
 }
 
 /// How far around a window samples must be fetched for its boundary intervals to count.
-pub fn fetch_margin_ms(max_gap_ms: i64) -> i64 {
+pub(crate) fn fetch_margin_ms(max_gap_ms: i64) -> i64 {
     max_gap_ms.max(MAX_COUNTER_GAP_MS)
 }
 
@@ -69,7 +70,7 @@ pub struct GpuEnergy {
 
 impl GpuEnergy {
     /// Adds another GPU's or another window's energy to this one.
-    pub fn add(&mut self, other: &GpuEnergy) {
+    pub(crate) fn add(&mut self, other: &GpuEnergy) {
         self.energy_j += other.energy_j;
         self.covered_s += other.covered_s;
         self.counter_s += other.counter_s;
@@ -80,7 +81,7 @@ impl GpuEnergy {
     }
 
     /// The enforced limit most samples reported, in watts (ties: the higher limit).
-    pub fn power_cap_w(&self) -> Option<f64> {
+    pub(crate) fn power_cap_w(&self) -> Option<f64> {
         self.limits
             .iter()
             .max_by_key(|(limit, n)| (**n, **limit))
@@ -88,7 +89,7 @@ impl GpuEnergy {
     }
 
     /// Mean power over the covered time, in watts.
-    pub fn avg_power_w(&self) -> f64 {
+    pub(crate) fn avg_power_w(&self) -> f64 {
         if self.covered_s > 0.0 {
             self.energy_j / self.covered_s
         } else {
@@ -97,7 +98,7 @@ impl GpuEnergy {
     }
 
     /// How the energy was obtained.
-    pub fn method(&self) -> EnergyMethod {
+    pub(crate) fn method(&self) -> EnergyMethod {
         const EPS: f64 = 1e-9;
         if self.covered_s <= EPS {
             EnergyMethod::None
@@ -121,7 +122,7 @@ pub fn gpu_energy(samples: &[RawSample], from_ms: i64, to_ms: i64, max_gap_ms: i
 }
 
 /// [`gpu_energy`] for samples already sorted by time without duplicate times.
-pub fn energy_sorted(
+pub(crate) fn energy_sorted(
     sorted: &[&RawSample],
     from_ms: i64,
     to_ms: i64,
@@ -187,7 +188,7 @@ pub fn energy_sorted(
 /// between them (a job said to run for 8,000 years has as many buckets as it has samples: issue 33,
 /// N1). Each bucket is computed over the samples that can reach it and the cadence window around
 /// them, so it equals `energy_sorted` over all of `sorted`, bucket by bucket.
-pub fn energy_buckets(
+pub(crate) fn energy_buckets(
     sorted: &[&RawSample],
     from_ms: i64,
     to_ms: i64,
@@ -229,7 +230,7 @@ fn counter_delta_mj(a: &RawSample, b: &RawSample, dt_ms: i64) -> Option<i64> {
 
 /// One GPU's numbers over one minute, as kept forever after raw samples expire.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MinuteRollup {
+pub(crate) struct MinuteRollup {
     /// Start of the minute, ms since the epoch.
     pub minute_ms: i64,
     /// Energy, seconds covered and counter seconds inside the minute, and limits reported.
@@ -250,7 +251,7 @@ pub struct MinuteRollup {
 
 /// Per-minute rollups of one GPU over the minutes `[from_ms, to_ms)` (both on minute boundaries).
 /// Minutes without any sample or covered time are left out.
-pub fn minute_rollups(
+pub(crate) fn minute_rollups(
     samples: &[RawSample],
     from_ms: i64,
     to_ms: i64,
@@ -314,17 +315,18 @@ pub fn minute_rollups(
     out
 }
 
+#[cfg(test)]
 /// The parts of `[from_ms, to_ms)` that samples at `times_ms` (sorted) do not cover: before the first
 /// sample, between samples more than `max_gap_ms` apart, and after the last, where longer than
 /// `max_gap_ms`. No sample at all: the whole window.
-pub fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<(i64, i64)> {
+pub(crate) fn gaps(times_ms: &[i64], from_ms: i64, to_ms: i64, max_gap_ms: i64) -> Vec<(i64, i64)> {
     let runs: Vec<(i64, i64)> = times_ms.iter().map(|t| (*t, *t)).collect();
     gaps_between_runs(&runs, from_ms, to_ms, max_gap_ms)
 }
 
 /// Runs (first, last) of sorted sample times whose intervals are bridged at the GPU's cadence (see
 /// [`gap_limit_ms`]): what [`gaps_between_runs`] takes, so coverage gaps agree with the energy.
-pub fn cadence_runs(times_ms: &[i64], max_gap_ms: i64) -> Vec<(i64, i64)> {
+pub(crate) fn cadence_runs(times_ms: &[i64], max_gap_ms: i64) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
     for (i, t) in times_ms.iter().enumerate() {
         match out.last_mut() {
@@ -344,7 +346,7 @@ pub fn cadence_runs(times_ms: &[i64], max_gap_ms: i64) -> Vec<(i64, i64)> {
 /// `gaps` of runs of samples (first, last), each run's samples at most `max_gap_ms` apart: what a
 /// database returns instead of every minute of a week-long job. Runs are sorted and clipped to the
 /// window.
-pub fn gaps_between_runs(
+pub(crate) fn gaps_between_runs(
     runs: &[(i64, i64)],
     from_ms: i64,
     to_ms: i64,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// A job's facility energy.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FacilityEnergy {
+pub(crate) struct FacilityEnergy {
     /// IT energy, J.
     pub it_j: f64,
     /// Facility energy (IT x PUE, hour by hour), J.
@@ -19,12 +19,12 @@ pub struct FacilityEnergy {
 
 impl FacilityEnergy {
     /// Effective PUE: facility / IT (`None` without IT energy).
-    pub fn pue(&self) -> Option<f64> {
+    pub(crate) fn pue(&self) -> Option<f64> {
         (self.it_j > 0.0).then(|| self.facility_j / self.it_j)
     }
 
     /// Share of IT energy charged the fallback PUE, 0..1.
-    pub fn fallback_share(&self) -> f64 {
+    pub(crate) fn fallback_share(&self) -> f64 {
         if self.it_j > 0.0 {
             self.fallback_it_j / self.it_j
         } else {
@@ -34,7 +34,7 @@ impl FacilityEnergy {
 }
 
 /// Charges each hour (keys: hour start, ms) its PUE, or `fallback_pue` where none was measured.
-pub fn facility_energy(
+pub(crate) fn facility_energy(
     it_by_hour: &BTreeMap<i64, f64>,
     pue_by_hour: &BTreeMap<i64, f64>,
     fallback_pue: f64,

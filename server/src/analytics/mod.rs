@@ -1,13 +1,13 @@
 //! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
 
-pub mod carbon;
-pub mod closure;
+pub(crate) mod carbon;
+pub(crate) mod closure;
 pub mod energy;
-pub mod facility;
-pub mod node_energy;
-pub mod powercap;
-pub mod progress;
+pub(crate) mod facility;
+pub(crate) mod node_energy;
+pub(crate) mod powercap;
+pub(crate) mod progress;
 pub mod pue;
 pub mod sharing;
-pub mod statement;
+pub(crate) mod statement;
 pub mod units;

@@ -12,7 +12,7 @@ use wattlas_protocol::NodeEnergyKind;
 
 /// One reading of one counter.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// ms since the epoch.
     pub t_ms: i64,
     /// The counter, µJ.
@@ -23,7 +23,7 @@ pub struct Reading {
 
 /// A job on the node over some span, and the CPUs it said it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Occupant {
+pub(crate) struct Occupant {
     /// Start, ms.
     pub start_ms: i64,
     /// End, ms (`i64::MAX` while running).
@@ -34,7 +34,7 @@ pub struct Occupant {
 
 /// The job's share of one node's counters.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeShare {
+pub(crate) struct NodeShare {
     /// CPU package energy, J.
     pub cpu_j: f64,
     /// DRAM energy, J.
@@ -47,7 +47,7 @@ pub struct NodeShare {
 
 /// Energy between two readings of a counter, J: unwrapped once where it went down (RAPL counters wrap
 /// to 0 after `max_uj`); `None` where that cannot be a wrap (a reset, a reading of another counter).
-pub fn delta_j(a: &Reading, b: &Reading) -> Option<f64> {
+pub(crate) fn delta_j(a: &Reading, b: &Reading) -> Option<f64> {
     let d = if b.energy_uj >= a.energy_uj {
         b.energy_uj - a.energy_uj
     } else {
@@ -93,7 +93,12 @@ fn cut(lo: i64, hi: i64, step: i64) -> impl Iterator<Item = (i64, i64, i64)> {
 }
 
 /// The share of the node `job` (an index into `occupants`) holds at `t_ms`, 0..1.
-pub fn share_at(occupants: &[Occupant], job: usize, node_cpus: Option<u32>, t_ms: i64) -> f64 {
+pub(crate) fn share_at(
+    occupants: &[Occupant],
+    job: usize,
+    node_cpus: Option<u32>,
+    t_ms: i64,
+) -> f64 {
     let active: Vec<&Occupant> = occupants
         .iter()
         .filter(|o| o.start_ms <= t_ms && t_ms < o.end_ms)
@@ -127,7 +132,7 @@ pub fn share_at(occupants: &[Occupant], job: usize, node_cpus: Option<u32>, t_ms
 /// in time order) over `[from_ms, to_ms)`, in buckets of `bucket_ms`. Intervals between readings longer
 /// than `max_gap_ms` are not counted (the collector was away).
 #[allow(clippy::too_many_arguments)]
-pub fn attribute(
+pub(crate) fn attribute(
     zones: &[(NodeEnergyKind, Vec<Reading>)],
     occupants: &[Occupant],
     job: usize,
@@ -163,7 +168,7 @@ pub fn attribute(
 
 /// One counter's energy per minute over `[from_ms, to_ms)` (minute start ms -> J): each interval between
 /// readings no further apart than `max_gap_ms`, unwrapped, cut at minute boundaries pro rata.
-pub fn minutes(
+pub(crate) fn minutes(
     readings: &[Reading],
     from_ms: i64,
     to_ms: i64,
@@ -182,7 +187,7 @@ pub fn minutes(
 /// The job `job` charged its share of whole minutes of rolled-up energy (`zones`: kind and minute start
 /// ms -> J), each at the share it held in the middle of the minute; for minutes where nobody came or
 /// went (the caller reads the others raw).
-pub fn attribute_minutes(
+pub(crate) fn attribute_minutes(
     zones: &[(NodeEnergyKind, BTreeMap<i64, f64>)],
     occupants: &[Occupant],
     job: usize,
@@ -212,7 +217,7 @@ pub fn attribute_minutes(
 
 impl NodeShare {
     /// Adds another part of the same job's share.
-    pub fn add(&mut self, other: NodeShare) {
+    pub(crate) fn add(&mut self, other: NodeShare) {
         self.cpu_j += other.cpu_j;
         self.dram_j += other.dram_j;
         self.measured |= other.measured;
@@ -224,7 +229,7 @@ impl NodeShare {
 
 /// A node's CPU and DRAM energy over `[from_ms, to_ms)` and the part of it no job held (its idle
 /// energy), J: at each instant, what the jobs' shares leave.
-pub fn idle(
+pub(crate) fn idle(
     zones: &[(NodeEnergyKind, Vec<Reading>)],
     occupants: &[Occupant],
     node_cpus: Option<u32>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One job of a comparison.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CapJob {
+pub(crate) struct CapJob {
     /// The cap most of its samples reported, W.
     pub power_cap_w: f64,
     /// Duration, s.
@@ -20,7 +20,7 @@ pub struct CapJob {
 
 /// One cap of a comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapRow {
+pub(crate) struct CapRow {
     /// Cap, W.
     pub power_cap_w: f64,
     /// Jobs at this cap.
@@ -44,7 +44,7 @@ pub struct CapRow {
 
 /// Why a comparison cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CompareError {
+pub(crate) enum CompareError {
     /// No job with a known cap.
     #[error("no finished job with a known power cap")]
     Empty,
@@ -58,7 +58,7 @@ pub enum CompareError {
 
 /// Groups jobs by cap and compares each cap with `baseline_w` (default: the highest cap present).
 /// Returns the baseline used and the rows, by ascending cap.
-pub fn compare(
+pub(crate) fn compare(
     jobs: &[CapJob],
     baseline_w: Option<f64>,
 ) -> Result<(f64, Vec<CapRow>), CompareError> {
@@ -109,7 +109,7 @@ pub fn compare(
 
 /// The cap to apply: least energy within a slowdown budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapAdvice {
+pub(crate) struct CapAdvice {
     /// Largest accepted slowdown, % over the baseline's time.
     pub slowdown_budget_pct: f64,
     /// The advised cap, W.
@@ -124,7 +124,7 @@ pub struct CapAdvice {
 
 /// Among the caps no slower than the baseline by more than `budget_pct`, the one with the least energy
 /// (the baseline itself when no cap saves energy).
-pub fn advise(rows: &[CapRow], budget_pct: f64) -> Option<CapAdvice> {
+pub(crate) fn advise(rows: &[CapRow], budget_pct: f64) -> Option<CapAdvice> {
     let base = rows.iter().find(|r| {
         (r.rel_time_pct - 100.0).abs() < 1e-9 && (r.rel_energy_pct - 100.0).abs() < 1e-9
     })?;

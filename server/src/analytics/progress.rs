@@ -7,7 +7,12 @@ use wattlas_protocol::LastPercentCost;
 
 /// Cumulative energy (J) at `t_ms`, from energy per bucket of `bucket_ms` (bucket start -> J) counted
 /// from `from_ms`; linear within the bucket that holds `t_ms`.
-pub fn energy_at(buckets: &BTreeMap<i64, f64>, bucket_ms: i64, from_ms: i64, t_ms: i64) -> f64 {
+pub(crate) fn energy_at(
+    buckets: &BTreeMap<i64, f64>,
+    bucket_ms: i64,
+    from_ms: i64,
+    t_ms: i64,
+) -> f64 {
     let mut total = 0.0;
     for (&start, &j) in buckets {
         // The part of the bucket inside the job: [max(start, from), start + bucket).
@@ -25,7 +30,7 @@ pub fn energy_at(buckets: &BTreeMap<i64, f64>, bucket_ms: i64, from_ms: i64, t_m
 /// For reports `(step, cumulative kWh, metric)` in step order: the energy spent after the metric first
 /// came within 1 % of its whole change (first to last report). `None` with fewer than two reports or
 /// no change.
-pub fn last_percent(points: &[(i64, f64, f64)]) -> Option<LastPercentCost> {
+pub(crate) fn last_percent(points: &[(i64, f64, f64)]) -> Option<LastPercentCost> {
     let (first, last) = (points.first()?, points.last()?);
     let change = last.2 - first.2;
     if points.len() < 2 || change == 0.0 || !change.is_finite() {

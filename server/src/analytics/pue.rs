@@ -19,7 +19,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 /// A day needs this many hours with data to count in the variation tables.
-pub const MIN_HOURS_PER_DAY: usize = 18;
+pub(crate) const MIN_HOURS_PER_DAY: usize = 18;
 
 /// One hour's mean PUE.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,7 +32,7 @@ pub struct HourPue {
 
 /// One local day's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DayPue {
+pub(crate) struct DayPue {
     /// Local date.
     pub date: NaiveDate,
     /// Hours with data.
@@ -76,7 +76,7 @@ pub struct YearVariation {
 }
 
 /// Groups hours into local days.
-pub fn days(hours: &[HourPue], tz: Tz) -> Vec<DayPue> {
+pub(crate) fn days(hours: &[HourPue], tz: Tz) -> Vec<DayPue> {
     let mut by_day: BTreeMap<NaiveDate, Vec<f64>> = BTreeMap::new();
     for h in hours {
         by_day
@@ -140,7 +140,7 @@ pub fn variation(hours: &[HourPue], tz: Tz, year: i32) -> YearVariation {
 
 /// Mean PUE by (month, local hour of day) over the given hours: the heat map, and the history the
 /// "when to run" advice is drawn from. `None` where no data fell.
-pub fn month_hour_profile(hours: &[HourPue], tz: Tz) -> [[Option<f64>; 24]; 12] {
+pub(crate) fn month_hour_profile(hours: &[HourPue], tz: Tz) -> [[Option<f64>; 24]; 12] {
     use chrono::Timelike;
     let mut sums = [[(0.0f64, 0u32); 24]; 12];
     for h in hours {
@@ -154,7 +154,7 @@ pub fn month_hour_profile(hours: &[HourPue], tz: Tz) -> [[Option<f64>; 24]; 12] 
 
 /// Expected mean PUE of a job of `length_h` hours that starts at local hour `start_hour` in `month`
 /// (0-based), from the profile; hours past midnight wrap to the same month's early hours.
-pub fn expected_pue(
+pub(crate) fn expected_pue(
     profile: &[[Option<f64>; 24]; 12],
     month0: usize,
     start_hour: usize,
@@ -170,7 +170,7 @@ pub fn expected_pue(
 
 /// Advice on when to run a job of `length_h` hours: the best start hour in `month0` and the best month.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WhenToRun {
+pub(crate) struct WhenToRun {
     /// Job length the advice is for, hours.
     pub length_h: usize,
     /// Expected PUE starting at `now_hour` in `now_month`.
@@ -182,7 +182,7 @@ pub struct WhenToRun {
 }
 
 /// Finds the lowest expected PUE by start hour (this month) and by month.
-pub fn when_to_run(
+pub(crate) fn when_to_run(
     profile: &[[Option<f64>; 24]; 12],
     now_month0: usize,
     now_hour: usize,

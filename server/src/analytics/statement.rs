@@ -11,7 +11,7 @@ use wattlas_protocol::{EnergyMethod, JobView};
 
 /// One job as a statement sees it.
 #[derive(Debug, Clone)]
-pub struct JobInput {
+pub(crate) struct JobInput {
     /// The job's view (its stored energy summary).
     pub view: JobView,
     /// IT energy per UTC hour: hour start (ms) -> J.
@@ -24,7 +24,7 @@ pub struct JobInput {
 
 /// One site as a statement sees it.
 #[derive(Debug, Clone)]
-pub struct SiteInput {
+pub(crate) struct SiteInput {
     /// Time zone.
     pub tz: Tz,
     /// Energy-weighted PUE of each measured hour around the statement's jobs: hour start (ms) -> PUE.
@@ -41,7 +41,7 @@ pub struct SiteInput {
 
 /// A statement: totals, savings, method, paragraph, and the jobs behind it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// What it covers, in words (the filter).
     pub scope: String,
     /// When it was made.
@@ -66,7 +66,7 @@ pub struct Statement {
 
 /// The totals of a statement.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Jobs.
     pub jobs: u64,
     /// First start.
@@ -111,7 +111,7 @@ pub struct Summary {
 
 /// One site's part.
 #[derive(Debug, Clone, Serialize)]
-pub struct SiteLine {
+pub(crate) struct SiteLine {
     /// Site.
     pub site: String,
     /// Jobs.
@@ -141,7 +141,7 @@ fn and_list(items: &[String]) -> String {
 }
 
 /// Builds a statement from its jobs and their sites (by name).
-pub fn build(
+pub(crate) fn build(
     scope: String,
     jobs: Vec<JobInput>,
     sites: &BTreeMap<String, SiteInput>,
@@ -401,7 +401,7 @@ fn method_lines(
 }
 
 /// The statement as one paragraph, in the style of the first paper's Energy Statement.
-pub fn paragraph(st: &Statement) -> String {
+pub(crate) fn paragraph(st: &Statement) -> String {
     let s = &st.summary;
     // A set with a running job has no total yet: its figures are so far, as of the statement's time
     // (issue 31: a running job's statement read as a final total).

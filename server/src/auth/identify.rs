@@ -22,7 +22,7 @@ use crate::state::AppState;
 
 /// How a request was identified.
 #[derive(Debug, Clone)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// No credentials.
     Anonymous,
     /// Credentials that were refused (status, message).
@@ -35,7 +35,7 @@ pub enum Identity {
 
 /// The kind of a refusal, kept so the extractors answer it as JSON (API) or as a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppErrorKind {
+pub(crate) enum AppErrorKind {
     /// 401.
     Unauthorized,
     /// 503: the database is away.
@@ -154,7 +154,11 @@ async fn identify(
 }
 
 /// Identifies each request once and hands the result to the extractors (`Caller`, `session::Viewer`).
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn middleware(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -189,7 +193,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
 /// Error pages are rendered where they arise, without asking who is looking; for a signed-in person this
 /// renders them again with the page header (their name, the links of their role, sign out), so a 404 or
 /// a refused query keeps the navigation. Runs inside `middleware`, which identified the request.
-pub async fn error_pages_with_nav(req: Request, next: Next) -> Response {
+pub(crate) async fn error_pages_with_nav(req: Request, next: Next) -> Response {
     let nav = match req.extensions().get::<Identity>() {
         Some(Identity::Session(s)) => Some(s.nav()),
         _ => None,
@@ -255,7 +259,7 @@ impl FromRequestParts<AppState> for Caller {
 /// The person looking at a page: from a session, the trusted header, or a person's bearer token
 /// (scripts may fetch pages and exports with their API token).
 #[derive(Debug, Clone)]
-pub struct Viewer {
+pub(crate) struct Viewer {
     /// As an API caller.
     pub caller: Caller,
     /// Name shown in the header.
@@ -268,7 +272,7 @@ pub struct Viewer {
 
 impl Viewer {
     /// Refuses a form whose CSRF token is not this session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), AppError> {
+    pub(crate) fn check_csrf(&self, sent: &str) -> Result<(), AppError> {
         match &self.csrf {
             Some(expected) if csrf_matches(expected, sent) => Ok(()),
             Some(_) => Err(AppError::forbidden(
@@ -279,27 +283,27 @@ impl Viewer {
     }
 
     /// The jobs this viewer may see.
-    pub fn job_scope(&self) -> JobScope {
+    pub(crate) fn job_scope(&self) -> JobScope {
         JobScope::for_person(self.role, &self.name)
     }
 
     /// Staff or admin.
-    pub fn is_staff(&self) -> bool {
+    pub(crate) fn is_staff(&self) -> bool {
         self.role >= Role::Staff
     }
 
     /// Admin.
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
 
     /// Refuses anyone but admins.
-    pub fn require_admin(&self) -> Result<(), AppError> {
+    pub(crate) fn require_admin(&self) -> Result<(), AppError> {
         Ok(self.caller.require_admin()?)
     }
 
     /// What the header shows.
-    pub fn nav(&self) -> Nav {
+    pub(crate) fn nav(&self) -> Nav {
         Nav {
             user: Some(self.name.clone()),
             role: self.role.as_str(),

@@ -21,9 +21,9 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Failures per user name and client before delays start.
 pub const FREE: usize = 5;
 /// The longest delay between two attempts of one name from one client.
-pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 /// Failures per client address within the window (many names from one place).
-pub const PER_ADDRESS: usize = 50;
+pub(crate) const PER_ADDRESS: usize = 50;
 /// Keys kept at most; the map is cleared of expired keys, then emptied, past it.
 const MAX_KEYS: usize = 100_000;
 
@@ -109,7 +109,7 @@ impl SignInLimiter {
 
     /// Counts an attempt of `name` from `client` before its password is checked; `Err(wait)` when it
     /// must not be checked now.
-    pub fn attempt(&self, name: &str, client: Option<IpAddr>) -> Result<(), Duration> {
+    pub(crate) fn attempt(&self, name: &str, client: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
         let mut f = self.lock();
         let user = f.delayed_for(&user_key(name, client), now);
@@ -124,7 +124,7 @@ impl SignInLimiter {
 
     /// The attempt succeeded: the name's failures from this client are forgotten, and the attempt
     /// does not count against the client.
-    pub fn succeeded(&self, name: &str, client: Option<IpAddr>) {
+    pub(crate) fn succeeded(&self, name: &str, client: Option<IpAddr>) {
         let mut f = self.lock();
         f.0.remove(&user_key(name, client));
         f.forget_last(&address_key(client));
@@ -133,7 +133,7 @@ impl SignInLimiter {
 
 /// The client of a request: the peer, or where the peer is a trusted proxy, the last address of
 /// X-Forwarded-For (the one the proxy added; earlier ones are the client's own claims).
-pub fn client(
+pub(crate) fn client(
     peer: Option<IpAddr>,
     headers: &axum::http::HeaderMap,
     trusted: &[IpAddr],

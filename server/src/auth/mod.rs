@@ -17,14 +17,14 @@
 
 pub mod identify;
 pub mod limit;
-pub mod nav;
-pub mod node_tokens;
-pub mod operator;
+pub(crate) mod nav;
+pub(crate) mod node_tokens;
+pub(crate) mod operator;
 pub mod session;
 
 pub use crate::service::caller::{new_token, token_digest, Caller, JobScope};
-pub use crate::service::password;
-pub use identify::{error_pages_with_nav, middleware, AppErrorKind, Identity, Viewer};
-pub use nav::Nav;
-pub use node_tokens::{NodeTokens, NODE_TOKEN_TTL};
-pub use operator::operator_token;
+pub(crate) use crate::service::password;
+pub(crate) use identify::{error_pages_with_nav, middleware, Identity, Viewer};
+pub(crate) use nav::Nav;
+pub(crate) use node_tokens::NodeTokens;
+pub(crate) use operator::operator_token;

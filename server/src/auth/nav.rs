@@ -2,7 +2,7 @@
 
 /// The page header's view of the viewer.
 #[derive(Debug, Clone, Default)]
-pub struct Nav {
+pub(crate) struct Nav {
     /// Signed-in name, if any.
     pub user: Option<String>,
     /// Role name.

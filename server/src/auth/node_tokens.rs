@@ -10,7 +10,7 @@ pub struct NodeTokens(
 );
 
 /// How long a node token found in the database is believed without asking again.
-pub const NODE_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const NODE_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Entries at most (all are dropped when full: one lookup each to fill it again).
 const NODE_TOKENS_MAX: usize = 100_000;
 
@@ -37,7 +37,7 @@ impl NodeTokens {
     }
 
     /// Forgets every token (a node's token was replaced on this server).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -3,7 +3,7 @@
 use crate::state::AppState;
 
 /// Whether the request carries the metrics token or the admin token (what Prometheus scrapes with).
-pub fn operator_token(
+pub(crate) fn operator_token(
     state: &AppState,
     headers: &axum::http::HeaderMap,
 ) -> Result<(), crate::error::AppError> {

@@ -19,13 +19,13 @@ use crate::service::caller::{new_token, token_digest};
 use crate::state::AppState;
 
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "wattlas_session";
+pub(crate) const SESSION_COOKIE: &str = "wattlas_session";
 /// Name of the sign-in form's double-submit cookie.
-pub const LOGIN_COOKIE: &str = "wattlas_login";
+pub(crate) const LOGIN_COOKIE: &str = "wattlas_login";
 
 /// A signed-in person's session.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     /// The person.
     pub user: User,
     /// The token every form of this session carries.
@@ -34,7 +34,7 @@ pub struct Session {
 
 impl Session {
     /// What the page header shows for this session.
-    pub fn nav(&self) -> Nav {
+    pub(crate) fn nav(&self) -> Nav {
         Nav {
             user: Some(self.user.name.clone()),
             role: self.user.role.as_str(),
@@ -46,7 +46,7 @@ impl Session {
 }
 
 /// The value of cookie `name` in the request, if any.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -58,7 +58,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value with the attributes every Wattlas cookie has.
-pub fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
+pub(crate) fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
     let text =
         format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
@@ -66,7 +66,7 @@ pub fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i64) -> H
 }
 
 /// The session whose token the request's cookie holds, if live.
-pub async fn from_cookie(
+pub(crate) async fn from_cookie(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, AppError> {
@@ -82,7 +82,10 @@ pub async fn from_cookie(
 }
 
 /// Starts a session for `user`: returns it and its `Set-Cookie` value.
-pub async fn start(state: &AppState, user: User) -> Result<(Session, HeaderValue), AppError> {
+pub(crate) async fn start(
+    state: &AppState,
+    user: User,
+) -> Result<(Session, HeaderValue), AppError> {
     let token = new_token("ses");
     let csrf_token = new_token("csrf");
     let hours = i64::from(state.config.session_hours.max(1));
@@ -101,7 +104,7 @@ pub async fn start(state: &AppState, user: User) -> Result<(Session, HeaderValue
 
 /// The user named by the trusted proxy header, when it is configured and the peer is a trusted proxy.
 /// A request carrying the header from anywhere else is refused rather than silently ignored.
-pub fn trusted_user(
+pub(crate) fn trusted_user(
     config: &Config,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
@@ -131,6 +134,6 @@ pub fn trusted_user(
 }
 
 /// Compares a posted CSRF token with the expected one in constant time.
-pub fn csrf_matches(expected: &str, sent: &str) -> bool {
+pub(crate) fn csrf_matches(expected: &str, sent: &str) -> bool {
     !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes()))
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 /// Okabe-Ito blue, bluish green, vermillion, reddish purple, and a grey, all >= 3:1 on white.
-pub const PALETTE: [&str; 5] = ["#0072B2", "#009E73", "#D55E00", "#CC79A7", "#7F7F7F"];
+pub(crate) const PALETTE: [&str; 5] = ["#0072B2", "#009E73", "#D55E00", "#CC79A7", "#7F7F7F"];
 
 const W: f64 = 960.0;
 const H: f64 = 380.0;
@@ -18,7 +18,7 @@ const BOTTOM: f64 = 92.0;
 const FONT: &str = r##"font-family="system-ui, sans-serif" font-size="13" fill="#222""##;
 
 /// Escapes text for SVG.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -40,7 +40,7 @@ fn step(max: f64) -> f64 {
 }
 
 /// A value with up to 3 significant decimals, as axis and hover text.
-pub fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     let a = v.abs();
     if a >= 100.0 || v == 0.0 {
         format!("{v:.0}")
@@ -127,7 +127,7 @@ fn x_labels(out: &mut String, labels: &[String], x_of: impl Fn(usize) -> f64) {
 
 /// One stacked series: its name, colour and a value per bar (negative values are not drawn; their
 /// hover text still says them).
-pub struct Stack<'a> {
+pub(crate) struct Stack<'a> {
     /// Legend name.
     pub name: &'a str,
     /// Fill.
@@ -137,7 +137,7 @@ pub struct Stack<'a> {
 }
 
 /// Stacked bars, one per label, with an optional black tick per bar (`mark`: its name and values).
-pub fn stacked_bars(
+pub(crate) fn stacked_bars(
     title: &str,
     unit: &str,
     labels: &[String],
@@ -212,7 +212,7 @@ pub fn stacked_bars(
 }
 
 /// One line: its name, colour and points (x ms, value).
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     /// Legend name.
     pub name: &'a str,
     /// Stroke.
@@ -224,7 +224,7 @@ pub struct Line<'a> {
 /// Lines over `[from_ms, to_ms]` with x ticks labelled by `tick_label(ms)` every `tick_ms`; points
 /// further apart than `gap_ms` are not joined; the y axis starts at `y_lo` (0 for power, 1 for PUE).
 #[allow(clippy::too_many_arguments)]
-pub fn lines(
+pub(crate) fn lines(
     title: &str,
     unit: &str,
     y_lo: f64,

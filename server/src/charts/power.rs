@@ -5,18 +5,18 @@ use plotters::prelude::*;
 
 /// One line of the chart.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Series {
+pub(crate) struct Series {
     /// Legend label, e.g. `node1/gpu0`.
     pub label: String,
     /// Points: (ms since epoch, W).
     pub points: Vec<(i64, f64)>,
 }
 
-pub use crate::db::rollups::GpuMetric;
+pub(crate) use crate::db::rollups::GpuMetric;
 
 /// Okabe-Ito's colour-blind-safe colours that keep 3:1 contrast on white (blue, vermillion, bluish
 /// green, reddish purple, black); lines past the fifth repeat them dashed.
-pub const LINE_COLOURS: [RGBColor; 5] = [
+pub(crate) const LINE_COLOURS: [RGBColor; 5] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -27,7 +27,7 @@ pub const LINE_COLOURS: [RGBColor; 5] = [
 /// Draws the series over `[from_ms, to_ms)` as an SVG document; x is minutes since `origin_ms` (the
 /// job's start), y is labelled `y_desc`; `cap_w`, the power cap per GPU, as a dashed grey line. The
 /// y range leaves a band above the data for the legend, which never covers a line.
-pub fn render(
+pub(crate) fn render(
     title: &str,
     y_desc: &str,
     series: &[Series],

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use crate::analytics::powercap::CapRow;
 
 /// Grouped bars: per cap, time % (left) and energy % (right); a black line at 100 %.
-pub fn figure_1(
+pub(crate) fn figure_1(
     title: &str,
     rows: &[CapRow],
     baseline_w: f64,

@@ -5,7 +5,7 @@ use plotters::prelude::*;
 use wattlas_protocol::MetricProgress;
 
 /// The metric as an SVG line chart; x is cumulative IT energy in kWh.
-pub fn render(
+pub(crate) fn render(
     job: &str,
     metric: &MetricProgress,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {

@@ -26,7 +26,7 @@ fn pue_range<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
 }
 
 /// Figure 4: each day's mean PUE over the year; x is in months (January 1 = 0, December 31 ~ 12).
-pub fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
+pub(crate) fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
@@ -81,7 +81,7 @@ pub fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
 }
 
 /// Figure 5: hourly PUE over one week from `from`, labelled by local day.
-pub fn week(
+pub(crate) fn week(
     title: &str,
     points: &[(DateTime<Utc>, f64)],
     from: DateTime<Utc>,
@@ -134,10 +134,10 @@ fn scale(f: f64) -> RGBColor {
 }
 
 /// The heat map's colour scale: PUE from, to.
-pub const HEATMAP_SCALE: (f64, f64) = (1.0, 2.0);
+pub(crate) const HEATMAP_SCALE: (f64, f64) = (1.0, 2.0);
 
 /// Mean PUE by month (rows) and local hour of day (columns), with a colour legend on a fixed scale.
-pub fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
+pub(crate) fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartResult {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();

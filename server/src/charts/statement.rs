@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use plotters::prelude::*;
 
 /// Bars of kWh per UTC day, as an SVG document.
-pub fn by_day(
+pub(crate) fn by_day(
     title: &str,
     days: &[(NaiveDate, f64)],
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 /// A budget.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// The `project` tag.
     pub project: String,
     /// IT energy per month, kWh.
@@ -18,7 +18,7 @@ pub struct Budget {
 }
 
 /// A project's budget, if it has one.
-pub async fn by_project(db: &PgPool, project: &str) -> sqlx::Result<Option<Budget>> {
+pub(crate) async fn by_project(db: &PgPool, project: &str) -> sqlx::Result<Option<Budget>> {
     sqlx::query_as(
         r#"select project, kwh_per_month, co2e_kg_per_month, webhook_url
         from project_budgets
@@ -30,7 +30,7 @@ pub async fn by_project(db: &PgPool, project: &str) -> sqlx::Result<Option<Budge
 }
 
 /// Sets (or replaces) a project's budget.
-pub async fn upsert(db: &PgPool, b: &Budget) -> sqlx::Result<()> {
+pub(crate) async fn upsert(db: &PgPool, b: &Budget) -> sqlx::Result<()> {
     sqlx::query(
         r#"insert into project_budgets (project, kwh_per_month, co2e_kg_per_month, webhook_url)
         values ($1, $2, $3, $4)
@@ -50,7 +50,7 @@ pub async fn upsert(db: &PgPool, b: &Budget) -> sqlx::Result<()> {
 /// A project's use since a month's start: IT energy (kWh), CO2e (kg; `None` when no job has one), jobs,
 /// and jobs whose summary is missing or due.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, sqlx::FromRow)]
-pub struct Use {
+pub(crate) struct Use {
     /// kWh.
     pub kwh: f64,
     /// kg.
@@ -62,7 +62,7 @@ pub struct Use {
 }
 
 /// Every budget (or those of `only`) with its use over jobs started in `[since, until)`, by project.
-pub async fn with_use(
+pub(crate) async fn with_use(
     db: &PgPool,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -103,7 +103,7 @@ pub async fn with_use(
 
 /// A crossing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
-pub struct Alert {
+pub(crate) struct Alert {
     /// Project.
     pub project: String,
     /// First day of the month (UTC).
@@ -127,7 +127,7 @@ pub struct Alert {
 }
 
 /// Records a crossing unless it is recorded already; whether it was new.
-pub async fn record(
+pub(crate) async fn record(
     db: &PgPool,
     project: &str,
     month: NaiveDate,
@@ -153,7 +153,10 @@ pub async fn record(
 }
 
 /// Crossings not delivered yet (with fewer than `max_attempts`), with their project's webhook.
-pub async fn undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<Vec<(Alert, String)>> {
+pub(crate) async fn undelivered(
+    db: &PgPool,
+    max_attempts: i32,
+) -> sqlx::Result<Vec<(Alert, String)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -175,7 +178,7 @@ pub async fn undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<Vec<(Al
 }
 
 /// Whether any crossing waits to be posted (as `undelivered` would list).
-pub async fn any_undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<bool> {
+pub(crate) async fn any_undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         r#"select exists (
             select 1
@@ -189,7 +192,7 @@ pub async fn any_undelivered(db: &PgPool, max_attempts: i32) -> sqlx::Result<boo
 }
 
 /// Notes one delivery attempt: delivered, or its error.
-pub async fn attempted(db: &PgPool, a: &Alert, error: Option<&str>) -> sqlx::Result<()> {
+pub(crate) async fn attempted(db: &PgPool, a: &Alert, error: Option<&str>) -> sqlx::Result<()> {
     sqlx::query(
         r#"update budget_alerts
         set attempts = attempts + 1, last_error = $5,
@@ -207,7 +210,7 @@ pub async fn attempted(db: &PgPool, a: &Alert, error: Option<&str>) -> sqlx::Res
 }
 
 /// A month's crossings, newest first.
-pub async fn alerts(db: &PgPool, month: NaiveDate) -> sqlx::Result<Vec<Alert>> {
+pub(crate) async fn alerts(db: &PgPool, month: NaiveDate) -> sqlx::Result<Vec<Alert>> {
     sqlx::query_as(
         r#"select project, month, kind, threshold_pct, used, budget, crossed_at, delivered_at, attempts,
             last_error
@@ -221,7 +224,7 @@ pub async fn alerts(db: &PgPool, month: NaiveDate) -> sqlx::Result<Vec<Alert>> {
 }
 
 /// Projects `user` ran jobs in since `since`.
-pub async fn projects_of(
+pub(crate) async fn projects_of(
     db: &PgPool,
     user: &str,
     since: DateTime<Utc>,

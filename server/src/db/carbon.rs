@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use wattlas_protocol::CarbonPoint;
 
 /// Stores points (a time stored again takes the new value); returns how many were new or changed.
-pub async fn upsert(
+pub(crate) async fn upsert(
     db: impl sqlx::PgExecutor<'_>,
     site_id: i32,
     points: &[CarbonPoint],
@@ -30,7 +30,7 @@ pub async fn upsert(
 }
 
 /// Mean intensity of each UTC hour with values in `[from, to)`: hour start (ms) -> g/kWh.
-pub async fn hourly(
+pub(crate) async fn hourly(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use crate::analytics::closure::MeterReading;
 
 /// Every GPU of the site: (hour, J) over `[from, to)`.
-pub async fn gpu_by_hour(
+pub(crate) async fn gpu_by_hour(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -29,7 +29,7 @@ pub async fn gpu_by_hour(
 }
 
 /// Every node's CPU packages and DRAM: (UTC hour, J) over `[from, to)`.
-pub async fn cpu_dram_by_hour(
+pub(crate) async fn cpu_dram_by_hour(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -50,7 +50,7 @@ pub async fn cpu_dram_by_hour(
 }
 
 /// The site's jobs' stored energy: (UTC hour start ms, IT J, GPU J) over `[from, to)`.
-pub async fn jobs_by_hour(
+pub(crate) async fn jobs_by_hour(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -78,7 +78,7 @@ pub async fn jobs_by_hour(
 
 /// The site's jobs overlapping `[from, to)` whose summary is missing or due (not in `jobs_by_hour`
 /// as they will be).
-pub async fn jobs_due(
+pub(crate) async fn jobs_due(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -100,7 +100,7 @@ pub async fn jobs_due(
 }
 
 /// The site's meters' readings over `[from - 1 h, to + 1 h]`, per meter in time order.
-pub async fn meter_readings(
+pub(crate) async fn meter_readings(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -141,7 +141,7 @@ pub async fn meter_readings(
 
 /// Where the site's node counters are not rolled up yet: the earliest mark among its nodes with
 /// readings past their mark.
-pub async fn node_rollup_waits_since(
+pub(crate) async fn node_rollup_waits_since(
     db: &PgPool,
     site_id: i32,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
@@ -158,11 +158,11 @@ pub async fn node_rollup_waits_since(
 }
 
 /// Utilisation under this, %, is an idle GPU.
-pub const IDLE_UTIL_PCT: f64 = 5.0;
+pub(crate) const IDLE_UTIL_PCT: f64 = 5.0;
 
 /// A job's allocated GPUs in whole minutes of `[from, to)` at under `IDLE_UTIL_PCT` utilisation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
-pub struct Idle {
+pub(crate) struct Idle {
     /// Their energy, J.
     pub energy_j: f64,
     /// GPU-minutes.
@@ -172,7 +172,7 @@ pub struct Idle {
 }
 
 /// The allocated GPUs of job `job_id` that sat idle in whole minutes inside `[from, to)`.
-pub async fn idle_allocated(
+pub(crate) async fn idle_allocated(
     db: &PgPool,
     job_id: &str,
     from: DateTime<Utc>,
@@ -248,7 +248,7 @@ const IDLE_JOB: &str = r#"j.id, j.user_name as user, e.gpu_count, e.it_energy_kw
             and (e.summary ->> 'idle_gpu_energy_kwh')::float8 > 0"#;
 
 /// Jobs started in `[from, to)` whose allocated GPUs sat idle, most idle energy first.
-pub async fn idle_jobs(
+pub(crate) async fn idle_jobs(
     db: &PgPool,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -269,7 +269,7 @@ pub async fn idle_jobs(
 }
 
 /// The same per user.
-pub async fn idle_by_user(
+pub(crate) async fn idle_by_user(
     db: &PgPool,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

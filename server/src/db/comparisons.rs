@@ -8,7 +8,7 @@ use sqlx::PgPool;
 /// The stored comparisons of tags (`key:value`) for everyone, those still fresh (no finished job of the
 /// tag changed since it was stored; a body of `None`: the jobs were not comparable), by tag: one query
 /// for a statement's hundreds of workloads.
-pub async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
+pub(crate) async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
     db: &PgPool,
     tags: &[String],
 ) -> sqlx::Result<std::collections::HashMap<String, Json<Option<T>>>> {
@@ -44,7 +44,7 @@ pub async fn fresh<T: DeserializeOwned + Send + Unpin + 'static>(
 }
 
 /// Stores a comparison computed now.
-pub async fn store<T: Serialize + Sync>(
+pub(crate) async fn store<T: Serialize + Sync>(
     db: &PgPool,
     tag: &str,
     owner: Option<&str>,

@@ -26,7 +26,7 @@ pub struct NodeGpus {
 
 impl NodeGpus {
     /// This node with one of its GPUs alone (held whole).
-    pub fn only(&self, gpu: u32) -> NodeGpus {
+    pub(crate) fn only(&self, gpu: u32) -> NodeGpus {
         NodeGpus {
             node_id: self.node_id,
             name: self.name.clone(),
@@ -39,7 +39,7 @@ impl NodeGpus {
 impl JobEnergy {
     /// Adds `share` (0..1) of another part's energy: a shared GPU's or a MIG instance's. Its covered
     /// time and samples count whole.
-    pub fn add_share(&mut self, mut part: JobEnergy, share: f64) {
+    pub(crate) fn add_share(&mut self, mut part: JobEnergy, share: f64) {
         part.total.energy_j *= share;
         self.total.add(&part.total);
         for (bucket, j) in part.by_bucket {
@@ -49,7 +49,7 @@ impl JobEnergy {
 }
 
 /// A job's allocated GPUs grouped by node, in the order given.
-pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
+pub(crate) fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
     let mut nodes: Vec<NodeGpus> = Vec::new();
     for a in allocated {
         let gpu = a.gpu_index as u32;
@@ -78,7 +78,7 @@ pub fn node_gpus(allocated: &[crate::db::jobs::AllocatedGpu]) -> Vec<NodeGpus> {
 /// A job's energy: the total, and its IT energy per time bucket (per UTC hour to charge each hour its own
 /// PUE; per minute to follow a job's cumulative energy).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobEnergy {
+pub(crate) struct JobEnergy {
     /// All GPUs over the whole window.
     pub total: GpuEnergy,
     /// Start of each bucket (ms) -> joules in that bucket.
@@ -86,13 +86,13 @@ pub struct JobEnergy {
 }
 
 /// An hour, ms: the facility's PUE is hourly.
-pub const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 /// A minute, ms: the rollups' resolution.
-pub const MINUTE_MS: i64 = 60_000;
+pub(crate) const MINUTE_MS: i64 = 60_000;
 
 /// Energy of the allocated GPUs over `[from_ms, to_ms)`, all GPUs added, and split into buckets of
 /// `bucket_ms` (a whole number of minutes) aligned to the epoch.
-pub async fn job_energy(
+pub(crate) async fn job_energy(
     db: &PgPool,
     nodes: &[NodeGpus],
     from_ms: i64,
@@ -175,12 +175,12 @@ async fn raw_energy(
 }
 
 /// Start of the minute holding `t_ms`.
-pub fn floor_minute(t_ms: i64) -> i64 {
+pub(crate) fn floor_minute(t_ms: i64) -> i64 {
     t_ms.div_euclid(60_000) * 60_000
 }
 
 /// Start of the first minute at or after `t_ms`.
-pub fn ceil_minute(t_ms: i64) -> i64 {
+pub(crate) fn ceil_minute(t_ms: i64) -> i64 {
     -floor_minute(-t_ms)
 }
 

@@ -6,7 +6,7 @@ use wattlas_protocol::FacilityReading;
 
 /// A meter row with its site.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Meter {
+pub(crate) struct Meter {
     /// Id.
     pub id: i32,
     /// Unique name.
@@ -24,7 +24,7 @@ const METER_COLUMNS: &str = r#"select m.id, m.name, m.site_id, s.name as site, m
         join sites s on s.id = m.site_id"#;
 
 /// Creates a meter; `None` when the name is taken.
-pub async fn create(
+pub(crate) async fn create(
     db: &PgPool,
     name: &str,
     site_id: i32,
@@ -47,7 +47,7 @@ pub async fn create(
 
 /// The meter a token digest belongs to: its token, or the one it replaced while in its grace
 /// (`db::tokens`).
-pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Meter>> {
+pub(crate) async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<Meter>> {
     super::tokens::end_grace(db, super::tokens::Holder::Meters, digest).await?;
     sqlx::query_as(&format!(
         "{METER_COLUMNS}\n        where {}",
@@ -59,7 +59,7 @@ pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<
 }
 
 /// A meter by name.
-pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Meter>> {
+pub(crate) async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Meter>> {
     sqlx::query_as(&format!("{METER_COLUMNS}\n        where m.name = $1"))
         .bind(name)
         .fetch_optional(db)
@@ -67,7 +67,7 @@ pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Meter>> {
 }
 
 /// Meters of a site (all sites when `None`), by name.
-pub async fn list(db: &PgPool, site_id: Option<i32>) -> sqlx::Result<Vec<Meter>> {
+pub(crate) async fn list(db: &PgPool, site_id: Option<i32>) -> sqlx::Result<Vec<Meter>> {
     sqlx::query_as(&format!(
         "{METER_COLUMNS}\n        where $1::int is null or m.site_id = $1\n        order by m.name"
     ))
@@ -87,7 +87,10 @@ struct ReadingRow {
 }
 
 /// A meter's latest reading.
-pub async fn last_reading(db: &PgPool, meter_id: i32) -> sqlx::Result<Option<FacilityReading>> {
+pub(crate) async fn last_reading(
+    db: &PgPool,
+    meter_id: i32,
+) -> sqlx::Result<Option<FacilityReading>> {
     let row: Option<ReadingRow> = sqlx::query_as(
         r#"select time, it_kw, total_kw, it_kwh, total_kwh, pue
         from facility_readings
@@ -109,7 +112,7 @@ pub async fn last_reading(db: &PgPool, meter_id: i32) -> sqlx::Result<Option<Fac
 }
 
 /// Stores readings, each (meter, time) once; returns how many were new.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     meter_id: i32,
     readings: &[FacilityReading],
@@ -141,7 +144,7 @@ pub async fn insert(
 
 /// One hour of a site's PUE.
 #[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
-pub struct Hour {
+pub(crate) struct Hour {
     /// Start of the hour.
     pub hour: DateTime<Utc>,
     /// Mean of the readings' PUE.
@@ -156,7 +159,7 @@ pub struct Hour {
 /// with a half-hour offset they are still local hours. Each reading's PUE: total / IT power; for counters,
 /// the interval since the meter's previous reading (at most an hour long), counted in the hour the
 /// interval starts in; else the reading's own PUE.
-pub async fn hourly(
+pub(crate) async fn hourly(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,
@@ -213,7 +216,7 @@ pub async fn hourly(
 }
 
 /// Deletes a meter's readings in `[from, to)` (an admin removing a broken meter's data); how many.
-pub async fn delete_readings(
+pub(crate) async fn delete_readings(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     meter_id: i32,
     from: DateTime<Utc>,
@@ -233,16 +236,8 @@ pub async fn delete_readings(
     .rows_affected())
 }
 
-/// The site's fallback PUE for hours without meter data.
-pub async fn fallback_pue(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
-    sqlx::query_scalar("select fallback_pue from sites where id = $1")
-        .bind(site_id)
-        .fetch_one(db)
-        .await
-}
-
 /// Replaces a meter's token digest, the old one kept in its grace (`db::tokens`); `false` when there
 /// is no such meter.
-pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
+pub(crate) async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
     super::tokens::replace(db, super::tokens::Holder::Meters, name, token_digest).await
 }

@@ -3,15 +3,15 @@
 //! Queries are runtime-checked (`sqlx::query_as`) rather than the `query!` macros, and every one runs in
 //! the test suite against the real TimescaleDB: see the commit that introduced this for why.
 
-pub mod budgets;
-pub mod carbon;
-pub mod closure;
-pub mod comparisons;
+pub(crate) mod budgets;
+pub(crate) mod carbon;
+pub(crate) mod closure;
+pub(crate) mod comparisons;
 pub mod energy;
 pub mod facility;
 pub mod jobs;
-pub mod node_energy;
-pub mod nodes;
+pub(crate) mod node_energy;
+pub(crate) mod nodes;
 pub mod overview;
 pub mod progress;
 pub mod rollups;
@@ -47,7 +47,7 @@ pub(crate) const OVERLAPPING_JOBS: &str = r#"overlapping as materialized (
         )"#;
 
 /// Milliseconds since the epoch to a timestamp.
-pub fn ts(ms: i64) -> DateTime<Utc> {
+pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC)

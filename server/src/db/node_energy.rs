@@ -11,7 +11,7 @@ use crate::analytics::node_energy::{Occupant, Reading};
 
 /// Stores readings, each (node, zone, time) once: a resent batch changes nothing. Returns how many were
 /// new.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     readings: &[NodeEnergyReading],
@@ -44,7 +44,7 @@ pub async fn insert(
 }
 
 /// The name a kind is stored under.
-pub fn kind_name(kind: NodeEnergyKind) -> &'static str {
+pub(crate) fn kind_name(kind: NodeEnergyKind) -> &'static str {
     match kind {
         NodeEnergyKind::Cpu => "cpu",
         NodeEnergyKind::Dram => "dram",
@@ -61,7 +61,7 @@ fn kind_of(name: &str) -> NodeEnergyKind {
 }
 
 /// Each counter of a node over `[from_ms - margin, to_ms + margin]`, in time order: (kind, readings).
-pub async fn readings(
+pub(crate) async fn readings(
     db: &PgPool,
     node_id: i32,
     from_ms: i64,
@@ -82,7 +82,7 @@ pub async fn readings(
 
 /// The jobs holding GPUs or CPUs of a node at some time in `[from_ms, to_ms)`: (job id, occupant);
 /// running jobs end at `i64::MAX`.
-pub async fn occupants(
+pub(crate) async fn occupants(
     db: &PgPool,
     node_id: i32,
     from_ms: i64,
@@ -126,7 +126,7 @@ pub async fn occupants(
 }
 
 /// The logical CPUs of nodes, where their collectors said.
-pub async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<HashMap<i32, u32>> {
+pub(crate) async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<HashMap<i32, u32>> {
     let rows: Vec<(i32, i32)> =
         sqlx::query_as("select id, cpus from nodes where id = any($1) and cpus is not null")
             .bind(node_ids)
@@ -139,7 +139,7 @@ pub async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<HashMap<i3
 }
 
 /// Records a node's logical CPUs.
-pub async fn set_node_cpus(
+pub(crate) async fn set_node_cpus(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     cpus: u32,
@@ -153,7 +153,7 @@ pub async fn set_node_cpus(
 }
 
 /// Records the CPUs a job holds on a node (the latest registration wins).
-pub async fn set_job_cpus(
+pub(crate) async fn set_job_cpus(
     tx: &mut Transaction<'_, Postgres>,
     job_id: &str,
     node_id: i32,
@@ -172,7 +172,7 @@ pub async fn set_job_cpus(
 }
 
 /// Nodes whose readings are not all rolled up: (node, rolled up to, latest reading).
-pub async fn to_roll_up(
+pub(crate) async fn to_roll_up(
     db: &PgPool,
 ) -> sqlx::Result<Vec<(i32, Option<DateTime<Utc>>, DateTime<Utc>)>> {
     sqlx::query_as(
@@ -186,7 +186,7 @@ pub async fn to_roll_up(
 }
 
 /// The earliest reading of a node at or after `from` (where its rollup starts when it has none).
-pub async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub(crate) async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar("select min(t) from node_energy where node_id = $1")
         .bind(node_id)
         .fetch_one(db)
@@ -195,7 +195,7 @@ pub async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<DateTime
 
 /// Stores minutes of one counter, replacing what an earlier rollup stored for them, and moves the
 /// node's rollup mark.
-pub async fn upsert_minutes(
+pub(crate) async fn upsert_minutes(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     zone: &str,
@@ -223,7 +223,7 @@ pub async fn upsert_minutes(
 }
 
 /// Moves a node's rollup mark.
-pub async fn set_rolled_to(
+pub(crate) async fn set_rolled_to(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     to: DateTime<Utc>,
@@ -240,7 +240,7 @@ pub async fn set_rolled_to(
 }
 
 /// Readings arrived before a node's rollup mark (an import, a late batch): the mark goes back to them.
-pub async fn rewind(
+pub(crate) async fn rewind(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     earliest: DateTime<Utc>,
@@ -256,7 +256,7 @@ pub async fn rewind(
 }
 
 /// Each counter's rolled-up minutes of a node over `[from_ms, to_ms)`: (kind, minute start ms -> J).
-pub async fn minutes(
+pub(crate) async fn minutes(
     db: &PgPool,
     node_id: i32,
     from_ms: i64,
@@ -285,7 +285,7 @@ pub async fn minutes(
 }
 
 /// Each counter's raw readings of a node with their zone names (for the rollup).
-pub async fn zone_readings(
+pub(crate) async fn zone_readings(
     db: &PgPool,
     node_id: i32,
     from: DateTime<Utc>,

@@ -6,7 +6,7 @@ use wattlas_protocol::GpuIdentity;
 
 /// A node row.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Node {
+pub(crate) struct Node {
     /// Id.
     pub id: i32,
     /// Unique name.
@@ -26,7 +26,7 @@ const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.
         join sites s on s.id = n.site_id"#;
 
 /// Creates a node with the digest of its token; `None` when the name is taken.
-pub async fn create(
+pub(crate) async fn create(
     db: impl sqlx::PgExecutor<'_>,
     name: &str,
     site_id: i32,
@@ -47,7 +47,7 @@ pub async fn create(
 
 /// Deletes nodes nothing was stored for (a write that registered them was refused); a node with any
 /// GPU, sample or job stays.
-pub async fn delete_unused(db: &PgPool, ids: &[i32]) -> sqlx::Result<u64> {
+pub(crate) async fn delete_unused(db: &PgPool, ids: &[i32]) -> sqlx::Result<u64> {
     let mut deleted = 0;
     for id in ids {
         // One statement a node: a reference from anywhere (a foreign key) keeps that node only.
@@ -66,7 +66,10 @@ pub async fn delete_unused(db: &PgPool, ids: &[i32]) -> sqlx::Result<u64> {
 
 /// The node a token digest belongs to: its token, or the one it replaced while that is in its grace
 /// (`db::tokens`); with whether this use of a new token ended its predecessor's grace.
-pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<(Node, bool)>> {
+pub(crate) async fn by_token_digest(
+    db: &PgPool,
+    digest: &[u8],
+) -> sqlx::Result<Option<(Node, bool)>> {
     let switched = super::tokens::end_grace(db, super::tokens::Holder::Nodes, digest).await?;
     let node: Option<Node> = sqlx::query_as(&format!(
         "{NODE_COLUMNS}\n        where {}",
@@ -79,7 +82,10 @@ pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<
 }
 
 /// A node by name.
-pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Node>> {
+pub(crate) async fn by_name(
+    db: impl sqlx::PgExecutor<'_>,
+    name: &str,
+) -> sqlx::Result<Option<Node>> {
     sqlx::query_as(&format!("{NODE_COLUMNS}\n        where n.name = $1"))
         .bind(name)
         .fetch_optional(db)
@@ -87,7 +93,7 @@ pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<
 }
 
 /// Nodes by name (those that exist).
-pub async fn by_names(db: &PgPool, names: &[String]) -> sqlx::Result<Vec<Node>> {
+pub(crate) async fn by_names(db: &PgPool, names: &[String]) -> sqlx::Result<Vec<Node>> {
     sqlx::query_as(&format!("{NODE_COLUMNS}\n        where n.name = any($1)"))
         .bind(names)
         .fetch_all(db)
@@ -95,7 +101,7 @@ pub async fn by_names(db: &PgPool, names: &[String]) -> sqlx::Result<Vec<Node>> 
 }
 
 /// All nodes by name.
-pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
+pub(crate) async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
     sqlx::query_as(&format!("{NODE_COLUMNS}\n        order by n.name"))
         .fetch_all(db)
         .await
@@ -104,7 +110,7 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
 /// Records the identities a batch carried (a swapped GPU replaces the old one at its index, except
 /// where the identity says `keep_known`: an import's never replaces one) and returns every GPU index
 /// the node has: one round trip for a collector's batch.
-pub async fn register_gpus(
+pub(crate) async fn register_gpus(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     gpus: &[GpuIdentity],
@@ -180,7 +186,7 @@ pub async fn register_gpus(
 }
 
 /// A node's GPUs by index.
-pub async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
+pub(crate) async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
     let rows: Vec<(i32, String, String, Option<f64>)> = sqlx::query_as(
         r#"select gpu_index, uuid, model, default_power_limit_w
         from gpus
@@ -204,7 +210,7 @@ pub async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
 
 /// Marks the nodes of several batches seen now and keeps the highest dropped-sample count each
 /// reported (a node may come more than once): one statement.
-pub async fn touch_many(
+pub(crate) async fn touch_many(
     tx: &mut Transaction<'_, Postgres>,
     batches: &[(i32, Option<u64>)],
 ) -> sqlx::Result<()> {
@@ -234,12 +240,12 @@ pub async fn touch_many(
 
 /// Replaces a node's token digest, the old one kept in its grace (`db::tokens`); `false` when there
 /// is no such node.
-pub async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
+pub(crate) async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> sqlx::Result<bool> {
     super::tokens::replace(db, super::tokens::Holder::Nodes, name, token_digest).await
 }
 
 /// Per node id: its GPUs and their models (`, `-joined).
-pub async fn gpu_summary(
+pub(crate) async fn gpu_summary(
     db: &PgPool,
 ) -> sqlx::Result<std::collections::HashMap<i32, (i64, String)>> {
     let rows: Vec<(i32, i64, String)> = sqlx::query_as(

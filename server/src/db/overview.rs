@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 /// IT energy (kWh, from the stored summaries) of jobs that started at or after `since`, per user
 /// (`tag` `None`) or per value of tag `tag`, largest first, at most `limit`.
-pub async fn energy_by(
+pub(crate) async fn energy_by(
     db: &PgPool,
     since: DateTime<Utc>,
     tag: Option<&str>,
@@ -30,7 +30,7 @@ pub async fn energy_by(
 }
 
 /// Jobs started at or after `since` without a summary or with a stale one.
-pub async fn unsummarised(db: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64> {
+pub(crate) async fn unsummarised(db: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         r#"select count(*)
         from jobs j
@@ -43,7 +43,7 @@ pub async fn unsummarised(db: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64
 }
 
 /// Running jobs: (id, user, start, GPUs, IT energy so far in kWh), most energy first.
-pub async fn running(
+pub(crate) async fn running(
     db: &PgPool,
     limit: i64,
 ) -> sqlx::Result<Vec<(String, String, DateTime<Utc>, i32, f64)>> {
@@ -61,7 +61,7 @@ pub async fn running(
 }
 
 /// A site's GPU energy in rolled-up hours from `since`, J.
-pub async fn site_gpu_energy_since(
+pub(crate) async fn site_gpu_energy_since(
     db: &PgPool,
     site_id: i32,
     since: DateTime<Utc>,
@@ -79,7 +79,7 @@ pub async fn site_gpu_energy_since(
 }
 
 /// A site's meters: (name, time of its last reading).
-pub async fn meters(
+pub(crate) async fn meters(
     db: &PgPool,
     site_id: i32,
 ) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
@@ -95,7 +95,7 @@ pub async fn meters(
 }
 
 /// Where the rollup's last run left every minute before rolled up (`maintenance`), if any.
-pub async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub(crate) async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         r#"select (detail ->> 'taken_to')::timestamptz
         from maintenance_runs
@@ -107,7 +107,7 @@ pub async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
 }
 
 /// Per site with raw data waiting for the rollup: (site id, the oldest waiting time).
-pub async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<Utc>)>> {
+pub(crate) async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<Utc>)>> {
     sqlx::query_as(
         r#"select n.site_id, min(p.t_from)
         from rollup_pending p
@@ -119,7 +119,7 @@ pub async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<
 }
 
 /// A site's GPU energy per `bucket_s` bucket of rolled-up minutes over `[from, to)`: (bucket, J).
-pub async fn site_gpu_energy_by_bucket(
+pub(crate) async fn site_gpu_energy_by_bucket(
     db: &PgPool,
     site_id: i32,
     from: DateTime<Utc>,

@@ -8,7 +8,11 @@ use sqlx::PgPool;
 use wattlas_protocol::ProgressReport;
 
 /// Stores reports (a step reported again replaces the earlier one); returns how many rows changed.
-pub async fn upsert(db: &PgPool, job_id: &str, reports: &[ProgressReport]) -> sqlx::Result<u64> {
+pub(crate) async fn upsert(
+    db: &PgPool,
+    job_id: &str,
+    reports: &[ProgressReport],
+) -> sqlx::Result<u64> {
     let step: Vec<i64> = reports.iter().map(|r| r.step).collect();
     let time: Vec<DateTime<Utc>> = reports.iter().map(|r| r.time).collect();
     let metrics: Vec<Json<&BTreeMap<String, f64>>> =
@@ -29,7 +33,7 @@ pub async fn upsert(db: &PgPool, job_id: &str, reports: &[ProgressReport]) -> sq
 }
 
 /// A job's reports by step.
-pub async fn list(db: &PgPool, job_id: &str) -> sqlx::Result<Vec<ProgressReport>> {
+pub(crate) async fn list(db: &PgPool, job_id: &str) -> sqlx::Result<Vec<ProgressReport>> {
     type Row = (i64, DateTime<Utc>, Json<BTreeMap<String, f64>>);
     let rows: Vec<Row> = sqlx::query_as(
         r#"select step, time, metrics

@@ -48,7 +48,7 @@ pub async fn take_pending(
 }
 
 /// The oldest pending range's start, if any, as the caller's transaction sees them.
-pub async fn oldest_pending(
+pub(crate) async fn oldest_pending(
     tx: &mut Transaction<'_, Postgres>,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar("select min(t_from) from rollup_pending")
@@ -57,7 +57,7 @@ pub async fn oldest_pending(
 }
 
 /// Earliest pending time of a node inside `[from, to]`, if any.
-pub async fn earliest_pending(
+pub(crate) async fn earliest_pending(
     db: &PgPool,
     node_id: i32,
     from_ms: i64,
@@ -84,7 +84,7 @@ pub const LAG_EXACT_UP_TO: i64 = 10_000;
 /// every few seconds, and a fleet keeps millions of ranges waiting (a 5-minute step of 3,125 nodes
 /// sending every second: 1.3 M, a count of ~180 ms): exact up to [`LAG_EXACT_UP_TO`], then the table's
 /// live-row count from PostgreSQL's statistics (updated within a second or so of each commit).
-pub async fn lag(db: &PgPool) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
+pub(crate) async fn lag(db: &PgPool) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
     sqlx::query_as(
         r#"select case when c.n > $1 then greatest(c.n, (
                 select n_live_tup from pg_stat_user_tables
@@ -99,7 +99,7 @@ pub async fn lag(db: &PgPool) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
 
 /// Writes one GPU's rollups. A recomputation never replaces a minute with one built from fewer samples
 /// (raw samples of that minute may already have expired).
-pub async fn upsert(
+pub(crate) async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
     node_id: i32,
     gpu: u32,
@@ -247,7 +247,7 @@ struct SumRow {
 }
 
 /// Sums rollups of the given GPUs of a node over whole minutes `[from_ms, to_ms)`, per GPU.
-pub async fn sum(
+pub(crate) async fn sum(
     db: &PgPool,
     node_id: i32,
     gpus: &[u32],
@@ -303,7 +303,7 @@ pub async fn sum(
 
 /// Energy of the given GPUs of a node per bucket of `bucket_ms` (whole minutes, aligned to the epoch)
 /// over whole minutes `[from_ms, to_ms)`: `(bucket start ms, J)`.
-pub async fn energy_by_bucket(
+pub(crate) async fn energy_by_bucket(
     db: &PgPool,
     node_id: i32,
     gpus: &[u32],
@@ -346,7 +346,7 @@ pub enum GpuMetric {
 
 /// One point of a rollup series: `gpu` (-1 for the node's GPUs together), the bucket's start, the
 /// mean, and the last minute with data in the bucket.
-pub type SeriesPoint = (i32, DateTime<Utc>, f64, DateTime<Utc>);
+pub(crate) type SeriesPoint = (i32, DateTime<Utc>, f64, DateTime<Utc>);
 
 /// Means of `metric` in buckets of `bucket_ms` (whole minutes from `from_ms`) over `[from_ms, to_ms)`,
 /// of each of the given GPUs of a node, or of all of them together when `by_gpu` is false; for
@@ -493,7 +493,7 @@ async fn hourly_series(
 /// `(gpu, first minute ms, last minute ms)`, ordered by GPU and time; consecutive runs may touch.
 /// Whole hours with all 60 minutes come from the hourly sums; minutes are read only at the window's
 /// edges and in hours missing some (a week of 64 GPUs: 10,752 hours instead of 645,000 minutes).
-pub async fn minute_runs(
+pub(crate) async fn minute_runs(
     db: &PgPool,
     node_id: i32,
     gpus: &[u32],
@@ -631,7 +631,7 @@ pub async fn minute_runs(
 }
 
 /// A site's GPUs' energy in rolled-up hours, J.
-pub async fn site_energy_j(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
+pub(crate) async fn site_energy_j(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
     sqlx::query_scalar(
         r#"select coalesce(sum(h.energy_j), 0)::float8
         from gpu_hour h

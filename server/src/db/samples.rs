@@ -15,14 +15,14 @@ use crate::codec::{self, RawSample};
 use crate::db::ts;
 
 /// Blocks hold samples of one aligned window of this length, so overlap searches are bounded.
-pub const BLOCK_WINDOW_MS: i64 = 300_000;
+pub(crate) const BLOCK_WINDOW_MS: i64 = 300_000;
 
 /// Advisory-lock namespace for ingest ("WATT").
 const INGEST_LOCK: i32 = 0x5741_5454;
 
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     /// Samples stored now.
     pub stored: u64,
     /// Samples already present (or repeated inside the batch), not stored again.
@@ -34,7 +34,7 @@ pub struct Stored {
 /// their pending rollup ranges. Each (GPU, millisecond) of a node is stored at most once, also across
 /// batches of the same node in the group (the earlier batch stores it, the later counts a duplicate).
 /// Answers what each batch stored, in order.
-pub async fn insert_many(
+pub(crate) async fn insert_many(
     tx: &mut Transaction<'_, Postgres>,
     batches: Vec<(i32, Vec<RawSample>)>,
 ) -> Result<Vec<Stored>, super::Error> {
@@ -266,17 +266,6 @@ pub async fn fetch(
     out.sort_by_key(|s| (s.gpu, s.t_ms));
     out.dedup_by_key(|s| (s.gpu, s.t_ms));
     Ok(out)
-}
-
-/// Number of raw samples stored for a node (all time still retained): for tests and the admin pages.
-pub async fn count(db: &PgPool, node_id: i32) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        r#"select (select coalesce(sum(n_samples), 0) from gpu_raw where node_id = $1)
-            + (select coalesce(sum(n_samples), 0) from gpu_settled where node_id = $1)"#,
-    )
-    .bind(node_id)
-    .fetch_one(db)
-    .await
 }
 
 /// Hours (node, hour start) whose live blocks are ready to settle: the hour ended before `before`.

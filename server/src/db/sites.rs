@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 /// A site row.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Site {
+pub(crate) struct Site {
     /// Id.
     pub id: i32,
     /// Unique name.
@@ -14,7 +14,7 @@ pub struct Site {
 }
 
 /// Creates a site; `None` when the name is taken.
-pub async fn create(
+pub(crate) async fn create(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     name: &str,
     timezone: &str,
@@ -34,7 +34,10 @@ pub async fn create(
 }
 
 /// A site by name.
-pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Site>> {
+pub(crate) async fn by_name(
+    db: impl sqlx::PgExecutor<'_>,
+    name: &str,
+) -> sqlx::Result<Option<Site>> {
     sqlx::query_as(
         r#"select id, name, timezone
         from sites
@@ -46,7 +49,7 @@ pub async fn by_name(db: impl sqlx::PgExecutor<'_>, name: &str) -> sqlx::Result<
 }
 
 /// A site by id.
-pub async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
+pub(crate) async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
     sqlx::query_as(
         r#"select id, name, timezone
         from sites
@@ -59,7 +62,7 @@ pub async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
 
 /// A site with its settings: fallback PUE, carbon intensity, price.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SiteRow {
+pub(crate) struct SiteRow {
     /// Id.
     pub id: i32,
     /// Name.
@@ -82,14 +85,14 @@ const SITE_COLUMNS: &str =
     "select id, name, timezone, fallback_pue, carbon_g_per_kwh, price_per_kwh, currency, node_quota\n        from sites";
 
 /// All sites with their settings, by name.
-pub async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>> {
+pub(crate) async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>> {
     sqlx::query_as(&format!("{SITE_COLUMNS}\n        order by name"))
         .fetch_all(db)
         .await
 }
 
 /// A site's settings by id.
-pub async fn settings(db: &PgPool, id: i32) -> sqlx::Result<Option<SiteRow>> {
+pub(crate) async fn settings(db: &PgPool, id: i32) -> sqlx::Result<Option<SiteRow>> {
     sqlx::query_as(&format!("{SITE_COLUMNS}\n        where id = $1"))
         .bind(id)
         .fetch_optional(db)
@@ -97,7 +100,7 @@ pub async fn settings(db: &PgPool, id: i32) -> sqlx::Result<Option<SiteRow>> {
 }
 
 /// Changes the settings given (others stay); `None` when there is no such site.
-pub async fn update_settings(
+pub(crate) async fn update_settings(
     db: impl sqlx::PgExecutor<'_>,
     name: &str,
     fallback_pue: Option<f64>,
@@ -128,7 +131,7 @@ pub async fn update_settings(
 }
 
 /// The nodes a site holds and its node quota, its row locked until the transaction ends.
-pub async fn nodes_and_quota_for_update(
+pub(crate) async fn nodes_and_quota_for_update(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     site_id: i32,
 ) -> sqlx::Result<(i64, i32)> {
@@ -144,7 +147,7 @@ pub async fn nodes_and_quota_for_update(
 }
 
 /// The site of a write token: (id, name).
-pub async fn by_write_token_digest(
+pub(crate) async fn by_write_token_digest(
     db: &PgPool,
     digest: &[u8],
 ) -> sqlx::Result<Option<(i32, String)>> {
@@ -155,7 +158,7 @@ pub async fn by_write_token_digest(
 }
 
 /// Sets (or replaces) a site's write token; false when there is no such site.
-pub async fn set_write_token(db: &PgPool, name: &str, digest: &[u8]) -> sqlx::Result<bool> {
+pub(crate) async fn set_write_token(db: &PgPool, name: &str, digest: &[u8]) -> sqlx::Result<bool> {
     let done = sqlx::query("update sites set write_token_sha256 = $2 where name = $1")
         .bind(name)
         .bind(digest)

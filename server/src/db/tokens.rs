@@ -6,7 +6,7 @@ use sqlx::PgPool;
 /// A table whose rows hold a collector's token digest (`token_sha256`) and the one it replaced
 /// (`prev_token_sha256` until `prev_token_until`).
 #[derive(Debug, Clone, Copy)]
-pub enum Holder {
+pub(crate) enum Holder {
     /// `nodes`.
     Nodes,
     /// `meters`.
@@ -32,7 +32,7 @@ pub fn matches(alias: &str) -> String {
 
 /// Replaces the token digest of the row named `name`, the old one kept in its grace; `false` when
 /// there is no such row.
-pub async fn replace(
+pub(crate) async fn replace(
     db: &PgPool,
     holder: Holder,
     name: &str,
@@ -54,7 +54,7 @@ pub async fn replace(
 
 /// The first use of a new token (digest) ends its predecessor's grace; whether one ended (token caches
 /// must then forget the old one).
-pub async fn end_grace(db: &PgPool, holder: Holder, digest: &[u8]) -> sqlx::Result<bool> {
+pub(crate) async fn end_grace(db: &PgPool, holder: Holder, digest: &[u8]) -> sqlx::Result<bool> {
     let done = sqlx::query(&format!(
         r#"update {} set prev_token_sha256 = null, prev_token_until = null
         where token_sha256 = $1 and prev_token_sha256 is not null"#,

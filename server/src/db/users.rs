@@ -67,7 +67,7 @@ const USER_FIELDS: &str =
     "u.id, u.name, u.role, u.disabled, u.password_hash is not null as has_password, u.created_at";
 
 /// Creates a user; `None` when the name is taken.
-pub async fn create(
+pub(crate) async fn create(
     db: &PgPool,
     name: &str,
     role: Role,
@@ -87,7 +87,7 @@ pub async fn create(
 }
 
 /// A user by name, creating it as a researcher without password if missing (trusted-header sign-in).
-pub async fn get_or_create_external(db: &PgPool, name: &str) -> sqlx::Result<User> {
+pub(crate) async fn get_or_create_external(db: &PgPool, name: &str) -> sqlx::Result<User> {
     sqlx::query(
         r#"insert into users (name, role)
         values ($1, 'researcher')
@@ -100,7 +100,7 @@ pub async fn get_or_create_external(db: &PgPool, name: &str) -> sqlx::Result<Use
 }
 
 /// All users by name.
-pub async fn list(db: &PgPool) -> sqlx::Result<Vec<User>> {
+pub(crate) async fn list(db: &PgPool) -> sqlx::Result<Vec<User>> {
     sqlx::query_as(&format!(
         "select {USER_FIELDS}\n        from users u\n        order by u.name"
     ))
@@ -119,7 +119,10 @@ pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<User>> {
 }
 
 /// A user's id and password hash, for sign-in (disabled users are not returned).
-pub async fn password_hash(db: &PgPool, name: &str) -> sqlx::Result<Option<(i32, Option<String>)>> {
+pub(crate) async fn password_hash(
+    db: &PgPool,
+    name: &str,
+) -> sqlx::Result<Option<(i32, Option<String>)>> {
     sqlx::query_as(
         r#"select id, password_hash
         from users
@@ -143,7 +146,7 @@ pub struct Ended {
 /// Sets a user's password hash (`None`: trusted header only) and ends what the old password opened:
 /// every session but `keep` (the digest of the session that changed it) and every API token. `None`
 /// when there is no such user.
-pub async fn set_password(
+pub(crate) async fn set_password(
     db: &PgPool,
     name: &str,
     hash: Option<&str>,
@@ -201,7 +204,7 @@ pub async fn update(db: &PgPool, name: &str, role: Role, disabled: bool) -> sqlx
 
 /// A live session: its user and its CSRF token.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
+pub(crate) struct SessionRow {
     /// The user.
     #[sqlx(flatten)]
     pub user: User,
@@ -210,7 +213,7 @@ pub struct SessionRow {
 }
 
 /// Stores a session.
-pub async fn create_session(
+pub(crate) async fn create_session(
     db: &PgPool,
     token_digest: &[u8],
     user_id: i32,
@@ -231,7 +234,7 @@ pub async fn create_session(
 }
 
 /// The unexpired session of a token digest, of an enabled user.
-pub async fn session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<Option<SessionRow>> {
+pub(crate) async fn session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as(&format!(
         r#"select {USER_FIELDS}, s.csrf_token
         from sessions s
@@ -246,7 +249,7 @@ pub async fn session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<Option<Se
 }
 
 /// Ends a session, and any expired ones.
-pub async fn delete_session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<()> {
+pub(crate) async fn delete_session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<()> {
     sqlx::query("delete from sessions where token_sha256 = $1 or expires_at < now()")
         .bind(token_digest)
         .execute(db)
@@ -268,7 +271,7 @@ pub struct ApiToken {
 }
 
 /// Stores a user's API token digest; returns its id.
-pub async fn create_token(
+pub(crate) async fn create_token(
     db: &PgPool,
     user_id: i32,
     label: &str,
@@ -287,7 +290,7 @@ pub async fn create_token(
 }
 
 /// A user's tokens, newest first.
-pub async fn tokens(db: &PgPool, user_id: i32) -> sqlx::Result<Vec<ApiToken>> {
+pub(crate) async fn tokens(db: &PgPool, user_id: i32) -> sqlx::Result<Vec<ApiToken>> {
     sqlx::query_as(
         r#"select id, label, created_at, last_used_at
         from api_tokens
@@ -300,7 +303,7 @@ pub async fn tokens(db: &PgPool, user_id: i32) -> sqlx::Result<Vec<ApiToken>> {
 }
 
 /// Revokes one of a user's tokens; `false` when it is not theirs.
-pub async fn revoke_token(db: &PgPool, user_id: i32, token_id: i32) -> sqlx::Result<bool> {
+pub(crate) async fn revoke_token(db: &PgPool, user_id: i32, token_id: i32) -> sqlx::Result<bool> {
     let done = sqlx::query("delete from api_tokens where id = $1 and user_id = $2")
         .bind(token_id)
         .bind(user_id)
@@ -310,7 +313,7 @@ pub async fn revoke_token(db: &PgPool, user_id: i32, token_id: i32) -> sqlx::Res
 }
 
 /// The enabled user an API token digest belongs to; marks the token used.
-pub async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<User>> {
+pub(crate) async fn by_token_digest(db: &PgPool, digest: &[u8]) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!(
         r#"with used as (
             update api_tokens

@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// `/login`.
 #[derive(Template)]
 #[template(path = "account/login.html")]
-pub struct LoginPage {
+pub(crate) struct LoginPage {
     /// Empty header.
     pub nav: Nav,
     /// The double-submit token (also in the cookie).
@@ -35,7 +35,7 @@ pub struct LoginPage {
 
 /// `?next=` of the sign-in page.
 #[derive(Debug, Deserialize)]
-pub struct NextQuery {
+pub(crate) struct NextQuery {
     /// A local path to return to.
     pub next: Option<String>,
 }
@@ -93,7 +93,7 @@ fn login_page(
 }
 
 /// `GET /login`.
-pub async fn login_form(
+pub(crate) async fn login_form(
     State(state): State<AppState>,
     identity: Option<axum::Extension<Identity>>,
     crate::extract::PageQuery(q): crate::extract::PageQuery<NextQuery>,
@@ -107,7 +107,7 @@ pub async fn login_form(
 
 /// The sign-in form.
 #[derive(Debug, Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     /// Double-submit token.
     #[serde(default)]
     pub csrf: String,
@@ -120,7 +120,7 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: checks the password, starts a session.
-pub async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -214,14 +214,14 @@ pub async fn login(
 
 /// A form with nothing but its CSRF token.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub(crate) struct CsrfForm {
     /// The session's token.
     #[serde(default)]
     pub csrf: String,
 }
 
 /// `POST /logout`.
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
@@ -238,7 +238,7 @@ pub async fn logout(
 /// `/account`.
 #[derive(Template)]
 #[template(path = "account/show.html")]
-pub struct AccountPage {
+pub(crate) struct AccountPage {
     /// Header.
     pub nav: Nav,
     /// User name.
@@ -287,7 +287,10 @@ async fn account_page(
 }
 
 /// `GET /account`.
-pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
     account_page(&state, &viewer, None, None, None).await
 }
 
@@ -302,7 +305,7 @@ fn user_of(viewer: &Viewer) -> Result<&users::User, AppError> {
 
 /// The new-token form.
 #[derive(Debug, Deserialize)]
-pub struct TokenForm {
+pub(crate) struct TokenForm {
     /// CSRF token.
     #[serde(default)]
     pub csrf: String,
@@ -311,7 +314,7 @@ pub struct TokenForm {
 }
 
 /// `POST /account/tokens`: creates an API token and shows it once.
-pub async fn create_token(
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<TokenForm>,
@@ -335,7 +338,7 @@ pub async fn create_token(
 }
 
 /// `POST /account/tokens/{id}/revoke`.
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<i32>,
@@ -351,7 +354,7 @@ pub async fn revoke_token(
 
 /// The change-password form.
 #[derive(Debug, Deserialize)]
-pub struct PasswordForm {
+pub(crate) struct PasswordForm {
     /// CSRF token.
     #[serde(default)]
     pub csrf: String,
@@ -363,7 +366,7 @@ pub struct PasswordForm {
 }
 
 /// `POST /account/password`.
-pub async fn change_password(
+pub(crate) async fn change_password(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
@@ -427,7 +430,7 @@ pub async fn change_password(
 }
 
 /// `GET /api/v1/me`: who the token or session is.
-pub async fn me(caller: Caller) -> ApiJson<serde_json::Value> {
+pub(crate) async fn me(caller: Caller) -> ApiJson<serde_json::Value> {
     let body = match &caller {
         Caller::Admin => serde_json::json!({"kind": "admin-token", "role": "admin"}),
         Caller::User(u) => serde_json::json!({"kind": "user", "name": u.name, "role": u.role}),

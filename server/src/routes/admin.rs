@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// `/admin`.
 #[derive(Template)]
 #[template(path = "admin/index.html")]
-pub struct AdminPage {
+pub(crate) struct AdminPage {
     /// Header.
     pub nav: Nav,
     /// Users by name.
@@ -98,13 +98,16 @@ async fn render(
 }
 
 /// `GET /admin`.
-pub async fn index(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+pub(crate) async fn index(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
     render(&state, &viewer, Ok(Outcome::Done(String::new()))).await
 }
 
 /// The new-user form.
 #[derive(Debug, Deserialize)]
-pub struct NewUserForm {
+pub(crate) struct NewUserForm {
     #[serde(default)]
     csrf: String,
     name: String,
@@ -124,7 +127,7 @@ async fn create_user(state: &AppState, form: NewUserForm) -> Result<Outcome, App
 }
 
 /// `POST /admin/users`.
-pub async fn users_create(
+pub(crate) async fn users_create(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<NewUserForm>,
@@ -137,7 +140,7 @@ pub async fn users_create(
 
 /// A user's row form: role, disabled, and optionally a new password.
 #[derive(Debug, Deserialize)]
-pub struct UserForm {
+pub(crate) struct UserForm {
     #[serde(default)]
     csrf: String,
     role: String,
@@ -184,7 +187,7 @@ async fn update_user(
 }
 
 /// `POST /admin/users/{name}`.
-pub async fn users_update(
+pub(crate) async fn users_update(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(name): Path<String>,
@@ -198,7 +201,7 @@ pub async fn users_update(
 
 /// The new-site form.
 #[derive(Debug, Deserialize)]
-pub struct SiteForm {
+pub(crate) struct SiteForm {
     #[serde(default)]
     csrf: String,
     name: String,
@@ -208,7 +211,7 @@ pub struct SiteForm {
 }
 
 /// `POST /admin/sites`.
-pub async fn sites_create(
+pub(crate) async fn sites_create(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<SiteForm>,
@@ -235,7 +238,7 @@ pub async fn sites_create(
 
 /// The new-node and new-meter forms.
 #[derive(Debug, Deserialize)]
-pub struct CollectorForm {
+pub(crate) struct CollectorForm {
     #[serde(default)]
     csrf: String,
     name: String,
@@ -245,7 +248,7 @@ pub struct CollectorForm {
 }
 
 /// `POST /admin/nodes`: the node's token is shown once.
-pub async fn nodes_create(
+pub(crate) async fn nodes_create(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<CollectorForm>,
@@ -266,7 +269,7 @@ pub async fn nodes_create(
 }
 
 /// `POST /admin/meters`: the meter's token is shown once.
-pub async fn meters_create(
+pub(crate) async fn meters_create(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<CollectorForm>,
@@ -289,14 +292,14 @@ pub async fn meters_create(
 
 /// A form with only the CSRF token.
 #[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
+pub(crate) struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
 
 /// A site's settings form: empty fields stay as they are.
 #[derive(Debug, Deserialize)]
-pub struct SiteSettingsForm {
+pub(crate) struct SiteSettingsForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -310,7 +313,7 @@ pub struct SiteSettingsForm {
 }
 
 /// `POST /admin/sites/{site}`: fallback PUE, carbon intensity, price (as `PUT /api/v1/sites/{site}`).
-pub async fn sites_update(
+pub(crate) async fn sites_update(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(site): Path<String>,
@@ -337,7 +340,7 @@ pub async fn sites_update(
 
 /// A project's budget form.
 #[derive(Debug, Deserialize)]
-pub struct BudgetForm {
+pub(crate) struct BudgetForm {
     #[serde(default)]
     csrf: String,
     project: String,
@@ -350,7 +353,7 @@ pub struct BudgetForm {
 }
 
 /// `POST /admin/budgets`: sets a project's monthly budget (as `PUT /api/v1/projects/{p}/budget`).
-pub async fn budgets_set(
+pub(crate) async fn budgets_set(
     State(state): State<AppState>,
     viewer: Viewer,
     Form(form): Form<BudgetForm>,
@@ -395,7 +398,7 @@ pub async fn budgets_set(
 /// `/admin/{kind}/{name}/token` (GET): asks before a token is replaced.
 #[derive(Template)]
 #[template(path = "admin/confirm_token.html")]
-pub struct ConfirmTokenPage {
+pub(crate) struct ConfirmTokenPage {
     /// Header.
     pub nav: Nav,
     /// `nodes`, `meters` or `sites`.
@@ -409,7 +412,7 @@ pub struct ConfirmTokenPage {
 }
 
 /// `GET /admin/{kind}/{name}/token`: what a new token does, and the button that makes it.
-pub async fn confirm_token(
+pub(crate) async fn confirm_token(
     viewer: Viewer,
     Path((kind, name)): Path<(String, String)>,
 ) -> Result<Html<String>, PageError> {
@@ -431,7 +434,7 @@ pub async fn confirm_token(
 }
 
 /// `POST /admin/{kind}/{name}/token`: a new token for a node or meter; the old one stops working.
-pub async fn rotate_token(
+pub(crate) async fn rotate_token(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((kind, name)): Path<(String, String)>,
@@ -462,7 +465,7 @@ pub async fn rotate_token(
 }
 
 /// `GET /api/v1/users` (admin).
-pub async fn users_api(
+pub(crate) async fn users_api(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Vec<users::User>>, AppError> {
@@ -472,14 +475,14 @@ pub async fn users_api(
 
 /// `POST /api/v1/users` (admin): `{"name", "role", "password"?}`.
 #[derive(Debug, Deserialize)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     name: String,
     role: String,
     password: Option<String>,
 }
 
 /// Creates a user through the API.
-pub async fn users_api_create(
+pub(crate) async fn users_api_create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(user): ApiJson<NewUser>,

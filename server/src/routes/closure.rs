@@ -19,7 +19,7 @@ use crate::service::Error;
 use crate::state::AppState;
 
 /// `GET /api/v1/sites/{site}/energy?by=day|month&from=YYYY-MM-DD&to=YYYY-MM-DD`.
-pub async fn api(
+pub(crate) async fn api(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -32,7 +32,7 @@ pub async fn api(
 
 /// `?from=&to=` as instants.
 #[derive(Debug, Deserialize)]
-pub struct WasteQuery {
+pub(crate) struct WasteQuery {
     /// Jobs started at or after (default: the first of this month, UTC).
     pub from: Option<DateTime<Utc>>,
     /// Jobs started before (default: now).
@@ -40,7 +40,7 @@ pub struct WasteQuery {
 }
 
 /// `GET /api/v1/waste?from=&to=`: idle allocated GPUs by user and by job (staff).
-pub async fn waste_api(
+pub(crate) async fn waste_api(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<WasteQuery>,
@@ -52,7 +52,10 @@ pub async fn waste_api(
 
 impl WasteQuery {
     /// `[from, to)`: this UTC month to now by default; from before to.
-    pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+    pub(crate) fn window(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
         for (field, t) in [("from", self.from), ("to", self.to)] {
             if let Some(t) = t {
                 crate::service::sites::check_year(field, t.year(), t.to_rfc3339())?;
@@ -68,7 +71,7 @@ impl WasteQuery {
 }
 
 /// The first instant of `t`'s UTC month.
-pub fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(t)
@@ -77,7 +80,7 @@ pub fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The query as typed: checked here, so that errors name their field and the page can show its own
 /// above the form.
 #[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// `day` or `month`.
     pub by: Option<String>,
     /// First day.
@@ -87,7 +90,7 @@ pub struct PageQuery {
 }
 
 /// One table row, formatted.
-pub struct RowView {
+pub(crate) struct RowView {
     /// Period.
     pub period: String,
     /// Cells, in the table's column order.
@@ -99,7 +102,7 @@ pub struct RowView {
 /// `/sites/{site}/energy`.
 #[derive(Template)]
 #[template(path = "sites/energy.html")]
-pub struct EnergyPage {
+pub(crate) struct EnergyPage {
     /// Header.
     pub nav: Nav,
     /// Site.
@@ -129,7 +132,7 @@ pub struct EnergyPage {
 }
 
 /// The names of the five parts (`Row::parts`), in stacking order.
-pub const PARTS: [&str; 5] = [
+pub(crate) const PARTS: [&str; 5] = [
     "Jobs, GPUs",
     "Jobs, CPU and DRAM",
     "Idle GPUs",
@@ -137,7 +140,9 @@ pub const PARTS: [&str; 5] = [
     "Not measured by collectors",
 ];
 
-pub fn parse_query(q: &PageQuery) -> Result<(By, Option<NaiveDate>, Option<NaiveDate>), Error> {
+pub(crate) fn parse_query(
+    q: &PageQuery,
+) -> Result<(By, Option<NaiveDate>, Option<NaiveDate>), Error> {
     let by = match q.by.as_deref().unwrap_or("day") {
         "day" | "" => By::Day,
         "month" => By::Month,
@@ -162,7 +167,7 @@ pub fn parse_query(q: &PageQuery) -> Result<(By, Option<NaiveDate>, Option<Naive
 
 /// `GET /sites/{site}/energy`: the chart and the table; a bad query is said above the form, which
 /// keeps what was typed, and the default range is shown under it.
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(site): Path<String>,

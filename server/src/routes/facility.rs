@@ -13,7 +13,7 @@ use crate::service::meters::{self, create_meter, meter_views};
 use crate::state::AppState;
 
 /// Creates a meter and its token (admin); the token is in this answer only.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(meter): ApiJson<NewMeter>,
@@ -26,7 +26,7 @@ pub async fn create(
 }
 
 /// Lists meters with their last reading (staff and admins).
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Vec<MeterView>>, AppError> {
@@ -35,7 +35,7 @@ pub async fn list(
 }
 
 /// Takes a meter's readings: refuses the batch whole on the first invalid field; each (meter, time) once.
-pub async fn ingest(
+pub(crate) async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(batch): ApiJson<FacilityBatch>,
@@ -49,7 +49,7 @@ pub async fn ingest(
 
 /// `?from=&to=` of a deletion.
 #[derive(Debug, serde::Deserialize)]
-pub struct DeleteRange {
+pub(crate) struct DeleteRange {
     /// From (inclusive).
     pub from: DateTime<Utc>,
     /// To (exclusive).
@@ -58,7 +58,7 @@ pub struct DeleteRange {
 
 /// `DELETE /api/v1/meters/{name}/readings?from=&to=` (admin): removes a broken meter's readings in a
 /// time range; the site's PUE and the jobs charged in that range are recomputed.
-pub async fn delete_readings(
+pub(crate) async fn delete_readings(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,

@@ -12,7 +12,7 @@ use crate::metrics::{family, label};
 use crate::state::AppState;
 
 /// `GET /api/v1/metrics/fleet`.
-pub async fn fleet(
+pub(crate) async fn fleet(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

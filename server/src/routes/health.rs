@@ -8,12 +8,14 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 
 /// Always 200 while the process serves.
-pub async fn healthz() -> ApiJson<serde_json::Value> {
+pub(crate) async fn healthz() -> ApiJson<serde_json::Value> {
     ApiJson(json!({ "status": "ok" }))
 }
 
 /// 200 with the rollup lag when the database answers; 503 otherwise.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, ApiJson<serde_json::Value>) {
+pub(crate) async fn readyz(
+    State(state): State<AppState>,
+) -> (StatusCode, ApiJson<serde_json::Value>) {
     match crate::service::observe::rollup_lag(&state).await {
         Ok((pending, oldest)) => {
             let mut body = json!({ "status": "ready", "rollup_pending": pending, "rollup_oldest_pending": oldest });

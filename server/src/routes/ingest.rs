@@ -14,13 +14,13 @@ use crate::state::AppState;
 
 /// `?source=import`: samples of an imported log, which may be older than the raw retention.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct IngestQuery {
+pub(crate) struct IngestQuery {
     /// `import`, or absent (a live collector).
     pub source: Option<String>,
 }
 
 /// Takes a batch: refuses it whole on the first invalid field, stores each sample at most once.
-pub async fn ingest_gpu(
+pub(crate) async fn ingest_gpu(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<IngestQuery>,
@@ -45,7 +45,7 @@ pub async fn ingest_gpu(
 
 /// `?site=`.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct WriteQuery {
+pub(crate) struct WriteQuery {
     /// Site in which nodes not seen before are registered (admin token).
     pub site: Option<String>,
 }
@@ -54,7 +54,7 @@ pub struct WriteQuery {
 /// The admin token writes any node (`?site=NAME` registers nodes not seen before in that site); a node's
 /// token writes its own node only. Answers as the spec asks: 204 stored, 4xx for what a retry cannot
 /// fix (never retried by the sender), 5xx and 503 for what a retry may (retried).
-pub async fn remote_write(
+pub(crate) async fn remote_write(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<WriteQuery>,

@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use crate::state::AppState;
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     // Counters of sign-ins and refusals are for operators, not for anyone who asks.
     if let Err(e) = crate::auth::operator_token(&state, &headers) {
         return e.into_response();
@@ -27,7 +30,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
 }
 
 /// Counts the refusals (4xx, 5xx) of the write routes it wraps, by route and status.
-pub async fn count_rejections(
+pub(crate) async fn count_rejections(
     State(state): State<AppState>,
     request: Request<Body>,
     next: Next,

@@ -1,25 +1,25 @@
 //! The router: every route of the API and the pages, and the layers around them.
 
-pub mod account;
-pub mod admin;
-pub mod closure;
-pub mod facility;
-pub mod fleet;
-pub mod health;
-pub mod ingest;
-pub mod jobs;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod closure;
+pub(crate) mod facility;
+pub(crate) mod fleet;
+pub(crate) mod health;
+pub(crate) mod ingest;
+pub(crate) mod jobs;
 pub mod metrics;
-pub mod nodes;
-pub mod overview;
-pub mod pages;
-pub mod powercap;
-pub mod progress;
-pub mod projects;
-pub mod pue;
+pub(crate) mod nodes;
+pub(crate) mod overview;
+pub(crate) mod pages;
+pub(crate) mod powercap;
+pub(crate) mod progress;
+pub(crate) mod projects;
+pub(crate) mod pue;
 pub mod queries;
-pub mod sites;
-pub mod statements;
-pub mod svg;
+pub(crate) mod sites;
+pub(crate) mod statements;
+pub(crate) mod svg;
 
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ fn api_path(path: &'static str) -> &'static str {
 }
 
 /// All routes with their layers.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let api = Router::new()
         .route(

@@ -11,7 +11,7 @@ use crate::service::nodes::create_node;
 use crate::state::AppState;
 
 /// Creates a node and its token (admin). The token is in this answer only; the server keeps a digest.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(node): ApiJson<NewNode>,
@@ -25,7 +25,7 @@ pub async fn create(
 
 /// Lists nodes with their GPUs, what their collectors last reported, and their CPU and DRAM energy of
 /// the last 24 h with its idle part (staff and admins).
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Vec<NodeView>>, AppError> {

@@ -17,7 +17,7 @@ const REFRESH_S: u32 = 60;
 /// The page.
 #[derive(Template)]
 #[template(path = "overview.html")]
-pub struct OverviewPage {
+pub(crate) struct OverviewPage {
     /// Header.
     pub nav: Nav,
     /// `YYYY-MM-DD HH:MM:SS`, UTC.
@@ -103,7 +103,7 @@ fn site_charts(s: &SiteNow, span: (i64, i64)) -> (String, Option<String>) {
 }
 
 /// `GET /overview` (staff, admins).
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Page<OverviewPage>, PageError> {

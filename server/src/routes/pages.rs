@@ -9,7 +9,7 @@ use crate::error::{AppError, PageError};
 
 /// `/` leads staff and admins to the overview, researchers to their jobs, and anyone not signed in to
 /// the sign-in page, which lands them the same way.
-pub async fn index(viewer: Result<Viewer, axum::response::Response>) -> Redirect {
+pub(crate) async fn index(viewer: Result<Viewer, axum::response::Response>) -> Redirect {
     match viewer {
         Ok(v) if v.is_staff() => Redirect::to("/overview"),
         Ok(_) => Redirect::to("/jobs"),
@@ -19,7 +19,7 @@ pub async fn index(viewer: Result<Viewer, axum::response::Response>) -> Redirect
 
 /// Any path outside the API that no route has: the 404 page (with the page header of whoever is signed
 /// in, added by `auth::error_pages_with_nav`).
-pub async fn not_found(uri: Uri) -> PageError {
+pub(crate) async fn not_found(uri: Uri) -> PageError {
     PageError(AppError::not_found(format!(
         "There is no page at {}. The jobs list, power caps and sites are linked above.",
         uri.path()
@@ -27,7 +27,7 @@ pub async fn not_found(uri: Uri) -> PageError {
 }
 
 /// `/static/style.css`, embedded in the binary so a deployment is one file.
-pub async fn stylesheet() -> impl IntoResponse {
+pub(crate) async fn stylesheet() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
@@ -38,7 +38,7 @@ pub async fn stylesheet() -> impl IntoResponse {
 }
 
 /// `/static/favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).
-pub async fn favicon() -> impl IntoResponse {
+pub(crate) async fn favicon() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "image/svg+xml"),

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// `?tag=k:v&baseline_w=`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ComparisonQuery {
+pub(crate) struct ComparisonQuery {
     /// The shared tag, `key:value`.
     pub tag: Option<String>,
     /// Baseline cap, W (default: the highest present).
@@ -26,7 +26,7 @@ pub struct ComparisonQuery {
 }
 
 /// `GET /api/v1/powercap/comparison?tag=k:v[&baseline_w=W]`.
-pub async fn api(
+pub(crate) async fn api(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ComparisonQuery>,
@@ -44,7 +44,7 @@ pub async fn api(
 /// `/powercap?tag=k:v`.
 #[derive(Template)]
 #[template(path = "powercap/show.html")]
-pub struct ShowPage {
+pub(crate) struct ShowPage {
     /// Header.
     pub nav: Nav,
     /// The comparison.
@@ -74,7 +74,7 @@ async fn figure_6(state: &AppState, comparison: &Comparison) -> Result<String, A
 /// `/powercap`.
 #[derive(Template)]
 #[template(path = "powercap/list.html")]
-pub struct ListPage {
+pub(crate) struct ListPage {
     /// Header.
     pub nav: Nav,
     /// Tag values shared by finished jobs: (key:value, jobs).
@@ -82,7 +82,7 @@ pub struct ListPage {
 }
 
 /// `GET /powercap[?tag=k:v]`.
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     crate::extract::PageQuery(q): crate::extract::PageQuery<ComparisonQuery>,

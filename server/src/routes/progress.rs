@@ -17,7 +17,7 @@ use crate::service::users::Role;
 use crate::state::AppState;
 
 /// `POST /api/v1/jobs/{id}/progress`: the job's owner (with their API token) or an admin.
-pub async fn post(
+pub(crate) async fn post(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -40,7 +40,7 @@ pub async fn post(
 }
 
 /// `GET /api/v1/jobs/{id}/progress`.
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -50,7 +50,7 @@ pub async fn get(
 }
 
 /// `GET /jobs/{id}/progress/{metric}.svg`: one metric against cumulative energy.
-pub async fn chart(
+pub(crate) async fn chart(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((id, metric)): Path<(String, String)>,

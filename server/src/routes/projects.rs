@@ -14,7 +14,7 @@ use crate::service::budgets::{Alert, Budget};
 use crate::state::AppState;
 
 /// `PUT /api/v1/projects/{project}/budget`: sets or replaces the budget.
-pub async fn put_budget(
+pub(crate) async fn put_budget(
     State(state): State<AppState>,
     caller: Caller,
     Path(project): Path<String>,
@@ -26,7 +26,7 @@ pub async fn put_budget(
 
 /// `GET /api/v1/projects`.
 #[derive(Debug, Serialize)]
-pub struct Projects {
+pub(crate) struct Projects {
     /// `YYYY-MM` (UTC).
     pub month: String,
     /// Budgets with their use, by project.
@@ -36,7 +36,7 @@ pub struct Projects {
 }
 
 /// `GET /api/v1/projects`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Projects>, AppError> {

@@ -24,13 +24,13 @@ use crate::state::AppState;
 
 /// `?year=`.
 #[derive(Debug, Deserialize)]
-pub struct YearQuery {
+pub(crate) struct YearQuery {
     /// Year (default: the current one in the site's zone).
     pub year: Option<i32>,
 }
 
 /// Table 1 as CSV: a row per month and one for the year.
-pub fn variation_csv(v: &VariationView) -> String {
+pub(crate) fn variation_csv(v: &VariationView) -> String {
     let fmt = |x: Option<f64>| x.map(|x| format!("{x:.4}")).unwrap_or_default();
     let mut out =
         String::from("site,year,month,days,days_excluded,avg_daily_variation_pct,mean_pue\n");
@@ -57,7 +57,7 @@ pub fn variation_csv(v: &VariationView) -> String {
 }
 
 /// `GET /api/v1/sites/{site}/pue/variation?year=Y` (JSON, or CSV with `Accept: text/csv`).
-pub async fn variation(
+pub(crate) async fn variation(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -78,7 +78,7 @@ pub async fn variation(
 }
 
 /// `GET /api/v1/sites/{site}/pue/variation.csv?year=Y`.
-pub async fn variation_csv_route(
+pub(crate) async fn variation_csv_route(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -102,7 +102,7 @@ fn csv_response(v: &VariationView) -> Response {
 
 /// `?from=&to=`.
 #[derive(Debug, Deserialize)]
-pub struct RangeQuery {
+pub(crate) struct RangeQuery {
     /// Start (default: 7 days before `to`).
     pub from: Option<DateTime<Utc>>,
     /// End (default: now).
@@ -111,7 +111,10 @@ pub struct RangeQuery {
 
 impl RangeQuery {
     /// The window asked for: the last 7 days by default, at most 366 days.
-    pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+    pub(crate) fn window(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
         // Times chrono can hold but not subtract (year -262143) made this a panic: plausible years only.
         for (field, t) in [("from", self.from), ("to", self.to)] {
             if let Some(t) = t {
@@ -131,7 +134,7 @@ impl RangeQuery {
 }
 
 /// `GET /api/v1/sites/{site}/pue/hourly?from=&to=` (at most 366 days).
-pub async fn hourly(
+pub(crate) async fn hourly(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -156,7 +159,7 @@ pub async fn hourly(
 }
 
 /// `GET /api/v1/sites/{site}/pue/daily?year=Y`: each local day's mean, min, max and variation.
-pub async fn daily(
+pub(crate) async fn daily(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -174,7 +177,7 @@ pub async fn daily(
 
 /// `?hours=&it_kwh=`.
 #[derive(Debug, Deserialize)]
-pub struct AdviceQuery {
+pub(crate) struct AdviceQuery {
     /// Job length in hours (default 1).
     pub hours: Option<usize>,
     /// The job's IT energy, to express savings in kWh.
@@ -182,7 +185,7 @@ pub struct AdviceQuery {
 }
 
 /// `GET /api/v1/sites/{site}/pue/advice?hours=N[&it_kwh=E]`.
-pub async fn advice_route(
+pub(crate) async fn advice_route(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -205,7 +208,7 @@ pub async fn advice_route(
 
 /// `?year=&week=`.
 #[derive(Debug, Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// Year of Figure 4 and Table 1.
     pub year: Option<i32>,
     /// First day of the week of Figure 5 (default: the last full week with data).
@@ -213,7 +216,7 @@ pub struct PageQuery {
 }
 
 /// One row of the "when to run" table.
-pub struct AdviceRow {
+pub(crate) struct AdviceRow {
     /// Job length, h.
     pub hours: usize,
     /// The advice.
@@ -223,7 +226,7 @@ pub struct AdviceRow {
 /// `/sites/{site}/pue`.
 #[derive(Template)]
 #[template(path = "pue/show.html")]
-pub struct PuePage {
+pub(crate) struct PuePage {
     /// Header.
     pub nav: Nav,
     /// Site.
@@ -251,7 +254,7 @@ pub struct PuePage {
 }
 
 /// `GET /sites/{site}/pue`.
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(site): Path<String>,

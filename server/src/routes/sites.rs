@@ -16,7 +16,7 @@ use crate::service::sites::{create_site, site_view};
 use crate::state::AppState;
 
 /// Creates a site (admin).
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(site): ApiJson<NewSite>,
@@ -29,7 +29,7 @@ pub async fn create(
 }
 
 /// `PUT /api/v1/sites/{site}` (admin): fallback PUE, carbon intensity, price, currency.
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -41,7 +41,7 @@ pub async fn update(
 }
 
 /// Lists sites (people, any role).
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<ApiJson<Vec<SiteView>>, AppError> {
@@ -52,7 +52,7 @@ pub async fn list(
 
 /// Parses a carbon-intensity CSV (`time,g_per_kwh`, RFC 3339 times; a header line is optional),
 /// naming the line and field of the first fault.
-pub fn parse_carbon_csv(text: &str) -> Result<Vec<CarbonPoint>, AppError> {
+pub(crate) fn parse_carbon_csv(text: &str) -> Result<Vec<CarbonPoint>, AppError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -85,7 +85,7 @@ pub fn parse_carbon_csv(text: &str) -> Result<Vec<CarbonPoint>, AppError> {
 /// `POST /api/v1/sites/{site}/carbon` (admin): the hourly carbon-intensity series, as JSON
 /// `[{"time","g_per_kwh"}]` or CSV (`Content-Type: text/csv`, `time,g_per_kwh`); stored whole or not
 /// at all.
-pub async fn carbon_ingest(
+pub(crate) async fn carbon_ingest(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
@@ -119,7 +119,7 @@ pub async fn carbon_ingest(
 /// `/sites`.
 #[derive(Template)]
 #[template(path = "sites/list.html")]
-pub struct ListPage {
+pub(crate) struct ListPage {
     /// Header.
     pub nav: Nav,
     /// Sites by name.
@@ -127,7 +127,7 @@ pub struct ListPage {
 }
 
 /// `GET /sites`: the sites, each with a link to its PUE page.
-pub async fn list_page(
+pub(crate) async fn list_page(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Html<String>, PageError> {
@@ -141,7 +141,7 @@ pub async fn list_page(
 
 /// `POST /api/v1/sites/{site}/write-token` (admin): a new write token for the site's Prometheus remote
 /// write, shown in this answer only; the old one stops working.
-pub async fn write_token(
+pub(crate) async fn write_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,

@@ -16,7 +16,7 @@ use crate::statement::{self, Format};
 
 /// What a statement adds to the jobs list's query.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct StatementQuery {
+pub(crate) struct StatementQuery {
     /// Explicit job ids, comma-separated (e.g. all the jobs of a paper).
     pub jobs: Option<String>,
     /// pdf (default), md, tex, json or csv.
@@ -60,7 +60,7 @@ impl Drop for Rendering<'_> {
 
 /// Builds and renders a statement as `scope` may see it, for `who` (one at a time each; `None`: the
 /// admin token, not held).
-pub async fn statement_response(
+pub(crate) async fn statement_response(
     state: &AppState,
     who: Option<&str>,
     scope: &JobScope,
@@ -110,7 +110,7 @@ pub async fn statement_response(
 }
 
 /// `GET /api/v1/statement`.
-pub async fn api(
+pub(crate) async fn api(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -126,7 +126,7 @@ pub async fn api(
 }
 
 /// `GET /statement`: the same for a signed-in browser (links on the jobs list and job pages).
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     PageQuery(q): PageQuery<ListQuery>,

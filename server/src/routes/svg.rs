@@ -7,7 +7,7 @@ use crate::charts::{ChartError, Rendered};
 use crate::error::AppError;
 
 /// A chart route's answer: the SVG, never cached (charts show live data); a drawing error is ours.
-pub fn svg_response(rendered: Rendered) -> Result<Response, AppError> {
+pub(crate) fn svg_response(rendered: Rendered) -> Result<Response, AppError> {
     let svg = rendered.map_err(ChartError::from)?;
     Ok((
         [

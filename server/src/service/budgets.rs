@@ -10,19 +10,19 @@ use super::{Error, Result};
 use crate::db;
 use crate::service::Context;
 
-pub use crate::db::budgets::{Alert, Budget};
+pub(crate) use crate::db::budgets::{Alert, Budget};
 
 /// Shares of a budget whose crossing is posted, %.
-pub const THRESHOLDS: [i32; 2] = [80, 100];
+pub(crate) const THRESHOLDS: [i32; 2] = [80, 100];
 /// Delivery attempts per crossing (one per run, every few seconds) before it is left undelivered.
-pub const MAX_ATTEMPTS: i32 = 20;
+pub(crate) const MAX_ATTEMPTS: i32 = 20;
 /// How long a receiver has to answer, s.
 const WEBHOOK_TIMEOUT_S: u64 = 5;
 
 /// `PUT /api/v1/projects/{project}/budget`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BudgetInput {
+pub(crate) struct BudgetInput {
     /// IT energy per month, kWh.
     pub kwh_per_month: Option<f64>,
     /// CO2e per month, kg.
@@ -33,7 +33,7 @@ pub struct BudgetInput {
 
 /// A project's budget and its use this month.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The `project` tag.
     pub project: String,
     /// The month, `YYYY-MM` (UTC).
@@ -59,7 +59,7 @@ pub struct Status {
 }
 
 /// The first day of `now`'s UTC month, as a date and an instant.
-pub fn month_of(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
+pub(crate) fn month_of(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
     let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
     let start = Utc
         .from_local_datetime(&first.and_time(chrono::NaiveTime::MIN))
@@ -69,7 +69,7 @@ pub fn month_of(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
 }
 
 /// Checks and stores a project's budget.
-pub async fn set(cx: &Context, project: &str, input: BudgetInput) -> Result<Budget> {
+pub(crate) async fn set(cx: &Context, project: &str, input: BudgetInput) -> Result<Budget> {
     if project.is_empty() || project.len() > 200 || project.chars().any(|c| c.is_control()) {
         return Err(Error::invalid(
             "project",
@@ -118,18 +118,18 @@ pub async fn set(cx: &Context, project: &str, input: BudgetInput) -> Result<Budg
 }
 
 /// A project's budget as it stands, if any (the admin form's empty fields keep its values).
-pub async fn current(cx: &Context, project: &str) -> Result<Option<db::budgets::Budget>> {
+pub(crate) async fn current(cx: &Context, project: &str) -> Result<Option<db::budgets::Budget>> {
     Ok(db::budgets::by_project(&cx.db, project).await?)
 }
 
 /// Every budget with this month's use.
-pub async fn statuses(cx: &Context, now: DateTime<Utc>) -> Result<Vec<Status>> {
+pub(crate) async fn statuses(cx: &Context, now: DateTime<Utc>) -> Result<Vec<Status>> {
     statuses_of(cx, now, None).await
 }
 
 /// The budgets of `only` (all where `None`) with this month's use: pages that concern a few projects
 /// sum only theirs.
-pub async fn statuses_of(
+pub(crate) async fn statuses_of(
     cx: &Context,
     now: DateTime<Utc>,
     only: Option<&[String]>,
@@ -160,7 +160,7 @@ pub async fn statuses_of(
 }
 
 /// The statuses of projects `user` ran jobs in this month that crossed 80 % of a budget.
-pub async fn banners_for(cx: &Context, user: &str) -> Result<Vec<Status>> {
+pub(crate) async fn banners_for(cx: &Context, user: &str) -> Result<Vec<Status>> {
     let now = Utc::now();
     let mine = db::budgets::projects_of(cx.read_db(), user, month_of(now).1).await?;
     if mine.is_empty() {
@@ -174,10 +174,10 @@ pub async fn banners_for(cx: &Context, user: &str) -> Result<Vec<Status>> {
 }
 
 /// A budget's kind, as its crossings name it (`energy`, `co2e`).
-pub const KINDS: [&str; 2] = ["energy", "co2e"];
+pub(crate) const KINDS: [&str; 2] = ["energy", "co2e"];
 
 /// What a kind of budget limits, in words: `IT energy` or `CO2e`.
-pub fn what(kind: &str) -> &'static str {
+pub(crate) fn what(kind: &str) -> &'static str {
     if kind == "energy" {
         "IT energy"
     } else {
@@ -187,7 +187,7 @@ pub fn what(kind: &str) -> &'static str {
 
 /// A project's use of a budget in words (the webhook's `text`, the members' banner):
 /// "Project atlas has used 85 % of its IT energy budget for 2026-11 (UTC): 3.2 Wh of 3.8 Wh."
-pub fn used_text(project: &str, month: &str, kind: &str, used: f64, budget: f64) -> String {
+pub(crate) fn used_text(project: &str, month: &str, kind: &str, used: f64, budget: f64) -> String {
     format!(
         "Project {project} has used {:.0} % of its {} budget for {month} (UTC): {} of {}.",
         used / budget * 100.0,
@@ -200,7 +200,9 @@ pub fn used_text(project: &str, month: &str, kind: &str, used: f64, budget: f64)
 impl Status {
     /// Each kind of budget the project has: (kind, % used, used, budget); use unknown (no job with
     /// CO2e) leaves `used` out.
-    pub fn budgets(&self) -> impl Iterator<Item = (&'static str, f64, Option<f64>, f64)> + '_ {
+    pub(crate) fn budgets(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, f64, Option<f64>, f64)> + '_ {
         KINDS.into_iter().filter_map(|kind| {
             let (pct, used, budget) = if kind == "energy" {
                 (self.energy_pct, Some(self.used_kwh), self.kwh_per_month)
@@ -214,7 +216,7 @@ impl Status {
 
 /// An amount of a budget's kind as people read it: energy by the one energy formatter (Wh under a
 /// kWh), CO2e in g under a kg.
-pub fn amount(kind: &str, v: f64) -> String {
+pub(crate) fn amount(kind: &str, v: f64) -> String {
     if kind == "energy" {
         super::jobs::timing::format_energy(v)
     } else {
@@ -224,7 +226,7 @@ pub fn amount(kind: &str, v: f64) -> String {
 
 /// What a receiver gets: the crossing, and a `text` line chat webhooks show as is.
 #[derive(Debug, Clone, Serialize)]
-pub struct Payload {
+pub(crate) struct Payload {
     /// Project.
     pub project: String,
     /// `YYYY-MM` (UTC).
@@ -247,7 +249,7 @@ pub struct Payload {
 
 impl Payload {
     /// Of a recorded crossing.
-    pub fn of(a: &Alert) -> Self {
+    pub(crate) fn of(a: &Alert) -> Self {
         let unit = if a.kind == "energy" { "kWh" } else { "kg CO2e" };
         let month = a.month.format("%Y-%m").to_string();
         Self {
@@ -265,7 +267,7 @@ impl Payload {
 }
 
 /// Records this month's new crossings of 80 % and 100 %: how many.
-pub async fn record_crossings(cx: &Context) -> Result<usize> {
+pub(crate) async fn record_crossings(cx: &Context) -> Result<usize> {
     let now = Utc::now();
     let (first, _) = month_of(now);
     let mut recorded = 0;
@@ -283,7 +285,7 @@ pub async fn record_crossings(cx: &Context) -> Result<usize> {
 }
 
 /// Whether any crossing waits to be posted.
-pub async fn any_due(cx: &Context) -> Result<bool> {
+pub(crate) async fn any_due(cx: &Context) -> Result<bool> {
     Ok(db::budgets::any_undelivered(&cx.db, MAX_ATTEMPTS).await?)
 }
 
@@ -292,7 +294,7 @@ const DELIVERIES_AT_ONCE: usize = 8;
 
 /// Posts every undelivered crossing, `DELIVERIES_AT_ONCE` at a time, each to its destination checked
 /// again (it may resolve elsewhere since it was set); notes each attempt: how many were delivered.
-pub async fn deliver_due(cx: &Context) -> Result<usize> {
+pub(crate) async fn deliver_due(cx: &Context) -> Result<usize> {
     let due = db::budgets::undelivered(&cx.db, MAX_ATTEMPTS).await?;
     let mut attempts = tokio::task::JoinSet::new();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(DELIVERIES_AT_ONCE));
@@ -357,7 +359,7 @@ async fn deliver(
 
 /// The projects' budgets with their use this month and this month's alerts (staff), or only the
 /// projects `user` ran jobs in this month, without alerts (researchers).
-pub async fn projects(
+pub(crate) async fn projects(
     cx: &Context,
     now: DateTime<Utc>,
     user: Option<&str>,

@@ -52,7 +52,7 @@ pub enum JobScope {
 
 impl JobScope {
     /// The jobs a person of `role` named `name` may see: researchers their own, others all.
-    pub fn for_person(role: Role, name: &str) -> Self {
+    pub(crate) fn for_person(role: Role, name: &str) -> Self {
         match role {
             Role::Researcher => Self::Own(name.to_owned()),
             Role::Staff | Role::Admin => Self::All,
@@ -60,7 +60,7 @@ impl JobScope {
     }
 
     /// Whether a job of `user_name` is visible.
-    pub fn allows(&self, user_name: &str) -> bool {
+    pub(crate) fn allows(&self, user_name: &str) -> bool {
         match self {
             Self::All => true,
             Self::Own(own) => own == user_name,
@@ -68,7 +68,7 @@ impl JobScope {
     }
 
     /// The owner every listed job must have, if restricted.
-    pub fn owner(&self) -> Option<String> {
+    pub(crate) fn owner(&self) -> Option<String> {
         match self {
             Self::All => None,
             Self::Own(own) => Some(own.clone()),
@@ -78,7 +78,7 @@ impl JobScope {
 
 impl Caller {
     /// The role of a person, or of the bootstrap admin token; collectors have none.
-    pub fn role(&self) -> Option<Role> {
+    pub(crate) fn role(&self) -> Option<Role> {
         match self {
             Self::Admin => Some(Role::Admin),
             Self::User(u) => Some(u.role),
@@ -87,7 +87,7 @@ impl Caller {
     }
 
     /// Only admins (the token or a user) may pass.
-    pub fn require_admin(&self) -> Result<(), Error> {
+    pub(crate) fn require_admin(&self) -> Result<(), Error> {
         match self.role() {
             Some(Role::Admin) => Ok(()),
             _ => Err(Error::Forbidden("this needs an admin".into())),
@@ -95,7 +95,7 @@ impl Caller {
     }
 
     /// Staff and admins may pass (facility pages and data: meters, nodes).
-    pub fn require_staff(&self) -> Result<(), Error> {
+    pub(crate) fn require_staff(&self) -> Result<(), Error> {
         match self.role() {
             Some(Role::Staff | Role::Admin) => Ok(()),
             _ => Err(Error::Forbidden("this needs staff or admin".into())),
@@ -103,7 +103,7 @@ impl Caller {
     }
 
     /// People may pass (site PUE pages and data); collectors' tokens only write.
-    pub fn require_person(&self) -> Result<(), Error> {
+    pub(crate) fn require_person(&self) -> Result<(), Error> {
         match self.role() {
             Some(_) => Ok(()),
             None => Err(Error::Forbidden(
@@ -114,7 +114,7 @@ impl Caller {
 
     /// For routes that write measurements and jobs (collectors and admins): an admin user acts as the
     /// admin token; other people are refused.
-    pub fn writer(self) -> Result<Caller, Error> {
+    pub(crate) fn writer(self) -> Result<Caller, Error> {
         match self {
             Self::User(u) if u.role == Role::Admin => Ok(Self::Admin),
             Self::User(u) => Err(Error::Forbidden(format!(
@@ -127,7 +127,7 @@ impl Caller {
     }
 
     /// The jobs this caller may read.
-    pub fn job_scope(&self) -> Result<JobScope, Error> {
+    pub(crate) fn job_scope(&self) -> Result<JobScope, Error> {
         match self {
             Self::User(u) => Ok(JobScope::for_person(u.role, &u.name)),
             Self::Admin => Ok(JobScope::All),

@@ -13,13 +13,13 @@ use crate::db;
 use crate::service::Context;
 
 /// Days one answer may hold by day.
-pub const MAX_DAYS: i64 = 92;
+pub(crate) const MAX_DAYS: i64 = 92;
 /// Months one answer may hold by month.
-pub const MAX_MONTHS: i64 = 24;
+pub(crate) const MAX_MONTHS: i64 = 24;
 
 /// `GET /api/v1/sites/{site}/energy`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Closure {
+pub(crate) struct Closure {
     /// Site.
     pub site: String,
     /// Its zone: days and months are local.
@@ -41,7 +41,7 @@ pub struct Closure {
 }
 
 /// The days asked for: `[from, to]` (local, `to` included), defaults and bounds applied.
-pub fn range(
+pub(crate) fn range(
     by: By,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
@@ -85,7 +85,7 @@ pub fn range(
 }
 
 /// The site's energy by day or month over local days `[from, to]`.
-pub async fn closure(
+pub(crate) async fn closure(
     cx: &Context,
     site: &str,
     by: By,
@@ -197,7 +197,7 @@ pub async fn closure(
     })
 }
 
-pub use db::closure::{IdleJob, IdleUser};
+pub(crate) use db::closure::{IdleJob, IdleUser};
 
 /// Idle allocated GPUs of jobs that started in `[from, to)`.
 #[derive(Debug, Clone, Serialize)]
@@ -217,7 +217,7 @@ pub struct Waste {
 }
 
 /// The idle allocated GPUs of jobs started in `[from, to)`: `limit` users and jobs.
-pub async fn waste(
+pub(crate) async fn waste(
     cx: &Context,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

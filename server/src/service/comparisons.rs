@@ -18,7 +18,7 @@ const MAX_JOBS: i64 = 2000;
 
 /// A comparison as served.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// The shared tag, `key:value`.
     pub tag: String,
     /// Baseline cap, W.
@@ -37,7 +37,7 @@ pub struct Comparison {
 
 /// The comparison within one group of jobs (a GPU count or a GPU model).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupComparison {
+pub(crate) struct GroupComparison {
     /// The group, e.g. `16 GPUs` or `NVIDIA A100-SXM4-40GB`.
     pub label: String,
     /// Baseline cap of the group, W.
@@ -47,7 +47,7 @@ pub struct GroupComparison {
 }
 
 /// The comparison of the finished jobs sharing `tag`.
-pub async fn comparison(
+pub(crate) async fn comparison(
     cx: &Context,
     scope: &JobScope,
     tag: &str,
@@ -153,13 +153,17 @@ pub async fn comparison(
 /// The comparison of a tag at the default baseline and slowdown budget as stored, while no finished
 /// job of the tag (in the scope) has changed since; else compared now and stored. `None` where the
 /// jobs cannot be compared.
-pub async fn stored(cx: &Context, scope: &JobScope, tag: &str) -> Result<Option<Comparison>> {
+pub(crate) async fn stored(
+    cx: &Context,
+    scope: &JobScope,
+    tag: &str,
+) -> Result<Option<Comparison>> {
     let mut one = stored_many(cx, scope, &[tag.to_owned()]).await?;
     Ok(one.pop().and_then(|(_, c)| c))
 }
 
 /// `stored` of many tags, their freshness asked in one query (a statement's hundreds of workloads).
-pub async fn stored_many(
+pub(crate) async fn stored_many(
     cx: &Context,
     scope: &JobScope,
     tags: &[String],
@@ -212,7 +216,7 @@ async fn stored_or_computed(
 
 /// Figure 6's lines: each example job's mean power per GPU in time buckets (a minute for jobs of 10
 /// minutes or more), from its start; with the bucket, s, and the longest job's span, ms.
-pub async fn example_power(
+pub(crate) async fn example_power(
     cx: &Context,
     comparison: &Comparison,
 ) -> Result<(Vec<Series>, i64, i64)> {
@@ -261,6 +265,9 @@ pub async fn example_power(
 
 /// The tags (`key`, `value`, jobs) that several jobs visible to `owner` (all where `None`) share: what
 /// a comparison may be asked of.
-pub async fn shared_tags(cx: &Context, owner: Option<&str>) -> Result<Vec<(String, String, i64)>> {
+pub(crate) async fn shared_tags(
+    cx: &Context,
+    owner: Option<&str>,
+) -> Result<Vec<(String, String, i64)>> {
     Ok(db::jobs::shared_tags(&cx.db, owner).await?)
 }

@@ -42,7 +42,7 @@ pub struct Context {
 
 impl Context {
     /// A context over a pool, a configuration, and where reads that may lag go.
-    pub fn new(db: PgPool, config: Config, reads: Reads) -> Self {
+    pub(crate) fn new(db: PgPool, config: Config, reads: Reads) -> Self {
         let writers = Arc::new(Writers::new(config.ingest_writers, config.ingest_queue));
         Self {
             reads: Arc::new(reads),
@@ -58,13 +58,13 @@ impl Context {
     }
 
     /// The pool for one read that may lag by up to `WATTLAS_REPLICA_MAX_LAG_S` (see [`Reads`]).
-    pub fn read_db(&self) -> &PgPool {
+    pub(crate) fn read_db(&self) -> &PgPool {
         self.reads.pool()
     }
 }
 
 /// The cores this process may use (at least 2): one slot each for CPU-bound work off the request threads.
-pub fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
         .max(2)

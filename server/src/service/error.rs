@@ -43,11 +43,11 @@ pub enum Error {
 }
 
 /// A service result.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An invalid field.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
@@ -55,7 +55,7 @@ impl Error {
     }
     /// An invalid field, from a message that starts with the field it names (`samples[3].time: ...`),
     /// as the checks of a batch word them.
-    pub fn at(message: impl Into<String>) -> Self {
+    pub(crate) fn at(message: impl Into<String>) -> Self {
         let message = message.into();
         match message.split_once(": ") {
             Some((field, why)) => Self::invalid(field, why),
@@ -63,7 +63,7 @@ impl Error {
         }
     }
     /// Something that should not happen.
-    pub fn internal(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(message: impl std::fmt::Display) -> Self {
         Self::Internal(anyhow::anyhow!("{message}"))
     }
 }

@@ -18,7 +18,7 @@ const BUSY_PCT: f64 = 5.0;
 
 /// One node now.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeNow {
+pub(crate) struct NodeNow {
     /// Site.
     pub site: String,
     /// Power of its GPUs' latest samples, W.
@@ -35,7 +35,7 @@ pub struct NodeNow {
 
 /// The fleet now.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// Node -> its state.
     pub nodes: BTreeMap<String, NodeNow>,
     /// Site -> PUE of its latest measured hour within the last two.
@@ -46,7 +46,7 @@ pub struct Fleet {
 
 /// The fleet now, read from `read` (the caller's one pool for its view: `Context::read_db`, the read
 /// replica within its bound).
-pub async fn fleet(read: &PgPool) -> Result<Fleet> {
+pub(crate) async fn fleet(read: &PgPool) -> Result<Fleet> {
     let mut out = Fleet::default();
     let now = Utc::now().timestamp_millis();
     for n in db::nodes::list(read).await? {

@@ -14,7 +14,7 @@ use crate::service::Context;
 const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
 
 /// Validates and stores a new meter with a fresh token (the API and the admin page).
-pub async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> {
+pub(crate) async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> {
     super::check_name("name", &meter.name)?;
     let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
     if !CATEGORIES.contains(&category.as_str()) {
@@ -43,7 +43,7 @@ pub async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> 
 }
 
 /// Meters (of one site, or all) with their last reading.
-pub async fn meter_views(cx: &Context, site_id: Option<i32>) -> Result<Vec<MeterView>> {
+pub(crate) async fn meter_views(cx: &Context, site_id: Option<i32>) -> Result<Vec<MeterView>> {
     let mut out = Vec::new();
     for m in db::facility::list(&cx.db, site_id).await? {
         out.push(MeterView {
@@ -60,7 +60,7 @@ pub async fn meter_views(cx: &Context, site_id: Option<i32>) -> Result<Vec<Meter
 /// whole on its first invalid field; each (meter, time) is stored once. An admin's import may name a
 /// meter not yet known, with its site: it is registered as `create_meter` would (the same name check).
 /// Returns (stored, duplicates).
-pub async fn store_readings(
+pub(crate) async fn store_readings(
     cx: &Context,
     caller: &Caller,
     batch: &FacilityBatch,
@@ -133,7 +133,7 @@ pub async fn store_readings(
 
 /// Removes a broken meter's readings in `[from, to)`; the site's PUE and the jobs charged in that
 /// range are recomputed. Returns the readings deleted.
-pub async fn delete_readings(
+pub(crate) async fn delete_readings(
     cx: &Context,
     name: &str,
     from: DateTime<Utc>,
@@ -161,7 +161,7 @@ const MAX_KWH: f64 = 1e12;
 const MAX_PUE: f64 = 10.0;
 
 /// Checks every reading; the first bad field refuses the whole batch.
-pub fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<()> {
+pub(crate) fn validate(readings: &[FacilityReading], now: DateTime<Utc>) -> Result<()> {
     if let (Some(first), Some(last)) = (
         readings.iter().map(|r| r.time).min(),
         readings.iter().map(|r| r.time).max(),

@@ -6,30 +6,30 @@
 //! field, not comparable); `From<Error> for AppError` (in `error`, the web edge's) is the one place that turns those into
 //! statuses. This file only names the parts; the error is `error`'s, name checks are `text`'s.
 
-pub mod budgets;
+pub(crate) mod budgets;
 pub mod caller;
-pub mod closure;
-pub mod comparisons;
-pub mod context;
+pub(crate) mod closure;
+pub(crate) mod comparisons;
+pub(crate) mod context;
 pub mod error;
 pub mod fleet;
 pub mod ingest;
 pub mod jobs;
-pub mod meters;
-pub mod nodes;
-pub mod observe;
+pub(crate) mod meters;
+pub(crate) mod nodes;
+pub(crate) mod observe;
 pub mod overview;
-pub mod password;
+pub(crate) mod password;
 pub mod progress;
 pub mod pue;
 pub mod remote_write;
-pub mod sites;
-pub mod stale;
-pub mod text;
-pub mod tokens;
+pub(crate) mod sites;
+pub(crate) mod stale;
+pub(crate) mod text;
+pub(crate) mod tokens;
 pub mod users;
-pub mod webhooks;
+pub(crate) mod webhooks;
 
-pub use context::Context;
-pub use error::{Error, Result};
-pub use text::{check_name, check_user_name, csv_cell};
+pub(crate) use context::Context;
+pub(crate) use error::{Error, Result};
+pub(crate) use text::{check_name, check_user_name, csv_cell};

@@ -7,10 +7,10 @@ use crate::db;
 use crate::service::caller;
 use crate::service::Context;
 
-pub use crate::db::nodes::Node;
+pub(crate) use crate::db::nodes::Node;
 
 /// Validates and stores a new node with a fresh token (the API and the admin page).
-pub async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
+pub(crate) async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
     super::check_name("name", &node.name)?;
     let site = db::sites::by_name(&cx.db, &node.site)
         .await?
@@ -27,7 +27,7 @@ pub async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
 
 /// Nodes with their GPUs, what their collectors last reported, and their CPU and DRAM energy of the
 /// last 24 h with the part no job held (idle).
-pub async fn views(cx: &Context) -> Result<Vec<NodeView>> {
+pub(crate) async fn views(cx: &Context) -> Result<Vec<NodeView>> {
     let now = chrono::Utc::now().timestamp_millis();
     let (from_ms, to_ms) = (now - 24 * 3_600_000, now);
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ pub async fn views(cx: &Context) -> Result<Vec<NodeView>> {
 
 /// Nodes by name, each with its GPUs' count and models and whether its collector is online (`online`,
 /// `stale` past `overview::STALE_NODE_S`, `never reported`), for the admin page.
-pub async fn with_state(
+pub(crate) async fn with_state(
     cx: &Context,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Vec<Node>, Vec<(i64, String, &'static str)>)> {
@@ -86,6 +86,6 @@ pub async fn with_state(
 }
 
 /// Nodes by these names (those that exist).
-pub async fn by_names(cx: &Context, names: &[String]) -> Result<Vec<Node>> {
+pub(crate) async fn by_names(cx: &Context, names: &[String]) -> Result<Vec<Node>> {
     Ok(db::nodes::by_names(&cx.db, names).await?)
 }

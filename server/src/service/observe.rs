@@ -12,7 +12,7 @@ use crate::metrics::{family, label, single};
 use crate::service::context::Context;
 
 /// The exposition, now.
-pub async fn exposition(cx: &Context) -> String {
+pub(crate) async fn exposition(cx: &Context) -> String {
     let m = &cx.metrics;
     let mut out = String::new();
     single(
@@ -262,7 +262,7 @@ pub async fn exposition(cx: &Context) -> String {
 }
 
 /// The rollup's backlog: ranges pending and the oldest one's start (the database answers).
-pub async fn rollup_lag(
+pub(crate) async fn rollup_lag(
     cx: &Context,
 ) -> Result<(i64, Option<chrono::DateTime<Utc>>), crate::service::Error> {
     Ok(crate::db::rollups::lag(&cx.db).await?)

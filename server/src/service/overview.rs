@@ -14,9 +14,9 @@ use crate::db;
 use crate::service::Context;
 
 /// A collector silent this long is named, s.
-pub const STALE_NODE_S: i64 = 300;
+pub(crate) const STALE_NODE_S: i64 = 300;
 /// A meter without a reading this long is named, s.
-pub const STALE_METER_S: i64 = 3600;
+pub(crate) const STALE_METER_S: i64 = 3600;
 /// Rows per bar chart and running jobs listed.
 const TOP: i64 = 12;
 
@@ -61,12 +61,12 @@ pub struct SiteNow {
 }
 
 /// Buckets of the 24-hour power curves, ms.
-pub const CURVE_BUCKET_MS: i64 = 600_000;
+pub(crate) const CURVE_BUCKET_MS: i64 = 600_000;
 /// Where the curves end: where the rollup's last run had taken every range of raw data (as of a
 /// minute; never after now). Before its first run: where it takes data once `rollup_settle_s` old, up
 /// to a multiple of its step, every `rollup_interval_s`. The note on data waiting for it says when
 /// it is behind.
-pub fn curve_end(
+pub(crate) fn curve_end(
     config: &crate::config::Config,
     rolled_up_to: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -133,7 +133,7 @@ pub struct Overview {
 }
 
 /// A duration as sacct writes it: `D-HH:MM:SS`, or `HH:MM:SS` under a day.
-pub fn sacct_duration(seconds: i64) -> String {
+pub(crate) fn sacct_duration(seconds: i64) -> String {
     let s = seconds.max(0);
     let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if d > 0 {

@@ -7,10 +7,10 @@ use argon2::Argon2;
 use super::error::Error;
 
 /// Shortest password accepted.
-pub const MIN_LENGTH: usize = 12;
+pub(crate) const MIN_LENGTH: usize = 12;
 
 /// Checks a new password of `user`: at least 12 characters, not only spaces, not the user's name.
-pub fn check_new(password: &str, user: &str) -> Result<(), Error> {
+pub(crate) fn check_new(password: &str, user: &str) -> Result<(), Error> {
     if password.chars().count() < MIN_LENGTH {
         return Err(Error::invalid(
             "password",
@@ -38,14 +38,14 @@ static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
     });
 
 /// A hashing slot of `hashing`, if one is free now.
-pub fn slot(
+pub(crate) fn slot(
     hashing: &std::sync::Arc<tokio::sync::Semaphore>,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     hashing.clone().try_acquire_owned().ok()
 }
 
 /// `verify` in a slot taken with [`slot`].
-pub async fn verify_in(
+pub(crate) async fn verify_in(
     slot: tokio::sync::OwnedSemaphorePermit,
     password: String,
     stored: String,
@@ -56,7 +56,7 @@ pub async fn verify_in(
 }
 
 /// The PHC string of an Argon2id hash of `password` with a fresh salt (waiting for a slot).
-pub async fn hash(password: String) -> Result<String, Error> {
+pub(crate) async fn hash(password: String) -> Result<String, Error> {
     let _slot = HASHING
         .clone()
         .acquire_owned()
@@ -77,7 +77,7 @@ pub async fn hash(password: String) -> Result<String, Error> {
 }
 
 /// Whether `password` matches a stored PHC string (false for a malformed one), waiting for a slot.
-pub async fn verify(password: String, stored: String) -> Result<bool, Error> {
+pub(crate) async fn verify(password: String, stored: String) -> Result<bool, Error> {
     let slot = HASHING
         .clone()
         .acquire_owned()
@@ -102,7 +102,7 @@ async fn verify_now(password: String, stored: String) -> Result<bool, Error> {
 
 /// A hash of a random password nobody kept, made once: verified against when the user does not exist,
 /// so that sign-in takes as long for unknown users as for wrong passwords.
-pub async fn dummy_hash() -> Result<String, Error> {
+pub(crate) async fn dummy_hash() -> Result<String, Error> {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
         .get_or_try_init(|| hash(crate::service::caller::new_token("dummy")))

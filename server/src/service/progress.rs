@@ -18,7 +18,7 @@ const MAX_REPORTS: usize = 10_000;
 const MAX_METRICS: usize = 32;
 
 /// Checks reports against their job; the first bad field refuses them all.
-pub fn validate(job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<()> {
+pub(crate) fn validate(job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<()> {
     if reports.is_empty() || reports.len() > MAX_REPORTS {
         return Err(Error::invalid(
             "reports",
@@ -71,18 +71,22 @@ pub fn validate(job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<()> {
 }
 
 /// Checks and stores a job's reports: how many were stored.
-pub async fn store(cx: &Context, job: &db::jobs::Job, reports: &[ProgressReport]) -> Result<u64> {
+pub(crate) async fn store(
+    cx: &Context,
+    job: &db::jobs::Job,
+    reports: &[ProgressReport],
+) -> Result<u64> {
     validate(job, reports)?;
     Ok(db::progress::upsert(&cx.db, &job.id, reports).await?)
 }
 
 /// A job's reports, stored.
-pub async fn reports(cx: &Context, job: &db::jobs::Job) -> Result<Vec<ProgressReport>> {
+pub(crate) async fn reports(cx: &Context, job: &db::jobs::Job) -> Result<Vec<ProgressReport>> {
     Ok(db::progress::list(&cx.db, &job.id).await?)
 }
 
 /// Each metric of a job against its cumulative IT energy, from the job's energy by minute.
-pub fn progress_from(
+pub(crate) fn progress_from(
     job: &db::jobs::Job,
     reports: &[ProgressReport],
     it_by_minute: &BTreeMap<i64, f64>,

@@ -11,7 +11,7 @@ use crate::db;
 use crate::service::Context;
 
 /// A site and its zone.
-pub struct SiteTz {
+pub(crate) struct SiteTz {
     /// The site.
     pub site: db::sites::Site,
     /// Its zone.
@@ -19,7 +19,7 @@ pub struct SiteTz {
 }
 
 /// The site by name, or 404.
-pub async fn site_tz(cx: &Context, name: &str) -> Result<SiteTz> {
+pub(crate) async fn site_tz(cx: &Context, name: &str) -> Result<SiteTz> {
     let site = db::sites::by_name(&cx.db, name)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no site '{name}'")))?;
@@ -28,7 +28,7 @@ pub async fn site_tz(cx: &Context, name: &str) -> Result<SiteTz> {
 
 impl SiteTz {
     /// A site read already, with its zone parsed.
-    pub fn of(site: db::sites::Site) -> Result<SiteTz> {
+    pub(crate) fn of(site: db::sites::Site) -> Result<SiteTz> {
         let tz: Tz = site
             .timezone
             .parse()
@@ -38,20 +38,20 @@ impl SiteTz {
 }
 
 /// An instant on a local hour boundary, so hourly buckets are local hours even with half-hour offsets.
-pub fn local_origin(tz: Tz) -> DateTime<Utc> {
+pub(crate) fn local_origin(tz: Tz) -> DateTime<Utc> {
     NaiveDate::from_ymd_opt(2000, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .and_then(|t| tz.from_local_datetime(&t).earliest())
         .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc))
 }
 
-pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     date.and_hms_opt(0, 0, 0)
         .and_then(|t| tz.from_local_datetime(&t).earliest())
         .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc))
 }
 
-pub fn year_bounds(tz: Tz, year: i32) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+pub(crate) fn year_bounds(tz: Tz, year: i32) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     let first = NaiveDate::from_ymd_opt(year, 1, 1)
         .ok_or_else(|| Error::invalid("year", format!("{year} is not a year")))?;
     let next = NaiveDate::from_ymd_opt(year + 1, 1, 1)
@@ -60,7 +60,7 @@ pub fn year_bounds(tz: Tz, year: i32) -> Result<(DateTime<Utc>, DateTime<Utc>)> 
 }
 
 /// Hourly PUE of a site over `[from, to)` in local hours.
-pub async fn hours(
+pub(crate) async fn hours(
     cx: &Context,
     s: &SiteTz,
     from: DateTime<Utc>,
@@ -83,7 +83,7 @@ pub async fn hours(
     Ok(hours)
 }
 
-pub fn as_hour_pue(hours: &[db::facility::Hour]) -> Vec<HourPue> {
+pub(crate) fn as_hour_pue(hours: &[db::facility::Hour]) -> Vec<HourPue> {
     hours
         .iter()
         .map(|h| HourPue {
@@ -95,7 +95,7 @@ pub fn as_hour_pue(hours: &[db::facility::Hour]) -> Vec<HourPue> {
 
 /// Table 1 as served: the site, the year and the variation.
 #[derive(Debug, Serialize)]
-pub struct VariationView {
+pub(crate) struct VariationView {
     /// Site.
     pub site: String,
     /// Year.
@@ -105,7 +105,11 @@ pub struct VariationView {
     pub variation: YearVariation,
 }
 
-pub async fn variation_of(cx: &Context, site: &str, year: Option<i32>) -> Result<VariationView> {
+pub(crate) async fn variation_of(
+    cx: &Context,
+    site: &str,
+    year: Option<i32>,
+) -> Result<VariationView> {
     let s = site_tz(cx, site).await?;
     let year = year.unwrap_or_else(|| Utc::now().with_timezone(&s.tz).year());
     let (from, to) = year_bounds(s.tz, year)?;
@@ -119,7 +123,7 @@ pub async fn variation_of(cx: &Context, site: &str, year: Option<i32>) -> Result
 
 /// When to run, with the saving versus now.
 #[derive(Debug, Clone, Serialize)]
-pub struct Advice {
+pub(crate) struct Advice {
     /// The expected PUE now and at the best hour and month.
     #[serde(flatten)]
     pub when: WhenToRun,
@@ -134,7 +138,7 @@ pub struct Advice {
 }
 
 /// The month x hour profile of the last 365 days.
-pub async fn profile(cx: &Context, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12]> {
+pub(crate) async fn profile(cx: &Context, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12]> {
     // To the end of this hour, so that the window (and the cached result) holds for the hour.
     let next_hour = (Utc::now().timestamp() / 3600 + 1) * 3600;
     let to = DateTime::from_timestamp(next_hour, 0).unwrap_or_else(Utc::now);
@@ -143,7 +147,7 @@ pub async fn profile(cx: &Context, s: &SiteTz) -> Result<[[Option<f64>; 24]; 12]
 }
 
 /// Advice for a job of `length_h` hours and `it_kwh` of IT energy, compared with starting now.
-pub fn advice(
+pub(crate) fn advice(
     profile: &[[Option<f64>; 24]; 12],
     now: DateTime<Tz>,
     length_h: usize,
@@ -175,7 +179,7 @@ pub fn advice(
 }
 
 /// Month names for tables.
-pub const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "January",
     "February",
     "March",

@@ -2,14 +2,14 @@
 
 use wattlas_protocol::{CarbonPoint, NewSite, SiteSettings, SiteView};
 
-pub use crate::db::sites::SiteRow;
+pub(crate) use crate::db::sites::SiteRow;
 
 use super::{Error, Result};
 use crate::db;
 use crate::service::Context;
 
 /// Checks settings a site is created or updated with.
-pub fn check_settings(s: &SiteSettings) -> Result<()> {
+pub(crate) fn check_settings(s: &SiteSettings) -> Result<()> {
     if s.node_quota.is_some_and(|q| q > 1_000_000) {
         return Err(Error::invalid("node_quota", "at most 1000000"));
     }
@@ -48,7 +48,7 @@ pub fn check_settings(s: &SiteSettings) -> Result<()> {
     Ok(())
 }
 
-pub fn site_view(row: db::sites::SiteRow) -> SiteView {
+pub(crate) fn site_view(row: db::sites::SiteRow) -> SiteView {
     SiteView {
         name: row.name,
         timezone: row.timezone,
@@ -61,7 +61,7 @@ pub fn site_view(row: db::sites::SiteRow) -> SiteView {
 }
 
 /// Validates and stores a new site (the API and the admin page).
-pub async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView> {
+pub(crate) async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView> {
     if site.name.trim().is_empty() || site.name.len() > 100 {
         return Err(Error::invalid("name", "must be 1 to 100 characters"));
     }
@@ -106,7 +106,7 @@ pub async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView> {
 /// Checks and stores a site's settings (absent ones stay as they are), and marks its jobs' stored
 /// views stale: fallback PUE, carbon intensity and price enter each of them (the API and the admin
 /// page).
-pub async fn update_settings(
+pub(crate) async fn update_settings(
     cx: &Context,
     site: &str,
     settings: &SiteSettings,
@@ -131,7 +131,7 @@ pub async fn update_settings(
 
 /// Dates chrono holds but cannot step from (year -262143) make date arithmetic panic: a field's year
 /// must be a plausible one, 1970 to 2200.
-pub fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Result<()> {
+pub(crate) fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Result<()> {
     let years = wattlas_protocol::PLAUSIBLE_YEARS;
     if years.contains(&year) {
         Ok(())
@@ -148,14 +148,14 @@ pub fn check_year(field: &str, year: i32, shown: impl std::fmt::Display) -> Resu
 }
 
 /// Every site, by name, with its settings.
-pub async fn list(cx: &Context) -> Result<Vec<SiteRow>> {
+pub(crate) async fn list(cx: &Context) -> Result<Vec<SiteRow>> {
     Ok(db::sites::list_with_fallback(&cx.db).await?)
 }
 
 /// Stores a site's hourly carbon intensity (each point replaces the one of its hour), whole or not at
 /// all, and marks the views of the jobs of those hours stale in the same transaction. Returns the
 /// points stored.
-pub async fn store_carbon(cx: &Context, site: &str, points: &[CarbonPoint]) -> Result<u64> {
+pub(crate) async fn store_carbon(cx: &Context, site: &str, points: &[CarbonPoint]) -> Result<u64> {
     let site_row = db::sites::by_name(&cx.db, site)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no site '{site}'")))?;
@@ -177,7 +177,7 @@ pub async fn store_carbon(cx: &Context, site: &str, points: &[CarbonPoint]) -> R
 
 /// A new write token for the site's Prometheus remote write; the old one stops working. The token is
 /// returned once, never stored.
-pub async fn rotate_write_token(cx: &Context, site: &str) -> Result<String> {
+pub(crate) async fn rotate_write_token(cx: &Context, site: &str) -> Result<String> {
     super::tokens::rotate(cx, super::tokens::Holder::Site, site)
         .await
         .map_err(|e| match e {
@@ -187,7 +187,9 @@ pub async fn rotate_write_token(cx: &Context, site: &str) -> Result<String> {
 }
 
 /// Each site's time zone, by name (UTC where its zone does not parse).
-pub async fn zones(cx: &Context) -> Result<std::collections::BTreeMap<String, chrono_tz::Tz>> {
+pub(crate) async fn zones(
+    cx: &Context,
+) -> Result<std::collections::BTreeMap<String, chrono_tz::Tz>> {
     Ok(db::sites::list_with_fallback(&cx.db)
         .await?
         .into_iter()

@@ -11,7 +11,7 @@ use crate::db;
 /// A site's facility readings, carbon intensity or settings changed over `[from, to]` (unbounded
 /// where `None`): its jobs overlapping that span, widened by an hour each way (each hour's PUE and
 /// intensity enter the jobs of that hour). Returns the views marked.
-pub async fn site_changed(
+pub(crate) async fn site_changed(
     tx: &mut Transaction<'_, Postgres>,
     site_id: i32,
     from: Option<DateTime<Utc>>,
@@ -21,7 +21,7 @@ pub async fn site_changed(
 }
 
 /// Samples or allocations of nodes changed: `(node, from, to)` each. Returns the views marked.
-pub async fn nodes_changed(
+pub(crate) async fn nodes_changed(
     tx: &mut Transaction<'_, Postgres>,
     ranges: &[(i32, DateTime<Utc>, DateTime<Utc>)],
 ) -> Result<u64> {

@@ -3,7 +3,7 @@
 use super::error::{Error, Result};
 
 /// Checks a name that appears in URLs and logs (nodes, meters): 1 to 200 of `A-Z a-z 0-9 - _ .`.
-pub fn check_name(field: &str, name: &str) -> Result<()> {
+pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 200
         && name
@@ -20,7 +20,7 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
 }
 
 /// Checks a user name (the scheduler's): 1 to 200 printable characters without spaces.
-pub fn check_user_name(name: &str) -> Result<()> {
+pub(crate) fn check_user_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 200
         && !name.chars().any(|c| c.is_control() || c.is_whitespace());
@@ -35,7 +35,7 @@ pub fn check_user_name(name: &str) -> Result<()> {
 }
 
 /// One CSV cell: quoted where needed, and defused where a spreadsheet would read a formula.
-pub fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     // Spreadsheets skip leading blanks before reading a formula: `  =cmd` is one too.
     let defused = if s.starts_with(['\t', '\r'])
         || s.trim_start_matches([' ', '\t', '\r', '\n', '\u{a0}'])

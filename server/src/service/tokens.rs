@@ -8,7 +8,7 @@ use crate::service::Context;
 
 /// Who holds a collector token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Holder {
+pub(crate) enum Holder {
     /// A node's collector: the old token keeps working until the collector first uses the new one
     /// (24 h at most).
     Node,
@@ -20,7 +20,7 @@ pub enum Holder {
 
 impl Holder {
     /// From the admin page's path segment (`nodes`, `meters`, `sites`).
-    pub fn from_plural(kind: &str) -> Result<Self> {
+    pub(crate) fn from_plural(kind: &str) -> Result<Self> {
         match kind {
             "nodes" => Ok(Self::Node),
             "meters" => Ok(Self::Meter),
@@ -34,7 +34,7 @@ impl Holder {
 
 /// A new token for `name`; the old one stops as `Holder` says. A node's callers remembered by a
 /// server must be forgotten by the caller (`AppState::node_tokens`).
-pub async fn rotate(cx: &Context, holder: Holder, name: &str) -> Result<String> {
+pub(crate) async fn rotate(cx: &Context, holder: Holder, name: &str) -> Result<String> {
     let (token, found) = match holder {
         Holder::Node => {
             let token = caller::new_token("wn");

@@ -9,28 +9,31 @@ use crate::service::Context;
 pub use crate::db::users::{ApiToken, Ended, Role, User};
 
 /// A role from its name (`researcher`, `staff`, `admin`).
-pub fn role(text: &str) -> Result<Role> {
+pub(crate) fn role(text: &str) -> Result<Role> {
     text.parse::<Role>()
         .map_err(|e| Error::invalid("role", e.to_string()))
 }
 
 /// Every user, by name.
-pub async fn list(cx: &Context) -> Result<Vec<User>> {
+pub(crate) async fn list(cx: &Context) -> Result<Vec<User>> {
     Ok(db::users::list(&cx.db).await?)
 }
 
 /// A user by name.
-pub async fn by_name(cx: &Context, name: &str) -> Result<Option<User>> {
+pub(crate) async fn by_name(cx: &Context, name: &str) -> Result<Option<User>> {
     Ok(db::users::by_name(&cx.db, name).await?)
 }
 
 /// A user's id and stored password hash (none: signs in through the trusted header only).
-pub async fn password_hash(cx: &Context, name: &str) -> Result<Option<(i32, Option<String>)>> {
+pub(crate) async fn password_hash(
+    cx: &Context,
+    name: &str,
+) -> Result<Option<(i32, Option<String>)>> {
     Ok(db::users::password_hash(&cx.db, name).await?)
 }
 
 /// Creates a user of `role` (its name), with a password or none (the trusted header only); returns it.
-pub async fn create(
+pub(crate) async fn create(
     cx: &Context,
     name: &str,
     role_name: &str,
@@ -54,7 +57,7 @@ pub async fn create(
 }
 
 /// What an admin's change of a user did.
-pub struct Updated {
+pub(crate) struct Updated {
     /// The role now.
     pub role: Role,
     /// Disabled now.
@@ -66,7 +69,7 @@ pub struct Updated {
 /// An admin (`acting`) sets a user's role and whether disabled, and a new password if not empty (which
 /// signs the user out everywhere and revokes their tokens). An admin cannot demote or disable
 /// themselves.
-pub async fn update(
+pub(crate) async fn update(
     cx: &Context,
     acting: &str,
     name: &str,
@@ -98,7 +101,7 @@ pub async fn update(
 
 /// Checks and sets a user's new password; ends every session but the one whose token is `keep` and
 /// revokes the user's API tokens.
-pub async fn set_password(
+pub(crate) async fn set_password(
     cx: &Context,
     name: &str,
     new_password: String,
@@ -115,17 +118,17 @@ pub async fn set_password(
 }
 
 /// Ends the session whose cookie holds `token`.
-pub async fn end_session(cx: &Context, token: &str) -> Result<()> {
+pub(crate) async fn end_session(cx: &Context, token: &str) -> Result<()> {
     Ok(db::users::delete_session(&cx.db, &caller::token_digest(token)).await?)
 }
 
 /// A user's API tokens (not their secrets).
-pub async fn tokens(cx: &Context, user_id: i32) -> Result<Vec<ApiToken>> {
+pub(crate) async fn tokens(cx: &Context, user_id: i32) -> Result<Vec<ApiToken>> {
     Ok(db::users::tokens(&cx.db, user_id).await?)
 }
 
 /// A new API token of a user, labelled (1 to 100 characters): the secret is returned once, never stored.
-pub async fn create_token(cx: &Context, user_id: i32, label: &str) -> Result<String> {
+pub(crate) async fn create_token(cx: &Context, user_id: i32, label: &str) -> Result<String> {
     let label = label.trim();
     if label.is_empty() || label.len() > 100 {
         return Err(Error::invalid("label", "1 to 100 characters"));
@@ -136,7 +139,7 @@ pub async fn create_token(cx: &Context, user_id: i32, label: &str) -> Result<Str
 }
 
 /// Revokes one of a user's API tokens.
-pub async fn revoke_token(cx: &Context, user_id: i32, token_id: i32) -> Result<()> {
+pub(crate) async fn revoke_token(cx: &Context, user_id: i32, token_id: i32) -> Result<()> {
     if db::users::revoke_token(&cx.db, user_id, token_id).await? {
         Ok(())
     } else {

@@ -12,10 +12,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{Error, Result};
-pub use crate::config::Allowed;
+pub(crate) use crate::config::Allowed;
 
 /// Why an address is not public, if it is not.
-pub fn not_public(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn not_public(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => not_public_v4(v4),
         IpAddr::V6(v6) => {
@@ -71,7 +71,7 @@ fn not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
 
 /// A destination checked: its host and the addresses to connect to.
 #[derive(Debug, Clone)]
-pub struct Destination {
+pub(crate) struct Destination {
     /// The URL to post to.
     pub url: reqwest::Url,
     /// The host name to pin (none for an address written in the URL).
@@ -82,7 +82,7 @@ pub struct Destination {
 
 /// Checks a webhook URL: http(s) with a host, every address of which is public or allowed, and none
 /// the server's own `bind` address. Errors name `field`.
-pub async fn check(
+pub(crate) async fn check(
     field: &str,
     url: &str,
     allow: &[Allowed],
@@ -153,7 +153,7 @@ pub async fn check(
 
 /// What staff see of a failed delivery: its kind, never the URL (a chat webhook's path is its secret)
 /// nor what the receiver said.
-pub fn failure(e: &reqwest::Error) -> String {
+pub(crate) fn failure(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "no answer: timed out".into()
     } else if e.is_connect() {

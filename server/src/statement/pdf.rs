@@ -100,7 +100,7 @@ impl World for StatementWorld {
 }
 
 /// Typesets the statement template over `data` (JSON) and `chart_svg` into a PDF.
-pub fn render(data: &serde_json::Value, chart_svg: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn render(data: &serde_json::Value, chart_svg: &str) -> Result<Vec<u8>, String> {
     let world = StatementWorld {
         main: Source::new(file_id("statement.typ"), TEMPLATE.to_owned()),
         data: Bytes::new(serde_json::to_vec(data).map_err(|e| e.to_string())?),

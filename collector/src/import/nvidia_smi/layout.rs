@@ -29,7 +29,7 @@ const POWER_NAMES: &[&str] = &["power.draw", "power.draw.instant", "power.draw.a
 
 /// How a line is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `--query-gpu --format=csv`.
     Csv,
     /// `nvidia-smi dmon`.
@@ -38,7 +38,7 @@ pub enum Kind {
 
 /// Where the time of a line comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeCols {
+pub(crate) enum TimeCols {
     /// One `timestamp` cell.
     Stamp(usize),
     /// dmon `-o DT`: `YYYYMMDD` and `HH:MM:SS`.
@@ -49,7 +49,7 @@ pub enum TimeCols {
 
 /// The columns of one layout.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// CSV or dmon.
     pub kind: Kind,
     /// The header as written (to recognise a repeat).
@@ -87,7 +87,7 @@ pub struct Layout {
 }
 
 /// A header that cannot be used: why.
-pub type HeaderError = String;
+pub(crate) type HeaderError = String;
 
 fn bare(name: &str) -> String {
     name.split(" [")
@@ -98,7 +98,7 @@ fn bare(name: &str) -> String {
 }
 
 /// Whether a CSV line is a header line (asked of every line: no allocation).
-pub fn is_csv_header(line: &str) -> bool {
+pub(crate) fn is_csv_header(line: &str) -> bool {
     line.split(',').any(|c| {
         let name = c.split(" [").next().unwrap_or(c).trim();
         HEADER_NAMES.iter().any(|h| h.eq_ignore_ascii_case(name))
@@ -106,13 +106,13 @@ pub fn is_csv_header(line: &str) -> bool {
 }
 
 /// Whether a line is a dmon comment (header or units line).
-pub fn is_dmon_comment(line: &str) -> bool {
+pub(crate) fn is_dmon_comment(line: &str) -> bool {
     line.trim_start().starts_with('#')
 }
 
 impl Layout {
     /// The layout of a CSV header line (or of `--columns`).
-    pub fn csv(header: &str) -> Result<Layout, HeaderError> {
+    pub(crate) fn csv(header: &str) -> Result<Layout, HeaderError> {
         let names: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
         let bare: Vec<String> = names.iter().map(|n| bare(n)).collect();
         let has_unit = names.iter().map(|n| n.contains(" [")).collect();
@@ -121,7 +121,7 @@ impl Layout {
 
     /// The layout of a dmon header line (`# gpu pwr ...` or `#Date Time gpu pwr ...`); `None` for the
     /// units line under it.
-    pub fn dmon(header: &str) -> Option<Result<Layout, HeaderError>> {
+    pub(crate) fn dmon(header: &str) -> Option<Result<Layout, HeaderError>> {
         let tokens: Vec<String> = header
             .trim_start()
             .trim_start_matches('#')
@@ -216,7 +216,7 @@ impl Layout {
     }
 
     /// The power column's name without its unit.
-    pub fn power_name(&self) -> String {
+    pub(crate) fn power_name(&self) -> String {
         match self.kind {
             Kind::Csv => bare(&self.names[self.power]),
             Kind::Dmon => "pwr".to_owned(),
@@ -225,7 +225,7 @@ impl Layout {
 }
 
 /// Whether a cell holds no value.
-pub fn is_missing(cell: &str) -> bool {
+pub(crate) fn is_missing(cell: &str) -> bool {
     let c = cell.trim();
     c.is_empty()
         || c == "-"
@@ -237,7 +237,7 @@ pub fn is_missing(cell: &str) -> bool {
 }
 
 /// Timestamps as nvidia-smi writes them (`2024/03/10 01:59:59.900`), and ISO forms some wrappers write.
-pub fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     [
         "%Y/%m/%d %H:%M:%S%.f",
@@ -250,7 +250,10 @@ pub fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
 }
 
 /// dmon's `YYYYMMDD` and `HH:MM:SS`.
-pub fn parse_dmon_time(date: Option<&str>, time: &str) -> Option<(Option<NaiveDate>, NaiveTime)> {
+pub(crate) fn parse_dmon_time(
+    date: Option<&str>,
+    time: &str,
+) -> Option<(Option<NaiveDate>, NaiveTime)> {
     let t = NaiveTime::parse_from_str(time.trim(), "%H:%M:%S").ok()?;
     match date {
         Some(d) => Some((Some(NaiveDate::parse_from_str(d.trim(), "%Y%m%d").ok()?), t)),
@@ -260,7 +263,7 @@ pub fn parse_dmon_time(date: Option<&str>, time: &str) -> Option<(Option<NaiveDa
 
 /// A numeric cell: `None` when missing; an error message when it is no number or (with units in cells)
 /// has lost its unit, as a cut-off line does.
-pub fn number(cell: &str, with_unit: bool) -> Result<Option<f64>, &'static str> {
+pub(crate) fn number(cell: &str, with_unit: bool) -> Result<Option<f64>, &'static str> {
     if is_missing(cell) {
         return Ok(None);
     }
@@ -280,7 +283,7 @@ pub fn number(cell: &str, with_unit: bool) -> Result<Option<f64>, &'static str> 
 }
 
 /// Splits a data line into its cells.
-pub fn cells(kind: Kind, line: &str, out: &mut Vec<usize>) {
+pub(crate) fn cells(kind: Kind, line: &str, out: &mut Vec<usize>) {
     // Byte offsets of cell starts and ends, in pairs, so no cell is copied.
     out.clear();
     match kind {

@@ -14,10 +14,10 @@
 //! batches, so memory stays bounded whatever its size. The server stores each (GPU, time) once, so
 //! importing a file twice changes nothing.
 
-pub mod layout;
-pub mod polls;
+pub(crate) mod layout;
+pub(crate) mod polls;
 mod rows;
-pub mod send;
+pub(crate) mod send;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
@@ -26,7 +26,7 @@ use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use wattlas_protocol::{GpuIdentity, GpuSample};
 
-pub use super::lines::{ImportError, Skips};
+pub(crate) use super::lines::{ImportError, Skips};
 use super::lines::{Line, Lines};
 use layout::{Kind, Layout, TimeCols};
 use polls::{Closed, Grouper};
@@ -112,7 +112,7 @@ struct PollRow {
 }
 
 /// Reads a log line by line and produces samples in batches.
-pub struct Parser<'o> {
+pub(crate) struct Parser<'o> {
     opts: &'o Options,
     layout: Option<Layout>,
     cells: Vec<usize>,
@@ -133,7 +133,7 @@ pub struct Parser<'o> {
 }
 
 /// Identity placeholder for a GPU the log does not name (never replaces one a collector reported).
-pub const UNKNOWN_UUID: &str = "unknown (imported log)";
+pub(crate) const UNKNOWN_UUID: &str = "unknown (imported log)";
 
 fn earliest() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
@@ -143,7 +143,7 @@ fn earliest() -> DateTime<Utc> {
 
 impl<'o> Parser<'o> {
     /// A parser for `opts`; `--columns` gives the layout of a log without header.
-    pub fn new(opts: &'o Options) -> Result<Parser<'o>, ImportError> {
+    pub(crate) fn new(opts: &'o Options) -> Result<Parser<'o>, ImportError> {
         let layout = match &opts.columns {
             Some(c) => Some(Layout::csv(c).map_err(|e| ImportError::new(0, "--columns", e))?),
             None => None,
@@ -172,17 +172,17 @@ impl<'o> Parser<'o> {
     }
 
     /// Samples read so far and not yet taken.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.out.len()
     }
 
     /// The time the samples not yet taken cover, ms.
-    pub fn pending_span_ms(&self) -> i64 {
+    pub(crate) fn pending_span_ms(&self) -> i64 {
         self.span.map_or(0, |(lo, hi)| (hi - lo).num_milliseconds())
     }
 
     /// Takes the samples read so far, with the identities of every GPU seen.
-    pub fn take(&mut self) -> (Vec<GpuSample>, Vec<GpuIdentity>) {
+    pub(crate) fn take(&mut self) -> (Vec<GpuSample>, Vec<GpuIdentity>) {
         self.span = None;
         (
             std::mem::take(&mut self.out),
@@ -220,7 +220,7 @@ impl<'o> Parser<'o> {
     }
 
     /// Reads one line.
-    pub fn line(&mut self, line: Line<'_>) -> Result<(), ImportError> {
+    pub(crate) fn line(&mut self, line: Line<'_>) -> Result<(), ImportError> {
         self.summary.lines += 1;
         let (no, text, complete) = match line {
             Line::Broken { no, why } => return self.skip(why.to_owned(), no, 1, "row"),
@@ -308,7 +308,7 @@ impl<'o> Parser<'o> {
     }
 
     /// Ends the file: the last poll, and what was found.
-    pub fn finish(&mut self) -> Result<Summary, ImportError> {
+    pub(crate) fn finish(&mut self) -> Result<Summary, ImportError> {
         if self.grouper.is_none() {
             self.decide()?;
         }
@@ -380,7 +380,7 @@ pub enum StreamError {
 
 /// Longest time one batch covers: the server refuses batches over a day (its raw chunks are a day
 /// each), and an hour keeps a batch's samples in few storage blocks.
-pub const MAX_BATCH_SPAN_MS: i64 = 3_600_000;
+pub(crate) const MAX_BATCH_SPAN_MS: i64 = 3_600_000;
 
 /// Reads a log in bounded memory, handing `sink` batches of up to `batch` samples over at most an hour,
 /// with the identities of the GPUs seen so far.

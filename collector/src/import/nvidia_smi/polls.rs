@@ -13,7 +13,7 @@
 
 /// How rows group into polls.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Polls {
+pub(crate) struct Polls {
     /// Rows per poll: the number of GPUs.
     pub gpus: u32,
     /// A gap longer than this (ms) starts a new poll; `None`: every row is a poll (one GPU).
@@ -21,7 +21,7 @@ pub struct Polls {
 }
 
 /// Rows that decide [`Polls`] before the rest stream through.
-pub const PROBE_ROWS: usize = 4096;
+pub(crate) const PROBE_ROWS: usize = 4096;
 
 /// The threshold between short (in-poll) and long (between-poll) gaps of `times` (ms, in file order):
 /// Otsu's split of the log gaps, if the two clusters are at least 5x apart.
@@ -91,7 +91,7 @@ fn half_interval(times: &[i64], gpus: usize) -> Option<f64> {
 }
 
 /// Decides the GPU count and the realignment gap from the first rows' times; `gpus` overrides the count.
-pub fn detect(times: &[i64], gpus: Option<u32>) -> Result<Polls, String> {
+pub(crate) fn detect(times: &[i64], gpus: Option<u32>) -> Result<Polls, String> {
     let one = Polls {
         gpus: 1,
         split_ms: None,
@@ -141,7 +141,7 @@ pub fn detect(times: &[i64], gpus: Option<u32>) -> Result<Polls, String> {
 
 /// Groups rows into polls as they come. `T` is whatever the caller keeps of a row.
 #[derive(Debug)]
-pub struct Grouper<T> {
+pub(crate) struct Grouper<T> {
     polls: Polls,
     current: Vec<(i64, u64, T)>,
     /// The rows of a poll a lost line cut short: the first GPUs of a poll if nothing follows in its run
@@ -161,7 +161,7 @@ const MISALIGNED_POLLS: usize = 3;
 
 /// What closing a poll gave.
 #[derive(Debug, PartialEq)]
-pub enum Closed<T> {
+pub(crate) enum Closed<T> {
     /// A whole poll, or the first rows of a poll its run ended in: its rows in GPU order.
     Poll(Vec<T>),
     /// Rows that cannot be told apart, from this line: skipped.
@@ -175,7 +175,7 @@ pub enum Closed<T> {
 
 impl<T> Grouper<T> {
     /// Groups by `polls`.
-    pub fn new(polls: Polls) -> Grouper<T> {
+    pub(crate) fn new(polls: Polls) -> Grouper<T> {
         Grouper {
             polls,
             current: Vec::new(),
@@ -187,7 +187,7 @@ impl<T> Grouper<T> {
     }
 
     /// Rows per poll.
-    pub fn gpus(&self) -> u32 {
+    pub(crate) fn gpus(&self) -> u32 {
         self.polls.gpus
     }
 
@@ -203,7 +203,7 @@ impl<T> Grouper<T> {
     }
 
     /// Adds a row (time ms, line); polls it settles go to `out`.
-    pub fn push(&mut self, t_ms: i64, line: u64, row: T, out: &mut Vec<Closed<T>>) {
+    pub(crate) fn push(&mut self, t_ms: i64, line: u64, row: T, out: &mut Vec<Closed<T>>) {
         if !self.held.is_empty() {
             // Rows follow a poll cut short by a lost line: it was broken.
             out.extend(Self::odd(&std::mem::take(&mut self.held)));
@@ -251,7 +251,7 @@ impl<T> Grouper<T> {
     }
 
     /// A line was lost here (skipped): the poll in progress is cut short.
-    pub fn disrupt(&mut self, out: &mut Vec<Closed<T>>) {
+    pub(crate) fn disrupt(&mut self, out: &mut Vec<Closed<T>>) {
         if !self.held.is_empty() {
             out.extend(Self::odd(&std::mem::take(&mut self.held)));
         }
@@ -261,7 +261,7 @@ impl<T> Grouper<T> {
 
     /// A run of the log ends (a repeated header, the end of the file): a poll cut short at its end
     /// holds the run's last rows in GPU order.
-    pub fn end_run(&mut self, out: &mut Vec<Closed<T>>) {
+    pub(crate) fn end_run(&mut self, out: &mut Vec<Closed<T>>) {
         self.flush(out);
         for rows in [
             std::mem::take(&mut self.held),

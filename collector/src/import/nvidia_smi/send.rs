@@ -10,14 +10,14 @@ use super::{stream, Options, StreamError, Summary};
 use crate::uplink::{Delivery, Uplink};
 
 /// Samples per request (about 2.5 MB of JSON, well inside the server's body limit).
-pub const BATCH: usize = 20_000;
+pub(crate) const BATCH: usize = 20_000;
 
 /// Requests in flight: one being stored while the next is encoded and sent.
 const IN_FLIGHT: usize = 2;
 
 /// What the server did with an import.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     /// Samples stored now.
     pub stored: u64,
     /// Samples the server already had.
@@ -26,7 +26,7 @@ pub struct Delivered {
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The file (strict mode, a header that cannot be used, or reading it).
     #[error("{0}")]
     File(String),
@@ -78,7 +78,7 @@ async fn post(uplink: Uplink, batch: GpuBatch) -> Result<Delivered, String> {
 
 /// Imports the log at `path` for `node`. With `strict`, the whole file is checked first and nothing is
 /// sent if any line is bad.
-pub async fn import(
+pub(crate) async fn import(
     uplink: &Uplink,
     node: &str,
     path: &Path,

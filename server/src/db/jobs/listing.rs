@@ -79,7 +79,7 @@ fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a JobFilter) {
 
 /// What the jobs list sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum JobSort {
+pub(crate) enum JobSort {
     /// Start time (the default, newest first).
     #[default]
     Start,
@@ -97,7 +97,7 @@ pub enum JobSort {
 
 impl JobSort {
     /// The names the URL uses.
-    pub const NAMES: [(&'static str, JobSort); 6] = [
+    pub(crate) const NAMES: [(&'static str, JobSort); 6] = [
         ("start", Self::Start),
         ("energy", Self::Energy),
         ("duration", Self::Duration),
@@ -126,7 +126,7 @@ impl JobSort {
     }
 
     /// The type of the key, as a keyset cursor carries it.
-    pub fn kind(self) -> KeyKind {
+    pub(crate) fn kind(self) -> KeyKind {
         match self {
             Self::Start => KeyKind::Time,
             Self::Energy | Self::Duration | Self::Gpus => KeyKind::Number,
@@ -137,7 +137,7 @@ impl JobSort {
 
 /// The type of a sort key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// A time.
     Time,
     /// A number (energy, seconds, GPUs).
@@ -148,7 +148,7 @@ pub enum KeyKind {
 
 /// A sort key's value, as a keyset cursor carries it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SortKey {
+pub(crate) enum SortKey {
     /// Start time.
     Time(DateTime<Utc>),
     /// Energy, seconds or GPUs.
@@ -159,7 +159,7 @@ pub enum SortKey {
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PageStart {
+pub(crate) enum PageStart {
     /// After this many rows (deep offsets sort every row before them).
     Offset(i64),
     /// After the row with this sort key (`None`: a job without one, listed last) and id (keyset: as
@@ -177,7 +177,7 @@ fn push_key<'a>(qb: &mut QueryBuilder<'a, Postgres>, key: &'a SortKey) {
 
 /// A listed job with its stored energy summary, if computed.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ListedJob {
+pub(crate) struct ListedJob {
     /// The job.
     #[sqlx(flatten)]
     pub job: Job,
@@ -197,7 +197,7 @@ pub struct ListedJob {
 
 impl ListedJob {
     /// Its sort key (`None`: it has none and is listed last).
-    pub fn sort_key(&self) -> Option<SortKey> {
+    pub(crate) fn sort_key(&self) -> Option<SortKey> {
         self.sort_time
             .map(SortKey::Time)
             .or(self.sort_number.map(SortKey::Number))
@@ -207,7 +207,7 @@ impl ListedJob {
 
 /// Jobs matching a filter, one page, sorted (ties by id), each with its sort key (for the next page's
 /// cursor).
-pub async fn list<'a>(
+pub(crate) async fn list<'a>(
     db: &PgPool,
     filter: &'a JobFilter,
     sort: JobSort,
@@ -459,7 +459,7 @@ const RAW_PENDING_JOBS: &str = r#"with raw_pending as (
 
 /// Tag values whose finished jobs ran at two or more caps (among them one of `owner`'s, where given),
 /// most jobs first: the comparisons worth offering.
-pub async fn shared_tags(
+pub(crate) async fn shared_tags(
     db: &PgPool,
     owner: Option<&str>,
 ) -> sqlx::Result<Vec<(String, String, i64)>> {
@@ -481,7 +481,7 @@ pub async fn shared_tags(
 }
 
 /// The model of each job's first allocated GPU.
-pub async fn gpu_models(
+pub(crate) async fn gpu_models(
     db: &PgPool,
     ids: &[String],
 ) -> sqlx::Result<std::collections::HashMap<String, String>> {

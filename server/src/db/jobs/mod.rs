@@ -7,4 +7,4 @@ mod summaries;
 
 pub use listing::*;
 pub use rows::*;
-pub use summaries::*;
+pub(crate) use summaries::*;

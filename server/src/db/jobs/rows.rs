@@ -40,7 +40,7 @@ pub struct Job {
 
 impl Job {
     /// The scheduler's fields as the API says them.
-    pub fn scheduler(&self) -> SchedulerFields {
+    pub(crate) fn scheduler(&self) -> SchedulerFields {
         SchedulerFields {
             raw_id: self.raw_id.clone(),
             account: self.account.clone(),
@@ -52,7 +52,7 @@ impl Job {
 
 /// A job's row as a registration gives it.
 #[derive(Debug, Clone, Copy)]
-pub struct JobRecord<'a> {
+pub(crate) struct JobRecord<'a> {
     /// Scheduler job id.
     pub id: &'a str,
     /// Owner.
@@ -75,7 +75,7 @@ pub struct JobRecord<'a> {
 
 /// One allocated GPU.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AllocatedGpu {
+pub(crate) struct AllocatedGpu {
     /// Node id.
     pub node_id: i32,
     /// Node name.
@@ -102,7 +102,7 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<Job
 }
 
 /// A job by id, locked for update inside a transaction.
-pub async fn by_id_for_update(
+pub(crate) async fn by_id_for_update(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
 ) -> sqlx::Result<Option<Job>> {
@@ -115,7 +115,10 @@ pub async fn by_id_for_update(
 }
 
 /// Inserts a new job; `false` when the id exists already.
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &JobRecord<'_>) -> sqlx::Result<bool> {
+pub(crate) async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &JobRecord<'_>,
+) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         r#"insert into jobs (id, user_name, name, site_id, start_time, end_time, tags, unknown_gpus,
             raw_id, account, partition, scheduler_state)
@@ -140,7 +143,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &JobRecord<'_>) -> 
 }
 
 /// The id of the site's job whose raw id is `raw_id`, if any.
-pub async fn id_by_raw_id(
+pub(crate) async fn id_by_raw_id(
     db: impl PgExecutor<'_>,
     site_id: i32,
     raw_id: &str,
@@ -155,7 +158,7 @@ pub async fn id_by_raw_id(
 }
 
 /// Whether any node's prolog registered a part of the job (its times then come from the nodes).
-pub async fn has_parts(tx: &mut Transaction<'_, Postgres>, id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn has_parts(tx: &mut Transaction<'_, Postgres>, id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from job_parts where job_id = $1)")
         .bind(id)
         .fetch_one(&mut **tx)
@@ -165,7 +168,7 @@ pub async fn has_parts(tx: &mut Transaction<'_, Postgres>, id: &str) -> sqlx::Re
 /// The nodes a job holds GPUs on during `[from, to]` (`to` absent: from `from` on): those without a
 /// part, and those whose part overlaps it within a second (a scheduler's times are whole seconds).
 /// A requeued job's record describes its last run: the nodes of an earlier run are not in it.
-pub async fn allocated_node_names_during(
+pub(crate) async fn allocated_node_names_during(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     from: DateTime<Utc>,
@@ -195,7 +198,7 @@ pub async fn allocated_node_names_during(
 /// scheduler's record of a job its nodes registered: their clocks at the prolog and epilog are finer
 /// than sacct's seconds) the start stays and the end is filled only where none is; otherwise the earliest
 /// start and the latest end given. The unknown GPUs when given.
-pub async fn merge(
+pub(crate) async fn merge(
     tx: &mut Transaction<'_, Postgres>,
     job: &JobRecord<'_>,
     keep_times: bool,
@@ -233,7 +236,7 @@ pub async fn merge(
 
 /// Drops the unknown-GPU entries of nodes where the job holds named GPUs: a prolog named them, so they
 /// are charged and not unknown, whichever source came first.
-pub async fn drop_named_unknown_gpus(
+pub(crate) async fn drop_named_unknown_gpus(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
 ) -> sqlx::Result<()> {
@@ -254,7 +257,7 @@ pub async fn drop_named_unknown_gpus(
 }
 
 /// Registers (or re-opens) a node's part of a job, from its start; the job runs while a part does.
-pub async fn start_part(
+pub(crate) async fn start_part(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     node_id: i32,
@@ -281,7 +284,7 @@ pub async fn start_part(
 
 /// The highest number a site's jobs' raw ids (else ids) start with, other than `except`'s: one entry
 /// of the index `jobs_site_raw_number`, whose expression this must repeat exactly.
-pub async fn highest_raw_number(
+pub(crate) async fn highest_raw_number(
     tx: &mut Transaction<'_, Postgres>,
     site_id: i32,
     except: &str,
@@ -300,7 +303,7 @@ pub async fn highest_raw_number(
 
 /// Ends a node's part of a job; the job ends when no part is open and every allocated node has ended
 /// its part, at the latest part's end. Returns whether the job has ended.
-pub async fn end_part(
+pub(crate) async fn end_part(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     node_id: i32,
@@ -339,10 +342,10 @@ pub async fn end_part(
 }
 
 /// An allocated GPU to add: (node, GPU, its MIG instance's profile and slices where not whole).
-pub type NewAllocation = (i32, i32, Option<(String, i16)>);
+pub(crate) type NewAllocation = (i32, i32, Option<(String, i16)>);
 
 /// Adds allocated GPUs (existing ones stay).
-pub async fn add_allocations(
+pub(crate) async fn add_allocations(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     gpus: &[NewAllocation],
@@ -374,7 +377,7 @@ pub async fn add_allocations(
 
 /// How an end meets the times a job already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// A scheduler's end of a job none of whose parts ended it (a node died): its open parts end
     /// there, the parts that ended keep their times, and the job's end is set only if it has none.
     OpenParts,
@@ -384,7 +387,7 @@ pub enum Ending {
 }
 
 /// Ends a job at `end`, as `how` says.
-pub async fn end(
+pub(crate) async fn end(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     end: DateTime<Utc>,
@@ -412,7 +415,10 @@ pub async fn end(
 }
 
 /// A job's allocated GPUs, by node name then index.
-pub async fn allocations(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<AllocatedGpu>> {
+pub(crate) async fn allocations(
+    db: impl PgExecutor<'_>,
+    id: &str,
+) -> sqlx::Result<Vec<AllocatedGpu>> {
     sqlx::query_as(
         r#"select a.node_id, n.name as node, a.gpu_index, a.mig, a.mig_slices
         from job_allocations a
@@ -426,7 +432,7 @@ pub async fn allocations(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Vec<
 }
 
 /// Whether a node holds part of a job (GPUs, or a registered part).
-pub async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
+pub(crate) async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         r#"select exists (
             select 1
@@ -483,7 +489,7 @@ impl From<TotalsRow> for (JobTotals, u64) {
 
 /// Other jobs holding a GPU of job `id` at some time in `[from_ms, to_ms)`: (node, GPU, their start and
 /// end in ms, `i64::MAX` while running).
-pub async fn shared_gpus(
+pub(crate) async fn shared_gpus(
     db: &PgPool,
     id: &str,
     from_ms: i64,

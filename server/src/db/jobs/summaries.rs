@@ -11,7 +11,7 @@ use wattlas_protocol::JobView;
 use super::rows::*;
 
 /// Stores a job's freshly computed view as its energy summary.
-pub async fn upsert_energy(
+pub(crate) async fn upsert_energy(
     db: &PgPool,
     view: &JobView,
     it_j_by_hour: &BTreeMap<i64, f64>,
@@ -44,7 +44,7 @@ pub async fn upsert_energy(
 
 /// Jobs whose energy summary is missing, stale, or (running) older than `running_max_age_s`: most
 /// needed first.
-pub async fn needing_energy(
+pub(crate) async fn needing_energy(
     db: &PgPool,
     running_max_age_s: f64,
     limit: i64,
@@ -86,7 +86,7 @@ pub async fn needing_energy(
 
 /// Marks stale the energy summaries of jobs on these nodes overlapping these raw time ranges
 /// (raw data arrived for them): `(node, from, to)`.
-pub async fn mark_energy_stale(
+pub(crate) async fn mark_energy_stale(
     tx: &mut Transaction<'_, Postgres>,
     ranges: &[(i32, DateTime<Utc>, DateTime<Utc>)],
 ) -> sqlx::Result<u64> {
@@ -119,7 +119,7 @@ pub async fn mark_energy_stale(
 /// Marks stale the energy summaries of a site's jobs overlapping `[from, to]` (unbounded where None),
 /// widened by an hour each way: facility readings, carbon intensity or the site's settings changed, and
 /// each hour's PUE and intensity enter the jobs of that hour.
-pub async fn mark_site_energy_stale(
+pub(crate) async fn mark_site_energy_stale(
     tx: &mut Transaction<'_, Postgres>,
     site_id: i32,
     from: Option<DateTime<Utc>>,
@@ -145,7 +145,7 @@ pub async fn mark_site_energy_stale(
 
 /// A job's stored view: `(summary, computed_at, stale)`. Stale also while raw data for the job's GPUs
 /// and time waits for the rollup task (which marks the summary stale only when it gets there).
-pub async fn stored_energy(
+pub(crate) async fn stored_energy(
     db: &PgPool,
     id: &str,
 ) -> sqlx::Result<Option<(Json<JobView>, DateTime<Utc>, bool)>> {
@@ -162,7 +162,7 @@ pub async fn stored_energy(
 }
 
 /// The stored IT energy per UTC hour of jobs: job id -> (hour start ms -> J).
-pub async fn energy_by_hour(
+pub(crate) async fn energy_by_hour(
     db: &PgPool,
     ids: &[String],
 ) -> sqlx::Result<std::collections::HashMap<String, BTreeMap<i64, f64>>> {

@@ -15,7 +15,7 @@ use crate::state::AppState;
 /// `GET /jobs/{id}/power.svg` and `/jobs/{id}/util.svg`: per-GPU power or utilisation over the job or a
 /// window of it (`?from_min=&to_min=`): raw 100 ms samples when the window is short, minute means when
 /// long.
-pub async fn gpu_chart(
+pub(crate) async fn gpu_chart(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((id, chart)): Path<(String, String)>,

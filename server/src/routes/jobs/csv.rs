@@ -27,7 +27,7 @@ async fn export(state: &AppState, scope: &JobScope, q: &ListQuery) -> Result<Res
 }
 
 /// `GET /api/v1/jobs.csv`: filters as for the list.
-pub async fn export_api(
+pub(crate) async fn export_api(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -36,7 +36,7 @@ pub async fn export_api(
 }
 
 /// `GET /jobs.csv`: the jobs page's filtered set.
-pub async fn export_page(
+pub(crate) async fn export_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Query(q): Query<ListQuery>,

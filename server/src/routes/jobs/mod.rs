@@ -1,10 +1,10 @@
 //! Jobs over HTTP: the JSON API (`/api/v1/jobs...`) here, the pages (`/jobs`, `/jobs/{id}`) in `pages`,
 //! the CSV export in `csv`, the per-GPU charts in `charts`; the domain is `service::jobs`.
 
-pub mod charts;
-pub mod csv;
-pub mod pages;
-pub mod query;
+pub(crate) mod charts;
+pub(crate) mod csv;
+pub(crate) mod pages;
+pub(crate) mod query;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +19,7 @@ use crate::state::AppState;
 
 /// `POST /api/v1/jobs`: registers a job, or adds to one (each node's prolog posts its own allocation):
 /// 201 when created, 200 when added to.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(job): ApiJson<NewJob>,
@@ -35,7 +35,7 @@ pub async fn create(
 }
 
 /// `POST /api/v1/jobs/{id}/end`.
-pub async fn end(
+pub(crate) async fn end(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -48,7 +48,7 @@ pub async fn end(
 }
 
 /// `GET /api/v1/jobs/{id}`.
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -58,7 +58,7 @@ pub async fn show(
 }
 
 /// `GET /api/v1/jobs`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,

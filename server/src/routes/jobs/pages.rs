@@ -20,7 +20,7 @@ use crate::service::jobs::{view_with_progress, JobContext};
 use crate::state::AppState;
 
 /// One row of the jobs page.
-pub struct JobRow {
+pub(crate) struct JobRow {
     /// The job.
     pub job: JobView,
     /// Its page's path.
@@ -34,7 +34,7 @@ pub struct JobRow {
 /// `/jobs`.
 #[derive(Template)]
 #[template(path = "jobs/list.html")]
-pub struct ListPage {
+pub(crate) struct ListPage {
     /// Header.
     pub nav: Nav,
     /// Rows shown.
@@ -133,7 +133,7 @@ impl ListPage {
     }
 
     /// Link that sorts by `key`: descending first, flipping when already sorted by it.
-    pub fn sort_href(&self, key: &str) -> String {
+    pub(crate) fn sort_href(&self, key: &str) -> String {
         let (current, descending) = self.current_sort();
         let mut q = self.q.clone();
         q.sort = Some(key.to_owned());
@@ -149,7 +149,7 @@ impl ListPage {
     }
 
     /// `aria-sort` of a column.
-    pub fn aria_sort(&self, key: &str) -> &'static str {
+    pub(crate) fn aria_sort(&self, key: &str) -> &'static str {
         match self.current_sort() {
             (k, true) if k == key => "descending",
             (k, false) if k == key => "ascending",
@@ -158,7 +158,7 @@ impl ListPage {
     }
 
     /// The arrow shown by a sorted column's name.
-    pub fn sort_mark(&self, key: &str) -> &'static str {
+    pub(crate) fn sort_mark(&self, key: &str) -> &'static str {
         match self.aria_sort(key) {
             "descending" => " ▼",
             "ascending" => " ▲",
@@ -197,7 +197,7 @@ fn list_link(q: &ListQuery) -> String {
 }
 
 /// `GET /jobs`: the jobs page.
-pub async fn list_page(
+pub(crate) async fn list_page(
     State(state): State<AppState>,
     viewer: Viewer,
     PageQuery(q): PageQuery<ListQuery>,
@@ -287,7 +287,7 @@ pub async fn list_page(
 /// `/jobs/{id}`.
 #[derive(Template)]
 #[template(path = "jobs/show.html")]
-pub struct ShowPage {
+pub(crate) struct ShowPage {
     /// Header.
     pub nav: Nav,
     /// Its duration as sacct writes it (`D-HH:MM:SS`).
@@ -323,7 +323,7 @@ pub struct ShowPage {
 }
 
 /// One reported metric on the job page.
-pub struct ProgressRow {
+pub(crate) struct ProgressRow {
     /// Metric name.
     pub name: String,
     /// Its chart.
@@ -333,7 +333,7 @@ pub struct ProgressRow {
 }
 
 /// `GET /jobs/{id}`: a job's page: its context read once, its energy integrated once at most.
-pub async fn show_page(
+pub(crate) async fn show_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,

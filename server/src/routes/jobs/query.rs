@@ -6,7 +6,7 @@ use crate::error::AppError;
 
 /// `?from_min=&to_min=`: a window of a job, in minutes since its start (default: the whole job).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Window {
+pub(crate) struct Window {
     /// Start, minutes since the job's start.
     pub from_min: Option<f64>,
     /// End, minutes since the job's start.
@@ -15,7 +15,7 @@ pub struct Window {
 
 impl Window {
     /// The window in ms since the epoch, within the job `[start_ms, end_ms)`.
-    pub fn bounds(&self, start_ms: i64, end_ms: i64) -> Result<(i64, i64), AppError> {
+    pub(crate) fn bounds(&self, start_ms: i64, end_ms: i64) -> Result<(i64, i64), AppError> {
         let at = |field: &str, m: Option<f64>, default: i64| -> Result<i64, AppError> {
             match m {
                 None => Ok(default),
@@ -43,7 +43,7 @@ impl Window {
     }
 
     /// The query string of this window (empty for the whole job).
-    pub fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         match (self.from_min, self.to_min) {
             (None, None) => String::new(),
             (f, t) => format!(

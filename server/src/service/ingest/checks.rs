@@ -19,7 +19,7 @@ const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 /// Checks a node's batch whole, storing nothing: its samples against the GPUs it names (or the node
 /// already has), the raw retention (live data only; `import` lets history in), its CPU and DRAM readings.
 /// Refused on the first bad field.
-pub async fn check_batch(
+pub(crate) async fn check_batch(
     cx: &Context,
     node_id: i32,
     node_name: &str,
@@ -88,10 +88,10 @@ pub async fn check_batch(
 
 /// The longest time one batch may cover: raw samples are stored in chunks of one day, so a batch over
 /// 200 days would make 200 tables (a node could flood the database with them).
-pub const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
+pub(crate) const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
 
 /// Refuses a batch whose samples span more than [`MAX_BATCH_SPAN_MS`].
-pub fn check_span(samples: &[RawSample]) -> Result<()> {
+pub(crate) fn check_span(samples: &[RawSample]) -> Result<()> {
     let (Some(lo), Some(hi)) = (
         samples.iter().map(|s| s.t_ms).min(),
         samples.iter().map(|s| s.t_ms).max(),

@@ -13,7 +13,7 @@ use wattlas_protocol::GpuBatch;
 /// Stores a batch of `caller` (a node's token names its node; the admin token names one in the batch):
 /// refused whole on the first invalid field, each sample stored at most once. `import`: samples of an
 /// imported log, which may be older than the raw retention (the admin only).
-pub async fn store(
+pub(crate) async fn store(
     cx: &Context,
     caller: &Caller,
     batch: GpuBatch,

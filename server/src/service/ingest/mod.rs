@@ -2,7 +2,7 @@
 //! store them (`writers`). Prometheus remote write is `service::remote_write`, which ends here too.
 
 pub mod checks;
-pub mod gpu;
-pub mod writers;
+pub(crate) mod gpu;
+pub(crate) mod writers;
 
-pub use writers::{Checked, WriteError, Writers, MAX_GROUP_BATCHES, MAX_GROUP_SAMPLES};
+pub(crate) use writers::Writers;

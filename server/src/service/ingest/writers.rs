@@ -22,13 +22,13 @@ use crate::db;
 use crate::db::samples::Stored;
 
 /// Batches stored in one transaction at most.
-pub const MAX_GROUP_BATCHES: usize = 256;
+pub(crate) const MAX_GROUP_BATCHES: usize = 256;
 /// Samples stored in one transaction at most (a group stops growing past it).
-pub const MAX_GROUP_SAMPLES: usize = 200_000;
+pub(crate) const MAX_GROUP_SAMPLES: usize = 200_000;
 
 /// A node's batch, checked, ready to store.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// The node.
     pub node_id: i32,
     /// Its GPUs as the batch names them.
@@ -45,7 +45,7 @@ pub struct Checked {
 
 /// GPUs last registered per node by this process, so an unchanged list is not upserted per batch.
 #[derive(Default)]
-pub struct KnownGpus(Mutex<HashMap<i32, Vec<GpuIdentity>>>);
+pub(crate) struct KnownGpus(Mutex<HashMap<i32, Vec<GpuIdentity>>>);
 
 impl KnownGpus {
     fn unchanged(&self, node_id: i32, gpus: &[GpuIdentity]) -> bool {
@@ -73,7 +73,7 @@ impl KnownGpus {
 /// `known`: skip registering a node's GPUs when this process registered the same list before.
 /// The batches stay the caller's (a failed group is stored again batch by batch): only their samples
 /// are copied, once, for the store to sort and deduplicate.
-pub async fn store(
+pub(crate) async fn store(
     tx: &mut Transaction<'_, Postgres>,
     batches: &[Checked],
     known: Option<&KnownGpus>,
@@ -103,7 +103,7 @@ pub async fn store(
 
 /// Why a batch handed to the writers was not stored.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     /// The queue is full: retry later.
     #[error("the ingest queue is full")]
     Busy,
@@ -140,7 +140,7 @@ pub struct Writers {
 
 impl Writers {
     /// `count` writers behind a queue of `capacity` batches.
-    pub fn new(count: usize, capacity: usize) -> Self {
+    pub(crate) fn new(count: usize, capacity: usize) -> Self {
         Self {
             count: count.max(1),
             capacity: capacity.max(1),
@@ -151,7 +151,7 @@ impl Writers {
     }
 
     /// Stores `batch` in the next group a writer commits; answers after the commit.
-    pub async fn store(&self, db: &PgPool, batch: Checked) -> Result<Stored, WriteError> {
+    pub(crate) async fn store(&self, db: &PgPool, batch: Checked) -> Result<Stored, WriteError> {
         let queue = self.queue.get_or_init(|| self.spawn(db));
         let (reply, answer) = oneshot::channel();
         if queue.try_send(Job { batch, reply }).is_err() {

@@ -10,7 +10,7 @@ use crate::service::Context;
 use crate::service::Result;
 
 /// A stretch of one GPU's time in the job without samples.
-pub struct Gap {
+pub(crate) struct Gap {
     /// `node/gpuN`.
     pub gpu: String,
     /// Start.
@@ -27,7 +27,7 @@ const MAX_GAPS: usize = 20;
 /// The job's coverage gaps, per GPU: from the raw samples for jobs up to 30 minutes (any interval over
 /// the integration limit), from the minute rollups for longer ones (minutes without data). Returns
 /// the first `MAX_GAPS` and how many there are.
-pub async fn coverage_gaps(cx: &Context, ctx: &JobContext) -> Result<(Vec<Gap>, usize)> {
+pub(crate) async fn coverage_gaps(cx: &Context, ctx: &JobContext) -> Result<(Vec<Gap>, usize)> {
     let job = &ctx.job;
     let from_ms = job.start_time.timestamp_millis();
     // A running job's last seconds are still on their way.

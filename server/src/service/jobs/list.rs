@@ -8,12 +8,12 @@ use crate::db;
 use crate::service::caller::JobScope;
 use crate::service::Context;
 
-pub use crate::db::jobs::PageStart;
+pub(crate) use crate::db::jobs::PageStart;
 use crate::service::{csv_cell, Error, Result};
 
 /// Query of the jobs list, API and page alike.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Owner.
     pub user: Option<String>,
     /// Site name.
@@ -69,7 +69,7 @@ fn parse_time(
 impl ListQuery {
     /// The filter's parameters, each `key=value` URL-encoded, in one order (page links and the
     /// statement's "the same again" query share it).
-    pub fn filter_params(&self) -> Vec<String> {
+    pub(crate) fn filter_params(&self) -> Vec<String> {
         [
             ("user", &self.user),
             ("site", &self.site),
@@ -88,7 +88,7 @@ impl ListQuery {
         .collect()
     }
 
-    pub fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter> {
+    pub(crate) fn filter(&self, scope: &JobScope) -> Result<db::jobs::JobFilter> {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         let tag = match nonempty(&self.tag) {
             Some(t) => {
@@ -135,7 +135,7 @@ impl ListQuery {
         })
     }
 
-    pub fn sort(&self) -> Result<(db::jobs::JobSort, bool)> {
+    pub(crate) fn sort(&self) -> Result<(db::jobs::JobSort, bool)> {
         let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
             None => db::jobs::JobSort::Start,
             Some(name) => db::jobs::JobSort::NAMES
@@ -165,7 +165,7 @@ impl ListQuery {
     }
 
     /// Page size and where the page starts.
-    pub fn page(&self) -> Result<(i64, db::jobs::PageStart)> {
+    pub(crate) fn page(&self) -> Result<(i64, db::jobs::PageStart)> {
         const MAX_OFFSET: i64 = 1_000_000_000;
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
@@ -236,7 +236,7 @@ fn cursor(row: &db::jobs::ListedJob) -> PageCursor {
 }
 
 /// One page of the jobs the scope may see, with the totals of all pages.
-pub async fn list_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
+pub(crate) async fn list_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result<JobList> {
     let filter = q.filter(scope)?;
     let (limit, start) = q.page()?;
     let (sort, descending) = q.sort()?;
@@ -258,7 +258,11 @@ pub async fn list_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result
 }
 
 /// The filtered jobs (all pages, at most `MAX_EXPORT`) in the list's order, for a CSV export.
-pub async fn export_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Result<Vec<JobView>> {
+pub(crate) async fn export_views(
+    cx: &Context,
+    scope: &JobScope,
+    q: &ListQuery,
+) -> Result<Vec<JobView>> {
     let filter = q.filter(scope)?;
     let (sort, descending) = q.sort()?;
     let rows = db::jobs::list(
@@ -277,7 +281,7 @@ pub async fn export_views(cx: &Context, scope: &JobScope, q: &ListQuery) -> Resu
 const MAX_EXPORT: i64 = 10_000;
 
 /// The filtered jobs (all pages, newest first, at most 10,000) as CSV, one row per job.
-pub fn jobs_csv(jobs: &[JobView]) -> String {
+pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
     let opt =
         |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
     let mut out = String::from(
@@ -328,7 +332,7 @@ pub fn jobs_csv(jobs: &[JobView]) -> String {
 }
 
 /// The query string that selects the same jobs (`user=alice&tag=project%3Anlp`), filters only.
-pub fn selection_query(q: &ListQuery, ids: Option<&[String]>) -> String {
+pub(crate) fn selection_query(q: &ListQuery, ids: Option<&[String]>) -> String {
     let mut parts = q.filter_params();
     if let Some(ids) = ids {
         parts.push(format!(
@@ -340,7 +344,7 @@ pub fn selection_query(q: &ListQuery, ids: Option<&[String]>) -> String {
 }
 
 /// The selection in words ("Finished jobs of user alice tagged project:nlp").
-pub fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
+pub(crate) fn describe(q: &ListQuery, ids: Option<&[String]>) -> String {
     let mut parts = Vec::new();
     let which = match q.state.as_deref() {
         Some("running") => "running ",

@@ -1,11 +1,11 @@
 //! Jobs: a job's context (its row and allocations, read once per request), its energy integrated over
 //! its samples and charged at each hour's PUE and carbon intensity, and the stored summaries lists use.
 
-pub mod coverage;
-pub mod list;
-pub mod register;
-pub mod series;
-pub mod timing;
+pub(crate) mod coverage;
+pub(crate) mod list;
+pub(crate) mod register;
+pub(crate) mod series;
+pub(crate) mod timing;
 
 use std::collections::BTreeMap;
 
@@ -59,7 +59,7 @@ pub struct JobContext {
 impl JobContext {
     /// The job the scope may see, with its allocations; others are `NotFound` exactly as a job that
     /// does not exist.
-    pub async fn load(cx: &Context, scope: &JobScope, id: &str) -> Result<Self> {
+    pub(crate) async fn load(cx: &Context, scope: &JobScope, id: &str) -> Result<Self> {
         let job = visible_job(cx, scope, id).await?;
         Self::of(cx, job).await
     }
@@ -85,7 +85,7 @@ impl JobContext {
 
     /// A job's context as a transaction that wrote it sees it, before its commit: what a registration
     /// answers, without reading it again afterwards.
-    pub async fn in_transaction(
+    pub(crate) async fn in_transaction(
         cx: &Context,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         id: &str,
@@ -97,12 +97,12 @@ impl JobContext {
     }
 
     /// GPUs allocated.
-    pub fn gpu_count(&self) -> usize {
+    pub(crate) fn gpu_count(&self) -> usize {
         self.nodes.iter().map(|n| n.gpus.len()).sum()
     }
 
     /// The job's span in ms since the epoch: start to end (or `now` while it runs).
-    pub fn span_ms(&self, now: DateTime<Utc>) -> (i64, i64) {
+    pub(crate) fn span_ms(&self, now: DateTime<Utc>) -> (i64, i64) {
         let from_ms = self.job.start_time.timestamp_millis();
         let to_ms = self
             .job
@@ -115,7 +115,7 @@ impl JobContext {
 
     /// The job's energy over its span so far, in buckets of `bucket_ms` (whole minutes): its GPUs', and
     /// its share of its nodes' CPU and DRAM energy.
-    pub async fn integrate(
+    pub(crate) async fn integrate(
         &self,
         cx: &Context,
         now: DateTime<Utc>,
@@ -342,7 +342,7 @@ impl NodePart<'_> {
 
 /// A job's energy: its GPUs', and its share of its nodes' CPU and DRAM.
 #[derive(Debug, Clone, Default)]
-pub struct Energy {
+pub(crate) struct Energy {
     /// The allocated GPUs.
     pub gpu: JobEnergy,
     /// The job's share of its nodes' CPU and DRAM counters.
@@ -353,7 +353,7 @@ pub struct Energy {
 
 /// A job's share of its nodes' CPU and DRAM energy.
 #[derive(Debug, Clone, Default)]
-pub struct NodeEnergy {
+pub(crate) struct NodeEnergy {
     /// CPU packages, J.
     pub cpu_j: f64,
     /// DRAM, J.
@@ -368,7 +368,7 @@ pub struct NodeEnergy {
 
 impl Energy {
     /// IT energy (GPU + CPU + DRAM) per bucket.
-    pub fn it_by_bucket(&self) -> BTreeMap<i64, f64> {
+    pub(crate) fn it_by_bucket(&self) -> BTreeMap<i64, f64> {
         let mut out = self.gpu.by_bucket.clone();
         for (b, j) in &self.node.by_bucket {
             *out.entry(*b).or_default() += j;
@@ -378,7 +378,7 @@ impl Energy {
 }
 
 /// A job the scope may see; others are `NotFound` exactly as a job that does not exist.
-pub async fn visible_job(cx: &Context, scope: &JobScope, id: &str) -> Result<db::jobs::Job> {
+pub(crate) async fn visible_job(cx: &Context, scope: &JobScope, id: &str) -> Result<db::jobs::Job> {
     db::jobs::by_id(&cx.db, id)
         .await?
         .filter(|job| scope.allows(&job.user_name))
@@ -396,24 +396,21 @@ fn into_hours(by_bucket: &BTreeMap<i64, f64>) -> BTreeMap<i64, f64> {
 }
 
 /// IT energy per bucket summed into UTC hours (hour start ms -> J).
-pub fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
+pub(crate) fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
     into_hours(&energy.it_by_bucket())
 }
 
-/// A job's energy per UTC hour as its summary keeps it: IT (GPU + CPU + DRAM) and GPU alone.
+/// A job's GPU energy per UTC hour as its summary keeps it (the IT energy per hour is `by_hour`'s).
 #[derive(Debug, Clone, Default)]
-pub struct Hourly {
-    /// IT energy, hour start ms -> J.
-    pub it: BTreeMap<i64, f64>,
+pub(crate) struct Hourly {
     /// GPU energy, hour start ms -> J.
     pub gpu: BTreeMap<i64, f64>,
 }
 
 impl Hourly {
     /// Of a job's integrated energy.
-    pub fn of(energy: &Energy) -> Self {
+    pub(crate) fn of(energy: &Energy) -> Self {
         Self {
-            it: by_hour(energy),
             gpu: into_hours(&energy.gpu.by_bucket),
         }
     }
@@ -421,7 +418,7 @@ impl Hourly {
 
 /// The full view of a job from its context and its energy (integrated over the job's span at `now`):
 /// with its IT energy per UTC hour.
-pub async fn view(
+pub(crate) async fn view(
     cx: &Context,
     ctx: &JobContext,
     energy: &Energy,
@@ -514,7 +511,7 @@ pub async fn view(
 }
 
 /// A job's view integrated now, stored as its summary for lists; by hour, for maintenance.
-pub async fn computed_view_by_hour(
+pub(crate) async fn computed_view_by_hour(
     cx: &Context,
     ctx: &JobContext,
 ) -> Result<(JobView, BTreeMap<i64, f64>)> {
@@ -542,7 +539,7 @@ fn fresh(job: &db::jobs::Job, computed_at: DateTime<Utc>, stale: bool, now: Date
 }
 
 /// A job's stored summary, where fresh.
-pub async fn stored_view(cx: &Context, job: &db::jobs::Job) -> Result<Option<JobView>> {
+pub(crate) async fn stored_view(cx: &Context, job: &db::jobs::Job) -> Result<Option<JobView>> {
     Ok(match db::jobs::stored_energy(&cx.db, &job.id).await? {
         Some((summary, at, stale)) if fresh(job, at, stale, Utc::now()) => Some(summary.0),
         _ => None,
@@ -550,7 +547,7 @@ pub async fn stored_view(cx: &Context, job: &db::jobs::Job) -> Result<Option<Job
 }
 
 /// A job's view: its stored summary where fresh, else computed now (and stored).
-pub async fn current_view(cx: &Context, job: db::jobs::Job) -> Result<JobView> {
+pub(crate) async fn current_view(cx: &Context, job: db::jobs::Job) -> Result<JobView> {
     match stored_view(cx, &job).await? {
         Some(view) => Ok(view),
         None => computed_view(cx, &JobContext::of(cx, job).await?).await,
@@ -558,7 +555,10 @@ pub async fn current_view(cx: &Context, job: db::jobs::Job) -> Result<JobView> {
 }
 
 /// The views of listed jobs: stored summaries where fresh, computed (and stored) where not.
-pub async fn listed_views(cx: &Context, rows: Vec<db::jobs::ListedJob>) -> Result<Vec<JobView>> {
+pub(crate) async fn listed_views(
+    cx: &Context,
+    rows: Vec<db::jobs::ListedJob>,
+) -> Result<Vec<JobView>> {
     let now = Utc::now();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -613,7 +613,7 @@ async fn charge(cx: &Context, site_id: i32, it_by_hour: &BTreeMap<i64, f64>) -> 
 /// What a job's page shows of its energy: its view (the stored summary where fresh) and each reported
 /// metric against its cumulative energy, from one integration of its samples at most (none where the
 /// summary is fresh and nothing was reported).
-pub async fn view_with_progress(
+pub(crate) async fn view_with_progress(
     cx: &Context,
     ctx: &JobContext,
 ) -> Result<(JobView, wattlas_protocol::JobProgress)> {
@@ -647,7 +647,10 @@ pub async fn view_with_progress(
 
 /// Each metric of a job against its cumulative IT energy: integrated here, where the caller has no
 /// integration of the job at hand.
-pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<wattlas_protocol::JobProgress> {
+pub(crate) async fn progress_of(
+    cx: &Context,
+    ctx: &JobContext,
+) -> Result<wattlas_protocol::JobProgress> {
     let reports = super::progress::reports(cx, &ctx.job).await?;
     if reports.is_empty() {
         return Ok(super::progress::progress_from(
@@ -665,7 +668,7 @@ pub async fn progress_of(cx: &Context, ctx: &JobContext) -> Result<wattlas_proto
 }
 
 /// The power cap most of a job's samples reported, from its stored view (none before it is computed).
-pub async fn stored_power_cap_w(cx: &Context, id: &str) -> Result<Option<f64>> {
+pub(crate) async fn stored_power_cap_w(cx: &Context, id: &str) -> Result<Option<f64>> {
     Ok(db::jobs::stored_energy(&cx.db, id)
         .await?
         .and_then(|(view, _, _)| view.0.power_cap_w))

@@ -185,7 +185,11 @@ fn check_end(end: DateTime<Utc>) -> Result<()> {
 
 /// Registers a job, or adds to one (each node's prolog posts its own allocation), for a writer
 /// (a node or the admin): whether it was created, and its view.
-pub async fn register(cx: &Context, caller: &Caller, job: &NewJob) -> Result<(bool, JobView)> {
+pub(crate) async fn register(
+    cx: &Context,
+    caller: &Caller,
+    job: &NewJob,
+) -> Result<(bool, JobView)> {
     check_job_fields(job)?;
     let site = match (caller, &job.site) {
         (Caller::Node { site_id, .. }, None) => db::sites::by_id(&cx.db, *site_id).await?,
@@ -461,7 +465,12 @@ pub async fn register(cx: &Context, caller: &Caller, job: &NewJob) -> Result<(bo
 }
 
 /// Ends a job (admin), or a node's part of it (its epilog), at `end`: the job's view after.
-pub async fn end(cx: &Context, caller: &Caller, id: &str, end: DateTime<Utc>) -> Result<JobView> {
+pub(crate) async fn end(
+    cx: &Context,
+    caller: &Caller,
+    id: &str,
+    end: DateTime<Utc>,
+) -> Result<JobView> {
     // A node's epilog knows its job by Slurm's raw id (array task 4_2 is raw job 5 in its
     // environment): the site's job of that raw id, else the job of that id.
     let resolved = match caller {

@@ -23,7 +23,7 @@ const HOURLY_WINDOW_MS: i64 = 3 * 24 * 3_600_000;
 
 /// Series of `metric` over `[from_ms, to_ms)`: one per allocated GPU, or per node for jobs of more
 /// than `MAX_GPU_LINES` GPUs; each of at most ~`MAX_POINTS` points.
-pub async fn job_series(
+pub(crate) async fn job_series(
     db: &PgPool,
     nodes: &[NodeGpus],
     from_ms: i64,

@@ -7,7 +7,7 @@ use crate::service::Context;
 use crate::service::Result;
 
 /// The job page's "when to run" sentence: savings of facility energy versus what the job used.
-pub struct Timing {
+pub(crate) struct Timing {
     /// Best local start hour in the job's month.
     pub best_hour: usize,
     /// Energy less at that hour, formatted (Wh below 1 kWh).
@@ -19,12 +19,12 @@ pub struct Timing {
 }
 
 /// kWh as text: Wh below 1 kWh, so small jobs do not read "0.000 kWh".
-pub fn format_energy(kwh: f64) -> String {
+pub(crate) fn format_energy(kwh: f64) -> String {
     crate::analytics::units::energy(kwh)
 }
 
 /// The sentence's figures, where the job's PUE was measured and the site has a profile.
-pub async fn timing(cx: &Context, job: &JobView) -> Result<Option<Timing>> {
+pub(crate) async fn timing(cx: &Context, job: &JobView) -> Result<Option<Timing>> {
     let Some(pue) = job.pue else { return Ok(None) };
     if job.pue_fallback_share >= 1.0 {
         return Ok(None);

@@ -8,7 +8,7 @@
 //! Series Wattlas does not store are ignored and counted; Prometheus' staleness markers (NaN) are
 //! skipped.
 
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 

@@ -17,7 +17,7 @@ const MAX_NEW_NODES_PER_WRITE: usize = 256;
 /// Stores a remote write's body (snappy protobuf, read whole within the body limit) of `caller` (a
 /// site's write token, a node's token or the admin's). `site`: where the admin registers nodes not
 /// seen before. Decoded off the request threads, a core's worth at a time (issue 33, N2).
-pub async fn write(
+pub(crate) async fn write(
     cx: &Context,
     caller: &Caller,
     site: Option<&str>,

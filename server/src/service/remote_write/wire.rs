@@ -38,7 +38,7 @@ pub const LIMITS: Limits = Limits {
 
 /// One series as read: labels and samples borrowed or copied from the buffer, reused series to series.
 #[derive(Debug, Default)]
-pub struct Series<'a> {
+pub(crate) struct Series<'a> {
     /// (name, value), in the order sent.
     pub labels: Vec<(&'a str, &'a str)>,
     /// (value, ms since the epoch).
@@ -74,7 +74,7 @@ pub fn decompressed_len(body: &[u8], limits: &Limits) -> Result<usize> {
 }
 
 /// Decompresses a snappy body within the limits.
-pub fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+pub(crate) fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
     decompressed_len(body, limits)?;
     snap::raw::Decoder::new()
         .decompress_vec(body)
@@ -84,7 +84,7 @@ pub fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
 /// Walks a decompressed `WriteRequest`, passing each series within the per-series limits to `each`
 /// (with its index among all series); refuses the whole request past a per-request limit or at the
 /// first malformed field.
-pub fn read<'a>(
+pub(crate) fn read<'a>(
     raw: &'a [u8],
     limits: &Limits,
     mut each: impl FnMut(usize, &Series<'a>) -> Result<()>,
