@@ -6,6 +6,7 @@
 //! (`invalidate`), and a result computed under an older version is never served. Readings written by
 //! another server process are not seen here, so entries also expire after `TTL`.
 
+use crate::ids::SiteId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ const TTL: Duration = Duration::from_secs(60);
 const MAX_ENTRIES: usize = 256;
 
 /// `(site, from, to, origin)`, as Unix seconds.
-pub(crate) type Key = (i32, i64, i64, i64);
+pub(crate) type Key = (SiteId, i64, i64, i64);
 
 struct Entry {
     version: u64,
@@ -28,7 +29,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    versions: HashMap<i32, u64>,
+    versions: HashMap<SiteId, u64>,
     entries: HashMap<Key, Entry>,
 }
 
@@ -45,7 +46,7 @@ impl PueCache {
     }
 
     /// The site's current version: pass it to `put` with what was computed after reading it.
-    pub(crate) fn version(&self, site: i32) -> u64 {
+    pub(crate) fn version(&self, site: SiteId) -> u64 {
         self.inner().versions.get(&site).copied().unwrap_or(0)
     }
 
@@ -77,7 +78,7 @@ impl PueCache {
     }
 
     /// The site's readings changed: its entries are not served again.
-    pub(crate) fn invalidate(&self, site: i32) {
+    pub(crate) fn invalidate(&self, site: SiteId) {
         let mut inner = self.inner();
         *inner.versions.entry(site).or_default() += 1;
         inner.entries.retain(|k, _| k.0 != site);
@@ -91,14 +92,14 @@ mod tests {
     #[test]
     fn an_entry_is_served_until_its_site_changes() {
         let cache = PueCache::default();
-        let key = (1, 0, 3600, 0);
-        let other = (2, 0, 3600, 0);
+        let key = (SiteId(1), 0, 3600, 0);
+        let other = (SiteId(2), 0, 3600, 0);
         assert!(cache.get(key).is_none());
-        let v = cache.version(1);
+        let v = cache.version(SiteId(1));
         cache.put(key, v, Arc::new(Vec::new()));
-        cache.put(other, cache.version(2), Arc::new(Vec::new()));
+        cache.put(other, cache.version(SiteId(2)), Arc::new(Vec::new()));
         assert!(cache.get(key).is_some());
-        cache.invalidate(1);
+        cache.invalidate(SiteId(1));
         assert!(cache.get(key).is_none(), "site 1 changed");
         assert!(cache.get(other).is_some(), "site 2 did not");
         // Computed before the change, stored after it: never served.

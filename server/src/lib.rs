@@ -16,6 +16,7 @@ pub(crate) mod connections;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod ids;
 pub mod maintenance;
 pub mod metrics;
 pub mod reads;

@@ -10,6 +10,7 @@
 //! others skip that run, and find the work done at their next. Each process counts what it did
 //! (`wattlas_maintenance_work_total{task}`).
 
+use crate::ids::NodeId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -358,7 +359,7 @@ pub async fn rollup_settled_before(
         .collect();
     crate::service::stale::nodes_changed(&mut tx, &ranges).await?;
     // Per node, the whole minutes touched by pending raw data (and by the gap bridged into neighbours).
-    let mut minutes: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut minutes: BTreeMap<NodeId, Vec<(i64, i64)>> = BTreeMap::new();
     for p in &pending {
         let from = floor_minute(p.t_from.timestamp_millis() - margin);
         let to = ceil_minute(p.t_to.timestamp_millis() + margin + 1);

@@ -1,5 +1,6 @@
 //! Sites' hourly carbon-intensity series.
 
+use crate::ids::SiteId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use wattlas_protocol::CarbonPoint;
 /// Stores points (a time stored again takes the new value); returns how many were new or changed.
 pub(crate) async fn upsert(
     db: impl sqlx::PgExecutor<'_>,
-    site_id: i32,
+    site_id: SiteId,
     points: &[CarbonPoint],
 ) -> sqlx::Result<u64> {
     let time: Vec<DateTime<Utc>> = points.iter().map(|p| p.time).collect();
@@ -32,7 +33,7 @@ pub(crate) async fn upsert(
 /// Mean intensity of each UTC hour with values in `[from, to)`: hour start (ms) -> g/kWh.
 pub(crate) async fn hourly(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<BTreeMap<i64, f64>> {

@@ -2,6 +2,7 @@
 //! hours, its nodes' CPU and DRAM minutes, its jobs' stored energy per hour, its meters' readings; and
 //! what makes a period's figures partial (jobs whose summaries are due, data waiting for a rollup).
 
+use crate::ids::SiteId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -10,7 +11,7 @@ use crate::analytics::closure::MeterReading;
 /// Every GPU of the site: (hour, J) over `[from, to)`.
 pub(crate) async fn gpu_by_hour(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, f64)>> {
@@ -31,7 +32,7 @@ pub(crate) async fn gpu_by_hour(
 /// Every node's CPU packages and DRAM: (UTC hour, J) over `[from, to)`.
 pub(crate) async fn cpu_dram_by_hour(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, f64)>> {
@@ -52,7 +53,7 @@ pub(crate) async fn cpu_dram_by_hour(
 /// The site's jobs' stored energy: (UTC hour start ms, IT J, GPU J) over `[from, to)`.
 pub(crate) async fn jobs_by_hour(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(i64, f64, f64)>> {
@@ -80,7 +81,7 @@ pub(crate) async fn jobs_by_hour(
 /// as they will be).
 pub(crate) async fn jobs_due(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
@@ -102,7 +103,7 @@ pub(crate) async fn jobs_due(
 /// The site's meters' readings over `[from - 1 h, to + 1 h]`, per meter in time order.
 pub(crate) async fn meter_readings(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Vec<MeterReading>>> {
@@ -143,7 +144,7 @@ pub(crate) async fn meter_readings(
 /// readings past their mark.
 pub(crate) async fn node_rollup_waits_since(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         r#"select min(coalesce(r.rolled_to, l.first))

@@ -4,6 +4,7 @@
 //! the whole minutes whose rollups are settled and the edges (partial minutes, and everything from the
 //! first pending raw range on), which are computed from raw samples. The two parts never overlap.
 
+use crate::ids::NodeId;
 use std::collections::BTreeMap;
 
 use sqlx::PgPool;
@@ -15,7 +16,7 @@ use crate::db::{rollups, samples};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeGpus {
     /// Node id.
-    pub node_id: i32,
+    pub node_id: NodeId,
     /// Node name.
     pub name: String,
     /// Allocated GPU indices on that node.

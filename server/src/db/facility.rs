@@ -1,5 +1,6 @@
 //! Facility meters, their readings, and the hourly PUE of a site.
 
+use crate::ids::{MeterId, SiteId};
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use wattlas_protocol::FacilityReading;
@@ -8,11 +9,11 @@ use wattlas_protocol::FacilityReading;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Meter {
     /// Id.
-    pub id: i32,
+    pub id: MeterId,
     /// Unique name.
     pub name: String,
     /// Site id.
-    pub site_id: i32,
+    pub site_id: SiteId,
     /// Site name.
     pub site: String,
     /// ISO/IEC 30134-2 category.
@@ -27,10 +28,10 @@ const METER_COLUMNS: &str = r#"select m.id, m.name, m.site_id, s.name as site, m
 pub(crate) async fn create(
     db: &PgPool,
     name: &str,
-    site_id: i32,
+    site_id: SiteId,
     category: &str,
     token_digest: &[u8],
-) -> sqlx::Result<Option<i32>> {
+) -> sqlx::Result<Option<MeterId>> {
     sqlx::query_scalar(
         r#"insert into meters (name, site_id, category, token_sha256)
         values ($1, $2, $3, $4)
@@ -67,7 +68,7 @@ pub(crate) async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<Mete
 }
 
 /// Meters of a site (all sites when `None`), by name.
-pub(crate) async fn list(db: &PgPool, site_id: Option<i32>) -> sqlx::Result<Vec<Meter>> {
+pub(crate) async fn list(db: &PgPool, site_id: Option<SiteId>) -> sqlx::Result<Vec<Meter>> {
     sqlx::query_as(&format!(
         "{METER_COLUMNS}\n        where $1::int is null or m.site_id = $1\n        order by m.name"
     ))
@@ -89,7 +90,7 @@ struct ReadingRow {
 /// A meter's latest reading.
 pub(crate) async fn last_reading(
     db: &PgPool,
-    meter_id: i32,
+    meter_id: MeterId,
 ) -> sqlx::Result<Option<FacilityReading>> {
     let row: Option<ReadingRow> = sqlx::query_as(
         r#"select time, it_kw, total_kw, it_kwh, total_kwh, pue
@@ -114,7 +115,7 @@ pub(crate) async fn last_reading(
 /// Stores readings, each (meter, time) once; returns how many were new.
 pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
-    meter_id: i32,
+    meter_id: MeterId,
     readings: &[FacilityReading],
 ) -> sqlx::Result<u64> {
     let time: Vec<DateTime<Utc>> = readings.iter().map(|r| r.time).collect();
@@ -161,7 +162,7 @@ pub(crate) struct Hour {
 /// interval starts in; else the reading's own PUE.
 pub(crate) async fn hourly(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     origin: DateTime<Utc>,
@@ -218,7 +219,7 @@ pub(crate) async fn hourly(
 /// Deletes a meter's readings in `[from, to)` (an admin removing a broken meter's data); how many.
 pub(crate) async fn delete_readings(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    meter_id: i32,
+    meter_id: MeterId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<u64> {

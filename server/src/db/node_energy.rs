@@ -1,6 +1,7 @@
 //! Nodes' CPU and DRAM energy counters (`node_energy`), the CPUs jobs hold on them (`job_node_cpus`), and
 //! what a job's share of them is computed from.
 
+use crate::ids::NodeId;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ use crate::analytics::node_energy::{Occupant, Reading};
 /// new.
 pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     readings: &[NodeEnergyReading],
 ) -> sqlx::Result<u64> {
     if readings.is_empty() {
@@ -63,7 +64,7 @@ fn kind_of(name: &str) -> NodeEnergyKind {
 /// Each counter of a node over `[from_ms - margin, to_ms + margin]`, in time order: (kind, readings).
 pub(crate) async fn readings(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     from_ms: i64,
     to_ms: i64,
     margin_ms: i64,
@@ -84,7 +85,7 @@ pub(crate) async fn readings(
 /// running jobs end at `i64::MAX`.
 pub(crate) async fn occupants(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     from_ms: i64,
     to_ms: i64,
 ) -> sqlx::Result<Vec<(String, Occupant)>> {
@@ -126,8 +127,11 @@ pub(crate) async fn occupants(
 }
 
 /// The logical CPUs of nodes, where their collectors said.
-pub(crate) async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<HashMap<i32, u32>> {
-    let rows: Vec<(i32, i32)> =
+pub(crate) async fn node_cpus(
+    db: &PgPool,
+    node_ids: &[NodeId],
+) -> sqlx::Result<HashMap<NodeId, u32>> {
+    let rows: Vec<(NodeId, i32)> =
         sqlx::query_as("select id, cpus from nodes where id = any($1) and cpus is not null")
             .bind(node_ids)
             .fetch_all(db)
@@ -141,7 +145,7 @@ pub(crate) async fn node_cpus(db: &PgPool, node_ids: &[i32]) -> sqlx::Result<Has
 /// Records a node's logical CPUs.
 pub(crate) async fn set_node_cpus(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     cpus: u32,
 ) -> sqlx::Result<()> {
     sqlx::query("update nodes set cpus = $2 where id = $1 and cpus is distinct from $2")
@@ -156,7 +160,7 @@ pub(crate) async fn set_node_cpus(
 pub(crate) async fn set_job_cpus(
     tx: &mut Transaction<'_, Postgres>,
     job_id: &str,
-    node_id: i32,
+    node_id: NodeId,
     cpus: u32,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -174,7 +178,7 @@ pub(crate) async fn set_job_cpus(
 /// Nodes whose readings are not all rolled up: (node, rolled up to, latest reading).
 pub(crate) async fn to_roll_up(
     db: &PgPool,
-) -> sqlx::Result<Vec<(i32, Option<DateTime<Utc>>, DateTime<Utc>)>> {
+) -> sqlx::Result<Vec<(NodeId, Option<DateTime<Utc>>, DateTime<Utc>)>> {
     sqlx::query_as(
         r#"select l.node_id, r.rolled_to, l.latest
         from (select node_id, max(t) as latest from node_energy group by node_id) l
@@ -186,7 +190,7 @@ pub(crate) async fn to_roll_up(
 }
 
 /// The earliest reading of a node at or after `from` (where its rollup starts when it has none).
-pub(crate) async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub(crate) async fn earliest(db: &PgPool, node_id: NodeId) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar("select min(t) from node_energy where node_id = $1")
         .bind(node_id)
         .fetch_one(db)
@@ -197,7 +201,7 @@ pub(crate) async fn earliest(db: &PgPool, node_id: i32) -> sqlx::Result<Option<D
 /// node's rollup mark.
 pub(crate) async fn upsert_minutes(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     zone: &str,
     kind: NodeEnergyKind,
     minutes: &BTreeMap<i64, f64>,
@@ -225,7 +229,7 @@ pub(crate) async fn upsert_minutes(
 /// Moves a node's rollup mark.
 pub(crate) async fn set_rolled_to(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     to: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -242,7 +246,7 @@ pub(crate) async fn set_rolled_to(
 /// Readings arrived before a node's rollup mark (an import, a late batch): the mark goes back to them.
 pub(crate) async fn rewind(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     earliest: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -258,7 +262,7 @@ pub(crate) async fn rewind(
 /// Each counter's rolled-up minutes of a node over `[from_ms, to_ms)`: (kind, minute start ms -> J).
 pub(crate) async fn minutes(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     from_ms: i64,
     to_ms: i64,
 ) -> sqlx::Result<Vec<(NodeEnergyKind, BTreeMap<i64, f64>)>> {
@@ -287,7 +291,7 @@ pub(crate) async fn minutes(
 /// Each counter's raw readings of a node with their zone names (for the rollup).
 pub(crate) async fn zone_readings(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(String, NodeEnergyKind, Vec<Reading>)>> {

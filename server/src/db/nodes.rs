@@ -1,5 +1,6 @@
 //! Nodes (hosts with GPUs, each in a site) and their GPUs.
 
+use crate::ids::{NodeId, SiteId};
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use wattlas_protocol::GpuIdentity;
@@ -8,11 +9,11 @@ use wattlas_protocol::GpuIdentity;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Node {
     /// Id.
-    pub id: i32,
+    pub id: NodeId,
     /// Unique name.
     pub name: String,
     /// Site id.
-    pub site_id: i32,
+    pub site_id: SiteId,
     /// Site name.
     pub site: String,
     /// Time of the last accepted batch.
@@ -29,9 +30,9 @@ const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.
 pub(crate) async fn create(
     db: impl sqlx::PgExecutor<'_>,
     name: &str,
-    site_id: i32,
+    site_id: SiteId,
     token_digest: &[u8],
-) -> sqlx::Result<Option<i32>> {
+) -> sqlx::Result<Option<NodeId>> {
     sqlx::query_scalar(
         r#"insert into nodes (name, site_id, token_sha256)
         values ($1, $2, $3)
@@ -47,7 +48,7 @@ pub(crate) async fn create(
 
 /// Deletes nodes nothing was stored for (a write that registered them was refused); a node with any
 /// GPU, sample or job stays.
-pub(crate) async fn delete_unused(db: &PgPool, ids: &[i32]) -> sqlx::Result<u64> {
+pub(crate) async fn delete_unused(db: &PgPool, ids: &[NodeId]) -> sqlx::Result<u64> {
     let mut deleted = 0;
     for id in ids {
         // One statement a node: a reference from anywhere (a foreign key) keeps that node only.
@@ -112,7 +113,7 @@ pub(crate) async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
 /// the node has: one round trip for a collector's batch.
 pub(crate) async fn register_gpus(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[GpuIdentity],
 ) -> sqlx::Result<Vec<i32>> {
     let (keep, replace): (Vec<&GpuIdentity>, Vec<&GpuIdentity>) =
@@ -186,7 +187,7 @@ pub(crate) async fn register_gpus(
 }
 
 /// A node's GPUs by index.
-pub(crate) async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdentity>> {
+pub(crate) async fn gpus(db: &PgPool, node_id: NodeId) -> sqlx::Result<Vec<GpuIdentity>> {
     let rows: Vec<(i32, String, String, Option<f64>)> = sqlx::query_as(
         r#"select gpu_index, uuid, model, default_power_limit_w
         from gpus
@@ -212,12 +213,12 @@ pub(crate) async fn gpus(db: &PgPool, node_id: i32) -> sqlx::Result<Vec<GpuIdent
 /// reported (a node may come more than once): one statement.
 pub(crate) async fn touch_many(
     tx: &mut Transaction<'_, Postgres>,
-    batches: &[(i32, Option<u64>)],
+    batches: &[(NodeId, Option<u64>)],
 ) -> sqlx::Result<()> {
     if batches.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i32> = batches.iter().map(|b| b.0).collect();
+    let ids: Vec<NodeId> = batches.iter().map(|b| b.0).collect();
     let dropped: Vec<Option<i64>> = batches
         .iter()
         .map(|b| b.1.map(|d| d.min(i64::MAX as u64) as i64))
@@ -247,8 +248,8 @@ pub(crate) async fn set_token(db: &PgPool, name: &str, token_digest: &[u8]) -> s
 /// Per node id: its GPUs and their models (`, `-joined).
 pub(crate) async fn gpu_summary(
     db: &PgPool,
-) -> sqlx::Result<std::collections::HashMap<i32, (i64, String)>> {
-    let rows: Vec<(i32, i64, String)> = sqlx::query_as(
+) -> sqlx::Result<std::collections::HashMap<NodeId, (i64, String)>> {
+    let rows: Vec<(NodeId, i64, String)> = sqlx::query_as(
         r#"select node_id, count(*), string_agg(distinct model, ', ')
         from gpus
         group by node_id"#,

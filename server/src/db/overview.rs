@@ -1,6 +1,7 @@
 //! The staff overview's questions: energy since a time by user or by a tag, jobs not yet summarised,
 //! running jobs, a site's GPU energy since a time, and meters gone quiet.
 
+use crate::ids::SiteId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -63,7 +64,7 @@ pub(crate) async fn running(
 /// A site's GPU energy in rolled-up hours from `since`, J.
 pub(crate) async fn site_gpu_energy_since(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     since: DateTime<Utc>,
 ) -> sqlx::Result<f64> {
     sqlx::query_scalar(
@@ -81,7 +82,7 @@ pub(crate) async fn site_gpu_energy_since(
 /// A site's meters: (name, time of its last reading).
 pub(crate) async fn meters(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
 ) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
     sqlx::query_as(
         r#"select m.name, (select max(r.time) from facility_readings r where r.meter_id = m.id)
@@ -107,7 +108,7 @@ pub(crate) async fn rolled_up_to(db: &PgPool) -> sqlx::Result<Option<DateTime<Ut
 }
 
 /// Per site with raw data waiting for the rollup: (site id, the oldest waiting time).
-pub(crate) async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, DateTime<Utc>)>> {
+pub(crate) async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(SiteId, DateTime<Utc>)>> {
     sqlx::query_as(
         r#"select n.site_id, min(p.t_from)
         from rollup_pending p
@@ -121,7 +122,7 @@ pub(crate) async fn rollup_waits_since(db: &PgPool) -> sqlx::Result<Vec<(i32, Da
 /// A site's GPU energy per `bucket_s` bucket of rolled-up minutes over `[from, to)`: (bucket, J).
 pub(crate) async fn site_gpu_energy_by_bucket(
     db: &PgPool,
-    site_id: i32,
+    site_id: SiteId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     bucket_s: i32,

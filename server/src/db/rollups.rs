@@ -1,5 +1,6 @@
 //! Per-GPU per-minute rollups: taking pending ranges, writing rollups, and summing them for jobs.
 
+use crate::ids::{NodeId, SiteId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use crate::db::ts;
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct Pending {
     /// Node id.
-    pub node_id: i32,
+    pub node_id: NodeId,
     /// First sample time.
     pub t_from: DateTime<Utc>,
     /// Last sample time.
@@ -59,7 +60,7 @@ pub(crate) async fn oldest_pending(
 /// Earliest pending time of a node inside `[from, to]`, if any.
 pub(crate) async fn earliest_pending(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     from_ms: i64,
     to_ms: i64,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
@@ -101,7 +102,7 @@ pub(crate) async fn lag(db: &PgPool) -> sqlx::Result<(i64, Option<DateTime<Utc>>
 /// (raw samples of that minute may already have expired).
 pub(crate) async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     gpu: u32,
     rollups: &[MinuteRollup],
 ) -> sqlx::Result<()> {
@@ -178,7 +179,7 @@ pub(crate) async fn upsert(
 /// minutes (in the transaction that wrote them).
 pub async fn refresh_hours(
     tx: &mut Transaction<'_, Postgres>,
-    node_id: i32,
+    node_id: NodeId,
     from_ms: i64,
     to_ms: i64,
 ) -> sqlx::Result<()> {
@@ -249,7 +250,7 @@ struct SumRow {
 /// Sums rollups of the given GPUs of a node over whole minutes `[from_ms, to_ms)`, per GPU.
 pub(crate) async fn sum(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
@@ -305,7 +306,7 @@ pub(crate) async fn sum(
 /// over whole minutes `[from_ms, to_ms)`: `(bucket start ms, J)`.
 pub(crate) async fn energy_by_bucket(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
@@ -354,7 +355,7 @@ pub(crate) type SeriesPoint = (i32, DateTime<Utc>, f64, DateTime<Utc>);
 #[allow(clippy::too_many_arguments)]
 pub async fn series(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
@@ -404,7 +405,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// hours inside the window, minutes at its edges.
 async fn hourly_series(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[i32],
     (from_ms, to_ms): (i64, i64),
     metric: GpuMetric,
@@ -495,7 +496,7 @@ async fn hourly_series(
 /// edges and in hours missing some (a week of 64 GPUs: 10,752 hours instead of 645,000 minutes).
 pub(crate) async fn minute_runs(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
@@ -631,7 +632,7 @@ pub(crate) async fn minute_runs(
 }
 
 /// A site's GPUs' energy in rolled-up hours, J.
-pub(crate) async fn site_energy_j(db: &PgPool, site_id: i32) -> sqlx::Result<f64> {
+pub(crate) async fn site_energy_j(db: &PgPool, site_id: SiteId) -> sqlx::Result<f64> {
     sqlx::query_scalar(
         r#"select coalesce(sum(h.energy_j), 0)::float8
         from gpu_hour h

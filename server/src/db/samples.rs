@@ -7,6 +7,7 @@
 //! decoded. A live block's samples lie within one aligned five-minute window, and a settled block's
 //! (`gpu_settled`, one GPU's hour, see `compact_hour`) within one hour, which bounds every search.
 
+use crate::ids::NodeId;
 use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{PgPool, Postgres, Transaction};
@@ -36,7 +37,7 @@ pub(crate) struct Stored {
 /// Answers what each batch stored, in order.
 pub(crate) async fn insert_many(
     tx: &mut Transaction<'_, Postgres>,
-    batches: Vec<(i32, Vec<RawSample>)>,
+    batches: Vec<(NodeId, Vec<RawSample>)>,
 ) -> Result<Vec<Stored>, super::Error> {
     let mut received = Vec::with_capacity(batches.len());
     let mut batches: Vec<(i32, Vec<RawSample>)> = batches
@@ -45,7 +46,7 @@ pub(crate) async fn insert_many(
             received.push(samples.len() as u64);
             samples.sort_by_key(|s| (s.t_ms, s.gpu));
             samples.dedup_by_key(|s| (s.t_ms, s.gpu));
-            (node_id, samples)
+            (node_id.0, samples)
         })
         .collect();
     // (batch, node, window start, last, first) of each batch with samples.
@@ -227,7 +228,7 @@ fn window_start(t_ms: i64) -> i64 {
 /// sorted by GPU then time, each (GPU, time) once.
 pub async fn fetch(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     gpus: &[u32],
     from_ms: i64,
     to_ms: i64,
@@ -274,7 +275,7 @@ pub async fn settleable(
     db: &PgPool,
     before: chrono::DateTime<chrono::Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<(i32, chrono::DateTime<chrono::Utc>)>> {
+) -> sqlx::Result<Vec<(NodeId, chrono::DateTime<chrono::Utc>)>> {
     sqlx::query_as(
         r#"select node_id, time_bucket('1 hour', t_start) as hour
         from gpu_raw
@@ -308,7 +309,7 @@ pub struct Settled {
 /// runs its duplicate check in between. Every (GPU, millisecond) stays once.
 pub async fn settle_hour(
     db: &PgPool,
-    node_id: i32,
+    node_id: NodeId,
     hour: chrono::DateTime<chrono::Utc>,
 ) -> Result<Settled, super::Error> {
     let mut tx = db.begin().await?;

@@ -1,12 +1,13 @@
 //! Sites: a named place with an IANA time zone.
 
+use crate::ids::SiteId;
 use sqlx::PgPool;
 
 /// A site row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Site {
     /// Id.
-    pub id: i32,
+    pub id: SiteId,
     /// Unique name.
     pub name: String,
     /// IANA time zone.
@@ -49,7 +50,7 @@ pub(crate) async fn by_name(
 }
 
 /// A site by id.
-pub(crate) async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
+pub(crate) async fn by_id(db: &PgPool, id: SiteId) -> sqlx::Result<Option<Site>> {
     sqlx::query_as(
         r#"select id, name, timezone
         from sites
@@ -64,7 +65,7 @@ pub(crate) async fn by_id(db: &PgPool, id: i32) -> sqlx::Result<Option<Site>> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct SiteRow {
     /// Id.
-    pub id: i32,
+    pub id: SiteId,
     /// Name.
     pub name: String,
     /// IANA zone.
@@ -92,7 +93,7 @@ pub(crate) async fn list_with_fallback(db: &PgPool) -> sqlx::Result<Vec<SiteRow>
 }
 
 /// A site's settings by id.
-pub(crate) async fn settings(db: &PgPool, id: i32) -> sqlx::Result<Option<SiteRow>> {
+pub(crate) async fn settings(db: &PgPool, id: SiteId) -> sqlx::Result<Option<SiteRow>> {
     sqlx::query_as(&format!("{SITE_COLUMNS}\n        where id = $1"))
         .bind(id)
         .fetch_optional(db)
@@ -133,7 +134,7 @@ pub(crate) async fn update_settings(
 /// The nodes a site holds and its node quota, its row locked until the transaction ends.
 pub(crate) async fn nodes_and_quota_for_update(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    site_id: i32,
+    site_id: SiteId,
 ) -> sqlx::Result<(i64, i32)> {
     let quota: i32 = sqlx::query_scalar("select node_quota from sites where id = $1 for update")
         .bind(site_id)
@@ -150,7 +151,7 @@ pub(crate) async fn nodes_and_quota_for_update(
 pub(crate) async fn by_write_token_digest(
     db: &PgPool,
     digest: &[u8],
-) -> sqlx::Result<Option<(i32, String)>> {
+) -> sqlx::Result<Option<(SiteId, String)>> {
     sqlx::query_as("select id, name from sites where write_token_sha256 = $1")
         .bind(digest)
         .fetch_optional(db)

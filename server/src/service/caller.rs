@@ -2,6 +2,7 @@
 //! tokens collectors and people hold (random, stored as digests). The web edge (`auth`) finds the
 //! caller of a request; services take it.
 
+use crate::ids::{MeterId, NodeId, SiteId};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -19,23 +20,23 @@ pub enum Caller {
     /// A node's collector: may write its own node's data and jobs.
     Node {
         /// Node id.
-        id: i32,
+        id: NodeId,
         /// Node name.
         name: String,
         /// The node's site id.
-        site_id: i32,
+        site_id: SiteId,
     },
     /// A facility meter's collector: may write its own meter's readings.
     Meter {
         /// Meter id.
-        id: i32,
+        id: MeterId,
         /// Meter name.
         name: String,
     },
     /// A site's write token (its Prometheus' remote write): may write the GPU series of the site's nodes.
     Site {
         /// Site id.
-        id: i32,
+        id: SiteId,
         /// Site name.
         name: String,
     },

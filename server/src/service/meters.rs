@@ -1,6 +1,7 @@
 //! Facility meters: their registration, their readings (checked, stored, deleted), and the list with
 //! each one's last reading.
 
+use crate::ids::SiteId;
 use chrono::{DateTime, TimeZone, Utc};
 use wattlas_protocol::{
     FacilityBatch, FacilityReading, MeterToken, MeterView, NewMeter, MAX_READINGS_SPAN_DAYS,
@@ -43,7 +44,7 @@ pub(crate) async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<Meter
 }
 
 /// Meters (of one site, or all) with their last reading.
-pub(crate) async fn meter_views(cx: &Context, site_id: Option<i32>) -> Result<Vec<MeterView>> {
+pub(crate) async fn meter_views(cx: &Context, site_id: Option<SiteId>) -> Result<Vec<MeterView>> {
     let mut out = Vec::new();
     for m in db::facility::list(&cx.db, site_id).await? {
         out.push(MeterView {

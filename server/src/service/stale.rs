@@ -2,6 +2,7 @@
 //! views of the jobs it reaches stale, inside the writing transaction, so no reader sees the new data
 //! beside an old view still marked fresh. Every write that does so goes through here.
 
+use crate::ids::{NodeId, SiteId};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
@@ -13,7 +14,7 @@ use crate::db;
 /// intensity enter the jobs of that hour). Returns the views marked.
 pub(crate) async fn site_changed(
     tx: &mut Transaction<'_, Postgres>,
-    site_id: i32,
+    site_id: SiteId,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<u64> {
@@ -23,7 +24,7 @@ pub(crate) async fn site_changed(
 /// Samples or allocations of nodes changed: `(node, from, to)` each. Returns the views marked.
 pub(crate) async fn nodes_changed(
     tx: &mut Transaction<'_, Postgres>,
-    ranges: &[(i32, DateTime<Utc>, DateTime<Utc>)],
+    ranges: &[(NodeId, DateTime<Utc>, DateTime<Utc>)],
 ) -> Result<u64> {
     Ok(db::jobs::mark_energy_stale(tx, ranges).await?)
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod pdf;
 
+use crate::ids::SiteId;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, Utc};
@@ -85,7 +86,7 @@ pub(crate) async fn gather(
     if rows.is_empty() {
         return Err(Error::NotFound("no jobs match: nothing to state".into()));
     }
-    let site_ids: BTreeMap<String, i32> = rows
+    let site_ids: BTreeMap<String, SiteId> = rows
         .iter()
         .map(|r| (r.job.site.clone(), r.job.site_id))
         .collect();

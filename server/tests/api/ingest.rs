@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_protocol::{GpuBatch, GpuIdentity, IngestResult};
 use wattlas_server::config::Config;
+use wattlas_server::ids::NodeId;
 use wattlas_server::state::AppState;
 
 use crate::common::*;
@@ -546,9 +547,10 @@ async fn binary_batches_store_what_json_stores_and_are_checked_alike(db: PgPool)
     let (_, body) = post(frame).await;
     assert_eq!(body["duplicates"], 40);
     let window = (t0.timestamp_millis(), t0.timestamp_millis() + 60_000);
-    let stored = wattlas_server::db::samples::fetch(&app.state.db, 1, &[], window.0, window.1)
-        .await
-        .expect("fetch");
+    let stored =
+        wattlas_server::db::samples::fetch(&app.state.db, NodeId(1), &[], window.0, window.1)
+            .await
+            .expect("fetch");
     let want = wattlas_server::service::ingest::checks::validate_samples(
         &first.samples,
         &[0, 1].into_iter().collect(),

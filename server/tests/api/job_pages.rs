@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample};
+use wattlas_server::ids::NodeId;
 
 use crate::common::*;
 
@@ -117,7 +118,7 @@ async fn a_four_day_job_is_read_in_hours_and_shows_its_one_gap(db: PgPool) {
     .execute(&app.state.db)
     .await
     .expect("minutes");
-    let node: i32 = sqlx::query_scalar("select id from nodes where name = 'n1'")
+    let node: NodeId = sqlx::query_scalar("select id from nodes where name = 'n1'")
         .fetch_one(&app.state.db)
         .await
         .expect("node");

@@ -5,6 +5,7 @@ use chrono::{Duration, DurationRound, Utc};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use wattlas_server::db::rollups;
+use wattlas_server::ids::NodeId;
 use wattlas_server::maintenance;
 
 use crate::common::*;
@@ -115,7 +116,7 @@ async fn a_backlog_is_taken_oldest_hour_first_across_nodes(db: PgPool) {
     };
     let first = take(200).await;
     assert_eq!(first.len(), 180, "the oldest hour of each node, no more");
-    for node in 1..=3 {
+    for node in (1..=3).map(NodeId) {
         let of: Vec<_> = first.iter().filter(|p| p.node_id == node).collect();
         assert_eq!(of.len(), 60, "node {node}");
         assert!(of.iter().all(|p| p.t_from < t0 + Duration::hours(1)));
@@ -126,8 +127,8 @@ async fn a_backlog_is_taken_oldest_hour_first_across_nodes(db: PgPool) {
     assert!(second
         .iter()
         .all(|p| p.t_from >= t0 + Duration::hours(1) && p.t_from < t0 + Duration::hours(2)));
-    assert_eq!(second.iter().filter(|p| p.node_id == 1).count(), 60);
-    assert_eq!(second.iter().filter(|p| p.node_id == 2).count(), 40);
+    assert_eq!(second.iter().filter(|p| p.node_id == NodeId(1)).count(), 60);
+    assert_eq!(second.iter().filter(|p| p.node_id == NodeId(2)).count(), 40);
 }
 
 /// The staff overview's GPU power curve ends where the rollup, run as in service, has taken every
@@ -165,7 +166,7 @@ async fn the_overview_power_curve_ends_where_every_minute_is_rolled_up(db: PgPoo
 async fn a_nodes_hourly_sums_are_charted_only_where_they_hold_the_jobs_gpus_alone(db: PgPool) {
     let app = App::spawn(db.clone()).await;
     app.node().await;
-    let node: i32 = sqlx::query_scalar("select id from nodes where name = 'n1'")
+    let node: NodeId = sqlx::query_scalar("select id from nodes where name = 'n1'")
         .fetch_one(&db)
         .await
         .expect("node");

@@ -5,6 +5,7 @@ use chrono::{Duration, DurationRound, Utc};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use wattlas_server::db::samples;
+use wattlas_server::ids::NodeId;
 use wattlas_server::maintenance;
 
 use crate::common::*;
@@ -17,7 +18,7 @@ async fn scalar(db: &PgPool, sql: &str) -> i64 {
 async fn settled_hours_keep_every_sample_once_in_fewer_bytes(db: PgPool) {
     let app = App::spawn(db.clone()).await;
     let token = app.node().await;
-    let node_id = scalar(&db, "select id::int8 from nodes where name = 'n1'").await as i32;
+    let node_id = NodeId(scalar(&db, "select id::int8 from nodes where name = 'n1'").await as i32);
     // 10-s batches from 40 minutes into an hour five hours ago to 20 minutes into the next.
     let hour = (Utc::now() - Duration::hours(5))
         .duration_trunc(Duration::hours(1))

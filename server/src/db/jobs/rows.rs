@@ -1,5 +1,6 @@
 //! Job rows and their allocations: registration by parts, reopening, ends.
 
+use crate::ids::{NodeId, SiteId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ pub struct Job {
     /// Name.
     pub name: String,
     /// Site id.
-    pub site_id: i32,
+    pub site_id: SiteId,
     /// Site name.
     pub site: String,
     /// Start.
@@ -60,7 +61,7 @@ pub(crate) struct JobRecord<'a> {
     /// Name (empty: not known).
     pub name: &'a str,
     /// Site id.
-    pub site_id: i32,
+    pub site_id: SiteId,
     /// Start.
     pub start: DateTime<Utc>,
     /// End, where known.
@@ -77,7 +78,7 @@ pub(crate) struct JobRecord<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct AllocatedGpu {
     /// Node id.
-    pub node_id: i32,
+    pub node_id: NodeId,
     /// Node name.
     pub node: String,
     /// GPU index.
@@ -145,7 +146,7 @@ pub(crate) async fn insert(
 /// The id of the site's job whose raw id is `raw_id`, if any.
 pub(crate) async fn id_by_raw_id(
     db: impl PgExecutor<'_>,
-    site_id: i32,
+    site_id: SiteId,
     raw_id: &str,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
@@ -260,7 +261,7 @@ pub(crate) async fn drop_named_unknown_gpus(
 pub(crate) async fn start_part(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    node_id: i32,
+    node_id: NodeId,
     start: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -286,7 +287,7 @@ pub(crate) async fn start_part(
 /// of the index `jobs_site_raw_number`, whose expression this must repeat exactly.
 pub(crate) async fn highest_raw_number(
     tx: &mut Transaction<'_, Postgres>,
-    site_id: i32,
+    site_id: SiteId,
     except: &str,
 ) -> sqlx::Result<Option<u64>> {
     let n: Option<i64> = sqlx::query_scalar(
@@ -306,7 +307,7 @@ pub(crate) async fn highest_raw_number(
 pub(crate) async fn end_part(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    node_id: i32,
+    node_id: NodeId,
     end: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     sqlx::query(
@@ -342,7 +343,7 @@ pub(crate) async fn end_part(
 }
 
 /// An allocated GPU to add: (node, GPU, its MIG instance's profile and slices where not whole).
-pub(crate) type NewAllocation = (i32, i32, Option<(String, i16)>);
+pub(crate) type NewAllocation = (NodeId, i32, Option<(String, i16)>);
 
 /// Adds allocated GPUs (existing ones stay).
 pub(crate) async fn add_allocations(
@@ -353,7 +354,7 @@ pub(crate) async fn add_allocations(
     if gpus.is_empty() {
         return Ok(());
     }
-    let node: Vec<i32> = gpus.iter().map(|g| g.0).collect();
+    let node: Vec<NodeId> = gpus.iter().map(|g| g.0).collect();
     let index: Vec<i32> = gpus.iter().map(|g| g.1).collect();
     let mig: Vec<Option<String>> = gpus
         .iter()
@@ -432,7 +433,11 @@ pub(crate) async fn allocations(
 }
 
 /// Whether a node holds part of a job (GPUs, or a registered part).
-pub(crate) async fn node_is_allocated(db: &PgPool, id: &str, node_id: i32) -> sqlx::Result<bool> {
+pub(crate) async fn node_is_allocated(
+    db: &PgPool,
+    id: &str,
+    node_id: NodeId,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         r#"select exists (
             select 1
@@ -494,8 +499,8 @@ pub(crate) async fn shared_gpus(
     id: &str,
     from_ms: i64,
     to_ms: i64,
-) -> sqlx::Result<Vec<(i32, i32, i64, i64)>> {
-    type Row = (i32, i32, DateTime<Utc>, Option<DateTime<Utc>>);
+) -> sqlx::Result<Vec<(NodeId, i32, i64, i64)>> {
+    type Row = (NodeId, i32, DateTime<Utc>, Option<DateTime<Utc>>);
     let rows: Vec<Row> = sqlx::query_as(
         // The jobs overlapping the window first (by the span index), then their GPUs that are the
         // job's: going from the job's GPUs to every job that ever held them read ~2,000 allocations

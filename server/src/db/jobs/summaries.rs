@@ -1,6 +1,7 @@
 //! Jobs' stored energy summaries: written when computed, marked stale when their data changes, read
 //! by lists while fresh.
 
+use crate::ids::{NodeId, SiteId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -88,12 +89,12 @@ pub(crate) async fn needing_energy(
 /// (raw data arrived for them): `(node, from, to)`.
 pub(crate) async fn mark_energy_stale(
     tx: &mut Transaction<'_, Postgres>,
-    ranges: &[(i32, DateTime<Utc>, DateTime<Utc>)],
+    ranges: &[(NodeId, DateTime<Utc>, DateTime<Utc>)],
 ) -> sqlx::Result<u64> {
     if ranges.is_empty() {
         return Ok(0);
     }
-    let node: Vec<i32> = ranges.iter().map(|r| r.0).collect();
+    let node: Vec<NodeId> = ranges.iter().map(|r| r.0).collect();
     let from: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.1).collect();
     let to: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.2).collect();
     let done = sqlx::query(
@@ -121,7 +122,7 @@ pub(crate) async fn mark_energy_stale(
 /// each hour's PUE and intensity enter the jobs of that hour.
 pub(crate) async fn mark_site_energy_stale(
     tx: &mut Transaction<'_, Postgres>,
-    site_id: i32,
+    site_id: SiteId,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> sqlx::Result<u64> {

@@ -2,6 +2,7 @@
 //! fields and units, the span it covers, the raw retention (live data only), the node's CPU and DRAM
 //! counters. The first bad field refuses the batch, named (`samples[3].power_w: ...`).
 
+use crate::ids::NodeId;
 use std::collections::HashSet;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -21,7 +22,7 @@ const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 /// Refused on the first bad field.
 pub(crate) async fn check_batch(
     cx: &Context,
-    node_id: i32,
+    node_id: NodeId,
     node_name: &str,
     batch: GpuBatch,
     raw: Option<Vec<RawSample>>,

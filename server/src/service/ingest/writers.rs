@@ -10,6 +10,7 @@
 //! transaction fails, its batches are stored again one by one, so one batch cannot fail the others.
 //! When the queue is full the request is answered 503 with Retry-After and the collector spools.
 
+use crate::ids::NodeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -30,7 +31,7 @@ pub(crate) const MAX_GROUP_SAMPLES: usize = 200_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
     /// The node.
-    pub node_id: i32,
+    pub node_id: NodeId,
     /// Its GPUs as the batch names them.
     pub gpus: Vec<GpuIdentity>,
     /// Samples, in stored units.
@@ -45,10 +46,10 @@ pub(crate) struct Checked {
 
 /// GPUs last registered per node by this process, so an unchanged list is not upserted per batch.
 #[derive(Default)]
-pub(crate) struct KnownGpus(Mutex<HashMap<i32, Vec<GpuIdentity>>>);
+pub(crate) struct KnownGpus(Mutex<HashMap<NodeId, Vec<GpuIdentity>>>);
 
 impl KnownGpus {
-    fn unchanged(&self, node_id: i32, gpus: &[GpuIdentity]) -> bool {
+    fn unchanged(&self, node_id: NodeId, gpus: &[GpuIdentity]) -> bool {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -78,7 +79,7 @@ pub(crate) async fn store(
     batches: &[Checked],
     known: Option<&KnownGpus>,
 ) -> Result<Vec<Stored>, db::Error> {
-    let mut touched: Vec<(i32, Option<u64>)> = Vec::with_capacity(batches.len());
+    let mut touched: Vec<(NodeId, Option<u64>)> = Vec::with_capacity(batches.len());
     let mut samples = Vec::with_capacity(batches.len());
     for c in batches {
         if !c.gpus.is_empty() && !known.is_some_and(|k| k.unchanged(c.node_id, &c.gpus)) {

@@ -7,6 +7,7 @@ pub(crate) mod register;
 pub(crate) mod series;
 pub(crate) mod timing;
 
+use crate::ids::{NodeId, SiteId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -126,7 +127,7 @@ impl JobContext {
         let (gpu, shared) = self.gpu_energy(cx, from_ms, to_ms, bucket_ms).await?;
         let bucket_ms = (bucket_ms / db::energy::MINUTE_MS).max(1) * db::energy::MINUTE_MS;
         let mut node = NodeEnergy::default();
-        let ids: Vec<i32> = self.nodes.iter().map(|n| n.node_id).collect();
+        let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.node_id).collect();
         let cpus = db::node_energy::node_cpus(&cx.db, &ids).await?;
         // Readings come every few seconds; a minute without one is a gap (the collector was away).
         let max_gap_ms = cx.config.max_gap_ms.max(60_000);
@@ -182,12 +183,12 @@ impl JobContext {
         }
         // A MIG instance is the job's own slices of its GPU: charged their fraction of the GPU's energy,
         // whoever holds the other instances.
-        let mig: BTreeMap<(i32, u32), u32> = self
+        let mig: BTreeMap<(NodeId, u32), u32> = self
             .nodes
             .iter()
             .flat_map(|n| n.mig.iter().map(|(g, (_, s))| ((n.node_id, *g), *s)))
             .collect();
-        let mut by_gpu: BTreeMap<(i32, u32), Vec<(i64, i64)>> = BTreeMap::new();
+        let mut by_gpu: BTreeMap<(NodeId, u32), Vec<(i64, i64)>> = BTreeMap::new();
         for (node, gpu, start, end) in others {
             if let Ok(gpu) = u32::try_from(gpu) {
                 if !mig.contains_key(&(node, gpu)) {
@@ -259,7 +260,7 @@ const NODE_RAW_SPAN_MS: i64 = 30 * 60_000;
 
 /// One node of a job, for its share of the node's CPU and DRAM energy.
 struct NodePart<'a> {
-    node_id: i32,
+    node_id: NodeId,
     occupants: &'a [Occupant],
     me: usize,
     node_cpus: Option<u32>,
@@ -583,7 +584,7 @@ struct Charged {
 }
 
 /// Charges each UTC hour of IT energy the site's energy-weighted PUE and carbon intensity of that hour.
-async fn charge(cx: &Context, site_id: i32, it_by_hour: &BTreeMap<i64, f64>) -> Result<Charged> {
+async fn charge(cx: &Context, site_id: SiteId, it_by_hour: &BTreeMap<i64, f64>) -> Result<Charged> {
     let site = db::sites::settings(&cx.db, site_id)
         .await?
         .ok_or_else(|| Error::internal(format!("site {site_id} vanished")))?;

@@ -1,6 +1,7 @@
 //! Registering jobs: a scheduler's record (admin), each node's part from its prolog, and the end of a
 //! job or of one node's part from its epilog.
 
+use crate::ids::NodeId;
 use std::collections::HashSet;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -455,7 +456,7 @@ pub(crate) async fn register(
     // Jobs sharing these nodes over this span now share their GPUs and CPUs with one more: their
     // stored figures are computed again.
     let far = job.end.unwrap_or(far_future());
-    let mut nodes_of_job: Vec<i32> = gpus.iter().map(|g| g.0).collect();
+    let mut nodes_of_job: Vec<NodeId> = gpus.iter().map(|g| g.0).collect();
     nodes_of_job.dedup();
     let ranges: Vec<_> = nodes_of_job.iter().map(|n| (*n, job.start, far)).collect();
     crate::service::stale::nodes_changed(&mut tx, &ranges).await?;

@@ -3,6 +3,7 @@
 //! the batches stored with everyone else's (group commit). A write refused for its content registers no
 //! node and stores no sample.
 
+use crate::ids::{NodeId, SiteId};
 use wattlas_protocol::GpuBatch;
 
 use crate::db;
@@ -42,7 +43,7 @@ pub(crate) async fn write(
     // Every host resolved and every batch checked before anything is written: a write refused for
     // its content registers no node and stores no sample.
     let mut checked = Vec::new();
-    let mut new_nodes: Vec<(usize, String, i32)> = Vec::new();
+    let mut new_nodes: Vec<(usize, String, SiteId)> = Vec::new();
     for (host, series) in mapped.nodes {
         let node_id = match (caller, db::nodes::by_name(&cx.db, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
@@ -88,7 +89,8 @@ pub(crate) async fn write(
         };
         validate_identities(&batch)?;
         // A node not registered yet has no GPUs but those the write names.
-        checked.push(check_batch(cx, node_id.unwrap_or(0), &host, batch, None, false).await?);
+        checked
+            .push(check_batch(cx, node_id.unwrap_or_default(), &host, batch, None, false).await?);
     }
     if new_nodes.len() > MAX_NEW_NODES_PER_WRITE {
         return Err(Error::invalid(
@@ -123,7 +125,7 @@ pub(crate) async fn write(
         tx.commit().await?;
     }
     // Each node's batch goes to the writers with everyone else's (group commit), all at once.
-    let node_ids: Vec<i32> = checked.iter().map(|c| c.node_id).collect();
+    let node_ids: Vec<NodeId> = checked.iter().map(|c| c.node_id).collect();
     let mut pending = Vec::new();
     for batch in checked {
         let (writers, db) = (cx.writers.clone(), cx.db.clone());

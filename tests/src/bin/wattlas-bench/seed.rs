@@ -145,7 +145,7 @@ pub(crate) async fn seed_minutes(
     for id in ids {
         wattlas_server::db::rollups::refresh_hours(
             &mut tx,
-            id,
+            wattlas_server::ids::NodeId(id),
             t0.timestamp_millis(),
             (t0 + chrono::Duration::days(scale.days)).timestamp_millis(),
         )
@@ -212,7 +212,7 @@ pub(crate) async fn seed_long(
     for node in nodes {
         wattlas_server::db::rollups::refresh_hours(
             &mut tx,
-            node,
+            wattlas_server::ids::NodeId(node),
             t0.timestamp_millis(),
             t_end.timestamp_millis(),
         )
