@@ -163,6 +163,12 @@ impl From<crate::charts::ChartError> for AppError {
     }
 }
 
+impl From<crate::names::NameError> for AppError {
+    fn from(e: crate::names::NameError) -> Self {
+        crate::service::error::Error::from(e).into()
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(anyhow::Error::new(e).context("rendering a page"))

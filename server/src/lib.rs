@@ -19,6 +19,7 @@ pub mod extract;
 pub mod ids;
 pub mod maintenance;
 pub mod metrics;
+pub mod names;
 pub mod reads;
 pub mod routes;
 pub mod service;

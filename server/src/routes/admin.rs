@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use wattlas_protocol::{MeterView, NewMeter, NewNode, NewSite};
+use wattlas_protocol::{MeterView, NewSite};
 
 use crate::auth::{Caller, Nav, Viewer};
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Form, Path};
+use crate::names::{MeterName, NodeName, SiteName};
 use crate::service::{self, tokens, users};
 use crate::state::AppState;
 
@@ -220,10 +221,12 @@ pub(crate) async fn sites_create(
     viewer.check_csrf(&form.csrf)?;
     let outcome = async {
         let fallback_pue = optional_number("fallback_pue", &form.fallback_pue)?;
+        let name = SiteName::parse("name", &form.name)?;
         let site = crate::service::sites::create_site(
             &state,
+            &name,
             &NewSite {
-                name: form.name,
+                name: form.name.clone(),
                 timezone: form.timezone,
                 fallback_pue,
                 ..NewSite::default()
@@ -255,16 +258,12 @@ pub(crate) async fn nodes_create(
 ) -> Result<Response, PageError> {
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
-    let outcome = crate::service::nodes::create_node(
-        &state,
-        &NewNode {
-            name: form.name,
-            site: form.site,
-        },
-    )
+    let outcome = async {
+        let name = NodeName::parse("name", &form.name)?;
+        Ok::<_, AppError>(crate::service::nodes::create_node(&state, &name, &form.site).await?)
+    }
     .await
-    .map(|t| Outcome::Token(format!("node '{}'", t.name), t.token))
-    .map_err(AppError::from);
+    .map(|t| Outcome::Token(format!("node '{}'", t.name), t.token));
     render(&state, &viewer, outcome).await
 }
 
@@ -276,17 +275,16 @@ pub(crate) async fn meters_create(
 ) -> Result<Response, PageError> {
     viewer.require_admin()?;
     viewer.check_csrf(&form.csrf)?;
-    let outcome = crate::service::meters::create_meter(
-        &state,
-        &NewMeter {
-            name: form.name,
-            site: form.site,
-            category: form.category.filter(|c| !c.is_empty()),
-        },
-    )
+    let outcome = async {
+        let name = MeterName::parse("name", &form.name)?;
+        let category = form.category.filter(|c| !c.is_empty());
+        Ok::<_, AppError>(
+            crate::service::meters::create_meter(&state, &name, &form.site, category.as_deref())
+                .await?,
+        )
+    }
     .await
-    .map(|t| Outcome::Token(format!("meter '{}'", t.name), t.token))
-    .map_err(AppError::from);
+    .map(|t| Outcome::Token(format!("meter '{}'", t.name), t.token));
     render(&state, &viewer, outcome).await
 }
 

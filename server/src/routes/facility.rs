@@ -9,6 +9,7 @@ use wattlas_protocol::{FacilityBatch, MeterToken, MeterView, NewMeter};
 use crate::auth::Caller;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Path, Query};
+use crate::names::MeterName;
 use crate::service::meters::{self, create_meter, meter_views};
 use crate::state::AppState;
 
@@ -21,7 +22,15 @@ pub(crate) async fn create(
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        ApiJson(create_meter(&state, &meter).await?),
+        ApiJson(
+            create_meter(
+                &state,
+                &MeterName::parse("name", &meter.name)?,
+                &meter.site,
+                meter.category.as_deref(),
+            )
+            .await?,
+        ),
     ))
 }
 

@@ -7,6 +7,7 @@ use wattlas_protocol::{NewNode, NodeToken, NodeView};
 use crate::auth::Caller;
 use crate::error::AppError;
 use crate::extract::ApiJson;
+use crate::names::NodeName;
 use crate::service::nodes::create_node;
 use crate::state::AppState;
 
@@ -19,7 +20,7 @@ pub(crate) async fn create(
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        ApiJson(create_node(&state, &node).await?),
+        ApiJson(create_node(&state, &NodeName::parse("name", &node.name)?, &node.site).await?),
     ))
 }
 

@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::auth::{Nav, Viewer};
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiJson, Path};
+use crate::names::SiteName;
 use crate::service::sites::{create_site, site_view};
 use crate::state::AppState;
 
@@ -24,7 +25,7 @@ pub(crate) async fn create(
     caller.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        ApiJson(create_site(&state, &site).await?),
+        ApiJson(create_site(&state, &SiteName::parse("name", &site.name)?, &site).await?),
     ))
 }
 

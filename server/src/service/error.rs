@@ -68,6 +68,12 @@ impl Error {
     }
 }
 
+impl From<crate::names::NameError> for Error {
+    fn from(e: crate::names::NameError) -> Self {
+        Self::invalid(e.field, e.message)
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Self::Db(e.into())

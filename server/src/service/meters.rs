@@ -4,41 +4,47 @@
 use crate::ids::SiteId;
 use chrono::{DateTime, TimeZone, Utc};
 use wattlas_protocol::{
-    FacilityBatch, FacilityReading, MeterToken, MeterView, NewMeter, MAX_READINGS_SPAN_DAYS,
+    FacilityBatch, FacilityReading, MeterToken, MeterView, MAX_READINGS_SPAN_DAYS,
 };
 
 use super::{Error, Result};
 use crate::db;
+use crate::names::MeterName;
 use crate::service::caller::{self, Caller};
 use crate::service::Context;
 
 const CATEGORIES: [&str; 3] = ["PUE1", "PUE2", "PUE3"];
 
-/// Validates and stores a new meter with a fresh token (the API and the admin page).
-pub(crate) async fn create_meter(cx: &Context, meter: &NewMeter) -> Result<MeterToken> {
-    super::check_name("name", &meter.name)?;
-    let category = meter.category.clone().unwrap_or_else(|| "PUE1".into());
+/// Stores a new meter in `site` of `category` (`PUE1` where none) with a fresh token (the API and the
+/// admin page).
+pub(crate) async fn create_meter(
+    cx: &Context,
+    name: &MeterName,
+    site: &str,
+    category: Option<&str>,
+) -> Result<MeterToken> {
+    let category = category.unwrap_or("PUE1").to_owned();
     if !CATEGORIES.contains(&category.as_str()) {
         return Err(Error::invalid(
             "category",
             format!("'{category}' is not PUE1, PUE2 or PUE3"),
         ));
     }
-    let site = db::sites::by_name(&cx.db, &meter.site)
+    let site_row = db::sites::by_name(&cx.db, site)
         .await?
-        .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", meter.site)))?;
+        .ok_or_else(|| Error::invalid("site", format!("unknown site '{site}'")))?;
     let token = caller::new_token("wm");
     db::facility::create(
         &cx.db,
-        &meter.name,
-        site.id,
+        name,
+        site_row.id,
         &category,
         &caller::token_digest(&token),
     )
     .await?
-    .ok_or_else(|| Error::Conflict(format!("name: meter '{}' exists", meter.name)))?;
+    .ok_or_else(|| Error::Conflict(format!("name: meter '{name}' exists")))?;
     Ok(MeterToken {
-        name: meter.name.clone(),
+        name: name.to_string(),
         token,
     })
 }
@@ -85,19 +91,19 @@ pub(crate) async fn store_readings(
                         format!("unknown meter '{named}' (give site to create it)"),
                     )
                 })?;
-                super::check_name("meter", named)?;
+                let named = MeterName::parse("meter", named)?;
                 let site_row = db::sites::by_name(&cx.db, site)
                     .await?
                     .ok_or_else(|| Error::invalid("site", format!("unknown site '{site}'")))?;
                 db::facility::create(
                     &cx.db,
-                    named,
+                    &named,
                     site_row.id,
                     "PUE1",
                     &caller::token_digest(&caller::new_token("wm")),
                 )
                 .await?;
-                db::facility::by_name(&cx.db, named).await?
+                db::facility::by_name(&cx.db, &named).await?
             }
         },
         (Caller::Admin, None) => {

@@ -32,4 +32,4 @@ pub(crate) mod webhooks;
 
 pub(crate) use context::Context;
 pub(crate) use error::{Error, Result};
-pub(crate) use text::{check_name, check_user_name, csv_cell};
+pub(crate) use text::{check_user_name, csv_cell};

@@ -1,6 +1,8 @@
 //! Nodes: their registration (with a fresh token), and the lists of them staff and admins see.
 
-use wattlas_protocol::{NewNode, NodeToken, NodeView};
+use wattlas_protocol::{NodeToken, NodeView};
+
+use crate::names::NodeName;
 
 use super::{Error, Result};
 use crate::db;
@@ -9,18 +11,17 @@ use crate::service::Context;
 
 pub(crate) use crate::db::nodes::Node;
 
-/// Validates and stores a new node with a fresh token (the API and the admin page).
-pub(crate) async fn create_node(cx: &Context, node: &NewNode) -> Result<NodeToken> {
-    super::check_name("name", &node.name)?;
-    let site = db::sites::by_name(&cx.db, &node.site)
+/// Stores a new node in `site` with a fresh token (the API and the admin page).
+pub(crate) async fn create_node(cx: &Context, name: &NodeName, site: &str) -> Result<NodeToken> {
+    let site_row = db::sites::by_name(&cx.db, site)
         .await?
-        .ok_or_else(|| Error::invalid("site", format!("unknown site '{}'", node.site)))?;
+        .ok_or_else(|| Error::invalid("site", format!("unknown site '{site}'")))?;
     let token = caller::new_token("wn");
-    db::nodes::create(&cx.db, &node.name, site.id, &caller::token_digest(&token))
+    db::nodes::create(&cx.db, name, site_row.id, &caller::token_digest(&token))
         .await?
-        .ok_or_else(|| Error::Conflict(format!("name: node '{}' exists", node.name)))?;
+        .ok_or_else(|| Error::Conflict(format!("name: node '{name}' exists")))?;
     Ok(NodeToken {
-        name: node.name.clone(),
+        name: name.to_string(),
         token,
     })
 }

@@ -6,6 +6,7 @@ pub(crate) use crate::db::sites::SiteRow;
 
 use super::{Error, Result};
 use crate::db;
+use crate::names::SiteName;
 use crate::service::Context;
 
 /// Checks settings a site is created or updated with.
@@ -60,11 +61,8 @@ pub(crate) fn site_view(row: db::sites::SiteRow) -> SiteView {
     }
 }
 
-/// Validates and stores a new site (the API and the admin page).
-pub(crate) async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView> {
-    if site.name.trim().is_empty() || site.name.len() > 100 {
-        return Err(Error::invalid("name", "must be 1 to 100 characters"));
-    }
+/// Stores a new site named `name` with the zone and settings of `site` (the API and the admin page).
+pub(crate) async fn create_site(cx: &Context, name: &SiteName, site: &NewSite) -> Result<SiteView> {
     if site.timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(Error::invalid(
             "timezone",
@@ -82,12 +80,12 @@ pub(crate) async fn create_site(cx: &Context, site: &NewSite) -> Result<SiteView
     let mut tx = cx.db.begin().await?;
     let created = db::sites::create(
         &mut tx,
-        &site.name,
+        name,
         &site.timezone,
         site.fallback_pue.unwrap_or(1.58),
     )
     .await?
-    .ok_or_else(|| Error::Conflict(format!("name: site '{}' exists", site.name)))?;
+    .ok_or_else(|| Error::Conflict(format!("name: site '{name}' exists")))?;
     let row = db::sites::update_settings(
         &mut *tx,
         &created.name,

@@ -1,23 +1,6 @@
-//! Names and cells: the checks of names that appear in URLs and logs, and CSV cells made safe.
+//! User names checked, and CSV cells made safe (names of nodes, meters and sites are `names`').
 
 use super::error::{Error, Result};
-
-/// Checks a name that appears in URLs and logs (nodes, meters): 1 to 200 of `A-Z a-z 0-9 - _ .`.
-pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            field,
-            "must be 1 to 200 of A-Z a-z 0-9 - _ .",
-        ))
-    }
-}
 
 /// Checks a user name (the scheduler's): 1 to 200 printable characters without spaces.
 pub(crate) fn check_user_name(name: &str) -> Result<()> {

@@ -7,6 +7,7 @@ use crate::ids::{NodeId, SiteId};
 use wattlas_protocol::GpuBatch;
 
 use crate::db;
+use crate::names::NodeName;
 use crate::service::caller::{self, Caller};
 use crate::service::error::{Error, Result};
 use crate::service::ingest::checks::{check_batch, validate_identities};
@@ -43,7 +44,7 @@ pub(crate) async fn write(
     // Every host resolved and every batch checked before anything is written: a write refused for
     // its content registers no node and stores no sample.
     let mut checked = Vec::new();
-    let mut new_nodes: Vec<(usize, String, SiteId)> = Vec::new();
+    let mut new_nodes: Vec<(usize, NodeName, SiteId)> = Vec::new();
     for (host, series) in mapped.nodes {
         let node_id = match (caller, db::nodes::by_name(&cx.db, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
@@ -70,7 +71,7 @@ pub(crate) async fn write(
                         ))
                     }
                 };
-                crate::service::check_name("Hostname", &host)?;
+                let host = NodeName::parse("Hostname", &host)?;
                 let site = db::sites::by_name(&cx.db, &site)
                     .await?
                     .ok_or_else(|| Error::invalid("site", format!("unknown site '{site}'")))?;
