@@ -35,3 +35,11 @@ id!(
     /// A facility meter (`facility_meters.id`).
     MeterId
 );
+id!(
+    /// A person's account (`users.id`).
+    UserId
+);
+id!(
+    /// A person's API token (`api_tokens.id`; the token itself is never stored).
+    TokenId
+);

@@ -1,5 +1,6 @@
 //! Users, their sessions and their API tokens.
 
+use crate::ids::{TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -49,7 +50,7 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct User {
     /// Id.
-    pub id: i32,
+    pub id: UserId,
     /// The scheduler's user name.
     pub name: String,
     /// Role.
@@ -72,7 +73,7 @@ pub(crate) async fn create(
     name: &str,
     role: Role,
     password_hash: Option<&str>,
-) -> sqlx::Result<Option<i32>> {
+) -> sqlx::Result<Option<UserId>> {
     sqlx::query_scalar(
         r#"insert into users (name, role, password_hash)
         values ($1, $2, $3)
@@ -122,7 +123,7 @@ pub async fn by_name(db: &PgPool, name: &str) -> sqlx::Result<Option<User>> {
 pub(crate) async fn password_hash(
     db: &PgPool,
     name: &str,
-) -> sqlx::Result<Option<(i32, Option<String>)>> {
+) -> sqlx::Result<Option<(UserId, Option<String>)>> {
     sqlx::query_as(
         r#"select id, password_hash
         from users
@@ -216,7 +217,7 @@ pub(crate) struct SessionRow {
 pub(crate) async fn create_session(
     db: &PgPool,
     token_digest: &[u8],
-    user_id: i32,
+    user_id: UserId,
     csrf_token: &str,
     expires_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
@@ -261,7 +262,7 @@ pub(crate) async fn delete_session(db: &PgPool, token_digest: &[u8]) -> sqlx::Re
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiToken {
     /// Id.
-    pub id: i32,
+    pub id: TokenId,
     /// What the user called it.
     pub label: String,
     /// Created.
@@ -273,10 +274,10 @@ pub struct ApiToken {
 /// Stores a user's API token digest; returns its id.
 pub(crate) async fn create_token(
     db: &PgPool,
-    user_id: i32,
+    user_id: UserId,
     label: &str,
     token_digest: &[u8],
-) -> sqlx::Result<i32> {
+) -> sqlx::Result<TokenId> {
     sqlx::query_scalar(
         r#"insert into api_tokens (user_id, label, token_sha256)
         values ($1, $2, $3)
@@ -290,7 +291,7 @@ pub(crate) async fn create_token(
 }
 
 /// A user's tokens, newest first.
-pub(crate) async fn tokens(db: &PgPool, user_id: i32) -> sqlx::Result<Vec<ApiToken>> {
+pub(crate) async fn tokens(db: &PgPool, user_id: UserId) -> sqlx::Result<Vec<ApiToken>> {
     sqlx::query_as(
         r#"select id, label, created_at, last_used_at
         from api_tokens
@@ -303,7 +304,11 @@ pub(crate) async fn tokens(db: &PgPool, user_id: i32) -> sqlx::Result<Vec<ApiTok
 }
 
 /// Revokes one of a user's tokens; `false` when it is not theirs.
-pub(crate) async fn revoke_token(db: &PgPool, user_id: i32, token_id: i32) -> sqlx::Result<bool> {
+pub(crate) async fn revoke_token(
+    db: &PgPool,
+    user_id: UserId,
+    token_id: TokenId,
+) -> sqlx::Result<bool> {
     let done = sqlx::query("delete from api_tokens where id = $1 and user_id = $2")
         .bind(token_id)
         .bind(user_id)

@@ -341,7 +341,7 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<i32>,
+    Path(id): Path<crate::ids::TokenId>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;

@@ -4,6 +4,7 @@
 use super::error::{Error, Result};
 use super::{caller, password};
 use crate::db;
+use crate::ids::{TokenId, UserId};
 use crate::service::Context;
 
 pub use crate::db::users::{ApiToken, Ended, Role, User};
@@ -28,7 +29,7 @@ pub(crate) async fn by_name(cx: &Context, name: &str) -> Result<Option<User>> {
 pub(crate) async fn password_hash(
     cx: &Context,
     name: &str,
-) -> Result<Option<(i32, Option<String>)>> {
+) -> Result<Option<(UserId, Option<String>)>> {
     Ok(db::users::password_hash(&cx.db, name).await?)
 }
 
@@ -123,12 +124,12 @@ pub(crate) async fn end_session(cx: &Context, token: &str) -> Result<()> {
 }
 
 /// A user's API tokens (not their secrets).
-pub(crate) async fn tokens(cx: &Context, user_id: i32) -> Result<Vec<ApiToken>> {
+pub(crate) async fn tokens(cx: &Context, user_id: UserId) -> Result<Vec<ApiToken>> {
     Ok(db::users::tokens(&cx.db, user_id).await?)
 }
 
 /// A new API token of a user, labelled (1 to 100 characters): the secret is returned once, never stored.
-pub(crate) async fn create_token(cx: &Context, user_id: i32, label: &str) -> Result<String> {
+pub(crate) async fn create_token(cx: &Context, user_id: UserId, label: &str) -> Result<String> {
     let label = label.trim();
     if label.is_empty() || label.len() > 100 {
         return Err(Error::invalid("label", "1 to 100 characters"));
@@ -139,7 +140,7 @@ pub(crate) async fn create_token(cx: &Context, user_id: i32, label: &str) -> Res
 }
 
 /// Revokes one of a user's API tokens.
-pub(crate) async fn revoke_token(cx: &Context, user_id: i32, token_id: i32) -> Result<()> {
+pub(crate) async fn revoke_token(cx: &Context, user_id: UserId, token_id: TokenId) -> Result<()> {
     if db::users::revoke_token(&cx.db, user_id, token_id).await? {
         Ok(())
     } else {
