@@ -115,6 +115,21 @@ async fn following_next_lists_every_job_once_in_order(db: PgPool) {
         third.contains("<strong>Jobs 11–15 of 17</strong>"),
         "{third}"
     );
+    // A page past the end says so and links back (it read "Jobs  of 17" above "No jobs match.").
+    let (status, past) = app
+        .get_text(ADMIN, "/jobs?sort=energy&limit=5&offset=40")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        past.contains("<strong>None of 17 on this page</strong>"),
+        "{past}"
+    );
+    assert!(
+        !past.contains("No jobs match.") && !past.contains("<strong>Jobs  of"),
+        "{past}"
+    );
+    assert!(past.contains("past the last of the 17 jobs"), "{past}");
+    assert!(past.contains("← First page"), "{past}");
     // Nothing matches: no statement or CSV of nothing.
     let (_, none) = app.get_text(ADMIN, "/jobs?user=nobody").await;
     assert!(none.contains("<strong>No jobs</strong>"), "{none}");

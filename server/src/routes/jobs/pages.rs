@@ -259,6 +259,8 @@ pub(crate) async fn list_page(
     // Next pages by keyset (as fast at any depth); back to the first, or one back from an offset.
     let prev = match start {
         PageStart::Offset(0) => None,
+        // Past the last page: one back would be past it too.
+        PageStart::Offset(_) if n == 0 => Some(("← First page", page_link(&q, 0))),
         PageStart::Offset(offset) => Some(("← Previous", page_link(&q, (offset - limit).max(0)))),
         PageStart::After(..) => Some(("← First page", page_link(&q, 0))),
     };
