@@ -32,7 +32,7 @@ pub struct Metrics {
     pub(crate) maintenance: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-pub(crate) fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
     *map.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .entry(key)
@@ -88,6 +88,11 @@ impl Metrics {
     /// A sign-in ended so.
     pub(crate) fn sign_in(&self, outcome: &'static str) {
         bump(&self.sign_ins, outcome);
+    }
+
+    /// A write route refused a request (4xx, 5xx): by its route template and status.
+    pub(crate) fn rejected(&self, route: String, status: u16) {
+        bump(&self.rejected, (route, status));
     }
 
     /// A background task did `n` pieces of work (ranges, nodes, job summaries, chunks).

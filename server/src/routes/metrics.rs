@@ -47,7 +47,7 @@ pub(crate) async fn count_rejections(
     let response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        crate::metrics::bump(&state.metrics.rejected, (route, status.as_u16()));
+        state.metrics.rejected(route, status.as_u16());
     }
     response
 }

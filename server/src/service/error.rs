@@ -53,15 +53,6 @@ impl Error {
             message: message.into(),
         }
     }
-    /// An invalid field, from a message that starts with the field it names (`samples[3].time: ...`),
-    /// as the checks of a batch word them.
-    pub(crate) fn at(message: impl Into<String>) -> Self {
-        let message = message.into();
-        match message.split_once(": ") {
-            Some((field, why)) => Self::invalid(field, why),
-            None => Self::invalid("body", message),
-        }
-    }
     /// Something that should not happen.
     pub(crate) fn internal(message: impl std::fmt::Display) -> Self {
         Self::Internal(anyhow::anyhow!("{message}"))

@@ -19,16 +19,21 @@ pub(crate) enum Holder {
 }
 
 impl Holder {
+    /// The admin page's path segment.
+    fn plural(self) -> &'static str {
+        match self {
+            Self::Node => "nodes",
+            Self::Meter => "meters",
+            Self::Site => "sites",
+        }
+    }
+
     /// From the admin page's path segment (`nodes`, `meters`, `sites`).
     pub(crate) fn from_plural(kind: &str) -> Result<Self> {
-        match kind {
-            "nodes" => Ok(Self::Node),
-            "meters" => Ok(Self::Meter),
-            "sites" => Ok(Self::Site),
-            _ => Err(Error::NotFound(
-                "only nodes, meters and sites have tokens".into(),
-            )),
-        }
+        [Self::Node, Self::Meter, Self::Site]
+            .into_iter()
+            .find(|h| h.plural() == kind)
+            .ok_or_else(|| Error::NotFound("only nodes, meters and sites have tokens".into()))
     }
 }
 
@@ -55,12 +60,7 @@ pub(crate) async fn rotate(cx: &Context, holder: Holder, name: &str) -> Result<S
         }
     };
     if !found {
-        let kind = match holder {
-            Holder::Node => "nodes",
-            Holder::Meter => "meters",
-            Holder::Site => "sites",
-        };
-        return Err(Error::NotFound(format!("no {kind} '{name}'")));
+        return Err(Error::NotFound(format!("no {} '{name}'", holder.plural())));
     }
     Ok(token)
 }

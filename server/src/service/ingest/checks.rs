@@ -56,11 +56,14 @@ pub(crate) async fn check_batch(
     if !import {
         let oldest_ms = oldest.timestamp_millis();
         if let Some((i, s)) = samples.iter().enumerate().find(|(_, s)| s.t_ms < oldest_ms) {
-            return Err(Error::at(format!(
-                "samples[{i}].time: {} is older than the raw retention ({} days); history comes by import (?source=import)",
-                db::ts(s.t_ms).to_rfc3339(),
-                cx.config.raw_retention_days
-            )));
+            return Err(Error::invalid(
+                format!("samples[{i}].time"),
+                format!(
+                    "{} is older than the raw retention ({} days); history comes by import (?source=import)",
+                    db::ts(s.t_ms).to_rfc3339(),
+                    cx.config.raw_retention_days
+                ),
+            ));
         }
     }
     validate_node_energy(&batch, now)?;
@@ -71,10 +74,13 @@ pub(crate) async fn check_batch(
             .enumerate()
             .find(|(_, r)| r.time < oldest)
         {
-            return Err(Error::at(format!(
-                "node_energy[{i}].time: {} is older than the raw retention; history comes by import (?source=import)",
-                r.time.to_rfc3339()
-            )));
+            return Err(Error::invalid(
+                format!("node_energy[{i}].time"),
+                format!(
+                    "{} is older than the raw retention; history comes by import (?source=import)",
+                    r.time.to_rfc3339()
+                ),
+            ));
         }
     }
     Ok(Checked {
@@ -100,10 +106,13 @@ pub(crate) fn check_span(samples: &[RawSample]) -> Result<()> {
         return Ok(());
     };
     if hi - lo > MAX_BATCH_SPAN_MS {
-        return Err(Error::at(format!(
-            "samples: they span {:.1} h; one batch covers at most 24 h (send older samples in batches of their own)",
-            (hi - lo) as f64 / 3_600_000.0
-        )));
+        return Err(Error::invalid(
+            "samples",
+            format!(
+                "they span {:.1} h; one batch covers at most 24 h (send older samples in batches of their own)",
+                (hi - lo) as f64 / 3_600_000.0
+            ),
+        ));
     }
     Ok(())
 }
@@ -115,9 +124,10 @@ const MAX_NODE_CPUS: u32 = 1 << 20;
 pub fn validate_node_energy(batch: &GpuBatch, now: DateTime<Utc>) -> Result<()> {
     if let Some(c) = batch.node_cpus {
         if c == 0 || c > MAX_NODE_CPUS {
-            return Err(Error::at(format!(
-                "node_cpus: {c} is not 1 to {MAX_NODE_CPUS}"
-            )));
+            return Err(Error::invalid(
+                "node_cpus",
+                format!("{c} is not 1 to {MAX_NODE_CPUS}"),
+            ));
         }
     }
     let earliest = Utc
@@ -127,8 +137,9 @@ pub fn validate_node_energy(batch: &GpuBatch, now: DateTime<Utc>) -> Result<()> 
     let latest = now + chrono::Duration::milliseconds(MAX_FUTURE_MS);
     let mut seen = HashSet::new();
     for (i, r) in batch.node_energy.iter().enumerate() {
-        let bad =
-            |field: &str, why: String| Err(Error::at(format!("node_energy[{i}].{field}: {why}")));
+        let bad = |field: &str, why: String| {
+            Err(Error::invalid(format!("node_energy[{i}].{field}"), why))
+        };
         if r.zone.is_empty()
             || r.zone.len() > 100
             || r.zone.chars().any(|c| c.is_control() || c.is_whitespace())
@@ -167,8 +178,9 @@ pub fn validate_node_energy(batch: &GpuBatch, now: DateTime<Utc>) -> Result<()> 
     let times = batch.node_energy.iter().map(|r| r.time.timestamp_millis());
     if let (Some(lo), Some(hi)) = (times.clone().min(), times.max()) {
         if hi - lo > MAX_BATCH_SPAN_MS {
-            return Err(Error::at(
-                "node_energy: the readings span more than 24 h; one batch covers at most 24 h",
+            return Err(Error::invalid(
+                "node_energy",
+                "the readings span more than 24 h; one batch covers at most 24 h",
             ));
         }
     }
@@ -179,32 +191,38 @@ pub fn validate_identities(batch: &GpuBatch) -> Result<()> {
     let mut seen = HashSet::new();
     for (i, g) in batch.gpus.iter().enumerate() {
         if !seen.insert(g.index) {
-            return Err(Error::at(format!(
-                "gpus[{i}].index: GPU {} listed twice",
-                g.index
-            )));
+            return Err(Error::invalid(
+                format!("gpus[{i}].index"),
+                format!("GPU {} listed twice", g.index),
+            ));
         }
         if g.index > MAX_GPU_INDEX {
-            return Err(Error::at(format!(
-                "gpus[{i}].index: {} is past the highest GPU index a node may have ({MAX_GPU_INDEX})",
-                g.index
-            )));
+            return Err(Error::invalid(
+                format!("gpus[{i}].index"),
+                format!(
+                    "{} is past the highest GPU index a node may have ({MAX_GPU_INDEX})",
+                    g.index
+                ),
+            ));
         }
         if g.uuid.trim().is_empty() || g.uuid.len() > 200 {
-            return Err(Error::at(format!(
-                "gpus[{i}].uuid: must be 1 to 200 characters"
-            )));
+            return Err(Error::invalid(
+                format!("gpus[{i}].uuid"),
+                "must be 1 to 200 characters",
+            ));
         }
         if g.model.len() > 200 {
-            return Err(Error::at(format!(
-                "gpus[{i}].model: longer than 200 characters"
-            )));
+            return Err(Error::invalid(
+                format!("gpus[{i}].model"),
+                "longer than 200 characters",
+            ));
         }
         if let Some(w) = g.default_power_limit_w {
             if !w.is_finite() || w <= 0.0 || w > MAX_GPU_POWER_W {
-                return Err(Error::at(format!(
-                    "gpus[{i}].default_power_limit_w: {w} is not a power limit"
-                )));
+                return Err(Error::invalid(
+                    format!("gpus[{i}].default_power_limit_w"),
+                    format!("{w} is not a power limit"),
+                ));
             }
         }
     }
@@ -226,7 +244,8 @@ pub fn validate_samples(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let bad = |field: &str, why: String| Error::at(format!("samples[{i}].{field}: {why}"));
+            let bad =
+                |field: &str, why: String| Error::invalid(format!("samples[{i}].{field}"), why);
             check_gpu_and_time(i, s.gpu, s.time.timestamp_millis(), known, node, now)?;
             let stored = |b: &Bound, v: Option<f64>| -> Result<Option<i64>> {
                 match v {
@@ -281,19 +300,17 @@ pub fn validate_raw(
         ];
         for (b, v) in fields {
             if let Some(v) = v.filter(|v| !b.holds_stored(*v)) {
-                return Err(Error::at(format!(
-                    "samples[{i}].{}: {} is outside {}..{}",
-                    b.field,
-                    b.from_stored(v),
-                    b.lo,
-                    b.hi
-                )));
+                return Err(Error::invalid(
+                    format!("samples[{i}].{}", b.field),
+                    format!("{} is outside {}..{}", b.from_stored(v), b.lo, b.hi),
+                ));
             }
         }
         if let Some(e) = s.energy_mj.filter(|e| *e < 0) {
-            return Err(Error::at(format!(
-                "samples[{i}].energy_mj: {e} is negative"
-            )));
+            return Err(Error::invalid(
+                format!("samples[{i}].energy_mj"),
+                format!("{e} is negative"),
+            ));
         }
     }
     Ok(())
@@ -309,7 +326,7 @@ fn check_gpu_and_time(
     now: DateTime<Utc>,
 ) -> Result<()> {
     const Y2000_MS: i64 = 946_684_800_000;
-    let bad = |field: &str, why: String| Error::at(format!("samples[{i}].{field}: {why}"));
+    let bad = |field: &str, why: String| Error::invalid(format!("samples[{i}].{field}"), why);
     if !known.contains(&gpu) {
         return Err(bad(
             "gpu",

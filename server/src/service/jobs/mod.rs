@@ -401,20 +401,9 @@ pub(crate) fn by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
     into_hours(&energy.it_by_bucket())
 }
 
-/// A job's GPU energy per UTC hour as its summary keeps it (the IT energy per hour is `by_hour`'s).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Hourly {
-    /// GPU energy, hour start ms -> J.
-    pub gpu: BTreeMap<i64, f64>,
-}
-
-impl Hourly {
-    /// Of a job's integrated energy.
-    pub(crate) fn of(energy: &Energy) -> Self {
-        Self {
-            gpu: into_hours(&energy.gpu.by_bucket),
-        }
-    }
+/// GPU energy per bucket summed into UTC hours (hour start ms -> J), as the summary keeps it.
+fn gpu_by_hour(energy: &Energy) -> BTreeMap<i64, f64> {
+    into_hours(&energy.gpu.by_bucket)
 }
 
 /// The full view of a job from its context and its energy (integrated over the job's span at `now`):
@@ -519,7 +508,7 @@ pub(crate) async fn computed_view_by_hour(
     let now = Utc::now();
     let energy = ctx.integrate(cx, now, db::energy::HOUR_MS).await?;
     let (view, by_hour) = view(cx, ctx, &energy, now).await?;
-    db::jobs::upsert_energy(&cx.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
+    db::jobs::upsert_energy(&cx.db, &view, &by_hour, &gpu_by_hour(&energy)).await?;
     Ok((view, by_hour))
 }
 
@@ -636,7 +625,7 @@ pub(crate) async fn view_with_progress(
         Some(view) => view,
         None => {
             let (view, by_hour) = view(cx, ctx, &energy, now).await?;
-            db::jobs::upsert_energy(&cx.db, &view, &by_hour, &Hourly::of(&energy).gpu).await?;
+            db::jobs::upsert_energy(&cx.db, &view, &by_hour, &gpu_by_hour(&energy)).await?;
             view
         }
     };
