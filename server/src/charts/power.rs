@@ -52,18 +52,18 @@ pub(crate) fn render(
         let band = (rows as f64 * 22.0 + 12.0) / 330.0;
         let max_w = data_max / (1.0 - band.min(0.6));
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
+            .x_label_area_size(54)
+            .y_label_area_size(74)
             .build_cartesian_2d(x0..x1, 0.0..max_w)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("Time since job start (min)")
             .y_desc(y_desc)
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -105,7 +105,7 @@ pub(crate) fn render(
         if rows > 0 {
             chart
                 .configure_series_labels()
-                .label_font(("sans-serif", 13))
+                .label_font(super::TEXT)
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK.mix(0.3))
                 .position(SeriesLabelPosition::UpperRight)

@@ -22,10 +22,10 @@ pub(crate) fn figure_1(
             .fold(110.0f64, f64::max)
             * 1.3;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
             // A segmented 0..k has k + 1 slots.
             .build_cartesian_2d((0u32..n - 1).into_segmented(), 0.0..top)
             .map_err(|e| e.to_string())?;
@@ -35,6 +35,8 @@ pub(crate) fn figure_1(
             .collect();
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .disable_x_mesh()
             .x_desc("Power cap")
             .y_desc(format!("% of the {baseline_w:.0} W baseline"))
@@ -94,6 +96,7 @@ pub(crate) fn figure_1(
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         chart
             .configure_series_labels()
+                .label_font(super::TEXT)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperRight)

@@ -31,15 +31,17 @@ pub(crate) fn render(
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!("{} against IT energy, job {job}", metric.name),
-                ("sans-serif", 18),
+                super::TITLE,
             )
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+            .x_label_area_size(50)
+            .y_label_area_size(78)
             .build_cartesian_2d(0.0..x_max * 1.02, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .x_desc("Cumulative IT energy of the job (kWh)")
             .y_desc(metric.name.as_str())
             .light_line_style(RGBColor(235, 235, 235))
@@ -70,6 +72,7 @@ pub(crate) fn render(
         }
         chart
             .configure_series_labels()
+                .label_font(super::TEXT)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperRight)

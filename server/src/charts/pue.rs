@@ -33,14 +33,16 @@ pub(crate) fn daily(title: &str, days: &[DayPue], year: i32) -> ChartResult {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (lo, hi) = pue_range(days.iter().map(|d| &d.mean_pue));
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
+            .x_label_area_size(46)
+            .y_label_area_size(66)
             .build_cartesian_2d(0.0..12.0, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .x_desc("Month")
             .y_desc("PUE")
             .x_labels(13)
@@ -93,14 +95,16 @@ pub(crate) fn week(
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (lo, hi) = pue_range(points.iter().map(|p| &p.1));
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
+            .x_label_area_size(46)
+            .y_label_area_size(66)
             .build_cartesian_2d(0.0..7.0, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .x_desc(format!("Local time ({tz})"))
             .y_desc("PUE")
             .x_labels(8)
@@ -147,14 +151,16 @@ pub(crate) fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartRe
         let (lo, hi) = HEATMAP_SCALE;
         let (main, legend) = root.split_horizontally(800);
         let mut chart = ChartBuilder::on(&main)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
+            .x_label_area_size(46)
+            .y_label_area_size(62)
             .build_cartesian_2d((0u32..24).into_segmented(), (0u32..12).into_segmented())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .disable_mesh()
             .x_desc("Local hour of day")
             .y_desc("Month")
@@ -203,7 +209,7 @@ pub(crate) fn heatmap(title: &str, profile: &[[Option<f64>; 24]; 12]) -> ChartRe
                 .map_err(|e| e.to_string())?;
         }
         let _ = w;
-        let text = ("sans-serif", 12).into_font().color(&BLACK);
+        let text = super::TEXT.into_font().color(&BLACK);
         legend
             .draw(&Text::new(format!("≥ {hi:.2}"), (22, 0), text.clone()))
             .map_err(|e| e.to_string())?;

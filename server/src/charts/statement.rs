@@ -17,10 +17,10 @@ pub(crate) fn by_day(
         let span = days.last().map_or(1, |d| index(d.0) + 1).max(1);
         let top = days.iter().map(|d| d.1).fold(0.0f64, f64::max).max(1e-3) * 1.15;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, super::TITLE)
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+            .x_label_area_size(50)
+            .y_label_area_size(78)
             .build_cartesian_2d(-0.5f64..span as f64 - 0.5, 0.0..top)
             .map_err(|e| e.to_string())?;
         let label = |x: &f64| {
@@ -31,6 +31,8 @@ pub(crate) fn by_day(
         };
         chart
             .configure_mesh()
+            .label_style(super::TEXT)
+            .axis_desc_style(super::TEXT)
             .disable_x_mesh()
             .x_desc("Day (UTC)")
             .y_desc("IT energy (kWh)")

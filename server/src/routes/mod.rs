@@ -41,7 +41,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// Content-Security-Policy of every response.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// An API path of `protocol::paths` relative to the API router (nested at `paths::API`).
 fn api_path(path: &'static str) -> &'static str {
@@ -155,6 +155,7 @@ pub(crate) fn router(state: AppState) -> Router {
     identified
         .route("/static/style.css", get(pages::stylesheet))
         .route("/static/favicon.svg", get(pages::favicon))
+        .route("/static/live.js", get(pages::live_script))
         .route("/favicon.ico", get(pages::favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

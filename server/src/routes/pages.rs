@@ -37,6 +37,17 @@ pub(crate) async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// `/static/live.js`: the live figures of the overview and a running job's page (fetch and swap).
+pub(crate) async fn live_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../../static/live.js"),
+    )
+}
+
 /// `/static/favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).
 pub(crate) async fn favicon() -> impl IntoResponse {
     (
