@@ -188,7 +188,10 @@ impl WebDriverCompatibleCommand for Cdp {
         base: &url::Url,
         session: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or("")))
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or("")
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
@@ -204,7 +207,10 @@ async fn phone(client: &Client, on: bool) {
     } else {
         json!({"cmd": "Emulation.clearDeviceMetricsOverride", "params": {}})
     };
-    client.issue_cmd(Cdp(command)).await.expect("device emulation");
+    client
+        .issue_cmd(Cdp(command))
+        .await
+        .expect("device emulation");
 }
 
 /// axe-core's rules (from npm; scripts/test installs it and names it in `WATTLAS_AXE_JS`) run in the
@@ -837,6 +843,10 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
     let figures = text(&client, "dl.figures").await;
     assert!(figures.contains("1.50 kW"), "{figures}");
     assert!(
+        figures.contains("PUE today so far\n1.3") && figures.contains("PUE yesterday"),
+        "{figures}"
+    );
+    assert!(
         client
             .find_all(Locator::Css("meta[http-equiv=refresh]"))
             .await
@@ -875,6 +885,22 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
         .await
         .expect("goto");
     assert!(text(&client, "h1").await.contains("PUE"));
+    // Today's PUE as a value, not only a chart: the meter's readings of the last half hour (PUE
+    // 1.30 rising to 1.36) in one or two local hours.
+    let figures = text(&client, "dl.figures").await;
+    assert!(figures.contains("Today so far"), "{figures}");
+    let today: f64 = figures
+        .lines()
+        .skip_while(|l| !l.starts_with("Today so far"))
+        .nth(1)
+        .expect("today's value")
+        .parse()
+        .unwrap_or_else(|e| panic!("today's PUE: {e}: {figures}"));
+    assert!((1.30..=1.36).contains(&today), "{figures}");
+    assert!(
+        figures.contains("hours, 1.3"),
+        "what it rests on: {figures}"
+    );
     check_page(&client, "8b-pue").await;
 
     // The statement of the seed's finished jobs, kept beside the screenshots (README picture).

@@ -52,7 +52,10 @@ mod tests {
     /// cap charts had 9.7 px text), and some text in each (the check found something to check).
     #[test]
     fn no_chart_text_is_under_13_px() {
-        let t0 = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).single().expect("time");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+            .single()
+            .expect("time");
         let day = crate::analytics::pue::DayPue {
             date: NaiveDate::from_ymd_opt(2026, 7, 1).expect("date"),
             hours: 24,
@@ -63,23 +66,31 @@ mod tests {
         };
         let mut profile = [[None; 24]; 12];
         profile[6][14] = Some(1.6);
-        let rows: Vec<crate::analytics::powercap::CapRow> = [(150.0, 112.0, 88.0), (250.0, 100.0, 100.0)]
-            .iter()
-            .map(|&(cap, time, energy)| crate::analytics::powercap::CapRow {
-                power_cap_w: cap,
-                jobs: 2,
-                mean_duration_s: 600.0,
-                mean_it_energy_kwh: 0.1,
-                rel_time_pct: time,
-                rel_energy_pct: energy,
-                rel_energy_min_pct: energy - 1.0,
-                rel_energy_max_pct: energy + 1.0,
-            })
-            .collect();
+        let rows: Vec<crate::analytics::powercap::CapRow> =
+            [(150.0, 112.0, 88.0), (250.0, 100.0, 100.0)]
+                .iter()
+                .map(|&(cap, time, energy)| crate::analytics::powercap::CapRow {
+                    power_cap_w: cap,
+                    jobs: 2,
+                    mean_duration_s: 600.0,
+                    mean_it_energy_kwh: 0.1,
+                    rel_time_pct: time,
+                    rel_energy_pct: energy,
+                    rel_energy_min_pct: energy - 1.0,
+                    rel_energy_max_pct: energy + 1.0,
+                })
+                .collect();
         let progress = wattlas_protocol::MetricProgress {
             name: "loss".into(),
             points: (0..10)
-                .map(|i| (i * 100, t0, f64::from(i as i32) * 0.01, 2.0 - f64::from(i as i32) * 0.1))
+                .map(|i| {
+                    (
+                        i * 100,
+                        t0,
+                        f64::from(i as i32) * 0.01,
+                        2.0 - f64::from(i as i32) * 0.1,
+                    )
+                })
                 .collect(),
             last_percent: None,
         };
@@ -109,7 +120,10 @@ mod tests {
                 ),
             ),
             ("PUE heat map", super::pue::heatmap("Heat", &profile)),
-            ("power caps", super::powercap::figure_1("Caps", &rows, 250.0)),
+            (
+                "power caps",
+                super::powercap::figure_1("Caps", &rows, 250.0),
+            ),
             ("progress", super::progress::render("job-1", &progress)),
             (
                 "statement",

@@ -96,7 +96,7 @@ pub(crate) fn figure_1(
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         chart
             .configure_series_labels()
-                .label_font(super::TEXT)
+            .label_font(super::TEXT)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperRight)

@@ -72,7 +72,7 @@ pub(crate) fn render(
         }
         chart
             .configure_series_labels()
-                .label_font(super::TEXT)
+            .label_font(super::TEXT)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperRight)

@@ -103,6 +103,7 @@ pub(crate) fn router(state: AppState) -> Router {
             axum::routing::put(projects::put_budget),
         )
         .route("/sites/{site}/pue/daily", get(pue::daily))
+        .route("/sites/{site}/pue/recent", get(pue::recent))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
         .route("/me", get(account::me))

@@ -175,6 +175,20 @@ pub(crate) async fn daily(
     Ok(ApiJson(pue::days(&as_hour_pue(&hourly), s.tz)))
 }
 
+/// `GET /api/v1/sites/{site}/pue/recent`: yesterday's and today's PUE (local days, the mean of the
+/// measured hours, with how many) and each local hour's value on both days, as the pages show them.
+pub(crate) async fn recent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+) -> Result<ApiJson<crate::service::pue::RecentPue>, AppError> {
+    caller.require_person()?;
+    let s = site_tz(&state, &site).await?;
+    Ok(ApiJson(
+        crate::service::pue::recent(&state, &s, Utc::now()).await?,
+    ))
+}
+
 /// `?hours=&it_kwh=`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AdviceQuery {
@@ -251,6 +265,8 @@ pub(crate) struct PuePage {
     pub advice: Vec<AdviceRow>,
     /// Month names.
     pub month_names: [&'static str; 12],
+    /// Yesterday's and today's PUE, with each hour's value.
+    pub recent: crate::service::pue::RecentPue,
 }
 
 /// `GET /sites/{site}/pue`.
@@ -261,7 +277,8 @@ pub(crate) async fn page(
     crate::extract::PageQuery(q): crate::extract::PageQuery<PageQuery>,
 ) -> Result<Html<String>, PageError> {
     let s = site_tz(&state, &site).await?;
-    let now = Utc::now().with_timezone(&s.tz);
+    let recent = crate::service::pue::recent(&state, &s, Utc::now()).await?;
+    let now = recent.as_of.with_timezone(&s.tz);
     let year = q.year.unwrap_or(now.year());
     let (from, to) = year_bounds(s.tz, year)?;
     let hourly = hours(&state, &s, from, to).await?;
@@ -331,6 +348,7 @@ pub(crate) async fn page(
         meters,
         advice,
         month_names: MONTHS,
+        recent,
     };
     Ok(Html(page.render().map_err(AppError::from)?))
 }

@@ -58,6 +58,8 @@ pub struct SiteNow {
     pub it_kw_now: Option<f64>,
     /// Today's hourly mean PUE (local day so far): (hour start ms, PUE).
     pub pue_today: Vec<(i64, f64)>,
+    /// Yesterday's and today's PUE, to the page's instant.
+    pub(crate) pue_recent: super::pue::RecentPue,
 }
 
 /// Buckets of the 24-hour power curves, ms.
@@ -206,6 +208,7 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
             timezone: site.timezone.clone(),
         })?;
         curves(cx, &mut s, &zone, curve_from, curve_to).await?;
+        s.pue_recent = super::pue::recent(cx, &zone, now).await?;
         let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting

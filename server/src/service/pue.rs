@@ -193,3 +193,160 @@ pub(crate) const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
+
+/// One local day's PUE from its measured hours: the mean of the hourly PUE (as Figure 4 and Table 1
+/// take a day), its lowest and highest hour, and how many hours had a reading.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub(crate) struct DayFigure {
+    /// The local date.
+    pub date: NaiveDate,
+    /// Mean of the measured hours' PUE; none without a measured hour.
+    pub mean_pue: Option<f64>,
+    /// Lowest hourly PUE.
+    pub min_pue: Option<f64>,
+    /// Highest hourly PUE.
+    pub max_pue: Option<f64>,
+    /// Hours with a reading.
+    pub hours: usize,
+    /// Hours the day has had up to the cut (24 for yesterday, but 23 or 25 on a clock change; today's
+    /// so far, the current one included).
+    pub of_hours: usize,
+}
+
+/// Yesterday's and today's PUE of a site, and each local hour's value on both days, all to the same
+/// instant (`now`): the values the overview and the PUE page show beside their charts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct RecentPue {
+    /// The instant the figures are computed to.
+    pub as_of: DateTime<Utc>,
+    /// Yesterday (local).
+    pub yesterday: DayFigure,
+    /// Today so far (local).
+    pub today: DayFigure,
+    /// Local hour of day, yesterday's and today's PUE of that hour (the first of a repeated hour on
+    /// a clock change).
+    pub by_hour: Vec<(u32, Option<f64>, Option<f64>)>,
+}
+
+impl DayFigure {
+    /// The PUE with two decimals, or why there is none.
+    pub(crate) fn value(&self) -> String {
+        self.mean_pue
+            .map_or_else(|| "no meter reading".to_owned(), |p| format!("{p:.2}"))
+    }
+
+    /// What the value rests on: "mean of 9 of 11 hours, 1.28-1.36".
+    pub(crate) fn basis(&self) -> String {
+        match (self.min_pue, self.max_pue) {
+            (Some(lo), Some(hi)) => format!(
+                "mean of {} of {} hours, {lo:.2}–{hi:.2}",
+                self.hours, self.of_hours
+            ),
+            _ => format!("0 of {} hours measured", self.of_hours),
+        }
+    }
+}
+
+/// Yesterday's and today's PUE of `s` up to `now`.
+pub(crate) async fn recent(cx: &Context, s: &SiteTz, now: DateTime<Utc>) -> Result<RecentPue> {
+    let today = now.with_timezone(&s.tz).date_naive();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let from = local_midnight(s.tz, yesterday);
+    let midnight = local_midnight(s.tz, today);
+    let hourly = hours(cx, s, from, now).await?;
+    Ok(recent_of(&hourly, s.tz, now, from, midnight))
+}
+
+/// `recent` over hours already read.
+fn recent_of(
+    hourly: &[db::facility::Hour],
+    tz: Tz,
+    now: DateTime<Utc>,
+    from: DateTime<Utc>,
+    midnight: DateTime<Utc>,
+) -> RecentPue {
+    let day = |date: NaiveDate, start: DateTime<Utc>, end: DateTime<Utc>| {
+        let values: Vec<f64> = hourly
+            .iter()
+            .filter(|h| h.hour >= start && h.hour < end)
+            .map(|h| h.mean_pue)
+            .collect();
+        let n = values.len();
+        DayFigure {
+            date,
+            mean_pue: (n > 0).then(|| values.iter().sum::<f64>() / n as f64),
+            min_pue: values.iter().copied().reduce(f64::min),
+            max_pue: values.iter().copied().reduce(f64::max),
+            hours: n,
+            of_hours: ((end - start).num_seconds() as f64 / 3600.0).ceil() as usize,
+        }
+    };
+    let today = now.with_timezone(&tz).date_naive();
+    let mut by_hour: Vec<(u32, Option<f64>, Option<f64>)> =
+        (0..24).map(|h| (h, None, None)).collect();
+    for h in hourly {
+        let local = h.hour.with_timezone(&tz);
+        let row = &mut by_hour[local.hour() as usize];
+        let slot = if local.date_naive() == today {
+            &mut row.2
+        } else {
+            &mut row.1
+        };
+        slot.get_or_insert(h.mean_pue);
+    }
+    RecentPue {
+        as_of: now,
+        yesterday: day(today.pred_opt().unwrap_or(today), from, midnight),
+        today: day(today, midnight, now),
+        by_hour,
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    fn hour(at: DateTime<Utc>, pue: f64) -> db::facility::Hour {
+        db::facility::Hour {
+            hour: at,
+            mean_pue: pue,
+            weighted_pue: pue,
+            readings: 4,
+        }
+    }
+
+    /// Yesterday is the mean of its measured hours; today counts its hours so far (the current one
+    /// included); a clock change's day has 25 hours; each local hour's value lands in its row.
+    #[test]
+    fn yesterday_and_today_from_local_hours() {
+        let tz: Tz = "Europe/Berlin".parse().expect("zone");
+        // 2026-10-26 10:30 local (UTC+1): yesterday, 2026-10-25, had 25 hours (summer time ended).
+        let now = Utc
+            .with_ymd_and_hms(2026, 10, 26, 9, 30, 0)
+            .single()
+            .expect("now");
+        let from = local_midnight(tz, NaiveDate::from_ymd_opt(2026, 10, 25).expect("date"));
+        let midnight = local_midnight(tz, NaiveDate::from_ymd_opt(2026, 10, 26).expect("date"));
+        let hourly = vec![
+            hour(from, 1.2),                           // 00:00 yesterday
+            hour(from + Duration::hours(5), 1.4),      // 04:00 (after the repeated 02:00)
+            hour(midnight, 1.3),                       // 00:00 today
+            hour(midnight + Duration::hours(10), 1.5), // 10:00 today
+        ];
+        let r = recent_of(&hourly, tz, now, from, midnight);
+        assert_eq!(r.yesterday.hours, 2);
+        assert_eq!(r.yesterday.of_hours, 25);
+        assert!((r.yesterday.mean_pue.expect("mean") - 1.3).abs() < 1e-12);
+        assert_eq!(r.yesterday.min_pue, Some(1.2));
+        assert_eq!(r.yesterday.max_pue, Some(1.4));
+        assert_eq!(r.today.hours, 2);
+        assert_eq!(r.today.of_hours, 11, "00:00 to 10:30 is 11 hours begun");
+        assert!((r.today.mean_pue.expect("mean") - 1.4).abs() < 1e-12);
+        assert_eq!(r.by_hour[0], (0, Some(1.2), Some(1.3)));
+        assert_eq!(r.by_hour[4], (4, Some(1.4), None));
+        assert_eq!(r.by_hour[10], (10, None, Some(1.5)));
+        let empty = recent_of(&[], tz, now, from, midnight);
+        assert_eq!(empty.today.mean_pue, None);
+        assert_eq!(empty.today.hours, 0);
+    }
+}

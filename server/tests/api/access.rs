@@ -599,6 +599,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /api/v1/sites/s1/pue/variation.csv          -             401       2xx   2xx   2xx   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/hourly                 -             401       2xx   2xx   2xx   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/daily                  -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/pue/recent                 -             401       2xx   2xx   2xx   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/advice                 -             401       in    in    in    in    403   403   403
         POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403   403
         PUT    /api/v1/sites/s1                            site_settings 401       403   403   403   2xx   403   403   403

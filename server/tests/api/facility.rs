@@ -385,3 +385,99 @@ async fn an_import_registers_an_unknown_meter_only_under_a_valid_name(db: PgPool
         .collect();
     assert_eq!(names, ["hall-2-east", "m1"]);
 }
+
+/// Yesterday's and today's PUE as values (issue 31: only charts showed them): each local day of the
+/// site (America/New_York) is the mean of its measured hours, with how many of how many; each hour's
+/// value is in its row; the overview says the same figures.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn yesterday_and_today_pue_are_values(db: PgPool) {
+    use chrono::{TimeZone, Timelike};
+    let app = App::spawn(db).await;
+    app.node().await;
+    let token = app.meter().await;
+    let tz: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+    let now = Utc::now();
+    let today = now.with_timezone(&tz).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .expect("local midnight")
+            .with_timezone(&Utc)
+    };
+    let y0 = midnight(today.pred_opt().expect("yesterday"));
+    let t0 = midnight(today);
+    // Yesterday: every hour but 03:00, at PUE 1.2 + 0.01 x hour; today: every whole hour so far at 1.5.
+    let mut readings = Vec::new();
+    let mut yesterday_pues = Vec::new();
+    let mut hour = y0;
+    while hour < t0 {
+        let local = hour.with_timezone(&tz).hour();
+        if local != 3 {
+            let pue = 1.2 + 0.01 * f64::from(local);
+            yesterday_pues.push(pue);
+            readings.push(json!({"time": hour + Duration::minutes(30), "it_kw": 100.0, "total_kw": 100.0 * pue}));
+        }
+        hour += Duration::hours(1);
+    }
+    let mut today_hours = 0;
+    let mut hour = t0;
+    while hour <= now - Duration::seconds(5) {
+        readings.push(json!({"time": hour, "it_kw": 100.0, "total_kw": 150.0}));
+        today_hours += 1;
+        hour += Duration::hours(1);
+    }
+    let (status, body) = app.facility(&token, &json!(readings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, recent) = app.get(ADMIN, "/api/v1/sites/s1/pue/recent").await;
+    assert_eq!(status, StatusCode::OK, "{recent}");
+    let y = &recent["yesterday"];
+    assert_eq!(y["date"], json!(today.pred_opt().expect("d").to_string()));
+    assert_eq!(y["hours"], json!(yesterday_pues.len()), "{recent}");
+    assert_eq!(y["of_hours"], json!((t0 - y0).num_hours()), "{recent}");
+    let mean = yesterday_pues.iter().sum::<f64>() / yesterday_pues.len() as f64;
+    assert!(
+        (y["mean_pue"].as_f64().expect("mean") - mean).abs() < 1e-9,
+        "{recent}"
+    );
+    assert!(
+        (y["min_pue"].as_f64().expect("min") - 1.2).abs() < 1e-9,
+        "{recent}"
+    );
+    let t = &recent["today"];
+    assert_eq!(t["date"], json!(today.to_string()));
+    assert_eq!(t["hours"], json!(today_hours), "{recent}");
+    assert!(
+        (t["mean_pue"].as_f64().expect("mean") - 1.5).abs() < 1e-9,
+        "{recent}"
+    );
+    let rows = recent["by_hour"].as_array().expect("rows");
+    assert_eq!(rows.len(), 24);
+    assert_eq!(
+        rows[3][1],
+        json!(null),
+        "the hour without a reading: {}",
+        rows[3]
+    );
+    assert!((rows[4][1].as_f64().expect("04:00") - 1.24).abs() < 1e-9);
+    assert!((rows[0][2].as_f64().expect("today 00:00") - 1.5).abs() < 1e-9);
+
+    // The overview shows the same two figures.
+    let (status, page) = app.get_text(ADMIN, "/overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("<dt>PUE yesterday</dt><dd>{mean:.2}</dd>")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "mean of {} of {} hours, 1.20–1.43",
+            yesterday_pues.len(),
+            (t0 - y0).num_hours()
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dt>PUE today so far</dt><dd>1.50</dd>"),
+        "{page}"
+    );
+}
