@@ -371,9 +371,7 @@ async fn seed(base: &str) {
     )
     .await;
     let token = node["token"].as_str().expect("token").to_owned();
-    let t0 = (Utc::now() - chrono::Duration::minutes(20))
-        .duration_trunc(chrono::Duration::minutes(1))
-        .expect("trunc");
+    let t0 = seed_start();
     let jobs = [
         ("alice-250", "alice", 0, 250.0, 120),
         ("alice-200", "alice", 1, 200.0, 126),
@@ -440,6 +438,15 @@ async fn seed(base: &str) {
         )
         .await;
     }
+}
+
+/// When the seed's jobs start: half past the last hour but one, so that a page's month figures, which
+/// stop at the start of the current hour, hold them once rolled up.
+fn seed_start() -> chrono::DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .expect("trunc")
+        - chrono::Duration::minutes(30)
 }
 
 /// Adds `users` (with `PASSWORD`), starts a real server on loopback and seeds it (`seed`): the base
@@ -688,9 +695,7 @@ async fn a_researcher_signs_in_filters_opens_a_job_and_a_comparison(db: PgPool) 
 
     // A running job of alice's (GPU 3 since the seed's start): its page updates its figures in place
     // and keeps a half-typed zoom range (a meta refresh wiped it, and axe-core counts it as critical).
-    let t0 = (Utc::now() - chrono::Duration::minutes(20))
-        .duration_trunc(chrono::Duration::minutes(1))
-        .expect("trunc");
+    let t0 = seed_start();
     post(
         &reqwest::Client::new(),
         &base,
@@ -779,6 +784,11 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
     wattlas_server::maintenance::refresh_job_energy(&refresh, 100)
         .await
         .expect("summaries");
+    // Rolled up, the seed's hour is in the month's figures (every one of them stops where the rollup
+    // has taken all data).
+    wattlas_server::maintenance::rollup_settled_before(&refresh, Utc::now())
+        .await
+        .expect("rollup");
 
     let (_driver, webdriver) = chromedriver().await;
     let client = browser(&webdriver).await;
@@ -943,10 +953,8 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
     let (base, tasks) = seeded_server(db, &[("root", Role::Admin)]).await;
     // A job of project atlas (the first 100 s of GPU 0), and a webhook receiver on loopback.
     let http = reqwest::Client::new();
-    // (The seed's jobs start 20 minutes ago, on the minute.)
-    let start = (Utc::now() - chrono::Duration::minutes(20))
-        .duration_trunc(chrono::Duration::minutes(1))
-        .expect("trunc");
+    // (The seed's jobs start at `seed_start`.)
+    let start = seed_start();
     post(
         &http,
         &base,

@@ -5,28 +5,55 @@ use crate::ids::SiteId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// IT energy (kWh, from the stored summaries) of jobs that started at or after `since`, per user
-/// (`tag` `None`) or per value of tag `tag`, largest first, at most `limit`.
+/// The IT energy of the jobs started in `[since, until)` per user (or per value of tag `tag`), counted
+/// up to `until` from each job's stored energy per hour (so a month's bars stop at the same hour as
+/// the month's other figures, `until` being an hour's start): (name, kWh), largest first.
 pub(crate) async fn energy_by(
     db: &PgPool,
     since: DateTime<Utc>,
+    until: DateTime<Utc>,
     tag: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<(String, f64)>> {
     sqlx::query_as(
-        r#"select k, sum(e.it_energy_kwh)::float8
+        r#"select key.name, (sum(h.v::float8) / 3.6e6)::float8
         from jobs j
         join job_energy e on e.job_id = j.id
-        cross join lateral (select case when $2::text is null then j.user_name else j.tags ->> $2 end as k) key
-        where j.start_time >= $1 and k is not null
-        group by k
-        order by 2 desc, k
-        limit $3"#,
+        cross join lateral jsonb_each_text(e.it_j_by_hour) h(k, v)
+        cross join lateral (select case when $3::text is null then j.user_name else j.tags ->> $3 end as name) key
+        where j.start_time >= $1 and j.start_time < $2
+            and h.k::bigint >= $4 and h.k::bigint < $5 and key.name is not null
+        group by key.name
+        having sum(h.v::float8) > 0
+        order by 2 desc, key.name
+        limit $6"#,
     )
     .bind(since)
+    .bind(until)
     .bind(tag)
+    .bind(since.timestamp_millis())
+    .bind(until.timestamp_millis())
     .bind(limit)
     .fetch_all(db)
+    .await
+}
+
+/// Jobs started in `[since, until)` without a summary or with a stale one.
+pub(crate) async fn unsummarised_between(
+    db: &PgPool,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        r#"select count(*)
+        from jobs j
+        left join job_energy e on e.job_id = j.id
+        where j.start_time >= $1 and j.start_time < $2
+            and (e.job_id is null or e.stale)"#,
+    )
+    .bind(since)
+    .bind(until)
+    .fetch_one(db)
     .await
 }
 
@@ -61,20 +88,22 @@ pub(crate) async fn running(
     .await
 }
 
-/// A site's GPU energy in rolled-up hours from `since`, J.
-pub(crate) async fn site_gpu_energy_since(
+/// A site's GPU energy in rolled-up hours `[since, until)`, J.
+pub(crate) async fn site_gpu_energy_between(
     db: &PgPool,
     site_id: SiteId,
     since: DateTime<Utc>,
+    until: DateTime<Utc>,
 ) -> sqlx::Result<f64> {
     sqlx::query_scalar(
         r#"select coalesce(sum(h.energy_j), 0)::float8
         from gpu_hour h
         join nodes n on n.id = h.node_id
-        where n.site_id = $1 and h.hour >= $2"#,
+        where n.site_id = $1 and h.hour >= $2 and h.hour < $3"#,
     )
     .bind(site_id)
     .bind(since)
+    .bind(until)
     .fetch_one(db)
     .await
 }

@@ -22,6 +22,8 @@ pub(crate) struct OverviewPage {
     pub nav: Nav,
     /// `YYYY-MM-DD HH:MM:SS`, UTC.
     pub as_of: String,
+    /// Every energy figure of the month is to this instant (UTC).
+    pub cut: String,
     /// Seconds between refreshes.
     pub refresh_s: u32,
     /// Per site.
@@ -128,8 +130,13 @@ pub(crate) async fn page(
         .map(|b| {
             budgets.iter().find(|s| s.project == b.name).map(|s| {
                 let mut parts = Vec::new();
-                if let (Some(p), Some(k)) = (s.energy_pct, s.kwh_per_month) {
-                    parts.push(format!("{p:.0} % of {}", format_energy(k)));
+                // Of the bar's own energy: the page's one cut-off (the budget task counts to now).
+                if let Some(k) = s.kwh_per_month.filter(|k| *k > 0.0) {
+                    parts.push(format!(
+                        "{:.0} % of {}",
+                        b.value / k * 100.0,
+                        format_energy(k)
+                    ));
                 }
                 if let (Some(p), Some(k)) = (s.co2e_pct, s.co2e_kg_per_month) {
                     parts.push(format!("{p:.0} % of {} kg CO2e", inline::num(k)));
@@ -141,6 +148,7 @@ pub(crate) async fn page(
     Ok(Page(OverviewPage {
         nav: viewer.nav(),
         as_of: o.as_of.format("%Y-%m-%d %H:%M:%S").to_string(),
+        cut: o.cut.format("%Y-%m-%d %H:%M").to_string(),
         refresh_s: REFRESH_S,
         sites: o.sites,
         by_user: o.by_user,

@@ -38,6 +38,20 @@ pub(crate) struct Closure {
     pub partial: Vec<String>,
     /// When it was read.
     pub as_of: DateTime<Utc>,
+    /// Every figure is to this instant (`figures_cut`): the start of the hour holding the oldest of
+    /// the site's data still waiting for the rollup, or of the current hour.
+    pub cut: DateTime<Utc>,
+}
+
+/// The one instant every energy figure of a page is computed to: the start of the UTC hour holding
+/// the earliest of `now` and the oldest raw data still waiting for the rollup (GPU samples, CPU and
+/// DRAM readings). Jobs' stored energy counts every raw sample up to now while the GPU and node
+/// totals count rolled-up data only; cut apart, the current hour's jobs outweighed its GPUs and the
+/// idle part came out negative (issue 31). Whole hours, since jobs keep their energy per hour.
+pub(crate) fn figures_cut(now: DateTime<Utc>, waiting: &[Option<DateTime<Utc>>]) -> DateTime<Utc> {
+    let earliest = waiting.iter().flatten().fold(now, |a, &b| a.min(b));
+    let ms = earliest.timestamp_millis().div_euclid(3_600_000) * 3_600_000;
+    DateTime::from_timestamp_millis(ms).unwrap_or(earliest)
 }
 
 /// The days asked for: `[from, to]` (local, `to` included), defaults and bounds applied.
@@ -108,16 +122,23 @@ pub(crate) async fn closure(
     }
     let read = cx.read_db();
     let id = s.site.id;
-    let (gpu, cpu_dram, jobs, meters, due, waits, node_waits) = tokio::try_join!(
-        db::closure::gpu_by_hour(read, id, t0, t1),
-        db::closure::cpu_dram_by_hour(read, id, t0, t1),
-        db::closure::jobs_by_hour(read, id, t0, t1),
-        db::closure::meter_readings(read, id, t0, t1),
-        db::closure::jobs_due(read, id, t0, t1),
+    let (waits, node_waits) = tokio::try_join!(
         db::overview::rollup_waits_since(read),
         db::closure::node_rollup_waits_since(read, id),
     )?;
+    let gpu_waits = waits.iter().find(|(site, _)| *site == id).map(|(_, t)| *t);
+    let cut = figures_cut(now, &[gpu_waits, node_waits]);
+    // Every term over the same hours: `[t0, min(t1, cut))`.
+    let end = t1.min(cut).max(t0);
+    let (gpu, cpu_dram, jobs, meters, due) = tokio::try_join!(
+        db::closure::gpu_by_hour(read, id, t0, end),
+        db::closure::cpu_dram_by_hour(read, id, t0, end),
+        db::closure::jobs_by_hour(read, id, t0, end),
+        db::closure::meter_readings(read, id, t0, end),
+        db::closure::jobs_due(read, id, t0, end),
+    )?;
     let (from_ms, to_ms) = (t0.timestamp_millis(), t1.timestamp_millis());
+    let end_ms = end.timestamp_millis();
     let mut hours: BTreeMap<i64, HourTerms> = BTreeMap::new();
     for (h, j) in gpu {
         hours.entry(h.timestamp_millis()).or_default().gpu_j += j;
@@ -131,7 +152,7 @@ pub(crate) async fn closure(
         e.jobs_gpu_j += g;
     }
     for meter in &meters {
-        for (h, (j, covered)) in closure::meter_it_by_hour(meter, from_ms, to_ms) {
+        for (h, (j, covered)) in closure::meter_it_by_hour(meter, from_ms, end_ms) {
             let e = hours.entry(h).or_default();
             e.meter_it_j += j;
             e.meter_covered_s += covered;
@@ -147,14 +168,33 @@ pub(crate) async fn closure(
         )
     };
     let mut partial = Vec::new();
-    if t1 > now {
+    if cut < t1 {
+        let mut why = Vec::new();
+        if let Some(t) = gpu_waits.filter(|t| *t < now) {
+            why.push(format!(
+                "GPU samples since {} wait for the rollup",
+                local(t)
+            ));
+        }
+        if let Some(t) = node_waits.filter(|t| *t < now) {
+            why.push(format!(
+                "CPU and DRAM readings since {} wait for the rollup",
+                local(t)
+            ));
+        }
+        if why.is_empty() {
+            why.push(format!(
+                "the last {} is not over",
+                match by {
+                    By::Day => "day",
+                    By::Month => "month",
+                }
+            ));
+        }
         partial.push(format!(
-            "The last {} is not over: its figures are so far, to {}.",
-            match by {
-                By::Day => "day",
-                By::Month => "month",
-            },
-            local(now)
+            "Every figure is to {}, the last whole hour with all of the site's data in: {}.",
+            local(cut),
+            why.join("; ")
         ));
     }
     if due > 0 {
@@ -169,21 +209,6 @@ pub(crate) async fn closure(
             if due == 1 { "s" } else { "ve" },
         ));
     }
-    if let Some((_, t)) = waits.iter().find(|(site, t)| *site == id && *t < t1) {
-        partial.push(format!(
-            "GPU samples since {} are waiting for the rollup and are not in the GPU figures yet.",
-            local(*t)
-        ));
-    }
-    if let Some(t) = node_waits {
-        if t < t1 {
-            partial.push(format!(
-                "CPU and DRAM readings since {} are waiting for the rollup and are not in the CPU and \
-                 DRAM figures yet.",
-                local(t)
-            ));
-        }
-    }
     Ok(Closure {
         site: s.site.name,
         timezone: s.site.timezone,
@@ -194,6 +219,7 @@ pub(crate) async fn closure(
         meters: meters.len(),
         partial,
         as_of: now,
+        cut,
     })
 }
 
@@ -245,6 +271,34 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().expect("date")
+    }
+
+    #[test]
+    fn the_cut_is_the_hour_of_the_oldest_waiting_data_or_of_now() {
+        let t = |s: &str| -> DateTime<Utc> { s.parse().expect("time") };
+        let now = t("2026-12-06T19:36:29Z");
+        assert_eq!(figures_cut(now, &[]), t("2026-12-06T19:00:00Z"));
+        assert_eq!(figures_cut(now, &[None, None]), t("2026-12-06T19:00:00Z"));
+        assert_eq!(
+            figures_cut(now, &[Some(t("2026-12-06T17:59:59Z")), None]),
+            t("2026-12-06T17:00:00Z")
+        );
+        assert_eq!(
+            figures_cut(
+                now,
+                &[
+                    Some(t("2026-12-06T18:10:00Z")),
+                    Some(t("2026-12-06T16:00:00Z"))
+                ]
+            ),
+            t("2026-12-06T16:00:00Z"),
+            "the oldest of them, already on the hour"
+        );
+        // Data stamped ahead of the server's clock does not move the cut past now.
+        assert_eq!(
+            figures_cut(now, &[Some(t("2026-12-07T00:00:00Z"))]),
+            t("2026-12-06T19:00:00Z")
+        );
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub struct Overview {
     pub by_project: Vec<Bar>,
     /// This month's jobs without a fresh summary (not in the bars).
     pub unsummarised: i64,
+    /// Every energy figure of the month is to this instant (`closure::figures_cut`; the month's
+    /// start at the earliest).
+    pub cut: DateTime<Utc>,
     /// Running jobs, most energy first.
     pub running: Vec<Running>,
     /// The 24-hour curves' span, ms: `[from, to)`, `to` where the rollup has taken everything (`curve_end`).
@@ -182,8 +185,16 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
     );
     let fleet = fleet(read).await?;
     let waiting = db::overview::rollup_waits_since(read).await?;
+    let site_list = db::sites::list_with_fallback(read).await?;
+    // One instant for every energy figure of the page (`closure::figures_cut`): the sites' month, the
+    // bars by user and project, all to the start of the hour holding the oldest data not rolled up.
+    let mut waits: Vec<Option<DateTime<Utc>>> = waiting.iter().map(|(_, t)| Some(*t)).collect();
+    for site in &site_list {
+        waits.push(db::closure::node_rollup_waits_since(read, site.id).await?);
+    }
+    let cut = super::closure::figures_cut(now, &waits).max(month);
     let mut sites = Vec::new();
-    for site in db::sites::list_with_fallback(read).await? {
+    for site in site_list {
         let mut s = SiteNow {
             name: site.name.clone(),
             pue: fleet.pue.get(&site.name).copied(),
@@ -209,7 +220,7 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
         })?;
         curves(cx, &mut s, &zone, curve_from, curve_to).await?;
         s.pue_recent = super::pue::recent(cx, &zone, now).await?;
-        let j = db::overview::site_gpu_energy_since(read, site.id, month).await?;
+        let j = db::overview::site_gpu_energy_between(read, site.id, month, cut).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting
             .iter()
@@ -238,9 +249,10 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
     Ok(Overview {
         as_of: now,
         sites,
-        by_user: bars(db::overview::energy_by(read, month, None, TOP).await?),
-        by_project: bars(db::overview::energy_by(read, month, Some("project"), TOP).await?),
-        unsummarised: db::overview::unsummarised(read, month).await?,
+        by_user: bars(db::overview::energy_by(read, month, cut, None, TOP).await?),
+        by_project: bars(db::overview::energy_by(read, month, cut, Some("project"), TOP).await?),
+        unsummarised: db::overview::unsummarised_between(read, month, cut).await?,
+        cut,
         running,
         curve_span: (curve_from.timestamp_millis(), curve_to.timestamp_millis()),
         idle: super::closure::waste(cx, month, now, TOP).await?,

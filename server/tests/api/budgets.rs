@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode as AxumStatus;
-use chrono::Duration;
+use chrono::{Duration, DurationRound};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -97,8 +97,12 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
     let r = put(alice.clone(), json!({"kwh_per_month": 1.0})).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
-    // Alice's job in atlas: 60 s of GPU 0 at 200 W and GPU 1 at 150 W (this month: started minutes ago).
-    let t0 = minute_aligned_past(3);
+    // Alice's job in atlas: 60 s of GPU 0 at 200 W and GPU 1 at 150 W (this month: started in the
+    // last hour but one, whose figures the overview's bars show once rolled up).
+    let t0 = minute_aligned_past(0)
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc")
+        - Duration::minutes(10);
     let first = app
         .new_job("a1")
         .user("alice")
@@ -205,7 +209,14 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
         alerts[1]["attempts"], 2,
         "the 80 % crossing took two attempts"
     );
-    // The overview's project bars say each budget's use.
+    // The overview's project bars say each budget's use (rolled up: the page's figures are to the
+    // current hour, after both jobs).
+    wattlas_server::maintenance::rollup_settled_before(
+        &app.state,
+        chrono::Utc::now() + Duration::hours(1),
+    )
+    .await
+    .expect("rollup");
     let pct = atlas["energy_pct"].as_f64().expect("pct");
     let (_, page) = app
         .page(

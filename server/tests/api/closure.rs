@@ -293,3 +293,111 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
         "{page}"
     );
 }
+
+/// Every figure of a day to one instant (issue 31: the jobs' part counted raw samples up to now, the
+/// GPUs' only rolled-up ones, so today's idle GPUs came out at -71.6 Wh): with the last ten minutes of
+/// samples still waiting for the rollup, no part is negative, the parts add up to the meters, and the
+/// answer says to when.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_day_with_data_waiting_for_the_rollup_adds_up_to_one_cut(db: PgPool) {
+    use chrono::DurationRound;
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let meter = app.meter().await;
+    add_user(&app, "sam", Role::Staff).await;
+    let now = Utc::now();
+    // Ten minutes of GPU 0 from half past the last hour but one (still waiting for the rollup: in
+    // an hour that is over, so an hour's cut alone would count it), and ten two hours before (rolled
+    // up).
+    let late = now.duration_trunc(Duration::hours(1)).expect("trunc") - Duration::minutes(30);
+    let early = late - Duration::hours(2);
+    let only_gpu0 = |t0| {
+        samples(t0, 600)
+            .into_iter()
+            .filter(|s| s.gpu == 0)
+            .collect::<Vec<_>>()
+    };
+    for part in only_gpu0(early).chunks(3000) {
+        let (status, body) = app.ingest(&token, &batch(part.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    wattlas_server::maintenance::rollup_settled_before(&app.state, late - Duration::minutes(5))
+        .await
+        .expect("rollup");
+    for part in only_gpu0(late).chunks(3000) {
+        let (status, body) = app.ingest(&token, &batch(part.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The meter: 5 kW every 5 minutes over the last three hours.
+    let readings: Vec<Value> = (0..=36)
+        .map(|k| json!({"time": now - Duration::minutes(180 - 5 * k), "it_kw": 5.0, "total_kw": 6.0}))
+        .collect();
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // One job holds GPU 0 over both stretches; its energy counts every raw sample.
+    app.new_job("both")
+        .gpus(&[0])
+        .start(early)
+        .end(late + Duration::seconds(600))
+        .create()
+        .await;
+    wattlas_server::maintenance::refresh_job_energy(&app.state, 100)
+        .await
+        .expect("summaries");
+    let job = app.job("both").await;
+    assert!(
+        (job.gpu_energy_kwh - 2.0 * 200.0 * 599.9 / 3.6e6).abs() < 1e-6,
+        "the job counts both stretches: {}",
+        job.gpu_energy_kwh
+    );
+
+    let sam = api_token(&app, "sam").await;
+    let tz: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+    let today = now.with_timezone(&tz).date_naive();
+    let (status, c) = app
+        .get(
+            &sam,
+            &format!(
+                "/api/v1/sites/s1/energy?from={}&to={today}",
+                today - Duration::days(1)
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let cut: chrono::DateTime<Utc> = serde_json::from_value(c["cut"].clone()).expect("cut");
+    let waiting_hour = late.duration_trunc(Duration::hours(1)).expect("trunc");
+    assert_eq!(
+        cut, waiting_hour,
+        "to the hour holding the waiting data: {c}"
+    );
+    let partial = c["partial"].to_string();
+    assert!(
+        partial.contains("Every figure is to") && partial.contains("GPU samples since"),
+        "{partial}"
+    );
+    let mut jobs_gpu = 0.0;
+    for row in c["rows"].as_array().expect("rows") {
+        for part in [
+            "jobs_gpu_kwh",
+            "jobs_cpu_dram_kwh",
+            "idle_gpu_kwh",
+            "idle_cpu_dram_kwh",
+            "unmeasured_kwh",
+        ] {
+            if let Some(v) = row[part].as_f64() {
+                assert!(v > -1e-9, "{part} is negative: {row}");
+            }
+        }
+        if let Some(measured) = row["measured_it_kwh"].as_f64() {
+            let parts = parts_sum(row);
+            assert!(
+                (parts - measured).abs() < 1e-6,
+                "{parts} vs {measured}: {row}"
+            );
+        }
+        jobs_gpu += kwh(row, "jobs_gpu_kwh");
+    }
+    // The job's first stretch is in, its waiting one is not.
+    let want = 200.0 * 599.9 / 3.6e6;
+    assert!((jobs_gpu - want).abs() < 1e-6, "{jobs_gpu} vs {want}: {c}");
+}

@@ -240,10 +240,13 @@ async fn a_running_job_reports_energy_so_far_and_jobs_filter(db: PgPool) {
         job.coverage
     );
 
-    // Its page refreshes itself and says its figures are so far; its power chart draws its cap.
+    // Its page updates its figures in place (the browser test drives it) and says they are so far;
+    // its power chart draws its cap.
     let (_, page) = app.get_text(ADMIN, "/jobs/r1").await;
     assert!(
-        page.contains("<meta http-equiv=\"refresh\" content=\"30\">"),
+        page.contains("<script src=\"/static/live.js\" defer></script>")
+            && page.contains("<p class=\"live\" data-live-s=\"30\">")
+            && !page.contains("http-equiv=\"refresh\""),
         "{page}"
     );
     assert!(page.contains("its figures are so far"), "{page}");
