@@ -18,8 +18,107 @@ pub(crate) struct JobInput {
     pub it_j_by_hour: BTreeMap<i64, f64>,
     /// GPU model, where known.
     pub gpu_model: Option<String>,
-    /// In its workload's power-cap comparison, the energy at the job's cap as % of the highest cap's.
-    pub cap_rel_energy_pct: Option<f64>,
+    /// Its place in its workload's power-cap comparison, where the workload has one.
+    pub cap: Option<CapComparison>,
+}
+
+/// A job's place in its workload's power-cap comparison: the one baseline of every cap claim is the
+/// comparison's highest cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CapComparison {
+    /// Energy at the job's cap, % of the highest cap's.
+    pub rel_energy_pct: f64,
+    /// Jobs the comparison measured at the job's cap.
+    pub jobs_at_cap: usize,
+    /// The highest cap, W.
+    pub baseline_w: f64,
+    /// Jobs the comparison measured at the highest cap.
+    pub jobs_at_baseline: usize,
+}
+
+/// The one unit of energy a statement's text uses for every amount (issue 31: "4.00 kWh" beside
+/// "500.0 Wh"): Wh under 1 kWh of IT energy in all, MWh from 10,000 kWh, kWh between. The JSON form
+/// keeps its `_kwh` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) enum EnergyUnit {
+    /// Watt-hours.
+    Wh,
+    /// Kilowatt-hours.
+    #[serde(rename = "kWh")]
+    KWh,
+    /// Megawatt-hours.
+    #[serde(rename = "MWh")]
+    MWh,
+}
+
+impl EnergyUnit {
+    /// The unit of a statement whose IT energy is `total_kwh`.
+    pub(crate) fn for_total(total_kwh: f64) -> Self {
+        if total_kwh < 1.0 {
+            Self::Wh
+        } else if total_kwh < 10_000.0 {
+            Self::KWh
+        } else {
+            Self::MWh
+        }
+    }
+
+    /// Its symbol.
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Self::Wh => "Wh",
+            Self::KWh => "kWh",
+            Self::MWh => "MWh",
+        }
+    }
+
+    /// `kwh` in this unit.
+    pub(crate) fn value(self, kwh: f64) -> f64 {
+        match self {
+            Self::Wh => kwh * 1000.0,
+            Self::KWh => kwh,
+            Self::MWh => kwh / 1000.0,
+        }
+    }
+
+    /// The number alone: two decimals from 1, one from 10, none from 100; three significant digits
+    /// under 1 (at most six decimals).
+    pub(crate) fn number(self, kwh: f64) -> String {
+        if self.is_zero(kwh) {
+            return "0.00".to_owned();
+        }
+        let v = self.value(kwh);
+        let a = v.abs();
+        let decimals = if a >= 100.0 {
+            0
+        } else if a >= 10.0 {
+            1
+        } else if a >= 1.0 || a == 0.0 {
+            2
+        } else {
+            ((2.0 - a.log10().floor()) as usize).min(6)
+        };
+        format!("{v:.decimals$}")
+    }
+
+    /// Whether `kwh` reads as zero in this unit (under half of the sixth decimal).
+    pub(crate) fn is_zero(self, kwh: f64) -> bool {
+        self.value(kwh).abs() < 0.5e-6
+    }
+
+    /// `kwh` as text in this unit: "4.00 kWh", "0.500 kWh", "14.2 Wh".
+    pub(crate) fn format(self, kwh: f64) -> String {
+        format!("{} {}", self.number(kwh), self.symbol())
+    }
+
+    /// Decimals of the jobs table's energy columns.
+    pub(crate) fn table_decimals(self) -> usize {
+        match self {
+            Self::Wh => 2,
+            Self::KWh => 4,
+            Self::MWh => 6,
+        }
+    }
 }
 
 /// One site as a statement sees it.
@@ -60,6 +159,8 @@ pub(crate) struct Statement {
     pub method: Vec<String>,
     /// The paragraph, in the first paper's style.
     pub paragraph: String,
+    /// The unit every amount of energy in the text is in.
+    pub unit: EnergyUnit,
     /// The jobs.
     pub jobs: Vec<JobView>,
 }
@@ -101,10 +202,19 @@ pub(crate) struct Summary {
     pub cost: BTreeMap<String, f64>,
     /// Share of IT energy drawn in hours whose PUE was below its site's mean for that month.
     pub low_pue_share: Option<f64>,
-    /// IT energy saved by caps below the highest cap of each workload's comparison, kWh.
+    /// IT energy the caps saved against the highest cap of each workload's power-cap comparison, kWh
+    /// (negative: what they cost).
     pub cap_saving_kwh: f64,
-    /// Facility energy saved against each site's mean PUE over the period, kWh (negative: lost).
+    /// Jobs that ran under a cap other than their comparison's highest.
+    pub cap_jobs: u64,
+    /// The fewest jobs any of those comparisons measured at a cap it compares (1: the claim rests
+    /// on one job).
+    pub cap_fewest_jobs: Option<u64>,
+    /// Facility energy saved against the mean PUE of the same local calendar month at each job's
+    /// site, kWh (negative: what the timing cost).
     pub timing_saving_kwh: f64,
+    /// Jobs with IT energy in hours of measured PUE (what the timing figures rest on).
+    pub timing_jobs: u64,
     /// Energy-weighted coverage of the GPUs' time by samples.
     pub coverage: f64,
 }
@@ -120,16 +230,12 @@ pub(crate) struct SiteLine {
     pub it_energy_kwh: f64,
     /// Facility kWh.
     pub facility_energy_kwh: f64,
-    /// Mean PUE over the period's measured hours.
-    pub mean_pue: Option<f64>,
+    /// Facility / IT energy of its jobs: the statement's one kind of PUE, energy-weighted.
+    pub pue: Option<f64>,
 }
 
-/// A site's mean PUE per local (year, month), and over the whole period.
-type SitePueMeans = (BTreeMap<(i32, u32), f64>, Option<f64>);
-
-fn fmt_kwh(kwh: f64) -> String {
-    super::units::energy(kwh)
-}
+/// A site's mean PUE per local (year, month): the baseline of timing claims.
+type SitePueMeans = BTreeMap<(i32, u32), f64>;
 
 /// Joins words: "a", "a and b", "a, b and c".
 fn and_list(items: &[String]) -> String {
@@ -159,7 +265,7 @@ pub(crate) fn build(
     let mut by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
     let mut methods: BTreeMap<&'static str, u64> = BTreeMap::new();
     let (mut samples, mut gpu_seconds_covered) = (0u64, 0.0);
-    // Per site: the mean PUE of each local month of the measured hours, and of the whole period.
+    // Per site: the mean PUE of each local month of the measured hours.
     let month_means: BTreeMap<&str, SitePueMeans> = sites
         .iter()
         .map(|(name, site)| {
@@ -176,18 +282,14 @@ pub(crate) fn build(
                     e.1 += 1;
                 }
             }
-            let n: u32 = sums.values().map(|v| v.1).sum();
-            let total: f64 = sums.values().map(|v| v.0).sum();
             let means = sums
                 .into_iter()
                 .map(|(k, (sum, n))| (k, sum / f64::from(n)))
                 .collect();
-            (
-                name.as_str(),
-                (means, (n > 0).then(|| total / f64::from(n))),
-            )
+            (name.as_str(), means)
         })
         .collect();
+    let mut cap_fewest: Option<u64> = None;
 
     let (mut all_nodes, mut unmeasured) = (
         std::collections::BTreeSet::new(),
@@ -231,7 +333,7 @@ pub(crate) fn build(
             jobs: 0,
             it_energy_kwh: 0.0,
             facility_energy_kwh: 0.0,
-            mean_pue: month_means.get(v.site.as_str()).and_then(|m| m.1),
+            pue: None,
         });
         line.jobs += 1;
         line.it_energy_kwh += it_kwh;
@@ -248,34 +350,52 @@ pub(crate) fn build(
                     .unwrap_or_else(|| "unknown GPU".to_owned()),
             )
             .or_default() += 1;
-        if let Some(rel) = job.cap_rel_energy_pct.filter(|r| *r > 0.0 && *r < 100.0) {
-            s.cap_saving_kwh += it_kwh * (100.0 / rel - 1.0);
+        // Savings and costs alike, against the comparison's highest cap (a job at that cap changed
+        // nothing).
+        if let Some(c) = job
+            .cap
+            .filter(|c| c.rel_energy_pct > 0.0 && (c.rel_energy_pct - 100.0).abs() > 1e-9)
+        {
+            s.cap_saving_kwh += it_kwh * (100.0 / c.rel_energy_pct - 1.0);
+            s.cap_jobs += 1;
+            let fewest = c.jobs_at_cap.min(c.jobs_at_baseline) as u64;
+            cap_fewest = Some(cap_fewest.map_or(fewest, |f| f.min(fewest)));
         }
-        // Hours: the day chart; low-PUE hours; the saving against the site's mean PUE.
+        // Hours: the day chart; low-PUE hours and the timing, both against the mean PUE of the same
+        // local calendar month at the site.
         let site = sites.get(&v.site);
         let means = month_means.get(v.site.as_str());
+        let mut timed = false;
         for (&hour, &j) in &job.it_j_by_hour {
             if let Some(t) = Utc.timestamp_millis_opt(hour).single() {
                 *by_day.entry(t.date_naive()).or_default() += j / 3.6e6;
             }
-            let (Some(site), Some((months, Some(mean)))) = (site, means) else {
+            let (Some(site), Some(months)) = (site, means) else {
                 continue;
             };
             let Some(&pue) = site.pue_by_hour.get(&hour) else {
                 continue;
             };
-            s.timing_saving_kwh += j / 3.6e6 * (mean - pue);
             let month = site
                 .tz
                 .timestamp_millis_opt(hour)
                 .single()
                 .and_then(|t| months.get(&(t.year(), t.month())));
             if let Some(month_mean) = month {
+                s.timing_saving_kwh += j / 3.6e6 * (month_mean - pue);
                 classified_j += j;
+                timed = true;
                 if pue < *month_mean {
                     low_j += j;
                 }
             }
+        }
+        s.timing_jobs += u64::from(timed);
+    }
+    s.cap_fewest_jobs = cap_fewest;
+    for line in per_site.values_mut() {
+        if line.it_energy_kwh > 0.0 {
+            line.pue = Some(line.facility_energy_kwh / line.it_energy_kwh);
         }
     }
     s.nodes = all_nodes.len() as u64;
@@ -306,6 +426,7 @@ pub(crate) fn build(
         by_day: by_day.into_iter().collect(),
         method,
         paragraph: String::new(),
+        unit: EnergyUnit::for_total(s.it_energy_kwh),
         jobs: jobs.into_iter().map(|j| j.view).collect(),
         summary: s,
     };
@@ -396,29 +517,90 @@ fn method_lines(
         "Facility energy: each hour of IT energy times that hour's energy-weighted PUE; {:.1} % of the IT energy fell in hours without meter data.",
         s.pue_fallback_share * 100.0
     ));
-    out.push("Savings: caps against the highest cap in each workload's power-cap comparison (energy of the job at the highest cap estimated from the comparison's measured ratio); timing against each site's mean PUE over the period. Low-PUE hours: hours whose PUE was below their site's mean for that month.".to_owned());
+    out.push("Savings and costs, each against one baseline: caps against the highest cap in each workload's power-cap comparison (the job's energy at that cap estimated from the comparison's measured ratio of mean energies; the count of jobs behind each cap is said); timing against the mean PUE of the same local calendar month at the job's site (the mean of that month's measured hours, so far for the current month). Low-PUE hours: hours whose PUE was below that month's mean.".to_owned());
     out
 }
 
-/// The statement as one paragraph, in the style of the first paper's Energy Statement.
+/// "1 job", "3 jobs".
+pub(crate) fn jobs_count(n: u64) -> String {
+    format!("{n} job{}", if n == 1 { "" } else { "s" })
+}
+
+/// The caps' claim, said against its baseline with its count, costs as plainly as savings; `None`
+/// where no job ran under a cap its comparison can compare.
+pub(crate) fn cap_claim(st: &Statement) -> Option<String> {
+    let s = &st.summary;
+    if s.cap_jobs == 0 {
+        return None;
+    }
+    let mut claim = format!(
+        "under these caps, {} drew {} at the highest cap of {} workload's power-cap comparison",
+        jobs_count(s.cap_jobs),
+        change(st.unit, s.cap_saving_kwh, "an estimated", "IT energy"),
+        if s.cap_jobs == 1 { "its" } else { "their" },
+    );
+    if s.cap_fewest_jobs == Some(1) {
+        claim.push_str(" (a comparison that rests on one job at a cap)");
+    }
+    Some(claim)
+}
+
+/// The timing's claim, against the mean PUE of the same calendar month, with its count; `None`
+/// without a job in hours of measured PUE.
+pub(crate) fn timing_claim(st: &Statement) -> Option<String> {
+    let s = &st.summary;
+    let share = s.low_pue_share?;
+    if s.timing_jobs == 0 {
+        return None;
+    }
+    Some(format!(
+        "{:.0} % of the IT energy of the {} in hours of measured PUE was drawn in hours below the mean PUE of the same calendar month at {}: {} at that mean",
+        share * 100.0,
+        jobs_count(s.timing_jobs),
+        if st.sites.len() == 1 { "the site" } else { "each site" },
+        change(st.unit, s.timing_saving_kwh, "", "facility energy"),
+    ))
+}
+
+/// A saving (positive) or a cost (negative) of `what` in words, up to the baseline: "an estimated
+/// 0.500 kWh less IT energy than", "1.20 kWh more facility energy than", "the same facility energy
+/// as" (a change that reads as 0).
+fn change(unit: EnergyUnit, saving_kwh: f64, hedge: &str, what: &str) -> String {
+    if unit.is_zero(saving_kwh) {
+        return format!("the same {what} as");
+    }
+    let hedge = if hedge.is_empty() {
+        String::new()
+    } else {
+        format!("{hedge} ")
+    };
+    format!(
+        "{hedge}{} {} {what} than",
+        unit.format(saving_kwh.abs()),
+        if saving_kwh > 0.0 { "less" } else { "more" }
+    )
+}
+
+/// The statement as one paragraph, in the style of the first paper's Energy Statement. Every amount
+/// of energy is in the statement's one unit, every PUE is the energy-weighted one, and every claim
+/// says its baseline and how many jobs it rests on.
 pub(crate) fn paragraph(st: &Statement) -> String {
     let s = &st.summary;
+    let e = |kwh: f64| st.unit.format(kwh);
     // A set with a running job has no total yet: its figures are so far, as of the statement's time
     // (issue 31: a running job's statement read as a final total).
     let running = st.jobs.iter().filter(|j| j.running).count();
     let how_much = if running == 0 {
         format!(
-            "consumed a total of {} of IT energy in {} job{}",
-            fmt_kwh(s.it_energy_kwh),
-            s.jobs,
-            if s.jobs == 1 { "" } else { "s" }
+            "consumed a total of {} of IT energy in {}",
+            e(s.it_energy_kwh),
+            jobs_count(s.jobs)
         )
     } else {
         format!(
-            "have consumed {} of IT energy so far in {} job{}, {} as of {} UTC",
-            fmt_kwh(s.it_energy_kwh),
-            s.jobs,
-            if s.jobs == 1 { "" } else { "s" },
+            "have consumed {} of IT energy so far in {}, {} as of {} UTC",
+            e(s.it_energy_kwh),
+            jobs_count(s.jobs),
             if s.jobs == 1 {
                 "still running".to_owned()
             } else {
@@ -429,11 +611,7 @@ pub(crate) fn paragraph(st: &Statement) -> String {
     };
     let mut p = format!(
         "The experiments in this work {how_much} ({} GPU-hours",
-        if s.gpu_hours >= 1.0 {
-            format!("{:.1}", s.gpu_hours)
-        } else {
-            format!("{:.2}", s.gpu_hours)
-        }
+        gpu_hours(s.gpu_hours)
     );
     // Models by name ("on V100 and A100 GPUs"): a count in brackets read as GPUs though it counted jobs.
     let models: Vec<String> = st
@@ -449,26 +627,17 @@ pub(crate) fn paragraph(st: &Statement) -> String {
     if s.nodes_unmeasured < s.nodes {
         p.push_str(&format!(
             ": {} GPU, {} CPU and {} DRAM",
-            fmt_kwh(s.gpu_energy_kwh),
-            fmt_kwh(s.cpu_energy_kwh),
-            fmt_kwh(s.dram_energy_kwh)
+            e(s.gpu_energy_kwh),
+            e(s.cpu_energy_kwh),
+            e(s.dram_energy_kwh)
         ));
     }
     // One PUE, the energy-weighted one (facility / IT energy), named for what it is.
     if let Some(pue) = s.pue {
-        let how = if s.pue_fallback_share >= 0.999 {
-            format!("an assumed PUE of {pue:.2} (no meter measured these hours)")
-        } else if s.pue_fallback_share > 0.001 {
-            format!(
-                "an energy-weighted PUE of {pue:.2} (measured for {:.0} % of the IT energy, assumed for the rest)",
-                (1.0 - s.pue_fallback_share) * 100.0
-            )
-        } else {
-            format!("a measured, energy-weighted PUE of {pue:.2}")
-        };
         p.push_str(&format!(
-            ", and {} including the data center's overhead at {how}",
-            fmt_kwh(s.facility_energy_kwh)
+            ", and {} including the data center's overhead at {}",
+            e(s.facility_energy_kwh),
+            pue_words(pue, s.pue_fallback_share)
         ));
     }
     p.push('.');
@@ -495,17 +664,15 @@ pub(crate) fn paragraph(st: &Statement) -> String {
     {
         p.push_str(&format!(
             " Most of it ({}) ran at {}.",
-            fmt_kwh(top.it_energy_kwh),
+            e(top.it_energy_kwh),
             top.site
         ));
     }
     if let Some(kg) = s.co2e_kg {
-        let amount = if kg >= 1.0 {
-            format!("{kg:.1} kg")
-        } else {
-            format!("{:.1} g", kg * 1000.0)
-        };
-        p.push_str(&format!(" This amounts to an estimated {amount} CO2e"));
+        p.push_str(&format!(
+            " This amounts to an estimated {} CO2e",
+            super::units::co2e(kg)
+        ));
         if s.co2e_coverage < 0.999 {
             p.push_str(&format!(
                 " (for the {:.0} % of the energy whose grid carbon intensity is known)",
@@ -522,31 +689,48 @@ pub(crate) fn paragraph(st: &Statement) -> String {
         }
         p.push('.');
     }
-    let capped: Vec<String> = st
-        .caps
-        .iter()
-        .filter_map(|(w, _, _)| w.map(|w| format!("{w:.0} W")))
-        .collect();
     // Facts only: what ran under which cap and when, never why (a statement cannot know intent).
-    if s.cap_saving_kwh > 0.0 {
+    if let Some(claim) = cap_claim(st) {
+        let capped: Vec<String> = st
+            .caps
+            .iter()
+            .filter_map(|(w, _, _)| w.map(|w| format!("{w:.0} W")))
+            .collect();
         p.push_str(&format!(
-            " GPUs ran under power caps of {}: an estimated {} less energy than the highest caps of the same workloads would have drawn.",
-            and_list(&capped),
-            fmt_kwh(s.cap_saving_kwh)
+            " GPUs ran under power caps of {}: {claim}.",
+            and_list(&capped)
         ));
     }
-    if s.timing_saving_kwh > 0.0 {
-        p.push_str(&format!(
-            " {} of the IT energy was drawn in hours of below-average PUE: {} less facility energy than at the sites' mean PUE.",
-            s.low_pue_share
-                .map_or("Part".to_owned(), |l| format!("{:.0} %", l * 100.0)),
-            fmt_kwh(s.timing_saving_kwh)
-        ));
+    if let Some(claim) = timing_claim(st) {
+        p.push_str(&format!(" {claim}."));
     }
     p.push_str(
         " Energy was measured by Wattlas from NVML readings of every GPU about every 100 ms.",
     );
     p
+}
+
+/// GPU-hours as every format writes them.
+pub(crate) fn gpu_hours(h: f64) -> String {
+    if h >= 1.0 {
+        format!("{h:.1}")
+    } else {
+        format!("{h:.2}")
+    }
+}
+
+/// The one PUE, in words: measured, partly measured or assumed.
+pub(crate) fn pue_words(pue: f64, fallback_share: f64) -> String {
+    if fallback_share >= 0.999 {
+        format!("an assumed PUE of {pue:.2} (no meter measured these hours)")
+    } else if fallback_share > 0.001 {
+        format!(
+            "an energy-weighted PUE of {pue:.2} (measured for {:.0} % of the IT energy, assumed for the rest)",
+            (1.0 - fallback_share) * 100.0
+        )
+    } else {
+        format!("a measured, energy-weighted PUE of {pue:.2}")
+    }
 }
 
 #[cfg(test)]

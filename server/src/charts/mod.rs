@@ -130,6 +130,7 @@ mod tests {
                 super::statement::by_day(
                     "By day",
                     &[(NaiveDate::from_ymd_opt(2026, 7, 1).expect("date"), 0.4)],
+                    crate::analytics::statement::EnergyUnit::Wh,
                 ),
             ),
         ];

@@ -3,11 +3,15 @@
 use chrono::NaiveDate;
 use plotters::prelude::*;
 
-/// Bars of kWh per UTC day, as an SVG document.
+/// Bars of IT energy per UTC day in the statement's unit, as an SVG document.
 pub(crate) fn by_day(
     title: &str,
-    days: &[(NaiveDate, f64)],
+    days_kwh: &[(NaiveDate, f64)],
+    unit: crate::analytics::statement::EnergyUnit,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    // In the statement's one unit.
+    let days: Vec<(NaiveDate, f64)> = days_kwh.iter().map(|&(d, k)| (d, unit.value(k))).collect();
+    let days = days.as_slice();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
@@ -35,7 +39,7 @@ pub(crate) fn by_day(
             .axis_desc_style(super::TEXT)
             .disable_x_mesh()
             .x_desc("Day (UTC)")
-            .y_desc("IT energy (kWh)")
+            .y_desc(format!("IT energy ({})", unit.symbol()))
             .x_labels(span.clamp(1, 8) as usize)
             .x_label_formatter(&label)
             .light_line_style(RGBColor(235, 235, 235))

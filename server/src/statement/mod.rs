@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{Duration, Utc};
 use serde_json::json;
 
-use crate::analytics::statement::{build, JobInput, SiteInput, Statement};
+use crate::analytics::statement::{build, CapComparison, JobInput, SiteInput, Statement};
 use crate::db;
 use crate::service::caller::JobScope;
 use crate::service::jobs::list::ListQuery;
@@ -96,8 +96,10 @@ pub(crate) async fn gather(
     let mut by_hour = db::jobs::energy_by_hour(&cx.db, &ids).await?;
     let models = db::jobs::gpu_models(&cx.db, &ids).await?;
 
-    // Each workload's comparison: the energy at each cap relative to the highest.
-    let mut rel: HashMap<(String, i64), f64> = HashMap::new();
+    // Each workload's comparison: the energy at each cap relative to the highest, how many jobs it
+    // measured there, and at the highest.
+    let mut rel: HashMap<(String, i64), (f64, usize)> = HashMap::new();
+    let mut baselines: HashMap<String, (f64, usize)> = HashMap::new();
     let mut workloads: Vec<&String> = views
         .iter()
         .filter_map(|v| v.tags.get("workload"))
@@ -109,11 +111,19 @@ pub(crate) async fn gather(
         .into_iter()
         .zip(crate::service::comparisons::stored_many(cx, scope, &tags).await?)
     {
-        for row in c.iter().flat_map(|c| &c.caps) {
-            rel.insert(
-                (w.clone(), row.power_cap_w.round() as i64),
-                row.rel_energy_pct,
-            );
+        for c in c.iter() {
+            let at_baseline = c
+                .caps
+                .iter()
+                .find(|r| (r.power_cap_w - c.baseline_w).abs() < 0.5)
+                .map_or(0, |r| r.jobs);
+            baselines.insert(w.clone(), (c.baseline_w, at_baseline));
+            for row in &c.caps {
+                rel.insert(
+                    (w.clone(), row.power_cap_w.round() as i64),
+                    (row.rel_energy_pct, row.jobs),
+                );
+            }
         }
     }
 
@@ -130,12 +140,12 @@ pub(crate) async fn gather(
         let settings = db::sites::settings(&cx.db, *id)
             .await?
             .ok_or_else(|| Error::internal(format!("site {name} vanished")))?;
-        // The months around the jobs: each month's mean PUE tells low-PUE hours from others.
+        // The whole local months of the jobs: each month's mean PUE is the baseline of the timing.
         let pue_by_hour = db::facility::hourly(
             &cx.db,
             *id,
-            from - Duration::days(31),
-            to + Duration::days(1),
+            from - Duration::days(32),
+            (to + Duration::days(32)).min(Utc::now()),
             db::ts(0),
         )
         .await?
@@ -165,14 +175,25 @@ pub(crate) async fn gather(
     let jobs = views
         .into_iter()
         .map(|view| {
-            let cap_rel_energy_pct = match (view.tags.get("workload"), view.power_cap_w) {
-                (Some(w), Some(cap)) => rel.get(&(w.clone(), cap.round() as i64)).copied(),
+            let cap = match (view.tags.get("workload"), view.power_cap_w) {
+                (Some(w), Some(cap)) => rel.get(&(w.clone(), cap.round() as i64)).and_then(
+                    |&(rel_energy_pct, jobs_at_cap)| {
+                        baselines
+                            .get(w)
+                            .map(|&(baseline_w, jobs_at_baseline)| CapComparison {
+                                rel_energy_pct,
+                                jobs_at_cap,
+                                baseline_w,
+                                jobs_at_baseline,
+                            })
+                    },
+                ),
                 _ => None,
             };
             JobInput {
                 it_j_by_hour: by_hour.remove(&view.id).unwrap_or_default(),
                 gpu_model: models.get(&view.id).cloned(),
-                cap_rel_energy_pct,
+                cap,
                 view,
             }
         })
@@ -180,43 +201,45 @@ pub(crate) async fn gather(
     Ok(build(description, jobs, &sites, Utc::now()))
 }
 
-fn kwh(v: f64) -> String {
-    crate::analytics::units::energy(v)
-}
-
 /// CPU or DRAM energy as shown: with how many nodes did not measure it.
-fn cpu_dram(s: &crate::analytics::statement::Summary, kwh_value: f64) -> String {
+fn cpu_dram(st: &Statement, kwh_value: f64) -> String {
+    let s = &st.summary;
     match (s.nodes, s.nodes_unmeasured) {
         (n, k) if k > 0 && k == n => "not measured".to_owned(),
-        (n, k) if k > 0 => format!("{} (not measured on {k} of {n} nodes)", kwh(kwh_value)),
-        _ => kwh(kwh_value),
+        (n, k) if k > 0 => format!(
+            "{} (not measured on {k} of {n} nodes)",
+            st.unit.format(kwh_value)
+        ),
+        _ => st.unit.format(kwh_value),
     }
 }
 
-/// The summary's labelled values, as every format shows them.
+/// The summary's labelled values, as every format shows them (every amount of energy in the
+/// statement's one unit).
 fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
     let s = &st.summary;
+    let kwh = |v: f64| st.unit.format(v);
     let mut out = vec![
         (
             "IT energy (GPU + CPU + DRAM)".to_owned(),
             kwh(s.it_energy_kwh),
         ),
         ("GPU energy".to_owned(), kwh(s.gpu_energy_kwh)),
-        ("CPU energy".to_owned(), cpu_dram(s, s.cpu_energy_kwh)),
-        ("DRAM energy".to_owned(), cpu_dram(s, s.dram_energy_kwh)),
+        ("CPU energy".to_owned(), cpu_dram(st, s.cpu_energy_kwh)),
+        ("DRAM energy".to_owned(), cpu_dram(st, s.dram_energy_kwh)),
         ("Facility energy".to_owned(), kwh(s.facility_energy_kwh)),
         (
             "PUE (energy-weighted)".to_owned(),
             s.pue.map_or("–".to_owned(), |p| {
                 if s.pue_fallback_share >= 0.999 {
-                    format!("{p:.3} (assumed: no meter data)")
+                    format!("{p:.2} (assumed: no meter data)")
                 } else if s.pue_fallback_share > 0.001 {
                     format!(
-                        "{p:.3} ({:.0} % measured)",
+                        "{p:.2} ({:.0} % measured)",
                         (1.0 - s.pue_fallback_share) * 100.0
                     )
                 } else {
-                    format!("{p:.3} (measured)")
+                    format!("{p:.2} (measured)")
                 }
             }),
         ),
@@ -239,18 +262,27 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
         ),
         (
             "GPU-hours".to_owned(),
-            // As the paragraph writes them.
-            if s.gpu_hours >= 1.0 {
-                format!("{:.1}", s.gpu_hours)
-            } else {
-                format!("{:.2}", s.gpu_hours)
-            },
+            crate::analytics::statement::gpu_hours(s.gpu_hours),
         ),
-        ("Jobs".to_owned(), s.jobs.to_string()),
+        ("Jobs".to_owned(), {
+            let running = st.jobs.iter().filter(|j| j.running).count();
+            if running == 0 {
+                s.jobs.to_string()
+            } else {
+                format!(
+                    "{} ({running} running: energy so far, as of {} UTC)",
+                    s.jobs,
+                    st.generated_at.format("%Y-%m-%d %H:%M")
+                )
+            }
+        }),
         (
             "Low-PUE hours".to_owned(),
             s.low_pue_share.map_or("–".to_owned(), |l| {
-                format!("{:.0} % of IT energy", l * 100.0)
+                format!(
+                    "{:.0} % of IT energy below the same month's mean PUE",
+                    l * 100.0
+                )
             }),
         ),
     ];
@@ -268,68 +300,60 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
 }
 
 fn savings(st: &Statement) -> Vec<String> {
-    let s = &st.summary;
     let mut out = Vec::new();
     let caps: Vec<String> = st
         .caps
         .iter()
         .map(|(w, n, e)| {
             format!(
-                "{}: {n} job{}, {}",
+                "{}: {}, {}",
                 w.map_or("cap unknown".to_owned(), |w| format!("{w:.0} W")),
-                if *n == 1 { "" } else { "s" },
-                kwh(*e)
+                crate::analytics::statement::jobs_count(*n),
+                st.unit.format(*e)
             )
         })
         .collect();
     out.push(format!("Power caps used: {}.", caps.join("; ")));
-    if s.cap_saving_kwh > 0.0 {
-        out.push(format!(
-            "Under these caps the jobs drew an estimated {} less IT energy than at the highest cap of each workload's comparison.",
-            kwh(s.cap_saving_kwh)
-        ));
-    } else {
-        out.push("No estimate of what the caps changed: no power-cap comparison of these jobs' workloads (a `workload` tag run at two or more caps) shows one.".to_owned());
+    match crate::analytics::statement::cap_claim(st) {
+        Some(claim) => {
+            let mut c = claim;
+            c[..1].make_ascii_uppercase();
+            out.push(format!("{c}."));
+        }
+        None => out.push("No estimate of what the caps changed: no job ran under a cap its workload's power-cap comparison (a `workload` tag run at two or more caps) compares with a higher one.".to_owned()),
     }
-    if s.low_pue_share.is_none() {
-        out.push(
+    match crate::analytics::statement::timing_claim(st) {
+        Some(claim) => out.push(format!("{claim}.")),
+        None => out.push(
             "No estimate of what the timing changed: no measured PUE in these jobs' hours."
                 .to_owned(),
-        );
-        return out;
+        ),
     }
-    out.push(format!(
-        "Drawn in the hours it was, the facility energy was {} {} than at each site's mean PUE over the period{}.",
-        kwh(s.timing_saving_kwh.abs()),
-        if s.timing_saving_kwh >= 0.0 {
-            "less"
-        } else {
-            "more"
-        },
-        s.low_pue_share.map_or(String::new(), |l| format!(
-            " ({:.0} % of the IT energy ran in below-average-PUE hours)",
-            l * 100.0
-        ))
-    ));
     out
 }
 
-const JOBS_HEADER: [&str; 12] = [
-    "Job",
-    "User",
-    "Name",
-    "Site",
-    "Start (UTC)",
-    "Hours",
-    "GPUs",
-    "Cap (W)",
-    "GPU kWh",
-    "CPU+DRAM kWh",
-    "IT kWh",
-    "Facility kWh",
-];
+/// The jobs table's header, its energy columns in the statement's unit.
+fn jobs_header(st: &Statement) -> [String; 12] {
+    let u = st.unit.symbol();
+    [
+        "Job".to_owned(),
+        "User".to_owned(),
+        "Name".to_owned(),
+        "Site".to_owned(),
+        "Start (UTC)".to_owned(),
+        "Hours".to_owned(),
+        "GPUs".to_owned(),
+        "Cap (W)".to_owned(),
+        format!("GPU {u}"),
+        format!("CPU+DRAM {u}"),
+        format!("IT {u}"),
+        format!("Facility {u}"),
+    ]
+}
 
 fn job_cells(st: &Statement) -> Vec<[String; 12]> {
+    let d = st.unit.table_decimals();
+    let n = |kwh: f64| format!("{:.d$}", st.unit.value(kwh));
     st.jobs
         .iter()
         .map(|j| {
@@ -346,13 +370,13 @@ fn job_cells(st: &Statement) -> Vec<[String; 12]> {
                 format!("{:.2}", j.duration_s / 3600.0),
                 j.gpu_count.to_string(),
                 j.power_cap_w.map_or("–".to_owned(), |w| format!("{w:.0}")),
-                format!("{:.4}", j.gpu_energy_kwh),
+                n(j.gpu_energy_kwh),
                 match (j.cpu_energy_kwh, j.dram_energy_kwh) {
                     (None, None) => "not measured".to_owned(),
-                    (c, d) => format!("{:.4}", c.unwrap_or(0.0) + d.unwrap_or(0.0)),
+                    (c, dram) => n(c.unwrap_or(0.0) + dram.unwrap_or(0.0)),
                 },
-                format!("{:.4}", j.it_energy_kwh),
-                format!("{:.4}", j.facility_energy_kwh),
+                n(j.it_energy_kwh),
+                n(j.facility_energy_kwh),
             ]
         })
         .collect()
@@ -393,10 +417,11 @@ pub(crate) fn markdown(st: &Statement) -> String {
     for m in &st.method {
         out.push_str(&format!("- {}\n", esc(m)));
     }
+    let header = jobs_header(st);
     out.push_str(&format!(
         "\n## Jobs\n\n| {} |\n|{}\n",
-        JOBS_HEADER.join(" | "),
-        " --- |".repeat(JOBS_HEADER.len())
+        header.join(" | "),
+        " --- |".repeat(header.len())
     ));
     for row in job_cells(st) {
         let cells: Vec<String> = row.iter().map(|c| esc(c)).collect();
@@ -447,14 +472,15 @@ pub(crate) fn latex(st: &Statement) -> String {
 /// cut at 32 characters (the CSV has them whole).
 fn jobs_text(st: &Statement) -> String {
     const NAME_MAX: usize = 32;
-    let mut rows: Vec<Vec<String>> = vec![JOBS_HEADER.iter().map(|h| (*h).to_owned()).collect()];
+    let header = jobs_header(st);
+    let mut rows: Vec<Vec<String>> = vec![header.to_vec()];
     for mut row in job_cells(st) {
         if row[2].chars().count() > NAME_MAX {
             row[2] = row[2].chars().take(NAME_MAX - 1).collect::<String>() + "…";
         }
         rows.push(row.to_vec());
     }
-    let widths: Vec<usize> = (0..JOBS_HEADER.len())
+    let widths: Vec<usize> = (0..header.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     // Text columns left, numbers (from "Hours" on) right.
@@ -484,7 +510,7 @@ fn jobs_text(st: &Statement) -> String {
 
 /// The statement as PDF.
 pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
-    let chart = crate::charts::statement::by_day("IT energy per day", &st.by_day)
+    let chart = crate::charts::statement::by_day("IT energy per day", &st.by_day, st.unit)
         .map_err(|e| Error::Internal(crate::charts::ChartError::from(e).into()))?;
     let sites: Vec<[String; 5]> = st
         .sites
@@ -493,9 +519,9 @@ pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
             [
                 s.site.clone(),
                 s.jobs.to_string(),
-                kwh(s.it_energy_kwh),
-                kwh(s.facility_energy_kwh),
-                s.mean_pue.map_or("–".to_owned(), |p| format!("{p:.3}")),
+                st.unit.format(s.it_energy_kwh),
+                st.unit.format(s.facility_energy_kwh),
+                s.pue.map_or("–".to_owned(), |p| format!("{p:.2}")),
             ]
         })
         .collect();
@@ -506,7 +532,7 @@ pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
         "summary": summary_pairs(st).into_iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
         "paragraph": st.paragraph,
         "savings": savings(st),
-        "sites_header": ["Site", "Jobs", "IT energy", "Facility energy", "Mean PUE of the period"],
+        "sites_header": ["Site", "Jobs", "IT energy", "Facility energy", "PUE (energy-weighted)"],
         "sites": sites,
         "method": st.method,
         "jobs_text": jobs_text(st)

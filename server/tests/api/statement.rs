@@ -13,7 +13,17 @@ use wattlas_server::db::users::Role;
 
 /// The text of a PDF, whitespace collapsed (pdftotext breaks lines where the page does).
 pub fn pdf_text(pdf: &[u8]) -> String {
+    pdf_pages(pdf, &[])
+}
+
+/// The text of a PDF's first page.
+fn pdf_first_page(pdf: &[u8]) -> String {
+    pdf_pages(pdf, &["-f", "1", "-l", "1"])
+}
+
+fn pdf_pages(pdf: &[u8], pages: &[&str]) -> String {
     let mut child = Command::new("pdftotext")
+        .args(pages)
         .args(["-", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -319,7 +329,7 @@ async fn a_statement_of_ten_thousand_jobs_renders(db: PgPool) {
         "health checks waited up to {worst:?} apart during the statement's {took:?} ({checks} checks)"
     );
     let text = pdf_text(&pdf);
-    assert!(text.contains("50.00 kWh"), "10,000 x 5 Wh");
+    assert!(text.contains("50.0 kWh"), "10,000 x 5 Wh");
     assert!(
         text.contains("job-1 ") && text.contains("job-10000 "),
         "first and last rows"
@@ -412,4 +422,24 @@ async fn a_statement_leaves_running_jobs_out_and_says_what_it_covers(db: PgPool)
     let (_, md) = get("jobs=still-going&format=md").await;
     let md = String::from_utf8(md).expect("utf-8");
     assert!(md.contains("still-going (running: energy so far)"), "{md}");
+    // A running job's PDF says so on its first page, in the summary and in the paragraph (issue 31:
+    // "consumed a total of" on page 1, "running" only in the jobs table on page 2).
+    let (_, pdf) = get("jobs=still-going&format=pdf").await;
+    let first = pdf_first_page(&pdf);
+    assert!(
+        first.contains("(1 running:") && first.contains("energy so far, as of "),
+        "{first}"
+    );
+    // One PUE, written one way: the paragraph's, the summary's and the site's.
+    assert_eq!(first.matches("1.58").count(), 3, "{first}");
+    assert!(!first.contains("1.580"), "{first}");
+    // One unit: the chart's axis too.
+    assert!(
+        first.contains("IT energy (Wh)") && !first.contains("kWh"),
+        "{first}"
+    );
+    assert!(
+        first.contains("so far in 1 job, still running as of ") && !first.contains("total"),
+        "{first}"
+    );
 }

@@ -58,13 +58,23 @@ fn totals_savings_and_the_paragraph() {
             it_j_by_hour: hours.clone(),
             gpu_model: Some("V100".into()),
             // At 150 W the workload used 80 % of the energy of the highest cap.
-            cap_rel_energy_pct: Some(80.0),
+            cap: Some(CapComparison {
+                rel_energy_pct: 80.0,
+                jobs_at_cap: 3,
+                baseline_w: 250.0,
+                jobs_at_baseline: 2,
+            }),
         },
         JobInput {
             view: view("b", "dc", 2.0, 1.3, 250.0),
             it_j_by_hour: hours,
             gpu_model: Some("V100".into()),
-            cap_rel_energy_pct: Some(100.0),
+            cap: Some(CapComparison {
+                rel_energy_pct: 100.0,
+                jobs_at_cap: 2,
+                baseline_w: 250.0,
+                jobs_at_baseline: 2,
+            }),
         },
     ];
     let sites = BTreeMap::from([("dc".to_owned(), site)]);
@@ -87,7 +97,14 @@ fn totals_savings_and_the_paragraph() {
         .starts_with("The experiments in this work consumed a total of 4.00 kWh of IT energy in 2 jobs (8.0 GPU-hours on V100 GPUs), and 5.20 kWh including the data center's overhead at a measured, energy-weighted PUE of 1.30."));
     assert!(
         st.paragraph.contains(
-            "GPUs ran under power caps of 150 W and 250 W: an estimated 500.0 Wh less energy than the highest caps"
+            "GPUs ran under power caps of 150 W and 250 W: under these caps, 1 job drew an estimated 0.500 kWh less IT energy than at the highest cap of its workload's power-cap comparison."
+        ),
+        "one unit, the baseline and the count: {}",
+        st.paragraph
+    );
+    assert!(
+        st.paragraph.contains(
+            "50 % of the IT energy of the 2 jobs in hours of measured PUE was drawn in hours below the mean PUE of the same calendar month at the site: the same facility energy as at that mean."
         ),
         "{}",
         st.paragraph
@@ -121,7 +138,7 @@ fn a_set_with_a_running_job_is_never_called_a_total() {
             view: v,
             it_j_by_hour: [(0, 3.6e6)].into(),
             gpu_model: Some("V100".into()),
-            cap_rel_energy_pct: None,
+            cap: None,
         }
     };
     let at = Utc
@@ -158,4 +175,256 @@ fn a_set_with_a_running_job_is_never_called_a_total() {
         "{}",
         done.paragraph
     );
+}
+
+/// The numbers of a text: maximal runs of digits with a decimal point between digits, not part of a
+/// word ("CO2e").
+fn numbers_in(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphabetic() {
+            while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+        } else if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || (chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
+            {
+                i += 1;
+            }
+            out.push(chars[start..i].iter().collect());
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One job of a random selection: IT energy (kWh), running, site (0 or 1), first hour (of
+    /// July 2026), hours, share charged the assumed PUE, CPU and DRAM measured, and its cap's place in
+    /// a comparison: (cap W, energy % of the highest cap's, jobs at the cap, jobs at the highest).
+    type JobSpec = (
+        f64,
+        bool,
+        usize,
+        i64,
+        i64,
+        f64,
+        bool,
+        Option<(f64, f64, usize, usize)>,
+    );
+
+    fn job() -> impl Strategy<Value = JobSpec> {
+        (
+            (-4.0f64..3.5).prop_map(|e| 10f64.powf(e)),
+            any::<bool>(),
+            0usize..2,
+            0i64..600,
+            1i64..5,
+            prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0],
+            any::<bool>(),
+            proptest::option::of((
+                prop_oneof![Just(150.0), Just(200.0), Just(250.0)],
+                prop_oneof![Just(100.0), 60.0f64..140.0],
+                1usize..4,
+                1usize..4,
+            )),
+        )
+    }
+
+    /// A site's measured hours of July 2026 (none: no meter), PUE 1.05-1.6.
+    fn site_hours() -> impl Strategy<Value = Option<Vec<f64>>> {
+        proptest::option::of(proptest::collection::vec(1.05f64..1.6, 744))
+    }
+
+    fn statement(
+        specs: &[JobSpec],
+        hours: &[Option<Vec<f64>>; 2],
+        carbon: bool,
+        now: DateTime<Utc>,
+    ) -> Statement {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+            .single()
+            .expect("t")
+            .timestamp_millis();
+        let sites: BTreeMap<String, SiteInput> = (0..2)
+            .map(|i| {
+                let pue_by_hour = hours[i]
+                    .as_ref()
+                    .map(|v| {
+                        v.iter()
+                            .enumerate()
+                            .map(|(k, p)| (t0 + k as i64 * H, *p))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    format!("site{i}"),
+                    SiteInput {
+                        tz: chrono_tz::Europe::Berlin,
+                        pue_by_hour,
+                        fallback_pue: 1.5,
+                        meters: vec![],
+                        carbon_g_per_kwh: carbon.then_some(300.0),
+                        carbon_series: false,
+                    },
+                )
+            })
+            .collect();
+        let jobs = specs
+            .iter()
+            .enumerate()
+            .map(
+                |(n, &(it, running, site, first, len, fallback, cpu, cap))| {
+                    let mut v = view(&format!("j{n}"), &format!("site{site}"), it, 1.3, 250.0);
+                    let start = t0 + first * H;
+                    v.start = Utc.timestamp_millis_opt(start).single().expect("t");
+                    v.duration_s = (len * 3600) as f64;
+                    v.running = running;
+                    v.end = (!running).then(|| {
+                        Utc.timestamp_millis_opt(start + len * H)
+                            .single()
+                            .expect("t")
+                    });
+                    v.pue_fallback_share = fallback;
+                    v.power_cap_w = cap.map(|c| c.0);
+                    v.allocations = vec![wattlas_protocol::Allocation {
+                        node: format!("node{n}"),
+                        gpus: vec![0],
+                        mig: vec![],
+                        cpus: None,
+                    }];
+                    if cpu {
+                        v.cpu_energy_kwh = Some(it * 0.1);
+                        v.dram_energy_kwh = Some(it * 0.02);
+                        v.gpu_energy_kwh = it * 0.88;
+                    } else {
+                        v.cpu_dram_unmeasured = vec![format!("node{n}")];
+                    }
+                    if !carbon {
+                        v.co2e_kg = None;
+                    }
+                    let per_hour = it * 3.6e6 / len as f64;
+                    JobInput {
+                        view: v,
+                        it_j_by_hour: (0..len).map(|k| (start + k * H, per_hour)).collect(),
+                        gpu_model: Some("Tesla".into()),
+                        cap: cap.map(|(_, rel, at, base)| CapComparison {
+                            rel_energy_pct: rel,
+                            jobs_at_cap: at,
+                            baseline_w: 250.0,
+                            jobs_at_baseline: base,
+                        }),
+                    }
+                },
+            )
+            .collect();
+        build("random".into(), jobs, &sites, now)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Issue 31: over random selections, the paragraph never calls a set with a running job a
+        /// total, states no saving or cost without its baseline and the count of jobs it rests on,
+        /// shows one PUE, and every number in it is one the JSON form holds (re-formatted here from
+        /// the JSON, in the statement's one unit).
+        #[test]
+        fn paragraphs_say_what_the_json_holds(
+            specs in proptest::collection::vec(job(), 1..8),
+            a in site_hours(),
+            b in site_hours(),
+            carbon in any::<bool>(),
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 7, 31, 12, 0, 0).single().expect("t");
+            let st = statement(&specs, &[a, b], carbon, now);
+            let p = &st.paragraph;
+            let running = st.jobs.iter().filter(|j| j.running).count();
+            if running > 0 {
+                prop_assert!(!p.contains("total"), "{}", p);
+                prop_assert!(p.contains(" so far in "), "{}", p);
+            } else {
+                prop_assert!(p.contains("consumed a total of "), "{}", p);
+            }
+            // Claims: each sentence saying more, less or the same names its baseline and a count.
+            for sentence in p.split(". ") {
+                if sentence.contains(" less ") || sentence.contains(" more ") || sentence.contains("the same ") {
+                    prop_assert!(
+                        sentence.contains("at the highest cap of")
+                            || sentence.contains("the mean PUE of the same calendar month"),
+                        "a claim without its baseline: {}", sentence
+                    );
+                    prop_assert!(
+                        sentence.contains(" job drew") || sentence.contains(" jobs drew")
+                            || sentence.contains(" job in hours") || sentence.contains(" jobs in hours"),
+                        "a claim without its count: {}", sentence
+                    );
+                }
+            }
+            let json = serde_json::to_value(&st).expect("json");
+            let s = &json["summary"];
+            let unit = st.unit;
+            let f = |v: &serde_json::Value| v.as_f64().expect("a number");
+            // The headline amounts, each the JSON's value in the statement's unit.
+            prop_assert!(p.contains(&format!("{} of IT energy", unit.format(f(&s["it_energy_kwh"])))), "{}", p);
+            if let Some(pue) = s["pue"].as_f64() {
+                prop_assert!(p.contains(&format!("{} including", unit.format(f(&s["facility_energy_kwh"])))), "{}", p);
+                prop_assert!(p.contains(&format!("PUE of {pue:.2}")), "{}", p);
+            }
+            // One PUE value.
+            let pue_values = p
+                .match_indices("PUE of ")
+                .filter(|(i, m)| p[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+                .count();
+            prop_assert!(pue_values <= 1, "{}", p);
+            // Every number: from the JSON, re-formatted.
+            let mut known: Vec<String> = vec!["100".into()];
+            for k in ["it_energy_kwh", "gpu_energy_kwh", "cpu_energy_kwh", "dram_energy_kwh", "facility_energy_kwh"] {
+                known.push(unit.number(f(&s[k])));
+            }
+            for k in ["cap_saving_kwh", "timing_saving_kwh"] {
+                known.push(unit.number(f(&s[k]).abs()));
+            }
+            for site in json["sites"].as_array().expect("sites") {
+                known.push(unit.number(f(&site["it_energy_kwh"])));
+            }
+            for k in ["jobs", "cap_jobs", "timing_jobs", "nodes", "nodes_unmeasured"] {
+                known.push(s[k].as_u64().expect("count").to_string());
+            }
+            known.push(running.to_string());
+            known.push(gpu_hours(f(&s["gpu_hours"])));
+            if let Some(pue) = s["pue"].as_f64() {
+                known.push(format!("{pue:.2}"));
+            }
+            known.push(format!("{:.0}", (1.0 - f(&s["pue_fallback_share"])) * 100.0));
+            known.push(format!("{:.0}", f(&s["co2e_coverage"]) * 100.0));
+            if let Some(l) = s["low_pue_share"].as_f64() {
+                known.push(format!("{:.0}", l * 100.0));
+            }
+            if let Some(kg) = s["co2e_kg"].as_f64() {
+                known.extend(numbers_in(&crate::analytics::units::co2e(kg)));
+            }
+            for (_, c) in s["cost"].as_object().expect("cost") {
+                known.push(format!("{:.2}", f(c)));
+            }
+            for cap in json["caps"].as_array().expect("caps") {
+                if let Some(w) = cap[0].as_f64() {
+                    known.push(format!("{w:.0}"));
+                }
+            }
+            let text = p.replace(&now.format("%Y-%m-%d %H:%M").to_string(), "");
+            for n in numbers_in(&text) {
+                prop_assert!(known.contains(&n), "{} is not the JSON's: {}\nknown: {:?}", n, p, known);
+            }
+        }
+    }
 }
