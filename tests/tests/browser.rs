@@ -342,6 +342,10 @@ async fn check_layout(client: &Client, name: &str) {
     phone(client, true).await;
     let axe_phone = axe_violations(client).await;
     let wide = off_screen(client).await;
+    client
+        .execute("window.scrollTo(0, 0);", vec![])
+        .await
+        .expect("scroll");
     screenshot(client, &format!("{name}-phone")).await;
     phone(client, false).await;
     assert!(

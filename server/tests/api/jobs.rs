@@ -324,6 +324,21 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     // 10 s of 200 W + 150 W, as in the JSON API.
     let job = app.job("csv-1").await;
     assert!(row.contains(&format!("{:.6}", job.it_energy_kwh)), "{row}");
+    // Power per GPU, beside the per-GPU cap (the last column).
+    assert!(header.ends_with(",running,avg_power_per_gpu_w"), "{header}");
+    let per_gpu: f64 = row
+        .rsplit(',')
+        .next()
+        .expect("last cell")
+        .parse()
+        .expect("a number");
+    assert!(job.gpu_count > 0);
+    assert!(
+        (per_gpu - job.avg_power_w / f64::from(job.gpu_count)).abs() < 0.01,
+        "{per_gpu} vs {} W over {} GPUs",
+        job.avg_power_w,
+        job.gpu_count
+    );
     // The page links to the export of its filter.
     let page = app.get_text(ADMIN, "/jobs?user=gil").await.1;
     assert!(

@@ -288,7 +288,7 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
         "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
          pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags,\
          gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured,co2e_kg,cost,currency,\
-         idle_gpu_energy_kwh,running\n",
+         idle_gpu_energy_kwh,running,avg_power_per_gpu_w\n",
     );
     for j in jobs {
         let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -324,6 +324,12 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
             csv_cell(j.currency.as_deref().unwrap_or_default()),
             opt(j.idle_gpu_energy_kwh, 9),
             j.running.to_string(),
+            // Beside the per-GPU cap (issue 31: only the whole job's power stood beside it).
+            if j.gpu_count > 0 {
+                format!("{:.2}", j.avg_power_w / f64::from(j.gpu_count))
+            } else {
+                String::new()
+            },
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
