@@ -8,7 +8,11 @@ use chrono::NaiveDateTime;
 use wattlas_collector::import::nvidia_smi::{parse, Options};
 
 fn real_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real");
+    // At run time (cargo sets it): a binary built in another checkout sharing the build folder
+    // would otherwise read that checkout's path.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let dir = manifest.join("../../shared/data/real");
     assert!(
         dir.join("references.json").exists(),
         "{} is missing: the real logs live in ../shared beside the checkout",

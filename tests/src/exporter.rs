@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A real scrape of `../shared/data/real/dcgm-exporter/`, by file name.
 pub fn real_scrape(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = crate::manifest_dir()
         .join("../../shared/data/real/dcgm-exporter")
         .join(name);
     std::fs::read_to_string(&path)

@@ -227,7 +227,7 @@ pub struct Cluster {
 }
 
 fn db_script(command: &str, dir: &Path) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db");
+    let script = crate::manifest_dir().join("../scripts/db");
     let out = Command::new("bash")
         .arg(&script)
         .arg(command)
@@ -267,7 +267,7 @@ impl Cluster {
     /// A hot standby of this cluster (`scripts/db replica DIR --of THIS`), streaming from it.
     pub fn replica(&self) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db");
+        let script = crate::manifest_dir().join("../scripts/db");
         let out = Command::new("bash")
             .arg(&script)
             .arg("replica")
@@ -298,7 +298,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db"))
+            .arg(crate::manifest_dir().join("../scripts/db"))
             .arg("down")
             .arg(self.dir.path())
             .output();

@@ -4,6 +4,16 @@
 use serde_json::Value;
 
 pub mod collector;
+
+/// This package's directory as the running test sees it: cargo sets `CARGO_MANIFEST_DIR` when it runs
+/// a test, so a test binary built in another checkout sharing the build folder (CI's clone and a
+/// session's share `~/.cache/wattlas/target`) reads this checkout's files, not the other one's; the
+/// path compiled in is the fallback for a binary run by hand.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
 pub mod exporter;
 pub mod harness;
 

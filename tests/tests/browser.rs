@@ -80,7 +80,7 @@ async fn browser(webdriver: &str) -> Client {
         "browserName": "chrome",
         "goog:chromeOptions": {
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--no-first-run", "--disable-background-networking",
+                     "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync"],
         },
         "goog:loggingPrefs": {"browser": "ALL"},
@@ -317,7 +317,7 @@ async fn smallest_chart_text(client: &Client) -> Option<f64> {
     }
 }
 
-/// The page as loaded (desktop, 1400 px): every resource loaded, no console error, every control
+/// The page as loaded (desktop, 1280 px): every resource loaded, no console error, every control
 /// labelled, and no critical or serious axe-core violation; then at a phone's 390 px: nothing off the
 /// screen outside a box that scrolls, and no axe violation there either. Screenshots of both.
 async fn check_page(client: &Client, name: &str) {
@@ -332,12 +332,12 @@ async fn check_page(client: &Client, name: &str) {
     check_layout(client, name).await;
 }
 
-/// No critical or serious axe-core violation at 1400 px, and at a phone's 390 px none either and
+/// No critical or serious axe-core violation at 1280 px, and at a phone's 390 px none either and
 /// nothing off the screen outside a box that scrolls (screenshot `{name}-phone`).
 async fn check_layout(client: &Client, name: &str) {
     let axe = axe_violations(client).await;
     if let Some(px) = smallest_chart_text(client).await {
-        assert!(px >= 13.0, "{name}: chart text of {px:.1} px at 1400 px");
+        assert!(px >= 13.0, "{name}: chart text of {px:.1} px at 1280 px");
     }
     phone(client, true).await;
     let axe_phone = axe_violations(client).await;
@@ -350,7 +350,7 @@ async fn check_layout(client: &Client, name: &str) {
     phone(client, false).await;
     assert!(
         axe.is_empty() && axe_phone.is_empty() && wide.is_empty(),
-        "{name}: axe-core at 1400 px: {axe:#?}\nat 390 px: {axe_phone:#?}\noff a phone's screen: {wide:#?}"
+        "{name}: axe-core at 1280 px: {axe:#?}\nat 390 px: {axe_phone:#?}\noff a phone's screen: {wide:#?}"
     );
 }
 

@@ -44,7 +44,7 @@ struct Haproxy {
 
 impl Haproxy {
     fn start(dir: &Path, servers: [&str; 2], databases: [&str; 2], credentials: &str) -> Haproxy {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo = wattlas_tests::manifest_dir().join("..");
         // The check and its credentials, beside each other as the example asks.
         let check = dir.join("pg-primary-check");
         std::fs::copy(repo.join("examples/haproxy/pg-primary-check"), &check).expect("check");

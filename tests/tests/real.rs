@@ -13,7 +13,7 @@ use wattlas_tests::post;
 
 /// The real logs' folder and their references.
 fn real() -> (PathBuf, Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real");
+    let dir = wattlas_tests::manifest_dir().join("../../shared/data/real");
     assert!(
         dir.join("references.json").exists(),
         "{} is missing: the real logs live in ../shared beside the checkout",

@@ -512,7 +512,8 @@ fn jobs_text(st: &Statement) -> String {
 pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
     let chart = crate::charts::statement::by_day("IT energy per day", &st.by_day, st.unit)
         .map_err(|e| Error::Internal(crate::charts::ChartError::from(e).into()))?;
-    let sites: Vec<[String; 5]> = st
+    // One PUE per statement, the summary's: the sites' rows give their energy, not a PUE of their own.
+    let sites: Vec<[String; 4]> = st
         .sites
         .iter()
         .map(|s| {
@@ -521,7 +522,6 @@ pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
                 s.jobs.to_string(),
                 st.unit.format(s.it_energy_kwh),
                 st.unit.format(s.facility_energy_kwh),
-                s.pue.map_or("–".to_owned(), |p| format!("{p:.2}")),
             ]
         })
         .collect();
@@ -532,7 +532,7 @@ pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
         "summary": summary_pairs(st).into_iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
         "paragraph": st.paragraph,
         "savings": savings(st),
-        "sites_header": ["Site", "Jobs", "IT energy", "Facility energy", "PUE (energy-weighted)"],
+        "sites_header": ["Site", "Jobs", "IT energy", "Facility energy"],
         "sites": sites,
         "method": st.method,
         "jobs_text": jobs_text(st)

@@ -18,8 +18,7 @@ use wattlas_tests::post;
 /// The real scrapes served, each as its own target at its own power: those with an energy counter and
 /// labels Prometheus parses (one published scrape elides its labels as `...`: Prometheus refuses it).
 fn scrapes() -> Vec<(String, String, f64)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/real/dcgm-exporter");
+    let dir = wattlas_tests::manifest_dir().join("../../shared/data/real/dcgm-exporter");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("the real scrapes in ../shared")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

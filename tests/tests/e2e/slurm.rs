@@ -22,7 +22,7 @@ const FORMAT: &str =
     "JobID,JobIDRaw,User,Account,Partition,State,Start,End,NodeList,AllocTRES,Comment,JobName";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    wattlas_tests::manifest_dir().join("..")
 }
 
 /// The private cluster; stopped when dropped.

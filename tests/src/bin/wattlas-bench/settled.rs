@@ -209,7 +209,7 @@ pub(crate) async fn settled(
 /// The real trace: packed bytes (the data alone, as settled) beside live 1-s blocks and Prometheus's
 /// chunks (the data alone) of the same readings.
 fn real_trace() -> anyhow::Result<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = wattlas_tests::manifest_dir()
         .join("../../shared/data/real")
         .join(REAL_TRACE);
     let opts = wattlas_collector::import::nvidia_smi::Options::new(chrono_tz::UTC);
