@@ -323,6 +323,10 @@ pub struct JobView {
     pub pue_fallback_share: f64,
     /// Mean power of all allocated GPUs together over the covered time, W.
     pub avg_power_w: f64,
+    /// The same per GPU (`avg_power_w / gpu_count`), beside the per-GPU `power_cap_w`; absent without
+    /// GPUs. Views stored before it existed get it when read (`JobView::with_derived`).
+    #[serde(default)]
+    pub avg_power_per_gpu_w: Option<f64>,
     /// The enforced power limit most of the job's samples report, W.
     pub power_cap_w: Option<f64>,
     /// Covered GPU-seconds / (allocated GPUs x duration), 0..1.
@@ -361,6 +365,17 @@ pub struct JobView {
     /// The scheduler's own fields of the job (raw id, account, partition, state).
     #[serde(flatten)]
     pub scheduler: SchedulerFields,
+}
+
+impl JobView {
+    /// Fills what is derived from the stored fields (a view stored before a derived field existed
+    /// reads with it).
+    pub fn with_derived(mut self) -> Self {
+        if self.avg_power_per_gpu_w.is_none() && self.gpu_count > 0 {
+            self.avg_power_per_gpu_w = Some(self.avg_power_w / f64::from(self.gpu_count));
+        }
+        self
+    }
 }
 
 /// `GET /api/v1/jobs` answer.

@@ -312,6 +312,49 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
             || page.contains("carbon_g_per_kwh: 'lots' is not a number"),
         "{page}"
     );
+    // The form keeps what it leaves empty and what it does not show (issue 31): the node quota set
+    // through the API, the carbon intensity, price and currency, with only the fallback PUE typed.
+    let (status, body) = app
+        .put(ADMIN, "/api/v1/sites/dc9", &json!({"node_quota": 7}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, page) = form(
+        "/admin/sites/dc9".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("fallback_pue", "1.6".into()),
+            ("carbon_g_per_kwh", "".into()),
+            ("price_per_kwh", "".into()),
+            ("currency", "".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, sites) = app.get(ADMIN, "/api/v1/sites").await;
+    let dc9 = sites
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|s| s["name"] == "dc9")
+        .expect("dc9")
+        .clone();
+    assert_eq!(
+        (
+            dc9["fallback_pue"].clone(),
+            dc9["carbon_g_per_kwh"].clone(),
+            dc9["price_per_kwh"].clone(),
+            dc9["currency"].clone(),
+            dc9["node_quota"].clone()
+        ),
+        (
+            json!(1.6),
+            json!(350.0),
+            json!(0.21),
+            json!("EUR"),
+            json!(7)
+        ),
+        "{dc9}"
+    );
 
     // A project's budget, set on the page and listed.
     let (status, page) = form(
@@ -366,6 +409,35 @@ async fn admins_manage_users_sites_nodes_and_tokens_on_their_pages(db: PgPool) {
             .status(),
         StatusCode::SEE_OTHER
     );
+    // Saved again with the password field left empty (its placeholder says "unchanged"): the role
+    // changes, the password stays.
+    let (status, _) = form(
+        "/admin/users/alice".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("role", "researcher".into()),
+            ("password", "".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        sign_in(&app, "alice", "another long password")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER,
+        "the password stays"
+    );
+    let (status, _) = form(
+        "/admin/users/alice".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("role", "staff".into()),
+            ("password", "".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, page) = form(
         "/admin/users/root".into(),
         vec![("csrf", csrf.clone()), ("role", "researcher".into())],

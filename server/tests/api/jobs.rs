@@ -333,6 +333,11 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
         .parse()
         .expect("a number");
     assert!(job.gpu_count > 0);
+    assert_eq!(
+        job.avg_power_per_gpu_w.map(|w| format!("{w:.2}")),
+        Some(format!("{per_gpu:.2}")),
+        "the JSON's and the CSV's"
+    );
     assert!(
         (per_gpu - job.avg_power_w / f64::from(job.gpu_count)).abs() < 0.01,
         "{per_gpu} vs {} W over {} GPUs",

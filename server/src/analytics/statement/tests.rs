@@ -24,6 +24,7 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         pue: Some(pue),
         pue_fallback_share: 0.0,
         avg_power_w: 0.0,
+        avg_power_per_gpu_w: None,
         power_cap_w: Some(cap),
         coverage: 1.0,
         energy_method: EnergyMethod::Counter,

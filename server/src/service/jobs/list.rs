@@ -325,11 +325,7 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
             opt(j.idle_gpu_energy_kwh, 9),
             j.running.to_string(),
             // Beside the per-GPU cap (issue 31: only the whole job's power stood beside it).
-            if j.gpu_count > 0 {
-                format!("{:.2}", j.avg_power_w / f64::from(j.gpu_count))
-            } else {
-                String::new()
-            },
+            opt(j.avg_power_per_gpu_w, 2),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');

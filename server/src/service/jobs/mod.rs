@@ -477,6 +477,7 @@ pub(crate) async fn view(
         } else {
             0.0
         },
+        avg_power_per_gpu_w: (gpu_count > 0).then(|| total.avg_power_w()),
         power_cap_w: total.power_cap_w(),
         coverage,
         energy_method: total.method(),
@@ -531,7 +532,9 @@ fn fresh(job: &db::jobs::Job, computed_at: DateTime<Utc>, stale: bool, now: Date
 /// A job's stored summary, where fresh.
 pub(crate) async fn stored_view(cx: &Context, job: &db::jobs::Job) -> Result<Option<JobView>> {
     Ok(match db::jobs::stored_energy(&cx.db, &job.id).await? {
-        Some((summary, at, stale)) if fresh(job, at, stale, Utc::now()) => Some(summary.0),
+        Some((summary, at, stale)) if fresh(job, at, stale, Utc::now()) => {
+            Some(summary.0.with_derived())
+        }
         _ => None,
     })
 }
@@ -557,7 +560,7 @@ pub(crate) async fn listed_views(
             _ => false,
         };
         match row.summary {
-            Some(summary) if fresh => out.push(summary.0),
+            Some(summary) if fresh => out.push(summary.0.with_derived()),
             _ => out.push(computed_view(cx, &JobContext::of(cx, row.job).await?).await?),
         }
     }
