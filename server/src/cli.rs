@@ -115,14 +115,33 @@ pub async fn statement(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::statement::say_selection(&mut st, &q, ids.as_deref(), left_out);
+    // Issued with its verify link where the server's public address is known (--public-url or
+    // WATTLAS_PUBLIC_URL): a link to the command line's machine would reach nobody.
+    let issued = match (&cx.config.public_url, format) {
+        (_, crate::statement::Format::Csv) | (None, _) => false,
+        (Some(base), _) => {
+            crate::statement::verify::issue(cx, &mut st, None, base)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            true
+        }
+    };
     let body = crate::statement::render(&st, format).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(&args.output, &body)
         .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(format!(
-        "{}: {} jobs, {:.3} kWh GPU energy, {:.3} kWh facility energy",
+        "{}: {} jobs, {:.3} kWh IT energy, {:.3} kWh facility energy{}",
         args.output.display(),
         st.summary.jobs,
         st.summary.it_energy_kwh,
-        st.summary.facility_energy_kwh
+        st.summary.facility_energy_kwh,
+        if issued {
+            format!("; verifiable at {}", st.verify_link().unwrap_or_default())
+        } else if format == crate::statement::Format::Csv {
+            String::new()
+        } else {
+            "; not issued with a verify link (set WATTLAS_PUBLIC_URL to the server's address)"
+                .to_owned()
+        }
     ))
 }

@@ -188,6 +188,10 @@ pub struct Config {
     /// blocks): others must resolve to public addresses only.
     #[arg(long, env = "WATTLAS_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<Allowed>,
+    /// The address people reach this server at (e.g. `https://wattlas.example.org`), printed in
+    /// statements' verify links; without it, the scheme-less `Host` a request came to, as http.
+    #[arg(long, env = "WATTLAS_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl Config {

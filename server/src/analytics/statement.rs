@@ -163,6 +163,15 @@ pub(crate) struct Statement {
     pub unit: EnergyUnit,
     /// The jobs.
     pub jobs: Vec<JobView>,
+    /// Its id, once issued (`statement::verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Where anyone checks it (`GET /s/{id}`), once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_url: Option<String>,
+    /// SHA-256 (hex) of this JSON form without this field, once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// The totals of a statement.
@@ -429,6 +438,9 @@ pub(crate) fn build(
         unit: EnergyUnit::for_total(s.it_energy_kwh),
         jobs: jobs.into_iter().map(|j| j.view).collect(),
         summary: s,
+        id: None,
+        verify_url: None,
+        digest: None,
     };
     statement.paragraph = paragraph(&statement);
     statement
@@ -519,6 +531,17 @@ fn method_lines(
     ));
     out.push("Savings and costs, each against one baseline: caps against the highest cap in each workload's power-cap comparison (the job's energy at that cap estimated from the comparison's measured ratio of mean energies; the count of jobs behind each cap is said); timing against the mean PUE of the same local calendar month at the job's site (the mean of that month's measured hours, so far for the current month). Low-PUE hours: hours whose PUE was below that month's mean.".to_owned());
     out
+}
+
+impl Statement {
+    /// The link printed on an issued statement: its verify address with the digest it was issued
+    /// with.
+    pub(crate) fn verify_link(&self) -> Option<String> {
+        match (&self.verify_url, &self.digest) {
+            (Some(url), Some(d)) => Some(format!("{url}?sha256={d}")),
+            _ => None,
+        }
+    }
 }
 
 /// "1 job", "3 jobs".

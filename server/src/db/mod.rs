@@ -17,6 +17,7 @@ pub mod progress;
 pub mod rollups;
 pub mod samples;
 pub mod sites;
+pub(crate) mod statements;
 pub mod tokens;
 pub mod users;
 

@@ -108,6 +108,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/powercap/comparison", get(powercap::api))
         .route("/me", get(account::me))
         .route("/statement", get(statements::api))
+        .route("/statements/verify", post(statements::verify_api))
         .route(
             "/users",
             get(admin::users_api).post(admin::users_api_create),
@@ -143,6 +144,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/overview", get(overview::page))
         .route("/sites", get(sites::list_page))
         .route("/statement", get(statements::page))
+        .route("/s/{id}", get(statements::verify_page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
         .route("/sites/{site}/energy", get(closure::page))

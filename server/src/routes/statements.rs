@@ -58,14 +58,33 @@ impl Drop for Rendering<'_> {
     }
 }
 
+/// Where people reach this server, for the verify links printed on statements: the configured
+/// public address, else the `Host` the request came to (as http).
+pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
 /// Builds and renders a statement as `scope` may see it, for `who` (one at a time each; `None`: the
-/// admin token, not held).
+/// admin token, not held), issued with a verify link under `base`.
 pub(crate) async fn statement_response(
     state: &AppState,
     who: Option<&str>,
     scope: &JobScope,
     q: &ListQuery,
     sq: &StatementQuery,
+    base: &str,
 ) -> Result<Response, AppError> {
     let format = Format::parse(sq.format.as_deref().unwrap_or("pdf"))?;
     let _rendering = who.map(|w| Rendering::start(state, w)).transpose()?;
@@ -80,6 +99,11 @@ pub(crate) async fn statement_response(
     filter.ids = ids.clone();
     let mut st = statement::gather(state, scope, filter, describe(&q, ids.as_deref())).await?;
     statement::say_selection(&mut st, &q, ids.as_deref(), left_out_running);
+    // Issued with an id and a digest anyone can check (the CSV is the jobs' rows alone: nowhere to
+    // print them).
+    if format != Format::Csv {
+        statement::verify::issue(state, &mut st, who, base).await?;
+    }
     // Typeset on a blocking thread: a long PDF would hold one of the runtime's threads (on a 2-core
     // machine, half of what answers every other request) for its whole second.
     let _slot = state
@@ -113,6 +137,7 @@ pub(crate) async fn statement_response(
 pub(crate) async fn api(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Query(q): Query<ListQuery>,
     Query(sq): Query<StatementQuery>,
 ) -> Result<Response, AppError> {
@@ -122,15 +147,83 @@ pub(crate) async fn api(
         crate::auth::Caller::User(u) => Some(u.name.clone()),
         _ => None,
     };
-    statement_response(&state, who.as_deref(), &caller.job_scope()?, &q, &sq).await
+    let base = base_url(&state, &headers);
+    statement_response(&state, who.as_deref(), &caller.job_scope()?, &q, &sq, &base).await
 }
 
 /// `GET /statement`: the same for a signed-in browser (links on the jobs list and job pages).
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
+    headers: axum::http::HeaderMap,
     PageQuery(q): PageQuery<ListQuery>,
     PageQuery(sq): PageQuery<StatementQuery>,
 ) -> Result<Response, PageError> {
-    Ok(statement_response(&state, Some(&viewer.name), &viewer.job_scope(), &q, &sq).await?)
+    let base = base_url(&state, &headers);
+    Ok(statement_response(
+        &state,
+        Some(&viewer.name),
+        &viewer.job_scope(),
+        &q,
+        &sq,
+        &base,
+    )
+    .await?)
+}
+
+/// Checks run anonymously recompute a statement: one at a time for everyone without an account.
+const ANONYMOUS_CHECK: &str = "\u{0}anonymous statement check";
+
+/// `?sha256=`: the digest a statement's link carries.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VerifyQuery {
+    /// Hex.
+    pub sha256: Option<String>,
+}
+
+/// `/s/{id}`: a statement's check, for anyone holding it.
+#[derive(askama::Template)]
+#[template(path = "statements/verify.html")]
+pub(crate) struct VerifyPage {
+    /// Header (nobody signed in needed).
+    pub nav: crate::auth::Nav,
+    /// The check.
+    pub v: statement::verify::Verification,
+    /// The digest the link carried.
+    pub given: String,
+}
+
+/// `GET /s/{id}?sha256=`: no sign-in. Authentic or refused, unchanged or what differs.
+pub(crate) async fn verify_page(
+    State(state): State<AppState>,
+    crate::extract::Path(id): crate::extract::Path<String>,
+    PageQuery(q): PageQuery<VerifyQuery>,
+) -> Result<Response, PageError> {
+    let _turn = Rendering::start(&state, ANONYMOUS_CHECK)?;
+    let v = statement::verify::check(&state, &id, q.sha256.as_deref())
+        .await
+        .map_err(AppError::from)?;
+    let status = if v.digest_matches == Some(false) {
+        axum::http::StatusCode::CONFLICT
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let page = VerifyPage {
+        nav: crate::auth::Nav::default(),
+        given: q.sha256.unwrap_or_default(),
+        v,
+    };
+    Ok((status, crate::error::Page(page)).into_response())
+}
+
+/// `POST /api/v1/statements/verify`: a statement's JSON form, checked whole (no sign-in): 200 with the
+/// check where its digest is the issued one, 400 naming `digest` where it was altered.
+pub(crate) async fn verify_api(
+    State(state): State<AppState>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<serde_json::Value>,
+) -> Result<crate::extract::ApiJson<statement::verify::Verification>, AppError> {
+    let _turn = Rendering::start(&state, ANONYMOUS_CHECK)?;
+    Ok(crate::extract::ApiJson(
+        statement::verify::check_json(&state, &body).await?,
+    ))
 }

@@ -2,6 +2,7 @@
 //! carbon settings and the power-cap comparisons, then rendered as PDF, Markdown, LaTeX, JSON or CSV.
 
 pub(crate) mod pdf;
+pub(crate) mod verify;
 
 use crate::ids::SiteId;
 use std::collections::{BTreeMap, HashMap};
@@ -401,6 +402,11 @@ pub(crate) fn markdown(st: &Statement) -> String {
         out
     };
     let mut out = format!("# Energy statement\n\n{}\n\n", esc(&st.scope));
+    if let (Some(id), Some(digest), Some(link)) = (&st.id, &st.digest, st.verify_link()) {
+        out.push_str(&format!(
+            "Statement {id}, SHA-256 {digest}. Anyone can check it, and whether its data has changed since: <{link}>\n\n"
+        ));
+    }
     out.push_str("| | |\n| --- | --- |\n");
     for (k, v) in summary_pairs(st) {
         out.push_str(&format!("| {k} | {} |\n", esc(&v)));
@@ -463,6 +469,14 @@ pub(crate) fn latex(st: &Statement) -> String {
         "\\caption{{Energy of {}, measured by Wattlas.}}\n\\end{{table}}\n",
         tex(&st.scope)
     ));
+    if let (Some(id), Some(digest), Some(link)) = (&st.id, &st.digest, st.verify_link()) {
+        out.push_str(&format!(
+            "% Statement {}, SHA-256 {digest}: anyone can check it at the link below.\n\\noindent{{\\footnotesize Statement {}, verifiable at \\url{{{}}}}}\n",
+            tex(id),
+            tex(id),
+            link
+        ));
+    }
     out
 }
 
@@ -531,6 +545,9 @@ pub(crate) fn pdf(st: &Statement) -> Result<Vec<u8>> {
         "generated": st.generated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         "summary": summary_pairs(st).into_iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
         "paragraph": st.paragraph,
+        "id": st.id.clone().unwrap_or_default(),
+        "digest": st.digest.clone().unwrap_or_default(),
+        "link": st.verify_link().unwrap_or_default(),
         "savings": savings(st),
         "sites_header": ["Site", "Jobs", "IT energy", "Facility energy"],
         "sites": sites,

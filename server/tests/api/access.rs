@@ -630,6 +630,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         ("budget", Body::Json(json!({"kwh_per_month": 100.0}))),
         ("budget_form", Body::Form(vec![("project", "pf-{who}".into()), ("kwh_per_month", "50".into())])),
         ("site_form", Body::Form(vec![("carbon_g_per_kwh", "300".into())])),
+        ("statement_json", Body::Json(json!({"scope": "forged"}))),
     ]
     .into_iter()
     .collect();
@@ -702,6 +703,9 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /sites/s1/pue                               -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /sites/s1/energy                            -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /statement                                  -             login     2xx   2xx   2xx   2xx   403   403   403
+        # A statement's check is anyone's who holds it: no sign-in, and none issued under this id.
+        GET    /s/0123456789abcdef01234567                  -             404       404   404   404   404   404   404   404
+        POST   /api/v1/statements/verify                   statement_json 400      400   400   400   400   400   400   400
         GET    /powercap                                   -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /account                                    -             login     2xx   2xx   2xx   2xx   403   403   403
         POST   /account/tokens                             tokens_form   login     403   403   403   403   403   403   403

@@ -443,3 +443,171 @@ async fn a_statement_leaves_running_jobs_out_and_says_what_it_covers(db: PgPool)
         "{first}"
     );
 }
+
+/// Issue 35, item 5: a statement anyone can verify. The PDF prints its id, digest and link; the link,
+/// opened without signing in, says "authentic" and "unchanged"; after a meter reading is corrected it
+/// says which figures changed; a link carrying another digest is refused, and so is a JSON statement
+/// with one number edited.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_statement_is_verified_by_anyone_and_says_what_changed(db: PgPool) {
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let meter = app.meter().await;
+    let h0 = (Utc::now() - Duration::hours(3))
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc");
+    let readings: Vec<Value> = (0..24)
+        .map(|i| json!({"time": h0 + Duration::minutes(5 * i), "pue": 1.2}))
+        .collect();
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let t0 = h0 + Duration::minutes(10);
+    for chunk in samples(t0, 20 * 60).chunks(2000) {
+        let (status, body) = app.ingest(&node, &batch(chunk.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = app
+        .post(
+            ADMIN,
+            "/api/v1/jobs",
+            &json!({"site": "s1", "id": "v1", "user": "ann", "start": t0 + Duration::minutes(1),
+                    "end": t0 + Duration::minutes(19), "allocations": [{"node": "n1", "gpus": [0]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The PDF: its first page names the statement and the link.
+    let pdf = app
+        .http
+        .get(format!("{}/api/v1/statement?jobs=v1&format=pdf", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("pdf")
+        .bytes()
+        .await
+        .expect("body");
+    let first = pdf_first_page(&pdf);
+    let id: String = first
+        .split("Statement ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the statement's id on page 1")
+        .to_owned();
+    assert_eq!(id.len(), 24, "{first}");
+    let digest: String = first
+        .split("SHA-256 ")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .expect("its digest on page 1")
+        .replace(' ', "");
+    assert_eq!(digest.len(), 64, "{first}");
+    assert!(first.contains(&format!("/s/{id}")), "the link: {first}");
+    // The link (as printed: this server's address, the id and the digest), opened by anyone.
+    let link = format!("{}/s/{id}?sha256={digest}", app.base);
+    let anonymous = reqwest::Client::new();
+    let page = anonymous.get(&link).send().await.expect("get");
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.expect("text");
+    assert!(
+        page.contains("<strong>Authentic</strong>") && page.contains("<strong>Unchanged</strong>"),
+        "{page}"
+    );
+    assert!(page.contains(&digest), "{page}");
+    assert!(!page.contains("Sign out"), "nobody is signed in: {page}");
+
+    // A meter reading corrected (the hour's PUE was 1.5, not 1.2): the same link says what changed.
+    let range = format!(
+        "from={}&to={}",
+        h0.to_rfc3339().replace('+', "%2B"),
+        (h0 + Duration::hours(2)).to_rfc3339().replace('+', "%2B")
+    );
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/meters/m1/readings?{range}", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    let corrected: Vec<Value> = (0..24)
+        .map(|i| json!({"time": h0 + Duration::minutes(5 * i), "pue": 1.5}))
+        .collect();
+    let (status, body) = app.facility(&meter, &json!(corrected)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page = anonymous
+        .get(&link)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("<strong>Authentic</strong>")
+            && page.contains("<strong>Changed since</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<li>Facility energy: ")
+            && page.contains(
+                "<li>PUE (energy-weighted): 1.20 (measured) then, 1.50 (measured) now</li>"
+            ),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<li>IT energy"),
+        "the IT energy did not change: {page}"
+    );
+
+    // A link whose digest is not the issued one is refused.
+    let mut forged = digest.clone().into_bytes();
+    forged[0] = if forged[0] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).expect("hex");
+    let r = anonymous
+        .get(format!("{}/s/{id}?sha256={forged}", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let page = r.text().await.expect("text");
+    assert!(page.contains("<strong>Refused.</strong>"), "{page}");
+
+    // The JSON form, checked whole: as issued it is authentic; one number edited, it is refused.
+    let (status, statement) = app
+        .get(ADMIN, "/api/v1/statement?jobs=v1&format=json")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let check = |body: Value| {
+        anonymous
+            .post(format!("{}/api/v1/statements/verify", app.base))
+            .json(&body)
+            .send()
+    };
+    let r = check(statement.clone()).await.expect("post");
+    let status = r.status();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["digest_matches"], json!(true), "{v}");
+    assert_eq!(v["changes"], json!([]), "{v}");
+    let mut edited = statement.clone();
+    edited["summary"]["it_energy_kwh"] =
+        json!(statement["summary"]["it_energy_kwh"].as_f64().expect("kwh") * 0.5);
+    let r = check(edited).await.expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.expect("json");
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("digest: the content does not match"),
+        "{e}"
+    );
+    // An id nobody issued.
+    let r = anonymous
+        .get(format!("{}/s/ffffffffffffffffffffffff", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
