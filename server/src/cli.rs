@@ -120,7 +120,7 @@ pub async fn statement(
     let issued = match (&cx.config.public_url, format) {
         (_, crate::statement::Format::Csv) | (None, _) => false,
         (Some(base), _) => {
-            crate::statement::verify::issue(cx, &mut st, None, base)
+            st = crate::statement::verify::issue(cx, st, None, base)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             true

@@ -102,7 +102,7 @@ pub(crate) async fn statement_response(
     // Issued with an id and a digest anyone can check (the CSV is the jobs' rows alone: nowhere to
     // print them).
     if format != Format::Csv {
-        statement::verify::issue(state, &mut st, who, base).await?;
+        st = statement::verify::issue(state, st, who, base).await?;
     }
     // Typeset on a blocking thread: a long PDF would hold one of the runtime's threads (on a 2-core
     // machine, half of what answers every other request) for its whole second.

@@ -64,20 +64,30 @@ pub(crate) fn shown(st: &Statement) -> serde_json::Value {
 }
 
 /// Issues `st`: its id, verify address and digest, stored with what it shows. `base_url` is where
-/// people reach this server (no trailing slash).
+/// people reach this server (no trailing slash). The JSON form of 10,000 jobs takes a moment to build
+/// and hash: that runs on a blocking thread, as typesetting does.
 pub(crate) async fn issue(
     cx: &Context,
-    st: &mut Statement,
+    st: Statement,
     issued_by: Option<&str>,
     base_url: &str,
-) -> Result<()> {
+) -> Result<Statement> {
     let id = new_id();
-    st.id = Some(id.clone());
-    st.verify_url = Some(format!("{}/s/{id}", base_url.trim_end_matches('/')));
-    st.digest = None;
-    let value = serde_json::to_value(&*st).map_err(anyhow::Error::from)?;
-    let digest = digest_of(&value);
-    st.digest = Some(hex(&digest));
+    let url = format!("{}/s/{id}", base_url.trim_end_matches('/'));
+    let issued_id = id.clone();
+    let (st, digest, what) = tokio::task::spawn_blocking(move || {
+        let mut st = st;
+        st.id = Some(issued_id);
+        st.verify_url = Some(url);
+        st.digest = None;
+        let value = serde_json::to_value(&st).map_err(anyhow::Error::from)?;
+        let digest = digest_of(&value);
+        st.digest = Some(hex(&digest));
+        let what = shown(&st);
+        Ok::<_, anyhow::Error>((st, digest, what))
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
     db::statements::insert(
         &cx.db,
         &db::statements::Issued {
@@ -88,11 +98,11 @@ pub(crate) async fn issue(
             scope: st.scope.clone(),
             generated_at: st.generated_at,
             job_ids: st.jobs.iter().map(|j| j.id.clone()).collect(),
-            shown: Json(shown(st)),
+            shown: Json(what),
         },
     )
     .await?;
-    Ok(())
+    Ok(st)
 }
 
 /// A check of an issued statement.
