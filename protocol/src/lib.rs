@@ -327,6 +327,28 @@ pub struct JobView {
     /// GPUs. Views stored before it existed get it when read (`JobView::with_derived`).
     #[serde(default)]
     pub avg_power_per_gpu_w: Option<f64>,
+    /// Where the true IT energy lies, kWh: the measured value widened by each term of
+    /// `bound_terms` (the server's `analytics::uncertainty` model); absent for views stored before.
+    #[serde(default)]
+    pub it_energy_kwh_low: Option<f64>,
+    /// .
+    #[serde(default)]
+    pub it_energy_kwh_high: Option<f64>,
+    /// Where the true facility energy lies, kWh (the IT bound times the PUE's).
+    #[serde(default)]
+    pub facility_energy_kwh_low: Option<f64>,
+    /// .
+    #[serde(default)]
+    pub facility_energy_kwh_high: Option<f64>,
+    /// Where the true CO2e lies, kg (the facility bound times the carbon intensity's).
+    #[serde(default)]
+    pub co2e_kg_low: Option<f64>,
+    /// .
+    #[serde(default)]
+    pub co2e_kg_high: Option<f64>,
+    /// The terms of the IT energy's bound.
+    #[serde(default)]
+    pub bound_terms: Vec<BoundTerm>,
     /// The enforced power limit most of the job's samples report, W.
     pub power_cap_w: Option<f64>,
     /// Covered GPU-seconds / (allocated GPUs x duration), 0..1.
@@ -365,6 +387,19 @@ pub struct JobView {
     /// The scheduler's own fields of the job (raw id, account, partition, state).
     #[serde(flatten)]
     pub scheduler: SchedulerFields,
+}
+
+/// One term of an energy bound: how far below and above the measured value it lets the truth lie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundTerm {
+    /// Which term: `gpu_sensor`, `gpu_gaps`, `rapl_cpu`, `rapl_dram`.
+    pub kind: String,
+    /// What it is, in words.
+    pub term: String,
+    /// kWh below the measured value.
+    pub below_kwh: f64,
+    /// kWh above.
+    pub above_kwh: f64,
 }
 
 impl JobView {

@@ -140,9 +140,19 @@ async fn every_real_nvidia_smi_log_imports_with_its_reference_energy(db: PgPool)
             .find(|j| j["id"] == id.as_str())
             .unwrap_or_else(|| panic!("{id} not in the statement"));
         let got = job["it_energy_kwh"].as_f64().expect("energy");
+        // Its bound (issue 35) holds the independent reference.
+        let (low, high) = (
+            job["it_energy_kwh_low"].as_f64().expect("low"),
+            job["it_energy_kwh_high"].as_f64().expect("high"),
+        );
         println!(
-            "{name}: {got:.6} kWh, reference {reference:.6} kWh ({:+.4} %)",
+            "{name}: {got:.6} kWh ({low:.6}-{high:.6}, {:.1} % wide), reference {reference:.6} kWh ({:+.4} %)",
+            (high - low) / got * 100.0,
             (got / reference - 1.0) * 100.0
+        );
+        assert!(
+            low <= *reference && *reference <= high,
+            "{name}: the reference {reference} kWh is outside the bound {low}-{high}"
         );
         assert!(
             (got - reference).abs() <= 0.005 * reference,

@@ -10,4 +10,5 @@ pub(crate) mod progress;
 pub mod pue;
 pub mod sharing;
 pub(crate) mod statement;
+pub(crate) mod uncertainty;
 pub mod units;

@@ -220,15 +220,29 @@ fn cpu_dram(st: &Statement, kwh_value: f64) -> String {
 fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
     let s = &st.summary;
     let kwh = |v: f64| st.unit.format(v);
+    // A value with its bound: "4.00 kWh (3.80–4.30)".
+    let bounded = |v: f64, lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
+        (Some(lo), Some(hi)) => {
+            format!("{} ({}–{})", kwh(v), st.unit.number(lo), st.unit.number(hi))
+        }
+        _ => kwh(v),
+    };
     let mut out = vec![
         (
             "IT energy (GPU + CPU + DRAM)".to_owned(),
-            kwh(s.it_energy_kwh),
+            bounded(s.it_energy_kwh, s.it_energy_kwh_low, s.it_energy_kwh_high),
         ),
         ("GPU energy".to_owned(), kwh(s.gpu_energy_kwh)),
         ("CPU energy".to_owned(), cpu_dram(st, s.cpu_energy_kwh)),
         ("DRAM energy".to_owned(), cpu_dram(st, s.dram_energy_kwh)),
-        ("Facility energy".to_owned(), kwh(s.facility_energy_kwh)),
+        (
+            "Facility energy".to_owned(),
+            bounded(
+                s.facility_energy_kwh,
+                s.facility_energy_kwh_low,
+                s.facility_energy_kwh_high,
+            ),
+        ),
         (
             "PUE (energy-weighted)".to_owned(),
             s.pue.map_or("–".to_owned(), |p| {
@@ -246,8 +260,16 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
         ),
         (
             "CO2e".to_owned(),
-            s.co2e_kg
-                .map_or("not configured".to_owned(), crate::analytics::units::co2e),
+            match (s.co2e_kg, s.co2e_kg_low, s.co2e_kg_high) {
+                (Some(kg), Some(lo), Some(hi)) => format!(
+                    "{} ({}–{})",
+                    crate::analytics::units::co2e(kg),
+                    crate::analytics::units::co2e(lo),
+                    crate::analytics::units::co2e(hi)
+                ),
+                (Some(kg), _, _) => crate::analytics::units::co2e(kg),
+                (None, _, _) => "not configured".to_owned(),
+            },
         ),
         (
             "Cost".to_owned(),

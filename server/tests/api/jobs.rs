@@ -239,6 +239,46 @@ async fn a_running_job_reports_energy_so_far_and_jobs_filter(db: PgPool) {
         "coverage {}",
         job.coverage
     );
+    // Its bound (issue 35): the sensor's ±5 % of the GPU energy below, and above that plus what the
+    // GPU could have drawn at its 250 W limit in the uncovered half of its time.
+    let it = job.it_energy_kwh;
+    let sensor = job
+        .bound_terms
+        .iter()
+        .find(|t| t.kind == "gpu_sensor")
+        .expect("the sensor's term");
+    assert!((sensor.below_kwh - 0.05 * job.gpu_energy_kwh).abs() < 1e-12);
+    let gaps = job
+        .bound_terms
+        .iter()
+        .find(|t| t.kind == "gpu_gaps")
+        .expect("the gaps' term");
+    let uncovered_s = (1.0 - job.coverage) * job.duration_s;
+    assert!(
+        (gaps.above_kwh - 250.0 * uncovered_s / 3.6e6).abs() < 250.0 * 0.5 / 3.6e6,
+        "{} vs {uncovered_s} s at 250 W",
+        gaps.above_kwh
+    );
+    assert!((job.it_energy_kwh_low.expect("low") - (it - sensor.below_kwh)).abs() < 1e-12);
+    assert!(
+        (job.it_energy_kwh_high.expect("high") - (it + sensor.above_kwh + gaps.above_kwh)).abs()
+            < 1e-12
+    );
+    // No meter: every hour charged the assumed PUE, so the facility energy may hold anywhere from no
+    // overhead to twice the assumed one.
+    let (fl, fh) = (
+        job.facility_energy_kwh_low.expect("low"),
+        job.facility_energy_kwh_high.expect("high"),
+    );
+    assert!(
+        (fl - job.it_energy_kwh_low.expect("low")).abs() < 1e-12,
+        "PUE 1 below"
+    );
+    let pue = job.pue.expect("pue");
+    assert!(
+        (fh - job.it_energy_kwh_high.expect("high") * (1.0 + 2.0 * (pue - 1.0))).abs() < 1e-9,
+        "twice the overhead above: {fh}"
+    );
 
     // Its page updates its figures in place (the browser test drives it) and says they are so far;
     // its power chart draws its cap.
@@ -324,14 +364,21 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     // 10 s of 200 W + 150 W, as in the JSON API.
     let job = app.job("csv-1").await;
     assert!(row.contains(&format!("{:.6}", job.it_energy_kwh)), "{row}");
-    // Power per GPU, beside the per-GPU cap (the last column).
-    assert!(header.ends_with(",running,avg_power_per_gpu_w"), "{header}");
-    let per_gpu: f64 = row
-        .rsplit(',')
-        .next()
-        .expect("last cell")
-        .parse()
-        .expect("a number");
+    // Power per GPU beside the per-GPU cap, then the bounds (issue 35).
+    assert!(
+        header.ends_with(",running,avg_power_per_gpu_w,it_energy_kwh_low,it_energy_kwh_high,facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high"),
+        "{header}"
+    );
+    let cells: Vec<&str> = row.rsplit(',').collect();
+    let per_gpu: f64 = cells[6].parse().expect("a number");
+    let (low, high): (f64, f64) = (
+        cells[5].parse().expect("low"),
+        cells[4].parse().expect("high"),
+    );
+    assert!(
+        low < job.it_energy_kwh && job.it_energy_kwh < high,
+        "{low} {high}"
+    );
     assert!(job.gpu_count > 0);
     assert_eq!(
         job.avg_power_per_gpu_w.map(|w| format!("{w:.2}")),

@@ -25,6 +25,13 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         pue_fallback_share: 0.0,
         avg_power_w: 0.0,
         avg_power_per_gpu_w: None,
+        it_energy_kwh_low: Some(it_kwh * 0.95),
+        it_energy_kwh_high: Some(it_kwh * 1.05),
+        facility_energy_kwh_low: Some(it_kwh * pue * 0.93),
+        facility_energy_kwh_high: Some(it_kwh * pue * 1.07),
+        co2e_kg_low: Some(it_kwh * pue * 0.3 * 0.7),
+        co2e_kg_high: Some(it_kwh * pue * 0.3 * 1.3),
+        bound_terms: Vec::new(),
         power_cap_w: Some(cap),
         coverage: 1.0,
         energy_method: EnergyMethod::Counter,
@@ -381,6 +388,11 @@ mod properties {
                 prop_assert!(p.contains(&format!("{} including", unit.format(f(&s["facility_energy_kwh"])))), "{}", p);
                 prop_assert!(p.contains(&format!("PUE of {pue:.2}")), "{}", p);
             }
+            // Bounds bracket their values.
+            if let (Some(lo), Some(hi)) = (s["it_energy_kwh_low"].as_f64(), s["it_energy_kwh_high"].as_f64()) {
+                let v = f(&s["it_energy_kwh"]);
+                prop_assert!(lo <= v + 1e-12 && v <= hi + 1e-12, "{} <= {} <= {}", lo, v, hi);
+            }
             // One PUE value.
             let pue_values = p
                 .match_indices("PUE of ")
@@ -391,6 +403,11 @@ mod properties {
             let mut known: Vec<String> = vec!["100".into()];
             for k in ["it_energy_kwh", "gpu_energy_kwh", "cpu_energy_kwh", "dram_energy_kwh", "facility_energy_kwh"] {
                 known.push(unit.number(f(&s[k])));
+            }
+            for k in ["it_energy_kwh_low", "it_energy_kwh_high", "facility_energy_kwh_low", "facility_energy_kwh_high"] {
+                if let Some(v) = s[k].as_f64() {
+                    known.push(unit.number(v));
+                }
             }
             for k in ["cap_saving_kwh", "timing_saving_kwh"] {
                 known.push(unit.number(f(&s[k]).abs()));

@@ -288,7 +288,8 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
         "id,user,name,site,start,end,duration_s,gpu_count,it_energy_kwh,facility_energy_kwh,pue,\
          pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags,\
          gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured,co2e_kg,cost,currency,\
-         idle_gpu_energy_kwh,running,avg_power_per_gpu_w\n",
+         idle_gpu_energy_kwh,running,avg_power_per_gpu_w,it_energy_kwh_low,it_energy_kwh_high,\
+         facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high\n",
     );
     for j in jobs {
         let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -326,6 +327,12 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
             j.running.to_string(),
             // Beside the per-GPU cap (issue 31: only the whole job's power stood beside it).
             opt(j.avg_power_per_gpu_w, 2),
+            opt(j.it_energy_kwh_low, 6),
+            opt(j.it_energy_kwh_high, 6),
+            opt(j.facility_energy_kwh_low, 6),
+            opt(j.facility_energy_kwh_high, 6),
+            opt(j.co2e_kg_low, 6),
+            opt(j.co2e_kg_high, 6),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');

@@ -16,6 +16,7 @@ use wattlas_protocol::{Allocation, JobView, SharedGpu};
 use super::{Error, Result};
 use crate::analytics::node_energy::{self, NodeShare, Occupant};
 use crate::analytics::sharing;
+use crate::analytics::uncertainty;
 use crate::db;
 use crate::db::energy::JobEnergy;
 use crate::service::caller::JobScope;
@@ -430,7 +431,42 @@ pub(crate) async fn view(
     } else {
         0.0
     };
+    // Where the truth lies (`analytics::uncertainty`): the IT energy widened by each term, the
+    // facility energy by the PUE's, the CO2e by the carbon intensity's.
+    let it_kwh = (total.energy_j + node.cpu_j + node.dram_j) / 3.6e6;
+    let facility_kwh = facility.facility_j / 3.6e6;
+    let bound_terms = uncertainty::it_terms(&uncertainty::ItInputs {
+        gpu_kwh: total.energy_j / 3.6e6,
+        uncovered_gpu_s: (f64::from(gpu_count) * duration_s - total.covered_s).max(0.0),
+        limit_w: total.power_cap_w(),
+        cpu_kwh: node.cpu_j / 3.6e6,
+        dram_kwh: node.dram_j / 3.6e6,
+    });
+    let it_bounds = uncertainty::interval(it_kwh, &bound_terms);
+    let facility_bounds = uncertainty::facility_interval(
+        it_kwh,
+        it_bounds,
+        facility_kwh,
+        facility.fallback_share(),
+        charged.site.fallback_pue,
+    );
+    let co2e_kg = charged.carbon.co2e_g.map(|g| g / 1000.0);
+    let co2e_bounds = co2e_kg.map(|kg| {
+        uncertainty::co2e_interval(
+            kg,
+            facility_kwh,
+            facility_bounds,
+            charged.carbon.series_share,
+        )
+    });
     let view = JobView {
+        it_energy_kwh_low: Some(it_bounds.0),
+        it_energy_kwh_high: Some(it_bounds.1),
+        facility_energy_kwh_low: Some(facility_bounds.0),
+        facility_energy_kwh_high: Some(facility_bounds.1),
+        co2e_kg_low: co2e_bounds.map(|b| b.0),
+        co2e_kg_high: co2e_bounds.map(|b| b.1),
+        bound_terms,
         running: job.end_time.is_none(),
         id: job.id.clone(),
         user: job.user_name.clone(),
@@ -462,13 +498,13 @@ pub(crate) async fn view(
                 cpus: None,
             })
             .collect(),
-        it_energy_kwh: (total.energy_j + node.cpu_j + node.dram_j) / 3.6e6,
+        it_energy_kwh: it_kwh,
         gpu_energy_kwh: total.energy_j / 3.6e6,
         cpu_energy_kwh: measured(node.cpu_j),
         dram_energy_kwh: measured(node.dram_j),
         cpu_dram_unmeasured: node.unmeasured.clone(),
         shared_gpus: energy.shared.clone(),
-        facility_energy_kwh: facility.facility_j / 3.6e6,
+        facility_energy_kwh: facility_kwh,
         pue: facility.pue(),
         pue_fallback_share: facility.fallback_share(),
         // Mean power of all allocated GPUs together: energy per second of the job's covered time.
@@ -483,7 +519,7 @@ pub(crate) async fn view(
         energy_method: total.method(),
         samples: total.samples,
         tags: job.tags.0.clone(),
-        co2e_kg: charged.carbon.co2e_g.map(|g| g / 1000.0),
+        co2e_kg,
         carbon_series_share: charged.carbon.series_share,
         cost: charged
             .site
