@@ -349,6 +349,18 @@ pub struct JobView {
     /// The terms of the IT energy's bound.
     #[serde(default)]
     pub bound_terms: Vec<BoundTerm>,
+    /// Market-based CO2e, kg (Scope 2's market-based method): each hour at the factor of the site's
+    /// contractual instrument covering it, else at its location-based factor; absent where the site
+    /// records no instrument. `co2e_kg` is the location-based figure.
+    #[serde(default)]
+    pub co2e_market_kg: Option<f64>,
+    /// Share of the facility energy an instrument covered.
+    #[serde(default)]
+    pub market_contract_share: f64,
+    /// Embodied CO2e of the job's GPU-hours at the per-model figures admins set, kg: shown apart,
+    /// never added to `co2e_kg`; absent where some GPU's model has no figure.
+    #[serde(default)]
+    pub embodied_kg: Option<f64>,
     /// The enforced power limit most of the job's samples report, W.
     pub power_cap_w: Option<f64>,
     /// Covered GPU-seconds / (allocated GPUs x duration), 0..1.

@@ -240,6 +240,15 @@ pub(crate) struct Summary {
     pub co2e_kg_high: Option<f64>,
     /// Each kind of term's share of the IT bound's width, by kind (`gpu_sensor`, `gpu_gaps`, ...).
     pub bound_shares: BTreeMap<String, f64>,
+    /// Market-based CO2e, kg (Scope 2): jobs at sites with contractual instruments at their factors,
+    /// the rest at their location-based figure; none where no job's site records an instrument.
+    pub co2e_market_kg: Option<f64>,
+    /// Share of the facility energy an instrument covered.
+    pub market_contract_share: f64,
+    /// Embodied CO2e of the jobs' GPU-hours at the per-model figures, kg (apart, never added).
+    pub embodied_kg: Option<f64>,
+    /// Jobs without an embodied figure (some GPU's model has none).
+    pub embodied_missing: u64,
 }
 
 /// One site's part.
@@ -317,6 +326,8 @@ pub(crate) fn build(
     let mut bounds = Some((0.0, 0.0, 0.0, 0.0));
     let mut co2e_bounds: Option<(f64, f64)> = None;
     let mut widths: BTreeMap<String, f64> = BTreeMap::new();
+    // Market-based: any job at a site with instruments makes the statement show it.
+    let (mut market_any, mut market_g, mut covered_j) = (false, 0.0, 0.0);
 
     let (mut all_nodes, mut unmeasured) = (
         std::collections::BTreeSet::new(),
@@ -361,6 +372,15 @@ pub(crate) fn build(
         }
         for t in &v.bound_terms {
             *widths.entry(t.kind.clone()).or_default() += t.below_kwh + t.above_kwh;
+        }
+        market_any |= v.co2e_market_kg.is_some();
+        if let Some(kg) = v.co2e_market_kg.or(v.co2e_kg) {
+            market_g += kg * 1000.0;
+        }
+        covered_j += v.market_contract_share * v.facility_energy_kwh;
+        match v.embodied_kg {
+            Some(kg) => *s.embodied_kg.get_or_insert(0.0) += kg,
+            None => s.embodied_missing += 1,
         }
         samples += v.samples;
         gpu_seconds_covered += v.coverage * f64::from(v.gpu_count) * v.duration_s;
@@ -472,6 +492,12 @@ pub(crate) fn build(
     }
     if classified_j > 0.0 {
         s.low_pue_share = Some(low_j / classified_j);
+    }
+    if market_any {
+        s.co2e_market_kg = Some(market_g / 1000.0);
+        if s.facility_energy_kwh > 0.0 {
+            s.market_contract_share = covered_j / s.facility_energy_kwh;
+        }
     }
 
     let method = method_lines(&s, sites, &jobs, samples, gpu_seconds_covered, &methods);
@@ -777,9 +803,17 @@ pub(crate) fn paragraph(st: &Statement) -> String {
     }
     if let Some(kg) = s.co2e_kg {
         p.push_str(&format!(
-            " This amounts to an estimated {} CO2e",
+            " This amounts to an estimated {} CO2e (location-based, from the grid's intensity",
             super::units::co2e(kg)
         ));
+        if let Some(m) = s.co2e_market_kg {
+            p.push_str(&format!(
+                "; market-based: {}, with contractual instruments for {:.0} % of the energy",
+                super::units::co2e(m),
+                s.market_contract_share * 100.0
+            ));
+        }
+        p.push(')');
         if s.co2e_coverage < 0.999 {
             p.push_str(&format!(
                 " (for the {:.0} % of the energy whose grid carbon intensity is known)",
@@ -795,6 +829,20 @@ pub(crate) fn paragraph(st: &Statement) -> String {
             p.push_str(&format!(" and {} of electricity", and_list(&costs)));
         }
         p.push('.');
+    }
+    if let Some(kg) = s.embodied_kg {
+        p.push_str(&format!(
+            " Apart from that, making the GPUs is estimated at {} CO2e for the GPU-hours used{} (embodied emissions at the figures set for each GPU model; not included above).",
+            super::units::co2e(kg),
+            if s.embodied_missing > 0 {
+                format!(
+                    " by the jobs whose GPU models have one ({} without)",
+                    jobs_count(s.embodied_missing)
+                )
+            } else {
+                String::new()
+            }
+        ));
     }
     // Facts only: what ran under which cap and when, never why (a statement cannot know intent).
     if let Some(claim) = cap_claim(st) {

@@ -16,6 +16,7 @@ pub mod overview;
 pub mod progress;
 pub mod rollups;
 pub mod samples;
+pub(crate) mod scope2;
 pub mod sites;
 pub(crate) mod statements;
 pub mod tokens;

@@ -17,6 +17,7 @@ pub(crate) mod progress;
 pub(crate) mod projects;
 pub(crate) mod pue;
 pub mod queries;
+pub(crate) mod scope2;
 pub(crate) mod sites;
 pub(crate) mod statements;
 pub(crate) mod svg;
@@ -27,7 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -104,6 +105,14 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/sites/{site}/pue/daily", get(pue::daily))
         .route("/sites/{site}/pue/recent", get(pue::recent))
+        .route(
+            "/sites/{site}/contracts",
+            get(scope2::contracts)
+                .post(scope2::add_contract)
+                .delete(scope2::delete_contract),
+        )
+        .route("/gpu-models/embodied", get(scope2::embodied))
+        .route("/gpu-models/{model}/embodied", put(scope2::set_embodied))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
         .route("/powercap/comparison", get(powercap::api))
         .route("/me", get(account::me))

@@ -23,6 +23,7 @@ pub(crate) mod password;
 pub mod progress;
 pub mod pue;
 pub mod remote_write;
+pub(crate) mod scope2;
 pub(crate) mod sites;
 pub(crate) mod stale;
 pub(crate) mod text;

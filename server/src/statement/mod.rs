@@ -259,7 +259,7 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
             }),
         ),
         (
-            "CO2e".to_owned(),
+            "CO2e, location-based".to_owned(),
             match (s.co2e_kg, s.co2e_kg_low, s.co2e_kg_high) {
                 (Some(kg), Some(lo), Some(hi)) => format!(
                     "{} ({}–{})",
@@ -269,6 +269,29 @@ fn summary_pairs(st: &Statement) -> Vec<(String, String)> {
                 ),
                 (Some(kg), _, _) => crate::analytics::units::co2e(kg),
                 (None, _, _) => "not configured".to_owned(),
+            },
+        ),
+        (
+            "CO2e, market-based".to_owned(),
+            s.co2e_market_kg
+                .map_or("no contractual instrument recorded".to_owned(), |kg| {
+                    format!(
+                        "{} (instruments for {:.0} % of the energy, the rest location-based)",
+                        crate::analytics::units::co2e(kg),
+                        s.market_contract_share * 100.0
+                    )
+                }),
+        ),
+        (
+            "Embodied CO2e (apart)".to_owned(),
+            match (s.embodied_kg, s.embodied_missing) {
+                (Some(kg), 0) => crate::analytics::units::co2e(kg),
+                (Some(kg), n) => format!(
+                    "{} ({} without a figure)",
+                    crate::analytics::units::co2e(kg),
+                    crate::analytics::statement::jobs_count(n)
+                ),
+                (None, _) => "no figure for these GPU models".to_owned(),
             },
         ),
         (

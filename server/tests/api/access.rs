@@ -631,6 +631,8 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         ("budget_form", Body::Form(vec![("project", "pf-{who}".into()), ("kwh_per_month", "50".into())])),
         ("site_form", Body::Form(vec![("carbon_g_per_kwh", "300".into())])),
         ("statement_json", Body::Json(json!({"scope": "forged"}))),
+        ("contract", Body::Json(json!({"valid_from": "2030-01-01T00:00:00Z", "valid_to": "2030-01-01T01:00:00Z", "g_per_kwh": 10.0, "instrument": "matrix {who}"}))),
+        ("embodied", Body::Json(json!({"kg_per_gpu_hour": 0.01, "source": "matrix"}))),
     ]
     .into_iter()
     .collect();
@@ -673,6 +675,11 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /api/v1/sites/s1/pue/hourly                 -             401       2xx   2xx   2xx   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/daily                  -             401       2xx   2xx   2xx   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/recent                 -             401       2xx   2xx   2xx   2xx   403   403   403
+        GET    /api/v1/sites/s1/contracts                  -             401       2xx   2xx   2xx   2xx   403   403   403
+        POST   /api/v1/sites/s1/contracts                  contract      401       403   403   403   2xx   403   403   403
+        DELETE /api/v1/sites/s1/contracts?valid_from=2031-01-01T00:00:00Z - 401  403   403   403   404   403   403   403
+        GET    /api/v1/gpu-models/embodied                 -             401       2xx   2xx   2xx   2xx   403   403   403
+        PUT    /api/v1/gpu-models/matrix-gpu/embodied      embodied      401       403   403   403   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/advice                 -             401       in    in    in    in    403   403   403
         POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403   403
         PUT    /api/v1/sites/s1                            site_settings 401       403   403   403   2xx   403   403   403

@@ -24,6 +24,7 @@ mod properties;
 mod remote_write;
 mod rollups;
 mod scheduler;
+mod scope2;
 mod settle;
 mod sign_in;
 mod statement;

@@ -32,6 +32,9 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         co2e_kg_low: Some(it_kwh * pue * 0.3 * 0.7),
         co2e_kg_high: Some(it_kwh * pue * 0.3 * 1.3),
         bound_terms: Vec::new(),
+        co2e_market_kg: None,
+        market_contract_share: 0.0,
+        embodied_kg: None,
         power_cap_w: Some(cap),
         coverage: 1.0,
         energy_method: EnergyMethod::Counter,
@@ -320,7 +323,12 @@ mod properties {
                     }
                     if !carbon {
                         v.co2e_kg = None;
+                    } else if n % 2 == 0 {
+                        // A site with contractual instruments for part of the energy.
+                        v.co2e_market_kg = Some(it * 0.11);
+                        v.market_contract_share = 0.4;
                     }
+                    v.embodied_kg = (n % 3 != 0).then_some(it * 0.013);
                     let per_hour = it * 3.6e6 / len as f64;
                     JobInput {
                         view: v,
@@ -428,9 +436,13 @@ mod properties {
             if let Some(l) = s["low_pue_share"].as_f64() {
                 known.push(format!("{:.0}", l * 100.0));
             }
-            if let Some(kg) = s["co2e_kg"].as_f64() {
-                known.extend(numbers_in(&crate::analytics::units::co2e(kg)));
+            for k in ["co2e_kg", "co2e_market_kg", "embodied_kg"] {
+                if let Some(kg) = s[k].as_f64() {
+                    known.extend(numbers_in(&crate::analytics::units::co2e(kg)));
+                }
             }
+            known.push(format!("{:.0}", f(&s["market_contract_share"]) * 100.0));
+            known.push(s["embodied_missing"].as_u64().expect("count").to_string());
             for (_, c) in s["cost"].as_object().expect("cost") {
                 known.push(format!("{:.2}", f(c)));
             }

@@ -459,7 +459,13 @@ pub(crate) async fn view(
             charged.carbon.series_share,
         )
     });
+    let embodied_kg = db::scope2::job_embodied_rate(&cx.db, &job.id)
+        .await?
+        .map(|rate| rate * duration_s / 3600.0);
     let view = JobView {
+        co2e_market_kg: charged.market.and_then(|m| m.co2e_g).map(|g| g / 1000.0),
+        market_contract_share: charged.market.map_or(0.0, |m| m.contract_share),
+        embodied_kg,
         it_energy_kwh_low: Some(it_bounds.0),
         it_energy_kwh_high: Some(it_bounds.1),
         facility_energy_kwh_low: Some(facility_bounds.0),
@@ -608,6 +614,8 @@ pub(crate) async fn listed_views(
 struct Charged {
     facility: crate::analytics::facility::FacilityEnergy,
     carbon: crate::analytics::carbon::Carbon,
+    /// Market-based, where the site records contractual instruments.
+    market: Option<crate::analytics::carbon::Market>,
     site: db::sites::SiteRow,
 }
 
@@ -616,7 +624,7 @@ async fn charge(cx: &Context, site_id: SiteId, it_by_hour: &BTreeMap<i64, f64>) 
     let site = db::sites::settings(&cx.db, site_id)
         .await?
         .ok_or_else(|| Error::internal(format!("site {site_id} vanished")))?;
-    let (mut pue, mut ci) = (BTreeMap::new(), BTreeMap::new());
+    let (mut pue, mut ci, mut contracts) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
     if let (Some(first), Some(last)) = (it_by_hour.keys().next(), it_by_hour.keys().next_back()) {
         let (from, to) = (db::ts(*first), db::ts(*last + db::energy::HOUR_MS));
         pue = db::facility::hourly(&cx.db, site_id, from, to, db::ts(0))
@@ -625,8 +633,32 @@ async fn charge(cx: &Context, site_id: SiteId, it_by_hour: &BTreeMap<i64, f64>) 
             .map(|h| (h.hour.timestamp_millis(), h.weighted_pue))
             .collect();
         ci = db::carbon::hourly(&cx.db, site_id, from, to).await?;
+        contracts = db::scope2::contracts(&cx.db, site_id, from, to)
+            .await?
+            .into_iter()
+            .map(|c| {
+                (
+                    c.valid_from.timestamp_millis(),
+                    c.valid_to.timestamp_millis(),
+                    c.g_per_kwh,
+                )
+            })
+            .collect();
     }
+    let market = if contracts.is_empty() && !db::scope2::has_contracts(&cx.db, site_id).await? {
+        None
+    } else {
+        Some(crate::analytics::carbon::market(
+            it_by_hour,
+            &pue,
+            site.fallback_pue,
+            &ci,
+            site.carbon_g_per_kwh,
+            &contracts,
+        ))
+    };
     Ok(Charged {
+        market,
         facility: crate::analytics::facility::facility_energy(it_by_hour, &pue, site.fallback_pue),
         carbon: crate::analytics::carbon::carbon(
             it_by_hour,
