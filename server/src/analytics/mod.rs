@@ -1,5 +1,6 @@
 //! The papers' maths as pure functions: no I/O, no SQL. Callers fetch; these explain.
 
+pub(crate) mod calibration;
 pub(crate) mod carbon;
 pub(crate) mod closure;
 pub mod energy;

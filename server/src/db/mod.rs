@@ -4,6 +4,7 @@
 //! the test suite against the real TimescaleDB: see the commit that introduced this for why.
 
 pub(crate) mod budgets;
+pub(crate) mod calibration;
 pub(crate) mod carbon;
 pub(crate) mod closure;
 pub(crate) mod comparisons;

@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub(crate) mod admin;
+pub(crate) mod calibration;
 pub(crate) mod closure;
 pub(crate) mod facility;
 pub(crate) mod fleet;
@@ -111,6 +112,8 @@ pub(crate) fn router(state: AppState) -> Router {
                 .post(scope2::add_contract)
                 .delete(scope2::delete_contract),
         )
+        .route("/meters/{name}/nodes", put(calibration::set_nodes))
+        .route("/meters/{name}/calibration", get(calibration::api))
         .route("/gpu-models/embodied", get(scope2::embodied))
         .route("/gpu-models/{model}/embodied", put(scope2::set_embodied))
         .route("/sites/{site}/pue/advice", get(pue::advice_route))
@@ -154,6 +157,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sites", get(sites::list_page))
         .route("/statement", get(statements::page))
         .route("/s/{id}", get(statements::verify_page))
+        .route("/meters/{name}/calibration", get(calibration::page))
         .route("/powercap", get(powercap::page))
         .route("/sites/{site}/pue", get(pue::page))
         .route("/sites/{site}/energy", get(closure::page))

@@ -7,6 +7,7 @@
 //! statuses. This file only names the parts; the error is `error`'s, name checks are `text`'s.
 
 pub(crate) mod budgets;
+pub(crate) mod calibration;
 pub mod caller;
 pub(crate) mod closure;
 pub(crate) mod comparisons;

@@ -633,6 +633,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         ("statement_json", Body::Json(json!({"scope": "forged"}))),
         ("contract", Body::Json(json!({"valid_from": "2030-01-01T00:00:00Z", "valid_to": "2030-01-01T01:00:00Z", "g_per_kwh": 10.0, "instrument": "matrix {who}"}))),
         ("embodied", Body::Json(json!({"kg_per_gpu_hour": 0.01, "source": "matrix"}))),
+        ("meter_nodes", Body::Json(json!({"nodes": []}))),
     ]
     .into_iter()
     .collect();
@@ -679,6 +680,8 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         POST   /api/v1/sites/s1/contracts                  contract      401       403   403   403   2xx   403   403   403
         DELETE /api/v1/sites/s1/contracts?valid_from=2031-01-01T00:00:00Z - 401  403   403   403   404   403   403   403
         GET    /api/v1/gpu-models/embodied                 -             401       2xx   2xx   2xx   2xx   403   403   403
+        PUT    /api/v1/meters/m1/nodes                     meter_nodes   401       403   403   403   2xx   403   403   403
+        GET    /api/v1/meters/m1/calibration               -             401       403   403   2xx   2xx   403   403   403
         PUT    /api/v1/gpu-models/matrix-gpu/embodied      embodied      401       403   403   403   2xx   403   403   403
         GET    /api/v1/sites/s1/pue/advice                 -             401       in    in    in    in    403   403   403
         POST   /api/v1/sites                               sites         401       403   403   403   2xx   403   403   403
@@ -712,6 +715,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows(db: PgPool)
         GET    /statement                                  -             login     2xx   2xx   2xx   2xx   403   403   403
         # A statement's check is anyone's who holds it: no sign-in, and none issued under this id.
         GET    /s/0123456789abcdef01234567                  -             404       404   404   404   404   404   404   404
+        GET    /meters/m1/calibration                      -             login     403   403   2xx   2xx   403   403   403
         POST   /api/v1/statements/verify                   statement_json 400      400   400   400   400   400   400   400
         GET    /powercap                                   -             login     2xx   2xx   2xx   2xx   403   403   403
         GET    /account                                    -             login     2xx   2xx   2xx   2xx   403   403   403

@@ -481,3 +481,95 @@ async fn yesterday_and_today_pue_are_values(db: PgPool) {
         "{page}"
     );
 }
+
+/// Issue 35, item 6: a meter that measures a known node (a PDU meter) is compared with the node's
+/// collectors hour by hour where both covered the whole hour: 350 W of GPUs against 500 W metered is
+/// a ratio of 0.7. Admins name the nodes (an unknown one is refused, naming the field); staff read it.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_meter_is_compared_with_the_collectors_of_its_nodes(db: PgPool) {
+    use wattlas_server::db::users::Role;
+    let app = App::spawn(db).await;
+    let node = app.node().await;
+    let meter = app.meter().await;
+    add_user(&app, "sam", Role::Staff).await;
+    add_user(&app, "alice", Role::Researcher).await;
+    let (sam, alice) = (api_token(&app, "sam").await, api_token(&app, "alice").await);
+    let h0 = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("trunc")
+        - Duration::hours(2);
+    // Both GPUs of n1 over two whole hours (GPU 0 at 200 W, GPU 1's counter at 150 W).
+    for chunk in samples(h0 - Duration::seconds(5), 2 * 3600 + 10).chunks(4000) {
+        let (status, body) = app.ingest(&node, &batch(chunk.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    while wattlas_server::maintenance::rollup_settled_before(
+        &app.state,
+        Utc::now() + Duration::hours(1),
+    )
+    .await
+    .expect("rollup")
+        > 0
+    {}
+    // The PDU meter: 0.5 kW every 5 minutes from before h0 to now.
+    let readings: Vec<Value> = (0..=40)
+        .map(|k| json!({"time": h0 - Duration::minutes(10) + Duration::minutes(5 * k), "it_kw": 0.5, "total_kw": 0.6}))
+        .filter(|r| r["time"].as_str().is_some_and(|t| t < Utc::now().to_rfc3339().as_str()))
+        .collect();
+    let (status, body) = app.facility(&meter, &json!(readings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Naming its nodes: admins only, known nodes only.
+    let (status, _) = app
+        .put(&alice, "/api/v1/meters/m1/nodes", &json!({"nodes": ["n1"]}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .put(
+            ADMIN,
+            "/api/v1/meters/m1/nodes",
+            &json!({"nodes": ["n1", "nowhere"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .expect("error")
+        .starts_with("nodes: no node 'nowhere'"));
+    let (status, body) = app
+        .put(ADMIN, "/api/v1/meters/m1/nodes", &json!({"nodes": ["n1"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["nodes"], json!(["n1"]));
+
+    let (status, _) = app
+        .get(&alice, "/api/v1/meters/m1/calibration?days=2")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "facility detail is staff's");
+    let (status, c) = app.get(&sam, "/api/v1/meters/m1/calibration?days=2").await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["nodes"], json!(["n1"]));
+    assert_eq!(c["models"], json!(["Tesla V100-SXM2-32GB"]));
+    let days = c["days"].as_array().expect("days");
+    let hours: u64 = days
+        .iter()
+        .map(|d| d["hours"].as_u64().expect("hours"))
+        .sum();
+    assert_eq!(hours, 2, "the two whole hours: {c}");
+    for d in days {
+        let ratio = d["ratio"].as_f64().expect("ratio");
+        assert!((ratio - 0.7).abs() < 0.005, "350 W of 500 W: {c}");
+    }
+    assert_eq!(c["drift"], Value::Null, "too few days to judge: {c}");
+    let (status, _) = app
+        .get(&sam, "/api/v1/meters/m1/calibration?days=999")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The page, for staff.
+    let browser = crate::sign_in::browser(&app, "sam").await;
+    let (status, page) = app.page(&browser.cookie, "/meters/m1/calibration").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<td class=\"num\">0.70"), "{page}");
+    assert!(page.contains("Too few compared days"), "{page}");
+}
