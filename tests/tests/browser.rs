@@ -270,6 +270,16 @@ async fn off_screen(client: &Client) -> Vec<String> {
                      + (e.className && typeof e.className === 'string' ? '.' + e.className : '')
                      + ' ends at ' + Math.round(r.right));
                }
+               // Text wider than its box (a long word) widens the page without its box doing so.
+               const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+               for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+                 if (!t.textContent.trim() || scrolls(t)) continue;
+                 const range = document.createRange();
+                 range.selectNodeContents(t);
+                 const r = range.getBoundingClientRect();
+                 if (r.width > 0 && r.right > w + 1)
+                   out.push('text "' + t.textContent.trim().slice(0, 40) + '" ends at ' + Math.round(r.right));
+               }
                return out.slice(0, 12);"#,
             vec![],
         )
@@ -916,6 +926,13 @@ async fn staff_sign_in_to_the_overview(db: PgPool) {
         "what it rests on: {figures}"
     );
     check_page(&client, "8b-pue").await;
+    // The meter against its nodes (none named here: the page says so).
+    client
+        .goto(&format!("{base}/meters/dc1-main/calibration"))
+        .await
+        .expect("goto");
+    assert!(text(&client, "h1").await.contains("dc1-main"));
+    check_page(&client, "8e-meter-calibration").await;
 
     // The statement of the seed's finished jobs, kept beside the screenshots (README picture).
     let pdf = reqwest::Client::new()
@@ -1103,6 +1120,7 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
     );
     assert_eq!(client.title().await.expect("title"), "Admin · Wattlas");
     check_page(&client, "9-admin").await;
+
     client
         .find(Locator::LinkText("New token…"))
         .await
@@ -1124,5 +1142,27 @@ async fn an_admin_sets_a_sites_carbon_and_asks_before_a_new_token(db: PgPool) {
         .expect("click");
     wait_path(&client, "/admin/nodes/gpu-1/token").await;
     assert!(text(&client, "#new-token").await.starts_with("wn_"));
+    // A statement's verify link, as a reader of the paper opens it.
+    let statement: serde_json::Value = http
+        .get(format!("{base}/api/v1/statement?jobs=atlas-1&format=json"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("statement")
+        .json()
+        .await
+        .expect("json");
+    let link = format!(
+        "{}?sha256={}",
+        statement["verify_url"].as_str().expect("verify url"),
+        statement["digest"].as_str().expect("digest")
+    );
+    client.goto(&link).await.expect("goto");
+    let status = text(&client, "main p.ok").await;
+    assert!(
+        status.starts_with("Authentic") && status.contains("Unchanged"),
+        "{status}"
+    );
+    check_page(&client, "9b-statement-verified").await;
     client.close().await.expect("close");
 }

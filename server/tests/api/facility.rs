@@ -184,7 +184,10 @@ async fn a_job_across_a_pue_change_is_charged_each_hours_pue(db: PgPool) {
         html.contains("Daily PUE variation (Table 1)") && html.contains("<svg"),
         "page with charts"
     );
-    assert!(html.contains("<td>m1</td>"), "meters listed");
+    assert!(
+        html.contains("<td>m1 (<a href=\"/meters/m1/calibration\">against its nodes</a>)</td>"),
+        "meters listed, each with its comparison"
+    );
     let csv = app
         .http
         .get(format!(
