@@ -397,6 +397,16 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
         page.contains("/jobs.csv?user=gil"),
         "export link keeps the filter"
     );
+    // Each row's energy says its bound on hover.
+    assert!(
+        page.contains(&format!(
+            "title=\"between {:.4} and {:.4} kWh\">{:.4}</td>",
+            job.it_energy_kwh_low.expect("low"),
+            job.it_energy_kwh_high.expect("high"),
+            job.it_energy_kwh
+        )),
+        "{page}"
+    );
 }
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
