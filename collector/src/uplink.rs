@@ -120,7 +120,15 @@ impl Uplink {
 
     /// Sends a request with the token and classifies the answer.
     async fn classify(&self, request: reqwest::RequestBuilder) -> (Delivery, Option<String>) {
-        let response = request.bearer_auth(&self.token).send().await;
+        // Our clock as we send: the server keeps how far this node's clock is from its own.
+        let response = request
+            .header(
+                wattlas_protocol::CLOCK_HEADER,
+                chrono::Utc::now().timestamp_millis().to_string(),
+            )
+            .bearer_auth(&self.token)
+            .send()
+            .await;
         match response {
             Err(e) => (Delivery::Retry(e.to_string()), None),
             Ok(r) => {

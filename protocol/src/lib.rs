@@ -30,6 +30,10 @@ pub const MAX_READINGS_SPAN_DAYS: i64 = 366;
 /// once was stored as -1, and a node once registered 3,000 GPUs).
 pub const MAX_GPU_INDEX: u32 = 63;
 
+/// The header a collector sends its clock in with every push (ms since the Unix epoch, as it reads
+/// them when it sends): the server keeps each node's offset against its own clock.
+pub const CLOCK_HEADER: &str = "wattlas-clock";
+
 /// Identity of one GPU of a node, sent with every batch so the server learns new or swapped GPUs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuIdentity {

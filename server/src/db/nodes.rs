@@ -20,9 +20,37 @@ pub(crate) struct Node {
     pub last_seen: Option<DateTime<Utc>>,
     /// The collector's reported running total of dropped samples.
     pub dropped_samples_total: i64,
+    /// Its clock against the server's at its last push that said it, ms (positive: behind).
+    pub clock_offset_ms: Option<i32>,
+    /// When that was.
+    pub clock_checked_at: Option<DateTime<Utc>>,
 }
 
-const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.last_seen, n.dropped_samples_total
+/// A node clock off by more than this is flagged, ms: twenty of its 100 ms sampling intervals.
+pub(crate) const CLOCK_WARN_MS: i32 = 2000;
+
+impl Node {
+    /// Its clock's offset in words ("2.3 s behind", "in step"), and whether it is flagged.
+    pub(crate) fn clock(&self) -> Option<(String, bool)> {
+        let ms = self.clock_offset_ms?;
+        let words = if ms.abs() < 100 {
+            "in step (within 0.1 s)".to_owned()
+        } else {
+            format!(
+                "{:.1} s {}",
+                f64::from(ms.abs()) / 1000.0,
+                if ms > 0 { "behind" } else { "ahead" }
+            )
+        };
+        let at = self.clock_checked_at.map_or(String::new(), |t| {
+            format!(" at {}", t.format("%Y-%m-%d %H:%M UTC"))
+        });
+        Some((format!("{words}{at}"), ms.abs() > CLOCK_WARN_MS))
+    }
+}
+
+const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.last_seen, n.dropped_samples_total,
+            n.clock_offset_ms, n.clock_checked_at
         from nodes n
         join sites s on s.id = n.site_id"#;
 
@@ -213,7 +241,7 @@ pub(crate) async fn gpus(db: &PgPool, node_id: NodeId) -> sqlx::Result<Vec<GpuId
 /// reported (a node may come more than once): one statement.
 pub(crate) async fn touch_many(
     tx: &mut Transaction<'_, Postgres>,
-    batches: &[(NodeId, Option<u64>)],
+    batches: &[(NodeId, Option<u64>, Option<i64>)],
 ) -> sqlx::Result<()> {
     if batches.is_empty() {
         return Ok(());
@@ -223,17 +251,28 @@ pub(crate) async fn touch_many(
         .iter()
         .map(|b| b.1.map(|d| d.min(i64::MAX as u64) as i64))
         .collect();
+    // A node's clock offset, as its last batch in the group measured it (clamped to an int4).
+    let offsets: Vec<Option<i32>> = batches
+        .iter()
+        .map(|b| {
+            b.2.map(|o| o.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+        })
+        .collect();
     sqlx::query(
         r#"update nodes n
         set last_seen = now(),
-            dropped_samples_total = greatest(n.dropped_samples_total, coalesce(d.dropped, 0))
-        from (select id, max(dropped) as dropped
-              from unnest($1::int[], $2::int8[]) as b(id, dropped)
+            dropped_samples_total = greatest(n.dropped_samples_total, coalesce(d.dropped, 0)),
+            clock_offset_ms = coalesce(d.offset_ms, n.clock_offset_ms),
+            clock_checked_at = case when d.offset_ms is null then n.clock_checked_at else now() end
+        from (select id, max(dropped) as dropped, (array_agg(offset_ms order by ord desc)
+                  filter (where offset_ms is not null))[1] as offset_ms
+              from unnest($1::int[], $2::int8[], $3::int4[]) with ordinality as b(id, dropped, offset_ms, ord)
               group by id) d
         where n.id = d.id"#,
     )
     .bind(&ids)
     .bind(&dropped)
+    .bind(&offsets)
     .execute(&mut **tx)
     .await?;
     Ok(())

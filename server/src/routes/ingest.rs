@@ -24,8 +24,15 @@ pub(crate) async fn ingest_gpu(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<IngestQuery>,
+    headers: axum::http::HeaderMap,
     IngestBody(batch, raw): IngestBody,
 ) -> Result<ApiJson<IngestResult>, AppError> {
+    // The collector's clock when it sent (`Wattlas-Clock`, ms since the epoch) against ours now.
+    let clock_offset_ms = headers
+        .get(wattlas_protocol::CLOCK_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(|sent| chrono::Utc::now().timestamp_millis().saturating_sub(sent));
     let import = match q.source.as_deref() {
         None => false,
         Some("import") => true,
@@ -36,7 +43,7 @@ pub(crate) async fn ingest_gpu(
         }
     };
     let caller = caller.writer()?;
-    let stored = ingest::gpu::store(&state, &caller, batch, raw, import).await?;
+    let stored = ingest::gpu::store(&state, &caller, batch, raw, import, clock_offset_ms).await?;
     Ok(ApiJson(IngestResult {
         stored: stored.stored,
         duplicates: stored.duplicates,

@@ -31,6 +31,8 @@ pub(crate) struct NodeNow {
     pub not_reporting: u32,
     /// Time of its collector's last accepted batch.
     pub last_seen: Option<chrono::DateTime<Utc>>,
+    /// Its clock against the server's, in words, where flagged (`db::nodes::CLOCK_WARN_MS`).
+    pub clock_off: Option<String>,
 }
 
 /// The fleet now.
@@ -63,6 +65,7 @@ pub(crate) async fn fleet(read: &PgPool) -> Result<Fleet> {
         let mut node = NodeNow {
             site: n.site.clone(),
             last_seen: n.last_seen,
+            clock_off: n.clock().filter(|c| c.1).map(|c| c.0),
             ..NodeNow::default()
         };
         for (power_mw, util_dpct) in latest.values() {

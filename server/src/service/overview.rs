@@ -46,6 +46,8 @@ pub struct SiteNow {
     pub stale_nodes: Vec<String>,
     /// Meters without a reading for over `STALE_METER_S`.
     pub stale_meters: Vec<String>,
+    /// Nodes whose clock is off by more than `db::nodes::CLOCK_WARN_MS`: (name, offset in words).
+    pub clocks_off: Vec<(String, String)>,
     /// Meters at the site.
     pub meters: usize,
     /// Its IANA zone.
@@ -209,6 +211,9 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
                 .is_none_or(|t| (now - t).num_seconds() > STALE_NODE_S)
             {
                 s.stale_nodes.push(name.clone());
+            }
+            if let Some(off) = &n.clock_off {
+                s.clocks_off.push((name.clone(), off.clone()));
             }
         }
         s.power_now = format_power(s.power_now_w);

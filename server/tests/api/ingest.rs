@@ -727,3 +727,67 @@ async fn a_collector_token_is_looked_up_through_indexes_in_a_large_fleet(db: PgP
         );
     }
 }
+
+/// Issue 32, item 4: a collector sends its clock with each push; the server keeps the node's offset,
+/// shows it on the admin page and flags it on the overview beyond 2 s (a node 30 s behind here). A
+/// push without the clock leaves the last offset as it was.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_nodes_clock_offset_is_kept_shown_and_flagged(db: PgPool) {
+    use wattlas_server::db::users::Role;
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(3);
+    let push = |clock: Option<i64>, from: chrono::DateTime<Utc>| {
+        let mut r = app
+            .http
+            .post(format!("{}/api/v1/ingest/gpu", app.base))
+            .bearer_auth(&token)
+            .json(&batch(samples(from, 2)));
+        if let Some(ms) = clock {
+            r = r.header(wattlas_protocol::CLOCK_HEADER, ms.to_string());
+        }
+        r.send()
+    };
+    let behind = Utc::now().timestamp_millis() - 30_000;
+    let r = push(Some(behind), t0).await.expect("push");
+    assert_eq!(r.status(), StatusCode::OK);
+    let offset_of = || {
+        sqlx::query_scalar::<_, Option<i32>>("select clock_offset_ms from nodes where name = 'n1'")
+            .fetch_one(&app.state.db)
+    };
+    let offset = offset_of().await.expect("q").expect("offset kept");
+    assert!((30_000..31_000).contains(&offset), "{offset}");
+    let r = push(None, t0 + chrono::Duration::seconds(10))
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        offset_of().await.expect("q"),
+        Some(offset),
+        "kept without a clock"
+    );
+    add_user(&app, "sam", Role::Staff).await;
+    add_user(&app, "ada", Role::Admin).await;
+    let ada = crate::sign_in::browser(&app, "ada").await;
+    let (_, page) = app.page(&ada.cookie, "/admin").await;
+    assert!(
+        page.contains("<span class=\"error\">30.") && page.contains(" s behind at "),
+        "{page}"
+    );
+    let sam = crate::sign_in::browser(&app, "sam").await;
+    let (_, page) = app.page(&sam.cookie, "/overview").await;
+    assert!(
+        page.contains("Node clocks off by more than 2 s") && page.contains("n1 (30."),
+        "{page}"
+    );
+    // In step: no warning.
+    let r = push(
+        Some(Utc::now().timestamp_millis()),
+        t0 + chrono::Duration::seconds(20),
+    )
+    .await
+    .expect("push");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, page) = app.page(&sam.cookie, "/overview").await;
+    assert!(!page.contains("Node clocks off"), "{page}");
+}

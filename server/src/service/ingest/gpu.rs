@@ -19,6 +19,7 @@ pub(crate) async fn store(
     batch: GpuBatch,
     raw: Option<Vec<RawSample>>,
     import: bool,
+    clock_offset_ms: Option<i64>,
 ) -> Result<Stored> {
     // A node token names its node; the admin token must name one.
     let (node_id, node_name) = match (caller, &batch.node) {
@@ -61,7 +62,8 @@ pub(crate) async fn store(
     validate_identities(&batch)?;
     // Checked whole before anything is stored; then stored with the other batches waiting, in one
     // transaction (`service::ingest`).
-    let checked = check_batch(cx, node_id, &node_name, batch, raw, import).await?;
+    let mut checked = check_batch(cx, node_id, &node_name, batch, raw, import).await?;
+    checked.clock_offset_ms = clock_offset_ms;
     let stored = cx.writers.store(&cx.db, checked).await?;
     cx.metrics.ingested(stored.stored, stored.duplicates);
     Ok(stored)
