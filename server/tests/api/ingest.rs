@@ -780,6 +780,17 @@ async fn a_nodes_clock_offset_is_kept_shown_and_flagged(db: PgPool) {
         page.contains("Node clocks off by more than 2 s") && page.contains("n1 (30."),
         "{page}"
     );
+    // A job of the node says its clock beside its collector.
+    app.new_job("c1")
+        .start(t0)
+        .end(t0 + chrono::Duration::seconds(2))
+        .create()
+        .await;
+    let (_, page) = app.get_text(ADMIN, "/jobs/c1").await;
+    assert!(
+        page.contains("<td><span class=\"error\">30.") && page.contains(" s behind at "),
+        "{page}"
+    );
     // In step: no warning.
     let r = push(
         Some(Utc::now().timestamp_millis()),
