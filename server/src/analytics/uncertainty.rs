@@ -60,14 +60,24 @@ pub(crate) struct ItInputs {
     pub dram_kwh: f64,
 }
 
+/// A term as wide below as above: `share` of `kwh`.
+fn either_way(kind: &str, term: &str, kwh: f64, share: f64) -> BoundTerm {
+    BoundTerm {
+        kind: kind.to_owned(),
+        term: term.to_owned(),
+        below_kwh: kwh * share,
+        above_kwh: kwh * share,
+    }
+}
+
 /// The IT energy's terms.
 pub(crate) fn it_terms(x: &ItInputs) -> Vec<BoundTerm> {
-    let mut out = vec![BoundTerm {
-        kind: "gpu_sensor".to_owned(),
-        term: "GPU sensor, ±5 % (NVML)".to_owned(),
-        below_kwh: x.gpu_kwh * GPU_SENSOR,
-        above_kwh: x.gpu_kwh * GPU_SENSOR,
-    }];
+    let mut out = vec![either_way(
+        "gpu_sensor",
+        "GPU sensor, ±5 % (NVML)",
+        x.gpu_kwh,
+        GPU_SENSOR,
+    )];
     if x.uncovered_gpu_s > 0.0 {
         let w = x.limit_w.filter(|w| *w > 0.0).unwrap_or(UNKNOWN_LIMIT_W);
         out.push(BoundTerm {
@@ -81,20 +91,20 @@ pub(crate) fn it_terms(x: &ItInputs) -> Vec<BoundTerm> {
         });
     }
     if x.cpu_kwh > 0.0 {
-        out.push(BoundTerm {
-            kind: "rapl_cpu".to_owned(),
-            term: "CPU packages, ±5 % (RAPL)".to_owned(),
-            below_kwh: x.cpu_kwh * RAPL_PACKAGE,
-            above_kwh: x.cpu_kwh * RAPL_PACKAGE,
-        });
+        out.push(either_way(
+            "rapl_cpu",
+            "CPU packages, ±5 % (RAPL)",
+            x.cpu_kwh,
+            RAPL_PACKAGE,
+        ));
     }
     if x.dram_kwh > 0.0 {
-        out.push(BoundTerm {
-            kind: "rapl_dram".to_owned(),
-            term: "DRAM, ±15 % (RAPL)".to_owned(),
-            below_kwh: x.dram_kwh * RAPL_DRAM,
-            above_kwh: x.dram_kwh * RAPL_DRAM,
-        });
+        out.push(either_way(
+            "rapl_dram",
+            "DRAM, ±15 % (RAPL)",
+            x.dram_kwh,
+            RAPL_DRAM,
+        ));
     }
     out
 }

@@ -1,10 +1,9 @@
-//! Sensors against meters: the nodes a meter measures, their collectors' energy per hour, the meter's
-//! readings (`service::calibration`).
+//! Sensors against meters: the nodes a meter measures and their collectors' energy per hour
+//! (`service::calibration`; the meter's readings are `closure::one_meter_readings`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::analytics::closure::MeterReading;
 use crate::ids::{MeterId, NodeId};
 
 /// Sets the nodes meter `meter_id` measures (replacing the set).
@@ -85,32 +84,4 @@ pub(crate) async fn collectors_by_hour(
     .bind(to)
     .fetch_all(db)
     .await
-}
-
-/// One meter's readings over `[from - 1 h, to + 1 h]`, in time order.
-pub(crate) async fn meter_readings(
-    db: &PgPool,
-    meter_id: MeterId,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<Vec<MeterReading>> {
-    let rows: Vec<(DateTime<Utc>, Option<f64>, Option<f64>)> = sqlx::query_as(
-        r#"select time, it_kw, it_kwh
-        from facility_readings
-        where meter_id = $1 and time >= $2 - interval '1 hour' and time <= $3 + interval '1 hour'
-        order by time"#,
-    )
-    .bind(meter_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(t, it_kw, it_kwh)| MeterReading {
-            t_ms: t.timestamp_millis(),
-            it_kw,
-            it_kwh,
-        })
-        .collect())
 }

@@ -2,7 +2,7 @@
 //! hours, its nodes' CPU and DRAM minutes, its jobs' stored energy per hour, its meters' readings; and
 //! what makes a period's figures partial (jobs whose summaries are due, data waiting for a rollup).
 
-use crate::ids::SiteId;
+use crate::ids::{MeterId, SiteId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -107,12 +107,39 @@ pub(crate) async fn meter_readings(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Vec<MeterReading>>> {
+    readings(db, site_id, None, from, to).await
+}
+
+/// One meter's readings over `[from - 1 h, to + 1 h]`, in time order (`meter_readings` of one).
+pub(crate) async fn one_meter_readings(
+    db: &PgPool,
+    site_id: SiteId,
+    meter_id: MeterId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<MeterReading>> {
+    Ok(readings(db, site_id, Some(meter_id), from, to)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// The readings of a site's meters (or of one of them), per meter in time order.
+async fn readings(
+    db: &PgPool,
+    site_id: SiteId,
+    meter_id: Option<MeterId>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<Vec<MeterReading>>> {
     type Row = (i32, DateTime<Utc>, Option<f64>, Option<f64>);
     let rows: Vec<Row> = sqlx::query_as(
         r#"select r.meter_id, r.time, r.it_kw, r.it_kwh
         from facility_readings r
         join meters m on m.id = r.meter_id
         where m.site_id = $1
+            and ($4::int4 is null or r.meter_id = $4)
             and r.time >= $2 - interval '1 hour'
             and r.time <= $3 + interval '1 hour'
         order by r.meter_id, r.time"#,
@@ -120,6 +147,7 @@ pub(crate) async fn meter_readings(
     .bind(site_id)
     .bind(from)
     .bind(to)
+    .bind(meter_id)
     .fetch_all(db)
     .await?;
     let mut out: Vec<Vec<MeterReading>> = Vec::new();

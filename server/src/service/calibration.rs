@@ -76,9 +76,7 @@ pub(crate) async fn calibration(cx: &Context, name: &str, days: i64) -> Result<C
     let nodes = db::calibration::meter_nodes(read, m.id).await?;
     let ids: Vec<_> = nodes.iter().map(|n| n.0).collect();
     // To where all of the site's data is rolled up, as the site's other figures.
-    let waits = db::overview::rollup_waits_since(read).await?;
-    let gpu_waits = waits.iter().find(|(s, _)| *s == m.site_id).map(|(_, t)| *t);
-    let node_waits = db::closure::node_rollup_waits_since(read, m.site_id).await?;
+    let (gpu_waits, node_waits) = super::closure::site_waits(read, m.site_id).await?;
     let cut = super::closure::figures_cut(Utc::now(), &[gpu_waits, node_waits]);
     let from = cut - Duration::days(days);
     let mut models: Vec<String> = nodes.iter().flat_map(|n| n.2.clone()).collect();
@@ -97,7 +95,7 @@ pub(crate) async fn calibration(cx: &Context, name: &str, days: i64) -> Result<C
         return Ok(out);
     }
     let gpus = db::calibration::gpu_count(read, &ids).await?;
-    let readings = db::calibration::meter_readings(read, m.id, from, cut).await?;
+    let readings = db::closure::one_meter_readings(read, m.site_id, m.id, from, cut).await?;
     let metered = crate::analytics::closure::meter_it_by_hour(
         &readings,
         from.timestamp_millis(),

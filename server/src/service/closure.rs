@@ -43,6 +43,23 @@ pub(crate) struct Closure {
     pub cut: DateTime<Utc>,
 }
 
+/// Where a site's data still waits for the rollup: the oldest GPU sample and the oldest CPU/DRAM
+/// reading not rolled up yet, if any (what `figures_cut` takes).
+pub(crate) async fn site_waits(
+    read: &sqlx::PgPool,
+    site_id: crate::ids::SiteId,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let (waits, node_waits) = tokio::try_join!(
+        db::overview::rollup_waits_since(read),
+        db::closure::node_rollup_waits_since(read, site_id),
+    )?;
+    let gpu_waits = waits
+        .iter()
+        .find(|(site, _)| *site == site_id)
+        .map(|(_, t)| *t);
+    Ok((gpu_waits, node_waits))
+}
+
 /// The one instant every energy figure of a page is computed to: the start of the UTC hour holding
 /// the earliest of `now` and the oldest raw data still waiting for the rollup (GPU samples, CPU and
 /// DRAM readings). Jobs' stored energy counts every raw sample up to now while the GPU and node
@@ -122,11 +139,7 @@ pub(crate) async fn closure(
     }
     let read = cx.read_db();
     let id = s.site.id;
-    let (waits, node_waits) = tokio::try_join!(
-        db::overview::rollup_waits_since(read),
-        db::closure::node_rollup_waits_since(read, id),
-    )?;
-    let gpu_waits = waits.iter().find(|(site, _)| *site == id).map(|(_, t)| *t);
+    let (gpu_waits, node_waits) = site_waits(read, id).await?;
     let cut = figures_cut(now, &[gpu_waits, node_waits]);
     // Every term over the same hours: `[t0, min(t1, cut))`.
     let end = t1.min(cut).max(t0);

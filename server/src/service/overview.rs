@@ -224,7 +224,16 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
             timezone: site.timezone.clone(),
         })?;
         curves(cx, &mut s, &zone, curve_from, curve_to).await?;
-        s.pue_recent = super::pue::recent(cx, &zone, now).await?;
+        // Yesterday's and today's PUE, and today's hours for the chart, from one read.
+        let (recent, hours) = super::pue::recent_with_hours(cx, &zone, now).await?;
+        let midnight =
+            super::pue::local_midnight(zone.tz, now.with_timezone(&zone.tz).date_naive());
+        s.pue_today = hours
+            .iter()
+            .filter(|h| h.hour >= midnight)
+            .map(|h| (h.hour.timestamp_millis(), h.mean_pue))
+            .collect();
+        s.pue_recent = recent;
         let j = db::overview::site_gpu_energy_between(read, site.id, month, cut).await?;
         s.month_energy = format_energy(j / 3.6e6);
         s.rollup_waits_since = waiting
@@ -263,7 +272,7 @@ pub async fn overview(cx: &Context) -> Result<Overview> {
         idle: super::closure::waste(cx, month, now, TOP).await?,
     })
 }
-
+/// A site's GPU and IT power over `[from, to)`.
 /// A site's GPU and IT power over `[from, to)` and today's PUE.
 async fn curves(
     cx: &Context,
@@ -308,13 +317,6 @@ async fn curves(
         .filter(|(b, _)| to.timestamp_millis() - **b <= 3_600_000)
         .map(|(_, kw)| *kw);
     s.it_kw_24h = it.into_iter().collect();
-    let today = Utc::now().with_timezone(&site.tz).date_naive();
-    let midnight = super::pue::local_midnight(site.tz, today);
-    s.pue_today = super::pue::hours(cx, site, midnight, Utc::now())
-        .await?
-        .into_iter()
-        .map(|h| (h.hour.timestamp_millis(), h.mean_pue))
-        .collect();
     Ok(())
 }
 

@@ -249,12 +249,21 @@ impl DayFigure {
 
 /// Yesterday's and today's PUE of `s` up to `now`.
 pub(crate) async fn recent(cx: &Context, s: &SiteTz, now: DateTime<Utc>) -> Result<RecentPue> {
+    Ok(recent_with_hours(cx, s, now).await?.0)
+}
+
+/// `recent`, with the hours it was computed from (yesterday's and today's so far, local).
+pub(crate) async fn recent_with_hours(
+    cx: &Context,
+    s: &SiteTz,
+    now: DateTime<Utc>,
+) -> Result<(RecentPue, Vec<db::facility::Hour>)> {
     let today = now.with_timezone(&s.tz).date_naive();
     let yesterday = today.pred_opt().unwrap_or(today);
     let from = local_midnight(s.tz, yesterday);
     let midnight = local_midnight(s.tz, today);
     let hourly = hours(cx, s, from, now).await?;
-    Ok(recent_of(&hourly, s.tz, now, from, midnight))
+    Ok((recent_of(&hourly, s.tz, now, from, midnight), hourly))
 }
 
 /// `recent` over hours already read.
