@@ -331,6 +331,8 @@ mod tests {
                 mem_used_mib: None,
                 temp_c: None,
                 sm_clock_mhz: None,
+                power_instant_w: None,
+                power_source: None,
             })
             .collect();
         Entry::Gpu(GpuBatch {

@@ -28,7 +28,7 @@ fn binary(data: &[u8]) {
         return;
     }
     use wattlas_protocol::wire::{
-        MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+        MEM_USED_MIB, POWER_INSTANT_W, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
     };
     let json: Vec<wattlas_protocol::GpuSample> = raw
         .iter()
@@ -45,6 +45,8 @@ fn binary(data: &[u8]) {
             mem_used_mib: s.mem_mib.map(|v| MEM_USED_MIB.from_stored(v)),
             temp_c: s.temp_dc.map(|v| TEMP_C.from_stored(v)),
             sm_clock_mhz: s.sm_mhz.map(|v| SM_CLOCK_MHZ.from_stored(v)),
+            power_instant_w: s.instant_mw.map(|v| POWER_INSTANT_W.from_stored(v)),
+            power_source: s.power_source,
         })
         .collect();
     let again =

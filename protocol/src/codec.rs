@@ -20,11 +20,21 @@
 
 use thiserror::Error;
 
-/// Format version written as the first byte of every live block (`encode`).
+use crate::PowerSource;
+
+/// Format version written as the first byte of every live block (`encode`) whose samples carry no
+/// instant power or power source.
 pub const VERSION: u8 = 1;
 
-/// Format version of settled blocks (`encode_packed`).
+/// Format version of settled blocks (`encode_packed`), likewise.
 pub const PACKED: u8 = 2;
+
+/// [`VERSION`] with two more optional columns: the instant power and what `power_mw` is (issue 35).
+/// Written only where a sample carries either, so blocks of GPUs without them keep their old bytes.
+pub const VERSION_SOURCES: u8 = 3;
+
+/// [`PACKED`] with the same two more columns.
+pub const PACKED_SOURCES: u8 = 4;
 
 /// Values per bit-packed frame.
 const FRAME: usize = 32;
@@ -50,6 +60,17 @@ pub struct RawSample {
     pub temp_dc: Option<i64>,
     /// SM clock in MHz.
     pub sm_mhz: Option<i64>,
+    /// The sensor's instant power in milliwatts, where it offers one beside `power_mw`.
+    pub instant_mw: Option<i64>,
+    /// What `power_mw` is ([`PowerSource::code`]).
+    pub power_source: Option<PowerSource>,
+}
+
+impl RawSample {
+    /// The power to draw: the instant reading where there is one, else `power_mw`.
+    pub fn chart_power_mw(&self) -> i64 {
+        self.instant_mw.unwrap_or(self.power_mw)
+    }
 }
 
 /// A block that cannot be decoded: storage corruption or a version this build does not know.
@@ -75,7 +96,12 @@ pub enum CodecError {
 pub fn encode(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
     let sorted = by_gpu_then_time(samples);
     let mut out = Vec::with_capacity(16 + sorted.len() * 12);
-    out.push(VERSION);
+    let columns = columns_for(&sorted);
+    out.push(if columns.len() > BASE_COLUMNS {
+        VERSION_SOURCES
+    } else {
+        VERSION
+    });
     let groups: Vec<&[&RawSample]> = sorted.chunk_by(|a, b| a.gpu == b.gpu).collect();
     put_varint(&mut out, groups.len() as u64);
     for group in groups {
@@ -84,7 +110,7 @@ pub fn encode(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
         put_dods(&mut out, t0_ms, group.iter().map(|s| s.t_ms));
         put_deltas(&mut out, 0, group.iter().map(|s| s.power_mw));
         put_optional(&mut out, group.iter().map(|s| s.energy_mj), true);
-        for field in OPTIONAL {
+        for field in columns {
             put_optional(&mut out, group.iter().map(|s| field(s)), false);
         }
     }
@@ -98,21 +124,44 @@ fn by_gpu_then_time(samples: &[RawSample]) -> Vec<&RawSample> {
     sorted
 }
 
-/// The optional columns after the energy counter, in their order in a block.
-const OPTIONAL: [fn(&RawSample) -> Option<i64>; 5] = [
+/// The optional columns after the energy counter, in their order in a block: the first
+/// [`BASE_COLUMNS`] in every format, the last two in [`VERSION_SOURCES`] and [`PACKED_SOURCES`].
+const OPTIONAL: [fn(&RawSample) -> Option<i64>; 7] = [
     |s| s.limit_mw,
     |s| s.util_dpct,
     |s| s.mem_mib,
     |s| s.temp_dc,
     |s| s.sm_mhz,
+    |s| s.instant_mw,
+    |s| s.power_source.map(PowerSource::code),
 ];
+
+/// Optional columns in formats 1 and 2.
+const BASE_COLUMNS: usize = 5;
+
+/// The optional columns a block of these samples needs.
+fn columns_for(sorted: &[&RawSample]) -> &'static [fn(&RawSample) -> Option<i64>] {
+    if sorted
+        .iter()
+        .any(|s| s.instant_mw.is_some() || s.power_source.is_some())
+    {
+        &OPTIONAL
+    } else {
+        &OPTIONAL[..BASE_COLUMNS]
+    }
+}
 
 /// Encodes samples of one node as a settled block (format 2), usually one GPU's hour. Same sorting,
 /// deduplication and `t0_ms` rule as [`encode`]; [`decode`] reads both formats.
 pub fn encode_packed(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
     let sorted = by_gpu_then_time(samples);
     let mut out = Vec::with_capacity(16 + sorted.len() * 4);
-    out.push(PACKED);
+    let columns = columns_for(&sorted);
+    out.push(if columns.len() > BASE_COLUMNS {
+        PACKED_SOURCES
+    } else {
+        PACKED
+    });
     let groups: Vec<&[&RawSample]> = sorted.chunk_by(|a, b| a.gpu == b.gpu).collect();
     put_varint(&mut out, groups.len() as u64);
     for group in groups {
@@ -166,7 +215,7 @@ pub fn encode_packed(t0_ms: i64, samples: &[RawSample]) -> Vec<u8> {
                 .expect("three predictors");
             out.extend_from_slice(best);
         }
-        for field in OPTIONAL {
+        for field in columns {
             put_presence(&mut out, group.iter().map(|s| field(s).is_some()));
             let values: Vec<i64> = group.iter().filter_map(|s| field(s)).collect();
             if !values.is_empty() {
@@ -378,11 +427,13 @@ impl BitWriter<'_> {
 pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), CodecError> {
     let mut r = Reader { buf: block, pos: 0 };
     let version = r.byte()?;
-    if version == PACKED {
-        return decode_packed(t0_ms, r, out);
-    }
-    if version != VERSION {
-        return Err(CodecError::Version(version));
+    let columns = match version {
+        VERSION | PACKED => BASE_COLUMNS,
+        VERSION_SOURCES | PACKED_SOURCES => OPTIONAL.len(),
+        _ => return Err(CodecError::Version(version)),
+    };
+    if version == PACKED || version == PACKED_SOURCES {
+        return decode_packed(t0_ms, r, columns, out);
     }
     let n_gpus = r.varint()?;
     for _ in 0..n_gpus {
@@ -395,11 +446,11 @@ pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), 
         let times = r.dods(t0_ms, n)?;
         let powers = r.deltas(0, n)?;
         let energy = r.optional(n, true)?;
-        let mut columns: [Vec<Option<i64>>; 5] = Default::default();
-        for column in &mut columns {
+        let mut read: [Vec<Option<i64>>; 7] = Default::default();
+        for column in &mut read[..columns] {
             *column = r.optional(n, false)?;
         }
-        push_samples(out, gpu, &times, &powers, &energy, columns);
+        push_samples(out, gpu, &times, &powers, &energy, read)?;
     }
     Ok(())
 }
@@ -407,6 +458,7 @@ pub fn decode(t0_ms: i64, block: &[u8], out: &mut Vec<RawSample>) -> Result<(), 
 fn decode_packed(
     t0_ms: i64,
     mut r: Reader<'_>,
+    columns: usize,
     out: &mut Vec<RawSample>,
 ) -> Result<(), CodecError> {
     let n_gpus = r.varint()?;
@@ -445,8 +497,8 @@ fn decode_packed(
                 before = Some(previous);
             }
         }
-        let mut columns: [Vec<Option<i64>>; 5] = Default::default();
-        for column in &mut columns {
+        let mut read: [Vec<Option<i64>>; 7] = Default::default();
+        for column in &mut read[..columns] {
             let present = r.presence(n)?;
             let count = present.iter().filter(|p| **p).count();
             let mut values = if count > 0 {
@@ -459,7 +511,7 @@ fn decode_packed(
                 .map(|&p| if p { values.next() } else { None })
                 .collect();
         }
-        push_samples(out, gpu, &times, &powers, &energy, columns);
+        push_samples(out, gpu, &times, &powers, &energy, read)?;
     }
     if r.pos != r.buf.len() {
         return Err(CodecError::Corrupt("bytes after the last GPU"));
@@ -467,17 +519,24 @@ fn decode_packed(
     Ok(())
 }
 
-/// One GPU's decoded columns as samples (both formats).
+/// One GPU's decoded columns as samples (every format; a column the format lacks is empty).
 fn push_samples(
     out: &mut Vec<RawSample>,
     gpu: u32,
     times: &[i64],
     powers: &[i64],
     energy: &[Option<i64>],
-    columns: [Vec<Option<i64>>; 5],
-) {
-    let [limit, util, mem, temp, sm] = columns;
+    columns: [Vec<Option<i64>>; 7],
+) -> Result<(), CodecError> {
+    let [limit, util, mem, temp, sm, instant, source] = columns;
+    let at = |column: &[Option<i64>], i: usize| column.get(i).copied().flatten();
     for i in 0..times.len() {
+        let power_source = match at(&source, i) {
+            Some(code) => {
+                Some(PowerSource::of_code(code).ok_or(CodecError::Corrupt("power source"))?)
+            }
+            None => None,
+        };
         out.push(RawSample {
             gpu,
             t_ms: times[i],
@@ -488,8 +547,11 @@ fn push_samples(
             mem_mib: mem[i],
             temp_dc: temp[i],
             sm_mhz: sm[i],
+            instant_mw: at(&instant, i),
+            power_source,
         });
     }
+    Ok(())
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -803,6 +865,8 @@ mod tests {
             mem_mib: Some(30_000),
             temp_dc: Some(650),
             sm_mhz: Some(1380),
+            instant_mw: None,
+            power_source: None,
         }
     }
 
@@ -822,6 +886,66 @@ mod tests {
         let mut expected = samples.clone();
         expected.sort_by_key(|s| (s.gpu, s.t_ms));
         assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn instant_power_and_its_source_round_trip_in_both_formats_and_old_blocks_keep_their_bytes() {
+        let t0 = 1_700_000_000_000;
+        let plain: Vec<RawSample> = (0..200)
+            .map(|i| {
+                sample(
+                    i % 2,
+                    t0 + 100 * i64::from(i / 2),
+                    150_000 + 37 * i64::from(i),
+                )
+            })
+            .collect();
+        // GPUs without the new columns are written as before (formats 1 and 2).
+        assert_eq!(encode(t0, &plain)[0], VERSION);
+        assert_eq!(encode_packed(t0, &plain)[0], PACKED);
+        let mut with: Vec<RawSample> = plain.clone();
+        for (i, s) in with.iter_mut().enumerate() {
+            // GPU 0 reports both readings; GPU 1 only says what its power is, and loses a few.
+            if s.gpu == 0 {
+                s.instant_mw = Some(s.power_mw + 40_000 - (i as i64 % 7) * 9_000);
+                s.power_source = Some(PowerSource::Average);
+            } else if i % 11 != 0 {
+                s.power_source = Some(PowerSource::Instant);
+            }
+        }
+        let mut expected = with.clone();
+        expected.sort_by_key(|s| (s.gpu, s.t_ms));
+        for (block, version) in [
+            (encode(t0, &with), VERSION_SOURCES),
+            (encode_packed(t0, &with), PACKED_SOURCES),
+        ] {
+            assert_eq!(block[0], version);
+            let mut back = Vec::new();
+            decode(t0, &block, &mut back).expect("decodes");
+            assert_eq!(back, expected, "format {version}");
+        }
+        // A block of format 1 or 2 decodes with neither.
+        let mut back = Vec::new();
+        decode(t0, &encode_packed(t0, &plain), &mut back).expect("decodes");
+        assert!(back
+            .iter()
+            .all(|s| s.instant_mw.is_none() && s.power_source.is_none()));
+    }
+
+    #[test]
+    fn an_unknown_power_source_code_is_corruption() {
+        let t0 = 0;
+        let mut s = sample(0, 100, 1);
+        s.power_source = Some(PowerSource::Instant);
+        let mut block = encode(t0, &[s]);
+        // The last column holds the code 2 as a zig-zag varint (4): make it 9 (zig-zag 18).
+        let at = block.iter().rposition(|b| *b == 4).expect("the code");
+        block[at] = 18;
+        let mut back = Vec::new();
+        assert_eq!(
+            decode(t0, &block, &mut back),
+            Err(CodecError::Corrupt("power source"))
+        );
     }
 
     #[test]

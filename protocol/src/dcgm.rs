@@ -10,6 +10,10 @@ use crate::GpuSample;
 pub struct DcgmFields {
     /// `DCGM_FI_DEV_POWER_USAGE`, W.
     pub power_w: Option<f64>,
+    /// `DCGM_FI_DEV_POWER_USAGE_INSTANT`, W (newer DCGM; charts draw it). `DCGM_FI_DEV_POWER_USAGE`
+    /// is NVML's power usage, the 1-s average or instant by the board's architecture, which the
+    /// series does not name: its samples do not say which.
+    pub power_instant_w: Option<f64>,
     /// `DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`, mJ since the driver loaded.
     pub energy_mj: Option<u64>,
     /// `DCGM_FI_DEV_GPU_UTIL`, %.
@@ -31,6 +35,7 @@ impl DcgmFields {
         let v = value.is_finite().then_some(value);
         match metric {
             "DCGM_FI_DEV_POWER_USAGE" => self.power_w = v.filter(|w| *w >= 0.0),
+            "DCGM_FI_DEV_POWER_USAGE_INSTANT" => self.power_instant_w = v.filter(|w| *w >= 0.0),
             "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
                 self.energy_mj = v.filter(|e| *e >= 0.0).map(|e| e as u64)
             }
@@ -63,6 +68,30 @@ impl DcgmFields {
             mem_used_mib: self.mem_used_mib,
             temp_c: self.temp_c,
             sm_clock_mhz: self.sm_clock_mhz,
+            power_instant_w: self.power_instant_w,
+            power_source: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instant_series_is_kept_beside_the_power_and_says_no_source() {
+        let mut f = DcgmFields::default();
+        assert!(f.set("DCGM_FI_DEV_POWER_USAGE", 301.5));
+        assert!(f.set("DCGM_FI_DEV_POWER_USAGE_INSTANT", 455.0));
+        assert!(!f.set("DCGM_FI_DEV_POWER_USAGE_INSTANTANEOUS", 1.0));
+        let s = f.sample(DateTime::<Utc>::UNIX_EPOCH, 3).expect("a sample");
+        assert_eq!(
+            (s.power_w, s.power_instant_w, s.power_source),
+            (301.5, Some(455.0), None)
+        );
+        // An instant reading alone makes no sample: power is the one field a sample needs.
+        let mut only = DcgmFields::default();
+        only.set("DCGM_FI_DEV_POWER_USAGE_INSTANT", 455.0);
+        assert_eq!(only.sample(DateTime::<Utc>::UNIX_EPOCH, 3), None);
     }
 }

@@ -80,6 +80,55 @@ pub struct GpuSample {
     /// SM clock in MHz.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sm_clock_mhz: Option<f64>,
+    /// The sensor's instant power in watts, where it offers one beside `power_w` (NVML's
+    /// `NVML_FI_DEV_POWER_INSTANT` field; nvidia-smi's `power.draw.instant`): charts draw it, energy
+    /// comes from the counter or `power_w`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_instant_w: Option<f64>,
+    /// What `power_w` is: the sensor's 1-s average or an instant reading; absent where the reader
+    /// cannot tell (an nvidia-smi `power.draw` column, a dcgm-exporter series).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_source: Option<PowerSource>,
+}
+
+/// What a GPU's power reading is (issue 35, item 3). NVML's `nvmlDeviceGetPowerUsage` returns the
+/// power averaged over one second on Ampere and newer GPUs, GA100 aside, and an instant reading on
+/// GA100 and older ones (NVML API reference); on A100 and H100 the readings sample about 25 % of each
+/// 100 ms (Yang et al., SC24, arXiv 2312.02741).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerSource {
+    /// The sensor's own average over the last second.
+    Average,
+    /// An instant reading (of the sensor's last update window).
+    Instant,
+}
+
+impl PowerSource {
+    /// The code a stored block keeps it as.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Average => 1,
+            Self::Instant => 2,
+        }
+    }
+
+    /// The source of a stored code; `None` for a code no build wrote.
+    pub fn of_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Average),
+            2 => Some(Self::Instant),
+            _ => None,
+        }
+    }
+
+    /// In words, for pages and statements.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Average => "the sensor's 1-s average",
+            Self::Instant => "instant readings",
+        }
+    }
 }
 
 /// A batch of samples from one node, `POST /api/v1/ingest/gpu`.
@@ -353,6 +402,10 @@ pub struct JobView {
     /// The terms of the IT energy's bound.
     #[serde(default)]
     pub bound_terms: Vec<BoundTerm>,
+    /// How the GPUs' power was read and whether the sensor disagreed with itself; absent in views
+    /// computed before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<SensorReadings>,
     /// Market-based CO2e, kg (Scope 2's market-based method): each hour at the factor of the site's
     /// contractual instrument covering it, else at its location-based factor; absent where the site
     /// records no instrument. `co2e_kg` is the location-based figure.
@@ -403,6 +456,32 @@ pub struct JobView {
     /// The scheduler's own fields of the job (raw id, account, partition, state).
     #[serde(flatten)]
     pub scheduler: SchedulerFields,
+}
+
+/// How a job's GPU power was read (issue 35, item 3), in GPU-seconds of its energy, and two comparisons
+/// of the sensor with itself over the same intervals. A disagreement beyond 3 % over a minute or more
+/// is what a workload rhythm in step with the sensor's sampling window makes (on A100 and H100 the
+/// readings sample about 25 % of each 100 ms: Yang et al., SC24): the job is flagged `aliasing`, its
+/// energy still comes from the counter where there is one, and its bound reaches the other reading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SensorReadings {
+    /// GPU-seconds whose energy came from the NVML energy counter.
+    pub counter_gpu_s: f64,
+    /// GPU-seconds integrated from the sensor's 1-s averages.
+    pub average_gpu_s: f64,
+    /// GPU-seconds integrated from instant readings.
+    pub instant_gpu_s: f64,
+    /// GPU-seconds integrated from readings that did not say which they were.
+    pub unknown_gpu_s: f64,
+    /// Power readings integrated over the counter's intervals relative to the counter (0.05: 5 % more);
+    /// absent where under a minute was compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readings_vs_counter: Option<f64>,
+    /// Instant readings integrated relative to the power readings over the same intervals; likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instant_vs_average: Option<f64>,
+    /// Whether either comparison is beyond 3 %: the job's rhythm aliases with the sensor's cycle.
+    pub aliasing: bool,
 }
 
 /// One term of an energy bound: how far below and above the measured value it lets the truth lie.

@@ -36,6 +36,13 @@ pub const POWER_W: Bound = Bound {
     hi: MAX_GPU_POWER_W,
     scale: 1000.0,
 };
+/// Instant power, W (stored mW).
+pub const POWER_INSTANT_W: Bound = Bound {
+    field: "power_instant_w",
+    lo: 0.0,
+    hi: MAX_GPU_POWER_W,
+    scale: 1000.0,
+};
 /// Enforced power limit, W (stored mW).
 pub const POWER_LIMIT_W: Bound = Bound {
     field: "power_limit_w",
@@ -111,6 +118,8 @@ pub fn raw_sample(s: &GpuSample) -> Option<RawSample> {
         mem_mib: opt(&MEM_USED_MIB, s.mem_used_mib)?,
         temp_dc: opt(&TEMP_C, s.temp_c)?,
         sm_mhz: opt(&SM_CLOCK_MHZ, s.sm_clock_mhz)?,
+        instant_mw: opt(&POWER_INSTANT_W, s.power_instant_w)?,
+        power_source: s.power_source,
     })
 }
 
@@ -172,8 +181,12 @@ pub fn decode_batch(frame: &[u8]) -> Result<(GpuBatch, Vec<RawSample>), WireErro
     }
     let (t0, block) = split(rest, 8, "block start time")?;
     let t0 = i64::from_le_bytes(t0.try_into().map_err(|_| WireError::Truncated("block"))?);
-    // Collectors send live blocks (format 1); settled blocks are the server's own storage.
-    if let Some(&version) = block.first().filter(|v| **v != codec::VERSION) {
+    // Collectors send live blocks (format 1, or 3 with instant power and power sources); settled
+    // blocks are the server's own storage.
+    if let Some(&version) = block
+        .first()
+        .filter(|v| **v != codec::VERSION && **v != codec::VERSION_SOURCES)
+    {
         return Err(WireError::Block(codec::CodecError::Version(version)));
     }
     let mut samples = Vec::new();
@@ -208,6 +221,8 @@ mod tests {
             mem_used_mib: Some(40_000.0),
             temp_c: Some(61.2),
             sm_clock_mhz: None,
+            power_instant_w: None,
+            power_source: None,
         }
     }
 

@@ -415,6 +415,8 @@ async fn seed(base: &str) {
                 mem_used_mib: Some(20_000.0),
                 temp_c: Some(61.0),
                 sm_clock_mhz: Some(1300.0),
+                power_instant_w: None,
+                power_source: None,
             });
         }
     }

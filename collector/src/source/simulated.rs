@@ -493,6 +493,8 @@ impl Source for SimulatedSource {
                 mem_used_mib: Some(mem),
                 temp_c: Some((30.0 + g.power_w * 0.18).round()),
                 sm_clock_mhz: Some(sm.round()),
+                power_instant_w: None,
+                power_source: None,
             });
         }
         self.ledger.samples_emitted += poll.samples.len() as u64;

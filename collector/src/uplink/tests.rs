@@ -90,6 +90,8 @@ fn batch(samples: usize) -> Entry {
                 mem_used_mib: None,
                 temp_c: None,
                 sm_clock_mhz: None,
+                power_instant_w: None,
+                power_source: None,
             })
             .collect(),
         dropped_samples_total: None,

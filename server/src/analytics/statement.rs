@@ -524,6 +524,46 @@ pub(crate) fn build(
     statement
 }
 
+/// How the jobs' GPU power was read (issue 35, item 3), and which jobs the sensor disagreed with
+/// itself in; `None` where no job says (views computed before it was kept).
+fn readings_line(jobs: &[JobInput]) -> Option<String> {
+    let sensors: Vec<&wattlas_protocol::SensorReadings> =
+        jobs.iter().filter_map(|j| j.view.sensor.as_ref()).collect();
+    let parts = [
+        ("the energy counter", sensors.iter().map(|r| r.counter_gpu_s).sum::<f64>()),
+        ("the sensor's 1-s averages, integrated", sensors.iter().map(|r| r.average_gpu_s).sum()),
+        ("instant readings, integrated", sensors.iter().map(|r| r.instant_gpu_s).sum()),
+        (
+            "readings that did not say which they were (an nvidia-smi power.draw column, a dcgm-exporter series), integrated",
+            sensors.iter().map(|r| r.unknown_gpu_s).sum(),
+        ),
+    ];
+    let total: f64 = parts.iter().map(|(_, s)| s).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let said: Vec<String> = parts
+        .iter()
+        .filter(|(_, s)| *s > 0.0)
+        .map(|(how, s)| format!("{how} {:.1} %", s / total * 100.0))
+        .collect();
+    let flagged = sensors.iter().filter(|r| r.aliasing).count();
+    let aliasing = match flagged {
+        0 => "no job's readings disagreed with its counter (or its instant readings with its averages) beyond 3 %".to_owned(),
+        n => format!(
+            "{n} job{} had readings that disagreed with {} counter or averages beyond 3 %, which a workload rhythm in step with the sensor's sampling window makes (A100 and H100 boards sample about 25 % of each 100 ms: Yang et al., SC24); {} energy is still the counter's, and {} bound reaches the other reading",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { "its" } else { "each one's" },
+        ),
+    };
+    Some(format!(
+        "Power readings: of the GPU time covered, {}; {aliasing}.",
+        and_list(&said)
+    ))
+}
+
 fn method_lines(
     s: &Summary,
     sites: &BTreeMap<String, SiteInput>,
@@ -548,6 +588,9 @@ fn method_lines(
         "IT energy = GPU + CPU + DRAM, each measured (the second paper's PUE x (CPU + DRAM + GPU)). GPU: the allocated GPUs' energy between each job's start and end, from {}.",
         and_list(&m)
     ));
+    if let Some(line) = readings_line(jobs) {
+        out.push(line);
+    }
     out.push(match (s.nodes, s.nodes_unmeasured) {
         (0, _) => "CPU and DRAM: no node.".to_owned(),
         (n, 0) => format!(

@@ -10,6 +10,9 @@
 //!   and Convenient Energy Measurements for GPUs", arXiv 2312.02741) found per-model offsets and, on
 //!   A100 and H100, a reading that samples 25 % of the runtime. We take the documented ±5 % for every
 //!   generation, as a systematic gain error of each GPU.
+//! - **Sensor aliasing**: where the GPU's readings disagree with its energy counter (or its instant
+//!   readings with its 1-s averages) over the same intervals by more than 3 % (`energy::Readings`),
+//!   the truth may lie as far as the other reading: a one-sided term of that size.
 //! - **Coverage gaps**: GPU time without samples is not estimated (the measured value leaves it out), so
 //!   the truth lies above by up to what the GPU could have drawn: its power limit over the uncovered
 //!   GPU-seconds (0 below: a GPU draws nothing less than nothing).
@@ -58,6 +61,9 @@ pub(crate) struct ItInputs {
     /// DRAM energy, kWh (nodes without readable counters add nothing here: their CPU and DRAM energy
     /// is missing from the measured value and from its bound, as the job's page says).
     pub dram_kwh: f64,
+    /// Where the sensor disagreed with itself beyond noise (aliasing): the other reading relative to
+    /// the one the energy came from (0.08: 8 % more).
+    pub aliasing: Option<f64>,
 }
 
 /// A term as wide below as above: `share` of `kwh`.
@@ -88,6 +94,18 @@ pub(crate) fn it_terms(x: &ItInputs) -> Vec<BoundTerm> {
             ),
             below_kwh: 0.0,
             above_kwh: w * x.uncovered_gpu_s / 3.6e6,
+        });
+    }
+    if let Some(d) = x.aliasing.filter(|d| d.is_finite() && *d != 0.0) {
+        let kwh = x.gpu_kwh * d.abs();
+        out.push(BoundTerm {
+            kind: "sensor_aliasing".to_owned(),
+            term: format!(
+                "GPU readings disagreed by {:+.1} % (a rhythm aliasing with the sensor), up to the other reading",
+                d * 100.0
+            ),
+            below_kwh: if d < 0.0 { kwh } else { 0.0 },
+            above_kwh: if d > 0.0 { kwh } else { 0.0 },
         });
     }
     if x.cpu_kwh > 0.0 {
@@ -168,7 +186,7 @@ mod calibration {
     use wattlas_protocol::codec::RawSample;
 
     use super::*;
-    use crate::analytics::energy::{energy_sorted, DEFAULT_MAX_GAP_MS};
+    use crate::analytics::energy::{energy_sorted, ALIASING_SHARE, DEFAULT_MAX_GAP_MS};
 
     /// How a simulated GPU reports power.
     #[derive(Debug, Clone, Copy)]
@@ -267,6 +285,8 @@ mod calibration {
                         mem_mib: None,
                         temp_dc: None,
                         sm_mhz: None,
+                        instant_mw: None,
+                        power_source: None,
                     });
                 }
                 t += 100 + rng.gen_range(-8..=8);
@@ -289,6 +309,123 @@ mod calibration {
             low_kwh,
             high_kwh,
         }
+    }
+
+    /// A run read by a sensor that, like A100's and H100's, averages the last 25 ms of each 100 ms of
+    /// its own clock, beside an energy counter that integrates all of it; the workload either keeps a
+    /// rhythm of exactly 100, 50 or 25 ms (in step with the sensor: aliasing) or the irregular one of
+    /// [`run`]. Returns (how far the readings' energy is from the truth, whether the readings were
+    /// flagged, whether the bound held the truth).
+    fn windowed_run(seed: u64, in_step: bool) -> (f64, bool, bool, f64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let duration_ms: i64 = rng.gen_range(120..=900) * 1000;
+        let limit_w = 700.0;
+        let base = rng.gen_range(0.3..0.6) * limit_w;
+        let amp = rng.gen_range(0.05..0.3) * limit_w;
+        let period_ms: f64 = if in_step {
+            [100.0, 50.0, 25.0][rng.gen_range(0..3)]
+        } else {
+            rng.gen_range(370.0..30_000.0)
+        };
+        let duty = rng.gen_range(0.2..0.8);
+        let phase = rng.gen_range(0.0..period_ms);
+        let power = |t: f64| -> f64 {
+            let on = if in_step {
+                ((t + phase) % period_ms) < duty * period_ms
+            } else {
+                ((t + phase) / period_ms * std::f64::consts::TAU).sin() > 0.0
+            };
+            base + if on { amp } else { -amp * duty }
+        };
+        let gain = 1.0 + rng.gen_range(-GPU_SENSOR..GPU_SENSOR);
+        let step = 1.0;
+        let n = duration_ms as usize + 2;
+        let mut energy_at = vec![0.0f64; n];
+        for k in 1..n {
+            energy_at[k] = energy_at[k - 1] + power((k - 1) as f64 + 0.5) * step / 1000.0;
+        }
+        let truth_j = energy_at[duration_ms as usize];
+        let sensor_at = |t: i64| -> f64 {
+            // The last whole update window of the sensor's clock: [k·100 + 75, k·100 + 100).
+            let end = (t / 100) * 100;
+            let from = (end - 25).max(0) as usize;
+            (energy_at[end.max(1) as usize] - energy_at[from])
+                / ((end.max(1) as usize - from) as f64 / 1000.0)
+        };
+        let mut samples = Vec::new();
+        let mut t: i64 = 100 + rng.gen_range(0..100);
+        while t < duration_ms {
+            samples.push(RawSample {
+                gpu: 0,
+                t_ms: t,
+                power_mw: ((sensor_at(t) * gain + rng.gen_range(-1.0..1.0)) * 1000.0).round()
+                    as i64,
+                energy_mj: Some((energy_at[t as usize] * gain * 1000.0).round() as i64),
+                limit_mw: Some(700_000),
+                util_dpct: None,
+                mem_mib: None,
+                temp_dc: None,
+                sm_mhz: None,
+                instant_mw: None,
+                power_source: Some(wattlas_protocol::PowerSource::Instant),
+            });
+            t += 100 + rng.gen_range(-8..=8);
+        }
+        let refs: Vec<&RawSample> = samples.iter().collect();
+        let e = energy_sorted(&refs, 0, duration_ms, DEFAULT_MAX_GAP_MS);
+        let (vs_counter, _) = e.readings.disagreements();
+        let read_off =
+            e.readings.counter_read_j / e.readings.counter_j * e.energy_j / truth_j - 1.0;
+        let flagged = e.readings.aliasing();
+        let terms = it_terms(&ItInputs {
+            gpu_kwh: e.energy_j / 3.6e6,
+            uncovered_gpu_s: (duration_ms as f64 / 1000.0 - e.covered_s).max(0.0),
+            limit_w: Some(limit_w),
+            aliasing: flagged.then(|| vs_counter.unwrap_or_default()),
+            ..ItInputs::default()
+        });
+        let (low, high) = interval(e.energy_j / 3.6e6, &terms);
+        let truth = truth_j / 3.6e6;
+        (
+            read_off,
+            flagged,
+            low <= truth && truth <= high,
+            vs_counter.unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn a_rhythm_in_step_with_the_sensor_is_flagged_and_a_steady_one_is_not() {
+        let steady: Vec<_> = (0..60).map(|s| windowed_run(1000 + s, false)).collect();
+        let in_step: Vec<_> = (0..120).map(|s| windowed_run(2000 + s, true)).collect();
+        let false_flags = steady.iter().filter(|r| r.1).count();
+        // The runs whose readings were off the truth by more than the sensor's own 5 %.
+        let off: Vec<_> = in_step.iter().filter(|r| r.0.abs() > 0.08).collect();
+        let caught = off.iter().filter(|r| r.1).count();
+        let held = steady.iter().chain(&in_step).filter(|r| r.2).count();
+        let widest_steady = steady.iter().map(|r| r.3.abs()).fold(0.0, f64::max);
+        eprintln!(
+            "aliasing: {} of {} steady runs flagged (readings within {:.2} % of the counter); {} of {} in-step runs with readings off by over 8 % flagged; the bound held the truth in {} of {} runs",
+            false_flags,
+            steady.len(),
+            widest_steady * 100.0,
+            caught,
+            off.len(),
+            held,
+            steady.len() + in_step.len()
+        );
+        assert_eq!(false_flags, 0, "a steady rhythm flagged");
+        assert!(
+            widest_steady < ALIASING_SHARE / 2.0,
+            "the threshold leaves room: {widest_steady}"
+        );
+        assert!(
+            off.len() >= 30,
+            "the experiment makes aliasing: {}",
+            off.len()
+        );
+        assert_eq!(caught, off.len(), "every run read 8 % off is flagged");
+        assert!(held as f64 >= 0.95 * (steady.len() + in_step.len()) as f64);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::analytics::energy::{GpuEnergy, MinuteRollup};
+use crate::analytics::energy::{GpuEnergy, MinuteRollup, Readings};
 use crate::db::ts;
 
 /// A range of raw data accepted but not yet rolled up.
@@ -140,19 +140,29 @@ pub(crate) async fn upsert(
         .iter()
         .map(|r| r.sm_avg_mhz.map(|v| v as f32))
         .collect();
+    let reading = |f: fn(&Readings) -> f64| -> Vec<f64> {
+        rollups.iter().map(|r| f(&r.energy.readings)).collect()
+    };
     sqlx::query(
         r#"insert into gpu_minute (node_id, gpu_index, minute, samples, covered_s, counter_s, energy_j,
             power_min_w, power_max_w, power_limit_w, power_limit_samples, util_avg_pct, mem_max_mib,
-            temp_max_c, sm_avg_mhz)
+            temp_max_c, sm_avg_mhz, average_s, instant_s, counter_j, counter_read_j, counter_compared_s,
+            instant_j, instant_avg_j, instant_compared_s)
         select $1, $2, * from unnest($3::timestamptz[], $4::int[], $5::float8[], $6::float8[], $7::float8[],
-            $8::real[], $9::real[], $10::real[], $11::int[], $12::real[], $13::real[], $14::real[], $15::real[])
+            $8::real[], $9::real[], $10::real[], $11::int[], $12::real[], $13::real[], $14::real[], $15::real[],
+            $16::float8[], $17::float8[], $18::float8[], $19::float8[], $20::float8[], $21::float8[],
+            $22::float8[], $23::float8[])
         on conflict (node_id, gpu_index, minute) do update
         set samples = excluded.samples, covered_s = excluded.covered_s, counter_s = excluded.counter_s,
             energy_j = excluded.energy_j, power_min_w = excluded.power_min_w,
             power_max_w = excluded.power_max_w, power_limit_w = excluded.power_limit_w,
             power_limit_samples = excluded.power_limit_samples, util_avg_pct = excluded.util_avg_pct,
             mem_max_mib = excluded.mem_max_mib, temp_max_c = excluded.temp_max_c,
-            sm_avg_mhz = excluded.sm_avg_mhz
+            sm_avg_mhz = excluded.sm_avg_mhz, average_s = excluded.average_s,
+            instant_s = excluded.instant_s, counter_j = excluded.counter_j,
+            counter_read_j = excluded.counter_read_j, counter_compared_s = excluded.counter_compared_s,
+            instant_j = excluded.instant_j, instant_avg_j = excluded.instant_avg_j,
+            instant_compared_s = excluded.instant_compared_s
         where excluded.samples >= gpu_minute.samples"#,
     )
     .bind(node_id)
@@ -170,6 +180,14 @@ pub(crate) async fn upsert(
     .bind(&mem)
     .bind(&temp)
     .bind(&sm)
+    .bind(reading(|r| r.average_s))
+    .bind(reading(|r| r.instant_s))
+    .bind(reading(|r| r.counter_j))
+    .bind(reading(|r| r.counter_read_j))
+    .bind(reading(|r| r.counter_compared_s))
+    .bind(reading(|r| r.instant_j))
+    .bind(reading(|r| r.instant_avg_j))
+    .bind(reading(|r| r.instant_compared_s))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -245,6 +263,14 @@ struct SumRow {
     counter_s: f64,
     samples: i64,
     limit_samples: i64,
+    average_s: f64,
+    instant_s: f64,
+    counter_j: f64,
+    counter_read_j: f64,
+    counter_compared_s: f64,
+    instant_j: f64,
+    instant_avg_j: f64,
+    instant_compared_s: f64,
 }
 
 /// Sums rollups of the given GPUs of a node over whole minutes `[from_ms, to_ms)`, per GPU.
@@ -259,7 +285,11 @@ pub(crate) async fn sum(
     let rows: Vec<SumRow> = sqlx::query_as(
         r#"select gpu_index as gpu, power_limit_w as limit, sum(energy_j) as energy_j,
             sum(covered_s) as covered_s, sum(counter_s) as counter_s, sum(samples)::int8 as samples,
-            sum(power_limit_samples)::int8 as limit_samples
+            sum(power_limit_samples)::int8 as limit_samples, sum(average_s) as average_s,
+            sum(instant_s) as instant_s, sum(counter_j) as counter_j,
+            sum(counter_read_j) as counter_read_j, sum(counter_compared_s) as counter_compared_s,
+            sum(instant_j) as instant_j, sum(instant_avg_j) as instant_avg_j,
+            sum(instant_compared_s) as instant_compared_s
         from gpu_minute
         where node_id = $1
             and gpu_index = any($2)
@@ -274,25 +304,27 @@ pub(crate) async fn sum(
     .fetch_all(db)
     .await?;
     let mut out: Vec<(u32, GpuEnergy)> = Vec::new();
-    for SumRow {
-        gpu,
-        limit,
-        energy_j,
-        covered_s,
-        counter_s,
-        samples,
-        limit_samples,
-    } in rows
-    {
+    for r in rows {
+        let (gpu, limit, limit_samples) = (r.gpu, r.limit, r.limit_samples);
         let part = GpuEnergy {
-            energy_j,
-            covered_s,
-            counter_s,
-            samples: samples as u64,
+            energy_j: r.energy_j,
+            covered_s: r.covered_s,
+            counter_s: r.counter_s,
+            samples: r.samples as u64,
             limits: limit
                 .map(|w| ((f64::from(w) * 1000.0).round() as i64, limit_samples as u64))
                 .into_iter()
                 .collect(),
+            readings: Readings {
+                average_s: r.average_s,
+                instant_s: r.instant_s,
+                counter_j: r.counter_j,
+                counter_read_j: r.counter_read_j,
+                counter_compared_s: r.counter_compared_s,
+                instant_j: r.instant_j,
+                instant_avg_j: r.instant_avg_j,
+                instant_compared_s: r.instant_compared_s,
+            },
         };
         match out.iter_mut().find(|(g, _)| *g == gpu as u32) {
             Some((_, e)) => e.add(&part),

@@ -270,6 +270,8 @@ pub fn samples(t0: DateTime<Utc>, seconds: i64) -> Vec<GpuSample> {
             mem_used_mib: Some(1000.0),
             temp_c: Some(60.0),
             sm_clock_mhz: Some(1380.0),
+            power_instant_w: None,
+            power_source: None,
         };
         out.push(base.clone());
         out.push(GpuSample {
@@ -303,6 +305,8 @@ pub fn capped(
                 mem_used_mib: None,
                 temp_c: None,
                 sm_clock_mhz: None,
+                power_instant_w: None,
+                power_source: None,
             })
         })
         .collect()

@@ -200,6 +200,8 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
                 mem_used_mib: None,
                 temp_c: None,
                 sm_clock_mhz: None,
+                power_instant_w: None,
+                power_source: None,
             })
         })
         .collect();

@@ -25,6 +25,7 @@ mod remote_write;
 mod rollups;
 mod scheduler;
 mod scope2;
+mod sensor;
 mod settle;
 mod sign_in;
 mod statement;

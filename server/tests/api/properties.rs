@@ -28,6 +28,8 @@ fn series(steps: &[(i64, u32, u32)], with_counter: bool) -> Vec<RawSample> {
                 mem_mib: None,
                 temp_dc: None,
                 sm_mhz: None,
+                instant_mw: None,
+                power_source: None,
             }
         })
         .collect()
@@ -98,6 +100,8 @@ proptest! {
                 mem_mib: None,
                 temp_dc: Some(655),
                 sm_mhz: None,
+                instant_mw: None,
+                power_source: None,
             })
             .collect();
         let block = encode(t0, &samples);

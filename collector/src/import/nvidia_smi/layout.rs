@@ -24,8 +24,9 @@ const HEADER_NAMES: &[&str] = &[
 ];
 
 /// Power columns, in order of preference: `power.draw` is what nvidia-smi documents as the board's draw;
-/// `.instant` and `.average` exist on newer drivers beside it or alone.
-const POWER_NAMES: &[&str] = &["power.draw", "power.draw.instant", "power.draw.average"];
+/// `.average` and `.instant` exist on newer drivers beside it or alone (the average integrates into
+/// energy; an instant column beside the power is kept for charts).
+const POWER_NAMES: &[&str] = &["power.draw", "power.draw.average", "power.draw.instant"];
 
 /// How a line is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub(crate) struct Layout {
     pub name: Option<usize>,
     /// The power column used.
     pub power: usize,
+    /// `power.draw.instant` where it stands beside another power column (charts draw it).
+    pub instant: Option<usize>,
     /// `enforced.power.limit` or `power.limit`.
     pub limit: Option<usize>,
     /// `power.default_limit`.
@@ -200,6 +203,7 @@ impl Layout {
             bus: col(&["pci.bus_id"]),
             name: col(&["name"]),
             power,
+            instant: col(&["power.draw.instant"]).filter(|c| *c != power),
             limit: col(&["enforced.power.limit", "power.limit"]),
             default_limit: col(&["power.default_limit"]),
             util: col(&["utilization.gpu"]),
@@ -213,6 +217,17 @@ impl Layout {
             },
             names,
         })
+    }
+
+    /// What the power column is: `power.draw.average` the sensor's 1-s average, `.instant` an instant
+    /// reading; `power.draw` is either (nvidia-smi documents it as the 1-s average on Ampere and newer,
+    /// instant on older boards), so a sample from it does not say.
+    pub(crate) fn power_source(&self) -> Option<wattlas_protocol::PowerSource> {
+        match (self.kind, self.power_name().as_str()) {
+            (Kind::Csv, "power.draw.average") => Some(wattlas_protocol::PowerSource::Average),
+            (Kind::Csv, "power.draw.instant") => Some(wattlas_protocol::PowerSource::Instant),
+            _ => None,
+        }
     }
 
     /// The power column's name without its unit.

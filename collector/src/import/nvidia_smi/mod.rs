@@ -3,7 +3,7 @@
 //! Layouts: `--query-gpu=... --format=csv[,nounits][,noheader]` in any column order and subset, and
 //! `nvidia-smi dmon` (see [`layout`]). GPUs are told apart by what the file has: `index`, else `uuid`, else
 //! `pci.bus_id` (indices in order of first appearance, which is nvidia-smi's index order), else their
-//! position in each poll ([`polls`]). Power is `power.draw`, else `.instant`, else `.average`.
+//! position in each poll ([`polls`]). Power is `power.draw`, else `.average`, else `.instant`; an instant column beside it is kept too.
 //! nvidia-smi writes local time without a zone, so the zone is given; in the hour a DST change repeats, a
 //! time is read as the earlier instant unless that would go back in time for the same GPU.
 //!

@@ -139,6 +139,8 @@ impl Parser<'_> {
             mem_used_mib: num(l.mem, 0.0, 1.0e9),
             temp_c: num(l.temp, -100.0, 300.0),
             sm_clock_mhz: num(l.sm, 0.0, 100_000.0),
+            power_instant_w: num(l.instant, 0.0, MAX_GPU_POWER_W),
+            power_source: l.power_source(),
         };
         let default_limit = num(l.default_limit, 0.0, MAX_GPU_POWER_W).filter(|w| *w > 0.0);
         if let Some((why, field)) = bad {

@@ -1,4 +1,5 @@
 use chrono::Duration;
+use wattlas_protocol::PowerSource;
 
 use super::*;
 
@@ -46,6 +47,41 @@ fn nounits_logs_and_column_order_do_not_matter() {
     assert_eq!(p.samples[0].gpu, 1);
     assert_eq!(p.samples[0].power_w, 150.5);
     assert_eq!(p.summary.gpus[&1].identity.uuid, UNKNOWN_UUID);
+}
+
+#[test]
+fn each_sample_says_which_power_column_it_read() {
+    // A newer driver's log with both: the average is the power, the instant reading beside it.
+    let log = "timestamp, index, power.draw.average [W], power.draw.instant [W]\n\
+        2024/01/01 00:00:00.000, 0, 300.00 W, 412.50 W\n\
+        2024/01/01 00:00:00.100, 0, 301.00 W, [N/A]\n";
+    let p = parse_str(log, &opts("UTC")).expect("parses");
+    let got: Vec<_> = p
+        .samples
+        .iter()
+        .map(|s| (s.power_w, s.power_instant_w, s.power_source))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (300.0, Some(412.5), Some(PowerSource::Average)),
+            (301.0, None, Some(PowerSource::Average)),
+        ]
+    );
+    // The instant column alone is the power, said to be instant, not repeated beside itself.
+    let log = "timestamp, index, power.draw.instant [W]\n2024/01/01 00:00:00.000, 0, 250 W\n";
+    let s = &parse_str(log, &opts("UTC")).expect("parses").samples[0];
+    assert_eq!(
+        (s.power_w, s.power_instant_w, s.power_source),
+        (250.0, None, Some(PowerSource::Instant))
+    );
+    // power.draw is either, by the board's architecture: the sample does not say.
+    let log = "timestamp, index, power.draw [W], power.draw.instant [W]\n2024/01/01 00:00:00.000, 0, 250 W, 260 W\n";
+    let s = &parse_str(log, &opts("UTC")).expect("parses").samples[0];
+    assert_eq!(
+        (s.power_w, s.power_instant_w, s.power_source),
+        (250.0, Some(260.0), None)
+    );
 }
 
 #[test]

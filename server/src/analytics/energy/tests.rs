@@ -11,6 +11,8 @@ fn at(t_ms: i64, power_w: i64) -> RawSample {
         mem_mib: None,
         temp_dc: None,
         sm_mhz: None,
+        instant_mw: None,
+        power_source: None,
     }
 }
 
@@ -95,6 +97,8 @@ fn s(t_ms: i64, power_w: f64, energy_mj: Option<i64>) -> RawSample {
         mem_mib: None,
         temp_dc: None,
         sm_mhz: None,
+        instant_mw: None,
+        power_source: None,
     }
 }
 

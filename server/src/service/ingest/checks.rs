@@ -239,7 +239,8 @@ pub fn validate_samples(
     now: DateTime<Utc>,
 ) -> Result<Vec<RawSample>> {
     use wattlas_protocol::wire::{
-        Bound, MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+        Bound, MEM_USED_MIB, POWER_INSTANT_W, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C,
+        UTIL_PCT,
     };
     samples
         .iter()
@@ -273,6 +274,8 @@ pub fn validate_samples(
                 mem_mib: stored(&MEM_USED_MIB, s.mem_used_mib)?,
                 temp_dc: stored(&TEMP_C, s.temp_c)?,
                 sm_mhz: stored(&SM_CLOCK_MHZ, s.sm_clock_mhz)?,
+                instant_mw: stored(&POWER_INSTANT_W, s.power_instant_w)?,
+                power_source: s.power_source,
             })
         })
         .collect()
@@ -287,12 +290,14 @@ pub fn validate_raw(
     now: DateTime<Utc>,
 ) -> Result<()> {
     use wattlas_protocol::wire::{
-        Bound, MEM_USED_MIB, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C, UTIL_PCT,
+        Bound, MEM_USED_MIB, POWER_INSTANT_W, POWER_LIMIT_W, POWER_W, SM_CLOCK_MHZ, TEMP_C,
+        UTIL_PCT,
     };
     for (i, s) in samples.iter().enumerate() {
         check_gpu_and_time(i, s.gpu, s.t_ms, known, node, now)?;
-        let fields: [(&Bound, Option<i64>); 6] = [
+        let fields: [(&Bound, Option<i64>); 7] = [
             (&POWER_W, Some(s.power_mw)),
+            (&POWER_INSTANT_W, s.instant_mw),
             (&POWER_LIMIT_W, s.limit_mw),
             (&UTIL_PCT, s.util_dpct),
             (&MEM_USED_MIB, s.mem_mib),
@@ -362,6 +367,8 @@ mod tests {
             mem_used_mib: None,
             temp_c: Some(60.0),
             sm_clock_mhz: Some(1380.0),
+            power_instant_w: None,
+            power_source: None,
         }
     }
 

@@ -435,12 +435,20 @@ pub(crate) async fn view(
     // facility energy by the PUE's, the CO2e by the carbon intensity's.
     let it_kwh = (total.energy_j + node.cpu_j + node.dram_j) / 3.6e6;
     let facility_kwh = facility.facility_j / 3.6e6;
+    let sensor = sensor_readings(total);
     let bound_terms = uncertainty::it_terms(&uncertainty::ItInputs {
         gpu_kwh: total.energy_j / 3.6e6,
         uncovered_gpu_s: (f64::from(gpu_count) * duration_s - total.covered_s).max(0.0),
         limit_w: total.power_cap_w(),
         cpu_kwh: node.cpu_j / 3.6e6,
         dram_kwh: node.dram_j / 3.6e6,
+        aliasing: sensor.aliasing.then(|| {
+            [sensor.readings_vs_counter, sensor.instant_vs_average]
+                .into_iter()
+                .flatten()
+                .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+                .unwrap_or_default()
+        }),
     });
     let it_bounds = uncertainty::interval(it_kwh, &bound_terms);
     let facility_bounds = uncertainty::facility_interval(
@@ -473,6 +481,7 @@ pub(crate) async fn view(
         co2e_kg_low: co2e_bounds.map(|b| b.0),
         co2e_kg_high: co2e_bounds.map(|b| b.1),
         bound_terms,
+        sensor: Some(sensor),
         running: job.end_time.is_none(),
         id: job.id.clone(),
         user: job.user_name.clone(),
@@ -541,6 +550,68 @@ pub(crate) async fn view(
         scheduler: job.scheduler(),
     };
     Ok((view, by_hour))
+}
+
+/// How the GPUs' power was read and what the sensor said beside it.
+fn sensor_readings(
+    total: &crate::analytics::energy::GpuEnergy,
+) -> wattlas_protocol::SensorReadings {
+    let r = &total.readings;
+    let (readings_vs_counter, instant_vs_average) = r.disagreements();
+    wattlas_protocol::SensorReadings {
+        counter_gpu_s: total.counter_s,
+        average_gpu_s: r.average_s,
+        instant_gpu_s: r.instant_s,
+        unknown_gpu_s: (total.covered_s - total.counter_s - r.average_s - r.instant_s).max(0.0),
+        readings_vs_counter,
+        instant_vs_average,
+        aliasing: r.aliasing(),
+    }
+}
+
+/// Where a job's GPU energy came from, in words for its page: "energy counter 99.2 %, 1-s averages
+/// 0.8 %" of the covered GPU time.
+pub(crate) fn read_from(s: &wattlas_protocol::SensorReadings) -> String {
+    let parts = [
+        ("energy counter", s.counter_gpu_s),
+        ("1-s averages", s.average_gpu_s),
+        ("instant readings", s.instant_gpu_s),
+        ("readings of unknown kind", s.unknown_gpu_s),
+    ];
+    let total: f64 = parts.iter().map(|(_, v)| v).sum();
+    if total <= 0.0 {
+        return "no samples".to_owned();
+    }
+    parts
+        .iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(how, v)| format!("{how} {:.1} %", v / total * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a job's page says where the sensor disagreed with itself.
+pub(crate) fn aliasing_note(s: &wattlas_protocol::SensorReadings) -> Option<String> {
+    if !s.aliasing {
+        return None;
+    }
+    let mut said = Vec::new();
+    if let Some(d) = s.readings_vs_counter {
+        said.push(format!(
+            "the power readings integrate to {:+.1} % of the energy counter",
+            d * 100.0
+        ));
+    }
+    if let Some(d) = s.instant_vs_average {
+        said.push(format!(
+            "the instant readings to {:+.1} % of the 1-s averages",
+            d * 100.0
+        ));
+    }
+    Some(format!(
+        "The GPU sensor disagreed with itself: {} over the same intervals. A workload rhythm in step with the sensor's sampling window does this (A100 and H100 boards sample about 25 % of each 100 ms: Yang et al., SC24). The energy is the counter's where there is one; the bound reaches the other reading.",
+        said.join(", and ")
+    ))
 }
 
 /// A job's view integrated now, stored as its summary for lists; by hour, for maintenance.

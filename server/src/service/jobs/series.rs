@@ -125,7 +125,7 @@ async fn node_series(
         let mut sums: BTreeMap<(Option<u32>, i64), (f64, i64, i64)> = BTreeMap::new();
         for s in db::samples::fetch(db, node_id, &gpus, raw_from, to_ms).await? {
             let value = match metric {
-                GpuMetric::Power => Some(s.power_mw as f64 / 1000.0),
+                GpuMetric::Power => Some(s.chart_power_mw() as f64 / 1000.0),
                 GpuMetric::Util => s.util_dpct.map(|d| d as f64 / 10.0),
             };
             if let Some(v) = value {
