@@ -551,6 +551,19 @@ pub struct JobTotals {
     pub facility_energy_kwh: f64,
     /// Jobs whose energy is not computed yet.
     pub pending: u64,
+    /// Where the true IT energy lies: each job's bound added (nothing assumed to cancel); absent
+    /// where a summary computed before bounds existed is among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub it_energy_kwh_low: Option<f64>,
+    /// .
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub it_energy_kwh_high: Option<f64>,
+    /// The facility energy's bound, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility_energy_kwh_low: Option<f64>,
+    /// .
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility_energy_kwh_high: Option<f64>,
 }
 
 /// `POST /api/v1/sites`.
@@ -742,6 +755,13 @@ pub struct HourlyPue {
     pub pue: f64,
     /// Energy-weighted PUE of the hour (total kWh / IT kWh), what jobs are charged.
     pub weighted_pue: f64,
+    /// Where `pue` lies: ±2 % (two meters of accuracy class 1), never below 1; `weighted_pue` lies
+    /// within the same ±2 % of itself.
+    #[serde(default)]
+    pub pue_low: f64,
+    /// .
+    #[serde(default)]
+    pub pue_high: f64,
     /// Readings in the hour.
     pub readings: u64,
 }

@@ -149,6 +149,10 @@ pub(crate) struct Row {
     pub idle_cpu_dram_kwh: f64,
     /// Measured IT energy beyond every GPU and node counter; `null` without a meter.
     pub unmeasured_kwh: Option<f64>,
+    /// How far (±, kWh) the unmeasured part lies from the truth: the meters', GPUs' and nodes'
+    /// bounds added (`uncertainty::unmeasured_width_kwh`); every other figure carries the relative
+    /// bound of its sensors (`Closure::bounds`).
+    pub unmeasured_kwh_width: Option<f64>,
 }
 
 impl Row {
@@ -242,6 +246,13 @@ pub(crate) fn rows(
                 idle_gpu_kwh: kwh(t.gpu_j - t.jobs_gpu_j),
                 idle_cpu_dram_kwh: kwh(t.cpu_dram_j - jobs_cpu_dram),
                 unmeasured_kwh: measured.map(|m| kwh(m - t.gpu_j - t.cpu_dram_j)),
+                unmeasured_kwh_width: measured.map(|m| {
+                    crate::analytics::uncertainty::unmeasured_width_kwh(
+                        kwh(m),
+                        kwh(t.gpu_j),
+                        kwh(t.cpu_dram_j),
+                    )
+                }),
             }
         })
         .collect()

@@ -12,6 +12,7 @@
 //! Input: hourly means keyed by the hour's start instant, so the two 01:00 hours of an autumn DST day stay
 //! two hours. Output: plain numbers; callers render them.
 
+use crate::analytics::uncertainty::pue_interval;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -39,6 +40,10 @@ pub(crate) struct DayPue {
     pub hours: usize,
     /// Mean of the day's hourly PUE.
     pub mean_pue: f64,
+    /// Where it lies: ±2 % (`uncertainty::pue_interval`).
+    pub mean_pue_low: f64,
+    /// .
+    pub mean_pue_high: f64,
     /// Lowest hourly PUE.
     pub min_pue: f64,
     /// Highest hourly PUE.
@@ -60,6 +65,10 @@ pub struct MonthVariation {
     pub avg_daily_variation_pct: Option<f64>,
     /// Mean of the month's hourly PUE.
     pub mean_pue: Option<f64>,
+    /// Where it lies: ±2 %.
+    pub mean_pue_low: Option<f64>,
+    /// .
+    pub mean_pue_high: Option<f64>,
 }
 
 /// Table 1 for one year.
@@ -89,10 +98,14 @@ pub(crate) fn days(hours: &[HourPue], tz: Tz) -> Vec<DayPue> {
         .map(|(date, pues)| {
             let min_pue = pues.iter().copied().fold(f64::INFINITY, f64::min);
             let max_pue = pues.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mean_pue = pues.iter().sum::<f64>() / pues.len() as f64;
+            let (mean_pue_low, mean_pue_high) = pue_interval(mean_pue);
             DayPue {
                 date,
                 hours: pues.len(),
-                mean_pue: pues.iter().sum::<f64>() / pues.len() as f64,
+                mean_pue,
+                mean_pue_low,
+                mean_pue_high,
                 min_pue,
                 max_pue,
                 variation_pct: (pues.len() >= MIN_HOURS_PER_DAY && min_pue > 0.0)
@@ -126,6 +139,8 @@ pub fn variation(hours: &[HourPue], tz: Tz, year: i32) -> YearVariation {
                 days_excluded: of_month.len() - variations.len(),
                 avg_daily_variation_pct: mean(&variations),
                 mean_pue: mean(&hourly),
+                mean_pue_low: mean(&hourly).map(|p| pue_interval(p).0),
+                mean_pue_high: mean(&hourly).map(|p| pue_interval(p).1),
             }
         })
         .collect();

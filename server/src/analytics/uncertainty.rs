@@ -38,6 +38,8 @@ pub(crate) const GPU_SENSOR: f64 = 0.05;
 pub(crate) const RAPL_PACKAGE: f64 = 0.05;
 /// RAPL DRAM energy: ±15 % (assumed).
 pub(crate) const RAPL_DRAM: f64 = 0.15;
+/// Energy a class-1 meter measured (IEC 62053-21): ±1 %.
+pub(crate) const METER_ENERGY: f64 = 0.01;
 /// Metered PUE: ±2 %.
 pub(crate) const METERED_PUE: f64 = 0.02;
 /// An hourly grid carbon-intensity series: ±10 %.
@@ -127,6 +129,43 @@ pub(crate) fn it_terms(x: &ItInputs) -> Vec<BoundTerm> {
     out
 }
 
+/// Where a metered PUE lies: ±2 % of it (two meters of accuracy class 1), never below 1 (a facility
+/// cannot use less than its IT). A day's variation compares hours of the same meters, whose gain
+/// errors cancel: it carries no bound of its own.
+pub(crate) fn pue_interval(pue: f64) -> (f64, f64) {
+    (
+        (pue * (1.0 - METERED_PUE)).max(1.0),
+        pue * (1.0 + METERED_PUE),
+    )
+}
+
+/// The relative bounds of a site's energy by day or month (`closure`), in %: every GPU figure ±5 %,
+/// every CPU and DRAM figure ±15 % (DRAM's width: the site's rows do not split CPU from DRAM), the
+/// meters' IT energy ±1 %. Idle parts share their sensors' gain with the totals they are cut from,
+/// so they carry the same relative bound; the part not measured by collectors is a difference of
+/// the three and carries their widths added (`unmeasured_width_kwh`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub(crate) struct SiteBounds {
+    /// GPU figures, ±%.
+    pub gpu_pct: f64,
+    /// CPU and DRAM figures, ±%.
+    pub cpu_dram_pct: f64,
+    /// The meters' IT energy, ±%.
+    pub meter_pct: f64,
+}
+
+/// The bounds every site energy row is stated with.
+pub(crate) const SITE_BOUNDS: SiteBounds = SiteBounds {
+    gpu_pct: GPU_SENSOR * 100.0,
+    cpu_dram_pct: RAPL_DRAM * 100.0,
+    meter_pct: METER_ENERGY * 100.0,
+};
+
+/// How far (±, kWh) the IT energy a meter measured beyond every collector's lies from the truth.
+pub(crate) fn unmeasured_width_kwh(meter_kwh: f64, gpu_kwh: f64, cpu_dram_kwh: f64) -> f64 {
+    meter_kwh.abs() * METER_ENERGY + gpu_kwh.abs() * GPU_SENSOR + cpu_dram_kwh.abs() * RAPL_DRAM
+}
+
 /// `(low, high)` of a measured value and its terms (never below 0).
 pub(crate) fn interval(measured: f64, terms: &[BoundTerm]) -> (f64, f64) {
     let below: f64 = terms.iter().map(|t| t.below_kwh).sum();
@@ -171,6 +210,18 @@ pub(crate) fn co2e_interval(
         co2e_kg * facility_bounds.0 / facility * (1.0 - rel),
         co2e_kg * facility_bounds.1 / facility * (1.0 + rel),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metered_pue_lies_within_two_percent_and_never_below_one() {
+        let (lo, hi) = pue_interval(1.5);
+        assert!((lo - 1.47).abs() < 1e-12 && (hi - 1.53).abs() < 1e-12);
+        assert_eq!(pue_interval(1.01).0, 1.0);
+    }
 }
 
 #[cfg(test)]

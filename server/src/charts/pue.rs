@@ -238,6 +238,8 @@ mod tests {
             date: NaiveDate::from_ymd_opt(2024, 7, 1).expect("date"),
             hours: 24,
             mean_pue: 1.4,
+            mean_pue_low: 1.372,
+            mean_pue_high: 1.428,
             min_pue: 1.3,
             max_pue: 1.5,
             variation_pct: Some(15.0),

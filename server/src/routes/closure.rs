@@ -129,6 +129,8 @@ pub(crate) struct EnergyPage {
     pub as_of: String,
     /// The range shown, as a query string (`by=day&from=...&to=...`).
     pub range: String,
+    /// The figures' relative bounds.
+    pub bounds: crate::analytics::uncertainty::SiteBounds,
 }
 
 /// The names of the five parts (`Row::parts`), in stacking order.
@@ -220,7 +222,11 @@ pub(crate) async fn page(
         .map(|r| {
             let mut cells = vec![r.measured_it_kwh.map_or_else(dash, format_energy)];
             cells.extend(r.parts()[..4].iter().map(|v| format_energy(*v)));
-            cells.push(r.unmeasured_kwh.map_or_else(dash, format_energy));
+            cells.push(match (r.unmeasured_kwh, r.unmeasured_kwh_width) {
+                (Some(u), Some(w)) => format!("{} ± {}", format_energy(u), format_energy(w)),
+                (Some(u), None) => format_energy(u),
+                _ => dash(),
+            });
             cells.push(format_energy(r.gpu_kwh));
             cells.push(format_energy(r.cpu_dram_kwh));
             RowView {
@@ -257,6 +263,7 @@ pub(crate) async fn page(
         chart,
         rows,
         meters: c.meters,
+        bounds: c.bounds,
     };
     // A bad query answers 400 as the API does, with the page saying why above the form.
     let status = if page.error.is_some() {

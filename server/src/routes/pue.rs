@@ -152,6 +152,8 @@ pub(crate) async fn hourly(
                 local_hour: h.hour.with_timezone(&s.tz).to_rfc3339(),
                 pue: h.mean_pue,
                 weighted_pue: h.weighted_pue,
+                pue_low: crate::analytics::uncertainty::pue_interval(h.mean_pue).0,
+                pue_high: crate::analytics::uncertainty::pue_interval(h.mean_pue).1,
                 readings: h.readings.max(0) as u64,
             })
             .collect(),

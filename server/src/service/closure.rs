@@ -41,6 +41,8 @@ pub(crate) struct Closure {
     /// Every figure is to this instant (`figures_cut`): the start of the hour holding the oldest of
     /// the site's data still waiting for the rollup, or of the current hour.
     pub cut: DateTime<Utc>,
+    /// The relative bound of each kind of figure, ±% (issue 35).
+    pub bounds: crate::analytics::uncertainty::SiteBounds,
 }
 
 /// Where a site's data still waits for the rollup: the oldest GPU sample and the oldest CPU/DRAM
@@ -233,6 +235,7 @@ pub(crate) async fn closure(
         partial,
         as_of: now,
         cut,
+        bounds: crate::analytics::uncertainty::SITE_BOUNDS,
     })
 }
 

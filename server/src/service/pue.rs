@@ -1,6 +1,7 @@
 //! A site's hourly PUE as the pages and charging read it: the site with its zone, local hour buckets,
 //! Table 1's variation, the month x hour profile and when to run.
 
+use crate::analytics::uncertainty;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -202,6 +203,10 @@ pub(crate) struct DayFigure {
     pub date: NaiveDate,
     /// Mean of the measured hours' PUE; none without a measured hour.
     pub mean_pue: Option<f64>,
+    /// Where it lies: ±2 % (`uncertainty::pue_interval`).
+    pub mean_pue_low: Option<f64>,
+    /// .
+    pub mean_pue_high: Option<f64>,
     /// Lowest hourly PUE.
     pub min_pue: Option<f64>,
     /// Highest hourly PUE.
@@ -235,11 +240,12 @@ impl DayFigure {
             .map_or_else(|| "no meter reading".to_owned(), |p| format!("{p:.2}"))
     }
 
-    /// What the value rests on: "mean of 9 of 11 hours, 1.28-1.36".
+    /// What the value rests on: "mean of 9 of 11 hours, 1.28-1.36; true value 1.29-1.35 (meters
+    /// ±2 %)".
     pub(crate) fn basis(&self) -> String {
-        match (self.min_pue, self.max_pue) {
-            (Some(lo), Some(hi)) => format!(
-                "mean of {} of {} hours, {lo:.2}–{hi:.2}",
+        match (self.min_pue, self.max_pue, self.mean_pue_low, self.mean_pue_high) {
+            (Some(lo), Some(hi), Some(b_lo), Some(b_hi)) => format!(
+                "mean of {} of {} hours, {lo:.2}–{hi:.2}; true value {b_lo:.2}–{b_hi:.2} (meters ±2 %)",
                 self.hours, self.of_hours
             ),
             _ => format!("0 of {} hours measured", self.of_hours),
@@ -281,9 +287,12 @@ fn recent_of(
             .map(|h| h.mean_pue)
             .collect();
         let n = values.len();
+        let mean_pue = (n > 0).then(|| values.iter().sum::<f64>() / n as f64);
         DayFigure {
             date,
-            mean_pue: (n > 0).then(|| values.iter().sum::<f64>() / n as f64),
+            mean_pue,
+            mean_pue_low: mean_pue.map(|p| uncertainty::pue_interval(p).0),
+            mean_pue_high: mean_pue.map(|p| uncertainty::pue_interval(p).1),
             min_pue: values.iter().copied().reduce(f64::min),
             max_pue: values.iter().copied().reduce(f64::max),
             hours: n,

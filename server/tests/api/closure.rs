@@ -169,6 +169,33 @@ async fn a_days_parts_are_each_measured_and_add_up_to_the_meters(db: PgPool) {
             < 1e-12
     );
     assert!((kwh(r, "unmeasured_kwh") - (measured - gpu - cpu_dram)).abs() < 1e-12);
+    // Its bound (issue 35): the meters' ±1 %, the GPUs' ±5 % and CPU and DRAM's ±15 % added; every
+    // other figure with its sensors' relative bound, said once.
+    assert!(
+        (kwh(r, "unmeasured_kwh_width") - (0.01 * measured + 0.05 * gpu + 0.15 * cpu_dram)).abs()
+            < 1e-12,
+        "{r}"
+    );
+    assert_eq!(
+        (
+            c["bounds"]["gpu_pct"].as_f64(),
+            c["bounds"]["cpu_dram_pct"].as_f64(),
+            c["bounds"]["meter_pct"].as_f64()
+        ),
+        (Some(5.0), Some(15.0), Some(1.0))
+    );
+    let (status, page) = app
+        .get_text(
+            &sam,
+            &format!("/sites/s1/energy?from={}&to={day}", day - Duration::days(1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("every GPU figure lies within ±5 % of its value (NVML), every CPU and DRAM figure within ±15 %")
+            && page.contains(" ± "),
+        "{page}"
+    );
     // And they add up.
     let parts = parts_sum(r);
     assert!((parts - measured).abs() < 1e-6, "{parts} vs {measured}");

@@ -82,6 +82,11 @@ async fn meter_readings_are_validated_whole_and_stored_once(db: PgPool) {
     assert!(hours
         .iter()
         .all(|h| (h["pue"].as_f64().expect("pue") - 1.2).abs() < 1e-12));
+    // Each with where it lies (issue 35): two class-1 meters, ±2 %.
+    assert!(hours.iter().all(|h| {
+        (h["pue_low"].as_f64().expect("low") - 1.176).abs() < 1e-12
+            && (h["pue_high"].as_f64().expect("high") - 1.224).abs() < 1e-12
+    }));
     assert_eq!(
         hours
             .iter()
@@ -471,9 +476,13 @@ async fn yesterday_and_today_pue_are_values(db: PgPool) {
         page.contains(&format!("<dt>PUE yesterday</dt><dd>{mean:.2}</dd>")),
         "{page}"
     );
+    // With where it lies: ±2 % of the mean (issue 35), in the API and beside the value.
+    let (lo, hi) = (mean * 0.98, mean * 1.02);
+    assert!((recent["yesterday"]["mean_pue_low"].as_f64().expect("low") - lo).abs() < 1e-12);
+    assert!((recent["yesterday"]["mean_pue_high"].as_f64().expect("high") - hi).abs() < 1e-12);
     assert!(
         page.contains(&format!(
-            "mean of {} of {} hours, 1.20–1.43",
+            "mean of {} of {} hours, 1.20–1.43; true value {lo:.2}–{hi:.2} (meters ±2 %)",
             yesterday_pues.len(),
             (t0 - y0).num_hours()
         )),

@@ -469,6 +469,38 @@ async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgP
         totals["pending"], 0,
         "each job's energy was stored when it was registered"
     );
+    // The totals' bounds are the jobs' added (issue 35): nothing is assumed to cancel.
+    for field in [
+        "it_energy_kwh_low",
+        "it_energy_kwh_high",
+        "facility_energy_kwh_low",
+        "facility_energy_kwh_high",
+    ] {
+        let added: f64 = body["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j[field].as_f64().expect("each job's bound"))
+            .sum();
+        let total = totals[field].as_f64().expect("the total's bound");
+        assert!((total - added).abs() < 1e-12, "{field}: {total} vs {added}");
+    }
+    assert!(
+        totals["it_energy_kwh_low"].as_f64() < totals["it_energy_kwh"].as_f64()
+            && totals["it_energy_kwh"].as_f64() < totals["it_energy_kwh_high"].as_f64()
+    );
+    // The page says them beside the totals.
+    let (_, page) = app.get_text(ADMIN, "/jobs").await;
+    let (lo, hi) = (
+        totals["it_energy_kwh_low"].as_f64().expect("lo"),
+        totals["it_energy_kwh_high"].as_f64().expect("hi"),
+    );
+    assert!(
+        page.contains(&format!(
+            "kWh IT <span class=\"basis\">(between {lo:.2} and {hi:.2})</span>"
+        )),
+        "{page}"
+    );
 
     let (_, capped) = app.get(ADMIN, "/api/v1/jobs?cap=250").await;
     assert_eq!(capped["total"], 3, "j4 has no samples, so no measured cap");
@@ -508,7 +540,20 @@ async fn the_jobs_list_sorts_totals_filters_by_cap_and_catches_late_data(db: PgP
         .expect("refresh");
     assert_eq!(refreshed, 3);
     let (_, again) = app.get(ADMIN, "/api/v1/jobs?sort=energy").await;
-    assert_eq!(again["totals"], body["totals"]);
+    // (Bounds are sums of floating-point terms recomputed from the minutes: equal to 1e-12.)
+    let fields = body["totals"].as_object().expect("totals");
+    assert_eq!(
+        again["totals"].as_object().expect("totals").len(),
+        fields.len()
+    );
+    for (field, was) in fields {
+        let now = again["totals"][field].as_f64().expect("a number");
+        let was = was.as_f64().expect("a number");
+        assert!(
+            (now - was).abs() <= 1e-12 * was.abs().max(1.0),
+            "{field}: {now} vs {was}"
+        );
+    }
 
     // Samples of j4 arrive late (a collector was offline): the rollup task marks its stored energy
     // stale and the energy task recomputes it; the list then sorts it above j3.
@@ -595,10 +640,29 @@ async fn the_kept_job_totals_match_totals_counted_over_the_jobs_through_every_ch
                 assert_eq!(kept.jobs, counted.jobs, "{what}");
                 assert_eq!(kept.pending, counted.pending, "{what}");
                 assert_eq!(kept_updating, counted_updating, "{what}");
+                // Every summary is computed with its bound here: both totals carry theirs.
+                let bound = |t: &wattlas_protocol::JobTotals| {
+                    [
+                        t.it_energy_kwh_low,
+                        t.it_energy_kwh_high,
+                        t.facility_energy_kwh_low,
+                        t.facility_energy_kwh_high,
+                    ]
+                    .map(|v| v.expect("a bound"))
+                };
+                let (kb, cb) = (bound(&kept), bound(&counted));
+                assert!(
+                    kb[0] <= kept.it_energy_kwh && kept.it_energy_kwh <= kb[1],
+                    "{what}"
+                );
                 for (a, b) in [
                     (kept.gpu_hours, counted.gpu_hours),
                     (kept.it_energy_kwh, counted.it_energy_kwh),
                     (kept.facility_energy_kwh, counted.facility_energy_kwh),
+                    (kb[0], cb[0]),
+                    (kb[1], cb[1]),
+                    (kb[2], cb[2]),
+                    (kb[3], cb[3]),
                 ] {
                     assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}");
                 }

@@ -151,6 +151,13 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, page) = app.page(&sam.cookie, "/overview").await;
     assert!(page.contains("<dd>5.00 kW</dd>"), "{page}");
+    // The GPU figures with their bound (issue 35).
+    assert!(
+        page.contains("<dt>GPU power now</dt><dd>")
+            && page.contains("<dd class=\"basis\">±5 % (NVML)</dd>")
+            && page.contains("UTC; ±5 % (NVML), GPU time without samples not estimated</dd>"),
+        "{page}"
+    );
     assert!(page.contains(" · IT (meters): 5.00 kW</title>"), "{page}");
     assert!(
         page.contains("<title>PUE today at s1, hourly (America/New_York)</title>"),

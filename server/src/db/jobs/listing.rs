@@ -367,6 +367,12 @@ async fn kept_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTotals
             coalesce(sum(t.it_energy_kwh), 0)::float8 as it_energy_kwh,
             coalesce(sum(t.facility_energy_kwh), 0)::float8 as facility_energy_kwh,
             coalesce(sum(t.jobs - t.summaries), 0)::int8 as pending,
+            coalesce(sum(t.summaries), 0)::int8 as summaries,
+            coalesce(sum(t.bounded), 0)::int8 as bounded,
+            coalesce(sum(t.it_low), 0)::float8 as it_low,
+            coalesce(sum(t.it_high), 0)::float8 as it_high,
+            coalesce(sum(t.facility_low), 0)::float8 as facility_low,
+            coalesce(sum(t.facility_high), 0)::float8 as facility_high,
             (select count(*)
                 from job_energy e
                 join jobs j on j.id = e.job_id
@@ -414,12 +420,15 @@ pub async fn fold_totals(db: &PgPool) -> sqlx::Result<u64> {
             delete from job_totals returning *
         ), folded as (
             insert into job_totals (site_id, user_name, finished, jobs, summaries, gpu_hours,
-                it_energy_kwh, facility_energy_kwh)
+                it_energy_kwh, facility_energy_kwh, bounded, it_low, it_high, facility_low,
+                facility_high)
             select site_id, user_name, finished, sum(jobs), sum(summaries), sum(gpu_hours),
-                sum(it_energy_kwh), sum(facility_energy_kwh)
+                sum(it_energy_kwh), sum(facility_energy_kwh), sum(bounded), sum(it_low),
+                sum(it_high), sum(facility_low), sum(facility_high)
             from gone
             group by 1, 2, 3
             having sum(jobs) <> 0 or sum(summaries) <> 0 or sum(gpu_hours) <> 0 or sum(it_energy_kwh) <> 0 or sum(facility_energy_kwh) <> 0
+                or sum(bounded) <> 0 or sum(it_low) <> 0 or sum(it_high) <> 0 or sum(facility_low) <> 0 or sum(facility_high) <> 0
         )
         select count(*) from gone"#,
     )
@@ -436,6 +445,10 @@ async fn counted_totals(db: &PgPool, filter: &JobFilter) -> sqlx::Result<(JobTot
             coalesce(sum(e.it_energy_kwh), 0) as it_energy_kwh,
             coalesce(sum(e.facility_energy_kwh), 0) as facility_energy_kwh,
             count(*) - count(e.job_id) as pending,
+            count(e.job_id) as summaries, count(e.it_low) as bounded,
+            coalesce(sum(e.it_low), 0) as it_low, coalesce(sum(e.it_high), 0) as it_high,
+            coalesce(sum(e.facility_low), 0) as facility_low,
+            coalesce(sum(e.facility_high), 0) as facility_high,
             count(*) filter (where e.stale or j.id in (select job_id from raw_pending)) as updating
         from jobs j
         join sites s on s.id = j.site_id

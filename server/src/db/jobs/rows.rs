@@ -475,10 +475,18 @@ pub(super) struct TotalsRow {
     facility_energy_kwh: f64,
     pending: i64,
     updating: i64,
+    summaries: i64,
+    bounded: i64,
+    it_low: f64,
+    it_high: f64,
+    facility_low: f64,
+    facility_high: f64,
 }
 
 impl From<TotalsRow> for (JobTotals, u64) {
     fn from(t: TotalsRow) -> Self {
+        // Bounded where every summary is (each job's bound added: nothing assumed to cancel).
+        let bounded = |v: f64| (t.bounded == t.summaries).then_some(v);
         (
             JobTotals {
                 jobs: t.jobs.max(0) as u64,
@@ -486,6 +494,10 @@ impl From<TotalsRow> for (JobTotals, u64) {
                 it_energy_kwh: t.it_energy_kwh,
                 facility_energy_kwh: t.facility_energy_kwh,
                 pending: t.pending.max(0) as u64,
+                it_energy_kwh_low: bounded(t.it_low),
+                it_energy_kwh_high: bounded(t.it_high),
+                facility_energy_kwh_low: bounded(t.facility_low),
+                facility_energy_kwh_high: bounded(t.facility_high),
             },
             t.updating.max(0) as u64,
         )

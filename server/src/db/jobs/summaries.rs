@@ -20,14 +20,17 @@ pub(crate) async fn upsert_energy(
 ) -> sqlx::Result<()> {
     sqlx::query(
         r#"insert into job_energy (job_id, computed_at, stale, gpu_count, gpu_hours, it_energy_kwh,
-            facility_energy_kwh, power_cap_w, summary, it_j_by_hour, gpu_j_by_hour)
-        values ($1, now(), false, $2, $3, $4, $5, $6, $7, $8, $9)
+            facility_energy_kwh, power_cap_w, summary, it_j_by_hour, gpu_j_by_hour, it_low, it_high,
+            facility_low, facility_high)
+        values ($1, now(), false, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         on conflict (job_id) do update
         set computed_at = excluded.computed_at, stale = false, gpu_count = excluded.gpu_count,
             gpu_hours = excluded.gpu_hours, it_energy_kwh = excluded.it_energy_kwh,
             facility_energy_kwh = excluded.facility_energy_kwh, power_cap_w = excluded.power_cap_w,
             summary = excluded.summary, it_j_by_hour = excluded.it_j_by_hour,
-            gpu_j_by_hour = excluded.gpu_j_by_hour"#,
+            gpu_j_by_hour = excluded.gpu_j_by_hour, it_low = excluded.it_low,
+            it_high = excluded.it_high, facility_low = excluded.facility_low,
+            facility_high = excluded.facility_high"#,
     )
     .bind(&view.id)
     .bind(view.gpu_count as i32)
@@ -38,6 +41,10 @@ pub(crate) async fn upsert_energy(
     .bind(Json(view))
     .bind(Json(it_j_by_hour))
     .bind(Json(gpu_j_by_hour))
+    .bind(view.it_energy_kwh_low)
+    .bind(view.it_energy_kwh_high)
+    .bind(view.facility_energy_kwh_low)
+    .bind(view.facility_energy_kwh_high)
     .execute(db)
     .await?;
     Ok(())
