@@ -16,6 +16,10 @@ pub(crate) struct CapJob {
     pub duration_s: f64,
     /// IT energy, kWh.
     pub it_energy_kwh: f64,
+    /// Its bound, kWh (issue 35); the energy itself where the job's view has none.
+    pub it_energy_kwh_low: f64,
+    /// .
+    pub it_energy_kwh_high: f64,
 }
 
 /// One cap of a comparison.
@@ -29,6 +33,13 @@ pub(crate) struct CapRow {
     pub mean_duration_s: f64,
     /// Mean IT energy, kWh.
     pub mean_it_energy_kwh: f64,
+    /// Where it lies: the mean of its jobs' bounds (issue 35). The percentages compare jobs on the
+    /// same boards, whose sensors' gain cancels; their spread is the jobs' own.
+    #[serde(default)]
+    pub mean_it_energy_kwh_low: f64,
+    /// .
+    #[serde(default)]
+    pub mean_it_energy_kwh_high: f64,
     /// Mean duration as a percentage of the baseline's.
     pub rel_time_pct: f64,
     /// Mean energy as a percentage of the baseline's.
@@ -97,6 +108,8 @@ pub(crate) fn compare(
                 jobs: g.len(),
                 mean_duration_s: t,
                 mean_it_energy_kwh: e,
+                mean_it_energy_kwh_low: mean(g, |j| j.it_energy_kwh_low),
+                mean_it_energy_kwh_high: mean(g, |j| j.it_energy_kwh_high),
                 rel_time_pct: t / base_time * 100.0,
                 rel_energy_pct: e / base_energy * 100.0,
                 rel_energy_min_pct: each.clone().fold(f64::INFINITY, f64::min),
@@ -147,6 +160,8 @@ mod tests {
 
     fn job(cap: f64, t: f64, e: f64) -> CapJob {
         CapJob {
+            it_energy_kwh_low: e * 0.95,
+            it_energy_kwh_high: e * 1.05,
             power_cap_w: cap,
             duration_s: t,
             it_energy_kwh: e,

@@ -76,6 +76,8 @@ mod tests {
                     jobs: 2,
                     mean_duration_s: 600.0,
                     mean_it_energy_kwh: 0.1,
+                    mean_it_energy_kwh_low: 0.095,
+                    mean_it_energy_kwh_high: 0.105,
                     rel_time_pct: time,
                     rel_energy_pct: energy,
                     rel_energy_min_pct: energy - 1.0,

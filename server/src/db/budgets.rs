@@ -53,8 +53,16 @@ pub(crate) async fn upsert(db: &PgPool, b: &Budget) -> sqlx::Result<()> {
 pub(crate) struct Use {
     /// kWh.
     pub kwh: f64,
+    /// Where it lies: its jobs' bounds added (absent where a job's summary has none).
+    pub kwh_low: Option<f64>,
+    /// .
+    pub kwh_high: Option<f64>,
     /// kg.
     pub co2e_kg: Option<f64>,
+    /// Its bound, likewise.
+    pub co2e_kg_low: Option<f64>,
+    /// .
+    pub co2e_kg_high: Option<f64>,
     /// Jobs.
     pub jobs: i64,
     /// Jobs not summed yet.
@@ -78,13 +86,23 @@ pub(crate) async fn with_use(
     let rows: Vec<Row> = sqlx::query_as(
         r#"select b.project, b.kwh_per_month, b.co2e_kg_per_month, b.webhook_url,
             coalesce(u.kwh, 0)::float8 as kwh, u.co2e_kg, coalesce(u.jobs, 0) as jobs,
-            coalesce(u.pending, 0) as pending
+            coalesce(u.pending, 0) as pending,
+            case when u.bounded then coalesce(u.kwh_low, 0) end::float8 as kwh_low,
+            case when u.bounded then coalesce(u.kwh_high, 0) end::float8 as kwh_high,
+            case when u.co2e_bounded then u.co2e_kg_low end::float8 as co2e_kg_low,
+            case when u.co2e_bounded then u.co2e_kg_high end::float8 as co2e_kg_high
         from project_budgets b
         left join lateral (
             select sum(e.it_energy_kwh)::float8 as kwh,
                 sum((e.summary ->> 'co2e_kg')::float8)::float8 as co2e_kg,
                 count(*) as jobs,
-                count(*) filter (where e.job_id is null or e.stale) as pending
+                count(*) filter (where e.job_id is null or e.stale) as pending,
+                sum(e.it_low)::float8 as kwh_low, sum(e.it_high)::float8 as kwh_high,
+                coalesce(bool_and(e.job_id is null or e.it_low is not null), true) as bounded,
+                sum((e.summary ->> 'co2e_kg_low')::float8)::float8 as co2e_kg_low,
+                sum((e.summary ->> 'co2e_kg_high')::float8)::float8 as co2e_kg_high,
+                coalesce(bool_and(e.summary ->> 'co2e_kg' is null
+                    or e.summary ->> 'co2e_kg_low' is not null), true) as co2e_bounded
             from jobs j
             left join job_energy e on e.job_id = j.id
             where j.start_time >= $1 and j.start_time < $2

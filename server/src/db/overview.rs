@@ -14,9 +14,17 @@ pub(crate) async fn energy_by(
     until: DateTime<Utc>,
     tag: Option<&str>,
     limit: i64,
-) -> sqlx::Result<Vec<(String, f64)>> {
+) -> sqlx::Result<Vec<(String, f64, Option<f64>, Option<f64>)>> {
+    // Each hour's share of its job's bound in proportion to its energy (issue 35); absent where a
+    // job's summary has no bound.
     sqlx::query_as(
-        r#"select key.name, (sum(h.v::float8) / 3.6e6)::float8
+        r#"select key.name, (sum(h.v::float8) / 3.6e6)::float8,
+            (sum(h.v::float8 * e.it_low / nullif(e.it_energy_kwh, 0))
+                filter (where e.it_energy_kwh > 0) / 3.6e6
+                + case when bool_and(e.it_low is not null) then 0 end)::float8,
+            (sum(h.v::float8 * e.it_high / nullif(e.it_energy_kwh, 0))
+                filter (where e.it_energy_kwh > 0) / 3.6e6
+                + case when bool_and(e.it_high is not null) then 0 end)::float8
         from jobs j
         join job_energy e on e.job_id = j.id
         cross join lateral jsonb_each_text(e.it_j_by_hour) h(k, v)

@@ -44,6 +44,14 @@ pub(crate) struct Status {
     pub co2e_kg_per_month: Option<f64>,
     /// IT energy of the project's jobs started this month, kWh.
     pub used_kwh: f64,
+    /// Where it lies: its jobs' bounds added (issue 35); absent where a job's summary has none.
+    pub used_kwh_low: Option<f64>,
+    /// .
+    pub used_kwh_high: Option<f64>,
+    /// The CO2e's bound, likewise.
+    pub used_co2e_kg_low: Option<f64>,
+    /// .
+    pub used_co2e_kg_high: Option<f64>,
     /// Their CO2e, kg (`None` where no job has one: no carbon intensity at its site).
     pub used_co2e_kg: Option<f64>,
     /// Share of the energy budget used, %.
@@ -151,7 +159,11 @@ pub(crate) async fn statuses_of(
             kwh_per_month: b.kwh_per_month,
             co2e_kg_per_month: b.co2e_kg_per_month,
             used_kwh: u.kwh,
+            used_kwh_low: u.kwh_low,
+            used_kwh_high: u.kwh_high,
             used_co2e_kg: u.co2e_kg,
+            used_co2e_kg_low: u.co2e_kg_low,
+            used_co2e_kg_high: u.co2e_kg_high,
             jobs: u.jobs,
             pending: u.pending,
             webhook: b.webhook_url.is_some(),
@@ -221,6 +233,14 @@ pub(crate) fn amount(kind: &str, v: f64) -> String {
         super::jobs::timing::format_energy(v)
     } else {
         format!("{} CO2e", crate::analytics::units::co2e(v))
+    }
+}
+
+/// A used amount's bound in words: "between 1.20 kWh and 1.40 kWh"; empty without one.
+pub(crate) fn bound(kind: &str, low: Option<f64>, high: Option<f64>) -> String {
+    match (low, high) {
+        (Some(lo), Some(hi)) => format!("between {} and {}", amount(kind, lo), amount(kind, hi)),
+        _ => String::new(),
     }
 }
 

@@ -94,6 +94,8 @@ pub(crate) async fn comparison(
                 power_cap_w: cap,
                 duration_s: view.duration_s,
                 it_energy_kwh: view.it_energy_kwh,
+                it_energy_kwh_low: view.it_energy_kwh_low.unwrap_or(view.it_energy_kwh),
+                it_energy_kwh_high: view.it_energy_kwh_high.unwrap_or(view.it_energy_kwh),
             };
             jobs.push(job.clone());
             by_count

@@ -94,6 +94,8 @@ pub struct Bar {
     pub name: String,
     /// Formatted.
     pub energy: String,
+    /// Where the truth lies: its jobs' bounds, each hour its share.
+    pub bound: String,
     /// kWh.
     pub value: f64,
     /// The largest bar's kWh.
@@ -159,12 +161,20 @@ fn format_power(w: f64) -> String {
     }
 }
 
-fn bars(rows: Vec<(String, f64)>) -> Vec<Bar> {
+fn bars(rows: Vec<(String, f64, Option<f64>, Option<f64>)>) -> Vec<Bar> {
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
     rows.into_iter()
-        .map(|(name, value)| Bar {
+        .map(|(name, value, low, high)| Bar {
             name,
             energy: format_energy(value),
+            bound: match (low, high) {
+                (Some(lo), Some(hi)) => format!(
+                    "between {} and {}",
+                    format_energy(lo.min(value)),
+                    format_energy(hi.max(value))
+                ),
+                _ => "no bound: a job's energy was computed before bounds existed".to_owned(),
+            },
             value,
             max,
         })

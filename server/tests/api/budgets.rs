@@ -199,6 +199,30 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
         atlas["energy_pct"].as_f64().expect("pct") >= 100.0,
         "{body}"
     );
+    // The use carries its jobs' bounds added (issue 35).
+    let (_, jobs) = app.get(&sam, "/api/v1/jobs?tag=project:atlas").await;
+    let added = |field: &str| -> f64 {
+        jobs["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j[field].as_f64().expect("a job's bound"))
+            .sum()
+    };
+    for (field, job_field) in [
+        ("used_kwh_low", "it_energy_kwh_low"),
+        ("used_kwh_high", "it_energy_kwh_high"),
+    ] {
+        let got = atlas[field].as_f64().expect("the use's bound");
+        assert!(
+            (got - added(job_field)).abs() < 1e-12,
+            "{field}: {body} {jobs}"
+        );
+    }
+    assert!(
+        atlas["used_kwh_low"].as_f64() < atlas["used_kwh"].as_f64()
+            && atlas["used_kwh"].as_f64() < atlas["used_kwh_high"].as_f64()
+    );
     let alerts = body["alerts"].as_array().expect("alerts");
     assert_eq!(alerts.len(), 2, "{body}");
     assert!(
@@ -225,6 +249,13 @@ async fn crossing_80_and_100_percent_posts_once_each_and_members_see_a_banner(db
         )
         .await;
     let want = format!("<td>{pct:.0} % of {:.1} Wh</td>", budget * 1000.0);
+    assert!(page.contains(&want), "{want} in {page}");
+    // Each bar with its jobs' bounds (both jobs wholly in the month: their bounds whole).
+    let want = format!(
+        "<span class=\"basis\">between {:.1} Wh and {:.1} Wh</span>",
+        added("it_energy_kwh_low") * 1000.0,
+        added("it_energy_kwh_high") * 1000.0
+    );
     assert!(page.contains(&want), "{want} in {page}");
     let (_, body) = app.get(&alice, "/api/v1/projects").await;
     assert_eq!(body["projects"].as_array().map(Vec::len), Some(1), "{body}");

@@ -584,4 +584,8 @@ async fn a_meter_is_compared_with_the_collectors_of_its_nodes(db: PgPool) {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("<td class=\"num\">0.70"), "{page}");
     assert!(page.contains("Too few compared days"), "{page}");
+    assert!(
+        page.contains("a day's ratio lies within about ±6 % of the truth"),
+        "{page}"
+    );
 }

@@ -77,6 +77,21 @@ async fn power_cap_comparison_matches_the_jobs_own_numbers(db: PgPool) {
             (row["rel_energy_pct"].as_f64().expect("e") - e).abs() < 1e-9,
             "{cap} W energy"
         );
+        // The mean's bound is the mean of its jobs' bounds (issue 35).
+        for (field, of) in [
+            (
+                "mean_it_energy_kwh_low",
+                (|j: &JobView| j.it_energy_kwh_low.expect("low")) as fn(&JobView) -> f64,
+            ),
+            ("mean_it_energy_kwh_high", |j: &JobView| {
+                j.it_energy_kwh_high.expect("high")
+            }),
+        ] {
+            assert!(
+                (row[field].as_f64().expect(field) - mean(jobs, of)).abs() < 1e-12,
+                "{cap} W {field}"
+            );
+        }
     }
     // The advice: least energy within a 10 % slowdown (100 W is 33 % slower here).
     let advice = &c["advice"];
