@@ -6,6 +6,7 @@
 //! what does not fit is dropped oldest-first, counted, and reported to the server with the next batch.
 
 pub mod cap;
+pub mod clock;
 pub mod config;
 pub mod import;
 pub mod meter;

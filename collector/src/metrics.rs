@@ -72,6 +72,21 @@ pub(crate) fn render(stats: &Stats, spool: &Mutex<Spool>) -> String {
         n(&stats.skipped_ticks),
     );
     one(
+        "wattlas_collector_clock_steps_total",
+        "counter",
+        "Steps of the node's wall clock (over 1 s) the sample stamps slewed over instead of repeating or skipping time.",
+        n(&stats.clock_steps),
+    );
+    one(
+        "wattlas_collector_stamp_offset_ms",
+        "gauge",
+        "Sample stamps minus the wall clock, ms: non-zero while a step is slewed at 10 ms a second.",
+        stats
+            .stamp_offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    );
+    one(
         "wattlas_collector_rapl_unreadable_zones",
         "gauge",
         "CPU and DRAM energy counters found but unreadable (root-only since the 2020 RAPL advisory).",

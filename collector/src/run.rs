@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use tokio::sync::{mpsc, Notify};
 use wattlas_protocol::{GpuBatch, GpuIdentity, GpuSample, JobEnd, NodeEnergyReading};
 
@@ -111,10 +111,12 @@ pub async fn run(
         config.batch_ms,
         wake.clone(),
     ));
-    let uplink = Uplink::new(&config.server, &config.token).map_err(|source| RunError::Client {
-        server: config.server.clone(),
-        source,
-    })?;
+    let uplink = Uplink::new(&config.server, &config.token)
+        .map_err(|source| RunError::Client {
+            server: config.server.clone(),
+            source,
+        })?
+        .with_stamp_offset(stats.stamp_offset_ms.clone());
     let delivering = Arc::new(AtomicBool::new(true));
     let uplink_task = tokio::spawn(crate::uplink::deliver_loop(
         uplink,
@@ -192,14 +194,36 @@ fn sample_loop(
     let mut due = Instant::now();
     let mut last_ledger = Instant::now();
     let mut last_energy: Option<Instant> = None;
+    // Stamps that follow the monotonic clock, slewed toward the wall clock (`clock`).
+    let started = Instant::now();
+    let mut clock = crate::clock::StampClock::new();
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
         let polled_at = Instant::now();
-        let now = Utc::now();
+        let wall_ms = Utc::now().timestamp_millis();
+        let mono_ms =
+            i64::try_from(polled_at.duration_since(started).as_millis()).unwrap_or(i64::MAX);
+        let steps_before = clock.steps;
+        let stamp_ms = clock.stamp(mono_ms, wall_ms);
+        stats.clock_steps.store(clock.steps, Ordering::Relaxed);
+        stats
+            .stamp_offset_ms
+            .store(stamp_ms - wall_ms, Ordering::Relaxed);
+        let now = Utc
+            .timestamp_millis_opt(stamp_ms)
+            .single()
+            .unwrap_or_else(Utc::now);
         let mut poll = source.poll(now);
+        poll.clock_steps = clock.steps - steps_before;
+        if poll.clock_steps > 0 {
+            tracing::warn!(
+                offset_ms = stamp_ms - wall_ms,
+                "the wall clock stepped: sample stamps slew to it at 10 ms a second"
+            );
+        }
         if last_energy.is_none_or(|t| polled_at - t >= node_energy.every) {
             last_energy = Some(polled_at);
             poll.node_energy = if node_energy.rapl.zones.is_empty() {
@@ -280,9 +304,11 @@ async fn batch_loop(
     let mut ticker = tokio::time::interval(Duration::from_millis(batch_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut energy: Vec<NodeEnergyReading> = Vec::new();
+    let mut steps: u64 = 0;
     let node_cpus = crate::source::rapl::node_cpus();
     let flush = |pending: &mut Vec<GpuSample>,
-                 energy: &mut Vec<NodeEnergyReading>|
+                 energy: &mut Vec<NodeEnergyReading>,
+                 steps: &mut u64|
      -> Result<(), SpoolError> {
         if pending.is_empty() && energy.is_empty() {
             return Ok(());
@@ -292,6 +318,7 @@ async fn batch_loop(
             gpus: identities.clone(),
             samples: std::mem::take(pending),
             dropped_samples_total: None,
+            clock_steps: Some(std::mem::take(steps)).filter(|n| *n > 0),
             node_energy: std::mem::take(energy),
             node_cpus,
         };
@@ -313,9 +340,10 @@ async fn batch_loop(
                 Some(poll) => {
                     pending.extend(poll.samples);
                     energy.extend(poll.node_energy);
+                    steps += poll.clock_steps;
                     if !poll.events.is_empty() {
                         // Keep order: the samples before an event are spooled before it.
-                        flush(&mut pending, &mut energy)?;
+                        flush(&mut pending, &mut energy, &mut steps)?;
                         let mut s = spool.lock().map_err(|_| poisoned())?;
                         for event in poll.events {
                             let entry = match event {
@@ -327,9 +355,9 @@ async fn batch_loop(
                         wake.notify_one();
                     }
                 }
-                None => return flush(&mut pending, &mut energy),
+                None => return flush(&mut pending, &mut energy, &mut steps),
             },
-            _ = ticker.tick() => flush(&mut pending, &mut energy)?,
+            _ = ticker.tick() => flush(&mut pending, &mut energy, &mut steps)?,
         }
     }
 }

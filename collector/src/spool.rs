@@ -340,6 +340,7 @@ mod tests {
             gpus: vec![],
             samples,
             dropped_samples_total: None,
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         })

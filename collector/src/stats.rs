@@ -1,6 +1,7 @@
 //! Counters of a run, for logs, `/metrics` and tests.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Arc;
 
 /// Counters of a run, for logs and tests.
 #[derive(Debug, Default)]
@@ -21,4 +22,8 @@ pub struct Stats {
     pub rapl_errors: AtomicU64,
     /// When the server last committed a batch, ms since the epoch (0: not yet).
     pub last_push_ms: AtomicU64,
+    /// Steps of the node's wall clock the sample stamps slewed over (`clock`).
+    pub clock_steps: AtomicU64,
+    /// Sample stamps minus the wall clock, ms, as of the last poll (non-zero while a step is slewed).
+    pub stamp_offset_ms: Arc<AtomicI64>,
 }

@@ -4,7 +4,7 @@
 //! A server that does not read the binary form (415) gets JSON from then on.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub(crate) struct Uplink {
     token: String,
     /// Whether GPU batches go in the binary form (until a server refuses it with 415).
     binary: Arc<AtomicBool>,
+    /// Sample stamps minus the wall clock, ms (`clock`): added to the clock sent with each push.
+    stamp_offset_ms: Arc<AtomicI64>,
 }
 
 impl Uplink {
@@ -65,7 +67,14 @@ impl Uplink {
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             binary: Arc::new(AtomicBool::new(true)),
+            stamp_offset_ms: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// The same client, sending the clock the sampling thread stamps with.
+    pub(crate) fn with_stamp_offset(mut self, offset_ms: Arc<AtomicI64>) -> Self {
+        self.stamp_offset_ms = offset_ms;
+        self
     }
 
     /// Posts JSON (gzip'd) and classifies the answer.
@@ -120,12 +129,12 @@ impl Uplink {
 
     /// Sends a request with the token and classifies the answer.
     async fn classify(&self, request: reqwest::RequestBuilder) -> (Delivery, Option<String>) {
-        // Our clock as we send: the server keeps how far this node's clock is from its own.
+        // Our clock as we send, as the samples are stamped (the wall clock plus what the stamps are
+        // still slewing over): the server keeps how far this node's clock is from its own.
+        let stamps_ms =
+            chrono::Utc::now().timestamp_millis() + self.stamp_offset_ms.load(Ordering::Relaxed);
         let response = request
-            .header(
-                wattlas_protocol::CLOCK_HEADER,
-                chrono::Utc::now().timestamp_millis().to_string(),
-            )
+            .header(wattlas_protocol::CLOCK_HEADER, stamps_ms.to_string())
             .bearer_auth(&self.token)
             .send()
             .await;

@@ -145,6 +145,10 @@ pub struct GpuBatch {
     /// The collector's running total of samples it had to drop (spool full), so losses are visible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_samples_total: Option<u64>,
+    /// Steps of the node's wall clock (over 1 s) seen while these samples were taken; the collector's
+    /// stamps slew over them instead of repeating or skipping time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_steps: Option<u64>,
     /// The node's CPU and DRAM energy counters (Linux powercap), read on the sampling tick.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_energy: Vec<NodeEnergyReading>,

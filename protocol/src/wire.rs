@@ -235,6 +235,7 @@ mod tests {
                 .flat_map(|k| (0..8).map(move |g| sample(g, k, 200.0 + k as f64)))
                 .collect(),
             dropped_samples_total: Some(3),
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: Some(64),
         };
@@ -265,6 +266,7 @@ mod tests {
             gpus: vec![],
             samples: vec![sample(0, 0, 200.0)],
             dropped_samples_total: None,
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         };

@@ -427,6 +427,7 @@ async fn seed(base: &str) {
             gpus: gpus.clone(),
             samples: chunk.to_vec(),
             dropped_samples_total: Some(0),
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         };

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::collector::{emitted, until, Collector};
-use wattlas_tests::exposition;
 use wattlas_tests::harness::{
     add_node, distinct_samples, stored_samples, wait_ready, Cluster, Running, ADMIN,
 };
+use wattlas_tests::{exposition, post};
 
 /// PostgreSQL stopped for several seconds under a running collector, then started again: the server
 /// stays up and says why it refuses, the collector spools, and every sample is stored once.
@@ -377,4 +377,121 @@ async fn heavy_reads_go_to_the_read_replica_only_within_its_bound() {
     assert_eq!(served("primary", &after), served("primary", &back));
     r.close().await;
     drop(server);
+}
+
+/// Issue 32, item 4: a node's wall clock steps back 2 s (NTP) in the middle of job A, which job B
+/// follows on the same GPU (300 W, 120 s, counter 30 J a tick). Stamped with the wall clock, the 2 s
+/// after the step repeat times already sent: the server keeps the first of each, and the counter's
+/// jump across the repeated span is refused as implausible: 600 J lost. Stamped as the collector
+/// stamps (`clock::StampClock`: monotonic, slewed 10 ms a second), nothing repeats: A and B add up to
+/// every joule, and what moves from B to A is under the 2 s step.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_clock_step_mid_job_loses_and_doubles_no_energy(db: PgPool) {
+    use chrono::{DurationRound, TimeZone, Utc};
+    use wattlas_collector::clock::StampClock;
+
+    let running = Running::with_site(&db, "lab").await;
+    let (base, http) = (running.base.clone(), running.http.clone());
+    let t0 = (Utc::now() - chrono::Duration::minutes(10))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("trunc")
+        .timestamp_millis();
+    let real_ms = |k: i64| t0 + 100 * k;
+    // The node's wall clock: 2 s behind from 30 s in.
+    let wall_ms = |k: i64| real_ms(k) - if k >= 300 { 2000 } else { 0 };
+    let mut clock = StampClock::new();
+    let slewed: Vec<i64> = (0..=1200)
+        .map(|k| clock.stamp(100 * k, wall_ms(k)))
+        .collect();
+    assert_eq!(clock.steps, 1);
+    for (node, stamp) in [("wall", None), ("slewed", Some(&slewed))] {
+        let token = add_node(&http, &base, "lab", node).await;
+        // One batch a second, in the order the collector sends them.
+        for second in 0..=120i64 {
+            let samples: Vec<Value> = (second * 10..((second + 1) * 10).min(1201))
+                .map(|k| {
+                    let t = stamp.map_or_else(|| wall_ms(k), |s| s[k as usize]);
+                    json!({"time": Utc.timestamp_millis_opt(t).single().expect("time"),
+                           "gpu": 0, "power_w": 300.0, "energy_mj": 1_000_000 + 30_000 * k,
+                           "power_limit_w": 400.0})
+                })
+                .collect();
+            // The collector says so with the batch of the tick it saw the step on.
+            let steps = (stamp.is_some() && second == 30).then_some(1);
+            post(
+                &http,
+                &base,
+                &token,
+                "/api/v1/ingest/gpu",
+                json!({"gpus": [{"index": 0, "uuid": format!("GPU-{node}"), "model": "NVIDIA H100 80GB HBM3"}],
+                       "samples": samples, "clock_steps": steps}),
+            )
+            .await;
+        }
+        // The jobs' edges come from the controller's clock: real time.
+        for (id, from, to) in [("a", 0, 600), ("b", 600, 1200)] {
+            post(
+                &http,
+                &base,
+                ADMIN,
+                "/api/v1/jobs",
+                json!({"id": format!("{node}-{id}"), "user": "ann", "site": "lab",
+                       "start": Utc.timestamp_millis_opt(real_ms(from)).single().expect("t"),
+                       "end": Utc.timestamp_millis_opt(real_ms(to)).single().expect("t"),
+                       "allocations": [{"node": node, "gpus": [0]}]}),
+            )
+            .await;
+        }
+    }
+    let kwh = |v: &Value| v["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
+    let job = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/api/v1/jobs/{id}"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("get")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let (wall_a, wall_b) = (job("wall-a".into()).await, job("wall-b".into()).await);
+    let (slew_a, slew_b) = (job("slewed-a".into()).await, job("slewed-b".into()).await);
+    let truth = 120.0 * 300.0;
+    let wall_total = kwh(&wall_a) + kwh(&wall_b);
+    let slew_total = kwh(&slew_a) + kwh(&slew_b);
+    eprintln!(
+        "clock step: wall-clock stamps {wall_total:.0} J ({:.0} + {:.0}), slewed stamps {slew_total:.0} J ({:.0} + {:.0}), truth {truth:.0} J",
+        kwh(&wall_a),
+        kwh(&wall_b),
+        kwh(&slew_a),
+        kwh(&slew_b)
+    );
+    // What wall-clock stamps cost: the 2 s the step repeated.
+    assert!((truth - wall_total - 600.0).abs() < 31.0, "{wall_total}");
+    // Slewed stamps: every joule once; A holds at most the step's 2 s of B's.
+    assert!((slew_total - truth).abs() < 1.0, "{slew_total}");
+    let moved = kwh(&slew_a) - 60.0 * 300.0;
+    assert!(
+        (0.0..=600.0).contains(&moved),
+        "{moved} J moved from B to A"
+    );
+    // Staff see the step beside the node's clock, on the admin page and the job's.
+    for path in ["/admin", "/jobs/slewed-a"] {
+        let page = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            page.contains("; its wall clock stepped 1 time (last "),
+            "{path}: {page}"
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub struct Poll {
     pub errors: u64,
     /// The node's CPU and DRAM counters, on the ticks they are read.
     pub node_energy: Vec<NodeEnergyReading>,
+    /// Steps of the node's wall clock seen on this tick (`clock`).
+    pub clock_steps: u64,
 }
 
 /// Errors a source can have.

@@ -95,6 +95,7 @@ fn batch(samples: usize) -> Entry {
             })
             .collect(),
         dropped_samples_total: None,
+        clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
     })

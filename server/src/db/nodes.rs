@@ -24,6 +24,10 @@ pub(crate) struct Node {
     pub clock_offset_ms: Option<i32>,
     /// When that was.
     pub clock_checked_at: Option<DateTime<Utc>>,
+    /// Steps of its wall clock its collector reported slewing over.
+    pub clock_steps: i64,
+    /// When the last batch that reported one came.
+    pub clock_stepped_at: Option<DateTime<Utc>>,
 }
 
 /// A node clock off by more than this is flagged, ms: twenty of its 100 ms sampling intervals.
@@ -32,7 +36,20 @@ pub(crate) const CLOCK_WARN_MS: i32 = 2000;
 impl Node {
     /// Its clock's offset in words ("2.3 s behind", "in step"), and whether it is flagged.
     pub(crate) fn clock(&self) -> Option<(String, bool)> {
-        let ms = self.clock_offset_ms?;
+        let steps = match (self.clock_steps, self.clock_stepped_at) {
+            (0, _) => String::new(),
+            (n, at) => format!(
+                "; its wall clock stepped {n} time{}{}, slewed over",
+                if n == 1 { "" } else { "s" },
+                at.map_or(String::new(), |t| format!(
+                    " (last {})",
+                    t.format("%Y-%m-%d %H:%M UTC")
+                ))
+            ),
+        };
+        let Some(ms) = self.clock_offset_ms else {
+            return (!steps.is_empty()).then(|| (format!("offset not said{steps}"), false));
+        };
         let words = if ms.abs() < 100 {
             "in step (within 0.1 s)".to_owned()
         } else {
@@ -45,12 +62,12 @@ impl Node {
         let at = self.clock_checked_at.map_or(String::new(), |t| {
             format!(" at {}", t.format("%Y-%m-%d %H:%M UTC"))
         });
-        Some((format!("{words}{at}"), ms.abs() > CLOCK_WARN_MS))
+        Some((format!("{words}{at}{steps}"), ms.abs() > CLOCK_WARN_MS))
     }
 }
 
 const NODE_COLUMNS: &str = r#"select n.id, n.name, n.site_id, s.name as site, n.last_seen, n.dropped_samples_total,
-            n.clock_offset_ms, n.clock_checked_at
+            n.clock_offset_ms, n.clock_checked_at, n.clock_steps, n.clock_stepped_at
         from nodes n
         join sites s on s.id = n.site_id"#;
 
@@ -237,42 +254,65 @@ pub(crate) async fn gpus(db: &PgPool, node_id: NodeId) -> sqlx::Result<Vec<GpuId
         .collect())
 }
 
-/// Marks the nodes of several batches seen now and keeps the highest dropped-sample count each
-/// reported (a node may come more than once): one statement.
+/// What one batch says of its node beside its samples.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Touch {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its collector's running count of dropped samples.
+    pub dropped_total: Option<u64>,
+    /// Its clock against the server's, ms.
+    pub clock_offset_ms: Option<i64>,
+    /// Steps of its wall clock while the batch's samples were taken.
+    pub clock_steps: u64,
+}
+
+/// Marks the nodes of several batches seen now, keeps the highest dropped-sample count each reported
+/// (a node may come more than once) and adds the clock steps they report: one statement. (A batch
+/// sent again after its answer was lost adds its steps again: the count is at least the steps.)
 pub(crate) async fn touch_many(
     tx: &mut Transaction<'_, Postgres>,
-    batches: &[(NodeId, Option<u64>, Option<i64>)],
+    batches: &[Touch],
 ) -> sqlx::Result<()> {
     if batches.is_empty() {
         return Ok(());
     }
-    let ids: Vec<NodeId> = batches.iter().map(|b| b.0).collect();
+    let ids: Vec<NodeId> = batches.iter().map(|b| b.node_id).collect();
     let dropped: Vec<Option<i64>> = batches
         .iter()
-        .map(|b| b.1.map(|d| d.min(i64::MAX as u64) as i64))
+        .map(|b| b.dropped_total.map(|d| d.min(i64::MAX as u64) as i64))
         .collect();
     // A node's clock offset, as its last batch in the group measured it (clamped to an int4).
     let offsets: Vec<Option<i32>> = batches
         .iter()
         .map(|b| {
-            b.2.map(|o| o.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+            b.clock_offset_ms
+                .map(|o| o.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
         })
+        .collect();
+    let steps: Vec<i64> = batches
+        .iter()
+        .map(|b| b.clock_steps.min(1_000_000) as i64)
         .collect();
     sqlx::query(
         r#"update nodes n
         set last_seen = now(),
             dropped_samples_total = greatest(n.dropped_samples_total, coalesce(d.dropped, 0)),
             clock_offset_ms = coalesce(d.offset_ms, n.clock_offset_ms),
-            clock_checked_at = case when d.offset_ms is null then n.clock_checked_at else now() end
+            clock_checked_at = case when d.offset_ms is null then n.clock_checked_at else now() end,
+            clock_steps = n.clock_steps + d.steps,
+            clock_stepped_at = case when d.steps > 0 then now() else n.clock_stepped_at end
         from (select id, max(dropped) as dropped, (array_agg(offset_ms order by ord desc)
-                  filter (where offset_ms is not null))[1] as offset_ms
-              from unnest($1::int[], $2::int8[], $3::int4[]) with ordinality as b(id, dropped, offset_ms, ord)
+                  filter (where offset_ms is not null))[1] as offset_ms, sum(steps) as steps
+              from unnest($1::int[], $2::int8[], $3::int4[], $4::int8[])
+                  with ordinality as b(id, dropped, offset_ms, steps, ord)
               group by id) d
         where n.id = d.id"#,
     )
     .bind(&ids)
     .bind(&dropped)
     .bind(&offsets)
+    .bind(&steps)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -318,6 +318,7 @@ pub fn batch(samples: Vec<GpuSample>) -> GpuBatch {
         gpus: gpus(),
         samples,
         dropped_samples_total: None,
+        clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
     }
@@ -525,6 +526,7 @@ pub async fn node_with_four_gpus(
         gpus,
         samples: capped(t0, 60, 4, power_w, 400.0),
         dropped_samples_total: None,
+        clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
     };

@@ -216,6 +216,7 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
             gpus: gpus.clone(),
             samples: capped(t0 + Duration::seconds(from_s), 5, 8, 100.0, 300.0),
             dropped_samples_total: None,
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         };

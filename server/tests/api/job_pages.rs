@@ -213,6 +213,7 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
                 gpus,
                 samples,
                 dropped_samples_total: Some(0),
+                clock_steps: None,
                 node_energy: vec![],
                 node_cpus: None,
             },

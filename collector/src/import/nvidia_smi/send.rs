@@ -107,6 +107,7 @@ pub(crate) async fn import(
             gpus,
             samples,
             dropped_samples_total: None,
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         };

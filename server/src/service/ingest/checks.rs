@@ -90,6 +90,7 @@ pub(crate) async fn check_batch(
         node_energy: batch.node_energy,
         node_cpus: batch.node_cpus,
         dropped_total: batch.dropped_samples_total,
+        clock_steps: batch.clock_steps,
         clock_offset_ms: None,
     })
 }

@@ -44,6 +44,8 @@ pub(crate) struct Checked {
     pub dropped_total: Option<u64>,
     /// The node's clock against the server's when the batch came, ms (positive: the node is behind).
     pub clock_offset_ms: Option<i64>,
+    /// Steps of the node's wall clock its collector slewed over while taking these samples.
+    pub clock_steps: Option<u64>,
 }
 
 /// GPUs last registered per node by this process, so an unchanged list is not upserted per batch.
@@ -81,7 +83,7 @@ pub(crate) async fn store(
     batches: &[Checked],
     known: Option<&KnownGpus>,
 ) -> Result<Vec<Stored>, db::Error> {
-    let mut touched: Vec<(NodeId, Option<u64>, Option<i64>)> = Vec::with_capacity(batches.len());
+    let mut touched: Vec<db::nodes::Touch> = Vec::with_capacity(batches.len());
     let mut samples = Vec::with_capacity(batches.len());
     for c in batches {
         if !c.gpus.is_empty() && !known.is_some_and(|k| k.unchanged(c.node_id, &c.gpus)) {
@@ -96,7 +98,12 @@ pub(crate) async fn store(
         if let Some(cpus) = c.node_cpus {
             db::node_energy::set_node_cpus(tx, c.node_id, cpus).await?;
         }
-        touched.push((c.node_id, c.dropped_total, c.clock_offset_ms));
+        touched.push(db::nodes::Touch {
+            node_id: c.node_id,
+            dropped_total: c.dropped_total,
+            clock_offset_ms: c.clock_offset_ms,
+            clock_steps: c.clock_steps.unwrap_or(0),
+        });
         samples.push((c.node_id, c.samples.clone()));
     }
     let stored = db::samples::insert_many(tx, samples).await?;

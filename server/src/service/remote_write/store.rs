@@ -85,6 +85,7 @@ pub(crate) async fn write(
             gpus: series.gpus,
             samples: series.samples,
             dropped_samples_total: None,
+            clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
         };

@@ -72,6 +72,7 @@ pub(crate) fn batch_of(n: usize, gpus: u32, samples: &[GpuSample]) -> GpuBatch {
             .collect(),
         samples: samples.to_vec(),
         dropped_samples_total: Some(0),
+        clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
     }
