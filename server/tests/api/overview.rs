@@ -96,8 +96,8 @@ async fn staff_see_the_fleet_now_and_the_months_energy_researchers_do_not(db: Pg
     // Now both to the current hour: 19.9 s x 200 W = 1.1 Wh, alice's and atlas's (the month's GPU
     // energy above holds GPU 1's too).
     for want in [
-        "<a href=\"/jobs?user=alice\">alice</a></td><td class=\"num\">1.1 Wh</td>",
-        "<a href=\"/jobs?tag=project:atlas\">atlas</a></td><td class=\"num\">1.1 Wh</td>",
+        "<a href=\"/jobs?user=alice\">alice</a></td><td class=\"num\">1.1 Wh<br><span class=\"basis\">between ",
+        "<a href=\"/jobs?tag=project:atlas\">atlas</a></td><td class=\"num\">1.1 Wh<br><span class=\"basis\">between ",
     ] {
         assert!(page.contains(want), "{want:?} not in:\n{page}");
     }
