@@ -366,14 +366,16 @@ async fn the_jobs_csv_export_is_safe_to_open_in_a_spreadsheet(db: PgPool) {
     assert!(row.contains(&format!("{:.6}", job.it_energy_kwh)), "{row}");
     // Power per GPU beside the per-GPU cap, then the bounds (issue 35).
     assert!(
-        header.ends_with(",running,avg_power_per_gpu_w,it_energy_kwh_low,it_energy_kwh_high,facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high"),
+        header.ends_with(",running,avg_power_per_gpu_w,it_energy_kwh_low,it_energy_kwh_high,facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high,sensor_aliasing"),
         "{header}"
     );
     let cells: Vec<&str> = row.rsplit(',').collect();
-    let per_gpu: f64 = cells[6].parse().expect("a number");
+    // Ten seconds compare nothing: not flagged (and said, not left empty).
+    assert_eq!(cells[0], "false", "{row}");
+    let per_gpu: f64 = cells[7].parse().expect("a number");
     let (low, high): (f64, f64) = (
-        cells[5].parse().expect("low"),
-        cells[4].parse().expect("high"),
+        cells[6].parse().expect("low"),
+        cells[5].parse().expect("high"),
     );
     assert!(
         low < job.it_energy_kwh && job.it_energy_kwh < high,

@@ -181,4 +181,20 @@ async fn readings_that_disagree_with_the_counter_flag_the_job_and_widen_its_boun
     );
     let json: Value = app.get(ADMIN, "/api/v1/jobs/alias").await.1;
     assert_eq!(json["sensor"]["aliasing"], true);
+    // The jobs CSV says it in its last column.
+    let (_, csv) = app.get_text(ADMIN, "/api/v1/jobs.csv?user=alice").await;
+    let row = |id: &str| {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("{id},")))
+            .unwrap_or_else(|| panic!("{id} in {csv}"))
+            .to_owned()
+    };
+    assert!(csv
+        .lines()
+        .next()
+        .is_some_and(|h| h.ends_with(",sensor_aliasing")));
+    assert!(
+        row("alias").ends_with(",true") && row("steady").ends_with(",false"),
+        "{csv}"
+    );
 }

@@ -289,7 +289,8 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
          pue_fallback_share,avg_power_w,power_cap_w,coverage,energy_method,samples,tags,\
          gpu_energy_kwh,cpu_energy_kwh,dram_energy_kwh,cpu_dram_unmeasured,co2e_kg,cost,currency,\
          idle_gpu_energy_kwh,running,avg_power_per_gpu_w,it_energy_kwh_low,it_energy_kwh_high,\
-         facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high\n",
+         facility_energy_kwh_low,facility_energy_kwh_high,co2e_kg_low,co2e_kg_high,\
+         sensor_aliasing\n",
     );
     for j in jobs {
         let tags: Vec<String> = j.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -333,6 +334,12 @@ pub(crate) fn jobs_csv(jobs: &[JobView]) -> String {
             opt(j.facility_energy_kwh_high, 6),
             opt(j.co2e_kg_low, 6),
             opt(j.co2e_kg_high, 6),
+            // Whether the GPU sensor disagreed with itself (issue 35, item 3); empty where the view
+            // was computed before it was kept.
+            j.sensor
+                .as_ref()
+                .map(|s| s.aliasing.to_string())
+                .unwrap_or_default(),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
