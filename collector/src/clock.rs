@@ -89,14 +89,6 @@ impl StampClock {
         self.last_stamp = stamp;
         stamp
     }
-
-    /// Stamps minus the wall clock now, ms: what the clock the collector reports to the server adds.
-    pub fn offset_ms(&self, mono_ms: i64, wall_ms: i64) -> i64 {
-        match self.anchor {
-            Some((am, aw)) => ((aw + (mono_ms - am)) as f64 + self.correction) as i64 - wall_ms,
-            None => 0,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::collector::{emitted, until, Collector};
 use wattlas_tests::harness::{
-    add_node, distinct_samples, stored_samples, wait_ready, Cluster, Running, ADMIN,
+    add_node, distinct_samples, job, stored_samples, wait_ready, Cluster, Running, ADMIN,
 };
 use wattlas_tests::{exposition, post};
 
@@ -444,21 +444,14 @@ async fn a_clock_step_mid_job_loses_and_doubles_no_energy(db: PgPool) {
         }
     }
     let kwh = |v: &Value| v["gpu_energy_kwh"].as_f64().expect("energy") * 3.6e6;
-    let job = |id: String| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            http.get(format!("{base}/api/v1/jobs/{id}"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .expect("get")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
-    let (wall_a, wall_b) = (job("wall-a".into()).await, job("wall-b".into()).await);
-    let (slew_a, slew_b) = (job("slewed-a".into()).await, job("slewed-b".into()).await);
+    let (wall_a, wall_b) = (
+        job(&http, &base, "wall-a").await,
+        job(&http, &base, "wall-b").await,
+    );
+    let (slew_a, slew_b) = (
+        job(&http, &base, "slewed-a").await,
+        job(&http, &base, "slewed-b").await,
+    );
     let truth = 120.0 * 300.0;
     let wall_total = kwh(&wall_a) + kwh(&wall_b);
     let slew_total = kwh(&slew_a) + kwh(&slew_b);

@@ -126,14 +126,37 @@ impl Readings {
         )
     }
 
-    /// Whether the readings disagree beyond noise: the rhythm aliases with the sensor's cycle.
-    pub(crate) fn aliasing(&self) -> bool {
+    /// Where the readings disagree beyond noise (the rhythm aliases with the sensor's cycle): the
+    /// larger of the two disagreements, signed; `None` where neither is beyond [`ALIASING_SHARE`].
+    pub(crate) fn aliasing_share(&self) -> Option<f64> {
         let (a, b) = self.disagreements();
         [a, b]
             .into_iter()
             .flatten()
-            .any(|d| d.abs() > ALIASING_SHARE)
+            .filter(|d| d.abs() > ALIASING_SHARE)
+            .max_by(|x, y| x.abs().total_cmp(&y.abs()))
     }
+}
+
+/// Shares of the covered GPU time by how its energy was obtained, summed over `sensors`, in the
+/// order: energy counter, 1-s averages, instant readings, readings of unknown kind; `None` where no
+/// time was covered. The job page and the statements word them each their own way.
+pub(crate) fn read_shares<'a>(
+    sensors: impl IntoIterator<Item = &'a wattlas_protocol::SensorReadings>,
+) -> Option<[f64; 4]> {
+    let mut s = [0.0; 4];
+    for r in sensors {
+        for (sum, v) in s.iter_mut().zip([
+            r.counter_gpu_s,
+            r.average_gpu_s,
+            r.instant_gpu_s,
+            r.unknown_gpu_s,
+        ]) {
+            *sum += v;
+        }
+    }
+    let total: f64 = s.iter().sum();
+    (total > 0.0).then(|| s.map(|v| v / total))
 }
 
 impl GpuEnergy {

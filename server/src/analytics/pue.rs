@@ -133,14 +133,16 @@ pub fn variation(hours: &[HourPue], tz: Tz, year: i32) -> YearVariation {
                 .filter(|h| h.start.with_timezone(&tz).month() == month)
                 .map(|h| h.pue)
                 .collect();
+            let mean_pue = mean(&hourly);
+            let bound = mean_pue.map(pue_interval);
             MonthVariation {
                 month,
                 days: variations.len(),
                 days_excluded: of_month.len() - variations.len(),
                 avg_daily_variation_pct: mean(&variations),
-                mean_pue: mean(&hourly),
-                mean_pue_low: mean(&hourly).map(|p| pue_interval(p).0),
-                mean_pue_high: mean(&hourly).map(|p| pue_interval(p).1),
+                mean_pue,
+                mean_pue_low: bound.map(|b| b.0),
+                mean_pue_high: bound.map(|b| b.1),
             }
         })
         .collect();

@@ -529,24 +529,18 @@ pub(crate) fn build(
 fn readings_line(jobs: &[JobInput]) -> Option<String> {
     let sensors: Vec<&wattlas_protocol::SensorReadings> =
         jobs.iter().filter_map(|j| j.view.sensor.as_ref()).collect();
-    let parts = [
-        ("the energy counter", sensors.iter().map(|r| r.counter_gpu_s).sum::<f64>()),
-        ("the sensor's 1-s averages, integrated", sensors.iter().map(|r| r.average_gpu_s).sum()),
-        ("instant readings, integrated", sensors.iter().map(|r| r.instant_gpu_s).sum()),
-        (
-            "readings that did not say which they were (an nvidia-smi power.draw column, a dcgm-exporter series), integrated",
-            sensors.iter().map(|r| r.unknown_gpu_s).sum(),
-        ),
-    ];
-    let total: f64 = parts.iter().map(|(_, s)| s).sum();
-    if total <= 0.0 {
-        return None;
-    }
-    let said: Vec<String> = parts
-        .iter()
-        .filter(|(_, s)| *s > 0.0)
-        .map(|(how, s)| format!("{how} {:.1} %", s / total * 100.0))
-        .collect();
+    let shares = crate::analytics::energy::read_shares(sensors.iter().copied())?;
+    let said: Vec<String> = [
+        "the energy counter",
+        "the sensor's 1-s averages, integrated",
+        "instant readings, integrated",
+        "readings that did not say which they were (an nvidia-smi power.draw column, a dcgm-exporter series), integrated",
+    ]
+    .iter()
+    .zip(shares)
+    .filter(|(_, s)| *s > 0.0)
+    .map(|(how, s)| format!("{how} {:.1} %", s * 100.0))
+    .collect();
     let flagged = sensors.iter().filter(|r| r.aliasing).count();
     let aliasing = match flagged {
         0 => "no job's readings disagreed with its counter (or its instant readings with its averages) beyond 3 %".to_owned(),

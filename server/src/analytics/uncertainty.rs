@@ -366,7 +366,7 @@ mod calibration {
     /// its own clock, beside an energy counter that integrates all of it; the workload either keeps a
     /// rhythm of exactly 100, 50 or 25 ms (in step with the sensor: aliasing) or the irregular one of
     /// [`run`]. Returns (how far the readings' energy is from the truth, whether the readings were
-    /// flagged, whether the bound held the truth).
+    /// flagged, whether the bound held the truth, the readings against the counter).
     fn windowed_run(seed: u64, in_step: bool) -> (f64, bool, bool, f64) {
         let mut rng = StdRng::seed_from_u64(seed);
         let duration_ms: i64 = rng.gen_range(120..=900) * 1000;
@@ -427,12 +427,13 @@ mod calibration {
         let (vs_counter, _) = e.readings.disagreements();
         let read_off =
             e.readings.counter_read_j / e.readings.counter_j * e.energy_j / truth_j - 1.0;
-        let flagged = e.readings.aliasing();
+        let aliasing = e.readings.aliasing_share();
+        let flagged = aliasing.is_some();
         let terms = it_terms(&ItInputs {
             gpu_kwh: e.energy_j / 3.6e6,
             uncovered_gpu_s: (duration_ms as f64 / 1000.0 - e.covered_s).max(0.0),
             limit_w: Some(limit_w),
-            aliasing: flagged.then(|| vs_counter.unwrap_or_default()),
+            aliasing,
             ..ItInputs::default()
         });
         let (low, high) = interval(e.energy_j / 3.6e6, &terms);

@@ -147,14 +147,17 @@ pub(crate) async fn hourly(
     Ok(ApiJson(
         hourly
             .into_iter()
-            .map(|h| HourlyPue {
-                hour: h.hour,
-                local_hour: h.hour.with_timezone(&s.tz).to_rfc3339(),
-                pue: h.mean_pue,
-                weighted_pue: h.weighted_pue,
-                pue_low: crate::analytics::uncertainty::pue_interval(h.mean_pue).0,
-                pue_high: crate::analytics::uncertainty::pue_interval(h.mean_pue).1,
-                readings: h.readings.max(0) as u64,
+            .map(|h| {
+                let (pue_low, pue_high) = crate::analytics::uncertainty::pue_interval(h.mean_pue);
+                HourlyPue {
+                    hour: h.hour,
+                    local_hour: h.hour.with_timezone(&s.tz).to_rfc3339(),
+                    pue: h.mean_pue,
+                    weighted_pue: h.weighted_pue,
+                    pue_low,
+                    pue_high,
+                    readings: h.readings.max(0) as u64,
+                }
             })
             .collect(),
     ))

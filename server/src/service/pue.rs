@@ -288,11 +288,12 @@ fn recent_of(
             .collect();
         let n = values.len();
         let mean_pue = (n > 0).then(|| values.iter().sum::<f64>() / n as f64);
+        let bound = mean_pue.map(uncertainty::pue_interval);
         DayFigure {
             date,
             mean_pue,
-            mean_pue_low: mean_pue.map(|p| uncertainty::pue_interval(p).0),
-            mean_pue_high: mean_pue.map(|p| uncertainty::pue_interval(p).1),
+            mean_pue_low: bound.map(|b| b.0),
+            mean_pue_high: bound.map(|b| b.1),
             min_pue: values.iter().copied().reduce(f64::min),
             max_pue: values.iter().copied().reduce(f64::max),
             hours: n,

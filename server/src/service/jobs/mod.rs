@@ -442,13 +442,7 @@ pub(crate) async fn view(
         limit_w: total.power_cap_w(),
         cpu_kwh: node.cpu_j / 3.6e6,
         dram_kwh: node.dram_j / 3.6e6,
-        aliasing: sensor.aliasing.then(|| {
-            [sensor.readings_vs_counter, sensor.instant_vs_average]
-                .into_iter()
-                .flatten()
-                .max_by(|a, b| a.abs().total_cmp(&b.abs()))
-                .unwrap_or_default()
-        }),
+        aliasing: total.readings.aliasing_share(),
     });
     let it_bounds = uncertainty::interval(it_kwh, &bound_terms);
     let facility_bounds = uncertainty::facility_interval(
@@ -565,29 +559,28 @@ fn sensor_readings(
         unknown_gpu_s: (total.covered_s - total.counter_s - r.average_s - r.instant_s).max(0.0),
         readings_vs_counter,
         instant_vs_average,
-        aliasing: r.aliasing(),
+        aliasing: r.aliasing_share().is_some(),
     }
 }
 
 /// Where a job's GPU energy came from, in words for its page: "energy counter 99.2 %, 1-s averages
 /// 0.8 %" of the covered GPU time.
 pub(crate) fn read_from(s: &wattlas_protocol::SensorReadings) -> String {
-    let parts = [
-        ("energy counter", s.counter_gpu_s),
-        ("1-s averages", s.average_gpu_s),
-        ("instant readings", s.instant_gpu_s),
-        ("readings of unknown kind", s.unknown_gpu_s),
-    ];
-    let total: f64 = parts.iter().map(|(_, v)| v).sum();
-    if total <= 0.0 {
+    let Some(shares) = crate::analytics::energy::read_shares([s]) else {
         return "no samples".to_owned();
-    }
-    parts
-        .iter()
-        .filter(|(_, v)| *v > 0.0)
-        .map(|(how, v)| format!("{how} {:.1} %", v / total * 100.0))
-        .collect::<Vec<_>>()
-        .join(", ")
+    };
+    [
+        "energy counter",
+        "1-s averages",
+        "instant readings",
+        "readings of unknown kind",
+    ]
+    .iter()
+    .zip(shares)
+    .filter(|(_, v)| *v > 0.0)
+    .map(|(how, v)| format!("{how} {:.1} %", v * 100.0))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// What a job's page says where the sensor disagreed with itself.
