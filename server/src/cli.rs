@@ -145,3 +145,62 @@ pub async fn statement(
         }
     ))
 }
+
+/// `wattlas-server migrate --check`: what this release would do to the database, and the exit status
+/// (0: up to date; 1: migrations would run; 2: this release cannot migrate it).
+pub fn migration_check(plan: &crate::db::migrations::Plan) -> (String, i32) {
+    use std::fmt::Write;
+    let mut out = format!(
+        "wattlas-server {}: {} of this release's {} migrations applied",
+        env!("CARGO_PKG_VERSION"),
+        plan.applied.len(),
+        plan.applied.len() + plan.pending.len() + plan.changed.len() + plan.failed.len()
+    );
+    if let Some(last) = plan.applied.last() {
+        let _ = write!(out, " (latest {} {})", last.version, last.description);
+    }
+    let list = |out: &mut String, title: String, steps: &[crate::db::migrations::Step]| {
+        if !steps.is_empty() {
+            let _ = write!(out, "\n{title}:");
+            for s in steps {
+                let _ = write!(out, "\n  {} {}", s.version, s.description);
+            }
+        }
+    };
+    list(
+        &mut out,
+        format!(
+            "the database has {} migration(s) this release does not know (a newer release migrated it: \
+             run that release, or restore a backup taken before it)",
+            plan.unknown.len()
+        ),
+        &plan.unknown,
+    );
+    list(
+        &mut out,
+        format!(
+            "{} applied migration(s) differ from this release's files",
+            plan.changed.len()
+        ),
+        &plan.changed,
+    );
+    list(
+        &mut out,
+        format!("{} migration(s) failed part-way", plan.failed.len()),
+        &plan.failed,
+    );
+    if !plan.runnable() {
+        out.push_str("\nnothing would run: a start of this release refuses this database");
+        return (out, 2);
+    }
+    if plan.pending.is_empty() {
+        out.push_str("\nup to date: nothing would run");
+        return (out, 0);
+    }
+    list(
+        &mut out,
+        format!("would run {} migration(s), in order", plan.pending.len()),
+        &plan.pending,
+    );
+    (out, 1)
+}

@@ -30,7 +30,12 @@ pub enum Command {
     /// Run migrations, then serve HTTP (the default).
     Serve,
     /// Run the database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Change nothing: say which migrations would run (exit 0: none; 1: some would run; 2: the
+        /// database cannot be migrated by this release, e.g. a newer release migrated it).
+        #[arg(long)]
+        check: bool,
+    },
     /// Write an energy statement of a set of jobs (format from the file's extension: pdf, md, tex,
     /// json or csv).
     Statement(StatementArgs),

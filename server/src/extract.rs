@@ -97,8 +97,20 @@ impl<S: Send + Sync> FromRequest<S> for IngestBody {
         }
         refuse_unread_encoding(req.headers())?;
         let bytes = body_bytes(req, state).await?;
-        let (batch, samples) =
-            wire::decode_batch(&bytes).map_err(|e| AppError::bad_request(format!("body: {e}")))?;
+        let (batch, samples) = wire::decode_batch(&bytes).map_err(|e| match e {
+            // A later collector's block format: 415, on which collectors send JSON instead (whose
+            // fields a server that does not know them ignores), not 400, which drops the batch.
+            wire::WireError::Block(crate::codec::CodecError::Version(v)) => AppError::Client(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "body: block format {v} is not read by this server (formats {} and {}): \
+                     send the batch as JSON",
+                    crate::codec::VERSION,
+                    crate::codec::VERSION_SOURCES
+                ),
+            ),
+            e => AppError::bad_request(format!("body: {e}")),
+        })?;
         // As for JSON bodies, only a frame holding an escaped NUL is looked through for its field.
         if bytes.windows(6).any(|w| w == b"\\u0000") {
             let meta = serde_json::to_value(&batch).map_err(AppError::internal)?;

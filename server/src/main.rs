@@ -68,6 +68,14 @@ async fn main() -> anyhow::Result<()> {
         .context("DATABASE_URL is not set (scripts/db up prints one)")?;
     let db =
         startup::connect_lazy(&cli.config, url.expose_secret()).context("invalid DATABASE_URL")?;
+    if let Some(Command::Migrate { check: true }) = cli.command {
+        let plan = wattlas_server::db::migrations::plan(&db, &MIGRATOR)
+            .await
+            .context("reading the database's migrations")?;
+        let (text, code) = wattlas_server::cli::migration_check(&plan);
+        println!("{text}");
+        std::process::exit(code);
+    }
     // Migrations at start-up, retried while the database comes up (docker-compose starts both at once).
     let mut attempt = 0;
     loop {
@@ -90,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     match cli.command {
-        Some(Command::Migrate) => {
+        Some(Command::Migrate { .. }) => {
             tracing::info!("migrations applied");
             return Ok(());
         }

@@ -11,6 +11,7 @@ pub(crate) mod comparisons;
 pub mod energy;
 pub mod facility;
 pub mod jobs;
+pub mod migrations;
 pub(crate) mod node_energy;
 pub(crate) mod nodes;
 pub mod overview;

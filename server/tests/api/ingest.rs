@@ -607,6 +607,17 @@ async fn binary_batches_store_what_json_stores_and_are_checked_alike(db: PgPool)
             .starts_with("body: samples:"),
         "{body}"
     );
+    // A block format of a later release: 415, on which the collector sends JSON (not 400, on which
+    // it would drop the batch).
+    let mut later = encode_batch(&batch(samples(t0 + Duration::seconds(9), 1))).expect("frame");
+    let later_meta = u32::from_le_bytes(later[4..8].try_into().expect("len")) as usize;
+    later[8 + later_meta + 8] = 9;
+    let (status, body) = post(later).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(
+        body["error"],
+        "body: block format 9 is not read by this server (formats 1 and 3): send the batch as JSON"
+    );
     let (status, body) = post(b"{\"samples\": []}".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(

@@ -10,3 +10,4 @@ mod node_energy;
 mod pipeline;
 mod prometheus;
 mod slurm;
+mod upgrade;
