@@ -158,6 +158,11 @@ pub async fn stored_samples(db: &PgPool) -> i64 {
 
 /// Distinct (node, GPU, time) stored: equal to the stored count only if nothing is doubled.
 pub async fn distinct_samples(db: &PgPool) -> i64 {
+    sample_keys(db).await.len() as i64
+}
+
+/// Every (node id, GPU index, time in ms) stored, raw or settled.
+pub async fn sample_keys(db: &PgPool) -> std::collections::HashSet<(i32, u32, i64)> {
     let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
         "select node_id, t_start, data from gpu_raw
             union all select node_id, t_start, data from gpu_settled",
@@ -172,7 +177,7 @@ pub async fn distinct_samples(db: &PgPool) -> i64 {
         wattlas_server::codec::decode(t0.timestamp_millis(), &data, &mut out).expect("decodes");
         seen.extend(out.iter().map(|s| (node, s.gpu, s.t_ms)));
     }
-    seen.len() as i64
+    seen
 }
 
 /// A real server on a free port over the test's database, with one site in New York.

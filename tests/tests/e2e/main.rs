@@ -4,6 +4,7 @@
 //! `DATABASE_URL` pointing at the cluster of `scripts/db up`; each test gets its own database.
 
 mod abuse;
+mod backup;
 mod dcgm;
 mod imports;
 mod node_energy;

@@ -203,6 +203,22 @@ async fn upgrade_one(db: &PgPool, fixture: &Path) {
     // The comparison compares: the statement's time of making differs in every upgrade.
     assert!(declared_seen >= 1, "{name}: nothing was compared");
     drop(server);
+
+    // A database a later release migrated: --check says this release cannot run it (exit 2).
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (29991231000001, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(db)
+    .await
+    .expect("test setup");
+    let (code, text) = migrate_check(&url);
+    assert_eq!(code, 2, "{name}: {text}");
+    assert!(
+        text.contains("1 migration(s) this release does not know")
+            && text.contains("29991231000001"),
+        "{text}"
+    );
 }
 
 #[sqlx::test(migrations = false)]
