@@ -177,6 +177,10 @@ pub struct Config {
     /// Hours a browser session lasts after sign-in.
     #[arg(long, env = "WATTLAS_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u32,
+    /// Seconds a token or session this server confirmed is still honoured while the database is
+    /// unreachable (a failover, a restart): pages and read APIs keep answering. 0: never.
+    #[arg(long, env = "WATTLAS_IDENTITY_GRACE_S", default_value_t = 600)]
+    pub identity_grace_s: u64,
     /// Mark cookies Secure (sent over HTTPS only; browsers also send them to http://localhost).
     #[arg(long, env = "WATTLAS_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,

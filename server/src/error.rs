@@ -115,18 +115,10 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::Unavailable(e)
-            }
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
-            {
-                Self::Unavailable(e)
-            }
-            _ => Self::Database(e),
+        if crate::db::unreachable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Database(e)
         }
     }
 }
@@ -288,6 +280,29 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    /// A database that is away answers 503 (retry), however the driver words it: HAProxy with no
+    /// primary behind it made sqlx read "unexpected response from SSLRequest", once a 500.
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_an_error() {
+        for e in [
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into()),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            sqlx::Error::WorkerCrashed,
+        ] {
+            let what = format!("{e:?}");
+            assert_eq!(
+                AppError::from(e).status(),
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "{what}"
+            );
+        }
+        assert_eq!(
+            AppError::from(sqlx::Error::RowNotFound).status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);

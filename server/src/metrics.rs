@@ -24,6 +24,8 @@ pub struct Metrics {
     /// Remote-write series dropped over a per-series limit, by reason.
     pub(crate) remote_write_dropped: [AtomicU64; 2],
     pub(crate) energy_integrations: AtomicU64,
+    /// Requests identified from memory while the database could not say (auth::remembered).
+    pub(crate) identities_recalled: AtomicU64,
     /// Refused writes by route and HTTP status.
     pub(crate) rejected: Mutex<BTreeMap<(String, u16), u64>>,
     /// Sign-ins by outcome (accepted, refused, limited, busy).
@@ -83,6 +85,11 @@ impl Metrics {
             self.allocation_reads.load(Ordering::Relaxed),
             self.energy_integrations.load(Ordering::Relaxed),
         )
+    }
+
+    /// A request was identified from memory while the database was unreachable.
+    pub(crate) fn identity_recalled(&self) {
+        self.identities_recalled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A sign-in ended so.

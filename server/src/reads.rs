@@ -38,6 +38,10 @@ struct Freshness {
     probes: VecDeque<(Instant, i64)>,
     /// Whether the replica answered the last probe.
     answering: bool,
+    /// The primary did not answer (a probe, or a request's lookup): reads go to an answering replica
+    /// whatever its measured staleness, since the primary cannot serve them and nothing newer than
+    /// what the replica replayed can be written meanwhile. Cleared when a probe reaches the primary.
+    primary_away: bool,
 }
 
 /// Which pool served a read.
@@ -66,6 +70,14 @@ impl Reads {
         }
     }
 
+    /// The replica, for a read the primary could not serve because it is away (counted as the
+    /// replica's): it holds all the primary was seen to have, as `probe` says.
+    pub(crate) fn replica_while_primary_away(&self) -> Option<&PgPool> {
+        let replica = self.replica.as_ref()?;
+        self.served[Served::Replica as usize].fetch_add(1, Ordering::Relaxed);
+        Some(replica)
+    }
+
     /// Whether a replica is configured.
     pub(crate) fn has_replica(&self) -> bool {
         self.replica.is_some()
@@ -85,10 +97,26 @@ impl Reads {
 
     fn choose(&self, now: Instant) -> (&PgPool, Served) {
         match &self.replica {
-            Some(replica) if self.staleness_at(now).is_some_and(|s| s <= self.max_lag) => {
+            Some(replica)
+                if self.staleness_at(now).is_some_and(|s| s <= self.max_lag)
+                    || self
+                        .state
+                        .lock()
+                        .is_ok_and(|s| s.primary_away && s.answering) =>
+            {
                 (replica, Served::Replica)
             }
             _ => (&self.primary, Served::Primary),
+        }
+    }
+
+    /// A request found the primary unreachable: until a probe reaches it again, reads go to the
+    /// replica while it answers (without a replica, nothing changes).
+    pub(crate) fn primary_unreachable(&self) {
+        if self.replica.is_some() {
+            if let Ok(mut s) = self.state.lock() {
+                s.primary_away = true;
+            }
         }
     }
 
@@ -124,14 +152,19 @@ impl Reads {
         };
         let timeout = Duration::from_secs(1).max(self.max_lag / 4);
         let at = Instant::now();
-        let primary_lsn: Option<i64> = tokio::time::timeout(
+        let primary: Result<sqlx::Result<i64>, _> = tokio::time::timeout(
             timeout,
             sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")
                 .fetch_one(&self.primary),
         )
-        .await
-        .ok()
-        .and_then(Result::ok);
+        .await;
+        // An error (refused, closed): the primary is away. A timeout says only that it is slow.
+        let primary_away = match &primary {
+            Ok(Ok(_)) => Some(false),
+            Ok(Err(_)) => Some(true),
+            Err(_) => None,
+        };
+        let primary_lsn = primary.ok().and_then(Result::ok);
         let replayed: Option<(bool, Option<i64>)> = tokio::time::timeout(
             timeout,
             sqlx::query_as(
@@ -150,6 +183,9 @@ impl Reads {
             state.probes.push_back((at, lsn));
         }
         state.answering = replayed.is_some();
+        if let Some(away) = primary_away {
+            state.primary_away = away;
+        }
         match replayed {
             None => {}
             // Promoted: it is a primary itself.
@@ -227,8 +263,22 @@ mod tests {
             r.staleness_at(t0 + Duration::from_millis(1500)),
             Some(Duration::from_millis(1500))
         );
+        // The primary away (a request's lookup failed to reach it): an answering replica serves,
+        // however stale, since the primary cannot; a silent one does not.
+        let late = t0 + Duration::from_secs(60);
+        r.primary_unreachable();
+        assert_eq!(
+            r.choose(late).1,
+            Served::Primary,
+            "the replica has not answered"
+        );
+        r.state.lock().expect("state").answering = true;
+        assert_eq!(r.choose(late).1, Served::Replica);
+        r.state.lock().expect("state").primary_away = false;
+        assert_eq!(r.choose(late).1, Served::Primary);
         // Without a replica, always the primary and no staleness.
         let only = Reads::primary_only(r.primary.clone());
+        only.primary_unreachable();
         assert_eq!(only.choose(t0).1, Served::Primary);
         assert_eq!(only.staleness_at(t0), None);
     }

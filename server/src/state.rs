@@ -35,6 +35,8 @@ pub struct Shared {
     pub hashing: Arc<tokio::sync::Semaphore>,
     /// Node tokens recently found (a few seconds).
     pub node_tokens: Arc<crate::auth::NodeTokens>,
+    /// Tokens and sessions recently confirmed, for when the database cannot say.
+    pub identities: Arc<crate::auth::remembered::Remembered>,
 }
 
 impl std::ops::Deref for Shared {
@@ -54,11 +56,13 @@ impl AppState {
 
     /// State over a pool, a configuration, and where reads that may lag go.
     pub fn with_reads(db: PgPool, config: Config, reads: Reads) -> Self {
+        let grace = std::time::Duration::from_secs(config.identity_grace_s);
         Self(Arc::new(Shared {
             ctx: Context::new(db, config, reads),
             sign_in: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::service::context::cores())),
             node_tokens: Arc::default(),
+            identities: Arc::new(crate::auth::remembered::Remembered::new(grace)),
         }))
     }
 }

@@ -326,3 +326,77 @@ pub async fn add_node(http: &reqwest::Client, base: &str, site: &str, name: &str
     .await;
     node["token"].as_str().expect("token").to_owned()
 }
+
+/// `wattlas-server ARGS` over the database at `url` with `input` on standard input; its standard output
+/// (panics unless it succeeds).
+pub fn server_cli(url: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(bin("wattlas-server"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wattlas-server runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        out.status.success(),
+        "wattlas-server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Signs in through the form as a browser does (the form's double-submit cookie and CSRF token, then
+/// the post): the answer's status and the session cookie it set (`wattlas_session=...`), if any.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> (u16, Option<String>) {
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("form");
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .find_map(|h| h.strip_prefix(&format!("{name}=")).map(str::to_owned))
+            .and_then(|h| h.split(';').next().map(str::to_owned))
+    };
+    let login = cookie_of(&form, "wattlas_login").expect("login cookie");
+    let page = form.text().await.expect("page");
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("csrf") + marker.len();
+    let csrf = page[at..].split('"').next().expect("csrf").to_owned();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{base}/login"))
+        .header("cookie", format!("wattlas_login={login}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", name),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    let session = cookie_of(&r, "wattlas_session")
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("wattlas_session={v}"));
+    (r.status().as_u16(), session)
+}

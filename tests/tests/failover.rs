@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::collector::{emitted, until, Collector};
 use wattlas_tests::harness::{
-    add_node, distinct_samples, job, stored_samples, wait_ready, Cluster, Server, ADMIN,
+    add_node, distinct_samples, job, server_cli, sign_in, stored_samples, wait_ready, Cluster,
+    Server, ADMIN,
 };
 use wattlas_tests::{exposition, post};
 
@@ -132,6 +133,8 @@ impl Drop for Haproxy {
 struct Canaries {
     written: Vec<(String, Instant)>,
     reads: Vec<(Instant, String)>,
+    /// A signed-in person's overview page and a staff token's energy API: when sent, the status.
+    signed_in: Vec<(Instant, &'static str, u16, Duration)>,
 }
 
 #[tokio::test]
@@ -204,6 +207,22 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
     )
     .await;
 
+    // A staff member, signed in through HAProxy, and an API token of theirs.
+    let staff_password = "failover staff password 1";
+    server_cli(
+        &through(&lb.pg),
+        &["user", "add", "sam", "--role", "staff"],
+        &format!("{staff_password}\n"),
+    );
+    let staff_token = server_cli(
+        &through(&lb.pg),
+        &["user", "token", "sam", "--label", "failover"],
+        "",
+    );
+    let (status, cookie) = sign_in(&http, &base, "sam", staff_password).await;
+    assert_eq!(status, 303);
+    let cookie = cookie.expect("session cookie");
+
     // Four collectors of 4 GPUs, two 5-s jobs on each pair of GPUs, through the load balancer.
     let mut collectors = Vec::new();
     let mut dirs = Vec::new();
@@ -240,6 +259,7 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
     let loop_task = {
         let (canaries, stop, http, base) =
             (canaries.clone(), stop.clone(), http.clone(), base.clone());
+        let (cookie, staff_token) = (cookie.clone(), staff_token.clone());
         tokio::spawn(async move {
             let mut k = 0;
             let mut last_write = Instant::now() - Duration::from_secs(1);
@@ -274,6 +294,27 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
                         canaries.lock().expect("canaries").reads.push((sent, text));
                     }
                 }
+                for (what, request) in [
+                    (
+                        "overview page",
+                        http.get(format!("{base}/overview"))
+                            .header("cookie", &cookie),
+                    ),
+                    (
+                        "energy API",
+                        http.get(format!("{base}/api/v1/sites/lab/energy"))
+                            .bearer_auth(&staff_token),
+                    ),
+                ] {
+                    let sent = Instant::now();
+                    let status = request.send().await.map_or(0, |r| r.status().as_u16());
+                    canaries.lock().expect("canaries").signed_in.push((
+                        sent,
+                        what,
+                        status,
+                        sent.elapsed(),
+                    ));
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -299,6 +340,7 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
         .await;
     // 14 s in: the primary stopped, the standby promoted; no server is restarted.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let outage = Instant::now();
     primary.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     standby.promote();
@@ -310,6 +352,7 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
         ],
     )
     .await;
+    let outage = outage..Instant::now();
 
     let mut logs = Vec::new();
     for c in collectors {
@@ -390,6 +433,42 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
         "{} reads, {checked} checks",
         c.reads.len()
     );
+    // The signed-in page and the token's read API answered throughout, the outage of the primary
+    // included (from what server 2 last confirmed of the session and the token).
+    let during: Vec<Duration> = c
+        .signed_in
+        .iter()
+        .filter(|(sent, ..)| outage.contains(sent))
+        .map(|(.., took)| *took)
+        .collect();
+    let refused: Vec<String> = c
+        .signed_in
+        .iter()
+        .filter(|(.., status, _)| *status != 200)
+        .map(|(sent, what, status, _)| {
+            let at = if outage.contains(sent) {
+                format!("{:?} into the outage", sent.duration_since(outage.start))
+            } else {
+                "outside it".to_owned()
+            };
+            format!("{what}: {status} ({at})")
+        })
+        .collect();
+    eprintln!(
+        "signed-in reads: {} ({} while the primary was away, {:?}; the slowest of those {:?}), \
+         refused: {refused:?}",
+        c.signed_in.len(),
+        during.len(),
+        outage.end - outage.start,
+        during.iter().max()
+    );
+    assert!(
+        during.len() >= 2,
+        "{} signed-in reads in the outage",
+        during.len()
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+
     // The standby did serve reads, and the primary took them while it lagged.
     let m = exposition(
         &http
@@ -408,5 +487,6 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
     );
     assert!(m["wattlas_reads_total{pool=\"replica\"}"] > 10.0, "{m:?}");
     assert!(m["wattlas_reads_total{pool=\"primary\"}"] > 0.0, "{m:?}");
+    assert!(m["wattlas_identities_recalled_total"] > 0.0, "{m:?}");
     drop(server2);
 }

@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::nav::Nav;
+use super::remembered::Who;
 use super::session::{self, csrf_matches};
 use crate::db::users::Role;
 use crate::error::{AppError, PageError};
@@ -85,18 +86,62 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
         state.node_tokens.put(digest, caller.clone());
         return Ok(Some(caller));
     }
-    if let Some(meter) = crate::db::facility::by_token_digest(&state.db, &digest).await? {
-        return Ok(Some(Caller::Meter {
+    let found = match crate::db::facility::by_token_digest(&state.db, &digest).await? {
+        Some(meter) => Some(Caller::Meter {
             id: meter.id,
             name: meter.name,
-        }));
+        }),
+        None => match crate::db::sites::by_write_token_digest(&state.db, &digest).await? {
+            Some((id, name)) => Some(Caller::Site { id, name }),
+            None => crate::db::users::by_token_digest(&state.db, &digest)
+                .await?
+                .map(Caller::User),
+        },
+    };
+    match &found {
+        Some(caller) => state
+            .identities
+            .confirm(&digest, Who::Bearer(caller.clone()), None),
+        None => state.identities.forget(&digest),
     }
-    if let Some((id, name)) = crate::db::sites::by_write_token_digest(&state.db, &digest).await? {
-        return Ok(Some(Caller::Site { id, name }));
+    Ok(found)
+}
+
+/// The bearer token of an `Authorization` header: `Err` where the header is not `Bearer <token>`.
+fn bearer_token(header: &HeaderValue) -> Result<&str, ()> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(())
+}
+
+/// While the database cannot say: the identity this server last confirmed for the request's token or
+/// session cookie, within the grace period (`remembered`). A trusted proxy's header must name the
+/// remembered session's user.
+fn recalled(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<(Identity, Option<HeaderValue>)> {
+    if let Some(header) = headers.get(AUTHORIZATION) {
+        let token = bearer_token(header).ok()?;
+        return match state.identities.recall(&token_digest(token))? {
+            Who::Bearer(caller) => Some((Identity::Bearer(caller), None)),
+            Who::Session(_) => None,
+        };
     }
-    Ok(crate::db::users::by_token_digest(&state.db, &digest)
-        .await?
-        .map(Caller::User))
+    let cookie = session::cookie(headers, session::SESSION_COOKIE).filter(|t| !t.is_empty())?;
+    let Who::Session(s) = state.identities.recall(&token_digest(cookie))? else {
+        return None;
+    };
+    match session::trusted_user(&state.config, headers, peer) {
+        Ok(Some(name)) if name != s.user.name => None,
+        Err(_) => None,
+        _ => Some((Identity::Session(Arc::new(s)), None)),
+    }
 }
 
 /// Identifies a request; returns the identity and, for a new trusted-header session, its cookie.
@@ -106,13 +151,7 @@ async fn identify(
     peer: Option<IpAddr>,
 ) -> Result<(Identity, Option<HeaderValue>), AppError> {
     if let Some(header) = headers.get(AUTHORIZATION) {
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Ok(token) = bearer_token(header) else {
             return Ok((
                 Identity::Refused(
                     AppErrorKind::Unauthorized,
@@ -130,6 +169,17 @@ async fn identify(
         });
     }
     let existing = session::from_cookie(state, headers).await?;
+    if let Some(digest) = session::cookie(headers, session::SESSION_COOKIE).map(token_digest) {
+        match &existing {
+            Some((s, until)) => {
+                state
+                    .identities
+                    .confirm(&digest, Who::Session(s.clone()), Some(*until));
+            }
+            None => state.identities.forget(&digest),
+        }
+    }
+    let existing = existing.map(|(s, _)| s);
     if let Some(header_user) = session::trusted_user(&state.config, headers, peer)? {
         if let Some(s) = existing.filter(|s| s.user.name == header_user) {
             return Ok((Identity::Session(Arc::new(s)), None));
@@ -163,7 +213,22 @@ pub(crate) async fn middleware(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let (identity, cookie) = match identify(&state, req.headers(), peer).await {
+    let identified = match identify(&state, req.headers(), peer).await {
+        Err(e @ AppError::Unavailable(_)) => {
+            // The lookup is each request's check of the primary: its reads go to the replica now
+            // (not for a pool timeout, which a busy primary gives too).
+            if !matches!(e, AppError::Unavailable(sqlx::Error::PoolTimedOut)) {
+                state.reads.primary_unreachable();
+            }
+            let found = recalled(&state, req.headers(), peer);
+            if found.is_some() {
+                state.metrics.identity_recalled();
+            }
+            found.ok_or(e)
+        }
+        other => other,
+    };
+    let (identity, cookie) = match identified {
         Ok(found) => found,
         Err(e) => {
             let kind = match e.status() {

@@ -20,7 +20,9 @@ pub mod limit;
 pub(crate) mod nav;
 pub(crate) mod node_tokens;
 pub(crate) mod operator;
+pub mod remembered;
 pub mod session;
+pub(crate) mod who;
 
 pub use crate::service::caller::{new_token, token_digest, Caller, JobScope};
 pub(crate) use crate::service::password;

@@ -11,9 +11,8 @@ use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
-use super::nav::Nav;
 use crate::config::Config;
-use crate::db::users::{Role, User};
+use crate::db::users::User;
 use crate::error::AppError;
 use crate::service::caller::{new_token, token_digest};
 use crate::state::AppState;
@@ -23,27 +22,7 @@ pub(crate) const SESSION_COOKIE: &str = "wattlas_session";
 /// Name of the sign-in form's double-submit cookie.
 pub(crate) const LOGIN_COOKIE: &str = "wattlas_login";
 
-/// A signed-in person's session.
-#[derive(Debug, Clone)]
-pub(crate) struct Session {
-    /// The person.
-    pub user: User,
-    /// The token every form of this session carries.
-    pub csrf_token: String,
-}
-
-impl Session {
-    /// What the page header shows for this session.
-    pub(crate) fn nav(&self) -> Nav {
-        Nav {
-            user: Some(self.user.name.clone()),
-            role: self.user.role.as_str(),
-            staff: self.user.role >= Role::Staff,
-            admin: self.user.role == Role::Admin,
-            csrf: self.csrf_token.clone(),
-        }
-    }
-}
+pub(crate) use super::who::Session;
 
 /// The value of cookie `name` in the request, if any.
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -65,19 +44,24 @@ pub(crate) fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i6
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The session whose token the request's cookie holds, if live.
+/// The session whose token the request's cookie holds, if live, and when it ends.
 pub(crate) async fn from_cookie(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<Session>, AppError> {
+) -> Result<Option<(Session, chrono::DateTime<chrono::Utc>)>, AppError> {
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
     Ok(crate::db::users::session(&state.db, &token_digest(token))
         .await?
-        .map(|row| Session {
-            user: row.user,
-            csrf_token: row.csrf_token,
+        .map(|row| {
+            (
+                Session {
+                    user: row.user,
+                    csrf_token: row.csrf_token,
+                },
+                row.expires_at,
+            )
         }))
 }
 

@@ -51,6 +51,26 @@ pub(crate) const OVERLAPPING_JOBS: &str = r#"overlapping as materialized (
         )"#;
 
 /// Milliseconds since the epoch to a timestamp.
+/// Whether `e` says the database is unreachable (refused, closed, timed out, shutting down, read-only
+/// in a failover) rather than that a query is wrong: callers answer 503 (retry), or read elsewhere.
+/// Protocol and TLS errors arise in connecting: a load balancer with no primary behind it (HAProxy in a
+/// failover) accepts the connection and closes it, and sqlx reads "unexpected response from
+/// SSLRequest".
+pub(crate) fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "25006"),
+        _ => false,
+    }
+}
+
 pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()

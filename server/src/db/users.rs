@@ -211,6 +211,8 @@ pub(crate) struct SessionRow {
     pub user: User,
     /// Forms must carry this.
     pub csrf_token: String,
+    /// When it ends.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Stores a session.
@@ -237,7 +239,7 @@ pub(crate) async fn create_session(
 /// The unexpired session of a token digest, of an enabled user.
 pub(crate) async fn session(db: &PgPool, token_digest: &[u8]) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as(&format!(
-        r#"select {USER_FIELDS}, s.csrf_token
+        r#"select {USER_FIELDS}, s.csrf_token, s.expires_at
         from sessions s
         join users u on u.id = s.user_id
         where s.token_sha256 = $1

@@ -229,6 +229,9 @@ pub(crate) async fn logout(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        // Forgotten here first: a sign-out while the database is away (503) still ends the session on
+        // this server.
+        state.identities.forget(&crate::auth::token_digest(token));
         users::end_session(&state, token).await?;
     }
     let clear = session::set_cookie(&state.config, SESSION_COOKIE, "", 0);

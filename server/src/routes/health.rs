@@ -12,7 +12,8 @@ pub(crate) async fn healthz() -> ApiJson<serde_json::Value> {
     ApiJson(json!({ "status": "ok" }))
 }
 
-/// 200 with the rollup lag when the database answers; 503 otherwise.
+/// 200 with the rollup lag when the database answers, or (degraded) when only the read replica does;
+/// 503 otherwise.
 pub(crate) async fn readyz(
     State(state): State<AppState>,
 ) -> (StatusCode, ApiJson<serde_json::Value>) {
@@ -36,6 +37,20 @@ pub(crate) async fn readyz(
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
+            // The primary away but the read replica answering (a failover): still 200, degraded,
+            // so that a load balancer keeps sending the pages and read APIs, which the replica and
+            // the identities this server confirmed serve; writes answer 503 and collectors spool.
+            let away = crate::error::AppError::from(e).status() == StatusCode::SERVICE_UNAVAILABLE;
+            if away && state.reads.has_replica() && state.reads.replica_answering() {
+                state.reads.primary_unreachable();
+                return (
+                    StatusCode::OK,
+                    ApiJson(json!({
+                        "status": "degraded: the primary does not answer; reads are served from \
+                                   the read replica, writes answer 503 (collectors spool)"
+                    })),
+                );
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ApiJson(json!({ "status": "database unavailable" })),

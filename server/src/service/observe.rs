@@ -90,6 +90,13 @@ pub(crate) async fn exposition(cx: &Context) -> String {
         "Integrations of a job's energy over its samples (a job page makes one at most).",
         integrations,
     );
+    single(
+        &mut out,
+        "wattlas_identities_recalled_total",
+        "counter",
+        "Requests identified from this server's memory of recently confirmed tokens and sessions while the database was unreachable.",
+        cx.metrics.identities_recalled.load(Ordering::Relaxed),
+    );
     let w = &cx.writers.stats;
     single(
         &mut out,

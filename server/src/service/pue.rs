@@ -21,9 +21,16 @@ pub(crate) struct SiteTz {
 
 /// The site by name, or 404.
 pub(crate) async fn site_tz(cx: &Context, name: &str) -> Result<SiteTz> {
-    let site = db::sites::by_name(&cx.db, name)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no site '{name}'")))?;
+    let site = match db::sites::by_name(&cx.db, name).await {
+        // The primary away (a failover): a site's settings from the replica, so that the pages and
+        // APIs reading the rest from it keep answering.
+        Err(e) if db::unreachable(&e) => match cx.reads.replica_while_primary_away() {
+            Some(replica) => db::sites::by_name(replica, name).await?,
+            None => return Err(e.into()),
+        },
+        found => found?,
+    }
+    .ok_or_else(|| Error::NotFound(format!("no site '{name}'")))?;
     SiteTz::of(site)
 }
 

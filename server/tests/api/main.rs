@@ -15,6 +15,7 @@ mod job_pages;
 mod jobs;
 mod maintenance;
 mod node_energy;
+mod outage;
 mod overview;
 mod paging;
 mod powercap;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::harness::{
-    add_node, bin, distinct_samples, job, stored_samples, wait_ready, Running, Server, ADMIN,
+    add_node, bin, distinct_samples, job, server_cli, sign_in, stored_samples, wait_ready, Running,
+    Server, ADMIN,
 };
 use wattlas_tests::{address_in_log, exposition};
 
@@ -305,34 +306,11 @@ async fn server_metrics_count_ingest_and_refusals_and_read_the_database(db: PgPo
 
 #[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
 async fn no_secret_reaches_the_server_log(db: PgPool) {
-    use std::io::Write;
     let running = Running::with_site(&db, "lab").await;
     let (base, http) = (&running.base, &running.http);
     let password = "correct horse battery staple 7";
     let wrong = "wrong horse battery staple 8";
-    let cli = |args: &[&str], input: &str| {
-        let mut child = Command::new(bin("wattlas-server"))
-            .args(args)
-            .env("DATABASE_URL", &running.url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cli");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("cli output");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let cli = |args: &[&str], input: &str| server_cli(&running.url, args, input);
     cli(
         &["user", "add", "alice", "--role", "researcher"],
         &format!("{password}\n"),
@@ -348,39 +326,8 @@ async fn no_secret_reaches_the_server_log(db: PgPool) {
         ("alice", password, 303),
         (forged, wrong, 401),
     ] {
-        let form = http
-            .get(format!("{base}/login"))
-            .send()
-            .await
-            .expect("form");
-        let cookie = form
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .find_map(|h| h.strip_prefix("wattlas_login="))
-            .and_then(|h| h.split(';').next())
-            .expect("login cookie")
-            .to_owned();
-        let page = form.text().await.expect("page");
-        let marker = "name=\"csrf\" value=\"";
-        let at = page.find(marker).expect("csrf") + marker.len();
-        let csrf = page[at..].split('"').next().expect("csrf").to_owned();
-        let r = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-            .post(format!("{base}/login"))
-            .header("cookie", format!("wattlas_login={cookie}"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", name),
-                ("password", attempt),
-            ])
-            .send()
-            .await
-            .expect("sign in");
-        assert_eq!(r.status().as_u16(), expected);
+        let (status, _) = sign_in(http, base, name, attempt).await;
+        assert_eq!(status, expected);
     }
     for token in [
         api_token.as_str(),
