@@ -115,7 +115,7 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::unreachable(&e) {
+        if crate::db::unreachable(&e) || crate::db::out_of_resources(&e) {
             Self::Unavailable(e)
         } else {
             Self::Database(e)

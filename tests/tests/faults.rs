@@ -488,3 +488,152 @@ async fn a_clock_step_mid_job_loses_and_doubles_no_energy(db: PgPool) {
         );
     }
 }
+
+/// A small filesystem of the test's own (tmpfs), mounted where PostgreSQL's user can reach it, owned by
+/// it; unmounted on drop. `None` where this machine does not let the test mount one.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32, owner: u32) -> Option<SmallDisk> {
+        let path = std::env::temp_dir().join(format!("wattlas-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&path).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700")])
+            .arg("tmpfs")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&path);
+            return None;
+        }
+        std::os::unix::fs::chown(&path, Some(owner), None).ok()?;
+        Some(SmallDisk { path })
+    }
+
+    /// Fills what is free with a file of its own; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.path.join("ballast");
+        let mut f = std::fs::File::create(&ballast).expect("ballast");
+        let chunk = vec![0u8; 1 << 16];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// The database's disk fills during ingest (its tablespace on a small filesystem the test mounts):
+/// ingest answers 503 (not 500), the collector spools, nothing acknowledged is lost, and ingest
+/// resumes once space returns; every sample the collector read is stored once.
+#[tokio::test]
+async fn a_full_database_disk_answers_503_and_ingest_resumes_when_space_returns() {
+    use std::os::unix::fs::MetadataExt;
+    let cluster = Cluster::start();
+    let admin = PgPool::connect(&cluster.url).await.expect("cluster");
+    let data: String = sqlx::query_scalar("show data_directory")
+        .fetch_one(&admin)
+        .await
+        .expect("data directory");
+    let owner = std::fs::metadata(&data).expect("data directory").uid();
+    let Some(disk) = SmallDisk::mount(64, owner) else {
+        // Mounting needs CAP_SYS_ADMIN (root outside a restricted container).
+        eprintln!("skipped: this machine does not let the test mount a small filesystem");
+        return;
+    };
+    let location = disk.path.join("pg");
+    std::fs::create_dir(&location).expect("tablespace dir");
+    std::os::unix::fs::chown(&location, Some(owner), None).expect("chown");
+    sqlx::query(&format!(
+        "create tablespace small location '{}'",
+        location.display()
+    ))
+    .execute(&admin)
+    .await
+    .expect("tablespace");
+    sqlx::query("create database filled tablespace small")
+        .execute(&admin)
+        .await
+        .expect("database");
+    let url = format!("{}/filled", cluster.url.rsplit_once('/').expect("url").0);
+    let running = Running::start(url.clone(), "lab").await;
+    let (base, http, dir) = (&running.base, &running.http, running.dir.path());
+    let token = add_node(http, base, "lab", "gpu01").await;
+    let collector = Collector::start(base, &token, dir, 40, &[]);
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = collector.scrape(http).await;
+    assert!(before["wattlas_collector_samples_delivered_total"] > 0.0);
+    // The disk fills.
+    let ballast = disk.fill();
+    let refused = |m: &HashMap<String, f64>, status: u16| {
+        m.get(&format!(
+            "wattlas_rejected_requests_total{{route=\"/api/v1/ingest/gpu\",status=\"{status}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    let metrics = || async {
+        exposition(
+            &http
+                .get(format!("{base}/metrics"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text"),
+        )
+    };
+    until(
+        "ingest refused for the full disk",
+        Duration::from_secs(20),
+        || async { refused(&metrics().await, 503) >= 3.0 },
+    )
+    .await;
+    let full = collector.scrape(http).await;
+    assert!(
+        full["wattlas_collector_spool_bytes"] > 0.0,
+        "the collector spools: {full:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Space returns.
+    std::fs::remove_file(&ballast).expect("free the disk");
+    let log = collector.finish().await;
+    let db = PgPool::connect(&url).await.expect("database");
+    let emitted = emitted(dir);
+    until("the spool delivered", Duration::from_secs(20), || async {
+        stored_samples(&db).await >= emitted
+    })
+    .await;
+    let m = metrics().await;
+    let stored = stored_samples(&db).await;
+    eprintln!(
+        "full disk: {} batches refused with 503, {} with 500; {stored} of {emitted} samples stored",
+        refused(&m, 503),
+        refused(&m, 500)
+    );
+    assert_eq!(
+        refused(&m, 500),
+        0.0,
+        "a full disk is not an internal error"
+    );
+    assert_eq!(stored, emitted, "the collector said:\n{log}");
+    assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
+    db.close().await;
+    admin.close().await;
+    drop(running);
+}

@@ -214,9 +214,10 @@ pub(crate) async fn middleware(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let identified = match identify(&state, req.headers(), peer).await {
-        Err(e @ AppError::Unavailable(_)) => {
-            // The lookup is each request's check of the primary: its reads go to the replica now
-            // (not for a pool timeout, which a busy primary gives too).
+        // The lookup is each request's check of the primary: its reads go to the replica now (not for
+        // a pool timeout, which a busy primary gives too, nor a full disk, which reads do not mind).
+        Err(AppError::Unavailable(e)) if crate::db::unreachable(&e) => {
+            let e = AppError::Unavailable(e);
             if !matches!(e, AppError::Unavailable(sqlx::Error::PoolTimedOut)) {
                 state.reads.primary_unreachable();
             }

@@ -71,6 +71,12 @@ pub(crate) fn unreachable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` says the database cannot take more now (class 53, insufficient resources: its disk is
+/// full, it is out of memory or connections): reachable, but a write should be retried later (503).
+pub(crate) fn out_of_resources(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("53")))
+}
+
 pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()

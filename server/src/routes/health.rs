@@ -40,7 +40,7 @@ pub(crate) async fn readyz(
             // The primary away but the read replica answering (a failover): still 200, degraded,
             // so that a load balancer keeps sending the pages and read APIs, which the replica and
             // the identities this server confirmed serve; writes answer 503 and collectors spool.
-            let away = crate::error::AppError::from(e).status() == StatusCode::SERVICE_UNAVAILABLE;
+            let away = e.unreachable();
             if away && state.reads.has_replica() && state.reads.replica_answering() {
                 state.reads.primary_unreachable();
                 return (

@@ -42,6 +42,13 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
+impl Error {
+    /// Whether the database could not be reached (not: it refused or failed the query).
+    pub(crate) fn unreachable(&self) -> bool {
+        matches!(self, Self::Db(crate::db::Error::Sql(e)) if crate::db::unreachable(e))
+    }
+}
+
 /// A service result.
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
