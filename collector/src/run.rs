@@ -259,6 +259,7 @@ fn sample_loop(
             // The batcher is stuck (disk?): count the loss rather than block sampling.
             if let Ok(mut s) = spool.lock() {
                 let _ = s.add_dropped(p.samples.len() as u64);
+                let _ = s.add_dropped_ranges(crate::spool::ranges_of(&p.samples));
             }
         }
         if let Some(path) = &ledger {
@@ -321,6 +322,7 @@ async fn batch_loop(
             clock_steps: Some(std::mem::take(steps)).filter(|n| *n > 0),
             node_energy: std::mem::take(energy),
             node_cpus,
+            dropped_ranges: Vec::new(),
         };
         let mut s = spool.lock().map_err(|_| poisoned())?;
         let dropped = s.push(&Entry::Gpu(batch))?;

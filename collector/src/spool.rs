@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
-use wattlas_protocol::{FacilityBatch, GpuBatch, JobEnd, NewJob};
+use wattlas_protocol::{DroppedRange, FacilityBatch, GpuBatch, GpuSample, JobEnd, NewJob};
 
 /// One entry to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,12 +103,42 @@ pub(crate) struct Spool {
     bytes: u64,
     next_seq: u64,
     dropped_samples: u64,
+    /// Which samples were dropped, by GPU and time, until a batch carrying them is acknowledged.
+    dropped_ranges: Vec<DroppedRange>,
     /// The entry the uplink is sending: never dropped for room, or its samples would be counted as
     /// dropped and stored both.
     in_flight: Option<u64>,
 }
 
 const DROPPED_FILE: &str = "dropped_samples";
+const RANGES_FILE: &str = "dropped_ranges.json";
+/// Dropped ranges kept at most: past it a new range widens the latest of its GPU instead (a range may
+/// then hold time whose samples were delivered; never less than was dropped).
+const MAX_RANGES: usize = 1000;
+/// Ranges one batch carries at most (the rest go with the next ones).
+pub(crate) const RANGES_PER_BATCH: usize = 500;
+
+/// The ranges of GPU time `samples` cover, one per GPU: what dropping them loses.
+pub(crate) fn ranges_of(samples: &[GpuSample]) -> Vec<DroppedRange> {
+    let mut by_gpu: std::collections::BTreeMap<u32, DroppedRange> =
+        std::collections::BTreeMap::new();
+    for s in samples {
+        by_gpu
+            .entry(s.gpu)
+            .and_modify(|r| {
+                r.from = r.from.min(s.time);
+                r.to = r.to.max(s.time);
+                r.samples += 1;
+            })
+            .or_insert(DroppedRange {
+                gpu: s.gpu,
+                from: s.time,
+                to: s.time,
+                samples: 1,
+            });
+    }
+    by_gpu.into_values().collect()
+}
 
 impl Spool {
     /// Opens (creating) a spool directory and lists what an earlier run left to deliver.
@@ -142,6 +172,10 @@ impl Spool {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let dropped_ranges = std::fs::read(dir.join(RANGES_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Ok(Self {
             dir: dir.to_owned(),
             max_bytes,
@@ -149,6 +183,7 @@ impl Spool {
             bytes,
             next_seq,
             dropped_samples,
+            dropped_ranges,
             in_flight: None,
         })
     }
@@ -180,13 +215,21 @@ impl Spool {
             let Some(victim) = self.items.remove(pos) else {
                 break;
             };
-            dropped += read_entry(&victim.path).map(|e| e.samples()).unwrap_or(0);
+            if let Ok(e) = read_entry(&victim.path) {
+                dropped += e.samples();
+                if let Entry::Gpu(b) = &e {
+                    self.add_dropped_ranges(ranges_of(&b.samples))?;
+                }
+            }
             std::fs::remove_file(&victim.path).map_err(io(&victim.path))?;
             self.bytes -= victim.bytes;
         }
         if self.bytes + size > self.max_bytes && entry.samples() > 0 {
             // Even an empty spool cannot hold it: the entry itself is the drop.
             dropped += entry.samples();
+            if let Entry::Gpu(b) = entry {
+                self.add_dropped_ranges(ranges_of(&b.samples))?;
+            }
             self.add_dropped(dropped)?;
             return Ok(dropped);
         }
@@ -215,6 +258,67 @@ impl Spool {
         let path = self.dir.join(DROPPED_FILE);
         let tmp = self.dir.join(format!("{DROPPED_FILE}.tmp"));
         std::fs::write(&tmp, self.dropped_samples.to_string()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Records which samples were dropped (persistently, until delivered): a range continuing the
+    /// latest of its GPU extends it; past [`MAX_RANGES`] any new one widens the latest of its GPU.
+    pub(crate) fn add_dropped_ranges(
+        &mut self,
+        ranges: Vec<DroppedRange>,
+    ) -> Result<(), SpoolError> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        for r in ranges {
+            let full = self.dropped_ranges.len() >= MAX_RANGES;
+            let latest = self
+                .dropped_ranges
+                .iter_mut()
+                .rev()
+                .find(|l| l.gpu == r.gpu)
+                .filter(|l| {
+                    full || (r.from >= l.from && r.from <= l.to + chrono::Duration::seconds(2))
+                });
+            match latest {
+                Some(l) => {
+                    l.from = l.from.min(r.from);
+                    l.to = l.to.max(r.to);
+                    l.samples += r.samples;
+                }
+                None => self.dropped_ranges.push(r),
+            }
+        }
+        self.save_ranges()
+    }
+
+    /// The dropped ranges to send with the next batch.
+    pub(crate) fn pending_ranges(&self) -> Vec<DroppedRange> {
+        self.dropped_ranges
+            .iter()
+            .take(RANGES_PER_BATCH)
+            .cloned()
+            .collect()
+    }
+
+    /// The server acknowledged a batch carrying `sent`: those are delivered (unless widened since).
+    pub(crate) fn ranges_delivered(&mut self, sent: &[DroppedRange]) -> Result<(), SpoolError> {
+        let before = self.dropped_ranges.len();
+        self.dropped_ranges.retain(|r| !sent.contains(r));
+        if self.dropped_ranges.len() == before {
+            return Ok(());
+        }
+        self.save_ranges()
+    }
+
+    fn save_ranges(&self) -> Result<(), SpoolError> {
+        let path = self.dir.join(RANGES_FILE);
+        let tmp = self.dir.join(format!("{RANGES_FILE}.tmp"));
+        let json = serde_json::to_vec(&self.dropped_ranges).map_err(|e| SpoolError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, json).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
@@ -343,6 +447,7 @@ mod tests {
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         })
     }
 
@@ -401,6 +506,92 @@ mod tests {
             reopened.dropped_samples(),
             dropped,
             "the drop count persists"
+        );
+    }
+
+    /// Second `k` after `t0` of GPUs 0 and 1, ten samples each.
+    fn second(t0: chrono::DateTime<Utc>, k: i64) -> Entry {
+        let Entry::Gpu(mut b) = batch(0) else {
+            unreachable!()
+        };
+        b.samples = (0..20)
+            .map(|i| GpuSample {
+                time: t0 + chrono::Duration::milliseconds(1000 * k + 100 * (i / 2)),
+                gpu: (i % 2) as u32,
+                power_w: 100.0,
+                energy_mj: None,
+                power_limit_w: None,
+                util_pct: None,
+                mem_used_mib: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+                power_instant_w: None,
+                power_source: None,
+            })
+            .collect();
+        Entry::Gpu(b)
+    }
+
+    #[test]
+    fn dropped_samples_are_kept_as_ranges_until_delivered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t0 = Utc::now() - chrono::Duration::hours(1);
+        let one = {
+            let mut probe = Spool::open(&dir.path().join("probe"), 1 << 20).expect("opens");
+            probe.push(&second(t0, 0)).expect("push");
+            probe.bytes()
+        };
+        let mut spool = Spool::open(&dir.path().join("s"), one * 2 + one / 2).expect("opens");
+        let mut dropped = 0;
+        for k in 0..10 {
+            dropped += spool.push(&second(t0, k)).expect("push");
+        }
+        // Seconds 0..8 dropped in order: one range per GPU, extended batch after batch.
+        let ranges = spool.pending_ranges();
+        assert_eq!(ranges.len(), 2, "{ranges:?}");
+        assert_eq!(ranges.iter().map(|r| r.samples).sum::<u64>(), dropped);
+        for r in &ranges {
+            assert_eq!(r.from, t0);
+            assert_eq!(
+                r.to,
+                t0 + chrono::Duration::milliseconds(1000 * (dropped as i64 / 20 - 1) + 900)
+            );
+        }
+        // They persist, and go once delivered; a range added meanwhile stays.
+        drop(spool);
+        let mut spool = Spool::open(&dir.path().join("s"), one * 2 + one / 2).expect("reopens");
+        assert_eq!(spool.pending_ranges(), ranges);
+        let later = ranges_of(match &second(t0, 100) {
+            Entry::Gpu(b) => &b.samples,
+            _ => unreachable!(),
+        });
+        spool.add_dropped_ranges(later.clone()).expect("add");
+        spool.ranges_delivered(&ranges).expect("delivered");
+        assert_eq!(
+            spool.pending_ranges(),
+            later,
+            "a gap over 2 s is a range of its own"
+        );
+        // Bounded: past MAX_RANGES a new range widens the latest of its GPU.
+        for k in 0..(MAX_RANGES as i64 + 50) {
+            spool
+                .add_dropped_ranges(vec![DroppedRange {
+                    gpu: 3,
+                    from: t0 + chrono::Duration::seconds(10 * k),
+                    to: t0 + chrono::Duration::seconds(10 * k),
+                    samples: 1,
+                }])
+                .expect("add");
+        }
+        assert!(spool.dropped_ranges.len() <= MAX_RANGES);
+        let gpu3: Vec<_> = spool.dropped_ranges.iter().filter(|r| r.gpu == 3).collect();
+        assert_eq!(
+            gpu3.iter().map(|r| r.samples).sum::<u64>(),
+            MAX_RANGES as u64 + 50
+        );
+        assert_eq!(
+            gpu3.last().expect("range").to,
+            t0 + chrono::Duration::seconds(10 * (MAX_RANGES as i64 + 49))
         );
     }
 

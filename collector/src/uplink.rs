@@ -207,8 +207,8 @@ pub(crate) async fn deliver_loop(
 ) {
     let mut backoff = Duration::from_millis(250);
     while delivering.load(Ordering::SeqCst) {
-        let (item, dropped_total) = match spool.lock() {
-            Ok(mut s) => (s.next_to_send(), s.dropped_samples()),
+        let (item, dropped_total, ranges) = match spool.lock() {
+            Ok(mut s) => (s.next_to_send(), s.dropped_samples(), s.pending_ranges()),
             Err(_) => return,
         };
         let Some(item) = item else {
@@ -218,6 +218,7 @@ pub(crate) async fn deliver_loop(
         let entry = match read_entry(&item.path) {
             Ok(Entry::Gpu(mut batch)) => {
                 batch.dropped_samples_total = Some(dropped_total);
+                batch.dropped_ranges = ranges.clone();
                 Entry::Gpu(batch)
             }
             Ok(other) => other,
@@ -242,6 +243,11 @@ pub(crate) async fn deliver_loop(
                     if let Err(e) = s.remove(item.seq) {
                         tracing::error!(error = %e, "cannot remove a delivered spool entry");
                     }
+                    if matches!(entry, Entry::Gpu(_)) {
+                        if let Err(e) = s.ranges_delivered(&ranges) {
+                            tracing::error!(error = %e, "cannot record delivered dropped ranges");
+                        }
+                    }
                 }
                 backoff = Duration::from_millis(250);
             }
@@ -250,6 +256,15 @@ pub(crate) async fn deliver_loop(
                 tracing::error!(error = %why, file = %item.path.display(), "server refused a spool entry; kept in rejected/");
                 if let Ok(mut s) = spool.lock() {
                     let _ = s.reject(item.seq);
+                    // The dropped ranges it carried go with it (the server counts the samples as
+                    // dropped all the same), lest one it refuses refuse every batch after it.
+                    if matches!(entry, Entry::Gpu(_)) && !ranges.is_empty() {
+                        tracing::error!(
+                            ranges = ranges.len(),
+                            "dropped ranges discarded with the refused batch"
+                        );
+                        let _ = s.ranges_delivered(&ranges);
+                    }
                 }
             }
             Delivery::Retry(why) => {

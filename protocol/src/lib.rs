@@ -155,6 +155,33 @@ pub struct GpuBatch {
     /// The node's logical CPUs: what jobs' `cpus` are a share of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_cpus: Option<u32>,
+    /// Samples the collector dropped (its spool full), by GPU and time range, until the server has
+    /// acknowledged a batch carrying them: which jobs lost what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_ranges: Vec<DroppedRange>,
+}
+
+/// Samples of one GPU a collector dropped over `[from, to]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedRange {
+    /// NVML index of the GPU.
+    pub gpu: u32,
+    /// The first dropped sample's time.
+    pub from: DateTime<Utc>,
+    /// The last dropped sample's time.
+    pub to: DateTime<Utc>,
+    /// Samples dropped in the range.
+    pub samples: u64,
+}
+
+/// What a job lost to its collectors' drops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LostSamples {
+    /// Samples dropped within the job's GPUs and time (a range's samples in proportion to its
+    /// overlap).
+    pub samples: u64,
+    /// GPU-seconds of the job within dropped ranges.
+    pub gpu_seconds: f64,
 }
 
 /// Which of a node's energy counters a reading is.
@@ -410,6 +437,11 @@ pub struct JobView {
     /// computed before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensor: Option<SensorReadings>,
+    /// Samples its nodes' collectors dropped within its GPUs and time (a spool full through a long
+    /// outage), as they reported the ranges: that time is uncovered, which the coverage and the bound
+    /// count; absent where none was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostSamples>,
     /// Market-based CO2e, kg (Scope 2's market-based method): each hour at the factor of the site's
     /// contractual instrument covering it, else at its location-based factor; absent where the site
     /// records no instrument. `co2e_kg` is the location-based figure.

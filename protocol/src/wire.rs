@@ -238,6 +238,7 @@ mod tests {
             clock_steps: None,
             node_energy: vec![],
             node_cpus: Some(64),
+            dropped_ranges: Vec::new(),
         };
         let frame = encode_batch(&batch).expect("frame");
         let (meta, samples) = decode_batch(&frame).expect("decodes");
@@ -269,6 +270,7 @@ mod tests {
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         };
         batch.samples[0].power_w = MAX_GPU_POWER_W + 1.0;
         assert!(

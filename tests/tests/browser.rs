@@ -430,6 +430,7 @@ async fn seed(base: &str) {
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         };
         post(
             &http,

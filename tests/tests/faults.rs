@@ -115,6 +115,7 @@ async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPo
     let dir = running.dir.path();
     // About five 1-second batches of 4 GPUs (1.2 kB each, gzipped JSON).
     let bound = ["--spool-max-bytes", "6000"];
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
 
     // Port 9 (discard): nothing listens there on a test machine, so every push is refused.
     let nowhere = "http://127.0.0.1:9".to_owned();
@@ -179,6 +180,23 @@ async fn a_collector_killed_with_a_full_spool_delivers_it_after_restart(db: PgPo
         "stored + dropped = what the first left + what the second read; the second said:\n{log}"
     );
     assert_eq!(distinct_samples(&db).await, stored, "nothing doubled");
+
+    // Which samples were dropped reached the server too: a job over the whole run on the node's GPUs
+    // says it lost every one of them.
+    post(
+        &http,
+        &base,
+        ADMIN,
+        "/api/v1/jobs",
+        json!({"id": "through-the-outage", "user": "ann", "site": "lab", "start": started,
+               "end": chrono::Utc::now(), "allocations": [{"node": "gpu01", "gpus": [0, 1, 2, 3]}]}),
+    )
+    .await;
+    let view = job(&http, &base, "through-the-outage").await;
+    assert_eq!(view["lost"]["samples"], json!(dropped), "{view}");
+    let files =
+        std::fs::read_to_string(dir.join("spool/dropped_ranges.json")).expect("ranges file");
+    assert_eq!(files.trim(), "[]", "delivered ranges are forgotten");
 }
 
 /// `scripts/db replica` makes a hot standby that streams the primary's writes (TimescaleDB with them),

@@ -98,6 +98,7 @@ fn batch(samples: usize) -> Entry {
         clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
+        dropped_ranges: Vec::new(),
     })
 }
 

@@ -153,6 +153,67 @@ pub(crate) async fn list(db: &PgPool) -> sqlx::Result<Vec<Node>> {
         .await
 }
 
+/// Stores the ranges of samples a node's collector dropped; one sent again or widened updates the one
+/// stored (by GPU and start), never adds to it.
+pub(crate) async fn insert_dropped(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: NodeId,
+    ranges: &[wattlas_protocol::DroppedRange],
+) -> sqlx::Result<()> {
+    let gpu: Vec<i32> = ranges.iter().map(|r| r.gpu as i32).collect();
+    let from: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.from).collect();
+    let to: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.to).collect();
+    let samples: Vec<i64> = ranges
+        .iter()
+        .map(|r| r.samples.min(i64::MAX as u64) as i64)
+        .collect();
+    sqlx::query(
+        r#"insert into dropped_ranges (node_id, gpu_index, t_from, t_to, samples)
+        select $1, * from unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int8[])
+        on conflict (node_id, gpu_index, t_from) do update
+            set t_to = greatest(dropped_ranges.t_to, excluded.t_to),
+                samples = greatest(dropped_ranges.samples, excluded.samples),
+                reported_at = now()"#,
+    )
+    .bind(node_id)
+    .bind(&gpu)
+    .bind(&from)
+    .bind(&to)
+    .bind(&samples)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Samples dropped within a job's GPUs over `[from, to]`: (samples, GPU-seconds), each range's
+/// samples in proportion to its overlap with the span (a range of one sample counts whole where it
+/// falls inside).
+pub(crate) async fn dropped_for_job(
+    db: &PgPool,
+    job_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<(f64, f64)> {
+    sqlx::query_as(
+        r#"with o as (
+            select d.samples,
+                extract(epoch from d.t_to - d.t_from)::float8 as span_s,
+                extract(epoch from least(d.t_to, $3) - greatest(d.t_from, $2))::float8 as overlap_s
+            from job_allocations a
+            join dropped_ranges d on d.node_id = a.node_id and d.gpu_index = a.gpu_index
+            where a.job_id = $1 and d.t_from <= $3 and d.t_to >= $2
+        )
+        select coalesce(sum(case when span_s > 0 then samples * overlap_s / span_s else samples end), 0)::float8,
+            coalesce(sum(overlap_s), 0)::float8
+        from o"#,
+    )
+    .bind(job_id)
+    .bind(from)
+    .bind(to)
+    .fetch_one(db)
+    .await
+}
+
 /// Records the identities a batch carried (a swapped GPU replaces the old one at its index, except
 /// where the identity says `keep_known`: an import's never replaces one) and returns every GPU index
 /// the node has: one round trip for a collector's batch.

@@ -21,6 +21,17 @@ pub(crate) async fn site_changed(
     Ok(db::jobs::mark_site_energy_stale(tx, site_id, from, to).await?)
 }
 
+/// A node's collector reported samples it dropped: the jobs over those ranges lost them (their views
+/// say so). Inside the ingest writers' transaction, whose error is the store's.
+pub(crate) async fn samples_dropped(
+    tx: &mut Transaction<'_, Postgres>,
+    node_id: NodeId,
+    ranges: &[wattlas_protocol::DroppedRange],
+) -> std::result::Result<u64, db::Error> {
+    let ranges: Vec<_> = ranges.iter().map(|r| (node_id, r.from, r.to)).collect();
+    Ok(db::jobs::mark_energy_stale(tx, &ranges).await?)
+}
+
 /// Samples or allocations of nodes changed: `(node, from, to)` each. Returns the views marked.
 pub(crate) async fn nodes_changed(
     tx: &mut Transaction<'_, Postgres>,

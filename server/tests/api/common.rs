@@ -321,6 +321,7 @@ pub fn batch(samples: Vec<GpuSample>) -> GpuBatch {
         clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
+        dropped_ranges: Vec::new(),
     }
 }
 
@@ -529,6 +530,7 @@ pub async fn node_with_four_gpus(
         clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
+        dropped_ranges: Vec::new(),
     };
     let (status, body) = app.ingest(token, &batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");

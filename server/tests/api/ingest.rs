@@ -219,6 +219,7 @@ async fn concurrent_batches_of_new_gpus_both_find_them(db: PgPool) {
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         };
         let (a, b) = (batch(0), batch(600));
         let (ra, rb) = tokio::join!(app.ingest(ADMIN, &a), app.ingest(ADMIN, &b));
@@ -813,4 +814,81 @@ async fn a_nodes_clock_offset_is_kept_shown_and_flagged(db: PgPool) {
     assert_eq!(r.status(), StatusCode::OK);
     let (_, page) = app.page(&sam.cookie, "/overview").await;
     assert!(!page.contains("Node clocks off"), "{page}");
+}
+
+/// A collector's dropped ranges (its spool overflowed in an outage) reach the jobs that lost them:
+/// stored once however often sent, refused whole when bad (named), said on the job's view and page.
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn dropped_ranges_reach_the_jobs_that_lost_them_once(db: PgPool) {
+    let app = App::spawn(db).await;
+    let token = app.node().await;
+    let t0 = minute_aligned_past(30);
+    // GPU 0 for a minute: samples for the first 20 s and the last 20 s; the middle was dropped.
+    let mut s = samples(t0, 20);
+    s.extend(samples(t0 + Duration::seconds(40), 20));
+    let job = app
+        .new_job("lossy")
+        .gpus(&[0])
+        .start(t0)
+        .end(t0 + Duration::seconds(60))
+        .samples(&token, s)
+        .create()
+        .await;
+    assert_eq!(job.lost, None);
+    let coverage = job.coverage;
+
+    let range = |gpu: u32, samples: u64| wattlas_protocol::DroppedRange {
+        gpu,
+        from: t0 + Duration::seconds(20),
+        to: t0 + Duration::milliseconds(39_900),
+        samples,
+    };
+    let mut report = batch(vec![]);
+    report.dropped_ranges = vec![range(0, 200), range(1, 200)];
+    for _ in 0..2 {
+        let (status, body) = app.ingest(&token, &report).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let job = app.job("lossy").await;
+    let lost = job.lost.clone().expect("the job says what it lost");
+    assert_eq!(
+        lost.samples, 200,
+        "GPU 1 is not the job's; sent twice, counted once"
+    );
+    assert!((lost.gpu_seconds - 19.9).abs() < 1e-6, "{lost:?}");
+    assert!(
+        (job.coverage - coverage).abs() < 1e-9,
+        "the gap was uncovered already"
+    );
+    let (status, page) = app.get_text(ADMIN, "/jobs/lossy").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Lost before they reached Wattlas: 200 samples (20 GPU-seconds of this job)"),
+        "{page}"
+    );
+
+    // Bad ranges are refused whole, named, and store nothing.
+    let before = app.stored().await;
+    for (bad, error) in [
+        (
+            wattlas_protocol::DroppedRange {
+                to: t0,
+                ..range(0, 5)
+            },
+            "dropped_ranges[1].to: is before from",
+        ),
+        (range(64, 5), "dropped_ranges[1].gpu: 64 is over 63"),
+        (
+            range(0, 100_000),
+            "dropped_ranges[1].samples: 100000 in 19 s is not a count of dropped samples",
+        ),
+    ] {
+        let mut refused = batch(samples(t0 + Duration::seconds(61), 1));
+        refused.dropped_ranges = vec![range(0, 200), bad];
+        let (status, body) = app.ingest(&token, &refused).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], error);
+    }
+    assert_eq!(app.stored().await, before, "nothing of a refused batch");
+    assert_eq!(app.job("lossy").await.lost.expect("lost").samples, 200);
 }

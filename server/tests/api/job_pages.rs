@@ -216,6 +216,7 @@ async fn a_job_of_many_gpus_is_charted_per_node(db: PgPool) {
                 clock_steps: None,
                 node_energy: vec![],
                 node_cpus: None,
+                dropped_ranges: Vec::new(),
             },
         )
         .await;

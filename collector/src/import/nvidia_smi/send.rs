@@ -110,6 +110,7 @@ pub(crate) async fn import(
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         };
         in_flight.spawn(post(uplink.clone(), batch));
         if in_flight.len() >= IN_FLIGHT {

@@ -33,6 +33,7 @@ fn view(id: &str, site: &str, it_kwh: f64, pue: f64, cap: f64) -> JobView {
         co2e_kg_high: Some(it_kwh * pue * 0.3 * 1.3),
         bound_terms: Vec::new(),
         sensor: None,
+        lost: None,
         co2e_market_kg: None,
         market_contract_share: 0.0,
         embodied_kg: None,

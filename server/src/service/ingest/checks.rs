@@ -67,6 +67,7 @@ pub(crate) async fn check_batch(
         }
     }
     validate_node_energy(&batch, now)?;
+    validate_dropped(&batch, now)?;
     if !import {
         if let Some((i, r)) = batch
             .node_energy
@@ -90,9 +91,59 @@ pub(crate) async fn check_batch(
         node_energy: batch.node_energy,
         node_cpus: batch.node_cpus,
         dropped_total: batch.dropped_samples_total,
+        dropped_ranges: batch.dropped_ranges,
         clock_steps: batch.clock_steps,
         clock_offset_ms: None,
     })
+}
+
+/// Dropped ranges one batch may report at most (a collector keeps fewer, merging the oldest).
+pub(crate) const MAX_DROPPED_RANGES: usize = 10_000;
+
+/// The ranges of samples the collector dropped: at most [`MAX_DROPPED_RANGES`], each of a GPU index
+/// in range, ordered, not in the future, of a plausible sample count (one a millisecond at most).
+fn validate_dropped(batch: &GpuBatch, now: DateTime<Utc>) -> Result<()> {
+    if batch.dropped_ranges.len() > MAX_DROPPED_RANGES {
+        return Err(Error::invalid(
+            "dropped_ranges",
+            format!(
+                "{} ranges; at most {MAX_DROPPED_RANGES} in one batch",
+                batch.dropped_ranges.len()
+            ),
+        ));
+    }
+    let future = now + chrono::Duration::milliseconds(MAX_FUTURE_MS);
+    for (i, r) in batch.dropped_ranges.iter().enumerate() {
+        let field = |f: &str| format!("dropped_ranges[{i}].{f}");
+        if r.gpu > MAX_GPU_INDEX {
+            return Err(Error::invalid(
+                field("gpu"),
+                format!("{} is over {MAX_GPU_INDEX}", r.gpu),
+            ));
+        }
+        if r.to < r.from {
+            return Err(Error::invalid(field("to"), "is before from"));
+        }
+        if r.to > future || r.from.timestamp() < 0 {
+            return Err(Error::invalid(
+                field(if r.to > future { "to" } else { "from" }),
+                "is not a time a sample could have been taken",
+            ));
+        }
+        // At most one sample a millisecond of each GPU (collectors sample every 100 ms by default).
+        let most = (r.to - r.from).num_milliseconds() + 1;
+        if r.samples == 0 || r.samples > most.max(1) as u64 {
+            return Err(Error::invalid(
+                field("samples"),
+                format!(
+                    "{} in {} s is not a count of dropped samples",
+                    r.samples,
+                    (r.to - r.from).num_seconds()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The longest time one batch may cover: raw samples are stored in chunks of one day, so a batch over

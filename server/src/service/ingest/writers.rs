@@ -42,6 +42,8 @@ pub(crate) struct Checked {
     pub node_cpus: Option<u32>,
     /// The collector's count of samples it dropped.
     pub dropped_total: Option<u64>,
+    /// The ranges of samples it dropped, by GPU.
+    pub dropped_ranges: Vec<wattlas_protocol::DroppedRange>,
     /// The node's clock against the server's when the batch came, ms (positive: the node is behind).
     pub clock_offset_ms: Option<i64>,
     /// Steps of the node's wall clock its collector slewed over while taking these samples.
@@ -97,6 +99,10 @@ pub(crate) async fn store(
         }
         if let Some(cpus) = c.node_cpus {
             db::node_energy::set_node_cpus(tx, c.node_id, cpus).await?;
+        }
+        if !c.dropped_ranges.is_empty() {
+            db::nodes::insert_dropped(tx, c.node_id, &c.dropped_ranges).await?;
+            crate::service::stale::samples_dropped(tx, c.node_id, &c.dropped_ranges).await?;
         }
         touched.push(db::nodes::Touch {
             node_id: c.node_id,

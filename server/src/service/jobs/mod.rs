@@ -461,6 +461,12 @@ pub(crate) async fn view(
             charged.carbon.series_share,
         )
     });
+    let (dropped, dropped_s) =
+        db::nodes::dropped_for_job(&cx.db, &job.id, db::ts(from_ms), db::ts(to_ms)).await?;
+    let lost = (dropped > 0.0).then(|| wattlas_protocol::LostSamples {
+        samples: dropped.round() as u64,
+        gpu_seconds: dropped_s,
+    });
     let embodied_kg = db::scope2::job_embodied_rate(&cx.db, &job.id)
         .await?
         .map(|rate| rate * duration_s / 3600.0);
@@ -476,6 +482,7 @@ pub(crate) async fn view(
         co2e_kg_high: co2e_bounds.map(|b| b.1),
         bound_terms,
         sensor: Some(sensor),
+        lost,
         running: job.end_time.is_none(),
         id: job.id.clone(),
         user: job.user_name.clone(),
@@ -581,6 +588,18 @@ pub(crate) fn read_from(s: &wattlas_protocol::SensorReadings) -> String {
     .map(|(how, v)| format!("{how} {:.1} %", v * 100.0))
     .collect::<Vec<_>>()
     .join(", ")
+}
+
+/// What a job's page says of samples its collectors dropped.
+pub(crate) fn dropped_note(lost: &wattlas_protocol::LostSamples) -> String {
+    format!(
+        "Lost before they reached Wattlas: {} sample{} ({:.0} GPU-seconds of this job) that a collector \
+         dropped when its spool was full (the server was unreachable for longer than the spool holds). \
+         That time is uncovered: it lowers the coverage, and the bound reaches the GPUs' power limit over it.",
+        lost.samples,
+        if lost.samples == 1 { "" } else { "s" },
+        lost.gpu_seconds
+    )
 }
 
 /// What a job's page says where the sensor disagreed with itself.

@@ -88,6 +88,7 @@ pub(crate) async fn write(
             clock_steps: None,
             node_energy: vec![],
             node_cpus: None,
+            dropped_ranges: Vec::new(),
         };
         validate_identities(&batch)?;
         // A node not registered yet has no GPUs but those the write names.

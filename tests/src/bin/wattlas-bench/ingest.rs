@@ -75,6 +75,7 @@ pub(crate) fn batch_of(n: usize, gpus: u32, samples: &[GpuSample]) -> GpuBatch {
         clock_steps: None,
         node_energy: vec![],
         node_cpus: None,
+        dropped_ranges: Vec::new(),
     }
 }
 
