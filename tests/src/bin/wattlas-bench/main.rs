@@ -184,8 +184,21 @@ async fn main() -> anyhow::Result<()> {
             .get(i + 2)
             .and_then(|m| m.parse().ok())
             .context("--soak-rate MINUTES SAMPLES_PER_S")?;
-        let rows = soak::soak_rate(&base_url, minutes, rate).await?;
+        let rows = soak::soak_rate(&base_url, minutes, rate, false).await?;
         write_table(&rows, &format!("soak-rate, {minutes} min"), out.as_deref())?;
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--chaos") {
+        let minutes: u64 = args
+            .get(i + 1)
+            .and_then(|m| m.parse().ok())
+            .context("--chaos MINUTES SAMPLES_PER_S")?;
+        let rate: f64 = args
+            .get(i + 2)
+            .and_then(|m| m.parse().ok())
+            .context("--chaos MINUTES SAMPLES_PER_S")?;
+        let rows = soak::soak_rate(&base_url, minutes, rate, true).await?;
+        write_table(&rows, &format!("chaos, {minutes} min"), out.as_deref())?;
         return Ok(());
     }
     if let Some(minutes) = soak_minutes {

@@ -81,6 +81,12 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// SIGKILL: no graceful shutdown, requests in flight are cut.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Server {
@@ -95,6 +101,15 @@ impl Drop for Server {
 /// hours itself, once they are all written: the task would take the raw template hour away while the
 /// seed copies it).
 pub async fn start_server(url: &str, settle: bool) -> anyhow::Result<(Server, String)> {
+    start_server_at(url, settle, "127.0.0.1:0").await
+}
+
+/// `start_server` on `bind` (a restarted server takes its address again).
+pub async fn start_server_at(
+    url: &str,
+    settle: bool,
+    bind: &str,
+) -> anyhow::Result<(Server, String)> {
     let exe = std::env::current_exe()?
         .parent()
         .context("bench binary without a folder")?
@@ -104,7 +119,7 @@ pub async fn start_server(url: &str, settle: bool) -> anyhow::Result<(Server, St
     let server = Server(
         Command::new(&exe)
             .env("DATABASE_URL", url)
-            .env("WATTLAS_BIND", "127.0.0.1:0")
+            .env("WATTLAS_BIND", bind)
             .env("WATTLAS_ADMIN_TOKEN", ADMIN)
             // The binary soak's collectors (12,500 at 1,000,000 samples/s) each keep a connection
             // open, as real ones do: more than the default 1,024 (a fleet that size raises it too, or

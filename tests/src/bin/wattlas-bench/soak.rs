@@ -266,10 +266,18 @@ const NODE_SAMPLES_PER_S: f64 = 80.0;
 /// on (the frame's base time patched: no re-encoding in the sender). Reports the rate taken, latency
 /// and the server's memory minute by minute, the CPU of server, PostgreSQL and sender, the rollup's
 /// work and backlog, and the samples stored (raw and settled) against those sent: each once.
+///
+/// `chaos` (`--chaos MINUTES SAMPLES_PER_S`): the same, with a fault every seventh of the run, in turn:
+/// the server killed with SIGKILL and started again on its address, PostgreSQL stopped and started
+/// (`scripts/db down`, `up`), and every collector killed with its batch in flight (started again a
+/// second later, it sends that batch again, as a collector's spool does). Senders keep their batch
+/// through refusals and broken connections, as collectors do; each fault's recovery time and the p99 of
+/// the minute after it are reported, and every sample acknowledged must be stored once.
 pub async fn soak_rate(
     base_url: &str,
     minutes: u64,
     rate: f64,
+    chaos: bool,
 ) -> anyhow::Result<Vec<(String, String)>> {
     use crate::ingest::simulate;
 
@@ -286,6 +294,11 @@ pub async fn soak_rate(
         serde_json::json!({"name": "bench", "timezone": "UTC"}),
     )
     .await;
+    let server = std::sync::Arc::new(tokio::sync::Mutex::new(server));
+    // A kill of every collector: cuts the requests in flight (`killed`) and makes each send its last
+    // batch again (`kills`, counted).
+    let killed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let kills = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let nodes = (rate / NODE_SAMPLES_PER_S).ceil() as u32;
     let mut tokens = vec![String::new(); nodes as usize];
     let mut registering = tokio::task::JoinSet::new();
@@ -339,7 +352,7 @@ pub async fn soak_rate(
     let every = Duration::from_secs(1);
     let batches = run_s;
 
-    let pid = server.pid();
+    let pid = server.lock().await.pid();
     let (pg_before, server_before, me_before) = (
         crate::postgres_cpu(),
         crate::proc_usage(pid)?.0,
@@ -349,12 +362,21 @@ pub async fn soak_rate(
     let mut tasks = Vec::new();
     for (n, token) in tokens.iter().enumerate() {
         let (http, token, frames) = (http.clone(), token.clone(), frames.clone());
+        let (killed, kills) = (killed.clone(), kills.clone());
         let url = format!("{base}/api/v1/ingest/gpu");
         let first = start + every.mul_f64(n as f64 / f64::from(nodes));
         tasks.push(tokio::spawn(async move {
             // (seconds since the start when it was sent, latency in ms) of each batch; samples sent.
             let mut sent = Vec::with_capacity(batches as usize);
-            let (mut samples, mut stored, mut refused) = (0u64, 0u64, 0u64);
+            let (mut samples, mut stored, mut again) = (0u64, 0u64, 0u64);
+            // Sends answered 503, retried after an error, cut by a kill.
+            let mut counts = [0u64; 3];
+            let count = |counts: &mut [u64; 3], c: [u64; 3]| {
+                for (total, n) in counts.iter_mut().zip(c) {
+                    *total += n;
+                }
+            };
+            let (mut seen_kill, mut last) = (0u64, None);
             for k in 0..batches {
                 let due = first + every * k as u32;
                 tokio::time::sleep_until(due).await;
@@ -363,31 +385,22 @@ pub async fn soak_rate(
                 let t0 = i64::from_le_bytes(body[*at..*at + 8].try_into()?);
                 let moved = t0 + (k / template_s) * template_s * 1000;
                 body[*at..*at + 8].copy_from_slice(&moved.to_le_bytes());
-                // A full queue answers 503 with Retry-After: the collector keeps the batch and
-                // sends it again then, as here (its later seconds wait behind it).
-                let r = loop {
-                    let r = crate::ingest::answer(
-                        &http,
-                        &url,
-                        &token,
-                        wattlas_protocol::wire::BATCH_CONTENT_TYPE,
-                        false,
-                        body.clone(),
-                    )
-                    .await?;
-                    if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                        anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
-                        break r;
+                // Killed and started again (chaos): the collector's spool still holds the batch it
+                // sent last (acknowledged, but not yet removed when it was killed): sent again, it
+                // must store nothing.
+                let kill = kills.load(std::sync::atomic::Ordering::SeqCst);
+                if kill != seen_kill {
+                    seen_kill = kill;
+                    if let Some(last) = last.take() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let (answer, c) = send(&http, &url, &token, last, chaos, &killed).await?;
+                        count(&mut counts, c);
+                        again += answer["stored"].as_u64().context("stored")?;
                     }
-                    refused += 1;
-                    let wait = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok()?.parse().ok())
-                        .unwrap_or(1);
-                    tokio::time::sleep(Duration::from_secs(wait)).await;
-                };
-                let answer: serde_json::Value = r.json().await?;
+                }
+                let (answer, c) = send(&http, &url, &token, body.clone(), chaos, &killed).await?;
+                count(&mut counts, c);
+                last = Some(body);
                 stored += answer["stored"].as_u64().context("stored")?;
                 samples += n;
                 sent.push((
@@ -395,29 +408,97 @@ pub async fn soak_rate(
                     due.elapsed().as_secs_f64() * 1000.0,
                 ));
             }
-            Ok::<_, anyhow::Error>((sent, samples, stored, refused))
+            Ok::<_, anyhow::Error>((sent, samples, stored, again, counts))
         }));
     }
+    // The faults, in turn, every seventh of the run: (what, seconds into the run, recovered at).
+    let faults = chaos.then(|| {
+        let (server, killed, kills, http, base, url) = (
+            server.clone(),
+            killed.clone(),
+            kills.clone(),
+            http.clone(),
+            base.clone(),
+            url.clone(),
+        );
+        tokio::spawn(async move {
+            let bind = base.trim_start_matches("http://").to_owned();
+            let every = Duration::from_secs(run_s as u64) / 7;
+            let mut done = Vec::new();
+            let mut server_cpu = 0.0;
+            for k in 1..=6u32 {
+                tokio::time::sleep_until(start + every * k).await;
+                let at = start.elapsed().as_secs_f64();
+                let what = match k % 3 {
+                    1 => {
+                        let mut s = server.lock().await;
+                        server_cpu += crate::proc_usage(s.pid()).map_or(0.0, |u| u.0);
+                        s.kill();
+                        *s = crate::pages::start_server_at(&url, false, &bind).await?.0;
+                        "server killed (SIGKILL) and started again"
+                    }
+                    2 => {
+                        for step in ["down", "up"] {
+                            let out = tokio::process::Command::new("bash")
+                                .args(["scripts/db", step])
+                                .output()
+                                .await?;
+                            anyhow::ensure!(out.status.success(), "scripts/db {step} failed");
+                        }
+                        "PostgreSQL stopped and started (scripts/db down, up)"
+                    }
+                    _ => {
+                        kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        killed.notify_waiters();
+                        "every collector killed with its batch in flight"
+                    }
+                };
+                // Recovered: the server says it is ready (the database answers).
+                while !http
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done.push((what, at, start.elapsed().as_secs_f64()));
+            }
+            Ok::<_, anyhow::Error>((done, server_cpu))
+        })
+    });
     // The server's memory every 5 s while the collectors send.
     let mut rss: Vec<(f64, u64)> = Vec::new();
     let watch = Instant::now();
     while tasks.iter().any(|t| !t.is_finished()) {
-        rss.push((watch.elapsed().as_secs_f64(), rss_kib(pid)?));
+        // (A restarted server's memory starts again; a reading during its restart is skipped.)
+        if let Ok(kib) = rss_kib(server.lock().await.pid()) {
+            rss.push((watch.elapsed().as_secs_f64(), kib));
+        }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let mut sent = Vec::new();
-    let (mut samples, mut answered, mut refused) = (0u64, 0u64, 0u64);
+    let (mut samples, mut answered, mut stored_again) = (0u64, 0u64, 0u64);
+    let [mut refused, mut retried, mut cut] = [0u64; 3];
     for t in tasks {
-        let (s, n, stored, r) = t.await??;
+        let (s, n, stored, again, [r, e, c]) = t.await??;
         sent.extend(s);
         samples += n;
         answered += stored;
+        stored_again += again;
         refused += r;
+        retried += e;
+        cut += c;
     }
+    let (faults, killed_server_cpu) = match faults {
+        Some(f) => f.await??,
+        None => (Vec::new(), 0.0),
+    };
+    let pid = server.lock().await.pid();
     let secs = start.elapsed().as_secs_f64();
     let cpu = (
         crate::postgres_cpu_since(&pg_before),
-        crate::proc_usage(pid)?.0 - server_before,
+        crate::proc_usage(pid)?.0 + killed_server_cpu - server_before,
         crate::proc_usage(std::process::id())?.0 - me_before,
     );
     let stored: i64 = sqlx::query_scalar(
@@ -460,6 +541,24 @@ pub async fn soak_rate(
     db.close().await;
 
     let memory = Memory::of(&rss, run_s as f64);
+    // After each fault: the batches due in the minute from its recovery.
+    let after: Vec<String> = faults
+        .iter()
+        .map(|(what, at, back)| {
+            let mut ms: Vec<f64> = sent
+                .iter()
+                .filter(|(due, _)| *due >= *back && *due < back + 60.0)
+                .map(|s| s.1)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            format!(
+                "{what} at {:.0} s: ready again after {:.1} s, p99 of the next minute {:.0} ms",
+                at,
+                back - at,
+                percentile(&ms, 0.99)
+            )
+        })
+        .collect();
     // Latency per minute of the run: p50 / p99 of the batches due in it.
     let mut by_minute: Vec<Vec<f64>> = vec![Vec::new(); minutes as usize + 1];
     for (at, ms) in &sent {
@@ -477,15 +576,20 @@ pub async fn soak_rate(
     all.sort_by(f64::total_cmp);
     let taken = samples as f64 / secs;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    Ok(vec![
+    let mut rows = vec![
         (
             format!("Soak: {nodes} collectors x 8 GPUs in real time (a binary batch of each one's last second every second), {rate:.0} samples/s offered, {minutes} min, release server in its own process with its rollup and job-energy tasks"),
             format!(
-                "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored, {settled} settled); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
+                "**{taken:.0} samples/s** taken; {stored} of {samples} samples stored ({} missing, {} answered as stored{}, {settled} settled); database {:.1} GB; target 1,000,000 samples/s, every sample once: {}",
                 samples as i64 - stored,
                 answered,
+                if chaos {
+                    " (a batch stored whose answer a fault cut is answered as stored 0 when sent again)"
+                } else {
+                    ""
+                },
                 db_bytes as f64 / 1e9,
-                if stored as u64 == samples && answered == samples { "every sample once" } else { "MISSED" }
+                if stored as u64 == samples && (chaos || answered == samples) { "every sample once" } else { "MISSED" }
             ),
         ),
         (
@@ -530,5 +634,93 @@ pub async fn soak_rate(
                 memory.flat()
             ),
         ),
-    ])
+    ];
+    if chaos {
+        rows[0].0 = rows[0].0.replacen("Soak:", "Chaos soak:", 1);
+        rows.insert(
+            1,
+            (
+                format!("Faults ({} in {minutes} min)", faults.len()),
+                format!(
+                    "{}; the senders kept each batch until it was stored: {retried} sends retried after a broken connection or an error, {cut} cut by a collector's kill and sent again; after each kill every collector sent its last acknowledged batch again, and {stored_again} of those samples were stored again (0: each once). Every acknowledged sample stored once: {}. (CPU: PostgreSQL's processes that ended in its restart are not counted.)",
+                    after.join("; "),
+                    if stored as u64 == samples && stored_again == 0 { "yes" } else { "NO" }
+                ),
+            ),
+        );
+    }
+    Ok(rows)
+}
+
+/// One batch sent until stored, as a collector does: after a 503 it waits the Retry-After; in chaos a
+/// broken connection or any other answer is retried after 500 ms, and a kill of the collectors
+/// (`killed`) cuts the request, sent again a second later. The answer, and the sends (answered 503,
+/// retried, cut).
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Vec<u8>,
+    chaos: bool,
+    killed: &tokio::sync::Notify,
+) -> anyhow::Result<(serde_json::Value, [u64; 3])> {
+    let [mut refused, mut retried, mut cut] = [0u64; 3];
+    // A full queue answers 503 with Retry-After: the collector keeps the batch and
+    // sends it again then, as here (its later seconds wait behind it). In chaos a broken
+    // connection or any other answer is retried too (the collector spools), and a killed
+    // collector sends its batch again once started (a second later).
+    let answer: serde_json::Value = loop {
+        let request = async {
+            let r = crate::ingest::answer(
+                http,
+                url,
+                token,
+                wattlas_protocol::wire::BATCH_CONTENT_TYPE,
+                false,
+                body.clone(),
+            )
+            .await?;
+            let status = r.status();
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            let json = if status.is_success() {
+                Some(r.json::<serde_json::Value>().await?)
+            } else {
+                None
+            };
+            Ok::<_, anyhow::Error>((status, wait, json))
+        };
+        let outcome = if chaos {
+            tokio::select! {
+                r = request => Some(r),
+                () = killed.notified() => None,
+            }
+        } else {
+            Some(request.await)
+        };
+        match outcome {
+            Some(Ok((_, _, Some(json)))) => break json,
+            Some(Ok((status, wait, None)))
+                if status == reqwest::StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                refused += 1;
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1))).await;
+            }
+            Some(Ok((status, ..))) if !chaos => {
+                anyhow::bail!("ingest answered {status}")
+            }
+            Some(Err(e)) if !chaos => return Err(e),
+            None => {
+                cut += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(_) => {
+                retried += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    Ok((answer, [refused, retried, cut]))
 }
