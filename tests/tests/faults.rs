@@ -589,7 +589,7 @@ async fn a_full_database_disk_answers_503_and_ingest_resumes_when_space_returns(
     let running = Running::start(url.clone(), "lab").await;
     let (base, http, dir) = (&running.base, &running.http, running.dir.path());
     let token = add_node(http, base, "lab", "gpu01").await;
-    let collector = Collector::start(base, &token, dir, 40, &[]);
+    let collector = Collector::start(base, &token, dir, 24, &[]);
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = collector.scrape(http).await;
@@ -627,7 +627,7 @@ async fn a_full_database_disk_answers_503_and_ingest_resumes_when_space_returns(
         full["wattlas_collector_spool_bytes"] > 0.0,
         "the collector spools: {full:?}"
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // Space returns.
     std::fs::remove_file(&ballast).expect("free the disk");
     let log = collector.finish().await;
