@@ -595,7 +595,7 @@ pub async fn soak_rate(
         (
             "Batch latency over the soak (from when each was due)".to_owned(),
             format!(
-                "p50 {:.1} ms, p99 **{:.1} ms**, max {:.0} ms; p99 by minute: {}; {refused} requests answered 503 (queue full) and sent again after Retry-After",
+                "p50 {:.1} ms, p99 **{:.1} ms**, max {:.0} ms; p99 by minute: {}; {refused} requests answered 503 (a full queue, or in chaos the database away) and sent again after Retry-After",
                 percentile(&all, 0.5),
                 percentile(&all, 0.99),
                 all.last().copied().unwrap_or(f64::NAN),
