@@ -611,7 +611,7 @@ async fn paced(
 }
 
 /// One node's second of samples as a Prometheus remote write of dcgm-exporter series.
-fn remote_write(node: usize, batch: &[GpuSample]) -> Vec<u8> {
+pub(crate) fn remote_write(node: usize, batch: &[GpuSample]) -> Vec<u8> {
     use std::collections::BTreeMap;
     use wattlas_server::service::remote_write::{encode, Label, Sample, TimeSeries, WriteRequest};
     let mut by_gpu: BTreeMap<u32, Vec<&GpuSample>> = BTreeMap::new();

@@ -26,6 +26,7 @@ mod pages;
 mod seed;
 mod settled;
 mod soak;
+mod vm;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -186,6 +187,11 @@ async fn main() -> anyhow::Result<()> {
             .context("--soak-rate MINUTES SAMPLES_PER_S")?;
         let rows = soak::soak_rate(&base_url, minutes, rate, false).await?;
         write_table(&rows, &format!("soak-rate, {minutes} min"), out.as_deref())?;
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--vm") {
+        let rows = vm::versus(&base_url).await?;
+        write_table(&rows, "beside VictoriaMetrics", out.as_deref())?;
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--chaos") {

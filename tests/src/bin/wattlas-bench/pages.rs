@@ -82,6 +82,11 @@ impl Server {
         self.0.id()
     }
 
+    /// Another process, killed the same way when the benchmark ends.
+    pub fn from_child(child: Child) -> Server {
+        Server(child)
+    }
+
     /// SIGKILL: no graceful shutdown, requests in flight are cut.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
