@@ -326,6 +326,8 @@ pub(crate) struct Touch {
     pub clock_offset_ms: Option<i64>,
     /// Steps of its wall clock while the batch's samples were taken.
     pub clock_steps: u64,
+    /// The end of the latest block the batch stored.
+    pub raw_until: Option<DateTime<Utc>>,
 }
 
 /// Marks the nodes of several batches seen now, keeps the highest dropped-sample count each reported
@@ -355,6 +357,7 @@ pub(crate) async fn touch_many(
         .iter()
         .map(|b| b.clock_steps.min(1_000_000) as i64)
         .collect();
+    let raw_until: Vec<Option<DateTime<Utc>>> = batches.iter().map(|b| b.raw_until).collect();
     sqlx::query(
         r#"update nodes n
         set last_seen = now(),
@@ -362,11 +365,13 @@ pub(crate) async fn touch_many(
             clock_offset_ms = coalesce(d.offset_ms, n.clock_offset_ms),
             clock_checked_at = case when d.offset_ms is null then n.clock_checked_at else now() end,
             clock_steps = n.clock_steps + d.steps,
-            clock_stepped_at = case when d.steps > 0 then now() else n.clock_stepped_at end
+            clock_stepped_at = case when d.steps > 0 then now() else n.clock_stepped_at end,
+            raw_until = greatest(n.raw_until, d.raw_until)
         from (select id, max(dropped) as dropped, (array_agg(offset_ms order by ord desc)
-                  filter (where offset_ms is not null))[1] as offset_ms, sum(steps) as steps
-              from unnest($1::int[], $2::int8[], $3::int4[], $4::int8[])
-                  with ordinality as b(id, dropped, offset_ms, steps, ord)
+                  filter (where offset_ms is not null))[1] as offset_ms, sum(steps) as steps,
+                  max(raw_until) as raw_until
+              from unnest($1::int[], $2::int8[], $3::int4[], $4::int8[], $5::timestamptz[])
+                  with ordinality as b(id, dropped, offset_ms, steps, raw_until, ord)
               group by id) d
         where n.id = d.id"#,
     )
@@ -374,6 +379,7 @@ pub(crate) async fn touch_many(
     .bind(&dropped)
     .bind(&offsets)
     .bind(&steps)
+    .bind(&raw_until)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -28,6 +28,9 @@ pub(crate) struct Stored {
     pub stored: u64,
     /// Samples already present (or repeated inside the batch), not stored again.
     pub duplicates: u64,
+    /// The end of the latest block stored for the batch: the node's `raw_until` at least (set with the
+    /// rest of the node's row by `nodes::touch_many`, one update of the row per group).
+    pub raw_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Stores several batches (node, samples) in the caller's transaction with one statement per step for
@@ -141,8 +144,10 @@ pub(crate) async fn insert_many(
     let mut t_end = Vec::new();
     let mut n: Vec<i32> = Vec::new();
     let mut data: Vec<Vec<u8>> = Vec::new();
-    for (node_id, samples) in &batches {
+    let mut raw_until = vec![None; batches.len()];
+    for (i, (node_id, samples)) in batches.iter().enumerate() {
         for b in blocks(samples) {
+            raw_until[i] = raw_until[i].max(Some(ts(b.t_end_ms)));
             node.push(*node_id);
             t_start.push(ts(b.t_start_ms));
             t_end.push(ts(b.t_end_ms));
@@ -151,18 +156,12 @@ pub(crate) async fn insert_many(
         }
     }
     if !node.is_empty() {
-        // The blocks, their pending rollup ranges and the nodes' latest stored sample in one statement.
+        // The blocks and their pending rollup ranges in one statement.
         sqlx::query(
             r#"with block as (
                 insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
                 select * from unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
                 returning node_id, t_start, t_end
-            ),
-            kept as (
-                update nodes n
-                set raw_until = greatest(n.raw_until, b.t_end)
-                from (select node_id, max(t_end) as t_end from block group by node_id) b
-                where n.id = b.node_id
             )
             insert into rollup_pending (node_id, t_from, t_to)
             select node_id, t_start, t_end
@@ -179,9 +178,11 @@ pub(crate) async fn insert_many(
     Ok(batches
         .iter()
         .zip(received)
-        .map(|((_, samples), received)| Stored {
+        .zip(raw_until)
+        .map(|(((_, samples), received), raw_until)| Stored {
             stored: samples.len() as u64,
             duplicates: received - samples.len() as u64,
+            raw_until,
         })
         .collect())
 }

@@ -109,10 +109,14 @@ pub(crate) async fn store(
             dropped_total: c.dropped_total,
             clock_offset_ms: c.clock_offset_ms,
             clock_steps: c.clock_steps.unwrap_or(0),
+            raw_until: None,
         });
         samples.push((c.node_id, c.samples.clone()));
     }
     let stored = db::samples::insert_many(tx, samples).await?;
+    for (t, s) in touched.iter_mut().zip(&stored) {
+        t.raw_until = s.raw_until;
+    }
     db::nodes::touch_many(tx, &touched).await?;
     Ok(stored)
 }
