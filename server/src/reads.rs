@@ -96,17 +96,17 @@ impl Reads {
     }
 
     fn choose(&self, now: Instant) -> (&PgPool, Served) {
-        match &self.replica {
-            Some(replica)
-                if self.staleness_at(now).is_some_and(|s| s <= self.max_lag)
-                    || self
-                        .state
-                        .lock()
-                        .is_ok_and(|s| s.primary_away && s.answering) =>
-            {
-                (replica, Served::Replica)
-            }
-            _ => (&self.primary, Served::Primary),
+        let Some(replica) = &self.replica else {
+            return (&self.primary, Served::Primary);
+        };
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = state
+            .as_of
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.max_lag);
+        if fresh || (state.primary_away && state.answering) {
+            (replica, Served::Replica)
+        } else {
+            (&self.primary, Served::Primary)
         }
     }
 

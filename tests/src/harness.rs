@@ -400,3 +400,31 @@ pub async fn sign_in(
         .map(|v| format!("wattlas_session={v}"));
     (r.status().as_u16(), session)
 }
+
+/// `scripts/SCRIPT ARG` with `DATABASE_URL=url` (`scripts/backup`, `scripts/restore`); panics, with
+/// its standard error, unless it succeeds.
+pub fn run_script(script: &str, arg: &Path, url: &str) {
+    let out = Command::new("bash")
+        .arg(crate::manifest_dir().join("../scripts").join(script))
+        .arg(arg)
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("script runs");
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The server's `/metrics` text, scraped with the admin token.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::collector::{emitted, until, Collector};
 use wattlas_tests::harness::{
-    add_node, distinct_samples, job, server_cli, sign_in, stored_samples, wait_ready, Cluster,
-    Server, ADMIN,
+    add_node, distinct_samples, job, metrics_text, server_cli, sign_in, stored_samples, wait_ready,
+    Cluster, Server, ADMIN,
 };
 use wattlas_tests::{exposition, post};
 
@@ -470,17 +470,7 @@ async fn two_servers_behind_haproxy_survive_a_killed_server_and_a_promoted_stand
     assert!(refused.is_empty(), "{refused:?}");
 
     // The standby did serve reads, and the primary took them while it lagged.
-    let m = exposition(
-        &http
-            .get(format!("http://{s2}/metrics"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text"),
-    );
+    let m = exposition(&metrics_text(&http, &format!("http://{s2}")).await);
     eprintln!(
         "server 2 reads: replica {}, primary {}",
         m["wattlas_reads_total{pool=\"replica\"}"], m["wattlas_reads_total{pool=\"primary\"}"]

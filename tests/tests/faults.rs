@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::collector::{emitted, until, Collector};
 use wattlas_tests::harness::{
-    add_node, distinct_samples, job, stored_samples, wait_ready, Cluster, Running, ADMIN,
+    add_node, distinct_samples, job, metrics_text, stored_samples, wait_ready, Cluster, Running,
+    ADMIN,
 };
 use wattlas_tests::{exposition, post};
 
@@ -65,15 +66,7 @@ async fn ingest_waits_out_postgresql_stopped_and_started_again() {
             .is_some_and(|e| e.contains("database")),
         "{body}"
     );
-    let text = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(http, base).await;
     assert_eq!(exposition(&text)["wattlas_db_up"], 0.0, "{text}");
     // Meanwhile the collector keeps sampling into its spool.
     until(
@@ -608,19 +601,7 @@ async fn a_full_database_disk_answers_503_and_ingest_resumes_when_space_returns(
         .copied()
         .unwrap_or(0.0)
     };
-    let metrics = || async {
-        exposition(
-            &http
-                .get(format!("{base}/metrics"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text"),
-        )
-    };
+    let metrics = || async { exposition(&metrics_text(http, base).await) };
     until(
         "ingest refused for the full disk",
         Duration::from_secs(20),

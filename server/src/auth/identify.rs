@@ -169,17 +169,6 @@ async fn identify(
         });
     }
     let existing = session::from_cookie(state, headers).await?;
-    if let Some(digest) = session::cookie(headers, session::SESSION_COOKIE).map(token_digest) {
-        match &existing {
-            Some((s, until)) => {
-                state
-                    .identities
-                    .confirm(&digest, Who::Session(s.clone()), Some(*until));
-            }
-            None => state.identities.forget(&digest),
-        }
-    }
-    let existing = existing.map(|(s, _)| s);
     if let Some(header_user) = session::trusted_user(&state.config, headers, peer)? {
         if let Some(s) = existing.filter(|s| s.user.name == header_user) {
             return Ok((Identity::Session(Arc::new(s)), None));
@@ -217,15 +206,14 @@ pub(crate) async fn middleware(
         // The lookup is each request's check of the primary: its reads go to the replica now (not for
         // a pool timeout, which a busy primary gives too, nor a full disk, which reads do not mind).
         Err(AppError::Unavailable(e)) if crate::db::unreachable(&e) => {
-            let e = AppError::Unavailable(e);
-            if !matches!(e, AppError::Unavailable(sqlx::Error::PoolTimedOut)) {
+            if !matches!(e, sqlx::Error::PoolTimedOut) {
                 state.reads.primary_unreachable();
             }
             let found = recalled(&state, req.headers(), peer);
             if found.is_some() {
                 state.metrics.identity_recalled();
             }
-            found.ok_or(e)
+            found.ok_or(AppError::Unavailable(e))
         }
         other => other,
     };

@@ -11,6 +11,7 @@ use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
+use super::who::Who;
 use crate::config::Config;
 use crate::db::users::User;
 use crate::error::AppError;
@@ -44,25 +45,29 @@ pub(crate) fn set_cookie(config: &Config, name: &str, value: &str, max_age_s: i6
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The session whose token the request's cookie holds, if live, and when it ends.
+/// The session whose token the request's cookie holds, if live. What the database says is what this
+/// server remembers of the cookie for an outage (`remembered`): the session until its expiry, or
+/// nothing.
 pub(crate) async fn from_cookie(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<(Session, chrono::DateTime<chrono::Utc>)>, AppError> {
+) -> Result<Option<Session>, AppError> {
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    Ok(crate::db::users::session(&state.db, &token_digest(token))
-        .await?
-        .map(|row| {
-            (
-                Session {
-                    user: row.user,
-                    csrf_token: row.csrf_token,
-                },
-                row.expires_at,
-            )
-        }))
+    let digest = token_digest(token);
+    let Some(row) = crate::db::users::session(&state.db, &digest).await? else {
+        state.identities.forget(&digest);
+        return Ok(None);
+    };
+    let session = Session {
+        user: row.user,
+        csrf_token: row.csrf_token,
+    };
+    state
+        .identities
+        .confirm(&digest, Who::Session(session.clone()), Some(row.expires_at));
+    Ok(Some(session))
 }
 
 /// Starts a session for `user`: returns it and its `Set-Cookie` value.

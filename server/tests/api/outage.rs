@@ -125,36 +125,15 @@ async fn a_confirmed_session_keeps_its_page_through_an_outage_within_the_grace_o
         StatusCode::SERVICE_UNAVAILABLE,
         "an ended session is not served from memory"
     );
-    let api = app
-        .http
-        .get(format!("{}/api/v1/metrics/fleet", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("fleet");
-    assert_eq!(api.status(), StatusCode::OK, "reads go to the replica");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let (status, _) = app.get_text(ADMIN, "/api/v1/metrics/fleet").await;
+    assert_eq!(status, StatusCode::OK, "reads go to the replica");
+    let (_, metrics) = app.get_text(ADMIN, "/metrics").await;
     assert!(
         metrics.contains("wattlas_identities_recalled_total 1\n"),
         "{metrics}"
     );
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), StatusCode::OK);
-    let body: serde_json::Value = ready.json().await.expect("json");
+    let (status, body) = app.get(ADMIN, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
     assert!(
         body["status"]
             .as_str()

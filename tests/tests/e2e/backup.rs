@@ -10,7 +10,7 @@ use chrono::{DurationRound, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use wattlas_tests::harness::{
-    add_node, job, sample_keys, stored_samples, Cluster, Running, Server, ADMIN,
+    add_node, job, run_script, sample_keys, stored_samples, Cluster, Running, Server, ADMIN,
 };
 
 /// Batch `k`: second `k` after `t0` of GPUs 0 and 1, ten samples each (GPU 1 with an energy counter).
@@ -32,24 +32,6 @@ fn batch(t0: chrono::DateTime<Utc>, k: i64) -> Value {
         ],
         "samples": samples,
     })
-}
-
-fn run_script(script: &str, arg: &std::path::Path, url: &str) {
-    let out = std::process::Command::new("bash")
-        .arg(
-            wattlas_tests::manifest_dir()
-                .join("../scripts")
-                .join(script),
-        )
-        .arg(arg)
-        .env("DATABASE_URL", url)
-        .output()
-        .expect("script runs");
-    assert!(
-        out.status.success(),
-        "scripts/{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const ENERGY: &[&str] = &[

@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wattlas_server::service::remote_write::decode;
-use wattlas_tests::harness::{job_over, Running, ADMIN};
+use wattlas_tests::harness::{job_over, metrics_text, Running, ADMIN};
 use wattlas_tests::post;
 
 /// The real scrapes served, each as its own target at its own power: those with an energy counter and
@@ -272,15 +272,7 @@ remote_write:
     check_metrics(&fleet);
 
     // Wattlas's own exposition passes promtool.
-    let text = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&http, &base).await;
     assert!(
         text.contains("wattlas_remote_write_ignored_samples_total"),
         "{text}"

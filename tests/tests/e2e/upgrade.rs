@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use wattlas_tests::harness::{bin, database_url, wait_ready, Server, ADMIN};
+use wattlas_tests::harness::{bin, database_url, run_script, wait_ready, Server, ADMIN};
 
 /// Changes between a release's answers and this one's that the CHANGELOG declares, by path (array
 /// indices written `[]`): (path, why).
@@ -102,17 +102,7 @@ async fn upgrade_one(db: &PgPool, fixture: &Path) {
         .to_string_lossy()
         .into_owned();
     let url = database_url(db);
-    let restore = Command::new("bash")
-        .arg(repo().join("scripts/restore"))
-        .arg(fixture.join("dump.sql.gz"))
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("scripts/restore runs");
-    assert!(
-        restore.status.success(),
-        "{name}: scripts/restore failed:\n{}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
+    run_script("restore", &fixture.join("dump.sql.gz"), &url);
 
     // Before: the release's migrations applied, this release's later ones pending, nothing unknown.
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY 1")

@@ -75,14 +75,26 @@ impl OpenMetrics {
     }
 }
 
-/// Bytes of all files under `dir`, and of its blocks' `chunks/` files alone.
-fn du(dir: &Path) -> anyhow::Result<(u64, u64)> {
+/// Bytes of all files under `dir`, and of its blocks' `chunks/` files alone. A file or folder gone
+/// between the listing and its reading (a store merging its parts meanwhile) counts nothing.
+pub(crate) fn du(dir: &Path) -> anyhow::Result<(u64, u64)> {
     let (mut all, mut chunks) = (0, 0);
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            meta => meta?,
+        };
         if meta.is_dir() {
-            let (a, c) = du(&entry.path())?;
+            let (a, c) = match du(&entry.path()) {
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    continue
+                }
+                sizes => sizes?,
+            };
             all += a;
             chunks += if entry.file_name() == "chunks" { a } else { c };
         } else {

@@ -69,20 +69,6 @@ async fn send_all(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Bytes under a directory.
-fn du(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            total += du(&e.path());
-        } else {
-            total += meta.len();
-        }
-    }
-    total
-}
-
 /// VictoriaMetrics (Debian's binary) on a free port over a fresh directory; its process and base URL.
 async fn start_vm(dir: &std::path::Path) -> anyhow::Result<(pages::Server, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -182,11 +168,11 @@ pub async fn versus(base_url: &str) -> anyhow::Result<Vec<(String, String)>> {
         .send()
         .await?;
     // Merges run in the background: settled when the size stops changing for 5 s.
-    let mut vm_bytes = du(&vm_dir);
+    let mut vm_bytes = settled::du(&vm_dir)?.0;
     let settle = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let now = du(&vm_dir);
+        let now = settled::du(&vm_dir)?.0;
         if now == vm_bytes || settle.elapsed() > Duration::from_secs(120) {
             break;
         }
