@@ -189,8 +189,9 @@ async fn main() -> anyhow::Result<()> {
         write_table(&rows, &format!("soak-rate, {minutes} min"), out.as_deref())?;
         return Ok(());
     }
-    if args.iter().any(|a| a == "--vm") {
-        let rows = vm::versus(&base_url).await?;
+    if let Some(i) = args.iter().position(|a| a == "--vm") {
+        let wattlas_only = args.get(i + 1).is_some_and(|a| a == "wattlas");
+        let rows = vm::versus(&base_url, wattlas_only).await?;
         write_table(&rows, "beside VictoriaMetrics", out.as_deref())?;
         return Ok(());
     }
