@@ -128,6 +128,11 @@ impl From<crate::db::Error> for AppError {
         match e {
             crate::db::Error::Sql(e) => e.into(),
             crate::db::Error::Codec(e) => e.into(),
+            // The sender's retry finds the node anew (or registers it again).
+            e @ crate::db::Error::NodeGone(_) => AppError::Client(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Hostname: {e} (removed while this write was stored); send it again"),
+            ),
         }
     }
 }

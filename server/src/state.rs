@@ -34,7 +34,7 @@ pub struct Shared {
     /// Sign-ins hashing now: one slot per core (each Argon2 hash holds 19 MiB).
     pub hashing: Arc<tokio::sync::Semaphore>,
     /// Node tokens recently found (a few seconds).
-    pub node_tokens: Arc<crate::auth::NodeTokens>,
+    pub writer_tokens: Arc<crate::auth::WriterTokens>,
     /// Tokens and sessions recently confirmed, for when the database cannot say.
     pub identities: Arc<crate::auth::remembered::Remembered>,
 }
@@ -61,7 +61,7 @@ impl AppState {
             ctx: Context::new(db, config, reads),
             sign_in: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(crate::service::context::cores())),
-            node_tokens: Arc::default(),
+            writer_tokens: Arc::default(),
             identities: Arc::new(crate::auth::remembered::Remembered::new(grace)),
         }))
     }

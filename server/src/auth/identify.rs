@@ -67,23 +67,23 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             return Ok(Some(Caller::Admin));
         }
     }
-    // Collectors first: their batches are by far the most frequent requests (one a second per node),
-    // so a node's token is remembered for a few seconds instead of read for each; and the user lookup
-    // writes (it marks the token used).
-    if let Some(caller) = state.node_tokens.get(&digest) {
+    // Writers first: their batches are by far the most frequent requests (one a second per node, a
+    // site's Prometheus many a second), so their tokens are remembered for a few seconds instead of
+    // read for each; and the user lookup writes (it marks the token used).
+    if let Some(caller) = state.writer_tokens.get(&digest) {
         return Ok(Some(caller));
     }
     if let Some((node, switched)) = crate::db::nodes::by_token_digest(&state.db, &digest).await? {
         if switched {
             // The collector uses its new token: the old one, remembered, must stop now.
-            state.node_tokens.clear();
+            state.writer_tokens.clear();
         }
         let caller = Caller::Node {
             id: node.id,
             name: node.name,
             site_id: node.site_id,
         };
-        state.node_tokens.put(digest, caller.clone());
+        state.writer_tokens.put(digest, caller.clone());
         return Ok(Some(caller));
     }
     let found = match crate::db::facility::by_token_digest(&state.db, &digest).await? {
@@ -92,7 +92,11 @@ async fn bearer(state: &AppState, token: &str) -> Result<Option<Caller>, AppErro
             name: meter.name,
         }),
         None => match crate::db::sites::by_write_token_digest(&state.db, &digest).await? {
-            Some((id, name)) => Some(Caller::Site { id, name }),
+            Some((id, name)) => {
+                let caller = Caller::Site { id, name };
+                state.writer_tokens.put(digest.clone(), caller.clone());
+                Some(caller)
+            }
             None => crate::db::users::by_token_digest(&state.db, &digest)
                 .await?
                 .map(Caller::User),

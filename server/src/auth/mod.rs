@@ -12,21 +12,21 @@
 //! writes need a bearer token. Page forms check the session's CSRF token.
 //!
 //! This module only names its parts: `identify` (the middleware and the extractors), `session`
-//! (cookies, sessions, CSRF), `limit` (sign-in rate limits), `node_tokens`, `nav` (the page
+//! (cookies, sessions, CSRF), `limit` (sign-in rate limits), `writer_tokens`, `nav` (the page
 //! header's view of the viewer). `Caller` and `JobScope` are the domain's (`service::caller`).
 
 pub mod identify;
 pub mod limit;
 pub(crate) mod nav;
-pub(crate) mod node_tokens;
 pub(crate) mod operator;
 pub mod remembered;
 pub mod session;
 pub(crate) mod who;
+pub(crate) mod writer_tokens;
 
 pub use crate::service::caller::{new_token, token_digest, Caller, JobScope};
 pub(crate) use crate::service::password;
 pub(crate) use identify::{error_pages_with_nav, middleware, Identity, Viewer};
 pub(crate) use nav::Nav;
-pub(crate) use node_tokens::NodeTokens;
 pub(crate) use operator::operator_token;
+pub(crate) use writer_tokens::WriterTokens;

@@ -36,6 +36,9 @@ pub enum Error {
     /// A stored raw block could not be decoded.
     #[error("stored samples are unreadable")]
     Codec(#[from] crate::codec::CodecError),
+    /// A node a batch was found for is gone (deleted since): the batch is sent again and finds it anew.
+    #[error("node {0} is gone")]
+    NodeGone(crate::ids::NodeId),
 }
 
 /// A common table `overlapping (id, start_time, end_time)`: the jobs holding any time in `[$2, $3)`

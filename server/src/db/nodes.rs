@@ -330,36 +330,12 @@ pub(crate) struct Touch {
     pub raw_until: Option<DateTime<Utc>>,
 }
 
-/// Marks the nodes of several batches seen now, keeps the highest dropped-sample count each reported
-/// (a node may come more than once) and adds the clock steps they report: one statement. (A batch
-/// sent again after its answer was lost adds its steps again: the count is at least the steps.)
-pub(crate) async fn touch_many(
-    tx: &mut Transaction<'_, Postgres>,
-    batches: &[Touch],
-) -> sqlx::Result<()> {
-    if batches.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<NodeId> = batches.iter().map(|b| b.node_id).collect();
-    let dropped: Vec<Option<i64>> = batches
-        .iter()
-        .map(|b| b.dropped_total.map(|d| d.min(i64::MAX as u64) as i64))
-        .collect();
-    // A node's clock offset, as its last batch in the group measured it (clamped to an int4).
-    let offsets: Vec<Option<i32>> = batches
-        .iter()
-        .map(|b| {
-            b.clock_offset_ms
-                .map(|o| o.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
-        })
-        .collect();
-    let steps: Vec<i64> = batches
-        .iter()
-        .map(|b| b.clock_steps.min(1_000_000) as i64)
-        .collect();
-    let raw_until: Vec<Option<DateTime<Utc>>> = batches.iter().map(|b| b.raw_until).collect();
-    sqlx::query(
-        r#"update nodes n
+/// The update of the nodes of several batches, binds `$6` to `$10` ([`TouchBinds`]), written last
+/// in `samples::insert_many`'s statement: marks them seen now, keeps the highest dropped-sample count
+/// each reported (a node may come more than once), adds the clock steps they report (a batch sent
+/// again after its answer was lost adds its steps again: the count is at least the steps) and moves
+/// each one's latest stored sample on.
+pub(crate) const TOUCH: &str = r#"update nodes n
         set last_seen = now(),
             dropped_samples_total = greatest(n.dropped_samples_total, coalesce(d.dropped, 0)),
             clock_offset_ms = coalesce(d.offset_ms, n.clock_offset_ms),
@@ -370,19 +346,43 @@ pub(crate) async fn touch_many(
         from (select id, max(dropped) as dropped, (array_agg(offset_ms order by ord desc)
                   filter (where offset_ms is not null))[1] as offset_ms, sum(steps) as steps,
                   max(raw_until) as raw_until
-              from unnest($1::int[], $2::int8[], $3::int4[], $4::int8[], $5::timestamptz[])
+              from unnest($6::int[], $7::int8[], $8::int4[], $9::int8[], $10::timestamptz[])
                   with ordinality as b(id, dropped, offset_ms, steps, raw_until, ord)
               group by id) d
-        where n.id = d.id"#,
-    )
-    .bind(&ids)
-    .bind(&dropped)
-    .bind(&offsets)
-    .bind(&steps)
-    .bind(&raw_until)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        where n.id = d.id"#;
+
+/// [`TOUCH`]'s binds, in order.
+pub(crate) struct TouchBinds {
+    pub ids: Vec<NodeId>,
+    pub dropped: Vec<Option<i64>>,
+    pub offsets: Vec<Option<i32>>,
+    pub steps: Vec<i64>,
+    pub raw_until: Vec<Option<DateTime<Utc>>>,
+}
+
+impl TouchBinds {
+    pub(crate) fn new(batches: &[Touch]) -> Self {
+        TouchBinds {
+            ids: batches.iter().map(|b| b.node_id).collect(),
+            dropped: batches
+                .iter()
+                .map(|b| b.dropped_total.map(|d| d.min(i64::MAX as u64) as i64))
+                .collect(),
+            // A node's clock offset, as its last batch in the group measured it (clamped to an int4).
+            offsets: batches
+                .iter()
+                .map(|b| {
+                    b.clock_offset_ms
+                        .map(|o| o.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+                })
+                .collect(),
+            steps: batches
+                .iter()
+                .map(|b| b.clock_steps.min(1_000_000) as i64)
+                .collect(),
+            raw_until: batches.iter().map(|b| b.raw_until).collect(),
+        }
+    }
 }
 
 /// Replaces a node's token digest, the old one kept in its grace (`db::tokens`); `false` when there

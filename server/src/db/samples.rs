@@ -8,7 +8,7 @@
 //! (`gpu_settled`, one GPU's hour, see `compact_hour`) within one hour, which bounds every search.
 
 use crate::ids::NodeId;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -17,9 +17,6 @@ use crate::db::ts;
 
 /// Blocks hold samples of one aligned window of this length, so overlap searches are bounded.
 pub(crate) const BLOCK_WINDOW_MS: i64 = 300_000;
-
-/// Advisory-lock namespace for ingest ("WATT").
-const INGEST_LOCK: i32 = 0x5741_5454;
 
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,14 +30,18 @@ pub(crate) struct Stored {
     pub raw_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Stores several batches (node, samples) in the caller's transaction with one statement per step for
-/// all of them (group commit): each node's lock, the blocks overlapping any batch, the new blocks and
-/// their pending rollup ranges. Each (GPU, millisecond) of a node is stored at most once, also across
-/// batches of the same node in the group (the earlier batch stores it, the later counts a duplicate).
+/// Stores several batches (node, samples, what the batch says of its node) in the caller's
+/// transaction with one statement per step for all of them (group commit), three in streaming: every
+/// node's row locked with its latest stored sample read, the blocks overlapping a batch that reaches
+/// back to it (none in streaming), then the new blocks, their pending rollup ranges and every node's
+/// row updated (`nodes::Touch`) in one. Each (GPU, millisecond) of a node is stored at most once, also
+/// across batches of the same node in the group (the earlier batch stores it, the later counts a
+/// duplicate). A node gone since the caller found it refuses the group ([`super::Error::NodeGone`]).
 /// Answers what each batch stored, in order.
 pub(crate) async fn insert_many(
     tx: &mut Transaction<'_, Postgres>,
     batches: Vec<(NodeId, Vec<RawSample>)>,
+    mut touched: Vec<super::nodes::Touch>,
 ) -> Result<Vec<Stored>, super::Error> {
     let mut received = Vec::with_capacity(batches.len());
     let mut batches: Vec<(i32, Vec<RawSample>)> = batches
@@ -52,41 +53,53 @@ pub(crate) async fn insert_many(
             (node_id.0, samples)
         })
         .collect();
-    // (batch, node, window start, last, first) of each batch with samples.
+    // Every node's row, locked in id order (two groups holding the same nodes cannot deadlock; the
+    // settle task takes the same lock), with the end of its latest stored block: a row lock re-reads
+    // the row as committed by whoever held it before, so what it says is after their blocks.
+    let mut nodes: Vec<i32> = batches
+        .iter()
+        .map(|b| b.0)
+        .chain(touched.iter().map(|t| t.node_id.0))
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let locked: Vec<(i32, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "select id, raw_until from nodes where id = any($1::int[]) order by id for no key update",
+    )
+    .bind(&nodes)
+    .fetch_all(&mut **tx)
+    .await?;
+    if locked.len() < nodes.len() {
+        let gone = nodes
+            .iter()
+            .find(|n| !locked.iter().any(|(id, _)| id == *n))
+            .copied()
+            .unwrap_or_default();
+        return Err(super::Error::NodeGone(NodeId(gone)));
+    }
+    let raw_until: HashMap<i32, i64> = locked
+        .iter()
+        .filter_map(|(id, until)| Some((*id, until.as_ref()?.timestamp_millis())))
+        .collect();
+    // (batch, node, window start, last, first) of each batch reaching back to its node's latest
+    // stored sample: only those can repeat one (a streaming collector's batches never do). Their
+    // blocks are read through the indexes, batch by batch (`offset 0` keeps the lateral subquery
+    // from being flattened into a join the planner may answer by hashing whole chunks).
     let spans: Vec<(i32, i32, i64, i64, i64)> = batches
         .iter()
         .enumerate()
         .filter_map(|(i, (node_id, samples))| {
             let (first, last) = (samples.first()?.t_ms, samples.last()?.t_ms);
-            Some((i as i32, *node_id, window_start(first), last, first))
+            (first <= *raw_until.get(node_id)?)
+                .then(|| (i as i32, *node_id, window_start(first), last, first))
         })
         .collect();
+    let mut present: BTreeMap<usize, HashSet<(u32, i64)>> = BTreeMap::new();
     if !spans.is_empty() {
-        // Every node's lock, in node order (two groups holding the same nodes cannot deadlock).
-        let mut nodes: Vec<i32> = spans.iter().map(|s| s.1).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        sqlx::query(
-            "select pg_advisory_xact_lock($1, n) from (select unnest($2::int[]) as n order by 1) l",
-        )
-        .bind(INGEST_LOCK)
-        .bind(&nodes)
-        .execute(&mut **tx)
-        .await?;
-        // Only a batch reaching back to the node's latest stored sample can repeat one: a streaming
-        // collector's batches read no blocks. The others read theirs through the indexes, batch by
-        // batch (`offset 0` keeps the lateral subquery from being flattened into a join the planner
-        // may answer by hashing whole chunks).
         let overlapping: Vec<(i32, chrono::DateTime<chrono::Utc>, Vec<u8>)> = sqlx::query_as(
-            r#"with q as (
-                select q.*
-                from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
-                    as q(batch, node_id, window_start, last, first)
-                join nodes n on n.id = q.node_id
-                where q.first <= n.raw_until
-            )
-            select q.batch, b.t_start, b.data
-            from q
+            r#"select q.batch, b.t_start, b.data
+            from unnest($1::int[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
+                as q(batch, node_id, window_start, last, first)
             cross join lateral (
                 select g.t_start, g.data
                 from gpu_raw g
@@ -111,7 +124,6 @@ pub(crate) async fn insert_many(
         .bind(spans.iter().map(|s| ts(s.4)).collect::<Vec<_>>())
         .fetch_all(&mut **tx)
         .await?;
-        let mut present: BTreeMap<usize, HashSet<(u32, i64)>> = BTreeMap::new();
         let mut decoded = Vec::new();
         for (batch, t_start, data) in &overlapping {
             decoded.clear();
@@ -121,22 +133,22 @@ pub(crate) async fn insert_many(
                 .or_default()
                 .extend(decoded.iter().map(|s| (s.gpu, s.t_ms)));
         }
-        // What earlier batches of the group store for a node that comes more than once.
-        let mut repeated: BTreeMap<i32, HashSet<(u32, i64)>> = BTreeMap::new();
-        let mut seen = HashSet::new();
-        for (node_id, _) in &batches {
-            if !seen.insert(*node_id) {
-                repeated.insert(*node_id, HashSet::new());
-            }
+    }
+    // What earlier batches of the group store for a node that comes more than once.
+    let mut repeated: BTreeMap<i32, HashSet<(u32, i64)>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (node_id, _) in &batches {
+        if !seen.insert(*node_id) {
+            repeated.insert(*node_id, HashSet::new());
         }
-        for (i, (node_id, samples)) in batches.iter_mut().enumerate() {
-            if let Some(p) = present.get(&i) {
-                samples.retain(|s| !p.contains(&(s.gpu, s.t_ms)));
-            }
-            if let Some(earlier) = repeated.get_mut(node_id) {
-                samples.retain(|s| !earlier.contains(&(s.gpu, s.t_ms)));
-                earlier.extend(samples.iter().map(|s| (s.gpu, s.t_ms)));
-            }
+    }
+    for (i, (node_id, samples)) in batches.iter_mut().enumerate() {
+        if let Some(p) = present.get(&i) {
+            samples.retain(|s| !p.contains(&(s.gpu, s.t_ms)));
+        }
+        if let Some(earlier) = repeated.get_mut(node_id) {
+            samples.retain(|s| !earlier.contains(&(s.gpu, s.t_ms)));
+            earlier.extend(samples.iter().map(|s| (s.gpu, s.t_ms)));
         }
     }
     let mut node: Vec<i32> = Vec::new();
@@ -144,10 +156,10 @@ pub(crate) async fn insert_many(
     let mut t_end = Vec::new();
     let mut n: Vec<i32> = Vec::new();
     let mut data: Vec<Vec<u8>> = Vec::new();
-    let mut raw_until = vec![None; batches.len()];
+    let mut until = vec![None; batches.len()];
     for (i, (node_id, samples)) in batches.iter().enumerate() {
         for b in blocks(samples) {
-            raw_until[i] = raw_until[i].max(Some(ts(b.t_end_ms)));
+            until[i] = until[i].max(Some(ts(b.t_end_ms)));
             node.push(*node_id);
             t_start.push(ts(b.t_start_ms));
             t_end.push(ts(b.t_end_ms));
@@ -155,30 +167,40 @@ pub(crate) async fn insert_many(
             data.push(b.data);
         }
     }
-    if !node.is_empty() {
-        // The blocks and their pending rollup ranges in one statement.
-        sqlx::query(
-            r#"with block as (
-                insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
-                select * from unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
-                returning node_id, t_start, t_end
-            )
+    for (t, u) in touched.iter_mut().zip(&until) {
+        t.raw_until = t.raw_until.max(*u);
+    }
+    // The blocks, their pending rollup ranges and the nodes' rows in one statement.
+    let touch = super::nodes::TouchBinds::new(&touched);
+    sqlx::query(&format!(
+        r#"with block as (
+            insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
+            select * from unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bytea[])
+            returning node_id, t_start, t_end
+        ), pending as (
             insert into rollup_pending (node_id, t_from, t_to)
             select node_id, t_start, t_end
-            from block"#,
+            from block
         )
-        .bind(&node)
-        .bind(&t_start)
-        .bind(&t_end)
-        .bind(&n)
-        .bind(&data)
-        .execute(&mut **tx)
-        .await?;
-    }
+        {}"#,
+        super::nodes::TOUCH
+    ))
+    .bind(&node)
+    .bind(&t_start)
+    .bind(&t_end)
+    .bind(&n)
+    .bind(&data)
+    .bind(&touch.ids)
+    .bind(&touch.dropped)
+    .bind(&touch.offsets)
+    .bind(&touch.steps)
+    .bind(&touch.raw_until)
+    .execute(&mut **tx)
+    .await?;
     Ok(batches
         .iter()
         .zip(received)
-        .zip(raw_until)
+        .zip(until)
         .map(|(((_, samples), received), raw_until)| Stored {
             stored: samples.len() as u64,
             duplicates: received - samples.len() as u64,
@@ -314,8 +336,8 @@ pub async fn settle_hour(
     hour: chrono::DateTime<chrono::Utc>,
 ) -> Result<Settled, super::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock($1, $2)")
-        .bind(INGEST_LOCK)
+    // The node's row lock, as ingest takes it.
+    sqlx::query("select 1 from nodes where id = $1 for no key update")
         .bind(node_id)
         .execute(&mut *tx)
         .await?;

@@ -443,10 +443,11 @@ pub(crate) async fn rotate_token(
     let outcome = async {
         let holder = tokens::Holder::from_plural(&kind)?;
         let prefix = tokens::rotate(&state, holder, &name).await?;
-        if holder == tokens::Holder::Node {
-            // The old token keeps working until the collector first uses the new one (24 h at
-            // most); then it stops here at once (other servers: within auth::NODE_TOKEN_TTL).
-            state.node_tokens.clear();
+        if matches!(holder, tokens::Holder::Node | tokens::Holder::Site) {
+            // A node's old token keeps working until the collector first uses the new one (24 h at
+            // most), a site's stops now: here at once, on other servers within
+            // auth::WRITER_TOKEN_TTL.
+            state.writer_tokens.clear();
         }
         let grace = if kind == "sites" {
             "the old token no longer works"

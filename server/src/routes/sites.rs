@@ -141,7 +141,8 @@ pub(crate) async fn list_page(
 }
 
 /// `POST /api/v1/sites/{site}/write-token` (admin): a new write token for the site's Prometheus remote
-/// write, shown in this answer only; the old one stops working.
+/// write, shown in this answer only; the old one stops working (at once on this server, within 5 s on
+/// others).
 pub(crate) async fn write_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,6 +150,8 @@ pub(crate) async fn write_token(
 ) -> Result<(StatusCode, ApiJson<serde_json::Value>), AppError> {
     caller.require_admin()?;
     let token = crate::service::sites::rotate_write_token(&state, &site).await?;
+    // The old token stops here at once (on other servers within auth::WRITER_TOKEN_TTL).
+    state.writer_tokens.clear();
     Ok((
         StatusCode::CREATED,
         ApiJson(serde_json::json!({"site": site, "token": token})),

@@ -13,7 +13,7 @@ use crate::cache::PueCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reads::Reads;
-use crate::service::ingest::Writers;
+use crate::service::ingest::{KnownNodes, Writers};
 
 /// The domain's context: cheap to clone (a pool handle and `Arc`s).
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The group-commit writers of live GPU batches.
     pub writers: Arc<Writers>,
+    /// Nodes ingest found by name lately (a remote write's hosts).
+    pub known_nodes: Arc<KnownNodes>,
     /// People whose statement is being made (one at a time each).
     pub rendering: Arc<Mutex<HashSet<String>>>,
     /// Statements typeset at once, off the request threads (one per core): a 10,000-job PDF takes a
@@ -51,6 +53,7 @@ impl Context {
             pue_cache: Arc::default(),
             metrics: Arc::default(),
             writers,
+            known_nodes: Arc::default(),
             rendering: Arc::default(),
             typesetting: Arc::new(Semaphore::new(cores())),
             decoding: Arc::new(Semaphore::new(cores())),

@@ -38,7 +38,7 @@ impl Holder {
 }
 
 /// A new token for `name`; the old one stops as `Holder` says. A node's callers remembered by a
-/// server must be forgotten by the caller (`AppState::node_tokens`).
+/// server must be forgotten by the caller (`AppState::writer_tokens`).
 pub(crate) async fn rotate(cx: &Context, holder: Holder, name: &str) -> Result<String> {
     let (token, found) = match holder {
         Holder::Node => {

@@ -605,3 +605,59 @@ async fn a_write_refused_for_a_full_queue_leaves_no_node_it_registered(db: PgPoo
     .expect("query");
     assert!(empty.is_empty(), "registered without data: {empty:?}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn a_node_deleted_while_remembered_refuses_the_write_and_its_retry_registers_it_anew(
+    db: PgPool,
+) {
+    // Issue 34: the server remembers the nodes a remote write names (no lookup a request); another
+    // server deletes a node its refused write registered. The writers lock the node's row: the write
+    // is refused 503 with nothing stored (not stored under an id no node has), and the retry finds it anew.
+    let app = App::spawn(db).await;
+    let token = site_token(&app).await;
+    let one = || from_hosts(&["gone".to_owned()]);
+    // Registered by the first write, found (and remembered) by the second.
+    for _ in 0..2 {
+        let (status, body) = write(&app, &token, "", one()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let id: i32 = sqlx::query_scalar("select id from nodes where name = 'gone'")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("registered");
+    for table in ["rollup_pending", "gpu_raw", "gpus", "nodes"] {
+        let column = if table == "nodes" { "id" } else { "node_id" };
+        sqlx::query(&format!("delete from {table} where {column} = $1"))
+            .bind(id)
+            .execute(&app.state.db)
+            .await
+            .expect("deleted");
+    }
+    let before = app.stored().await;
+    let (status, body) = write(&app, &token, "", one()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("Hostname: node"),
+        "{body}"
+    );
+    assert_eq!(app.stored().await, before, "nothing stored");
+    let orphans: i64 = sqlx::query_scalar(
+        "select count(*) from gpu_raw g where not exists (select 1 from nodes n where n.id = g.node_id)",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .expect("query");
+    assert_eq!(orphans, 0);
+    // Sent again (Prometheus retries a 5xx): registered anew, stored once.
+    let (status, body) = write(&app, &token, "", one()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let again: i32 = sqlx::query_scalar("select id from nodes where name = 'gone'")
+        .fetch_one(&app.state.db)
+        .await
+        .expect("registered again");
+    assert_ne!(again, id);
+    assert_eq!(app.stored().await, before + 1);
+}

@@ -30,10 +30,12 @@ pub(crate) async fn store(
         }
         (Caller::Node { id, name, .. }, _) => (*id, name.clone()),
         (Caller::Admin, Some(named)) => {
-            let node = db::nodes::by_name(&cx.db, named)
+            let node = cx
+                .known_nodes
+                .find(&cx.db, named)
                 .await?
                 .ok_or_else(|| Error::invalid("node", format!("unknown node '{named}'")))?;
-            (node.id, node.name)
+            (node.id, named.clone())
         }
         (Caller::Admin, None) => {
             return Err(Error::invalid("node", "required with the admin token"))
@@ -64,7 +66,15 @@ pub(crate) async fn store(
     // transaction (`service::ingest`).
     let mut checked = check_batch(cx, node_id, &node_name, batch, raw, import).await?;
     checked.clock_offset_ms = clock_offset_ms;
-    let stored = cx.writers.store(&cx.db, checked).await?;
+    let stored = match cx.writers.store(&cx.db, checked).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            if let super::writers::WriteError::Db(db::Error::NodeGone(id)) = &e {
+                cx.known_nodes.forget(&[*id]);
+            }
+            return Err(e.into());
+        }
+    };
     cx.metrics.ingested(stored.stored, stored.duplicates);
     Ok(stored)
 }

@@ -3,6 +3,8 @@
 
 pub mod checks;
 pub(crate) mod gpu;
+pub(crate) mod known;
 pub(crate) mod writers;
 
+pub(crate) use known::KnownNodes;
 pub(crate) use writers::Writers;

@@ -3,7 +3,7 @@
 //! A request's batch is checked whole first (`checks`): a refused batch never reaches the store.
 //! Live ingest then hands it to a writer through a bounded queue; each writer takes every batch waiting
 //! (up to `MAX_GROUP_BATCHES` / `MAX_GROUP_SAMPLES`) and stores them in one transaction with one
-//! statement per step for the whole group (`db::samples::insert_many`, `db::nodes::touch_many`), then
+//! statement per step for the whole group (`db::samples::insert_many`), then
 //! answers each request after the commit. PostgreSQL's cost was per request (BEGIN, lock, overlap
 //! read, insert, node update, COMMIT: ~0.7 ms of its CPU for 80 samples); under load it is now per
 //! group. With one request waiting the group is that request: no added latency. If a group's
@@ -113,12 +113,7 @@ pub(crate) async fn store(
         });
         samples.push((c.node_id, c.samples.clone()));
     }
-    let stored = db::samples::insert_many(tx, samples).await?;
-    for (t, s) in touched.iter_mut().zip(&stored) {
-        t.raw_until = s.raw_until;
-    }
-    db::nodes::touch_many(tx, &touched).await?;
-    Ok(stored)
+    db::samples::insert_many(tx, samples, touched).await
 }
 
 /// Why a batch handed to the writers was not stored.

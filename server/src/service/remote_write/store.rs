@@ -46,7 +46,7 @@ pub(crate) async fn write(
     let mut checked = Vec::new();
     let mut new_nodes: Vec<(usize, NodeName, SiteId)> = Vec::new();
     for (host, series) in mapped.nodes {
-        let node_id = match (caller, db::nodes::by_name(&cx.db, &host).await?) {
+        let node_id = match (caller, cx.known_nodes.find(&cx.db, &host).await?) {
             (Caller::Node { name, .. }, _) if *name != host => {
                 return Err(Error::Forbidden(format!(
                     "Hostname: this token belongs to node '{name}', not '{host}'"
@@ -147,7 +147,13 @@ pub(crate) async fn write(
                 stored.duplicates += s.duplicates;
                 continue;
             }
-            Ok(Err(e)) => Error::from(e),
+            Ok(Err(e)) => {
+                if let crate::service::ingest::writers::WriteError::Db(db::Error::NodeGone(id)) = &e
+                {
+                    cx.known_nodes.forget(&[*id]);
+                }
+                Error::from(e)
+            }
             Err(e) => e,
         };
         failed = Some(error);
@@ -159,6 +165,7 @@ pub(crate) async fn write(
     // registers nothing (it registered 5,000 nodes once and answered 503).
     if !unused.is_empty() {
         db::nodes::delete_unused(&cx.db, &unused).await?;
+        cx.known_nodes.forget(&unused);
     }
     // What was stored stays (sent again, it is counted a duplicate); the sender retries a 5xx.
     cx.metrics.ingested(stored.stored, stored.duplicates);
