@@ -130,6 +130,9 @@ pub async fn start_server_at(
             // open, as real ones do: more than the default 1,024 (a fleet that size raises it too, or
             // puts a proxy in front).
             .env("WATTLAS_MAX_CONNECTIONS", "16384")
+            // All of them come from 127.0.0.1 here, where a fleet's come from an address each: the
+            // per-client bound (256) closed their idle connections under them.
+            .env("WATTLAS_MAX_CONNECTIONS_PER_CLIENT", "16384")
             .env(
                 "WATTLAS_COMPACT_AFTER_S",
                 if settle { "300" } else { "315360000" },
