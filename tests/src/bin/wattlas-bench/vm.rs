@@ -444,7 +444,7 @@ fn table(workload: &Workload, vm: Option<&VmLeg>, w: &WattlasLeg) -> Vec<(String
             format!(
                 "VictoriaMetrics {} (Debian) **{vm_rate:.0}** series samples/s, Wattlas **{w_rate:.0}** ({}); stored: VictoriaMetrics {:.0} series samples, {wattlas_stored}",
                 vm_version(),
-                ratio(vm_rate, w_rate, "slower", "faster"),
+                ratio(w_rate, vm_rate, "slower", "faster"),
                 vm.stored,
             ),
         ),
