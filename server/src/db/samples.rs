@@ -1,7 +1,7 @@
 //! Raw sample blocks: storing a batch exactly once per sample, and reading samples back.
 //!
 //! Idempotency is per sample, not per request: collectors retry, spools replay, and logs are re-imported
-//! in other groupings. Each batch is stored under a per-node advisory lock; blocks already holding any of
+//! in other groupings. Each batch is stored under its node's row lock; blocks already holding any of
 //! the batch's (GPU, time) pairs are decoded and those samples are left out. In steady streaming a new
 //! batch starts after the node's last block ends, so the overlap query finds nothing and nothing is
 //! decoded. A live block's samples lie within one aligned five-minute window, and a settled block's
