@@ -439,45 +439,87 @@ pub async fn retention_once(cx: &Context) -> Result<usize, Error> {
     Ok(dropped)
 }
 
+/// How long a retention statement waits for its locks. `drop_chunks` locks the tables its hypertable
+/// refers to (`node_energy`'s foreign key to `nodes`) even when nothing is old enough to drop; waiting
+/// behind a transaction that holds a node's row (an ingest group, an operator's session), every later
+/// reader of `nodes` (token lookups, ingest, pages) would wait behind it. Past this it gives up, and the
+/// next run tries again.
+const RETENTION_LOCK_TIMEOUT: &str = "1s";
+
+/// Runs one `drop_chunks` statement (bind `$1`: the retention in days) within
+/// [`RETENTION_LOCK_TIMEOUT`]: the chunks it dropped, or `None` when it gave up waiting for a lock.
+async fn drop_chunks(
+    db: &PgPool,
+    sql: &str,
+    retention_days: u32,
+) -> Result<Option<Vec<String>>, Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!(
+        "set local lock_timeout = '{RETENTION_LOCK_TIMEOUT}'"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    match sqlx::query_scalar(sql)
+        .bind(retention_days as i32)
+        .fetch_all(&mut *tx)
+        .await
+    {
+        Ok(dropped) => {
+            tx.commit().await?;
+            Ok(Some(dropped))
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn retention_now(db: &PgPool, retention_days: u32) -> Result<usize, Error> {
-    let mut dropped: Vec<String> = sqlx::query_scalar(
-        r#"select dropped::text
+    let statements = [
+        (
+            "gpu_raw",
+            r#"select dropped::text
         from drop_chunks('gpu_raw', older_than => least(
             now() - make_interval(days => $1),
             (select min(t_from) from rollup_pending))) as dropped"#,
-    )
-    .bind(retention_days as i32)
-    .fetch_all(db)
-    .await?;
-    let settled: Vec<String> = sqlx::query_scalar(
-        r#"select dropped::text
+        ),
+        (
+            "gpu_settled",
+            r#"select dropped::text
         from drop_chunks('gpu_settled', older_than => least(
             now() - make_interval(days => $1),
             (select min(t_from) from rollup_pending))) as dropped"#,
-    )
-    .bind(retention_days as i32)
-    .fetch_all(db)
-    .await?;
-    dropped.extend(settled);
-    // CPU and DRAM readings go the same way once every node's are rolled up past them.
-    let node_energy: Vec<String> = sqlx::query_scalar(
-        r#"select dropped::text
+        ),
+        // CPU and DRAM readings go the same way once every node's are rolled up past them.
+        (
+            "node_energy",
+            r#"select dropped::text
         from drop_chunks('node_energy', older_than => least(
             now() - make_interval(days => $1),
             (select min(coalesce(r.rolled_to, '-infinity'::timestamptz))
              from nodes n
              left join node_energy_rollup r on r.node_id = n.id
              where exists (select 1 from node_energy e where e.node_id = n.id)))) as dropped"#,
-    )
-    .bind(retention_days as i32)
-    .fetch_all(db)
-    .await?;
-    dropped.extend(node_energy);
+        ),
+    ];
+    let mut dropped: Vec<String> = Vec::new();
+    let mut waited_out: Vec<&str> = Vec::new();
+    for (table, sql) in statements {
+        match drop_chunks(db, sql, retention_days).await? {
+            Some(chunks) => dropped.extend(chunks),
+            None => waited_out.push(table),
+        }
+    }
+    if !waited_out.is_empty() {
+        tracing::warn!(
+            tables = ?waited_out,
+            "retention waited {RETENTION_LOCK_TIMEOUT} for a lock and left these for the next run"
+        );
+    }
     let mut tx = db.begin().await?;
     record_run(
         &mut tx,
         "retention",
-        serde_json::json!({ "dropped_chunks": dropped.len() }),
+        serde_json::json!({ "dropped_chunks": dropped.len(), "waited_out": waited_out }),
     )
     .await?;
     tx.commit().await?;

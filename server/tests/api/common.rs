@@ -535,3 +535,20 @@ pub async fn node_with_four_gpus(
     let (status, body) = app.ingest(token, &batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Waits for the retention task's first run, which a server starts with: it drops chunks of tables
+/// referring to `nodes`, which waits for a lock on `nodes` (a test holding a node's row would hold it up).
+pub async fn first_retention_ran(db: &PgPool) {
+    let started = std::time::Instant::now();
+    while sqlx::query_scalar::<_, i64>(
+        "select count(*) from maintenance_runs where task = 'retention'",
+    )
+    .fetch_one(db)
+    .await
+    .expect("runs")
+        == 0
+    {
+        assert!(started.elapsed().as_secs() < 30, "retention ran at start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -430,20 +430,8 @@ async fn a_full_ingest_queue_answers_503_and_stores_nothing_of_the_refused_batch
     .await;
     let token = app.node().await;
     let t0 = minute_aligned_past(10);
-    // The retention task's first run (at start) drops chunks of tables referring to nodes, which locks
-    // the nodes table whole: behind the lock held below, it would hold up every request's token lookup.
-    let started = std::time::Instant::now();
-    while sqlx::query_scalar::<_, i64>(
-        "select count(*) from maintenance_runs where task = 'retention'",
-    )
-    .fetch_one(&db)
-    .await
-    .expect("runs")
-        == 0
-    {
-        assert!(started.elapsed().as_secs() < 30, "retention ran at start");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // The retention task's first run (at start) would wait behind the row lock held below.
+    first_retention_ran(&db).await;
     // Hold node 1's ingest lock (its row's, as the writers and the settle task take it): the writer
     // blocks on the first batch it takes.
     let mut holder = db.begin().await.expect("tx");

@@ -138,3 +138,62 @@ async fn two_servers_running_their_background_tasks_at_once_do_each_piece_once(d
     let gpu_j = view.gpu_energy_kwh * 3.6e6;
     assert!((gpu_j - 19.9 * 200.0).abs() < 1e-6, "{gpu_j}");
 }
+
+#[sqlx::test(migrator = "wattlas_server::MIGRATOR")]
+async fn retention_behind_a_held_node_row_gives_up_within_a_second_and_holds_up_no_reader(
+    db: PgPool,
+) {
+    // drop_chunks of node_energy (a foreign key to nodes) waits for a lock on nodes even with nothing to
+    // drop; queued behind a transaction holding a node's row, it made every later reader of nodes wait
+    // as long (an API request's token lookup answered 503 after 5 s).
+    let app = App::spawn(db.clone()).await;
+    app.node().await;
+    first_retention_ran(&db).await;
+    let mut holder = db.begin().await.expect("tx");
+    sqlx::query("select 1 from nodes where id = 1 for no key update")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let started = std::time::Instant::now();
+    let retention = tokio::spawn({
+        let state = app.state.clone();
+        async move { maintenance::retention_once(&state).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A reader of nodes after retention asked for its lock.
+    let (status, nodes) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.get(ADMIN, "/api/v1/nodes"),
+    )
+    .await
+    .expect("the nodes list answers while the row is held");
+    assert_eq!(status, StatusCode::OK, "{nodes}");
+    assert_eq!(nodes[0]["name"], "n1");
+    tokio::time::timeout(std::time::Duration::from_secs(10), retention)
+        .await
+        .expect("retention ends while the row is held")
+        .expect("joins")
+        .expect("retention");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let detail: serde_json::Value =
+        sqlx::query_scalar("select detail from maintenance_runs where task = 'retention'")
+            .fetch_one(&db)
+            .await
+            .expect("run");
+    assert_eq!(detail["waited_out"], json!(["node_energy"]), "{detail}");
+    // Released, the next run does it all.
+    holder.rollback().await.expect("release");
+    maintenance::retention_once(&app.state)
+        .await
+        .expect("retention");
+    let detail: serde_json::Value =
+        sqlx::query_scalar("select detail from maintenance_runs where task = 'retention'")
+            .fetch_one(&db)
+            .await
+            .expect("run");
+    assert_eq!(detail["waited_out"], json!([]), "{detail}");
+}
