@@ -326,8 +326,6 @@ pub(crate) struct Touch {
     pub clock_offset_ms: Option<i64>,
     /// Steps of its wall clock while the batch's samples were taken.
     pub clock_steps: u64,
-    /// The end of the latest block the batch stored.
-    pub raw_until: Option<DateTime<Utc>>,
 }
 
 /// The update of the nodes of several batches, binds `$6` to `$10` ([`TouchBinds`]), written last
@@ -361,7 +359,8 @@ pub(crate) struct TouchBinds {
 }
 
 impl TouchBinds {
-    pub(crate) fn new(batches: &[Touch]) -> Self {
+    /// `raw_until`: the end of the latest block each batch stored (none stored: `None`), in order.
+    pub(crate) fn new(batches: &[Touch], raw_until: Vec<Option<DateTime<Utc>>>) -> Self {
         TouchBinds {
             ids: batches.iter().map(|b| b.node_id).collect(),
             dropped: batches
@@ -380,7 +379,7 @@ impl TouchBinds {
                 .iter()
                 .map(|b| b.clock_steps.min(1_000_000) as i64)
                 .collect(),
-            raw_until: batches.iter().map(|b| b.raw_until).collect(),
+            raw_until,
         }
     }
 }

@@ -25,9 +25,6 @@ pub(crate) struct Stored {
     pub stored: u64,
     /// Samples already present (or repeated inside the batch), not stored again.
     pub duplicates: u64,
-    /// The end of the latest block stored for the batch: the node's `raw_until` at least (set with the
-    /// rest of the node's row by `nodes::touch_many`, one update of the row per group).
-    pub raw_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Stores several batches (node, samples, what the batch says of its node) in the caller's
@@ -41,7 +38,7 @@ pub(crate) struct Stored {
 pub(crate) async fn insert_many(
     tx: &mut Transaction<'_, Postgres>,
     batches: Vec<(NodeId, Vec<RawSample>)>,
-    mut touched: Vec<super::nodes::Touch>,
+    touched: Vec<super::nodes::Touch>,
 ) -> Result<Vec<Stored>, super::Error> {
     let mut received = Vec::with_capacity(batches.len());
     let mut batches: Vec<(i32, Vec<RawSample>)> = batches
@@ -167,11 +164,8 @@ pub(crate) async fn insert_many(
             data.push(b.data);
         }
     }
-    for (t, u) in touched.iter_mut().zip(&until) {
-        t.raw_until = t.raw_until.max(*u);
-    }
     // The blocks, their pending rollup ranges and the nodes' rows in one statement.
-    let touch = super::nodes::TouchBinds::new(&touched);
+    let touch = super::nodes::TouchBinds::new(&touched, until);
     sqlx::query(&format!(
         r#"with block as (
             insert into gpu_raw (node_id, t_start, t_end, n_samples, data)
@@ -200,11 +194,9 @@ pub(crate) async fn insert_many(
     Ok(batches
         .iter()
         .zip(received)
-        .zip(until)
-        .map(|(((_, samples), received), raw_until)| Stored {
+        .map(|((_, samples), received)| Stored {
             stored: samples.len() as u64,
             duplicates: received - samples.len() as u64,
-            raw_until,
         })
         .collect())
 }

@@ -536,9 +536,13 @@ pub async fn node_with_four_gpus(
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-/// Waits for the retention task's first run, which a server starts with: it drops chunks of tables
-/// referring to `nodes`, which waits for a lock on `nodes` (a test holding a node's row would hold it up).
-pub async fn first_retention_ran(db: &PgPool) {
+/// Holds a node's row lock (as the writers and the settle task take it) until the transaction ends,
+/// after the retention task's first run, which a server starts with: it drops chunks of tables
+/// referring to `nodes`, which waits for a lock on `nodes` and would wait behind this one.
+pub async fn hold_node_row(
+    db: &PgPool,
+    node_id: i32,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let started = std::time::Instant::now();
     while sqlx::query_scalar::<_, i64>(
         "select count(*) from maintenance_runs where task = 'retention'",
@@ -551,4 +555,11 @@ pub async fn first_retention_ran(db: &PgPool) {
         assert!(started.elapsed().as_secs() < 30, "retention ran at start");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let mut holder = db.begin().await.expect("tx");
+    sqlx::query("select 1 from nodes where id = $1 for no key update")
+        .bind(node_id)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    holder
 }

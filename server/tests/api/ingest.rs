@@ -430,15 +430,8 @@ async fn a_full_ingest_queue_answers_503_and_stores_nothing_of_the_refused_batch
     .await;
     let token = app.node().await;
     let t0 = minute_aligned_past(10);
-    // The retention task's first run (at start) would wait behind the row lock held below.
-    first_retention_ran(&db).await;
-    // Hold node 1's ingest lock (its row's, as the writers and the settle task take it): the writer
-    // blocks on the first batch it takes.
-    let mut holder = db.begin().await.expect("tx");
-    sqlx::query("select 1 from nodes where id = 1 for no key update")
-        .execute(&mut *holder)
-        .await
-        .expect("lock");
+    // Hold node 1's ingest lock: the writer blocks on the first batch it takes.
+    let holder = hold_node_row(&db, 1).await;
     let send = |k: i64| {
         let (app, token) = (&app, token.clone());
         async move {

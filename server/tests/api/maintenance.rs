@@ -148,12 +148,7 @@ async fn retention_behind_a_held_node_row_gives_up_within_a_second_and_holds_up_
     // as long (an API request's token lookup answered 503 after 5 s).
     let app = App::spawn(db.clone()).await;
     app.node().await;
-    first_retention_ran(&db).await;
-    let mut holder = db.begin().await.expect("tx");
-    sqlx::query("select 1 from nodes where id = 1 for no key update")
-        .execute(&mut *holder)
-        .await
-        .expect("lock");
+    let holder = hold_node_row(&db, 1).await;
     let started = std::time::Instant::now();
     let retention = tokio::spawn({
         let state = app.state.clone();

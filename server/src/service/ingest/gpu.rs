@@ -3,7 +3,6 @@
 
 use super::checks::{check_batch, validate_identities};
 use crate::codec::RawSample;
-use crate::db;
 use crate::db::samples::Stored;
 use crate::service::caller::Caller;
 use crate::service::error::{Error, Result};
@@ -66,15 +65,11 @@ pub(crate) async fn store(
     // transaction (`service::ingest`).
     let mut checked = check_batch(cx, node_id, &node_name, batch, raw, import).await?;
     checked.clock_offset_ms = clock_offset_ms;
-    let stored = match cx.writers.store(&cx.db, checked).await {
-        Ok(stored) => stored,
-        Err(e) => {
-            if let super::writers::WriteError::Db(db::Error::NodeGone(id)) = &e {
-                cx.known_nodes.forget(&[*id]);
-            }
-            return Err(e.into());
-        }
-    };
+    let stored = cx
+        .writers
+        .store(&cx.db, checked)
+        .await
+        .inspect_err(|e| cx.known_nodes.forget_gone(e))?;
     cx.metrics.ingested(stored.stored, stored.duplicates);
     Ok(stored)
 }

@@ -70,6 +70,14 @@ impl KnownNodes {
     pub(crate) fn forget(&self, ids: &[NodeId]) {
         self.map().retain(|_, (node, _)| !ids.contains(&node.id));
     }
+
+    /// Forgets the node a failed store found gone ([`db::Error::NodeGone`]): the sender's retry finds
+    /// it anew. Any other failure forgets nothing.
+    pub(crate) fn forget_gone(&self, failed: &super::writers::WriteError) {
+        if let super::writers::WriteError::Db(db::Error::NodeGone(id)) = failed {
+            self.forget(&[*id]);
+        }
+    }
 }
 
 #[cfg(test)]

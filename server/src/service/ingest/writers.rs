@@ -109,7 +109,6 @@ pub(crate) async fn store(
             dropped_total: c.dropped_total,
             clock_offset_ms: c.clock_offset_ms,
             clock_steps: c.clock_steps.unwrap_or(0),
-            raw_until: None,
         });
         samples.push((c.node_id, c.samples.clone()));
     }

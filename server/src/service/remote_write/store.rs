@@ -148,10 +148,7 @@ pub(crate) async fn write(
                 continue;
             }
             Ok(Err(e)) => {
-                if let crate::service::ingest::writers::WriteError::Db(db::Error::NodeGone(id)) = &e
-                {
-                    cx.known_nodes.forget(&[*id]);
-                }
+                cx.known_nodes.forget_gone(&e);
                 Error::from(e)
             }
             Err(e) => e,

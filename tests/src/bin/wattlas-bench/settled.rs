@@ -18,7 +18,20 @@ use super::ingest::{blocks, copy_in, raw, simulate, Copy};
 use super::*;
 
 /// The real trace: 20 minutes of 2 GPUs at 100 ms (power, utilisation, memory).
-const REAL_TRACE: &str = "nvidia-smi/titanx-power-trace_2gpu_2025-12-02-20-31-56.csv";
+pub(crate) const REAL_TRACE: &str = "nvidia-smi/titanx-power-trace_2gpu_2025-12-02-20-31-56.csv";
+
+/// The real trace's samples, as the nvidia-smi importer reads them (UTC).
+pub(crate) fn read_real_trace() -> anyhow::Result<Vec<wattlas_protocol::GpuSample>> {
+    let path = wattlas_tests::manifest_dir()
+        .join("../../shared/data/real")
+        .join(REAL_TRACE);
+    let opts = wattlas_collector::import::nvidia_smi::Options::new(chrono_tz::UTC);
+    let file = std::io::BufReader::new(
+        std::fs::File::open(&path)
+            .with_context(|| format!("{} (../shared beside the checkout)", path.display()))?,
+    );
+    Ok(wattlas_collector::import::nvidia_smi::parse(file, &opts)?.samples)
+}
 
 /// The fields of a sample as Prometheus series: (name, value).
 fn fields(s: &RawSample) -> [(&'static str, Option<i64>); 7] {
@@ -221,16 +234,7 @@ pub(crate) async fn settled(
 /// The real trace: packed bytes (the data alone, as settled) beside live 1-s blocks and Prometheus's
 /// chunks (the data alone) of the same readings.
 fn real_trace() -> anyhow::Result<(String, String)> {
-    let path = wattlas_tests::manifest_dir()
-        .join("../../shared/data/real")
-        .join(REAL_TRACE);
-    let opts = wattlas_collector::import::nvidia_smi::Options::new(chrono_tz::UTC);
-    let file = std::io::BufReader::new(
-        std::fs::File::open(&path)
-            .with_context(|| format!("{} (../shared beside the checkout)", path.display()))?,
-    );
-    let parsed = wattlas_collector::import::nvidia_smi::parse(file, &opts)?;
-    let mut samples = raw(&parsed.samples);
+    let mut samples = raw(&read_real_trace()?);
     samples.sort_by_key(|s| (s.gpu, s.t_ms));
     let readings: u64 = samples
         .iter()

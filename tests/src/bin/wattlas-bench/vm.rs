@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::settled::{self, REAL_TRACE};
 use super::*;
 use wattlas_protocol::GpuSample;
 use wattlas_tests::post;
@@ -185,33 +186,19 @@ fn simulated() -> Workload {
     )
 }
 
-/// The real trace: 20 minutes of two Titan X at 100 ms (`nvidia-smi`, power only: no energy counter).
-const REAL_TRACE: &str = "nvidia-smi/titanx-power-trace_2gpu_2025-12-02-20-31-56.csv";
 /// Nodes (8 GPUs each) and seconds the real trace is replayed as.
 const REAL_NODES: usize = 50;
 const REAL_SECONDS: i64 = 600;
 
-/// The real trace replayed as a fleet's series: each of `REAL_NODES` x 8 GPUs plays ten minutes of
+/// The real trace (`settled::REAL_TRACE`: 20 minutes of two Titan X at 100 ms; no energy counter, so
+/// power only) replayed as a fleet's series: each of `REAL_NODES` x 8 GPUs plays ten minutes of
 /// one of the trace's two GPUs, from its own offset into the trace (1.5 s apart), with the trace's own
 /// timestamps and readings (its jitter, its idle and busy stretches), shifted to end minutes ago.
 fn real_trace() -> anyhow::Result<Workload> {
-    let path = wattlas_tests::manifest_dir()
-        .join("../../shared/data/real")
-        .join(REAL_TRACE);
-    let opts = wattlas_collector::import::nvidia_smi::Options::new(chrono_tz::UTC);
-    let file = std::io::BufReader::new(
-        std::fs::File::open(&path)
-            .with_context(|| format!("{} (../shared beside the checkout)", path.display()))?,
-    );
-    let parsed = wattlas_collector::import::nvidia_smi::parse(file, &opts)?;
+    let trace = settled::read_real_trace()?;
     let by_gpu: Vec<Vec<GpuSample>> = (0..2)
         .map(|g| {
-            let mut v: Vec<GpuSample> = parsed
-                .samples
-                .iter()
-                .filter(|s| s.gpu == g)
-                .cloned()
-                .collect();
+            let mut v: Vec<GpuSample> = trace.iter().filter(|s| s.gpu == g).cloned().collect();
             v.sort_by_key(|s| s.time);
             v
         })
